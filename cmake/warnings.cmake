@@ -1,0 +1,17 @@
+# vigil_set_warnings(target): the project's warning policy, applied per target.
+function(vigil_set_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
+  if(VIGIL_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+if(VIGIL_SANITIZE)
+  add_compile_options(-fsanitize=${VIGIL_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  add_link_options(-fsanitize=${VIGIL_SANITIZE})
+endif()
+
+if(VIGIL_MARCH)
+  separate_arguments(vigil_march_flags UNIX_COMMAND "${VIGIL_MARCH}")
+  add_compile_options(${vigil_march_flags})
+endif()

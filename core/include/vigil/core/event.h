@@ -1,0 +1,94 @@
+#pragma once
+// Event view over simdjson on-demand: extracts only the fields a rule bundle references.
+//
+// A FieldSet is the set of JSON paths a bundle needs, compiled once into a trie. An
+// EventParser walks one JSON event per call, visiting each object key once, and fills an
+// Event with a FieldValue per path. Nothing is allocated per event in steady state: the
+// parser reuses its padded buffer and simdjson's string buffer, and the values are views
+// into those buffers, valid until the parser's next parse().
+//
+// Thread safety: a FieldSet is immutable after construction and may be shared; an
+// EventParser and an Event belong to one thread.
+
+#include <simdjson.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vigil {
+
+enum class ValueType : uint8_t { kMissing, kNull, kString, kNumber, kBool, kObject, kArray };
+
+struct FieldValue {
+  ValueType type = ValueType::kMissing;
+  // kString: the unescaped string; kNumber: the number's JSON text ("4", "-1.5e3");
+  // kBool: "true"/"false"; kObject/kArray: the raw JSON text; otherwise empty.
+  std::string_view text;
+
+  bool present() const { return type != ValueType::kMissing && type != ValueType::kNull; }
+};
+
+class FieldSet {
+ public:
+  FieldSet();
+  // Adds a dotted path ("Event.System.EventID") and returns its slot; adding a path twice
+  // returns the same slot. A key containing a dot is written with "\." ("a\.b.c").
+  uint32_t add(std::string_view dotted_path);
+  // Slot of a path already added, or -1.
+  int32_t find(std::string_view dotted_path) const;
+  size_t size() const { return paths_.size(); }
+  const std::string& path(uint32_t slot) const { return paths_[slot]; }
+
+ private:
+  friend class EventParser;
+  struct Node {
+    // Sorted by key for binary search; values are node indexes.
+    std::vector<std::pair<std::string, uint32_t>> children;
+    int32_t slot = -1;
+  };
+  int32_t child(uint32_t node, std::string_view key) const;
+
+  std::vector<Node> nodes_;  // nodes_[0] is the root
+  std::vector<std::string> paths_;
+};
+
+class Event {
+ public:
+  const FieldValue& field(uint32_t slot) const { return values_[slot]; }
+  std::string_view raw() const { return raw_; }
+  size_t size() const { return values_.size(); }
+
+ private:
+  friend class EventParser;
+  std::vector<FieldValue> values_;
+  std::string_view raw_;
+};
+
+// Why an event could not be parsed. Every value has a name (see parse_error_name) that is
+// used as the dead-letter reason and as a metric label.
+enum class ParseError : uint8_t { kNone, kTooLarge, kInvalidUtf8, kMalformedJson, kNotAnObject, kTooDeep };
+std::string_view parse_error_name(ParseError e);
+
+class EventParser {
+ public:
+  // Events larger than max_event_bytes are refused with kTooLarge. Nesting deeper than
+  // max_depth is refused with kTooDeep.
+  explicit EventParser(size_t max_event_bytes = 1 << 20, size_t max_depth = 64);
+
+  // Parses `raw` and extracts the fields of `fields` into `out`. On error `out` holds no
+  // values. The views in `out` are valid until the next call.
+  ParseError parse(std::string_view raw, const FieldSet& fields, Event& out);
+
+ private:
+  ParseError walk_object(simdjson::ondemand::object obj, const FieldSet& fields, uint32_t node,
+                         Event& out, size_t depth);
+
+  size_t max_event_bytes_;
+  size_t max_depth_;
+  simdjson::ondemand::parser parser_;
+  std::vector<char> buffer_;
+};
+
+}  // namespace vigil

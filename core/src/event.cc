@@ -1,0 +1,187 @@
+#include "vigil/core/event.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace vigil {
+
+namespace od = simdjson::ondemand;
+
+std::string_view parse_error_name(ParseError e) {
+  switch (e) {
+    case ParseError::kNone: return "none";
+    case ParseError::kTooLarge: return "too_large";
+    case ParseError::kInvalidUtf8: return "invalid_utf8";
+    case ParseError::kMalformedJson: return "malformed_json";
+    case ParseError::kNotAnObject: return "not_an_object";
+    case ParseError::kTooDeep: return "too_deep";
+  }
+  return "unknown";
+}
+
+FieldSet::FieldSet() { nodes_.emplace_back(); }
+
+namespace {
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> parts(1);
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '\\' && i + 1 < path.size() && path[i + 1] == '.') {
+      parts.back() += '.';
+      ++i;
+    } else if (path[i] == '.') {
+      parts.emplace_back();
+    } else {
+      parts.back() += path[i];
+    }
+  }
+  return parts;
+}
+
+std::string_view trim_right(std::string_view s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+int32_t FieldSet::child(uint32_t node, std::string_view key) const {
+  const auto& ch = nodes_[node].children;
+  auto it = std::lower_bound(ch.begin(), ch.end(), key,
+                             [](const auto& p, std::string_view k) { return std::string_view(p.first) < k; });
+  if (it == ch.end() || it->first != key) return -1;
+  return static_cast<int32_t>(it->second);
+}
+
+uint32_t FieldSet::add(std::string_view dotted_path) {
+  uint32_t node = 0;
+  for (const auto& part : split_path(dotted_path)) {
+    int32_t next = child(node, part);
+    if (next < 0) {
+      next = static_cast<int32_t>(nodes_.size());
+      nodes_.emplace_back();
+      auto& ch = nodes_[node].children;
+      auto it = std::lower_bound(ch.begin(), ch.end(), part,
+                                 [](const auto& p, const std::string& k) { return p.first < k; });
+      ch.insert(it, {part, static_cast<uint32_t>(next)});
+    }
+    node = static_cast<uint32_t>(next);
+  }
+  if (nodes_[node].slot < 0) {
+    nodes_[node].slot = static_cast<int32_t>(paths_.size());
+    paths_.emplace_back(dotted_path);
+  }
+  return static_cast<uint32_t>(nodes_[node].slot);
+}
+
+int32_t FieldSet::find(std::string_view dotted_path) const {
+  uint32_t node = 0;
+  for (const auto& part : split_path(dotted_path)) {
+    const int32_t next = child(node, part);
+    if (next < 0) return -1;
+    node = static_cast<uint32_t>(next);
+  }
+  return nodes_[node].slot;
+}
+
+EventParser::EventParser(size_t max_event_bytes, size_t max_depth)
+    : max_event_bytes_(max_event_bytes), max_depth_(max_depth) {}
+
+ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Event& out) {
+  out.values_.assign(fields.size(), FieldValue{});
+  out.raw_ = {};
+  if (raw.size() > max_event_bytes_) return ParseError::kTooLarge;
+  if (!simdjson::validate_utf8(raw.data(), raw.size())) return ParseError::kInvalidUtf8;
+
+  // The one copy of the event: simdjson needs SIMDJSON_PADDING readable bytes past the end.
+  const size_t needed = raw.size() + simdjson::SIMDJSON_PADDING;
+  if (buffer_.size() < needed) buffer_.resize(std::max(needed, buffer_.size() * 2));
+  std::memcpy(buffer_.data(), raw.data(), raw.size());
+  std::memset(buffer_.data() + raw.size(), 0, simdjson::SIMDJSON_PADDING);
+  out.raw_ = raw;
+
+  od::document doc;
+  if (parser_.iterate(buffer_.data(), raw.size(), buffer_.size()).get(doc) != simdjson::SUCCESS) {
+    return ParseError::kMalformedJson;
+  }
+  od::object root;
+  const auto err = doc.get_object().get(root);
+  if (err == simdjson::INCORRECT_TYPE) return ParseError::kNotAnObject;
+  if (err != simdjson::SUCCESS) return ParseError::kMalformedJson;
+  ParseError pe = walk_object(root, fields, 0, out, 1);
+  if (pe != ParseError::kNone) out.values_.assign(fields.size(), FieldValue{});
+  return pe;
+}
+
+ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint32_t node, Event& out,
+                                    size_t depth) {
+  if (depth > max_depth_) return ParseError::kTooDeep;
+  for (auto field_result : obj) {
+    od::field field;
+    if (std::move(field_result).get(field) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+    std::string_view key;
+    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+    const int32_t next = fields.child(node, key);
+    if (next < 0) continue;  // not referenced: simdjson skips the value
+    const auto& n = fields.nodes_[static_cast<uint32_t>(next)];
+    od::value value = field.value();
+    od::json_type type;
+    if (value.type().get(type) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+
+    if (type == od::json_type::object && !n.children.empty()) {
+      od::object child;
+      if (value.get_object().get(child) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+      if (auto pe = walk_object(child, fields, static_cast<uint32_t>(next), out, depth + 1); pe != ParseError::kNone) {
+        return pe;
+      }
+      continue;
+    }
+    if (n.slot < 0) continue;  // an intermediate node holding a scalar: the path is absent
+    FieldValue& fv = out.values_[static_cast<uint32_t>(n.slot)];
+    switch (type) {
+      case od::json_type::string:
+        if (value.get_string().get(fv.text) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+        fv.type = ValueType::kString;
+        break;
+      case od::json_type::number: {
+        std::string_view tok = trim_right(value.raw_json_token());
+        // raw_json_token does not validate; the number parse does.
+        double d;
+        if (value.get_double().get(d) != simdjson::SUCCESS) {
+          int64_t i;
+          uint64_t u;
+          if (value.get_int64().get(i) != simdjson::SUCCESS && value.get_uint64().get(u) != simdjson::SUCCESS) {
+            return ParseError::kMalformedJson;
+          }
+        }
+        fv.text = tok;
+        fv.type = ValueType::kNumber;
+        break;
+      }
+      case od::json_type::boolean: {
+        bool b;
+        if (value.get_bool().get(b) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+        fv.text = b ? "true" : "false";
+        fv.type = ValueType::kBool;
+        break;
+      }
+      case od::json_type::null:
+        if (!value.is_null()) return ParseError::kMalformedJson;
+        fv.type = ValueType::kNull;
+        break;
+      case od::json_type::object:
+      case od::json_type::array: {
+        std::string_view rawj;
+        if (simdjson::to_json_string(value).get(rawj) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+        fv.text = trim_right(rawj);
+        fv.type = type == od::json_type::object ? ValueType::kObject : ValueType::kArray;
+        break;
+      }
+    }
+  }
+  return ParseError::kNone;
+}
+
+}  // namespace vigil

@@ -1,0 +1,59 @@
+#pragma once
+// Field mapping (a processing pipeline, as pySigma calls it): which events a Sigma logsource
+// applies to, and where a Sigma field lives in the sensor's JSON.
+//
+// File format (YAML), strict: an unknown key is an error.
+//
+//   name: vigil-sensor
+//   field_prefix: ""                 # JSON path prefix for fields not listed in `fields`
+//   fields: {Provider_Name: Event.System.Provider.#attributes.Name}
+//   host_field: Hostname             # JSON path of the host name (for alerts)
+//   time_field: "@timestamp"         # JSON path of the event time (RFC 3339)
+//   logsources:
+//     - name: sysmon_process_creation
+//       match: {product: windows, category: process_creation}
+//       where: {Channel: Microsoft-Windows-Sysmon/Operational, EventID: 1}   # JSON paths
+//
+// A rule's logsource selects every entry whose `match` agrees with it on the keys the rule
+// sets (product, category, service); an event belongs to an entry when every `where` path
+// equals one of the listed values (case-insensitive).
+
+#include <string>
+#include <vector>
+
+#include "vigil/core/status.h"
+#include "vigil/match/sigma.h"
+
+namespace vigil::match {
+
+struct LogsourceMapping {
+  std::string name;
+  Logsource match;
+  // JSON path -> accepted values
+  std::vector<std::pair<std::string, std::vector<std::string>>> where;
+};
+
+class FieldMapping {
+ public:
+  static Expected<FieldMapping> parse(const std::string& yaml_text, const std::string& source);
+  static Expected<FieldMapping> load_file(const std::string& path);
+
+  const std::string& name() const { return name_; }
+  // JSON path of a Sigma field.
+  std::string json_path(const std::string& sigma_field) const;
+  // Indexes of the logsources a rule with `ls` applies to.
+  std::vector<uint32_t> logsources_for(const Logsource& ls) const;
+  const std::vector<LogsourceMapping>& logsources() const { return logsources_; }
+  const std::string& host_field() const { return host_field_; }
+  const std::string& time_field() const { return time_field_; }
+
+ private:
+  std::string name_;
+  std::string field_prefix_;
+  std::vector<std::pair<std::string, std::string>> fields_;
+  std::string host_field_;
+  std::string time_field_;
+  std::vector<LogsourceMapping> logsources_;
+};
+
+}  // namespace vigil::match

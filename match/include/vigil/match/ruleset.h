@@ -1,0 +1,148 @@
+#pragma once
+// Compiled rule set and its runtime matcher.
+//
+// RuleSet::compile() takes parsed Sigma rules and a field mapping, resolves each rule's
+// logsource and fields, groups the string predicates by (logsource group, field) into
+// Hyperscan databases, and turns each condition into a postfix program over predicate bits.
+// A rule that cannot be compiled is reported with its reason and left out; it never fails
+// the compile of the others. A RuleSet is immutable and shared by all workers.
+//
+// A Matcher belongs to one worker thread: it owns the Hyperscan scratch and the per-event
+// bit sets, so match() allocates nothing in steady state.
+
+#include <hs/hs.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vigil/core/event.h"
+#include "vigil/core/status.h"
+#include "vigil/match/mapping.h"
+#include "vigil/match/sigma.h"
+
+namespace vigil::match {
+
+struct RuleInfo {
+  std::string id;
+  std::string title;
+  std::string level;
+  std::vector<std::string> tags;
+  std::string source;
+};
+
+struct RuleDiagnostic {
+  std::string source;
+  std::string rule_id;  // empty if the rule did not parse far enough to have one
+  std::string title;
+  Status status;        // ok: compiled
+  std::vector<std::string> warnings;
+};
+
+struct CompileReport {
+  std::vector<RuleDiagnostic> rules;
+  size_t compiled = 0;
+  size_t unsupported = 0;
+};
+
+// Reads every *.yml / *.yaml under each path (files or directories, recursively, in a
+// stable order) and parses it. Unparseable files become diagnostics in `report`.
+std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, CompileReport& report);
+
+class RuleSet {
+ public:
+  ~RuleSet();
+  RuleSet(const RuleSet&) = delete;
+  RuleSet& operator=(const RuleSet&) = delete;
+
+  // Compiles `rules` under `mapping`. Per-rule outcomes are appended to `report`. Fails
+  // only for errors of the whole set (Hyperscan unusable on this CPU, out of memory).
+  static Expected<std::shared_ptr<const RuleSet>> compile(const std::vector<SigmaRule>& rules,
+                                                          const FieldMapping& mapping, CompileReport& report);
+
+  const FieldSet& fields() const { return fields_; }
+  const std::vector<RuleInfo>& rules() const { return rules_; }
+  // Slot of the mapping's host field in fields(), or -1.
+  int32_t host_slot() const { return host_slot_; }
+  int32_t time_slot() const { return time_slot_; }
+  size_t predicate_count() const { return predicate_count_; }
+  size_t database_count() const { return databases_.size(); }
+
+ private:
+  friend class Matcher;
+  RuleSet() = default;
+
+  enum class Op : uint8_t { kPred, kAnd, kOr, kNot, kAtLeast, kTrue, kFalse };
+  struct Instr {
+    Op op;
+    uint32_t arg;  // kPred: predicate id; kAnd/kOr/kAtLeast: operand count
+    uint32_t k;    // kAtLeast: how many must hold
+  };
+  struct CompiledRule {
+    uint32_t group;
+    uint32_t program_begin, program_end;
+  };
+  struct Database {
+    uint32_t group;
+    uint32_t field_slot;
+    hs_database_t* db = nullptr;
+  };
+  struct DirectPredicate {  // evaluated without Hyperscan
+    uint32_t id;
+    uint32_t field_slot;
+    Predicate::Kind kind;
+  };
+  struct Group {  // the set of mapping logsources some rules apply to
+    std::vector<uint32_t> logsources;
+    std::vector<uint32_t> databases;
+    std::vector<DirectPredicate> direct;
+    std::vector<uint32_t> always_evaluate;  // rules whose condition can hold with no predicate true
+  };
+  struct LogsourceCheck {
+    std::vector<std::pair<uint32_t, std::vector<std::string>>> where;  // field slot -> values
+  };
+
+  FieldSet fields_;
+  std::vector<RuleInfo> rules_;
+  std::vector<CompiledRule> compiled_;
+  std::vector<Instr> program_;
+  size_t max_stack_ = 1;
+  std::vector<Database> databases_;
+  std::vector<Group> groups_;
+  std::vector<LogsourceCheck> logsources_;
+  std::vector<std::vector<uint32_t>> rules_of_predicate_;
+  size_t predicate_count_ = 0;
+  int32_t host_slot_ = -1;
+  int32_t time_slot_ = -1;
+};
+
+// Per-worker matching state over one RuleSet. Not thread-safe; one per worker.
+class Matcher {
+ public:
+  static Expected<std::unique_ptr<Matcher>> create(std::shared_ptr<const RuleSet> rules);
+  ~Matcher();
+
+  // Appends the indexes (into RuleSet::rules()) of the rules `event` matches to `out`,
+  // in ascending order. `event` must have been parsed with the rule set's fields().
+  Status match(const Event& event, std::vector<uint32_t>& out);
+
+  const RuleSet& rule_set() const { return *rules_; }
+
+ private:
+  friend class RuleSet;  // evaluates conditions with no predicate set, at compile time
+  explicit Matcher(std::shared_ptr<const RuleSet> rules) : rules_(std::move(rules)) {}
+  bool evaluate(uint32_t rule);
+
+  std::shared_ptr<const RuleSet> rules_;
+  hs_scratch_t* scratch_ = nullptr;
+  std::vector<uint8_t> bits_;
+  std::vector<uint32_t> touched_;
+  std::vector<uint8_t> active_logsource_;
+  std::vector<uint32_t> rule_epoch_;
+  uint32_t epoch_ = 0;
+  std::vector<uint8_t> stack_;
+  std::vector<uint32_t> candidates_;
+};
+
+}  // namespace vigil::match

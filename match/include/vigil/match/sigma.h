@@ -1,0 +1,72 @@
+#pragma once
+// Sigma rule intermediate representation and its parser.
+//
+// parse_sigma() turns one Sigma rule (YAML text) into a SigmaRule: metadata, a flat list of
+// field predicates, and the condition as a tree over those predicates (search identifiers
+// are resolved and inlined). Anything that decides what is detected and that the engine
+// does not understand (an unknown modifier, a deprecated aggregation, a dangling
+// identifier) makes the parse fail with a message naming it; nothing is silently ignored.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vigil/core/status.h"
+
+namespace vigil::match {
+
+struct Logsource {
+  std::string product, category, service;
+  std::string to_string() const;
+};
+
+// One test on one field of an event.
+struct Predicate {
+  enum class Kind : uint8_t {
+    kPattern,  // `regex` (Hyperscan syntax) matches the field's text
+    kExists,   // the field is present and not null
+    kMissing,  // the field is absent or null (Sigma `field: null`, `exists: false`)
+    kEmpty,    // the field is present with an empty text
+  };
+  std::string field;  // the Sigma field name, before mapping
+  Kind kind = Kind::kPattern;
+  std::string regex;
+  bool caseless = true;
+  bool dotall = true;
+  bool multiline = false;
+  bool user_regex = false;  // from the `re` modifier: may match an empty text
+
+  bool operator==(const Predicate&) const = default;
+};
+
+// Condition tree. Leaves refer to predicates by index into SigmaRule::predicates.
+struct CondNode {
+  enum class Kind : uint8_t { kPred, kAnd, kOr, kNot, kAtLeast, kConst };
+  Kind kind = Kind::kConst;
+  uint32_t index = 0;  // kPred: predicate index; kAtLeast: how many children must hold
+  bool value = false;  // kConst
+  std::vector<CondNode> children;
+};
+
+struct SigmaRule {
+  std::string source;  // file path, for diagnostics
+  std::string id;
+  std::string title;
+  std::string status;
+  std::string level;
+  std::string description;
+  std::vector<std::string> tags;
+  Logsource logsource;
+  std::vector<Predicate> predicates;
+  CondNode condition;
+  std::vector<std::string> warnings;  // unknown descriptive metadata and the like
+};
+
+// Parses one Sigma rule. `source` names the input in error messages.
+Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string& source);
+
+// Converts a Sigma string value (with `*`/`?` wildcards and Sigma's backslash escaping)
+// into a Hyperscan regex body, anchored at the start and/or end as asked.
+std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end);
+
+}  // namespace vigil::match

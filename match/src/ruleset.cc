@@ -1,0 +1,394 @@
+#include "vigil/match/ruleset.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+namespace vigil::match {
+namespace fs = std::filesystem;
+
+std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, CompileReport& report) {
+  std::vector<std::string> files;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        const auto ext = it->path().extension();
+        if (it->is_regular_file(ec) && (ext == ".yml" || ext == ".yaml")) files.push_back(it->path().string());
+      }
+      if (ec) report.rules.push_back({p, "", "", Status::io_error(p + ": " + ec.message()), {}});
+    } else {
+      files.push_back(p);
+    }
+  }
+  std::sort(files.begin(), files.end());
+
+  std::vector<SigmaRule> rules;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) {
+      report.rules.push_back({f, "", "", Status::io_error("cannot read '" + f + "'"), {}});
+      ++report.unsupported;
+      continue;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto rule = parse_sigma(ss.str(), f);
+    if (!rule) {
+      report.rules.push_back({f, "", "", rule.status(), {}});
+      ++report.unsupported;
+      continue;
+    }
+    rules.push_back(std::move(*rule));
+  }
+  return rules;
+}
+
+namespace {
+
+unsigned hs_flags(const Predicate& p) {
+  unsigned flags = HS_FLAG_SINGLEMATCH;
+  if (p.caseless) flags |= HS_FLAG_CASELESS;
+  if (p.dotall) flags |= HS_FLAG_DOTALL;
+  if (p.multiline) flags |= HS_FLAG_MULTILINE;
+  if (p.user_regex) flags |= HS_FLAG_ALLOWEMPTY;
+  return flags;
+}
+
+// Checks that Hyperscan accepts a pattern, without building a database.
+Status check_pattern(const Predicate& p) {
+  hs_expr_info_t* info = nullptr;
+  hs_compile_error_t* err = nullptr;
+  if (hs_expression_info(p.regex.c_str(), hs_flags(p), &info, &err) != HS_SUCCESS) {
+    std::string msg = err ? err->message : "unknown error";
+    hs_free_compile_error(err);
+    return Status::unsupported("field '" + p.field + "': pattern '" + p.regex + "' is not supported by Hyperscan (" + msg + ")");
+  }
+  std::free(info);
+  return Status::ok();
+}
+
+bool ascii_iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+struct PendingRule {
+  const SigmaRule* rule;
+  uint32_t group;
+  std::vector<uint32_t> pred_ids;  // local predicate index -> global id
+};
+
+}  // namespace
+
+RuleSet::~RuleSet() {
+  for (auto& d : databases_) hs_free_database(d.db);
+}
+
+Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<SigmaRule>& rules,
+                                                          const FieldMapping& mapping, CompileReport& report) {
+  std::shared_ptr<RuleSet> set(new RuleSet());
+  if (hs_valid_platform() != HS_SUCCESS) return Status::unsupported("Hyperscan needs a CPU with SSSE3");
+
+  for (const auto& ls : mapping.logsources()) {
+    LogsourceCheck check;
+    for (const auto& [path, values] : ls.where) check.where.emplace_back(set->fields_.add(path), values);
+    set->logsources_.push_back(std::move(check));
+  }
+  if (!mapping.host_field().empty()) set->host_slot_ = static_cast<int32_t>(set->fields_.add(mapping.host_field()));
+  if (!mapping.time_field().empty()) set->time_slot_ = static_cast<int32_t>(set->fields_.add(mapping.time_field()));
+
+  // Pass 1: per rule, resolve logsource and fields and check its own patterns.
+  struct PredKey {
+    uint32_t group, slot;
+    Predicate::Kind kind;
+    std::string regex;
+    unsigned flags;
+    auto operator<=>(const PredKey&) const = default;
+  };
+  std::map<PredKey, uint32_t> pred_ids;
+  std::vector<PredKey> preds;
+  std::map<std::vector<uint32_t>, uint32_t> group_ids;
+  std::vector<PendingRule> pending;
+  std::set<std::string> seen_ids;
+
+  for (const SigmaRule& rule : rules) {
+    RuleDiagnostic diag{rule.source, rule.id, rule.title, Status::ok(), rule.warnings};
+    auto fail = [&](Status s) {
+      diag.status = std::move(s);
+      report.rules.push_back(diag);
+      ++report.unsupported;
+    };
+    if (!seen_ids.insert(rule.id).second) {
+      fail(Status::invalid(rule.source + ": duplicate rule id '" + rule.id + "'"));
+      continue;
+    }
+    auto ls = mapping.logsources_for(rule.logsource);
+    if (ls.empty()) {
+      fail(Status::unsupported(rule.source + ": logsource '" + rule.logsource.to_string() + "' has no entry in mapping '" +
+                               mapping.name() + "'"));
+      continue;
+    }
+    Status bad;
+    for (const auto& p : rule.predicates) {
+      if (p.kind == Predicate::Kind::kPattern && !(bad = check_pattern(p))) break;
+    }
+    if (!bad.is_ok()) {
+      fail(Status(bad.code(), rule.source + ": " + bad.message()));
+      continue;
+    }
+    auto [git, inserted] = group_ids.emplace(ls, static_cast<uint32_t>(set->groups_.size()));
+    if (inserted) {
+      set->groups_.emplace_back();
+      set->groups_.back().logsources = ls;
+    }
+    PendingRule pr{&rule, git->second, {}};
+    for (const auto& p : rule.predicates) {
+      PredKey key{pr.group, set->fields_.add(mapping.json_path(p.field)), p.kind,
+                  p.kind == Predicate::Kind::kPattern ? p.regex : std::string(), p.kind == Predicate::Kind::kPattern ? hs_flags(p) : 0};
+      auto [it, fresh] = pred_ids.emplace(key, static_cast<uint32_t>(preds.size()));
+      if (fresh) preds.push_back(key);
+      pr.pred_ids.push_back(it->second);
+    }
+    pending.push_back(std::move(pr));
+    report.rules.push_back(diag);
+  }
+  set->predicate_count_ = preds.size();
+  set->rules_of_predicate_.resize(preds.size());
+
+  // Pass 2: one Hyperscan database per (group, field).
+  std::map<std::pair<uint32_t, uint32_t>, std::vector<uint32_t>> by_field;
+  for (uint32_t id = 0; id < preds.size(); ++id) {
+    const PredKey& k = preds[id];
+    if (k.kind == Predicate::Kind::kPattern) {
+      by_field[{k.group, k.slot}].push_back(id);
+    } else {
+      set->groups_[k.group].direct.push_back({id, k.slot, k.kind});
+    }
+  }
+  for (const auto& [gs, ids] : by_field) {
+    std::vector<const char*> exprs;
+    std::vector<unsigned> flags;
+    for (uint32_t id : ids) {
+      exprs.push_back(preds[id].regex.c_str());
+      flags.push_back(preds[id].flags);
+    }
+    hs_database_t* db = nullptr;
+    hs_compile_error_t* err = nullptr;
+    if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(ids.size()), HS_MODE_BLOCK,
+                         nullptr, &db, &err) != HS_SUCCESS) {
+      // Every pattern passed hs_expression_info, so this is a resource failure of the set.
+      std::string msg = err ? err->message : "unknown error";
+      hs_free_compile_error(err);
+      return Status::internal("Hyperscan compile of field '" + set->fields_.path(gs.second) + "' failed: " + msg);
+    }
+    set->groups_[gs.first].databases.push_back(static_cast<uint32_t>(set->databases_.size()));
+    set->databases_.push_back({gs.first, gs.second, db});
+  }
+
+  // Condition programs.
+  for (const PendingRule& pr : pending) {
+    const uint32_t rule_index = static_cast<uint32_t>(set->rules_.size());
+    CompiledRule cr{pr.group, static_cast<uint32_t>(set->program_.size()), 0};
+    size_t depth = 0, max_depth = 0;
+    auto emit = [&](auto&& self, const CondNode& n) -> void {
+      switch (n.kind) {
+        case CondNode::Kind::kPred: {
+          const uint32_t id = pr.pred_ids[n.index];
+          set->program_.push_back({Op::kPred, id, 0});
+          auto& users = set->rules_of_predicate_[id];
+          if (users.empty() || users.back() != rule_index) users.push_back(rule_index);
+          ++depth;
+          break;
+        }
+        case CondNode::Kind::kConst:
+          set->program_.push_back({n.value ? Op::kTrue : Op::kFalse, 0, 0});
+          ++depth;
+          break;
+        case CondNode::Kind::kNot:
+          self(self, n.children[0]);
+          set->program_.push_back({Op::kNot, 0, 0});
+          break;
+        case CondNode::Kind::kAnd:
+        case CondNode::Kind::kOr:
+        case CondNode::Kind::kAtLeast: {
+          for (const auto& c : n.children) self(self, c);
+          const Op op = n.kind == CondNode::Kind::kAnd ? Op::kAnd : n.kind == CondNode::Kind::kOr ? Op::kOr : Op::kAtLeast;
+          set->program_.push_back({op, static_cast<uint32_t>(n.children.size()), n.index});
+          depth -= n.children.size() - 1;
+          break;
+        }
+      }
+      max_depth = std::max(max_depth, depth);
+    };
+    emit(emit, pr.rule->condition);
+    cr.program_end = static_cast<uint32_t>(set->program_.size());
+    set->max_stack_ = std::max(set->max_stack_, max_depth);
+    set->compiled_.push_back(cr);
+    set->rules_.push_back({pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
+  }
+  for (auto& users : set->rules_of_predicate_) {
+    std::sort(users.begin(), users.end());
+    users.erase(std::unique(users.begin(), users.end()), users.end());
+  }
+
+  // Rules whose condition holds with every predicate false (e.g. "not filter") must be
+  // evaluated for every event of their logsource; find them with an all-false evaluation.
+  auto probe = Matcher::create(set);
+  if (!probe) return probe.status();
+  for (uint32_t r = 0; r < set->compiled_.size(); ++r) {
+    if ((*probe)->evaluate(r)) set->groups_[set->compiled_[r].group].always_evaluate.push_back(r);
+  }
+  report.compiled += set->compiled_.size();
+  return std::shared_ptr<const RuleSet>(std::move(set));
+}
+
+Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet> rules) {
+  std::unique_ptr<Matcher> m(new Matcher(std::move(rules)));
+  const RuleSet& rs = *m->rules_;
+  for (const auto& d : rs.databases_) {
+    if (hs_alloc_scratch(d.db, &m->scratch_) != HS_SUCCESS) return Status::internal("Hyperscan scratch allocation failed");
+  }
+  m->bits_.assign(rs.predicate_count_, 0);
+  m->touched_.reserve(rs.predicate_count_);
+  m->active_logsource_.assign(rs.logsources_.size(), 0);
+  m->rule_epoch_.assign(rs.compiled_.size(), 0);
+  m->stack_.assign(rs.max_stack_ + 1, 0);
+  m->candidates_.reserve(rs.compiled_.size());
+  return m;
+}
+
+Matcher::~Matcher() { hs_free_scratch(scratch_); }
+
+bool Matcher::evaluate(uint32_t rule) {
+  const RuleSet& rs = *rules_;
+  const auto& cr = rs.compiled_[rule];
+  size_t sp = 0;
+  uint8_t* st = stack_.data();
+  for (uint32_t pc = cr.program_begin; pc < cr.program_end; ++pc) {
+    const auto& in = rs.program_[pc];
+    switch (in.op) {
+      case RuleSet::Op::kPred: st[sp++] = bits_[in.arg]; break;
+      case RuleSet::Op::kTrue: st[sp++] = 1; break;
+      case RuleSet::Op::kFalse: st[sp++] = 0; break;
+      case RuleSet::Op::kNot: st[sp - 1] = !st[sp - 1]; break;
+      case RuleSet::Op::kAnd:
+      case RuleSet::Op::kOr:
+      case RuleSet::Op::kAtLeast: {
+        uint32_t count = 0;
+        for (uint32_t i = 0; i < in.arg; ++i) count += st[sp - 1 - i];
+        sp -= in.arg;
+        st[sp++] = in.op == RuleSet::Op::kAnd ? count == in.arg : in.op == RuleSet::Op::kOr ? count > 0 : count >= in.k;
+        break;
+      }
+    }
+  }
+  return sp == 1 && st[0];
+}
+
+namespace {
+
+struct ScanContext {
+  uint8_t* bits;
+  std::vector<uint32_t>* touched;
+};
+
+int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void* ctx) {
+  auto* sc = static_cast<ScanContext*>(ctx);
+  if (!sc->bits[id]) {
+    sc->bits[id] = 1;
+    sc->touched->push_back(id);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
+  const RuleSet& rs = *rules_;
+  for (uint32_t id : touched_) bits_[id] = 0;
+  touched_.clear();
+  candidates_.clear();
+  if (++epoch_ == 0) {
+    std::fill(rule_epoch_.begin(), rule_epoch_.end(), 0);
+    epoch_ = 1;
+  }
+
+  for (size_t i = 0; i < rs.logsources_.size(); ++i) {
+    bool active = true;
+    for (const auto& [slot, values] : rs.logsources_[i].where) {
+      const FieldValue& fv = event.field(slot);
+      bool any = false;
+      if (fv.present()) {
+        for (const auto& v : values) {
+          if (ascii_iequals(fv.text, v)) {
+            any = true;
+            break;
+          }
+        }
+      }
+      if (!any) {
+        active = false;
+        break;
+      }
+    }
+    active_logsource_[i] = active;
+  }
+
+  ScanContext sc{bits_.data(), &touched_};
+  auto add_candidate = [&](uint32_t r) {
+    if (rule_epoch_[r] != epoch_) {
+      rule_epoch_[r] = epoch_;
+      candidates_.push_back(r);
+    }
+  };
+  for (const auto& g : rs.groups_) {
+    bool active = false;
+    for (uint32_t ls : g.logsources) active |= active_logsource_[ls] != 0;
+    if (!active) continue;
+    for (uint32_t d : g.databases) {
+      const auto& db = rs.databases_[d];
+      const FieldValue& fv = event.field(db.field_slot);
+      if (!fv.present()) continue;
+      const hs_error_t err = hs_scan(db.db, fv.text.data(), static_cast<unsigned>(fv.text.size()), 0, scratch_, on_match, &sc);
+      if (err != HS_SUCCESS) return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
+    }
+    for (const auto& dp : g.direct) {
+      const FieldValue& fv = event.field(dp.field_slot);
+      bool hit = false;
+      switch (dp.kind) {
+        case Predicate::Kind::kExists: hit = fv.present(); break;
+        case Predicate::Kind::kMissing: hit = !fv.present(); break;
+        case Predicate::Kind::kEmpty: hit = fv.present() && fv.text.empty(); break;
+        case Predicate::Kind::kPattern: break;
+      }
+      if (hit && !bits_[dp.id]) {
+        bits_[dp.id] = 1;
+        touched_.push_back(dp.id);
+      }
+    }
+    for (uint32_t r : g.always_evaluate) add_candidate(r);
+  }
+  for (uint32_t id : touched_) {
+    for (uint32_t r : rs.rules_of_predicate_[id]) add_candidate(r);
+  }
+  const size_t first = out.size();
+  for (uint32_t r : candidates_) {
+    if (evaluate(r)) out.push_back(r);
+  }
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
+  return Status::ok();
+}
+
+}  // namespace vigil::match

@@ -1,0 +1,530 @@
+#include "vigil/match/sigma.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <set>
+
+namespace vigil::match {
+
+std::string Logsource::to_string() const {
+  std::string out;
+  auto add = [&](const char* k, const std::string& v) {
+    if (v.empty()) return;
+    if (!out.empty()) out += ' ';
+    out += k;
+    out += '=';
+    out += v;
+  };
+  add("product", product);
+  add("category", category);
+  add("service", service);
+  return out.empty() ? "(none)" : out;
+}
+
+namespace {
+
+void append_literal(std::string& out, unsigned char c) {
+  if (std::isalnum(c) || c == '_') {
+    out += static_cast<char>(c);
+  } else {
+    static constexpr char kHex[] = "0123456789abcdef";
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+}
+
+// The dash characters Windows command lines accept in place of '-' (Sigma's windash).
+constexpr const char* kWindashAlternatives = "(?:\\x2d|\\x2f|\\xe2\\x80\\x93|\\xe2\\x80\\x94|\\xe2\\x80\\x95)";
+
+std::string to_regex(const std::string& value, bool anchor_start, bool anchor_end, bool windash) {
+  std::string out;
+  out.reserve(value.size() * 2 + 8);
+  if (anchor_start) out += "\\A";
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (c == '\\' && i + 1 < value.size() && (value[i + 1] == '*' || value[i + 1] == '?' || value[i + 1] == '\\')) {
+      append_literal(out, static_cast<unsigned char>(value[++i]));
+    } else if (c == '*') {
+      out += ".*";
+    } else if (c == '?') {
+      out += '.';
+    } else if (windash && (c == '-' || c == '/')) {
+      out += kWindashAlternatives;
+    } else {
+      append_literal(out, static_cast<unsigned char>(c));
+    }
+  }
+  if (anchor_end) out += "\\z";
+  return out;
+}
+
+// True when the Sigma value is made of unescaped '*' only (or is empty).
+bool only_star_wildcards(const std::string& value) {
+  for (size_t i = 0; i < value.size(); ++i) {
+    if (value[i] != '*') return false;
+  }
+  return true;
+}
+
+CondNode make_node(CondNode::Kind kind) {
+  CondNode n;
+  n.kind = kind;
+  return n;
+}
+
+struct ParseContext {
+  const std::string& source;
+  SigmaRule& rule;
+
+  Status error(const std::string& what) const { return Status::invalid(source + ": " + what); }
+  Status unsupported(const std::string& what) const { return Status::unsupported(source + ": " + what); }
+
+  uint32_t add_predicate(Predicate p) {
+    for (size_t i = 0; i < rule.predicates.size(); ++i) {
+      if (rule.predicates[i] == p) return static_cast<uint32_t>(i);
+    }
+    rule.predicates.push_back(std::move(p));
+    return static_cast<uint32_t>(rule.predicates.size() - 1);
+  }
+};
+
+bool is_null_value(const YAML::Node& n) { return n.IsNull() && n.Tag() != "!"; }
+
+// One `field|mod|mod: value(s)` entry of a detection map.
+Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, const YAML::Node& value_node) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t i = 0; i <= key.size(); ++i) {
+    if (i == key.size() || key[i] == '|') {
+      parts.push_back(key.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  const std::string field = parts[0];
+  if (field.empty()) {
+    return ctx.unsupported("detection key '" + key + "': keyword search with modifiers is not supported");
+  }
+
+  enum class Mode { kEquals, kContains, kStartsWith, kEndsWith, kRegex, kExists } mode = Mode::kEquals;
+  bool all = false, cased = false, windash = false;
+  bool re_i = false, re_m = false, re_s = false;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const std::string& m = parts[i];
+    auto set_mode = [&](Mode next) -> Status {
+      if (mode != Mode::kEquals) return ctx.error("detection key '" + key + "': modifier '" + m + "' conflicts with an earlier one");
+      mode = next;
+      return Status::ok();
+    };
+    Status s;
+    if (m == "contains") s = set_mode(Mode::kContains);
+    else if (m == "startswith") s = set_mode(Mode::kStartsWith);
+    else if (m == "endswith") s = set_mode(Mode::kEndsWith);
+    else if (m == "re") s = set_mode(Mode::kRegex);
+    else if (m == "exists") s = set_mode(Mode::kExists);
+    else if (m == "all") all = true;
+    else if (m == "cased") cased = true;
+    else if (m == "windash") windash = true;
+    else if (m == "i" || m == "ignorecase") re_i = true;
+    else if (m == "m" || m == "multiline") re_m = true;
+    else if (m == "s" || m == "dotall") re_s = true;
+    else if (m == "base64" || m == "base64offset" || m == "utf16le" || m == "utf16be" || m == "utf16" ||
+             m == "wide" || m == "cidr" || m == "lt" || m == "lte" || m == "gt" || m == "gte" ||
+             m == "fieldref" || m == "expand" || m == "minute" || m == "hour" || m == "day" ||
+             m == "week" || m == "month" || m == "year") {
+      return ctx.unsupported("detection key '" + key + "': modifier '" + m + "' is not supported yet");
+    } else {
+      return ctx.error("detection key '" + key + "': unknown modifier '" + m + "'");
+    }
+    if (!s) return s;
+  }
+  if ((re_i || re_m || re_s) && mode != Mode::kRegex) {
+    return ctx.error("detection key '" + key + "': regex flags need the 're' modifier");
+  }
+  if (mode == Mode::kRegex && (windash || cased)) {
+    return ctx.error("detection key '" + key + "': 're' cannot be combined with windash or cased");
+  }
+
+  std::vector<YAML::Node> values;
+  if (value_node.IsSequence()) {
+    for (const auto& v : value_node) values.push_back(v);
+    if (values.empty()) return ctx.error("detection key '" + key + "': empty value list");
+  } else if (value_node.IsMap()) {
+    return ctx.error("detection key '" + key + "': a value must be a scalar or a list of scalars, not a map");
+  } else {
+    values.push_back(value_node);
+  }
+
+  CondNode group = make_node(all ? CondNode::Kind::kAnd : CondNode::Kind::kOr);
+  for (const auto& v : values) {
+    if (!v.IsScalar() && !is_null_value(v)) {
+      return ctx.error("detection key '" + key + "': list items must be scalars");
+    }
+    Predicate p;
+    p.field = field;
+    if (mode == Mode::kExists) {
+      const std::string s = v.IsScalar() ? v.Scalar() : "";
+      if (s != "true" && s != "false") return ctx.error("detection key '" + key + "': 'exists' takes true or false");
+      p.kind = s == "true" ? Predicate::Kind::kExists : Predicate::Kind::kMissing;
+    } else if (is_null_value(v)) {
+      if (mode != Mode::kEquals) return ctx.error("detection key '" + key + "': null cannot take a modifier");
+      p.kind = Predicate::Kind::kMissing;
+    } else if (mode == Mode::kRegex) {
+      p.kind = Predicate::Kind::kPattern;
+      p.regex = v.Scalar();
+      p.caseless = re_i;
+      p.multiline = re_m;
+      p.dotall = re_s;
+      p.user_regex = true;
+    } else {
+      const std::string& s = v.Scalar();
+      p.caseless = !cased;
+      if (s.empty() && mode == Mode::kEquals) {
+        p.kind = Predicate::Kind::kEmpty;
+      } else if (only_star_wildcards(s)) {
+        p.kind = Predicate::Kind::kExists;
+      } else {
+        p.kind = Predicate::Kind::kPattern;
+        const bool anchor_start = mode == Mode::kEquals || mode == Mode::kStartsWith;
+        const bool anchor_end = mode == Mode::kEquals || mode == Mode::kEndsWith;
+        p.regex = to_regex(s, anchor_start, anchor_end, windash);
+      }
+    }
+    CondNode leaf = make_node(CondNode::Kind::kPred);
+    leaf.index = ctx.add_predicate(std::move(p));
+    group.children.push_back(std::move(leaf));
+  }
+  if (group.children.size() == 1) return std::move(group.children[0]);
+  return group;
+}
+
+Expected<CondNode> parse_map(ParseContext& ctx, const YAML::Node& map) {
+  CondNode node = make_node(CondNode::Kind::kAnd);
+  for (const auto& kv : map) {
+    if (!kv.first.IsScalar()) return ctx.error("detection map key is not a string");
+    auto term = parse_field_term(ctx, kv.first.Scalar(), kv.second);
+    if (!term) return term.status();
+    node.children.push_back(std::move(*term));
+  }
+  if (node.children.empty()) return ctx.error("empty detection map");
+  if (node.children.size() == 1) return std::move(node.children[0]);
+  return node;
+}
+
+Expected<CondNode> parse_search(ParseContext& ctx, const std::string& name, const YAML::Node& node) {
+  if (node.IsMap()) return parse_map(ctx, node);
+  if (node.IsSequence()) {
+    CondNode any = make_node(CondNode::Kind::kOr);
+    for (const auto& item : node) {
+      if (item.IsMap()) {
+        auto m = parse_map(ctx, item);
+        if (!m) return m.status();
+        any.children.push_back(std::move(*m));
+      } else if (item.IsScalar()) {
+        return ctx.unsupported("search identifier '" + name + "': keyword (field-less) search is not supported yet");
+      } else {
+        return ctx.error("search identifier '" + name + "': list items must be maps");
+      }
+    }
+    if (any.children.empty()) return ctx.error("search identifier '" + name + "' is an empty list");
+    if (any.children.size() == 1) return std::move(any.children[0]);
+    return any;
+  }
+  return ctx.error("search identifier '" + name + "' must be a map or a list");
+}
+
+// ---- condition grammar ----
+
+struct Token {
+  enum class Kind { kWord, kLParen, kRParen, kPipe, kEnd } kind;
+  std::string text;
+};
+
+Expected<std::vector<Token>> tokenize(ParseContext& ctx, const std::string& cond) {
+  std::vector<Token> out;
+  for (size_t i = 0; i < cond.size();) {
+    const char c = cond[i];
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+    } else if (c == '(') {
+      out.push_back({Token::Kind::kLParen, "("});
+      ++i;
+    } else if (c == ')') {
+      out.push_back({Token::Kind::kRParen, ")"});
+      ++i;
+    } else if (c == '|') {
+      out.push_back({Token::Kind::kPipe, "|"});
+      ++i;
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '*' || c == '?' || c == '-' || c == '.') {
+      size_t j = i;
+      while (j < cond.size() && (std::isalnum(static_cast<unsigned char>(cond[j])) || cond[j] == '_' ||
+                                 cond[j] == '*' || cond[j] == '?' || cond[j] == '-' || cond[j] == '.')) {
+        ++j;
+      }
+      out.push_back({Token::Kind::kWord, cond.substr(i, j - i)});
+      i = j;
+    } else {
+      return ctx.error("condition: unexpected character '" + std::string(1, c) + "' in '" + cond + "'");
+    }
+  }
+  out.push_back({Token::Kind::kEnd, ""});
+  return out;
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+class ConditionParser {
+ public:
+  ConditionParser(ParseContext& ctx, const std::map<std::string, CondNode>& searches, std::vector<Token> tokens,
+                  const std::string& text)
+      : ctx_(ctx), searches_(searches), tokens_(std::move(tokens)), text_(text) {}
+
+  Expected<CondNode> parse() {
+    auto e = parse_or();
+    if (!e) return e;
+    if (peek().kind == Token::Kind::kPipe) {
+      return ctx_.unsupported("condition '" + text_ + "': aggregation expressions ('|') are deprecated; use a correlation rule");
+    }
+    if (peek().kind != Token::Kind::kEnd) return ctx_.error("condition '" + text_ + "': unexpected '" + peek().text + "'");
+    return e;
+  }
+
+ private:
+  const Token& peek() const { return tokens_[pos_]; }
+  bool is_word(const char* w) const { return peek().kind == Token::Kind::kWord && lower(peek().text) == w; }
+
+  Expected<CondNode> parse_or() {
+    auto left = parse_and();
+    if (!left) return left;
+    if (!is_word("or")) return left;
+    CondNode n = make_node(CondNode::Kind::kOr);
+    n.children.push_back(std::move(*left));
+    while (is_word("or")) {
+      ++pos_;
+      auto right = parse_and();
+      if (!right) return right;
+      n.children.push_back(std::move(*right));
+    }
+    return n;
+  }
+
+  Expected<CondNode> parse_and() {
+    auto left = parse_not();
+    if (!left) return left;
+    if (!is_word("and")) return left;
+    CondNode n = make_node(CondNode::Kind::kAnd);
+    n.children.push_back(std::move(*left));
+    while (is_word("and")) {
+      ++pos_;
+      auto right = parse_not();
+      if (!right) return right;
+      n.children.push_back(std::move(*right));
+    }
+    return n;
+  }
+
+  Expected<CondNode> parse_not() {
+    if (is_word("not")) {
+      ++pos_;
+      auto inner = parse_not();
+      if (!inner) return inner;
+      CondNode n = make_node(CondNode::Kind::kNot);
+      n.children.push_back(std::move(*inner));
+      return n;
+    }
+    return parse_primary();
+  }
+
+  Expected<CondNode> parse_primary() {
+    const Token& t = peek();
+    if (t.kind == Token::Kind::kLParen) {
+      ++pos_;
+      auto inner = parse_or();
+      if (!inner) return inner;
+      if (peek().kind != Token::Kind::kRParen) return ctx_.error("condition '" + text_ + "': missing ')'");
+      ++pos_;
+      return inner;
+    }
+    if (t.kind != Token::Kind::kWord) {
+      return ctx_.error("condition '" + text_ + "': expected an identifier, got '" + t.text + "'");
+    }
+    const std::string word = t.text;
+    const std::string lw = lower(word);
+    if (lw == "and" || lw == "or" || lw == "of" || lw == "them") {
+      return ctx_.error("condition '" + text_ + "': unexpected '" + word + "'");
+    }
+    // quantifier: "1 of x*", "all of them", "N of ..."
+    if (tokens_[pos_ + 1].kind == Token::Kind::kWord && lower(tokens_[pos_ + 1].text) == "of") {
+      pos_ += 2;
+      const Token& target = peek();
+      if (target.kind != Token::Kind::kWord) return ctx_.error("condition '" + text_ + "': expected a pattern after 'of'");
+      ++pos_;
+      return quantifier(lw, target.text);
+    }
+    ++pos_;
+    auto it = searches_.find(word);
+    if (it == searches_.end()) {
+      return ctx_.error("condition '" + text_ + "': unknown search identifier '" + word + "'");
+    }
+    return it->second;
+  }
+
+  Expected<CondNode> quantifier(const std::string& q, const std::string& target) {
+    std::vector<const CondNode*> matched;
+    const bool them = lower(target) == "them";
+    for (const auto& [name, node] : searches_) {
+      if (them ? name.rfind('_', 0) != 0 : glob_match(target, name)) matched.push_back(&node);
+    }
+    if (matched.empty()) {
+      return ctx_.error("condition '" + text_ + "': '" + target + "' matches no search identifier");
+    }
+    CondNode n;
+    if (q == "all") {
+      n = make_node(CondNode::Kind::kAnd);
+    } else if (q == "any" || q == "1") {
+      n = make_node(CondNode::Kind::kOr);
+    } else {
+      uint32_t k = 0;
+      for (char c : q) {
+        if (c < '0' || c > '9' || k > 100000) return ctx_.error("condition '" + text_ + "': bad quantifier '" + q + "'");
+        k = k * 10 + static_cast<uint32_t>(c - '0');
+      }
+      if (k == 0) return ctx_.error("condition '" + text_ + "': quantifier must be at least 1");
+      n = make_node(CondNode::Kind::kAtLeast);
+      n.index = k;
+    }
+    for (const CondNode* m : matched) n.children.push_back(*m);
+    if (n.children.size() == 1 && n.kind != CondNode::Kind::kAtLeast) return std::move(n.children[0]);
+    return n;
+  }
+
+  ParseContext& ctx_;
+  const std::map<std::string, CondNode>& searches_;
+  std::vector<Token> tokens_;
+  const std::string& text_;
+  size_t pos_ = 0;
+};
+
+std::string scalar_or_empty(const YAML::Node& n) { return n && n.IsScalar() ? n.Scalar() : std::string(); }
+
+const std::set<std::string>& known_top_level_keys() {
+  static const std::set<std::string> keys = {
+      "title", "id", "name", "status", "description", "references", "author", "date", "modified",
+      "tags", "logsource", "detection", "fields", "falsepositives", "level", "related", "license",
+      "taxonomy", "scope", "simulation", "regression_tests_path", "tests"};
+  return keys;
+}
+
+}  // namespace
+
+std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end) {
+  return to_regex(value, anchor_start, anchor_end, false);
+}
+
+Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string& source) {
+  SigmaRule rule;
+  rule.source = source;
+  ParseContext ctx{source, rule};
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(yaml_text);
+    if (docs.empty() || !docs[0].IsMap()) return ctx.error("not a Sigma rule: the document is not a YAML map");
+    if (docs.size() > 1) return ctx.unsupported("multi-document rule files (rule collections) are not supported yet");
+    const YAML::Node& doc = docs[0];
+
+    if (doc["correlation"]) return ctx.unsupported("correlation rules are not supported yet");
+    if (doc["action"]) return ctx.unsupported("rule collection actions ('action') are not supported");
+
+    rule.title = scalar_or_empty(doc["title"]);
+    rule.id = scalar_or_empty(doc["id"]);
+    rule.status = scalar_or_empty(doc["status"]);
+    rule.level = scalar_or_empty(doc["level"]);
+    rule.description = scalar_or_empty(doc["description"]);
+    if (rule.title.empty()) return ctx.error("missing 'title'");
+    if (rule.id.empty()) return ctx.error("missing 'id'");
+    if (const auto tags = doc["tags"]; tags && tags.IsSequence()) {
+      for (const auto& t : tags) rule.tags.push_back(scalar_or_empty(t));
+    }
+    for (const auto& kv : doc) {
+      const std::string k = scalar_or_empty(kv.first);
+      if (!known_top_level_keys().count(k)) rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
+    }
+
+    const YAML::Node ls = doc["logsource"];
+    if (!ls || !ls.IsMap()) return ctx.error("missing 'logsource' map");
+    rule.logsource.product = scalar_or_empty(ls["product"]);
+    rule.logsource.category = scalar_or_empty(ls["category"]);
+    rule.logsource.service = scalar_or_empty(ls["service"]);
+
+    const YAML::Node det = doc["detection"];
+    if (!det || !det.IsMap()) return ctx.error("missing 'detection' map");
+    std::map<std::string, CondNode> searches;
+    YAML::Node condition;
+    for (const auto& kv : det) {
+      const std::string name = scalar_or_empty(kv.first);
+      if (name == "condition") {
+        condition = kv.second;
+        continue;
+      }
+      if (name == "timeframe") return ctx.unsupported("'timeframe' (deprecated aggregation) is not supported; use a correlation rule");
+      auto node = parse_search(ctx, name, kv.second);
+      if (!node) return node.status();
+      searches.emplace(name, std::move(*node));
+    }
+    if (!condition) return ctx.error("detection has no 'condition'");
+
+    std::vector<std::string> conditions;
+    if (condition.IsScalar()) {
+      conditions.push_back(condition.Scalar());
+    } else if (condition.IsSequence()) {
+      for (const auto& c : condition) {
+        if (!c.IsScalar()) return ctx.error("condition list items must be strings");
+        conditions.push_back(c.Scalar());
+      }
+    } else {
+      return ctx.error("'condition' must be a string or a list of strings");
+    }
+    if (conditions.empty()) return ctx.error("empty condition list");
+
+    CondNode any = make_node(CondNode::Kind::kOr);
+    for (const auto& text : conditions) {
+      auto tokens = tokenize(ctx, text);
+      if (!tokens) return tokens.status();
+      ConditionParser parser(ctx, searches, std::move(*tokens), text);
+      auto tree = parser.parse();
+      if (!tree) return tree.status();
+      any.children.push_back(std::move(*tree));
+    }
+    rule.condition = any.children.size() == 1 ? std::move(any.children[0]) : std::move(any);
+  } catch (const YAML::Exception& e) {
+    return ctx.error(std::string("YAML error: ") + e.what());
+  }
+  return rule;
+}
+
+}  // namespace vigil::match

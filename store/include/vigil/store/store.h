@@ -1,0 +1,109 @@
+#pragma once
+// vigil's RocksDB store: alerts with their indexes and the consumed Kafka offsets.
+//
+// Column families and key encoding (format "vigil-store-1"; all integers big-endian so that
+// byte order is chronological order):
+//   alerts          time_ms:u64 | alert_id:16          -> alert JSON
+//   alerts_by_rule  rule_id | 0x00 | time_ms | alert_id -> ""
+//   alerts_by_host  host | 0x00 | time_ms | alert_id    -> ""
+//   meta            "format"                            -> "vigil-store-1"
+//                   "offset/" topic | 0x00 | partition:u32 -> next offset to read:u64
+//
+// Alerts and the offsets of the batch that produced them are written in one WriteBatch, so
+// after a crash the store never holds an alert without its offset, nor an offset past an
+// alert it has not stored. Alert ids are derived from (topic, partition, offset, rule), so
+// replaying a message writes the same keys again instead of a second alert.
+//
+// Thread safety: every method may be called from any thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vigil/core/status.h"
+#include "vigil/core/time.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace vigil::store {
+
+// 16-byte deterministic alert id, printed as 32 lowercase hex digits.
+struct AlertId {
+  uint8_t bytes[16];
+  static AlertId derive(std::string_view topic, int32_t partition, int64_t offset, std::string_view rule_id);
+  static std::optional<AlertId> from_hex(std::string_view hex);
+  std::string hex() const;
+};
+
+struct AlertRecord {
+  AlertId id;
+  TimeMs time = 0;
+  std::string rule_id;
+  std::string host;
+  std::string json;  // the alert document served by the API
+};
+
+struct PartitionOffset {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t next_offset = 0;  // the first offset not yet consumed
+};
+
+struct AlertQuery {
+  TimeMs since = 0;                   // inclusive
+  TimeMs until = INT64_MAX;           // exclusive
+  std::string rule_id;                // empty: any rule
+  std::string host;                   // empty: any host
+  size_t limit = 100;
+  std::string cursor;                 // from a previous page's next_cursor; empty: first page
+};
+
+struct AlertPage {
+  std::vector<std::string> alerts;  // alert JSON documents, newest first
+  std::string next_cursor;          // empty when there is nothing more
+};
+
+struct StoreOptions {
+  std::string path;
+  size_t block_cache_bytes = 64 << 20;
+  bool sync_writes = false;  // fsync the WAL on every batch
+};
+
+class Store {
+ public:
+  // Opens or creates the store. A directory that holds something other than a vigil store
+  // (another RocksDB, unknown column families, a newer format) is refused.
+  static Expected<std::unique_ptr<Store>> open(const StoreOptions& options);
+  ~Store();
+
+  // Atomically writes the alerts, their index entries and the offsets.
+  Status put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets);
+
+  // The next offset to read for a partition, if one was stored.
+  Expected<std::optional<int64_t>> next_offset(std::string_view topic, int32_t partition) const;
+
+  Expected<AlertPage> query_alerts(const AlertQuery& query) const;
+  Expected<std::optional<std::string>> get_alert(const AlertId& id, TimeMs time) const;
+  Expected<uint64_t> count_alerts() const;
+
+  Status flush();
+  const std::string& path() const { return path_; }
+
+ private:
+  Store() = default;
+  std::string path_;
+  bool sync_writes_ = false;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* alerts_ = nullptr;
+  rocksdb::ColumnFamilyHandle* by_rule_ = nullptr;
+  rocksdb::ColumnFamilyHandle* by_host_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+};
+
+}  // namespace vigil::store
