@@ -1,0 +1,97 @@
+#pragma once
+// A small HTTP/1.1 server on Boost.Beast with a path router.
+//
+// HttpServer runs a fixed number of I/O threads. Each connection is keep-alive, reads one
+// request at a time with limits on header and body size and a read timeout, and closes
+// when idle too long or when the server has too many connections. Handlers run on the I/O
+// threads and must not block for long.
+//
+// Errors are RFC 9457 problem documents (application/problem+json).
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "vigil/core/status.h"
+
+namespace vigil::api {
+
+struct HttpRequest {
+  std::string method;
+  std::string path;  // percent-decoded, without the query
+  std::vector<std::pair<std::string, std::string>> query;        // percent-decoded, in order
+  std::vector<std::pair<std::string, std::string>> path_params;  // from {name} segments
+  std::string body;
+
+  // The value of a query parameter, if given (the first one if repeated).
+  std::optional<std::string_view> param(std::string_view name) const;
+  std::string_view path_param(std::string_view name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+
+  static HttpResponse json(std::string body, int status = 200);
+  // An RFC 9457 problem document: {"type","title","status","detail"}.
+  static HttpResponse problem(int status, std::string_view detail);
+};
+
+using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+// Routes by method and path template ("/api/v1/alerts/{id}"). Unknown paths answer 404,
+// known paths with another method 405.
+class Router {
+ public:
+  void add(std::string method, std::string path_template, Handler handler);
+  HttpResponse route(HttpRequest& request) const;
+  std::vector<std::pair<std::string, std::string>> routes() const;  // (method, template)
+
+ private:
+  struct Route {
+    std::string method;
+    std::string path_template;
+    std::vector<std::string> segments;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 8080;  // 0: any free port (see HttpServer::port())
+  int threads = 2;
+  size_t max_header_bytes = 16 << 10;
+  size_t max_body_bytes = 1 << 20;
+  int read_timeout_ms = 10'000;
+  int idle_timeout_ms = 60'000;
+  size_t max_connections = 1024;
+};
+
+class HttpServer {
+ public:
+  static Expected<std::unique_ptr<HttpServer>> start(const HttpServerOptions& options, Router router);
+  ~HttpServer();
+  // The bound port (useful with port 0).
+  uint16_t port() const;
+  // Stops accepting, closes connections and joins the I/O threads.
+  void stop();
+
+  struct State;  // implementation detail, defined in http.cc
+
+ private:
+  explicit HttpServer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// Splits and percent-decodes "a=1&b=x%20y". Returns nullopt on a malformed escape.
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
+
+}  // namespace vigil::api

@@ -1,0 +1,35 @@
+#pragma once
+// The REST API's routes over the store and the pipeline's health.
+//
+//   GET /healthz            liveness: 200 while the process serves requests
+//   GET /readyz             readiness: 200 when consuming and the store is writable, else 503
+//   GET /metrics            Prometheus text exposition
+//   GET /api/v1/alerts      alerts, newest first: since, until (RFC 3339, epoch ms, or a
+//                           duration such as 15m meaning that long ago), rule, host,
+//                           limit (1..1000, default 100), cursor (from next_cursor)
+//
+// Every parameter is validated; a bad or unknown one is a 400 problem naming it.
+
+#include <functional>
+
+#include "vigil/api/http.h"
+#include "vigil/core/metrics.h"
+#include "vigil/core/time.h"
+#include "vigil/store/store.h"
+
+namespace vigil::api {
+
+struct ApiContext {
+  store::Store* store = nullptr;
+  MetricsRegistry* metrics = nullptr;
+  const Clock* clock = nullptr;
+  std::function<bool()> ready;  // readiness of the pipeline; null: always ready
+};
+
+Router make_router(const ApiContext& context);
+
+// Parses a time parameter: RFC 3339, integer epoch milliseconds, or a duration ("15m")
+// meaning now minus that duration.
+std::optional<TimeMs> parse_time_param(std::string_view text, TimeMs now);
+
+}  // namespace vigil::api

@@ -1,0 +1,317 @@
+#include "vigil/api/http.h"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+
+namespace vigil::api {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+std::optional<std::string_view> HttpRequest::param(std::string_view name) const {
+  for (const auto& [k, v] : query) {
+    if (k == name) return std::string_view(v);
+  }
+  return std::nullopt;
+}
+
+std::string_view HttpRequest::path_param(std::string_view name) const {
+  for (const auto& [k, v] : path_params) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+HttpResponse HttpResponse::json(std::string body, int status) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse HttpResponse::problem(int status, std::string_view detail) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  w.StartObject();
+  w.Key("type");
+  w.String("about:blank");
+  w.Key("title");
+  w.String(reason.data(), static_cast<rapidjson::SizeType>(reason.size()));
+  w.Key("status");
+  w.Int(status);
+  w.Key("detail");
+  w.String(detail.data(), static_cast<rapidjson::SizeType>(detail.size()));
+  w.EndObject();
+  HttpResponse r;
+  r.status = status;
+  r.content_type = "application/problem+json";
+  r.body.assign(sb.GetString(), sb.GetSize());
+  return r;
+}
+
+std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      if (i + 2 >= s.size()) return std::nullopt;
+      const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi << 4 | lo);
+      i += 2;
+    } else if (s[i] == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::optional<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view q) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!q.empty()) {
+    const size_t amp = q.find('&');
+    const std::string_view part = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    if (part.empty()) continue;
+    const size_t eq = part.find('=');
+    auto k = percent_decode(part.substr(0, eq), true);
+    auto v = percent_decode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1), true);
+    if (!k || !v) return std::nullopt;
+    out.emplace_back(std::move(*k), std::move(*v));
+  }
+  return out;
+}
+
+namespace {
+
+std::vector<std::string> split_segments(std::string_view path) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '/') {
+      ++i;
+      continue;
+    }
+    const size_t j = path.find('/', i);
+    out.emplace_back(path.substr(i, j == std::string_view::npos ? std::string_view::npos : j - i));
+    if (j == std::string_view::npos) break;
+    i = j;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Router::add(std::string method, std::string path_template, Handler handler) {
+  auto segments = split_segments(path_template);
+  routes_.push_back({std::move(method), std::move(path_template), std::move(segments), std::move(handler)});
+}
+
+std::vector<std::pair<std::string, std::string>> Router::routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& r : routes_) out.emplace_back(r.method, r.path_template);
+  return out;
+}
+
+HttpResponse Router::route(HttpRequest& request) const {
+  const auto segments = split_segments(request.path);
+  bool path_known = false;
+  for (const auto& r : routes_) {
+    if (r.segments.size() != segments.size()) continue;
+    std::vector<std::pair<std::string, std::string>> params;
+    bool ok = true;
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      const std::string& t = r.segments[i];
+      if (t.size() > 2 && t.front() == '{' && t.back() == '}') {
+        params.emplace_back(t.substr(1, t.size() - 2), segments[i]);
+      } else {
+        ok = t == segments[i];
+      }
+    }
+    if (!ok) continue;
+    path_known = true;
+    if (r.method != request.method && !(request.method == "HEAD" && r.method == "GET")) continue;
+    request.path_params = std::move(params);
+    return r.handler(request);
+  }
+  if (path_known) return HttpResponse::problem(405, "method " + request.method + " is not allowed on " + request.path);
+  return HttpResponse::problem(404, "no route for " + request.path);
+}
+
+struct HttpServer::State {
+  // Declared before ioc: sessions still pending when ioc is destroyed use them.
+  HttpServerOptions options;
+  Router router;
+  std::atomic<size_t> connections{0};
+  std::atomic<bool> stopped{false};
+  uint16_t port = 0;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+
+  State(const HttpServerOptions& o, Router r) : options(o), router(std::move(r)), ioc(o.threads), acceptor(net::make_strand(ioc)) {}
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, HttpServer::State& state) : stream_(std::move(socket)), state_(state) {}
+  ~Session() { state_.connections.fetch_sub(1); }
+
+  void run() { net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::read, shared_from_this())); }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
+    parser_->body_limit(state_.options.max_body_bytes);
+    // The first request of a connection gets the read timeout; later ones the idle timeout.
+    stream_.expires_after(std::chrono::milliseconds(requests_ == 0 ? state_.options.read_timeout_ms : state_.options.idle_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, size_t) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
+      return close();
+    }
+    if (ec == http::error::body_limit) return reply_error(413, "request body exceeds " + std::to_string(state_.options.max_body_bytes) + " bytes");
+    if (ec == http::error::header_limit) return reply_error(431, "request header exceeds " + std::to_string(state_.options.max_header_bytes) + " bytes");
+    if (ec) {
+      if (ec.category() == http::make_error_code(http::error::bad_target).category()) return reply_error(400, "malformed HTTP request: " + ec.message());
+      return close();
+    }
+    ++requests_;
+    auto& req = parser_->get();
+    HttpRequest request;
+    request.method = std::string(req.method_string());
+    const std::string_view target(req.target().data(), req.target().size());
+    const size_t q = target.find('?');
+    auto path = percent_decode(target.substr(0, q), false);
+    auto query = parse_query(q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+    HttpResponse response;
+    if (!path || !query) {
+      response = HttpResponse::problem(400, "malformed percent-encoding in the request target");
+    } else {
+      request.path = std::move(*path);
+      request.query = std::move(*query);
+      request.body = std::move(req.body());
+      try {
+        response = state_.router.route(request);
+      } catch (const std::exception& e) {
+        spdlog::error("http handler failed path={} error={}", request.path, e.what());
+        response = HttpResponse::problem(500, "internal error");
+      }
+    }
+    write(std::move(response), req.keep_alive(), req.version(), req.method() == http::verb::head);
+  }
+
+  void reply_error(int status, const std::string& detail) { write(HttpResponse::problem(status, detail), false, 11, false); }
+
+  void write(HttpResponse r, bool keep_alive, unsigned version, bool head) {
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version);
+    res->set(http::field::server, "vigil");
+    res->set(http::field::content_type, r.content_type);
+    res->keep_alive(keep_alive && !state_.stopped.load());
+    if (head) {
+      res->content_length(r.body.size());
+    } else {
+      res->body() = std::move(r.body);
+      res->prepare_payload();
+    }
+    stream_.expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec || !res->keep_alive()) return self->close();
+      self->read();
+    });
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpServer::State& state_;
+  size_t requests_ = 0;
+};
+
+void do_accept(HttpServer::State& state) {
+  state.acceptor.async_accept(net::make_strand(state.ioc), [&state](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (state.stopped.load()) return;
+      spdlog::warn("http accept failed: {}", ec.message());
+    } else if (state.connections.fetch_add(1) >= state.options.max_connections) {
+      state.connections.fetch_sub(1);
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      std::make_shared<Session>(std::move(socket), state)->run();
+    }
+    do_accept(state);
+  });
+}
+
+}  // namespace
+
+HttpServer::HttpServer(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Expected<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, Router router) {
+  if (options.threads < 1) return Status::invalid("the HTTP server needs at least one thread");
+  auto state = std::make_unique<State>(options, std::move(router));
+  beast::error_code ec;
+  const auto address = net::ip::make_address(options.address, ec);
+  if (ec) return Status::invalid("bad listen address '" + options.address + "': " + ec.message());
+  const tcp::endpoint endpoint(address, options.port);
+  state->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) state->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) state->acceptor.bind(endpoint, ec);
+  if (!ec) state->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Status::unavailable("cannot listen on " + options.address + ":" + std::to_string(options.port) + ": " + ec.message());
+  }
+  state->port = state->acceptor.local_endpoint().port();
+  do_accept(*state);
+  for (int i = 0; i < options.threads; ++i) state->threads.emplace_back([s = state.get()] { s->ioc.run(); });
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(state)));
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+uint16_t HttpServer::port() const { return state_->port; }
+
+void HttpServer::stop() {
+  if (state_->stopped.exchange(true)) return;
+  net::post(state_->acceptor.get_executor(), [s = state_.get()] {
+    beast::error_code ec;
+    s->acceptor.close(ec);
+  });
+  state_->ioc.stop();
+  for (auto& t : state_->threads) t.join();
+  state_->threads.clear();
+}
+
+}  // namespace vigil::api

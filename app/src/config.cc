@@ -1,0 +1,104 @@
+#include "config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <filesystem>
+#include <set>
+
+#ifndef VIGIL_SOURCE_DIR
+#define VIGIL_SOURCE_DIR "."
+#endif
+
+namespace vigil::app {
+namespace {
+
+Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where) {
+  for (const auto& kv : map) {
+    const auto k = kv.first.as<std::string>();
+    if (!allowed.count(k)) return Status::invalid(where + ": unknown key '" + k + "'");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status load_config_file(const std::string& path, Config& c) {
+  try {
+    const YAML::Node doc = YAML::LoadFile(path);
+    if (doc.IsNull()) return Status::ok();
+    if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
+    if (auto s = check_keys(doc, {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads", "batch",
+                                  "max_event_bytes", "embedded"}, path); !s) {
+      return s;
+    }
+    if (const auto k = doc["kafka"]) {
+      if (auto s = check_keys(k, {"brokers", "topic", "group", "group_instance_id", "properties"}, path + " kafka"); !s) return s;
+      if (k["brokers"]) c.brokers = k["brokers"].as<std::string>();
+      if (k["topic"]) c.topic = k["topic"].as<std::string>();
+      if (k["group"]) c.group = k["group"].as<std::string>();
+      if (k["group_instance_id"]) c.group_instance_id = k["group_instance_id"].as<std::string>();
+      if (const auto p = k["properties"]) {
+        if (!p.IsMap()) return Status::invalid(path + ": kafka.properties must be a map");
+        for (const auto& kv : p) c.kafka_properties.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
+      }
+    }
+    if (doc["data_dir"]) c.data_dir = doc["data_dir"].as<std::string>();
+    if (doc["listen"]) c.listen = doc["listen"].as<std::string>();
+    if (const auto r = doc["rules"]) {
+      c.rules.clear();
+      if (r.IsSequence()) {
+        for (const auto& x : r) c.rules.push_back(x.as<std::string>());
+      } else {
+        c.rules.push_back(r.as<std::string>());
+      }
+    }
+    if (doc["mapping"]) c.mapping = doc["mapping"].as<std::string>();
+    if (doc["log_level"]) c.log_level = doc["log_level"].as<std::string>();
+    if (doc["http_threads"]) c.http_threads = doc["http_threads"].as<int>();
+    if (doc["max_event_bytes"]) c.max_event_bytes = doc["max_event_bytes"].as<size_t>();
+    if (const auto b = doc["batch"]) {
+      if (auto s = check_keys(b, {"max_messages", "max_ms"}, path + " batch"); !s) return s;
+      if (b["max_messages"]) c.batch_max_messages = b["max_messages"].as<size_t>();
+      if (b["max_ms"]) c.batch_max_ms = b["max_ms"].as<int>();
+    }
+    if (const auto e = doc["embedded"]) {
+      if (auto s = check_keys(e, {"partitions", "simulator_rate", "hosts", "malicious_ratio"}, path + " embedded"); !s) return s;
+      if (e["partitions"]) c.embedded_partitions = e["partitions"].as<int>();
+      if (e["simulator_rate"]) c.simulator_rate = e["simulator_rate"].as<double>();
+      if (e["hosts"]) c.simulator_hosts = e["hosts"].as<int>();
+      if (e["malicious_ratio"]) c.simulator_malicious_ratio = e["malicious_ratio"].as<double>();
+    }
+  } catch (const YAML::Exception& e) {
+    return Status::invalid(path + ": " + e.what());
+  }
+  return Status::ok();
+}
+
+Status split_listen(const std::string& listen, std::string& host, uint16_t& port) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) return Status::invalid("--listen '" + listen + "' must be host:port");
+  host = listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string p = listen.substr(colon + 1);
+  unsigned v = 0;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
+  if (ec != std::errc() || end != p.data() + p.size() || v > 65535) return Status::invalid("--listen '" + listen + "': bad port");
+  port = static_cast<uint16_t>(v);
+  return Status::ok();
+}
+
+std::string default_rules_dir() {
+  namespace fs = std::filesystem;
+  if (fs::is_directory("rules/sigma")) return "rules/sigma";
+  return std::string(VIGIL_SOURCE_DIR) + "/rules/sigma";
+}
+
+std::string default_mapping(const std::string& name) {
+  namespace fs = std::filesystem;
+  const std::string local = "rules/mappings/" + name + ".yml";
+  if (fs::exists(local)) return local;
+  return std::string(VIGIL_SOURCE_DIR) + "/" + local;
+}
+
+}  // namespace vigil::app

@@ -1,0 +1,59 @@
+#pragma once
+// vigild's configuration: defaults, then a YAML file (--config), then flags.
+//
+//   kafka:
+//     brokers: "k1:9092,k2:9092"     # empty: embedded mock cluster + sensor simulator
+//     topic: vigil.events
+//     group: vigil
+//     group_instance_id: ""          # static membership, e.g. the pod name
+//     properties: {security.protocol: SSL}
+//   data_dir: ./data
+//   listen: 127.0.0.1:8080
+//   rules: [rules/sigma]
+//   mapping: rules/mappings/vigil-sensor.yml
+//   log_level: info
+//   http_threads: 2
+//   batch: {max_messages: 2000, max_ms: 50}
+//   max_event_bytes: 1048576
+//   embedded: {partitions: 8, simulator_rate: 500, hosts: 300, malicious_ratio: 0.01}
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vigil/core/status.h"
+
+namespace vigil::app {
+
+struct Config {
+  std::string brokers;
+  std::string topic = "vigil.events";
+  std::string group = "vigil";
+  std::string group_instance_id;
+  std::vector<std::pair<std::string, std::string>> kafka_properties;
+  std::string data_dir = "./data";
+  std::string listen = "127.0.0.1:8080";
+  std::vector<std::string> rules;
+  std::string mapping;
+  std::string log_level = "info";
+  int http_threads = 2;
+  size_t batch_max_messages = 2000;
+  int batch_max_ms = 50;
+  size_t max_event_bytes = 1 << 20;
+  int embedded_partitions = 8;
+  double simulator_rate = 500;
+  int simulator_hosts = 300;
+  double simulator_malicious_ratio = 0.01;
+};
+
+// Applies the keys of a YAML config file over `config`. Unknown keys are errors.
+Status load_config_file(const std::string& path, Config& config);
+
+// "host:port" or "[v6]:port".
+Status split_listen(const std::string& listen, std::string& host, uint16_t& port);
+
+// The default rule and mapping paths: ./rules if present, else the source tree's.
+std::string default_rules_dir();
+std::string default_mapping(const std::string& name);
+
+}  // namespace vigil::app

@@ -1,0 +1,254 @@
+// vigil: the command-line tool. Subcommands:
+//   vigil rules check <dir|file>... [--mapping F] [--json]
+//   vigil match --rules <dir|file>... [--mapping F] --events <file.jsonl|->
+//   vigil simulate --brokers B [--topic T] [--rate N] [--count N]
+//   vigil dev kafka [--partitions N] [--topic T]
+
+#include <CLI/CLI.hpp>
+#include <pthread.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "config.h"
+#include "vigil/core/event.h"
+#include "vigil/core/log.h"
+#include "vigil/ingest/embedded_kafka.h"
+#include "vigil/ingest/simulator.h"
+#include "vigil/match/ruleset.h"
+
+using namespace vigil;
+
+namespace {
+
+void write_str(rapidjson::Writer<rapidjson::StringBuffer>& w, std::string_view s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+struct Compiled {
+  std::shared_ptr<const match::RuleSet> rules;
+  match::CompileReport report;
+};
+
+Expected<Compiled> compile_rules(const std::vector<std::string>& paths, const std::string& mapping_path) {
+  auto mapping = match::FieldMapping::load_file(mapping_path.empty() ? app::default_mapping("vigil-sensor") : mapping_path);
+  if (!mapping) return mapping.status();
+  Compiled c;
+  auto parsed = match::load_rules(paths, c.report);
+  auto rs = match::RuleSet::compile(parsed, *mapping, c.report);
+  if (!rs) return rs.status();
+  c.rules = std::move(*rs);
+  return c;
+}
+
+int rules_check(const std::vector<std::string>& paths, const std::string& mapping, bool json) {
+  auto c = compile_rules(paths, mapping);
+  if (!c) {
+    std::fprintf(stderr, "vigil: %s\n", c.status().to_string().c_str());
+    return 2;
+  }
+  const auto& report = c->report;
+  if (json) {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    w.StartObject();
+    w.Key("rules");
+    w.StartArray();
+    for (const auto& d : report.rules) {
+      w.StartObject();
+      w.Key("source");
+      write_str(w, d.source);
+      w.Key("id");
+      write_str(w, d.rule_id);
+      w.Key("title");
+      write_str(w, d.title);
+      w.Key("status");
+      write_str(w, d.status.is_ok() ? "compiled" : "unsupported");
+      if (!d.status.is_ok()) {
+        w.Key("reason");
+        write_str(w, d.status.to_string());
+      }
+      w.Key("warnings");
+      w.StartArray();
+      for (const auto& x : d.warnings) write_str(w, x);
+      w.EndArray();
+      w.EndObject();
+    }
+    w.EndArray();
+    w.Key("compiled");
+    w.Uint64(report.compiled);
+    w.Key("unsupported");
+    w.Uint64(report.unsupported);
+    w.EndObject();
+    std::printf("%s\n", sb.GetString());
+  } else {
+    for (const auto& d : report.rules) {
+      if (d.status.is_ok()) {
+        std::printf("ok           %s  %s\n", d.rule_id.c_str(), d.source.c_str());
+      } else {
+        std::printf("unsupported  %s\n", d.status.to_string().c_str());
+      }
+      for (const auto& x : d.warnings) std::printf("  warning: %s: %s\n", d.source.c_str(), x.c_str());
+    }
+    std::printf("compiled %zu, unsupported %zu\n", report.compiled, report.unsupported);
+  }
+  return report.unsupported == 0 ? 0 : 1;
+}
+
+int match_events(const std::vector<std::string>& paths, const std::string& mapping, const std::string& events_path) {
+  auto c = compile_rules(paths, mapping);
+  if (!c) {
+    std::fprintf(stderr, "vigil: %s\n", c.status().to_string().c_str());
+    return 2;
+  }
+  for (const auto& d : c->report.rules) {
+    if (!d.status.is_ok()) std::fprintf(stderr, "vigil: rule not loaded: %s\n", d.status.to_string().c_str());
+  }
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (events_path != "-") {
+    file.open(events_path, std::ios::binary);
+    if (!file) {
+      std::fprintf(stderr, "vigil: cannot read events '%s'\n", events_path.c_str());
+      return 2;
+    }
+    in = &file;
+  }
+  auto matcher = match::Matcher::create(c->rules);
+  if (!matcher) {
+    std::fprintf(stderr, "vigil: %s\n", matcher.status().to_string().c_str());
+    return 2;
+  }
+  EventParser parser;
+  Event event;
+  std::vector<uint32_t> hits;
+  std::string line;
+  const auto& infos = c->rules->rules();
+  for (size_t index = 0; std::getline(*in, line); ++index) {
+    const ParseError pe = parser.parse(line, c->rules->fields(), event);
+    if (pe != ParseError::kNone) {
+      std::fprintf(stderr, "vigil: event %zu: %s\n", index, std::string(parse_error_name(pe)).c_str());
+      continue;
+    }
+    hits.clear();
+    if (auto s = (*matcher)->match(event, hits); !s) {
+      std::fprintf(stderr, "vigil: event %zu: %s\n", index, s.to_string().c_str());
+      continue;
+    }
+    for (uint32_t r : hits) {
+      rapidjson::StringBuffer sb;
+      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+      w.StartObject();
+      w.Key("event");
+      w.Uint64(index);
+      w.Key("rule_id");
+      write_str(w, infos[r].id);
+      w.Key("title");
+      write_str(w, infos[r].title);
+      w.EndObject();
+      std::printf("%s\n", sb.GetString());
+    }
+  }
+  return 0;
+}
+
+sigset_t block_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"vigil: command-line tool for the vigil security event pipeline"};
+  cli.require_subcommand(1);
+
+  auto* rules_cmd = cli.add_subcommand("rules", "Rule tools");
+  rules_cmd->require_subcommand(1);
+  auto* check = rules_cmd->add_subcommand("check", "Compile rules and report per-rule status");
+  std::vector<std::string> check_paths;
+  std::string check_mapping;
+  bool check_json = false;
+  check->add_option("paths", check_paths, "Rule files or directories")->required();
+  check->add_option("--mapping", check_mapping, "Field mapping YAML");
+  check->add_flag("--json", check_json, "JSON report");
+
+  auto* match_cmd = cli.add_subcommand("match", "Match a JSONL file of events against rules");
+  std::vector<std::string> match_rules;
+  std::string match_mapping, match_events_path;
+  match_cmd->add_option("--rules", match_rules, "Rule files or directories")->required();
+  match_cmd->add_option("--mapping", match_mapping, "Field mapping YAML");
+  match_cmd->add_option("--events", match_events_path, "Events, one JSON object per line ('-': stdin)")->required();
+
+  auto* sim_cmd = cli.add_subcommand("simulate", "Produce simulated sensor events to Kafka");
+  ingest::ProduceOptions produce;
+  ingest::SimulatorOptions sim_options;
+  sim_cmd->add_option("--brokers", produce.brokers, "Kafka bootstrap servers")->required();
+  sim_cmd->add_option("--topic", produce.topic, "Topic");
+  sim_cmd->add_option("--rate", produce.rate, "Events per second (0: as fast as possible)");
+  sim_cmd->add_option("--count", produce.max_events, "Stop after this many events (0: never)");
+  sim_cmd->add_option("--hosts", sim_options.hosts, "Simulated hosts");
+  sim_cmd->add_option("--malicious-ratio", sim_options.malicious_ratio, "Share of malicious events");
+  sim_cmd->add_option("--seed", sim_options.seed, "Random seed");
+
+  auto* dev_cmd = cli.add_subcommand("dev", "Developer tools");
+  dev_cmd->require_subcommand(1);
+  auto* kafka_cmd = dev_cmd->add_subcommand("kafka", "Run a standalone Kafka mock cluster and print its bootstrap address");
+  int dev_partitions = 8, dev_brokers = 1;
+  std::string dev_topic = "vigil.events";
+  kafka_cmd->add_option("--partitions", dev_partitions, "Partitions of the topic");
+  kafka_cmd->add_option("--brokers", dev_brokers, "Number of brokers");
+  kafka_cmd->add_option("--topic", dev_topic, "Topic to create");
+
+  CLI11_PARSE(cli, argc, argv);
+  (void)init_logging("warn");
+
+  if (check->parsed()) return rules_check(check_paths, check_mapping, check_json);
+  if (match_cmd->parsed()) return match_events(match_rules, match_mapping, match_events_path);
+  if (sim_cmd->parsed()) {
+    sigset_t signals = block_signals();
+    std::atomic<bool> stop{false};
+    MetricsRegistry metrics;
+    ingest::SensorSimulator sim(sim_options, SystemClock::instance());
+    Status result;
+    std::thread producer([&] {
+      result = ingest::run_simulator(produce, sim, stop, metrics);
+      kill(getpid(), SIGTERM);  // wake the signal wait below
+    });
+    int sig = 0;
+    sigwait(&signals, &sig);
+    stop = true;
+    producer.join();
+    std::fprintf(stderr, "vigil: produced %llu events\n",
+                 static_cast<unsigned long long>(metrics.counter_value("vigil_simulator_events_total")));
+    if (!result) {
+      std::fprintf(stderr, "vigil: %s\n", result.to_string().c_str());
+      return 1;
+    }
+    return 0;
+  }
+  if (kafka_cmd->parsed()) {
+    sigset_t signals = block_signals();
+    auto k = ingest::EmbeddedKafka::start(dev_brokers, dev_topic, dev_partitions);
+    if (!k) {
+      std::fprintf(stderr, "vigil: %s\n", k.status().to_string().c_str());
+      return 1;
+    }
+    std::printf("%s\n", (*k)->bootstrap_servers().c_str());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&signals, &sig);
+    return 0;
+  }
+  return 2;
+}

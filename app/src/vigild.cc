@@ -1,0 +1,192 @@
+// vigild: the vigil daemon. Wiring only: builds the components from config and connects them.
+
+#include <CLI/CLI.hpp>
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "config.h"
+#include "vigil/api/http.h"
+#include "vigil/api/service.h"
+#include "vigil/core/log.h"
+#include "vigil/core/metrics.h"
+#include "vigil/ingest/embedded_kafka.h"
+#include "vigil/ingest/pipeline.h"
+#include "vigil/ingest/simulator.h"
+#include "vigil/match/ruleset.h"
+#include "vigil/store/store.h"
+
+using namespace vigil;
+
+namespace {
+
+int fail(const Status& s) {
+  spdlog::critical("{}", s.to_string());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"vigild: security event pipeline server (Kafka -> Sigma/Hyperscan -> RocksDB -> REST)"};
+  app::Config config;
+  std::string config_file;
+  app::Config flags;
+  std::vector<std::pair<std::string, std::string>> unused;
+  cli.add_option("--config", config_file, "YAML config file (flags override it)")->check(CLI::ExistingFile);
+  auto* o_brokers = cli.add_option("--kafka-brokers", flags.brokers, "Kafka bootstrap servers; none: embedded mock cluster + simulator");
+  auto* o_topic = cli.add_option("--topic", flags.topic, "Kafka topic of sensor events");
+  auto* o_group = cli.add_option("--group", flags.group, "Kafka consumer group");
+  auto* o_instance = cli.add_option("--group-instance-id", flags.group_instance_id, "Static group membership id (e.g. the pod name)");
+  auto* o_data = cli.add_option("--data-dir", flags.data_dir, "RocksDB data directory");
+  auto* o_listen = cli.add_option("--listen", flags.listen, "API address host:port (port 0: any free port)");
+  auto* o_rules = cli.add_option("--rules", flags.rules, "Sigma rule files or directories (repeatable)");
+  auto* o_mapping = cli.add_option("--mapping", flags.mapping, "Field mapping YAML (rules/mappings/*.yml)");
+  auto* o_log = cli.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
+  auto* o_rate = cli.add_option("--simulator-rate", flags.simulator_rate, "Embedded mode: simulated events per second (0: off)");
+  auto* o_parts = cli.add_option("--partitions", flags.embedded_partitions, "Embedded mode: partitions of the events topic");
+  auto* o_batch = cli.add_option("--batch-size", flags.batch_max_messages, "Max messages per batch");
+  auto* o_batch_ms = cli.add_option("--batch-ms", flags.batch_max_ms, "Max age of a batch in milliseconds");
+  CLI11_PARSE(cli, argc, argv);
+
+  if (!config_file.empty()) {
+    if (auto s = app::load_config_file(config_file, config); !s) {
+      std::fprintf(stderr, "vigild: %s\n", s.to_string().c_str());
+      return 2;
+    }
+  }
+  if (o_brokers->count()) config.brokers = flags.brokers;
+  if (o_topic->count()) config.topic = flags.topic;
+  if (o_group->count()) config.group = flags.group;
+  if (o_instance->count()) config.group_instance_id = flags.group_instance_id;
+  if (o_data->count()) config.data_dir = flags.data_dir;
+  if (o_listen->count()) config.listen = flags.listen;
+  if (o_rules->count()) config.rules = flags.rules;
+  if (o_mapping->count()) config.mapping = flags.mapping;
+  if (o_log->count()) config.log_level = flags.log_level;
+  if (o_rate->count()) config.simulator_rate = flags.simulator_rate;
+  if (o_parts->count()) config.embedded_partitions = flags.embedded_partitions;
+  if (o_batch->count()) config.batch_max_messages = flags.batch_max_messages;
+  if (o_batch_ms->count()) config.batch_max_ms = flags.batch_max_ms;
+  if (config.rules.empty()) config.rules.push_back(app::default_rules_dir());
+  if (config.mapping.empty()) config.mapping = app::default_mapping("vigil-sensor");
+
+  if (auto s = init_logging(config.log_level); !s) {
+    std::fprintf(stderr, "vigild: %s\n", s.to_string().c_str());
+    return 2;
+  }
+  std::string listen_host;
+  uint16_t listen_port = 0;
+  if (auto s = app::split_listen(config.listen, listen_host, listen_port); !s) return fail(s);
+
+  // Signals are taken by sigwait() in this thread only; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Rules.
+  auto mapping = match::FieldMapping::load_file(config.mapping);
+  if (!mapping) return fail(mapping.status());
+  match::CompileReport report;
+  auto parsed = match::load_rules(config.rules, report);
+  auto rules = match::RuleSet::compile(parsed, *mapping, report);
+  if (!rules) return fail(rules.status());
+  for (const auto& d : report.rules) {
+    if (!d.status.is_ok()) spdlog::warn("rule not loaded: {}", d.status.to_string());
+  }
+  if ((*rules)->rules().empty()) return fail(Status::invalid("no rule compiled from the configured rule paths"));
+  spdlog::info("rules compiled={} unsupported={} predicates={} databases={}", report.compiled, report.unsupported,
+               (*rules)->predicate_count(), (*rules)->database_count());
+
+  // Store.
+  auto store = store::Store::open({config.data_dir});
+  if (!store) return fail(store.status());
+
+  MetricsRegistry metrics;
+  const Clock& clock = SystemClock::instance();
+
+  // Kafka: a real cluster, or the embedded one fed by the simulator.
+  std::unique_ptr<ingest::EmbeddedKafka> embedded;
+  std::atomic<bool> stop_simulator{false};
+  std::thread simulator;
+  std::string brokers = config.brokers;
+  if (brokers.empty()) {
+    auto k = ingest::EmbeddedKafka::start(1, config.topic, config.embedded_partitions);
+    if (!k) return fail(k.status());
+    embedded = std::move(*k);
+    brokers = embedded->bootstrap_servers();
+  }
+
+  ingest::PipelineOptions po;
+  po.brokers = brokers;
+  po.topic = config.topic;
+  po.group = config.group;
+  po.group_instance_id = config.group_instance_id;
+  po.kafka_properties = config.kafka_properties;
+  po.batch_max_messages = config.batch_max_messages;
+  po.batch_max_ms = config.batch_max_ms;
+  po.max_event_bytes = config.max_event_bytes;
+  auto pipeline = ingest::Pipeline::create(po, *rules, **store, metrics, clock);
+  if (!pipeline) return fail(pipeline.status());
+
+  api::ApiContext ctx;
+  ctx.store = store->get();
+  ctx.metrics = &metrics;
+  ctx.clock = &clock;
+  ctx.ready = [p = pipeline->get()] { return p->healthy() && p->assigned(); };
+  api::HttpServerOptions ho;
+  ho.address = listen_host;
+  ho.port = listen_port;
+  ho.threads = config.http_threads;
+  auto server = api::HttpServer::start(ho, api::make_router(ctx));
+  if (!server) return fail(server.status());
+
+  if (auto s = (*pipeline)->start(); !s) return fail(s);
+
+  ingest::SensorSimulator sim({config.simulator_hosts, config.simulator_malicious_ratio, 1}, clock);
+  if (embedded && config.simulator_rate > 0) {
+    simulator = std::thread([&] {
+      ingest::ProduceOptions p{brokers, config.topic, config.simulator_rate, 0};
+      if (auto s = ingest::run_simulator(p, sim, stop_simulator, metrics); !s) spdlog::error("simulator stopped: {}", s.to_string());
+    });
+  }
+
+  const std::string host_for_url = listen_host.find(':') != std::string::npos ? "[" + listen_host + "]" : listen_host;
+  const std::string api_url = "http://" + host_for_url + ":" + std::to_string((*server)->port());
+  std::printf("vigild %s ready\n", "0.1.0");
+  std::printf("  api: %s\n", api_url.c_str());
+  if (embedded) {
+    std::printf("  kafka: embedded mock cluster at %s (topic %s, %d partitions), simulator at %g events/s\n",
+                brokers.c_str(), config.topic.c_str(), config.embedded_partitions, config.simulator_rate);
+  } else {
+    std::printf("  kafka: %s (topic %s, group %s)\n", brokers.c_str(), config.topic.c_str(), config.group.c_str());
+  }
+  std::printf("  rules: %zu compiled, %zu not loaded (mapping %s)\n", report.compiled, report.unsupported, mapping->name().c_str());
+  std::printf("  data: %s\n", config.data_dir.c_str());
+  std::printf("  try: curl -s '%s/api/v1/alerts?limit=5'\n", api_url.c_str());
+  std::printf("  stop: Ctrl-C\n");
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {} received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+  stop_simulator = true;
+  if (simulator.joinable()) simulator.join();
+  (*pipeline)->stop();
+  (*pipeline)->join();
+  (*server)->stop();
+  const Status flushed = (*store)->flush();
+  if (!flushed) spdlog::error("final flush failed: {}", flushed.to_string());
+  pipeline->reset();
+  store->reset();
+  embedded.reset();
+  spdlog::info("stopped");
+  return flushed.is_ok() ? 0 : 1;
+}
