@@ -45,6 +45,18 @@ std::string_view trim_right(std::string_view s) {
   return s;
 }
 
+// Whether a document that is not an object starts like another JSON value (an array, a
+// string, a number or a literal), as opposed to text that is not JSON at all.
+bool looks_like_json_value(std::string_view raw) {
+  size_t i = 0;
+  while (i < raw.size() && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r')) ++i;
+  if (i == raw.size()) return false;
+  const char c = raw[i];
+  if (c == '[' || c == '"' || c == '-' || (c >= '0' && c <= '9')) return true;
+  const std::string_view rest = trim_right(raw.substr(i));
+  return rest == "true" || rest == "false" || rest == "null";
+}
+
 }  // namespace
 
 int32_t FieldSet::child(uint32_t node, std::string_view key) const {
@@ -108,7 +120,7 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   }
   od::object root;
   const auto err = doc.get_object().get(root);
-  if (err == simdjson::INCORRECT_TYPE) return ParseError::kNotAnObject;
+  if (err == simdjson::INCORRECT_TYPE) return looks_like_json_value(raw) ? ParseError::kNotAnObject : ParseError::kMalformedJson;
   if (err != simdjson::SUCCESS) return ParseError::kMalformedJson;
   ParseError pe = walk_object(root, fields, 0, out, 1);
   if (pe != ParseError::kNone) out.values_.assign(fields.size(), FieldValue{});

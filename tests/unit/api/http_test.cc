@@ -1,0 +1,188 @@
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+
+#include "support/http_client.h"
+#include "vigil/api/http.h"
+#include "vigil/api/service.h"
+
+namespace vigil::api {
+namespace {
+
+namespace fs = std::filesystem;
+using test::http_get;
+using test::http_raw;
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("vigil-api-test-" + std::to_string(std::random_device{}()));
+    auto s = store::Store::open({dir_.string()});
+    ASSERT_TRUE(s);
+    store_ = std::move(*s);
+    std::vector<store::AlertRecord> alerts;
+    for (int i = 0; i < 30; ++i) {
+      store::AlertRecord a;
+      a.id = store::AlertId::derive("events", 0, i, i % 2 ? "rule-odd" : "rule-even");
+      a.time = kBase + i * 1000;
+      a.rule_id = i % 2 ? "rule-odd" : "rule-even";
+      a.host = "host" + std::to_string(i % 3);
+      a.json = R"({"n":)" + std::to_string(i) + "}";
+      alerts.push_back(a);
+    }
+    ASSERT_TRUE(store_->put_batch(alerts, {}).is_ok());
+    metrics_.counter("vigil_test_total", "test").inc(7);
+    ApiContext ctx{store_.get(), &metrics_, &clock_, [this] { return ready_.load(); }};
+    HttpServerOptions o;
+    o.port = 0;
+    o.max_header_bytes = 4096;
+    auto server = HttpServer::start(o, make_router(ctx));
+    ASSERT_TRUE(server) << server.status().to_string();
+    server_ = std::move(*server);
+  }
+  void TearDown() override {
+    server_.reset();
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  test::HttpResult get(const std::string& target) { return http_get("127.0.0.1", server_->port(), target); }
+  void expect_problem(const std::string& target, int status, const std::string& mention) {
+    auto r = get(target);
+    EXPECT_EQ(r.status, status) << target << " -> " << r.body;
+    EXPECT_EQ(r.content_type, "application/problem+json") << target;
+    rapidjson::Document d;
+    d.Parse(r.body.c_str());
+    ASSERT_FALSE(d.HasParseError()) << r.body;
+    EXPECT_EQ(d["status"].GetInt(), status);
+    EXPECT_NE(std::string(d["detail"].GetString()).find(mention), std::string::npos) << target << " -> " << r.body;
+  }
+
+  static constexpr TimeMs kBase = 1795539600000;  // 2026-11-24T17:00:00Z
+  fs::path dir_;
+  std::unique_ptr<store::Store> store_;
+  MetricsRegistry metrics_;
+  ManualClock clock_{kBase + 3'600'000};
+  std::atomic<bool> ready_{true};
+  std::unique_ptr<HttpServer> server_;
+};
+
+std::vector<int> numbers(const std::string& body, std::string* cursor = nullptr) {
+  rapidjson::Document d;
+  d.Parse(body.c_str());
+  std::vector<int> out;
+  if (d.HasParseError()) return out;
+  for (const auto& a : d["alerts"].GetArray()) out.push_back(a["n"].GetInt());
+  if (cursor) *cursor = d["next_cursor"].IsNull() ? "" : d["next_cursor"].GetString();
+  EXPECT_EQ(d["count"].GetUint64(), out.size());
+  return out;
+}
+
+TEST_F(ApiTest, HealthReadyAndMetrics) {
+  auto h = get("/healthz");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body, R"({"status":"ok"})");
+  EXPECT_EQ(get("/readyz").status, 200);
+  ready_ = false;
+  expect_problem("/readyz", 503, "not ready");
+  auto m = get("/metrics");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_EQ(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(m.body.find("vigil_test_total 7"), std::string::npos);
+}
+
+TEST_F(ApiTest, AlertsNewestFirstWithLimitAndCursor) {
+  auto r = get("/api/v1/alerts?limit=4");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "application/json");
+  std::string cursor;
+  EXPECT_EQ(numbers(r.body, &cursor), (std::vector<int>{29, 28, 27, 26}));
+  ASSERT_FALSE(cursor.empty());
+  r = get("/api/v1/alerts?limit=4&cursor=" + cursor);
+  EXPECT_EQ(numbers(r.body, &cursor), (std::vector<int>{25, 24, 23, 22}));
+
+  std::vector<int> all;
+  std::string next;
+  std::string target = "/api/v1/alerts?limit=7";
+  for (int i = 0; i < 10; ++i) {
+    auto page = numbers(get(target).body, &next);
+    all.insert(all.end(), page.begin(), page.end());
+    if (next.empty()) break;
+    target = "/api/v1/alerts?limit=7&cursor=" + next;
+  }
+  EXPECT_EQ(all.size(), 30u);
+  EXPECT_EQ(all.back(), 0);
+}
+
+TEST_F(ApiTest, AlertsTimeRangeRuleAndHost) {
+  EXPECT_EQ(numbers(get("/api/v1/alerts?since=2026-11-24T17:00:05Z&until=2026-11-24T17:00:08Z").body),
+            (std::vector<int>{7, 6, 5}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?since=" + std::to_string(kBase + 28000)).body), (std::vector<int>{29, 28}));
+  // Relative: the clock is an hour after the first alert, so 59m31s ago is alert 29's time.
+  EXPECT_EQ(numbers(get("/api/v1/alerts?since=3571s").body), (std::vector<int>{29}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?rule=rule-odd&limit=3").body), (std::vector<int>{29, 27, 25}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?host=host2&limit=2").body), (std::vector<int>{29, 26}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?rule=nope").body), (std::vector<int>{}));
+  // Percent-encoded values are decoded.
+  EXPECT_EQ(numbers(get("/api/v1/alerts?since=2026-11-24T17%3A00%3A29Z").body), (std::vector<int>{29}));
+}
+
+TEST_F(ApiTest, BadParametersAre400NamingThem) {
+  expect_problem("/api/v1/alerts?since=yesterday", 400, "'since'");
+  expect_problem("/api/v1/alerts?until=2026-13-01T00:00:00Z", 400, "'until'");
+  expect_problem("/api/v1/alerts?since=2026-11-24T18:00:00Z&until=2026-11-24T17:00:00Z", 400, "before 'until'");
+  for (const char* limit : {"0", "-1", "1001", "99999999999999999999", "ten", "5x", ""}) {
+    expect_problem(std::string("/api/v1/alerts?limit=") + limit, 400, "'limit'");
+  }
+  expect_problem("/api/v1/alerts?cursor=zz", 400, "'cursor'");
+  expect_problem("/api/v1/alerts?cursor=" + std::string(48, '0') + "&rule=x", 400, "'cursor'");
+  expect_problem("/api/v1/alerts?lmit=5", 400, "unknown query parameter 'lmit'");
+  expect_problem("/api/v1/alerts?rule=", 400, "'rule'");
+  expect_problem("/api/v1/alerts?since=%zz", 400, "percent-encoding");
+}
+
+TEST_F(ApiTest, RoutingErrors) {
+  expect_problem("/api/v1/nothing", 404, "no route");
+  auto raw = http_raw("127.0.0.1", server_->port(), "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(raw.rfind("HTTP/1.1 405", 0), 0u) << raw;
+}
+
+TEST_F(ApiTest, MalformedAndOversizedRequests) {
+  auto raw = http_raw("127.0.0.1", server_->port(), "GARBAGE\r\n\r\n");
+  EXPECT_EQ(raw.rfind("HTTP/1.1 400", 0), 0u) << raw;
+  raw = http_raw("127.0.0.1", server_->port(),
+                 "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n");
+  EXPECT_EQ(raw.rfind("HTTP/1.1 431", 0), 0u) << raw.substr(0, 100);
+  raw = http_raw("127.0.0.1", server_->port(), "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n");
+  EXPECT_EQ(raw.rfind("HTTP/1.1 413", 0), 0u) << raw.substr(0, 100);
+  // The server is still healthy afterwards.
+  EXPECT_EQ(get("/healthz").status, 200);
+}
+
+TEST_F(ApiTest, KeepAliveServesManyRequestsOnOneConnection) {
+  std::string req;
+  for (int i = 0; i < 3; ++i) req += "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  req += "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const std::string raw = http_raw("127.0.0.1", server_->port(), req);
+  size_t count = 0;
+  for (size_t p = 0; (p = raw.find("HTTP/1.1 200", p)) != std::string::npos; ++p) ++count;
+  EXPECT_EQ(count, 4u) << raw;
+}
+
+TEST(QueryParsing, DecodesAndRejects) {
+  auto q = parse_query("a=1&b=x%20y+z&&c&d=%2F");
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->size(), 4u);
+  EXPECT_EQ((*q)[1].second, "x y z");
+  EXPECT_EQ((*q)[2].first, "c");
+  EXPECT_EQ((*q)[2].second, "");
+  EXPECT_EQ((*q)[3].second, "/");
+  EXPECT_FALSE(parse_query("a=%"));
+  EXPECT_FALSE(parse_query("a=%4"));
+  EXPECT_FALSE(parse_query("a=%g0"));
+}
+
+}  // namespace
+}  // namespace vigil::api

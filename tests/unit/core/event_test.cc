@@ -1,0 +1,91 @@
+#include "vigil/core/event.h"
+
+#include <gtest/gtest.h>
+
+namespace vigil {
+namespace {
+
+class EventParserTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    image_ = fields_.add("Event.EventData.Image");
+    id_ = fields_.add("Event.System.EventID");
+    provider_ = fields_.add("Event.System.Provider.#attributes.Name");
+    flag_ = fields_.add("flag");
+    nothing_ = fields_.add("nothing");
+    obj_ = fields_.add("obj");
+    dotted_ = fields_.add("a\\.b");
+  }
+  FieldSet fields_;
+  EventParser parser_;
+  Event event_;
+  uint32_t image_, id_, provider_, flag_, nothing_, obj_, dotted_;
+};
+
+TEST_F(EventParserTest, ExtractsNestedFieldsOfEveryType) {
+  const std::string raw =
+      R"({"Event":{"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon"}},"EventID":1},)"
+      R"("EventData":{"Image":"C:\\Windows\\cmd.exe","Other":[1,2]}},"flag":true,"nothing":null,"obj":{"x": [1, {"y":2}]},"a.b":"dot"})";
+  ASSERT_EQ(parser_.parse(raw, fields_, event_), ParseError::kNone);
+  EXPECT_EQ(event_.field(image_).type, ValueType::kString);
+  EXPECT_EQ(event_.field(image_).text, "C:\\Windows\\cmd.exe");  // unescaped
+  EXPECT_EQ(event_.field(id_).type, ValueType::kNumber);
+  EXPECT_EQ(event_.field(id_).text, "1");
+  EXPECT_EQ(event_.field(provider_).text, "Microsoft-Windows-Sysmon");
+  EXPECT_EQ(event_.field(flag_).text, "true");
+  EXPECT_EQ(event_.field(nothing_).type, ValueType::kNull);
+  EXPECT_FALSE(event_.field(nothing_).present());
+  EXPECT_EQ(event_.field(obj_).type, ValueType::kObject);
+  EXPECT_EQ(event_.field(obj_).text, R"({"x": [1, {"y":2}]})");
+  EXPECT_EQ(event_.field(dotted_).text, "dot");
+  EXPECT_EQ(event_.raw(), raw);
+}
+
+TEST_F(EventParserTest, MissingAndWronglyShapedPathsAreAbsent) {
+  ASSERT_EQ(parser_.parse(R"({"Event":{"System":"flat"},"other":1})", fields_, event_), ParseError::kNone);
+  EXPECT_EQ(event_.field(id_).type, ValueType::kMissing);
+  EXPECT_EQ(event_.field(image_).type, ValueType::kMissing);
+}
+
+TEST_F(EventParserTest, ValuesDoNotLeakBetweenEvents) {
+  ASSERT_EQ(parser_.parse(R"({"flag":false})", fields_, event_), ParseError::kNone);
+  EXPECT_EQ(event_.field(flag_).text, "false");
+  ASSERT_EQ(parser_.parse(R"({"nothing":1})", fields_, event_), ParseError::kNone);
+  EXPECT_EQ(event_.field(flag_).type, ValueType::kMissing);
+}
+
+TEST_F(EventParserTest, NamesEveryKindOfBadInput) {
+  EXPECT_EQ(parser_.parse("not json", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse("", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse("[1,2]", fields_, event_), ParseError::kNotAnObject);
+  EXPECT_EQ(parser_.parse("\"str\"", fields_, event_), ParseError::kNotAnObject);
+  EXPECT_EQ(parser_.parse(R"({"flag": tru})", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"flag": 1)", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse("{\"flag\":\"\xff\xfe\"}", fields_, event_), ParseError::kInvalidUtf8);
+  EventParser small(16);
+  EXPECT_EQ(small.parse(R"({"flag":"0123456789abcdef"})", fields_, event_), ParseError::kTooLarge);
+  std::string deep;
+  for (int i = 0; i < 100; ++i) deep += R"({"Event":)";
+  deep += "1";
+  for (int i = 0; i < 100; ++i) deep += "}";
+  FieldSet deep_fields;
+  std::string path = "Event";
+  for (int i = 1; i < 100; ++i) path += ".Event";
+  deep_fields.add(path);
+  EXPECT_EQ(parser_.parse(deep, deep_fields, event_), ParseError::kTooDeep);
+  EXPECT_EQ(parse_error_name(ParseError::kInvalidUtf8), "invalid_utf8");
+}
+
+TEST(FieldSet, SamePathSameSlot) {
+  FieldSet f;
+  EXPECT_EQ(f.add("a.b"), 0u);
+  EXPECT_EQ(f.add("a.c"), 1u);
+  EXPECT_EQ(f.add("a.b"), 0u);
+  EXPECT_EQ(f.find("a.c"), 1);
+  EXPECT_EQ(f.find("a"), -1);
+  EXPECT_EQ(f.find("zzz"), -1);
+  EXPECT_EQ(f.size(), 2u);
+}
+
+}  // namespace
+}  // namespace vigil

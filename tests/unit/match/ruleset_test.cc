@@ -1,0 +1,276 @@
+#include "vigil/match/ruleset.h"
+
+#include <gtest/gtest.h>
+
+namespace vigil::match {
+namespace {
+
+constexpr char kMapping[] = R"(
+name: test
+host_field: host
+logsources:
+  - name: proc
+    match: {product: windows, category: process_creation}
+    where: {EventID: 1}
+  - name: net
+    match: {product: windows, category: network_connection}
+    where: {EventID: 3}
+)";
+
+// Compiles one rule (detection block given) and matches events against it.
+class RuleMatch {
+ public:
+  explicit RuleMatch(const std::string& detection, const std::string& category = "process_creation") {
+    const std::string yaml = "title: T\nid: r1\nlogsource:\n  product: windows\n  category: " + category +
+                             "\ndetection:\n" + detection;
+    auto rule = parse_sigma(yaml, "r.yml");
+    if (!rule) {
+      error_ = rule.status().to_string();
+      return;
+    }
+    auto mapping = FieldMapping::parse(kMapping, "m.yml");
+    EXPECT_TRUE(mapping) << mapping.status().to_string();
+    std::vector<SigmaRule> rules{*rule};
+    auto rs = RuleSet::compile(rules, *mapping, report_);
+    EXPECT_TRUE(rs) << rs.status().to_string();
+    if (!report_.rules.empty() && !report_.rules[0].status.is_ok()) {
+      error_ = report_.rules[0].status.to_string();
+      return;
+    }
+    rules_ = *rs;
+    matcher_ = std::move(*Matcher::create(rules_));
+  }
+  const std::string& error() const { return error_; }
+  bool matches(const std::string& json) {
+    EXPECT_TRUE(error_.empty()) << error_;
+    if (!error_.empty()) return false;
+    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    EXPECT_TRUE(matcher_->match(event_, out).is_ok());
+    return !out.empty();
+  }
+
+ private:
+  CompileReport report_;
+  std::shared_ptr<const RuleSet> rules_;
+  std::unique_ptr<Matcher> matcher_;
+  EventParser parser_;
+  Event event_;
+  std::string error_;
+};
+
+std::string proc(const std::string& fields) { return R"({"EventID":1,)" + fields + "}"; }
+
+TEST(RuleSet, PlainValueIsCaseInsensitiveEquality) {
+  RuleMatch m("  sel:\n    Image: 'C:\\Windows\\cmd.exe'\n  condition: sel\n");
+  EXPECT_TRUE(m.matches(proc(R"("Image":"c:\\windows\\CMD.EXE")")));
+  EXPECT_FALSE(m.matches(proc(R"("Image":"C:\\Windows\\cmd.exe2")")));
+  EXPECT_FALSE(m.matches(proc(R"("Image":"xC:\\Windows\\cmd.exe")")));
+  EXPECT_FALSE(m.matches(proc(R"("Other":"C:\\Windows\\cmd.exe")")));
+}
+
+TEST(RuleSet, LogsourceGatesRules) {
+  RuleMatch m("  sel:\n    Image: a\n  condition: sel\n");
+  EXPECT_TRUE(m.matches(R"({"EventID":1,"Image":"a"})"));
+  EXPECT_TRUE(m.matches(R"({"EventID":"1","Image":"a"})"));
+  EXPECT_FALSE(m.matches(R"({"EventID":3,"Image":"a"})"));
+  EXPECT_FALSE(m.matches(R"({"Image":"a"})"));
+}
+
+TEST(RuleSet, ContainsStartsEndsWith) {
+  RuleMatch c("  sel:\n    CommandLine|contains: 'mimikatz'\n  condition: sel\n");
+  EXPECT_TRUE(c.matches(proc(R"("CommandLine":"run MimiKatz.exe now")")));
+  EXPECT_FALSE(c.matches(proc(R"("CommandLine":"mimi katz")")));
+  RuleMatch s("  sel:\n    CommandLine|startswith: 'cmd /c'\n  condition: sel\n");
+  EXPECT_TRUE(s.matches(proc(R"("CommandLine":"CMD /C dir")")));
+  EXPECT_FALSE(s.matches(proc(R"("CommandLine":"x cmd /c dir")")));
+  RuleMatch e("  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel\n");
+  EXPECT_TRUE(e.matches(proc(R"("Image":"C:\\Windows\\System32\\WHOAMI.exe")")));
+  EXPECT_FALSE(e.matches(proc(R"("Image":"C:\\whoami.exe.bak")")));
+  // A trailing newline is text, not an end anchor.
+  EXPECT_FALSE(e.matches(proc(R"("Image":"C:\\whoami.exe\n")")));
+}
+
+TEST(RuleSet, WildcardsAndEscapes) {
+  RuleMatch w("  sel:\n    CommandLine: '*-enc*'\n  condition: sel\n");
+  EXPECT_TRUE(w.matches(proc(R"("CommandLine":"powershell -enc AAA")")));
+  RuleMatch q("  sel:\n    Image: 'a?c'\n  condition: sel\n");
+  EXPECT_TRUE(q.matches(proc(R"("Image":"abc")")));
+  EXPECT_FALSE(q.matches(proc(R"("Image":"ac")")));
+  RuleMatch lit("  sel:\n    Image: 'a\\*c'\n  condition: sel\n");
+  EXPECT_TRUE(lit.matches(proc(R"("Image":"a*c")")));
+  EXPECT_FALSE(lit.matches(proc(R"("Image":"abc")")));
+  RuleMatch star("  sel:\n    Image: '*'\n  condition: sel\n");
+  EXPECT_TRUE(star.matches(proc(R"("Image":"")")));
+  EXPECT_FALSE(star.matches(proc(R"("Other":"x")")));
+  EXPECT_FALSE(star.matches(proc(R"("Image":null)")));
+}
+
+TEST(RuleSet, ListsAreOrAndAllMakesThemAnd) {
+  RuleMatch any("  sel:\n    CommandLine|contains:\n      - aaa\n      - bbb\n  condition: sel\n");
+  EXPECT_TRUE(any.matches(proc(R"("CommandLine":"xx bbb")")));
+  EXPECT_FALSE(any.matches(proc(R"("CommandLine":"ccc")")));
+  RuleMatch all("  sel:\n    CommandLine|contains|all:\n      - aaa\n      - bbb\n  condition: sel\n");
+  EXPECT_TRUE(all.matches(proc(R"("CommandLine":"bbb then aaa")")));
+  EXPECT_FALSE(all.matches(proc(R"("CommandLine":"only aaa")")));
+}
+
+TEST(RuleSet, MapIsAndListOfMapsIsOr) {
+  RuleMatch map("  sel:\n    Image|endswith: x.exe\n    CommandLine|contains: y\n  condition: sel\n");
+  EXPECT_TRUE(map.matches(proc(R"("Image":"a\\x.exe","CommandLine":"yy")")));
+  EXPECT_FALSE(map.matches(proc(R"("Image":"a\\x.exe","CommandLine":"zz")")));
+  RuleMatch list("  sel:\n    - Image|endswith: x.exe\n    - CommandLine|contains: y\n  condition: sel\n");
+  EXPECT_TRUE(list.matches(proc(R"("Image":"a\\x.exe","CommandLine":"zz")")));
+  EXPECT_TRUE(list.matches(proc(R"("Image":"a","CommandLine":"y")")));
+  EXPECT_FALSE(list.matches(proc(R"("Image":"a","CommandLine":"z")")));
+}
+
+TEST(RuleSet, ConditionGrammar) {
+  const std::string searches =
+      "  selection_a:\n    A: '1'\n  selection_b:\n    B: '1'\n  filter_c:\n    C: '1'\n  _hidden:\n    D: '1'\n";
+  struct Case {
+    const char* condition;
+    const char* event;
+    bool expected;
+  };
+  const Case cases[] = {
+      {"selection_a and not filter_c", R"("A":"1")", true},
+      {"selection_a and not filter_c", R"("A":"1","C":"1")", false},
+      {"selection_a or selection_b and filter_c", R"("A":"1")", true},  // and binds tighter
+      {"(selection_a or selection_b) and filter_c", R"("A":"1")", false},
+      {"1 of selection_*", R"("B":"1")", true},
+      {"all of selection_*", R"("B":"1")", false},
+      {"all of selection_*", R"("A":"1","B":"1")", true},
+      {"1 of selection_* and not 1 of filter_*", R"("A":"1","C":"1")", false},
+      {"all of them", R"("A":"1","B":"1","C":"1")", true},  // _hidden is not part of 'them'
+      {"1 of them", R"("D":"1")", false},
+      {"2 of them", R"("A":"1","C":"1")", true},
+      {"2 of them", R"("A":"1")", false},
+      {"not selection_a", R"("X":"1")", true},  // holds with no predicate true
+      {"not not selection_a", R"("A":"1")", true},
+      {"selection_a AND NOT filter_c", R"("A":"1")", true},
+  };
+  for (const auto& c : cases) {
+    RuleMatch m(searches + "  condition: " + c.condition + "\n");
+    EXPECT_EQ(m.matches(proc(c.event)), c.expected) << c.condition << " on " << c.event;
+  }
+}
+
+TEST(RuleSet, ConditionListIsOr) {
+  RuleMatch m("  a:\n    A: '1'\n  b:\n    B: '1'\n  condition:\n    - a\n    - b\n");
+  EXPECT_TRUE(m.matches(proc(R"("B":"1")")));
+  EXPECT_FALSE(m.matches(proc(R"("C":"1")")));
+}
+
+TEST(RuleSet, NullExistsAndEmpty) {
+  RuleMatch null("  sel:\n    Image: x\n    ParentImage: null\n  condition: sel\n");
+  EXPECT_TRUE(null.matches(proc(R"("Image":"x")")));
+  EXPECT_TRUE(null.matches(proc(R"("Image":"x","ParentImage":null)")));
+  EXPECT_FALSE(null.matches(proc(R"("Image":"x","ParentImage":"p")")));
+  RuleMatch exists("  sel:\n    Image|exists: true\n  condition: sel\n");
+  EXPECT_TRUE(exists.matches(proc(R"("Image":"")")));
+  EXPECT_FALSE(exists.matches(proc(R"("Other":"")")));
+  RuleMatch absent("  sel:\n    Image|exists: false\n  condition: sel\n");
+  EXPECT_TRUE(absent.matches(proc(R"("Other":"")")));
+  RuleMatch empty("  sel:\n    Image: ''\n  condition: sel\n");
+  EXPECT_TRUE(empty.matches(proc(R"("Image":"")")));
+  EXPECT_FALSE(empty.matches(proc(R"("Image":"a")")));
+  EXPECT_FALSE(empty.matches(proc(R"("Other":"")")));
+}
+
+TEST(RuleSet, NumbersMatchTheirText) {
+  RuleMatch m("  sel:\n    DestinationPort: 4444\n  condition: sel\n", "network_connection");
+  EXPECT_TRUE(m.matches(R"({"EventID":3,"DestinationPort":4444})"));
+  EXPECT_TRUE(m.matches(R"({"EventID":3,"DestinationPort":"4444"})"));
+  EXPECT_FALSE(m.matches(R"({"EventID":3,"DestinationPort":44444})"));
+}
+
+TEST(RuleSet, CasedAndRegex) {
+  RuleMatch cased("  sel:\n    Image|cased|contains: Abc\n  condition: sel\n");
+  EXPECT_TRUE(cased.matches(proc(R"("Image":"xAbcx")")));
+  EXPECT_FALSE(cased.matches(proc(R"("Image":"xabcx")")));
+  RuleMatch re("  sel:\n    CommandLine|re: '^cmd\\.exe /[cC] [a-z]+$'\n  condition: sel\n");
+  EXPECT_TRUE(re.matches(proc(R"("CommandLine":"cmd.exe /c dir")")));
+  EXPECT_FALSE(re.matches(proc(R"("CommandLine":"CMD.exe /c dir")")));  // re is case-sensitive
+  RuleMatch rei("  sel:\n    CommandLine|re|i: '^cmd\\.exe'\n  condition: sel\n");
+  EXPECT_TRUE(rei.matches(proc(R"("CommandLine":"CMD.EXE /c")")));
+}
+
+TEST(RuleSet, Windash) {
+  RuleMatch m("  sel:\n    CommandLine|windash|contains: ' -enc '\n  condition: sel\n");
+  EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell -enc AAA")")));
+  EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell /enc AAA")")));
+  // An en dash (U+2013), which cmd.exe and PowerShell accept in place of "-".
+  EXPECT_TRUE(m.matches(proc("\"CommandLine\":\"powershell \xe2\x80\x93" "enc AAA\"")));
+  EXPECT_FALSE(m.matches(proc(R"("CommandLine":"powershell enc AAA")")));
+}
+
+TEST(RuleSet, UnsupportedPatternIsReportedPerRule) {
+  RuleMatch m("  sel:\n    CommandLine|re: '(a)\\1'\n  condition: sel\n");
+  EXPECT_NE(m.error().find("not supported by Hyperscan"), std::string::npos) << m.error();
+}
+
+TEST(RuleSet, BadRulesDoNotStopTheOthers) {
+  auto mapping = FieldMapping::parse(kMapping, "m.yml");
+  ASSERT_TRUE(mapping);
+  auto make = [](const std::string& id, const std::string& category, const std::string& value) {
+    auto r = parse_sigma("title: " + id + "\nid: " + id + "\nlogsource:\n  product: windows\n  category: " + category +
+                             "\ndetection:\n  sel:\n    CommandLine|re: '" + value + "'\n  condition: sel\n",
+                         id + ".yml");
+    EXPECT_TRUE(r) << r.status().to_string();
+    return *r;
+  };
+  std::vector<SigmaRule> rules = {make("good1", "process_creation", "abc"), make("badre", "process_creation", "(a)\\1"),
+                                  make("nols", "file_event", "abc"), make("good2", "network_connection", "abc"),
+                                  make("good1", "process_creation", "dup")};
+  CompileReport report;
+  auto rs = RuleSet::compile(rules, *mapping, report);
+  ASSERT_TRUE(rs);
+  EXPECT_EQ(report.compiled, 2u);
+  EXPECT_EQ(report.unsupported, 3u);
+  ASSERT_EQ((*rs)->rules().size(), 2u);
+  EXPECT_EQ((*rs)->rules()[0].id, "good1");
+  EXPECT_EQ((*rs)->rules()[1].id, "good2");
+  std::string reasons;
+  for (const auto& d : report.rules) reasons += d.status.to_string() + "\n";
+  EXPECT_NE(reasons.find("badre.yml"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("logsource 'product=windows category=file_event' has no entry"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("duplicate rule id 'good1'"), std::string::npos) << reasons;
+}
+
+TEST(RuleSet, MatchesManyRulesAtOnceInOrder) {
+  auto mapping = FieldMapping::parse(kMapping, "m.yml");
+  ASSERT_TRUE(mapping);
+  std::vector<SigmaRule> rules;
+  for (int i = 0; i < 50; ++i) {
+    auto r = parse_sigma("title: t\nid: id" + std::to_string(i) +
+                             "\nlogsource:\n  category: process_creation\ndetection:\n  sel:\n    CommandLine|contains: 'tok" +
+                             std::to_string(i % 10) + "'\n  condition: sel\n",
+                         "r.yml");
+    ASSERT_TRUE(r);
+    rules.push_back(*r);
+  }
+  CompileReport report;
+  auto rs = RuleSet::compile(rules, *mapping, report);
+  ASSERT_TRUE(rs);
+  auto matcher = Matcher::create(*rs);
+  ASSERT_TRUE(matcher);
+  EventParser parser;
+  Event event;
+  ASSERT_EQ(parser.parse(R"({"EventID":1,"CommandLine":"tok3 tok7"})", (*rs)->fields(), event), ParseError::kNone);
+  std::vector<uint32_t> out;
+  ASSERT_TRUE((*matcher)->match(event, out).is_ok());
+  std::vector<uint32_t> expected;
+  for (uint32_t i = 0; i < 50; ++i) {
+    if (i % 10 == 3 || i % 10 == 7) expected.push_back(i);
+  }
+  EXPECT_EQ(out, expected);
+  // Bits are cleared between events.
+  ASSERT_EQ(parser.parse(R"({"EventID":1,"CommandLine":"nothing"})", (*rs)->fields(), event), ParseError::kNone);
+  out.clear();
+  ASSERT_TRUE((*matcher)->match(event, out).is_ok());
+  EXPECT_TRUE(out.empty());
+}
+
+}  // namespace
+}  // namespace vigil::match

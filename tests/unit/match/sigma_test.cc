@@ -1,0 +1,89 @@
+#include "vigil/match/sigma.h"
+
+#include <gtest/gtest.h>
+
+namespace vigil::match {
+namespace {
+
+std::string rule_with(const std::string& detection, const std::string& extra = "") {
+  return "title: T\nid: 11111111-1111-1111-1111-111111111111\nlevel: high\n" + extra +
+         "logsource:\n  product: windows\n  category: process_creation\ndetection:\n" + detection;
+}
+
+TEST(SigmaParse, Metadata) {
+  auto r = parse_sigma(rule_with("  sel:\n    Image: x\n  condition: sel\n", "tags:\n  - attack.t1\n  - attack.t2\n"), "r.yml");
+  ASSERT_TRUE(r) << r.status().to_string();
+  EXPECT_EQ(r->title, "T");
+  EXPECT_EQ(r->id, "11111111-1111-1111-1111-111111111111");
+  EXPECT_EQ(r->level, "high");
+  EXPECT_EQ(r->tags, (std::vector<std::string>{"attack.t1", "attack.t2"}));
+  EXPECT_EQ(r->logsource.category, "process_creation");
+  ASSERT_EQ(r->predicates.size(), 1u);
+  EXPECT_EQ(r->predicates[0].field, "Image");
+  EXPECT_EQ(r->predicates[0].regex, "\\Ax\\z");
+  EXPECT_TRUE(r->predicates[0].caseless);
+}
+
+TEST(SigmaParse, ValueToRegexEscapesAndWildcards) {
+  EXPECT_EQ(sigma_value_to_regex("a*b?c", true, true), "\\Aa.*b.c\\z");
+  EXPECT_EQ(sigma_value_to_regex("a\\*b", false, false), "a\\x2ab");
+  EXPECT_EQ(sigma_value_to_regex("a\\?b", false, false), "a\\x3fb");
+  EXPECT_EQ(sigma_value_to_regex("C:\\\\x", false, false), "C\\x3a\\x5cx");     // \\ is one backslash
+  EXPECT_EQ(sigma_value_to_regex("C:\\Windows", false, false), "C\\x3a\\x5cWindows");  // lone \ is literal
+  EXPECT_EQ(sigma_value_to_regex("a.b(c)", false, false), "a\\x2eb\\x28c\\x29");
+}
+
+TEST(SigmaParse, UnknownModifierIsNamed) {
+  auto r = parse_sigma(rule_with("  sel:\n    CommandLine|contains|field21: x\n  condition: sel\n"), "r.yml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("unknown modifier 'field21'"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("r.yml"), std::string::npos);
+}
+
+TEST(SigmaParse, NotYetSupportedModifierIsUnsupportedNotInvalid) {
+  auto r = parse_sigma(rule_with("  sel:\n    CommandLine|base64offset|contains: x\n  condition: sel\n"), "r.yml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.status().code(), Code::kUnsupported);
+  EXPECT_NE(r.status().message().find("'base64offset'"), std::string::npos);
+}
+
+TEST(SigmaParse, ConditionErrors) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"sel and", "expected an identifier"},
+      {"sel or missing", "unknown search identifier 'missing'"},
+      {"(sel", "missing ')'"},
+      {"1 of nothing*", "matches no search identifier"},
+      {"sel | count() > 5", "aggregation"},
+      {"sel $", "unexpected character"},
+      {"0 of sel*", "at least 1"},
+  };
+  for (const auto& [cond, why] : cases) {
+    auto r = parse_sigma(rule_with(std::string("  sel:\n    Image: x\n  condition: ") + cond + "\n"), "r.yml");
+    ASSERT_FALSE(r) << cond;
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << cond << ": " << r.status().message();
+  }
+}
+
+TEST(SigmaParse, StructuralErrors) {
+  EXPECT_FALSE(parse_sigma("just a string", "r.yml"));
+  EXPECT_FALSE(parse_sigma("title: [unclosed", "r.yml"));
+  EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image: x\n"), "r.yml"));  // no condition
+  EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image: []\n  condition: sel\n"), "r.yml"));
+  EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image:\n      a: b\n  condition: sel\n"), "r.yml"));
+  EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image|contains|startswith: x\n  condition: sel\n"), "r.yml"));
+  EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image|exists: maybe\n  condition: sel\n"), "r.yml"));
+  auto corr = parse_sigma("title: c\nid: x\ncorrelation:\n  type: event_count\n", "c.yml");
+  ASSERT_FALSE(corr);
+  EXPECT_EQ(corr.status().code(), Code::kUnsupported);
+}
+
+TEST(SigmaParse, UnknownMetadataIsAWarningNotAnError) {
+  auto r = parse_sigma(rule_with("  sel:\n    Image: x\n  condition: sel\n", "new_doc_key: 1\n"), "r.yml");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->warnings.size(), 1u);
+  EXPECT_NE(r->warnings[0].find("new_doc_key"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vigil::match

@@ -1,0 +1,157 @@
+#include "vigil/store/store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace vigil::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("vigil-store-test-" + std::to_string(std::random_device{}()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::unique_ptr<Store> open() {
+    auto s = Store::open({dir_.string()});
+    EXPECT_TRUE(s) << s.status().to_string();
+    return s ? std::move(*s) : nullptr;
+  }
+  static AlertRecord alert(int64_t offset, TimeMs time, const std::string& rule, const std::string& host) {
+    AlertRecord a;
+    a.id = AlertId::derive("events", 0, offset, rule);
+    a.time = time;
+    a.rule_id = rule;
+    a.host = host;
+    a.json = R"({"offset":)" + std::to_string(offset) + "}";
+    return a;
+  }
+  fs::path dir_;
+};
+
+TEST_F(StoreTest, AlertIdsAreDeterministicAndDistinct) {
+  const AlertId a = AlertId::derive("t", 1, 42, "rule");
+  EXPECT_EQ(a.hex(), AlertId::derive("t", 1, 42, "rule").hex());
+  EXPECT_NE(a.hex(), AlertId::derive("t", 1, 43, "rule").hex());
+  EXPECT_NE(a.hex(), AlertId::derive("t", 2, 42, "rule").hex());
+  EXPECT_NE(a.hex(), AlertId::derive("t", 1, 42, "rule2").hex());
+  EXPECT_EQ(a.hex().size(), 32u);
+  auto parsed = AlertId::from_hex(a.hex());
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->hex(), a.hex());
+  EXPECT_FALSE(AlertId::from_hex("xyz"));
+  EXPECT_FALSE(AlertId::from_hex(std::string(32, 'g')));
+}
+
+TEST_F(StoreTest, QueriesNewestFirstWithinRangeAndPages) {
+  auto store = open();
+  std::vector<AlertRecord> alerts;
+  for (int i = 0; i < 25; ++i) alerts.push_back(alert(i, 1000 + i * 10, i % 2 ? "odd" : "even", "h" + std::to_string(i % 3)));
+  ASSERT_TRUE(store->put_batch(alerts, {}).is_ok());
+  EXPECT_EQ(*store->count_alerts(), 25u);
+
+  AlertQuery q;
+  q.limit = 10;
+  std::vector<std::string> seen;
+  for (int page = 0; page < 5; ++page) {
+    auto p = store->query_alerts(q);
+    ASSERT_TRUE(p) << p.status().to_string();
+    for (auto& a : p->alerts) seen.push_back(a);
+    if (p->next_cursor.empty()) break;
+    q.cursor = p->next_cursor;
+  }
+  ASSERT_EQ(seen.size(), 25u);
+  EXPECT_EQ(seen.front(), R"({"offset":24})");
+  EXPECT_EQ(seen.back(), R"({"offset":0})");
+
+  AlertQuery range;
+  range.since = 1050;   // inclusive
+  range.until = 1100;   // exclusive
+  auto p = store->query_alerts(range);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(p->alerts.size(), 5u);
+  EXPECT_EQ(p->alerts.front(), R"({"offset":9})");
+  EXPECT_EQ(p->alerts.back(), R"({"offset":5})");
+  EXPECT_TRUE(p->next_cursor.empty());
+}
+
+TEST_F(StoreTest, RuleAndHostIndexes) {
+  auto store = open();
+  std::vector<AlertRecord> alerts;
+  for (int i = 0; i < 12; ++i) alerts.push_back(alert(i, 1000 + i, i % 2 ? "odd" : "even", "h" + std::to_string(i % 3)));
+  ASSERT_TRUE(store->put_batch(alerts, {}).is_ok());
+  AlertQuery q;
+  q.rule_id = "odd";
+  q.limit = 4;
+  auto p = store->query_alerts(q);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->alerts, (std::vector<std::string>{R"({"offset":11})", R"({"offset":9})", R"({"offset":7})", R"({"offset":5})"}));
+  q.cursor = p->next_cursor;
+  p = store->query_alerts(q);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->alerts, (std::vector<std::string>{R"({"offset":3})", R"({"offset":1})"}));
+  EXPECT_TRUE(p->next_cursor.empty());
+
+  AlertQuery h;
+  h.host = "h0";
+  p = store->query_alerts(h);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->alerts.size(), 4u);
+  h.host = "nobody";
+  EXPECT_TRUE(store->query_alerts(h)->alerts.empty());
+}
+
+TEST_F(StoreTest, BadCursorIsInvalidArgument) {
+  auto store = open();
+  AlertQuery q;
+  q.cursor = "zz";
+  EXPECT_EQ(store->query_alerts(q).status().code(), Code::kInvalidArgument);
+  q.cursor = "00";
+  EXPECT_EQ(store->query_alerts(q).status().code(), Code::kInvalidArgument);
+  // A cursor of the alerts cf is not valid for a rule index query.
+  q.cursor = std::string(48, '0');
+  q.rule_id = "r";
+  EXPECT_EQ(store->query_alerts(q).status().code(), Code::kInvalidArgument);
+}
+
+TEST_F(StoreTest, ReplayingABatchDoesNotDuplicateAlerts) {
+  auto store = open();
+  std::vector<AlertRecord> alerts = {alert(1, 1000, "r", "h"), alert(2, 1001, "r", "h")};
+  ASSERT_TRUE(store->put_batch(alerts, {{"events", 0, 3}}).is_ok());
+  ASSERT_TRUE(store->put_batch(alerts, {{"events", 0, 3}}).is_ok());
+  EXPECT_EQ(*store->count_alerts(), 2u);
+  AlertQuery q;
+  q.rule_id = "r";
+  EXPECT_EQ(store->query_alerts(q)->alerts.size(), 2u);
+}
+
+TEST_F(StoreTest, OffsetsPersistAcrossReopen) {
+  {
+    auto store = open();
+    EXPECT_FALSE(store->next_offset("events", 3)->has_value());
+    ASSERT_TRUE(store->put_batch({alert(7, 1, "r", "")}, {{"events", 3, 8}, {"other", 3, 100}}).is_ok());
+  }
+  auto store = open();
+  EXPECT_EQ(store->next_offset("events", 3)->value(), 8);
+  EXPECT_EQ(store->next_offset("other", 3)->value(), 100);
+  EXPECT_FALSE(store->next_offset("events", 4)->has_value());
+  EXPECT_EQ(*store->count_alerts(), 1u);
+}
+
+TEST_F(StoreTest, RefusesAForeignDirectory) {
+  fs::create_directories(dir_);
+  std::ofstream(dir_ / "something.txt") << "not a store";
+  auto s = Store::open({dir_.string()});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.status().code(), Code::kCorruption);
+  EXPECT_NE(s.status().message().find("holds no vigil store"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vigil::store
