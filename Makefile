@@ -3,8 +3,10 @@ PRESET ?= release
 TEST_PRESET ?= ci
 JOBS ?= $(shell nproc)
 VIGILD_ARGS ?=
+FUZZ_SECONDS ?= 30
+SHELL := /bin/bash
 
-.PHONY: all deps build run test test-asan bench clean format
+.PHONY: all deps build run test test-asan fuzz bench clean format
 
 all: build
 
@@ -22,12 +24,24 @@ test: deps
 	cmake --preset $(TEST_PRESET) >/dev/null
 	cmake --build --preset $(TEST_PRESET) -j $(JOBS)
 	ctest --preset $(TEST_PRESET) -j $(JOBS)
-	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory test-asan; fi
+	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory fuzz test-asan; fi
 
 test-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
+
+# Each libFuzzer target for FUZZ_SECONDS on a copy of its seed corpus; a crash fails the run.
+fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS)
+	@for t in event_parser query sigma_parser; do \
+	  seeds=tests/fuzz/corpus/$${t%_parser}; work=build/fuzz/corpus/$$t; mkdir -p $$work; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  ./build/fuzz/tests/fuzz/$${t}_fuzz $$work $$seeds -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz/ 2>&1 | grep -E "^(stat::number_of_executed_units|==|SUMMARY|artifact)" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 bench: deps
 	cmake --preset release >/dev/null

@@ -1,0 +1,35 @@
+// libFuzzer: the event parser and matcher on arbitrary bytes from Kafka.
+#include <cstdint>
+#include <string_view>
+
+#include "vigil/core/event.h"
+#include "vigil/match/ruleset.h"
+
+namespace {
+
+struct Fixture {
+  std::shared_ptr<const vigil::match::RuleSet> rules;
+  std::unique_ptr<vigil::match::Matcher> matcher;
+  Fixture() {
+    auto mapping = vigil::match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+    vigil::match::CompileReport report;
+    auto parsed = vigil::match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
+    rules = *vigil::match::RuleSet::compile(parsed, *mapping, report);
+    matcher = std::move(*vigil::match::Matcher::create(rules));
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Fixture f;
+  static vigil::EventParser parser(1 << 16);
+  static vigil::Event event;
+  static std::vector<uint32_t> out;
+  const std::string_view raw(reinterpret_cast<const char*>(data), size);
+  if (parser.parse(raw, f.rules->fields(), event) == vigil::ParseError::kNone) {
+    out.clear();
+    (void)f.matcher->match(event, out);
+  }
+  return 0;
+}
