@@ -31,15 +31,16 @@ test-asan: deps
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
 
-# Each libFuzzer target for FUZZ_SECONDS on a copy of its seed corpus; a crash fails the run.
+# Each libFuzzer target for FUZZ_SECONDS over its seed corpus; a crash, a hang (10 s per
+# input) or 2 GB of memory fails the run.
 fuzz: deps
 	cmake --preset fuzz >/dev/null
 	cmake --build --preset fuzz -j $(JOBS)
 	@for t in event_parser query sigma_parser; do \
 	  seeds=tests/fuzz/corpus/$${t%_parser}; work=build/fuzz/corpus/$$t; mkdir -p $$work; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	  ./build/fuzz/tests/fuzz/$${t}_fuzz $$work $$seeds -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    -print_final_stats=1 -artifact_prefix=build/fuzz/ 2>&1 | grep -E "^(stat::number_of_executed_units|==|SUMMARY|artifact)" ; \
+	  timeout $$(( $(FUZZ_SECONDS) + 120 )) ./build/fuzz/tests/fuzz/$${t}_fuzz $$work $$seeds \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix=build/fuzz/ 2>&1 | grep -E "^(stat::number_of_executed_units|==|SUMMARY|artifact)" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 

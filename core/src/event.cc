@@ -179,10 +179,12 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
         fv.type = ValueType::kBool;
         break;
       }
-      case od::json_type::null:
-        if (!value.is_null()) return ParseError::kMalformedJson;
+      case od::json_type::null: {
+        bool is_null = false;
+        if (value.is_null().get(is_null) != simdjson::SUCCESS || !is_null) return ParseError::kMalformedJson;
         fv.type = ValueType::kNull;
         break;
+      }
       case od::json_type::object:
       case od::json_type::array: {
         std::string_view rawj;

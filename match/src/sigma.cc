@@ -1,11 +1,13 @@
 #include "vigil/match/sigma.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
 #include <map>
 #include <set>
+#include <sstream>
 
 namespace vigil::match {
 
@@ -427,6 +429,41 @@ class ConditionParser {
   size_t pos_ = 0;
 };
 
+// Counts the documents of a YAML stream without building them. Debian 12's yaml-cpp 0.7
+// loops forever in YAML::LoadAll on input such as ",h" (fixed upstream in jbeder/yaml-cpp
+// PR #1319): the parser keeps reporting a document holding one bare null. So documents are
+// counted here, stopping at the second, and one that is only a root null is not counted.
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override { events_ = 0; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { events_ += 2; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { events_ += 2; }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { events_ += 2; }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { events_ += 2; }
+  void OnMapEnd() override {}
+  // True if the last document had content beyond a single root null.
+  bool had_content() const { return events_ > 1; }
+
+ private:
+  int events_ = 0;
+};
+
+// Number of documents with content in `text`, counting at most two.
+size_t count_documents(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  size_t docs = 0;
+  while (docs < 2 && parser.HandleNextDocument(counter)) {
+    if (!counter.had_content()) break;
+    ++docs;
+  }
+  return docs;
+}
+
 std::string scalar_or_empty(const YAML::Node& n) { return n && n.IsScalar() ? n.Scalar() : std::string(); }
 
 const std::set<std::string>& known_top_level_keys() {
@@ -448,10 +485,11 @@ Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string&
   rule.source = source;
   ParseContext ctx{source, rule};
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(yaml_text);
-    if (docs.empty() || !docs[0].IsMap()) return ctx.error("not a Sigma rule: the document is not a YAML map");
-    if (docs.size() > 1) return ctx.unsupported("multi-document rule files (rule collections) are not supported yet");
-    const YAML::Node& doc = docs[0];
+    if (count_documents(yaml_text) > 1) {
+      return ctx.unsupported("multi-document rule files (rule collections) are not supported yet");
+    }
+    const YAML::Node doc = YAML::Load(yaml_text);
+    if (!doc.IsMap()) return ctx.error("not a Sigma rule: the document is not a YAML map");
 
     if (doc["correlation"]) return ctx.unsupported("correlation rules are not supported yet");
     if (doc["action"]) return ctx.unsupported("rule collection actions ('action') are not supported");

@@ -76,6 +76,18 @@ TEST_F(EventParserTest, NamesEveryKindOfBadInput) {
   EXPECT_EQ(parse_error_name(ParseError::kInvalidUtf8), "invalid_utf8");
 }
 
+// Found by tests/fuzz/event_parser_fuzz: a token that starts like null but is not one made
+// the parser throw from an implicit simdjson_result conversion.
+TEST_F(EventParserTest, BrokenLiteralsAreMalformedNotFatal) {
+  FieldSet f;
+  f.add("Channel");
+  f.add("flag");
+  for (const char* raw : {R"({"Channel":nnel"x"})", R"({"Channel":nul})", R"({"flag":tru})", R"({"flag":fals})",
+                          R"({"Channel":-})", R"({"Channel":1e})", R"({"Channel":"unterminated})"}) {
+    EXPECT_EQ(parser_.parse(raw, f, event_), ParseError::kMalformedJson) << raw;
+  }
+}
+
 TEST(FieldSet, SamePathSameSlot) {
   FieldSet f;
   EXPECT_EQ(f.add("a.b"), 0u);

@@ -78,6 +78,22 @@ TEST(SigmaParse, StructuralErrors) {
   EXPECT_EQ(corr.status().code(), Code::kUnsupported);
 }
 
+// Found by tests/fuzz/sigma_parser_fuzz: yaml-cpp 0.7's LoadAll never returns on these.
+TEST(SigmaParse, InputsThatHangYamlCppLoadAllAreRefused) {
+  for (const char* text : {",h", ",", "\n,\n", "- ,"}) {
+    auto r = parse_sigma(text, "r.yml");
+    EXPECT_FALSE(r) << text;
+  }
+}
+
+TEST(SigmaParse, MultiDocumentFilesAreUnsupported) {
+  auto r = parse_sigma(rule_with("  sel:\n    Image: x\n  condition: sel\n") + "---\ntitle: second\n", "r.yml");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.status().code(), Code::kUnsupported);
+  // A trailing document separator alone is still one rule.
+  EXPECT_TRUE(parse_sigma(rule_with("  sel:\n    Image: x\n  condition: sel\n") + "---\n", "r.yml"));
+}
+
 TEST(SigmaParse, UnknownMetadataIsAWarningNotAnError) {
   auto r = parse_sigma(rule_with("  sel:\n    Image: x\n  condition: sel\n", "new_doc_key: 1\n"), "r.yml");
   ASSERT_TRUE(r);
