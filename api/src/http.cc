@@ -4,6 +4,7 @@
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -247,10 +248,29 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // Lingering close: after the last response, stop sending and read (and discard) what the
+  // client still sends until it closes too, bounded in bytes and time. Closing a socket with
+  // unread input makes the kernel send RST, which can destroy the response in flight (for
+  // example a 431 sent before the oversized header was read).
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return;
+    stream_.expires_after(std::chrono::seconds(2));
+    drain();
   }
+
+  void drain() {
+    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > kMaxDrainBytes) return;
+      self->drain();
+    });
+  }
+
+  static constexpr size_t kMaxDrainBytes = 1 << 20;
+  std::array<char, 4096> discard_;
+  size_t drained_ = 0;
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
