@@ -67,20 +67,29 @@ int32_t FieldSet::child(uint32_t node, std::string_view key) const {
   return static_cast<int32_t>(it->second);
 }
 
-uint32_t FieldSet::add(std::string_view dotted_path) {
+uint32_t FieldSet::node_for(std::string_view dotted_path) {
   uint32_t node = 0;
   for (const auto& part : split_path(dotted_path)) {
-    int32_t next = child(node, part);
+    int32_t next = part == "*" ? nodes_[node].wildcard : child(node, part);
     if (next < 0) {
       next = static_cast<int32_t>(nodes_.size());
       nodes_.emplace_back();
-      auto& ch = nodes_[node].children;
-      auto it = std::lower_bound(ch.begin(), ch.end(), part,
-                                 [](const auto& p, const std::string& k) { return p.first < k; });
-      ch.insert(it, {part, static_cast<uint32_t>(next)});
+      if (part == "*") {
+        nodes_[node].wildcard = next;
+      } else {
+        auto& ch = nodes_[node].children;
+        auto it = std::lower_bound(ch.begin(), ch.end(), part,
+                                   [](const auto& p, const std::string& k) { return p.first < k; });
+        ch.insert(it, {part, static_cast<uint32_t>(next)});
+      }
     }
     node = static_cast<uint32_t>(next);
   }
+  return node;
+}
+
+uint32_t FieldSet::add(std::string_view dotted_path) {
+  const uint32_t node = node_for(dotted_path);
   if (nodes_[node].slot < 0) {
     nodes_[node].slot = static_cast<int32_t>(paths_.size());
     paths_.emplace_back(dotted_path);
@@ -88,10 +97,17 @@ uint32_t FieldSet::add(std::string_view dotted_path) {
   return static_cast<uint32_t>(nodes_[node].slot);
 }
 
+bool FieldSet::add_alias(std::string_view dotted_path, uint32_t slot) {
+  const uint32_t node = node_for(dotted_path);
+  if (nodes_[node].slot >= 0) return nodes_[node].slot == static_cast<int32_t>(slot);
+  nodes_[node].slot = static_cast<int32_t>(slot);
+  return true;
+}
+
 int32_t FieldSet::find(std::string_view dotted_path) const {
   uint32_t node = 0;
   for (const auto& part : split_path(dotted_path)) {
-    const int32_t next = child(node, part);
+    const int32_t next = part == "*" ? nodes_[node].wildcard : child(node, part);
     if (next < 0) return -1;
     node = static_cast<uint32_t>(next);
   }
@@ -135,14 +151,16 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
     if (std::move(field_result).get(field) != simdjson::SUCCESS) return ParseError::kMalformedJson;
     std::string_view key;
     if (field.unescaped_key().get(key) != simdjson::SUCCESS) return ParseError::kMalformedJson;
-    const int32_t next = fields.child(node, key);
+    // An exact key wins over the "*" child: an on-demand value can be read only once.
+    int32_t next = fields.child(node, key);
+    if (next < 0) next = fields.nodes_[node].wildcard;
     if (next < 0) continue;  // not referenced: simdjson skips the value
     const auto& n = fields.nodes_[static_cast<uint32_t>(next)];
     od::value value = field.value();
     od::json_type type;
     if (value.type().get(type) != simdjson::SUCCESS) return ParseError::kMalformedJson;
 
-    if (type == od::json_type::object && !n.children.empty()) {
+    if (type == od::json_type::object && (!n.children.empty() || n.wildcard >= 0)) {
       od::object child;
       if (value.get_object().get(child) != simdjson::SUCCESS) return ParseError::kMalformedJson;
       if (auto pe = walk_object(child, fields, static_cast<uint32_t>(next), out, depth + 1); pe != ParseError::kNone) {

@@ -28,12 +28,28 @@ Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text, const s
       return s;
     }
     m.name_ = doc["name"] ? doc["name"].as<std::string>() : source;
-    if (doc["field_prefix"]) m.field_prefix_ = doc["field_prefix"].as<std::string>();
+    auto strings = [](const YAML::Node& n) {
+      std::vector<std::string> out;
+      if (n.IsSequence()) {
+        for (const auto& x : n) out.push_back(x.as<std::string>());
+      } else {
+        out.push_back(n.as<std::string>());
+      }
+      return out;
+    };
+    if (doc["field_prefix"]) {
+      m.field_prefixes_ = strings(doc["field_prefix"]);
+      if (m.field_prefixes_.empty()) return Status::invalid(source + ": 'field_prefix' is an empty list");
+    }
     if (doc["host_field"]) m.host_field_ = doc["host_field"].as<std::string>();
     if (doc["time_field"]) m.time_field_ = doc["time_field"].as<std::string>();
     if (const auto f = doc["fields"]) {
       if (!f.IsMap()) return Status::invalid(source + ": 'fields' must be a map");
-      for (const auto& kv : f) m.fields_.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
+      for (const auto& kv : f) {
+        auto paths = strings(kv.second);
+        if (paths.empty()) return Status::invalid(source + ": field '" + kv.first.as<std::string>() + "' maps to no path");
+        m.fields_.emplace_back(kv.first.as<std::string>(), std::move(paths));
+      }
     }
     const auto ls = doc["logsources"];
     if (!ls || !ls.IsSequence() || ls.size() == 0) return Status::invalid(source + ": 'logsources' must be a non-empty list");
@@ -79,17 +95,19 @@ Expected<FieldMapping> FieldMapping::load_file(const std::string& path) {
   return parse(ss.str(), path);
 }
 
-std::string FieldMapping::json_path(const std::string& sigma_field) const {
+std::vector<std::string> FieldMapping::json_paths(const std::string& sigma_field) const {
   for (const auto& [from, to] : fields_) {
     if (from == sigma_field) return to;
   }
-  std::string path = field_prefix_;
   // A Sigma field name is one key: escape dots so they are not read as path separators.
+  std::string key;
   for (char c : sigma_field) {
-    if (c == '.') path += '\\';
-    path += c;
+    if (c == '.') key += '\\';
+    key += c;
   }
-  return path;
+  std::vector<std::string> out;
+  for (const auto& prefix : field_prefixes_) out.push_back(prefix + key);
+  return out;
 }
 
 std::vector<uint32_t> FieldMapping::logsources_for(const Logsource& ls) const {

@@ -155,11 +155,23 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     PendingRule pr{&rule, git->second, {}};
     for (const auto& p : rule.predicates) {
-      PredKey key{pr.group, set->fields_.add(mapping.json_path(p.field)), p.kind,
+      const auto paths = mapping.json_paths(p.field);
+      const uint32_t slot = set->fields_.add(paths[0]);
+      for (size_t i = 1; i < paths.size(); ++i) {
+        if (!set->fields_.add_alias(paths[i], slot)) {
+          bad = Status::invalid(rule.source + ": field '" + p.field + "' maps to '" + paths[i] +
+                                "', which another field already uses");
+        }
+      }
+      PredKey key{pr.group, slot, p.kind,
                   p.kind == Predicate::Kind::kPattern ? p.regex : std::string(), p.kind == Predicate::Kind::kPattern ? hs_flags(p) : 0};
       auto [it, fresh] = pred_ids.emplace(key, static_cast<uint32_t>(preds.size()));
       if (fresh) preds.push_back(key);
       pr.pred_ids.push_back(it->second);
+    }
+    if (!bad.is_ok()) {
+      fail(std::move(bad));
+      continue;
     }
     pending.push_back(std::move(pr));
     report.rules.push_back(diag);

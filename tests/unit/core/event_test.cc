@@ -88,6 +88,24 @@ TEST_F(EventParserTest, BrokenLiteralsAreMalformedNotFatal) {
   }
 }
 
+TEST(FieldSet, WildcardSegmentsAndAliasesFillOneSlot) {
+  FieldSet f;
+  const uint32_t op = f.add("Event.EventData.Operation");
+  ASSERT_TRUE(f.add_alias("Event.UserData.*.Operation", op));
+  const uint32_t other = f.add("Event.EventData.Other");
+  EXPECT_FALSE(f.add_alias("Event.EventData.Operation", other));  // already op's
+  EXPECT_TRUE(f.add_alias("Event.UserData.*.Operation", op));     // idempotent
+  EXPECT_EQ(f.find("Event.UserData.*.Operation"), static_cast<int32_t>(op));
+  EventParser parser;
+  Event event;
+  ASSERT_EQ(parser.parse(R"({"Event":{"UserData":{"Operation_ClientFailure":{"Operation":"x::cleareventlog"}}}})", f, event),
+            ParseError::kNone);
+  EXPECT_EQ(event.field(op).text, "x::cleareventlog");
+  ASSERT_EQ(parser.parse(R"({"Event":{"EventData":{"Operation":"direct"},"UserData":{"A":{"B":1}}}})", f, event),
+            ParseError::kNone);
+  EXPECT_EQ(event.field(op).text, "direct");
+}
+
 TEST(FieldSet, SamePathSameSlot) {
   FieldSet f;
   EXPECT_EQ(f.add("a.b"), 0u);

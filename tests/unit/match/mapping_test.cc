@@ -8,8 +8,8 @@ namespace {
 TEST(FieldMapping, PrefixExplicitFieldsAndLogsources) {
   auto m = FieldMapping::parse(R"(
 name: evtx
-field_prefix: Event.EventData.
-fields: {EventID: Event.System.EventID}
+field_prefix: [Event.EventData., Event.UserData.*.]
+fields: {EventID: Event.System.EventID, Both: [a.b, c.d]}
 host_field: Event.System.Computer
 logsources:
   - name: proc
@@ -19,9 +19,10 @@ logsources:
     match: {product: windows, service: security}
 )", "m.yml");
   ASSERT_TRUE(m) << m.status().to_string();
-  EXPECT_EQ(m->json_path("Image"), "Event.EventData.Image");
-  EXPECT_EQ(m->json_path("EventID"), "Event.System.EventID");
-  EXPECT_EQ(m->json_path("a.b"), "Event.EventData.a\\.b");
+  EXPECT_EQ(m->json_paths("Image"), (std::vector<std::string>{"Event.EventData.Image", "Event.UserData.*.Image"}));
+  EXPECT_EQ(m->json_paths("EventID"), (std::vector<std::string>{"Event.System.EventID"}));
+  EXPECT_EQ(m->json_paths("Both"), (std::vector<std::string>{"a.b", "c.d"}));
+  EXPECT_EQ(m->json_paths("a.b")[0], "Event.EventData.a\\.b");
   EXPECT_EQ(m->logsources()[0].where[0].second, (std::vector<std::string>{"1", "4688"}));
   EXPECT_EQ(m->logsources_for({"windows", "process_creation", ""}), (std::vector<uint32_t>{0}));
   EXPECT_EQ(m->logsources_for({"", "process_creation", ""}), (std::vector<uint32_t>{0}));

@@ -34,8 +34,12 @@ class FieldSet {
  public:
   FieldSet();
   // Adds a dotted path ("Event.System.EventID") and returns its slot; adding a path twice
-  // returns the same slot. A key containing a dot is written with "\." ("a\.b.c").
+  // returns the same slot. A key containing a dot is written with "\." ("a\.b.c"); a
+  // segment "*" matches any one key ("Event.UserData.*.Operation").
   uint32_t add(std::string_view dotted_path);
+  // Makes `dotted_path` fill `slot` too, so that a field found at any of several places
+  // lands in one slot. Returns false if the path already fills another slot.
+  bool add_alias(std::string_view dotted_path, uint32_t slot);
   // Slot of a path already added, or -1.
   int32_t find(std::string_view dotted_path) const;
   size_t size() const { return paths_.size(); }
@@ -46,9 +50,11 @@ class FieldSet {
   struct Node {
     // Sorted by key for binary search; values are node indexes.
     std::vector<std::pair<std::string, uint32_t>> children;
+    int32_t wildcard = -1;  // the "*" child
     int32_t slot = -1;
   };
   int32_t child(uint32_t node, std::string_view key) const;
+  uint32_t node_for(std::string_view dotted_path);
 
   std::vector<Node> nodes_;  // nodes_[0] is the root
   std::vector<std::string> paths_;

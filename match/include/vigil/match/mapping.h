@@ -5,8 +5,9 @@
 // File format (YAML), strict: an unknown key is an error.
 //
 //   name: vigil-sensor
-//   field_prefix: ""                 # JSON path prefix for fields not listed in `fields`
-//   fields: {Provider_Name: Event.System.Provider.#attributes.Name}
+//   field_prefix: ""                 # JSON path prefix for fields not listed in `fields`;
+//                                    # a list tries each ("Event.UserData.*." matches any key)
+//   fields: {Provider_Name: Event.System.Provider.#attributes.Name}   # a path or a list
 //   host_field: Hostname             # JSON path of the host name (for alerts)
 //   time_field: "@timestamp"         # JSON path of the event time (RFC 3339)
 //   logsources:
@@ -39,8 +40,8 @@ class FieldMapping {
   static Expected<FieldMapping> load_file(const std::string& path);
 
   const std::string& name() const { return name_; }
-  // JSON path of a Sigma field.
-  std::string json_path(const std::string& sigma_field) const;
+  // JSON paths of a Sigma field, in order of preference (at least one).
+  std::vector<std::string> json_paths(const std::string& sigma_field) const;
   // Indexes of the logsources a rule with `ls` applies to.
   std::vector<uint32_t> logsources_for(const Logsource& ls) const;
   const std::vector<LogsourceMapping>& logsources() const { return logsources_; }
@@ -49,8 +50,8 @@ class FieldMapping {
 
  private:
   std::string name_;
-  std::string field_prefix_;
-  std::vector<std::pair<std::string, std::string>> fields_;
+  std::vector<std::string> field_prefixes_{""};
+  std::vector<std::pair<std::string, std::vector<std::string>>> fields_;
   std::string host_field_;
   std::string time_field_;
   std::vector<LogsourceMapping> logsources_;
