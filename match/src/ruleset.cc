@@ -1,6 +1,10 @@
 #include "vigil/match/ruleset.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -113,8 +117,9 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   struct PredKey {
     uint32_t group, slot;
     Predicate::Kind kind;
-    std::string regex;
+    std::string regex;  // kPattern: the regex; other kinds: the operand
     unsigned flags;
+    uint32_t ref_slot;  // kFieldRef
     auto operator<=>(const PredKey&) const = default;
   };
   std::map<PredKey, uint32_t> pred_ids;
@@ -163,8 +168,14 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
                                 "', which another field already uses");
         }
       }
-      PredKey key{pr.group, slot, p.kind,
-                  p.kind == Predicate::Kind::kPattern ? p.regex : std::string(), p.kind == Predicate::Kind::kPattern ? hs_flags(p) : 0};
+      uint32_t ref_slot = 0;
+      if (p.kind == Predicate::Kind::kFieldRef) {
+        const auto ref_paths = mapping.json_paths(p.operand);
+        ref_slot = set->fields_.add(ref_paths[0]);
+        for (size_t i = 1; i < ref_paths.size(); ++i) (void)set->fields_.add_alias(ref_paths[i], ref_slot);
+      }
+      const bool pattern = p.kind == Predicate::Kind::kPattern;
+      PredKey key{pr.group, slot, p.kind, pattern ? p.regex : p.operand, pattern ? hs_flags(p) : 0, ref_slot};
       auto [it, fresh] = pred_ids.emplace(key, static_cast<uint32_t>(preds.size()));
       if (fresh) preds.push_back(key);
       pr.pred_ids.push_back(it->second);
@@ -186,7 +197,19 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     if (k.kind == Predicate::Kind::kPattern) {
       by_field[{k.group, k.slot}].push_back(id);
     } else {
-      set->groups_[k.group].direct.push_back({id, k.slot, k.kind});
+      DirectPredicate dp{id, k.slot, k.kind};
+      dp.ref_slot = k.ref_slot;
+      if (k.kind == Predicate::Kind::kCidr) {
+        // The parser validated the network; keep the address and prefix length.
+        const size_t slash = k.regex.find('/');
+        const std::string addr = k.regex.substr(0, slash);
+        dp.v6 = addr.find(':') != std::string::npos;
+        inet_pton(dp.v6 ? AF_INET6 : AF_INET, addr.c_str(), dp.network);
+        dp.prefix_bits = slash == std::string::npos ? (dp.v6 ? 128 : 32) : std::stoi(k.regex.substr(slash + 1));
+      } else if (k.kind != Predicate::Kind::kFieldRef) {
+        std::from_chars(k.regex.data(), k.regex.data() + k.regex.size(), dp.number);
+      }
+      set->groups_[k.group].direct.push_back(dp);
     }
   }
   for (const auto& [gs, ids] : by_field) {
@@ -309,6 +332,50 @@ bool Matcher::evaluate(uint32_t rule) {
   return sp == 1 && st[0];
 }
 
+bool RuleSet::evaluate_direct(const DirectPredicate& dp, const Event& event) {
+  const FieldValue& fv = event.field(dp.field_slot);
+  switch (dp.kind) {
+    case Predicate::Kind::kExists: return fv.present();
+    case Predicate::Kind::kMissing: return !fv.present();
+    case Predicate::Kind::kEmpty: return fv.present() && fv.text.empty();
+    case Predicate::Kind::kFieldRef: {
+      const FieldValue& ref = event.field(dp.ref_slot);
+      return fv.present() && ref.present() && ascii_iequals(fv.text, ref.text);
+    }
+    case Predicate::Kind::kCidr: {
+      // inet_pton needs a terminated string; addresses are short, so no allocation.
+      char buf[64];
+      if (!fv.present() || fv.text.size() >= sizeof buf) return false;
+      std::memcpy(buf, fv.text.data(), fv.text.size());
+      buf[fv.text.size()] = '\0';
+      uint8_t addr[16];
+      if (inet_pton(dp.v6 ? AF_INET6 : AF_INET, buf, addr) != 1) return false;
+      const int full = dp.prefix_bits / 8, rest = dp.prefix_bits % 8;
+      if (std::memcmp(addr, dp.network, static_cast<size_t>(full)) != 0) return false;
+      if (rest == 0) return true;
+      const uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+      return (addr[full] & mask) == (dp.network[full] & mask);
+    }
+    case Predicate::Kind::kLess:
+    case Predicate::Kind::kLessEqual:
+    case Predicate::Kind::kGreater:
+    case Predicate::Kind::kGreaterEqual: {
+      if (!fv.present()) return false;
+      double v;
+      auto [end, ec] = std::from_chars(fv.text.data(), fv.text.data() + fv.text.size(), v);
+      if (ec != std::errc() || end != fv.text.data() + fv.text.size()) return false;
+      switch (dp.kind) {
+        case Predicate::Kind::kLess: return v < dp.number;
+        case Predicate::Kind::kLessEqual: return v <= dp.number;
+        case Predicate::Kind::kGreater: return v > dp.number;
+        default: return v >= dp.number;
+      }
+    }
+    case Predicate::Kind::kPattern: return false;
+  }
+  return false;
+}
+
 namespace {
 
 struct ScanContext {
@@ -377,15 +444,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       if (err != HS_SUCCESS) return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
     }
     for (const auto& dp : g.direct) {
-      const FieldValue& fv = event.field(dp.field_slot);
-      bool hit = false;
-      switch (dp.kind) {
-        case Predicate::Kind::kExists: hit = fv.present(); break;
-        case Predicate::Kind::kMissing: hit = !fv.present(); break;
-        case Predicate::Kind::kEmpty: hit = fv.present() && fv.text.empty(); break;
-        case Predicate::Kind::kPattern: break;
-      }
-      if (hit && !bits_[dp.id]) {
+      if (RuleSet::evaluate_direct(dp, event) && !bits_[dp.id]) {
         bits_[dp.id] = 1;
         touched_.push_back(dp.id);
       }

@@ -6,8 +6,12 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <charconv>
+#include <optional>
 #include <set>
 #include <sstream>
+
+#include <arpa/inet.h>
 
 namespace vigil::match {
 
@@ -64,6 +68,90 @@ std::string to_regex(const std::string& value, bool anchor_start, bool anchor_en
   return out;
 }
 
+// A regex matching `bytes` literally (used once a value was transformed into bytes).
+std::string literal_regex(const std::string& bytes, bool anchor_start, bool anchor_end) {
+  std::string out = anchor_start ? "\\A" : "";
+  for (unsigned char c : bytes) append_literal(out, c);
+  if (anchor_end) out += "\\z";
+  return out;
+}
+
+std::string base64(const std::string& in) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const uint32_t v = static_cast<uint8_t>(in[i]) << 16 | static_cast<uint8_t>(in[i + 1]) << 8 | static_cast<uint8_t>(in[i + 2]);
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i < in.size()) {
+    const uint32_t v = static_cast<uint8_t>(in[i]) << 16 | (i + 1 < in.size() ? static_cast<uint8_t>(in[i + 1]) << 8 : 0);
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+// Sigma's base64offset: the value's base64 form at each of the three alignments it can have
+// inside a longer encoded text, without the characters that depend on the neighbours
+// (as pySigma's SigmaBase64OffsetModifier).
+std::vector<std::string> base64_offsets(const std::string& in) {
+  static constexpr size_t kStart[] = {0, 2, 3};
+  static constexpr int kEnd[] = {0, -3, -2};  // 0: to the end
+  std::vector<std::string> out;
+  for (size_t i = 0; i < 3; ++i) {
+    const std::string enc = base64(std::string(i, ' ') + in);
+    const int end_trim = kEnd[(in.size() + i) % 3];
+    const size_t end = end_trim == 0 ? enc.size() : enc.size() - static_cast<size_t>(-end_trim);
+    if (end > kStart[i]) out.push_back(enc.substr(kStart[i], end - kStart[i]));
+  }
+  return out;
+}
+
+// UTF-8 to UTF-16 (little or big endian); nullopt for invalid UTF-8.
+std::optional<std::string> utf16(const std::string& in, bool little_endian) {
+  std::string out;
+  auto put = [&](uint16_t u) {
+    out += static_cast<char>(little_endian ? (u & 0xff) : (u >> 8));
+    out += static_cast<char>(little_endian ? (u >> 8) : (u & 0xff));
+  };
+  for (size_t i = 0; i < in.size();) {
+    const auto c = static_cast<uint8_t>(in[i]);
+    uint32_t cp;
+    size_t len;
+    if (c < 0x80) cp = c, len = 1;
+    else if ((c & 0xe0) == 0xc0) cp = c & 0x1f, len = 2;
+    else if ((c & 0xf0) == 0xe0) cp = c & 0x0f, len = 3;
+    else if ((c & 0xf8) == 0xf0) cp = c & 0x07, len = 4;
+    else return std::nullopt;
+    if (i + len > in.size()) return std::nullopt;
+    for (size_t k = 1; k < len; ++k) {
+      if ((static_cast<uint8_t>(in[i + k]) & 0xc0) != 0x80) return std::nullopt;
+      cp = cp << 6 | (static_cast<uint8_t>(in[i + k]) & 0x3f);
+    }
+    i += len;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      put(static_cast<uint16_t>(0xd800 | (cp >> 10)));
+      put(static_cast<uint16_t>(0xdc00 | (cp & 0x3ff)));
+    } else {
+      put(static_cast<uint16_t>(cp));
+    }
+  }
+  return out;
+}
+
+bool valid_number(const std::string& s) {
+  double d;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
 // True when the Sigma value is made of unescaped '*' only (or is empty).
 bool only_star_wildcards(const std::string& value) {
   for (size_t i = 0; i < value.size(); ++i) {
@@ -111,8 +199,10 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
     return ctx.unsupported("detection key '" + key + "': keyword search with modifiers is not supported");
   }
 
-  enum class Mode { kEquals, kContains, kStartsWith, kEndsWith, kRegex, kExists } mode = Mode::kEquals;
+  enum class Mode { kEquals, kContains, kStartsWith, kEndsWith, kRegex, kExists, kFieldRef, kCidr, kCompare } mode = Mode::kEquals;
+  Predicate::Kind compare = Predicate::Kind::kLess;
   bool all = false, cased = false, windash = false;
+  std::vector<std::string> transforms;  // utf16*/wide/base64/base64offset, in order
   bool re_i = false, re_m = false, re_s = false;
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& m = parts[i];
@@ -127,16 +217,23 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
     else if (m == "endswith") s = set_mode(Mode::kEndsWith);
     else if (m == "re") s = set_mode(Mode::kRegex);
     else if (m == "exists") s = set_mode(Mode::kExists);
+    else if (m == "fieldref") s = set_mode(Mode::kFieldRef);
+    else if (m == "cidr") s = set_mode(Mode::kCidr);
+    else if (m == "lt" || m == "lte" || m == "gt" || m == "gte") {
+      s = set_mode(Mode::kCompare);
+      compare = m == "lt" ? Predicate::Kind::kLess : m == "lte" ? Predicate::Kind::kLessEqual
+              : m == "gt" ? Predicate::Kind::kGreater : Predicate::Kind::kGreaterEqual;
+    }
+    else if (m == "base64" || m == "base64offset" || m == "utf16le" || m == "utf16be" || m == "utf16" || m == "wide") {
+      transforms.push_back(m);
+    }
     else if (m == "all") all = true;
     else if (m == "cased") cased = true;
     else if (m == "windash") windash = true;
     else if (m == "i" || m == "ignorecase") re_i = true;
     else if (m == "m" || m == "multiline") re_m = true;
     else if (m == "s" || m == "dotall") re_s = true;
-    else if (m == "base64" || m == "base64offset" || m == "utf16le" || m == "utf16be" || m == "utf16" ||
-             m == "wide" || m == "cidr" || m == "lt" || m == "lte" || m == "gt" || m == "gte" ||
-             m == "fieldref" || m == "expand" || m == "minute" || m == "hour" || m == "day" ||
-             m == "week" || m == "month" || m == "year") {
+    else if (m == "expand" || m == "minute" || m == "hour" || m == "day" || m == "week" || m == "month" || m == "year") {
       return ctx.unsupported("detection key '" + key + "': modifier '" + m + "' is not supported yet");
     } else {
       return ctx.error("detection key '" + key + "': unknown modifier '" + m + "'");
@@ -148,6 +245,13 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
   }
   if (mode == Mode::kRegex && (windash || cased)) {
     return ctx.error("detection key '" + key + "': 're' cannot be combined with windash or cased");
+  }
+  const bool string_mode = mode == Mode::kEquals || mode == Mode::kContains || mode == Mode::kStartsWith || mode == Mode::kEndsWith;
+  if (!transforms.empty() && (!string_mode || windash)) {
+    return ctx.error("detection key '" + key + "': '" + transforms[0] + "' applies to plain, contains, startswith or endswith values without windash");
+  }
+  if (!string_mode && mode != Mode::kRegex && (windash || cased)) {
+    return ctx.error("detection key '" + key + "': windash and cased apply to string values only");
   }
 
   std::vector<YAML::Node> values;
@@ -165,6 +269,43 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
     if (!v.IsScalar() && !is_null_value(v)) {
       return ctx.error("detection key '" + key + "': list items must be scalars");
     }
+    if (!transforms.empty() && v.IsScalar()) {
+      // Encoded values: each original value becomes one or more literal byte strings.
+      std::vector<std::string> variants = {v.Scalar()};
+      bool encoded = false;
+      for (const auto& t : transforms) {
+        std::vector<std::string> next;
+        for (const auto& x : variants) {
+          if (t == "base64") {
+            next.push_back(base64(x));
+          } else if (t == "base64offset") {
+            for (auto& y : base64_offsets(x)) next.push_back(std::move(y));
+          } else {
+            auto u = utf16(x, t != "utf16be");
+            if (!u) return ctx.error("detection key '" + key + "': value is not valid UTF-8");
+            next.push_back(t == "utf16" ? std::string("\xff\xfe", 2) + *u : *u);
+          }
+        }
+        variants = std::move(next);
+        encoded |= t == "base64" || t == "base64offset";
+      }
+      CondNode any = make_node(CondNode::Kind::kOr);
+      for (const auto& x : variants) {
+        Predicate p;
+        p.field = field;
+        p.caseless = !cased && !encoded;  // base64 text is case-sensitive
+        const bool anchor_start = mode == Mode::kEquals || mode == Mode::kStartsWith;
+        const bool anchor_end = mode == Mode::kEquals || mode == Mode::kEndsWith;
+        p.regex = literal_regex(x, anchor_start, anchor_end);
+        if (x.empty()) p.kind = mode == Mode::kEquals ? Predicate::Kind::kEmpty : Predicate::Kind::kExists;
+        CondNode leaf = make_node(CondNode::Kind::kPred);
+        leaf.index = ctx.add_predicate(std::move(p));
+        any.children.push_back(std::move(leaf));
+      }
+      if (any.children.empty()) return ctx.error("detection key '" + key + "': value encodes to nothing");
+      group.children.push_back(any.children.size() == 1 ? std::move(any.children[0]) : std::move(any));
+      continue;
+    }
     Predicate p;
     p.field = field;
     if (mode == Mode::kExists) {
@@ -174,6 +315,32 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
     } else if (is_null_value(v)) {
       if (mode != Mode::kEquals) return ctx.error("detection key '" + key + "': null cannot take a modifier");
       p.kind = Predicate::Kind::kMissing;
+    } else if (mode == Mode::kFieldRef) {
+      if (v.Scalar().empty()) return ctx.error("detection key '" + key + "': fieldref needs a field name");
+      p.kind = Predicate::Kind::kFieldRef;
+      p.operand = v.Scalar();
+    } else if (mode == Mode::kCidr) {
+      const std::string& c = v.Scalar();
+      const size_t slash = c.find('/');
+      unsigned char buf[16];
+      const std::string addr = c.substr(0, slash);
+      const bool v6 = addr.find(':') != std::string::npos;
+      int bits = -1;
+      if (slash != std::string::npos) {
+        auto [end, ec] = std::from_chars(c.data() + slash + 1, c.data() + c.size(), bits);
+        if (ec != std::errc() || end != c.data() + c.size()) bits = -1;
+      } else {
+        bits = v6 ? 128 : 32;
+      }
+      if (inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), buf) != 1 || bits < 0 || bits > (v6 ? 128 : 32)) {
+        return ctx.error("detection key '" + key + "': '" + c + "' is not a CIDR network");
+      }
+      p.kind = Predicate::Kind::kCidr;
+      p.operand = c;
+    } else if (mode == Mode::kCompare) {
+      if (!valid_number(v.Scalar())) return ctx.error("detection key '" + key + "': '" + v.Scalar() + "' is not a number");
+      p.kind = compare;
+      p.operand = v.Scalar();
     } else if (mode == Mode::kRegex) {
       p.kind = Predicate::Kind::kPattern;
       p.regex = v.Scalar();

@@ -205,6 +205,100 @@ TEST(RuleSet, Windash) {
   EXPECT_FALSE(m.matches(proc(R"("CommandLine":"powershell enc AAA")")));
 }
 
+std::string test_base64(const std::string& in) {
+  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int val = 0, bits = -6;
+  for (unsigned char c : in) {
+    val = (val << 8) + c;
+    bits += 8;
+    while (bits >= 0) {
+      out.push_back(a[(val >> bits) & 0x3f]);
+      bits -= 6;
+    }
+  }
+  if (bits > -6) out.push_back(a[((val << 8) >> (bits + 8)) & 0x3f]);
+  while (out.size() % 4) out.push_back('=');
+  return out;
+}
+
+std::string utf16le(const std::string& ascii) {
+  std::string out;
+  for (char c : ascii) {
+    out += c;
+    out += '\0';
+  }
+  return out;
+}
+
+TEST(RuleSet, Base64MatchesTheEncodedValue) {
+  RuleMatch m("  sel:\n    CommandLine|base64: 'ping'\n  condition: sel\n");
+  EXPECT_TRUE(m.matches(proc(R"("CommandLine":")" + test_base64("ping") + "\"")));
+  EXPECT_FALSE(m.matches(proc(R"("CommandLine":")" + test_base64("pong") + "\"")));
+}
+
+TEST(RuleSet, Base64OffsetFindsTheValueAtEveryAlignment) {
+  RuleMatch m("  sel:\n    CommandLine|base64offset|contains: 'http://'\n  condition: sel\n");
+  for (const std::string prefix : {"", "a", "ab", "abc"}) {
+    for (const std::string suffix : {"", "x", "xy"}) {
+      const std::string encoded = test_base64(prefix + "http://" + suffix);
+      EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell -e )" + encoded + "\"")))
+          << prefix << "|" << suffix << " " << encoded;
+    }
+  }
+  EXPECT_FALSE(m.matches(proc(R"("CommandLine":")" + test_base64("ftp://host/file") + "\"")));
+  // Base64 is case-sensitive: a case-folded encoding is another text.
+  std::string lower = test_base64("xxhttp://");
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_FALSE(m.matches(proc(R"("CommandLine":")" + lower + "\"")));
+}
+
+TEST(RuleSet, WideBase64OffsetMatchesEncodedPowerShell) {
+  RuleMatch m("  sel:\n    CommandLine|wide|base64offset|contains: 'IEX'\n  condition: sel\n");
+  for (const std::string prefix : {"", "$a=1;", "x;"}) {
+    const std::string encoded = test_base64(utf16le(prefix + "IEX (New-Object Net.WebClient)"));
+    EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell -enc )" + encoded + "\""))) << prefix;
+  }
+  EXPECT_FALSE(m.matches(proc(R"("CommandLine":"powershell -enc )" + test_base64("IEX (New-Object)") + "\"")));
+  RuleMatch wide("  sel:\n    Data|wide|contains: 'ab'\n  condition: sel\n");
+  EXPECT_TRUE(wide.matches(proc(R"("Data":"xa\u0000b\u0000y")")));
+  EXPECT_FALSE(wide.matches(proc(R"("Data":"xaby")")));
+}
+
+TEST(RuleSet, FieldRef) {
+  RuleMatch m("  sel:\n    SubjectUserName|fieldref: TargetUserName\n  condition: sel\n");
+  EXPECT_TRUE(m.matches(proc(R"("SubjectUserName":"Alice","TargetUserName":"alice")")));
+  EXPECT_FALSE(m.matches(proc(R"("SubjectUserName":"alice","TargetUserName":"bob")")));
+  EXPECT_FALSE(m.matches(proc(R"("SubjectUserName":"alice")")));
+}
+
+TEST(RuleSet, Cidr) {
+  RuleMatch m("  sel:\n    DestinationIp|cidr:\n      - '10.0.0.0/8'\n      - '192.168.1.0/25'\n      - 'fe80::/10'\n  condition: sel\n");
+  EXPECT_TRUE(m.matches(proc(R"("DestinationIp":"10.200.3.4")")));
+  EXPECT_TRUE(m.matches(proc(R"("DestinationIp":"192.168.1.127")")));
+  EXPECT_FALSE(m.matches(proc(R"("DestinationIp":"192.168.1.128")")));
+  EXPECT_FALSE(m.matches(proc(R"("DestinationIp":"11.0.0.1")")));
+  EXPECT_TRUE(m.matches(proc(R"("DestinationIp":"fe80::1")")));
+  EXPECT_FALSE(m.matches(proc(R"("DestinationIp":"fec0::1")")));
+  EXPECT_FALSE(m.matches(proc(R"("DestinationIp":"not an ip")")));
+  EXPECT_FALSE(m.matches(proc(R"("DestinationIp":")" + std::string(100, '1') + "\"")));
+  RuleMatch bad("  sel:\n    DestinationIp|cidr: '10.0.0.0/33'\n  condition: sel\n");
+  EXPECT_NE(bad.error().find("not a CIDR network"), std::string::npos) << bad.error();
+}
+
+TEST(RuleSet, NumericComparisons) {
+  RuleMatch lt("  sel:\n    Count|lt: 10\n  condition: sel\n");
+  EXPECT_TRUE(lt.matches(proc(R"("Count":9)")));
+  EXPECT_TRUE(lt.matches(proc(R"("Count":"9.5")")));
+  EXPECT_FALSE(lt.matches(proc(R"("Count":10)")));
+  EXPECT_FALSE(lt.matches(proc(R"("Count":"ten")")));
+  RuleMatch gte("  sel:\n    Count|gte: 10\n  condition: sel\n");
+  EXPECT_TRUE(gte.matches(proc(R"("Count":10)")));
+  EXPECT_FALSE(gte.matches(proc(R"("Count":-3)")));
+  RuleMatch bad("  sel:\n    Count|gt: many\n  condition: sel\n");
+  EXPECT_NE(bad.error().find("not a number"), std::string::npos) << bad.error();
+}
+
 TEST(RuleSet, UnsupportedPatternIsReportedPerRule) {
   RuleMatch m("  sel:\n    CommandLine|re: '(a)\\1'\n  condition: sel\n");
   EXPECT_NE(m.error().find("not supported by Hyperscan"), std::string::npos) << m.error();

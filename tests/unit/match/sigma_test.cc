@@ -42,10 +42,10 @@ TEST(SigmaParse, UnknownModifierIsNamed) {
 }
 
 TEST(SigmaParse, NotYetSupportedModifierIsUnsupportedNotInvalid) {
-  auto r = parse_sigma(rule_with("  sel:\n    CommandLine|base64offset|contains: x\n  condition: sel\n"), "r.yml");
+  auto r = parse_sigma(rule_with("  sel:\n    CommandLine|expand: x\n  condition: sel\n"), "r.yml");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.status().code(), Code::kUnsupported);
-  EXPECT_NE(r.status().message().find("'base64offset'"), std::string::npos);
+  EXPECT_NE(r.status().message().find("'expand'"), std::string::npos);
 }
 
 TEST(SigmaParse, ConditionErrors) {

@@ -92,7 +92,13 @@ class RuleSet {
     uint32_t id;
     uint32_t field_slot;
     Predicate::Kind kind;
+    uint32_t ref_slot = 0;       // kFieldRef
+    double number = 0;           // comparisons
+    uint8_t network[16] = {};    // kCidr, in network byte order
+    int prefix_bits = 0;         // kCidr
+    bool v6 = false;             // kCidr
   };
+  static bool evaluate_direct(const DirectPredicate& dp, const Event& event);
   struct Group {  // the set of mapping logsources some rules apply to
     std::vector<uint32_t> logsources;
     std::vector<uint32_t> databases;

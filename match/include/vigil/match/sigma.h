@@ -27,10 +27,14 @@ struct Predicate {
     kExists,   // the field is present and not null
     kMissing,  // the field is absent or null (Sigma `field: null`, `exists: false`)
     kEmpty,    // the field is present with an empty text
+    kFieldRef,  // the field equals the field named by `operand` (fieldref)
+    kCidr,      // the field is an IP address inside the network `operand` (cidr)
+    kLess, kLessEqual, kGreater, kGreaterEqual,  // the field is a number compared with `operand`
   };
   std::string field;  // the Sigma field name, before mapping
   Kind kind = Kind::kPattern;
   std::string regex;
+  std::string operand;
   bool caseless = true;
   bool dotall = true;
   bool multiline = false;
