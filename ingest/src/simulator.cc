@@ -123,6 +123,23 @@ struct Common {
   int64_t pid;
 };
 
+// The host, user, time and process identity every event of one simulated action shares.
+Common make_common(std::mt19937_64& rng, int hosts, uint64_t sequence, const Clock& clock) {
+  std::uniform_int_distribution<int> host_d(1, hosts);
+  std::uniform_int_distribution<size_t> user_d(0, kUsers.size() - 1);
+  Common c;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "WS-%04d.corp.example", host_d(rng));
+  c.host = buf;
+  c.user = kUsers[user_d(rng)];
+  c.time = format_rfc3339(clock.now_ms());
+  std::snprintf(buf, sizeof buf, "{%08llx-0000-0000-0000-%012llx}", static_cast<unsigned long long>(sequence & 0xffffffff),
+                static_cast<unsigned long long>(rng() & 0xffffffffffffULL));
+  c.guid = buf;
+  c.pid = static_cast<int64_t>(1000 + rng() % 30000);
+  return c;
+}
+
 void write_header(JsonEvent& e, const Common& c, int event_id) {
   e.str("@timestamp", c.time).str("Hostname", c.host).str("Channel", kSysmonChannel);
   e.str("Provider_Name", "Microsoft-Windows-Sysmon").num("EventID", event_id).str("UtcTime", c.time);
@@ -139,18 +156,9 @@ void write_process(JsonEvent& e, const Common& c, const ProcessTemplate& t) {
 }  // namespace
 
 void SensorSimulator::benign(SimulatedEvent& out) {
-  ++sequence_;
-  std::uniform_int_distribution<int> host_d(1, options_.hosts), user_d(0, kUsers.size() - 1), kind_d(0, 99);
-  Common c;
+  std::uniform_int_distribution<int> kind_d(0, 99);
+  Common c = make_common(rng_, options_.hosts, ++sequence_, clock_);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "WS-%04d.corp.example", host_d(rng_));
-  c.host = buf;
-  c.user = kUsers[static_cast<size_t>(user_d(rng_))];
-  c.time = format_rfc3339(clock_.now_ms());
-  std::snprintf(buf, sizeof buf, "{%08llx-0000-0000-0000-%012llx}", static_cast<unsigned long long>(sequence_ & 0xffffffff),
-                static_cast<unsigned long long>(rng_() & 0xffffffffffffULL));
-  c.guid = buf;
-  c.pid = static_cast<int64_t>(1000 + rng_() % 30000);
 
   rapidjson::StringBuffer sb;
   JsonEvent e(sb);
@@ -188,18 +196,7 @@ void SensorSimulator::benign(SimulatedEvent& out) {
 }
 
 void SensorSimulator::malicious(SimulatedEvent& out) {
-  ++sequence_;
-  std::uniform_int_distribution<int> host_d(1, options_.hosts), user_d(0, kUsers.size() - 1);
-  Common c;
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "WS-%04d.corp.example", host_d(rng_));
-  c.host = buf;
-  c.user = kUsers[static_cast<size_t>(user_d(rng_))];
-  c.time = format_rfc3339(clock_.now_ms());
-  std::snprintf(buf, sizeof buf, "{%08llx-0000-0000-0000-%012llx}", static_cast<unsigned long long>(sequence_ & 0xffffffff),
-                static_cast<unsigned long long>(rng_() & 0xffffffffffffULL));
-  c.guid = buf;
-  c.pid = static_cast<int64_t>(1000 + rng_() % 30000);
+  Common c = make_common(rng_, options_.hosts, ++sequence_, clock_);
 
   rapidjson::StringBuffer sb;
   JsonEvent e(sb);

@@ -13,6 +13,7 @@
 
 #include "support/http_client.h"
 #include "support/subprocess.h"
+#include "support/temp_dir.h"
 
 namespace vigil {
 namespace {
@@ -69,11 +70,6 @@ std::set<AlertKey> expected_alerts() {
 
 class VigildTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vigil-e2e-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
 
   // librdkafka's mock coordinator delays a join to a group that had members by the
   // session timeout (45 s by default), where a real broker starts an emptied group afresh;
@@ -118,12 +114,7 @@ class VigildTest : public ::testing::Test {
     return out;
   }
   static bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (done()) return true;
-      std::this_thread::sleep_for(100ms);
-    }
-    return done();
+    return test::wait_for(done, timeout, 100ms);
   }
   void kcat_produce(const std::string& brokers, const std::vector<std::string>& lines) {
     const fs::path file = dir_ / "events.jsonl";
@@ -135,7 +126,8 @@ class VigildTest : public ::testing::Test {
     ASSERT_EQ(rc, 0) << output;
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"e2e"};
+  const fs::path& dir_ = tmp_.path();
   int runs_ = 0;
 };
 

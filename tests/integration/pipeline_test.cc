@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "support/temp_dir.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/simulator.h"
 
@@ -22,7 +23,6 @@ using namespace std::chrono_literals;
 class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vigil-pipeline-test-" + std::to_string(std::random_device{}()));
     auto k = EmbeddedKafka::start(1, "events", 4);
     ASSERT_TRUE(k) << k.status().to_string();
     kafka_ = std::move(*k);
@@ -38,11 +38,10 @@ class PipelineTest : public ::testing::Test {
   void TearDown() override {
     store_.reset();
     kafka_.reset();
-    fs::remove_all(dir_);
   }
   void open_store() {
     store_.reset();
-    auto s = store::Store::open({dir_.string()});
+    auto s = store::Store::open({tmp_ / "data"});
     ASSERT_TRUE(s) << s.status().to_string();
     store_ = std::move(*s);
   }
@@ -84,15 +83,10 @@ class PipelineTest : public ::testing::Test {
     return malicious;
   }
   static bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (done()) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return done();
+    return test::wait_for(done, timeout);
   }
 
-  fs::path dir_;
+  test::TempDir tmp_{"pipeline"};
   std::unique_ptr<EmbeddedKafka> kafka_;
   std::shared_ptr<const match::RuleSet> rules_;
   std::unique_ptr<store::Store> store_;

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "support/http_client.h"
+#include "support/temp_dir.h"
 #include "vigil/api/http.h"
 #include "vigil/api/service.h"
 
@@ -19,8 +20,7 @@ using test::http_raw;
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vigil-api-test-" + std::to_string(std::random_device{}()));
-    auto s = store::Store::open({dir_.string()});
+    auto s = store::Store::open({tmp_ / "data"});
     ASSERT_TRUE(s);
     store_ = std::move(*s);
     std::vector<store::AlertRecord> alerts;
@@ -46,7 +46,6 @@ class ApiTest : public ::testing::Test {
   void TearDown() override {
     server_.reset();
     store_.reset();
-    fs::remove_all(dir_);
   }
   test::HttpResult get(const std::string& target) { return http_get("127.0.0.1", server_->port(), target); }
   void expect_problem(const std::string& target, int status, const std::string& mention) {
@@ -61,7 +60,7 @@ class ApiTest : public ::testing::Test {
   }
 
   static constexpr TimeMs kBase = 1795539600000;  // 2026-11-24T17:00:00Z
-  fs::path dir_;
+  test::TempDir tmp_{"api"};
   std::unique_ptr<store::Store> store_;
   MetricsRegistry metrics_;
   ManualClock clock_{kBase + 3'600'000};

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include "support/temp_dir.h"
+
 #include <filesystem>
 #include <random>
 
@@ -23,8 +25,7 @@ logsources:
 class ShardWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vigil-worker-test-" + std::to_string(std::random_device{}()));
-    auto s = store::Store::open({dir_.string()});
+    auto s = store::Store::open({tmp_ / "data"});
     ASSERT_TRUE(s);
     store_ = std::move(*s);
     auto mapping = match::FieldMapping::parse(kMapping, "m.yml");
@@ -48,9 +49,8 @@ class ShardWorkerTest : public ::testing::Test {
   void TearDown() override {
     worker_.reset();
     store_.reset();
-    fs::remove_all(dir_);
   }
-  fs::path dir_;
+  test::TempDir tmp_{"worker"};
   std::unique_ptr<store::Store> store_;
   MetricsRegistry metrics_;
   ManualClock clock_{1795539600000};

@@ -1,5 +1,7 @@
 #include "vigil/store/store.h"
 
+#include "support/temp_dir.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -13,11 +15,6 @@ namespace fs = std::filesystem;
 
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vigil-store-test-" + std::to_string(std::random_device{}()));
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::unique_ptr<Store> open() {
     auto s = Store::open({dir_.string()});
     EXPECT_TRUE(s) << s.status().to_string();
@@ -32,7 +29,8 @@ class StoreTest : public ::testing::Test {
     a.json = R"({"offset":)" + std::to_string(offset) + "}";
     return a;
   }
-  fs::path dir_;
+  test::TempDir tmp_{"store"};
+  const fs::path dir_ = tmp_.path() / "data";
 };
 
 TEST_F(StoreTest, AlertIdsAreDeterministicAndDistinct) {
