@@ -157,7 +157,7 @@ void Pipeline::flush_batch() {
   }
   for (const MessageView& v : views_) {
     auto it = std::find_if(to_commit_.begin(), to_commit_.end(),
-                           [&](const store::PartitionOffset& o) { return o.partition == v.partition && o.topic == v.topic; });
+                           [&](const KafkaOffset& o) { return o.partition == v.partition && o.topic == v.topic; });
     if (it == to_commit_.end()) to_commit_.push_back({std::string(v.topic), v.partition, v.offset + 1});
     else it->next_offset = std::max(it->next_offset, v.offset + 1);
   }
@@ -188,9 +188,21 @@ void Pipeline::on_rebalance(rd_kafka_t* rk, int err_int, rd_kafka_topic_partitio
   const auto err = static_cast<rd_kafka_resp_err_t>(err_int);
   const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (self->cluster_id_.empty()) {
+      // The assignment came through the cluster, so its metadata (and id) is at hand.
+      if (char* id = rd_kafka_clusterid(rk, 5000)) {
+        self->cluster_id_ = id;
+        rd_kafka_mem_free(rk, id);
+        spdlog::info("kafka cluster id={}", self->cluster_id_);
+      } else {
+        self->cluster_id_ = "unknown-cluster";
+        spdlog::warn("kafka cluster id not available; offsets are kept under '{}'", self->cluster_id_);
+      }
+      self->worker_->set_cluster_id(self->cluster_id_);
+    }
     for (int i = 0; i < parts->cnt; ++i) {
       auto& p = parts->elems[i];
-      auto stored = self->store_->next_offset(p.topic, p.partition);
+      auto stored = self->store_->next_offset(self->worker_->stream(p.topic), p.partition);
       if (!stored) {
         self->set_error(stored.status());
         spdlog::error("cannot read the stored offset of {}/{}: {}", p.topic, p.partition, stored.status().to_string());

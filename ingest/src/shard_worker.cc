@@ -47,6 +47,13 @@ ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Sto
   }
 }
 
+std::string ShardWorker::stream(std::string_view topic) const {
+  std::string s = cluster_id_;
+  s += '/';
+  s += topic;
+  return s;
+}
+
 Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   BatchResult result;
   alerts_.clear();
@@ -58,10 +65,12 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
 
     // The partition's next offset is recorded whether or not the event is valid: a bad
     // event is counted and passed, never re-read forever.
-    auto it = std::find_if(offsets_.begin(), offsets_.end(),
-                           [&](const store::PartitionOffset& o) { return o.partition == m.partition && o.topic == m.topic; });
+    auto it = std::find_if(offsets_.begin(), offsets_.end(), [&](const store::PartitionOffset& o) {
+      return o.partition == m.partition && o.stream.size() == cluster_id_.size() + 1 + m.topic.size() &&
+             std::string_view(o.stream).substr(cluster_id_.size() + 1) == m.topic;
+    });
     if (it == offsets_.end()) {
-      offsets_.push_back({std::string(m.topic), m.partition, m.offset + 1});
+      offsets_.push_back({stream(m.topic), m.partition, m.offset + 1});
     } else {
       it->next_offset = std::max(it->next_offset, m.offset + 1);
     }
@@ -101,7 +110,8 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
   const match::RuleSet& rs = *rules_;
   const match::RuleInfo& rule = rs.rules()[rule_index];
   store::AlertRecord& a = alerts_.emplace_back();
-  a.id = store::AlertId::derive(m.topic, m.partition, m.offset, rule.id);
+  stream_ = stream(m.topic);
+  a.id = store::AlertId::derive(stream_, m.partition, m.offset, rule.id);
   a.time = time;
   a.rule_id = rule.id;
   if (rs.host_slot() >= 0) {
@@ -136,6 +146,8 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
   str(a.host);
   w.Key("source");
   w.StartObject();
+  w.Key("cluster");
+  str(cluster_id_);
   w.Key("topic");
   str(m.topic);
   w.Key("partition");

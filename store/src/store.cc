@@ -44,9 +44,9 @@ std::string index_prefix(std::string_view value) {
   return k;
 }
 
-std::string offset_key(std::string_view topic, int32_t partition) {
+std::string offset_key(std::string_view stream, int32_t partition) {
   std::string k = "offset/";
-  k += topic;
+  k += stream;
   k += '\0';
   put_u32(k, static_cast<uint32_t>(partition));
   return k;
@@ -90,10 +90,10 @@ std::optional<std::string> from_hex(std::string_view hex) {
 
 }  // namespace
 
-AlertId AlertId::derive(std::string_view topic, int32_t partition, int64_t offset, std::string_view rule_id) {
+AlertId AlertId::derive(std::string_view stream, int32_t partition, int64_t offset, std::string_view rule_id) {
   std::string material;
-  material.reserve(topic.size() + rule_id.size() + 16);
-  material += topic;
+  material.reserve(stream.size() + rule_id.size() + 16);
+  material += stream;
   material += '\0';
   put_u32(material, static_cast<uint32_t>(partition));
   put_u64(material, static_cast<uint64_t>(offset));
@@ -209,19 +209,19 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vecto
   for (const auto& o : offsets) {
     value.clear();
     put_u64(value, static_cast<uint64_t>(o.next_offset));
-    batch.Put(meta_, offset_key(o.topic, o.partition), value);
+    batch.Put(meta_, offset_key(o.stream, o.partition), value);
   }
   rocksdb::WriteOptions wo;
   wo.sync = sync_writes_;
   return from_rocks(db_->Write(wo, &batch), "store write failed");
 }
 
-Expected<std::optional<int64_t>> Store::next_offset(std::string_view topic, int32_t partition) const {
+Expected<std::optional<int64_t>> Store::next_offset(std::string_view stream, int32_t partition) const {
   std::string value;
-  auto s = db_->Get(rocksdb::ReadOptions(), meta_, offset_key(topic, partition), &value);
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, offset_key(stream, partition), &value);
   if (s.IsNotFound()) return std::optional<int64_t>();
   if (!s.ok()) return from_rocks(s, "offset read failed");
-  if (value.size() != 8) return Status::corruption("offset value of " + std::string(topic) + "/" + std::to_string(partition) + " has the wrong size");
+  if (value.size() != 8) return Status::corruption("offset value of " + std::string(stream) + "/" + std::to_string(partition) + " has the wrong size");
   return std::optional<int64_t>(static_cast<int64_t>(get_u64(value.data())));
 }
 

@@ -129,6 +129,33 @@ TEST_F(PipelineTest, ConsumesEverythingOnceAcrossARestart) {
   EXPECT_EQ(*store_->count_alerts(), malicious1 + malicious2);
 }
 
+// Regression: a second embedded cluster (a new `make run`) reused the data directory's
+// offsets of the first, reset to the beginning, and wrote alerts whose ids collided with the
+// first run's. Offsets and alert ids are now qualified by the Kafka cluster id.
+TEST_F(PipelineTest, ANewClusterStartsFromItsOwnBeginningAndKeepsOldAlerts) {
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({50, 0.05, 5}, clock);
+  size_t total = 0;
+  for (int run = 0; run < 2; ++run) {
+    if (run == 1) {
+      kafka_.reset();
+      auto k = EmbeddedKafka::start(1, "events", 4);
+      ASSERT_TRUE(k);
+      kafka_ = std::move(*k);
+    }
+    const size_t events = 800;
+    total += produce(sim, events);
+    MetricsRegistry metrics;
+    auto p = make_pipeline(metrics);
+    ASSERT_TRUE(p->start().is_ok());
+    ASSERT_TRUE(wait_for([&] { return metrics.counter_value("vigil_events_consumed_total") >= events; }, 30s));
+    p->stop();
+    p->join();
+    EXPECT_EQ(metrics.counter_value("vigil_events_consumed_total"), events) << "run " << run;
+    EXPECT_EQ(*store_->count_alerts(), total) << "run " << run;
+  }
+}
+
 TEST_F(PipelineTest, RejectsBadConfiguration) {
   MetricsRegistry metrics;
   PipelineOptions o;

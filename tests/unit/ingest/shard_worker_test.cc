@@ -45,6 +45,7 @@ class ShardWorkerTest : public ::testing::Test {
     auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, 4096);
     ASSERT_TRUE(w) << w.status().to_string();
     worker_ = std::move(*w);
+    worker_->set_cluster_id("c1");
   }
   void TearDown() override {
     worker_.reset();
@@ -83,8 +84,8 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   EXPECT_EQ(metrics_.counter_value("vigil_events_invalid_total", {{"reason", "not_an_object"}}), 1u);
   EXPECT_EQ(metrics_.counter_value("vigil_alerts_total"), 3u);
   // Next offsets per partition: partition 0 saw 100,102,104,106; partition 1 saw 101,103,105.
-  EXPECT_EQ(store_->next_offset("events", 0)->value(), 107);
-  EXPECT_EQ(store_->next_offset("events", 1)->value(), 106);
+  EXPECT_EQ(store_->next_offset("c1/events", 0)->value(), 107);
+  EXPECT_EQ(store_->next_offset("c1/events", 1)->value(), 106);
 
   auto page = store_->query_alerts({});
   ASSERT_TRUE(page);
@@ -98,8 +99,10 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   EXPECT_STREQ(oldest["time"].GetString(), "2026-11-24T16:00:00.000Z");
   EXPECT_STREQ(oldest["host"].GetString(), "h1");
   EXPECT_EQ(oldest["source"]["offset"].GetInt64(), 100);
+  EXPECT_STREQ(oldest["source"]["cluster"].GetString(), "c1");
+  EXPECT_STREQ(oldest["source"]["topic"].GetString(), "events");
   EXPECT_STREQ(oldest["event"]["cmd"].GetString(), "run r-a now");
-  EXPECT_EQ(std::string(oldest["id"].GetString()), store::AlertId::derive("events", 0, 100, "r-a").hex());
+  EXPECT_EQ(std::string(oldest["id"].GetString()), store::AlertId::derive("c1/events", 0, 100, "r-a").hex());
 
   // Replaying the batch (as after a crash before the Kafka commit) adds nothing.
   ASSERT_TRUE(worker_->process(batch));

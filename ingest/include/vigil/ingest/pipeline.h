@@ -5,7 +5,8 @@
 // the worker, and once the worker has persisted it (alerts and offsets in one RocksDB
 // batch) commits the offsets to Kafka for lag monitoring. RocksDB, not Kafka, is the
 // source of truth for positions: on assignment each partition starts at the offset the
-// store holds. On revocation the batch in hand is persisted before the partitions go.
+// store holds for this cluster (offsets and alert ids are qualified by the Kafka cluster
+// id, read at the first assignment). On revocation the batch in hand is persisted before the partitions go.
 // A store failure is retried with the same batch; no offset moves past unpersisted data.
 //
 // stop() asks the thread to finish the batch in hand, persist it, commit, and leave the
@@ -83,7 +84,13 @@ class Pipeline {
   std::atomic<bool> assigned_{false};
   std::vector<rd_kafka_message_t*> batch_;
   std::vector<MessageView> views_;
-  std::vector<store::PartitionOffset> to_commit_;
+  struct KafkaOffset {
+    std::string topic;
+    int32_t partition;
+    int64_t next_offset;
+  };
+  std::vector<KafkaOffset> to_commit_;
+  std::string cluster_id_;
   mutable std::mutex error_mu_;
   Status last_error_;
   Counter* kafka_errors_ = nullptr;

@@ -47,6 +47,12 @@ class ShardWorker {
   // the call may be repeated with the same batch.
   Expected<BatchResult> process(std::span<const MessageView> batch);
 
+  // The Kafka cluster the messages come from; offsets and alert ids are qualified by it
+  // (store streams "<cluster>/<topic>"). Set before the first batch of an assignment.
+  void set_cluster_id(std::string cluster_id) { cluster_id_ = std::move(cluster_id); }
+  // "<cluster>/<topic>"
+  std::string stream(std::string_view topic) const;
+
  private:
   ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
               const Clock& clock, size_t max_event_bytes);
@@ -62,6 +68,8 @@ class ShardWorker {
   std::vector<uint32_t> matches_;
   std::vector<store::AlertRecord> alerts_;
   std::vector<store::PartitionOffset> offsets_;
+  std::string cluster_id_;
+  std::string stream_;  // of the message in hand
   Counter& events_total_;
   Counter& bytes_total_;
   Counter& alerts_total_;

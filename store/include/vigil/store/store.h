@@ -7,7 +7,11 @@
 //   alerts_by_rule  rule_id | 0x00 | time_ms | alert_id -> ""
 //   alerts_by_host  host | 0x00 | time_ms | alert_id    -> ""
 //   meta            "format"                            -> "vigil-store-1"
-//                   "offset/" topic | 0x00 | partition:u32 -> next offset to read:u64
+//                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
+//
+// A stream names where offsets count from: ingest uses "<Kafka cluster id>/<topic>", so
+// that offsets and alert ids of one cluster are never applied to another (a new embedded
+// cluster, a failover to another cluster).
 //
 // Alerts and the offsets of the batch that produced them are written in one WriteBatch, so
 // after a crash the store never holds an alert without its offset, nor an offset past an
@@ -35,7 +39,7 @@ namespace vigil::store {
 // 16-byte deterministic alert id, printed as 32 lowercase hex digits.
 struct AlertId {
   uint8_t bytes[16];
-  static AlertId derive(std::string_view topic, int32_t partition, int64_t offset, std::string_view rule_id);
+  static AlertId derive(std::string_view stream, int32_t partition, int64_t offset, std::string_view rule_id);
   static std::optional<AlertId> from_hex(std::string_view hex);
   std::string hex() const;
 };
@@ -49,7 +53,7 @@ struct AlertRecord {
 };
 
 struct PartitionOffset {
-  std::string topic;
+  std::string stream;  // "<Kafka cluster id>/<topic>"
   int32_t partition = 0;
   int64_t next_offset = 0;  // the first offset not yet consumed
 };
@@ -85,7 +89,7 @@ class Store {
   Status put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets);
 
   // The next offset to read for a partition, if one was stored.
-  Expected<std::optional<int64_t>> next_offset(std::string_view topic, int32_t partition) const;
+  Expected<std::optional<int64_t>> next_offset(std::string_view stream, int32_t partition) const;
 
   Expected<AlertPage> query_alerts(const AlertQuery& query) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id, TimeMs time) const;
