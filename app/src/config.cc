@@ -29,15 +29,19 @@ Status load_config_file(const std::string& path, Config& c) {
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
     if (auto s = check_keys(doc, {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads", "batch",
-                                  "max_event_bytes", "embedded"}, path); !s) {
+                                  "max_event_bytes", "embedded", "workers"}, path); !s) {
       return s;
     }
     if (const auto k = doc["kafka"]) {
-      if (auto s = check_keys(k, {"brokers", "topic", "group", "group_instance_id", "properties"}, path + " kafka"); !s) return s;
+      if (auto s = check_keys(k, {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
+                               "dead_letter_topic", "dead_letter_unmapped", "properties"}, path + " kafka"); !s) return s;
       if (k["brokers"]) c.brokers = k["brokers"].as<std::string>();
       if (k["topic"]) c.topic = k["topic"].as<std::string>();
       if (k["group"]) c.group = k["group"].as<std::string>();
       if (k["group_instance_id"]) c.group_instance_id = k["group_instance_id"].as<std::string>();
+      if (k["alerts_topic"]) c.alerts_topic = k["alerts_topic"].as<std::string>();
+      if (k["dead_letter_topic"]) c.dead_letter_topic = k["dead_letter_topic"].as<std::string>();
+      if (k["dead_letter_unmapped"]) c.dead_letter_unmapped = k["dead_letter_unmapped"].as<bool>();
       if (const auto p = k["properties"]) {
         if (!p.IsMap()) return Status::invalid(path + ": kafka.properties must be a map");
         for (const auto& kv : p) c.kafka_properties.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
@@ -55,6 +59,7 @@ Status load_config_file(const std::string& path, Config& c) {
     }
     if (doc["mapping"]) c.mapping = doc["mapping"].as<std::string>();
     if (doc["log_level"]) c.log_level = doc["log_level"].as<std::string>();
+    if (doc["workers"]) c.workers = doc["workers"].as<int>();
     if (doc["http_threads"]) c.http_threads = doc["http_threads"].as<int>();
     if (doc["max_event_bytes"]) c.max_event_bytes = doc["max_event_bytes"].as<size_t>();
     if (const auto b = doc["batch"]) {

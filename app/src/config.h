@@ -6,7 +6,11 @@
 //     topic: vigil.events
 //     group: vigil
 //     group_instance_id: ""          # static membership, e.g. the pod name
+//     alerts_topic: vigil.alerts     # every alert, as JSON keyed by alert id; "" turns it off
+//     dead_letter_topic: vigil.deadletter  # invalid events with the reason in headers; "" off
+//     dead_letter_unmapped: false    # events no logsource accepts are dead letters too
 //     properties: {security.protocol: SSL}
+//   workers: 0                       # shard worker threads; 0: one per core
 //   data_dir: ./data
 //   listen: 127.0.0.1:8080
 //   rules: [rules/sigma]
@@ -30,7 +34,11 @@ struct Config {
   std::string topic = "vigil.events";
   std::string group = "vigil";
   std::string group_instance_id;
+  std::string alerts_topic = "vigil.alerts";
+  std::string dead_letter_topic = "vigil.deadletter";
+  bool dead_letter_unmapped = false;
   std::vector<std::pair<std::string, std::string>> kafka_properties;
+  int workers = 0;
   std::string data_dir = "./data";
   std::string listen = "127.0.0.1:8080";
   std::vector<std::string> rules;

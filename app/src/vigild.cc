@@ -16,6 +16,7 @@
 #include "vigil/core/metrics.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/pipeline.h"
+#include "vigil/ingest/publisher.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
@@ -50,6 +51,9 @@ int main(int argc, char** argv) {
   auto* o_rate = cli.add_option("--simulator-rate", flags.simulator_rate, "Embedded mode: simulated events per second (0: off)");
   auto* o_parts = cli.add_option("--partitions", flags.embedded_partitions, "Embedded mode: partitions of the events topic");
   auto* o_batch = cli.add_option("--batch-size", flags.batch_max_messages, "Max messages per batch");
+  auto* o_workers = cli.add_option("--workers", flags.workers, "Shard worker threads (0: one per core)");
+  auto* o_alerts_topic = cli.add_option("--alerts-topic", flags.alerts_topic, "Kafka topic every alert is produced to (\"\": off)");
+  auto* o_dlq = cli.add_option("--dead-letter-topic", flags.dead_letter_topic, "Kafka topic for invalid events (\"\": off)");
   auto* o_batch_ms = cli.add_option("--batch-ms", flags.batch_max_ms, "Max age of a batch in milliseconds");
   CLI11_PARSE(cli, argc, argv);
 
@@ -71,6 +75,9 @@ int main(int argc, char** argv) {
   if (o_rate->count()) config.simulator_rate = flags.simulator_rate;
   if (o_parts->count()) config.embedded_partitions = flags.embedded_partitions;
   if (o_batch->count()) config.batch_max_messages = flags.batch_max_messages;
+  if (o_workers->count()) config.workers = flags.workers;
+  if (o_alerts_topic->count()) config.alerts_topic = flags.alerts_topic;
+  if (o_dlq->count()) config.dead_letter_topic = flags.dead_letter_topic;
   if (o_batch_ms->count()) config.batch_max_ms = flags.batch_max_ms;
   if (config.rules.empty()) config.rules.push_back(app::default_rules_dir());
   if (config.mapping.empty()) config.mapping = app::default_mapping("vigil-sensor");
@@ -120,6 +127,10 @@ int main(int argc, char** argv) {
     auto k = ingest::EmbeddedKafka::start(1, config.topic, config.embedded_partitions);
     if (!k) return fail(k.status());
     embedded = std::move(*k);
+    for (const auto& t : {config.alerts_topic, config.dead_letter_topic}) {
+      if (t.empty()) continue;
+      if (auto s = embedded->create_topic(t, 1); !s) return fail(s);
+    }
     brokers = embedded->bootstrap_servers();
   }
 
@@ -132,8 +143,23 @@ int main(int argc, char** argv) {
   po.batch_max_messages = config.batch_max_messages;
   po.batch_max_ms = config.batch_max_ms;
   po.max_event_bytes = config.max_event_bytes;
+  po.workers = config.workers;
+  po.publish_alerts = !config.alerts_topic.empty();
+  po.dead_letters = !config.dead_letter_topic.empty();
+  po.dead_letter_unmapped = config.dead_letter_unmapped;
   auto pipeline = ingest::Pipeline::create(po, *rules, **store, metrics, clock);
   if (!pipeline) return fail(pipeline.status());
+
+  // The outbox is published whether or not this run queues to it: what an earlier run left
+  // is still owed to Kafka.
+  ingest::PublisherOptions pub;
+  pub.brokers = brokers;
+  pub.alerts_topic = config.alerts_topic;
+  pub.dead_letter_topic = config.dead_letter_topic;
+  pub.kafka_properties = config.kafka_properties;
+  auto publisher = ingest::Publisher::create(pub, **store, metrics);
+  if (!publisher) return fail(publisher.status());
+  (*pipeline)->set_on_outbox([p = publisher->get()] { p->notify(); });
 
   api::ApiContext ctx;
   ctx.store = store->get();
@@ -147,6 +173,7 @@ int main(int argc, char** argv) {
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 
+  (*publisher)->start();
   if (auto s = (*pipeline)->start(); !s) return fail(s);
 
   ingest::SensorSimulator sim({config.simulator_hosts, config.simulator_malicious_ratio, 1}, clock);
@@ -167,6 +194,9 @@ int main(int argc, char** argv) {
   } else {
     std::printf("  kafka: %s (topic %s, group %s)\n", brokers.c_str(), config.topic.c_str(), config.group.c_str());
   }
+  std::printf("  workers: %d; alerts topic: %s; dead letters: %s\n", (*pipeline)->workers(),
+              config.alerts_topic.empty() ? "(off)" : config.alerts_topic.c_str(),
+              config.dead_letter_topic.empty() ? "(off)" : config.dead_letter_topic.c_str());
   std::printf("  rules: %zu compiled, %zu not loaded (mapping %s)\n", report.compiled, report.unsupported, mapping->name().c_str());
   std::printf("  data: %s\n", config.data_dir.c_str());
   std::printf("  try: curl -s '%s/api/v1/alerts?limit=5'\n", api_url.c_str());
@@ -181,10 +211,12 @@ int main(int argc, char** argv) {
   if (simulator.joinable()) simulator.join();
   (*pipeline)->stop();
   (*pipeline)->join();
+  (*publisher)->stop();
   (*server)->stop();
   const Status flushed = (*store)->flush();
   if (!flushed) spdlog::error("final flush failed: {}", flushed.to_string());
   pipeline->reset();
+  publisher->reset();
   store->reset();
   embedded.reset();
   spdlog::info("stopped");

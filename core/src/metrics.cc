@@ -1,5 +1,6 @@
 #include "vigil/core/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -32,13 +33,47 @@ std::string render_labels(const Labels& labels) {
   return out;
 }
 
+std::string format_number(double v) {
+  char num[64];
+  if (std::isfinite(v)) std::snprintf(num, sizeof num, "%.17g", v);
+  else std::snprintf(num, sizeof num, "%s", std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
+  return num;
+}
+
+// `labels` rendered ("{a=\"b\"}" or "") with le="bound" added.
+std::string with_le(const std::string& labels, const std::string& le) {
+  if (labels.empty()) return "{le=\"" + le + "\"}";
+  return labels.substr(0, labels.size() - 1) + ",le=\"" + le + "\"}";
+}
+
 }  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), buckets_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
+  std::sort(bounds_.begin(), bounds_.end());
+  for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0, std::memory_order_relaxed);
+}
+
+void Histogram::observe(double v) {
+  const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  double cur = sum_.load(std::memory_order_relaxed);
+  while (!sum_.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
+  }
+}
+
+uint64_t Histogram::cumulative(size_t i) const {
+  uint64_t n = 0;
+  for (size_t b = 0; b <= i && b <= bounds_.size(); ++b) n += buckets_[b].load(std::memory_order_relaxed);
+  return n;
+}
 
 Counter& MetricsRegistry::counter(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
-  f.is_counter = true;
+  f.type = Family::Type::kCounter;
   auto& slot = f.counters[render_labels(labels)];
   if (!slot) slot = std::make_unique<Counter>();
   return *slot;
@@ -48,10 +83,47 @@ Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help, 
   std::lock_guard lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
-  f.is_counter = false;
+  f.type = Family::Type::kGauge;
   auto& slot = f.gauges[render_labels(labels)];
   if (!slot) slot = std::make_unique<Gauge>();
   return *slot;
+}
+
+Histogram& MetricsRegistry::histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
+                                      const Labels& labels) {
+  std::lock_guard lock(mu_);
+  Family& f = families_[name];
+  if (f.help.empty()) f.help = help;
+  f.type = Family::Type::kHistogram;
+  auto& slot = f.histograms[render_labels(labels)];
+  if (!slot) slot = std::make_unique<Histogram>(std::move(bounds));
+  return *slot;
+}
+
+void MetricsRegistry::remove_gauge(const std::string& name, const Labels& labels) {
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it != families_.end()) it->second.gauges.erase(render_labels(labels));
+}
+
+uint64_t MetricsRegistry::counter_sum(const std::string& name, const Labels& subset) const {
+  std::vector<std::string> needles;
+  for (const auto& [k, v] : subset) needles.push_back(k + "=\"" + escape_label_value(v) + "\"");
+  std::lock_guard lock(mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) return 0;
+  uint64_t n = 0;
+  for (const auto& [labels, c] : it->second.counters) {
+    bool all = true;
+    for (const auto& needle : needles) {
+      const size_t at = labels.find(needle);
+      // A whole label: preceded by '{' or ',' and followed by ',' or '}'.
+      all &= at != std::string::npos && (labels[at - 1] == '{' || labels[at - 1] == ',') &&
+             (labels[at + needle.size()] == ',' || labels[at + needle.size()] == '}');
+    }
+    if (all) n += c->value();
+  }
+  return n;
 }
 
 uint64_t MetricsRegistry::counter_value(const std::string& name, const Labels& labels) const {
@@ -68,7 +140,8 @@ std::string MetricsRegistry::render_prometheus() const {
   char num[64];
   for (const auto& [name, f] : families_) {
     out += "# HELP " + name + " " + f.help + "\n";
-    out += "# TYPE " + name + (f.is_counter ? " counter\n" : " gauge\n");
+    out += "# TYPE " + name +
+           (f.type == Family::Type::kCounter ? " counter\n" : f.type == Family::Type::kGauge ? " gauge\n" : " histogram\n");
     for (const auto& [labels, c] : f.counters) {
       std::snprintf(num, sizeof num, " %llu\n", static_cast<unsigned long long>(c->value()));
       out += name + labels + num;
@@ -78,6 +151,14 @@ std::string MetricsRegistry::render_prometheus() const {
       if (std::isfinite(v)) std::snprintf(num, sizeof num, " %.17g\n", v);
       else std::snprintf(num, sizeof num, " %s\n", std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
       out += name + labels + num;
+    }
+    for (const auto& [labels, h] : f.histograms) {
+      for (size_t i = 0; i <= h->bounds().size(); ++i) {
+        const std::string le = i < h->bounds().size() ? format_number(h->bounds()[i]) : "+Inf";
+        out += name + "_bucket" + with_le(labels, le) + " " + std::to_string(h->cumulative(i)) + "\n";
+      }
+      out += name + "_sum" + labels + " " + format_number(h->sum()) + "\n";
+      out += name + "_count" + labels + " " + std::to_string(h->count()) + "\n";
     }
   }
   return out;

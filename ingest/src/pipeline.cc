@@ -3,8 +3,12 @@
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <map>
 
 namespace vigil::ingest {
 namespace {
@@ -20,7 +24,33 @@ void log_cb(const rd_kafka_t*, int level, const char* facility, const char* mess
   spdlog::log(lvl, "kafka {}: {}", facility, message);
 }
 
+using PartitionKey = std::pair<std::string, int32_t>;
+
 }  // namespace
+
+struct Pipeline::Shard {
+  int index = 0;
+  std::unique_ptr<ShardWorker> worker;
+  std::thread thread;
+  std::mutex mu;                     // guards everything below but `paused` and `healthy`
+  std::condition_variable work_cv;   // the worker waits for messages
+  std::condition_variable idle_cv;   // the consumer waits for the worker to drain
+  std::deque<rd_kafka_message_t*> inbox;
+  size_t inbox_bytes = 0;
+  bool busy = false;  // a batch is being processed
+  bool stop = false;
+  std::map<PartitionKey, int64_t> persisted;  // next offset persisted, per partition
+  bool paused = false;                        // consumer thread only
+  std::atomic<bool> healthy{true};
+  Gauge* inbox_gauge = nullptr;
+};
+
+struct Pipeline::PartitionState {
+  std::string topic;
+  int32_t partition = 0;
+  int shard = 0;
+  Gauge* lag = nullptr;
+};
 
 Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
                                                      std::shared_ptr<const match::RuleSet> rules, store::Store& store,
@@ -28,18 +58,36 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   if (options.brokers.empty()) return Status::invalid("no Kafka bootstrap servers given");
   if (options.topic.empty()) return Status::invalid("no Kafka topic given");
   if (options.batch_max_messages == 0) return Status::invalid("batch size must be at least 1");
+  if (options.workers < 0 || options.workers > 256) return Status::invalid("workers must be between 0 (one per core) and 256");
   std::unique_ptr<Pipeline> p(new Pipeline());
   p->options_ = options;
+  if (p->options_.workers == 0) p->options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (p->options_.inbox_max_messages == 0) p->options_.inbox_max_messages = 4 * options.batch_max_messages;
   p->store_ = &store;
   p->metrics_ = &metrics;
   p->clock_ = &clock;
-  auto w = ShardWorker::create(std::move(rules), store, metrics, clock, options.max_event_bytes);
-  if (!w) return w.status();
-  p->worker_ = std::move(*w);
+  for (int i = 0; i < p->options_.workers; ++i) {
+    ShardOptions so;
+    so.shard = i;
+    so.max_event_bytes = options.max_event_bytes;
+    so.publish_alerts = options.publish_alerts;
+    so.dead_letters = options.dead_letters;
+    so.dead_letter_unmapped = options.dead_letter_unmapped;
+    auto w = ShardWorker::create(rules, store, metrics, clock, so);
+    if (!w) return w.status();
+    auto shard = std::make_unique<Shard>();
+    shard->index = i;
+    shard->worker = std::move(*w);
+    shard->inbox_gauge = &metrics.gauge("vigil_shard_inbox_messages", "Messages waiting for a shard worker",
+                                        {{"shard", std::to_string(i)}});
+    p->shards_.push_back(std::move(shard));
+  }
+  p->assigner_ = std::make_unique<PartitionAssigner>(p->options_.workers);
   p->kafka_errors_ = &metrics.counter("vigil_kafka_errors_total", "Errors reported by the Kafka consumer");
   p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
   p->batches_ = &metrics.counter("vigil_batches_total", "Batches processed and persisted");
-  p->batch_seconds_ = &metrics.gauge("vigil_batch_duration_seconds", "Time to process and persist the last batch");
+  p->pauses_ = &metrics.counter("vigil_backpressure_pauses_total", "Times a worker's partitions were paused because its inbox was full");
+  metrics.gauge("vigil_shard_workers", "Shard worker threads").set(p->options_.workers);
 
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -47,7 +95,10 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
       {"bootstrap.servers", options.brokers},
       {"group.id", options.group},
       {"client.id", options.client_id},
-      {"enable.auto.commit", "false"},
+      // Offsets are stored (rd_kafka_offsets_store) only once persisted in RocksDB, and
+      // committed from there: Kafka's committed offsets trail the store, never lead it.
+      {"enable.auto.commit", "true"},
+      {"auto.commit.interval.ms", "1000"},
       {"enable.auto.offset.store", "false"},
       {"auto.offset.reset", "earliest"},
       {"partition.assignment.strategy", "cooperative-sticky"},
@@ -83,16 +134,30 @@ Status Pipeline::start() {
   const auto e = rd_kafka_subscribe(rk_, topics);
   rd_kafka_topic_partition_list_destroy(topics);
   if (e) return Status::unavailable(std::string("subscribe failed: ") + rd_kafka_err2str(e));
-  healthy_ = true;
-  thread_ = std::thread([this] { run(); });
+  running_ = true;
+  for (auto& s : shards_) {
+    Shard* shard = s.get();
+    s->thread = std::thread([this, shard] { run_worker(*shard); });
+  }
+  consumer_thread_ = std::thread([this] { run_consumer(); });
   return Status::ok();
 }
 
 void Pipeline::stop() { stop_ = true; }
 
 void Pipeline::join() {
-  if (thread_.joinable()) thread_.join();
+  if (consumer_thread_.joinable()) consumer_thread_.join();
 }
+
+bool Pipeline::healthy() const {
+  if (!running_.load()) return false;
+  for (const auto& s : shards_) {
+    if (!s->healthy.load()) return false;
+  }
+  return true;
+}
+
+int Pipeline::workers() const { return static_cast<int>(shards_.size()); }
 
 Status Pipeline::last_error() const {
   std::lock_guard lock(error_mu_);
@@ -104,91 +169,313 @@ void Pipeline::set_error(Status s) {
   last_error_ = std::move(s);
 }
 
-void Pipeline::run() {
-  using Clock = std::chrono::steady_clock;
-  spdlog::info("consumer started brokers={} topic={} group={}", options_.brokers, options_.topic, options_.group);
+void Pipeline::run_consumer() {
+  using SteadyClock = std::chrono::steady_clock;
+  spdlog::info("consumer started brokers={} topic={} group={} workers={}", options_.brokers, options_.topic,
+               options_.group, shards_.size());
+  rd_kafka_queue_t* queue = rd_kafka_queue_get_consumer(rk_);
+  std::vector<rd_kafka_message_t*> msgs(1024);
+  auto last_lag = SteadyClock::now();
+  const int poll_ms = std::clamp(options_.batch_max_ms, 1, 100);
   while (!stop_.load()) {
-    const auto deadline = Clock::now() + std::chrono::milliseconds(options_.batch_max_ms);
-    while (batch_.size() < options_.batch_max_messages && !stop_.load()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) break;
-      rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk_, static_cast<int>(std::min<int64_t>(left, 100)));
-      if (!msg) continue;
-      if (msg->err) {
-        kafka_errors_->inc();
-        if (kafka_errors_->value() <= 20 || kafka_errors_->value() % 1000 == 0) {
-          spdlog::warn("kafka consumer error: {} count={}", rd_kafka_message_errstr(msg), kafka_errors_->value());
-        }
-        rd_kafka_message_destroy(msg);
-        continue;
-      }
-      batch_.push_back(msg);
+    // Serves rebalances (on_rebalance runs in this thread) as well as messages.
+    const ssize_t n = rd_kafka_consume_batch_queue(queue, poll_ms, msgs.data(), msgs.size());
+    if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
+    apply_backpressure();
+    if (SteadyClock::now() - last_lag >= std::chrono::seconds(1)) {
+      update_lag();
+      last_lag = SteadyClock::now();
     }
-    flush_batch();
   }
-  flush_batch();
-  commit(false);
-  // Leaving the group revokes the assignment through on_rebalance, which flushes again.
+  rd_kafka_queue_destroy(queue);
+  drain_all();
+  if (auto e = rd_kafka_commit(rk_, nullptr, 0); e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+    spdlog::warn("kafka offset commit failed: {}", rd_kafka_err2str(e));
+  }
+  // Leaving the group revokes the assignment through on_rebalance, which drains again.
   rd_kafka_consumer_close(rk_);
-  healthy_ = false;
+  for (auto& s : shards_) {
+    {
+      std::lock_guard lock(s->mu);
+      s->stop = true;
+    }
+    s->work_cv.notify_all();
+    if (s->thread.joinable()) s->thread.join();
+  }
+  running_ = false;
   spdlog::info("consumer stopped");
 }
 
-void Pipeline::flush_batch() {
-  if (batch_.empty()) return;
-  const auto t0 = std::chrono::steady_clock::now();
-  views_.clear();
-  for (rd_kafka_message_t* m : batch_) {
-    rd_kafka_timestamp_type_t tstype;
-    const int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-    views_.push_back({rd_kafka_topic_name(m->rkt), m->partition, m->offset, ts,
-                      std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0)});
-  }
-  for (int attempt = 0;; ++attempt) {
-    auto r = worker_->process(views_);
-    if (r) {
-      healthy_ = true;
-      break;
+void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
+  auto& staged = staged_;
+  staged.resize(shards_.size());
+  const PartitionState* last = nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    rd_kafka_message_t* m = msgs[i];
+    if (m->err) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        kafka_errors_->inc();
+        if (kafka_errors_->value() <= 20 || kafka_errors_->value() % 1000 == 0) {
+          spdlog::warn("kafka consumer error: {} count={}", rd_kafka_message_errstr(m), kafka_errors_->value());
+        }
+      }
+      rd_kafka_message_destroy(m);
+      continue;
     }
-    store_errors_->inc();
-    healthy_ = false;
-    set_error(r.status());
-    spdlog::error("batch not persisted, retrying: {} attempt={}", r.status().to_string(), attempt + 1);
-    if (stop_.load() && attempt >= 3) {
-      // Shutting down with a store that still fails: leave without committing; the
-      // messages will be read again from the last persisted offsets.
-      for (auto* m : batch_) rd_kafka_message_destroy(m);
-      batch_.clear();
-      return;
+    const char* topic = rd_kafka_topic_name(m->rkt);
+    if (!last || last->partition != m->partition || last->topic != topic) {
+      last = nullptr;
+      for (const auto& p : partitions_) {
+        if (p->partition == m->partition && p->topic == topic) {
+          last = p.get();
+          break;
+        }
+      }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 << std::min(attempt, 4), 1000)));
+    if (!last) {
+      // A message of a partition no longer assigned: its new owner reads it again.
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    staged[static_cast<size_t>(last->shard)].push_back(m);
   }
-  for (const MessageView& v : views_) {
-    auto it = std::find_if(to_commit_.begin(), to_commit_.end(),
-                           [&](const KafkaOffset& o) { return o.partition == v.partition && o.topic == v.topic; });
-    if (it == to_commit_.end()) to_commit_.push_back({std::string(v.topic), v.partition, v.offset + 1});
-    else it->next_offset = std::max(it->next_offset, v.offset + 1);
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    if (staged[s].empty()) continue;
+    Shard& shard = *shards_[s];
+    {
+      std::lock_guard lock(shard.mu);
+      for (rd_kafka_message_t* m : staged[s]) {
+        shard.inbox.push_back(m);
+        shard.inbox_bytes += m->len;
+      }
+    }
+    shard.work_cv.notify_one();
+    staged[s].clear();
   }
-  for (auto* m : batch_) rd_kafka_message_destroy(m);
-  batch_.clear();
-  batches_->inc();
-  batch_seconds_->set(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  commit(true);
 }
 
-void Pipeline::commit(bool async) {
-  if (to_commit_.empty()) return;
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(to_commit_.size()));
-  for (const auto& o : to_commit_) {
-    rd_kafka_topic_partition_list_add(list, o.topic.c_str(), o.partition)->offset = o.next_offset;
+void Pipeline::apply_backpressure() {
+  for (auto& s : shards_) {
+    size_t messages, bytes;
+    {
+      std::lock_guard lock(s->mu);
+      messages = s->inbox.size();
+      bytes = s->inbox_bytes;
+    }
+    s->inbox_gauge->set(static_cast<double>(messages));
+    if (!s->paused && (messages >= options_.inbox_max_messages || bytes >= options_.inbox_max_bytes)) {
+      set_partitions_paused(*s, true);
+    } else if (s->paused && messages <= options_.inbox_max_messages / 2 && bytes <= options_.inbox_max_bytes / 2) {
+      set_partitions_paused(*s, false);
+    }
   }
-  const auto e = rd_kafka_commit(rk_, list, async ? 1 : 0);
+}
+
+void Pipeline::set_partitions_paused(Shard& shard, bool paused) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(8);
+  for (const auto& p : partitions_) {
+    if (p->shard == shard.index) rd_kafka_topic_partition_list_add(list, p->topic.c_str(), p->partition);
+  }
+  if (paused) {
+    rd_kafka_pause_partitions(rk_, list);
+    pauses_->inc();
+  } else {
+    rd_kafka_resume_partitions(rk_, list);
+  }
+  spdlog::debug("shard {} partitions {} count={}", shard.index, paused ? "paused" : "resumed", list->cnt);
   rd_kafka_topic_partition_list_destroy(list);
-  if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-    kafka_errors_->inc();
-    spdlog::warn("kafka offset commit failed: {}", rd_kafka_err2str(e));
+  shard.paused = paused;
+}
+
+void Pipeline::update_lag() {
+  for (const auto& p : partitions_) {
+    int64_t low = -1, high = -1;
+    if (rd_kafka_get_watermark_offsets(rk_, p->topic.c_str(), p->partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    Shard& shard = *shards_[static_cast<size_t>(p->shard)];
+    int64_t persisted = -1;
+    {
+      std::lock_guard lock(shard.mu);
+      auto it = shard.persisted.find({p->topic, p->partition});
+      if (it != shard.persisted.end()) persisted = it->second;
+    }
+    if (persisted < 0) persisted = low;
+    p->lag->set(static_cast<double>(std::max<int64_t>(0, high - persisted)));
   }
-  to_commit_.clear();
+}
+
+void Pipeline::drain_all() {
+  for (auto& s : shards_) {
+    std::unique_lock lock(s->mu);
+    s->idle_cv.wait(lock, [&] { return (s->inbox.empty() && !s->busy) || s->stop; });
+  }
+}
+
+void Pipeline::run_worker(Shard& shard) {
+  std::vector<rd_kafka_message_t*> batch;
+  std::vector<MessageView> views;
+  std::vector<std::pair<PartitionKey, int64_t>> next;
+  batch.reserve(options_.batch_max_messages);
+  views.reserve(options_.batch_max_messages);
+  for (;;) {
+    {
+      std::unique_lock lock(shard.mu);
+      shard.work_cv.wait(lock, [&] { return !shard.inbox.empty() || shard.stop; });
+      if (shard.inbox.empty()) break;
+      const size_t n = std::min(shard.inbox.size(), options_.batch_max_messages);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(shard.inbox.front());
+        shard.inbox_bytes -= shard.inbox.front()->len;
+        shard.inbox.pop_front();
+      }
+      shard.busy = true;
+    }
+    views.clear();
+    for (rd_kafka_message_t* m : batch) {
+      rd_kafka_timestamp_type_t tstype;
+      const int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+      views.push_back({rd_kafka_topic_name(m->rkt), m->partition, m->offset, ts,
+                       std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0),
+                       std::string_view(static_cast<const char*>(m->key), m->key ? m->key_len : 0)});
+    }
+    bool persisted = false;
+    size_t queued = 0;
+    for (int attempt = 0;; ++attempt) {
+      auto r = shard.worker->process(views);
+      if (r) {
+        persisted = true;
+        queued = r->dead_letters + (options_.publish_alerts ? r->alerts : 0);
+        shard.healthy = true;
+        break;
+      }
+      store_errors_->inc();
+      shard.healthy = false;
+      set_error(r.status());
+      spdlog::error("shard {}: batch not persisted, retrying: {} attempt={}", shard.index, r.status().to_string(),
+                    attempt + 1);
+      if (stop_.load() && attempt >= 3) break;  // read again from the persisted offsets at the next start
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 << std::min(attempt, 4), 1000)));
+    }
+    if (persisted) {
+      next.clear();
+      for (const MessageView& v : views) {
+        auto it = std::find_if(next.begin(), next.end(),
+                               [&](const auto& e) { return e.first.second == v.partition && e.first.first == v.topic; });
+        if (it == next.end()) next.push_back({{std::string(v.topic), v.partition}, v.offset + 1});
+        else it->second = std::max(it->second, v.offset + 1);
+      }
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+      for (const auto& [tp, off] : next) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+      // Fails for a partition lost meanwhile; its new owner starts from its own positions.
+      rd_kafka_offsets_store(rk_, list);
+      rd_kafka_topic_partition_list_destroy(list);
+      batches_->inc();
+      if (queued > 0 && on_outbox_) on_outbox_();
+    }
+    for (rd_kafka_message_t* m : batch) rd_kafka_message_destroy(m);
+    batch.clear();
+    {
+      std::lock_guard lock(shard.mu);
+      if (persisted) {
+        for (const auto& [tp, off] : next) shard.persisted[tp] = off;
+      }
+      shard.busy = false;
+    }
+    shard.idle_cv.notify_all();
+  }
+  shard.idle_cv.notify_all();
+}
+
+void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
+  if (cluster_id_.empty()) {
+    // The assignment came through the cluster, so its metadata (and id) is at hand.
+    if (char* id = rd_kafka_clusterid(rk_, 5000)) {
+      cluster_id_ = id;
+      rd_kafka_mem_free(rk_, id);
+      spdlog::info("kafka cluster id={}", cluster_id_);
+    } else {
+      cluster_id_ = "unknown-cluster";
+      spdlog::warn("kafka cluster id not available; offsets are kept under '{}'", cluster_id_);
+    }
+    for (auto& s : shards_) s->worker->set_cluster_id(cluster_id_);
+  }
+  // The group's committed offsets: ahead of this store when another member processed the
+  // partition since this one last had it.
+  rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(parts);
+  if (auto e = rd_kafka_committed(rk_, committed, 10000); e) {
+    spdlog::warn("cannot read the group's committed offsets, starting from the store's: {}", rd_kafka_err2str(e));
+    for (int i = 0; i < committed->cnt; ++i) committed->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+  }
+  for (int i = 0; i < parts->cnt; ++i) {
+    auto& p = parts->elems[i];
+    int64_t start = committed->elems[i].err ? RD_KAFKA_OFFSET_INVALID : committed->elems[i].offset;
+    auto stored = store_->next_offset(shards_.front()->worker->stream(p.topic), p.partition);
+    if (!stored) {
+      set_error(stored.status());
+      spdlog::error("cannot read the stored offset of {}/{}: {}", p.topic, p.partition, stored.status().to_string());
+    } else if (stored->has_value()) {
+      start = std::max(start, **stored);
+    }
+    if (start >= 0) p.offset = start;
+    const int shard = assigner_->assign(p.topic, p.partition);
+    auto st = std::make_unique<PartitionState>();
+    st->topic = p.topic;
+    st->partition = p.partition;
+    st->shard = shard;
+    st->lag = &metrics_->gauge("vigil_consumer_lag_messages", "Messages in the partition not yet persisted",
+                               {{"topic", st->topic}, {"partition", std::to_string(p.partition)}});
+    partitions_.push_back(std::move(st));
+    spdlog::debug("partition {}/{} -> shard {} from offset {}", p.topic, p.partition, shard, start);
+  }
+  rd_kafka_topic_partition_list_destroy(committed);
+  spdlog::info("partitions assigned count={} total={} protocol={}", parts->cnt, partitions_.size(),
+               cooperative ? "COOPERATIVE" : "EAGER");
+  if (cooperative) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_assign(rk_, parts)) {
+      spdlog::error("incremental assign failed: {}", rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+  } else if (auto e = rd_kafka_assign(rk_, parts); e) {
+    spdlog::error("assign failed: {}", rd_kafka_err2str(e));
+  }
+  for (auto& s : shards_) {
+    if (s->paused) set_partitions_paused(*s, true);  // the new partitions of a paused shard wait too
+  }
+  assigned_ = true;
+}
+
+void Pipeline::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {
+  // Persist what was read from these partitions before they move to another member.
+  drain_all();
+  if (!rd_kafka_assignment_lost(rk_)) {
+    if (auto e = rd_kafka_commit(rk_, nullptr, 0); e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      spdlog::warn("kafka offset commit before revocation failed: {}", rd_kafka_err2str(e));
+    }
+  }
+  for (int i = 0; i < parts->cnt; ++i) {
+    const auto& p = parts->elems[i];
+    const std::string topic = p.topic;
+    auto owner = assigner_->release(topic, p.partition);
+    if (owner) {
+      Shard& shard = *shards_[static_cast<size_t>(*owner)];
+      std::lock_guard lock(shard.mu);
+      shard.persisted.erase({topic, p.partition});
+    }
+    metrics_->remove_gauge("vigil_consumer_lag_messages", {{"topic", topic}, {"partition", std::to_string(p.partition)}});
+    std::erase_if(partitions_, [&](const auto& st) { return st->partition == p.partition && st->topic == topic; });
+  }
+  spdlog::info("partitions revoked count={} remaining={} lost={}", parts->cnt, partitions_.size(),
+               rd_kafka_assignment_lost(rk_) ? "yes" : "no");
+  if (cooperative) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk_, parts)) {
+      spdlog::error("incremental unassign failed: {}", rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    }
+  } else {
+    rd_kafka_assign(rk_, nullptr);
+  }
 }
 
 void Pipeline::on_rebalance(rd_kafka_t* rk, int err_int, rd_kafka_topic_partition_list_t* parts, void* opaque) {
@@ -196,56 +483,12 @@ void Pipeline::on_rebalance(rd_kafka_t* rk, int err_int, rd_kafka_topic_partitio
   const auto err = static_cast<rd_kafka_resp_err_t>(err_int);
   const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    if (self->cluster_id_.empty()) {
-      // The assignment came through the cluster, so its metadata (and id) is at hand.
-      if (char* id = rd_kafka_clusterid(rk, 5000)) {
-        self->cluster_id_ = id;
-        rd_kafka_mem_free(rk, id);
-        spdlog::info("kafka cluster id={}", self->cluster_id_);
-      } else {
-        self->cluster_id_ = "unknown-cluster";
-        spdlog::warn("kafka cluster id not available; offsets are kept under '{}'", self->cluster_id_);
-      }
-      self->worker_->set_cluster_id(self->cluster_id_);
-    }
-    for (int i = 0; i < parts->cnt; ++i) {
-      auto& p = parts->elems[i];
-      auto stored = self->store_->next_offset(self->worker_->stream(p.topic), p.partition);
-      if (!stored) {
-        self->set_error(stored.status());
-        spdlog::error("cannot read the stored offset of {}/{}: {}", p.topic, p.partition, stored.status().to_string());
-      } else if (stored->has_value()) {
-        p.offset = **stored;
-      }
-    }
-    spdlog::info("partitions assigned count={} protocol={}", parts->cnt, rd_kafka_rebalance_protocol(rk));
-    rd_kafka_error_t* error = nullptr;
-    if (cooperative) {
-      error = rd_kafka_incremental_assign(rk, parts);
-    } else if (auto e = rd_kafka_assign(rk, parts); e) {
-      spdlog::error("assign failed: {}", rd_kafka_err2str(e));
-    }
-    if (error) {
-      spdlog::error("incremental assign failed: {}", rd_kafka_error_string(error));
-      rd_kafka_error_destroy(error);
-    }
-    self->assigned_ = true;
+    self->assign(parts, cooperative);
   } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-    // Persist what was read from these partitions before they move to another member.
-    self->flush_batch();
-    self->commit(false);
-    spdlog::info("partitions revoked count={}", parts->cnt);
-    if (cooperative) {
-      if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk, parts)) {
-        spdlog::error("incremental unassign failed: {}", rd_kafka_error_string(error));
-        rd_kafka_error_destroy(error);
-      }
-    } else {
-      rd_kafka_assign(rk, nullptr);
-    }
+    self->revoke(parts, cooperative);
   } else {
     spdlog::error("rebalance error: {}", rd_kafka_err2str(err));
-    rd_kafka_assign(rk, nullptr);
+    self->revoke(parts, false);
   }
 }
 

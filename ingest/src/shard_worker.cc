@@ -5,6 +5,8 @@
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 namespace vigil::ingest {
 namespace {
 
@@ -23,8 +25,8 @@ bool is_valid_json(std::string_view raw) {
 
 Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(std::shared_ptr<const match::RuleSet> rules, store::Store& store,
                                                            MetricsRegistry& metrics, const Clock& clock,
-                                                           size_t max_event_bytes) {
-  std::unique_ptr<ShardWorker> w(new ShardWorker(rules, store, metrics, clock, max_event_bytes));
+                                                           const ShardOptions& options) {
+  std::unique_ptr<ShardWorker> w(new ShardWorker(rules, store, metrics, clock, options));
   auto m = match::Matcher::create(std::move(rules));
   if (!m) return m.status();
   w->matcher_ = std::move(*m);
@@ -32,19 +34,34 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(std::shared_ptr<const
 }
 
 ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
-                         const Clock& clock, size_t max_event_bytes)
+                         const Clock& clock, const ShardOptions& options)
     : rules_(std::move(rules)),
       store_(store),
       metrics_(metrics),
       clock_(clock),
-      parser_(max_event_bytes),
-      events_total_(metrics.counter("vigil_events_consumed_total", "Events consumed from Kafka")),
-      bytes_total_(metrics.counter("vigil_events_consumed_bytes_total", "Bytes of events consumed from Kafka")),
-      alerts_total_(metrics.counter("vigil_alerts_total", "Alerts written to the store")) {
+      parser_(options.max_event_bytes),
+      options_(options),
+      events_total_(metrics.counter("vigil_events_consumed_total", "Events consumed from Kafka",
+                                    {{"shard", std::to_string(options.shard)}})),
+      bytes_total_(metrics.counter("vigil_events_consumed_bytes_total", "Bytes of events consumed from Kafka",
+                                   {{"shard", std::to_string(options.shard)}})),
+      alerts_total_(metrics.counter("vigil_alerts_total", "Alerts written to the store",
+                                    {{"shard", std::to_string(options.shard)}})),
+      batch_events_(metrics.histogram("vigil_batch_events", "Events per persisted batch",
+                                      {1, 10, 100, 500, 1000, 2000, 5000, 10000}, {{"shard", std::to_string(options.shard)}})),
+      batch_seconds_(metrics.histogram("vigil_batch_duration_seconds", "Time to match and persist a batch",
+                                       {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+                                       {{"shard", std::to_string(options.shard)}})) {
+  const std::string shard = std::to_string(options.shard);
   for (ParseError e : kParseErrors) {
+    const std::string reason(parse_error_name(e));
     invalid_by_reason_.push_back(&metrics.counter("vigil_events_invalid_total", "Events that could not be parsed, by reason",
-                                                  {{"reason", std::string(parse_error_name(e))}}));
+                                                  {{"reason", reason}, {"shard", shard}}));
+    dead_letters_by_reason_.push_back(&metrics.counter("vigil_dead_letters_total", "Events queued for the dead-letter topic, by reason",
+                                                       {{"reason", reason}, {"shard", shard}}));
   }
+  dead_letters_by_reason_.push_back(&metrics.counter("vigil_dead_letters_total", "Events queued for the dead-letter topic, by reason",
+                                                     {{"reason", std::string(kNoLogsource)}, {"shard", shard}}));
 }
 
 std::string ShardWorker::stream(std::string_view topic) const {
@@ -55,16 +72,19 @@ std::string ShardWorker::stream(std::string_view topic) const {
 }
 
 Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
+  const auto t0 = std::chrono::steady_clock::now();
   BatchResult result;
   alerts_.clear();
   offsets_.clear();
+  outbox_.clear();
   const match::RuleSet& rs = *rules_;
+  uint64_t bytes = 0;
   for (const MessageView& m : batch) {
     ++result.events;
-    bytes_total_.inc(m.payload.size());
+    bytes += m.payload.size();
 
     // The partition's next offset is recorded whether or not the event is valid: a bad
-    // event is counted and passed, never re-read forever.
+    // event is counted and dead-lettered, never re-read forever.
     auto it = std::find_if(offsets_.begin(), offsets_.end(), [&](const store::PartitionOffset& o) {
       return o.partition == m.partition && o.stream.size() == cluster_id_.size() + 1 + m.topic.size() &&
              std::string_view(o.stream).substr(cluster_id_.size() + 1) == m.topic;
@@ -78,16 +98,28 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     const ParseError pe = parser_.parse(m.payload, rs.fields(), event_);
     if (pe != ParseError::kNone) {
       ++result.invalid;
-      Counter& c = *invalid_by_reason_[static_cast<size_t>(pe) - 1];
+      const size_t reason = static_cast<size_t>(pe) - 1;
+      Counter& c = *invalid_by_reason_[reason];
       c.inc();
       if (c.value() <= 10 || c.value() % 10000 == 0) {
         spdlog::warn("invalid event reason={} topic={} partition={} offset={} count={}", parse_error_name(pe), m.topic,
                      m.partition, m.offset, c.value());
       }
+      if (options_.dead_letters) {
+        dead_letters_by_reason_[reason]->inc();
+        dead_letter(m, parse_error_name(pe));
+        ++result.dead_letters;
+      }
       continue;
     }
     matches_.clear();
     if (auto s = matcher_->match(event_, matches_); !s) return s;
+    if (options_.dead_letters && options_.dead_letter_unmapped && !matcher_->last_event_had_logsource()) {
+      dead_letters_by_reason_.back()->inc();
+      dead_letter(m, kNoLogsource);
+      ++result.dead_letters;
+      continue;
+    }
     if (matches_.empty()) continue;
 
     TimeMs time = m.timestamp >= 0 ? m.timestamp : clock_.now_ms();
@@ -99,11 +131,33 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     }
     for (uint32_t r : matches_) build_alert(m, r, time);
   }
+  if (auto s = store_.put_batch(alerts_, offsets_, outbox_); !s) return s;
   events_total_.inc(result.events);
-  if (auto s = store_.put_batch(alerts_, offsets_); !s) return s;
+  bytes_total_.inc(bytes);
   result.alerts = alerts_.size();
   alerts_total_.inc(result.alerts);
+  batch_events_.observe(static_cast<double>(result.events));
+  batch_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return result;
+}
+
+void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
+  store::OutboxRecord& r = outbox_.emplace_back();
+  r.kind = store::OutboxRecord::Kind::kDeadLetter;
+  r.time = m.timestamp >= 0 ? m.timestamp : clock_.now_ms();
+  stream_ = stream(m.topic);
+  // No rule id: distinct from every alert id of the same message.
+  r.id = store::AlertId::derive(stream_, m.partition, m.offset, {});
+  r.message_key.assign(m.key);
+  const size_t keep = std::min(m.payload.size(), options_.dead_letter_max_bytes);
+  r.value.assign(m.payload.substr(0, keep));
+  r.headers = {{"vigil.reason", std::string(reason)},
+               {"vigil.source.cluster", cluster_id_},
+               {"vigil.source.topic", std::string(m.topic)},
+               {"vigil.source.partition", std::to_string(m.partition)},
+               {"vigil.source.offset", std::to_string(m.offset)},
+               {"vigil.source.timestamp", std::to_string(m.timestamp)}};
+  if (keep < m.payload.size()) r.headers.emplace_back("vigil.truncated", std::to_string(m.payload.size()));
 }
 
 void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs time) {
@@ -166,6 +220,15 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
   }
   w.EndObject();
   a.json.assign(sb.GetString(), sb.GetSize());
+  if (options_.publish_alerts) {
+    store::OutboxRecord& r = outbox_.emplace_back();
+    r.kind = store::OutboxRecord::Kind::kAlert;
+    r.time = a.time;
+    r.id = a.id;
+    r.message_key = a.id.hex();
+    r.value = a.json;
+    r.headers = {{"vigil.rule.id", rule.id}, {"vigil.rule.level", rule.level}};
+  }
 }
 
 }  // namespace vigil::ingest

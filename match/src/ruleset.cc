@@ -404,6 +404,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     epoch_ = 1;
   }
 
+  any_logsource_ = false;
   for (size_t i = 0; i < rs.logsources_.size(); ++i) {
     bool active = true;
     for (const auto& [slot, values] : rs.logsources_[i].where) {
@@ -423,6 +424,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       }
     }
     active_logsource_[i] = active;
+    any_logsource_ |= active;
   }
 
   ScanContext sc{bits_.data(), &touched_};

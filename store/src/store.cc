@@ -52,6 +52,55 @@ std::string offset_key(std::string_view stream, int32_t partition) {
   return k;
 }
 
+// Outbox value: kind:u8 | key_len:u32 key | value_len:u32 value | n:u32 (name_len:u32 name
+// value_len:u32 value)*n
+std::string encode_outbox(const OutboxRecord& r) {
+  std::string out;
+  out.reserve(1 + 12 + r.message_key.size() + r.value.size() + r.headers.size() * 32);
+  out += static_cast<char>(r.kind);
+  put_u32(out, static_cast<uint32_t>(r.message_key.size()));
+  out += r.message_key;
+  put_u32(out, static_cast<uint32_t>(r.value.size()));
+  out += r.value;
+  put_u32(out, static_cast<uint32_t>(r.headers.size()));
+  for (const auto& [k, v] : r.headers) {
+    put_u32(out, static_cast<uint32_t>(k.size()));
+    out += k;
+    put_u32(out, static_cast<uint32_t>(v.size()));
+    out += v;
+  }
+  return out;
+}
+
+bool decode_outbox(std::string_view in, OutboxRecord& r) {
+  size_t pos = 0;
+  auto u32 = [&](uint32_t& v) {
+    if (in.size() - pos < 4) return false;
+    v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(in[pos + i]);
+    pos += 4;
+    return true;
+  };
+  auto str = [&](std::string& s) {
+    uint32_t n = 0;
+    if (!u32(n) || in.size() - pos < n) return false;
+    s.assign(in.substr(pos, n));
+    pos += n;
+    return true;
+  };
+  if (in.empty()) return false;
+  const auto kind = static_cast<uint8_t>(in[pos++]);
+  if (kind != 1 && kind != 2) return false;
+  r.kind = static_cast<OutboxRecord::Kind>(kind);
+  uint32_t n = 0;
+  if (!str(r.message_key) || !str(r.value) || !u32(n) || n > in.size()) return false;
+  r.headers.resize(n);
+  for (auto& [k, v] : r.headers) {
+    if (!str(k) || !str(v)) return false;
+  }
+  return pos == in.size();
+}
+
 Status from_rocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::ok();
   if (s.IsCorruption()) return Status::corruption(what + ": " + s.ToString());
@@ -138,7 +187,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   cf.bottommost_compression = rocksdb::kZSTD;
 
   const std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName, "alerts", "alerts_by_rule",
-                                          "alerts_by_host", "meta"};
+                                          "alerts_by_host", "meta", "outbox"};
   if (has_db) {
     std::vector<std::string> existing;
     auto s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), options.path, &existing);
@@ -170,6 +219,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   store->by_rule_ = store->handles_[2];
   store->by_host_ = store->handles_[3];
   store->meta_ = store->handles_[4];
+  store->outbox_ = store->handles_[5];
 
   std::string format;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, kFormatKey, &format);
@@ -196,7 +246,8 @@ Store::~Store() {
   db_->Close();
 }
 
-Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets) {
+Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
+                        const std::vector<OutboxRecord>& outbox) {
   rocksdb::WriteBatch batch;
   std::string key;
   for (const auto& a : alerts) {
@@ -211,6 +262,7 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vecto
     put_u64(value, static_cast<uint64_t>(o.next_offset));
     batch.Put(meta_, offset_key(o.stream, o.partition), value);
   }
+  for (const auto& r : outbox) batch.Put(outbox_, alert_key(r.time, r.id), encode_outbox(r));
   rocksdb::WriteOptions wo;
   wo.sync = sync_writes_;
   return from_rocks(db_->Write(wo, &batch), "store write failed");
@@ -223,6 +275,43 @@ Expected<std::optional<int64_t>> Store::next_offset(std::string_view stream, int
   if (!s.ok()) return from_rocks(s, "offset read failed");
   if (value.size() != 8) return Status::corruption("offset value of " + std::string(stream) + "/" + std::to_string(partition) + " has the wrong size");
   return std::optional<int64_t>(static_cast<int64_t>(get_u64(value.data())));
+}
+
+Expected<std::vector<OutboxEntry>> Store::read_outbox(std::string_view after, size_t max) const {
+  std::vector<OutboxEntry> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), outbox_));
+  if (after.empty()) {
+    it->SeekToFirst();
+  } else {
+    it->Seek(rocksdb::Slice(after.data(), after.size()));
+    if (it->Valid() && it->key() == rocksdb::Slice(after.data(), after.size())) it->Next();
+  }
+  for (; it->Valid() && out.size() < max; it->Next()) {
+    OutboxEntry& e = out.emplace_back();
+    e.store_key.assign(it->key().data(), it->key().size());
+    if (e.store_key.size() != 24 || !decode_outbox(std::string_view(it->value().data(), it->value().size()), e.record)) {
+      return Status::corruption("outbox entry " + to_hex(e.store_key) + " cannot be decoded");
+    }
+    e.record.time = static_cast<TimeMs>(get_u64(e.store_key.data()) ^ (1ULL << 63));
+    std::memcpy(e.record.id.bytes, e.store_key.data() + 8, 16);
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "outbox scan failed");
+  return out;
+}
+
+Status Store::delete_outbox(const std::vector<std::string>& store_keys) {
+  if (store_keys.empty()) return Status::ok();
+  rocksdb::WriteBatch batch;
+  for (const auto& k : store_keys) batch.Delete(outbox_, k);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_writes_;
+  return from_rocks(db_->Write(wo, &batch), "outbox delete failed");
+}
+
+uint64_t Store::outbox_estimate() const {
+  uint64_t n = 0;
+  db_->GetIntProperty(outbox_, "rocksdb.estimate-num-keys", &n);
+  return n;
 }
 
 Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {

@@ -154,9 +154,9 @@ TEST_F(VigildTest, ExactAlertsFromAnIndependentProducerAcrossARestart) {
   EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), expected);
 
   auto metrics = test::http_get("127.0.0.1", port, "/metrics").body;
-  EXPECT_NE(metrics.find("vigil_events_consumed_total 17"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find(R"(vigil_events_invalid_total{reason="malformed_json"} 1)"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find(R"(vigil_events_invalid_total{reason="not_an_object"} 1)"), std::string::npos) << metrics;
+  EXPECT_EQ(test::prometheus_sum(metrics, "vigil_events_consumed_total"), 17) << metrics;
+  EXPECT_EQ(test::prometheus_sum(metrics, "vigil_events_invalid_total", {{"reason", "malformed_json"}}), 1) << metrics;
+  EXPECT_EQ(test::prometheus_sum(metrics, "vigil_events_invalid_total", {{"reason", "not_an_object"}}), 1) << metrics;
 
   vigild->signal(SIGTERM);
   EXPECT_EQ(vigild->wait(30s), 0) << log(1);

@@ -16,7 +16,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kCorpus = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
+// The shared corpus sits beside the checkout (../shared/corpus); VIGIL_CORPUS_DIR overrides.
+fs::path corpus_dir() {
+  if (const char* env = std::getenv("VIGIL_CORPUS_DIR"); env && *env) return env;
+  for (const fs::path& p : {fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus", fs::path("/work/shared/corpus")}) {
+    if (fs::exists(p / "sigma_public" / "manifest.jsonl")) return p;
+  }
+  return fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
+}
+const fs::path kCorpus = corpus_dir();
 
 // Cases where the manifest disagrees with the Sigma specification, with the count the
 // specification gives and why. Each is checked at the specification's count.

@@ -61,3 +61,31 @@ std::string http_raw(const std::string& host, uint16_t port, const std::string& 
 }
 
 }  // namespace vigil::test
+
+namespace vigil::test {
+
+double prometheus_sum(const std::string& exposition, const std::string& name,
+                      const std::vector<std::pair<std::string, std::string>>& labels) {
+  double sum = 0;
+  bool any = false;
+  size_t pos = 0;
+  while (pos < exposition.size()) {
+    size_t end = exposition.find('\n', pos);
+    if (end == std::string::npos) end = exposition.size();
+    const std::string line = exposition.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty() || line[0] == '#' || line.compare(0, name.size(), name) != 0) continue;
+    const char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != ' ' && next != '{') continue;
+    const size_t space = line.rfind(' ');
+    const std::string label_text = next == '{' ? line.substr(name.size(), space - name.size()) : "";
+    bool all = true;
+    for (const auto& [k, v] : labels) all &= label_text.find(k + "=\"" + v + "\"") != std::string::npos;
+    if (!all) continue;
+    sum += std::stod(line.substr(space + 1));
+    any = true;
+  }
+  return any ? sum : -1;
+}
+
+}  // namespace vigil::test

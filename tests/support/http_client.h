@@ -20,3 +20,12 @@ HttpResult http_get(const std::string& host, uint16_t port, const std::string& t
 std::string http_raw(const std::string& host, uint16_t port, const std::string& raw);
 
 }  // namespace vigil::test
+
+namespace vigil::test {
+
+// Sum of the samples of metric `name` in a Prometheus text exposition whose labels include
+// every one of `labels` (k="v"); -1 if there is no such sample.
+double prometheus_sum(const std::string& exposition, const std::string& name,
+                      const std::vector<std::pair<std::string, std::string>>& labels = {});
+
+}  // namespace vigil::test

@@ -42,7 +42,9 @@ class ShardWorkerTest : public ::testing::Test {
     match::CompileReport report;
     auto rs = match::RuleSet::compile(rules, *mapping, report);
     ASSERT_TRUE(rs);
-    auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, 4096);
+    ShardOptions so;
+    so.max_event_bytes = 4096;
+    auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, so);
     ASSERT_TRUE(w) << w.status().to_string();
     worker_ = std::move(*w);
     worker_->set_cluster_id("c1");
@@ -78,11 +80,11 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   EXPECT_EQ(r->events, 7u);
   EXPECT_EQ(r->invalid, 4u);
   EXPECT_EQ(r->alerts, 3u);
-  EXPECT_EQ(metrics_.counter_value("vigil_events_invalid_total", {{"reason", "malformed_json"}}), 1u);
-  EXPECT_EQ(metrics_.counter_value("vigil_events_invalid_total", {{"reason", "invalid_utf8"}}), 1u);
-  EXPECT_EQ(metrics_.counter_value("vigil_events_invalid_total", {{"reason", "too_large"}}), 1u);
-  EXPECT_EQ(metrics_.counter_value("vigil_events_invalid_total", {{"reason", "not_an_object"}}), 1u);
-  EXPECT_EQ(metrics_.counter_value("vigil_alerts_total"), 3u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_events_invalid_total", {{"reason", "malformed_json"}}), 1u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_events_invalid_total", {{"reason", "invalid_utf8"}}), 1u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_events_invalid_total", {{"reason", "too_large"}}), 1u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_events_invalid_total", {{"reason", "not_an_object"}}), 1u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_alerts_total"), 3u);
   // Next offsets per partition: partition 0 saw 100,102,104,106; partition 1 saw 101,103,105.
   EXPECT_EQ(store_->next_offset("c1/events", 0)->value(), 107);
   EXPECT_EQ(store_->next_offset("c1/events", 1)->value(), 106);

@@ -38,6 +38,24 @@ class Gauge {
   std::atomic<double> v_{0};
 };
 
+// A Prometheus histogram with fixed upper bounds; observe() is a few relaxed atomics.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v);
+  const std::vector<double>& bounds() const { return bounds_; }
+  // Cumulative count of observations <= bounds()[i]; i == bounds().size() is +Inf.
+  uint64_t cumulative(size_t i) const;
+  uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+  double sum() const { return sum_.load(std::memory_order_relaxed); }
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;
+  std::atomic<uint64_t> count_{0};
+  std::atomic<double> sum_{0};
+};
+
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
 class MetricsRegistry {
@@ -47,9 +65,17 @@ class MetricsRegistry {
   // (vigil_events_consumed_total).
   Counter& counter(const std::string& name, const std::string& help, const Labels& labels = {});
   Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
+  // `bounds` are used when the histogram is created and ignored afterwards.
+  Histogram& histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
+                       const Labels& labels = {});
+  // Drops a gauge (a partition that is no longer assigned). References to it die with it.
+  void remove_gauge(const std::string& name, const Labels& labels);
 
   // Value of a counter, 0 if it was never registered (for tests and the stats endpoint).
   uint64_t counter_value(const std::string& name, const Labels& labels = {}) const;
+  // Sum of a counter over all its label sets that include `subset` (all of them if empty),
+  // 0 if it was never registered.
+  uint64_t counter_sum(const std::string& name, const Labels& subset = {}) const;
 
   // The whole registry in the Prometheus text format (version 0.0.4).
   std::string render_prometheus() const;
@@ -57,9 +83,10 @@ class MetricsRegistry {
  private:
   struct Family {
     std::string help;
-    bool is_counter = true;
+    enum class Type { kCounter, kGauge, kHistogram } type = Type::kCounter;
     std::map<std::string, std::unique_ptr<Counter>> counters;  // key: rendered label set
     std::map<std::string, std::unique_ptr<Gauge>> gauges;
+    std::map<std::string, std::unique_ptr<Histogram>> histograms;
   };
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;

@@ -1,18 +1,33 @@
 #pragma once
-// Pipeline: the Kafka consumer group member that feeds a ShardWorker.
+// Pipeline: one Kafka consumer group member feeding N shard workers.
 //
-// One consumer thread polls messages into batches (by count or age), hands each batch to
-// the worker, and once the worker has persisted it (alerts and offsets in one RocksDB
-// batch) commits the offsets to Kafka for lag monitoring. RocksDB, not Kafka, is the
-// source of truth for positions: on assignment each partition starts at the offset the
-// store holds for this cluster (offsets and alert ids are qualified by the Kafka cluster
-// id, read at the first assignment). On revocation the batch in hand is persisted before the partitions go.
-// A store failure is retried with the same batch; no offset moves past unpersisted data.
+// Threads: one consumer thread and N worker threads. The consumer thread polls the
+// consumer queue in batches, serves rebalances, and hands each message to the worker that
+// owns its partition (PartitionAssigner: one owner per partition, so each partition is
+// processed in order). Each worker owns a ShardWorker (its own parser, Hyperscan scratch
+// and WriteBatch); the only lock it takes is its own inbox's, shared with the consumer
+// thread and never with another worker. A worker takes what its inbox holds (up to
+// batch_max_messages), persists it in one RocksDB batch (alerts, dead letters, outbox and
+// offsets together), then stores the offsets in librdkafka for the Kafka commit, which
+// serves lag monitoring and hand-over to other group members.
 //
-// stop() asks the thread to finish the batch in hand, persist it, commit, and leave the
+// Positions: on assignment each partition starts at the later of the offset RocksDB holds
+// for this cluster and the group's committed offset (another member may have processed
+// further since this store last saw the partition). On revocation every worker finishes
+// and persists what it holds, and the offsets are committed synchronously, before the
+// partitions are given up.
+//
+// Backpressure: a worker's inbox is bounded (messages and bytes); past the bound the
+// consumer pauses that worker's partitions and resumes them when the inbox has drained to
+// half. With librdkafka's own bounded prefetch (queued.max.messages.kbytes), memory stays
+// bounded whatever the input rate. A store failure is retried with the same batch (the
+// inbox then fills and the partitions pause); no offset moves past unpersisted data.
+//
+// stop() asks every thread to finish the batch in hand, persist it, commit, and leave the
 // group; join() waits for that.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,11 +38,12 @@
 #include "vigil/core/metrics.h"
 #include "vigil/core/status.h"
 #include "vigil/core/time.h"
+#include "vigil/ingest/partition_assigner.h"
 #include "vigil/ingest/shard_worker.h"
 
 typedef struct rd_kafka_s rd_kafka_t;
-typedef struct rd_kafka_message_s rd_kafka_message_t;
 typedef struct rd_kafka_topic_partition_list_s rd_kafka_topic_partition_list_t;
+typedef struct rd_kafka_message_s rd_kafka_message_t;
 
 namespace vigil::ingest {
 
@@ -37,9 +53,16 @@ struct PipelineOptions {
   std::string group = "vigil";
   std::string group_instance_id;  // static membership (e.g. the pod name); empty: dynamic
   std::string client_id = "vigild";
+  int workers = 0;                // shard workers; 0: one per core
   size_t batch_max_messages = 2000;
-  int batch_max_ms = 50;
+  int batch_max_ms = 50;          // longest a poll waits for messages
   size_t max_event_bytes = 1 << 20;
+  // Per worker: past either bound its partitions are paused. 0: 4 batches / 64 MiB.
+  size_t inbox_max_messages = 0;
+  size_t inbox_max_bytes = 64 << 20;
+  bool publish_alerts = false;        // queue alerts for the alerts topic (see Publisher)
+  bool dead_letters = false;          // queue invalid events for the dead-letter topic
+  bool dead_letter_unmapped = false;  // events no logsource accepts are dead letters
   // Extra librdkafka properties (security.protocol, sasl.*, ...), applied last.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
 };
@@ -57,46 +80,53 @@ class Pipeline {
   void join();
 
   // True while consuming and the store accepts writes.
-  bool healthy() const { return healthy_.load(); }
+  bool healthy() const;
   // True once the consumer has received its first partition assignment.
   bool assigned() const { return assigned_.load(); }
   Status last_error() const;
+  int workers() const;
+  // Called after every persisted batch that queued outbox records (wakes the Publisher).
+  void set_on_outbox(std::function<void()> f) { on_outbox_ = std::move(f); }
 
   // librdkafka's rebalance callback (err is an rd_kafka_resp_err_t); not for other callers.
   static void on_rebalance(rd_kafka_t* rk, int err, rd_kafka_topic_partition_list_t* parts, void* opaque);
 
  private:
+  struct Shard;
+  struct PartitionState;
   Pipeline() = default;
-  void run();
-  void flush_batch();
-  void commit(bool async);
+  void run_consumer();
+  void run_worker(Shard& shard);
+  void assign(rd_kafka_topic_partition_list_t* parts, bool cooperative);
+  void revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative);
+  void drain_all();
+  void dispatch(rd_kafka_message_t** msgs, size_t n);
+  void apply_backpressure();
+  void update_lag();
+  void set_partitions_paused(Shard& shard, bool paused);
   void set_error(Status s);
 
   PipelineOptions options_;
   store::Store* store_ = nullptr;
   MetricsRegistry* metrics_ = nullptr;
   const Clock* clock_ = nullptr;
-  std::unique_ptr<ShardWorker> worker_;
   rd_kafka_t* rk_ = nullptr;
-  std::thread thread_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<PartitionAssigner> assigner_;
+  std::vector<std::unique_ptr<PartitionState>> partitions_;  // consumer thread only
+  std::vector<std::vector<rd_kafka_message_t*>> staged_;     // consumer thread only: per shard
+  std::thread consumer_thread_;
   std::atomic<bool> stop_{false};
-  std::atomic<bool> healthy_{false};
+  std::atomic<bool> running_{false};
   std::atomic<bool> assigned_{false};
-  std::vector<rd_kafka_message_t*> batch_;
-  std::vector<MessageView> views_;
-  struct KafkaOffset {
-    std::string topic;
-    int32_t partition;
-    int64_t next_offset;
-  };
-  std::vector<KafkaOffset> to_commit_;
   std::string cluster_id_;
+  std::function<void()> on_outbox_;
   mutable std::mutex error_mu_;
   Status last_error_;
   Counter* kafka_errors_ = nullptr;
   Counter* store_errors_ = nullptr;
   Counter* batches_ = nullptr;
-  Gauge* batch_seconds_ = nullptr;
+  Counter* pauses_ = nullptr;
 };
 
 }  // namespace vigil::ingest

@@ -2,10 +2,12 @@
 // ShardWorker: turns one batch of Kafka messages into persisted alerts.
 //
 // For each message: parse the fields the rule set needs (simdjson), match (Hyperscan), and
-// build an alert document per matching rule. The batch's alerts and the next offset of
-// every partition in it are written to the store in one atomic WriteBatch. Malformed
-// events are counted by reason (vigil_events_invalid_total) and skipped; they never stop
-// the batch.
+// build an alert document per matching rule. The batch's alerts, its dead letters and
+// alerts bound for the alerts topic (outbox records), and the next offset of every
+// partition in it are written to the store in one atomic WriteBatch. A malformed event
+// (bad JSON or UTF-8, too large, too deep, not an object) and, if configured, an event no
+// logsource accepts, is counted by reason (vigil_events_invalid_total,
+// vigil_dead_letters_total) and becomes a dead letter; it never stops the batch.
 //
 // One ShardWorker per worker thread: it owns its parser, matcher scratch and buffers, so
 // processing allocates nothing per event in steady state beyond the alerts it emits.
@@ -29,19 +31,33 @@ struct MessageView {
   int64_t offset = 0;
   TimeMs timestamp = -1;  // Kafka message timestamp, -1 if none
   std::string_view payload;
+  std::string_view key;  // the Kafka message key, empty if none
 };
 
 struct BatchResult {
   size_t events = 0;
   size_t invalid = 0;
+  size_t dead_letters = 0;
   size_t alerts = 0;
 };
+
+struct ShardOptions {
+  int shard = 0;  // the label of this worker's metrics
+  size_t max_event_bytes = 1 << 20;
+  bool publish_alerts = false;        // queue every alert for the alerts topic
+  bool dead_letters = false;          // queue invalid events for the dead-letter topic
+  bool dead_letter_unmapped = false;  // events no logsource of the rule set accepts are dead letters too
+  size_t dead_letter_max_bytes = 512 << 10;  // longer payloads are truncated (header vigil.truncated)
+};
+
+// Reasons a message becomes a dead letter, beyond the parse errors.
+inline constexpr std::string_view kNoLogsource = "no_logsource";
 
 class ShardWorker {
  public:
   static Expected<std::unique_ptr<ShardWorker>> create(std::shared_ptr<const match::RuleSet> rules,
                                                        store::Store& store, MetricsRegistry& metrics,
-                                                       const Clock& clock, size_t max_event_bytes);
+                                                       const Clock& clock, const ShardOptions& options);
 
   // Processes and persists `batch`. On a store error nothing of the batch is persisted and
   // the call may be repeated with the same batch.
@@ -53,10 +69,14 @@ class ShardWorker {
   // "<cluster>/<topic>"
   std::string stream(std::string_view topic) const;
 
+  // The next offset of each partition of the last persisted batch.
+  const std::vector<store::PartitionOffset>& persisted_offsets() const { return offsets_; }
+
  private:
   ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
-              const Clock& clock, size_t max_event_bytes);
+              const Clock& clock, const ShardOptions& options);
   void build_alert(const MessageView& m, uint32_t rule, TimeMs time);
+  void dead_letter(const MessageView& m, std::string_view reason);
 
   std::shared_ptr<const match::RuleSet> rules_;
   store::Store& store_;
@@ -68,12 +88,17 @@ class ShardWorker {
   std::vector<uint32_t> matches_;
   std::vector<store::AlertRecord> alerts_;
   std::vector<store::PartitionOffset> offsets_;
+  std::vector<store::OutboxRecord> outbox_;
+  ShardOptions options_;
   std::string cluster_id_;
   std::string stream_;  // of the message in hand
   Counter& events_total_;
   Counter& bytes_total_;
   Counter& alerts_total_;
+  Histogram& batch_events_;
+  Histogram& batch_seconds_;
   std::vector<Counter*> invalid_by_reason_;
+  std::vector<Counter*> dead_letters_by_reason_;  // parse errors, then kNoLogsource
 };
 
 }  // namespace vigil::ingest

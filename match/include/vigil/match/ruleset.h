@@ -134,6 +134,8 @@ class Matcher {
   Status match(const Event& event, std::vector<uint32_t>& out);
 
   const RuleSet& rule_set() const { return *rules_; }
+  // Whether the event of the last match() belonged to any logsource the rule set uses.
+  bool last_event_had_logsource() const { return any_logsource_; }
 
  private:
   friend class RuleSet;  // evaluates conditions with no predicate set, at compile time
@@ -147,6 +149,7 @@ class Matcher {
   std::vector<uint8_t> active_logsource_;
   std::vector<uint32_t> rule_epoch_;
   uint32_t epoch_ = 0;
+  bool any_logsource_ = false;
   std::vector<uint8_t> stack_;
   std::vector<uint32_t> candidates_;
 };

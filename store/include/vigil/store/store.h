@@ -6,6 +6,7 @@
 //   alerts          time_ms:u64 | alert_id:16          -> alert JSON
 //   alerts_by_rule  rule_id | 0x00 | time_ms | alert_id -> ""
 //   alerts_by_host  host | 0x00 | time_ms | alert_id    -> ""
+//   outbox          time_ms:u64 | record_id:16         -> OutboxRecord (see encode_outbox)
 //   meta            "format"                            -> "vigil-store-1"
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
 //
@@ -17,6 +18,11 @@
 // after a crash the store never holds an alert without its offset, nor an offset past an
 // alert it has not stored. Alert ids are derived from (topic, partition, offset, rule), so
 // replaying a message writes the same keys again instead of a second alert.
+//
+// The outbox holds what must still be produced to Kafka (alerts for the alerts topic, dead
+// letters): it is written in the same batch as the alerts and offsets, and an entry is
+// deleted only once Kafka acknowledged it, so a crash can repeat a publication (with the
+// same key) but never lose one.
 //
 // Thread safety: every method may be called from any thread.
 
@@ -58,6 +64,22 @@ struct PartitionOffset {
   int64_t next_offset = 0;  // the first offset not yet consumed
 };
 
+// A message waiting in the outbox for its Kafka topic.
+struct OutboxRecord {
+  enum class Kind : uint8_t { kAlert = 1, kDeadLetter = 2 };
+  Kind kind = Kind::kAlert;
+  TimeMs time = 0;  // orders the outbox (oldest first)
+  AlertId id{};     // deterministic, so a replayed batch rewrites the same entry
+  std::string message_key;
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct OutboxEntry {
+  std::string store_key;  // pass to delete_outbox() once published
+  OutboxRecord record;
+};
+
 struct AlertQuery {
   TimeMs since = 0;                   // inclusive
   TimeMs until = INT64_MAX;           // exclusive
@@ -85,8 +107,16 @@ class Store {
   static Expected<std::unique_ptr<Store>> open(const StoreOptions& options);
   ~Store();
 
-  // Atomically writes the alerts, their index entries and the offsets.
-  Status put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets);
+  // Atomically writes the alerts, their index entries, the offsets and the outbox records.
+  Status put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
+                   const std::vector<OutboxRecord>& outbox = {});
+
+  // Up to `max` outbox entries with a store key after `after` (empty: from the first), in
+  // key order. A corrupt entry is an error naming its key.
+  Expected<std::vector<OutboxEntry>> read_outbox(std::string_view after, size_t max) const;
+  Status delete_outbox(const std::vector<std::string>& store_keys);
+  // RocksDB's estimate of the outbox's entry count (cheap; for metrics).
+  uint64_t outbox_estimate() const;
 
   // The next offset to read for a partition, if one was stored.
   Expected<std::optional<int64_t>> next_offset(std::string_view stream, int32_t partition) const;
@@ -108,6 +138,7 @@ class Store {
   rocksdb::ColumnFamilyHandle* by_rule_ = nullptr;
   rocksdb::ColumnFamilyHandle* by_host_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* outbox_ = nullptr;
 };
 
 }  // namespace vigil::store
