@@ -1,6 +1,7 @@
 #include "vigil/core/metrics.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -33,11 +34,12 @@ std::string render_labels(const Labels& labels) {
   return out;
 }
 
+// The shortest text that reads back as `v` (0.1, not 0.10000000000000001).
 std::string format_number(double v) {
+  if (!std::isfinite(v)) return std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf");
   char num[64];
-  if (std::isfinite(v)) std::snprintf(num, sizeof num, "%.17g", v);
-  else std::snprintf(num, sizeof num, "%s", std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
-  return num;
+  auto [end, ec] = std::to_chars(num, num + sizeof num, v);
+  return ec == std::errc() ? std::string(num, end) : "NaN";
 }
 
 // `labels` rendered ("{a=\"b\"}" or "") with le="bound" added.
@@ -147,10 +149,7 @@ std::string MetricsRegistry::render_prometheus() const {
       out += name + labels + num;
     }
     for (const auto& [labels, g] : f.gauges) {
-      const double v = g->value();
-      if (std::isfinite(v)) std::snprintf(num, sizeof num, " %.17g\n", v);
-      else std::snprintf(num, sizeof num, " %s\n", std::isnan(v) ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
-      out += name + labels + num;
+      out += name + labels + " " + format_number(g->value()) + "\n";
     }
     for (const auto& [labels, h] : f.histograms) {
       for (size_t i = 0; i <= h->bounds().size(); ++i) {

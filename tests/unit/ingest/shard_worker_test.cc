@@ -6,6 +6,7 @@
 #include "support/temp_dir.h"
 
 #include <filesystem>
+#include <map>
 #include <random>
 
 namespace vigil::ingest {
@@ -24,11 +25,14 @@ logsources:
 
 class ShardWorkerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { make_worker({}); }
+  void make_worker(ShardOptions so, const std::string& mapping_yaml = kMapping) {
+    worker_.reset();
+    store_.reset();
     auto s = store::Store::open({tmp_ / "data"});
     ASSERT_TRUE(s);
     store_ = std::move(*s);
-    auto mapping = match::FieldMapping::parse(kMapping, "m.yml");
+    auto mapping = match::FieldMapping::parse(mapping_yaml, "m.yml");
     ASSERT_TRUE(mapping);
     std::vector<match::SigmaRule> rules;
     for (const char* def : {"id: r-a\ntitle: A\ntags: [t.a]\nlevel: high\n", "id: r-b\ntitle: B\nlevel: low\n"}) {
@@ -42,7 +46,6 @@ class ShardWorkerTest : public ::testing::Test {
     match::CompileReport report;
     auto rs = match::RuleSet::compile(rules, *mapping, report);
     ASSERT_TRUE(rs);
-    ShardOptions so;
     so.max_event_bytes = 4096;
     auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, so);
     ASSERT_TRUE(w) << w.status().to_string();
@@ -129,6 +132,82 @@ TEST_F(ShardWorkerTest, EventWithInvalidJsonInAnUnreadFieldIsKeptAsString) {
   ASSERT_FALSE(d.HasParseError()) << page->alerts[0];
   EXPECT_FALSE(d.HasMember("event"));
   EXPECT_STREQ(d["event_raw"].GetString(), payload.c_str());
+}
+
+TEST_F(ShardWorkerTest, DeadLettersAndAlertsGoToTheOutboxWithTheirBatch) {
+  ShardOptions so;
+  so.shard = 3;
+  so.publish_alerts = true;
+  so.dead_letters = true;
+  so.dead_letter_unmapped = true;
+  so.dead_letter_max_bytes = 8;
+  make_worker(so, std::string(kMapping) + "    where: {kind: proc}\n");
+  const std::vector<std::string> payloads = {
+      R"({"kind":"proc","cmd":"r-a","host":"h1"})",  // alert
+      "{not json",                     // malformed, longer than 8 bytes: truncated
+      R"({"kind":"file","cmd":"r-a"})",  // valid, but no logsource of the rule set accepts it
+      "[1]",                           // not an object
+  };
+  std::vector<MessageView> batch;
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    batch.push_back({"events", 2, static_cast<int64_t>(10 + i), 1795539000000 + static_cast<int64_t>(i), payloads[i], "k"});
+  }
+  auto r = worker_->process(batch);
+  ASSERT_TRUE(r) << r.status().to_string();
+  EXPECT_EQ(r->alerts, 1u);
+  EXPECT_EQ(r->dead_letters, 3u);
+  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total", {{"reason", "malformed_json"}, {"shard", "3"}}), 1u);
+  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total", {{"reason", "no_logsource"}, {"shard", "3"}}), 1u);
+  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total", {{"reason", "not_an_object"}, {"shard", "3"}}), 1u);
+  EXPECT_EQ(metrics_.counter_value("vigil_events_consumed_total", {{"shard", "3"}}), 4u);
+
+  auto outbox = store_->read_outbox("", 100);
+  ASSERT_TRUE(outbox);
+  ASSERT_EQ(outbox->size(), 4u);
+  std::map<std::string, const store::OutboxRecord*> by_reason;
+  const store::OutboxRecord* alert = nullptr;
+  for (const auto& e : *outbox) {
+    if (e.record.kind == store::OutboxRecord::Kind::kAlert) {
+      alert = &e.record;
+      continue;
+    }
+    std::map<std::string, std::string> h(e.record.headers.begin(), e.record.headers.end());
+    EXPECT_EQ(h["vigil.source.cluster"], "c1");
+    EXPECT_EQ(h["vigil.source.topic"], "events");
+    EXPECT_EQ(h["vigil.source.partition"], "2");
+    EXPECT_EQ(e.record.message_key, "k");
+    by_reason[h["vigil.reason"]] = &e.record;
+    if (h["vigil.reason"] == "malformed_json") {
+      EXPECT_EQ(h["vigil.source.offset"], "11");
+      EXPECT_EQ(h["vigil.truncated"], "9");
+      EXPECT_EQ(e.record.value, "{not jso");
+    }
+  }
+  EXPECT_EQ(by_reason.size(), 3u);
+  EXPECT_TRUE(by_reason.count("no_logsource"));
+  EXPECT_EQ(by_reason["no_logsource"]->value, R"({"kind":)");  // truncated to 8 bytes
+  ASSERT_NE(alert, nullptr);
+  EXPECT_EQ(alert->message_key, store::AlertId::derive("c1/events", 2, 10, "r-a").hex());
+  rapidjson::Document d;
+  d.Parse(alert->value.c_str());
+  ASSERT_FALSE(d.HasParseError());
+  EXPECT_STREQ(d["rule"]["id"].GetString(), "r-a");
+
+  // A replay rewrites the same outbox entries.
+  ASSERT_TRUE(worker_->process(batch));
+  EXPECT_EQ(store_->read_outbox("", 100)->size(), 4u);
+}
+
+TEST_F(ShardWorkerTest, WithoutDeadLetterTopicBadEventsAreCountedOnly) {
+  std::vector<std::string> payloads = {"{bad", R"({"other":1})"};
+  std::vector<MessageView> batch;
+  for (size_t i = 0; i < payloads.size(); ++i) batch.push_back({"events", 0, static_cast<int64_t>(i), -1, payloads[i]});
+  auto r = worker_->process(batch);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->dead_letters, 0u);
+  EXPECT_EQ(r->invalid, 1u);
+  EXPECT_TRUE(store_->read_outbox("", 10)->empty());
+  EXPECT_EQ(store_->next_offset("c1/events", 0)->value(), 2);
 }
 
 }  // namespace

@@ -151,5 +151,68 @@ TEST_F(StoreTest, RefusesAForeignDirectory) {
   EXPECT_NE(s.status().message().find("holds no vigil store"), std::string::npos);
 }
 
+TEST_F(StoreTest, OutboxKeepsRecordsInTimeOrderUntilDeleted) {
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto record = [](TimeMs t, int64_t offset, OutboxRecord::Kind kind) {
+    OutboxRecord r;
+    r.kind = kind;
+    r.time = t;
+    r.id = AlertId::derive("c/events", 0, offset, kind == OutboxRecord::Kind::kAlert ? "rule" : "");
+    r.message_key = r.id.hex();
+    r.value = std::string("value\0with nul ", 15) + std::to_string(offset);
+    r.headers = {{"vigil.reason", "malformed_json"}, {"empty", ""}};
+    return r;
+  };
+  ASSERT_TRUE(store->put_batch({}, {}, {record(3000, 3, OutboxRecord::Kind::kAlert), record(1000, 1, OutboxRecord::Kind::kDeadLetter)}).is_ok());
+  ASSERT_TRUE(store->put_batch({}, {}, {record(2000, 2, OutboxRecord::Kind::kAlert)}).is_ok());
+  // A replayed batch rewrites the same entry instead of adding one.
+  ASSERT_TRUE(store->put_batch({}, {}, {record(2000, 2, OutboxRecord::Kind::kAlert)}).is_ok());
+
+  auto all = store->read_outbox("", 10);
+  ASSERT_TRUE(all) << all.status().to_string();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].record.time, 1000);
+  EXPECT_EQ((*all)[1].record.time, 2000);
+  EXPECT_EQ((*all)[2].record.time, 3000);
+  const OutboxRecord& first = (*all)[0].record;
+  EXPECT_EQ(first.kind, OutboxRecord::Kind::kDeadLetter);
+  EXPECT_EQ(first.value, std::string("value\0with nul 1", 16));
+  EXPECT_EQ(first.message_key, AlertId::derive("c/events", 0, 1, "").hex());
+  EXPECT_EQ(first.id.hex(), first.message_key);
+  ASSERT_EQ(first.headers.size(), 2u);
+  EXPECT_EQ(first.headers[0], std::make_pair(std::string("vigil.reason"), std::string("malformed_json")));
+  EXPECT_EQ(first.headers[1].second, "");
+
+  auto after = store->read_outbox((*all)[0].store_key, 1);
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_EQ((*after)[0].record.time, 2000);
+
+  ASSERT_TRUE(store->delete_outbox({(*all)[0].store_key, (*all)[2].store_key}).is_ok());
+  auto rest = store->read_outbox("", 10);
+  ASSERT_TRUE(rest);
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].record.time, 2000);
+  EXPECT_TRUE(store->read_outbox((*rest)[0].store_key, 10)->empty());
+}
+
+TEST_F(StoreTest, OutboxSurvivesAReopen) {
+  {
+    auto store = open();
+    OutboxRecord r;
+    r.time = 5;
+    r.id = AlertId::derive("s", 1, 2, "r");
+    r.value = "{}";
+    ASSERT_TRUE(store->put_batch({}, {{"s", 1, 3}}, {r}).is_ok());
+  }
+  auto store = open();
+  auto all = store->read_outbox("", 10);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ((*all)[0].record.value, "{}");
+  EXPECT_EQ(store->next_offset("s", 1)->value(), 3);
+}
+
 }  // namespace
 }  // namespace vigil::store
