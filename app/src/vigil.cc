@@ -2,7 +2,7 @@
 //   vigil rules check <dir|file>... [--mapping F] [--json]
 //   vigil match --rules <dir|file>... [--mapping F] --events <file.jsonl|->
 //   vigil simulate --brokers B [--topic T] [--rate N] [--count N]
-//   vigil dev kafka [--partitions N] [--topic T]
+//   vigil dev kafka [--partitions N] [--topic T]   (stdin: down B | up B | leader T P B | topic T N)
 
 #include <CLI/CLI.hpp>
 #include <pthread.h>
@@ -209,6 +209,8 @@ int main(int argc, char** argv) {
   kafka_cmd->add_option("--partitions", dev_partitions, "Partitions of the topic");
   kafka_cmd->add_option("--brokers", dev_brokers, "Number of brokers");
   kafka_cmd->add_option("--topic", dev_topic, "Topic to create");
+  std::vector<std::string> dev_extra_topics = {"vigil.alerts", "vigil.deadletter"};
+  kafka_cmd->add_option("--extra-topics", dev_extra_topics, "One-partition topics to create too (alerts, dead letters)");
 
   CLI11_PARSE(cli, argc, argv);
   (void)init_logging("warn");
@@ -244,8 +246,24 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "vigil: %s\n", k.status().to_string().c_str());
       return 1;
     }
+    for (const auto& t : dev_extra_topics) {
+      if (auto s = (*k)->create_topic(t, 1); !s) {
+        std::fprintf(stderr, "vigil: %s\n", s.to_string().c_str());
+        return 1;
+      }
+    }
     std::printf("%s\n", (*k)->bootstrap_servers().c_str());
     std::fflush(stdout);
+    // Fault injection for tests: one command per stdin line, answered "ok" or "error: ...".
+    std::thread([cluster = k->get()] {
+      std::string line;
+      while (std::getline(std::cin, line)) {
+        if (line.empty()) continue;
+        const Status s = cluster->control(line);
+        std::printf("%s\n", s ? "ok" : ("error: " + s.to_string()).c_str());
+        std::fflush(stdout);
+      }
+    }).detach();
     int sig = 0;
     sigwait(&signals, &sig);
     return 0;

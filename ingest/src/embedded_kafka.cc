@@ -3,6 +3,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <sstream>
+
 namespace vigil::ingest {
 
 Expected<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::start(int brokers, const std::string& topic, int partitions) {
@@ -38,6 +40,36 @@ Status EmbeddedKafka::set_broker_down(int broker_id, bool down) {
   const auto e = down ? rd_kafka_mock_broker_set_down(cluster_, broker_id) : rd_kafka_mock_broker_set_up(cluster_, broker_id);
   if (e) return Status::internal(std::string("broker state change failed: ") + rd_kafka_err2str(e));
   return Status::ok();
+}
+
+Status EmbeddedKafka::set_partition_leader(const std::string& topic, int partition, int broker_id) {
+  const auto e = rd_kafka_mock_partition_set_leader(cluster_, topic.c_str(), partition, broker_id);
+  if (e) return Status::internal(std::string("leader change failed: ") + rd_kafka_err2str(e));
+  return Status::ok();
+}
+
+Status EmbeddedKafka::control(const std::string& command) {
+  std::istringstream in(command);
+  std::string verb;
+  in >> verb;
+  if (verb == "down" || verb == "up") {
+    int broker = 0;
+    if (!(in >> broker)) return Status::invalid("usage: " + verb + " BROKER");
+    return set_broker_down(broker, verb == "down");
+  }
+  if (verb == "leader") {
+    std::string topic;
+    int partition = 0, broker = 0;
+    if (!(in >> topic >> partition >> broker)) return Status::invalid("usage: leader TOPIC PARTITION BROKER");
+    return set_partition_leader(topic, partition, broker);
+  }
+  if (verb == "topic") {
+    std::string topic;
+    int partitions = 0;
+    if (!(in >> topic >> partitions) || partitions < 1) return Status::invalid("usage: topic NAME PARTITIONS");
+    return create_topic(topic, partitions);
+  }
+  return Status::invalid("unknown command '" + verb + "' (down, up, leader, topic)");
 }
 
 }  // namespace vigil::ingest

@@ -1,26 +1,15 @@
 // End to end: the vigild binary against a Kafka protocol peer, fed by an independent
 // client (kcat), checked through its HTTP API only.
 
-#include <gtest/gtest.h>
-#include <rapidjson/document.h>
-#include <signal.h>
-
-#include <filesystem>
-#include <fstream>
-#include <random>
-#include <set>
-#include <thread>
-
-#include "support/http_client.h"
-#include "support/subprocess.h"
-#include "support/temp_dir.h"
+#include "e2e/e2e_support.h"
 
 namespace vigil {
 namespace {
 
+using e2e::AlertKey;
+using e2e::wait_for;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-using AlertKey = std::pair<std::string, std::string>;  // (rule id, event test_id)
 
 constexpr char kSysmon[] = R"("Channel":"Microsoft-Windows-Sysmon/Operational")";
 
@@ -68,76 +57,14 @@ std::set<AlertKey> expected_alerts() {
           {"4186ec2e-19f6-4b70-b390-bc1e81e5a620", "t11"}, {"58f89590-ca2e-461c-9ae4-ca62c8d54e27", "t12"}};
 }
 
-class VigildTest : public ::testing::Test {
- protected:
-
-  // librdkafka's mock coordinator delays a join to a group that had members by the
-  // session timeout (45 s by default), where a real broker starts an emptied group afresh;
-  // a short session timeout keeps restarts quick. This also exercises --config.
-  fs::path config_file() {
-    const fs::path p = dir_ / "vigild.yml";
-    if (!fs::exists(p)) std::ofstream(p) << "kafka:\n  properties:\n    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"\n";
-    return p;
-  }
-  // Starts vigild and returns its API port (0 on failure).
-  uint16_t start(std::unique_ptr<test::Subprocess>& proc, std::vector<std::string> extra) {
-    std::vector<std::string> argv = {VIGILD_PATH, "--data-dir", (dir_ / "data").string(), "--listen", "127.0.0.1:0",
-                                     "--rules", VIGIL_SOURCE_DIR "/rules/sigma", "--mapping",
-                                     VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml", "--batch-ms", "20", "--config", config_file().string()};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    proc = std::make_unique<test::Subprocess>(argv, (dir_ / ("vigild-" + std::to_string(++runs_) + ".log")).string());
-    auto line = proc->wait_for_line("  api: http://127.0.0.1:", 30s);
-    if (!line) return 0;
-    return static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
-  }
-  std::string log(int run) {
-    std::ifstream in(dir_ / ("vigild-" + std::to_string(run) + ".log"));
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  // All alerts, following cursors.
-  static std::vector<AlertKey> alerts(uint16_t port) {
-    std::vector<AlertKey> out;
-    std::string target = "/api/v1/alerts?limit=1000";
-    for (int page = 0; page < 100; ++page) {
-      auto r = test::http_get("127.0.0.1", port, target);
-      if (r.status != 200) return out;
-      rapidjson::Document d;
-      d.Parse(r.body.c_str());
-      if (d.HasParseError()) return out;
-      for (const auto& a : d["alerts"].GetArray()) {
-        std::string id = a.HasMember("event") && a["event"].HasMember("test_id") ? a["event"]["test_id"].GetString() : "";
-        out.emplace_back(a["rule"]["id"].GetString(), id);
-      }
-      if (d["next_cursor"].IsNull()) break;
-      target = std::string("/api/v1/alerts?limit=1000&cursor=") + d["next_cursor"].GetString();
-    }
-    return out;
-  }
-  static bool wait_for(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    return test::wait_for(done, timeout, 100ms);
-  }
-  void kcat_produce(const std::string& brokers, const std::vector<std::string>& lines) {
-    const fs::path file = dir_ / "events.jsonl";
-    std::ofstream out(file);
-    for (const auto& l : lines) out << l << "\n";
-    out.close();
-    std::string output;
-    const int rc = test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers + " -t vigil.events -l " + file.string() + " 2>&1", &output);
-    ASSERT_EQ(rc, 0) << output;
-  }
-
-  test::TempDir tmp_{"e2e"};
-  const fs::path& dir_ = tmp_.path();
-  int runs_ = 0;
-};
+class VigildTest : public e2e::VigildFixture {};
 
 TEST_F(VigildTest, ExactAlertsFromAnIndependentProducerAcrossARestart) {
   // The broker lives in its own process (vigil dev kafka), as a real one would, so that
   // vigild can be stopped and started while it keeps the data.
-  test::Subprocess broker({VIGIL_CLI_PATH, "dev", "kafka", "--partitions", "4", "--topic", "vigil.events"});
-  const auto bootstrap = broker.read_line(10s);
-  ASSERT_TRUE(bootstrap && bootstrap->rfind("127.0.0.1:", 0) == 0) << bootstrap.value_or("(nothing)");
-  const std::string brokers = *bootstrap;
+  e2e::Broker broker(4);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  const std::string brokers = broker.bootstrap();
 
   std::unique_ptr<test::Subprocess> vigild;
   uint16_t port = start(vigild, {"--kafka-brokers", brokers});
@@ -157,6 +84,29 @@ TEST_F(VigildTest, ExactAlertsFromAnIndependentProducerAcrossARestart) {
   EXPECT_EQ(test::prometheus_sum(metrics, "vigil_events_consumed_total"), 17) << metrics;
   EXPECT_EQ(test::prometheus_sum(metrics, "vigil_events_invalid_total", {{"reason", "malformed_json"}}), 1) << metrics;
   EXPECT_EQ(test::prometheus_sum(metrics, "vigil_events_invalid_total", {{"reason", "not_an_object"}}), 1) << metrics;
+  EXPECT_EQ(test::prometheus_sum(metrics, "vigil_dead_letters_total"), 2) << metrics;
+
+  // The alerts topic carries every alert once per id (keyed by it), the dead-letter topic
+  // both bad events with their reason and source coordinates.
+  std::vector<std::string> published;
+  ASSERT_TRUE(wait_for([&] {
+    published = kcat_consume(brokers, "vigil.alerts", "%k");
+    return std::set<std::string>(published.begin(), published.end()).size() >= expected.size();
+  }, 30s)) << published.size() << "\n" << log(1);
+  EXPECT_EQ(std::set<std::string>(published.begin(), published.end()).size(), expected.size());
+  std::vector<std::string> dead;
+  ASSERT_TRUE(wait_for([&] {
+    dead = kcat_consume(brokers, "vigil.deadletter", "%h|%s");
+    return dead.size() >= 2;
+  }, 30s)) << log(1);
+  ASSERT_EQ(dead.size(), 2u);
+  std::sort(dead.begin(), dead.end());
+  EXPECT_NE(dead[0].find("vigil.reason=malformed_json"), std::string::npos) << dead[0];
+  EXPECT_NE(dead[0].find("vigil.source.partition="), std::string::npos) << dead[0];
+  EXPECT_NE(dead[0].find("|{broken json"), std::string::npos) << dead[0];
+  EXPECT_NE(dead[1].find("vigil.reason=not_an_object"), std::string::npos) << dead[1];
+  EXPECT_NE(dead[1].find("vigil.source.topic=vigil.events"), std::string::npos) << dead[1];
+  EXPECT_NE(dead[1].find("|[\"not an object\"]"), std::string::npos) << dead[1];
 
   vigild->signal(SIGTERM);
   EXPECT_EQ(vigild->wait(30s), 0) << log(1);

@@ -13,13 +13,17 @@
 namespace vigil::test {
 
 Subprocess::Subprocess(const std::vector<std::string>& argv, const std::string& stderr_path) {
-  int fds[2];
+  int fds[2], in[2];
   if (pipe(fds) != 0) return;
+  if (pipe(in) != 0) return;
   pid_ = fork();
   if (pid_ == 0) {
     dup2(fds[1], STDOUT_FILENO);
+    dup2(in[0], STDIN_FILENO);
     close(fds[0]);
     close(fds[1]);
+    close(in[0]);
+    close(in[1]);
     if (!stderr_path.empty()) {
       const int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (err >= 0) dup2(err, STDERR_FILENO);
@@ -36,7 +40,16 @@ Subprocess::Subprocess(const std::vector<std::string>& argv, const std::string& 
     _exit(127);
   }
   close(fds[1]);
+  close(in[0]);
   out_fd_ = fds[0];
+  in_fd_ = in[1];
+  fcntl(in_fd_, F_SETFD, FD_CLOEXEC);
+  fcntl(out_fd_, F_SETFD, FD_CLOEXEC);
+}
+
+bool Subprocess::write_line(const std::string& line) {
+  const std::string data = line + "\n";
+  return in_fd_ >= 0 && ::write(in_fd_, data.data(), data.size()) == static_cast<ssize_t>(data.size());
 }
 
 Subprocess::~Subprocess() {
@@ -45,6 +58,7 @@ Subprocess::~Subprocess() {
     waitpid(pid_, nullptr, 0);
   }
   if (out_fd_ >= 0) close(out_fd_);
+  if (in_fd_ >= 0) close(in_fd_);
 }
 
 std::optional<std::string> Subprocess::read_line(std::chrono::milliseconds timeout) {

@@ -21,6 +21,8 @@ class Subprocess {
   std::optional<std::string> read_line(std::chrono::milliseconds timeout);
   // Reads lines until one starts with `prefix`; returns it.
   std::optional<std::string> wait_for_line(const std::string& prefix, std::chrono::milliseconds timeout);
+  // Writes `line` and a newline to the child's stdin.
+  bool write_line(const std::string& line);
   void signal(int sig);
   // Waits for exit; returns the exit code (128+signal if killed), or nullopt on timeout.
   std::optional<int> wait(std::chrono::milliseconds timeout);
@@ -29,6 +31,7 @@ class Subprocess {
  private:
   int pid_ = -1;
   int out_fd_ = -1;
+  int in_fd_ = -1;
   std::string buffer_;
   std::optional<int> exit_code_;
 };

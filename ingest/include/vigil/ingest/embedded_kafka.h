@@ -25,6 +25,11 @@ class EmbeddedKafka {
   Status create_topic(const std::string& topic, int partitions);
   // Fault injection for tests: take a broker (1-based id) down or up.
   Status set_broker_down(int broker_id, bool down);
+  // Moves a partition's leadership to another broker (a leader change).
+  Status set_partition_leader(const std::string& topic, int partition, int broker_id);
+  // One control command, as `vigil dev kafka` reads them on stdin:
+  //   down BROKER | up BROKER | leader TOPIC PARTITION BROKER | topic NAME PARTITIONS
+  Status control(const std::string& command);
 
  private:
   EmbeddedKafka() = default;

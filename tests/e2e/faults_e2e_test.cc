@@ -1,0 +1,191 @@
+// Faults, end to end: vigild killed with SIGKILL at random points, the broker taken down
+// and partition leaders moved, partitions handed to a second instance and back. After each,
+// the alerts must be exactly those the batch matcher (`vigil match`) finds in the input:
+// none lost, none twice.
+
+#include <atomic>
+#include <mutex>
+#include <random>
+
+#include "e2e/e2e_support.h"
+
+namespace vigil {
+namespace {
+
+using e2e::AlertKey;
+using e2e::wait_for;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class FaultsTest : public e2e::VigildFixture {
+ protected:
+  // Waits until `port` serves at least `expected.size()` alerts, lets stragglers (a
+  // duplicate, a false positive) arrive, and checks the exact set.
+  void expect_exactly(uint16_t port, const std::set<AlertKey>& expected, int run) {
+    ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= expected.size(); }, 90s))
+        << alerts(port).size() << " of " << expected.size() << "\n" << log(run);
+    std::this_thread::sleep_for(1s);
+    const auto got = alerts(port);
+    EXPECT_EQ(got.size(), expected.size());
+    EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), expected);
+  }
+  static double metric(uint16_t port, const std::string& name) {
+    return test::prometheus_sum(test::http_get("127.0.0.1", port, "/metrics").body, name);
+  }
+};
+
+TEST_F(FaultsTest, TenKillNineRestartsLoseAndDuplicateNothing) {
+  session_timeout_ms_ = 3000;  // a killed member leaves the group after this
+  e2e::Broker broker(4);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  const std::string brokers = broker.bootstrap();
+  std::mt19937 rng(20261124);
+  // An independent producer streams events the whole time (a few hundred a second: the mock
+  // broker keeps only about 5 MB per partition), so that every kill lands while batches are
+  // being read, matched and persisted.
+  std::mutex mu;
+  std::vector<std::string> all;
+  std::atomic<bool> done{false};
+  std::atomic<int> produce_failures{0};
+  std::thread producer([&] {
+    const fs::path file = dir_ / "stream.jsonl";
+    for (uint64_t seed = 1; !done.load(); ++seed) {
+      size_t first;
+      {
+        std::lock_guard lock(mu);
+        first = all.size();
+      }
+      auto chunk = e2e::simulated_events(first, 100, seed);
+      std::ofstream out(file);
+      for (const auto& l : chunk) out << l << "\n";
+      out.close();
+      if (test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers + " -t vigil.events -l " + file.string() + " 2>&1") != 0) {
+        ++produce_failures;
+        continue;
+      }
+      {
+        std::lock_guard lock(mu);
+        all.insert(all.end(), chunk.begin(), chunk.end());
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+  std::unique_ptr<test::Subprocess> vigild;
+  for (int round = 0; round < 10; ++round) {
+    ASSERT_NE(start(vigild, {"--kafka-brokers", brokers, "--batch-size", "200"}), 0) << log(runs_);
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(1000, 6000)(rng)));
+    vigild->signal(SIGKILL);
+    ASSERT_TRUE(vigild->wait(10s));
+  }
+  done = true;
+  producer.join();
+  EXPECT_EQ(produce_failures.load(), 0);
+  const auto expected = expected_by_batch_match(all);
+  ASSERT_GT(expected.size(), 300u);
+
+  const uint16_t port = start(vigild, {"--kafka-brokers", brokers});
+  ASSERT_NE(port, 0) << log(runs_);
+  expect_exactly(port, expected, runs_);
+  EXPECT_TRUE(wait_for([&] { return metric(port, "vigil_consumer_lag_messages") == 0; }, 30s)) << log(runs_);
+
+  // The alerts topic got every alert at least once (an alert persisted just before a kill
+  // may be published twice, under the same key).
+  std::set<std::string> published;
+  EXPECT_TRUE(wait_for([&] {
+    auto keys = kcat_consume(brokers, "vigil.alerts", "%k");
+    published = std::set<std::string>(keys.begin(), keys.end());
+    return published.size() >= expected.size();
+  }, 60s));
+  EXPECT_EQ(published.size(), expected.size());
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(runs_);
+}
+
+TEST_F(FaultsTest, BrokerDownAndLeaderChangesLoseNothing) {
+  e2e::Broker broker(4, 3);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  const std::string brokers = broker.bootstrap();
+  std::unique_ptr<test::Subprocess> vigild;
+  const uint16_t port = start(vigild, {"--kafka-brokers", brokers});
+  ASSERT_NE(port, 0) << log(1);
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(1);
+
+  std::vector<std::string> all = e2e::simulated_events(0, 2000, 7);
+  kcat_produce(brokers, all);
+  expect_exactly(port, expected_by_batch_match(all), 1);
+
+  // Every partition's leader moves while new events arrive.
+  auto b = e2e::simulated_events(all.size(), 2000, 8);
+  for (int p = 0; p < 4; ++p) ASSERT_TRUE(broker.control("leader vigil.events " + std::to_string(p) + " " + std::to_string(p % 3 + 1)));
+  kcat_produce(brokers, b);
+  all.insert(all.end(), b.begin(), b.end());
+  for (int p = 0; p < 4; ++p) ASSERT_TRUE(broker.control("leader vigil.events " + std::to_string(p) + " " + std::to_string((p + 1) % 3 + 1)));
+  expect_exactly(port, expected_by_batch_match(all), 1);
+
+  // A broker (a partition leader, perhaps the group coordinator) goes down and comes back.
+  ASSERT_TRUE(broker.control("down 2"));
+  std::this_thread::sleep_for(3s);
+  ASSERT_TRUE(broker.control("up 2"));
+  auto c = e2e::simulated_events(all.size(), 2000, 9);
+  kcat_produce(brokers, c);
+  all.insert(all.end(), c.begin(), c.end());
+  expect_exactly(port, expected_by_batch_match(all), 1);
+  EXPECT_EQ(test::http_get("127.0.0.1", port, "/readyz").status, 200);
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(1);
+}
+
+TEST_F(FaultsTest, PartitionsMoveToASecondInstanceAndBack) {
+  e2e::Broker broker(6);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  const std::string brokers = broker.bootstrap();
+  std::unique_ptr<test::Subprocess> a, b;
+  const uint16_t port_a = start(a, {"--kafka-brokers", brokers, "--group-instance-id", "vigil-0"}, "data-a");
+  ASSERT_NE(port_a, 0) << log(1);
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port_a, "/readyz").status == 200; }, 30s)) << log(1);
+  std::vector<std::string> all = e2e::simulated_events(0, 2000, 11);
+  kcat_produce(brokers, all);
+  expect_exactly(port_a, expected_by_batch_match(all), 1);
+
+  // A second instance (its own store, as a second pod) joins: the group splits the partitions.
+  const uint16_t port_b = start(b, {"--kafka-brokers", brokers, "--group-instance-id", "vigil-1"}, "data-b");
+  ASSERT_NE(port_b, 0) << log(2);
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port_b, "/readyz").status == 200; }, 60s)) << log(2);
+  // Wait for A to hand partitions over (cooperative: A keeps the rest meanwhile).
+  ASSERT_TRUE(wait_for([&] { return log(1).find("partitions revoked") != std::string::npos; }, 60s)) << log(1);
+  auto chunk2 = e2e::simulated_events(all.size(), 2000, 12);
+  kcat_produce(brokers, chunk2);
+  all.insert(all.end(), chunk2.begin(), chunk2.end());
+  auto expected = expected_by_batch_match(all);
+  std::vector<AlertKey> from_b;
+  ASSERT_TRUE(wait_for([&] {
+    from_b = alerts(port_b);
+    return alerts(port_a).size() + from_b.size() >= expected.size();
+  }, 90s)) << log(1) << log(2);
+  EXPECT_FALSE(from_b.empty()) << "the second instance received no partition";
+
+  // It leaves again (SIGTERM: it persists what it holds and commits before leaving), and
+  // the first takes its partitions back from the group's committed offsets.
+  b->signal(SIGTERM);
+  ASSERT_EQ(b->wait(30s), 0) << log(2);
+  auto chunk3 = e2e::simulated_events(all.size(), 2000, 13);
+  kcat_produce(brokers, chunk3);
+  all.insert(all.end(), chunk3.begin(), chunk3.end());
+  expected = expected_by_batch_match(all);
+  std::vector<AlertKey> from_a;
+  ASSERT_TRUE(wait_for([&] {
+    from_a = alerts(port_a);
+    return from_a.size() + from_b.size() >= expected.size();
+  }, 90s)) << log(1);
+  std::this_thread::sleep_for(1s);
+  from_a = alerts(port_a);
+  std::set<AlertKey> both(from_a.begin(), from_a.end());
+  both.insert(from_b.begin(), from_b.end());
+  EXPECT_EQ(both, expected);
+  EXPECT_EQ(from_a.size() + from_b.size(), expected.size()) << "an alert was created by both instances";
+  a->signal(SIGTERM);
+  EXPECT_EQ(a->wait(30s), 0) << log(1);
+}
+
+}  // namespace
+}  // namespace vigil
