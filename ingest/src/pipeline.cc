@@ -62,7 +62,9 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   std::unique_ptr<Pipeline> p(new Pipeline());
   p->options_ = options;
   if (p->options_.workers == 0) p->options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (p->options_.inbox_max_messages == 0) p->options_.inbox_max_messages = 4 * options.batch_max_messages;
+  if (p->options_.inbox_max_messages == 0) {
+    p->options_.inbox_max_messages = std::max<size_t>(4 * options.batch_max_messages, 16384);
+  }
   p->store_ = &store;
   p->metrics_ = &metrics;
   p->clock_ = &clock;
@@ -178,8 +180,10 @@ void Pipeline::run_consumer() {
   auto last_lag = SteadyClock::now();
   const int poll_ms = std::clamp(options_.batch_max_ms, 1, 100);
   while (!stop_.load()) {
-    // Serves rebalances (on_rebalance runs in this thread) as well as messages.
-    const ssize_t n = rd_kafka_consume_batch_queue(queue, poll_ms, msgs.data(), msgs.size());
+    // Serves rebalances (on_rebalance runs in this thread) as well as messages. While a
+    // shard is paused, come back soon to resume it once drained.
+    const bool any_paused = std::any_of(shards_.begin(), shards_.end(), [](const auto& s) { return s->paused; });
+    const ssize_t n = rd_kafka_consume_batch_queue(queue, any_paused ? 2 : poll_ms, msgs.data(), msgs.size());
     if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
     apply_backpressure();
     if (SteadyClock::now() - last_lag >= std::chrono::seconds(1)) {

@@ -45,8 +45,7 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(s) << s.status().to_string();
     store_ = std::move(*s);
   }
-  std::unique_ptr<Pipeline> make_pipeline(MetricsRegistry& metrics) {
-    PipelineOptions o;
+  std::unique_ptr<Pipeline> make_pipeline(MetricsRegistry& metrics, PipelineOptions o = {}) {
     o.brokers = kafka_->bootstrap_servers();
     o.topic = "events";
     o.group = "test-group";
@@ -157,6 +156,30 @@ TEST_F(PipelineTest, ANewClusterStartsFromItsOwnBeginningAndKeepsOldAlerts) {
     EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events) << "run " << run;
     EXPECT_EQ(*store_->count_alerts(), total) << "run " << run;
   }
+}
+
+TEST_F(PipelineTest, FullInboxesPausePartitionsAndLoseNothing) {
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({50, 0.05, 8}, clock);
+  const size_t events = 6000;
+  const size_t malicious = produce(sim, events);
+  MetricsRegistry metrics;
+  PipelineOptions o;
+  o.workers = 2;
+  o.batch_max_messages = 50;
+  o.inbox_max_messages = 100;  // far below what one fetch brings: the consumer must pause
+  auto p = make_pipeline(metrics, o);
+  ASSERT_TRUE(p->start().is_ok());
+  ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
+      << metrics.counter_sum("vigil_events_consumed_total");
+  p->stop();
+  p->join();
+  EXPECT_GT(metrics.counter_sum("vigil_backpressure_pauses_total"), 0u);
+  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events);
+  EXPECT_EQ(*store_->count_alerts(), malicious);
+  // Both workers took part, each with its own partitions.
+  EXPECT_GT(metrics.counter_value("vigil_events_consumed_total", {{"shard", "0"}}), 0u);
+  EXPECT_GT(metrics.counter_value("vigil_events_consumed_total", {{"shard", "1"}}), 0u);
 }
 
 TEST_F(PipelineTest, RejectsBadConfiguration) {

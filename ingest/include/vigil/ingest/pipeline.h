@@ -57,7 +57,7 @@ struct PipelineOptions {
   size_t batch_max_messages = 2000;
   int batch_max_ms = 50;          // longest a poll waits for messages
   size_t max_event_bytes = 1 << 20;
-  // Per worker: past either bound its partitions are paused. 0: 4 batches / 64 MiB.
+  // Per worker: past either bound its partitions are paused. 0: 4 batches (at least 16384).
   size_t inbox_max_messages = 0;
   size_t inbox_max_bytes = 64 << 20;
   bool publish_alerts = false;        // queue alerts for the alerts topic (see Publisher)

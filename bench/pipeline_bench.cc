@@ -1,0 +1,299 @@
+// Macro bench of the ingest pipeline against librdkafka's mock cluster, in one run so the
+// ratios hold on a noisy machine:
+//
+//   1. bare:      a bare librdkafka consumer reads the pre-produced events (assign, no
+//                 group, touches every payload): the rate of just consuming.
+//   2. vigil/N:   the Pipeline (consumer group, N shard workers, parse + match + RocksDB
+//                 persistence of alerts and offsets, WAL on) reads the same events.
+//   3. latency:   events produced at half the measured vigil rate for a while; for every
+//                 alert, the time from the produce call to the alert being readable from
+//                 the store (the query the API serves), p50 / p99 / max.
+//
+// Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P] [--latency-seconds S]
+
+#include <librdkafka/rdkafka.h>
+#include <rapidjson/document.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "vigil/ingest/embedded_kafka.h"
+#include "vigil/ingest/pipeline.h"
+#include "vigil/ingest/simulator.h"
+#include "vigil/match/ruleset.h"
+#include "vigil/store/store.h"
+
+namespace vigil {
+namespace {
+
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
+double seconds_since(SteadyClock::time_point t0) { return std::chrono::duration<double>(SteadyClock::now() - t0).count(); }
+
+struct Sent {
+  std::mutex mu;
+  std::map<std::pair<int32_t, int64_t>, SteadyClock::time_point> at;  // (partition, offset) -> produce call
+};
+
+void delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+  if (m->err || !m->_private) return;
+  auto* ctx = static_cast<std::pair<Sent*, SteadyClock::time_point>*>(m->_private);
+  {
+    std::lock_guard lock(ctx->first->mu);
+    ctx->first->at[{m->partition, m->offset}] = ctx->second;
+  }
+  delete ctx;
+}
+
+rd_kafka_t* make_producer(const std::string& brokers) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof err);
+  rd_kafka_conf_set(conf, "queue.buffering.max.messages", "1000000", err, sizeof err);
+  rd_kafka_conf_set_dr_msg_cb(conf, &delivery);
+  return rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+}
+
+// Produces `n` simulator events as fast as the producer takes them.
+void produce_all(const std::string& brokers, const std::string& topic, size_t n, uint64_t seed) {
+  rd_kafka_t* p = make_producer(brokers);
+  ManualClock clock(1795539600000);
+  ingest::SensorSimulator sim({300, 0.01, seed}, clock);
+  ingest::SimulatedEvent ev;
+  for (size_t i = 0; i < n; ++i) {
+    sim.next(ev);
+    clock.advance_ms(1);
+    while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(p, 10);
+    }
+  }
+  rd_kafka_flush(p, 60000);
+  rd_kafka_destroy(p);
+}
+
+// A bare consumer: assigns every partition from the beginning and reads `n` messages.
+double bare_consume_rate(const std::string& brokers, const std::string& topic, int partitions, size_t n) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "group.id", "bench-bare", err, sizeof err);
+  rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
+  rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  rd_kafka_poll_set_consumer(c);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  const SteadyClock::time_point first = SteadyClock::now();
+  rd_kafka_assign(c, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(c);
+  std::vector<rd_kafka_message_t*> msgs(1024);
+  size_t got = 0;
+  uint64_t checksum = 0;
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(120);
+  while (got < n && SteadyClock::now() < deadline) {
+    const ssize_t k = rd_kafka_consume_batch_queue(q, 100, msgs.data(), msgs.size());
+    for (ssize_t i = 0; i < k; ++i) {
+      if (!msgs[i]->err) {
+        ++got;
+        const auto* b = static_cast<const unsigned char*>(msgs[i]->payload);
+        checksum += b[0] + b[msgs[i]->len - 1];
+      }
+      rd_kafka_message_destroy(msgs[i]);
+    }
+  }
+  const double rate = static_cast<double>(got) / seconds_since(first);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_consumer_close(c);
+  rd_kafka_destroy(c);
+  if (got < n) std::fprintf(stderr, "bare consumer read only %zu of %zu (checksum %llu)\n", got, n, static_cast<unsigned long long>(checksum));
+  return rate;
+}
+
+struct Rules {
+  std::shared_ptr<const match::RuleSet> set;
+};
+
+Rules default_rules() {
+  auto mapping = match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  match::CompileReport report;
+  auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
+  return {*match::RuleSet::compile(parsed, *mapping, report)};
+}
+
+// The Pipeline with `workers` shard workers reads `n` events: events/s from its first
+// consumed event to its last (the group join is not counted).
+double pipeline_rate(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, size_t n,
+                     const fs::path& dir) {
+  fs::remove_all(dir);
+  auto store = store::Store::open({dir.string()});
+  MetricsRegistry metrics;
+  ingest::PipelineOptions o;
+  o.brokers = brokers;
+  o.topic = topic;
+  o.group = "bench-" + std::to_string(workers) + "-" + dir.filename().string();
+  o.workers = workers;
+  auto p = ingest::Pipeline::create(o, rules.set, **store, metrics, SystemClock::instance());
+  if (!p || !(*p)->start()) return 0;
+  // From the assignment (the moment the bare consumer starts from) to the last event persisted.
+  while (!(*p)->assigned()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  const SteadyClock::time_point first = SteadyClock::now();
+  const auto deadline = first + std::chrono::seconds(120);
+  uint64_t consumed = 0;
+  while (consumed < n && SteadyClock::now() < deadline) {
+    consumed = metrics.counter_sum("vigil_events_consumed_total");
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const double rate = static_cast<double>(consumed) / seconds_since(first);
+  std::fprintf(stderr, "  workers=%d batches=%llu pauses=%llu\n", workers,
+               static_cast<unsigned long long>(metrics.counter_sum("vigil_batches_total")),
+               static_cast<unsigned long long>(metrics.counter_sum("vigil_backpressure_pauses_total")));
+  (*p)->stop();
+  (*p)->join();
+  if (consumed < n) std::fprintf(stderr, "pipeline read only %llu of %zu\n", static_cast<unsigned long long>(consumed), n);
+  return rate;
+}
+
+struct Latency {
+  double p50_ms = 0, p99_ms = 0, max_ms = 0;
+  size_t alerts = 0;
+};
+
+Latency alert_latency(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, double rate,
+                      double seconds, const fs::path& dir) {
+  fs::remove_all(dir);
+  auto store = store::Store::open({dir.string()});
+  MetricsRegistry metrics;
+  ingest::PipelineOptions o;
+  o.brokers = brokers;
+  o.topic = topic;
+  o.group = "bench-latency";
+  o.workers = workers;
+  o.batch_max_ms = 5;
+  // The mock broker answers a fetch it cannot fill only when fetch.wait.max.ms (500 ms by
+  // default) has passed, where a real broker answers as soon as data arrives.
+  o.kafka_properties = {{"fetch.wait.max.ms", "5"}};
+  auto p = ingest::Pipeline::create(o, rules.set, **store, metrics, SystemClock::instance());
+  if (!p || !(*p)->start()) return {};
+  while (!(*p)->assigned()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+
+  Sent sent;
+  std::atomic<bool> done{false};
+  std::map<std::pair<int32_t, int64_t>, SteadyClock::time_point> seen;
+  std::thread poller([&] {
+    store::AlertQuery q;
+    q.limit = 200;
+    while (!done.load()) {
+      auto page = (*store)->query_alerts(q);
+      const auto now = SteadyClock::now();
+      if (page) {
+        for (const auto& a : page->alerts) {
+          rapidjson::Document d;
+          d.Parse(a.c_str());
+          if (d.HasParseError()) continue;
+          seen.try_emplace({d["source"]["partition"].GetInt(), d["source"]["offset"].GetInt64()}, now);
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+
+  rd_kafka_t* producer = make_producer(brokers);
+  ManualClock clock(1795539600000);
+  ingest::SensorSimulator sim({300, 0.01, 99}, clock);
+  ingest::SimulatedEvent ev;
+  const auto t0 = SteadyClock::now();
+  const auto interval = std::chrono::duration<double>(1.0 / rate);
+  for (size_t i = 0; seconds_since(t0) < seconds; ++i) {
+    std::this_thread::sleep_until(t0 + std::chrono::duration_cast<SteadyClock::duration>(interval * static_cast<double>(i)));
+    sim.next(ev);
+    clock.advance_ms(1);
+    auto* ctx = new std::pair<Sent*, SteadyClock::time_point>(&sent, SteadyClock::now());
+    if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END)) {
+      delete ctx;
+    }
+    rd_kafka_poll(producer, 0);
+  }
+  rd_kafka_flush(producer, 30000);
+  rd_kafka_destroy(producer);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  done = true;
+  poller.join();
+  (*p)->stop();
+  (*p)->join();
+
+  std::vector<double> ms;
+  for (const auto& [key, when] : seen) {
+    auto it = sent.at.find(key);
+    if (it != sent.at.end()) ms.push_back(std::chrono::duration<double, std::milli>(when - it->second).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  Latency l;
+  l.alerts = ms.size();
+  if (!ms.empty()) {
+    l.p50_ms = ms[ms.size() / 2];
+    l.p99_ms = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
+    l.max_ms = ms.back();
+  }
+  return l;
+}
+
+}  // namespace
+}  // namespace vigil
+
+int main(int argc, char** argv) {
+  using namespace vigil;
+  CLI::App cli{"vigil pipeline macro bench"};
+  size_t events = 32000;
+  int partitions = 8;
+  double latency_seconds = 10;
+  cli.add_option("--events", events, "Events pre-produced for the throughput runs (the mock keeps ~5 MB per partition)");
+  cli.add_option("--partitions", partitions, "Partitions of the topic");
+  cli.add_option("--latency-seconds", latency_seconds, "Duration of the latency run");
+  CLI11_PARSE(cli, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+
+  auto kafka = ingest::EmbeddedKafka::start(1, "bench", partitions);
+  if (!kafka) {
+    std::fprintf(stderr, "%s\n", kafka.status().to_string().c_str());
+    return 1;
+  }
+  const std::string brokers = (*kafka)->bootstrap_servers();
+  const fs::path tmp = fs::temp_directory_path() / ("vigil-pipeline-bench-" + std::to_string(getpid()));
+  const Rules rules = default_rules();
+  produce_all(brokers, "bench", events, 1);
+
+  const double bare = bare_consume_rate(brokers, "bench", partitions, events);
+  const double one = pipeline_rate(brokers, "bench", rules, 1, events, tmp / "w1");
+  const double two = pipeline_rate(brokers, "bench", rules, 2, events, tmp / "w2");
+  std::printf("events: %zu (~%.0f B each), partitions: %d, rules: %zu (default pack)\n", events,
+              560.0, partitions, rules.set->rules().size());
+  std::printf("%-28s %12s %10s\n", "reader", "events/s", "vs bare");
+  std::printf("%-28s %12.0f %10.2f\n", "bare librdkafka consumer", bare, 1.0);
+  std::printf("%-28s %12.0f %10.2f\n", "vigil pipeline, 1 worker", one, one / bare);
+  std::printf("%-28s %12.0f %10.2f\n", "vigil pipeline, 2 workers", two, two / bare);
+  std::printf("scaling 2 workers / 1 worker: %.2f\n", two / one);
+
+  if (auto s = (*kafka)->create_topic("latency", partitions); !s) {
+    std::fprintf(stderr, "%s\n", s.to_string().c_str());
+    return 1;
+  }
+  const double rate = std::max(two, one) / 2;
+  const Latency l = alert_latency(brokers, "latency", rules, 2, rate, latency_seconds, tmp / "lat");
+  std::printf("alert latency at %.0f events/s (half of max) for %.0f s, produce -> readable in the store: "
+              "p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu alerts\n",
+              rate, latency_seconds, l.p50_ms, l.p99_ms, l.max_ms, l.alerts);
+  fs::remove_all(tmp);
+  return 0;
+}
