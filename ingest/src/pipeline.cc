@@ -127,7 +127,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
 Pipeline::~Pipeline() {
   stop();
   join();
-  if (rk_) rd_kafka_destroy(rk_);
+  if (rk_ && !abandoned_) rd_kafka_destroy(rk_);
 }
 
 Status Pipeline::start() {
@@ -191,13 +191,30 @@ void Pipeline::run_consumer() {
       last_lag = SteadyClock::now();
     }
   }
+  // librdkafka 2.0 aborts when a cooperative-sticky member is destroyed between joining
+  // the group and receiving its first assignment (confluentinc/librdkafka#4312), so a
+  // member stopped that early waits (serving the group protocol) for that assignment.
+  if (!assigned_.load()) {
+    const auto deadline = SteadyClock::now() + std::chrono::seconds(15);
+    while (!assigned_.load() && SteadyClock::now() < deadline) {
+      const ssize_t n = rd_kafka_consume_batch_queue(queue, 100, msgs.data(), msgs.size());
+      if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
+    }
+  }
   rd_kafka_queue_destroy(queue);
   drain_all();
-  if (auto e = rd_kafka_commit(rk_, nullptr, 0); e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-    spdlog::warn("kafka offset commit failed: {}", rd_kafka_err2str(e));
+  if (assigned_.load()) {
+    if (auto e = rd_kafka_commit(rk_, nullptr, 0); e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      spdlog::warn("kafka offset commit failed: {}", rd_kafka_err2str(e));
+    }
+    // Leaving the group revokes the assignment through on_rebalance, which drains again.
+    rd_kafka_consumer_close(rk_);
+  } else {
+    // Never joined: nothing to hand over. Destroying the handle now could abort (above), so
+    // it is left to the process's exit.
+    spdlog::warn("consumer stopped before joining the group; its Kafka handle is abandoned");
+    abandoned_ = true;
   }
-  // Leaving the group revokes the assignment through on_rebalance, which drains again.
-  rd_kafka_consumer_close(rk_);
   for (auto& s : shards_) {
     {
       std::lock_guard lock(s->mu);

@@ -19,4 +19,28 @@ std::vector<std::string> simulated_events(size_t first, size_t n, uint64_t seed)
   return out;
 }
 
+StreamingProducer::StreamingProducer(std::string brokers, fs::path dir, std::vector<std::string>& events, uint64_t seed)
+    : brokers_(std::move(brokers)), file_(dir / ("stream-" + std::to_string(seed) + ".jsonl")), events_(events) {
+  thread_ = std::thread([this, seed]() mutable {
+    while (!done_.load()) {
+      auto chunk = simulated_events(events_.size(), 100, seed++);
+      std::ofstream out(file_);
+      for (const auto& l : chunk) out << l << "\n";
+      out.close();
+      if (test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers_ + " -t vigil.events -l " + file_.string() + " 2>&1") != 0) {
+        ++failures_;
+        continue;
+      }
+      events_.insert(events_.end(), chunk.begin(), chunk.end());
+      std::this_thread::sleep_for(200ms);
+    }
+  });
+}
+
+int StreamingProducer::stop() {
+  done_ = true;
+  if (thread_.joinable()) thread_.join();
+  return failures_.load();
+}
+
 }  // namespace vigil::e2e

@@ -9,7 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <map>
 #include <memory>
 #include <set>
@@ -164,5 +166,25 @@ class VigildFixture : public ::testing::Test {
 // `n` simulated sensor events (a larger malicious share than the default), each tagged with
 // a unique "test_id" (e<first + i>).
 std::vector<std::string> simulated_events(size_t first, size_t n, uint64_t seed);
+
+// An independent producer (kcat) streaming simulated events in the background: 100 events
+// every 200 ms (the mock broker keeps only about 5 MB per partition), so that faults land
+// while batches are being read, matched and persisted. Events get test_ids after `events`.
+class StreamingProducer {
+ public:
+  StreamingProducer(std::string brokers, fs::path dir, std::vector<std::string>& events, uint64_t seed);
+  ~StreamingProducer() { stop(); }
+  // Stops; returns the number of kcat runs that failed (their events are not in `events`).
+  int stop();
+
+ private:
+  std::string brokers_;
+  fs::path file_;
+  std::vector<std::string>& events_;
+  std::mutex mu_;
+  std::atomic<bool> done_{false};
+  std::atomic<int> failures_{0};
+  std::thread thread_;
+};
 
 }  // namespace vigil::e2e

@@ -119,6 +119,7 @@ class Pipeline {
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   std::atomic<bool> assigned_{false};
+  bool abandoned_ = false;  // stopped before its first assignment: never destroyed (see run_consumer)
   std::string cluster_id_;
   std::function<void()> on_outbox_;
   mutable std::mutex error_mu_;
