@@ -26,6 +26,7 @@ void log_cb(const rd_kafka_t*, int level, const char* facility, const char* mess
 
 using PartitionKey = std::pair<std::string, int32_t>;
 
+
 }  // namespace
 
 struct Pipeline::Shard {
@@ -41,6 +42,7 @@ struct Pipeline::Shard {
   bool stop = false;
   std::map<PartitionKey, int64_t> persisted;  // next offset persisted, per partition
   bool paused = false;                        // consumer thread only
+  std::chrono::steady_clock::time_point over_since;  // consumer thread only: inbox full since
   std::atomic<bool> healthy{true};
   Gauge* inbox_gauge = nullptr;
 };
@@ -88,6 +90,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   p->kafka_errors_ = &metrics.counter("vigil_kafka_errors_total", "Errors reported by the Kafka consumer");
   p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
   p->batches_ = &metrics.counter("vigil_batches_total", "Batches processed and persisted");
+  p->holds_ = &metrics.counter("vigil_backpressure_holds_total", "Times the consumer stopped taking messages because a worker's inbox was full");
   p->pauses_ = &metrics.counter("vigil_backpressure_pauses_total", "Times a worker's partitions were paused because its inbox was full");
   metrics.gauge("vigil_shard_workers", "Shard worker threads").set(p->options_.workers);
 
@@ -105,6 +108,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
       {"auto.offset.reset", "earliest"},
       {"partition.assignment.strategy", "cooperative-sticky"},
       {"enable.partition.eof", "false"},
+      {"queued.max.messages.kbytes", "32768"},  // librdkafka's prefetch bound
       {"log_level", "4"},
   };
   if (!options.group_instance_id.empty()) settings.emplace_back("group.instance.id", options.group_instance_id);
@@ -180,12 +184,17 @@ void Pipeline::run_consumer() {
   auto last_lag = SteadyClock::now();
   const int poll_ms = std::clamp(options_.batch_max_ms, 1, 100);
   while (!stop_.load()) {
+    if (apply_backpressure()) {
+      // A full inbox: stop taking messages, so that librdkafka's bounded prefetch queue
+      // fills and its fetcher stops, until the worker has drained.
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
     // Serves rebalances (on_rebalance runs in this thread) as well as messages. While a
     // shard is paused, come back soon to resume it once drained.
     const bool any_paused = std::any_of(shards_.begin(), shards_.end(), [](const auto& s) { return s->paused; });
     const ssize_t n = rd_kafka_consume_batch_queue(queue, any_paused ? 2 : poll_ms, msgs.data(), msgs.size());
     if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
-    apply_backpressure();
     if (SteadyClock::now() - last_lag >= std::chrono::seconds(1)) {
       update_lag();
       last_lag = SteadyClock::now();
@@ -275,7 +284,9 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
   }
 }
 
-void Pipeline::apply_backpressure() {
+bool Pipeline::apply_backpressure() {
+  const auto now = std::chrono::steady_clock::now();
+  bool hold = false;
   for (auto& s : shards_) {
     size_t messages, bytes;
     {
@@ -284,12 +295,26 @@ void Pipeline::apply_backpressure() {
       bytes = s->inbox_bytes;
     }
     s->inbox_gauge->set(static_cast<double>(messages));
-    if (!s->paused && (messages >= options_.inbox_max_messages || bytes >= options_.inbox_max_bytes)) {
+    const bool over = messages >= options_.inbox_max_messages || bytes >= options_.inbox_max_bytes;
+    const bool drained = messages <= options_.inbox_max_messages / 2 && bytes <= options_.inbox_max_bytes / 2;
+    if (over && s->over_since == std::chrono::steady_clock::time_point{}) {
+      s->over_since = now;
+      holds_->inc();
+    }
+    if (drained) {
+      s->over_since = {};
+      if (s->paused) set_partitions_paused(*s, false);
+    }
+    if (s->over_since == std::chrono::steady_clock::time_point{} || s->paused) continue;
+    // Pausing makes librdkafka drop and later fetch again what it had prefetched, so it is
+    // kept for a worker that stays full while the others could go on.
+    if (now - s->over_since < std::chrono::milliseconds(options_.hold_before_pause_ms)) {
+      hold = true;
+    } else {
       set_partitions_paused(*s, true);
-    } else if (s->paused && messages <= options_.inbox_max_messages / 2 && bytes <= options_.inbox_max_bytes / 2) {
-      set_partitions_paused(*s, false);
     }
   }
+  return hold;
 }
 
 void Pipeline::set_partitions_paused(Shard& shard, bool paused) {

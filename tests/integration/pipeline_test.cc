@@ -85,6 +85,7 @@ class PipelineTest : public ::testing::Test {
     return test::wait_for(done, timeout);
   }
 
+  friend void run_with_tiny_inboxes(PipelineTest& t, int hold_before_pause_ms, MetricsRegistry& metrics);
   test::TempDir tmp_{"pipeline"};
   std::unique_ptr<EmbeddedKafka> kafka_;
   std::shared_ptr<const match::RuleSet> rules_;
@@ -158,28 +159,21 @@ TEST_F(PipelineTest, ANewClusterStartsFromItsOwnBeginningAndKeepsOldAlerts) {
   }
 }
 
-TEST_F(PipelineTest, FullInboxesPausePartitionsAndLoseNothing) {
-  ManualClock clock(1795539600000);
-  SensorSimulator sim({50, 0.05, 8}, clock);
-  const size_t events = 6000;
-  const size_t malicious = produce(sim, events);
+// Runs 6000 events through two workers whose inboxes hold 100 messages, far below what
+// one fetch brings, and checks that nothing is lost or doubled.
+void run_with_tiny_inboxes(PipelineTest& t, int hold_before_pause_ms, MetricsRegistry& metrics);
+
+TEST_F(PipelineTest, FullInboxesHoldTheConsumerAndLoseNothing) {
   MetricsRegistry metrics;
-  PipelineOptions o;
-  o.workers = 2;
-  o.batch_max_messages = 50;
-  o.inbox_max_messages = 100;  // far below what one fetch brings: the consumer must pause
-  auto p = make_pipeline(metrics, o);
-  ASSERT_TRUE(p->start().is_ok());
-  ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
-      << metrics.counter_sum("vigil_events_consumed_total");
-  p->stop();
-  p->join();
+  run_with_tiny_inboxes(*this, 60000, metrics);
+  EXPECT_GT(metrics.counter_sum("vigil_backpressure_holds_total"), 0u);
+  EXPECT_EQ(metrics.counter_sum("vigil_backpressure_pauses_total"), 0u);
+}
+
+TEST_F(PipelineTest, InboxesFullForLongPausePartitionsAndLoseNothing) {
+  MetricsRegistry metrics;
+  run_with_tiny_inboxes(*this, 0, metrics);
   EXPECT_GT(metrics.counter_sum("vigil_backpressure_pauses_total"), 0u);
-  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events);
-  EXPECT_EQ(*store_->count_alerts(), malicious);
-  // Both workers took part, each with its own partitions.
-  EXPECT_GT(metrics.counter_value("vigil_events_consumed_total", {{"shard", "0"}}), 0u);
-  EXPECT_GT(metrics.counter_value("vigil_events_consumed_total", {{"shard", "1"}}), 0u);
 }
 
 TEST_F(PipelineTest, RejectsBadConfiguration) {
@@ -191,6 +185,29 @@ TEST_F(PipelineTest, RejectsBadConfiguration) {
   auto p = Pipeline::create(o, rules_, *store_, metrics, SystemClock::instance());
   ASSERT_FALSE(p);
   EXPECT_NE(p.status().message().find("no.such.property"), std::string::npos);
+}
+
+void run_with_tiny_inboxes(PipelineTest& t, int hold_before_pause_ms, MetricsRegistry& metrics) {
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({50, 0.05, 8}, clock);
+  const size_t events = 6000;
+  const size_t malicious = t.produce(sim, events);
+  PipelineOptions o;
+  o.workers = 2;
+  o.batch_max_messages = 50;
+  o.inbox_max_messages = 100;
+  o.hold_before_pause_ms = hold_before_pause_ms;
+  auto p = t.make_pipeline(metrics, o);
+  ASSERT_TRUE(p->start().is_ok());
+  ASSERT_TRUE(PipelineTest::wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
+      << metrics.counter_sum("vigil_events_consumed_total");
+  p->stop();
+  p->join();
+  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events);
+  EXPECT_EQ(*t.store_->count_alerts(), malicious);
+  // Both workers took part, each with its own partitions.
+  EXPECT_GT(metrics.counter_value("vigil_events_consumed_total", {{"shard", "0"}}), 0u);
+  EXPECT_GT(metrics.counter_value("vigil_events_consumed_total", {{"shard", "1"}}), 0u);
 }
 
 }  // namespace

@@ -17,10 +17,11 @@
 // and persists what it holds, and the offsets are committed synchronously, before the
 // partitions are given up.
 //
-// Backpressure: a worker's inbox is bounded (messages and bytes); past the bound the
-// consumer pauses that worker's partitions and resumes them when the inbox has drained to
-// half. With librdkafka's own bounded prefetch (queued.max.messages.kbytes), memory stays
-// bounded whatever the input rate. A store failure is retried with the same batch (the
+// Backpressure: a worker's inbox is bounded (messages and bytes). Past the bound the
+// consumer stops taking messages, so librdkafka's bounded prefetch queue
+// (queued.max.messages.kbytes) fills and its fetcher stops; if that worker stays full for
+// long, its partitions are paused (so the other workers go on) and resumed when its inbox
+// has drained to half. Memory stays bounded whatever the input rate. A store failure is retried with the same batch (the
 // inbox then fills and the partitions pause); no offset moves past unpersisted data.
 //
 // stop() asks every thread to finish the batch in hand, persist it, commit, and leave the
@@ -60,6 +61,7 @@ struct PipelineOptions {
   // Per worker: past either bound its partitions are paused. 0: 4 batches (at least 16384).
   size_t inbox_max_messages = 0;
   size_t inbox_max_bytes = 64 << 20;
+  int hold_before_pause_ms = 500;  // a full inbox holds the consumer this long, then pauses
   bool publish_alerts = false;        // queue alerts for the alerts topic (see Publisher)
   bool dead_letters = false;          // queue invalid events for the dead-letter topic
   bool dead_letter_unmapped = false;  // events no logsource accepts are dead letters
@@ -101,7 +103,8 @@ class Pipeline {
   void revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative);
   void drain_all();
   void dispatch(rd_kafka_message_t** msgs, size_t n);
-  void apply_backpressure();
+  // Pauses or resumes partitions by inbox depth; true while the consumer should hold off.
+  bool apply_backpressure();
   void update_lag();
   void set_partitions_paused(Shard& shard, bool paused);
   void set_error(Status s);
@@ -128,6 +131,7 @@ class Pipeline {
   Counter* store_errors_ = nullptr;
   Counter* batches_ = nullptr;
   Counter* pauses_ = nullptr;
+  Counter* holds_ = nullptr;
 };
 
 }  // namespace vigil::ingest
