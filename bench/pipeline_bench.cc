@@ -141,21 +141,40 @@ Rules default_rules() {
   return {*match::RuleSet::compile(parsed, *mapping, report)};
 }
 
-// The Pipeline with `workers` shard workers reads `n` events: events/s from its first
-// consumed event to its last (the group join is not counted).
-double pipeline_rate(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, size_t n,
-                     const fs::path& dir) {
+// A store in `dir` (emptied first) and a started Pipeline over it in its own group.
+struct Running {
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<ingest::Pipeline> pipeline;
+};
+Running start_pipeline(const std::string& brokers, const std::string& topic, const Rules& rules, int workers,
+                       const fs::path& dir, MetricsRegistry& metrics) {
   fs::remove_all(dir);
+  Running r;
   auto store = store::Store::open({dir.string()});
-  MetricsRegistry metrics;
+  if (!store) return r;
+  r.store = std::move(*store);
   ingest::PipelineOptions o;
   o.brokers = brokers;
   o.topic = topic;
-  o.group = "bench-" + std::to_string(workers) + "-" + dir.filename().string();
+  o.group = "bench-" + dir.filename().string();
   o.workers = workers;
-  o.kafka_properties = {{"fetch.wait.max.ms", "5"}};  // as the bare consumer (see alert_latency)
-  auto p = ingest::Pipeline::create(o, rules.set, **store, metrics, SystemClock::instance());
-  if (!p || !(*p)->start()) return 0;
+  o.batch_max_ms = 5;
+  // The mock broker answers a fetch it cannot fill only when fetch.wait.max.ms (500 ms by
+  // default) has passed, where a real broker answers as soon as data arrives.
+  o.kafka_properties = {{"fetch.wait.max.ms", "5"}};
+  auto p = ingest::Pipeline::create(o, rules.set, *r.store, metrics, SystemClock::instance());
+  if (p && (*p)->start()) r.pipeline = std::move(*p);
+  return r;
+}
+
+// The Pipeline with `workers` shard workers reads `n` events: events/s from its assignment
+// to the last event persisted (the group join is not counted).
+double pipeline_rate(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, size_t n,
+                     const fs::path& dir) {
+  MetricsRegistry metrics;
+  Running r = start_pipeline(brokers, topic, rules, workers, dir, metrics);
+  auto* p = &r.pipeline;
+  if (!*p) return 0;
   // From the assignment (the moment the bare consumer starts from) to the last event persisted.
   while (!(*p)->assigned()) std::this_thread::sleep_for(std::chrono::microseconds(200));
   const SteadyClock::time_point first = SteadyClock::now();
@@ -184,20 +203,11 @@ struct Latency {
 
 Latency alert_latency(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, double rate,
                       double seconds, const fs::path& dir) {
-  fs::remove_all(dir);
-  auto store = store::Store::open({dir.string()});
   MetricsRegistry metrics;
-  ingest::PipelineOptions o;
-  o.brokers = brokers;
-  o.topic = topic;
-  o.group = "bench-" + topic;
-  o.workers = workers;
-  o.batch_max_ms = 5;
-  // The mock broker answers a fetch it cannot fill only when fetch.wait.max.ms (500 ms by
-  // default) has passed, where a real broker answers as soon as data arrives.
-  o.kafka_properties = {{"fetch.wait.max.ms", "5"}};
-  auto p = ingest::Pipeline::create(o, rules.set, **store, metrics, SystemClock::instance());
-  if (!p || !(*p)->start()) return {};
+  Running r = start_pipeline(brokers, topic, rules, workers, dir, metrics);
+  auto* p = &r.pipeline;
+  auto* store = &r.store;
+  if (!*p) return {};
   while (!(*p)->assigned()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
 

@@ -10,6 +10,8 @@
 #include <deque>
 #include <map>
 
+#include "kafka_log.h"
+
 namespace vigil::ingest {
 namespace {
 
@@ -17,12 +19,6 @@ void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partit
   Pipeline::on_rebalance(rk, static_cast<int>(err), parts, opaque);
 }
 
-// librdkafka's own log lines (syslog levels), in vigild's log format.
-void log_cb(const rd_kafka_t*, int level, const char* facility, const char* message) {
-  const auto lvl = level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn
-                 : level <= 6 ? spdlog::level::info : spdlog::level::debug;
-  spdlog::log(lvl, "kafka {}: {}", facility, message);
-}
 
 using PartitionKey = std::pair<std::string, int32_t>;
 
@@ -121,7 +117,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   }
   rd_kafka_conf_set_opaque(conf, p.get());
   rd_kafka_conf_set_rebalance_cb(conf, &rebalance_cb);
-  rd_kafka_conf_set_log_cb(conf, &log_cb);
+  rd_kafka_conf_set_log_cb(conf, &kafka_log_to_spdlog);
   p->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!p->rk_) return Status::invalid(std::string("cannot create the Kafka consumer: ") + err);
   rd_kafka_poll_set_consumer(p->rk_);

@@ -5,6 +5,8 @@
 
 #include <chrono>
 
+#include "kafka_log.h"
+
 namespace vigil::ingest {
 namespace {
 
@@ -16,11 +18,6 @@ void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
   Publisher::on_delivery(static_cast<int>(m->err), m->_private);
 }
 
-void log_cb(const rd_kafka_t*, int level, const char* facility, const char* message) {
-  const auto lvl = level <= 3 ? spdlog::level::err : level == 4 ? spdlog::level::warn
-                 : level <= 6 ? spdlog::level::info : spdlog::level::debug;
-  spdlog::log(lvl, "kafka producer {}: {}", facility, message);
-}
 
 constexpr int kPending = -1;
 
@@ -64,7 +61,7 @@ Expected<std::unique_ptr<Publisher>> Publisher::create(const PublisherOptions& o
     }
   }
   rd_kafka_conf_set_dr_msg_cb(conf, &delivery_cb);
-  rd_kafka_conf_set_log_cb(conf, &log_cb);
+  rd_kafka_conf_set_log_cb(conf, &kafka_log_to_spdlog);
   p->rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   if (!p->rk_) return Status::invalid(std::string("cannot create the Kafka producer: ") + err);
   return p;
