@@ -77,6 +77,9 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   alerts_.clear();
   offsets_.clear();
   outbox_.clear();
+  // Counted once the batch is persisted: a batch retried after a store error counts once.
+  invalid_pending_.assign(invalid_by_reason_.size(), 0);
+  dead_letters_pending_.assign(dead_letters_by_reason_.size(), 0);
   const match::RuleSet& rs = *rules_;
   uint64_t bytes = 0;
   for (const MessageView& m : batch) {
@@ -99,14 +102,14 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     if (pe != ParseError::kNone) {
       ++result.invalid;
       const size_t reason = static_cast<size_t>(pe) - 1;
-      Counter& c = *invalid_by_reason_[reason];
-      c.inc();
-      if (c.value() <= 10 || c.value() % 10000 == 0) {
+      ++invalid_pending_[reason];
+      const uint64_t seen = invalid_by_reason_[reason]->value() + invalid_pending_[reason];
+      if (seen <= 10 || seen % 10000 == 0) {
         spdlog::warn("invalid event reason={} topic={} partition={} offset={} count={}", parse_error_name(pe), m.topic,
-                     m.partition, m.offset, c.value());
+                     m.partition, m.offset, seen);
       }
       if (options_.dead_letters) {
-        dead_letters_by_reason_[reason]->inc();
+        ++dead_letters_pending_[reason];
         dead_letter(m, parse_error_name(pe));
         ++result.dead_letters;
       }
@@ -115,7 +118,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     matches_.clear();
     if (auto s = matcher_->match(event_, matches_); !s) return s;
     if (options_.dead_letters && options_.dead_letter_unmapped && !matcher_->last_event_had_logsource()) {
-      dead_letters_by_reason_.back()->inc();
+      ++dead_letters_pending_.back();
       dead_letter(m, kNoLogsource);
       ++result.dead_letters;
       continue;
@@ -134,6 +137,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   if (auto s = store_.put_batch(alerts_, offsets_, outbox_); !s) return s;
   events_total_.inc(result.events);
   bytes_total_.inc(bytes);
+  for (size_t i = 0; i < invalid_pending_.size(); ++i) invalid_by_reason_[i]->inc(invalid_pending_[i]);
+  for (size_t i = 0; i < dead_letters_pending_.size(); ++i) dead_letters_by_reason_[i]->inc(dead_letters_pending_[i]);
   result.alerts = alerts_.size();
   alerts_total_.inc(result.alerts);
   batch_events_.observe(static_cast<double>(result.events));

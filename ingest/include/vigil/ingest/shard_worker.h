@@ -99,6 +99,8 @@ class ShardWorker {
   Histogram& batch_seconds_;
   std::vector<Counter*> invalid_by_reason_;
   std::vector<Counter*> dead_letters_by_reason_;  // parse errors, then kNoLogsource
+  std::vector<uint64_t> invalid_pending_;        // of the batch in hand, by the same index
+  std::vector<uint64_t> dead_letters_pending_;
 };
 
 }  // namespace vigil::ingest
