@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstring>
 
 #include "kafka_log.h"
 
@@ -39,6 +40,7 @@ Expected<std::unique_ptr<Publisher>> Publisher::create(const PublisherOptions& o
   p->published_dead_letters_ = &metrics.counter("vigil_published_total", "Outbox records acknowledged by Kafka",
                                                 {{"kind", "dead_letter"}});
   p->errors_ = &metrics.counter("vigil_publish_errors_total", "Outbox records Kafka did not acknowledge (retried)");
+  p->corrupt_ = &metrics.counter("vigil_outbox_corrupt_total", "Outbox entries that could not be decoded (dropped)");
   p->pending_ = &metrics.gauge("vigil_outbox_pending", "Estimated outbox records waiting for Kafka");
 
   char err[512];
@@ -124,6 +126,16 @@ size_t Publisher::round() {
   std::vector<std::string> done;
   size_t alerts = 0, dead_letters = 0;
   for (size_t i = 0; i < entries->size(); ++i) {
+    if ((*entries)[i].corrupt) {
+      // Nothing to publish can be recovered from it; dropped, but counted and logged.
+      corrupt_->inc();
+      store::AlertId id{};
+      const std::string& key = (*entries)[i].store_key;
+      if (key.size() == 24) std::memcpy(id.bytes, key.data() + 8, 16);
+      spdlog::error("outbox entry cannot be decoded and is dropped: id={} count={}", id.hex(), corrupt_->value());
+      results[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
+      continue;
+    }
     const store::OutboxRecord& r = (*entries)[i].record;
     const bool alert = r.kind == store::OutboxRecord::Kind::kAlert;
     const std::string& topic = alert ? options_.alerts_topic : options_.dead_letter_topic;
@@ -164,6 +176,7 @@ size_t Publisher::round() {
   for (size_t i = 0; i < entries->size(); ++i) {
     if (results[i] == RD_KAFKA_RESP_ERR_NO_ERROR) {
       done.push_back((*entries)[i].store_key);
+      if ((*entries)[i].corrupt) continue;
       ((*entries)[i].record.kind == store::OutboxRecord::Kind::kAlert ? alerts : dead_letters) += 1;
     } else {
       if (!failed) first_error = results[i];

@@ -290,7 +290,9 @@ Expected<std::vector<OutboxEntry>> Store::read_outbox(std::string_view after, si
     OutboxEntry& e = out.emplace_back();
     e.store_key.assign(it->key().data(), it->key().size());
     if (e.store_key.size() != 24 || !decode_outbox(std::string_view(it->value().data(), it->value().size()), e.record)) {
-      return Status::corruption("outbox entry " + to_hex(e.store_key) + " cannot be decoded");
+      e.record = {};
+      e.corrupt = true;
+      continue;
     }
     e.record.time = static_cast<TimeMs>(get_u64(e.store_key.data()) ^ (1ULL << 63));
     std::memcpy(e.record.id.bytes, e.store_key.data() + 8, 16);

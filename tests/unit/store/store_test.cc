@@ -3,6 +3,7 @@
 #include "support/temp_dir.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/db.h>
 
 #include <filesystem>
 #include <fstream>
@@ -212,6 +213,40 @@ TEST_F(StoreTest, OutboxSurvivesAReopen) {
   ASSERT_EQ(all->size(), 1u);
   EXPECT_EQ((*all)[0].record.value, "{}");
   EXPECT_EQ(store->next_offset("s", 1)->value(), 3);
+}
+
+TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
+  {
+    auto store = open();
+    OutboxRecord r;
+    r.time = 10;
+    r.id = AlertId::derive("s", 0, 1, "r");
+    r.value = "good";
+    ASSERT_TRUE(store->put_batch({}, {}, {r}).is_ok());
+  }
+  {
+    // Damage one entry behind the store's back: a value that is not an outbox record.
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), cfs, &handles, &db).ok());
+    std::string key(8, '\0');
+    key[0] = static_cast<char>(0x80);  // time 0 in the store's order-preserving encoding
+    key += std::string(16, 'x');
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[5], key, "\x07garbage").ok());
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  auto store = open();
+  auto all = store->read_outbox("", 10);
+  ASSERT_TRUE(all) << all.status().to_string();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_TRUE((*all)[0].corrupt);
+  EXPECT_FALSE((*all)[1].corrupt);
+  EXPECT_EQ((*all)[1].record.value, "good");
+  ASSERT_TRUE(store->delete_outbox({(*all)[0].store_key}).is_ok());
+  EXPECT_EQ(store->read_outbox("", 10)->size(), 1u);
 }
 
 }  // namespace

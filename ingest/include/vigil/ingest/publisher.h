@@ -70,6 +70,7 @@ class Publisher {
   Counter* published_alerts_ = nullptr;
   Counter* published_dead_letters_ = nullptr;
   Counter* errors_ = nullptr;
+  Counter* corrupt_ = nullptr;
   Gauge* pending_ = nullptr;
 };
 

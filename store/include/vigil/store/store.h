@@ -78,6 +78,7 @@ struct OutboxRecord {
 struct OutboxEntry {
   std::string store_key;  // pass to delete_outbox() once published
   OutboxRecord record;
+  bool corrupt = false;   // the stored value could not be decoded; `record` is empty
 };
 
 struct AlertQuery {
@@ -112,7 +113,8 @@ class Store {
                    const std::vector<OutboxRecord>& outbox = {});
 
   // Up to `max` outbox entries with a store key after `after` (empty: from the first), in
-  // key order. A corrupt entry is an error naming its key.
+  // key order. An entry that cannot be decoded is returned with `corrupt` set, so that one bad
+  // entry never blocks the others.
   Expected<std::vector<OutboxEntry>> read_outbox(std::string_view after, size_t max) const;
   Status delete_outbox(const std::vector<std::string>& store_keys);
   // RocksDB's estimate of the outbox's entry count (cheap; for metrics).
