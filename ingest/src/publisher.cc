@@ -22,6 +22,21 @@ void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
 
 constexpr int kPending = -1;
 
+// Errors no retry can cure: the record itself is refused (too large, malformed). Such a
+// record is dropped from the outbox, counted and logged; the alert stays in the store.
+bool is_permanent(int err) {
+  switch (static_cast<rd_kafka_resp_err_t>(err)) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 void Publisher::on_delivery(int err, void* msg_opaque) {
@@ -40,6 +55,8 @@ Expected<std::unique_ptr<Publisher>> Publisher::create(const PublisherOptions& o
   p->published_dead_letters_ = &metrics.counter("vigil_published_total", "Outbox records acknowledged by Kafka",
                                                 {{"kind", "dead_letter"}});
   p->errors_ = &metrics.counter("vigil_publish_errors_total", "Outbox records Kafka did not acknowledge (retried)");
+  p->rejected_ = &metrics.counter("vigil_publish_rejected_total",
+                                   "Outbox records Kafka refused for good (too large, invalid): dropped");
   p->corrupt_ = &metrics.counter("vigil_outbox_corrupt_total", "Outbox entries that could not be decoded (dropped)");
   p->pending_ = &metrics.gauge("vigil_outbox_pending", "Estimated outbox records waiting for Kafka");
 
@@ -178,6 +195,12 @@ size_t Publisher::round() {
       done.push_back((*entries)[i].store_key);
       if ((*entries)[i].corrupt) continue;
       ((*entries)[i].record.kind == store::OutboxRecord::Kind::kAlert ? alerts : dead_letters) += 1;
+    } else if (is_permanent(results[i])) {
+      done.push_back((*entries)[i].store_key);
+      rejected_->inc();
+      spdlog::error("outbox record refused by Kafka and dropped: id={} bytes={} error={} count={}",
+                    (*entries)[i].record.id.hex(), (*entries)[i].record.value.size(),
+                    rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(results[i])), rejected_->value());
     } else {
       if (!failed) first_error = results[i];
       ++failed;

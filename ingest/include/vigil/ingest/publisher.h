@@ -7,7 +7,9 @@
 // producer (acks=all), and deletes each entry once Kafka acknowledged it. A crash may
 // therefore publish an entry twice (with the same message key: the alert id), never lose
 // one. While Kafka is unreachable the outbox grows on disk and publication resumes when it
-// is back; failures are counted and retried with backoff.
+// is back; failures are counted and retried with backoff. A record Kafka refuses for good
+// (larger than message.max.bytes, invalid) is dropped with a counter and a log line, so it
+// never blocks the others.
 //
 // One thread; notify() (any thread) wakes it when new records were written.
 
@@ -71,6 +73,7 @@ class Publisher {
   Counter* published_dead_letters_ = nullptr;
   Counter* errors_ = nullptr;
   Counter* corrupt_ = nullptr;
+  Counter* rejected_ = nullptr;
   Gauge* pending_ = nullptr;
 };
 
