@@ -84,6 +84,8 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   }
   p->assigner_ = std::make_unique<PartitionAssigner>(p->options_.workers);
   p->kafka_errors_ = &metrics.counter("vigil_kafka_errors_total", "Errors reported by the Kafka consumer");
+  p->unowned_ = &metrics.counter("vigil_messages_unowned_total",
+                                  "Messages of partitions no longer assigned, left to their new owner");
   p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
   p->batches_ = &metrics.counter("vigil_batches_total", "Batches processed and persisted");
   p->holds_ = &metrics.counter("vigil_backpressure_holds_total", "Times the consumer stopped taking messages because a worker's inbox was full");
@@ -260,6 +262,7 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
     }
     if (!last) {
       // A message of a partition no longer assigned: its new owner reads it again.
+      unowned_->inc();
       rd_kafka_message_destroy(m);
       continue;
     }

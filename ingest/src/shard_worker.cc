@@ -64,6 +64,13 @@ ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Sto
                                                      {{"reason", std::string(kNoLogsource)}, {"shard", shard}}));
 }
 
+void ShardWorker::set_stream(std::string_view topic) {
+  // Reuses stream_'s buffer: no allocation per alert in steady state.
+  stream_.assign(cluster_id_);
+  stream_ += '/';
+  stream_ += topic;
+}
+
 std::string ShardWorker::stream(std::string_view topic) const {
   std::string s = cluster_id_;
   s += '/';
@@ -150,7 +157,7 @@ void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
   store::OutboxRecord& r = outbox_.emplace_back();
   r.kind = store::OutboxRecord::Kind::kDeadLetter;
   r.time = m.timestamp >= 0 ? m.timestamp : clock_.now_ms();
-  stream_ = stream(m.topic);
+  set_stream(m.topic);
   // No rule id: distinct from every alert id of the same message.
   r.id = store::AlertId::derive(stream_, m.partition, m.offset, {});
   r.message_key.assign(m.key);
@@ -169,7 +176,7 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
   const match::RuleSet& rs = *rules_;
   const match::RuleInfo& rule = rs.rules()[rule_index];
   store::AlertRecord& a = alerts_.emplace_back();
-  stream_ = stream(m.topic);
+  set_stream(m.topic);
   a.id = store::AlertId::derive(stream_, m.partition, m.offset, rule.id);
   a.time = time;
   a.rule_id = rule.id;

@@ -30,6 +30,13 @@ class StoreTest : public ::testing::Test {
     a.json = R"({"offset":)" + std::to_string(offset) + "}";
     return a;
   }
+  static OutboxRecord outbox_record(TimeMs time, int64_t offset, std::string value) {
+    OutboxRecord r;
+    r.time = time;
+    r.id = AlertId::derive("s", 1, offset, "r");
+    r.value = std::move(value);
+    return r;
+  }
   test::TempDir tmp_{"store"};
   const fs::path dir_ = tmp_.path() / "data";
 };
@@ -201,11 +208,7 @@ TEST_F(StoreTest, OutboxKeepsRecordsInTimeOrderUntilDeleted) {
 TEST_F(StoreTest, OutboxSurvivesAReopen) {
   {
     auto store = open();
-    OutboxRecord r;
-    r.time = 5;
-    r.id = AlertId::derive("s", 1, 2, "r");
-    r.value = "{}";
-    ASSERT_TRUE(store->put_batch({}, {{"s", 1, 3}}, {r}).is_ok());
+    ASSERT_TRUE(store->put_batch({}, {{"s", 1, 3}}, {outbox_record(5, 2, "{}")}).is_ok());
   }
   auto store = open();
   auto all = store->read_outbox("", 10);
@@ -218,11 +221,7 @@ TEST_F(StoreTest, OutboxSurvivesAReopen) {
 TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
   {
     auto store = open();
-    OutboxRecord r;
-    r.time = 10;
-    r.id = AlertId::derive("s", 0, 1, "r");
-    r.value = "good";
-    ASSERT_TRUE(store->put_batch({}, {}, {r}).is_ok());
+    ASSERT_TRUE(store->put_batch({}, {}, {outbox_record(10, 1, "good")}).is_ok());
   }
   {
     // Damage one entry behind the store's back: a value that is not an outbox record.

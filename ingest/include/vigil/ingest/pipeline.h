@@ -128,6 +128,7 @@ class Pipeline {
   mutable std::mutex error_mu_;
   Status last_error_;
   Counter* kafka_errors_ = nullptr;
+  Counter* unowned_ = nullptr;
   Counter* store_errors_ = nullptr;
   Counter* batches_ = nullptr;
   Counter* pauses_ = nullptr;

@@ -68,6 +68,7 @@ class ShardWorker {
   void set_cluster_id(std::string cluster_id) { cluster_id_ = std::move(cluster_id); }
   // "<cluster>/<topic>"
   std::string stream(std::string_view topic) const;
+  void set_stream(std::string_view topic);
 
   // The next offset of each partition of the last persisted batch.
   const std::vector<store::PartitionOffset>& persisted_offsets() const { return offsets_; }
