@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "vigil/core/time.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -29,7 +31,7 @@ Status load_config_file(const std::string& path, Config& c) {
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
     if (auto s = check_keys(doc, {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads", "batch",
-                                  "max_event_bytes", "embedded", "workers"}, path); !s) {
+                                  "max_event_bytes", "embedded", "workers", "store"}, path); !s) {
       return s;
     }
     if (const auto k = doc["kafka"]) {
@@ -73,6 +75,29 @@ Status load_config_file(const std::string& path, Config& c) {
       if (e["simulator_rate"]) c.simulator_rate = e["simulator_rate"].as<double>();
       if (e["hosts"]) c.simulator_hosts = e["hosts"].as<int>();
       if (e["malicious_ratio"]) c.simulator_malicious_ratio = e["malicious_ratio"].as<double>();
+    }
+    if (const auto st = doc["store"]) {
+      if (auto s = check_keys(st, {"events", "events_max_age", "events_max_bytes", "events_bucket", "sync_writes",
+                                   "block_cache_mb", "checkpoint_dir"}, path + " store"); !s) return s;
+      auto duration = [&](const char* key, int64_t& out) -> Status {
+        if (!st[key]) return Status::ok();
+        const auto text = st[key].as<std::string>();
+        if (text == "0") {
+          out = 0;
+          return Status::ok();
+        }
+        auto d = parse_duration_ms(text);
+        if (!d || *d <= 0) return Status::invalid(path + ": store." + key + " must be a duration such as 7d or 1h, not '" + text + "'");
+        out = *d;
+        return Status::ok();
+      };
+      if (st["events"]) c.events = st["events"].as<std::string>();
+      if (auto s = duration("events_max_age", c.events_max_age_ms); !s) return s;
+      if (auto s = duration("events_bucket", c.events_bucket_ms); !s) return s;
+      if (st["events_max_bytes"]) c.events_max_bytes = st["events_max_bytes"].as<uint64_t>();
+      if (st["sync_writes"]) c.sync_writes = st["sync_writes"].as<bool>();
+      if (st["block_cache_mb"]) c.block_cache_mb = st["block_cache_mb"].as<size_t>();
+      if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
     }
   } catch (const YAML::Exception& e) {
     return Status::invalid(path + ": " + e.what());

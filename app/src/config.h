@@ -20,7 +20,16 @@
 //   batch: {max_messages: 2000, max_ms: 50}
 //   max_event_bytes: 1048576
 //   embedded: {partitions: 8, simulator_rate: 500, hosts: 300, malicious_ratio: 0.01}
+//   store:
+//     events: all                    # events kept for hunts and dry runs: all, matched, none
+//     events_max_age: 7d             # retention by age ("0": none)
+//     events_max_bytes: 0            # retention by size on disk (0: none)
+//     events_bucket: 1h              # the unit retention drops
+//     sync_writes: false             # fsync the WAL on every batch
+//     block_cache_mb: 64
+//     checkpoint_dir: ""             # where POST /api/v1/admin/checkpoints writes ("": <data_dir>-checkpoints)
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +61,13 @@ struct Config {
   double simulator_rate = 500;
   int simulator_hosts = 300;
   double simulator_malicious_ratio = 0.01;
+  std::string events = "all";
+  int64_t events_max_age_ms = 7LL * 24 * 3600 * 1000;
+  uint64_t events_max_bytes = 0;
+  int64_t events_bucket_ms = 3600 * 1000;
+  bool sync_writes = false;
+  size_t block_cache_mb = 64;
+  std::string checkpoint_dir;
 };
 
 // Applies the keys of a YAML config file over `config`. Unknown keys are errors.

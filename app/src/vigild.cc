@@ -17,6 +17,7 @@
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/publisher.h"
+#include "vigil/store/retention.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
@@ -55,6 +56,11 @@ int main(int argc, char** argv) {
   auto* o_alerts_topic = cli.add_option("--alerts-topic", flags.alerts_topic, "Kafka topic every alert is produced to (\"\": off)");
   auto* o_dlq = cli.add_option("--dead-letter-topic", flags.dead_letter_topic, "Kafka topic for invalid events (\"\": off)");
   auto* o_batch_ms = cli.add_option("--batch-ms", flags.batch_max_ms, "Max age of a batch in milliseconds");
+  auto* o_events = cli.add_option("--events", flags.events, "Events kept for hunts and dry runs: all, matched, none");
+  std::string max_age_flag;
+  auto* o_max_age = cli.add_option("--events-max-age", max_age_flag, "Event retention by age, e.g. 7d (0: none)");
+  auto* o_max_bytes = cli.add_option("--events-max-bytes", flags.events_max_bytes, "Event retention by size in bytes (0: none)");
+  auto* o_checkpoints = cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
   CLI11_PARSE(cli, argc, argv);
 
   if (!config_file.empty()) {
@@ -79,6 +85,23 @@ int main(int argc, char** argv) {
   if (o_alerts_topic->count()) config.alerts_topic = flags.alerts_topic;
   if (o_dlq->count()) config.dead_letter_topic = flags.dead_letter_topic;
   if (o_batch_ms->count()) config.batch_max_ms = flags.batch_max_ms;
+  if (o_events->count()) config.events = flags.events;
+  if (o_max_bytes->count()) config.events_max_bytes = flags.events_max_bytes;
+  if (o_checkpoints->count()) config.checkpoint_dir = flags.checkpoint_dir;
+  if (o_max_age->count()) {
+    auto d = max_age_flag == "0" ? std::optional<int64_t>(0) : parse_duration_ms(max_age_flag);
+    if (!d || *d < 0) {
+      std::fprintf(stderr, "vigild: --events-max-age must be a duration such as 7d, not '%s'\n", max_age_flag.c_str());
+      return 2;
+    }
+    config.events_max_age_ms = *d;
+  }
+  const auto retain_events = ingest::parse_event_retention(config.events);
+  if (!retain_events) {
+    std::fprintf(stderr, "vigild: events must be all, matched or none, not '%s'\n", config.events.c_str());
+    return 2;
+  }
+  if (config.checkpoint_dir.empty()) config.checkpoint_dir = config.data_dir + "-checkpoints";
   if (config.rules.empty()) config.rules.push_back(app::default_rules_dir());
   if (config.mapping.empty()) config.mapping = app::default_mapping("vigil-sensor");
 
@@ -112,11 +135,17 @@ int main(int argc, char** argv) {
                (*rules)->predicate_count(), (*rules)->database_count());
 
   // Store.
-  auto store = store::Store::open({config.data_dir});
+  store::StoreOptions so;
+  so.path = config.data_dir;
+  so.sync_writes = config.sync_writes;
+  so.block_cache_bytes = config.block_cache_mb << 20;
+  so.retention = {config.events_max_age_ms, config.events_max_bytes, config.events_bucket_ms};
+  auto store = store::Store::open(so);
   if (!store) return fail(store.status());
 
   MetricsRegistry metrics;
   const Clock& clock = SystemClock::instance();
+  store::RetentionTask retention(**store, metrics, clock, std::chrono::minutes(1));
 
   // Kafka: a real cluster, or the embedded one fed by the simulator.
   std::unique_ptr<ingest::EmbeddedKafka> embedded;
@@ -147,6 +176,7 @@ int main(int argc, char** argv) {
   po.publish_alerts = !config.alerts_topic.empty();
   po.dead_letters = !config.dead_letter_topic.empty();
   po.dead_letter_unmapped = config.dead_letter_unmapped;
+  po.retain_events = *retain_events;
   auto pipeline = ingest::Pipeline::create(po, *rules, **store, metrics, clock);
   if (!pipeline) return fail(pipeline.status());
 
@@ -165,7 +195,8 @@ int main(int argc, char** argv) {
   ctx.store = store->get();
   ctx.metrics = &metrics;
   ctx.clock = &clock;
-  ctx.ready = [p = pipeline->get()] { return p->healthy() && p->assigned(); };
+  ctx.ready = [p = pipeline->get(), st = store->get()] { return p->healthy() && p->assigned() && st->writable(); };
+  ctx.checkpoint_dir = config.checkpoint_dir;
   api::HttpServerOptions ho;
   ho.address = listen_host;
   ho.port = listen_port;
@@ -174,6 +205,7 @@ int main(int argc, char** argv) {
   if (!server) return fail(server.status());
 
   (*publisher)->start();
+  retention.start();
   if (auto s = (*pipeline)->start(); !s) return fail(s);
 
   ingest::SensorSimulator sim({config.simulator_hosts, config.simulator_malicious_ratio, 1}, clock);
@@ -212,6 +244,7 @@ int main(int argc, char** argv) {
   (*pipeline)->stop();
   (*pipeline)->join();
   (*publisher)->stop();
+  retention.stop();
   (*server)->stop();
   const Status flushed = (*store)->flush();
   if (!flushed) spdlog::error("final flush failed: {}", flushed.to_string());

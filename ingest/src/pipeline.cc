@@ -73,6 +73,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
     so.publish_alerts = options.publish_alerts;
     so.dead_letters = options.dead_letters;
     so.dead_letter_unmapped = options.dead_letter_unmapped;
+    so.retain_events = options.retain_events;
     auto w = ShardWorker::create(rules, store, metrics, clock, so);
     if (!w) return w.status();
     auto shard = std::make_unique<Shard>();

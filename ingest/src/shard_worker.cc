@@ -84,6 +84,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   alerts_.clear();
   offsets_.clear();
   outbox_.clear();
+  events_.clear();
+  batch_streams_.clear();
   // Counted once the batch is persisted: a batch retried after a store error counts once.
   invalid_pending_.assign(invalid_by_reason_.size(), 0);
   dead_letters_pending_.assign(dead_letters_by_reason_.size(), 0);
@@ -130,18 +132,14 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
       ++result.dead_letters;
       continue;
     }
-    if (matches_.empty()) continue;
-
-    TimeMs time = m.timestamp >= 0 ? m.timestamp : clock_.now_ms();
-    if (rs.time_slot() >= 0) {
-      const FieldValue& tv = event_.field(static_cast<uint32_t>(rs.time_slot()));
-      if (tv.type == ValueType::kString) {
-        if (auto t = parse_rfc3339(tv.text)) time = *t;
-      }
-    }
+    const bool retain = options_.retain_events == EventRetention::kAll ||
+                        (options_.retain_events == EventRetention::kMatched && !matches_.empty());
+    if (matches_.empty() && !retain) continue;
+    const TimeMs time = event_time(m);
+    if (retain) events_.push_back({time, batch_stream(m.topic), m.partition, m.offset, m.payload});
     for (uint32_t r : matches_) build_alert(m, r, time);
   }
-  if (auto s = store_.put_batch(alerts_, offsets_, outbox_); !s) return s;
+  if (auto s = store_.put_batch(alerts_, offsets_, outbox_, events_); !s) return s;
   events_total_.inc(result.events);
   bytes_total_.inc(bytes);
   for (size_t i = 0; i < invalid_pending_.size(); ++i) invalid_by_reason_[i]->inc(invalid_pending_[i]);
@@ -151,6 +149,32 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   batch_events_.observe(static_cast<double>(result.events));
   batch_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return result;
+}
+
+// The event's own time (the mapping's time field) if it has one, else the Kafka timestamp,
+// else now. Alerts and retained events share it, so an alert's event is found by its time.
+TimeMs ShardWorker::event_time(const MessageView& m) const {
+  if (rules_->time_slot() >= 0) {
+    const FieldValue& tv = event_.field(static_cast<uint32_t>(rules_->time_slot()));
+    if (tv.type == ValueType::kString) {
+      if (auto t = parse_rfc3339(tv.text)) return *t;
+    }
+  }
+  return m.timestamp >= 0 ? m.timestamp : clock_.now_ms();
+}
+
+std::string_view ShardWorker::batch_stream(std::string_view topic) {
+  for (const auto& s : batch_streams_) {
+    if (s.size() == cluster_id_.size() + 1 + topic.size() && std::string_view(s).substr(cluster_id_.size() + 1) == topic) return s;
+  }
+  return batch_streams_.emplace_back(stream(topic));
+}
+
+std::optional<EventRetention> parse_event_retention(std::string_view name) {
+  if (name == "all") return EventRetention::kAll;
+  if (name == "matched") return EventRetention::kMatched;
+  if (name == "none") return EventRetention::kNone;
+  return std::nullopt;
 }
 
 void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
@@ -180,6 +204,9 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
   a.id = store::AlertId::derive(stream_, m.partition, m.offset, rule.id);
   a.time = time;
   a.rule_id = rule.id;
+  a.level = store::parse_alert_level(rule.level).value_or(store::AlertLevel::kUnknown);
+  a.title = rule.title;
+  a.tags = rule.tags;
   if (rs.host_slot() >= 0) {
     const FieldValue& hv = event_.field(static_cast<uint32_t>(rs.host_slot()));
     if (hv.present()) a.host.assign(hv.text);

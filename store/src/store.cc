@@ -2,47 +2,29 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
+#include "encoding.h"
+
 namespace vigil::store {
+
+using namespace encoding;
+
 namespace {
 
-constexpr char kFormat[] = "vigil-store-1";
+constexpr char kFormat[] = "vigil-store-2";
+constexpr char kFormat1[] = "vigil-store-1";
 constexpr char kFormatKey[] = "format";
-
-void put_u64(std::string& out, uint64_t v) {
-  for (int i = 7; i >= 0; --i) out += static_cast<char>((v >> (i * 8)) & 0xff);
-}
-void put_u32(std::string& out, uint32_t v) {
-  for (int i = 3; i >= 0; --i) out += static_cast<char>((v >> (i * 8)) & 0xff);
-}
-uint64_t get_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-// Order-preserving encoding of a signed time.
-uint64_t time_key(TimeMs t) { return static_cast<uint64_t>(t) ^ (1ULL << 63); }
-
-std::string alert_key(TimeMs t, const AlertId& id) {
-  std::string k;
-  k.reserve(24);
-  put_u64(k, time_key(t));
-  k.append(reinterpret_cast<const char*>(id.bytes), 16);
-  return k;
-}
-
-std::string index_prefix(std::string_view value) {
-  std::string k(value);
-  k += '\0';
-  return k;
-}
 
 std::string offset_key(std::string_view stream, int32_t partition) {
   std::string k = "offset/";
@@ -101,42 +83,6 @@ bool decode_outbox(std::string_view in, OutboxRecord& r) {
   return pos == in.size();
 }
 
-Status from_rocks(const rocksdb::Status& s, const std::string& what) {
-  if (s.ok()) return Status::ok();
-  if (s.IsCorruption()) return Status::corruption(what + ": " + s.ToString());
-  if (s.IsNoSpace() || s.IsIOError()) return Status::io_error(what + ": " + s.ToString());
-  return Status::internal(what + ": " + s.ToString());
-}
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
-}
-
-std::optional<std::string> from_hex(std::string_view hex) {
-  if (hex.size() % 2) return std::nullopt;
-  std::string out;
-  out.reserve(hex.size() / 2);
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    const int hi = nib(hex[i]), lo = nib(hex[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>(hi << 4 | lo);
-  }
-  return out;
-}
-
 }  // namespace
 
 AlertId AlertId::derive(std::string_view stream, int32_t partition, int64_t offset, std::string_view rule_id) {
@@ -158,7 +104,7 @@ AlertId AlertId::derive(std::string_view stream, int32_t partition, int64_t offs
 
 std::optional<AlertId> AlertId::from_hex(std::string_view hex) {
   if (hex.size() != 32) return std::nullopt;
-  auto raw = store::from_hex(hex);
+  auto raw = encoding::from_hex(hex);
   if (!raw) return std::nullopt;
   AlertId id;
   std::memcpy(id.bytes, raw->data(), 16);
@@ -166,6 +112,26 @@ std::optional<AlertId> AlertId::from_hex(std::string_view hex) {
 }
 
 std::string AlertId::hex() const { return to_hex({reinterpret_cast<const char*>(bytes), 16}); }
+
+std::optional<AlertLevel> parse_alert_level(std::string_view name) {
+  static constexpr std::string_view kNames[] = {"informational", "low", "medium", "high", "critical"};
+  for (size_t i = 0; i < std::size(kNames); ++i) {
+    if (iequals(name, kNames[i])) return static_cast<AlertLevel>(i + 1);
+  }
+  return std::nullopt;
+}
+
+std::string_view alert_level_name(AlertLevel level) {
+  switch (level) {
+    case AlertLevel::kInformational: return "informational";
+    case AlertLevel::kLow: return "low";
+    case AlertLevel::kMedium: return "medium";
+    case AlertLevel::kHigh: return "high";
+    case AlertLevel::kCritical: return "critical";
+    case AlertLevel::kUnknown: break;
+  }
+  return "unknown";
+}
 
 Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   namespace fs = std::filesystem;
@@ -177,23 +143,47 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     return Status::corruption("data directory '" + options.path +
                               "' is not empty and holds no vigil store; refusing to use it");
   }
+  if (options.retention.bucket_ms <= 0) return Status::invalid("retention bucket must be positive");
 
-  auto table = rocksdb::BlockBasedTableOptions();
-  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
-  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  rocksdb::ColumnFamilyOptions cf;
-  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  cf.compression = rocksdb::kLZ4Compression;
-  cf.bottommost_compression = rocksdb::kZSTD;
+  std::unique_ptr<Store> store(new Store());
+  store->path_ = options.path;
+  store->sync_writes_ = options.sync_writes;
+  store->retention_ = options.retention;
+  store->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
 
-  const std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName, "alerts", "alerts_by_rule",
-                                          "alerts_by_host", "meta", "outbox"};
+  // Per-cf options over one shared block cache. Point lookups (alert by key or id) get bloom
+  // filters; the events cf is read by range only, compressed hardest, in larger blocks.
+  auto table_options = [&](bool bloom, size_t block_size) {
+    rocksdb::BlockBasedTableOptions t;
+    t.block_cache = store->cache_;
+    t.block_size = block_size;
+    if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    return rocksdb::NewBlockBasedTableFactory(t);
+  };
+  rocksdb::ColumnFamilyOptions point;
+  point.table_factory.reset(table_options(true, 4096));
+  point.compression = rocksdb::kLZ4Compression;
+  point.bottommost_compression = rocksdb::kZSTD;
+  rocksdb::ColumnFamilyOptions scan = point;
+  scan.table_factory.reset(table_options(false, 4096));
+  rocksdb::ColumnFamilyOptions events;
+  events.table_factory.reset(table_options(false, 64 << 10));
+  events.compression = rocksdb::kZSTD;
+  events.bottommost_compression = rocksdb::kZSTD;
+  events.bottommost_compression_opts.enabled = true;
+  events.bottommost_compression_opts.max_dict_bytes = 16 << 10;
+  events.bottommost_compression_opts.zstd_max_train_bytes = 1600 << 10;
+  events.write_buffer_size = 64 << 20;
+
+  const std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, scan}, {"alerts", point}, {"alerts_by_rule", scan},
+      {"alerts_by_host", scan}, {"meta", point}, {"outbox", scan}, {"alert_ids", point}, {"events", events}};
   if (has_db) {
     std::vector<std::string> existing;
     auto s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), options.path, &existing);
     if (!s.ok()) return from_rocks(s, "cannot read data directory '" + options.path + "'");
     for (const auto& e : existing) {
-      if (std::find(names.begin(), names.end(), e) == names.end()) {
+      if (std::none_of(cfs.begin(), cfs.end(), [&](const auto& c) { return c.first == e; })) {
         return Status::corruption("data directory '" + options.path + "' has an unknown column family '" + e +
                                   "': not a vigil store, or one of a newer format");
       }
@@ -201,25 +191,31 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   }
 
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const auto& n : names) descs.emplace_back(n, cf);
+  for (const auto& [name, o] : cfs) descs.emplace_back(name, o);
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = true;
   dbo.create_missing_column_families = true;
   dbo.IncreaseParallelism(2);
   dbo.max_background_jobs = 2;
+  dbo.max_total_wal_size = 256 << 20;
+  std::unique_ptr<rocksdb::Env> env;
+  if (options.file_system) {
+    env = rocksdb::NewCompositeEnv(options.file_system);
+    dbo.env = env.get();
+  }
 
-  std::unique_ptr<Store> store(new Store());
-  store->path_ = options.path;
-  store->sync_writes_ = options.sync_writes;
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(dbo, options.path, descs, &store->handles_, &raw);
   if (!s.ok()) return from_rocks(s, "cannot open store '" + options.path + "'");
+  store->env_ = std::move(env);
   store->db_.reset(raw);
   store->alerts_ = store->handles_[1];
   store->by_rule_ = store->handles_[2];
   store->by_host_ = store->handles_[3];
   store->meta_ = store->handles_[4];
   store->outbox_ = store->handles_[5];
+  store->alert_ids_ = store->handles_[6];
+  store->events_ = store->handles_[7];
 
   std::string format;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, kFormatKey, &format);
@@ -227,15 +223,18 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     if (has_db) {
       return Status::corruption("data directory '" + options.path + "' is a RocksDB without a vigil format marker");
     }
+  } else if (!s.ok()) {
+    return from_rocks(s, "cannot read store format");
+  } else if (format != kFormat && format != kFormat1) {
+    return Status::corruption("data directory '" + options.path + "' has store format '" + format + "'; this build reads '" +
+                              kFormat + "'");
+  }
+  if (format != kFormat) {
+    // A new store, or a format-1 store whose new column families were just created.
     rocksdb::WriteOptions wo;
     wo.sync = true;
     s = store->db_->Put(wo, store->meta_, kFormatKey, kFormat);
     if (!s.ok()) return from_rocks(s, "cannot initialise store");
-  } else if (!s.ok()) {
-    return from_rocks(s, "cannot read store format");
-  } else if (format != kFormat) {
-    return Status::corruption("data directory '" + options.path + "' has store format '" + format + "'; this build reads '" +
-                              kFormat + "'");
   }
   return store;
 }
@@ -244,28 +243,53 @@ Store::~Store() {
   if (!db_) return;
   for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
   db_->Close();
+  db_.reset();
+}
+
+Status Store::write(rocksdb::WriteBatch& batch) {
+  if (!writable_.load()) {
+    // After a background error (disk full, I/O error) RocksDB refuses writes until resumed;
+    // Resume() is a no-op when there is none.
+    auto r = db_->Resume();
+    // Busy: RocksDB's own recovery from a full disk is under way (it polls for free space).
+    if (r.IsBusy()) return Status::unavailable("store not writable: recovering from a write error");
+    if (!r.ok()) return from_rocks(r, "store not writable, resume failed");
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_writes_;
+  auto s = db_->Write(wo, &batch);
+  writable_.store(s.ok());
+  return from_rocks(s, "store write failed");
 }
 
 Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
-                        const std::vector<OutboxRecord>& outbox) {
+                        const std::vector<OutboxRecord>& outbox, const std::vector<EventRecord>& events) {
   rocksdb::WriteBatch batch;
-  std::string key;
+  std::string key, value;
   for (const auto& a : alerts) {
     const std::string ak = alert_key(a.time, a.id);
-    batch.Put(alerts_, ak, a.json);
+    encode_alert_value(value, a);
+    batch.Put(alerts_, ak, value);
     batch.Put(by_rule_, index_prefix(a.rule_id) + ak, rocksdb::Slice());
     if (!a.host.empty()) batch.Put(by_host_, index_prefix(a.host) + ak, rocksdb::Slice());
+    batch.Put(alert_ids_, rocksdb::Slice(reinterpret_cast<const char*>(a.id.bytes), 16), rocksdb::Slice(ak.data(), 8));
   }
-  std::string value;
+  for (const auto& e : events) {
+    event_key(key, e.time, e.stream, e.partition, e.offset);
+    value.clear();
+    const size_t n = std::min<size_t>(e.stream.size(), UINT16_MAX);
+    put_u16(value, static_cast<uint16_t>(n));
+    value.append(e.stream.data(), n);
+    value.append(e.payload);
+    batch.Put(events_, key, value);
+  }
   for (const auto& o : offsets) {
     value.clear();
     put_u64(value, static_cast<uint64_t>(o.next_offset));
     batch.Put(meta_, offset_key(o.stream, o.partition), value);
   }
   for (const auto& r : outbox) batch.Put(outbox_, alert_key(r.time, r.id), encode_outbox(r));
-  rocksdb::WriteOptions wo;
-  wo.sync = sync_writes_;
-  return from_rocks(db_->Write(wo, &batch), "store write failed");
+  return write(batch);
 }
 
 Expected<std::optional<int64_t>> Store::next_offset(std::string_view stream, int32_t partition) const {
@@ -294,7 +318,7 @@ Expected<std::vector<OutboxEntry>> Store::read_outbox(std::string_view after, si
       e.corrupt = true;
       continue;
     }
-    e.record.time = static_cast<TimeMs>(get_u64(e.store_key.data()) ^ (1ULL << 63));
+    e.record.time = time_from_key(e.store_key.data());
     std::memcpy(e.record.id.bytes, e.store_key.data() + 8, 16);
   }
   if (!it->status().ok()) return from_rocks(it->status(), "outbox scan failed");
@@ -305,9 +329,7 @@ Status Store::delete_outbox(const std::vector<std::string>& store_keys) {
   if (store_keys.empty()) return Status::ok();
   rocksdb::WriteBatch batch;
   for (const auto& k : store_keys) batch.Delete(outbox_, k);
-  rocksdb::WriteOptions wo;
-  wo.sync = sync_writes_;
-  return from_rocks(db_->Write(wo, &batch), "outbox delete failed");
+  return write(batch);
 }
 
 uint64_t Store::outbox_estimate() const {
@@ -316,9 +338,24 @@ uint64_t Store::outbox_estimate() const {
   return n;
 }
 
+namespace {
+
+bool alert_passes(const AlertQuery& q, const AlertValue& v, bool check_rule, bool check_host) {
+  if (check_rule && v.rule_id != q.rule_id) return false;
+  if (check_host && v.host != q.host) return false;
+  if (q.levels && !(q.levels & (1u << static_cast<unsigned>(v.level)))) return false;
+  if (!q.tag.empty() && !any_tag(v.tags, [&](std::string_view t) { return iequals(t, q.tag); })) return false;
+  if (!q.text.empty() && !icontains(v.title, q.text)) return false;
+  return true;
+}
+
+}  // namespace
+
 Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
   if (q.limit == 0) return AlertPage{};
-  // Iterate either the alerts cf or one index, newest first, within [since, until).
+  if (q.since >= q.until) return AlertPage{};
+  // Iterate the most selective index (rule, then host, then time), newest first, within
+  // [since, until); the other filters are checked on each entry's header.
   rocksdb::ColumnFamilyHandle* cf = alerts_;
   std::string prefix;
   if (!q.rule_id.empty()) {
@@ -328,6 +365,8 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
     cf = by_host_;
     prefix = index_prefix(q.host);
   }
+  const bool check_host = cf == by_rule_ && !q.host.empty();
+  const bool filtered = check_host || q.levels || !q.tag.empty() || !q.text.empty();
   std::string lower = prefix, upper = prefix;
   put_u64(lower, time_key(q.since));
   put_u64(upper, time_key(q.until));
@@ -353,22 +392,34 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
   AlertPage page;
   std::string last_key;
   std::string value;
+  AlertValue v;
   for (; it->Valid() && page.alerts.size() < q.limit; it->Prev()) {
+    if (filtered && page.scanned >= q.max_scan) {
+      page.partial = true;
+      break;
+    }
     const rocksdb::Slice k = it->key();
     if (k.size() != prefix.size() + 24 || !k.starts_with(prefix)) continue;
+    ++page.scanned;
+    last_key.assign(k.data(), k.size());
+    rocksdb::Slice found;
     if (cf == alerts_) {
-      page.alerts.emplace_back(it->value().data(), it->value().size());
+      found = it->value();
     } else {
       const rocksdb::Slice ak(k.data() + prefix.size(), 24);
       auto s = db_->Get(ro, alerts_, ak, &value);
       if (s.IsNotFound()) continue;  // index entry of an expired alert
       if (!s.ok()) return from_rocks(s, "alert read failed");
-      page.alerts.push_back(value);
+      found = value;
     }
-    last_key.assign(k.data(), k.size());
+    if (!decode_alert_value(std::string_view(found.data(), found.size()), v)) {
+      return Status::corruption("alert entry " + to_hex(last_key) + " cannot be decoded");
+    }
+    if (filtered && !alert_passes(q, v, false, check_host)) continue;
+    page.alerts.emplace_back(v.json);
   }
   if (!it->status().ok()) return from_rocks(it->status(), "alert scan failed");
-  if (page.alerts.size() == q.limit && it->Valid()) page.next_cursor = to_hex(last_key);
+  if ((page.alerts.size() == q.limit || page.partial) && it->Valid()) page.next_cursor = to_hex(last_key);
   return page;
 }
 
@@ -377,7 +428,18 @@ Expected<std::optional<std::string>> Store::get_alert(const AlertId& id, TimeMs 
   auto s = db_->Get(rocksdb::ReadOptions(), alerts_, alert_key(time, id), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return from_rocks(s, "alert read failed");
-  return std::optional<std::string>(std::move(value));
+  AlertValue v;
+  if (!decode_alert_value(value, v)) return Status::corruption("alert " + id.hex() + " cannot be decoded");
+  return std::optional<std::string>(std::string(v.json));
+}
+
+Expected<std::optional<std::string>> Store::get_alert(const AlertId& id) const {
+  std::string time;
+  auto s = db_->Get(rocksdb::ReadOptions(), alert_ids_, rocksdb::Slice(reinterpret_cast<const char*>(id.bytes), 16), &time);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return from_rocks(s, "alert id read failed");
+  if (time.size() != 8) return Status::corruption("alert id entry " + id.hex() + " has the wrong size");
+  return get_alert(id, time_from_key(time.data()));
 }
 
 Expected<uint64_t> Store::count_alerts() const {
@@ -386,6 +448,17 @@ Expected<uint64_t> Store::count_alerts() const {
   for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
   if (!it->status().ok()) return from_rocks(it->status(), "alert count failed");
   return n;
+}
+
+Status Store::checkpoint(const std::string& dir) const {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return Status::invalid("checkpoint directory '" + dir + "' already exists");
+  rocksdb::Checkpoint* raw = nullptr;
+  auto s = rocksdb::Checkpoint::Create(db_.get(), &raw);
+  if (!s.ok()) return from_rocks(s, "cannot create checkpoint");
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  // The WAL is flushed into the checkpoint so that it holds every acknowledged write.
+  return from_rocks(cp->CreateCheckpoint(dir, /*log_size_for_flush=*/0), "checkpoint to '" + dir + "' failed");
 }
 
 Status Store::flush() {

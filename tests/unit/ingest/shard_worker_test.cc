@@ -210,5 +210,45 @@ TEST_F(ShardWorkerTest, WithoutDeadLetterTopicBadEventsAreCountedOnly) {
   EXPECT_EQ(store_->next_offset("c1/events", 0)->value(), 2);
 }
 
+TEST_F(ShardWorkerTest, KeepsEventsAsConfiguredWithTheirAlertsTimeAndLevels) {
+  const std::vector<std::string> payloads = {
+      R"({"cmd":"run r-a now","host":"h1","ts":"2026-11-24T16:00:00Z"})",  // matched, own time
+      R"({"cmd":"nothing","host":"h1"})",                                  // unmatched, Kafka time
+      "{not json",                                                         // invalid: never kept
+  };
+  std::vector<MessageView> batch;
+  for (size_t i = 0; i < payloads.size(); ++i) batch.push_back({"events", 0, static_cast<int64_t>(i), 1795539000000, payloads[i]});
+  for (const auto& [mode, kept] : std::vector<std::pair<EventRetention, std::vector<int64_t>>>{
+           {EventRetention::kAll, {1, 0}}, {EventRetention::kMatched, {0}}, {EventRetention::kNone, {}}}) {
+    ShardOptions so;
+    so.retain_events = mode;
+    fs::remove_all(tmp_ / "data");
+    make_worker(so);
+    ASSERT_TRUE(worker_->process(batch));
+    auto events = store_->query_events({});
+    ASSERT_TRUE(events);
+    std::vector<int64_t> offsets;
+    for (const auto& e : events->events) offsets.push_back(e.offset);
+    EXPECT_EQ(offsets, kept) << static_cast<int>(mode);
+    if (mode == EventRetention::kAll) {
+      // The event sits at the alert's time, so an alert leads to its event.
+      EXPECT_EQ(events->events[1].time, *parse_rfc3339("2026-11-24T16:00:00Z"));
+      EXPECT_EQ(events->events[1].stream, "c1/events");
+      EXPECT_EQ(events->events[0].time, 1795539000000);
+      auto e = store_->get_event("c1/events", 0, 0, *parse_rfc3339("2026-11-24T16:00:00Z"));
+      ASSERT_TRUE(e && e->has_value());
+      EXPECT_EQ((*e)->payload, payloads[0]);
+    }
+  }
+  // Alerts carry the rule's level, title and tags for the store's filters.
+  store::AlertQuery q;
+  q.levels = 1u << static_cast<unsigned>(store::AlertLevel::kHigh);
+  q.tag = "t.a";
+  q.text = "a";
+  EXPECT_EQ(store_->query_alerts(q)->alerts.size(), 1u);
+  q.levels = 1u << static_cast<unsigned>(store::AlertLevel::kLow);
+  EXPECT_TRUE(store_->query_alerts(q)->alerts.empty());
+}
+
 }  // namespace
 }  // namespace vigil::ingest

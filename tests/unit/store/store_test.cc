@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <span>
 
 namespace vigil::store {
 namespace {
@@ -226,7 +227,7 @@ TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
   {
     // Damage one entry behind the store's back: a value that is not an outbox record.
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), cfs, &handles, &db).ok());
@@ -248,5 +249,145 @@ TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
   EXPECT_EQ(store->read_outbox("", 10)->size(), 1u);
 }
 
+
+namespace filters {
+
+AlertRecord labelled(int64_t offset, TimeMs time, const std::string& rule, const std::string& host, AlertLevel level,
+                     std::string_view title, std::span<const std::string> tags) {
+  AlertRecord a;
+  a.id = AlertId::derive("events", 0, offset, rule);
+  a.time = time;
+  a.rule_id = rule;
+  a.host = host;
+  a.level = level;
+  a.title = title;
+  a.tags = tags;
+  a.json = R"({"offset":)" + std::to_string(offset) + "}";
+  return a;
+}
+
+}  // namespace filters
+
+TEST_F(StoreTest, FiltersBySeverityTagTextAndRuleWithHost) {
+  auto store = open();
+  const std::vector<std::string> t1 = {"attack.execution", "attack.t1059.001"};
+  const std::vector<std::string> t2 = {"attack.persistence"};
+  std::vector<AlertRecord> alerts;
+  for (int i = 0; i < 30; ++i) {
+    const auto level = i % 3 == 0 ? AlertLevel::kHigh : i % 3 == 1 ? AlertLevel::kMedium : AlertLevel::kCritical;
+    alerts.push_back(filters::labelled(i, 1000 + i, i % 2 ? "odd" : "even", "h" + std::to_string(i % 5), level,
+                                       i % 2 ? "Suspicious PowerShell Download" : "Run Key Added", i % 2 ? t1 : t2));
+  }
+  ASSERT_TRUE(store->put_batch(alerts, {}).is_ok());
+  auto offsets = [&](AlertQuery q) {
+    std::vector<int> out;
+    for (int page = 0; page < 100; ++page) {
+      auto p = store->query_alerts(q);
+      EXPECT_TRUE(p) << p.status().to_string();
+      if (!p) break;
+      for (const auto& a : p->alerts) out.push_back(std::stoi(a.substr(10)));
+      if (p->next_cursor.empty()) break;
+      q.cursor = p->next_cursor;
+    }
+    return out;
+  };
+  AlertQuery q;
+  q.levels = 1u << static_cast<unsigned>(AlertLevel::kHigh);
+  EXPECT_EQ(offsets(q), (std::vector<int>{27, 24, 21, 18, 15, 12, 9, 6, 3, 0}));
+  q.levels |= 1u << static_cast<unsigned>(AlertLevel::kCritical);
+  EXPECT_EQ(offsets(q).size(), 20u);
+
+  AlertQuery tag;
+  tag.tag = "ATTACK.T1059.001";  // tags compare case-insensitively
+  EXPECT_EQ(offsets(tag).size(), 15u);
+  AlertQuery text;
+  text.text = "powershell";
+  EXPECT_EQ(offsets(text).size(), 15u);
+  text.text = "nothing like it";
+  EXPECT_TRUE(offsets(text).empty());
+
+  AlertQuery both;  // rule index, host checked per entry
+  both.rule_id = "odd";
+  both.host = "h3";
+  EXPECT_EQ(offsets(both), (std::vector<int>{23, 13, 3}));
+
+  // A page cut short by the scan budget says so and carries on from where it stopped, so
+  // paging still returns every match exactly once.
+  AlertQuery budget = tag;
+  budget.max_scan = 4;
+  budget.limit = 100;
+  auto first = store->query_alerts(budget);
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->partial);
+  EXPECT_EQ(first->scanned, 4u);
+  EXPECT_FALSE(first->next_cursor.empty());
+  std::vector<int> all = offsets(budget);
+  EXPECT_EQ(all, offsets(tag));
+}
+
+TEST_F(StoreTest, AlertById) {
+  auto store = open();
+  const auto a = alert(5, 123456, "r", "h");
+  ASSERT_TRUE(store->put_batch({a}, {}).is_ok());
+  auto found = store->get_alert(a.id);
+  ASSERT_TRUE(found);
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ(**found, a.json);
+  auto missing = store->get_alert(AlertId::derive("events", 0, 6, "r"));
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_F(StoreTest, UpgradesAFormat1StoreInPlace) {
+  {
+    // A store as format 1 wrote it: its column families, its marker, a bare JSON alert.
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir_.string(), cfs, &h, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put({}, h[4], "format", "vigil-store-1").ok());
+    std::string key(8, '\0');
+    key[0] = static_cast<char>(0x80);  // time 0
+    key.append(16, '\x01');
+    ASSERT_TRUE(db->Put({}, h[1], key, R"({"old":true})").ok());
+    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
+  }
+  auto store = open();
+  ASSERT_TRUE(store);
+  AlertQuery q;
+  auto p = store->query_alerts(q);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->alerts, (std::vector<std::string>{R"({"old":true})"}));
+  ASSERT_TRUE(store->put_batch({alert(1, 5, "r", "h")}, {}).is_ok());
+  EXPECT_EQ(store->query_alerts(q)->alerts.size(), 2u);
+}
+
+TEST_F(StoreTest, RefusesACorruptedStore) {
+  { auto store = open(); }
+  std::ofstream(dir_ / "CURRENT", std::ios::trunc) << "MANIFEST-999999\n";
+  auto s = Store::open({dir_.string()});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.status().message().find(dir_.string()), std::string::npos) << s.status().to_string();
+}
+
+TEST_F(StoreTest, CheckpointIsAConsistentCopyThatOpensAsAStore) {
+  auto store = open();
+  ASSERT_TRUE(store->put_batch({alert(1, 10, "r", "h")}, {{"events", 0, 2}}).is_ok());
+  const std::string cp = (tmp_.path() / "cp1").string();
+  ASSERT_TRUE(store->checkpoint(cp).is_ok());
+  EXPECT_EQ(store->checkpoint(cp).code(), Code::kInvalidArgument);  // never overwrites
+  ASSERT_TRUE(store->put_batch({alert(2, 11, "r", "h")}, {{"events", 0, 3}}).is_ok());
+
+  auto restored = Store::open({cp});
+  ASSERT_TRUE(restored) << restored.status().to_string();
+  EXPECT_EQ(*(*restored)->count_alerts(), 1u);
+  EXPECT_EQ((*restored)->next_offset("events", 0)->value(), 2);
+  EXPECT_EQ(*store->count_alerts(), 2u);
+}
 }  // namespace
 }  // namespace vigil::store

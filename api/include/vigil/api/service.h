@@ -6,7 +6,15 @@
 //   GET /metrics            Prometheus text exposition
 //   GET /api/v1/alerts      alerts, newest first: since, until (RFC 3339, epoch ms, or a
 //                           duration such as 15m meaning that long ago), rule, host,
+//                           severity (level[,level...]), tag, q (text in the rule title),
 //                           limit (1..1000, default 100), cursor (from next_cursor)
+//   GET /api/v1/alerts/{id} one alert document (with its event), 404 if unknown
+//   GET /api/v1/events      a bounded hunt over retained events, newest first: since, until,
+//                           field (repeatable: PATH=VALUE equal, PATH~VALUE contains, PATH
+//                           present; case-insensitive), limit (1..1000), cursor
+//   POST /api/v1/admin/checkpoints?name=N
+//                           a consistent copy of the store in <checkpoint_dir>/N (RocksDB
+//                           Checkpoint); 201 with its path
 //
 // Every parameter is validated; a bad or unknown one is a 400 problem naming it.
 
@@ -24,6 +32,7 @@ struct ApiContext {
   MetricsRegistry* metrics = nullptr;
   const Clock* clock = nullptr;
   std::function<bool()> ready;  // readiness of the pipeline; null: always ready
+  std::string checkpoint_dir;   // empty: checkpoints are not served
 };
 
 Router make_router(const ApiContext& context);

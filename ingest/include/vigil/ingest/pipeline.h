@@ -65,6 +65,7 @@ struct PipelineOptions {
   bool publish_alerts = false;        // queue alerts for the alerts topic (see Publisher)
   bool dead_letters = false;          // queue invalid events for the dead-letter topic
   bool dead_letter_unmapped = false;  // events no logsource accepts are dead letters
+  EventRetention retain_events = EventRetention::kAll;
   // Extra librdkafka properties (security.protocol, sasl.*, ...), applied last.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
 };

@@ -12,7 +12,9 @@
 // One ShardWorker per worker thread: it owns its parser, matcher scratch and buffers, so
 // processing allocates nothing per event in steady state beyond the alerts it emits.
 
+#include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -41,6 +43,10 @@ struct BatchResult {
   size_t alerts = 0;
 };
 
+// Which consumed events are kept in the store's events cf (for hunts and dry runs).
+enum class EventRetention : uint8_t { kAll, kMatched, kNone };
+std::optional<EventRetention> parse_event_retention(std::string_view name);  // all, matched, none
+
 struct ShardOptions {
   int shard = 0;  // the label of this worker's metrics
   size_t max_event_bytes = 1 << 20;
@@ -48,6 +54,7 @@ struct ShardOptions {
   bool dead_letters = false;          // queue invalid events for the dead-letter topic
   bool dead_letter_unmapped = false;  // events no logsource of the rule set accepts are dead letters too
   size_t dead_letter_max_bytes = 512 << 10;  // longer payloads are truncated (header vigil.truncated)
+  EventRetention retain_events = EventRetention::kAll;
 };
 
 // Reasons a message becomes a dead letter, beyond the parse errors.
@@ -78,6 +85,8 @@ class ShardWorker {
               const Clock& clock, const ShardOptions& options);
   void build_alert(const MessageView& m, uint32_t rule, TimeMs time);
   void dead_letter(const MessageView& m, std::string_view reason);
+  std::string_view batch_stream(std::string_view topic);
+  TimeMs event_time(const MessageView& m) const;
 
   std::shared_ptr<const match::RuleSet> rules_;
   store::Store& store_;
@@ -90,6 +99,8 @@ class ShardWorker {
   std::vector<store::AlertRecord> alerts_;
   std::vector<store::PartitionOffset> offsets_;
   std::vector<store::OutboxRecord> outbox_;
+  std::vector<store::EventRecord> events_;
+  std::deque<std::string> batch_streams_;  // streams of this batch; a deque keeps views valid
   ShardOptions options_;
   std::string cluster_id_;
   std::string stream_;  // of the message in hand

@@ -1,35 +1,58 @@
 #pragma once
-// vigil's RocksDB store: alerts with their indexes and the consumed Kafka offsets.
+// vigil's RocksDB store: alerts with their indexes, retained events, and the consumed Kafka
+// offsets.
 //
-// Column families and key encoding (format "vigil-store-1"; all integers big-endian so that
-// byte order is chronological order):
-//   alerts          time_ms:u64 | alert_id:16          -> alert JSON
-//   alerts_by_rule  rule_id | 0x00 | time_ms | alert_id -> ""
-//   alerts_by_host  host | 0x00 | time_ms | alert_id    -> ""
-//   outbox          time_ms:u64 | record_id:16         -> OutboxRecord (see encode_outbox)
-//   meta            "format"                            -> "vigil-store-1"
+// Column families and key encoding, format "vigil-store-2" (integers big-endian, times as
+// u64 with the sign bit flipped, so that byte order is chronological order):
+//   alerts          time:u64 | alert_id:16                -> AlertValue: 0x01 | level:u8 |
+//                                                            str rule_id | str host | str title |
+//                                                            n:u16 (str tag)*n | alert JSON
+//                                                            (str = len:u16 bytes; format 1
+//                                                            values are the bare JSON)
+//   alerts_by_rule  rule_id | 0x00 | time | alert_id      -> ""
+//   alerts_by_host  host | 0x00 | time | alert_id         -> ""
+//   alert_ids       alert_id:16                           -> time:u64 (alert by id)
+//   events          time:u64 | stream_hash:u32 | partition:u32 | offset:u64
+//                                                         -> len:u16 stream | raw event
+//   outbox          time:u64 | record_id:16               -> OutboxRecord (see encode_outbox)
+//   meta            "format"                              -> "vigil-store-2"
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
+// Format 1 (without alert_ids and events) is upgraded in place at open: the new column
+// families are created and old alert values stay readable.
+//
+// Events are kept in time buckets (RetentionOptions::bucket_ms): retention drops whole
+// buckets, oldest first, by age and by size (DeleteFilesInRange + DeleteRange + compaction
+// of the range), never by scanning keys. The events cf is zstd-compressed with a trained
+// dictionary at the bottommost level; the block cache is shared by every cf.
 //
 // A stream names where offsets count from: ingest uses "<Kafka cluster id>/<topic>", so
 // that offsets and alert ids of one cluster are never applied to another (a new embedded
 // cluster, a failover to another cluster).
 //
-// Alerts and the offsets of the batch that produced them are written in one WriteBatch, so
-// after a crash the store never holds an alert without its offset, nor an offset past an
-// alert it has not stored. Alert ids are derived from (topic, partition, offset, rule), so
-// replaying a message writes the same keys again instead of a second alert.
+// Alerts, retained events and the offsets of the batch that produced them are written in
+// one WriteBatch, so after a crash the store never holds an alert without its offset, nor
+// an offset past data it has not stored. Alert ids are derived from (topic, partition,
+// offset, rule), so replaying a message writes the same keys again instead of a second
+// alert.
 //
 // The outbox holds what must still be produced to Kafka (alerts for the alerts topic, dead
 // letters): it is written in the same batch as the alerts and offsets, and an entry is
 // deleted only once Kafka acknowledged it, so a crash can repeat a publication (with the
 // same key) but never lose one.
 //
+// A failed write (disk full, I/O error) leaves the store unwritable: writable() turns false
+// and every later write first asks RocksDB to resume, so the store recovers by itself
+// once the disk has room again.
+//
 // Thread safety: every method may be called from any thread.
 
 #include <cstdint>
 #include <memory>
+#include <atomic>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vigil/core/status.h"
@@ -38,6 +61,10 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class Cache;
+class FileSystem;
+class WriteBatch;
+class Env;
 }  // namespace rocksdb
 
 namespace vigil::store {
@@ -50,12 +77,29 @@ struct AlertId {
   std::string hex() const;
 };
 
+// Sigma levels, ordered by severity.
+enum class AlertLevel : uint8_t { kUnknown = 0, kInformational, kLow, kMedium, kHigh, kCritical };
+std::optional<AlertLevel> parse_alert_level(std::string_view name);  // "high" -> kHigh
+std::string_view alert_level_name(AlertLevel level);
+
 struct AlertRecord {
   AlertId id;
   TimeMs time = 0;
   std::string rule_id;
   std::string host;
+  AlertLevel level = AlertLevel::kUnknown;
+  std::string_view title;              // must outlive the write
+  std::span<const std::string> tags;   // idem
   std::string json;  // the alert document served by the API
+};
+
+// An event kept for hunts and dry runs. Views must outlive the write.
+struct EventRecord {
+  TimeMs time = 0;
+  std::string_view stream;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string_view payload;
 };
 
 struct PartitionOffset {
@@ -82,23 +126,76 @@ struct OutboxEntry {
 };
 
 struct AlertQuery {
-  TimeMs since = 0;                   // inclusive
+  TimeMs since = INT64_MIN;           // inclusive
   TimeMs until = INT64_MAX;           // exclusive
   std::string rule_id;                // empty: any rule
   std::string host;                   // empty: any host
+  uint32_t levels = 0;                // bit (1 << AlertLevel) per accepted level; 0: any
+  std::string tag;                    // exact tag, case-insensitive; empty: any
+  std::string text;                   // case-insensitive substring of the rule title
   size_t limit = 100;
   std::string cursor;                 // from a previous page's next_cursor; empty: first page
+  size_t max_scan = 200000;           // entries examined per page at most (filters)
 };
 
 struct AlertPage {
   std::vector<std::string> alerts;  // alert JSON documents, newest first
   std::string next_cursor;          // empty when there is nothing more
+  size_t scanned = 0;               // entries examined
+  bool partial = false;             // max_scan reached before the page was full
+};
+
+// A field condition of an event hunt. Paths are dotted ("Event.System.Computer").
+struct EventFilter {
+  enum class Op : uint8_t { kEquals, kContains, kExists };
+  std::string path;
+  Op op = Op::kEquals;
+  std::string value;  // compared case-insensitively with the field's text
+};
+
+struct EventQuery {
+  TimeMs since = INT64_MIN;  // inclusive
+  TimeMs until = INT64_MAX;  // exclusive
+  std::vector<EventFilter> filters;  // all must hold
+  size_t limit = 100;
+  std::string cursor;
+  size_t max_scan = 1000000;  // events examined per page at most
+};
+
+struct StoredEvent {
+  TimeMs time = 0;
+  std::string stream;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string payload;
+};
+
+struct EventPage {
+  std::vector<StoredEvent> events;  // newest first
+  std::string next_cursor;
+  size_t scanned = 0;
+  bool partial = false;
+};
+
+struct RetentionOptions {
+  int64_t max_age_ms = 7LL * 24 * 3600 * 1000;  // 0: no age limit
+  uint64_t max_bytes = 0;                        // events cf size on disk; 0: no size limit
+  int64_t bucket_ms = 3600 * 1000;               // the unit retention drops
+};
+
+struct RetentionResult {
+  size_t buckets_dropped = 0;
+  TimeMs oldest_kept = 0;  // start of the oldest bucket left (0: none)
+  uint64_t bytes_before = 0;
 };
 
 struct StoreOptions {
   std::string path;
   size_t block_cache_bytes = 64 << 20;
   bool sync_writes = false;  // fsync the WAL on every batch
+  RetentionOptions retention;
+  // Test seam: the file system RocksDB writes through (fault injection). Null: the default.
+  std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
 class Store {
@@ -108,9 +205,12 @@ class Store {
   static Expected<std::unique_ptr<Store>> open(const StoreOptions& options);
   ~Store();
 
-  // Atomically writes the alerts, their index entries, the offsets and the outbox records.
+  // Atomically writes the alerts, their index entries, the offsets, the outbox records and
+  // the retained events. On failure nothing is written and writable() turns false.
   Status put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
-                   const std::vector<OutboxRecord>& outbox = {});
+                   const std::vector<OutboxRecord>& outbox = {}, const std::vector<EventRecord>& events = {});
+  // False after a failed write until a write succeeds again.
+  bool writable() const { return writable_.load(); }
 
   // Up to `max` outbox entries with a store key after `after` (empty: from the first), in
   // key order. An entry that cannot be decoded is returned with `corrupt` set, so that one bad
@@ -123,17 +223,40 @@ class Store {
   // The next offset to read for a partition, if one was stored.
   Expected<std::optional<int64_t>> next_offset(std::string_view stream, int32_t partition) const;
 
+  // Alerts newest first. A filter the chosen index cannot serve is checked per entry, at
+  // most max_scan entries per page; a page cut short by it is `partial` with a cursor.
   Expected<AlertPage> query_alerts(const AlertQuery& query) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id, TimeMs time) const;
+  Expected<std::optional<std::string>> get_alert(const AlertId& id) const;
   Expected<uint64_t> count_alerts() const;
 
+  // A bounded hunt over retained events, newest first (same paging contract as alerts).
+  Expected<EventPage> query_events(const EventQuery& query) const;
+  Expected<std::optional<StoredEvent>> get_event(std::string_view stream, int32_t partition, int64_t offset,
+                                                 TimeMs time) const;
+
+  // Drops the event buckets past the retention limits (age relative to `now`, then size).
+  Expected<RetentionResult> expire_events(TimeMs now);
+  // Bytes the events cf takes on disk (SST files) plus its memtables.
+  uint64_t events_bytes() const;
+
+  // A consistent copy of the store in `dir` (must not exist), by RocksDB Checkpoint: hard
+  // links where the file system allows. Open it with Store::open to restore.
+  Status checkpoint(const std::string& dir) const;
+
   Status flush();
+  Status compact_events();
   const std::string& path() const { return path_; }
 
  private:
   Store() = default;
+  Status write(rocksdb::WriteBatch& batch);
   std::string path_;
   bool sync_writes_ = false;
+  RetentionOptions retention_;
+  std::atomic<bool> writable_{true};
+  std::shared_ptr<rocksdb::Cache> cache_;
+  std::unique_ptr<rocksdb::Env> env_;  // before db_: destroyed after it
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* alerts_ = nullptr;
@@ -141,6 +264,8 @@ class Store {
   rocksdb::ColumnFamilyHandle* by_host_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   rocksdb::ColumnFamilyHandle* outbox_ = nullptr;
+  rocksdb::ColumnFamilyHandle* alert_ids_ = nullptr;
+  rocksdb::ColumnFamilyHandle* events_ = nullptr;
 };
 
 }  // namespace vigil::store

@@ -1,0 +1,34 @@
+#pragma once
+// A small synchronous HTTP/1.1 client for vigil's API (the `vigil` CLI uses it).
+//
+// `server` is "http://host:port" (a bare "host:port" works too); names are resolved, IPv6
+// literals go in brackets. Every call has a deadline; a transport failure is an error
+// Status naming the server, an HTTP error status is a response (callers read the problem
+// document in its body).
+
+#include <string>
+
+#include "vigil/core/status.h"
+
+namespace vigil::api {
+
+struct ClientResponse {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string target;       // "/api/v1/alerts?limit=5"
+  std::string bearer_token; // empty: no Authorization header
+  std::string body;
+  int timeout_ms = 30000;
+};
+
+Expected<ClientResponse> http_call(const std::string& server, const ClientRequest& request);
+
+// Percent-encodes a query parameter value.
+std::string url_encode(std::string_view value);
+
+}  // namespace vigil::api

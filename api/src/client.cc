@@ -1,0 +1,81 @@
+#include "vigil/api/client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace vigil::api {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+Expected<ClientResponse> http_call(const std::string& server, const ClientRequest& request) {
+  std::string rest = server;
+  if (rest.rfind("https://", 0) == 0) return Status::invalid("server '" + server + "': https is not supported by this client");
+  if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  std::string host, port = "80";
+  if (!rest.empty() && rest[0] == '[') {
+    const size_t close = rest.find(']');
+    if (close == std::string::npos) return Status::invalid("server '" + server + "': unterminated IPv6 address");
+    host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
+  } else {
+    const size_t colon = rest.rfind(':');
+    host = rest.substr(0, colon);
+    if (colon != std::string::npos) port = rest.substr(colon + 1);
+  }
+  if (host.empty() || port.empty()) return Status::invalid("server '" + server + "' must be http://host:port");
+
+  try {
+    net::io_context ioc;
+    tcp::resolver resolver(ioc);
+    beast::tcp_stream stream(ioc);
+    stream.expires_after(std::chrono::milliseconds(request.timeout_ms));
+    stream.connect(resolver.resolve(host, port));
+    const auto verb = http::string_to_verb(request.method);
+    if (verb == http::verb::unknown) return Status::invalid("unknown HTTP method '" + request.method + "'");
+    http::request<http::string_body> req{verb, request.target, 11};
+    req.set(http::field::host, host);
+    req.set(http::field::user_agent, "vigil-cli");
+    if (!request.bearer_token.empty()) req.set(http::field::authorization, "Bearer " + request.bearer_token);
+    if (!request.body.empty()) req.set(http::field::content_type, "application/json");
+    req.body() = request.body;
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256 << 20);
+    http::read(stream, buffer, parser);
+    auto& res = parser.get();
+    ClientResponse out;
+    out.status = res.result_int();
+    out.content_type = std::string(res[http::field::content_type]);
+    out.body = std::move(res.body());
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return out;
+  } catch (const std::exception& e) {
+    return Status::unavailable("cannot reach vigild at " + server + ": " + e.what());
+  }
+}
+
+std::string url_encode(std::string_view value) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : value) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace vigil::api
