@@ -450,6 +450,64 @@ Expected<uint64_t> Store::count_alerts() const {
   return n;
 }
 
+Expected<VerifyReport> Store::verify() const {
+  VerifyReport r;
+  rocksdb::ReadOptions ro;
+  std::string scratch;
+  auto exists = [&](rocksdb::ColumnFamilyHandle* cf, const rocksdb::Slice& key) -> Expected<bool> {
+    auto s = db_->Get(ro, cf, key, &scratch);
+    if (s.IsNotFound()) return false;
+    if (!s.ok()) return from_rocks(s, "verify read failed");
+    return true;
+  };
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, alerts_));
+  AlertValue v;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    ++r.alerts;
+    const rocksdb::Slice k = it->key();
+    if (k.size() != 24 || !decode_alert_value(std::string_view(it->value().data(), it->value().size()), v)) {
+      ++r.undecodable;
+      continue;
+    }
+    if (!v.has_header) continue;  // format 1: its rule and host are not recorded beside it
+    bool indexed = true;
+    for (auto [cf, value] : {std::pair{by_rule_, v.rule_id}, std::pair{by_host_, v.host}}) {
+      if (cf == by_host_ && value.empty()) continue;
+      auto e = exists(cf, index_prefix(value) + k.ToString());
+      if (!e) return e.status();
+      indexed &= *e;
+    }
+    auto id = exists(alert_ids_, rocksdb::Slice(k.data() + 8, 16));
+    if (!id) return id.status();
+    indexed &= *id;
+    if (!indexed) ++r.alerts_missing_index;
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "verify scan failed");
+  for (auto* cf : {by_rule_, by_host_}) {
+    it.reset(db_->NewIterator(ro, cf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++r.index_entries;
+      const rocksdb::Slice k = it->key();
+      if (k.size() < 25) {
+        ++r.undecodable;
+        continue;
+      }
+      auto e = exists(alerts_, rocksdb::Slice(k.data() + k.size() - 24, 24));
+      if (!e) return e.status();
+      if (!*e) ++r.dangling_index;
+    }
+    if (!it->status().ok()) return from_rocks(it->status(), "verify scan failed");
+  }
+  it.reset(db_->NewIterator(ro, events_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    ++r.events;
+    const rocksdb::Slice k = it->key(), val = it->value();
+    if (k.size() != kEventKeySize || val.size() < 2 || val.size() - 2 < get_u16(val.data())) ++r.undecodable;
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "verify scan failed");
+  return r;
+}
+
 Status Store::checkpoint(const std::string& dir) const {
   std::error_code ec;
   if (std::filesystem::exists(dir, ec)) return Status::invalid("checkpoint directory '" + dir + "' already exists");

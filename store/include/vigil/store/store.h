@@ -189,6 +189,17 @@ struct RetentionResult {
   uint64_t bytes_before = 0;
 };
 
+// What Store::verify() found. A consistent store has no problem counted.
+struct VerifyReport {
+  uint64_t alerts = 0;
+  uint64_t events = 0;
+  uint64_t index_entries = 0;
+  uint64_t alerts_missing_index = 0;   // an alert without its rule/host/id entries
+  uint64_t dangling_index = 0;         // an index entry without its alert
+  uint64_t undecodable = 0;            // entries whose key or value cannot be decoded
+  bool ok() const { return alerts_missing_index == 0 && dangling_index == 0 && undecodable == 0; }
+};
+
 struct StoreOptions {
   std::string path;
   size_t block_cache_bytes = 64 << 20;
@@ -243,6 +254,10 @@ class Store {
   // A consistent copy of the store in `dir` (must not exist), by RocksDB Checkpoint: hard
   // links where the file system allows. Open it with Store::open to restore.
   Status checkpoint(const std::string& dir) const;
+
+  // Full consistency scan: every alert indexed, every index entry pointing at an alert,
+  // every entry decodable. Reads the whole store.
+  Expected<VerifyReport> verify() const;
 
   Status flush();
   Status compact_events();
