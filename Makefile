@@ -49,6 +49,7 @@ bench: deps
 	cmake --build --preset release -j $(JOBS)
 	./build/release/bench/vigil_match_bench
 	./build/release/bench/vigil_pipeline_bench
+	./build/release/bench/vigil_store_bench
 
 format:
 	find core match store ingest api app tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i
