@@ -26,6 +26,7 @@
 #include "vigil/core/log.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/simulator.h"
+#include "vigil/match/correlator.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
 
@@ -136,6 +137,32 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
   std::vector<uint32_t> hits;
   std::string line;
   const auto& infos = c->rules->rules();
+  // Correlations run over the events' own times (the mapping's time field).
+  match::Correlator correlator(c->rules);
+  std::vector<match::CorrelationHit> fired;
+  TimeMs last_time = 0, last_sweep = INT64_MIN / 2;
+  bool warned_time = false;
+  auto print = [](uint64_t index, const std::string& id, const std::string& title) {
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    w.StartObject();
+    w.Key("event");
+    w.Uint64(index);
+    w.Key("rule_id");
+    write_str(w, id);
+    w.Key("title");
+    write_str(w, title);
+    w.EndObject();
+    std::printf("%s\n", sb.GetString());
+  };
+  auto print_fired = [&] {
+    for (const auto& f : fired) {
+      const auto& info = c->rules->correlations()[f.correlation].info;
+      print(std::stoull(f.completed_by), info.id, info.title);
+    }
+    fired.clear();
+  };
+  const bool correlating = !c->rules->correlations().empty();
   for (size_t index = 0; std::getline(*in, line); ++index) {
     const ParseError pe = parser.parse(line, c->rules->fields(), event);
     if (pe != ParseError::kNone) {
@@ -147,20 +174,34 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
       std::fprintf(stderr, "vigil: event %zu: %s\n", index, s.to_string().c_str());
       continue;
     }
-    for (uint32_t r : hits) {
-      rapidjson::StringBuffer sb;
-      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-      w.StartObject();
-      w.Key("event");
-      w.Uint64(index);
-      w.Key("rule_id");
-      write_str(w, infos[r].id);
-      w.Key("title");
-      write_str(w, infos[r].title);
-      w.EndObject();
-      std::printf("%s\n", sb.GetString());
+    if (correlating) {
+      TimeMs time = last_time;
+      const int32_t slot = c->rules->time_slot();
+      const FieldValue* tv = slot >= 0 ? &event.field(static_cast<uint32_t>(slot)) : nullptr;
+      if (auto t = tv && tv->type == ValueType::kString ? parse_rfc3339(tv->text) : std::nullopt) {
+        time = *t;
+      } else if (!warned_time) {
+        std::fprintf(stderr, "vigil: event %zu has no time the mapping names; correlations use the last known time\n", index);
+        warned_time = true;
+      }
+      last_time = time;
+      // Sweeping every group per event would cost O(groups); once per second of event time
+      // is enough (a late window end is judged on the same matches).
+      if (time >= last_sweep + 1000 || time < last_sweep) {
+        correlator.advance(time, fired);
+        print_fired();
+        last_sweep = time;
+      }
+      const std::string ref = std::to_string(index);
+      for (uint32_t r : hits) correlator.observe(r, event, time, ref, fired);
     }
+    for (uint32_t r : hits) {
+      if (infos[r].emit) print(index, infos[r].id, infos[r].title);
+    }
+    print_fired();
   }
+  correlator.advance(INT64_MAX, fired);  // the input ended: judge the open windows
+  print_fired();
   return 0;
 }
 

@@ -96,6 +96,16 @@ struct PendingRule {
 
 }  // namespace
 
+namespace {
+
+std::vector<std::string> pending_rule_names(const std::vector<PendingRule>& pending) {
+  std::vector<std::string> names;
+  for (const auto& pr : pending) names.push_back(pr.rule->name);
+  return names;
+}
+
+}  // namespace
+
 RuleSet::~RuleSet() {
   for (auto& d : databases_) hs_free_database(d.db);
 }
@@ -128,6 +138,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   std::vector<PendingRule> pending;
   std::set<std::string> seen_ids;
 
+  std::vector<const SigmaRule*> correlation_rules;
   for (const SigmaRule& rule : rules) {
     RuleDiagnostic diag{rule.source, rule.id, rule.title, Status::ok(), rule.warnings};
     auto fail = [&](Status s) {
@@ -137,6 +148,10 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     };
     if (!seen_ids.insert(rule.id).second) {
       fail(Status::invalid(rule.source + ": duplicate rule id '" + rule.id + "'"));
+      continue;
+    }
+    if (rule.correlation) {
+      correlation_rules.push_back(&rule);  // resolved once the base rules are compiled
       continue;
     }
     auto ls = mapping.logsources_for(rule.logsource);
@@ -273,6 +288,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     set->compiled_.push_back(cr);
     set->rules_.push_back({pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
   }
+  set->compile_correlations(correlation_rules, pending_rule_names(pending), mapping, report);
   for (auto& users : set->rules_of_predicate_) {
     std::sort(users.begin(), users.end());
     users.erase(std::unique(users.begin(), users.end()), users.end());
@@ -285,8 +301,96 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   for (uint32_t r = 0; r < set->compiled_.size(); ++r) {
     if ((*probe)->evaluate(r)) set->groups_[set->compiled_[r].group].always_evaluate.push_back(r);
   }
-  report.compiled += set->compiled_.size();
+  report.compiled += set->compiled_.size() + set->correlations_.size();
   return std::shared_ptr<const RuleSet>(std::move(set));
+}
+
+void RuleSet::compile_correlations(const std::vector<const SigmaRule*>& correlation_rules,
+                                   const std::vector<std::string>& names, const FieldMapping& mapping,
+                                   CompileReport& report) {
+  correlations_of_rule_.assign(rules_.size(), {});
+  // A base rule is found by its id or its name.
+  auto find_base = [&](const std::string& ref) -> int64_t {
+    for (size_t i = 0; i < rules_.size(); ++i) {
+      if (rules_[i].id == ref || (!names[i].empty() && names[i] == ref)) return static_cast<int64_t>(i);
+    }
+    return -1;
+  };
+  auto slot_of = [&](const std::string& sigma_field) {
+    const auto paths = mapping.json_paths(sigma_field);
+    const uint32_t slot = fields_.add(paths[0]);
+    for (size_t i = 1; i < paths.size(); ++i) (void)fields_.add_alias(paths[i], slot);
+    return slot;
+  };
+  std::vector<bool> generated(rules_.size(), false), referenced(rules_.size(), false);
+  for (const SigmaRule* rule : correlation_rules) {
+    RuleDiagnostic diag{rule->source, rule->id, rule->title, Status::ok(), rule->warnings};
+    const Correlation& spec = *rule->correlation;
+    CompiledCorrelation cc{{rule->id, rule->title, rule->level, rule->tags, rule->source, true}, spec, {}, {}, {}};
+    Status bad;
+    for (const auto& ref : spec.rules) {
+      const int64_t base = find_base(ref);
+      if (base < 0) {
+        const bool other = std::any_of(correlation_rules.begin(), correlation_rules.end(),
+                                       [&](const SigmaRule* c) { return c->id == ref || c->name == ref; });
+        bad = other ? Status::unsupported(rule->source + ": references correlation rule '" + ref +
+                                          "'; chained correlations are not supported")
+                    : Status::invalid(rule->source + ": references rule '" + ref +
+                                      "', which is not a compiled rule of this set (by id or name)");
+        break;
+      }
+      cc.bases.push_back(static_cast<uint32_t>(base));
+    }
+    // Group-by names are fields, or aliases naming each base rule's own field.
+    for (const auto& [alias, per_rule] : spec.aliases) {
+      if (std::find(spec.group_by.begin(), spec.group_by.end(), alias) == spec.group_by.end()) {
+        bad = Status::invalid(rule->source + ": alias '" + alias + "' is not used in group-by");
+      }
+      for (const auto& [ref, field] : per_rule) {
+        if (std::find(spec.rules.begin(), spec.rules.end(), ref) == spec.rules.end()) {
+          bad = Status::invalid(rule->source + ": alias '" + alias + "' names rule '" + ref + "', which the correlation does not use");
+        }
+      }
+    }
+    if (bad.is_ok()) {
+      for (size_t b = 0; b < cc.bases.size(); ++b) {
+        std::vector<uint32_t> slots;
+        for (const auto& g : spec.group_by) {
+          std::string field = g;
+          for (const auto& [alias, per_rule] : spec.aliases) {
+            if (alias != g) continue;
+            auto it = std::find_if(per_rule.begin(), per_rule.end(), [&](const auto& pr) { return pr.first == spec.rules[b]; });
+            if (it == per_rule.end()) {
+              bad = Status::invalid(rule->source + ": alias '" + alias + "' has no field for rule '" + spec.rules[b] + "'");
+            } else {
+              field = it->second;
+            }
+          }
+          slots.push_back(slot_of(field));
+        }
+        cc.group_slots.push_back(std::move(slots));
+        cc.value_slots.push_back(spec.field.empty() ? 0 : slot_of(spec.field));
+      }
+    }
+    if (!bad.is_ok()) {
+      diag.status = std::move(bad);
+      report.rules.push_back(std::move(diag));
+      ++report.unsupported;
+      continue;
+    }
+    const uint32_t index = static_cast<uint32_t>(correlations_.size());
+    for (uint32_t b : cc.bases) {
+      auto& of = correlations_of_rule_[b];
+      if (std::find(of.begin(), of.end(), index) == of.end()) of.push_back(index);
+      referenced[b] = true;
+      generated[b] = generated[b] || spec.generate;
+    }
+    correlations_.push_back(std::move(cc));
+    report.rules.push_back(std::move(diag));
+  }
+  for (size_t i = 0; i < rules_.size(); ++i) {
+    if (referenced[i] && !generated[i]) rules_[i].emit = false;
+  }
 }
 
 Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet> rules) {

@@ -30,6 +30,18 @@ struct RuleInfo {
   std::string level;
   std::vector<std::string> tags;
   std::string source;
+  // False for a base rule that only feeds correlations which do not `generate` its own
+  // alerts: its matches are observed by the correlations, not reported.
+  bool emit = true;
+};
+
+// A correlation rule resolved against the compiled base rules and the field mapping.
+struct CompiledCorrelation {
+  RuleInfo info;
+  Correlation spec;
+  std::vector<uint32_t> bases;                     // indexes into RuleSet::rules(), in spec order
+  std::vector<std::vector<uint32_t>> group_slots;  // per base: field slots of the group-by values
+  std::vector<uint32_t> value_slots;               // per base: slot of the value_count field
 };
 
 struct RuleDiagnostic {
@@ -63,6 +75,9 @@ class RuleSet {
 
   const FieldSet& fields() const { return fields_; }
   const std::vector<RuleInfo>& rules() const { return rules_; }
+  const std::vector<CompiledCorrelation>& correlations() const { return correlations_; }
+  // Indexes into correlations() of those a base rule feeds (empty for most rules).
+  const std::vector<uint32_t>& correlations_of(uint32_t rule) const { return correlations_of_rule_[rule]; }
   // Slot of the mapping's host field in fields(), or -1.
   int32_t host_slot() const { return host_slot_; }
   int32_t time_slot() const { return time_slot_; }
@@ -72,6 +87,8 @@ class RuleSet {
  private:
   friend class Matcher;
   RuleSet() = default;
+  void compile_correlations(const std::vector<const SigmaRule*>& correlation_rules, const std::vector<std::string>& names,
+                            const FieldMapping& mapping, CompileReport& report);
 
   enum class Op : uint8_t { kPred, kAnd, kOr, kNot, kAtLeast, kTrue, kFalse };
   struct Instr {
@@ -111,6 +128,8 @@ class RuleSet {
 
   FieldSet fields_;
   std::vector<RuleInfo> rules_;
+  std::vector<CompiledCorrelation> correlations_;
+  std::vector<std::vector<uint32_t>> correlations_of_rule_;
   std::vector<CompiledRule> compiled_;
   std::vector<Instr> program_;
   size_t max_stack_ = 1;

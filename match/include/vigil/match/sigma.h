@@ -8,7 +8,9 @@
 // identifier) makes the parse fail with a message naming it; nothing is silently ignored.
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vigil/core/status.h"
@@ -52,9 +54,33 @@ struct CondNode {
   std::vector<CondNode> children;
 };
 
+// A Sigma correlation rule (specification v2): aggregates the matches of base rules,
+// referenced by id or name, per group of field values within a timespan.
+struct Correlation {
+  enum class Type : uint8_t { kEventCount, kValueCount, kTemporal, kTemporalOrdered };
+  enum class Op : uint8_t { kGt, kGte, kLt, kLte, kEq, kNeq };
+  Type type = Type::kEventCount;
+  std::vector<std::string> rules;     // base rules by id or name, in order (temporal_ordered)
+  std::vector<std::string> group_by;  // Sigma field names or alias names
+  int64_t timespan_ms = 0;
+  bool has_condition = false;  // temporal types may omit it: all rules must match
+  Op op = Op::kGte;
+  int64_t threshold = 0;
+  std::string field;  // value_count: the field whose distinct values are counted
+  // alias name -> (base rule id or name -> that rule's field)
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> aliases;
+  bool generate = false;  // base rules also alert on their own
+
+  bool holds(int64_t value) const;
+  // Whether the condition can only be judged when the window ends (lt, lte, eq, neq).
+  bool judged_at_window_end() const { return op != Op::kGt && op != Op::kGte; }
+};
+std::string_view correlation_type_name(Correlation::Type t);
+
 struct SigmaRule {
   std::string source;  // file path, for diagnostics
   std::string id;
+  std::string name;  // optional; correlation rules may reference a rule by it
   std::string title;
   std::string status;
   std::string level;
@@ -64,6 +90,7 @@ struct SigmaRule {
   std::vector<Predicate> predicates;
   CondNode condition;
   std::vector<std::string> warnings;  // unknown descriptive metadata and the like
+  std::optional<Correlation> correlation;  // set: a correlation rule (no logsource, no detection)
 };
 
 // Parses one Sigma rule. `source` names the input in error messages.

@@ -1,0 +1,90 @@
+#pragma once
+// Correlator: the windows of Sigma correlation rules over a stream of base rule matches.
+//
+// observe() takes each match of a base rule that feeds a correlation, with the event's time
+// and a caller's reference for it (an alert id, an event index), and keeps per
+// (correlation, group-by values) a window of the matches within the timespan:
+//   event_count       matches in the window
+//   value_count       distinct values of the condition field in the window
+//   temporal          distinct base rules matched in the window (default: all of them)
+//   temporal_ordered  base rules matched in their listed order within the window (default: all)
+// gt/gte conditions are judged on every match over a sliding window and fire as soon as
+// they hold; lt/lte/eq/neq can only be judged once a window is over, so they use windows
+// that open with a group's first match and are judged when a later match (or advance())
+// passes their end. A firing clears the group's window: a correlation fires once per window
+// and group.
+//
+// Memory is bounded: a window keeps at most kMaxHitsPerGroup matches (oldest dropped,
+// counted), and advance() drops groups whose window can no longer fire.
+//
+// One Correlator per worker thread over one RuleSet; not thread-safe.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "vigil/core/event.h"
+#include "vigil/core/time.h"
+#include "vigil/match/ruleset.h"
+
+namespace vigil::match {
+
+struct CorrelationHit {
+  uint32_t correlation = 0;  // index into RuleSet::correlations()
+  std::string group;         // the group-by values, joined by '\x1f'
+  TimeMs first = 0, last = 0;
+  int64_t value = 0;                 // the count the condition held for
+  std::vector<std::string> refs;     // the matches' references, oldest first (at most kMaxRefs)
+  std::string completed_by;          // the reference of the window's last match
+};
+
+class Correlator {
+ public:
+  static constexpr size_t kMaxHitsPerGroup = 10000;
+  static constexpr size_t kMaxRefs = 100;
+
+  explicit Correlator(std::shared_ptr<const RuleSet> rules);
+
+  // A match of base rule `rule` by `event` at `time`. Appends the correlations it completes.
+  void observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref, std::vector<CorrelationHit>& out);
+  // Time has reached `now`: judges the windows that ended (lt/lte/eq/neq) and forgets the
+  // groups that can no longer fire. INT64_MAX: the input ended; judge every window.
+  void advance(TimeMs now, std::vector<CorrelationHit>& out);
+
+  size_t groups() const;
+  uint64_t dropped_hits() const { return dropped_hits_; }
+
+  // A group's window, for persistence (see encode/decode).
+  struct Hit {
+    TimeMs time = 0;
+    uint32_t base = 0;   // position in the correlation's rules
+    std::string value;   // value_count: the counted field's value
+    std::string ref;
+  };
+  struct Window {
+    TimeMs start = 0;
+    std::vector<Hit> hits;
+  };
+  // Keys "<correlation id>\0<group>" of the windows changed since the last call.
+  std::vector<std::string> take_dirty();
+  // The window of a key (nullptr: none, i.e. deleted), its encoding and restoring one.
+  const Window* window(const std::string& key) const;
+  static std::string encode(const Window& w);
+  bool restore(const std::string& key, std::string_view encoded);
+
+ private:
+  int64_t value_of(const CompiledCorrelation& c, const Window& w) const;
+  bool fires(const CompiledCorrelation& c, int64_t value) const;
+  void emit(uint32_t index, const std::string& group, Window& w, int64_t value, std::vector<CorrelationHit>& out);
+  std::string key_of(uint32_t index, const std::string& group) const;
+
+  std::shared_ptr<const RuleSet> rules_;
+  std::vector<std::unordered_map<std::string, Window>> windows_;  // per correlation, by group
+  std::vector<std::string> dirty_;
+  std::string group_;  // scratch
+  uint64_t dropped_hits_ = 0;
+};
+
+}  // namespace vigil::match

@@ -1,0 +1,263 @@
+#include "vigil/match/correlator.h"
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+namespace vigil::match {
+
+namespace {
+
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out += static_cast<char>((v >> (i * 8)) & 0xff);
+}
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out += static_cast<char>((v >> (i * 8)) & 0xff);
+}
+void put_str(std::string& out, std::string_view s) {
+  put_u32(out, static_cast<uint32_t>(s.size()));
+  out += s;
+}
+
+struct Reader {
+  std::string_view in;
+  size_t pos = 0;
+  bool u32(uint32_t& v) {
+    if (in.size() - pos < 4) return false;
+    v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(in[pos++]);
+    return true;
+  }
+  bool u64(uint64_t& v) {
+    if (in.size() - pos < 8) return false;
+    v = 0;
+    for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(in[pos++]);
+    return true;
+  }
+  bool str(std::string& s) {
+    uint32_t n = 0;
+    if (!u32(n) || in.size() - pos < n) return false;
+    s.assign(in.substr(pos, n));
+    pos += n;
+    return true;
+  }
+};
+
+}  // namespace
+
+Correlator::Correlator(std::shared_ptr<const RuleSet> rules) : rules_(std::move(rules)) {
+  windows_.resize(rules_->correlations().size());
+}
+
+size_t Correlator::groups() const {
+  size_t n = 0;
+  for (const auto& w : windows_) n += w.size();
+  return n;
+}
+
+std::string Correlator::key_of(uint32_t index, const std::string& group) const {
+  std::string k = rules_->correlations()[index].info.id;
+  k += '\0';
+  k += group;
+  return k;
+}
+
+int64_t Correlator::value_of(const CompiledCorrelation& c, const Window& w) const {
+  switch (c.spec.type) {
+    case Correlation::Type::kEventCount:
+      return static_cast<int64_t>(w.hits.size());
+    case Correlation::Type::kValueCount: {
+      std::set<std::string_view> values;
+      for (const auto& h : w.hits) values.insert(h.value);
+      return static_cast<int64_t>(values.size());
+    }
+    case Correlation::Type::kTemporal: {
+      std::vector<bool> seen(c.bases.size(), false);
+      for (const auto& h : w.hits) seen[h.base] = true;
+      return std::count(seen.begin(), seen.end(), true);
+    }
+    case Correlation::Type::kTemporalOrdered: {
+      // The longest prefix of the rule list matched in time order.
+      std::vector<const Hit*> order;
+      for (const auto& h : w.hits) order.push_back(&h);
+      std::stable_sort(order.begin(), order.end(), [](const Hit* a, const Hit* b) { return a->time < b->time; });
+      uint32_t next = 0;
+      for (const Hit* h : order) {
+        if (next < c.bases.size() && h->base == next) ++next;
+      }
+      return next;
+    }
+  }
+  return 0;
+}
+
+bool Correlator::fires(const CompiledCorrelation& c, int64_t value) const {
+  if (!c.spec.has_condition) return value >= static_cast<int64_t>(c.bases.size());  // temporal default: all rules
+  return c.spec.holds(value);
+}
+
+void Correlator::emit(uint32_t index, const std::string& group, Window& w, int64_t value, std::vector<CorrelationHit>& out) {
+  CorrelationHit& hit = out.emplace_back();
+  hit.correlation = index;
+  hit.group = group;
+  hit.value = value;
+  hit.first = INT64_MAX;
+  hit.last = INT64_MIN;
+  for (const auto& h : w.hits) {
+    hit.first = std::min(hit.first, h.time);
+    hit.last = std::max(hit.last, h.time);
+    if (hit.refs.size() < kMaxRefs) hit.refs.push_back(h.ref);
+  }
+  if (w.hits.empty()) hit.first = hit.last = w.start;
+  else hit.completed_by = w.hits.back().ref;
+  w.hits.clear();
+}
+
+void Correlator::observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref,
+                         std::vector<CorrelationHit>& out) {
+  const RuleSet& rs = *rules_;
+  for (uint32_t index : rs.correlations_of(rule)) {
+    const CompiledCorrelation& c = rs.correlations()[index];
+    for (uint32_t b = 0; b < c.bases.size(); ++b) {
+      if (c.bases[b] != rule) continue;
+      group_.clear();
+      for (size_t g = 0; g < c.group_slots[b].size(); ++g) {
+        if (g) group_ += '\x1f';
+        const FieldValue& v = event.field(c.group_slots[b][g]);
+        if (v.present()) group_.append(v.text);
+      }
+      Window& w = windows_[index][group_];
+      const TimeMs span = c.spec.timespan_ms;
+      if (c.spec.judged_at_window_end()) {
+        if (!w.hits.empty() && time >= w.start + span) {
+          const int64_t value = value_of(c, w);
+          if (fires(c, value)) emit(index, group_, w, value, out);
+          w.hits.clear();
+        }
+        if (w.hits.empty()) w.start = time;
+      } else {
+        // Sliding: only the matches within the timespan before this one count.
+        std::erase_if(w.hits, [&](const Hit& h) { return h.time <= time - span; });
+        if (w.hits.empty()) w.start = time;
+      }
+      if (w.hits.size() >= kMaxHitsPerGroup) {
+        w.hits.erase(w.hits.begin());
+        ++dropped_hits_;
+      }
+      Hit& h = w.hits.emplace_back();
+      h.time = time;
+      h.base = b;
+      h.ref.assign(ref);
+      if (c.spec.type == Correlation::Type::kValueCount) {
+        const FieldValue& v = event.field(c.value_slots[b]);
+        if (!v.present()) {
+          w.hits.pop_back();  // no value to count
+        } else {
+          h.value.assign(v.text);
+        }
+      }
+      if (!c.spec.judged_at_window_end()) {
+        const int64_t value = value_of(c, w);
+        if (fires(c, value)) emit(index, group_, w, value, out);
+      }
+      dirty_.push_back(key_of(index, group_));
+    }
+  }
+}
+
+void Correlator::advance(TimeMs now, std::vector<CorrelationHit>& out) {
+  const RuleSet& rs = *rules_;
+  const size_t first_new = out.size();
+  for (uint32_t index = 0; index < windows_.size(); ++index) {
+    const CompiledCorrelation& c = rs.correlations()[index];
+    const TimeMs span = c.spec.timespan_ms;
+    for (auto it = windows_[index].begin(); it != windows_[index].end();) {
+      Window& w = it->second;
+      bool drop = w.hits.empty();
+      if (c.spec.judged_at_window_end()) {
+        if (!w.hits.empty() && (now == INT64_MAX || now >= w.start + span)) {
+          const int64_t value = value_of(c, w);
+          if (fires(c, value)) emit(index, it->first, w, value, out);
+          drop = true;
+        }
+      } else {
+        TimeMs newest = INT64_MIN;
+        for (const auto& h : w.hits) newest = std::max(newest, h.time);
+        // Every match is out of the timespan of any later one: this window cannot fire.
+        drop = drop || now == INT64_MAX || now >= newest + span;
+      }
+      if (drop) {
+        dirty_.push_back(key_of(index, it->first));
+        it = windows_[index].erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Groups live in hash maps: report in time order, not in the maps' order.
+  std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first_new), out.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.last, a.correlation, a.group) < std::tie(b.last, b.correlation, b.group);
+  });
+}
+
+std::vector<std::string> Correlator::take_dirty() {
+  std::sort(dirty_.begin(), dirty_.end());
+  dirty_.erase(std::unique(dirty_.begin(), dirty_.end()), dirty_.end());
+  return std::exchange(dirty_, {});
+}
+
+const Correlator::Window* Correlator::window(const std::string& key) const {
+  const size_t zero = key.find('\0');
+  if (zero == std::string::npos) return nullptr;
+  const std::string_view id(key.data(), zero);
+  const auto& cs = rules_->correlations();
+  for (size_t i = 0; i < cs.size(); ++i) {
+    if (cs[i].info.id != id) continue;
+    auto it = windows_[i].find(key.substr(zero + 1));
+    if (it == windows_[i].end() || it->second.hits.empty()) return nullptr;
+    return &it->second;
+  }
+  return nullptr;
+}
+
+std::string Correlator::encode(const Window& w) {
+  std::string out;
+  out += '\x01';
+  put_u64(out, static_cast<uint64_t>(w.start));
+  put_u32(out, static_cast<uint32_t>(w.hits.size()));
+  for (const auto& h : w.hits) {
+    put_u64(out, static_cast<uint64_t>(h.time));
+    put_u32(out, h.base);
+    put_str(out, h.value);
+    put_str(out, h.ref);
+  }
+  return out;
+}
+
+bool Correlator::restore(const std::string& key, std::string_view encoded) {
+  const size_t zero = key.find('\0');
+  if (zero == std::string::npos || encoded.empty() || encoded[0] != '\x01') return false;
+  const std::string_view id(key.data(), zero);
+  const auto& cs = rules_->correlations();
+  for (size_t i = 0; i < cs.size(); ++i) {
+    if (cs[i].info.id != id) continue;
+    Reader r{encoded, 1};
+    Window w;
+    uint64_t start = 0;
+    uint32_t n = 0;
+    if (!r.u64(start) || !r.u32(n) || n > kMaxHitsPerGroup) return false;
+    w.start = static_cast<TimeMs>(start);
+    w.hits.resize(n);
+    for (auto& h : w.hits) {
+      uint64_t t = 0;
+      if (!r.u64(t) || !r.u32(h.base) || h.base >= cs[i].bases.size() || !r.str(h.value) || !r.str(h.ref)) return false;
+      h.time = static_cast<TimeMs>(t);
+    }
+    if (r.pos != encoded.size()) return false;
+    windows_[i][key.substr(zero + 1)] = std::move(w);
+    return true;
+  }
+  return false;  // a correlation no longer in the rule set: its state is dropped
+}
+
+}  // namespace vigil::match

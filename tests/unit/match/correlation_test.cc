@@ -1,0 +1,316 @@
+// Sigma correlation rules: parsing (strict), resolution against base rules, and the window
+// semantics of each type against hand-computed expectations.
+
+#include "vigil/match/correlator.h"
+
+#include <gtest/gtest.h>
+
+#include "vigil/match/ruleset.h"
+
+namespace vigil::match {
+namespace {
+
+constexpr char kMapping[] = R"(
+name: test
+host_field: host
+time_field: ts
+logsources:
+  - name: auth
+    match: {product: test, category: authentication}
+)";
+
+constexpr TimeMs kMin = 60 * 1000;
+
+// Base rules: "failed" (outcome failure) and "success" (outcome success), "proc" (cmd run).
+std::string base_rules() {
+  return R"(title: Failed logon
+id: base-failed
+name: failed_logon
+logsource: {product: test, category: authentication}
+detection:
+  sel: {outcome: failure}
+  condition: sel
+---
+title: Successful logon
+id: base-success
+name: successful_logon
+logsource: {product: test, category: authentication}
+detection:
+  sel: {outcome: success}
+  condition: sel
+---
+title: Process run
+id: base-proc
+name: proc_run
+logsource: {product: test, category: authentication}
+detection:
+  sel: {cmd|contains: run}
+  condition: sel
+)";
+}
+
+struct Ev {
+  TimeMs t;
+  std::string json;
+};
+
+// Compiles the base rules and `correlation` (YAML), runs `events` through a Matcher and a
+// Correlator as `vigil match` does, and returns (event index, rule id) of each output line.
+class Harness {
+ public:
+  explicit Harness(const std::string& correlation) {
+    std::vector<SigmaRule> rules;
+    std::string all = base_rules() + "---\n" + correlation;
+    size_t pos = 0;
+    while (pos < all.size()) {
+      size_t end = all.find("\n---\n", pos);
+      const std::string doc = all.substr(pos, end == std::string::npos ? std::string::npos : end - pos + 1);
+      auto r = parse_sigma(doc, "doc" + std::to_string(rules.size()) + ".yml");
+      if (!r) {
+        error = r.status().to_string();
+        return;
+      }
+      rules.push_back(*r);
+      if (end == std::string::npos) break;
+      pos = end + 5;
+    }
+    auto mapping = FieldMapping::parse(kMapping, "m.yml");
+    EXPECT_TRUE(mapping) << mapping.status().to_string();
+    auto rs = RuleSet::compile(rules, *mapping, report);
+    EXPECT_TRUE(rs);
+    for (const auto& d : report.rules) {
+      if (!d.status.is_ok()) error = d.status.to_string();
+    }
+    set = *rs;
+  }
+
+  std::vector<std::pair<size_t, std::string>> run(const std::vector<Ev>& events) {
+    std::vector<std::pair<size_t, std::string>> out;
+    auto matcher = Matcher::create(set);
+    EXPECT_TRUE(matcher);
+    Correlator correlator(set);
+    EventParser parser;
+    Event event;
+    std::vector<uint32_t> hits;
+    std::vector<CorrelationHit> fired;
+    auto drain = [&] {
+      for (const auto& f : fired) out.emplace_back(std::stoul(f.completed_by), set->correlations()[f.correlation].info.id);
+      fired.clear();
+    };
+    for (size_t i = 0; i < events.size(); ++i) {
+      EXPECT_EQ(parser.parse(events[i].json, set->fields(), event), ParseError::kNone);
+      hits.clear();
+      EXPECT_TRUE((*matcher)->match(event, hits).is_ok());
+      correlator.advance(events[i].t, fired);
+      drain();
+      for (uint32_t r : hits) correlator.observe(r, event, events[i].t, std::to_string(i), fired);
+      for (uint32_t r : hits) {
+        if (set->rules()[r].emit) out.emplace_back(i, set->rules()[r].id);
+      }
+      drain();
+    }
+    correlator.advance(INT64_MAX, fired);
+    drain();
+    return out;
+  }
+  std::vector<std::pair<size_t, std::string>> correlations_only(const std::vector<Ev>& events) {
+    auto all = run(events);
+    std::erase_if(all, [](const auto& p) { return p.second.rfind("base-", 0) == 0; });
+    return all;
+  }
+
+  CompileReport report;
+  std::shared_ptr<const RuleSet> set;
+  std::string error;
+};
+
+Ev fail(TimeMs t, const std::string& user, const std::string& host = "h1") {
+  return {t, R"({"outcome":"failure","user":")" + user + R"(","host":")" + host + R"("})"};
+}
+Ev success(TimeMs t, const std::string& user, const std::string& host = "h1") {
+  return {t, R"({"outcome":"success","user":")" + user + R"(","host":")" + host + R"("})"};
+}
+Ev proc(TimeMs t, const std::string& host) { return {t, R"({"cmd":"run x","host":")" + host + R"("})"}; }
+
+using Lines = std::vector<std::pair<size_t, std::string>>;
+
+TEST(CorrelationTest, EventCountFiresOncePerWindowAndGroup) {
+  Harness h(R"(title: Brute force
+id: corr-bf
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [user]
+  timespan: 5m
+  condition: {gte: 3}
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  // alice: 3 failures within 5 min (events 0, 1, 3) -> fires at 3; bob: 2 only; alice again:
+  // 2 more after the firing do not fire (the window restarted); then a third one does.
+  const Lines got = h.correlations_only({fail(0, "alice"), fail(1 * kMin, "alice"), fail(2 * kMin, "bob"),
+                                         fail(4 * kMin, "alice"), fail(5 * kMin, "bob"), fail(6 * kMin, "alice"),
+                                         fail(7 * kMin, "alice"), fail(8 * kMin, "alice")});
+  EXPECT_EQ(got, (Lines{{3, "corr-bf"}, {7, "corr-bf"}}));
+  // Spread wider than the timespan: never 3 within 5 minutes.
+  EXPECT_TRUE(h.correlations_only({fail(0, "c"), fail(3 * kMin, "c"), fail(6 * kMin, "c"), fail(9 * kMin, "c")}).empty());
+  // The base rule does not alert on its own (generate: false).
+  EXPECT_FALSE(h.set->rules()[0].emit);
+  EXPECT_TRUE(h.set->rules()[1].emit);
+}
+
+TEST(CorrelationTest, ValueCountCountsDistinctValues) {
+  Harness h(R"(title: Password spray
+id: corr-spray
+correlation:
+  type: value_count
+  rules: [base-failed]
+  group-by: [host]
+  timespan: 10m
+  condition: {gte: 3, field: user}
+  generate: true
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  const Lines got = h.run({fail(0, "a"), fail(1 * kMin, "a"), fail(2 * kMin, "b"), fail(3 * kMin, "a", "h2"),
+                           fail(4 * kMin, "c")});
+  // generate: true keeps the base alerts; the third distinct user on h1 completes it.
+  EXPECT_EQ(got, (Lines{{0, "base-failed"}, {1, "base-failed"}, {2, "base-failed"}, {3, "base-failed"},
+                        {4, "base-failed"}, {4, "corr-spray"}}));
+}
+
+TEST(CorrelationTest, TemporalNeedsEveryRuleInTheTimespanInAnyOrder) {
+  Harness h(R"(title: Logon then process
+id: corr-t
+correlation:
+  type: temporal
+  rules: [successful_logon, proc_run]
+  group-by: [host]
+  timespan: 2m
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  const Lines got = h.correlations_only({proc(0, "h1"), success(1 * kMin, "u", "h1"),   // fires at 1 (any order)
+                                         success(2 * kMin, "u", "h2"), proc(5 * kMin, "h2"),  // too far apart
+                                         proc(6 * kMin, "h3"), success(7 * kMin, "u", "h3")});
+  EXPECT_EQ(got, (Lines{{1, "corr-t"}, {5, "corr-t"}}));
+}
+
+TEST(CorrelationTest, TemporalOrderedNeedsTheListedOrder) {
+  Harness h(R"(title: Failures then success
+id: corr-o
+correlation:
+  type: temporal_ordered
+  rules: [failed_logon, successful_logon]
+  group-by: [user]
+  timespan: 10m
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  const Lines got = h.correlations_only({success(0, "a"), fail(1 * kMin, "b"), success(2 * kMin, "b"),
+                                         fail(3 * kMin, "a"), fail(30 * kMin, "c"), success(45 * kMin, "c")});
+  // a: success before failure (wrong order); b: in order -> fires at 2; c: 15 min apart.
+  EXPECT_EQ(got, (Lines{{2, "corr-o"}}));
+}
+
+TEST(CorrelationTest, LessThanIsJudgedWhenTheWindowEnds) {
+  Harness h(R"(title: Too few heartbeats
+id: corr-lt
+correlation:
+  type: event_count
+  rules: [base-proc]
+  group-by: [host]
+  timespan: 10m
+  condition: {lt: 3}
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  // h1: 3 in its window (not < 3); h2: 2 in its window -> fires, completed by its last match
+  // (event 3) once the window is over; h3's window is open at the end of the input and is
+  // judged then.
+  const Lines got = h.correlations_only({proc(0, "h1"), proc(0, "h2"), proc(1 * kMin, "h1"), proc(2 * kMin, "h2"),
+                                         proc(3 * kMin, "h1"), proc(11 * kMin, "h1"), proc(20 * kMin, "h3")});
+  EXPECT_EQ(got, (Lines{{3, "corr-lt"}, {5, "corr-lt"}, {6, "corr-lt"}}));
+}
+
+TEST(CorrelationTest, AliasesGroupDifferentFieldsTogether) {
+  Harness h(R"(title: Same actor
+id: corr-alias
+correlation:
+  type: temporal
+  rules: [failed_logon, proc_run]
+  group-by: [actor]
+  timespan: 5m
+  aliases:
+    actor:
+      failed_logon: user
+      proc_run: host
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  EXPECT_EQ(h.correlations_only({fail(0, "srv1"), proc(1 * kMin, "srv1"), proc(2 * kMin, "srv2")}),
+            (Lines{{1, "corr-alias"}}));
+}
+
+TEST(CorrelationTest, StrictParsingNamesWhatIsWrong) {
+  auto err = [](const std::string& body) {
+    auto r = parse_sigma("title: C\nid: c\ncorrelation:\n" + body, "c.yml");
+    return r ? std::string() : r.status().to_string();
+  };
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n  condition: {gte: 2}\n  field21: x\n").find("unknown key 'field21'"), std::string::npos);
+  EXPECT_NE(err("  type: event_sum\n  rules: [a]\n  timespan: 5m\n").find("unknown type 'event_sum'"), std::string::npos);
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: soon\n  condition: {gte: 2}\n").find("timespan"), std::string::npos);
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n  condition: {approx: 2}\n").find("unknown condition operator 'approx'"), std::string::npos);
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n").find("needs a 'condition'"), std::string::npos);
+  EXPECT_NE(err("  type: value_count\n  rules: [a]\n  timespan: 5m\n  condition: {gte: 2}\n").find("condition.field"), std::string::npos);
+  EXPECT_NE(err("  type: temporal\n  rules: [a]\n  timespan: 5m\n").find("at least two rules"), std::string::npos);
+
+  Harness missing(R"(title: Dangling
+id: corr-d
+correlation:
+  type: event_count
+  rules: [no_such_rule]
+  timespan: 5m
+  condition: {gte: 2}
+)");
+  EXPECT_NE(missing.error.find("references rule 'no_such_rule'"), std::string::npos) << missing.error;
+  // The base rules still compiled and alert on their own.
+  EXPECT_EQ(missing.set->rules().size(), 3u);
+  EXPECT_TRUE(missing.set->rules()[0].emit);
+}
+
+TEST(CorrelationTest, WindowsSurviveAnEncodeAndRestore) {
+  Harness h(R"(title: Brute force
+id: corr-bf
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [user]
+  timespan: 5m
+  condition: {gte: 3}
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  auto matcher = Matcher::create(h.set);
+  ASSERT_TRUE(matcher);
+  EventParser parser;
+  Event event;
+  std::vector<uint32_t> hits;
+  std::vector<CorrelationHit> fired;
+  auto feed = [&](Correlator& c, const Ev& e, const std::string& ref) {
+    ASSERT_EQ(parser.parse(e.json, h.set->fields(), event), ParseError::kNone);
+    hits.clear();
+    ASSERT_TRUE((*matcher)->match(event, hits).is_ok());
+    for (uint32_t r : hits) c.observe(r, event, e.t, ref, fired);
+  };
+  Correlator before(h.set);
+  feed(before, fail(0, "alice"), "a0");
+  feed(before, fail(kMin, "alice"), "a1");
+  const auto dirty = before.take_dirty();
+  ASSERT_EQ(dirty.size(), 1u);
+  ASSERT_NE(before.window(dirty[0]), nullptr);
+
+  Correlator after(h.set);  // a restart
+  ASSERT_TRUE(after.restore(dirty[0], Correlator::encode(*before.window(dirty[0]))));
+  EXPECT_FALSE(after.restore(dirty[0], "garbage"));
+  feed(after, fail(2 * kMin, "alice"), "a2");
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_EQ(fired[0].refs, (std::vector<std::string>{"a0", "a1", "a2"}));
+  EXPECT_EQ(fired[0].value, 3);
+}
+
+}  // namespace
+}  // namespace vigil::match
