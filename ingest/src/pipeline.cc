@@ -37,6 +37,7 @@ struct Pipeline::Shard {
   bool busy = false;  // a batch is being processed
   bool stop = false;
   std::map<PartitionKey, int64_t> persisted;  // next offset persisted, per partition
+  std::vector<PartitionKey> fresh;            // newly assigned: reload their correlation state
   bool paused = false;                        // consumer thread only
   std::chrono::steady_clock::time_point over_since;  // consumer thread only: inbox full since
   std::atomic<bool> healthy{true};
@@ -363,6 +364,7 @@ void Pipeline::run_worker(Shard& shard) {
   std::vector<rd_kafka_message_t*> batch;
   std::vector<MessageView> views;
   std::vector<std::pair<PartitionKey, int64_t>> next;
+  std::vector<PartitionKey> fresh;
   batch.reserve(options_.batch_max_messages);
   views.reserve(options_.batch_max_messages);
   for (;;) {
@@ -376,8 +378,22 @@ void Pipeline::run_worker(Shard& shard) {
         shard.inbox_bytes -= shard.inbox.front()->len;
         shard.inbox.pop_front();
       }
+      fresh.swap(shard.fresh);
       shard.busy = true;
     }
+    for (const auto& [topic, partition] : fresh) {
+      // Before any message of the partition: its correlation windows as the store has them.
+      for (int attempt = 0;; ++attempt) {
+        auto s = shard.worker->reload_partition(topic, partition);
+        if (s) break;
+        set_error(s);
+        spdlog::error("shard {}: cannot load correlation state of {}/{}, retrying: {}", shard.index, topic, partition,
+                      s.to_string());
+        if (stop_.load() && attempt >= 3) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 << std::min(attempt, 4), 1000)));
+      }
+    }
+    fresh.clear();
     views.clear();
     for (rd_kafka_message_t* m : batch) {
       rd_kafka_timestamp_type_t tstype;
@@ -466,6 +482,11 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     }
     if (start >= 0) p.offset = start;
     const int shard = assigner_->assign(p.topic, p.partition);
+    {
+      Shard& s = *shards_[static_cast<size_t>(shard)];
+      std::lock_guard lock(s.mu);
+      s.fresh.emplace_back(p.topic, p.partition);
+    }
     auto st = std::make_unique<PartitionState>();
     st->topic = p.topic;
     st->partition = p.partition;

@@ -30,7 +30,68 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(std::shared_ptr<const
   auto m = match::Matcher::create(std::move(rules));
   if (!m) return m.status();
   w->matcher_ = std::move(*m);
+  if (!w->rules_->correlations().empty()) w->correlator_ = std::make_unique<match::Correlator>(w->rules_);
+  w->correlation_alerts_ = &metrics.counter("vigil_correlation_alerts_total", "Alerts of correlation rules",
+                                            {{"shard", std::to_string(options.shard)}});
   return w;
+}
+
+void ShardWorker::set_scope(const MessageView& m) {
+  set_stream(m.topic);
+  scope_.assign(stream_);
+  scope_ += '/';
+  scope_ += std::to_string(m.partition);
+}
+
+Status ShardWorker::reload_partition(std::string_view topic, int32_t partition) {
+  if (!correlator_) return Status::ok();
+  MessageView m;
+  m.topic = topic;
+  m.partition = partition;
+  set_scope(m);
+  correlator_->forget_scope(scope_);
+  std::string prefix = scope_;
+  prefix += '\0';
+  auto entries = store_.load_state(prefix);
+  if (!entries) return entries.status();
+  size_t bad = 0;
+  for (const auto& [key, value] : *entries) {
+    if (!correlator_->restore(key.substr(prefix.size()), value)) ++bad;
+  }
+  if (bad) spdlog::warn("partition {}: {} correlation window(s) not restored (rule gone or entry damaged)", scope_, bad);
+  return Status::ok();
+}
+
+void ShardWorker::collect_state() {
+  state_.clear();
+  state_keys_ = correlator_->take_dirty();
+  for (const auto& key : state_keys_) {
+    // Correlator key "<id>\0<scope>\x1e<values>"; store key "<scope>\0<id>\0<scope>\x1e<values>".
+    const size_t zero = key.find('\0');
+    const size_t sep = key.find('\x1e', zero);
+    store::StateRecord& r = state_.emplace_back();
+    r.key = key.substr(zero + 1, sep == std::string::npos ? std::string::npos : sep - zero - 1);
+    r.key += '\0';
+    r.key += key;
+    if (const auto* w = correlator_->window(key)) {
+      r.value = match::Correlator::encode(*w);
+    } else {
+      r.erase = true;
+    }
+  }
+}
+
+void ShardWorker::restore_state_after_failure() {
+  // The batch will be processed again: its matches must not be counted twice.
+  for (size_t i = 0; i < state_keys_.size(); ++i) {
+    correlator_->erase(state_keys_[i]);
+    const std::string& store_key = state_[i].key;
+    auto entries = store_.load_state(store_key);
+    if (!entries) continue;
+    for (const auto& [key, value] : *entries) {
+      if (key == store_key) (void)correlator_->restore(state_keys_[i], value);
+    }
+  }
 }
 
 ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
@@ -82,6 +143,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   const auto t0 = std::chrono::steady_clock::now();
   BatchResult result;
   alerts_.clear();
+  correlation_pending_ = 0;
   offsets_.clear();
   outbox_.clear();
   events_.clear();
@@ -91,6 +153,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   dead_letters_pending_.assign(dead_letters_by_reason_.size(), 0);
   const match::RuleSet& rs = *rules_;
   uint64_t bytes = 0;
+  TimeMs batch_time = INT64_MIN;
   for (const MessageView& m : batch) {
     ++result.events;
     bytes += m.payload.size();
@@ -137,14 +200,39 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     if (matches_.empty() && !retain) continue;
     const TimeMs time = event_time(m);
     if (retain) events_.push_back({time, batch_stream(m.topic), m.partition, m.offset, m.payload});
-    for (uint32_t r : matches_) build_alert(m, r, time);
+    for (uint32_t r : matches_) {
+      if (rs.rules()[r].emit) build_alert(m, r, time);
+    }
+    if (correlator_) {
+      batch_time = std::max(batch_time, time);
+      fired_.clear();
+      for (uint32_t r : matches_) {
+        if (rs.correlations_of(r).empty()) continue;
+        set_scope(m);
+        set_stream(m.topic);
+        const std::string ref = store::AlertId::derive(stream_, m.partition, m.offset, rs.rules()[r].id).hex();
+        correlator_->observe(r, event_, time, ref, fired_, scope_);
+      }
+      for (const auto& hit : fired_) build_correlation_alert(hit, &m);
+    }
   }
-  if (auto s = store_.put_batch(alerts_, offsets_, outbox_, events_); !s) return s;
+  if (correlator_) {
+    // Windows judged at their end (lt, lte, eq, neq) and groups that can no longer fire.
+    fired_.clear();
+    if (batch_time > INT64_MIN) correlator_->advance(batch_time, fired_);
+    for (const auto& hit : fired_) build_correlation_alert(hit, nullptr);
+    collect_state();
+  }
+  if (auto s = store_.put_batch(alerts_, offsets_, outbox_, events_, state_); !s) {
+    if (correlator_) restore_state_after_failure();
+    return s;
+  }
   events_total_.inc(result.events);
   bytes_total_.inc(bytes);
   for (size_t i = 0; i < invalid_pending_.size(); ++i) invalid_by_reason_[i]->inc(invalid_pending_[i]);
   for (size_t i = 0; i < dead_letters_pending_.size(); ++i) dead_letters_by_reason_[i]->inc(dead_letters_pending_[i]);
   result.alerts = alerts_.size();
+  correlation_alerts_->inc(correlation_pending_);
   alerts_total_.inc(result.alerts);
   batch_events_.observe(static_cast<double>(result.events));
   batch_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -194,6 +282,100 @@ void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
                {"vigil.source.offset", std::to_string(m.offset)},
                {"vigil.source.timestamp", std::to_string(m.timestamp)}};
   if (keep < m.payload.size()) r.headers.emplace_back("vigil.truncated", std::to_string(m.payload.size()));
+}
+
+void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m) {
+  const match::CompiledCorrelation& c = rules_->correlations()[hit.correlation];
+  const size_t sep = hit.group.find('\x1e');
+  const std::string_view scope = std::string_view(hit.group).substr(0, sep);
+  const std::string_view values = sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
+  store::AlertRecord& a = alerts_.emplace_back();
+  // Deterministic: the same matches replayed give the same window, hence the same id.
+  std::string material = c.info.id;
+  material += '\x1f';
+  material += values;
+  a.id = store::AlertId::derive(scope, 0, hit.first, material);
+  a.time = hit.last;
+  a.rule_id = c.info.id;
+  a.level = store::parse_alert_level(c.info.level).value_or(store::AlertLevel::kUnknown);
+  a.title = c.info.title;
+  a.tags = c.info.tags;
+  if (m && rules_->host_slot() >= 0) {
+    const FieldValue& hv = event_.field(static_cast<uint32_t>(rules_->host_slot()));
+    if (hv.present()) a.host.assign(hv.text);
+  }
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  auto str = [&](std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); };
+  w.StartObject();
+  w.Key("id");
+  str(a.id.hex());
+  w.Key("time");
+  str(format_rfc3339(a.time));
+  w.Key("detected_at");
+  str(format_rfc3339(clock_.now_ms()));
+  w.Key("rule");
+  w.StartObject();
+  w.Key("id");
+  str(c.info.id);
+  w.Key("title");
+  str(c.info.title);
+  w.Key("level");
+  str(c.info.level);
+  w.Key("tags");
+  w.StartArray();
+  for (const auto& t : c.info.tags) str(t);
+  w.EndArray();
+  w.Key("correlation");
+  str(match::correlation_type_name(c.spec.type));
+  w.EndObject();
+  w.Key("host");
+  str(a.host);
+  w.Key("group");
+  w.StartObject();
+  size_t from = 0;
+  for (size_t g = 0; g < c.spec.group_by.size(); ++g) {
+    const size_t to = values.find('\x1f', from);
+    w.Key(c.spec.group_by[g].c_str());
+    str(values.substr(from, to == std::string_view::npos ? std::string_view::npos : to - from));
+    from = to == std::string_view::npos ? values.size() : to + 1;
+  }
+  w.EndObject();
+  w.Key("value");
+  w.Int64(hit.value);
+  w.Key("first");
+  str(format_rfc3339(hit.first));
+  w.Key("last");
+  str(format_rfc3339(hit.last));
+  w.Key("base_alerts");
+  w.StartArray();
+  for (const auto& r : hit.refs) str(r);
+  w.EndArray();
+  w.Key("source");
+  w.StartObject();
+  w.Key("partition_scope");
+  str(scope);
+  if (m) {
+    w.Key("topic");
+    str(m->topic);
+    w.Key("partition");
+    w.Int(m->partition);
+    w.Key("offset");
+    w.Int64(m->offset);
+  }
+  w.EndObject();
+  w.EndObject();
+  a.json.assign(sb.GetString(), sb.GetSize());
+  ++correlation_pending_;
+  if (options_.publish_alerts) {
+    store::OutboxRecord& r = outbox_.emplace_back();
+    r.kind = store::OutboxRecord::Kind::kAlert;
+    r.time = a.time;
+    r.id = a.id;
+    r.message_key = a.id.hex();
+    r.value = a.json;
+    r.headers = {{"vigil.rule.id", c.info.id}, {"vigil.rule.level", c.info.level}};
+  }
 }
 
 void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs time) {

@@ -113,14 +113,26 @@ void Correlator::emit(uint32_t index, const std::string& group, Window& w, int64
   w.hits.clear();
 }
 
+void Correlator::forget_scope(std::string_view scope) {
+  std::string prefix(scope);
+  prefix += '\x1e';
+  for (auto& groups : windows_) {
+    std::erase_if(groups, [&](const auto& kv) { return kv.first.compare(0, prefix.size(), prefix) == 0; });
+  }
+}
+
 void Correlator::observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref,
-                         std::vector<CorrelationHit>& out) {
+                         std::vector<CorrelationHit>& out, std::string_view scope) {
   const RuleSet& rs = *rules_;
   for (uint32_t index : rs.correlations_of(rule)) {
     const CompiledCorrelation& c = rs.correlations()[index];
     for (uint32_t b = 0; b < c.bases.size(); ++b) {
       if (c.bases[b] != rule) continue;
       group_.clear();
+      if (!scope.empty()) {
+        group_ += scope;
+        group_ += '\x1e';
+      }
       for (size_t g = 0; g < c.group_slots[b].size(); ++g) {
         if (g) group_ += '\x1f';
         const FieldValue& v = event.field(c.group_slots[b][g]);
@@ -218,6 +230,16 @@ const Correlator::Window* Correlator::window(const std::string& key) const {
     return &it->second;
   }
   return nullptr;
+}
+
+void Correlator::erase(const std::string& key) {
+  const size_t zero = key.find('\0');
+  if (zero == std::string::npos) return;
+  const std::string_view id(key.data(), zero);
+  const auto& cs = rules_->correlations();
+  for (size_t i = 0; i < cs.size(); ++i) {
+    if (cs[i].info.id == id) windows_[i].erase(key.substr(zero + 1));
+  }
 }
 
 std::string Correlator::encode(const Window& w) {

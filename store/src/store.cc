@@ -177,7 +177,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
 
   const std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> cfs = {
       {rocksdb::kDefaultColumnFamilyName, scan}, {"alerts", point}, {"alerts_by_rule", scan},
-      {"alerts_by_host", scan}, {"meta", point}, {"outbox", scan}, {"alert_ids", point}, {"events", events}};
+      {"alerts_by_host", scan}, {"meta", point}, {"outbox", scan}, {"alert_ids", point}, {"events", events}, {"state", point}};
   if (has_db) {
     std::vector<std::string> existing;
     auto s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), options.path, &existing);
@@ -216,6 +216,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   store->outbox_ = store->handles_[5];
   store->alert_ids_ = store->handles_[6];
   store->events_ = store->handles_[7];
+  store->state_ = store->handles_[8];
 
   std::string format;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, kFormatKey, &format);
@@ -263,7 +264,8 @@ Status Store::write(rocksdb::WriteBatch& batch) {
 }
 
 Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
-                        const std::vector<OutboxRecord>& outbox, const std::vector<EventRecord>& events) {
+                        const std::vector<OutboxRecord>& outbox, const std::vector<EventRecord>& events,
+                        const std::vector<StateRecord>& state) {
   rocksdb::WriteBatch batch;
   std::string key, value;
   for (const auto& a : alerts) {
@@ -289,7 +291,22 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vecto
     batch.Put(meta_, offset_key(o.stream, o.partition), value);
   }
   for (const auto& r : outbox) batch.Put(outbox_, alert_key(r.time, r.id), encode_outbox(r));
+  for (const auto& st : state) {
+    if (st.erase) batch.Delete(state_, st.key);
+    else batch.Put(state_, st.key, st.value);
+  }
   return write(batch);
+}
+
+Expected<std::vector<std::pair<std::string, std::string>>> Store::load_state(std::string_view prefix) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
+  const rocksdb::Slice p(prefix.data(), prefix.size());
+  for (it->Seek(p); it->Valid() && it->key().starts_with(p); it->Next()) {
+    out.emplace_back(it->key().ToString(), it->value().ToString());
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "state scan failed");
+  return out;
 }
 
 Expected<std::optional<int64_t>> Store::next_offset(std::string_view stream, int32_t partition) const {

@@ -250,5 +250,86 @@ TEST_F(ShardWorkerTest, KeepsEventsAsConfiguredWithTheirAlertsTimeAndLevels) {
   EXPECT_TRUE(store_->query_alerts(q)->alerts.empty());
 }
 
+TEST_F(ShardWorkerTest, CorrelationWindowsPersistWithTheirBatchAndSurviveARestart) {
+  // Three matches of rule r-a from one host within 10 minutes make a correlation alert.
+  const std::string mapping = std::string(kMapping);
+  auto build = [&] {
+    worker_.reset();
+    store_.reset();
+    auto s = store::Store::open({tmp_ / "data"});
+    ASSERT_TRUE(s);
+    store_ = std::move(*s);
+    auto m = match::FieldMapping::parse(mapping, "m.yml");
+    ASSERT_TRUE(m);
+    std::vector<match::SigmaRule> rules;
+    for (const char* def : {"title: A\nid: r-a\nname: rule_a\nlevel: low\nlogsource: {category: process_creation}\n"
+                            "detection:\n  sel:\n    cmd|contains: r-a\n  condition: sel\n",
+                            "title: Repeated A\nid: c-1\nlevel: high\ncorrelation:\n  type: event_count\n  rules: [rule_a]\n"
+                            "  group-by: [host]\n  timespan: 10m\n  condition: {gte: 3}\n  generate: true\n"}) {
+      auto r = match::parse_sigma(def, "r.yml");
+      ASSERT_TRUE(r) << r.status().to_string();
+      rules.push_back(*r);
+    }
+    match::CompileReport report;
+    auto rs = match::RuleSet::compile(rules, *m, report);
+    ASSERT_TRUE(rs);
+    ASSERT_EQ((*rs)->correlations().size(), 1u);
+    auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, {});
+    ASSERT_TRUE(w);
+    worker_ = std::move(*w);
+    worker_->set_cluster_id("c1");
+    ASSERT_TRUE(worker_->reload_partition("events", 0).is_ok());
+  };
+  auto ev = [](int minute, const char* host) {
+    return std::string(R"({"cmd":"r-a","host":")") + host + R"(","ts":"2026-11-24T16:)" + (minute < 10 ? "0" : "") +
+           std::to_string(minute) + R"(:00Z"})";
+  };
+  const std::vector<std::string> p = {ev(0, "h1"), ev(1, "h1"), ev(2, "h2"), ev(3, "h1"), ev(4, "h1")};
+  auto batch = [&](size_t from, size_t to) {
+    std::vector<MessageView> b;
+    for (size_t i = from; i < to; ++i) b.push_back({"events", 0, static_cast<int64_t>(i), -1, p[i]});
+    return b;
+  };
+  auto correlation_alerts = [&] {
+    store::AlertQuery q;
+    q.rule_id = "c-1";
+    auto page = store_->query_alerts(q);
+    EXPECT_TRUE(page);
+    return page->alerts;
+  };
+
+  build();
+  ASSERT_TRUE(worker_->process(batch(0, 3)));  // h1 twice, h2 once: no correlation yet
+  EXPECT_TRUE(correlation_alerts().empty());
+
+  build();  // a restart: the windows come back from the store with the partition
+  ASSERT_TRUE(worker_->process(batch(3, 5)));  // h1's third match completes it; the fourth starts anew
+  auto alerts = correlation_alerts();
+  ASSERT_EQ(alerts.size(), 1u);
+  rapidjson::Document d;
+  d.Parse(alerts[0].c_str());
+  ASSERT_FALSE(d.HasParseError()) << alerts[0];
+  EXPECT_STREQ(d["rule"]["correlation"].GetString(), "event_count");
+  EXPECT_STREQ(d["group"]["host"].GetString(), "h1");
+  EXPECT_EQ(d["value"].GetInt(), 3);
+  EXPECT_EQ(d["base_alerts"].Size(), 3u);
+  EXPECT_STREQ(d["first"].GetString(), "2026-11-24T16:00:00.000Z");
+  EXPECT_STREQ(d["last"].GetString(), "2026-11-24T16:03:00.000Z");
+  EXPECT_EQ(d["source"]["offset"].GetInt(), 3);
+
+  // The state is written with the offsets, so a restart never replays what it counted; a
+  // replay of the whole partition from nothing (another store) gives the same alert id.
+  const std::string id = d["id"].GetString();
+  worker_.reset();
+  store_.reset();
+  fs::remove_all(tmp_ / "data");
+  build();
+  ASSERT_TRUE(worker_->process(batch(0, 5)));
+  alerts = correlation_alerts();
+  ASSERT_EQ(alerts.size(), 1u);
+  d.Parse(alerts[0].c_str());
+  EXPECT_EQ(d["id"].GetString(), id);
+}
+
 }  // namespace
 }  // namespace vigil::ingest

@@ -73,9 +73,11 @@ TEST(SigmaParse, StructuralErrors) {
   EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image:\n      a: b\n  condition: sel\n"), "r.yml"));
   EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image|contains|startswith: x\n  condition: sel\n"), "r.yml"));
   EXPECT_FALSE(parse_sigma(rule_with("  sel:\n    Image|exists: maybe\n  condition: sel\n"), "r.yml"));
+  // A correlation rule without its rules, timespan and condition is refused, naming what is missing.
   auto corr = parse_sigma("title: c\nid: x\ncorrelation:\n  type: event_count\n", "c.yml");
   ASSERT_FALSE(corr);
-  EXPECT_EQ(corr.status().code(), Code::kUnsupported);
+  EXPECT_EQ(corr.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(corr.status().message().find("'rules'"), std::string::npos) << corr.status().to_string();
 }
 
 // Found by tests/fuzz/sigma_parser_fuzz: yaml-cpp 0.7's LoadAll never returns on these.

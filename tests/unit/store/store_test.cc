@@ -227,7 +227,7 @@ TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
   {
     // Damage one entry behind the store's back: a value that is not an outbox record.
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events", "state"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), cfs, &handles, &db).ok());

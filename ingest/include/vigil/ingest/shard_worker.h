@@ -22,6 +22,7 @@
 #include "vigil/core/event.h"
 #include "vigil/core/metrics.h"
 #include "vigil/core/time.h"
+#include "vigil/match/correlator.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
 
@@ -77,6 +78,10 @@ class ShardWorker {
   std::string stream(std::string_view topic) const;
   void set_stream(std::string_view topic);
 
+  // Loads the correlation windows of a partition newly assigned to this worker from the
+  // store, replacing what the worker held for it (another consumer may have moved them on).
+  Status reload_partition(std::string_view topic, int32_t partition);
+
   // The next offset of each partition of the last persisted batch.
   const std::vector<store::PartitionOffset>& persisted_offsets() const { return offsets_; }
 
@@ -84,6 +89,12 @@ class ShardWorker {
   ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
               const Clock& clock, const ShardOptions& options);
   void build_alert(const MessageView& m, uint32_t rule, TimeMs time);
+  void build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m);
+  void set_scope(const MessageView& m);
+  // Writes of the correlation windows this batch changed; on a failed write, puts back what
+  // the store holds.
+  void collect_state();
+  void restore_state_after_failure();
   void dead_letter(const MessageView& m, std::string_view reason);
   std::string_view batch_stream(std::string_view topic);
   TimeMs event_time(const MessageView& m) const;
@@ -95,6 +106,13 @@ class ShardWorker {
   EventParser parser_;
   Event event_;
   std::unique_ptr<match::Matcher> matcher_;
+  std::unique_ptr<match::Correlator> correlator_;  // null when the rule set has no correlation
+  std::vector<match::CorrelationHit> fired_;
+  std::vector<store::StateRecord> state_;
+  std::vector<std::string> state_keys_;  // correlator keys of state_
+  std::string scope_;                    // "<stream>/<partition>" of the message in hand
+  Counter* correlation_alerts_ = nullptr;
+  uint64_t correlation_pending_ = 0;  // of the batch in hand
   std::vector<uint32_t> matches_;
   std::vector<store::AlertRecord> alerts_;
   std::vector<store::PartitionOffset> offsets_;

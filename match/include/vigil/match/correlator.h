@@ -48,7 +48,12 @@ class Correlator {
   explicit Correlator(std::shared_ptr<const RuleSet> rules);
 
   // A match of base rule `rule` by `event` at `time`. Appends the correlations it completes.
-  void observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref, std::vector<CorrelationHit>& out);
+  // Windows are kept per `scope` too (ingest: the Kafka partition, so that state moves with
+  // its partition); a group is "<scope>\x1e<values>" (just the values when scope is empty).
+  void observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref, std::vector<CorrelationHit>& out,
+               std::string_view scope = {});
+  // Forgets every window of `scope` (its partition went to another consumer).
+  void forget_scope(std::string_view scope);
   // Time has reached `now`: judges the windows that ended (lt/lte/eq/neq) and forgets the
   // groups that can no longer fire. INT64_MAX: the input ended; judge every window.
   void advance(TimeMs now, std::vector<CorrelationHit>& out);
@@ -73,6 +78,8 @@ class Correlator {
   const Window* window(const std::string& key) const;
   static std::string encode(const Window& w);
   bool restore(const std::string& key, std::string_view encoded);
+  // Drops the window of a key (to restore it from the store after a failed write).
+  void erase(const std::string& key);
 
  private:
   int64_t value_of(const CompiledCorrelation& c, const Window& w) const;

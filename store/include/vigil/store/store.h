@@ -15,9 +15,11 @@
 //   events          time:u64 | stream_hash:u32 | partition:u32 | offset:u64
 //                                                         -> len:u16 stream | raw event
 //   outbox          time:u64 | record_id:16               -> OutboxRecord (see encode_outbox)
+//   state           scope | 0x00 | correlation id | 0x00 | group -> encoded correlation window
+//                                                            (match::Correlator::encode)
 //   meta            "format"                              -> "vigil-store-2"
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
-// Format 1 (without alert_ids and events) is upgraded in place at open: the new column
+// Format 1 (without alert_ids, events and state) is upgraded in place at open: the new column
 // families are created and old alert values stay readable.
 //
 // Events are kept in time buckets (RetentionOptions::bucket_ms): retention drops whole
@@ -117,6 +119,13 @@ struct OutboxRecord {
   std::string message_key;
   std::string value;
   std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// A change of correlation state: `value` set, or erased.
+struct StateRecord {
+  std::string key;
+  std::string value;
+  bool erase = false;
 };
 
 struct OutboxEntry {
@@ -219,7 +228,10 @@ class Store {
   // Atomically writes the alerts, their index entries, the offsets, the outbox records and
   // the retained events. On failure nothing is written and writable() turns false.
   Status put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
-                   const std::vector<OutboxRecord>& outbox = {}, const std::vector<EventRecord>& events = {});
+                   const std::vector<OutboxRecord>& outbox = {}, const std::vector<EventRecord>& events = {},
+                   const std::vector<StateRecord>& state = {});
+  // Every state entry whose key starts with `prefix`, in key order.
+  Expected<std::vector<std::pair<std::string, std::string>>> load_state(std::string_view prefix) const;
   // False after a failed write until a write succeeds again.
   bool writable() const { return writable_.load(); }
 
@@ -281,6 +293,7 @@ class Store {
   rocksdb::ColumnFamilyHandle* outbox_ = nullptr;
   rocksdb::ColumnFamilyHandle* alert_ids_ = nullptr;
   rocksdb::ColumnFamilyHandle* events_ = nullptr;
+  rocksdb::ColumnFamilyHandle* state_ = nullptr;
 };
 
 }  // namespace vigil::store
