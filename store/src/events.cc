@@ -196,6 +196,14 @@ Expected<RetentionResult> Store::expire_events(TimeMs now) {
   return result;
 }
 
+Status Store::compact_all() {
+  rocksdb::CompactRangeOptions co;
+  for (auto* h : handles_) {
+    if (auto s = db_->CompactRange(co, h, nullptr, nullptr); !s.ok()) return from_rocks(s, "compaction failed");
+  }
+  return Status::ok();
+}
+
 Status Store::compact_events() {
   rocksdb::CompactRangeOptions co;
   co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;

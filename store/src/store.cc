@@ -408,35 +408,67 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
 
   AlertPage page;
   std::string last_key;
-  std::string value;
   AlertValue v;
-  for (; it->Valid() && page.alerts.size() < q.limit; it->Prev()) {
-    if (filtered && page.scanned >= q.max_scan) {
-      page.partial = true;
-      break;
+  bool more = false;  // entries left unexamined after last_key
+  if (cf == alerts_) {
+    for (; it->Valid() && page.alerts.size() < q.limit; it->Prev()) {
+      if (filtered && page.scanned >= q.max_scan) {
+        page.partial = true;
+        break;
+      }
+      const rocksdb::Slice k = it->key();
+      if (k.size() != 24) continue;
+      ++page.scanned;
+      last_key.assign(k.data(), k.size());
+      if (!decode_alert_value(std::string_view(it->value().data(), it->value().size()), v)) {
+        return Status::corruption("alert entry " + to_hex(last_key) + " cannot be decoded");
+      }
+      if (filtered && !alert_passes(q, v, false, check_host)) continue;
+      page.alerts.emplace_back(v.json);
     }
-    const rocksdb::Slice k = it->key();
-    if (k.size() != prefix.size() + 24 || !k.starts_with(prefix)) continue;
-    ++page.scanned;
-    last_key.assign(k.data(), k.size());
-    rocksdb::Slice found;
-    if (cf == alerts_) {
-      found = it->value();
-    } else {
-      const rocksdb::Slice ak(k.data() + prefix.size(), 24);
-      auto s = db_->Get(ro, alerts_, ak, &value);
-      if (s.IsNotFound()) continue;  // index entry of an expired alert
-      if (!s.ok()) return from_rocks(s, "alert read failed");
-      found = value;
+    more = it->Valid();
+  } else {
+    // Index entries in chunks, their alerts read with one MultiGet per chunk.
+    std::vector<std::string> index_keys;
+    std::vector<rocksdb::Slice> alert_keys;
+    std::vector<rocksdb::PinnableSlice> values;
+    std::vector<rocksdb::Status> statuses;
+    while (it->Valid() && page.alerts.size() < q.limit && !page.partial) {
+      const size_t want = filtered ? std::max<size_t>(64, q.limit - page.alerts.size()) : q.limit - page.alerts.size();
+      index_keys.clear();
+      for (; it->Valid() && index_keys.size() < want; it->Prev()) {
+        if (filtered && page.scanned >= q.max_scan) {
+          page.partial = true;
+          break;
+        }
+        const rocksdb::Slice k = it->key();
+        if (k.size() != prefix.size() + 24 || !k.starts_with(prefix)) continue;
+        ++page.scanned;
+        index_keys.emplace_back(k.data(), k.size());
+      }
+      if (index_keys.empty()) break;
+      alert_keys.clear();
+      for (const auto& k : index_keys) alert_keys.emplace_back(k.data() + prefix.size(), 24);
+      values.clear();
+      values.resize(index_keys.size());
+      statuses.assign(index_keys.size(), rocksdb::Status());
+      db_->MultiGet(ro, alerts_, alert_keys.size(), alert_keys.data(), values.data(), statuses.data(), /*sorted_input=*/false);
+      size_t i = 0;
+      for (; i < index_keys.size() && page.alerts.size() < q.limit; ++i) {
+        last_key = index_keys[i];
+        if (statuses[i].IsNotFound()) continue;  // index entry of an expired alert
+        if (!statuses[i].ok()) return from_rocks(statuses[i], "alert read failed");
+        if (!decode_alert_value(std::string_view(values[i].data(), values[i].size()), v)) {
+          return Status::corruption("alert entry " + to_hex(last_key) + " cannot be decoded");
+        }
+        if (filtered && !alert_passes(q, v, false, check_host)) continue;
+        page.alerts.emplace_back(v.json);
+      }
+      more = i < index_keys.size() || it->Valid();
     }
-    if (!decode_alert_value(std::string_view(found.data(), found.size()), v)) {
-      return Status::corruption("alert entry " + to_hex(last_key) + " cannot be decoded");
-    }
-    if (filtered && !alert_passes(q, v, false, check_host)) continue;
-    page.alerts.emplace_back(v.json);
   }
   if (!it->status().ok()) return from_rocks(it->status(), "alert scan failed");
-  if ((page.alerts.size() == q.limit || page.partial) && it->Valid()) page.next_cursor = to_hex(last_key);
+  if ((page.alerts.size() == q.limit || page.partial) && more && !last_key.empty()) page.next_cursor = to_hex(last_key);
   return page;
 }
 

@@ -273,6 +273,8 @@ class Store {
 
   Status flush();
   Status compact_events();
+  // Compacts every column family (benchmarks, after bulk loads).
+  Status compact_all();
   const std::string& path() const { return path_; }
 
  private:
