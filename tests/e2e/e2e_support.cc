@@ -27,7 +27,11 @@ StreamingProducer::StreamingProducer(std::string brokers, fs::path dir, std::vec
       std::ofstream out(file_);
       for (const auto& l : chunk) out << l << "\n";
       out.close();
-      if (test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers_ + " -t vigil.events -l " + file_.string() + " 2>&1") != 0) {
+      // kcat can report a failed delivery and still exit 0: its error lines count too.
+      std::string output;
+      const int rc = test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers_ + " -t vigil.events -l " + file_.string() + " 2>&1", &output);
+      if (rc != 0 || output.find("ERROR") != std::string::npos) {
+        std::fprintf(stderr, "streaming producer: kcat rc=%d: %s\n", rc, output.c_str());
         ++failures_;
         continue;
       }

@@ -41,6 +41,25 @@ class FaultsTest : public e2e::VigildFixture {
     }
     return out;
   }
+  // The consumer's lag, batches and errors as the instance reports them, for a failure.
+  static std::string state(uint16_t port) {
+    std::string out = "instance :" + std::to_string(port) + " alerts status " +
+                      std::to_string(test::http_get("127.0.0.1", port, "/api/v1/alerts?limit=1").status) + "\n";
+    const std::string body = test::http_get("127.0.0.1", port, "/metrics").body;
+    size_t pos = 0;
+    while (pos < body.size()) {
+      size_t nl = body.find('\n', pos);
+      if (nl == std::string::npos) nl = body.size();
+      const std::string line = body.substr(pos, nl - pos);
+      for (const char* name : {"vigil_consumer_lag_messages{", "vigil_batches_total", "vigil_store_errors_total",
+                               "vigil_messages_unowned_total", "vigil_backpressure", "vigil_kafka_errors_total",
+                               "vigil_events_consumed_total"}) {
+        if (line.rfind(name, 0) == 0) out += "  " + line + "\n";
+      }
+      pos = nl + 1;
+    }
+    return out;
+  }
   static double metric(uint16_t port, const std::string& name) {
     return test::prometheus_sum(test::http_get("127.0.0.1", port, "/metrics").body, name);
   }
@@ -150,7 +169,8 @@ TEST_F(FaultsTest, PartitionsMoveToASecondInstanceAndBack) {
   ASSERT_TRUE(wait_for([&] {
     from_b = alerts(port_b);
     return alerts(port_a).size() + from_b.size() >= expected.size();
-  }, 90s)) << log(1) << log(2);
+  }, 90s)) << alerts(port_a).size() << " + " << from_b.size() << " of " << expected.size() << "\n"
+           << state(port_a) << state(port_b) << log(1) << log(2);
   EXPECT_FALSE(from_b.empty()) << "the second instance received no partition";
 
   // It leaves again mid-stream (SIGTERM: it persists what it holds and commits before
@@ -177,7 +197,7 @@ TEST_F(FaultsTest, PartitionsMoveToASecondInstanceAndBack) {
   ASSERT_TRUE(wait_for([&] {
     from_a = alerts(port_a);
     return from_a.size() + from_b.size() >= expected.size();
-  }, 90s)) << log(1);
+  }, 90s)) << from_a.size() << " + " << from_b.size() << " of " << expected.size() << "\n" << state(port_a) << log(1);
   std::this_thread::sleep_for(1s);
   from_a = alerts(port_a);
   std::set<AlertKey> both(from_a.begin(), from_a.end());
