@@ -140,6 +140,58 @@ TEST_F(VigildTest, EmbeddedModeShowsSimulatedAlertsWithinThirtySeconds) {
   EXPECT_EQ(vigild->wait(30s), 0) << log(1);
 }
 
+TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
+  e2e::Broker broker(2);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  const std::string brokers = broker.bootstrap();
+  const fs::path checkpoints = dir_ / "checkpoints";
+  std::unique_ptr<test::Subprocess> vigild;
+  uint16_t port = start(vigild, {"--kafka-brokers", brokers, "--checkpoint-dir", checkpoints.string()});
+  ASSERT_NE(port, 0) << log(1);
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(1);
+  kcat_produce(brokers, crafted_events());
+  const auto expected = expected_alerts();
+  ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= expected.size(); }, 30s)) << log(1);
+
+  // The CLI against the running server; a second checkpoint of the same name is refused.
+  const std::string cli = std::string(VIGIL_CLI_PATH) + " admin checkpoint nightly --server http://127.0.0.1:" + std::to_string(port);
+  std::string out;
+  ASSERT_EQ(test::run_command(cli + " 2>&1", &out), 0) << out;
+  EXPECT_TRUE(fs::exists(checkpoints / "nightly" / "CURRENT")) << out;
+  out.clear();
+  EXPECT_NE(test::run_command(cli + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("409"), std::string::npos) << out;
+  out.clear();
+  EXPECT_NE(test::run_command(std::string(VIGIL_CLI_PATH) + " admin checkpoint ../escape --server http://127.0.0.1:" +
+                                  std::to_string(port) + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("400"), std::string::npos) << out;
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(1);
+
+  // Restore: a vigild started on the checkpoint serves the same alerts and retained events
+  // (consuming an idle topic in another group, so that nothing new arrives).
+  ASSERT_TRUE(broker.control("topic vigil.idle 1"));
+  port = start(vigild, {"--kafka-brokers", brokers, "--topic", "vigil.idle", "--group", "idle", "--alerts-topic", "",
+                        "--dead-letter-topic", ""}, "checkpoints/nightly");
+  ASSERT_NE(port, 0) << log(2);
+  const auto got = alerts(port);
+  EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), expected);
+  const auto hunt = test::http_get("127.0.0.1", port, "/api/v1/events?since=0&field=test_id=t14");
+  EXPECT_EQ(hunt.status, 200) << hunt.body;
+  EXPECT_NE(hunt.body.find("ipconfig /all"), std::string::npos) << hunt.body;
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(2);
+
+  // A data directory that is not a vigil store is refused at start, saying why.
+  const fs::path foreign = dir_ / "foreign";
+  fs::create_directories(foreign);
+  std::ofstream(foreign / "notes.txt") << "not a database\n";
+  out.clear();
+  EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --kafka-brokers " + brokers + " --data-dir " + foreign.string() +
+                                  " --listen 127.0.0.1:0 2>&1", &out), 0);
+  EXPECT_NE(out.find("holds no vigil store"), std::string::npos) << out;
+}
+
 TEST_F(VigildTest, RefusesBadConfigurationWithAClearMessage) {
   std::string out;
   EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --listen nonsense 2>&1", &out), 0);

@@ -25,7 +25,10 @@
 // Events are kept in time buckets (RetentionOptions::bucket_ms): retention drops whole
 // buckets, oldest first, by age and by size (DeleteFilesInRange + DeleteRange + compaction
 // of the range), never by scanning keys. The events cf is zstd-compressed with a trained
-// dictionary at the bottommost level; the block cache is shared by every cf.
+// dictionary at the bottommost level; alerts, indexes and state are LZ4 at every level (a
+// page of alerts is many point reads, and LZ4 decompresses several times faster); point-read
+// cfs (alerts, alert_ids, meta, state) have bloom filters; the block cache is shared by
+// every cf.
 //
 // A stream names where offsets count from: ingest uses "<Kafka cluster id>/<topic>", so
 // that offsets and alert ids of one cluster are never applied to another (a new embedded
