@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include "support/full_disk.h"
 #include "support/temp_dir.h"
 
 #include <filesystem>
 #include <map>
 #include <random>
+#include <thread>
 
 namespace vigil::ingest {
 namespace {
@@ -51,6 +53,49 @@ class ShardWorkerTest : public ::testing::Test {
     ASSERT_TRUE(w) << w.status().to_string();
     worker_ = std::move(*w);
     worker_->set_cluster_id("c1");
+  }
+  // A worker whose rules are r-a (name rule_a) and c-1: three r-a matches from one host
+  // within 10 minutes. The store is reopened on the same directory, on `fs` if given.
+  void build_correlating(std::shared_ptr<rocksdb::FileSystem> fs = nullptr) {
+    worker_.reset();
+    store_.reset();
+    store::StoreOptions so;
+    so.path = tmp_ / "data";
+    so.file_system = std::move(fs);
+    auto s = store::Store::open(so);
+    ASSERT_TRUE(s);
+    store_ = std::move(*s);
+    auto m = match::FieldMapping::parse(kMapping, "m.yml");
+    ASSERT_TRUE(m);
+    std::vector<match::SigmaRule> rules;
+    for (const char* def : {"title: A\nid: r-a\nname: rule_a\nlevel: low\nlogsource: {category: process_creation}\n"
+                            "detection:\n  sel:\n    cmd|contains: r-a\n  condition: sel\n",
+                            "title: Repeated A\nid: c-1\nlevel: high\ncorrelation:\n  type: event_count\n  rules: [rule_a]\n"
+                            "  group-by: [host]\n  timespan: 10m\n  condition: {gte: 3}\n  generate: true\n"}) {
+      auto r = match::parse_sigma(def, "r.yml");
+      ASSERT_TRUE(r) << r.status().to_string();
+      rules.push_back(*r);
+    }
+    match::CompileReport report;
+    auto rs = match::RuleSet::compile(rules, *m, report);
+    ASSERT_TRUE(rs);
+    ASSERT_EQ((*rs)->correlations().size(), 1u);
+    auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, {});
+    ASSERT_TRUE(w);
+    worker_ = std::move(*w);
+    worker_->set_cluster_id("c1");
+    ASSERT_TRUE(worker_->reload_partition("events", 0).is_ok());
+  }
+  static std::string correlated_event(int minute, const char* host) {
+    return std::string(R"({"cmd":"r-a","host":")") + host + R"(","ts":"2026-11-24T16:)" + (minute < 10 ? "0" : "") +
+           std::to_string(minute) + R"(:00Z"})";
+  }
+  std::vector<std::string> correlation_alerts() {
+    store::AlertQuery q;
+    q.rule_id = "c-1";
+    auto page = store_->query_alerts(q);
+    EXPECT_TRUE(page);
+    return page ? page->alerts : std::vector<std::string>{};
   }
   void TearDown() override {
     worker_.reset();
@@ -252,50 +297,13 @@ TEST_F(ShardWorkerTest, KeepsEventsAsConfiguredWithTheirAlertsTimeAndLevels) {
 
 TEST_F(ShardWorkerTest, CorrelationWindowsPersistWithTheirBatchAndSurviveARestart) {
   // Three matches of rule r-a from one host within 10 minutes make a correlation alert.
-  const std::string mapping = std::string(kMapping);
-  auto build = [&] {
-    worker_.reset();
-    store_.reset();
-    auto s = store::Store::open({tmp_ / "data"});
-    ASSERT_TRUE(s);
-    store_ = std::move(*s);
-    auto m = match::FieldMapping::parse(mapping, "m.yml");
-    ASSERT_TRUE(m);
-    std::vector<match::SigmaRule> rules;
-    for (const char* def : {"title: A\nid: r-a\nname: rule_a\nlevel: low\nlogsource: {category: process_creation}\n"
-                            "detection:\n  sel:\n    cmd|contains: r-a\n  condition: sel\n",
-                            "title: Repeated A\nid: c-1\nlevel: high\ncorrelation:\n  type: event_count\n  rules: [rule_a]\n"
-                            "  group-by: [host]\n  timespan: 10m\n  condition: {gte: 3}\n  generate: true\n"}) {
-      auto r = match::parse_sigma(def, "r.yml");
-      ASSERT_TRUE(r) << r.status().to_string();
-      rules.push_back(*r);
-    }
-    match::CompileReport report;
-    auto rs = match::RuleSet::compile(rules, *m, report);
-    ASSERT_TRUE(rs);
-    ASSERT_EQ((*rs)->correlations().size(), 1u);
-    auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, {});
-    ASSERT_TRUE(w);
-    worker_ = std::move(*w);
-    worker_->set_cluster_id("c1");
-    ASSERT_TRUE(worker_->reload_partition("events", 0).is_ok());
-  };
-  auto ev = [](int minute, const char* host) {
-    return std::string(R"({"cmd":"r-a","host":")") + host + R"(","ts":"2026-11-24T16:)" + (minute < 10 ? "0" : "") +
-           std::to_string(minute) + R"(:00Z"})";
-  };
+  auto build = [&] { build_correlating(); };
+  auto ev = correlated_event;
   const std::vector<std::string> p = {ev(0, "h1"), ev(1, "h1"), ev(2, "h2"), ev(3, "h1"), ev(4, "h1")};
   auto batch = [&](size_t from, size_t to) {
     std::vector<MessageView> b;
     for (size_t i = from; i < to; ++i) b.push_back({"events", 0, static_cast<int64_t>(i), -1, p[i]});
     return b;
-  };
-  auto correlation_alerts = [&] {
-    store::AlertQuery q;
-    q.rule_id = "c-1";
-    auto page = store_->query_alerts(q);
-    EXPECT_TRUE(page);
-    return page->alerts;
   };
 
   build();
@@ -329,6 +337,46 @@ TEST_F(ShardWorkerTest, CorrelationWindowsPersistWithTheirBatchAndSurviveARestar
   ASSERT_EQ(alerts.size(), 1u);
   d.Parse(alerts[0].c_str());
   EXPECT_EQ(d["id"].GetString(), id);
+}
+
+TEST_F(ShardWorkerTest, AFailedWriteLeavesCorrelationWindowsAsBeforeTheBatch) {
+  // The batch that completes a correlation fails to persist (disk full) and is processed
+  // again, as the pipeline does: its matches count once, the correlation fires once.
+  auto disk = std::make_shared<test::FullDisk>(rocksdb::FileSystem::Default());
+  build_correlating(disk);
+  const std::vector<std::string> p = {correlated_event(0, "h1"), correlated_event(1, "h1"), correlated_event(2, "h1"),
+                                      correlated_event(3, "h1"), correlated_event(4, "h1")};
+  auto batch = [&](size_t from, size_t to) {
+    std::vector<MessageView> b;
+    for (size_t i = from; i < to; ++i) b.push_back({"events", 0, static_cast<int64_t>(i), -1, p[i]});
+    return b;
+  };
+  ASSERT_TRUE(worker_->process(batch(0, 2)));
+  disk->full = true;
+  for (int attempt = 0; attempt < 3; ++attempt) EXPECT_FALSE(worker_->process(batch(2, 4)));
+  disk->full = false;
+  bool done = false;
+  for (int attempt = 0; attempt < 200 && !done; ++attempt) {
+    done = static_cast<bool>(worker_->process(batch(2, 4)));
+    if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(done);
+  auto alerts = correlation_alerts();
+  ASSERT_EQ(alerts.size(), 1u);
+  rapidjson::Document d;
+  d.Parse(alerts[0].c_str());
+  EXPECT_EQ(d["value"].GetInt(), 3);
+  EXPECT_EQ(d["source"]["offset"].GetInt(), 2);
+  EXPECT_STREQ(d["last"].GetString(), "2026-11-24T16:02:00.000Z");
+
+  // The window that started after the alert holds the fourth match only: two more make a
+  // second alert, one more does not.
+  ASSERT_TRUE(worker_->process(batch(4, 5)));
+  EXPECT_EQ(correlation_alerts().size(), 1u);
+  build_correlating();  // and so does the store, across a restart
+  const std::string more[] = {correlated_event(5, "h1")};
+  ASSERT_TRUE(worker_->process(std::vector<MessageView>{{"events", 0, 5, -1, more[0]}}));
+  EXPECT_EQ(correlation_alerts().size(), 2u);
 }
 
 }  // namespace

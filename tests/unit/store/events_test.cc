@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 
+#include "support/full_disk.h"
 #include "support/temp_dir.h"
 #include "vigil/store/store.h"
 
@@ -153,38 +154,8 @@ TEST_F(EventsTest, RetentionBySizeDropsOldestBucketsAndKeepsTheNewest) {
   EXPECT_EQ(offsets(*store, {}).size(), 400u);
 }
 
-// A file system whose writes fail while `full` is set, as a full disk does.
-class FullDisk : public rocksdb::FileSystemWrapper {
- public:
-  explicit FullDisk(std::shared_ptr<rocksdb::FileSystem> base) : FileSystemWrapper(std::move(base)) {}
-  static const char* kClassName() { return "FullDisk"; }
-  const char* Name() const override { return kClassName(); }
-  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
-                                    std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* d) override {
-    auto s = target()->NewWritableFile(f, o, r, d);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
-    return s;
-  }
-  std::atomic<bool> full{false};
-
- private:
-  struct File : rocksdb::FSWritableFileOwnerWrapper {
-    File(std::unique_ptr<rocksdb::FSWritableFile> f, FullDisk* disk) : FSWritableFileOwnerWrapper(std::move(f)), disk_(disk) {}
-    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o, rocksdb::IODebugContext* d) override {
-      if (disk_->full.load()) return rocksdb::IOStatus::NoSpace("injected: no space left on device");
-      return FSWritableFileOwnerWrapper::Append(data, o, d);
-    }
-    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o, const rocksdb::DataVerificationInfo& v,
-                             rocksdb::IODebugContext* d) override {
-      if (disk_->full.load()) return rocksdb::IOStatus::NoSpace("injected: no space left on device");
-      return FSWritableFileOwnerWrapper::Append(data, o, v, d);
-    }
-    FullDisk* disk_;
-  };
-};
-
 TEST_F(EventsTest, AFullDiskStopsWritesWithoutAdvancingOffsetsAndRecovers) {
-  auto disk = std::make_shared<FullDisk>(rocksdb::FileSystem::Default());
+  auto disk = std::make_shared<test::FullDisk>(rocksdb::FileSystem::Default());
   StoreOptions o;
   o.path = (tmp_.path() / "data").string();
   auto opened = Store::open([&] { o.file_system = disk; return o; }());
