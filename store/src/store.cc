@@ -223,8 +223,17 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   std::string format;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, kFormatKey, &format);
   if (s.IsNotFound()) {
+    // Without the marker, a database that holds nothing is a first start interrupted
+    // between RocksDB's creation and the marker's write (a kill, a crash): it is taken on.
+    // One that holds data is someone else's.
     if (has_db) {
-      return Status::corruption("data directory '" + options.path + "' is a RocksDB without a vigil format marker");
+      for (auto* h : store->handles_) {
+        std::unique_ptr<rocksdb::Iterator> it(store->db_->NewIterator(rocksdb::ReadOptions(), h));
+        it->SeekToFirst();
+        if (it->Valid() || !it->status().ok()) {
+          return Status::corruption("data directory '" + options.path + "' is a RocksDB without a vigil format marker");
+        }
+      }
     }
   } else if (!s.ok()) {
     return from_rocks(s, "cannot read store format");

@@ -375,6 +375,36 @@ TEST_F(StoreTest, RefusesACorruptedStore) {
   EXPECT_NE(s.status().message().find(dir_.string()), std::string::npos) << s.status().to_string();
 }
 
+TEST_F(StoreTest, AnEmptyRocksDbIsAnInterruptedFirstStartOneWithDataIsRefused) {
+  auto make_db = [](const fs::path& dir, bool with_data) {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir.string(), &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    if (with_data) {
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "someone", "else's").ok());
+    }
+  };
+  // Killed after RocksDB made its files, before the format marker was written.
+  const fs::path empty = tmp_.path() / "empty";
+  make_db(empty, false);
+  {
+    auto s = Store::open({empty.string()});
+    ASSERT_TRUE(s) << s.status().to_string();
+    ASSERT_TRUE((*s)->put_batch({alert(1, 10, "r", "h")}, {{"events", 0, 2}}).is_ok());
+  }
+  auto again = Store::open({empty.string()});
+  ASSERT_TRUE(again) << again.status().to_string();
+  EXPECT_EQ(*(*again)->count_alerts(), 1u);
+
+  const fs::path foreign = tmp_.path() / "foreign";
+  make_db(foreign, true);
+  auto s = Store::open({foreign.string()});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.status().message().find("without a vigil format marker"), std::string::npos) << s.status().to_string();
+}
+
 TEST_F(StoreTest, CheckpointIsAConsistentCopyThatOpensAsAStore) {
   auto store = open();
   ASSERT_TRUE(store->put_batch({alert(1, 10, "r", "h")}, {{"events", 0, 2}}).is_ok());
