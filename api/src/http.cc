@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <cctype>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -124,15 +125,40 @@ std::vector<std::string> split_segments(std::string_view path) {
 
 }  // namespace
 
-void Router::add(std::string method, std::string path_template, Handler handler) {
+void Router::add(std::string method, std::string path_template, Handler handler, Access access) {
   auto segments = split_segments(path_template);
-  routes_.push_back({std::move(method), std::move(path_template), std::move(segments), std::move(handler)});
+  routes_.push_back({std::move(method), std::move(path_template), std::move(segments), std::move(handler), access});
 }
 
-std::vector<std::pair<std::string, std::string>> Router::routes() const {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& r : routes_) out.emplace_back(r.method, r.path_template);
+std::vector<Router::RouteInfo> Router::routes() const {
+  std::vector<RouteInfo> out;
+  for (const auto& r : routes_) out.push_back({r.method, r.path_template, r.access});
   return out;
+}
+
+std::optional<HttpResponse> Router::authorize(const HttpRequest& request, Access access) const {
+  if (access == Access::kOpen) return std::nullopt;
+  auto unauthorized = [](std::string_view detail, bool bad_token) {
+    HttpResponse r = HttpResponse::problem(401, detail);
+    r.headers.emplace_back("WWW-Authenticate", bad_token ? R"(Bearer realm="vigil", error="invalid_token")" : R"(Bearer realm="vigil")");
+    return r;
+  };
+  std::string_view h = request.authorization;
+  if (h.empty()) return unauthorized("this route needs a bearer token: Authorization: Bearer <token>", false);
+  const size_t sp = h.find(' ');
+  std::string scheme(h.substr(0, sp));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "bearer" || sp == std::string_view::npos) {
+    return unauthorized("the Authorization header must be 'Bearer <token>'", false);
+  }
+  h.remove_prefix(sp + 1);
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  const std::optional<Role> role = tokens_ ? tokens_->role_of(h) : std::nullopt;
+  if (!role) return unauthorized("the bearer token is not valid", true);
+  if (access == Access::kAdmin && *role != Role::kAdmin) {
+    return HttpResponse::problem(403, "this route needs an admin token; the token given has the reader role");
+  }
+  return std::nullopt;
 }
 
 HttpResponse Router::route(HttpRequest& request) const {
@@ -153,6 +179,7 @@ HttpResponse Router::route(HttpRequest& request) const {
     if (!ok) continue;
     path_known = true;
     if (r.method != request.method && !(request.method == "HEAD" && r.method == "GET")) continue;
+    if (auto denied = authorize(request, r.access)) return std::move(*denied);
     request.path_params = std::move(params);
     return r.handler(request);
   }
@@ -218,6 +245,7 @@ class Session : public std::enable_shared_from_this<Session> {
       request.path = std::move(*path);
       request.query = std::move(*query);
       request.body = std::move(req.body());
+      if (auto it = req.find(http::field::authorization); it != req.end()) request.authorization = std::string(it->value());
       try {
         response = state_.router.route(request);
       } catch (const std::exception& e) {
@@ -234,6 +262,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version);
     res->set(http::field::server, "vigil");
     res->set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res->set(name, value);
     res->keep_alive(keep_alive && !state_.stopped.load());
     if (head) {
       res->content_length(r.body.size());

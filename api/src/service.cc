@@ -250,21 +250,24 @@ std::optional<TimeMs> parse_time_param(std::string_view text, TimeMs now) {
 
 Router make_router(const ApiContext& ctx) {
   Router r;
-  r.add("GET", "/healthz", [](const HttpRequest&) { return HttpResponse::json(R"({"status":"ok"})"); });
+  r.set_tokens(ctx.tokens);
+  auto open_if = [](bool open) { return open ? Access::kOpen : Access::kReader; };
+  r.add("GET", "/healthz", [](const HttpRequest&) { return HttpResponse::json(R"({"status":"ok"})"); }, open_if(ctx.open_healthz));
   r.add("GET", "/readyz", [ctx](const HttpRequest&) {
     if (!ctx.ready || ctx.ready()) return HttpResponse::json(R"({"status":"ready"})");
     return HttpResponse::problem(503, "not ready: the pipeline is not consuming or the store is not writable");
-  });
+  }, open_if(ctx.open_readyz));
   r.add("GET", "/metrics", [ctx](const HttpRequest&) {
     HttpResponse res;
     res.content_type = "text/plain; version=0.0.4; charset=utf-8";
     res.body = ctx.metrics->render_prometheus();
     return res;
-  });
+  }, open_if(ctx.open_metrics));
   r.add("GET", "/api/v1/alerts", [ctx](const HttpRequest& req) { return list_alerts(ctx, req); });
   r.add("GET", "/api/v1/alerts/{id}", [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
   r.add("GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); });
-  r.add("POST", "/api/v1/admin/checkpoints", [ctx](const HttpRequest& req) { return create_checkpoint(ctx, req); });
+  r.add("POST", "/api/v1/admin/checkpoints", [ctx](const HttpRequest& req) { return create_checkpoint(ctx, req); },
+        Access::kAdmin);
   return r;
 }
 

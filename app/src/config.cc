@@ -31,7 +31,7 @@ Status load_config_file(const std::string& path, Config& c) {
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
     if (auto s = check_keys(doc, {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads", "batch",
-                                  "max_event_bytes", "embedded", "workers", "store"}, path); !s) {
+                                  "max_event_bytes", "embedded", "workers", "store", "api"}, path); !s) {
       return s;
     }
     if (const auto k = doc["kafka"]) {
@@ -98,6 +98,16 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["sync_writes"]) c.sync_writes = st["sync_writes"].as<bool>();
       if (st["block_cache_mb"]) c.block_cache_mb = st["block_cache_mb"].as<size_t>();
       if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
+    }
+    if (const auto a = doc["api"]) {
+      if (auto s = check_keys(a, {"tokens_file", "open"}, path + " api"); !s) return s;
+      if (a["tokens_file"]) c.api_tokens_file = a["tokens_file"].as<std::string>();
+      if (const auto o = a["open"]) {
+        if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s) return s;
+        if (o["healthz"]) c.api_open_healthz = o["healthz"].as<bool>();
+        if (o["readyz"]) c.api_open_readyz = o["readyz"].as<bool>();
+        if (o["metrics"]) c.api_open_metrics = o["metrics"].as<bool>();
+      }
     }
   } catch (const YAML::Exception& e) {
     return Status::invalid(path + ": " + e.what());

@@ -28,6 +28,10 @@
 //     sync_writes: false             # fsync the WAL on every batch
 //     block_cache_mb: 64
 //     checkpoint_dir: ""             # where POST /api/v1/admin/checkpoints writes ("": <data_dir>-checkpoints)
+//   api:
+//     tokens_file: ""                # "<admin|reader> <token>" lines; "" and no VIGIL_API_TOKENS:
+//                                    # an admin token made at first start in <data_dir>/api-token
+//     open: {healthz: true, readyz: true, metrics: true}  # false: that route needs a token
 
 #include <cstdint>
 #include <string>
@@ -68,6 +72,10 @@ struct Config {
   bool sync_writes = false;
   size_t block_cache_mb = 64;
   std::string checkpoint_dir;
+  std::string api_tokens_file;
+  bool api_open_healthz = true;
+  bool api_open_readyz = true;
+  bool api_open_metrics = true;
 };
 
 // Applies the keys of a YAML config file over `config`. Unknown keys are errors.

@@ -217,7 +217,7 @@ sigset_t block_signals() {
 }  // namespace
 
 // The server address and token of the CLI's API calls: flags, else VIGIL_SERVER and
-// VIGIL_TOKEN, else the local default.
+// VIGIL_TOKEN, else the local default (the token vigild made in ./data, as `make run` does).
 std::string server_or_default(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("VIGIL_SERVER"); env && *env) return env;
@@ -226,7 +226,10 @@ std::string server_or_default(const std::string& flag) {
 std::string token_or_default(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("VIGIL_TOKEN"); env && *env) return env;
-  return {};
+  std::ifstream in("data/api-token");
+  std::string token;
+  in >> token;
+  return token;
 }
 
 int admin_checkpoint(const std::string& target, const std::string& data_dir, const std::string& server,

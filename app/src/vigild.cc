@@ -7,9 +7,13 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "config.h"
+#include "vigil/api/auth.h"
 #include "vigil/api/http.h"
 #include "vigil/api/service.h"
 #include "vigil/core/log.h"
@@ -29,6 +33,34 @@ namespace {
 int fail(const Status& s) {
   spdlog::critical("{}", s.to_string());
   return 1;
+}
+
+Expected<api::TokenSet> api_tokens(const app::Config& config, std::string& generated) {
+  api::TokenSet tokens;
+  if (!config.api_tokens_file.empty()) {
+    std::ifstream in(config.api_tokens_file);
+    if (!in) return Status::invalid("cannot read the API token file '" + config.api_tokens_file + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto parsed = api::TokenSet::parse_file_text(ss.str(), config.api_tokens_file);
+    if (!parsed) return parsed.status();
+    tokens = std::move(*parsed);
+  }
+  if (const char* env = std::getenv("VIGIL_API_TOKENS"); env && *env) {
+    auto parsed = api::TokenSet::parse_list(env, "VIGIL_API_TOKENS");
+    if (!parsed) return parsed.status();
+    if (tokens.empty()) {
+      tokens = std::move(*parsed);
+    } else if (!parsed->empty()) {
+      return Status::invalid("API tokens come from both --api-tokens-file and VIGIL_API_TOKENS; use one");
+    }
+  }
+  if (!tokens.empty()) return tokens;
+  auto token = api::load_or_create_token_file(config.data_dir + "/api-token");
+  if (!token) return token.status();
+  if (auto s = tokens.add(api::Role::kAdmin, *token, "api-token"); !s) return s;
+  generated = *token;
+  return tokens;
 }
 
 }  // namespace
@@ -61,6 +93,8 @@ int main(int argc, char** argv) {
   auto* o_max_age = cli.add_option("--events-max-age", max_age_flag, "Event retention by age, e.g. 7d (0: none)");
   auto* o_max_bytes = cli.add_option("--events-max-bytes", flags.events_max_bytes, "Event retention by size in bytes (0: none)");
   auto* o_checkpoints = cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
+  auto* o_tokens = cli.add_option("--api-tokens-file", flags.api_tokens_file,
+                                  "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
   CLI11_PARSE(cli, argc, argv);
 
   if (!config_file.empty()) {
@@ -88,6 +122,7 @@ int main(int argc, char** argv) {
   if (o_events->count()) config.events = flags.events;
   if (o_max_bytes->count()) config.events_max_bytes = flags.events_max_bytes;
   if (o_checkpoints->count()) config.checkpoint_dir = flags.checkpoint_dir;
+  if (o_tokens->count()) config.api_tokens_file = flags.api_tokens_file;
   if (o_max_age->count()) {
     auto d = max_age_flag == "0" ? std::optional<int64_t>(0) : parse_duration_ms(max_age_flag);
     if (!d || *d < 0) {
@@ -143,6 +178,12 @@ int main(int argc, char** argv) {
   auto store = store::Store::open(so);
   if (!store) return fail(store.status());
 
+  // API tokens: a file and/or VIGIL_API_TOKENS; with neither, an admin token kept in the
+  // data directory (made at first start) so that `make run` works at once.
+  std::string generated_token;
+  auto tokens = api_tokens(config, generated_token);
+  if (!tokens) return fail(tokens.status());
+
   MetricsRegistry metrics;
   const Clock& clock = SystemClock::instance();
   store::RetentionTask retention(**store, metrics, clock, std::chrono::minutes(1));
@@ -197,6 +238,10 @@ int main(int argc, char** argv) {
   ctx.clock = &clock;
   ctx.ready = [p = pipeline->get(), st = store->get()] { return p->healthy() && p->assigned() && st->writable(); };
   ctx.checkpoint_dir = config.checkpoint_dir;
+  ctx.tokens = std::make_shared<const api::TokenSet>(std::move(*tokens));
+  ctx.open_healthz = config.api_open_healthz;
+  ctx.open_readyz = config.api_open_readyz;
+  ctx.open_metrics = config.api_open_metrics;
   api::HttpServerOptions ho;
   ho.address = listen_host;
   ho.port = listen_port;
@@ -231,7 +276,15 @@ int main(int argc, char** argv) {
               config.dead_letter_topic.empty() ? "(off)" : config.dead_letter_topic.c_str());
   std::printf("  rules: %zu compiled, %zu not loaded (mapping %s)\n", report.compiled, report.unsupported, mapping->name().c_str());
   std::printf("  data: %s\n", config.data_dir.c_str());
-  std::printf("  try: curl -s '%s/api/v1/alerts?limit=5'\n", api_url.c_str());
+  if (!generated_token.empty()) {
+    std::printf("  auth: admin token kept in %s/api-token\n", config.data_dir.c_str());
+    std::printf("  try: curl -s -H 'Authorization: Bearer %s' '%s/api/v1/alerts?limit=5'\n", generated_token.c_str(),
+                api_url.c_str());
+  } else {
+    std::printf("  auth: %zu token(s) from %s\n", ctx.tokens->size(),
+                config.api_tokens_file.empty() ? "VIGIL_API_TOKENS" : config.api_tokens_file.c_str());
+    std::printf("  try: curl -s -H \"Authorization: Bearer $TOKEN\" '%s/api/v1/alerts?limit=5'\n", api_url.c_str());
+  }
   std::printf("  stop: Ctrl-C\n");
   std::fflush(stdout);
 

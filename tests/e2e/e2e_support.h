@@ -63,10 +63,21 @@ class VigildFixture : public ::testing::Test {
   fs::path config_file() {
     const fs::path p = dir_ / "vigild.yml";
     if (!fs::exists(p)) {
-      std::ofstream(p) << "kafka:\n  properties:\n    session.timeout.ms: \"" << session_timeout_ms_
-                       << "\"\n    heartbeat.interval.ms: \"300\"\n";
+      std::ofstream out(p);
+      out << "kafka:\n  properties:\n    session.timeout.ms: \"" << session_timeout_ms_
+          << "\"\n    heartbeat.interval.ms: \"300\"\n";
+      if (api_tokens_) {
+        std::ofstream(dir_ / "tokens") << "admin " << kAdminToken << "\nreader " << kReaderToken << "\n";
+        out << "api:\n  tokens_file: " << (dir_ / "tokens").string() << "\n";
+      }
     }
     return p;
+  }
+  static constexpr char kAdminToken[] = "e2e-admin-0123456789abcdef";
+  static constexpr char kReaderToken[] = "e2e-reader-0123456789abcdef";
+  // A GET of the API with the reader token.
+  static test::HttpResult api_get(uint16_t port, const std::string& target) {
+    return test::http_get("127.0.0.1", port, target, {{"Authorization", std::string("Bearer ") + kReaderToken}});
   }
   // Starts vigild and returns its API port (0 on failure). Logs go to vigild-<run>.log.
   uint16_t start(std::unique_ptr<test::Subprocess>& proc, std::vector<std::string> extra,
@@ -91,7 +102,7 @@ class VigildFixture : public ::testing::Test {
     std::vector<AlertKey> out;
     std::string target = "/api/v1/alerts?limit=1000";
     for (int page = 0; page < 1000; ++page) {
-      auto r = test::http_get("127.0.0.1", port, target);
+      auto r = api_get(port, target);
       if (r.status != 200) return out;
       rapidjson::Document d;
       d.Parse(r.body.c_str());
@@ -161,6 +172,7 @@ class VigildFixture : public ::testing::Test {
   const fs::path& dir_ = tmp_.path();
   int runs_ = 0;
   int session_timeout_ms_ = 6000;
+  bool api_tokens_ = true;  // the config names a token file with kAdminToken and kReaderToken
 };
 
 // `n` simulated sensor events (a larger malicious share than the default), each tagged with

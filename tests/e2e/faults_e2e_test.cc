@@ -44,7 +44,7 @@ class FaultsTest : public e2e::VigildFixture {
   // The consumer's lag, batches and errors as the instance reports them, for a failure.
   static std::string state(uint16_t port) {
     std::string out = "instance :" + std::to_string(port) + " alerts status " +
-                      std::to_string(test::http_get("127.0.0.1", port, "/api/v1/alerts?limit=1").status) + "\n";
+                      std::to_string(api_get(port, "/api/v1/alerts?limit=1").status) + "\n";
     const std::string body = test::http_get("127.0.0.1", port, "/metrics").body;
     size_t pos = 0;
     while (pos < body.size()) {

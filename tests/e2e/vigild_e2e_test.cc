@@ -154,16 +154,20 @@ TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
   ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= expected.size(); }, 30s)) << log(1);
 
   // The CLI against the running server; a second checkpoint of the same name is refused.
-  const std::string cli = std::string(VIGIL_CLI_PATH) + " admin checkpoint nightly --server http://127.0.0.1:" + std::to_string(port);
+  const std::string server = " --server http://127.0.0.1:" + std::to_string(port);
+  const std::string cli = std::string(VIGIL_CLI_PATH) + " admin checkpoint nightly" + server + " --token " + kAdminToken;
   std::string out;
+  // A reader token may not take checkpoints.
+  EXPECT_NE(test::run_command(std::string(VIGIL_CLI_PATH) + " admin checkpoint nightly" + server + " --token " + kReaderToken + " 2>&1", &out), 0);
+  EXPECT_NE(out.find("403"), std::string::npos) << out;
+  out.clear();
   ASSERT_EQ(test::run_command(cli + " 2>&1", &out), 0) << out;
   EXPECT_TRUE(fs::exists(checkpoints / "nightly" / "CURRENT")) << out;
   out.clear();
   EXPECT_NE(test::run_command(cli + " 2>&1", &out), 0);
   EXPECT_NE(out.find("409"), std::string::npos) << out;
   out.clear();
-  EXPECT_NE(test::run_command(std::string(VIGIL_CLI_PATH) + " admin checkpoint ../escape --server http://127.0.0.1:" +
-                                  std::to_string(port) + " 2>&1", &out), 0);
+  EXPECT_NE(test::run_command(std::string(VIGIL_CLI_PATH) + " admin checkpoint ../escape" + server + " --token " + kAdminToken + " 2>&1", &out), 0);
   EXPECT_NE(out.find("400"), std::string::npos) << out;
   vigild->signal(SIGTERM);
   EXPECT_EQ(vigild->wait(30s), 0) << log(1);
@@ -176,7 +180,7 @@ TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
   ASSERT_NE(port, 0) << log(2);
   const auto got = alerts(port);
   EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), expected);
-  const auto hunt = test::http_get("127.0.0.1", port, "/api/v1/events?since=0&field=test_id=t14");
+  const auto hunt = api_get(port, "/api/v1/events?since=0&field=test_id=t14");
   EXPECT_EQ(hunt.status, 200) << hunt.body;
   EXPECT_NE(hunt.body.find("ipconfig /all"), std::string::npos) << hunt.body;
   vigild->signal(SIGTERM);
@@ -190,6 +194,36 @@ TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
   EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --kafka-brokers " + brokers + " --data-dir " + foreign.string() +
                                   " --listen 127.0.0.1:0 2>&1", &out), 0);
   EXPECT_NE(out.find("holds no vigil store"), std::string::npos) << out;
+}
+
+TEST_F(VigildTest, WithoutConfiguredTokensAnAdminTokenIsMadeOnceAndPrinted) {
+  api_tokens_ = false;
+  std::unique_ptr<test::Subprocess> vigild;
+  uint16_t port = start(vigild, {"--simulator-rate", "0"});
+  ASSERT_NE(port, 0) << log(1);
+  const fs::path token_file = dir_ / "data" / "api-token";
+  ASSERT_TRUE(fs::exists(token_file)) << log(1);
+  EXPECT_EQ(fs::status(token_file).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  std::string token;
+  std::ifstream(token_file) >> token;
+  ASSERT_EQ(token.size(), 64u);
+  // The banner (stdout) shows a curl line that works as printed.
+  const auto banner = vigild->wait_for_line("  try: ", 10s);
+  ASSERT_TRUE(banner);
+  EXPECT_NE(banner->find("curl -s -H 'Authorization: Bearer " + token + "' 'http://127.0.0.1:" + std::to_string(port) +
+                         "/api/v1/alerts?limit=5'"), std::string::npos) << *banner;
+  EXPECT_EQ(test::http_get("127.0.0.1", port, "/api/v1/alerts?limit=5").status, 401);
+  EXPECT_EQ(test::http_get("127.0.0.1", port, "/api/v1/alerts?limit=5", {{"Authorization", "Bearer " + token}}).status, 200);
+  EXPECT_EQ(test::http_get("127.0.0.1", port, "/metrics").status, 200);
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(1);
+  // The same token after a restart; the token never appears in the logs (stderr).
+  port = start(vigild, {"--simulator-rate", "0"});
+  ASSERT_NE(port, 0) << log(2);
+  EXPECT_EQ(test::http_get("127.0.0.1", port, "/api/v1/alerts?limit=5", {{"Authorization", "Bearer " + token}}).status, 200);
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(2);
+  for (int run : {1, 2}) EXPECT_EQ(log(run).find(token), std::string::npos) << log(run);
 }
 
 TEST_F(VigildTest, RefusesBadConfigurationWithAClearMessage) {

@@ -3,11 +3,13 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <span>
 
 #include "support/http_client.h"
 #include "support/temp_dir.h"
+#include "vigil/api/auth.h"
 #include "vigil/api/http.h"
 #include "vigil/api/service.h"
 
@@ -45,6 +47,10 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(store_->put_batch(alerts, {}, {}, events).is_ok());
     metrics_.counter("vigil_test_total", "test").inc(7);
     ApiContext ctx{store_.get(), &metrics_, &clock_, [this] { return ready_.load(); }, tmp_ / "checkpoints"};
+    auto tokens = TokenSet::parse_file_text(std::string("admin ") + kAdmin + "\nreader " + kReader + "\n", "tokens");
+    ASSERT_TRUE(tokens) << tokens.status().to_string();
+    ctx.tokens = std::make_shared<const TokenSet>(std::move(*tokens));
+    ctx.open_metrics = open_metrics_;
     HttpServerOptions o;
     o.port = 0;
     o.max_header_bytes = 4096;
@@ -56,7 +62,10 @@ class ApiTest : public ::testing::Test {
     server_.reset();
     store_.reset();
   }
-  test::HttpResult get(const std::string& target) { return http_get("127.0.0.1", server_->port(), target); }
+  // A GET with the reader token.
+  test::HttpResult get(const std::string& target) {
+    return http_get("127.0.0.1", server_->port(), target, {{"Authorization", std::string("Bearer ") + kReader}});
+  }
   void expect_problem(const std::string& target, int status, const std::string& mention) {
     auto r = get(target);
     EXPECT_EQ(r.status, status) << target << " -> " << r.body;
@@ -68,6 +77,9 @@ class ApiTest : public ::testing::Test {
     EXPECT_NE(std::string(d["detail"].GetString()).find(mention), std::string::npos) << target << " -> " << r.body;
   }
 
+  static constexpr char kAdmin[] = "admin-token-0123456789abcdef";
+  static constexpr char kReader[] = "reader-token-0123456789abcdef";
+  bool open_metrics_ = true;
   static constexpr TimeMs kBase = 1795539600000;  // 2026-11-24T17:00:00Z
   static constexpr std::string_view kOddTitle = "Suspicious Encoded PowerShell";
   static constexpr std::string_view kEvenTitle = "Run Key Persistence";
@@ -195,7 +207,8 @@ TEST_F(ApiTest, EventHuntWithFieldFiltersAndPages) {
 
 TEST_F(ApiTest, CheckpointsOnlyUnderTheirDirectoryWithSafeNames) {
   auto post = [&](const std::string& target) {
-    return http_raw("127.0.0.1", server_->port(), "POST " + target + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return http_raw("127.0.0.1", server_->port(), "POST " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kAdmin +
+                                                      "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   };
   auto raw = post("/api/v1/admin/checkpoints?name=cp-1");
   ASSERT_EQ(raw.rfind("HTTP/1.1 201", 0), 0u) << raw;
@@ -209,6 +222,93 @@ TEST_F(ApiTest, CheckpointsOnlyUnderTheirDirectoryWithSafeNames) {
     EXPECT_EQ(raw.rfind("HTTP/1.1 400", 0), 0u) << bad << ": " << raw;
   }
   EXPECT_EQ(post("/api/v1/admin/checkpoints").rfind("HTTP/1.1 400", 0), 0u);
+}
+
+TEST_F(ApiTest, TokensAndRoles) {
+  const uint16_t port = server_->port();
+  auto status_of = [&](const std::string& target, const std::string& authorization) {
+    return http_get("127.0.0.1", port, target, authorization.empty() ? std::vector<std::pair<std::string, std::string>>{}
+                                                                     : std::vector<std::pair<std::string, std::string>>{{"Authorization", authorization}});
+  };
+  // No token, a wrong one, a prefix of a right one, another scheme: 401, saying what is wrong.
+  auto r = status_of("/api/v1/alerts", "");
+  EXPECT_EQ(r.status, 401) << r.body;
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  EXPECT_NE(r.body.find("Bearer <token>"), std::string::npos) << r.body;
+  EXPECT_EQ(status_of("/api/v1/alerts", "Bearer not-a-token-at-all-000000").status, 401);
+  EXPECT_EQ(status_of("/api/v1/alerts", std::string("Bearer ") + std::string(kReader).substr(0, 20)).status, 401);
+  EXPECT_EQ(status_of("/api/v1/alerts", std::string("Bearer ") + kReader + "x").status, 401);
+  EXPECT_EQ(status_of("/api/v1/alerts", std::string("Basic ") + kReader).status, 401);
+  EXPECT_EQ(status_of("/api/v1/alerts/0123", "").status, 401);
+  EXPECT_EQ(status_of("/api/v1/events", "").status, 401);
+  // The right tokens, any case of the scheme.
+  EXPECT_EQ(status_of("/api/v1/alerts", std::string("Bearer ") + kReader).status, 200);
+  EXPECT_EQ(status_of("/api/v1/alerts", std::string("bearer ") + kAdmin).status, 200);
+  // 401 responses carry the challenge; the token is never echoed.
+  const std::string raw = http_raw("127.0.0.1", port, "GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-0123456789\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(raw.find("WWW-Authenticate: Bearer realm=\"vigil\", error=\"invalid_token\""), std::string::npos) << raw;
+  EXPECT_EQ(raw.find("wrong-token"), std::string::npos) << raw;
+  // Admin routes: a reader token is 403, no token 401, the admin token passes.
+  auto post = [&](const std::string& authorization) {
+    return http_raw("127.0.0.1", port, "POST /api/v1/admin/checkpoints?name=auth HTTP/1.1\r\nHost: x\r\n" + authorization +
+                                           "Content-Length: 0\r\nConnection: close\r\n\r\n");
+  };
+  EXPECT_EQ(post("").rfind("HTTP/1.1 401", 0), 0u);
+  EXPECT_EQ(post(std::string("Authorization: Bearer ") + kReader + "\r\n").rfind("HTTP/1.1 403", 0), 0u);
+  EXPECT_FALSE(fs::exists(tmp_.path() / "checkpoints" / "auth"));
+  EXPECT_EQ(post(std::string("Authorization: Bearer ") + kAdmin + "\r\n").rfind("HTTP/1.1 201", 0), 0u);
+  // Probes are open by default.
+  EXPECT_EQ(status_of("/healthz", "").status, 200);
+  EXPECT_EQ(status_of("/readyz", "").status, 200);
+  EXPECT_EQ(status_of("/metrics", "").status, 200);
+}
+
+TEST_F(ApiTest, ClosedMetricsNeedAToken) {
+  TearDown();
+  open_metrics_ = false;
+  SetUp();
+  EXPECT_EQ(http_get("127.0.0.1", server_->port(), "/metrics").status, 401);
+  EXPECT_EQ(get("/metrics").status, 200);
+  EXPECT_EQ(http_get("127.0.0.1", server_->port(), "/healthz").status, 200);
+}
+
+TEST(Tokens, FileAndListFormatsAreCheckedWithoutEchoingTokens) {
+  auto set = TokenSet::parse_file_text("# team tokens\nadmin  aaaaaaaaaaaaaaaa1  # ops\n\nreader\tbbbbbbbbbbbbbbbb2\n", "t");
+  ASSERT_TRUE(set) << set.status().to_string();
+  EXPECT_EQ(set->size(), 2u);
+  EXPECT_EQ(set->role_of("aaaaaaaaaaaaaaaa1"), Role::kAdmin);
+  EXPECT_EQ(set->role_of("bbbbbbbbbbbbbbbb2"), Role::kReader);
+  EXPECT_FALSE(set->role_of("bbbbbbbbbbbbbbbb"));
+  EXPECT_FALSE(set->role_of(""));
+  auto list = TokenSet::parse_list("reader:cccccccccccccccc3, admin:dddddddddddddddd4", "env");
+  ASSERT_TRUE(list) << list.status().to_string();
+  EXPECT_EQ(list->role_of("dddddddddddddddd4"), Role::kAdmin);
+  for (const char* bad : {"owner eeeeeeeeeeeeeeee5\n", "admin short\n", "admin\n", "admin ffffffffffffffff6\nreader ffffffffffffffff6\n"}) {
+    auto r = TokenSet::parse_file_text(bad, "t");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.status().message().find("eeeeeeeeeeeeeeee5"), std::string::npos) << r.status().to_string();
+    EXPECT_EQ(r.status().message().find("ffffffffffffffff6"), std::string::npos) << r.status().to_string();
+  }
+  EXPECT_FALSE(TokenSet::parse_list("admin=gggggggggggggggg7", "env"));
+  const std::string a = generate_token(), b = generate_token();
+  EXPECT_EQ(a.size(), 64u);
+  EXPECT_NE(a, b);
+}
+
+TEST(Tokens, AGeneratedTokenIsKeptPrivateAndReused) {
+  test::TempDir tmp{"token"};
+  const std::string path = (tmp.path() / "api-token").string();
+  bool created = false;
+  auto first = load_or_create_token_file(path, &created);
+  ASSERT_TRUE(first) << first.status().to_string();
+  EXPECT_TRUE(created);
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  auto second = load_or_create_token_file(path, &created);
+  ASSERT_TRUE(second);
+  EXPECT_FALSE(created);
+  EXPECT_EQ(*first, *second);
+  std::ofstream(path) << "x\n";
+  EXPECT_FALSE(load_or_create_token_file(path));
 }
 
 TEST_F(ApiTest, BadParametersAre400NamingThem) {

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "vigil/api/auth.h"
 #include "vigil/core/status.h"
 
 namespace vigil::api {
@@ -27,6 +28,7 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> query;        // percent-decoded, in order
   std::vector<std::pair<std::string, std::string>> path_params;  // from {name} segments
   std::string body;
+  std::string authorization;  // the Authorization header, if any
 
   // The value of a query parameter, if given (the first one if repeated).
   std::optional<std::string_view> param(std::string_view name) const;
@@ -37,6 +39,7 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
 
   static HttpResponse json(std::string body, int status = 200);
   // An RFC 9457 problem document: {"type","title","status","detail"}.
@@ -46,12 +49,21 @@ struct HttpResponse {
 using Handler = std::function<HttpResponse(const HttpRequest&)>;
 
 // Routes by method and path template ("/api/v1/alerts/{id}"). Unknown paths answer 404,
-// known paths with another method 405.
+// known paths with another method 405. A route requires a reader token unless added with
+// another Access: no or an unknown bearer token is 401 (with WWW-Authenticate), a reader
+// token on an admin route 403. Without a token set every non-open route is 401.
 class Router {
  public:
-  void add(std::string method, std::string path_template, Handler handler);
+  struct RouteInfo {
+    std::string method;
+    std::string path_template;
+    Access access;
+  };
+
+  void add(std::string method, std::string path_template, Handler handler, Access access = Access::kReader);
+  void set_tokens(std::shared_ptr<const TokenSet> tokens) { tokens_ = std::move(tokens); }
   HttpResponse route(HttpRequest& request) const;
-  std::vector<std::pair<std::string, std::string>> routes() const;  // (method, template)
+  std::vector<RouteInfo> routes() const;
 
  private:
   struct Route {
@@ -59,8 +71,12 @@ class Router {
     std::string path_template;
     std::vector<std::string> segments;
     Handler handler;
+    Access access;
   };
+  // Empty when the request may go on, else the 401/403 to answer.
+  std::optional<HttpResponse> authorize(const HttpRequest& request, Access access) const;
   std::vector<Route> routes_;
+  std::shared_ptr<const TokenSet> tokens_;
 };
 
 struct HttpServerOptions {

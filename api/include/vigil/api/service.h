@@ -19,6 +19,7 @@
 // Every parameter is validated; a bad or unknown one is a 400 problem naming it.
 
 #include <functional>
+#include <memory>
 
 #include "vigil/api/http.h"
 #include "vigil/core/metrics.h"
@@ -33,6 +34,14 @@ struct ApiContext {
   const Clock* clock = nullptr;
   std::function<bool()> ready;  // readiness of the pipeline; null: always ready
   std::string checkpoint_dir;   // empty: checkpoints are not served
+  // Bearer tokens of /api/v1 (reader: queries; admin: also checkpoints). Null or empty:
+  // every /api/v1 route answers 401.
+  std::shared_ptr<const TokenSet> tokens;
+  // /healthz, /readyz and /metrics answer without a token unless closed here (then they
+  // need a reader token).
+  bool open_healthz = true;
+  bool open_readyz = true;
+  bool open_metrics = true;
 };
 
 Router make_router(const ApiContext& context);
