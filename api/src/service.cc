@@ -1,5 +1,7 @@
 #include "vigil/api/service.h"
 
+#include "vigil/api/openapi_json.h"
+
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
@@ -266,6 +268,10 @@ Router make_router(const ApiContext& ctx) {
   r.add("GET", "/api/v1/alerts", [ctx](const HttpRequest& req) { return list_alerts(ctx, req); });
   r.add("GET", "/api/v1/alerts/{id}", [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
   r.add("GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); });
+  r.add("GET", "/api/v1/openapi.json", [](const HttpRequest& req) {
+    if (auto bad = unknown_params(req, {}); bad.status) return bad;
+    return HttpResponse::json(kOpenApiJson);
+  });
   r.add("POST", "/api/v1/admin/checkpoints", [ctx](const HttpRequest& req) { return create_checkpoint(ctx, req); },
         Access::kAdmin);
   return r;

@@ -5,6 +5,9 @@
 //   vigil dev kafka [--partitions N] [--topic T]   (stdin: down B | up B | leader T P B | topic T N)
 //   vigil admin checkpoint NAME [--server URL]      online: into the server's checkpoint dir
 //   vigil admin checkpoint DIR --data-dir D         offline: vigild not running on D
+//   vigil alerts [--since 1h --rule ID --host H --severity L --tag T --text X --all --json]
+//   vigil alerts show ID [--json]
+//   vigil events [--since 1h --field PATH=V ... --all --json]
 
 #include <CLI/CLI.hpp>
 #include <pthread.h>
@@ -22,6 +25,7 @@
 
 #include "config.h"
 #include "vigil/core/event.h"
+#include "api_commands.h"
 #include "vigil/api/client.h"
 #include "vigil/core/log.h"
 #include "vigil/ingest/embedded_kafka.h"
@@ -216,22 +220,6 @@ sigset_t block_signals() {
 
 }  // namespace
 
-// The server address and token of the CLI's API calls: flags, else VIGIL_SERVER and
-// VIGIL_TOKEN, else the local default (the token vigild made in ./data, as `make run` does).
-std::string server_or_default(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  if (const char* env = std::getenv("VIGIL_SERVER"); env && *env) return env;
-  return "http://127.0.0.1:8080";
-}
-std::string token_or_default(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  if (const char* env = std::getenv("VIGIL_TOKEN"); env && *env) return env;
-  std::ifstream in("data/api-token");
-  std::string token;
-  in >> token;
-  return token;
-}
-
 int admin_checkpoint(const std::string& target, const std::string& data_dir, const std::string& server,
                      const std::string& token) {
   if (!data_dir.empty()) {
@@ -255,9 +243,9 @@ int admin_checkpoint(const std::string& target, const std::string& data_dir, con
   api::ClientRequest req;
   req.method = "POST";
   req.target = "/api/v1/admin/checkpoints?name=" + api::url_encode(target);
-  req.bearer_token = token_or_default(token);
+  req.bearer_token = app::token_or_default(token);
   req.timeout_ms = 600000;
-  auto res = api::http_call(server_or_default(server), req);
+  auto res = api::http_call(app::server_or_default(server), req);
   if (!res) {
     std::fprintf(stderr, "vigil: %s\n", res.status().to_string().c_str());
     return 1;
@@ -323,8 +311,11 @@ int main(int argc, char** argv) {
   cp_cmd->add_option("--server", server_flag, "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
   cp_cmd->add_option("--token", token_flag, "API bearer token (default $VIGIL_TOKEN)");
 
+  app::ApiCommands api_commands(cli);
+
   CLI11_PARSE(cli, argc, argv);
   (void)init_logging("warn");
+  if (const int rc = api_commands.run(); rc >= 0) return rc;
   if (cp_cmd->parsed()) return admin_checkpoint(cp_target, cp_data_dir, server_flag, token_flag);
 
   if (check->parsed()) return rules_check(check_paths, check_mapping, check_json);

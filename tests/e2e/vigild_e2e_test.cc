@@ -1,6 +1,8 @@
 // End to end: the vigild binary against a Kafka protocol peer, fed by an independent
 // client (kcat), checked through its HTTP API only.
 
+#include <algorithm>
+
 #include "e2e/e2e_support.h"
 
 namespace vigil {
@@ -153,8 +155,45 @@ TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
   const auto expected = expected_alerts();
   ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= expected.size(); }, 30s)) << log(1);
 
-  // The CLI against the running server; a second checkpoint of the same name is refused.
   const std::string server = " --server http://127.0.0.1:" + std::to_string(port);
+  // The analyst's CLI: alerts as JSON lines (all pages) and as a table, one alert with its
+  // event, a hunt; a wrong token fails with the server's reason.
+  {
+    const std::string vigil = std::string(VIGIL_CLI_PATH);
+    const std::string reader = server + " --token " + kReaderToken;
+    std::string out;
+    ASSERT_EQ(test::run_command(vigil + " alerts --since 0 --limit 5 --all --json" + reader + " 2>&1", &out), 0) << out;
+    std::vector<std::string> lines;
+    for (size_t pos = 0, nl; (nl = out.find('\n', pos)) != std::string::npos; pos = nl + 1) lines.push_back(out.substr(pos, nl - pos));
+    EXPECT_EQ(lines.size(), expected.size()) << out;
+    rapidjson::Document first;
+    first.Parse(lines.front().c_str());
+    ASSERT_FALSE(first.HasParseError()) << lines.front();
+    const std::string id = first["id"].GetString();
+    out.clear();
+    ASSERT_EQ(test::run_command(vigil + " alerts --rule 1772ac8f-4450-424c-b772-d9e5ce5ba72c" + reader + " 2>&1", &out), 0) << out;
+    EXPECT_NE(out.find("LEVEL"), std::string::npos) << out;
+    EXPECT_NE(out.find("1 alert(s)"), std::string::npos) << out;
+    out.clear();
+    ASSERT_EQ(test::run_command(vigil + " alerts show " + id + reader + " 2>&1", &out), 0) << out;
+    EXPECT_NE(out.find("\"id\": \"" + id + "\""), std::string::npos) << out;
+    out.clear();
+    ASSERT_EQ(test::run_command(vigil + " events --since 0 --field test_id=t14" + reader + " 2>&1", &out), 0) << out;
+    EXPECT_NE(out.find("1 event(s)"), std::string::npos) << out;
+    EXPECT_NE(out.find("vigil.events/"), std::string::npos) << out;
+    out.clear();
+    ASSERT_EQ(test::run_command(vigil + " events --since 0 --field CommandLine~IPCONFIG --json" + reader + " 2>&1", &out), 0) << out;
+    EXPECT_NE(out.find("ipconfig /all"), std::string::npos) << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+    out.clear();
+    EXPECT_EQ(test::run_command(vigil + " alerts" + server + " --token wrong-token-0123456789 2>&1", &out), 1) << out;
+    EXPECT_NE(out.find("HTTP 401"), std::string::npos) << out;
+    out.clear();
+    EXPECT_EQ(test::run_command(vigil + " alerts --since yesterday" + reader + " 2>&1", &out), 1) << out;
+    EXPECT_NE(out.find("'since'"), std::string::npos) << out;
+  }
+
+  // Checkpoints with the CLI; a second checkpoint of the same name is refused.
   const std::string cli = std::string(VIGIL_CLI_PATH) + " admin checkpoint nightly" + server + " --token " + kAdminToken;
   std::string out;
   // A reader token may not take checkpoints.

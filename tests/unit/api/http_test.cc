@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <set>
 #include <fstream>
 #include <random>
 #include <span>
@@ -309,6 +311,72 @@ TEST(Tokens, AGeneratedTokenIsKeptPrivateAndReused) {
   EXPECT_EQ(*first, *second);
   std::ofstream(path) << "x\n";
   EXPECT_FALSE(load_or_create_token_file(path));
+}
+
+// The OpenAPI document served is the one in docs/, and it describes exactly the routes the
+// router has, with the access each needs.
+TEST_F(ApiTest, OpenApiDocumentMatchesTheRoutes) {
+  auto r = get("/api/v1/openapi.json");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::ifstream in(VIGIL_SOURCE_DIR "/docs/openapi.json");
+  const std::string file((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(r.body, file) << "the served document differs from docs/openapi.json";
+  rapidjson::Document d;
+  d.Parse(r.body.c_str());
+  ASSERT_FALSE(d.HasParseError());
+  EXPECT_STREQ(d["openapi"].GetString(), "3.1.0");
+
+  std::set<std::string> documented, routed;
+  for (const auto& path : d["paths"].GetObject()) {
+    for (const auto& op : path.value.GetObject()) {
+      std::string method = op.name.GetString();
+      for (char& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      const std::string key = method + " " + path.name.GetString();
+      documented.insert(key);
+      EXPECT_TRUE(op.value.HasMember("responses")) << key;
+      EXPECT_TRUE(op.value.HasMember("operationId")) << key;
+    }
+  }
+  ApiContext ctx{store_.get(), &metrics_, &clock_, nullptr, ""};
+  for (const auto& route : make_router(ctx).routes()) {
+    const std::string key = route.method + " " + route.path_template;
+    routed.insert(key);
+    if (!documented.count(key)) continue;
+    std::string method = route.method;
+    for (char& c : method) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const auto& op = d["paths"][route.path_template.c_str()][method.c_str()];
+    const bool open = op.HasMember("security") && op["security"].IsArray() && op["security"].Empty();
+    EXPECT_EQ(open, route.access == Access::kOpen) << key << ": the document and the router disagree on its access";
+    const bool documents_403 = op["responses"].HasMember("403");
+    EXPECT_EQ(documents_403, route.access == Access::kAdmin) << key;
+  }
+  for (const auto& k : routed) EXPECT_TRUE(documented.count(k)) << k << " is routed but missing from docs/openapi.json";
+  for (const auto& k : documented) EXPECT_TRUE(routed.count(k)) << k << " is documented but not routed";
+
+  // Every $ref points at a component that exists.
+  std::function<void(const rapidjson::Value&)> check_refs = [&](const rapidjson::Value& v) {
+    if (v.IsObject()) {
+      for (const auto& m : v.GetObject()) {
+        if (std::string_view(m.name.GetString()) == "$ref") {
+          const std::string ref = m.value.GetString();
+          ASSERT_EQ(ref.rfind("#/components/", 0), 0u) << ref;
+          const rapidjson::Value* at = &d["components"];
+          std::string rest = ref.substr(13);
+          for (size_t slash; !rest.empty(); rest = slash == std::string::npos ? "" : rest.substr(slash + 1)) {
+            slash = rest.find('/');
+            const std::string part = rest.substr(0, slash);
+            ASSERT_TRUE(at->IsObject() && at->HasMember(part.c_str())) << ref << " does not resolve";
+            at = &(*at)[part.c_str()];
+          }
+        } else {
+          check_refs(m.value);
+        }
+      }
+    } else if (v.IsArray()) {
+      for (const auto& x : v.GetArray()) check_refs(x);
+    }
+  };
+  check_refs(d);
 }
 
 TEST_F(ApiTest, BadParametersAre400NamingThem) {

@@ -1,0 +1,223 @@
+#include "api_commands.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+
+#include "vigil/api/client.h"
+
+namespace vigil::app {
+namespace {
+
+std::string compact(const rapidjson::Value& v) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  v.Accept(w);
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+std::string str(const rapidjson::Value& v, const char* key) {
+  if (!v.IsObject() || !v.HasMember(key) || !v[key].IsString()) return "";
+  return v[key].GetString();
+}
+
+// Cuts `s` to `width` characters (bytes; the API's text is mostly ASCII), marking the cut.
+std::string fit(std::string s, size_t width) {
+  for (char& c : s) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  if (s.size() > width) s = s.substr(0, width - 1) + "~";
+  return s;
+}
+
+// A GET of the API; on failure prints why and returns nullopt.
+std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::string& target) {
+  api::ClientRequest req;
+  req.target = target;
+  req.bearer_token = token_or_default(t.token);
+  auto res = api::http_call(server_or_default(t.server), req);
+  if (!res) {
+    std::fprintf(stderr, "vigil: %s\n", res.status().to_string().c_str());
+    return std::nullopt;
+  }
+  rapidjson::Document d;
+  d.Parse(res->body.c_str());
+  if (res->status != 200) {
+    const std::string detail = !d.HasParseError() ? str(d, "detail") : res->body;
+    std::fprintf(stderr, "vigil: HTTP %d: %s\n", res->status, detail.c_str());
+    if (res->status == 401 && req.bearer_token.empty()) {
+      std::fprintf(stderr, "vigil: no token given: use --token, VIGIL_TOKEN, or run where ./data/api-token is\n");
+    }
+    return std::nullopt;
+  }
+  if (d.HasParseError()) {
+    std::fprintf(stderr, "vigil: the server answered with something that is not JSON\n");
+    return std::nullopt;
+  }
+  return d;
+}
+
+void add_param(std::string& target, const char* name, const std::string& value) {
+  if (value.empty()) return;
+  target += target.find('?') == std::string::npos ? '?' : '&';
+  target += name;
+  target += '=';
+  target += api::url_encode(value);
+}
+
+}  // namespace
+
+std::string server_or_default(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("VIGIL_SERVER"); env && *env) return env;
+  return "http://127.0.0.1:8080";
+}
+
+std::string token_or_default(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("VIGIL_TOKEN"); env && *env) return env;
+  std::ifstream in("data/api-token");
+  std::string token;
+  in >> token;
+  return token;
+}
+
+ApiCommands::ApiCommands(CLI::App& cli) {
+  auto common = [&](CLI::App* c) {
+    c->add_option("--server", target_.server, "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
+    c->add_option("--token", target_.token, "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
+    c->add_flag("--json", page_.json, "One JSON document per line instead of a table");
+  };
+  auto paging = [&](CLI::App* c) {
+    c->add_option("--since", page_.since, "Oldest time: RFC 3339, epoch ms, or a duration ago (1h, 7d)");
+    c->add_option("--until", page_.until, "Newest time, same forms");
+    c->add_option("--limit", page_.limit, "Rows per page (1..1000)")->check(CLI::Range(1, 1000));
+    c->add_option("--cursor", page_.cursor, "Start from a page's next_cursor");
+    c->add_flag("--all", page_.all, "Follow the pages to the end");
+  };
+  alerts_ = cli.add_subcommand("alerts", "Alerts from a running vigild, newest first");
+  common(alerts_);
+  paging(alerts_);
+  alerts_->add_option("--rule", rule_, "Rule id");
+  alerts_->add_option("--host", host_, "Host");
+  alerts_->add_option("--severity", severity_, "Levels, comma-separated (e.g. high,critical)");
+  alerts_->add_option("--tag", tag_, "Rule tag (e.g. attack.t1059.001)");
+  alerts_->add_option("--text", text_, "Text in the rule title");
+  show_ = alerts_->add_subcommand("show", "One alert with its event");
+  show_->add_option("id", id_, "Alert id (32 hex digits)")->required();
+  show_->add_option("--server", target_.server, "vigild API");
+  show_->add_option("--token", target_.token, "API bearer token");
+  show_->add_flag("--json", page_.json, "Compact JSON instead of indented");
+  events_ = cli.add_subcommand("events", "Hunt through the events a running vigild retained, newest first");
+  common(events_);
+  paging(events_);
+  events_->add_option("--field", fields_, "PATH=VALUE, PATH~VALUE (contains) or PATH (exists); repeatable");
+}
+
+int ApiCommands::run() const {
+  if (show_->parsed()) return alert_show();
+  if (alerts_->parsed()) return alerts();
+  if (events_->parsed()) return events();
+  return -1;
+}
+
+int ApiCommands::alerts() const {
+  std::string base = "/api/v1/alerts?limit=" + std::to_string(page_.limit);
+  add_param(base, "since", page_.since);
+  add_param(base, "until", page_.until);
+  add_param(base, "rule", rule_);
+  add_param(base, "host", host_);
+  add_param(base, "severity", severity_);
+  add_param(base, "tag", tag_);
+  add_param(base, "q", text_);
+  if (!page_.json) std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", "TIME", "LEVEL", "HOST", "RULE", "ID");
+  std::string cursor = page_.cursor;
+  size_t rows = 0;
+  for (;;) {
+    std::string target = base;
+    add_param(target, "cursor", cursor);
+    auto d = get_json(target_, target);
+    if (!d) return 1;
+    for (const auto& a : (*d)["alerts"].GetArray()) {
+      ++rows;
+      if (page_.json) {
+        std::printf("%s\n", compact(a).c_str());
+        continue;
+      }
+      const auto& rule = a.HasMember("rule") ? a["rule"] : a;
+      std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", fit(str(a, "time"), 24).c_str(), fit(str(rule, "level"), 13).c_str(),
+                  fit(str(a, "host"), 20).c_str(), fit(str(rule, "title"), 44).c_str(), str(a, "id").c_str());
+    }
+    cursor = (*d)["next_cursor"].IsString() ? (*d)["next_cursor"].GetString() : "";
+    if (!page_.all || cursor.empty()) {
+      if (!page_.json) {
+        std::printf("%zu alert(s)", rows);
+        if (!cursor.empty()) std::printf("; more: --cursor %s (or --all)", cursor.c_str());
+        std::printf("\n");
+      }
+      return 0;
+    }
+  }
+}
+
+int ApiCommands::alert_show() const {
+  auto d = get_json(target_, "/api/v1/alerts/" + api::url_encode(id_));
+  if (!d) return 1;
+  rapidjson::StringBuffer sb;
+  if (page_.json) {
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    d->Accept(w);
+  } else {
+    rapidjson::PrettyWriter<rapidjson::StringBuffer> w(sb);
+    d->Accept(w);
+  }
+  std::printf("%s\n", sb.GetString());
+  return 0;
+}
+
+int ApiCommands::events() const {
+  std::string base = "/api/v1/events?limit=" + std::to_string(page_.limit);
+  add_param(base, "since", page_.since);
+  add_param(base, "until", page_.until);
+  for (const auto& f : fields_) add_param(base, "field", f);
+  if (!page_.json) std::printf("%-24s  %-28s  %s\n", "TIME", "SOURCE", "EVENT");
+  std::string cursor = page_.cursor;
+  size_t rows = 0;
+  for (;;) {
+    std::string target = base;
+    add_param(target, "cursor", cursor);
+    auto d = get_json(target_, target);
+    if (!d) return 1;
+    for (const auto& e : (*d)["events"].GetArray()) {
+      ++rows;
+      if (page_.json) {
+        std::printf("%s\n", compact(e).c_str());
+        continue;
+      }
+      // The stream is "<cluster id>/<topic>": the topic is what people know.
+      const std::string stream = str(e, "stream");
+      const std::string source = stream.substr(stream.find('/') + 1) + "/" + std::to_string(e["partition"].GetInt()) + "@" +
+                                 std::to_string(e["offset"].GetInt64());
+      const std::string body = e.HasMember("event") ? compact(e["event"]) : str(e, "event_raw");
+      std::printf("%-24s  %-28s  %s\n", fit(str(e, "time"), 24).c_str(), fit(source, 28).c_str(), fit(body, 120).c_str());
+    }
+    cursor = (*d)["next_cursor"].IsString() ? (*d)["next_cursor"].GetString() : "";
+    const bool partial = (*d)["partial"].IsBool() && (*d)["partial"].GetBool();
+    if (!page_.all || cursor.empty()) {
+      if (!page_.json) {
+        std::printf("%zu event(s)", rows);
+        if (!cursor.empty()) std::printf("; %s: --cursor %s (or --all)", partial ? "scan budget reached, go on" : "more", cursor.c_str());
+        std::printf("\n");
+      }
+      return 0;
+    }
+  }
+}
+
+}  // namespace vigil::app

@@ -1,0 +1,50 @@
+#pragma once
+// The `vigil` CLI's API client commands: alerts, alerts show, events. Each reads the server
+// and token from flags, else VIGIL_SERVER / VIGIL_TOKEN, else the local defaults
+// (http://127.0.0.1:8080 and the token vigild made in ./data), prints a table for people
+// or, with --json, one JSON document per line for scripts, and exits 0, or 1 with the
+// server's problem detail on stderr.
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+namespace vigil::app {
+
+struct ApiTarget {
+  std::string server;  // empty: VIGIL_SERVER, else http://127.0.0.1:8080
+  std::string token;   // empty: VIGIL_TOKEN, else ./data/api-token
+};
+
+std::string server_or_default(const std::string& flag);
+std::string token_or_default(const std::string& flag);
+
+// Adds `alerts` (with `show`) and `events` to `cli`; run() runs whichever
+// was parsed and returns its exit code, or -1 if none was.
+class ApiCommands {
+ public:
+  explicit ApiCommands(CLI::App& cli);
+  int run() const;
+
+ private:
+  struct Page {
+    std::string since, until, cursor;
+    size_t limit = 50;
+    bool all = false;
+    bool json = false;
+  };
+  int alerts() const;
+  int alert_show() const;
+  int events() const;
+
+  CLI::App* alerts_ = nullptr;
+  CLI::App* show_ = nullptr;
+  CLI::App* events_ = nullptr;
+  ApiTarget target_;
+  Page page_;
+  std::string rule_, host_, severity_, tag_, text_, id_;
+  std::vector<std::string> fields_;
+};
+
+}  // namespace vigil::app
