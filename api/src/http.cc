@@ -192,6 +192,7 @@ struct HttpServer::State {
   HttpServerOptions options;
   Router router;
   std::atomic<size_t> connections{0};
+  std::atomic<int> in_flight{0};  // requests read and not yet answered
   std::atomic<bool> stopped{false};
   uint16_t port = 0;
   net::io_context ioc;
@@ -231,6 +232,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return close();
     }
     ++requests_;
+    state_.in_flight.fetch_add(1);
     auto& req = parser_->get();
     HttpRequest request;
     request.method = std::string(req.method_string());
@@ -256,7 +258,10 @@ class Session : public std::enable_shared_from_this<Session> {
     write(std::move(response), req.keep_alive(), req.version(), req.method() == http::verb::head);
   }
 
-  void reply_error(int status, const std::string& detail) { write(HttpResponse::problem(status, detail), false, 11, false); }
+  void reply_error(int status, const std::string& detail) {
+    state_.in_flight.fetch_add(1);
+    write(HttpResponse::problem(status, detail), false, 11, false);
+  }
 
   void write(HttpResponse r, bool keep_alive, unsigned version, bool head) {
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version);
@@ -272,6 +277,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     stream_.expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
     http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      self->state_.in_flight.fetch_sub(1);
       if (ec || !res->keep_alive()) return self->close();
       self->read();
     });
@@ -358,6 +364,12 @@ void HttpServer::stop() {
     beast::error_code ec;
     s->acceptor.close(ec);
   });
+  // Requests in flight are answered (with Connection: close) before the threads stop,
+  // within the grace period; idle keep-alive connections are simply closed.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(state_->options.shutdown_grace_ms);
+  while (state_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   state_->ioc.stop();
   for (auto& t : state_->threads) t.join();
   state_->threads.clear();

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <random>
 #include <span>
+#include <thread>
 
 #include "support/http_client.h"
 #include "support/temp_dir.h"
@@ -419,6 +420,30 @@ TEST_F(ApiTest, KeepAliveServesManyRequestsOnOneConnection) {
   size_t count = 0;
   for (size_t p = 0; (p = raw.find("HTTP/1.1 200", p)) != std::string::npos; ++p) ++count;
   EXPECT_EQ(count, 4u) << raw;
+}
+
+TEST(HttpServerTest, StopAnswersRequestsInFlight) {
+  Router router;
+  std::atomic<bool> started{false};
+  router.add("GET", "/slow", [&](const HttpRequest&) {
+    started = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    return HttpResponse::json(R"({"done":true})");
+  }, Access::kOpen);
+  HttpServerOptions o;
+  o.port = 0;
+  auto server = HttpServer::start(o, std::move(router));
+  ASSERT_TRUE(server);
+  const uint16_t port = (*server)->port();
+  test::HttpResult result;
+  std::thread client([&] { result = http_get("127.0.0.1", port, "/slow"); });
+  while (!started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  (*server)->stop();
+  client.join();
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(result.body, R"({"done":true})");
+  // Stopped: no new connection is served.
+  EXPECT_EQ(http_get("127.0.0.1", port, "/slow").status, 0);
 }
 
 TEST(QueryParsing, DecodesAndRejects) {

@@ -4,7 +4,7 @@
 // HttpServer runs a fixed number of I/O threads. Each connection is keep-alive, reads one
 // request at a time with limits on header and body size and a read timeout, and closes
 // when idle too long or when the server has too many connections. Handlers run on the I/O
-// threads and must not block for long.
+// threads and must not block for long. stop() answers the requests in flight first.
 //
 // Errors are RFC 9457 problem documents (application/problem+json).
 
@@ -88,6 +88,7 @@ struct HttpServerOptions {
   int read_timeout_ms = 10'000;
   int idle_timeout_ms = 60'000;
   size_t max_connections = 1024;
+  int shutdown_grace_ms = 5'000;  // stop() waits this long for requests in flight
 };
 
 class HttpServer {
