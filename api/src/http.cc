@@ -136,6 +136,21 @@ std::vector<Router::RouteInfo> Router::routes() const {
   return out;
 }
 
+namespace {
+
+// Who made an authorized request, for audit logs: the role and a fingerprint of the token.
+std::string principal_of(std::string_view authorization, const TokenSet& tokens) {
+  std::string_view h = authorization.substr(std::min(authorization.size(), authorization.find(' ') + 1));
+  while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
+  const auto role = tokens.role_of(h);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s token %08zx", role ? std::string(role_name(*role)).c_str() : "unknown",
+                std::hash<std::string_view>{}(h) & 0xffffffffu);
+  return buf;
+}
+
+}  // namespace
+
 std::optional<HttpResponse> Router::authorize(const HttpRequest& request, Access access) const {
   if (access == Access::kOpen) return std::nullopt;
   auto unauthorized = [](std::string_view detail, bool bad_token) {
@@ -180,6 +195,7 @@ HttpResponse Router::route(HttpRequest& request) const {
     path_known = true;
     if (r.method != request.method && !(request.method == "HEAD" && r.method == "GET")) continue;
     if (auto denied = authorize(request, r.access)) return std::move(*denied);
+    if (r.access != Access::kOpen) request.principal = principal_of(request.authorization, *tokens_);
     request.path_params = std::move(params);
     return r.handler(request);
   }

@@ -31,7 +31,7 @@ Status load_config_file(const std::string& path, Config& c) {
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
     if (auto s = check_keys(doc, {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads", "batch",
-                                  "max_event_bytes", "embedded", "workers", "store", "api"}, path); !s) {
+                                  "max_event_bytes", "embedded", "workers", "store", "api", "rollout"}, path); !s) {
       return s;
     }
     if (const auto k = doc["kafka"]) {
@@ -100,14 +100,43 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
     }
     if (const auto a = doc["api"]) {
-      if (auto s = check_keys(a, {"tokens_file", "open"}, path + " api"); !s) return s;
+      if (auto s = check_keys(a, {"tokens_file", "open", "max_body_mb"}, path + " api"); !s) return s;
       if (a["tokens_file"]) c.api_tokens_file = a["tokens_file"].as<std::string>();
+      if (a["max_body_mb"]) c.api_max_body_mb = a["max_body_mb"].as<size_t>();
       if (const auto o = a["open"]) {
         if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s) return s;
         if (o["healthz"]) c.api_open_healthz = o["healthz"].as<bool>();
         if (o["readyz"]) c.api_open_readyz = o["readyz"].as<bool>();
         if (o["metrics"]) c.api_open_metrics = o["metrics"].as<bool>();
       }
+    }
+    if (const auto r = doc["rollout"]) {
+      if (auto s = check_keys(r, {"policy", "stages", "stage_duration", "max_match_errors", "max_batch_p99_ms",
+                                  "max_alert_ratio", "crash_limit", "crash_window", "good_after", "max_rule_cost_ns"},
+                              path + " rollout");
+          !s) {
+        return s;
+      }
+      auto duration = [&](const char* key, int64_t& out) -> Status {
+        if (!r[key]) return Status::ok();
+        auto d = parse_duration_ms(r[key].as<std::string>());
+        if (!d || *d <= 0) return Status::invalid(path + ": rollout." + key + " must be a duration such as 60s");
+        out = *d;
+        return Status::ok();
+      };
+      if (r["policy"]) c.rollout_policy = r["policy"].as<std::string>();
+      if (r["stages"]) c.rollout_stages = r["stages"].as<std::vector<int>>();
+      for (int pct : c.rollout_stages) {
+        if (pct < 1 || pct > 100) return Status::invalid(path + ": rollout.stages are percentages from 1 to 100");
+      }
+      if (auto s = duration("stage_duration", c.rollout_stage_ms); !s) return s;
+      if (auto s = duration("crash_window", c.rollout_crash_window_ms); !s) return s;
+      if (auto s = duration("good_after", c.rollout_good_after_ms); !s) return s;
+      if (r["max_match_errors"]) c.rollout_max_match_errors = r["max_match_errors"].as<uint64_t>();
+      if (r["max_batch_p99_ms"]) c.rollout_max_batch_p99_ms = r["max_batch_p99_ms"].as<double>();
+      if (r["max_alert_ratio"]) c.rollout_max_alert_ratio = r["max_alert_ratio"].as<double>();
+      if (r["crash_limit"]) c.rollout_crash_limit = r["crash_limit"].as<int>();
+      if (r["max_rule_cost_ns"]) c.max_rule_cost_ns = r["max_rule_cost_ns"].as<int64_t>();
     }
   } catch (const YAML::Exception& e) {
     return Status::invalid(path + ": " + e.what());

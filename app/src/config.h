@@ -32,6 +32,18 @@
 //     tokens_file: ""                # "<admin|reader> <token>" lines; "" and no VIGIL_API_TOKENS:
 //                                    # an admin token made at first start in <data_dir>/api-token
 //     open: {healthz: true, readyz: true, metrics: true}  # false: that route needs a token
+//     max_body_mb: 32                # largest request body (a bundle archive)
+//   rollout:                         # rule bundles (ingest/rollout.h)
+//     policy: staged                 # staged, immediate or pinned (the API may change it)
+//     stages: [50, 100]              # after the one-shard canary, percent of the shards
+//     stage_duration: 60s            # each stage held and watched this long
+//     max_match_errors: 0            # gates: matching errors allowed per stage,
+//     max_batch_p99_ms: 2000         #   p99 batch duration,
+//     max_alert_ratio: 10            #   alerts per event against the previous bundle
+//     crash_limit: 3                 # crashes within crash_window of an activation that
+//     crash_window: 10m              #   quarantine the bundle (last known good)
+//     good_after: 10m                # active this long without a crash: last known good
+//     max_rule_cost_ns: 200000       # per rule, per reference event; 0: not measured
 
 #include <cstdint>
 #include <string>
@@ -76,6 +88,17 @@ struct Config {
   bool api_open_healthz = true;
   bool api_open_readyz = true;
   bool api_open_metrics = true;
+  size_t api_max_body_mb = 32;
+  std::string rollout_policy = "staged";
+  std::vector<int> rollout_stages{50, 100};
+  int64_t rollout_stage_ms = 60000;
+  uint64_t rollout_max_match_errors = 0;
+  double rollout_max_batch_p99_ms = 2000;
+  double rollout_max_alert_ratio = 10;
+  int rollout_crash_limit = 3;
+  int64_t rollout_crash_window_ms = 10 * 60 * 1000;
+  int64_t rollout_good_after_ms = 10 * 60 * 1000;
+  int64_t max_rule_cost_ns = 200000;
 };
 
 // Applies the keys of a YAML config file over `config`. Unknown keys are errors.

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "vigil/core/event.h"
 #include "api_commands.h"
+#include "content_commands.h"
 #include "vigil/api/client.h"
 #include "vigil/core/log.h"
 #include "vigil/ingest/embedded_kafka.h"
@@ -312,10 +313,12 @@ int main(int argc, char** argv) {
   cp_cmd->add_option("--token", token_flag, "API bearer token (default $VIGIL_TOKEN)");
 
   app::ApiCommands api_commands(cli);
+  app::ContentCommands content_commands(cli);
 
   CLI11_PARSE(cli, argc, argv);
   (void)init_logging("warn");
   if (const int rc = api_commands.run(); rc >= 0) return rc;
+  if (int rc = content_commands.run(); rc >= 0) return rc;
   if (cp_cmd->parsed()) return admin_checkpoint(cp_target, cp_data_dir, server_flag, token_flag);
 
   if (check->parsed()) return rules_check(check_paths, check_mapping, check_json);

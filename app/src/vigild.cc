@@ -21,10 +21,13 @@
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/publisher.h"
+#include "vigil/ingest/rollout.h"
 #include "vigil/store/retention.h"
 #include "vigil/ingest/simulator.h"
+#include "vigil/match/bundle.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
+#include <filesystem>
 
 using namespace vigil;
 
@@ -63,6 +66,86 @@ Expected<api::TokenSet> api_tokens(const app::Config& config, std::string& gener
   return tokens;
 }
 
+// The configured rules (--rules) and mapping (--mapping) as a bundle: the mapping as
+// mapping.yml, the rules under rules/, a manifest naming both. Its hash changes when any
+// of those files does, which submits it as a new bundle at the next start.
+Expected<match::Bundle> configured_bundle(const app::Config& config) {
+  namespace fs = std::filesystem;
+  std::vector<match::BundleFile> files;
+  auto read = [](const fs::path& p) -> Expected<std::string> {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) return Status::io_error("cannot read '" + p.string() + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  auto mapping = read(config.mapping);
+  if (!mapping) return mapping.status();
+  files.push_back({"mapping.yml", std::move(*mapping)});
+  files.push_back({"manifest.yml", "format_version: 1\nname: configured\ndescription: the rules and mapping vigild was "
+                                   "started with\nmapping: mapping.yml\nrules: [rules]\n"});
+  for (size_t i = 0; i < config.rules.size(); ++i) {
+    const fs::path root(config.rules[i]);
+    const std::string prefix = config.rules.size() == 1 ? "rules/" : "rules/" + std::to_string(i) + "/";
+    std::error_code ec;
+    if (fs::is_directory(root, ec)) {
+      for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        const auto ext = it->path().extension();
+        if (!it->is_regular_file(ec) || (ext != ".yml" && ext != ".yaml")) continue;
+        auto content = read(it->path());
+        if (!content) return content.status();
+        files.push_back({prefix + fs::relative(it->path(), root, ec).generic_string(), std::move(*content)});
+      }
+      if (ec) return Status::io_error("cannot read '" + root.string() + "': " + ec.message());
+    } else {
+      auto content = read(root);
+      if (!content) return content.status();
+      files.push_back({prefix + root.filename().string(), std::move(*content)});
+    }
+  }
+  return match::Bundle::from_files(std::move(files));
+}
+
+// The API's view of the rollout.
+class RolloutContent final : public api::ContentService {
+ public:
+  explicit RolloutContent(ingest::Rollout& r) : r_(r) {}
+  std::shared_ptr<const match::CompiledBundle> active() const override { return r_.active(); }
+  Expected<std::string> list_bundles() const override { return r_.list_json(); }
+  Expected<std::string> bundle(uint64_t v) const override { return r_.bundle_json(v); }
+  Expected<std::string> bundle_archive(uint64_t v) const override { return r_.bundle_archive(v); }
+  Expected<api::SubmittedBundle> submit(std::string_view archive, const std::string& actor) override {
+    auto b = match::Bundle::from_archive(archive);
+    if (!b) return b.status();
+    auto r = r_.submit(*b, actor);
+    if (!r) return r.status();
+    return api::SubmittedBundle{r->stored, r->valid, std::move(r->json)};
+  }
+  Expected<std::string> dry_run(uint64_t v, TimeMs since, TimeMs until, size_t max) const override {
+    return r_.dry_run(v, since, until, max);
+  }
+  Expected<std::string> rollout_state() const override { return r_.state_json(); }
+  Expected<std::string> audit(size_t limit) const override { return r_.audit_json(limit); }
+  Status rollout_action(std::string_view action, uint64_t version, const std::string& actor,
+                        const std::string& reason) override {
+    if (action == "start") return r_.start_rollout(version, actor, reason.empty() ? "started by an operator" : reason);
+    if (action == "promote") return r_.promote(actor, reason);
+    if (action == "pause") return r_.pause(actor, reason);
+    if (action == "resume") return r_.resume(actor, reason);
+    if (action == "rollback") return r_.rollback(actor, reason);
+    return Status::invalid("unknown rollout action '" + std::string(action) + "'");
+  }
+  Status set_policy(std::string_view policy, const std::string& actor) override {
+    auto p = ingest::parse_rollout_policy(policy);
+    if (!p) return Status::invalid("unknown policy '" + std::string(policy) + "'");
+    return r_.set_policy(*p, actor);
+  }
+
+ private:
+  ingest::Rollout& r_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,6 +178,7 @@ int main(int argc, char** argv) {
   auto* o_checkpoints = cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
   auto* o_tokens = cli.add_option("--api-tokens-file", flags.api_tokens_file,
                                   "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
+  auto* o_policy = cli.add_option("--rollout-policy", flags.rollout_policy, "Rule bundle rollouts: staged, immediate or pinned");
   CLI11_PARSE(cli, argc, argv);
 
   if (!config_file.empty()) {
@@ -123,6 +207,13 @@ int main(int argc, char** argv) {
   if (o_max_bytes->count()) config.events_max_bytes = flags.events_max_bytes;
   if (o_checkpoints->count()) config.checkpoint_dir = flags.checkpoint_dir;
   if (o_tokens->count()) config.api_tokens_file = flags.api_tokens_file;
+  if (o_policy->count()) config.rollout_policy = flags.rollout_policy;
+  const auto policy = ingest::parse_rollout_policy(config.rollout_policy);
+  if (!policy) {
+    std::fprintf(stderr, "vigild: the rollout policy must be staged, immediate or pinned, not '%s'\n",
+                 config.rollout_policy.c_str());
+    return 2;
+  }
   if (o_max_age->count()) {
     auto d = max_age_flag == "0" ? std::optional<int64_t>(0) : parse_duration_ms(max_age_flag);
     if (!d || *d < 0) {
@@ -155,19 +246,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  // Rules.
+  // Rules: the server's mapping, and the configured rules as a bundle.
   auto mapping = match::FieldMapping::load_file(config.mapping);
   if (!mapping) return fail(mapping.status());
-  match::CompileReport report;
-  auto parsed = match::load_rules(config.rules, report);
-  auto rules = match::RuleSet::compile(parsed, *mapping, report);
-  if (!rules) return fail(rules.status());
-  for (const auto& d : report.rules) {
-    if (!d.status.is_ok()) spdlog::warn("rule not loaded: {}", d.status.to_string());
-  }
-  if ((*rules)->rules().empty()) return fail(Status::invalid("no rule compiled from the configured rule paths"));
-  spdlog::info("rules compiled={} unsupported={} predicates={} databases={}", report.compiled, report.unsupported,
-               (*rules)->predicate_count(), (*rules)->database_count());
+  auto seed = configured_bundle(config);
+  if (!seed) return fail(seed.status());
 
   // Store.
   store::StoreOptions so;
@@ -204,6 +287,34 @@ int main(int argc, char** argv) {
     brokers = embedded->bootstrap_servers();
   }
 
+  // Rule content: the active bundle (the configured rules at first start), the rollout
+  // state, and the boot rules of the last known good.
+  ingest::RolloutOptions ro;
+  ro.policy = *policy;
+  ro.stages_percent = config.rollout_stages;
+  ro.stage_ms = config.rollout_stage_ms;
+  ro.max_match_errors = config.rollout_max_match_errors;
+  ro.max_batch_p99_ms = config.rollout_max_batch_p99_ms;
+  ro.max_alert_ratio = config.rollout_max_alert_ratio;
+  ro.crash_limit = config.rollout_crash_limit;
+  ro.crash_window_ms = config.rollout_crash_window_ms;
+  ro.good_after_ms = config.rollout_good_after_ms;
+  ro.validation.default_mapping = &*mapping;
+  ro.validation.max_rule_cost_ns = config.max_rule_cost_ns;
+  {
+    // The simulator's events are a reference corpus for scan costs besides stored ones.
+    ingest::SensorSimulator ref({config.simulator_hosts, 0.05, 7}, clock);
+    ingest::SimulatedEvent e;
+    for (int i = 0; i < 500; ++i) {
+      ref.next(e);
+      ro.reference_events.push_back(e.json);
+    }
+  }
+  auto rollout = ingest::Rollout::open(**store, metrics, clock, ro, *seed);
+  if (!rollout) return fail(rollout.status());
+  const auto active = (*rollout)->active();
+  if (!(*rollout)->boot_notice().empty()) spdlog::error("{}", (*rollout)->boot_notice());
+
   ingest::PipelineOptions po;
   po.brokers = brokers;
   po.topic = config.topic;
@@ -218,7 +329,7 @@ int main(int argc, char** argv) {
   po.dead_letters = !config.dead_letter_topic.empty();
   po.dead_letter_unmapped = config.dead_letter_unmapped;
   po.retain_events = *retain_events;
-  auto pipeline = ingest::Pipeline::create(po, *rules, **store, metrics, clock);
+  auto pipeline = ingest::Pipeline::create(po, active, **store, metrics, clock);
   if (!pipeline) return fail(pipeline.status());
 
   // The outbox is published whether or not this run queues to it: what an earlier run left
@@ -239,6 +350,9 @@ int main(int argc, char** argv) {
   ctx.ready = [p = pipeline->get(), st = store->get()] { return p->healthy() && p->assigned() && st->writable(); };
   ctx.checkpoint_dir = config.checkpoint_dir;
   ctx.tokens = std::make_shared<const api::TokenSet>(std::move(*tokens));
+  ctx.content = std::make_shared<RolloutContent>(**rollout);
+  ctx.notice = [r = rollout->get()] { return r->boot_notice(); };
+  ctx.stats = [p = pipeline->get()] { return p->stats_json(); };
   ctx.open_healthz = config.api_open_healthz;
   ctx.open_readyz = config.api_open_readyz;
   ctx.open_metrics = config.api_open_metrics;
@@ -246,12 +360,14 @@ int main(int argc, char** argv) {
   ho.address = listen_host;
   ho.port = listen_port;
   ho.threads = config.http_threads;
+  ho.max_body_bytes = config.api_max_body_mb << 20;
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 
   (*publisher)->start();
   retention.start();
   if (auto s = (*pipeline)->start(); !s) return fail(s);
+  (*rollout)->start(**pipeline);
 
   ingest::SensorSimulator sim({config.simulator_hosts, config.simulator_malicious_ratio, 1}, clock);
   if (embedded && config.simulator_rate > 0) {
@@ -274,7 +390,10 @@ int main(int argc, char** argv) {
   std::printf("  workers: %d; alerts topic: %s; dead letters: %s\n", (*pipeline)->workers(),
               config.alerts_topic.empty() ? "(off)" : config.alerts_topic.c_str(),
               config.dead_letter_topic.empty() ? "(off)" : config.dead_letter_topic.c_str());
-  std::printf("  rules: %zu compiled, %zu not loaded (mapping %s)\n", report.compiled, report.unsupported, mapping->name().c_str());
+  std::printf("  rules: bundle %llu, %zu compiled (mapping %s); rollout policy %s\n",
+              static_cast<unsigned long long>(active->version), active->rules->rules().size() + active->rules->correlations().size(),
+              mapping->name().c_str(), config.rollout_policy.c_str());
+  if (!(*rollout)->boot_notice().empty()) std::printf("  NOTICE: %s\n", (*rollout)->boot_notice().c_str());
   std::printf("  data: %s\n", config.data_dir.c_str());
   if (!generated_token.empty()) {
     std::printf("  auth: admin token kept in %s/api-token\n", config.data_dir.c_str());
@@ -294,12 +413,15 @@ int main(int argc, char** argv) {
 
   stop_simulator = true;
   if (simulator.joinable()) simulator.join();
+  (*rollout)->stop();
   (*pipeline)->stop();
   (*pipeline)->join();
   (*publisher)->stop();
   retention.stop();
   (*server)->stop();
   const Status flushed = (*store)->flush();
+  if (flushed) (*rollout)->mark_clean_stop();
+  rollout->reset();
   if (!flushed) spdlog::error("final flush failed: {}", flushed.to_string());
   pipeline->reset();
   publisher->reset();

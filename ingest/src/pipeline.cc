@@ -1,6 +1,8 @@
 #include "vigil/ingest/pipeline.h"
 
 #include <librdkafka/rdkafka.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -42,6 +44,11 @@ struct Pipeline::Shard {
   std::chrono::steady_clock::time_point over_since;  // consumer thread only: inbox full since
   std::atomic<bool> healthy{true};
   Gauge* inbox_gauge = nullptr;
+  std::shared_ptr<const match::CompiledBundle> pending_bundle;  // to switch to before the next batch
+  std::shared_ptr<const match::CompiledBundle> active_bundle;   // what the worker runs
+  Gauge* bundle_gauge = nullptr;
+  // Worker thread only: the bundle version each partition was last processed with.
+  std::vector<std::pair<PartitionKey, uint64_t>> partition_versions;
 };
 
 struct Pipeline::PartitionState {
@@ -54,6 +61,15 @@ struct Pipeline::PartitionState {
 Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
                                                      std::shared_ptr<const match::RuleSet> rules, store::Store& store,
                                                      MetricsRegistry& metrics, const Clock& clock) {
+  auto b = std::make_shared<match::CompiledBundle>();
+  b->stats = std::make_shared<match::RuleStats>(rules->rules().size(), rules->correlations().size());
+  b->rules = std::move(rules);
+  return create(options, std::move(b), store, metrics, clock);
+}
+
+Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
+                                                     std::shared_ptr<const match::CompiledBundle> bundle,
+                                                     store::Store& store, MetricsRegistry& metrics, const Clock& clock) {
   if (options.brokers.empty()) return Status::invalid("no Kafka bootstrap servers given");
   if (options.topic.empty()) return Status::invalid("no Kafka topic given");
   if (options.batch_max_messages == 0) return Status::invalid("batch size must be at least 1");
@@ -70,14 +86,20 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   for (int i = 0; i < p->options_.workers; ++i) {
     ShardOptions so;
     so.shard = i;
+    so.rule_stats = bundle->stats;
     so.max_event_bytes = options.max_event_bytes;
     so.publish_alerts = options.publish_alerts;
     so.dead_letters = options.dead_letters;
     so.dead_letter_unmapped = options.dead_letter_unmapped;
     so.retain_events = options.retain_events;
-    auto w = ShardWorker::create(rules, store, metrics, clock, so);
+    auto w = ShardWorker::create(bundle->rules, store, metrics, clock, so);
     if (!w) return w.status();
+    if (auto s = (*w)->set_bundle(bundle); !s) return s;
     auto shard = std::make_unique<Shard>();
+    shard->active_bundle = bundle;
+    shard->bundle_gauge = &metrics.gauge("vigil_shard_bundle_version", "The rule bundle version a shard worker runs",
+                                         {{"shard", std::to_string(i)}});
+    shard->bundle_gauge->set(static_cast<double>(bundle->version));
     shard->index = i;
     shard->worker = std::move(*w);
     shard->inbox_gauge = &metrics.gauge("vigil_shard_inbox_messages", "Messages waiting for a shard worker",
@@ -335,6 +357,10 @@ void Pipeline::set_partitions_paused(Shard& shard, bool paused) {
 }
 
 void Pipeline::update_lag() {
+  std::vector<PartitionSnapshot> snapshot;
+  for (const auto& p : partitions_) {
+    snapshot.push_back({p->topic, p->partition, p->shard, -1});
+  }
   for (const auto& p : partitions_) {
     int64_t low = -1, high = -1;
     if (rd_kafka_get_watermark_offsets(rk_, p->topic.c_str(), p->partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
@@ -349,8 +375,14 @@ void Pipeline::update_lag() {
       if (it != shard.persisted.end()) persisted = it->second;
     }
     if (persisted < 0) persisted = low;
-    p->lag->set(static_cast<double>(std::max<int64_t>(0, high - persisted)));
+    const int64_t lag = std::max<int64_t>(0, high - persisted);
+    p->lag->set(static_cast<double>(lag));
+    for (auto& s : snapshot) {
+      if (s.partition == p->partition && s.topic == p->topic) s.lag = lag;
+    }
   }
+  std::lock_guard lock(snapshot_mu_);
+  partition_snapshot_ = std::move(snapshot);
 }
 
 void Pipeline::drain_all() {
@@ -361,6 +393,7 @@ void Pipeline::drain_all() {
 }
 
 void Pipeline::run_worker(Shard& shard) {
+  std::shared_ptr<const match::CompiledBundle> swap;
   std::vector<rd_kafka_message_t*> batch;
   std::vector<MessageView> views;
   std::vector<std::pair<PartitionKey, int64_t>> next;
@@ -370,8 +403,10 @@ void Pipeline::run_worker(Shard& shard) {
   for (;;) {
     {
       std::unique_lock lock(shard.mu);
-      shard.work_cv.wait(lock, [&] { return !shard.inbox.empty() || shard.stop; });
-      if (shard.inbox.empty()) break;
+      shard.work_cv.wait(lock, [&] { return !shard.inbox.empty() || shard.stop || shard.pending_bundle; });
+      swap = std::move(shard.pending_bundle);
+      shard.pending_bundle.reset();
+      if (shard.inbox.empty() && !swap) break;
       const size_t n = std::min(shard.inbox.size(), options_.batch_max_messages);
       for (size_t i = 0; i < n; ++i) {
         batch.push_back(shard.inbox.front());
@@ -379,8 +414,25 @@ void Pipeline::run_worker(Shard& shard) {
         shard.inbox.pop_front();
       }
       fresh.swap(shard.fresh);
-      shard.busy = true;
+      shard.busy = !batch.empty();
     }
+    if (swap) {
+      // Between two batches: every message before this point ran under the old bundle,
+      // every one after under the new.
+      const auto t0 = std::chrono::steady_clock::now();
+      if (auto s = shard.worker->set_bundle(swap); !s) {
+        spdlog::error("shard {}: cannot switch to bundle {}: {}", shard.index, swap->version, s.to_string());
+        set_error(s);
+      } else {
+        spdlog::info("shard {}: runs bundle {} ({}) after a switch of {:.1f} ms", shard.index, swap->version, swap->name,
+                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        shard.bundle_gauge->set(static_cast<double>(swap->version));
+        std::lock_guard lock(shard.mu);
+        shard.active_bundle = swap;
+      }
+      swap.reset();
+    }
+    if (batch.empty()) continue;
     for (const auto& [topic, partition] : fresh) {
       // Before any message of the partition: its correlation windows as the store has them.
       for (int attempt = 0;; ++attempt) {
@@ -435,6 +487,7 @@ void Pipeline::run_worker(Shard& shard) {
       rd_kafka_topic_partition_list_destroy(list);
       batches_->inc();
       if (queued > 0 && on_outbox_) on_outbox_();
+      record_switches(shard, views);
     }
     for (rd_kafka_message_t* m : batch) rd_kafka_message_destroy(m);
     batch.clear();
@@ -557,6 +610,123 @@ void Pipeline::on_rebalance(rd_kafka_t* rk, int err_int, rd_kafka_topic_partitio
     spdlog::error("rebalance error: {}", rd_kafka_err2str(err));
     self->revoke(parts, false);
   }
+}
+
+void Pipeline::set_bundle(int shard, std::shared_ptr<const match::CompiledBundle> bundle) {
+  Shard& s = *shards_.at(static_cast<size_t>(shard));
+  {
+    std::lock_guard lock(s.mu);
+    s.pending_bundle = std::move(bundle);
+  }
+  s.work_cv.notify_all();
+}
+
+std::shared_ptr<const match::CompiledBundle> Pipeline::bundle(int shard) const {
+  Shard& s = *shards_.at(static_cast<size_t>(shard));
+  std::lock_guard lock(s.mu);
+  return s.active_bundle;
+}
+
+void Pipeline::record_switches(Shard& shard, std::span<const MessageView> views) {
+  const uint64_t version = shard.worker->bundle()->version;
+  for (const MessageView& v : views) {
+    auto it = std::find_if(shard.partition_versions.begin(), shard.partition_versions.end(),
+                           [&](const auto& e) { return e.first.second == v.partition && e.first.first == v.topic; });
+    if (it != shard.partition_versions.end() && it->second == version) continue;
+    if (it == shard.partition_versions.end()) {
+      shard.partition_versions.push_back({{std::string(v.topic), v.partition}, version});
+    } else {
+      it->second = version;
+    }
+    std::lock_guard lock(switches_mu_);
+    switches_.push_back({shard.index, std::string(v.topic), v.partition, v.offset, version});
+    if (switches_.size() > 10000) switches_.pop_front();
+  }
+}
+
+std::vector<Pipeline::BundleSwitch> Pipeline::bundle_switches() const {
+  std::lock_guard lock(switches_mu_);
+  return {switches_.begin(), switches_.end()};
+}
+
+std::string Pipeline::stats_json() const {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  auto u64 = [&](const char* key, uint64_t v) {
+    w.Key(key);
+    w.Uint64(v);
+  };
+  w.StartObject();
+  w.Key("uptime_seconds");
+  const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  w.Double(uptime);
+  w.Key("healthy");
+  w.Bool(healthy());
+  w.Key("assigned");
+  w.Bool(assigned());
+  uint64_t events = 0;
+  w.Key("shards");
+  w.StartArray();
+  for (const auto& s : shards_) {
+    const Labels shard = {{"shard", std::to_string(s->index)}};
+    w.StartObject();
+    w.Key("shard");
+    w.Int(s->index);
+    const uint64_t e = metrics_->counter_value("vigil_events_consumed_total", shard);
+    events += e;
+    u64("events", e);
+    w.Key("events_per_second");  // average since start
+    w.Double(uptime > 0 ? static_cast<double>(e) / uptime : 0);
+    u64("bytes", metrics_->counter_value("vigil_events_consumed_bytes_total", shard));
+    u64("alerts", metrics_->counter_value("vigil_alerts_total", shard));
+    u64("invalid", metrics_->counter_sum("vigil_events_invalid_total", shard));
+    u64("dead_letters", metrics_->counter_sum("vigil_dead_letters_total", shard));
+    size_t inbox;
+    uint64_t version;
+    {
+      std::lock_guard lock(s->mu);
+      inbox = s->inbox.size();
+      version = s->active_bundle ? s->active_bundle->version : 0;
+    }
+    u64("inbox", inbox);
+    u64("bundle", version);
+    w.EndObject();
+  }
+  w.EndArray();
+  u64("events", events);
+  w.Key("partitions");
+  w.StartArray();
+  {
+    std::lock_guard lock(snapshot_mu_);
+    for (const auto& p : partition_snapshot_) {
+      w.StartObject();
+      w.Key("topic");
+      w.String(p.topic.c_str());
+      w.Key("partition");
+      w.Int(p.partition);
+      w.Key("shard");
+      w.Int(p.shard);
+      w.Key("lag");
+      if (p.lag < 0) w.Null();
+      else w.Int64(p.lag);
+      w.EndObject();
+    }
+  }
+  w.EndArray();
+  w.Key("dead_letters_by_reason");
+  w.StartObject();
+  for (ParseError e : kParseErrors) {
+    const std::string reason(parse_error_name(e));
+    u64(reason.c_str(), metrics_->counter_sum("vigil_dead_letters_total", {{"reason", reason}}));
+  }
+  u64(std::string(kNoLogsource).c_str(), metrics_->counter_sum("vigil_dead_letters_total", {{"reason", std::string(kNoLogsource)}}));
+  w.EndObject();
+  u64("batches", batches_->value());
+  u64("store_errors", store_errors_->value());
+  u64("kafka_errors", kafka_errors_->value());
+  u64("unowned_messages", unowned_->value());
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
 }
 
 }  // namespace vigil::ingest

@@ -7,13 +7,12 @@
 
 #include <chrono>
 
+#include "vigil/core/fault.h"
+
 namespace vigil::ingest {
 namespace {
 
 // Every ParseError but kNone, in enum order: invalid_by_reason_[e - 1] counts reason e.
-constexpr ParseError kParseErrors[] = {ParseError::kTooLarge, ParseError::kInvalidUtf8, ParseError::kMalformedJson,
-                                       ParseError::kNotAnObject, ParseError::kTooDeep};
-
 bool is_valid_json(std::string_view raw) {
   rapidjson::Reader reader;
   rapidjson::BaseReaderHandler<> handler;
@@ -31,6 +30,12 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(std::shared_ptr<const
   if (!m) return m.status();
   w->matcher_ = std::move(*m);
   if (!w->rules_->correlations().empty()) w->correlator_ = std::make_unique<match::Correlator>(w->rules_);
+  auto b = std::make_shared<match::CompiledBundle>();
+  b->rules = w->rules_;
+  b->stats = options.rule_stats;
+  w->bundle_ = std::move(b);
+  w->match_errors_ = &metrics.counter("vigil_match_errors_total", "Events whose matching failed (counted, kept, not matched)",
+                                      {{"shard", std::to_string(options.shard)}});
   w->correlation_alerts_ = &metrics.counter("vigil_correlation_alerts_total", "Alerts of correlation rules",
                                             {{"shard", std::to_string(options.shard)}});
   return w;
@@ -43,7 +48,34 @@ void ShardWorker::set_scope(const MessageView& m) {
   scope_ += std::to_string(m.partition);
 }
 
+Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bundle) {
+  auto m = match::Matcher::create(bundle->rules);
+  if (!m) return m.status();
+  std::unique_ptr<match::Correlator> correlator;
+  if (!bundle->rules->correlations().empty()) correlator = std::make_unique<match::Correlator>(bundle->rules);
+  std::swap(matcher_, *m);
+  std::swap(correlator_, correlator);
+  rules_ = bundle->rules;
+  bundle_ = std::move(bundle);
+  options_.rule_stats = bundle_->stats;
+  fail_matching_ = fault_armed("match_error", bundle_->name);
+  if (fault_armed("crash_after_activate", bundle_->name)) {
+    spdlog::critical("fault injection: crash_after_activate for bundle '{}'", bundle_->name);
+    std::abort();
+  }
+  // The windows of the partitions held, as the store has them (every batch persisted its own).
+  const auto held = held_partitions_;
+  for (const auto& [topic, partition] : held) {
+    if (auto s = reload_partition(topic, partition); !s) return s;
+  }
+  return Status::ok();
+}
+
 Status ShardWorker::reload_partition(std::string_view topic, int32_t partition) {
+  if (std::find_if(held_partitions_.begin(), held_partitions_.end(),
+                   [&](const auto& p) { return p.second == partition && p.first == topic; }) == held_partitions_.end()) {
+    held_partitions_.emplace_back(std::string(topic), partition);
+  }
   if (!correlator_) return Status::ok();
   MessageView m;
   m.topic = topic;
@@ -144,6 +176,9 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   BatchResult result;
   alerts_.clear();
   correlation_pending_ = 0;
+  match_errors_pending_ = 0;
+  matched_pending_.clear();
+  fired_pending_.clear();
   offsets_.clear();
   outbox_.clear();
   events_.clear();
@@ -188,7 +223,13 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
       continue;
     }
     matches_.clear();
-    if (auto s = matcher_->match(event_, matches_); !s) return s;
+    Status ms = fail_matching_ ? Status::internal("fault injection: match_error") : matcher_->match(event_, matches_);
+    if (!ms) {
+      // A failure of the rules, not of the event: counted (a rollout's error gate watches
+      // it), the event kept, the batch goes on.
+      if (match_errors_pending_++ == 0) spdlog::error("matching failed: {}", ms.to_string());
+      matches_.clear();
+    }
     if (options_.dead_letters && options_.dead_letter_unmapped && !matcher_->last_event_had_logsource()) {
       ++dead_letters_pending_.back();
       dead_letter(m, kNoLogsource);
@@ -203,6 +244,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     for (uint32_t r : matches_) {
       if (rs.rules()[r].emit) build_alert(m, r, time);
     }
+    if (options_.rule_stats) matched_pending_.insert(matched_pending_.end(), matches_.begin(), matches_.end());
     if (correlator_) {
       batch_time = std::max(batch_time, time);
       fired_.clear();
@@ -233,6 +275,11 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   for (size_t i = 0; i < dead_letters_pending_.size(); ++i) dead_letters_by_reason_[i]->inc(dead_letters_pending_[i]);
   result.alerts = alerts_.size();
   correlation_alerts_->inc(correlation_pending_);
+  match_errors_->inc(match_errors_pending_);
+  if (options_.rule_stats) {
+    for (uint32_t r : matched_pending_) options_.rule_stats->add_match(r);
+    for (uint32_t c : fired_pending_) options_.rule_stats->add_correlation_alert(c);
+  }
   alerts_total_.inc(result.alerts);
   batch_events_.observe(static_cast<double>(result.events));
   batch_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -367,6 +414,7 @@ void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, cons
   w.EndObject();
   a.json.assign(sb.GetString(), sb.GetSize());
   ++correlation_pending_;
+  if (options_.rule_stats) fired_pending_.push_back(hit.correlation);
   if (options_.publish_alerts) {
     store::OutboxRecord& r = outbox_.emplace_back();
     r.kind = store::OutboxRecord::Kind::kAlert;
@@ -417,6 +465,10 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
   for (const auto& t : rule.tags) str(t);
   w.EndArray();
   w.EndObject();
+  if (bundle_->version) {
+    w.Key("bundle");
+    w.Uint64(bundle_->version);
+  }
   w.Key("host");
   str(a.host);
   w.Key("source");

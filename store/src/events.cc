@@ -37,6 +37,26 @@ int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 
 
 }  // namespace
 
+Status Store::scan_events(TimeMs since, TimeMs until, const std::function<bool(const StoredEvent&)>& fn) const {
+  if (since >= until) return Status::ok();
+  const std::string lower = time_prefix(since);
+  const std::string upper = time_prefix(until);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  ro.fill_cache = false;  // a dry run over days should not evict the alert pages
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
+  StoredEvent e;
+  for (it->Seek(lower); it->Valid(); it->Next()) {
+    if (!decode_event(it->key(), it->value(), e, true)) {
+      return Status::corruption("event entry " + to_hex(it->key().ToString()) + " cannot be decoded");
+    }
+    if (!fn(e)) return Status::ok();
+  }
+  if (!it->status().ok()) return Status::io_error("event scan failed: " + it->status().ToString());
+  return Status::ok();
+}
+
 Expected<EventPage> Store::query_events(const EventQuery& q) const {
   EventPage page;
   if (q.limit == 0 || q.since >= q.until) return page;

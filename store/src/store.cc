@@ -320,6 +320,54 @@ Expected<std::vector<std::pair<std::string, std::string>>> Store::load_state(std
   return out;
 }
 
+Status Store::put_meta(const std::vector<std::pair<std::string, std::string>>& puts,
+                       const std::vector<std::string>& deletes) {
+  rocksdb::WriteBatch batch;
+  for (const auto& k : deletes) batch.Delete(meta_, k);
+  for (const auto& [k, v] : puts) batch.Put(meta_, k, v);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  auto s = db_->Write(wo, &batch);
+  if (!s.ok()) return from_rocks(s, "meta write failed");
+  return Status::ok();
+}
+
+Expected<std::optional<std::string>> Store::get_meta(std::string_view key) const {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return from_rocks(s, "meta read failed");
+  return std::optional<std::string>(std::move(value));
+}
+
+Expected<std::vector<std::pair<std::string, std::string>>> Store::scan_meta(std::string_view prefix, size_t max,
+                                                                           bool reverse) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  const rocksdb::Slice p(prefix.data(), prefix.size());
+  if (!reverse) {
+    for (it->Seek(p); it->Valid() && it->key().starts_with(p) && out.size() < max; it->Next()) {
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+  } else {
+    // The first key past every key with the prefix: the prefix with its last byte raised.
+    std::string end(prefix);
+    while (!end.empty() && static_cast<uint8_t>(end.back()) == 0xff) end.pop_back();
+    if (end.empty()) {
+      it->SeekToLast();
+    } else {
+      end.back() = static_cast<char>(static_cast<uint8_t>(end.back()) + 1);
+      it->SeekForPrev(end);
+      if (it->Valid() && it->key() == rocksdb::Slice(end)) it->Prev();
+    }
+    for (; it->Valid() && it->key().starts_with(p) && out.size() < max; it->Prev()) {
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    }
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "meta scan failed");
+  return out;
+}
+
 Expected<std::optional<int64_t>> Store::next_offset(std::string_view stream, int32_t partition) const {
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), meta_, offset_key(stream, partition), &value);

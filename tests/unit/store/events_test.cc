@@ -187,3 +187,56 @@ TEST_F(EventsTest, AFullDiskStopsWritesWithoutAdvancingOffsetsAndRecovers) {
 
 }  // namespace
 }  // namespace vigil::store
+
+namespace vigil::store {
+namespace {
+
+TEST_F(EventsTest, ScanGoesOldestFirstWithinTheWindowAndStopsWhenAsked) {
+  auto store = open();
+  fill(*store, 3, 10);
+  std::vector<int64_t> seen;
+  ASSERT_TRUE(store->scan_events(kT0 + kHour, kT0 + 2 * kHour + 5, [&](const StoredEvent& e) {
+    EXPECT_FALSE(e.payload.empty());
+    EXPECT_EQ(e.stream, "c/events");
+    seen.push_back(e.offset);
+    return true;
+  }).is_ok());
+  std::vector<int64_t> want;
+  for (int64_t o = 10; o < 25; ++o) want.push_back(o);
+  EXPECT_EQ(seen, want);
+  seen.clear();
+  ASSERT_TRUE(store->scan_events(INT64_MIN, INT64_MAX, [&](const StoredEvent& e) {
+    seen.push_back(e.offset);
+    return seen.size() < 4;
+  }).is_ok());
+  EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2, 3}));
+}
+
+TEST_F(EventsTest, MetaRecordsArePutReadAndScannedBothWays) {
+  auto store = open();
+  ASSERT_TRUE(store->put_meta({{"content/a/1", "x"}, {"content/a/2", "y"}, {"content/a/3", "z"}, {"content/b", "w"}}).is_ok());
+  auto v = store->get_meta("content/a/2");
+  ASSERT_TRUE(v && *v);
+  EXPECT_EQ(**v, "y");
+  auto none = store->get_meta("content/none");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  auto fwd = store->scan_meta("content/a/");
+  ASSERT_TRUE(fwd);
+  ASSERT_EQ(fwd->size(), 3u);
+  EXPECT_EQ((*fwd)[0].second, "x");
+  auto last = store->scan_meta("content/a/", 1, true);
+  ASSERT_TRUE(last);
+  ASSERT_EQ(last->size(), 1u);
+  EXPECT_EQ(last->front().first, "content/a/3");
+  ASSERT_TRUE(store->put_meta({}, {"content/a/3"}).is_ok());
+  last = store->scan_meta("content/a/", 1, true);
+  EXPECT_EQ(last->front().first, "content/a/2");
+  // Offsets share the cf and never show under content/.
+  ASSERT_TRUE(store->put_batch({}, {{"c/events", 0, 5}}).is_ok());
+  auto all = store->scan_meta("content/");
+  EXPECT_EQ(all->size(), 3u);
+}
+
+}  // namespace
+}  // namespace vigil::store

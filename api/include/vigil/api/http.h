@@ -29,6 +29,7 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> path_params;  // from {name} segments
   std::string body;
   std::string authorization;  // the Authorization header, if any
+  std::string principal;      // set by the router: "<role> token <fingerprint>" (never the token)
 
   // The value of a query parameter, if given (the first one if repeated).
   std::optional<std::string_view> param(std::string_view name) const;

@@ -15,15 +15,25 @@
 //   POST /api/v1/admin/checkpoints?name=N
 //                           a consistent copy of the store in <checkpoint_dir>/N (RocksDB
 //                           Checkpoint); 201 with its path
+//   GET /api/v1/rules[/{id}] the active bundle's rules, match counts and scan costs
+//   GET /api/v1/stats       the pipeline: per shard, per partition
+//   GET /api/v1/bundles, GET /api/v1/bundles/{version}[/archive],
+//   POST /api/v1/bundles (an archive body: validate and store), 
+//   POST /api/v1/bundles/{version}/dry-run?since&until&max_events,
+//   GET /api/v1/rollout, GET /api/v1/rollout/audit, POST /api/v1/rollout/{action}
+//                           rule content: see ContentService and ingest/rollout.h
 //
 // Every parameter is validated; a bad or unknown one is a 400 problem naming it.
 
 #include <functional>
 #include <memory>
 
+#include "vigil/api/content.h"
 #include "vigil/api/http.h"
 #include "vigil/core/metrics.h"
 #include "vigil/core/time.h"
+#include "vigil/match/rule_stats.h"
+#include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
 
 namespace vigil::api {
@@ -37,6 +47,12 @@ struct ApiContext {
   // Bearer tokens of /api/v1 (reader: queries; admin: also checkpoints). Null or empty:
   // every /api/v1 route answers 401.
   std::shared_ptr<const TokenSet> tokens;
+  // Rule bundles and rollouts, and the active rules (GET /api/v1/rules); null: not served.
+  std::shared_ptr<ContentService> content;
+  // What the process wants operators to know (a quarantined bundle), shown by /healthz.
+  std::function<std::string()> notice;
+  // The pipeline's state as JSON (GET /api/v1/stats); null: not served.
+  std::function<std::string()> stats;
   // /healthz, /readyz and /metrics answer without a token unless closed here (then they
   // need a reader token).
   bool open_healthz = true;

@@ -28,9 +28,12 @@
 // group; join() waits for that.
 
 #include <atomic>
+#include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -73,6 +76,11 @@ struct PipelineOptions {
 class Pipeline {
  public:
   static Expected<std::unique_ptr<Pipeline>> create(const PipelineOptions& options,
+                                                    std::shared_ptr<const match::CompiledBundle> bundle,
+                                                    store::Store& store, MetricsRegistry& metrics,
+                                                    const Clock& clock);
+  // A bundle of `rules` with no stored version (tests, benches).
+  static Expected<std::unique_ptr<Pipeline>> create(const PipelineOptions& options,
                                                     std::shared_ptr<const match::RuleSet> rules,
                                                     store::Store& store, MetricsRegistry& metrics,
                                                     const Clock& clock);
@@ -88,6 +96,26 @@ class Pipeline {
   bool assigned() const { return assigned_.load(); }
   Status last_error() const;
   int workers() const;
+  // Rule bundles (rollouts): `shard` runs `bundle` from its next batch on, switching between
+  // two batches so that no event is dropped or scanned twice; an idle worker switches at
+  // once. Does not wait for the worker.
+  void set_bundle(int shard, std::shared_ptr<const match::CompiledBundle> bundle);
+  // The bundle a shard runs now (after its last switch).
+  std::shared_ptr<const match::CompiledBundle> bundle(int shard) const;
+  // Where each partition changed bundles: its first offset processed under `version`.
+  struct BundleSwitch {
+    int shard;
+    std::string topic;
+    int32_t partition;
+    int64_t offset;
+    uint64_t version;
+  };
+  // The last 10,000 switches, oldest first.
+  std::vector<BundleSwitch> bundle_switches() const;
+  // The pipeline's state as JSON (GET /api/v1/stats): per shard events, bytes, alerts,
+  // invalid events and dead letters since start and the inbox; per partition its worker and
+  // lag (refreshed every second); dead letters by reason; batches, store and Kafka errors.
+  std::string stats_json() const;
   // Called after every persisted batch that queued outbox records (wakes the Publisher).
   void set_on_outbox(std::function<void()> f) { on_outbox_ = std::move(f); }
 
@@ -109,6 +137,7 @@ class Pipeline {
   void update_lag();
   void set_partitions_paused(Shard& shard, bool paused);
   void set_error(Status s);
+  void record_switches(Shard& shard, std::span<const MessageView> views);
 
   PipelineOptions options_;
   store::Store* store_ = nullptr;
@@ -117,6 +146,17 @@ class Pipeline {
   rd_kafka_t* rk_ = nullptr;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<PartitionAssigner> assigner_;
+  mutable std::mutex switches_mu_;
+  std::deque<BundleSwitch> switches_;
+  struct PartitionSnapshot {
+    std::string topic;
+    int32_t partition;
+    int shard;
+    int64_t lag;  // -1: not known yet
+  };
+  mutable std::mutex snapshot_mu_;
+  std::vector<PartitionSnapshot> partition_snapshot_;  // written by the consumer thread
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<PartitionState>> partitions_;  // consumer thread only
   std::vector<std::vector<rd_kafka_message_t*>> staged_;     // consumer thread only: per shard
   std::thread consumer_thread_;

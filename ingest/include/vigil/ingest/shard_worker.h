@@ -22,7 +22,9 @@
 #include "vigil/core/event.h"
 #include "vigil/core/metrics.h"
 #include "vigil/core/time.h"
+#include "vigil/match/bundle.h"
 #include "vigil/match/correlator.h"
+#include "vigil/match/rule_stats.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
 
@@ -56,7 +58,12 @@ struct ShardOptions {
   bool dead_letter_unmapped = false;  // events no logsource of the rule set accepts are dead letters too
   size_t dead_letter_max_bytes = 512 << 10;  // longer payloads are truncated (header vigil.truncated)
   EventRetention retain_events = EventRetention::kAll;
+  std::shared_ptr<match::RuleStats> rule_stats;  // matches per rule, counted once persisted (null: not counted)
 };
+
+// The parse errors that make an event invalid (and a dead letter), in metric order.
+inline constexpr ParseError kParseErrors[] = {ParseError::kTooLarge, ParseError::kInvalidUtf8, ParseError::kMalformedJson,
+                                       ParseError::kNotAnObject, ParseError::kTooDeep};
 
 // Reasons a message becomes a dead letter, beyond the parse errors.
 inline constexpr std::string_view kNoLogsource = "no_logsource";
@@ -82,6 +89,13 @@ class ShardWorker {
   // store, replacing what the worker held for it (another consumer may have moved them on).
   Status reload_partition(std::string_view topic, int32_t partition);
 
+  // Switches to another rule bundle between batches (a rollout): a new matcher, and a new
+  // correlator whose windows for the partitions this worker holds are read from the store
+  // (windows of a correlation the new bundle keeps, by rule id, carry on). On failure the
+  // worker keeps its bundle.
+  Status set_bundle(std::shared_ptr<const match::CompiledBundle> bundle);
+  const std::shared_ptr<const match::CompiledBundle>& bundle() const { return bundle_; }
+
   // The next offset of each partition of the last persisted batch.
   const std::vector<store::PartitionOffset>& persisted_offsets() const { return offsets_; }
 
@@ -100,6 +114,11 @@ class ShardWorker {
   TimeMs event_time(const MessageView& m) const;
 
   std::shared_ptr<const match::RuleSet> rules_;
+  std::shared_ptr<const match::CompiledBundle> bundle_;
+  std::vector<std::pair<std::string, int32_t>> held_partitions_;  // reloaded ones (topic, partition)
+  bool fail_matching_ = false;  // test fault point match_error
+  Counter* match_errors_ = nullptr;
+  uint64_t match_errors_pending_ = 0;
   store::Store& store_;
   MetricsRegistry& metrics_;
   const Clock& clock_;
@@ -129,6 +148,8 @@ class ShardWorker {
   Histogram& batch_seconds_;
   std::vector<Counter*> invalid_by_reason_;
   std::vector<Counter*> dead_letters_by_reason_;  // parse errors, then kNoLogsource
+  std::vector<uint32_t> matched_pending_;        // rule indexes matched in the batch (rule_stats)
+  std::vector<uint32_t> fired_pending_;          // correlation indexes that alerted in the batch
   std::vector<uint64_t> invalid_pending_;        // of the batch in hand, by the same index
   std::vector<uint64_t> dead_letters_pending_;
 };

@@ -19,6 +19,8 @@
 //                                                            (match::Correlator::encode)
 //   meta            "format"                              -> "vigil-store-2"
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
+//                   "content/..."                          -> rule bundles, rollout state, audit
+//                                                            and boot logs (ingest/bundle_registry.h)
 // Format 1 (without alert_ids, events and state) is upgraded in place at open: the new column
 // families are created and old alert values stay readable.
 //
@@ -52,6 +54,7 @@
 // Thread safety: every method may be called from any thread.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <atomic>
 #include <optional>
@@ -260,6 +263,20 @@ class Store {
   Expected<EventPage> query_events(const EventQuery& query) const;
   Expected<std::optional<StoredEvent>> get_event(std::string_view stream, int32_t partition, int64_t offset,
                                                  TimeMs time) const;
+
+  // Retained events with since <= time < until, oldest first, payloads included; `fn`
+  // returns false to stop. For dry runs over a time window.
+  Status scan_events(TimeMs since, TimeMs until, const std::function<bool(const StoredEvent&)>& fn) const;
+
+  // Records of the meta cf under "content/" (bundles, rollout state, logs): written
+  // atomically together and synced to disk before the call returns, so a record written
+  // before a crash is there after it.
+  Status put_meta(const std::vector<std::pair<std::string, std::string>>& puts,
+                  const std::vector<std::string>& deletes = {});
+  Expected<std::optional<std::string>> get_meta(std::string_view key) const;
+  // Every record whose key starts with `prefix`, in key order (reverse: last first), at most `max`.
+  Expected<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix, size_t max = SIZE_MAX,
+                                                                       bool reverse = false) const;
 
   // Drops the event buckets past the retention limits (age relative to `now`, then size).
   Expected<RetentionResult> expire_events(TimeMs now);

@@ -1,0 +1,177 @@
+#pragma once
+// Rollout: the rule content lifecycle of one vigild (DESIGN.md steps 1-5).
+//
+// Bundles are validated (match::validate_bundle), stored immutably with increasing versions
+// in the store's meta cf ("content/..."), refused ones included, and deduplicated by content
+// hash. A valid bundle becomes active through a rollout, by the deployment's policy:
+//   staged     the canary stage (one shard) first, then larger stages (percentages of the
+//              shards), each held for stage_ms while the health gates are watched; a breach
+//              rolls back automatically, otherwise the rollout promotes to the next stage;
+//   immediate  every shard at once, gates watched for one stage_ms, rollback on a breach;
+//   pinned     nothing automatic: a stored bundle waits for an operator's start, and each
+//              stage for an operator's promote; a gate breach pauses the rollout.
+// Gates, per stage, over the shards running the new bundle since the stage began:
+// processing (matching) errors, p99 batch latency, alert volume per event against the
+// previous bundle's (the shards still on it, else its rate before the rollout), and
+// crashes (a process that ends abnormally during a rollout comes back rolled back).
+//
+// Last known good: the activation of a bundle is recorded (synced) before any shard runs it.
+// A bundle that stays active good_after_ms becomes the last known good. If the process ends
+// abnormally crash_limit times within crash_window_ms of activating a version, the next
+// start quarantines that version and boots on the last known good; health, logs, metrics
+// and the API say so.
+//
+// Every transition (stored, refused, started, promoted, paused, resumed, rolled back,
+// completed, quarantined, policy changed) is appended to an audit log: who, when, why.
+//
+// Thread safety: every public method may be called from any thread (one mutex); the
+// controller's own thread ticks the gates and stage timers.
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vigil/core/metrics.h"
+#include "vigil/core/status.h"
+#include "vigil/core/time.h"
+#include "vigil/match/bundle.h"
+#include "vigil/store/store.h"
+
+namespace vigil::ingest {
+
+class Pipeline;
+
+enum class RolloutPolicy : uint8_t { kStaged, kImmediate, kPinned };
+std::optional<RolloutPolicy> parse_rollout_policy(std::string_view name);
+std::string_view rollout_policy_name(RolloutPolicy p);
+
+struct RolloutOptions {
+  RolloutPolicy policy = RolloutPolicy::kStaged;
+  // Stages after the canary (one shard), as percentages of the shards; the last is 100.
+  std::vector<int> stages_percent{50, 100};
+  int64_t stage_ms = 60000;  // how long each stage is held and watched
+  // Gates.
+  uint64_t max_match_errors = 0;       // matching errors allowed on the new bundle per stage
+  double max_batch_p99_ms = 2000;      // p99 of the batch duration on the new bundle
+  uint64_t min_batches_for_latency = 20;
+  double max_alert_ratio = 10;         // alerts per event, new bundle over previous
+  double min_baseline_alert_rate = 0.001;  // floor of the previous rate (a quiet bundle)
+  uint64_t min_events_for_flood = 200;
+  uint64_t min_alerts_for_flood = 50;
+  // Last known good.
+  int crash_limit = 3;
+  int64_t crash_window_ms = 10 * 60 * 1000;
+  int64_t good_after_ms = 10 * 60 * 1000;
+  // Validation of submitted bundles; default_mapping must outlive the Rollout.
+  match::BundleValidationOptions validation;
+  // Events the scan cost is measured on besides recent stored ones (e.g. simulated).
+  std::vector<std::string> reference_events;
+  size_t stored_reference_events = 2000;
+  int tick_ms = 100;
+};
+
+// The outcome of a bundle submission.
+struct SubmitResult {
+  uint64_t version = 0;
+  bool stored = false;    // false: the same content was stored before as `version`
+  bool valid = false;
+  bool rollout_started = false;
+  std::string json;       // {"version":..,"stored":..,"valid":..,"rollout_started":..,"report":{..}}
+};
+
+class Rollout {
+ public:
+  // Reads the content state from the store and applies the boot rules (crash during a
+  // rollout: rolled back; crash loop after an activation: last known good). `seed` is the
+  // bundle given by configuration (--rules, --mapping): the first active bundle of an empty
+  // store, and, when its content changes later, submitted like any other bundle (by
+  // `actor` "config"). Records this boot as running (see mark_clean_stop).
+  static Expected<std::unique_ptr<Rollout>> open(store::Store& store, MetricsRegistry& metrics, const Clock& clock,
+                                                 const RolloutOptions& options, const match::Bundle& seed);
+  ~Rollout();
+
+  // The bundle each shard starts with (the active one; the target on the canary shards of
+  // a rollout resumed after a clean restart).
+  std::shared_ptr<const match::CompiledBundle> bundle_for_shard(int shard, int shards) const;
+  // Starts the controller over `pipeline` (which must outlive stop()).
+  void start(Pipeline& pipeline);
+  void stop();
+  // Records that the process stops cleanly (not a crash for the crash-loop guard).
+  void mark_clean_stop();
+
+  // The active bundle (what /api/v1/rules shows).
+  std::shared_ptr<const match::CompiledBundle> active() const;
+  // What the boot rules did, empty if nothing (e.g. "bundle 7 quarantined after 3 crashes;
+  // running the last known good 5"). Shown in health and the banner.
+  std::string boot_notice() const;
+
+  Expected<SubmitResult> submit(const match::Bundle& bundle, const std::string& actor);
+  // JSON documents for the API and the CLI.
+  Expected<std::string> list_json() const;
+  Expected<std::string> bundle_json(uint64_t version) const;
+  Expected<std::string> state_json() const;
+  Expected<std::string> audit_json(size_t limit) const;
+  // Runs a stored bundle and the active one over the stored events of [since, until), at most
+  // max_events, and reports per-rule counts and the detections gained and lost.
+  Expected<std::string> dry_run(uint64_t version, TimeMs since, TimeMs until, size_t max_events) const;
+  // The archive (tar) of a stored bundle.
+  Expected<std::string> bundle_archive(uint64_t version) const;
+
+  // Operator actions. `version` for start; reason is free text for the audit log.
+  Status start_rollout(uint64_t version, const std::string& actor, const std::string& reason);
+  Status promote(const std::string& actor, const std::string& reason);
+  Status pause(const std::string& actor, const std::string& reason);
+  Status resume(const std::string& actor, const std::string& reason);
+  Status rollback(const std::string& actor, const std::string& reason);
+  Status set_policy(RolloutPolicy policy, const std::string& actor);
+
+  // One evaluation of the gates and stage timer (the controller thread calls it every
+  // tick_ms; tests may call it directly).
+  void tick();
+
+ private:
+  struct State;
+  Rollout(store::Store& store, MetricsRegistry& metrics, const Clock& clock, const RolloutOptions& options);
+  Status boot(const match::Bundle& seed);
+  Expected<std::shared_ptr<const match::CompiledBundle>> load_compiled(uint64_t version) const;
+  Expected<SubmitResult> submit_impl(const match::Bundle& bundle, const std::string& actor, bool lenient);
+  // Validates without the lock, then takes `lock` (if not held) to store.
+  Expected<SubmitResult> submit_locked(const match::Bundle& bundle, const std::string& actor, bool lenient,
+                                       std::unique_lock<std::mutex>& lock);
+  Status start_locked(uint64_t version, const std::string& actor, const std::string& reason);
+  Status enter_stage_locked(size_t stage);
+  void complete_locked(const std::string& actor);
+  Status rollback_locked(const std::string& actor, const std::string& reason, bool quarantine);
+  Status persist_state_locked();
+  Status audit_locked(const std::string& actor, const std::string& action, uint64_t version, uint64_t from,
+                      const std::string& reason);
+  std::optional<std::string> breached_gate_locked();
+  std::vector<int> stage_shards(int shards) const;  // shards running the new bundle, per stage
+  void apply_shards_locked();
+  std::vector<std::string> reference_events() const;
+  void run();
+
+  store::Store& store_;
+  MetricsRegistry& metrics_;
+  const Clock& clock_;
+  RolloutOptions options_;
+  Pipeline* pipeline_ = nullptr;
+  mutable std::mutex mu_;
+  std::unique_ptr<State> state_;
+  std::thread thread_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  Gauge* active_gauge_ = nullptr;
+  Gauge* target_gauge_ = nullptr;
+  Gauge* stage_gauge_ = nullptr;
+  Counter* rollbacks_ = nullptr;
+  Counter* quarantined_ = nullptr;
+};
+
+}  // namespace vigil::ingest
