@@ -172,12 +172,17 @@ Status Rollout::boot(const match::Bundle& seed) {
   auto boot = store_.get_meta(kBootKey);
   if (!boot) return boot.status();
   if (*boot) {
-    if (auto d = parse_record(**boot, "boot"); d) prev_clean = get_bool(*d, "clean", true);
+    // A record written at another path is a copy of the store (a checkpoint taken while it
+    // ran), not a crash of this one.
+    if (auto d = parse_record(**boot, "boot"); d) {
+      prev_clean = get_bool(*d, "clean", true) || get_str(*d, "path") != store_.path();
+    }
   }
   if (auto s = store_.put_meta({{kBootKey, write_json([&](Writer& w) {
                                    w.StartObject();
                                    w.Key("clean");
                                    w.Bool(false);
+                                   kv(w, "path", store_.path());
                                    kv(w, "started", static_cast<uint64_t>(now));
                                    w.EndObject();
                                  })}});
@@ -402,6 +407,7 @@ void Rollout::mark_clean_stop() {
                             w.StartObject();
                             w.Key("clean");
                             w.Bool(true);
+                            kv(w, "path", store_.path());
                             kv(w, "stopped", static_cast<uint64_t>(clock_.now_ms()));
                             w.EndObject();
                           })}});
@@ -587,6 +593,11 @@ Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const
     const auto errs = report.all_errors();
     why = errs.empty() ? "no rule" : errs.front();
     if (errs.size() > 1) why += " (and " + std::to_string(errs.size() - 1) + " more)";
+  }
+  for (const auto& rv : report.rules) {
+    for (const auto& w : rv.warnings) {
+      if (w.starts_with("not loaded: ")) spdlog::warn("bundle {}: rule {}", result.version, w);
+    }
   }
   if (auto s = audit_locked(actor, result.valid ? "stored" : "refused", result.version, 0, why); !s) return s;
   spdlog::info("bundle {} ({}) stored by {}: {}", result.version, bundle.hash(), actor,

@@ -371,6 +371,8 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
     }
   }
 
+  if ((*rs)->rules().empty()) report.errors.push_back("no rule of the bundle compiles");
+
   // Each rule's test events.
   std::vector<std::string> test_events;
   const auto tests = parse_tests(bundle, m, report.errors);

@@ -276,7 +276,17 @@ TEST_F(VigildTest, RefusesBadConfigurationWithAClearMessage) {
   EXPECT_NE(out.find("unknown key 'field21'"), std::string::npos) << out;
   out.clear();
   EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --rules /nonexistent --data-dir " + (dir_ / "d").string() + " 2>&1", &out), 0);
-  EXPECT_NE(out.find("no rule compiled"), std::string::npos) << out;
+  EXPECT_NE(out.find("cannot read '/nonexistent'"), std::string::npos) << out;
+  // Configured rules of which none compiles are refused at first start with the report.
+  fs::create_directories(dir_ / "unsupported");
+  std::ofstream(dir_ / "unsupported" / "r.yml") << "title: t\nid: x\nlogsource: {product: windows, category: process_creation}\n"
+                                                   "detection:\n  sel:\n    Image|field21: x\n  condition: sel\n";
+  out.clear();
+  EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --rules " + (dir_ / "unsupported").string() + " --data-dir " +
+                                  (dir_ / "d2").string() + " 2>&1",
+                              &out),
+            0);
+  EXPECT_NE(out.find("unknown modifier 'field21'"), std::string::npos) << out;
 }
 
 }  // namespace
