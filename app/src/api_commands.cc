@@ -118,13 +118,67 @@ ApiCommands::ApiCommands(CLI::App& cli) {
   common(events_);
   paging(events_);
   events_->add_option("--field", fields_, "PATH=VALUE, PATH~VALUE (contains) or PATH (exists); repeatable");
+  stats_ = cli.add_subcommand("stats", "The pipeline of a running vigild: per shard and per partition");
+  common(stats_);
+  // `vigil rules active`, beside `vigil rules check` (added before this).
+  rules_ = cli.get_subcommand("rules")->add_subcommand("active", "The active rules of a running vigild: matches, scan costs");
+  common(rules_);
 }
 
 int ApiCommands::run() const {
   if (show_->parsed()) return alert_show();
   if (alerts_->parsed()) return alerts();
   if (events_->parsed()) return events();
+  if (stats_->parsed()) return stats();
+  if (rules_->parsed()) return rules();
   return -1;
+}
+
+int ApiCommands::stats() const {
+  auto d = get_json(target_, "/api/v1/stats");
+  if (!d) return 1;
+  if (page_.json) {
+    std::printf("%s\n", compact(*d).c_str());
+    return 0;
+  }
+  auto u64 = [](const rapidjson::Value& v, const char* k) -> unsigned long long {
+    return v.HasMember(k) && v[k].IsUint64() ? v[k].GetUint64() : 0;
+  };
+  std::printf("uptime %.0f s, %llu events, %llu batches, store errors %llu, kafka errors %llu\n",
+              (*d)["uptime_seconds"].GetDouble(), u64(*d, "events"), u64(*d, "batches"), u64(*d, "store_errors"),
+              u64(*d, "kafka_errors"));
+  std::printf("%-6s  %12s  %10s  %14s  %9s  %9s  %8s  %7s  %6s\n", "SHARD", "EVENTS", "EVENTS/S", "BYTES", "ALERTS",
+              "INVALID", "DEAD", "INBOX", "BUNDLE");
+  for (const auto& s : (*d)["shards"].GetArray()) {
+    std::printf("%-6llu  %12llu  %10.0f  %14llu  %9llu  %9llu  %8llu  %7llu  %6llu\n", u64(s, "shard"), u64(s, "events"),
+                s["events_per_second"].GetDouble(), u64(s, "bytes"), u64(s, "alerts"), u64(s, "invalid"),
+                u64(s, "dead_letters"), u64(s, "inbox"), u64(s, "bundle"));
+  }
+  std::printf("\n%-32s  %9s  %5s  %10s\n", "TOPIC", "PARTITION", "SHARD", "LAG");
+  for (const auto& p : (*d)["partitions"].GetArray()) {
+    const std::string lag = p["lag"].IsInt64() ? std::to_string(p["lag"].GetInt64()) : "?";
+    std::printf("%-32s  %9d  %5d  %10s\n", fit(str(p, "topic"), 32).c_str(), p["partition"].GetInt(), p["shard"].GetInt(),
+                lag.c_str());
+  }
+  return 0;
+}
+
+int ApiCommands::rules() const {
+  auto d = get_json(target_, "/api/v1/rules");
+  if (!d) return 1;
+  if (page_.json) {
+    std::printf("%s\n", compact(*d).c_str());
+    return 0;
+  }
+  std::printf("bundle %llu\n%-36s  %-8s  %10s  %12s  %s\n", static_cast<unsigned long long>((*d)["bundle"].GetUint64()), "ID",
+              "LEVEL", "MATCHES", "COST NS/EV", "TITLE");
+  for (const auto& r : (*d)["rules"].GetArray()) {
+    const uint64_t n = r.HasMember("matches") ? r["matches"].GetUint64() : r["alerts"].GetUint64();
+    const std::string cost = r["cost_ns_per_event"].IsNumber() ? std::to_string(static_cast<int64_t>(r["cost_ns_per_event"].GetDouble())) : "-";
+    std::printf("%-36s  %-8s  %10llu  %12s  %s\n", str(r, "id").c_str(), fit(str(r, "level"), 8).c_str(),
+                static_cast<unsigned long long>(n), cost.c_str(), fit(str(r, "title"), 60).c_str());
+  }
+  return 0;
 }
 
 int ApiCommands::alerts() const {

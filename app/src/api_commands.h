@@ -1,5 +1,5 @@
 #pragma once
-// The `vigil` CLI's API client commands: alerts, alerts show, events. Each reads the server
+// The `vigil` CLI's API client commands: alerts, alerts show, events, stats, rules active. Each reads the server
 // and token from flags, else VIGIL_SERVER / VIGIL_TOKEN, else the local defaults
 // (http://127.0.0.1:8080 and the token vigild made in ./data), prints a table for people
 // or, with --json, one JSON document per line for scripts, and exits 0, or 1 with the
@@ -20,7 +20,7 @@ struct ApiTarget {
 std::string server_or_default(const std::string& flag);
 std::string token_or_default(const std::string& flag);
 
-// Adds `alerts` (with `show`) and `events` to `cli`; run() runs whichever
+// Adds `alerts` (with `show`), `events`, `stats` and `rules active` to `cli` (which must have `rules`); run() runs whichever
 // was parsed and returns its exit code, or -1 if none was.
 class ApiCommands {
  public:
@@ -37,10 +37,14 @@ class ApiCommands {
   int alerts() const;
   int alert_show() const;
   int events() const;
+  int stats() const;
+  int rules() const;
 
   CLI::App* alerts_ = nullptr;
   CLI::App* show_ = nullptr;
   CLI::App* events_ = nullptr;
+  CLI::App* stats_ = nullptr;
+  CLI::App* rules_ = nullptr;
   ApiTarget target_;
   Page page_;
   std::string rule_, host_, severity_, tag_, text_, id_;

@@ -112,6 +112,9 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
                                   "Messages of partitions no longer assigned, left to their new owner");
   p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
   p->batches_ = &metrics.counter("vigil_batches_total", "Batches processed and persisted");
+  p->switch_seconds_ = &metrics.histogram("vigil_bundle_switch_seconds",
+                                          "Time a shard worker spends switching rule bundles between two batches",
+                                          {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1});
   p->holds_ = &metrics.counter("vigil_backpressure_holds_total", "Times the consumer stopped taking messages because a worker's inbox was full");
   p->pauses_ = &metrics.counter("vigil_backpressure_pauses_total", "Times a worker's partitions were paused because its inbox was full");
   metrics.gauge("vigil_shard_workers", "Shard worker threads").set(p->options_.workers);
@@ -424,8 +427,10 @@ void Pipeline::run_worker(Shard& shard) {
         spdlog::error("shard {}: cannot switch to bundle {}: {}", shard.index, swap->version, s.to_string());
         set_error(s);
       } else {
-        spdlog::info("shard {}: runs bundle {} ({}) after a switch of {:.1f} ms", shard.index, swap->version, swap->name,
-                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        switch_seconds_->observe(seconds);
+        spdlog::info("shard {}: runs bundle {} ({}) after a switch of {:.2f} ms", shard.index, swap->version, swap->name,
+                     seconds * 1000);
         shard.bundle_gauge->set(static_cast<double>(swap->version));
         std::lock_guard lock(shard.mu);
         shard.active_bundle = swap;

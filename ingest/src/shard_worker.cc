@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <thread>
 
 #include "vigil/core/fault.h"
 
@@ -59,6 +60,7 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
   bundle_ = std::move(bundle);
   options_.rule_stats = bundle_->stats;
   fail_matching_ = fault_armed("match_error", bundle_->name);
+  slow_batches_ = fault_armed("slow_batch", bundle_->name);
   if (fault_armed("crash_after_activate", bundle_->name)) {
     spdlog::critical("fault injection: crash_after_activate for bundle '{}'", bundle_->name);
     std::abort();
@@ -265,6 +267,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     for (const auto& hit : fired_) build_correlation_alert(hit, nullptr);
     collect_state();
   }
+  if (slow_batches_) std::this_thread::sleep_for(std::chrono::milliseconds(30));
   if (auto s = store_.put_batch(alerts_, offsets_, outbox_, events_, state_); !s) {
     if (correlator_) restore_state_after_failure();
     return s;

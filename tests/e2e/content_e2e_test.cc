@@ -108,6 +108,28 @@ TEST_F(ContentTest, TheTwentyFirstFieldIsRefusedAndThePipelineKeepsItsBundle) {
   const auto got = alerts(port);
   EXPECT_EQ(got.size(), expected.size());
   EXPECT_EQ(std::set<AlertKey>(got.begin(), got.end()), expected);
+
+  // A dry run of the active bundle over the stored events finds what the pipeline found.
+  out = cli("bundle dry-run 1 --since 30d --json " + server_args(port), &rc);
+  ASSERT_EQ(rc, 0) << out;
+  rapidjson::Document dry;
+  dry.Parse(out.c_str());
+  ASSERT_FALSE(dry.HasParseError()) << out;
+  EXPECT_EQ(dry["events"].GetUint64(), 80u);
+  EXPECT_EQ(dry["totals"]["active_matches"].GetUint64(), expected.size());
+  EXPECT_EQ(dry["totals"]["gained"].GetUint64() + dry["totals"]["lost"].GetUint64(), 0u);
+  out = cli("stats " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("80 events"), std::string::npos) << out;
+  EXPECT_NE(out.find("BUNDLE"), std::string::npos) << out;
+  out = cli("rules active " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0) << out;
+  const size_t row = out.find(kWhoamiPriv);
+  ASSERT_NE(row, std::string::npos) << out;
+  EXPECT_NE(out.substr(row, out.find('\n', row) - row).find(" 40 "), std::string::npos) << out;  // 40 matches
+  out = cli("bundle dry-run 2 " + server_args(port), &rc);  // the refused one
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("HTTP 409"), std::string::npos) << out;
   vigild->signal(SIGTERM);
   EXPECT_EQ(vigild->wait(30s), 0) << log(1);
 }

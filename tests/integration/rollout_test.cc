@@ -300,6 +300,32 @@ TEST_F(RolloutTest, ProcessingErrorsOnTheCanaryRollBack) {
   ASSERT_TRUE(consumed_all());
 }
 
+TEST_F(RolloutTest, SlowBatchesOnTheCanaryRollBack) {
+  set_faults("slow_batch=good");
+  options_.policy = RolloutPolicy::kStaged;
+  options_.max_batch_p99_ms = 10;
+  options_.min_batches_for_latency = 20;
+  start();
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({40, 0.01, 7}, clock);
+  produce(sim, 500);
+  ASSERT_TRUE(consumed_all());
+  const uint64_t v1 = state()["active"].GetUint64();
+  submit("good");
+  std::atomic<bool> done{false};
+  std::thread producer([&] {
+    while (!done) produce(sim, 100, 2000);
+  });
+  const bool back = test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s);
+  done = true;
+  producer.join();
+  ASSERT_TRUE(back) << *rollout_->state_json();
+  EXPECT_EQ(state()["active"].GetUint64(), v1);
+  EXPECT_NE(std::string(state()["last_breach"].GetString()).find("latency: p99 batch duration"), std::string::npos)
+      << *rollout_->state_json();
+  ASSERT_TRUE(consumed_all());
+}
+
 TEST_F(RolloutTest, APinnedPolicyNeverSwitchesByItself) {
   options_.policy = RolloutPolicy::kPinned;
   options_.stage_ms = 200;
@@ -372,6 +398,73 @@ TEST_F(RolloutTest, AStagedRolloutPromotesThroughItsStages) {
   const uint64_t refused = submit("field21", false);
   EXPECT_STREQ(state()["state"].GetString(), "idle");
   EXPECT_FALSE(rollout_->start_rollout(refused, "operator", "").is_ok());
+}
+
+TEST_F(RolloutTest, ADryRunComparesABundleWithTheActiveOneOverStoredEvents) {
+  options_.policy = RolloutPolicy::kPinned;
+  start();
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({40, 0.3, 12}, clock);
+  produce(sim, 2000);
+  ASSERT_TRUE(consumed_all());
+  const uint64_t v1 = state()["active"].GetUint64();
+  const uint64_t good = submit("good");
+  auto report = rollout_->dry_run(good, INT64_MIN, INT64_MAX, 1000000);
+  ASSERT_TRUE(report) << report.status().to_string();
+  const auto d = parse(*report);
+  EXPECT_EQ(d["events"].GetUint64(), 2000u);
+  EXPECT_FALSE(d["partial"].GetBool());
+  EXPECT_EQ(d["active"].GetUint64(), v1);
+
+  // The same counts, computed here by matching every stored event with each bundle.
+  std::map<std::string, std::pair<uint64_t, uint64_t>> want;  // rule id -> (active, candidate)
+  auto count = [&](const std::string& path, bool candidate) {
+    auto rs = *match::compile_bundle(*match::Bundle::load(path), *mapping_, true);
+    auto m = *match::Matcher::create(rs);
+    EventParser parser;
+    Event ev;
+    std::vector<uint32_t> hits;
+    ASSERT_TRUE(store_->scan_events(INT64_MIN, INT64_MAX, [&](const store::StoredEvent& e) {
+      if (parser.parse(e.payload, rs->fields(), ev) != ParseError::kNone) return true;
+      hits.clear();
+      EXPECT_TRUE(m->match(ev, hits).is_ok());
+      for (uint32_t h : hits) (candidate ? want[rs->rules()[h].id].second : want[rs->rules()[h].id].first)++;
+      return true;
+    }).is_ok());
+  };
+  count(VIGIL_SOURCE_DIR "/rules/sigma", false);
+  count(kBundles + "good", true);
+  size_t checked = 0;
+  uint64_t active_total = 0;
+  for (const auto& r : d["rules"].GetArray()) {
+    const std::string id = r["id"].GetString();
+    EXPECT_EQ(r["active_matches"].GetUint64(), want[id].first) << id;
+    EXPECT_EQ(r["candidate_matches"].GetUint64(), want[id].second) << id;
+    active_total += r["active_matches"].GetUint64();
+    const std::string status = r["status"].GetString();
+    if (id == "6f0a2b7e-2d0d-4a4c-8d1b-5e2f3a1c9d22") {
+      EXPECT_EQ(status, "new");
+      EXPECT_EQ(r["gained"].GetUint64(), want[id].second);
+    }
+    if (id == "600b4d6f-49fb-4e4b-a78d-6352d47d7b7f") {
+      EXPECT_EQ(status, "vanished");
+      EXPECT_EQ(r["lost"].GetUint64(), want[id].first);
+      EXPECT_GT(r["lost"].GetUint64(), 0u);
+      EXPECT_GT(r["lost_samples"].Size(), 0u);
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 13u);  // 11 default rules and the 2 of "good"
+  EXPECT_GT(active_total, 100u);
+  // A window with nothing in it, a bounded scan, a refused bundle.
+  auto empty = parse(*rollout_->dry_run(good, 0, 1000, 1000000));
+  EXPECT_EQ(empty["events"].GetUint64(), 0u);
+  auto bounded = parse(*rollout_->dry_run(good, INT64_MIN, INT64_MAX, 10));
+  EXPECT_EQ(bounded["events"].GetUint64(), 10u);
+  EXPECT_TRUE(bounded["partial"].GetBool());
+  const uint64_t refused = submit("field21", false);
+  EXPECT_FALSE(rollout_->dry_run(refused, INT64_MIN, INT64_MAX, 10));
+  EXPECT_FALSE(rollout_->dry_run(999, INT64_MIN, INT64_MAX, 10));
 }
 
 TEST_F(RolloutTest, ACrashDuringARolloutComesBackRolledBack) {

@@ -10,6 +10,8 @@
 //                                       the bundle (the crash-loop guard's test)
 //   match_error=<bundle name>           matching fails for every event under the bundle
 //                                       (the rollout error gate's test)
+//   slow_batch=<bundle name>            every batch under the bundle takes 30 ms longer
+//                                       (the rollout latency gate's test)
 //
 // Thread safety: fault_armed() may be called from any thread; set_faults() only while no
 // other thread checks a point.

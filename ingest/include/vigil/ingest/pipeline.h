@@ -172,6 +172,7 @@ class Pipeline {
   Counter* unowned_ = nullptr;
   Counter* store_errors_ = nullptr;
   Counter* batches_ = nullptr;
+  Histogram* switch_seconds_ = nullptr;
   Counter* pauses_ = nullptr;
   Counter* holds_ = nullptr;
 };

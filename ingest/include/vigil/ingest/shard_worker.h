@@ -117,6 +117,7 @@ class ShardWorker {
   std::shared_ptr<const match::CompiledBundle> bundle_;
   std::vector<std::pair<std::string, int32_t>> held_partitions_;  // reloaded ones (topic, partition)
   bool fail_matching_ = false;  // test fault point match_error
+  bool slow_batches_ = false;   // test fault point slow_batch
   Counter* match_errors_ = nullptr;
   uint64_t match_errors_pending_ = 0;
   store::Store& store_;
