@@ -153,6 +153,12 @@ void write_yaml_json(const YAML::Node& n, std::string& out) {
   }
 }
 
+// libarchive's message for the last error, which may be null (a fuzz finding).
+std::string archive_error(struct archive* a) {
+  const char* e = archive_error_string(a);
+  return e ? e : "unknown error";
+}
+
 struct ArchiveWriter {
   std::string* out;
   static la_ssize_t write(struct archive*, void* self, const void* buf, size_t n) {
@@ -261,7 +267,7 @@ Expected<Bundle> Bundle::from_archive(std::string_view bytes, const BundleLimits
   archive_read_support_filter_all(a.get());
   archive_read_support_format_all(a.get());
   if (archive_read_open_memory(a.get(), bytes.data(), bytes.size()) != ARCHIVE_OK) {
-    return Status::invalid(std::string("not a bundle archive: ") + archive_error_string(a.get()));
+    return Status::invalid(std::string("not a bundle archive: ") + archive_error(a.get()));
   }
   std::vector<BundleFile> files;
   size_t total = 0;
@@ -270,7 +276,7 @@ Expected<Bundle> Bundle::from_archive(std::string_view bytes, const BundleLimits
     const int r = archive_read_next_header(a.get(), &entry);
     if (r == ARCHIVE_EOF) break;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-      return Status::invalid(std::string("bundle archive is damaged: ") + archive_error_string(a.get()));
+      return Status::invalid(std::string("bundle archive is damaged: ") + archive_error(a.get()));
     }
     const char* name = archive_entry_pathname(entry);
     const std::string path = name ? name : "";
@@ -291,7 +297,7 @@ Expected<Bundle> Bundle::from_archive(std::string_view bytes, const BundleLimits
     size_t got = 0;
     while (got < content.size()) {
       const la_ssize_t n = archive_read_data(a.get(), content.data() + got, content.size() - got);
-      if (n < 0) return Status::invalid("bundle archive entry '" + path + "' cannot be read: " + archive_error_string(a.get()));
+      if (n < 0) return Status::invalid("bundle archive entry '" + path + "' cannot be read: " + archive_error(a.get()));
       if (n == 0) break;
       got += static_cast<size_t>(n);
     }

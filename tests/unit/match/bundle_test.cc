@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <fstream>
 #include <random>
 
 namespace vigil::match {
@@ -240,6 +241,16 @@ TEST_F(BundleTest, HostileArchivesAreRefusedWithAReason) {
   auto b = Bundle::load(kBundles + "good");
   const std::string tar = b->to_tar();
   EXPECT_FALSE(Bundle::from_archive(std::string_view(tar).substr(0, 700)));
+}
+
+TEST_F(BundleTest, FuzzFindingsStayFixed) {
+  // libarchive reports an error without a message for this damaged pax header: refused,
+  // not a null dereference.
+  std::ifstream in(VIGIL_SOURCE_DIR "/tests/data/fuzz/bundle_archive_null_error.tar", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(bytes.empty());
+  auto b = Bundle::from_archive(bytes);
+  if (b) (void)validate_bundle(*b, options_);
 }
 
 TEST_F(BundleTest, YamlTestEventsBecomeTypedJson) {
