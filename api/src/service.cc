@@ -1,6 +1,7 @@
 #include "vigil/api/service.h"
 
 #include "vigil/api/openapi_json.h"
+#include "vigil/core/event.h"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -12,6 +13,9 @@
 #include <cctype>
 #include <charconv>
 #include <filesystem>
+#include <map>
+#include <set>
+#include <tuple>
 
 namespace vigil::api {
 
@@ -207,6 +211,182 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
   }
   w.EndArray();
   write_page_tail(w, page->events.size(), page->next_cursor, page->scanned, page->partial);
+  w.EndObject();
+  return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
+}
+
+bool iequal(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Which logsource of a mapping an event belongs to (the first whose `where` holds) and its host.
+class EventClassifier {
+ public:
+  explicit EventClassifier(const match::FieldMapping* mapping) : mapping_(mapping) {
+    if (!mapping_) return;
+    if (!mapping_->host_field().empty()) host_slot_ = static_cast<int32_t>(fields_.add(mapping_->host_field()));
+    for (const auto& ls : mapping_->logsources()) {
+      auto& checks = where_.emplace_back();
+      for (const auto& [path, values] : ls.where) checks.emplace_back(fields_.add(path), &values);
+    }
+  }
+  // False when the event is not a JSON object.
+  bool classify(std::string_view payload, std::string& logsource, std::string& host) {
+    logsource = "(none)";
+    host = "(unknown)";
+    if (!mapping_) return true;
+    if (parser_.parse(payload, fields_, event_) != ParseError::kNone) return false;
+    if (host_slot_ >= 0 && event_.field(static_cast<uint32_t>(host_slot_)).present()) {
+      host.assign(event_.field(static_cast<uint32_t>(host_slot_)).text);
+    }
+    for (size_t i = 0; i < where_.size(); ++i) {
+      bool all = true;
+      for (const auto& [slot, values] : where_[i]) {
+        const FieldValue& v = event_.field(slot);
+        all = v.present() && std::any_of(values->begin(), values->end(), [&](const std::string& w) { return iequal(w, v.text); });
+        if (!all) break;
+      }
+      if (all) {
+        logsource = mapping_->logsources()[i].name;
+        break;
+      }
+    }
+    return true;
+  }
+
+ private:
+  const match::FieldMapping* mapping_;
+  FieldSet fields_;
+  int32_t host_slot_ = -1;
+  std::vector<std::vector<std::pair<uint32_t, const std::vector<std::string>*>>> where_;
+  EventParser parser_;
+  Event event_;
+};
+
+HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
+  if (auto bad = unknown_params(req, {"since", "until", "bucket", "by", "top", "max_scan"}); bad.status) return bad;
+  const TimeMs now = ctx.clock->now_ms();
+  TimeMs since = now - 24 * 3600 * 1000LL, until = now;
+  for (const char* name : {"since", "until"}) {
+    if (auto v = req.param(name)) {
+      auto t = parse_time_param(*v, now);
+      if (!t) {
+        return HttpResponse::problem(400, std::string("parameter '") + name +
+                                              "' must be an RFC 3339 time, epoch milliseconds or a duration such as 15m");
+      }
+      (name[0] == 's' ? since : until) = *t;
+    }
+  }
+  if (since >= until) return HttpResponse::problem(400, "parameter 'since' must be before 'until'");
+  int64_t bucket = 3600 * 1000;
+  if (auto v = req.param("bucket")) {
+    auto d = parse_duration_ms(*v);
+    if (!d || *d < 60000 || *d > 7 * 24 * 3600 * 1000LL) {
+      return HttpResponse::problem(400, "parameter 'bucket' must be a duration from 1m to 7d, such as 1h");
+    }
+    bucket = *d;
+  }
+  if ((until - since) / bucket > 1000) {
+    return HttpResponse::problem(400, "the window holds more than 1000 buckets: widen 'bucket' or narrow 'since'/'until'");
+  }
+  const std::string by(req.param("by").value_or("logsource"));
+  if (by != "logsource" && by != "host") return HttpResponse::problem(400, "parameter 'by' must be logsource or host");
+  size_t top = 20, max_scan = 1000000;
+  for (auto [name, out, hi] : {std::tuple{"top", &top, size_t{1000}}, std::tuple{"max_scan", &max_scan, size_t{10000000}}}) {
+    if (auto v = req.param(name)) {
+      size_t n = 0;
+      auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+      if (ec != std::errc() || end != v->data() + v->size() || n < 1 || n > hi) {
+        return HttpResponse::problem(400, std::string("parameter '") + name + "' must be an integer from 1 to " + std::to_string(hi));
+      }
+      *out = n;
+    }
+  }
+  // Oldest first: per bucket, per group.
+  const TimeMs first = since - (((since % bucket) + bucket) % bucket);
+  std::vector<std::map<std::string, uint64_t>> buckets(static_cast<size_t>((until - first + bucket - 1) / bucket));
+  std::map<std::string, uint64_t> totals;
+  uint64_t scanned = 0, invalid = 0;
+  bool partial = false;
+  EventClassifier classifier(ctx.mapping);
+  std::string logsource, host;
+  auto s = ctx.store->scan_events(since, until, [&](const store::StoredEvent& e) {
+    if (scanned >= max_scan) {
+      partial = true;
+      return false;
+    }
+    ++scanned;
+    if (!classifier.classify(e.payload, logsource, host)) {
+      ++invalid;
+      return true;
+    }
+    const std::string& key = by == "host" ? host : logsource;
+    const size_t b = static_cast<size_t>((e.time - first) / bucket);
+    if (b < buckets.size()) ++buckets[b][key];
+    ++totals[key];
+    return true;
+  });
+  if (!s) return store_problem(s);
+  // The `top` largest groups; the rest are summed as "(other)".
+  std::vector<std::pair<std::string, uint64_t>> ranked(totals.begin(), totals.end());
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  std::set<std::string> kept;
+  for (size_t i = 0; i < ranked.size() && i < top; ++i) kept.insert(ranked[i].first);
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("since");
+  w.String(format_rfc3339(since));
+  w.Key("until");
+  w.String(format_rfc3339(until));
+  w.Key("bucket_ms");
+  w.Int64(bucket);
+  w.Key("by");
+  w.String(by);
+  w.Key("events");
+  w.Uint64(scanned - invalid);
+  w.Key("invalid");
+  w.Uint64(invalid);
+  w.Key("scanned");
+  w.Uint64(scanned);
+  w.Key("partial");
+  w.Bool(partial);
+  auto groups = [&](const std::map<std::string, uint64_t>& m) {
+    w.StartObject();
+    uint64_t other = 0;
+    for (const auto& [k, n] : m) {
+      if (!kept.count(k)) {
+        other += n;
+        continue;
+      }
+      w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+      w.Uint64(n);
+    }
+    if (other) {
+      w.Key("(other)");
+      w.Uint64(other);
+    }
+    w.EndObject();
+  };
+  w.Key("totals");
+  groups(totals);
+  w.Key("buckets");
+  w.StartArray();
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    uint64_t n = 0;
+    for (const auto& [k, c] : buckets[i]) n += c;
+    w.StartObject();
+    w.Key("start");
+    w.String(format_rfc3339(first + static_cast<TimeMs>(i) * bucket));
+    w.Key("events");
+    w.Uint64(n);
+    w.Key("groups");
+    groups(buckets[i]);
+    w.EndObject();
+  }
+  w.EndArray();
   w.EndObject();
   return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
 }
@@ -510,6 +690,7 @@ Router make_router(const ApiContext& ctx) {
   r.add("GET", "/api/v1/alerts", [ctx](const HttpRequest& req) { return list_alerts(ctx, req); });
   r.add("GET", "/api/v1/alerts/{id}", [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
   r.add("GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); });
+  r.add("GET", "/api/v1/events/stats", [ctx](const HttpRequest& req) { return event_stats(ctx, req); });
   r.add("GET", "/api/v1/rules", [ctx](const HttpRequest& req) { return list_rules(ctx, req, false); });
   r.add("GET", "/api/v1/rules/{id}", [ctx](const HttpRequest& req) { return list_rules(ctx, req, true); });
   r.add("GET", "/api/v1/stats", [ctx](const HttpRequest& req) {

@@ -351,6 +351,7 @@ int main(int argc, char** argv) {
   ctx.checkpoint_dir = config.checkpoint_dir;
   ctx.tokens = std::make_shared<const api::TokenSet>(std::move(*tokens));
   ctx.content = std::make_shared<RolloutContent>(**rollout);
+  ctx.mapping = &*mapping;
   ctx.notice = [r = rollout->get()] { return r->boot_notice(); };
   ctx.stats = [p = pipeline->get()] { return p->stats_json(); };
   ctx.open_healthz = config.api_open_healthz;

@@ -54,6 +54,13 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(tokens) << tokens.status().to_string();
     ctx.tokens = std::make_shared<const TokenSet>(std::move(*tokens));
     ctx.open_metrics = open_metrics_;
+    auto mapping = match::FieldMapping::parse(
+        "name: t\nhost_field: host\nlogsources:\n  - name: low\n    match: {product: test, category: low}\n"
+        "    where: {n: [0, 1, 2, 3, 4]}\n",
+        "test mapping");
+    ASSERT_TRUE(mapping) << mapping.status().to_string();
+    mapping_ = std::make_unique<match::FieldMapping>(std::move(*mapping));
+    ctx.mapping = mapping_.get();
     HttpServerOptions o;
     o.port = 0;
     o.max_header_bytes = 4096;
@@ -92,6 +99,7 @@ class ApiTest : public ::testing::Test {
   MetricsRegistry metrics_;
   ManualClock clock_{kBase + 3'600'000};
   std::atomic<bool> ready_{true};
+  std::unique_ptr<match::FieldMapping> mapping_;
   std::unique_ptr<HttpServer> server_;
 };
 
@@ -104,6 +112,39 @@ std::vector<int> numbers(const std::string& body, std::string* cursor = nullptr)
   if (cursor) *cursor = d["next_cursor"].IsNull() ? "" : d["next_cursor"].GetString();
   EXPECT_EQ(d["count"].GetUint64(), out.size());
   return out;
+}
+
+TEST_F(ApiTest, EventStatsCountPerBucketByLogsourceOrHost) {
+  auto r = get("/api/v1/events/stats?since=2026-11-24T16:58:00Z&until=2026-11-24T17:02:00Z&bucket=1m");
+  ASSERT_EQ(r.status, 200) << r.body;
+  rapidjson::Document d;
+  d.Parse(r.body.c_str());
+  ASSERT_FALSE(d.HasParseError());
+  EXPECT_EQ(d["events"].GetUint64() + d["invalid"].GetUint64(), 20u);
+  EXPECT_EQ(d["totals"]["low"].GetUint64(), 5u) << r.body;
+  ASSERT_EQ(d["buckets"].Size(), 4u);
+  EXPECT_STREQ(d["buckets"][2]["start"].GetString(), "2026-11-24T17:00:00.000Z");
+  EXPECT_EQ(d["buckets"][2]["events"].GetUint64(), d["events"].GetUint64());
+  EXPECT_EQ(d["buckets"][1]["events"].GetUint64(), 0u);
+
+  r = get("/api/v1/events/stats?since=2026-11-24T16:00:00Z&until=2026-11-24T18:00:00Z&by=host&top=1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  d.Parse(r.body.c_str());
+  EXPECT_EQ(d["totals"]["host0"].GetUint64(), 7u) << r.body;
+  EXPECT_EQ(d["totals"].MemberCount(), 2u) << r.body;  // host0 and (other)
+  EXPECT_EQ(d["totals"]["(other)"].GetUint64() + 7u, d["events"].GetUint64());
+
+  r = get("/api/v1/events/stats?since=2026-11-24T16:00:00Z&until=2026-11-24T18:00:00Z&max_scan=5");
+  d.Parse(r.body.c_str());
+  EXPECT_TRUE(d["partial"].GetBool());
+  EXPECT_EQ(d["scanned"].GetUint64(), 5u);
+
+  expect_problem("/api/v1/events/stats?bucket=30s", 400, "'bucket'");
+  expect_problem("/api/v1/events/stats?by=rule", 400, "'by'");
+  expect_problem("/api/v1/events/stats?since=30d&bucket=1m", 400, "more than 1000 buckets");
+  expect_problem("/api/v1/events/stats?top=0", 400, "'top'");
+  expect_problem("/api/v1/events/stats?since=1h&until=2h", 400, "'since' must be before");
+  expect_problem("/api/v1/events/stats?field=x", 400, "unknown query parameter 'field'");
 }
 
 TEST_F(ApiTest, HealthReadyAndMetrics) {

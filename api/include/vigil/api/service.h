@@ -15,6 +15,9 @@
 //   POST /api/v1/admin/checkpoints?name=N
 //                           a consistent copy of the store in <checkpoint_dir>/N (RocksDB
 //                           Checkpoint); 201 with its path
+//   GET /api/v1/events/stats counts of retained events per time bucket, grouped by logsource
+//                           (the server's mapping) or host: since, until, bucket (duration),
+//                           by (logsource|host), top (groups kept), max_scan
 //   GET /api/v1/rules[/{id}] the active bundle's rules, match counts and scan costs
 //   GET /api/v1/stats       the pipeline: per shard, per partition
 //   GET /api/v1/bundles, GET /api/v1/bundles/{version}[/archive],
@@ -32,6 +35,7 @@
 #include "vigil/api/http.h"
 #include "vigil/core/metrics.h"
 #include "vigil/core/time.h"
+#include "vigil/match/mapping.h"
 #include "vigil/match/rule_stats.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
@@ -49,6 +53,9 @@ struct ApiContext {
   std::shared_ptr<const TokenSet> tokens;
   // Rule bundles and rollouts, and the active rules (GET /api/v1/rules); null: not served.
   std::shared_ptr<ContentService> content;
+  // The server's field mapping: logsources and the host field of /api/v1/events/stats
+  // (null: every event counts under "(none)" and "(unknown)").
+  const match::FieldMapping* mapping = nullptr;
   // What the process wants operators to know (a quarantined bundle), shown by /healthz.
   std::function<std::string()> notice;
   // The pipeline's state as JSON (GET /api/v1/stats); null: not served.
