@@ -12,6 +12,7 @@
 //                store compacted after its bulk load.
 //
 // Run: ./build/release/bench/vigil_store_bench [--events N] [--workers W] [--alerts M] [--dir D]
+//      [--keep]: leave the query store in D (bench/api_bench.sh serves it with vigild)
 
 #include <spdlog/spdlog.h>
 
@@ -182,7 +183,9 @@ int run(int argc, char** argv) {
   cli.add_option("--events", n_events, "Events persisted per run");
   cli.add_option("--workers", workers, "Shard workers (threads)");
   cli.add_option("--alerts", n_alerts, "Alerts in the query store (0: skip the query bench)");
-  cli.add_option("--dir", dir, "Scratch directory (removed)");
+  cli.add_option("--dir", dir, "Scratch directory (removed unless --keep)");
+  bool keep = false;
+  cli.add_flag("--keep", keep, "Keep the query store in --dir");
   CLI11_PARSE(cli, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -197,6 +200,11 @@ int run(int argc, char** argv) {
     e = ev.json;
     bytes += e.size();
   }
+  if (n_events == 0) {
+    if (n_alerts) query_bench(dir, n_alerts);
+    if (!keep) fs::remove_all(dir);
+    return 0;
+  }
   std::printf("persist: %zu events, %.0f bytes on average, %d workers, WAL on\n", n_events,
               static_cast<double>(bytes) / static_cast<double>(n_events), workers);
   const auto none = persist(dir, rules, events, workers, ingest::EventRetention::kNone);
@@ -208,7 +216,7 @@ int run(int argc, char** argv) {
               static_cast<double>(all.payload_bytes) / static_cast<double>(n_events),
               static_cast<double>(all.payload_bytes) / static_cast<double>(std::max<uint64_t>(all.events_bytes, 1)));
   if (n_alerts) query_bench(dir, n_alerts);
-  fs::remove_all(dir);
+  if (!keep) fs::remove_all(dir);
   return 0;
 }
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Macro bench of the API (issue: REST API): wrk with keep-alive against
+# GET /api/v1/alerts?limit=100 over a store of ALERTS alerts (default 1,000,000) while the
+# pipeline consumes simulated events (embedded Kafka, SIM_RATE events/s), beside the same
+# wrk run against /healthz (no store work) in the same session for a ratio.
+#
+# Run: bash bench/api_bench.sh   (after `make build`; ALERTS, SIM_RATE, DURATION, CONNS override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build/release}
+ALERTS=${ALERTS:-1000000}
+SIM_RATE=${SIM_RATE:-2000}
+DURATION=${DURATION:-15s}
+CONNS=${CONNS:-16}
+THREADS=${THREADS:-2}
+PORT=${PORT:-18099}
+DIR=${DIR:-$(mktemp -d /tmp/vigil-api-bench.XXXXXX)}
+TOKEN=api-bench-token-0123456789abcdef
+
+echo "api bench: $ALERTS alerts in $DIR/data, pipeline at $SIM_RATE events/s, wrk -t$THREADS -c$CONNS -d$DURATION"
+"$BUILD/bench/vigil_store_bench" --events 0 --alerts "$ALERTS" --dir "$DIR/data" --keep | grep -E "written|p99" || true
+
+VIGIL_API_TOKENS="reader:$TOKEN" "$BUILD/app/vigild" --data-dir "$DIR/data" --listen "127.0.0.1:$PORT" \
+  --simulator-rate "$SIM_RATE" --log-level warn > "$DIR/vigild.out" 2> "$DIR/vigild.err" &
+VIGILD=$!
+trap 'kill $VIGILD 2>/dev/null; wait $VIGILD 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null || { echo "vigild did not become ready"; cat "$DIR/vigild.err"; exit 1; }
+sleep 2
+
+run() {  # name target
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$2")
+  local rps p50 p99 errors
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  errors=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  printf "%-34s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n" "$1" "$rps" "$p50" "$p99" "${errors:-0}"
+  echo "$rps" > "$DIR/$1.rps"
+}
+run healthz /healthz
+run alerts_page_100 "/api/v1/alerts?limit=100"
+consumed=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^vigil_events_consumed_total/ {s += $2} END {print s}')
+echo "pipeline consumed $consumed events meanwhile"
+awk -v a="$(cat "$DIR/alerts_page_100.rps")" -v h="$(cat "$DIR/healthz.rps")" \
+  'BEGIN {printf "ratio alerts page / healthz: %.2f\n", a / h}'
