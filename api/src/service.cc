@@ -40,7 +40,9 @@ struct PageParams {
   std::string cursor;
 };
 
-HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, PageParams& p) {
+// The `since` and `until` parameters (RFC 3339, epoch ms or a duration ago) over the
+// defaults in `since` and `until`.
+HttpResponse parse_window(const ApiContext& ctx, const HttpRequest& req, TimeMs& since, TimeMs& until) {
   const TimeMs now = ctx.clock->now_ms();
   for (const char* name : {"since", "until"}) {
     if (auto v = req.param(name)) {
@@ -49,10 +51,15 @@ HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, Pa
         return HttpResponse::problem(400, std::string("parameter '") + name +
                                               "' must be an RFC 3339 time, epoch milliseconds or a duration such as 15m");
       }
-      (name[0] == 's' ? p.since : p.until) = *t;
+      (name[0] == 's' ? since : until) = *t;
     }
   }
-  if (p.since >= p.until) return HttpResponse::problem(400, "parameter 'since' must be before 'until'");
+  if (since >= until) return HttpResponse::problem(400, "parameter 'since' must be before 'until'");
+  return HttpResponse{0, {}, {}};
+}
+
+HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, PageParams& p) {
+  if (auto bad = parse_window(ctx, req, p.since, p.until); bad.status) return bad;
   if (auto v = req.param("limit")) {
     size_t limit = 0;
     auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), limit);
@@ -269,17 +276,7 @@ HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
   if (auto bad = unknown_params(req, {"since", "until", "bucket", "by", "top", "max_scan"}); bad.status) return bad;
   const TimeMs now = ctx.clock->now_ms();
   TimeMs since = now - 24 * 3600 * 1000LL, until = now;
-  for (const char* name : {"since", "until"}) {
-    if (auto v = req.param(name)) {
-      auto t = parse_time_param(*v, now);
-      if (!t) {
-        return HttpResponse::problem(400, std::string("parameter '") + name +
-                                              "' must be an RFC 3339 time, epoch milliseconds or a duration such as 15m");
-      }
-      (name[0] == 's' ? since : until) = *t;
-    }
-  }
-  if (since >= until) return HttpResponse::problem(400, "parameter 'since' must be before 'until'");
+  if (auto bad = parse_window(ctx, req, since, until); bad.status) return bad;
   int64_t bucket = 3600 * 1000;
   if (auto v = req.param("bucket")) {
     auto d = parse_duration_ms(*v);
@@ -545,19 +542,8 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
     if (auto bad = unknown_params(req, {"since", "until", "max_events"}); bad.status) return bad;
     auto v = parse_version(req.path_param("version"));
     if (!v) return bad_version(req.path_param("version"));
-    const TimeMs now = ctx.clock->now_ms();
-    TimeMs since = now - 3600 * 1000, until = INT64_MAX;
-    for (const char* name : {"since", "until"}) {
-      if (auto p = req.param(name)) {
-        auto t = parse_time_param(*p, now);
-        if (!t) {
-          return HttpResponse::problem(400, std::string("parameter '") + name +
-                                                "' must be an RFC 3339 time, epoch milliseconds or a duration such as 15m");
-        }
-        (name[0] == 's' ? since : until) = *t;
-      }
-    }
-    if (since >= until) return HttpResponse::problem(400, "parameter 'since' must be before 'until'");
+    TimeMs since = ctx.clock->now_ms() - 3600 * 1000, until = INT64_MAX;
+    if (auto bad = parse_window(ctx, req, since, until); bad.status) return bad;
     size_t max_events = 1000000;
     if (auto p = req.param("max_events")) {
       auto [end, ec] = std::from_chars(p->data(), p->data() + p->size(), max_events);

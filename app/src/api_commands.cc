@@ -63,6 +63,8 @@ std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::strin
   return d;
 }
 
+}  // namespace
+
 void add_param(std::string& target, const char* name, const std::string& value) {
   if (value.empty()) return;
   target += target.find('?') == std::string::npos ? '?' : '&';
@@ -70,8 +72,6 @@ void add_param(std::string& target, const char* name, const std::string& value) 
   target += '=';
   target += api::url_encode(value);
 }
-
-}  // namespace
 
 std::string server_or_default(const std::string& flag) {
   if (!flag.empty()) return flag;

@@ -18,6 +18,8 @@ struct ApiTarget {
 };
 
 std::string server_or_default(const std::string& flag);
+// Appends "?name=value" or "&name=value" (value percent-encoded) unless value is empty.
+void add_param(std::string& target, const char* name, const std::string& value);
 std::string token_or_default(const std::string& flag);
 
 // Adds `alerts` (with `show`), `events`, `stats` and `rules active` to `cli` (which must have `rules`); run() runs whichever

@@ -26,14 +26,6 @@ std::string pretty(const std::string& body) {
   return std::string(sb.GetString(), sb.GetSize());
 }
 
-void add_query(std::string& target, const char* name, const std::string& value) {
-  if (value.empty()) return;
-  target += target.find('?') == std::string::npos ? '?' : '&';
-  target += name;
-  target += '=';
-  target += api::url_encode(value);
-}
-
 }  // namespace
 
 ContentCommands::ContentCommands(CLI::App& cli) {
@@ -177,16 +169,16 @@ int ContentCommands::run() const {
   if (show_->parsed()) return call("GET", "/api/v1/bundles/" + std::to_string(version_), "", 200);
   if (dry_run_->parsed()) {
     std::string t = "/api/v1/bundles/" + std::to_string(version_) + "/dry-run";
-    add_query(t, "since", since_);
-    add_query(t, "until", until_);
-    if (max_events_) add_query(t, "max_events", std::to_string(max_events_));
+    add_param(t, "since", since_);
+    add_param(t, "until", until_);
+    if (max_events_) add_param(t, "max_events", std::to_string(max_events_));
     return call("POST", t, "", 200);
   }
   if (status_->parsed()) return call("GET", "/api/v1/rollout", "", 200);
   if (audit_->parsed()) return call("GET", "/api/v1/rollout/audit", "", 200);
   if (policy_->parsed()) {
     std::string t = "/api/v1/rollout/policy";
-    add_query(t, "policy", policy_name_);
+    add_param(t, "policy", policy_name_);
     return call("POST", t, "", 200);
   }
   const std::pair<CLI::App*, const char*> actions[] = {
@@ -194,8 +186,8 @@ int ContentCommands::run() const {
   for (const auto& [cmd, action] : actions) {
     if (!cmd->parsed()) continue;
     std::string t = std::string("/api/v1/rollout/") + action;
-    if (cmd == start_) add_query(t, "version", std::to_string(version_));
-    add_query(t, "reason", reason_);
+    if (cmd == start_) add_param(t, "version", std::to_string(version_));
+    add_param(t, "reason", reason_);
     return call("POST", t, "", 200);
   }
   return -1;

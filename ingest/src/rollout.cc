@@ -83,6 +83,32 @@ bool get_bool(const rapidjson::Value& v, const char* k, bool dflt) {
   return it != v.MemberEnd() && it->value.IsBool() ? it->value.GetBool() : dflt;
 }
 
+
+// The activation record: which bundle was activated when, and the abnormal ends since.
+std::string activation_json(uint64_t version, TimeMs time, int64_t crashes) {
+  return write_json([&](Writer& w) {
+    w.StartObject();
+    kv(w, "version", version);
+    kv(w, "time", static_cast<uint64_t>(time));
+    kv(w, "crashes", static_cast<uint64_t>(crashes));
+    w.EndObject();
+  });
+}
+
+// Rewrites the status of a stored bundle's info record (valid, refused, rolled_back,
+// quarantined); a missing or damaged record is left as it is.
+Status set_bundle_status(store::Store& store, const std::string& info_key, const char* status) {
+  auto info = store.get_meta(info_key);
+  if (!info || !*info) return Status::ok();
+  auto doc = parse_record(**info, "bundle info");
+  if (!doc || !doc->HasMember("status")) return Status::ok();
+  (*doc)["status"].SetString(status, doc->GetAllocator());
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  doc->Accept(w);
+  return store.put_meta({{info_key, std::string(sb.GetString(), sb.GetSize())}});
+}
+
 enum class Phase : uint8_t { kIdle, kRolling, kPaused };
 std::string_view phase_name(Phase p) {
   switch (p) {
@@ -287,20 +313,7 @@ Status Rollout::boot(const match::Bundle& seed) {
             st.active = st.lkg;
             st.active_since = now;
             quarantined_->inc();
-            if (auto s = [&]() -> Status {
-                  auto info = store_.get_meta(num_key(kInfoPrefix, bad));
-                  if (!info || !*info) return Status::ok();
-                  auto doc = parse_record(**info, "bundle info");
-                  if (!doc) return Status::ok();
-                  (*doc)["status"].SetString("quarantined", doc->GetAllocator());
-                  rapidjson::StringBuffer sb;
-                  Writer w(sb);
-                  doc->Accept(w);
-                  return store_.put_meta({{num_key(kInfoPrefix, bad), std::string(sb.GetString(), sb.GetSize())}});
-                }();
-                !s) {
-              return s;
-            }
+            if (auto s = set_bundle_status(store_, num_key(kInfoPrefix, bad), "quarantined"); !s) return s;
             const std::string why = "the process ended abnormally " + std::to_string(crashes) + " times within " +
                                     std::to_string(options_.crash_window_ms / 1000) + " s of activating bundle " +
                                     std::to_string(bad);
@@ -309,23 +322,11 @@ Status Rollout::boot(const match::Bundle& seed) {
             st.notice = "bundle " + std::to_string(bad) + " quarantined: " + why + "; running the last known good bundle " +
                         std::to_string(st.active);
             spdlog::error("{}", st.notice);
-            if (auto s = store_.put_meta({{kActivationKey, write_json([&](Writer& w) {
-                                             w.StartObject();
-                                             kv(w, "version", st.active);
-                                             kv(w, "time", static_cast<uint64_t>(now));
-                                             kv(w, "crashes", uint64_t{0});
-                                             w.EndObject();
-                                           })}});
+            if (auto s = store_.put_meta({{kActivationKey, activation_json(st.active, now, 0)}});
                 !s) {
               return s;
             }
-          } else if (auto s = store_.put_meta({{kActivationKey, write_json([&](Writer& w) {
-                                                  w.StartObject();
-                                                  kv(w, "version", version);
-                                                  kv(w, "time", static_cast<uint64_t>(at));
-                                                  kv(w, "crashes", static_cast<uint64_t>(crashes));
-                                                  w.EndObject();
-                                                })}});
+          } else if (auto s = store_.put_meta({{kActivationKey, activation_json(version, at, crashes)}});
                      !s) {
             return s;
           }
@@ -698,13 +699,7 @@ Status Rollout::start_locked(uint64_t version, const std::string& actor, const s
   st.rate_before = events >= options_.min_events_for_flood ? static_cast<double>(alerts) / static_cast<double>(events) : -1;
   // Recorded (synced) before any shard runs it: a crash from here on is this bundle's.
   if (auto s = persist_state_locked(); !s) return s;
-  if (auto s = store_.put_meta({{kActivationKey, write_json([&](Writer& w) {
-                                   w.StartObject();
-                                   kv(w, "version", version);
-                                   kv(w, "time", static_cast<uint64_t>(clock_.now_ms()));
-                                   kv(w, "crashes", uint64_t{0});
-                                   w.EndObject();
-                                 })}});
+  if (auto s = store_.put_meta({{kActivationKey, activation_json(version, clock_.now_ms(), 0)}});
       !s) {
     return s;
   }
@@ -870,13 +865,7 @@ void Rollout::complete_locked(const std::string& actor) {
   for (auto it = st.compiled.begin(); it != st.compiled.end();) {
     it = (it->first == st.active || it->first == st.lkg) ? std::next(it) : st.compiled.erase(it);
   }
-  (void)store_.put_meta({{kActivationKey, write_json([&](Writer& w) {
-                            w.StartObject();
-                            kv(w, "version", st.active);
-                            kv(w, "time", static_cast<uint64_t>(st.active_since));
-                            kv(w, "crashes", uint64_t{0});
-                            w.EndObject();
-                          })}});
+  (void)store_.put_meta({{kActivationKey, activation_json(st.active, st.active_since, 0)}});
   (void)audit_locked(actor, "completed", st.active, from, "every stage passed; bundle active on every shard");
   (void)persist_state_locked();
   spdlog::info("bundle {} is active on every shard", st.active);
@@ -890,23 +879,8 @@ Status Rollout::rollback_locked(const std::string& actor, const std::string& rea
   st.stage = 0;
   apply_shards_locked();
   rollbacks_->inc();
-  auto info = store_.get_meta(num_key(kInfoPrefix, bad));
-  if (info && *info) {
-    if (auto doc = parse_record(**info, "bundle info")) {
-      (*doc)["status"].SetString(quarantine ? "quarantined" : "rolled_back", doc->GetAllocator());
-      rapidjson::StringBuffer sb;
-      Writer w(sb);
-      doc->Accept(w);
-      (void)store_.put_meta({{num_key(kInfoPrefix, bad), std::string(sb.GetString(), sb.GetSize())}});
-    }
-  }
-  (void)store_.put_meta({{kActivationKey, write_json([&](Writer& w) {
-                            w.StartObject();
-                            kv(w, "version", st.active);
-                            kv(w, "time", static_cast<uint64_t>(st.active_since));
-                            kv(w, "crashes", uint64_t{0});
-                            w.EndObject();
-                          })}});
+  (void)set_bundle_status(store_, num_key(kInfoPrefix, bad), quarantine ? "quarantined" : "rolled_back");
+  (void)store_.put_meta({{kActivationKey, activation_json(st.active, st.active_since, 0)}});
   spdlog::warn("rollout of bundle {} rolled back to bundle {} by {}: {}", bad, st.active, actor, reason);
   if (auto s = audit_locked(actor, "rolled_back", bad, st.active, reason); !s) return s;
   return persist_state_locked();
@@ -973,13 +947,7 @@ Status Rollout::rollback(const std::string& actor, const std::string& reason) {
   if (st.lkg == bad) st.lkg = back;
   apply_shards_locked();
   rollbacks_->inc();
-  (void)store_.put_meta({{kActivationKey, write_json([&](Writer& w) {
-                            w.StartObject();
-                            kv(w, "version", st.active);
-                            kv(w, "time", static_cast<uint64_t>(st.active_since));
-                            kv(w, "crashes", uint64_t{0});
-                            w.EndObject();
-                          })}});
+  (void)store_.put_meta({{kActivationKey, activation_json(st.active, st.active_since, 0)}});
   if (auto s = audit_locked(actor, "rolled_back", bad, back, reason.empty() ? "by an operator" : reason); !s) return s;
   return persist_state_locked();
 }

@@ -304,7 +304,7 @@ TEST_F(RolloutTest, SlowBatchesOnTheCanaryRollBack) {
   set_faults("slow_batch=good");
   options_.policy = RolloutPolicy::kStaged;
   options_.max_batch_p99_ms = 10;
-  options_.min_batches_for_latency = 20;
+  options_.min_batches_for_latency = 5;
   start();
   ManualClock clock(1795539600000);
   SensorSimulator sim({40, 0.01, 7}, clock);
@@ -314,7 +314,7 @@ TEST_F(RolloutTest, SlowBatchesOnTheCanaryRollBack) {
   submit("good");
   std::atomic<bool> done{false};
   std::thread producer([&] {
-    while (!done) produce(sim, 100, 2000);
+    while (!done) produce(sim, 400, 4000);
   });
   const bool back = test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s);
   done = true;
