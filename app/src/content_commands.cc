@@ -30,18 +30,25 @@ std::string pretty(const std::string& body) {
 
 ContentCommands::ContentCommands(CLI::App& cli) {
   auto server = [&](CLI::App* c) {
-    c->add_option("--server", target_.server, "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
-    c->add_option("--token", target_.token, "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
+    c->add_option("--server", target_.server,
+                  "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
+    c->add_option("--token", target_.token,
+                  "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
     c->add_flag("--json", json_, "Compact JSON instead of indented");
   };
-  auto* bundle = cli.add_subcommand("bundle", "Rule bundles: validate, push to vigild, list, dry-run");
+  auto* bundle =
+      cli.add_subcommand("bundle", "Rule bundles: validate, push to vigild, list, dry-run");
   bundle->require_subcommand(1);
-  validate_ = bundle->add_subcommand("validate", "Validate a bundle (directory or archive) locally; exit 1 if refused");
+  validate_ = bundle->add_subcommand(
+      "validate", "Validate a bundle (directory or archive) locally; exit 1 if refused");
   validate_->add_option("path", path_, "Bundle directory, rule file or archive")->required();
-  validate_->add_option("--mapping", mapping_, "Mapping for a bundle that names none (default: vigil-sensor)");
-  validate_->add_option("--max-rule-cost-ns", max_rule_cost_ns_, "Per-rule scan cost budget (0: not measured)");
-  validate_->add_option("--reference-events", reference_,
-                        "JSONL events to measure scan costs on (default: 500 simulated sensor events)");
+  validate_->add_option("--mapping", mapping_,
+                        "Mapping for a bundle that names none (default: vigil-sensor)");
+  validate_->add_option("--max-rule-cost-ns", max_rule_cost_ns_,
+                        "Per-rule scan cost budget (0: not measured)");
+  validate_->add_option(
+      "--reference-events", reference_,
+      "JSONL events to measure scan costs on (default: 500 simulated sensor events)");
   validate_->add_flag("--json", json_, "The report as JSON");
   push_ = bundle->add_subcommand("push", "Validate and store a bundle in a running vigild");
   push_->add_option("path", path_, "Bundle directory, rule file or archive")->required();
@@ -51,28 +58,33 @@ ContentCommands::ContentCommands(CLI::App& cli) {
   show_ = bundle->add_subcommand("show", "One stored bundle with its validation report");
   show_->add_option("version", version_, "Bundle version")->required();
   server(show_);
-  dry_run_ = bundle->add_subcommand("dry-run", "Run a stored bundle over stored events beside the active one");
+  dry_run_ = bundle->add_subcommand("dry-run",
+                                    "Run a stored bundle over stored events beside the active one");
   dry_run_->add_option("version", version_, "Bundle version")->required();
-  dry_run_->add_option("--since", since_, "Oldest event time: RFC 3339, epoch ms or a duration ago (default 1h)");
+  dry_run_->add_option("--since", since_,
+                       "Oldest event time: RFC 3339, epoch ms or a duration ago (default 1h)");
   dry_run_->add_option("--until", until_, "Newest event time");
   dry_run_->add_option("--max-events", max_events_, "Events examined at most");
   server(dry_run_);
 
   auto* rollout = cli.add_subcommand("rollout", "Rule bundle rollouts of a running vigild");
   rollout->require_subcommand(1);
-  status_ = rollout->add_subcommand("status", "The rollout state: policy, active bundle, stage, shards");
+  status_ =
+      rollout->add_subcommand("status", "The rollout state: policy, active bundle, stage, shards");
   audit_ = rollout->add_subcommand("audit", "The audit log of content transitions, newest first");
   start_ = rollout->add_subcommand("start", "Roll out a stored bundle by the deployment's policy");
   start_->add_option("version", version_, "Bundle version")->required();
   promote_ = rollout->add_subcommand("promote", "Advance the rollout to its next stage now");
   pause_ = rollout->add_subcommand("pause", "Hold the rollout at its stage");
   resume_ = rollout->add_subcommand("resume", "Resume a paused rollout");
-  rollback_ = rollout->add_subcommand("rollback", "Roll back the rollout, or the active bundle to the previous one");
+  rollback_ = rollout->add_subcommand(
+      "rollback", "Roll back the rollout, or the active bundle to the previous one");
   policy_ = rollout->add_subcommand("policy", "Set the rollout policy");
   policy_->add_option("policy", policy_name_, "staged, immediate or pinned")->required();
   for (CLI::App* c : {status_, audit_, start_, promote_, pause_, resume_, rollback_, policy_}) {
     server(c);
-    if (c != status_ && c != audit_ && c != policy_) c->add_option("--reason", reason_, "Why, for the audit log");
+    if (c != status_ && c != audit_ && c != policy_)
+      c->add_option("--reason", reason_, "Why, for the audit log");
   }
 }
 
@@ -82,7 +94,8 @@ int ContentCommands::validate() const {
     std::fprintf(stderr, "vigil: %s\n", b.status().to_string().c_str());
     return 1;
   }
-  auto mapping = match::FieldMapping::load_file(mapping_.empty() ? default_mapping("vigil-sensor") : mapping_);
+  auto mapping =
+      match::FieldMapping::load_file(mapping_.empty() ? default_mapping("vigil-sensor") : mapping_);
   if (!mapping) {
     std::fprintf(stderr, "vigil: %s\n", mapping.status().to_string().c_str());
     return 1;
@@ -114,21 +127,22 @@ int ContentCommands::validate() const {
     for (const auto& r : report.rules) {
       std::printf("%-7s %s %s", r.ok() ? "ok" : "REFUSED", r.source.c_str(), r.id.c_str());
       if (r.cost_ns_per_event >= 0) std::printf(" (%.0f ns/event)", r.cost_ns_per_event);
-      if (r.tests_passed + r.tests_failed) std::printf(" tests %zu/%zu", r.tests_passed, r.tests_passed + r.tests_failed);
+      if (r.tests_passed + r.tests_failed)
+        std::printf(" tests %zu/%zu", r.tests_passed, r.tests_passed + r.tests_failed);
       std::printf("\n");
       for (const auto& err : r.errors) std::printf("  error: %s\n", err.c_str());
       for (const auto& w : r.warnings) std::printf("  warning: %s\n", w.c_str());
     }
     for (const auto& err : report.errors) std::printf("error: %s\n", err.c_str());
     for (const auto& w : report.warnings) std::printf("warning: %s\n", w.c_str());
-    std::printf("bundle %s: %s, %zu rules ok, %zu refused\n", report.hash.c_str(), report.ok() ? "VALID" : "REFUSED",
-                report.rules_ok, report.rules_failed);
+    std::printf("bundle %s: %s, %zu rules ok, %zu refused\n", report.hash.c_str(),
+                report.ok() ? "VALID" : "REFUSED", report.rules_ok, report.rules_failed);
   }
   return report.ok() ? 0 : 1;
 }
 
-int ContentCommands::call(const std::string& method, const std::string& target, const std::string& body,
-                          int ok_status) const {
+int ContentCommands::call(const std::string& method, const std::string& target,
+                          const std::string& body, int ok_status) const {
   api::ClientRequest req;
   req.method = method;
   req.target = target;
@@ -181,8 +195,11 @@ int ContentCommands::run() const {
     add_param(t, "policy", policy_name_);
     return call("POST", t, "", 200);
   }
-  const std::pair<CLI::App*, const char*> actions[] = {
-      {start_, "start"}, {promote_, "promote"}, {pause_, "pause"}, {resume_, "resume"}, {rollback_, "rollback"}};
+  const std::pair<CLI::App*, const char*> actions[] = {{start_, "start"},
+                                                       {promote_, "promote"},
+                                                       {pause_, "pause"},
+                                                       {resume_, "resume"},
+                                                       {rollback_, "rollback"}};
   for (const auto& [cmd, action] : actions) {
     if (!cmd->parsed()) continue;
     std::string t = std::string("/api/v1/rollout/") + action;

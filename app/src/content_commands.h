@@ -1,16 +1,16 @@
 #pragma once
 // The `vigil` CLI's rule content commands:
-//   vigil bundle validate PATH [--mapping F] [--max-rule-cost-ns N] [--reference-events F.jsonl] [--json]
+//   vigil bundle validate PATH [--mapping F] [--max-rule-cost-ns N] [--reference-events F.jsonl]
+//   [--json]
 //                                  validates a bundle locally (no server): exit 0 valid, 1 refused
-//   vigil bundle push PATH         validates and stores it in a running vigild (POST /api/v1/bundles)
-//   vigil bundle list | show V | dry-run V [--since 1h] [--until T] [--max-events N]
-//   vigil rollout status | audit | start V | promote | pause | resume | rollback | policy P
+//   vigil bundle push PATH         validates and stores it in a running vigild (POST
+//   /api/v1/bundles) vigil bundle list | show V | dry-run V [--since 1h] [--until T] [--max-events
+//   N] vigil rollout status | audit | start V | promote | pause | resume | rollback | policy P
 //                                  [--reason TEXT]
 // The server commands read the server and token like `vigil alerts`; they print the server's
 // JSON (indented; --json: compact) and exit 1 with its problem detail on an error.
 
 #include <CLI/CLI.hpp>
-
 #include <string>
 
 #include "api_commands.h"
@@ -25,7 +25,8 @@ class ContentCommands {
 
  private:
   int validate() const;
-  int call(const std::string& method, const std::string& target, const std::string& body, int ok_status) const;
+  int call(const std::string& method, const std::string& target, const std::string& body,
+           int ok_status) const;
 
   CLI::App* validate_ = nullptr;
   CLI::App* push_ = nullptr;

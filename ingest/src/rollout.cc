@@ -75,14 +75,14 @@ int64_t get_i64(const rapidjson::Value& v, const char* k) {
 }
 std::string get_str(const rapidjson::Value& v, const char* k) {
   auto it = v.FindMember(k);
-  return it != v.MemberEnd() && it->value.IsString() ? std::string(it->value.GetString(), it->value.GetStringLength())
-                                                      : std::string();
+  return it != v.MemberEnd() && it->value.IsString()
+             ? std::string(it->value.GetString(), it->value.GetStringLength())
+             : std::string();
 }
 bool get_bool(const rapidjson::Value& v, const char* k, bool dflt) {
   auto it = v.FindMember(k);
   return it != v.MemberEnd() && it->value.IsBool() ? it->value.GetBool() : dflt;
 }
-
 
 // The activation record: which bundle was activated when, and the abnormal ends since.
 std::string activation_json(uint64_t version, TimeMs time, int64_t crashes) {
@@ -112,9 +112,12 @@ Status set_bundle_status(store::Store& store, const std::string& info_key, const
 enum class Phase : uint8_t { kIdle, kRolling, kPaused };
 std::string_view phase_name(Phase p) {
   switch (p) {
-    case Phase::kIdle: return "idle";
-    case Phase::kRolling: return "rolling";
-    case Phase::kPaused: return "paused";
+    case Phase::kIdle:
+      return "idle";
+    case Phase::kRolling:
+      return "rolling";
+    case Phase::kPaused:
+      return "paused";
   }
   return "idle";
 }
@@ -141,9 +144,12 @@ std::optional<RolloutPolicy> parse_rollout_policy(std::string_view name) {
 
 std::string_view rollout_policy_name(RolloutPolicy p) {
   switch (p) {
-    case RolloutPolicy::kStaged: return "staged";
-    case RolloutPolicy::kImmediate: return "immediate";
-    case RolloutPolicy::kPinned: return "pinned";
+    case RolloutPolicy::kStaged:
+      return "staged";
+    case RolloutPolicy::kImmediate:
+      return "immediate";
+    case RolloutPolicy::kPinned:
+      return "pinned";
   }
   return "staged";
 }
@@ -168,20 +174,31 @@ struct Rollout::State {
   double rate_before = -1;  // alerts per event of the previous bundle before the rollout
 };
 
-Rollout::Rollout(store::Store& store, MetricsRegistry& metrics, const Clock& clock, const RolloutOptions& options)
-    : store_(store), metrics_(metrics), clock_(clock), options_(options), state_(std::make_unique<State>()) {
-  if (options_.stages_percent.empty() || options_.stages_percent.back() != 100) options_.stages_percent.push_back(100);
+Rollout::Rollout(store::Store& store, MetricsRegistry& metrics, const Clock& clock,
+                 const RolloutOptions& options)
+    : store_(store),
+      metrics_(metrics),
+      clock_(clock),
+      options_(options),
+      state_(std::make_unique<State>()) {
+  if (options_.stages_percent.empty() || options_.stages_percent.back() != 100)
+    options_.stages_percent.push_back(100);
   active_gauge_ = &metrics.gauge("vigil_bundle_active_version", "The active rule bundle version");
-  target_gauge_ = &metrics.gauge("vigil_rollout_target_version", "The bundle version being rolled out (0: none)");
-  stage_gauge_ = &metrics.gauge("vigil_rollout_stage", "The stage of the rollout in progress (-1: none, 0: canary)");
-  rollbacks_ = &metrics.counter("vigil_rollout_rollbacks_total", "Rollouts rolled back (gates, crashes, operators)");
-  quarantined_ = &metrics.counter("vigil_bundles_quarantined_total", "Bundles quarantined by the crash-loop guard");
+  target_gauge_ = &metrics.gauge("vigil_rollout_target_version",
+                                 "The bundle version being rolled out (0: none)");
+  stage_gauge_ = &metrics.gauge("vigil_rollout_stage",
+                                "The stage of the rollout in progress (-1: none, 0: canary)");
+  rollbacks_ = &metrics.counter("vigil_rollout_rollbacks_total",
+                                "Rollouts rolled back (gates, crashes, operators)");
+  quarantined_ = &metrics.counter("vigil_bundles_quarantined_total",
+                                  "Bundles quarantined by the crash-loop guard");
 }
 
 Rollout::~Rollout() { stop(); }
 
-Expected<std::unique_ptr<Rollout>> Rollout::open(store::Store& store, MetricsRegistry& metrics, const Clock& clock,
-                                                 const RolloutOptions& options, const match::Bundle& seed) {
+Expected<std::unique_ptr<Rollout>> Rollout::open(store::Store& store, MetricsRegistry& metrics,
+                                                 const Clock& clock, const RolloutOptions& options,
+                                                 const match::Bundle& seed) {
   std::unique_ptr<Rollout> r(new Rollout(store, metrics, clock, options));
   if (auto s = r->boot(seed); !s) return s;
   return r;
@@ -254,15 +271,18 @@ Status Rollout::boot(const match::Bundle& seed) {
     if (!c) return c.status();
     st.compiled[st.active] = *c;
     if (auto s = store_.put_meta({{kSeedKey, seed.hash()}}); !s) return s;
-    if (auto s = audit_locked("config", "activated", st.active, 0, "first start: the configured rules"); !s) return s;
+    if (auto s =
+            audit_locked("config", "activated", st.active, 0, "first start: the configured rules");
+        !s)
+      return s;
   } else {
     auto c = load_compiled(st.active);
     if (!c) {
       // The engine cannot run what it stored (an older engine's content): the known good.
       spdlog::error("active bundle {} cannot be loaded: {}", st.active, c.status().to_string());
       if (st.lkg == 0 || st.lkg == st.active) return c.status();
-      st.notice = "active bundle " + std::to_string(st.active) + " cannot be loaded (" + c.status().message() +
-                  "); running the last known good " + std::to_string(st.lkg);
+      st.notice = "active bundle " + std::to_string(st.active) + " cannot be loaded (" +
+                  c.status().message() + "); running the last known good " + std::to_string(st.lkg);
       st.active = st.lkg;
       st.active_since = now;
       c = load_compiled(st.active);
@@ -274,18 +294,24 @@ Status Rollout::boot(const match::Bundle& seed) {
       if (!prev_clean) {
         // A crash during a rollout is a failed gate.
         const uint64_t target = st.target;
-        if (auto s = rollback_locked("vigil", "the process ended abnormally during the rollout of bundle " +
-                                                  std::to_string(target), false);
+        if (auto s = rollback_locked("vigil",
+                                     "the process ended abnormally during the rollout of bundle " +
+                                         std::to_string(target),
+                                     false);
             !s) {
           return s;
         }
-        st.notice = "bundle " + std::to_string(target) +
-                    " rolled back: the process ended abnormally during its rollout; running bundle " +
-                    std::to_string(st.active);
+        st.notice =
+            "bundle " + std::to_string(target) +
+            " rolled back: the process ended abnormally during its rollout; running bundle " +
+            std::to_string(st.active);
       } else {
         auto t = load_compiled(st.target);
         if (!t) {
-          if (auto s = rollback_locked("vigil", "bundle cannot be loaded: " + t.status().message(), false); !s) return s;
+          if (auto s = rollback_locked("vigil", "bundle cannot be loaded: " + t.status().message(),
+                                       false);
+              !s)
+            return s;
         } else {
           st.compiled[st.target] = *t;
           st.stage = 0;  // the rollout starts over from its canary stage
@@ -300,9 +326,10 @@ Status Rollout::boot(const match::Bundle& seed) {
         const uint64_t version = get_u64(*d, "version");
         const int64_t crashes = get_i64(*d, "crashes") + 1;
         const TimeMs at = get_i64(*d, "time");
-        if (version == st.active && st.active != st.lkg && st.lkg != 0 && now - at < options_.crash_window_ms) {
-          spdlog::warn("bundle {} activated {} s ago: the previous run ended abnormally ({} of {})", version,
-                       (now - at) / 1000, crashes, options_.crash_limit);
+        if (version == st.active && st.active != st.lkg && st.lkg != 0 &&
+            now - at < options_.crash_window_ms) {
+          spdlog::warn("bundle {} activated {} s ago: the previous run ended abnormally ({} of {})",
+                       version, (now - at) / 1000, crashes, options_.crash_limit);
           if (crashes >= options_.crash_limit) {
             const uint64_t bad = st.active;
             auto lkg = load_compiled(st.lkg);
@@ -313,20 +340,26 @@ Status Rollout::boot(const match::Bundle& seed) {
             st.active = st.lkg;
             st.active_since = now;
             quarantined_->inc();
-            if (auto s = set_bundle_status(store_, num_key(kInfoPrefix, bad), "quarantined"); !s) return s;
-            const std::string why = "the process ended abnormally " + std::to_string(crashes) + " times within " +
-                                    std::to_string(options_.crash_window_ms / 1000) + " s of activating bundle " +
-                                    std::to_string(bad);
+            if (auto s = set_bundle_status(store_, num_key(kInfoPrefix, bad), "quarantined"); !s)
+              return s;
+            const std::string why = "the process ended abnormally " + std::to_string(crashes) +
+                                    " times within " +
+                                    std::to_string(options_.crash_window_ms / 1000) +
+                                    " s of activating bundle " + std::to_string(bad);
             if (auto s = audit_locked("vigil", "quarantined", bad, bad, why); !s) return s;
-            if (auto s = audit_locked("vigil", "activated", st.active, bad, "last known good after a crash loop"); !s) return s;
-            st.notice = "bundle " + std::to_string(bad) + " quarantined: " + why + "; running the last known good bundle " +
-                        std::to_string(st.active);
+            if (auto s = audit_locked("vigil", "activated", st.active, bad,
+                                      "last known good after a crash loop");
+                !s)
+              return s;
+            st.notice = "bundle " + std::to_string(bad) + " quarantined: " + why +
+                        "; running the last known good bundle " + std::to_string(st.active);
             spdlog::error("{}", st.notice);
             if (auto s = store_.put_meta({{kActivationKey, activation_json(st.active, now, 0)}});
                 !s) {
               return s;
             }
-          } else if (auto s = store_.put_meta({{kActivationKey, activation_json(version, at, crashes)}});
+          } else if (auto s =
+                         store_.put_meta({{kActivationKey, activation_json(version, at, crashes)}});
                      !s) {
             return s;
           }
@@ -343,7 +376,9 @@ Status Rollout::boot(const match::Bundle& seed) {
       lock.lock();
       if (!sub) return sub.status();
       if (auto s = store_.put_meta({{kSeedKey, seed.hash()}}); !s) return s;
-      if (!sub->valid) spdlog::error("the configured rules changed but do not validate; keeping bundle {}", st.active);
+      if (!sub->valid)
+        spdlog::error("the configured rules changed but do not validate; keeping bundle {}",
+                      st.active);
     }
   }
   active_gauge_->set(static_cast<double>(st.active));
@@ -362,7 +397,8 @@ std::vector<int> Rollout::stage_shards(int n) const {
   return out;
 }
 
-std::shared_ptr<const match::CompiledBundle> Rollout::bundle_for_shard(int shard, int shards) const {
+std::shared_ptr<const match::CompiledBundle> Rollout::bundle_for_shard(int shard,
+                                                                       int shards) const {
   std::lock_guard lock(mu_);
   const State& st = *state_;
   if (st.phase != Phase::kIdle && st.target) {
@@ -381,7 +417,8 @@ void Rollout::start(Pipeline& pipeline) {
     if (auto b = pipeline.bundle(i)) st.shard_versions[static_cast<size_t>(i)] = b->version;
   }
   if (st.phase != Phase::kIdle) {
-    if (auto s = enter_stage_locked(st.stage); !s) spdlog::error("cannot resume the rollout: {}", s.to_string());
+    if (auto s = enter_stage_locked(st.stage); !s)
+      spdlog::error("cannot resume the rollout: {}", s.to_string());
   } else if (st.deferred_start) {
     const uint64_t v = st.deferred_start;
     st.deferred_start = 0;
@@ -435,13 +472,16 @@ std::string Rollout::boot_notice() const {
   return state_->notice;
 }
 
-Expected<std::shared_ptr<const match::CompiledBundle>> Rollout::load_compiled(uint64_t version) const {
+Expected<std::shared_ptr<const match::CompiledBundle>> Rollout::load_compiled(
+    uint64_t version) const {
   if (auto it = state_->compiled.find(version); it != state_->compiled.end()) return it->second;
   auto tar = store_.get_meta(num_key(kBundlePrefix, version));
   if (!tar) return tar.status();
   if (!*tar) return Status::not_found("no bundle version " + std::to_string(version));
   auto bundle = match::Bundle::from_archive(**tar);
-  if (!bundle) return Status::corruption("stored bundle " + std::to_string(version) + ": " + bundle.status().message());
+  if (!bundle)
+    return Status::corruption("stored bundle " + std::to_string(version) + ": " +
+                              bundle.status().message());
   if (!options_.validation.default_mapping) return Status::invalid("no default mapping configured");
   bool lenient = false;
   if (auto info = store_.get_meta(num_key(kInfoPrefix, version)); info && *info) {
@@ -460,12 +500,14 @@ Expected<std::shared_ptr<const match::CompiledBundle>> Rollout::load_compiled(ui
       if (auto rules = d->FindMember("rules"); rules != d->MemberEnd() && rules->value.IsArray()) {
         for (const auto& r : rules->value.GetArray()) {
           auto cost = r.FindMember("cost_ns_per_event");
-          if (cost != r.MemberEnd() && cost->value.IsNumber()) c->cost_ns[get_str(r, "id")] = cost->value.GetDouble();
+          if (cost != r.MemberEnd() && cost->value.IsNumber())
+            c->cost_ns[get_str(r, "id")] = cost->value.GetDouble();
         }
       }
     }
   }
-  c->stats = std::make_shared<match::RuleStats>((*rs)->rules().size(), (*rs)->correlations().size());
+  c->stats =
+      std::make_shared<match::RuleStats>((*rs)->rules().size(), (*rs)->correlations().size());
   c->rules = std::move(*rs);
   return std::shared_ptr<const match::CompiledBundle>(std::move(c));
 }
@@ -486,7 +528,8 @@ Expected<SubmitResult> Rollout::submit(const match::Bundle& bundle, const std::s
   return submit_impl(bundle, actor, false);
 }
 
-Expected<SubmitResult> Rollout::submit_impl(const match::Bundle& bundle, const std::string& actor, bool lenient) {
+Expected<SubmitResult> Rollout::submit_impl(const match::Bundle& bundle, const std::string& actor,
+                                            bool lenient) {
   std::unique_lock lock(mu_, std::defer_lock);
   auto r = submit_locked(bundle, actor, lenient, lock);
   if (!r || !r->stored || !r->valid) return r;
@@ -496,8 +539,9 @@ Expected<SubmitResult> Rollout::submit_impl(const match::Bundle& bundle, const s
     if (!pipeline_) {
       st.deferred_start = r->version;
       r->rollout_started = true;
-    } else if (auto s = start_locked(r->version, actor, "a new valid bundle under the " +
-                                                            std::string(rollout_policy_name(st.policy)) + " policy");
+    } else if (auto s = start_locked(r->version, actor,
+                                     "a new valid bundle under the " +
+                                         std::string(rollout_policy_name(st.policy)) + " policy");
                s) {
       r->rollout_started = true;
     } else {
@@ -516,8 +560,10 @@ Expected<SubmitResult> Rollout::submit_impl(const match::Bundle& bundle, const s
     w.Bool(r->rollout_started);
     auto report = store_.get_meta(num_key(kReportPrefix, r->version));
     w.Key("report");
-    if (report && *report) w.RawValue((*report)->data(), (*report)->size(), rapidjson::kObjectType);
-    else w.Null();
+    if (report && *report)
+      w.RawValue((*report)->data(), (*report)->size(), rapidjson::kObjectType);
+    else
+      w.Null();
     w.EndObject();
   });
   return r;
@@ -526,8 +572,8 @@ Expected<SubmitResult> Rollout::submit_impl(const match::Bundle& bundle, const s
 // Validates outside the lock (it can take seconds), stores under it. `lenient`: the
 // configured rules, where a rule that does not compile is reported, not fatal (as before
 // bundles existed).
-Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const std::string& actor, bool lenient,
-                                              std::unique_lock<std::mutex>& lock) {
+Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const std::string& actor,
+                                              bool lenient, std::unique_lock<std::mutex>& lock) {
   SubmitResult result;
   auto existing = store_.get_meta(std::string(kHashPrefix) + bundle.hash());
   if (!existing) return existing.status();
@@ -536,7 +582,8 @@ Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const
     auto info = store_.get_meta(num_key(kInfoPrefix, result.version));
     if (!info) return info.status();
     if (*info) {
-      if (auto d = parse_record(**info, "bundle info")) result.valid = get_str(*d, "status") == "valid";
+      if (auto d = parse_record(**info, "bundle info"))
+        result.valid = get_str(*d, "status") == "valid";
     }
     result.json = write_json([&](Writer& w) {
       w.StartObject();
@@ -547,7 +594,8 @@ Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const
       w.Bool(result.valid);
       w.Key("rollout_started");
       w.Bool(false);
-      kv(w, "detail", "the same content was stored before as version " + std::to_string(result.version));
+      kv(w, "detail",
+         "the same content was stored before as version " + std::to_string(result.version));
       w.EndObject();
     });
     return result;
@@ -582,10 +630,11 @@ Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const
     kv(w, "bytes", bundle.total_bytes());
     w.EndObject();
   });
-  if (auto s = store_.put_meta({{num_key(kBundlePrefix, result.version), bundle.to_tar()},
-                                {num_key(kInfoPrefix, result.version), info},
-                                {num_key(kReportPrefix, result.version), report_json},
-                                {std::string(kHashPrefix) + bundle.hash(), std::to_string(result.version)}});
+  if (auto s = store_.put_meta(
+          {{num_key(kBundlePrefix, result.version), bundle.to_tar()},
+           {num_key(kInfoPrefix, result.version), info},
+           {num_key(kReportPrefix, result.version), report_json},
+           {std::string(kHashPrefix) + bundle.hash(), std::to_string(result.version)}});
       !s) {
     return s;
   }
@@ -600,7 +649,8 @@ Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const
       if (w.starts_with("not loaded: ")) spdlog::warn("bundle {}: rule {}", result.version, w);
     }
   }
-  if (auto s = audit_locked(actor, result.valid ? "stored" : "refused", result.version, 0, why); !s) return s;
+  if (auto s = audit_locked(actor, result.valid ? "stored" : "refused", result.version, 0, why); !s)
+    return s;
   spdlog::info("bundle {} ({}) stored by {}: {}", result.version, bundle.hash(), actor,
                result.valid ? "valid" : "refused: " + why);
   result.json = write_json([&](Writer& w) {
@@ -641,8 +691,8 @@ Status Rollout::persist_state_locked() {
                            })}});
 }
 
-Status Rollout::audit_locked(const std::string& actor, const std::string& action, uint64_t version, uint64_t from,
-                             const std::string& reason) {
+Status Rollout::audit_locked(const std::string& actor, const std::string& action, uint64_t version,
+                             uint64_t from, const std::string& reason) {
   State& st = *state_;
   const uint64_t seq = st.next_audit++;
   return store_.put_meta({{num_key(kAuditPrefix, seq), write_json([&](Writer& w) {
@@ -658,27 +708,33 @@ Status Rollout::audit_locked(const std::string& actor, const std::string& action
                            })}});
 }
 
-Status Rollout::start_rollout(uint64_t version, const std::string& actor, const std::string& reason) {
+Status Rollout::start_rollout(uint64_t version, const std::string& actor,
+                              const std::string& reason) {
   std::lock_guard lock(mu_);
   if (!pipeline_) return Status::unavailable("the pipeline is not running");
   return start_locked(version, actor, reason);
 }
 
-Status Rollout::start_locked(uint64_t version, const std::string& actor, const std::string& reason) {
+Status Rollout::start_locked(uint64_t version, const std::string& actor,
+                             const std::string& reason) {
   State& st = *state_;
   if (st.phase != Phase::kIdle) {
-    return Status::invalid("the rollout of bundle " + std::to_string(st.target) + " is in progress; promote, roll back or wait");
+    return Status::invalid("the rollout of bundle " + std::to_string(st.target) +
+                           " is in progress; promote, roll back or wait");
   }
-  if (version == st.active) return Status::invalid("bundle " + std::to_string(version) + " is already active");
+  if (version == st.active)
+    return Status::invalid("bundle " + std::to_string(version) + " is already active");
   auto info = store_.get_meta(num_key(kInfoPrefix, version));
   if (!info) return info.status();
   if (!*info) return Status::not_found("no bundle version " + std::to_string(version));
   auto d = parse_record(**info, "bundle info");
   if (!d) return d.status();
   const std::string status = get_str(*d, "status");
-  if (status == "refused") return Status::invalid("bundle " + std::to_string(version) + " was refused by validation");
+  if (status == "refused")
+    return Status::invalid("bundle " + std::to_string(version) + " was refused by validation");
   if (status == "quarantined") {
-    return Status::invalid("bundle " + std::to_string(version) + " is quarantined (it crashed the process after activation)");
+    return Status::invalid("bundle " + std::to_string(version) +
+                           " is quarantined (it crashed the process after activation)");
   }
   auto c = load_compiled(version);
   if (!c) return c.status();
@@ -696,15 +752,18 @@ Status Rollout::start_locked(uint64_t version, const std::string& actor, const s
     events += metrics_.counter_value("vigil_events_consumed_total", l);
     alerts += metrics_.counter_value("vigil_alerts_total", l);
   }
-  st.rate_before = events >= options_.min_events_for_flood ? static_cast<double>(alerts) / static_cast<double>(events) : -1;
+  st.rate_before = events >= options_.min_events_for_flood
+                       ? static_cast<double>(alerts) / static_cast<double>(events)
+                       : -1;
   // Recorded (synced) before any shard runs it: a crash from here on is this bundle's.
   if (auto s = persist_state_locked(); !s) return s;
   if (auto s = store_.put_meta({{kActivationKey, activation_json(version, clock_.now_ms(), 0)}});
       !s) {
     return s;
   }
-  if (auto s = audit_locked(actor, "started", version, st.from,
-                            reason + " (policy " + std::string(rollout_policy_name(st.policy)) + ")");
+  if (auto s =
+          audit_locked(actor, "started", version, st.from,
+                       reason + " (policy " + std::string(rollout_policy_name(st.policy)) + ")");
       !s) {
     return s;
   }
@@ -727,12 +786,13 @@ Status Rollout::enter_stage_locked(size_t stage) {
     s.events = metrics_.counter_value("vigil_events_consumed_total", l);
     s.alerts = metrics_.counter_value("vigil_alerts_total", l);
     s.errors = metrics_.counter_value("vigil_match_errors_total", l);
-    Histogram& h = metrics_.histogram("vigil_batch_duration_seconds", "Time to match and persist a batch", {}, l);
+    Histogram& h = metrics_.histogram("vigil_batch_duration_seconds",
+                                      "Time to match and persist a batch", {}, l);
     s.batches = h.count();
     for (size_t b = 0; b <= h.bounds().size(); ++b) s.latency.push_back(h.cumulative(b));
   }
-  spdlog::info("rollout of bundle {}: stage {} ({} of {} shards)", st.target, st.stage, shards[st.stage],
-               st.shard_versions.size());
+  spdlog::info("rollout of bundle {}: stage {} ({} of {} shards)", st.target, st.stage,
+               shards[st.stage], st.shard_versions.size());
   return persist_state_locked();
 }
 
@@ -768,15 +828,18 @@ std::optional<std::string> Rollout::breached_gate_locked() {
     events_new += ev;
     alerts_new += al;
     errors += metrics_.counter_value("vigil_match_errors_total", l) - s0.errors;
-    Histogram& h = metrics_.histogram("vigil_batch_duration_seconds", "Time to match and persist a batch", {}, l);
+    Histogram& h = metrics_.histogram("vigil_batch_duration_seconds",
+                                      "Time to match and persist a batch", {}, l);
     bounds = h.bounds();
     buckets.resize(bounds.size() + 1, 0);
-    for (size_t b = 0; b <= bounds.size() && b < s0.latency.size(); ++b) buckets[b] += h.cumulative(b) - s0.latency[b];
+    for (size_t b = 0; b <= bounds.size() && b < s0.latency.size(); ++b)
+      buckets[b] += h.cumulative(b) - s0.latency[b];
     batches += h.count() - s0.batches;
   }
   if (errors > options_.max_match_errors) {
-    return "processing errors: " + std::to_string(errors) + " matching errors on the shards running bundle " +
-           std::to_string(st.target) + " (allowed " + std::to_string(options_.max_match_errors) + ")";
+    return "processing errors: " + std::to_string(errors) +
+           " matching errors on the shards running bundle " + std::to_string(st.target) +
+           " (allowed " + std::to_string(options_.max_match_errors) + ")";
   }
   if (batches >= options_.min_batches_for_latency && !bounds.empty()) {
     const double want = 0.99 * static_cast<double>(batches);
@@ -795,15 +858,17 @@ std::optional<std::string> Rollout::breached_gate_locked() {
   }
   if (events_new >= options_.min_events_for_flood && alerts_new >= options_.min_alerts_for_flood) {
     double baseline = st.rate_before;
-    if (events_old >= options_.min_events_for_flood) baseline = static_cast<double>(alerts_old) / static_cast<double>(events_old);
+    if (events_old >= options_.min_events_for_flood)
+      baseline = static_cast<double>(alerts_old) / static_cast<double>(events_old);
     baseline = std::max(baseline, options_.min_baseline_alert_rate);
     const double rate = static_cast<double>(alerts_new) / static_cast<double>(events_new);
     if (rate > options_.max_alert_ratio * baseline) {
       char buf[256];
       std::snprintf(buf, sizeof buf,
-                    "alert flood: %.4f alerts per event on bundle %llu against %.4f on bundle %llu (more than %gx)", rate,
-                    static_cast<unsigned long long>(st.target), baseline, static_cast<unsigned long long>(st.from),
-                    options_.max_alert_ratio);
+                    "alert flood: %.4f alerts per event on bundle %llu against %.4f on bundle %llu "
+                    "(more than %gx)",
+                    rate, static_cast<unsigned long long>(st.target), baseline,
+                    static_cast<unsigned long long>(st.from), options_.max_alert_ratio);
       return std::string(buf);
     }
   }
@@ -815,11 +880,13 @@ void Rollout::tick() {
   State& st = *state_;
   const TimeMs now = clock_.now_ms();
   if (st.phase == Phase::kIdle) {
-    if (st.active != st.lkg && st.active_since > 0 && now - st.active_since >= options_.good_after_ms) {
+    if (st.active != st.lkg && st.active_since > 0 &&
+        now - st.active_since >= options_.good_after_ms) {
       const uint64_t old = st.lkg;
       st.lkg = st.active;
-      (void)audit_locked("vigil", "known_good", st.active, old,
-                         "active " + std::to_string(options_.good_after_ms / 1000) + " s without a crash");
+      (void)audit_locked(
+          "vigil", "known_good", st.active, old,
+          "active " + std::to_string(options_.good_after_ms / 1000) + " s without a crash");
       (void)persist_state_locked();
     }
     return;
@@ -840,13 +907,15 @@ void Rollout::tick() {
     (void)rollback_locked("vigil", "gate: " + *breach, false);
     return;
   }
-  if (st.phase == Phase::kRolling && st.policy != RolloutPolicy::kPinned && now - st.stage_started >= options_.stage_ms) {
+  if (st.phase == Phase::kRolling && st.policy != RolloutPolicy::kPinned &&
+      now - st.stage_started >= options_.stage_ms) {
     const auto shards = stage_shards(static_cast<int>(st.shard_versions.size()));
     if (st.stage + 1 >= shards.size()) {
       complete_locked("vigil");
     } else {
       (void)audit_locked("vigil", "promoted", st.target, st.from,
-                         "stage " + std::to_string(st.stage) + " held " + std::to_string(options_.stage_ms / 1000) +
+                         "stage " + std::to_string(st.stage) + " held " +
+                             std::to_string(options_.stage_ms / 1000) +
                              " s with every gate passed");
       (void)enter_stage_locked(st.stage + 1);
     }
@@ -866,12 +935,14 @@ void Rollout::complete_locked(const std::string& actor) {
     it = (it->first == st.active || it->first == st.lkg) ? std::next(it) : st.compiled.erase(it);
   }
   (void)store_.put_meta({{kActivationKey, activation_json(st.active, st.active_since, 0)}});
-  (void)audit_locked(actor, "completed", st.active, from, "every stage passed; bundle active on every shard");
+  (void)audit_locked(actor, "completed", st.active, from,
+                     "every stage passed; bundle active on every shard");
   (void)persist_state_locked();
   spdlog::info("bundle {} is active on every shard", st.active);
 }
 
-Status Rollout::rollback_locked(const std::string& actor, const std::string& reason, bool quarantine) {
+Status Rollout::rollback_locked(const std::string& actor, const std::string& reason,
+                                bool quarantine) {
   State& st = *state_;
   const uint64_t bad = st.target;
   st.target = 0;
@@ -879,9 +950,11 @@ Status Rollout::rollback_locked(const std::string& actor, const std::string& rea
   st.stage = 0;
   apply_shards_locked();
   rollbacks_->inc();
-  (void)set_bundle_status(store_, num_key(kInfoPrefix, bad), quarantine ? "quarantined" : "rolled_back");
+  (void)set_bundle_status(store_, num_key(kInfoPrefix, bad),
+                          quarantine ? "quarantined" : "rolled_back");
   (void)store_.put_meta({{kActivationKey, activation_json(st.active, st.active_since, 0)}});
-  spdlog::warn("rollout of bundle {} rolled back to bundle {} by {}: {}", bad, st.active, actor, reason);
+  spdlog::warn("rollout of bundle {} rolled back to bundle {} by {}: {}", bad, st.active, actor,
+               reason);
   if (auto s = audit_locked(actor, "rolled_back", bad, st.active, reason); !s) return s;
   return persist_state_locked();
 }
@@ -895,7 +968,10 @@ Status Rollout::promote(const std::string& actor, const std::string& reason) {
     complete_locked(actor);
     return Status::ok();
   }
-  if (auto s = audit_locked(actor, "promoted", st.target, st.from, reason.empty() ? "by an operator" : reason); !s) return s;
+  if (auto s = audit_locked(actor, "promoted", st.target, st.from,
+                            reason.empty() ? "by an operator" : reason);
+      !s)
+    return s;
   return enter_stage_locked(st.stage + 1);
 }
 
@@ -904,7 +980,10 @@ Status Rollout::pause(const std::string& actor, const std::string& reason) {
   State& st = *state_;
   if (st.phase != Phase::kRolling) return Status::invalid("no rollout is running");
   st.phase = Phase::kPaused;
-  if (auto s = audit_locked(actor, "paused", st.target, st.from, reason.empty() ? "by an operator" : reason); !s) return s;
+  if (auto s = audit_locked(actor, "paused", st.target, st.from,
+                            reason.empty() ? "by an operator" : reason);
+      !s)
+    return s;
   return persist_state_locked();
 }
 
@@ -914,14 +993,18 @@ Status Rollout::resume(const std::string& actor, const std::string& reason) {
   if (st.phase != Phase::kPaused) return Status::invalid("no rollout is paused");
   st.phase = Phase::kRolling;
   st.stage_started = clock_.now_ms();
-  if (auto s = audit_locked(actor, "resumed", st.target, st.from, reason.empty() ? "by an operator" : reason); !s) return s;
+  if (auto s = audit_locked(actor, "resumed", st.target, st.from,
+                            reason.empty() ? "by an operator" : reason);
+      !s)
+    return s;
   return persist_state_locked();
 }
 
 Status Rollout::rollback(const std::string& actor, const std::string& reason) {
   std::lock_guard lock(mu_);
   State& st = *state_;
-  if (st.phase != Phase::kIdle) return rollback_locked(actor, reason.empty() ? "by an operator" : reason, false);
+  if (st.phase != Phase::kIdle)
+    return rollback_locked(actor, reason.empty() ? "by an operator" : reason, false);
   // Nothing rolling: back to the bundle that was active before this one.
   if (!pipeline_) return Status::unavailable("the pipeline is not running");
   auto prev = store_.scan_meta(kAuditPrefix, SIZE_MAX, true);
@@ -931,7 +1014,8 @@ Status Rollout::rollback(const std::string& actor, const std::string& reason) {
     auto d = parse_record(v, "audit");
     if (!d) continue;
     const std::string action = get_str(*d, "action");
-    if ((action == "completed" || action == "activated") && get_u64(*d, "version") == st.active && get_u64(*d, "from")) {
+    if ((action == "completed" || action == "activated") && get_u64(*d, "version") == st.active &&
+        get_u64(*d, "from")) {
       back = get_u64(*d, "from");
       break;
     }
@@ -948,7 +1032,10 @@ Status Rollout::rollback(const std::string& actor, const std::string& reason) {
   apply_shards_locked();
   rollbacks_->inc();
   (void)store_.put_meta({{kActivationKey, activation_json(st.active, st.active_since, 0)}});
-  if (auto s = audit_locked(actor, "rolled_back", bad, back, reason.empty() ? "by an operator" : reason); !s) return s;
+  if (auto s =
+          audit_locked(actor, "rolled_back", bad, back, reason.empty() ? "by an operator" : reason);
+      !s)
+    return s;
   return persist_state_locked();
 }
 
@@ -959,7 +1046,10 @@ Status Rollout::set_policy(RolloutPolicy policy, const std::string& actor) {
   const std::string old(rollout_policy_name(st.policy));
   st.policy = policy;
   st.policy_from_api = true;
-  if (auto s = audit_locked(actor, "policy", st.active, 0, old + " -> " + std::string(rollout_policy_name(policy))); !s) return s;
+  if (auto s = audit_locked(actor, "policy", st.active, 0,
+                            old + " -> " + std::string(rollout_policy_name(policy)));
+      !s)
+    return s;
   return persist_state_locked();
 }
 
@@ -1021,8 +1111,10 @@ Expected<std::string> Rollout::bundle_json(uint64_t version) const {
     for (const auto& f : files) w.String(f);
     w.EndArray();
     w.Key("report");
-    if (*report) w.RawValue((*report)->data(), (*report)->size(), rapidjson::kObjectType);
-    else w.Null();
+    if (*report)
+      w.RawValue((*report)->data(), (*report)->size(), rapidjson::kObjectType);
+    else
+      w.Null();
     w.EndObject();
   });
 }
@@ -1059,8 +1151,10 @@ Expected<std::string> Rollout::state_json() const {
     kv(w, "active_since", st.active_since > 0 ? format_rfc3339(st.active_since) : std::string());
     kv(w, "last_known_good", st.lkg);
     w.Key("target");
-    if (st.phase == Phase::kIdle) w.Null();
-    else w.Uint64(st.target);
+    if (st.phase == Phase::kIdle)
+      w.Null();
+    else
+      w.Uint64(st.target);
     w.Key("stage");
     if (st.phase == Phase::kIdle) {
       w.Null();
@@ -1091,7 +1185,8 @@ Expected<std::string> Rollout::state_json() const {
   });
 }
 
-Expected<std::string> Rollout::dry_run(uint64_t version, TimeMs since, TimeMs until, size_t max_events) const {
+Expected<std::string> Rollout::dry_run(uint64_t version, TimeMs since, TimeMs until,
+                                       size_t max_events) const {
   std::shared_ptr<const match::CompiledBundle> candidate, current;
   {
     std::lock_guard lock(mu_);
@@ -1102,7 +1197,8 @@ Expected<std::string> Rollout::dry_run(uint64_t version, TimeMs since, TimeMs un
     auto d = parse_record(**info, "bundle info");
     if (!d) return d.status();
     if (get_str(*d, "status") == "refused") {
-      return Status::invalid("bundle " + std::to_string(version) + " was refused by validation and cannot run");
+      return Status::invalid("bundle " + std::to_string(version) +
+                             " was refused by validation and cannot run");
     }
     auto c = load_compiled(version);
     if (!c) return c.status();
@@ -1154,7 +1250,8 @@ Expected<std::string> Rollout::dry_run(uint64_t version, TimeMs since, TimeMs un
       return false;
     }
     ++scanned;
-    if (!ids_of(*current, **m_active, e.payload, a_ids) || !ids_of(*candidate, **m_candidate, e.payload, c_ids)) {
+    if (!ids_of(*current, **m_active, e.payload, a_ids) ||
+        !ids_of(*candidate, **m_candidate, e.payload, c_ids)) {
       ++invalid;
       return true;
     }
@@ -1208,9 +1305,10 @@ Expected<std::string> Rollout::dry_run(uint64_t version, TimeMs since, TimeMs un
       w.StartObject();
       kv(w, "id", id);
       kv(w, "title", c.title);
-      const char* status = c.in_active && c.in_candidate ? (c.gained || c.lost ? "changed" : "unchanged")
-                           : c.in_candidate              ? "new"
-                                                         : "vanished";
+      const char* status = c.in_active && c.in_candidate
+                               ? (c.gained || c.lost ? "changed" : "unchanged")
+                           : c.in_candidate ? "new"
+                                            : "vanished";
       kv(w, "status", status);
       kv(w, "active_matches", c.active);
       kv(w, "candidate_matches", c.candidate);

@@ -33,14 +33,13 @@ std::string normalize_path(std::string_view raw) {
   return out;
 }
 
-bool has_yaml_extension(std::string_view p) {
-  return p.ends_with(".yml") || p.ends_with(".yaml");
-}
+bool has_yaml_extension(std::string_view p) { return p.ends_with(".yml") || p.ends_with(".yaml"); }
 
 // Whether `path` is `prefix` itself or inside the folder `prefix`.
 bool under(std::string_view path, std::string_view prefix) {
   if (prefix.empty()) return true;
-  return path == prefix || (path.size() > prefix.size() && path.starts_with(prefix) && path[prefix.size()] == '/');
+  return path == prefix ||
+         (path.size() > prefix.size() && path.starts_with(prefix) && path[prefix.size()] == '/');
 }
 
 std::string hash_files(const std::vector<BundleFile>& files) {
@@ -70,11 +69,21 @@ void write_json_string(std::string_view s, std::string& out) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -93,7 +102,8 @@ bool is_json_number(const std::string& s) {
   size_t i = 0;
   if (s[i] == '-') ++i;
   if (i >= s.size() || !std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-  if (s[i] == '0' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) return false;
+  if (s[i] == '0' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1])))
+    return false;
   while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
   if (i < s.size() && s[i] == '.') {
     ++i;
@@ -182,32 +192,41 @@ Expected<std::string> yaml_event_to_json(const std::string& yaml_text) {
 
 Expected<Bundle> Bundle::from_files(std::vector<BundleFile> files, const BundleLimits& limits) {
   if (files.size() > limits.max_files) {
-    return Status::invalid("the bundle holds " + std::to_string(files.size()) + " files, more than the limit of " +
-                           std::to_string(limits.max_files));
+    return Status::invalid("the bundle holds " + std::to_string(files.size()) +
+                           " files, more than the limit of " + std::to_string(limits.max_files));
   }
   size_t total = 0;
   for (auto& f : files) {
     const std::string p = normalize_path(f.path);
-    if (p.empty() || f.path.starts_with('/')) return Status::invalid("bundle file path '" + f.path + "' is not a relative path inside the bundle");
+    if (p.empty() || f.path.starts_with('/'))
+      return Status::invalid("bundle file path '" + f.path +
+                             "' is not a relative path inside the bundle");
     f.path = p;
     if (f.content.size() > limits.max_file_bytes) {
       return Status::invalid("bundle file '" + f.path + "' is " + std::to_string(f.content.size()) +
-                             " bytes, more than the limit of " + std::to_string(limits.max_file_bytes));
+                             " bytes, more than the limit of " +
+                             std::to_string(limits.max_file_bytes));
     }
     total += f.content.size();
   }
   if (total > limits.max_total_bytes) {
-    return Status::invalid("the bundle holds " + std::to_string(total) + " bytes, more than the limit of " +
+    return Status::invalid("the bundle holds " + std::to_string(total) +
+                           " bytes, more than the limit of " +
                            std::to_string(limits.max_total_bytes));
   }
-  std::sort(files.begin(), files.end(), [](const BundleFile& a, const BundleFile& b) { return a.path < b.path; });
+  std::sort(files.begin(), files.end(),
+            [](const BundleFile& a, const BundleFile& b) { return a.path < b.path; });
   for (size_t i = 1; i < files.size(); ++i) {
-    if (files[i].path == files[i - 1].path) return Status::invalid("bundle file '" + files[i].path + "' appears twice");
+    if (files[i].path == files[i - 1].path)
+      return Status::invalid("bundle file '" + files[i].path + "' appears twice");
   }
   // An archive of a folder ("bundle/manifest.yml", "bundle/rules/...") is that folder's bundle.
-  if (!files.empty() && !std::any_of(files.begin(), files.end(), [](const BundleFile& f) { return f.path.find('/') == std::string::npos; })) {
+  if (!files.empty() && !std::any_of(files.begin(), files.end(), [](const BundleFile& f) {
+        return f.path.find('/') == std::string::npos;
+      })) {
     const std::string top = files[0].path.substr(0, files[0].path.find('/'));
-    if (std::all_of(files.begin(), files.end(), [&](const BundleFile& f) { return under(f.path, top); })) {
+    if (std::all_of(files.begin(), files.end(),
+                    [&](const BundleFile& f) { return under(f.path, top); })) {
       for (auto& f : files) f.path.erase(0, top.size() + 1);
     }
   }
@@ -223,7 +242,8 @@ Expected<Bundle> Bundle::load(const std::string& path, const BundleLimits& limit
   auto read = [&](const fs::path& p) -> Expected<std::string> {
     const auto size = fs::file_size(p, ec);
     if (ec) return Status::io_error("cannot read '" + p.string() + "': " + ec.message());
-    if (size > limits.max_total_bytes) return Status::invalid("'" + p.string() + "' is larger than a bundle may be");
+    if (size > limits.max_total_bytes)
+      return Status::invalid("'" + p.string() + "' is larger than a bundle may be");
     std::ifstream in(p, std::ios::binary);
     if (!in) return Status::io_error("cannot read '" + p.string() + "'");
     std::stringstream ss;
@@ -232,7 +252,8 @@ Expected<Bundle> Bundle::load(const std::string& path, const BundleLimits& limit
   };
   if (fs::is_directory(path, ec)) {
     size_t total = 0;
-    for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+    for (auto it = fs::recursive_directory_iterator(
+             path, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       const std::string name = it->path().filename().string();
       if (name.starts_with('.')) {  // .git, editor files
@@ -244,8 +265,9 @@ Expected<Bundle> Bundle::load(const std::string& path, const BundleLimits& limit
       if (!content) return content.status();
       total += content->size();
       if (files.size() >= limits.max_files || total > limits.max_total_bytes) {
-        return Status::invalid("'" + path + "' holds more than a bundle may (" + std::to_string(limits.max_files) +
-                               " files, " + std::to_string(limits.max_total_bytes) + " bytes)");
+        return Status::invalid("'" + path + "' holds more than a bundle may (" +
+                               std::to_string(limits.max_files) + " files, " +
+                               std::to_string(limits.max_total_bytes) + " bytes)");
       }
       files.push_back({fs::relative(it->path(), path, ec).generic_string(), std::move(*content)});
     }
@@ -263,7 +285,8 @@ Expected<Bundle> Bundle::load(const std::string& path, const BundleLimits& limit
 }
 
 Expected<Bundle> Bundle::from_archive(std::string_view bytes, const BundleLimits& limits) {
-  std::unique_ptr<struct archive, int (*)(struct archive*)> a(archive_read_new(), archive_read_free);
+  std::unique_ptr<struct archive, int (*)(struct archive*)> a(archive_read_new(),
+                                                              archive_read_free);
   archive_read_support_filter_all(a.get());
   archive_read_support_format_all(a.get());
   if (archive_read_open_memory(a.get(), bytes.data(), bytes.size()) != ARCHIVE_OK) {
@@ -282,7 +305,8 @@ Expected<Bundle> Bundle::from_archive(std::string_view bytes, const BundleLimits
     const std::string path = name ? name : "";
     const auto type = archive_entry_filetype(entry);
     if (type == AE_IFDIR) continue;
-    if (type != AE_IFREG) return Status::invalid("bundle archive entry '" + path + "' is not a regular file");
+    if (type != AE_IFREG)
+      return Status::invalid("bundle archive entry '" + path + "' is not a regular file");
     const la_int64_t size = archive_entry_size(entry);
     if (size < 0 || static_cast<uint64_t>(size) > limits.max_file_bytes) {
       return Status::invalid("bundle archive entry '" + path + "' is larger than the limit of " +
@@ -290,18 +314,22 @@ Expected<Bundle> Bundle::from_archive(std::string_view bytes, const BundleLimits
     }
     total += static_cast<size_t>(size);
     if (total > limits.max_total_bytes || files.size() >= limits.max_files) {
-      return Status::invalid("the bundle archive holds more than a bundle may (" + std::to_string(limits.max_files) +
-                             " files, " + std::to_string(limits.max_total_bytes) + " bytes)");
+      return Status::invalid("the bundle archive holds more than a bundle may (" +
+                             std::to_string(limits.max_files) + " files, " +
+                             std::to_string(limits.max_total_bytes) + " bytes)");
     }
     std::string content(static_cast<size_t>(size), '\0');
     size_t got = 0;
     while (got < content.size()) {
       const la_ssize_t n = archive_read_data(a.get(), content.data() + got, content.size() - got);
-      if (n < 0) return Status::invalid("bundle archive entry '" + path + "' cannot be read: " + archive_error(a.get()));
+      if (n < 0)
+        return Status::invalid("bundle archive entry '" + path +
+                               "' cannot be read: " + archive_error(a.get()));
       if (n == 0) break;
       got += static_cast<size_t>(n);
     }
-    if (got != content.size()) return Status::invalid("bundle archive entry '" + path + "' is truncated");
+    if (got != content.size())
+      return Status::invalid("bundle archive entry '" + path + "' is truncated");
     files.push_back({path, std::move(content)});
   }
   if (files.empty()) return Status::invalid("the bundle archive holds no file");
@@ -331,7 +359,8 @@ std::string Bundle::to_tar() const {
 }
 
 const BundleFile* Bundle::file(std::string_view path) const {
-  auto it = std::lower_bound(files_.begin(), files_.end(), path, [](const BundleFile& f, std::string_view p) { return f.path < p; });
+  auto it = std::lower_bound(files_.begin(), files_.end(), path,
+                             [](const BundleFile& f, std::string_view p) { return f.path < p; });
   return it != files_.end() && it->path == path ? &*it : nullptr;
 }
 

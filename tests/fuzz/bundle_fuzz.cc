@@ -22,7 +22,8 @@ level: low
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const auto mapping = *vigil::match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  static const auto mapping =
+      *vigil::match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
   if (size == 0) return 0;
   const std::string input(reinterpret_cast<const char*>(data) + 1, size - 1);
   vigil::match::BundleValidationOptions o;
@@ -34,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   const size_t zero = input.find('\0');
-  std::vector<vigil::match::BundleFile> files = {{"manifest.yml", input.substr(0, zero)}, {"rules/r.yml", kRule}};
+  std::vector<vigil::match::BundleFile> files = {{"manifest.yml", input.substr(0, zero)},
+                                                 {"rules/r.yml", kRule}};
   if (zero != std::string::npos) files.push_back({"tests/t.yml", input.substr(zero + 1)});
   auto b = vigil::match::Bundle::from_files(std::move(files));
   if (b) (void)vigil::match::validate_bundle(*b, o);

@@ -99,21 +99,24 @@ class RolloutTest : public ::testing::Test {
   void produce(SensorSimulator& sim, size_t n, int per_second = 0) {
     char err[256];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err,
+                      sizeof err);
     rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof err);
     rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     SimulatedEvent ev;
     const auto t0 = std::chrono::steady_clock::now();
     for (size_t i = 0; i < n; ++i) {
       sim.next(ev);
-      EXPECT_EQ(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("events"),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(ev.json.data()), ev.json.size()),
-                                  RD_KAFKA_V_KEY(const_cast<char*>(ev.host.data()), ev.host.size()),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
-                RD_KAFKA_RESP_ERR_NO_ERROR);
+      EXPECT_EQ(
+          rd_kafka_producev(p, RD_KAFKA_V_TOPIC("events"),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(ev.json.data()), ev.json.size()),
+                            RD_KAFKA_V_KEY(const_cast<char*>(ev.host.data()), ev.host.size()),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+          RD_KAFKA_RESP_ERR_NO_ERROR);
       rd_kafka_poll(p, 0);
       if (per_second > 0 && i % 50 == 49) {
-        std::this_thread::sleep_until(t0 + std::chrono::microseconds(1000000LL * static_cast<int64_t>(i + 1) / per_second));
+        std::this_thread::sleep_until(
+            t0 + std::chrono::microseconds(1000000LL * static_cast<int64_t>(i + 1) / per_second));
       }
     }
     EXPECT_EQ(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -121,7 +124,8 @@ class RolloutTest : public ::testing::Test {
     produced_ += n;
   }
   bool consumed_all(std::chrono::milliseconds timeout = 60s) {
-    return test::wait_for([&] { return metrics_.counter_sum("vigil_events_consumed_total") >= produced_; }, timeout);
+    return test::wait_for(
+        [&] { return metrics_.counter_sum("vigil_events_consumed_total") >= produced_; }, timeout);
   }
   rapidjson::Document state() {
     auto s = rollout_->state_json();
@@ -182,10 +186,12 @@ TEST_F(RolloutTest, HotSwapUnderLoadGivesTheOldAlertsBeforeTheSwitchAndTheNewAft
       streamed += 400;
     }
   });
-  ASSERT_TRUE(test::wait_for([&] { return metrics_.counter_sum("vigil_events_consumed_total") > 3000; }, 60s));
+  ASSERT_TRUE(test::wait_for(
+      [&] { return metrics_.counter_sum("vigil_events_consumed_total") > 3000; }, 60s));
   const uint64_t v1 = state()["active"].GetUint64();
   const uint64_t v2 = submit("good");
-  ASSERT_TRUE(test::wait_for([&] { return state()["active"].GetUint64() == v2; }, 30s)) << *rollout_->state_json();
+  ASSERT_TRUE(test::wait_for([&] { return state()["active"].GetUint64() == v2; }, 30s))
+      << *rollout_->state_json();
   const size_t at_switch = streamed;
   ASSERT_TRUE(test::wait_for([&] { return streamed > at_switch + 4000; }, 60s));
   done = true;
@@ -193,7 +199,8 @@ TEST_F(RolloutTest, HotSwapUnderLoadGivesTheOldAlertsBeforeTheSwitchAndTheNewAft
   ASSERT_TRUE(consumed_all());
   const auto switches = pipeline_->bundle_switches();
   stop();
-  EXPECT_EQ(metrics_.counter_sum("vigil_events_consumed_total"), produced_) << "an event was dropped or read twice";
+  EXPECT_EQ(metrics_.counter_sum("vigil_events_consumed_total"), produced_)
+      << "an event was dropped or read twice";
 
   // Per partition, the offsets from which each version ran: the old bundle first, then the
   // new one, once.
@@ -226,22 +233,31 @@ TEST_F(RolloutTest, HotSwapUnderLoadGivesTheOldAlertsBeforeTheSwitchAndTheNewAft
   EventParser parser;
   Event event;
   std::vector<uint32_t> hits;
-  ASSERT_TRUE(store_->scan_events(INT64_MIN, INT64_MAX, [&](const store::StoredEvent& e) {
-    ++events;
-    const auto& r = runs[e.partition];
-    auto it = std::upper_bound(r.begin(), r.end(), std::make_pair(e.offset, UINT64_MAX));
-    EXPECT_NE(it, r.begin()) << "offset " << e.offset << " of partition " << e.partition << " before any recorded run";
-    if (it == r.begin()) return true;
-    const uint64_t version = std::prev(it)->second;
-    by_new += version == v2;
-    const auto& rs = *rules.at(version);
-    EXPECT_EQ(parser.parse(e.payload, rs.fields(), event), ParseError::kNone);
-    auto m = match::Matcher::create(rules.at(version));
-    hits.clear();
-    EXPECT_TRUE((*m)->match(event, hits).is_ok());
-    for (uint32_t h : hits) expected.insert(store::AlertId::derive(e.stream, e.partition, e.offset, rs.rules()[h].id).hex());
-    return true;
-  }).is_ok());
+  ASSERT_TRUE(
+      store_
+          ->scan_events(INT64_MIN, INT64_MAX,
+                        [&](const store::StoredEvent& e) {
+                          ++events;
+                          const auto& r = runs[e.partition];
+                          auto it = std::upper_bound(r.begin(), r.end(),
+                                                     std::make_pair(e.offset, UINT64_MAX));
+                          EXPECT_NE(it, r.begin()) << "offset " << e.offset << " of partition "
+                                                   << e.partition << " before any recorded run";
+                          if (it == r.begin()) return true;
+                          const uint64_t version = std::prev(it)->second;
+                          by_new += version == v2;
+                          const auto& rs = *rules.at(version);
+                          EXPECT_EQ(parser.parse(e.payload, rs.fields(), event), ParseError::kNone);
+                          auto m = match::Matcher::create(rules.at(version));
+                          hits.clear();
+                          EXPECT_TRUE((*m)->match(event, hits).is_ok());
+                          for (uint32_t h : hits)
+                            expected.insert(store::AlertId::derive(e.stream, e.partition, e.offset,
+                                                                   rs.rules()[h].id)
+                                                .hex());
+                          return true;
+                        })
+          .is_ok());
   EXPECT_EQ(events, produced_);
   EXPECT_GT(by_new, 1000u);
   EXPECT_GT(events - by_new, 1000u);
@@ -264,11 +280,16 @@ TEST_F(RolloutTest, AnAlertFloodOnTheCanaryRollsBackByItself) {
   EXPECT_EQ(st["target"].GetUint64(), flood);
   EXPECT_EQ(st["stage"]["shards"].GetUint64(), 1u);  // the canary
   produce(sim, 4000);
-  ASSERT_TRUE(test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s)) << *rollout_->state_json();
+  ASSERT_TRUE(
+      test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s))
+      << *rollout_->state_json();
   st = state();
   EXPECT_EQ(st["active"].GetUint64(), v1);
-  EXPECT_NE(std::string(st["last_breach"].GetString()).find("alert flood"), std::string::npos) << *rollout_->state_json();
-  ASSERT_TRUE(test::wait_for([&] { return pipeline_->bundle(0)->version == v1 && pipeline_->bundle(1)->version == v1; }, 5s));
+  EXPECT_NE(std::string(st["last_breach"].GetString()).find("alert flood"), std::string::npos)
+      << *rollout_->state_json();
+  ASSERT_TRUE(test::wait_for(
+      [&] { return pipeline_->bundle(0)->version == v1 && pipeline_->bundle(1)->version == v1; },
+      5s));
   const std::string log = audit();
   EXPECT_NE(log.find(R"("action":"rolled_back")"), std::string::npos) << log;
   EXPECT_NE(log.find("gate: alert flood"), std::string::npos) << log;
@@ -292,9 +313,12 @@ TEST_F(RolloutTest, ProcessingErrorsOnTheCanaryRollBack) {
   const uint64_t v1 = state()["active"].GetUint64();
   submit("good");
   produce(sim, 2000);
-  ASSERT_TRUE(test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s)) << *rollout_->state_json();
+  ASSERT_TRUE(
+      test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s))
+      << *rollout_->state_json();
   EXPECT_EQ(state()["active"].GetUint64(), v1);
-  EXPECT_NE(std::string(state()["last_breach"].GetString()).find("processing errors"), std::string::npos)
+  EXPECT_NE(std::string(state()["last_breach"].GetString()).find("processing errors"),
+            std::string::npos)
       << *rollout_->state_json();
   EXPECT_GT(metrics_.counter_sum("vigil_match_errors_total"), 0u);
   ASSERT_TRUE(consumed_all());
@@ -316,12 +340,14 @@ TEST_F(RolloutTest, SlowBatchesOnTheCanaryRollBack) {
   std::thread producer([&] {
     while (!done) produce(sim, 400, 4000);
   });
-  const bool back = test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s);
+  const bool back =
+      test::wait_for([&] { return std::string(state()["state"].GetString()) == "idle"; }, 30s);
   done = true;
   producer.join();
   ASSERT_TRUE(back) << *rollout_->state_json();
   EXPECT_EQ(state()["active"].GetUint64(), v1);
-  EXPECT_NE(std::string(state()["last_breach"].GetString()).find("latency: p99 batch duration"), std::string::npos)
+  EXPECT_NE(std::string(state()["last_breach"].GetString()).find("latency: p99 batch duration"),
+            std::string::npos)
       << *rollout_->state_json();
   ASSERT_TRUE(consumed_all());
 }
@@ -362,7 +388,9 @@ TEST_F(RolloutTest, APinnedPolicyNeverSwitchesByItself) {
   const uint64_t flood = submit("flood");
   ASSERT_TRUE(rollout_->start_rollout(flood, "operator", "").is_ok());
   produce(sim, 4000);
-  ASSERT_TRUE(test::wait_for([&] { return std::string(state()["state"].GetString()) == "paused"; }, 30s)) << *rollout_->state_json();
+  ASSERT_TRUE(
+      test::wait_for([&] { return std::string(state()["state"].GetString()) == "paused"; }, 30s))
+      << *rollout_->state_json();
   EXPECT_EQ(pipeline_->bundle(0)->version, flood);
   EXPECT_NE(std::string(state()["last_breach"].GetString()).find("alert flood"), std::string::npos);
   ASSERT_TRUE(rollout_->rollback("operator", "flood on the canary").is_ok());
@@ -384,7 +412,8 @@ TEST_F(RolloutTest, AStagedRolloutPromotesThroughItsStages) {
   produce(sim, 500);
   ASSERT_TRUE(consumed_all());
   const uint64_t good = submit("good");
-  ASSERT_TRUE(test::wait_for([&] { return state()["active"].GetUint64() == good; }, 20s)) << *rollout_->state_json();
+  ASSERT_TRUE(test::wait_for([&] { return state()["active"].GetUint64() == good; }, 20s))
+      << *rollout_->state_json();
   EXPECT_EQ(pipeline_->bundle(0)->version, good);
   ASSERT_TRUE(test::wait_for([&] { return pipeline_->bundle(1)->version == good; }, 5s));
   const std::string log = audit();
@@ -424,13 +453,20 @@ TEST_F(RolloutTest, ADryRunComparesABundleWithTheActiveOneOverStoredEvents) {
     EventParser parser;
     Event ev;
     std::vector<uint32_t> hits;
-    ASSERT_TRUE(store_->scan_events(INT64_MIN, INT64_MAX, [&](const store::StoredEvent& e) {
-      if (parser.parse(e.payload, rs->fields(), ev) != ParseError::kNone) return true;
-      hits.clear();
-      EXPECT_TRUE(m->match(ev, hits).is_ok());
-      for (uint32_t h : hits) (candidate ? want[rs->rules()[h].id].second : want[rs->rules()[h].id].first)++;
-      return true;
-    }).is_ok());
+    ASSERT_TRUE(store_
+                    ->scan_events(INT64_MIN, INT64_MAX,
+                                  [&](const store::StoredEvent& e) {
+                                    if (parser.parse(e.payload, rs->fields(), ev) !=
+                                        ParseError::kNone)
+                                      return true;
+                                    hits.clear();
+                                    EXPECT_TRUE(m->match(ev, hits).is_ok());
+                                    for (uint32_t h : hits)
+                                      (candidate ? want[rs->rules()[h].id].second
+                                                 : want[rs->rules()[h].id].first)++;
+                                    return true;
+                                  })
+                    .is_ok());
   };
   count(VIGIL_SOURCE_DIR "/rules/sigma", false);
   count(kBundles + "good", true);
@@ -481,7 +517,8 @@ TEST_F(RolloutTest, ACrashDuringARolloutComesBackRolledBack) {
   auto st = state();
   EXPECT_STREQ(st["state"].GetString(), "idle");
   EXPECT_EQ(st["active"].GetUint64(), v1);
-  EXPECT_NE(rollout_->boot_notice().find("ended abnormally during its rollout"), std::string::npos) << rollout_->boot_notice();
+  EXPECT_NE(rollout_->boot_notice().find("ended abnormally during its rollout"), std::string::npos)
+      << rollout_->boot_notice();
   EXPECT_NE(rollout_->bundle_json(good)->find(R"("status":"rolled_back")"), std::string::npos);
   // A clean restart after that is quiet.
   rollout_->mark_clean_stop();
@@ -514,7 +551,8 @@ TEST_F(RolloutTest, ACrashLoopAfterActivationBootsOnTheLastKnownGood) {
   rollout_ = open_rollout();
   ASSERT_TRUE(rollout_);
   EXPECT_EQ(rollout_->active()->version, v1);
-  EXPECT_NE(rollout_->boot_notice().find("quarantined"), std::string::npos) << rollout_->boot_notice();
+  EXPECT_NE(rollout_->boot_notice().find("quarantined"), std::string::npos)
+      << rollout_->boot_notice();
   EXPECT_NE(rollout_->bundle_json(good)->find(R"("status":"quarantined")"), std::string::npos);
   EXPECT_FALSE(rollout_->start_rollout(good, "operator", "").is_ok());
   EXPECT_NE(audit().find(R"("action":"quarantined")"), std::string::npos);

@@ -76,7 +76,9 @@ TEST_F(BundleTest, TheTwentyFirstFieldIsRefusedByName) {
 TEST_F(BundleTest, ANewerFormatOrAnUnknownParameterIsRefused) {
   const BundleReport r = validate("newer_format");
   EXPECT_FALSE(r.ok());
-  EXPECT_TRUE(any_contains(r.errors, "bundle format version 2 is newer than this engine understands (1)")) << r.to_json();
+  EXPECT_TRUE(
+      any_contains(r.errors, "bundle format version 2 is newer than this engine understands (1)"))
+      << r.to_json();
   EXPECT_TRUE(any_contains(r.errors, "unknown parameter 'template_fields'")) << r.to_json();
 }
 
@@ -103,8 +105,10 @@ TEST_F(BundleTest, ManifestIsStrict) {
   const std::vector<Case> cases = {
       {"format_version: 1\nfieldz: [Image]\n", "unknown manifest key 'fieldz'"},
       {"format_version: one\n", "format_version must be a positive integer"},
-      {"fields: [Image, CommandLine, OriginalFileName]\nfield_count: 21\n", "'field_count' is 21 but 3 fields are declared"},
-      {"fields: [Image, OriginalFileName]\n", "uses field 'CommandLine' that the manifest does not declare"},
+      {"fields: [Image, CommandLine, OriginalFileName]\nfield_count: 21\n",
+       "'field_count' is 21 but 3 fields are declared"},
+      {"fields: [Image, OriginalFileName]\n",
+       "uses field 'CommandLine' that the manifest does not declare"},
       {"parameters: {min_engine_version: '9.0'}\n", "needs engine version 9.0"},
       {"mapping: mappings/none.yml\n", "mapping 'mappings/none.yml' is not in the bundle"},
       {"rules: [detections]\n", "rules path 'detections' names nothing"},
@@ -124,19 +128,24 @@ TEST_F(BundleTest, AFailingRuleTestRefusesTheBundle) {
   auto files = good_files();
   set_file(files, "tests/whoami_all.yml",
            "rule: 2b3a5f2c-7c1b-4b8e-9d0a-1f6e3c9b8a11\n"
-           "match:\n  - {Channel: Microsoft-Windows-Sysmon/Operational, EventID: 1, Image: 'C:\\x\\cmd.exe', CommandLine: 'whoami /all'}\n");
+           "match:\n  - {Channel: Microsoft-Windows-Sysmon/Operational, EventID: 1, Image: "
+           "'C:\\x\\cmd.exe', CommandLine: 'whoami /all'}\n");
   auto b = Bundle::from_files(files);
   ASSERT_TRUE(b);
   const BundleReport r = validate_bundle(*b, options_);
   EXPECT_FALSE(r.ok());
-  EXPECT_TRUE(any_contains(r.all_errors(), "does not match its 'match' test event 0")) << r.to_json();
+  EXPECT_TRUE(any_contains(r.all_errors(), "does not match its 'match' test event 0"))
+      << r.to_json();
 
   set_file(files, "tests/whoami_all.yml", "rule: no-such-rule\nmatch: []\n");
   b = Bundle::from_files(files);
-  EXPECT_TRUE(any_contains(validate_bundle(*b, options_).all_errors(), "tests rule 'no-such-rule' that is not in the bundle"));
-  set_file(files, "tests/whoami_all.yml", "rule: 2b3a5f2c-7c1b-4b8e-9d0a-1f6e3c9b8a11\nexpect: []\n");
+  EXPECT_TRUE(any_contains(validate_bundle(*b, options_).all_errors(),
+                           "tests rule 'no-such-rule' that is not in the bundle"));
+  set_file(files, "tests/whoami_all.yml",
+           "rule: 2b3a5f2c-7c1b-4b8e-9d0a-1f6e3c9b8a11\nexpect: []\n");
   b = Bundle::from_files(files);
-  EXPECT_TRUE(any_contains(validate_bundle(*b, options_).all_errors(), "unknown rule test key 'expect'"));
+  EXPECT_TRUE(
+      any_contains(validate_bundle(*b, options_).all_errors(), "unknown rule test key 'expect'"));
 }
 
 TEST_F(BundleTest, DuplicateRuleIdsAreRefused) {
@@ -148,7 +157,8 @@ TEST_F(BundleTest, DuplicateRuleIdsAreRefused) {
   files.push_back({"rules/whoami_copy.yml", copy});
   auto b = Bundle::from_files(files);
   ASSERT_TRUE(b);
-  EXPECT_TRUE(any_contains(validate_bundle(*b, options_).all_errors(), "is used by another rule of the bundle"));
+  EXPECT_TRUE(any_contains(validate_bundle(*b, options_).all_errors(),
+                           "is used by another rule of the bundle"));
 }
 
 TEST_F(BundleTest, UnknownDescriptiveMetadataIsAWarningNotAnError) {
@@ -160,7 +170,8 @@ TEST_F(BundleTest, UnknownDescriptiveMetadataIsAWarningNotAnError) {
   const BundleReport r = validate_bundle(*b, options_);
   EXPECT_TRUE(r.ok()) << r.to_json();
   bool warned = false;
-  for (const auto& rule : r.rules) warned |= any_contains(rule.warnings, "unknown top-level key 'x_review_board'");
+  for (const auto& rule : r.rules)
+    warned |= any_contains(rule.warnings, "unknown top-level key 'x_review_board'");
   EXPECT_TRUE(warned);
 }
 
@@ -176,8 +187,9 @@ std::vector<std::string> long_command_lines(size_t n) {
       for (size_t k = 0; k < len; ++k) cl += alphabet[rng() % alphabet.size()];
       cl += ' ';
     }
-    out.push_back(R"({"Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"Image":"C:\\p\\powershell.exe","CommandLine":")" +
-                  cl + "\"}");
+    out.push_back(
+        R"({"Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"Image":"C:\\p\\powershell.exe","CommandLine":")" +
+        cl + "\"}");
   }
   return out;
 }
@@ -194,7 +206,8 @@ TEST_F(BundleTest, ARuleOverTheCostBudgetIsRefused) {
   const BundleReport good = validate("good");
   EXPECT_TRUE(good.ok()) << good.to_json();
   for (const auto& r : good.rules) {
-    EXPECT_LT(r.cost_ns_per_event * 3, slow.rules[0].cost_ns_per_event) << "the slow rule is not slow here";
+    EXPECT_LT(r.cost_ns_per_event * 3, slow.rules[0].cost_ns_per_event)
+        << "the slow rule is not slow here";
   }
   // A manifest may lower the budget, never raise it.
   auto files = good_files();
@@ -246,7 +259,8 @@ TEST_F(BundleTest, HostileArchivesAreRefusedWithAReason) {
 TEST_F(BundleTest, FuzzFindingsStayFixed) {
   // libarchive reports an error without a message for this damaged pax header: refused,
   // not a null dereference.
-  std::ifstream in(VIGIL_SOURCE_DIR "/tests/data/fuzz/bundle_archive_null_error.tar", std::ios::binary);
+  std::ifstream in(VIGIL_SOURCE_DIR "/tests/data/fuzz/bundle_archive_null_error.tar",
+                   std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(bytes.empty());
   auto b = Bundle::from_archive(bytes);
@@ -254,9 +268,13 @@ TEST_F(BundleTest, FuzzFindingsStayFixed) {
 }
 
 TEST_F(BundleTest, YamlTestEventsBecomeTypedJson) {
-  auto j = yaml_event_to_json("{EventID: 1, Image: 'C:\\x.exe', Quoted: '1', Flag: true, None: null, Ratio: 1.5, List: [a, 2]}");
+  auto j = yaml_event_to_json(
+      "{EventID: 1, Image: 'C:\\x.exe', Quoted: '1', Flag: true, None: null, Ratio: 1.5, List: [a, "
+      "2]}");
   ASSERT_TRUE(j);
-  EXPECT_EQ(*j, R"({"EventID":1,"Image":"C:\\x.exe","Quoted":"1","Flag":true,"None":null,"Ratio":1.5,"List":["a",2]})");
+  EXPECT_EQ(
+      *j,
+      R"({"EventID":1,"Image":"C:\\x.exe","Quoted":"1","Flag":true,"None":null,"Ratio":1.5,"List":["a",2]})");
   EXPECT_FALSE(yaml_event_to_json("{unclosed"));
 }
 

@@ -32,7 +32,8 @@ class ContentService {
   virtual Expected<std::string> bundle_archive(uint64_t version) const = 0;
   // Validates and stores an archive (tar, tar.gz, zip). `actor` names who for the audit log.
   virtual Expected<SubmittedBundle> submit(std::string_view archive, const std::string& actor) = 0;
-  virtual Expected<std::string> dry_run(uint64_t version, TimeMs since, TimeMs until, size_t max_events) const = 0;
+  virtual Expected<std::string> dry_run(uint64_t version, TimeMs since, TimeMs until,
+                                        size_t max_events) const = 0;
   virtual Expected<std::string> rollout_state() const = 0;
   virtual Expected<std::string> audit(size_t limit) const = 0;
   // action: start (with version), promote, pause, resume, rollback.

@@ -57,10 +57,10 @@ struct RolloutOptions {
   std::vector<int> stages_percent{50, 100};
   int64_t stage_ms = 60000;  // how long each stage is held and watched
   // Gates.
-  uint64_t max_match_errors = 0;       // matching errors allowed on the new bundle per stage
-  double max_batch_p99_ms = 2000;      // p99 of the batch duration on the new bundle
+  uint64_t max_match_errors = 0;   // matching errors allowed on the new bundle per stage
+  double max_batch_p99_ms = 2000;  // p99 of the batch duration on the new bundle
   uint64_t min_batches_for_latency = 20;
-  double max_alert_ratio = 10;         // alerts per event, new bundle over previous
+  double max_alert_ratio = 10;             // alerts per event, new bundle over previous
   double min_baseline_alert_rate = 0.001;  // floor of the previous rate (a quiet bundle)
   uint64_t min_events_for_flood = 200;
   uint64_t min_alerts_for_flood = 50;
@@ -79,10 +79,10 @@ struct RolloutOptions {
 // The outcome of a bundle submission.
 struct SubmitResult {
   uint64_t version = 0;
-  bool stored = false;    // false: the same content was stored before as `version`
+  bool stored = false;  // false: the same content was stored before as `version`
   bool valid = false;
   bool rollout_started = false;
-  std::string json;       // {"version":..,"stored":..,"valid":..,"rollout_started":..,"report":{..}}
+  std::string json;  // {"version":..,"stored":..,"valid":..,"rollout_started":..,"report":{..}}
 };
 
 class Rollout {
@@ -92,8 +92,9 @@ class Rollout {
   // bundle given by configuration (--rules, --mapping): the first active bundle of an empty
   // store, and, when its content changes later, submitted like any other bundle (by
   // `actor` "config"). Records this boot as running (see mark_clean_stop).
-  static Expected<std::unique_ptr<Rollout>> open(store::Store& store, MetricsRegistry& metrics, const Clock& clock,
-                                                 const RolloutOptions& options, const match::Bundle& seed);
+  static Expected<std::unique_ptr<Rollout>> open(store::Store& store, MetricsRegistry& metrics,
+                                                 const Clock& clock, const RolloutOptions& options,
+                                                 const match::Bundle& seed);
   ~Rollout();
 
   // The bundle each shard starts with (the active one; the target on the canary shards of
@@ -119,7 +120,8 @@ class Rollout {
   Expected<std::string> audit_json(size_t limit) const;
   // Runs a stored bundle and the active one over the stored events of [since, until), at most
   // max_events, and reports per-rule counts and the detections gained and lost.
-  Expected<std::string> dry_run(uint64_t version, TimeMs since, TimeMs until, size_t max_events) const;
+  Expected<std::string> dry_run(uint64_t version, TimeMs since, TimeMs until,
+                                size_t max_events) const;
   // The archive (tar) of a stored bundle.
   Expected<std::string> bundle_archive(uint64_t version) const;
 
@@ -137,20 +139,22 @@ class Rollout {
 
  private:
   struct State;
-  Rollout(store::Store& store, MetricsRegistry& metrics, const Clock& clock, const RolloutOptions& options);
+  Rollout(store::Store& store, MetricsRegistry& metrics, const Clock& clock,
+          const RolloutOptions& options);
   Status boot(const match::Bundle& seed);
   Expected<std::shared_ptr<const match::CompiledBundle>> load_compiled(uint64_t version) const;
-  Expected<SubmitResult> submit_impl(const match::Bundle& bundle, const std::string& actor, bool lenient);
+  Expected<SubmitResult> submit_impl(const match::Bundle& bundle, const std::string& actor,
+                                     bool lenient);
   // Validates without the lock, then takes `lock` (if not held) to store.
-  Expected<SubmitResult> submit_locked(const match::Bundle& bundle, const std::string& actor, bool lenient,
-                                       std::unique_lock<std::mutex>& lock);
+  Expected<SubmitResult> submit_locked(const match::Bundle& bundle, const std::string& actor,
+                                       bool lenient, std::unique_lock<std::mutex>& lock);
   Status start_locked(uint64_t version, const std::string& actor, const std::string& reason);
   Status enter_stage_locked(size_t stage);
   void complete_locked(const std::string& actor);
   Status rollback_locked(const std::string& actor, const std::string& reason, bool quarantine);
   Status persist_state_locked();
-  Status audit_locked(const std::string& actor, const std::string& action, uint64_t version, uint64_t from,
-                      const std::string& reason);
+  Status audit_locked(const std::string& actor, const std::string& action, uint64_t version,
+                      uint64_t from, const std::string& reason);
   std::optional<std::string> breached_gate_locked();
   std::vector<int> stage_shards(int shards) const;  // shards running the new bundle, per stage
   void apply_shards_locked();

@@ -83,7 +83,8 @@ class Bundle {
   static Expected<Bundle> load(const std::string& path, const BundleLimits& limits = {});
   // An archive in memory (tar, tar.gz, zip, ...), e.g. the body of POST /api/v1/bundles.
   static Expected<Bundle> from_archive(std::string_view bytes, const BundleLimits& limits = {});
-  static Expected<Bundle> from_files(std::vector<BundleFile> files, const BundleLimits& limits = {});
+  static Expected<Bundle> from_files(std::vector<BundleFile> files,
+                                     const BundleLimits& limits = {});
 
   // The bundle as an uncompressed tar (what the store keeps and what the CLI uploads).
   std::string to_tar() const;
@@ -141,7 +142,7 @@ struct BundleReport {
   std::string hash;
   BundleManifest manifest;
   std::string mapping_name;
-  std::vector<std::string> errors;    // of the bundle as a whole (manifest, mapping, layout)
+  std::vector<std::string> errors;  // of the bundle as a whole (manifest, mapping, layout)
   std::vector<std::string> warnings;
   std::vector<RuleValidation> rules;  // in file order
   size_t rules_ok = 0;
@@ -160,7 +161,7 @@ struct CompiledBundle {
   std::string hash;
   std::string name;
   std::shared_ptr<const RuleSet> rules;
-  std::shared_ptr<RuleStats> stats;  // matches per rule of this bundle
+  std::shared_ptr<RuleStats> stats;       // matches per rule of this bundle
   std::map<std::string, double> cost_ns;  // rule id -> scan cost measured at validation
 };
 
@@ -174,7 +175,8 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
 // back from the store). Fails if any rule does not compile.
 // `lenient`: rules that do not compile are left out (the configured rules of a deployment,
 // validated leniently) instead of failing the bundle.
-Expected<std::shared_ptr<const RuleSet>> compile_bundle(const Bundle& bundle, const FieldMapping& default_mapping,
+Expected<std::shared_ptr<const RuleSet>> compile_bundle(const Bundle& bundle,
+                                                        const FieldMapping& default_mapping,
                                                         bool lenient = false);
 
 // Converts a YAML document (a map, or a string holding JSON) to a JSON text: plain scalars

@@ -24,7 +24,9 @@ class RuleStats {
   void add_correlation_alert(uint32_t correlation, uint64_t n = 1) {
     if (correlation < correlations_) fired_[correlation].fetch_add(n, std::memory_order_relaxed);
   }
-  uint64_t matches(uint32_t rule) const { return rule < rules_ ? matches_[rule].load(std::memory_order_relaxed) : 0; }
+  uint64_t matches(uint32_t rule) const {
+    return rule < rules_ ? matches_[rule].load(std::memory_order_relaxed) : 0;
+  }
   uint64_t correlation_alerts(uint32_t correlation) const {
     return correlation < correlations_ ? fired_[correlation].load(std::memory_order_relaxed) : 0;
   }
