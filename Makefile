@@ -50,6 +50,7 @@ bench: deps
 	./build/release/bench/vigil_match_bench
 	./build/release/bench/vigil_pipeline_bench
 	./build/release/bench/vigil_store_bench
+	bash bench/api_bench.sh
 
 format:
 	find core match store ingest api app tests bench -name '*.h' -o -name '*.cc' | xargs clang-format -i

@@ -111,7 +111,7 @@ Status load_config_file(const std::string& path, Config& c) {
       }
     }
     if (const auto r = doc["rollout"]) {
-      if (auto s = check_keys(r, {"policy", "stages", "stage_duration", "max_match_errors", "max_batch_p99_ms",
+      if (auto s = check_keys(r, {"policy", "stages", "stage_duration", "min_stage_events", "max_match_errors", "max_batch_p99_ms",
                                   "max_alert_ratio", "crash_limit", "crash_window", "good_after", "max_rule_cost_ns"},
                               path + " rollout");
           !s) {
@@ -133,6 +133,7 @@ Status load_config_file(const std::string& path, Config& c) {
       if (auto s = duration("crash_window", c.rollout_crash_window_ms); !s) return s;
       if (auto s = duration("good_after", c.rollout_good_after_ms); !s) return s;
       if (r["max_match_errors"]) c.rollout_max_match_errors = r["max_match_errors"].as<uint64_t>();
+      if (r["min_stage_events"]) c.rollout_min_stage_events = r["min_stage_events"].as<uint64_t>();
       if (r["max_batch_p99_ms"]) c.rollout_max_batch_p99_ms = r["max_batch_p99_ms"].as<double>();
       if (r["max_alert_ratio"]) c.rollout_max_alert_ratio = r["max_alert_ratio"].as<double>();
       if (r["crash_limit"]) c.rollout_crash_limit = r["crash_limit"].as<int>();

@@ -37,6 +37,7 @@
 //     policy: staged                 # staged, immediate or pinned (the API may change it)
 //     stages: [50, 100]              # after the one-shard canary, percent of the shards
 //     stage_duration: 60s            # each stage held and watched this long
+//     min_stage_events: 0            # and promoted only once its new-bundle shards saw this many events
 //     max_match_errors: 0            # gates: matching errors allowed per stage,
 //     max_batch_p99_ms: 2000         #   p99 batch duration,
 //     max_alert_ratio: 10            #   alerts per event against the previous bundle
@@ -92,6 +93,7 @@ struct Config {
   std::string rollout_policy = "staged";
   std::vector<int> rollout_stages{50, 100};
   int64_t rollout_stage_ms = 60000;
+  uint64_t rollout_min_stage_events = 0;
   uint64_t rollout_max_match_errors = 0;
   double rollout_max_batch_p99_ms = 2000;
   double rollout_max_alert_ratio = 10;

@@ -293,6 +293,7 @@ int main(int argc, char** argv) {
   ro.policy = *policy;
   ro.stages_percent = config.rollout_stages;
   ro.stage_ms = config.rollout_stage_ms;
+  ro.min_stage_events = config.rollout_min_stage_events;
   ro.max_match_errors = config.rollout_max_match_errors;
   ro.max_batch_p99_ms = config.rollout_max_batch_p99_ms;
   ro.max_alert_ratio = config.rollout_max_alert_ratio;

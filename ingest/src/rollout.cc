@@ -908,7 +908,8 @@ void Rollout::tick() {
     return;
   }
   if (st.phase == Phase::kRolling && st.policy != RolloutPolicy::kPinned &&
-      now - st.stage_started >= options_.stage_ms) {
+      now - st.stage_started >= options_.stage_ms &&
+      stage_events_locked() >= options_.min_stage_events) {
     const auto shards = stage_shards(static_cast<int>(st.shard_versions.size()));
     if (st.stage + 1 >= shards.size()) {
       complete_locked("vigil");
@@ -920,6 +921,18 @@ void Rollout::tick() {
       (void)enter_stage_locked(st.stage + 1);
     }
   }
+}
+
+uint64_t Rollout::stage_events_locked() const {
+  const State& st = *state_;
+  uint64_t events = 0;
+  for (size_t i = 0; i < st.shard_versions.size() && i < st.stage_start.size(); ++i) {
+    if (st.shard_versions[i] != st.target) continue;
+    events +=
+        metrics_.counter_value("vigil_events_consumed_total", {{"shard", std::to_string(i)}}) -
+        st.stage_start[i].events;
+  }
+  return events;
 }
 
 void Rollout::complete_locked(const std::string& actor) {

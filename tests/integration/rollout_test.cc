@@ -429,6 +429,32 @@ TEST_F(RolloutTest, AStagedRolloutPromotesThroughItsStages) {
   EXPECT_FALSE(rollout_->start_rollout(refused, "operator", "").is_ok());
 }
 
+TEST_F(RolloutTest, AStageWaitsForItsMinimumEventsBeforePromoting) {
+  options_.policy = RolloutPolicy::kStaged;
+  options_.stage_ms = 200;
+  options_.min_stage_events = 500;
+  start();
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({40, 0.01, 13}, clock);
+  produce(sim, 200);
+  ASSERT_TRUE(consumed_all());
+  const uint64_t good = submit("good");
+  std::this_thread::sleep_for(800ms);  // four windows, no traffic: the canary proved nothing
+  auto st = state();
+  EXPECT_STREQ(st["state"].GetString(), "rolling");
+  EXPECT_EQ(st["stage"]["index"].GetUint64(), 0u);
+  // Traffic: each stage promotes once its new-bundle shards have seen enough events.
+  std::atomic<bool> done{false};
+  std::thread producer([&] {
+    while (!done) produce(sim, 400, 4000);
+  });
+  const bool completed = test::wait_for([&] { return state()["active"].GetUint64() == good; }, 30s);
+  done = true;
+  producer.join();
+  EXPECT_TRUE(completed) << *rollout_->state_json();
+  ASSERT_TRUE(consumed_all());
+}
+
 TEST_F(RolloutTest, ADryRunComparesABundleWithTheActiveOneOverStoredEvents) {
   options_.policy = RolloutPolicy::kPinned;
   start();

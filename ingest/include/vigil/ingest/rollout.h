@@ -56,6 +56,9 @@ struct RolloutOptions {
   // Stages after the canary (one shard), as percentages of the shards; the last is 100.
   std::vector<int> stages_percent{50, 100};
   int64_t stage_ms = 60000;  // how long each stage is held and watched
+  // Events the shards running the new bundle must have processed in a stage before it
+  // promotes by itself (a canary that saw nothing proved nothing); 0: none needed.
+  uint64_t min_stage_events = 0;
   // Gates.
   uint64_t max_match_errors = 0;   // matching errors allowed on the new bundle per stage
   double max_batch_p99_ms = 2000;  // p99 of the batch duration on the new bundle
@@ -156,6 +159,7 @@ class Rollout {
   Status audit_locked(const std::string& actor, const std::string& action, uint64_t version,
                       uint64_t from, const std::string& reason);
   std::optional<std::string> breached_gate_locked();
+  uint64_t stage_events_locked() const;  // processed by the new bundle's shards this stage
   std::vector<int> stage_shards(int shards) const;  // shards running the new bundle, per stage
   void apply_shards_locked();
   std::vector<std::string> reference_events() const;
