@@ -14,7 +14,8 @@ DURATION=${DURATION:-15s}
 CONNS=${CONNS:-16}
 THREADS=${THREADS:-2}
 PORT=${PORT:-18099}
-DIR=${DIR:-$(mktemp -d /tmp/vigil-api-bench.XXXXXX)}
+# A scratch directory of our own (mktemp's template); a DIR given by the caller is kept.
+if [ -n "${DIR:-}" ]; then OWN_DIR=0; mkdir -p "$DIR"; else OWN_DIR=1; DIR=$(mktemp -d /tmp/vigil-api-bench.XXXXXX); fi
 TOKEN=api-bench-token-0123456789abcdef
 
 echo "api bench: $ALERTS alerts in $DIR/data, pipeline at $SIM_RATE events/s, wrk -t$THREADS -c$CONNS -d$DURATION"
@@ -23,7 +24,7 @@ echo "api bench: $ALERTS alerts in $DIR/data, pipeline at $SIM_RATE events/s, wr
 VIGIL_API_TOKENS="reader:$TOKEN" "$BUILD/app/vigild" --data-dir "$DIR/data" --listen "127.0.0.1:$PORT" \
   --simulator-rate "$SIM_RATE" --log-level warn > "$DIR/vigild.out" 2> "$DIR/vigild.err" &
 VIGILD=$!
-trap 'kill $VIGILD 2>/dev/null; wait $VIGILD 2>/dev/null; rm -rf "$DIR"' EXIT
+trap 'kill $VIGILD 2>/dev/null; wait $VIGILD 2>/dev/null; if [ "$OWN_DIR" = 1 ]; then rm -rf "$DIR"; fi' EXIT
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
   sleep 0.2

@@ -397,17 +397,6 @@ std::vector<int> Rollout::stage_shards(int n) const {
   return out;
 }
 
-std::shared_ptr<const match::CompiledBundle> Rollout::bundle_for_shard(int shard,
-                                                                       int shards) const {
-  std::lock_guard lock(mu_);
-  const State& st = *state_;
-  if (st.phase != Phase::kIdle && st.target) {
-    const auto stages = stage_shards(shards);
-    if (shard < stages[std::min(st.stage, stages.size() - 1)]) return st.compiled.at(st.target);
-  }
-  return st.compiled.at(st.active);
-}
-
 void Rollout::start(Pipeline& pipeline) {
   std::unique_lock lock(mu_);
   pipeline_ = &pipeline;

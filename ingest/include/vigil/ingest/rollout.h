@@ -100,9 +100,6 @@ class Rollout {
                                                  const match::Bundle& seed);
   ~Rollout();
 
-  // The bundle each shard starts with (the active one; the target on the canary shards of
-  // a rollout resumed after a clean restart).
-  std::shared_ptr<const match::CompiledBundle> bundle_for_shard(int shard, int shards) const;
   // Starts the controller over `pipeline` (which must outlive stop()).
   void start(Pipeline& pipeline);
   void stop();
