@@ -2,12 +2,16 @@
 
 #include <arpa/inet.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -20,10 +24,12 @@ std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, Compile
   for (const auto& p : paths) {
     std::error_code ec;
     if (fs::is_directory(p, ec)) {
-      for (auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+      for (auto it = fs::recursive_directory_iterator(
+               p, fs::directory_options::skip_permission_denied, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         const auto ext = it->path().extension();
-        if (it->is_regular_file(ec) && (ext == ".yml" || ext == ".yaml")) files.push_back(it->path().string());
+        if (it->is_regular_file(ec) && (ext == ".yml" || ext == ".yaml"))
+          files.push_back(it->path().string());
       }
       if (ec) report.rules.push_back({p, "", "", Status::io_error(p + ": " + ec.message()), {}});
     } else {
@@ -55,6 +61,15 @@ std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, Compile
 
 namespace {
 
+// PCRE2 options with the meaning of Hyperscan flags (bytes, not UTF-8, as Hyperscan scans).
+uint32_t pcre2_options(unsigned hs_flags) {
+  uint32_t o = 0;
+  if (hs_flags & HS_FLAG_CASELESS) o |= PCRE2_CASELESS;
+  if (hs_flags & HS_FLAG_DOTALL) o |= PCRE2_DOTALL;
+  if (hs_flags & HS_FLAG_MULTILINE) o |= PCRE2_MULTILINE;
+  return o;
+}
+
 unsigned hs_flags(const Predicate& p) {
   unsigned flags = HS_FLAG_SINGLEMATCH;
   if (p.caseless) flags |= HS_FLAG_CASELESS;
@@ -64,17 +79,67 @@ unsigned hs_flags(const Predicate& p) {
   return flags;
 }
 
-// Checks that Hyperscan accepts a pattern, without building a database.
-Status check_pattern(const Predicate& p) {
+// Checks that Hyperscan accepts a pattern, without building a database. True: only as a
+// prefilter (lookaround, backreferences), so every prefilter match is confirmed by PCRE2.
+Expected<bool> check_pattern(const Predicate& p) {
   hs_expr_info_t* info = nullptr;
   hs_compile_error_t* err = nullptr;
-  if (hs_expression_info(p.regex.c_str(), hs_flags(p), &info, &err) != HS_SUCCESS) {
-    std::string msg = err ? err->message : "unknown error";
-    hs_free_compile_error(err);
-    return Status::unsupported("field '" + p.field + "': pattern '" + p.regex + "' is not supported by Hyperscan (" + msg + ")");
+  if (hs_expression_info(p.regex.c_str(), hs_flags(p), &info, &err) == HS_SUCCESS) {
+    std::free(info);
+    return false;
   }
-  std::free(info);
-  return Status::ok();
+  std::string msg = err ? err->message : "unknown error";
+  hs_free_compile_error(err);
+  err = nullptr;
+  if (hs_expression_info(p.regex.c_str(), hs_flags(p) | HS_FLAG_PREFILTER, &info, &err) ==
+      HS_SUCCESS) {
+    std::free(info);
+    int code = 0;
+    PCRE2_SIZE offset = 0;
+    pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.regex.data()), p.regex.size(),
+                                   pcre2_options(hs_flags(p)), &code, &offset, nullptr);
+    if (re != nullptr) {
+      pcre2_code_free(re);
+      return true;
+    }
+    PCRE2_UCHAR buf[256];
+    pcre2_get_error_message(code, buf, sizeof buf);
+    msg += "; PCRE2: " + std::string(reinterpret_cast<const char*>(buf));
+  } else {
+    hs_free_compile_error(err);
+  }
+  return Status::unsupported("field '" + p.field + "': pattern '" + p.regex +
+                             "' is not supported (Hyperscan: " + msg + ")");
+}
+
+// The PCRE2 program that confirms a Hyperscan prefilter match of `regex`.
+Expected<pcre2_code*> compile_confirm(const std::string& regex, unsigned hs_flags) {
+  int code = 0;
+  PCRE2_SIZE offset = 0;
+  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(regex.data()), regex.size(),
+                                 pcre2_options(hs_flags), &code, &offset, nullptr);
+  if (re == nullptr) return Status::internal("PCRE2 compile of '" + regex + "' failed");
+  (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // the interpreter is the fallback
+  return re;
+}
+
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
+}
+
+// Orders a lowercased `a` against `b` as if `b` were lowercased too.
+bool ascii_iless(std::string_view a, std::string_view b) {
+  const size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto x = static_cast<unsigned char>(a[i]),
+               y = static_cast<unsigned char>(ascii_lower(b[i]));
+    if (x != y) return x < y;
+  }
+  return a.size() < b.size();
 }
 
 bool ascii_iequals(std::string_view a, std::string_view b) {
@@ -88,53 +153,206 @@ bool ascii_iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-struct PendingRule {
-  const SigmaRule* rule;
-  uint32_t group;
-  std::vector<uint32_t> pred_ids;  // local predicate index -> global id
-};
-
-}  // namespace
-
-namespace {
-
-std::vector<std::string> pending_rule_names(const std::vector<PendingRule>& pending) {
-  std::vector<std::string> names;
-  for (const auto& pr : pending) names.push_back(pr.rule->name);
-  return names;
-}
-
 }  // namespace
 
 RuleSet::~RuleSet() {
   for (auto& d : databases_) hs_free_database(d.db);
+  for (auto* c : confirms_) pcre2_code_free(c);
 }
 
+namespace {
+
+// A condition leaf's global predicate: a set of patterns on one field (their OR), or a
+// predicate evaluated without Hyperscan.
+struct PredDef {
+  bool pattern = true;
+  std::vector<uint32_t> patterns;  // sorted pattern ids
+  // Direct predicates:
+  uint32_t group = 0, slot = 0, ref_slot = 0;
+  Predicate::Kind kind = Predicate::Kind::kPattern;
+  std::string operand;
+};
+
+struct PatternDef {
+  uint32_t slot;
+  std::string regex;
+  unsigned flags;
+  auto operator<=>(const PatternDef&) const = default;
+};
+
+// Trigger set of a condition: predicates at least one of which is true whenever the
+// condition holds; nullopt when there is none (the condition can hold with every
+// predicate false, as `not filter` does). Under `and`, the cheapest child's set is enough.
+std::optional<std::vector<uint32_t>> trigger_set(const CondNode& n,
+                                                 const std::vector<double>& cost) {
+  switch (n.kind) {
+    case CondNode::Kind::kPred:
+      return std::vector<uint32_t>{n.index};
+    case CondNode::Kind::kConst:
+      return n.value ? std::nullopt : std::optional(std::vector<uint32_t>{});
+    case CondNode::Kind::kNot:
+      return std::nullopt;
+    case CondNode::Kind::kOr:
+    case CondNode::Kind::kAtLeast: {
+      if (n.kind == CondNode::Kind::kAtLeast && n.index == 0) return std::nullopt;
+      if (n.kind == CondNode::Kind::kAtLeast && n.index > n.children.size())
+        return std::vector<uint32_t>{};
+      std::vector<uint32_t> all;
+      for (const auto& c : n.children) {
+        auto t = trigger_set(c, cost);
+        if (!t) return std::nullopt;
+        all.insert(all.end(), t->begin(), t->end());
+      }
+      std::sort(all.begin(), all.end());
+      all.erase(std::unique(all.begin(), all.end()), all.end());
+      return all;
+    }
+    case CondNode::Kind::kAnd: {
+      std::optional<std::vector<uint32_t>> best;
+      double best_cost = 0;
+      for (const auto& c : n.children) {
+        auto t = trigger_set(c, cost);
+        if (!t) continue;
+        double sum = 0;
+        for (uint32_t p : *t) sum += cost[p];
+        if (!best || sum < best_cost) {
+          best = std::move(t);
+          best_cost = sum;
+        }
+      }
+      return best;
+    }
+  }
+  return std::nullopt;
+}
+
+// Flattens nested ORs and fuses the pattern leaves of an OR that test one field into one
+// predicate (a list of values is one bit, one program instruction, not one per value).
+void fuse_or_leaves(CondNode& n, std::vector<PredDef>& preds,
+                    std::map<std::vector<uint32_t>, uint32_t>& pattern_preds,
+                    const std::vector<PatternDef>& patterns) {
+  for (auto& c : n.children) fuse_or_leaves(c, preds, pattern_preds, patterns);
+  const bool any_of =
+      n.kind == CondNode::Kind::kOr || (n.kind == CondNode::Kind::kAtLeast && n.index == 1);
+  if (!any_of) return;
+  std::vector<CondNode> flat;
+  for (auto& c : n.children) {
+    if (c.kind == CondNode::Kind::kOr) {
+      for (auto& g : c.children) flat.push_back(std::move(g));
+    } else {
+      flat.push_back(std::move(c));
+    }
+  }
+  std::map<uint32_t, std::vector<uint32_t>> by_slot;  // field slot -> patterns
+  std::vector<CondNode> rest;
+  for (auto& c : flat) {
+    if (c.kind == CondNode::Kind::kPred && preds[c.index].pattern) {
+      const auto& ps = preds[c.index].patterns;
+      auto& into = by_slot[patterns[ps[0]].slot];
+      into.insert(into.end(), ps.begin(), ps.end());
+    } else {
+      rest.push_back(std::move(c));
+    }
+  }
+  for (auto& [slot, ps] : by_slot) {
+    std::sort(ps.begin(), ps.end());
+    ps.erase(std::unique(ps.begin(), ps.end()), ps.end());
+    auto [it, fresh] = pattern_preds.emplace(ps, static_cast<uint32_t>(preds.size()));
+    if (fresh) {
+      PredDef d;
+      d.patterns = ps;
+      preds.push_back(std::move(d));
+    }
+    CondNode leaf;
+    leaf.kind = CondNode::Kind::kPred;
+    leaf.index = it->second;
+    rest.push_back(std::move(leaf));
+  }
+  if (rest.size() == 1) {
+    CondNode only = std::move(rest[0]);
+    n = std::move(only);
+    return;
+  }
+  n.kind = CondNode::Kind::kOr;
+  n.index = 0;
+  n.children = std::move(rest);
+}
+
+CondNode remap_leaves(const CondNode& n, const std::vector<uint32_t>& ids) {
+  CondNode out;
+  out.kind = n.kind;
+  out.index = n.kind == CondNode::Kind::kPred ? ids[n.index] : n.index;
+  out.value = n.value;
+  for (const auto& c : n.children) out.children.push_back(remap_leaves(c, ids));
+  return out;
+}
+
+}  // namespace
+
 Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<SigmaRule>& rules,
-                                                          const FieldMapping& mapping, CompileReport& report) {
+                                                          const FieldMapping& mapping,
+                                                          CompileReport& report) {
   std::shared_ptr<RuleSet> set(new RuleSet());
-  if (hs_valid_platform() != HS_SUCCESS) return Status::unsupported("Hyperscan needs a CPU with SSSE3");
+  if (hs_valid_platform() != HS_SUCCESS)
+    return Status::unsupported("Hyperscan needs a CPU with SSSE3");
 
   for (const auto& ls : mapping.logsources()) {
+    for (const auto& [path, values] : ls.where) {
+      const uint32_t slot = set->fields_.add(path);
+      auto it = std::find_if(set->where_fields_.begin(), set->where_fields_.end(),
+                             [&](const auto& w) { return w.slot == slot; });
+      if (it == set->where_fields_.end()) it = set->where_fields_.insert(it, WhereField{slot, {}});
+      for (const auto& v : values) it->values.push_back(ascii_lower(v));
+    }
+  }
+  for (auto& w : set->where_fields_) {
+    std::sort(w.values.begin(), w.values.end());
+    w.values.erase(std::unique(w.values.begin(), w.values.end()), w.values.end());
+  }
+  for (const auto& ls : mapping.logsources()) {
     LogsourceCheck check;
-    for (const auto& [path, values] : ls.where) check.where.emplace_back(set->fields_.add(path), values);
+    for (const auto& [path, values] : ls.where) {
+      const uint32_t slot = set->fields_.add(path);
+      const auto& wf = set->where_fields_;
+      const auto w =
+          std::find_if(wf.begin(), wf.end(), [&](const auto& x) { return x.slot == slot; }) -
+          wf.begin();
+      std::vector<int32_t> ids;
+      for (const auto& v : values) {
+        const auto& all = wf[static_cast<size_t>(w)].values;
+        ids.push_back(static_cast<int32_t>(
+            std::lower_bound(all.begin(), all.end(), ascii_lower(v)) - all.begin()));
+      }
+      check.where.emplace_back(static_cast<uint32_t>(w), std::move(ids));
+    }
     set->logsources_.push_back(std::move(check));
   }
-  if (!mapping.host_field().empty()) set->host_slot_ = static_cast<int32_t>(set->fields_.add(mapping.host_field()));
-  if (!mapping.time_field().empty()) set->time_slot_ = static_cast<int32_t>(set->fields_.add(mapping.time_field()));
+  if (!mapping.host_field().empty())
+    set->host_slot_ = static_cast<int32_t>(set->fields_.add(mapping.host_field()));
+  if (!mapping.time_field().empty())
+    set->time_slot_ = static_cast<int32_t>(set->fields_.add(mapping.time_field()));
 
-  // Pass 1: per rule, resolve logsource and fields and check its own patterns.
-  struct PredKey {
+  // Pass 1: per rule, resolve logsource and fields, check its own patterns, and turn its
+  // condition into a tree over global predicates.
+  struct DirectKey {
     uint32_t group, slot;
     Predicate::Kind kind;
-    std::string regex;  // kPattern: the regex; other kinds: the operand
-    unsigned flags;
-    uint32_t ref_slot;  // kFieldRef
-    auto operator<=>(const PredKey&) const = default;
+    std::string operand;
+    uint32_t ref_slot;
+    auto operator<=>(const DirectKey&) const = default;
   };
-  std::map<PredKey, uint32_t> pred_ids;
-  std::vector<PredKey> preds;
+  std::map<PatternDef, uint32_t> pattern_ids;
+  std::vector<PatternDef> patterns;
+  std::vector<bool> prefilter;  // per pattern: Hyperscan runs it as a prefilter
+  std::vector<PredDef> preds;
+  std::map<std::vector<uint32_t>, uint32_t> pattern_pred_ids;
+  std::map<DirectKey, uint32_t> direct_pred_ids;
   std::map<std::vector<uint32_t>, uint32_t> group_ids;
+  struct PendingRule {
+    const SigmaRule* rule;
+    uint32_t group;
+    CondNode condition;  // leaves are global predicate ids
+  };
   std::vector<PendingRule> pending;
   std::set<std::string> seen_ids;
 
@@ -156,16 +374,24 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     auto ls = mapping.logsources_for(rule.logsource);
     if (ls.empty()) {
-      fail(Status::unsupported(rule.source + ": logsource '" + rule.logsource.to_string() + "' has no entry in mapping '" +
-                               mapping.name() + "'"));
+      fail(Status::unsupported(rule.source + ": logsource '" + rule.logsource.to_string() +
+                               "' has no entry in mapping '" + mapping.name() + "'"));
       continue;
     }
     Status bad;
-    for (const auto& p : rule.predicates) {
-      if (p.kind == Predicate::Kind::kPattern && !(bad = check_pattern(p))) break;
+    std::vector<bool> needs_prefilter(rule.predicates.size(), false);
+    for (size_t i = 0; i < rule.predicates.size() && bad.is_ok(); ++i) {
+      const auto& p = rule.predicates[i];
+      if (p.kind != Predicate::Kind::kPattern) continue;
+      auto mode = check_pattern(p);
+      if (!mode) {
+        bad = Status(mode.status().code(), rule.source + ": " + mode.status().message());
+      } else {
+        needs_prefilter[i] = *mode;
+      }
     }
     if (!bad.is_ok()) {
-      fail(Status(bad.code(), rule.source + ": " + bad.message()));
+      fail(std::move(bad));
       continue;
     }
     auto [git, inserted] = group_ids.emplace(ls, static_cast<uint32_t>(set->groups_.size()));
@@ -173,78 +399,163 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       set->groups_.emplace_back();
       set->groups_.back().logsources = ls;
     }
-    PendingRule pr{&rule, git->second, {}};
-    for (const auto& p : rule.predicates) {
+    const uint32_t group = git->second;
+    std::vector<uint32_t> ids;  // local predicate index -> global predicate id
+    for (size_t i = 0; i < rule.predicates.size(); ++i) {
+      const auto& p = rule.predicates[i];
       const auto paths = mapping.json_paths(p.field);
       const uint32_t slot = set->fields_.add(paths[0]);
-      for (size_t i = 1; i < paths.size(); ++i) {
-        if (!set->fields_.add_alias(paths[i], slot)) {
-          bad = Status::invalid(rule.source + ": field '" + p.field + "' maps to '" + paths[i] +
+      for (size_t j = 1; j < paths.size(); ++j) {
+        if (!set->fields_.add_alias(paths[j], slot)) {
+          bad = Status::invalid(rule.source + ": field '" + p.field + "' maps to '" + paths[j] +
                                 "', which another field already uses");
         }
+      }
+      if (p.kind == Predicate::Kind::kPattern) {
+        const unsigned flags = hs_flags(p) | (needs_prefilter[i] ? HS_FLAG_PREFILTER : 0);
+        auto [pit, fresh_pattern] = pattern_ids.emplace(PatternDef{slot, p.regex, flags},
+                                                        static_cast<uint32_t>(patterns.size()));
+        if (fresh_pattern) {
+          patterns.push_back(pit->first);
+          prefilter.push_back(needs_prefilter[i]);
+        }
+        const std::vector<uint32_t> key{pit->second};
+        auto [it, fresh] = pattern_pred_ids.emplace(key, static_cast<uint32_t>(preds.size()));
+        if (fresh) {
+          PredDef d;
+          d.patterns = key;
+          preds.push_back(std::move(d));
+        }
+        ids.push_back(it->second);
+        continue;
       }
       uint32_t ref_slot = 0;
       if (p.kind == Predicate::Kind::kFieldRef) {
         const auto ref_paths = mapping.json_paths(p.operand);
         ref_slot = set->fields_.add(ref_paths[0]);
-        for (size_t i = 1; i < ref_paths.size(); ++i) (void)set->fields_.add_alias(ref_paths[i], ref_slot);
+        for (size_t j = 1; j < ref_paths.size(); ++j)
+          (void)set->fields_.add_alias(ref_paths[j], ref_slot);
       }
-      const bool pattern = p.kind == Predicate::Kind::kPattern;
-      PredKey key{pr.group, slot, p.kind, pattern ? p.regex : p.operand, pattern ? hs_flags(p) : 0, ref_slot};
-      auto [it, fresh] = pred_ids.emplace(key, static_cast<uint32_t>(preds.size()));
-      if (fresh) preds.push_back(key);
-      pr.pred_ids.push_back(it->second);
+      auto [it, fresh] = direct_pred_ids.emplace(
+          DirectKey{group, slot, p.kind, p.operand, ref_slot}, static_cast<uint32_t>(preds.size()));
+      if (fresh) {
+        PredDef d;
+        d.pattern = false;
+        d.group = group;
+        d.slot = slot;
+        d.kind = p.kind;
+        d.operand = p.operand;
+        d.ref_slot = ref_slot;
+        preds.push_back(std::move(d));
+      }
+      ids.push_back(it->second);
     }
     if (!bad.is_ok()) {
       fail(std::move(bad));
       continue;
     }
-    pending.push_back(std::move(pr));
+    pending.push_back({&rule, group, remap_leaves(rule.condition, ids)});
     report.rules.push_back(diag);
   }
+  for (auto& pr : pending) fuse_or_leaves(pr.condition, preds, pattern_pred_ids, patterns);
   set->predicate_count_ = preds.size();
   set->rules_of_predicate_.resize(preds.size());
 
-  // Pass 2: one Hyperscan database per (group, field).
-  std::map<std::pair<uint32_t, uint32_t>, std::vector<uint32_t>> by_field;
+  // Pass 2: the patterns' predicates, one Hyperscan database per field, PCRE2 for prefilters.
+  std::vector<std::vector<uint32_t>> preds_of_pattern(patterns.size());
   for (uint32_t id = 0; id < preds.size(); ++id) {
-    const PredKey& k = preds[id];
-    if (k.kind == Predicate::Kind::kPattern) {
-      by_field[{k.group, k.slot}].push_back(id);
-    } else {
-      DirectPredicate dp{id, k.slot, k.kind};
-      dp.ref_slot = k.ref_slot;
-      if (k.kind == Predicate::Kind::kCidr) {
-        // The parser validated the network; keep the address and prefix length.
-        const size_t slash = k.regex.find('/');
-        const std::string addr = k.regex.substr(0, slash);
-        dp.v6 = addr.find(':') != std::string::npos;
-        inet_pton(dp.v6 ? AF_INET6 : AF_INET, addr.c_str(), dp.network);
-        dp.prefix_bits = slash == std::string::npos ? (dp.v6 ? 128 : 32) : std::stoi(k.regex.substr(slash + 1));
-      } else if (k.kind != Predicate::Kind::kFieldRef) {
-        std::from_chars(k.regex.data(), k.regex.data() + k.regex.size(), dp.number);
-      }
-      set->groups_[k.group].direct.push_back(dp);
+    const PredDef& d = preds[id];
+    if (d.pattern) {
+      for (uint32_t pat : d.patterns) preds_of_pattern[pat].push_back(id);
+      continue;
     }
+    DirectPredicate dp{id, d.slot, d.kind};
+    dp.ref_slot = d.ref_slot;
+    if (d.kind == Predicate::Kind::kCidr) {
+      // The parser validated the network; keep the address and prefix length.
+      const size_t slash = d.operand.find('/');
+      const std::string addr = d.operand.substr(0, slash);
+      dp.v6 = addr.find(':') != std::string::npos;
+      inet_pton(dp.v6 ? AF_INET6 : AF_INET, addr.c_str(), dp.network);
+      dp.prefix_bits =
+          slash == std::string::npos ? (dp.v6 ? 128 : 32) : std::stoi(d.operand.substr(slash + 1));
+    } else if (d.kind != Predicate::Kind::kFieldRef) {
+      std::from_chars(d.operand.data(), d.operand.data() + d.operand.size(), dp.number);
+    }
+    set->groups_[d.group].direct.push_back(dp);
   }
-  for (const auto& [gs, ids] : by_field) {
+  for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
+    Pattern p{static_cast<uint32_t>(set->pattern_preds_.size()), 0, -1};
+    set->pattern_preds_.insert(set->pattern_preds_.end(), preds_of_pattern[pat].begin(),
+                               preds_of_pattern[pat].end());
+    p.preds_end = static_cast<uint32_t>(set->pattern_preds_.size());
+    if (prefilter[pat]) {
+      auto code = compile_confirm(patterns[pat].regex, patterns[pat].flags);
+      if (!code) return code.status();
+      p.confirm = static_cast<int32_t>(set->confirms_.size());
+      set->confirms_.push_back(*code);
+    }
+    set->patterns_.push_back(p);
+  }
+  std::map<uint32_t, std::vector<uint32_t>> by_field;
+  for (uint32_t pat = 0; pat < patterns.size(); ++pat) by_field[patterns[pat].slot].push_back(pat);
+  std::map<uint32_t, std::set<uint32_t>> groups_of_slot;
+  for (const auto& pr : pending) {
+    auto collect = [&](auto&& self, const CondNode& n) -> void {
+      if (n.kind == CondNode::Kind::kPred && preds[n.index].pattern) {
+        groups_of_slot[patterns[preds[n.index].patterns[0]].slot].insert(pr.group);
+      }
+      for (const auto& c : n.children) self(self, c);
+    };
+    collect(collect, pr.condition);
+  }
+  for (const auto& [slot, ids] : by_field) {
     std::vector<const char*> exprs;
     std::vector<unsigned> flags;
     for (uint32_t id : ids) {
-      exprs.push_back(preds[id].regex.c_str());
-      flags.push_back(preds[id].flags);
+      exprs.push_back(patterns[id].regex.c_str());
+      flags.push_back(patterns[id].flags);
     }
     hs_database_t* db = nullptr;
     hs_compile_error_t* err = nullptr;
-    if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(ids.size()), HS_MODE_BLOCK,
-                         nullptr, &db, &err) != HS_SUCCESS) {
+    if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(ids.size()),
+                         HS_MODE_BLOCK, nullptr, &db, &err) != HS_SUCCESS) {
       // Every pattern passed hs_expression_info, so this is a resource failure of the set.
       std::string msg = err ? err->message : "unknown error";
       hs_free_compile_error(err);
-      return Status::internal("Hyperscan compile of field '" + set->fields_.path(gs.second) + "' failed: " + msg);
+      return Status::internal("Hyperscan compile of field '" + set->fields_.path(slot) +
+                              "' failed: " + msg);
     }
-    set->groups_[gs.first].databases.push_back(static_cast<uint32_t>(set->databases_.size()));
-    set->databases_.push_back({gs.first, gs.second, db});
+    const uint32_t index = static_cast<uint32_t>(set->databases_.size());
+    const auto& users = groups_of_slot[slot];
+    set->databases_.push_back({slot, db, std::vector<uint32_t>(users.begin(), users.end())});
+    for (uint32_t g : users) set->groups_[g].databases.push_back(index);
+  }
+
+  // Trigger sets: a rule is evaluated for an event only when one of its trigger predicates
+  // holds. The cost of a predicate estimates how often it holds: patterns shared by many
+  // rules (`\cmd.exe`) are common, field presence tests are nearly always true.
+  std::vector<double> pattern_users(patterns.size(), 0);
+  std::vector<double> cost(preds.size(), 0);
+  for (const auto& pr : pending) {
+    auto count = [&](auto&& self, const CondNode& n) -> void {
+      if (n.kind == CondNode::Kind::kPred && preds[n.index].pattern) {
+        for (uint32_t pat : preds[n.index].patterns) pattern_users[pat] += 1;
+      }
+      for (const auto& c : n.children) self(self, c);
+    };
+    count(count, pr.condition);
+  }
+  for (uint32_t id = 0; id < preds.size(); ++id) {
+    const PredDef& d = preds[id];
+    if (d.pattern) {
+      for (uint32_t pat : d.patterns) cost[id] += 1 + pattern_users[pat];
+    } else if (d.kind == Predicate::Kind::kExists || d.kind == Predicate::Kind::kMissing ||
+               d.kind == Predicate::Kind::kEmpty) {
+      cost[id] = 1e6;
+    } else {
+      cost[id] = 1e3;
+    }
   }
 
   // Condition programs.
@@ -254,14 +565,10 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     size_t depth = 0, max_depth = 0;
     auto emit = [&](auto&& self, const CondNode& n) -> void {
       switch (n.kind) {
-        case CondNode::Kind::kPred: {
-          const uint32_t id = pr.pred_ids[n.index];
-          set->program_.push_back({Op::kPred, id, 0});
-          auto& users = set->rules_of_predicate_[id];
-          if (users.empty() || users.back() != rule_index) users.push_back(rule_index);
+        case CondNode::Kind::kPred:
+          set->program_.push_back({Op::kPred, n.index, 0});
           ++depth;
           break;
-        }
         case CondNode::Kind::kConst:
           set->program_.push_back({n.value ? Op::kTrue : Op::kFalse, 0, 0});
           ++depth;
@@ -274,7 +581,9 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
         case CondNode::Kind::kOr:
         case CondNode::Kind::kAtLeast: {
           for (const auto& c : n.children) self(self, c);
-          const Op op = n.kind == CondNode::Kind::kAnd ? Op::kAnd : n.kind == CondNode::Kind::kOr ? Op::kOr : Op::kAtLeast;
+          const Op op = n.kind == CondNode::Kind::kAnd  ? Op::kAnd
+                        : n.kind == CondNode::Kind::kOr ? Op::kOr
+                                                        : Op::kAtLeast;
           set->program_.push_back({op, static_cast<uint32_t>(n.children.size()), n.index});
           depth -= n.children.size() - 1;
           break;
@@ -282,37 +591,38 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       }
       max_depth = std::max(max_depth, depth);
     };
-    emit(emit, pr.rule->condition);
+    emit(emit, pr.condition);
     cr.program_end = static_cast<uint32_t>(set->program_.size());
     set->max_stack_ = std::max(set->max_stack_, max_depth);
     set->compiled_.push_back(cr);
-    set->rules_.push_back({pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
+    set->rules_.push_back(
+        {pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
+    if (auto triggers = trigger_set(pr.condition, cost)) {
+      for (uint32_t p : *triggers) set->rules_of_predicate_[p].push_back(rule_index);
+    } else {
+      set->groups_[pr.group].always_evaluate.push_back(rule_index);
+    }
   }
-  set->compile_correlations(correlation_rules, pending_rule_names(pending), mapping, report);
+  std::vector<std::string> names;
+  for (const auto& pr : pending) names.push_back(pr.rule->name);
+  set->compile_correlations(correlation_rules, names, mapping, report);
   for (auto& users : set->rules_of_predicate_) {
     std::sort(users.begin(), users.end());
     users.erase(std::unique(users.begin(), users.end()), users.end());
-  }
-
-  // Rules whose condition holds with every predicate false (e.g. "not filter") must be
-  // evaluated for every event of their logsource; find them with an all-false evaluation.
-  auto probe = Matcher::create(set);
-  if (!probe) return probe.status();
-  for (uint32_t r = 0; r < set->compiled_.size(); ++r) {
-    if ((*probe)->evaluate(r)) set->groups_[set->compiled_[r].group].always_evaluate.push_back(r);
   }
   report.compiled += set->compiled_.size() + set->correlations_.size();
   return std::shared_ptr<const RuleSet>(std::move(set));
 }
 
 void RuleSet::compile_correlations(const std::vector<const SigmaRule*>& correlation_rules,
-                                   const std::vector<std::string>& names, const FieldMapping& mapping,
-                                   CompileReport& report) {
+                                   const std::vector<std::string>& names,
+                                   const FieldMapping& mapping, CompileReport& report) {
   correlations_of_rule_.assign(rules_.size(), {});
   // A base rule is found by its id or its name.
   auto find_base = [&](const std::string& ref) -> int64_t {
     for (size_t i = 0; i < rules_.size(); ++i) {
-      if (rules_[i].id == ref || (!names[i].empty() && names[i] == ref)) return static_cast<int64_t>(i);
+      if (rules_[i].id == ref || (!names[i].empty() && names[i] == ref))
+        return static_cast<int64_t>(i);
     }
     return -1;
   };
@@ -326,17 +636,20 @@ void RuleSet::compile_correlations(const std::vector<const SigmaRule*>& correlat
   for (const SigmaRule* rule : correlation_rules) {
     RuleDiagnostic diag{rule->source, rule->id, rule->title, Status::ok(), rule->warnings};
     const Correlation& spec = *rule->correlation;
-    CompiledCorrelation cc{{rule->id, rule->title, rule->level, rule->tags, rule->source, true}, spec, {}, {}, {}};
+    CompiledCorrelation cc{
+        {rule->id, rule->title, rule->level, rule->tags, rule->source, true}, spec, {}, {}, {}};
     Status bad;
     for (const auto& ref : spec.rules) {
       const int64_t base = find_base(ref);
       if (base < 0) {
-        const bool other = std::any_of(correlation_rules.begin(), correlation_rules.end(),
-                                       [&](const SigmaRule* c) { return c->id == ref || c->name == ref; });
-        bad = other ? Status::unsupported(rule->source + ": references correlation rule '" + ref +
-                                          "'; chained correlations are not supported")
-                    : Status::invalid(rule->source + ": references rule '" + ref +
-                                      "', which is not a compiled rule of this set (by id or name)");
+        const bool other =
+            std::any_of(correlation_rules.begin(), correlation_rules.end(),
+                        [&](const SigmaRule* c) { return c->id == ref || c->name == ref; });
+        bad = other
+                  ? Status::unsupported(rule->source + ": references correlation rule '" + ref +
+                                        "'; chained correlations are not supported")
+                  : Status::invalid(rule->source + ": references rule '" + ref +
+                                    "', which is not a compiled rule of this set (by id or name)");
         break;
       }
       cc.bases.push_back(static_cast<uint32_t>(base));
@@ -348,7 +661,8 @@ void RuleSet::compile_correlations(const std::vector<const SigmaRule*>& correlat
       }
       for (const auto& [ref, field] : per_rule) {
         if (std::find(spec.rules.begin(), spec.rules.end(), ref) == spec.rules.end()) {
-          bad = Status::invalid(rule->source + ": alias '" + alias + "' names rule '" + ref + "', which the correlation does not use");
+          bad = Status::invalid(rule->source + ": alias '" + alias + "' names rule '" + ref +
+                                "', which the correlation does not use");
         }
       }
     }
@@ -359,9 +673,11 @@ void RuleSet::compile_correlations(const std::vector<const SigmaRule*>& correlat
           std::string field = g;
           for (const auto& [alias, per_rule] : spec.aliases) {
             if (alias != g) continue;
-            auto it = std::find_if(per_rule.begin(), per_rule.end(), [&](const auto& pr) { return pr.first == spec.rules[b]; });
+            auto it = std::find_if(per_rule.begin(), per_rule.end(),
+                                   [&](const auto& pr) { return pr.first == spec.rules[b]; });
             if (it == per_rule.end()) {
-              bad = Status::invalid(rule->source + ": alias '" + alias + "' has no field for rule '" + spec.rules[b] + "'");
+              bad = Status::invalid(rule->source + ": alias '" + alias +
+                                    "' has no field for rule '" + spec.rules[b] + "'");
             } else {
               field = it->second;
             }
@@ -397,18 +713,30 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   std::unique_ptr<Matcher> m(new Matcher(std::move(rules)));
   const RuleSet& rs = *m->rules_;
   for (const auto& d : rs.databases_) {
-    if (hs_alloc_scratch(d.db, &m->scratch_) != HS_SUCCESS) return Status::internal("Hyperscan scratch allocation failed");
+    if (hs_alloc_scratch(d.db, &m->scratch_) != HS_SUCCESS)
+      return Status::internal("Hyperscan scratch allocation failed");
   }
+  if (!rs.confirms_.empty()) {
+    m->match_data_ = pcre2_match_data_create(1, nullptr);
+    if (m->match_data_ == nullptr) return Status::internal("PCRE2 match data allocation failed");
+  }
+  m->to_confirm_.reserve(rs.confirms_.size());
   m->bits_.assign(rs.predicate_count_, 0);
   m->touched_.reserve(rs.predicate_count_);
   m->active_logsource_.assign(rs.logsources_.size(), 0);
+  m->active_group_.assign(rs.groups_.size(), 0);
+  m->where_value_.assign(rs.where_fields_.size(), -1);
+  m->database_epoch_.assign(rs.databases_.size(), 0);
   m->rule_epoch_.assign(rs.compiled_.size(), 0);
   m->stack_.assign(rs.max_stack_ + 1, 0);
   m->candidates_.reserve(rs.compiled_.size());
   return m;
 }
 
-Matcher::~Matcher() { hs_free_scratch(scratch_); }
+Matcher::~Matcher() {
+  hs_free_scratch(scratch_);
+  pcre2_match_data_free(match_data_);
+}
 
 bool Matcher::evaluate(uint32_t rule) {
   const RuleSet& rs = *rules_;
@@ -418,17 +746,27 @@ bool Matcher::evaluate(uint32_t rule) {
   for (uint32_t pc = cr.program_begin; pc < cr.program_end; ++pc) {
     const auto& in = rs.program_[pc];
     switch (in.op) {
-      case RuleSet::Op::kPred: st[sp++] = bits_[in.arg]; break;
-      case RuleSet::Op::kTrue: st[sp++] = 1; break;
-      case RuleSet::Op::kFalse: st[sp++] = 0; break;
-      case RuleSet::Op::kNot: st[sp - 1] = !st[sp - 1]; break;
+      case RuleSet::Op::kPred:
+        st[sp++] = bits_[in.arg];
+        break;
+      case RuleSet::Op::kTrue:
+        st[sp++] = 1;
+        break;
+      case RuleSet::Op::kFalse:
+        st[sp++] = 0;
+        break;
+      case RuleSet::Op::kNot:
+        st[sp - 1] = !st[sp - 1];
+        break;
       case RuleSet::Op::kAnd:
       case RuleSet::Op::kOr:
       case RuleSet::Op::kAtLeast: {
         uint32_t count = 0;
         for (uint32_t i = 0; i < in.arg; ++i) count += st[sp - 1 - i];
         sp -= in.arg;
-        st[sp++] = in.op == RuleSet::Op::kAnd ? count == in.arg : in.op == RuleSet::Op::kOr ? count > 0 : count >= in.k;
+        st[sp++] = in.op == RuleSet::Op::kAnd  ? count == in.arg
+                   : in.op == RuleSet::Op::kOr ? count > 0
+                                               : count >= in.k;
         break;
       }
     }
@@ -439,9 +777,12 @@ bool Matcher::evaluate(uint32_t rule) {
 bool RuleSet::evaluate_direct(const DirectPredicate& dp, const Event& event) {
   const FieldValue& fv = event.field(dp.field_slot);
   switch (dp.kind) {
-    case Predicate::Kind::kExists: return fv.present();
-    case Predicate::Kind::kMissing: return !fv.present();
-    case Predicate::Kind::kEmpty: return fv.present() && fv.text.empty();
+    case Predicate::Kind::kExists:
+      return fv.present();
+    case Predicate::Kind::kMissing:
+      return !fv.present();
+    case Predicate::Kind::kEmpty:
+      return fv.present() && fv.text.empty();
     case Predicate::Kind::kFieldRef: {
       const FieldValue& ref = event.field(dp.ref_slot);
       return fv.present() && ref.present() && ascii_iequals(fv.text, ref.text);
@@ -469,34 +810,34 @@ bool RuleSet::evaluate_direct(const DirectPredicate& dp, const Event& event) {
       auto [end, ec] = std::from_chars(fv.text.data(), fv.text.data() + fv.text.size(), v);
       if (ec != std::errc() || end != fv.text.data() + fv.text.size()) return false;
       switch (dp.kind) {
-        case Predicate::Kind::kLess: return v < dp.number;
-        case Predicate::Kind::kLessEqual: return v <= dp.number;
-        case Predicate::Kind::kGreater: return v > dp.number;
-        default: return v >= dp.number;
+        case Predicate::Kind::kLess:
+          return v < dp.number;
+        case Predicate::Kind::kLessEqual:
+          return v <= dp.number;
+        case Predicate::Kind::kGreater:
+          return v > dp.number;
+        default:
+          return v >= dp.number;
       }
     }
-    case Predicate::Kind::kPattern: return false;
+    case Predicate::Kind::kPattern:
+      return false;
   }
   return false;
 }
 
-namespace {
-
-struct ScanContext {
-  uint8_t* bits;
-  std::vector<uint32_t>* touched;
-};
-
-int on_match(unsigned id, unsigned long long, unsigned long long, unsigned, void* ctx) {
-  auto* sc = static_cast<ScanContext*>(ctx);
-  if (!sc->bits[id]) {
-    sc->bits[id] = 1;
-    sc->touched->push_back(id);
+int Matcher::on_pattern_match(unsigned id, unsigned long long, unsigned long long, unsigned,
+                              void* ctx) {
+  auto* m = static_cast<Matcher*>(ctx);
+  const RuleSet& rs = *m->rules_;
+  const RuleSet::Pattern& p = rs.patterns_[id];
+  if (p.confirm >= 0) {
+    m->to_confirm_.push_back(id);
+    return 0;
   }
+  for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) m->set_bit(rs.pattern_preds_[i]);
   return 0;
 }
-
-}  // namespace
 
 Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   const RuleSet& rs = *rules_;
@@ -505,24 +846,29 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   candidates_.clear();
   if (++epoch_ == 0) {
     std::fill(rule_epoch_.begin(), rule_epoch_.end(), 0);
+    std::fill(database_epoch_.begin(), database_epoch_.end(), 0);
     epoch_ = 1;
   }
 
+  for (size_t w = 0; w < rs.where_fields_.size(); ++w) {
+    const FieldValue& fv = event.field(rs.where_fields_[w].slot);
+    const auto& values = rs.where_fields_[w].values;
+    int32_t id = -1;
+    if (fv.present()) {
+      auto it = std::lower_bound(
+          values.begin(), values.end(), fv.text,
+          [](const std::string& a, std::string_view b) { return ascii_iless(a, b); });
+      if (it != values.end() && ascii_iequals(*it, fv.text))
+        id = static_cast<int32_t>(it - values.begin());
+    }
+    where_value_[w] = id;
+  }
   any_logsource_ = false;
   for (size_t i = 0; i < rs.logsources_.size(); ++i) {
     bool active = true;
-    for (const auto& [slot, values] : rs.logsources_[i].where) {
-      const FieldValue& fv = event.field(slot);
-      bool any = false;
-      if (fv.present()) {
-        for (const auto& v : values) {
-          if (ascii_iequals(fv.text, v)) {
-            any = true;
-            break;
-          }
-        }
-      }
-      if (!any) {
+    for (const auto& [w, ids] : rs.logsources_[i].where) {
+      const int32_t v = where_value_[w];
+      if (v < 0 || std::find(ids.begin(), ids.end(), v) == ids.end()) {
         active = false;
         break;
       }
@@ -530,35 +876,53 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     active_logsource_[i] = active;
     any_logsource_ |= active;
   }
+  if (!any_logsource_) return Status::ok();
 
-  ScanContext sc{bits_.data(), &touched_};
   auto add_candidate = [&](uint32_t r) {
     if (rule_epoch_[r] != epoch_) {
       rule_epoch_[r] = epoch_;
       candidates_.push_back(r);
     }
   };
-  for (const auto& g : rs.groups_) {
+  for (size_t g = 0; g < rs.groups_.size(); ++g) {
+    const auto& group = rs.groups_[g];
     bool active = false;
-    for (uint32_t ls : g.logsources) active |= active_logsource_[ls] != 0;
+    for (uint32_t ls : group.logsources) active |= active_logsource_[ls] != 0;
+    active_group_[g] = active;
     if (!active) continue;
-    for (uint32_t d : g.databases) {
+    for (uint32_t d : group.databases) {
+      if (database_epoch_[d] == epoch_) continue;  // scanned for another active group
+      database_epoch_[d] = epoch_;
       const auto& db = rs.databases_[d];
       const FieldValue& fv = event.field(db.field_slot);
       if (!fv.present()) continue;
-      const hs_error_t err = hs_scan(db.db, fv.text.data(), static_cast<unsigned>(fv.text.size()), 0, scratch_, on_match, &sc);
-      if (err != HS_SUCCESS) return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
-    }
-    for (const auto& dp : g.direct) {
-      if (RuleSet::evaluate_direct(dp, event) && !bits_[dp.id]) {
-        bits_[dp.id] = 1;
-        touched_.push_back(dp.id);
+      const hs_error_t err = hs_scan(db.db, fv.text.data(), static_cast<unsigned>(fv.text.size()),
+                                     0, scratch_, on_pattern_match, this);
+      if (err != HS_SUCCESS)
+        return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
+      for (uint32_t id : to_confirm_) {
+        const RuleSet::Pattern& p = rs.patterns_[id];
+        const int rc = pcre2_match(rs.confirms_[static_cast<size_t>(p.confirm)],
+                                   reinterpret_cast<PCRE2_SPTR>(fv.text.data()), fv.text.size(), 0,
+                                   0, match_data_, nullptr);
+        if (rc >= 0) {
+          for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) set_bit(rs.pattern_preds_[i]);
+        } else if (rc != PCRE2_ERROR_NOMATCH) {
+          to_confirm_.clear();
+          return Status::internal("PCRE2 confirmation failed with error " + std::to_string(rc));
+        }
       }
+      to_confirm_.clear();
     }
-    for (uint32_t r : g.always_evaluate) add_candidate(r);
+    for (const auto& dp : group.direct) {
+      if (RuleSet::evaluate_direct(dp, event)) set_bit(dp.id);
+    }
+    for (uint32_t r : group.always_evaluate) add_candidate(r);
   }
   for (uint32_t id : touched_) {
-    for (uint32_t r : rs.rules_of_predicate_[id]) add_candidate(r);
+    for (uint32_t r : rs.rules_of_predicate_[id]) {
+      if (active_group_[rs.compiled_[r].group]) add_candidate(r);
+    }
   }
   const size_t first = out.size();
   for (uint32_t r : candidates_) {

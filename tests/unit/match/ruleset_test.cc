@@ -20,9 +20,11 @@ logsources:
 // Compiles one rule (detection block given) and matches events against it.
 class RuleMatch {
  public:
-  explicit RuleMatch(const std::string& detection, const std::string& category = "process_creation") {
-    const std::string yaml = "title: T\nid: r1\nlogsource:\n  product: windows\n  category: " + category +
-                             "\ndetection:\n" + detection;
+  explicit RuleMatch(const std::string& detection,
+                     const std::string& category = "process_creation") {
+    const std::string yaml =
+        "title: T\nid: r1\nlogsource:\n  product: windows\n  category: " + category +
+        "\ndetection:\n" + detection;
     auto rule = parse_sigma(yaml, "r.yml");
     if (!rule) {
       error_ = rule.status().to_string();
@@ -110,16 +112,19 @@ TEST(RuleSet, ListsAreOrAndAllMakesThemAnd) {
   RuleMatch any("  sel:\n    CommandLine|contains:\n      - aaa\n      - bbb\n  condition: sel\n");
   EXPECT_TRUE(any.matches(proc(R"("CommandLine":"xx bbb")")));
   EXPECT_FALSE(any.matches(proc(R"("CommandLine":"ccc")")));
-  RuleMatch all("  sel:\n    CommandLine|contains|all:\n      - aaa\n      - bbb\n  condition: sel\n");
+  RuleMatch all(
+      "  sel:\n    CommandLine|contains|all:\n      - aaa\n      - bbb\n  condition: sel\n");
   EXPECT_TRUE(all.matches(proc(R"("CommandLine":"bbb then aaa")")));
   EXPECT_FALSE(all.matches(proc(R"("CommandLine":"only aaa")")));
 }
 
 TEST(RuleSet, MapIsAndListOfMapsIsOr) {
-  RuleMatch map("  sel:\n    Image|endswith: x.exe\n    CommandLine|contains: y\n  condition: sel\n");
+  RuleMatch map(
+      "  sel:\n    Image|endswith: x.exe\n    CommandLine|contains: y\n  condition: sel\n");
   EXPECT_TRUE(map.matches(proc(R"("Image":"a\\x.exe","CommandLine":"yy")")));
   EXPECT_FALSE(map.matches(proc(R"("Image":"a\\x.exe","CommandLine":"zz")")));
-  RuleMatch list("  sel:\n    - Image|endswith: x.exe\n    - CommandLine|contains: y\n  condition: sel\n");
+  RuleMatch list(
+      "  sel:\n    - Image|endswith: x.exe\n    - CommandLine|contains: y\n  condition: sel\n");
   EXPECT_TRUE(list.matches(proc(R"("Image":"a\\x.exe","CommandLine":"zz")")));
   EXPECT_TRUE(list.matches(proc(R"("Image":"a","CommandLine":"y")")));
   EXPECT_FALSE(list.matches(proc(R"("Image":"a","CommandLine":"z")")));
@@ -127,7 +132,8 @@ TEST(RuleSet, MapIsAndListOfMapsIsOr) {
 
 TEST(RuleSet, ConditionGrammar) {
   const std::string searches =
-      "  selection_a:\n    A: '1'\n  selection_b:\n    B: '1'\n  filter_c:\n    C: '1'\n  _hidden:\n    D: '1'\n";
+      "  selection_a:\n    A: '1'\n  selection_b:\n    B: '1'\n  filter_c:\n    C: '1'\n  "
+      "_hidden:\n    D: '1'\n";
   struct Case {
     const char* condition;
     const char* event;
@@ -201,7 +207,9 @@ TEST(RuleSet, Windash) {
   EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell -enc AAA")")));
   EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell /enc AAA")")));
   // An en dash (U+2013), which cmd.exe and PowerShell accept in place of "-".
-  EXPECT_TRUE(m.matches(proc("\"CommandLine\":\"powershell \xe2\x80\x93" "enc AAA\"")));
+  EXPECT_TRUE(
+      m.matches(proc("\"CommandLine\":\"powershell \xe2\x80\x93"
+                     "enc AAA\"")));
   EXPECT_FALSE(m.matches(proc(R"("CommandLine":"powershell enc AAA")")));
 }
 
@@ -259,7 +267,8 @@ TEST(RuleSet, WideBase64OffsetMatchesEncodedPowerShell) {
     const std::string encoded = test_base64(utf16le(prefix + "IEX (New-Object Net.WebClient)"));
     EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell -enc )" + encoded + "\""))) << prefix;
   }
-  EXPECT_FALSE(m.matches(proc(R"("CommandLine":"powershell -enc )" + test_base64("IEX (New-Object)") + "\"")));
+  EXPECT_FALSE(m.matches(
+      proc(R"("CommandLine":"powershell -enc )" + test_base64("IEX (New-Object)") + "\"")));
   RuleMatch wide("  sel:\n    Data|wide|contains: 'ab'\n  condition: sel\n");
   EXPECT_TRUE(wide.matches(proc(R"("Data":"xa\u0000b\u0000y")")));
   EXPECT_FALSE(wide.matches(proc(R"("Data":"xaby")")));
@@ -273,7 +282,9 @@ TEST(RuleSet, FieldRef) {
 }
 
 TEST(RuleSet, Cidr) {
-  RuleMatch m("  sel:\n    DestinationIp|cidr:\n      - '10.0.0.0/8'\n      - '192.168.1.0/25'\n      - 'fe80::/10'\n  condition: sel\n");
+  RuleMatch m(
+      "  sel:\n    DestinationIp|cidr:\n      - '10.0.0.0/8'\n      - '192.168.1.0/25'\n      - "
+      "'fe80::/10'\n  condition: sel\n");
   EXPECT_TRUE(m.matches(proc(R"("DestinationIp":"10.200.3.4")")));
   EXPECT_TRUE(m.matches(proc(R"("DestinationIp":"192.168.1.127")")));
   EXPECT_FALSE(m.matches(proc(R"("DestinationIp":"192.168.1.128")")));
@@ -300,23 +311,45 @@ TEST(RuleSet, NumericComparisons) {
 }
 
 TEST(RuleSet, UnsupportedPatternIsReportedPerRule) {
-  RuleMatch m("  sel:\n    CommandLine|re: '(a)\\1'\n  condition: sel\n");
-  EXPECT_NE(m.error().find("not supported by Hyperscan"), std::string::npos) << m.error();
+  RuleMatch m("  sel:\n    CommandLine|re: 'a(b'\n  condition: sel\n");
+  EXPECT_NE(m.error().find("is not supported (Hyperscan: "), std::string::npos) << m.error();
+}
+
+// Backreferences and lookaround run as Hyperscan prefilters, each hit confirmed by PCRE2.
+TEST(RuleSet, PatternsHyperscanCannotRunExactlyAreConfirmedByPcre2) {
+  RuleMatch backref("  sel:\n    CommandLine|re: '(ab)\\1'\n  condition: sel\n");
+  EXPECT_TRUE(backref.matches(proc(R"("CommandLine":"xxababyy")")));
+  EXPECT_FALSE(backref.matches(proc(R"("CommandLine":"xxabacyy")")));
+  EXPECT_FALSE(backref.matches(proc(R"("CommandLine":"xxABABxx")")));  // re is cased unless |i
+  RuleMatch caseless("  sel:\n    CommandLine|re|i: '(ab)\\1'\n  condition: sel\n");
+  EXPECT_TRUE(caseless.matches(proc(R"("CommandLine":"xxABabxx")")));
+  RuleMatch lookahead("  sel:\n    CommandLine|re: 'powershell(?!\\.exe)'\n  condition: sel\n");
+  EXPECT_TRUE(lookahead.matches(proc(R"("CommandLine":"powershell -enc")")));
+  EXPECT_FALSE(lookahead.matches(proc(R"("CommandLine":"powershell.exe -enc")")));
+  RuleMatch lookbehind(
+      "  sel:\n    CommandLine|re: '(?<!\\\\)rundll32'\n  other:\n    Image|endswith: '.exe'\n"
+      "  condition: sel and other\n");
+  EXPECT_TRUE(lookbehind.matches(proc(R"("CommandLine":"rundll32 x","Image":"a.exe")")));
+  EXPECT_FALSE(lookbehind.matches(proc(R"("CommandLine":"C:\\rundll32 x","Image":"a.exe")")));
+  EXPECT_FALSE(lookbehind.matches(proc(R"("CommandLine":"rundll32 x","Image":"a.dll")")));
 }
 
 TEST(RuleSet, BadRulesDoNotStopTheOthers) {
   auto mapping = FieldMapping::parse(kMapping, "m.yml");
   ASSERT_TRUE(mapping);
   auto make = [](const std::string& id, const std::string& category, const std::string& value) {
-    auto r = parse_sigma("title: " + id + "\nid: " + id + "\nlogsource:\n  product: windows\n  category: " + category +
-                             "\ndetection:\n  sel:\n    CommandLine|re: '" + value + "'\n  condition: sel\n",
+    auto r = parse_sigma("title: " + id + "\nid: " + id +
+                             "\nlogsource:\n  product: windows\n  category: " + category +
+                             "\ndetection:\n  sel:\n    CommandLine|re: '" + value +
+                             "'\n  condition: sel\n",
                          id + ".yml");
     EXPECT_TRUE(r) << r.status().to_string();
     return *r;
   };
-  std::vector<SigmaRule> rules = {make("good1", "process_creation", "abc"), make("badre", "process_creation", "(a)\\1"),
-                                  make("nols", "file_event", "abc"), make("good2", "network_connection", "abc"),
-                                  make("good1", "process_creation", "dup")};
+  std::vector<SigmaRule> rules = {
+      make("good1", "process_creation", "abc"), make("badre", "process_creation", "a(b"),
+      make("nols", "file_event", "abc"), make("good2", "network_connection", "abc"),
+      make("good1", "process_creation", "dup")};
   CompileReport report;
   auto rs = RuleSet::compile(rules, *mapping, report);
   ASSERT_TRUE(rs);
@@ -328,7 +361,9 @@ TEST(RuleSet, BadRulesDoNotStopTheOthers) {
   std::string reasons;
   for (const auto& d : report.rules) reasons += d.status.to_string() + "\n";
   EXPECT_NE(reasons.find("badre.yml"), std::string::npos) << reasons;
-  EXPECT_NE(reasons.find("logsource 'product=windows category=file_event' has no entry"), std::string::npos) << reasons;
+  EXPECT_NE(reasons.find("logsource 'product=windows category=file_event' has no entry"),
+            std::string::npos)
+      << reasons;
   EXPECT_NE(reasons.find("duplicate rule id 'good1'"), std::string::npos) << reasons;
 }
 
@@ -338,7 +373,8 @@ TEST(RuleSet, MatchesManyRulesAtOnceInOrder) {
   std::vector<SigmaRule> rules;
   for (int i = 0; i < 50; ++i) {
     auto r = parse_sigma("title: t\nid: id" + std::to_string(i) +
-                             "\nlogsource:\n  category: process_creation\ndetection:\n  sel:\n    CommandLine|contains: 'tok" +
+                             "\nlogsource:\n  category: process_creation\ndetection:\n  sel:\n    "
+                             "CommandLine|contains: 'tok" +
                              std::to_string(i % 10) + "'\n  condition: sel\n",
                          "r.yml");
     ASSERT_TRUE(r);
@@ -351,7 +387,8 @@ TEST(RuleSet, MatchesManyRulesAtOnceInOrder) {
   ASSERT_TRUE(matcher);
   EventParser parser;
   Event event;
-  ASSERT_EQ(parser.parse(R"({"EventID":1,"CommandLine":"tok3 tok7"})", (*rs)->fields(), event), ParseError::kNone);
+  ASSERT_EQ(parser.parse(R"({"EventID":1,"CommandLine":"tok3 tok7"})", (*rs)->fields(), event),
+            ParseError::kNone);
   std::vector<uint32_t> out;
   ASSERT_TRUE((*matcher)->match(event, out).is_ok());
   std::vector<uint32_t> expected;
@@ -360,7 +397,8 @@ TEST(RuleSet, MatchesManyRulesAtOnceInOrder) {
   }
   EXPECT_EQ(out, expected);
   // Bits are cleared between events.
-  ASSERT_EQ(parser.parse(R"({"EventID":1,"CommandLine":"nothing"})", (*rs)->fields(), event), ParseError::kNone);
+  ASSERT_EQ(parser.parse(R"({"EventID":1,"CommandLine":"nothing"})", (*rs)->fields(), event),
+            ParseError::kNone);
   out.clear();
   ASSERT_TRUE((*matcher)->match(event, out).is_ok());
   EXPECT_TRUE(out.empty());

@@ -22,6 +22,9 @@
 #include "vigil/match/mapping.h"
 #include "vigil/match/sigma.h"
 
+struct pcre2_real_code_8;
+struct pcre2_real_match_data_8;
+
 namespace vigil::match {
 
 struct RuleInfo {
@@ -48,7 +51,7 @@ struct RuleDiagnostic {
   std::string source;
   std::string rule_id;  // empty if the rule did not parse far enough to have one
   std::string title;
-  Status status;        // ok: compiled
+  Status status;  // ok: compiled
   std::vector<std::string> warnings;
 };
 
@@ -71,24 +74,31 @@ class RuleSet {
   // Compiles `rules` under `mapping`. Per-rule outcomes are appended to `report`. Fails
   // only for errors of the whole set (Hyperscan unusable on this CPU, out of memory).
   static Expected<std::shared_ptr<const RuleSet>> compile(const std::vector<SigmaRule>& rules,
-                                                          const FieldMapping& mapping, CompileReport& report);
+                                                          const FieldMapping& mapping,
+                                                          CompileReport& report);
 
   const FieldSet& fields() const { return fields_; }
   const std::vector<RuleInfo>& rules() const { return rules_; }
   const std::vector<CompiledCorrelation>& correlations() const { return correlations_; }
   // Indexes into correlations() of those a base rule feeds (empty for most rules).
-  const std::vector<uint32_t>& correlations_of(uint32_t rule) const { return correlations_of_rule_[rule]; }
+  const std::vector<uint32_t>& correlations_of(uint32_t rule) const {
+    return correlations_of_rule_[rule];
+  }
   // Slot of the mapping's host field in fields(), or -1.
   int32_t host_slot() const { return host_slot_; }
   int32_t time_slot() const { return time_slot_; }
   size_t predicate_count() const { return predicate_count_; }
   size_t database_count() const { return databases_.size(); }
+  size_t pattern_count() const { return patterns_.size(); }
+  // Patterns Hyperscan runs as prefilters (lookaround, backreferences), confirmed by PCRE2.
+  size_t confirmed_pattern_count() const { return confirms_.size(); }
 
  private:
   friend class Matcher;
   RuleSet() = default;
-  void compile_correlations(const std::vector<const SigmaRule*>& correlation_rules, const std::vector<std::string>& names,
-                            const FieldMapping& mapping, CompileReport& report);
+  void compile_correlations(const std::vector<const SigmaRule*>& correlation_rules,
+                            const std::vector<std::string>& names, const FieldMapping& mapping,
+                            CompileReport& report);
 
   enum class Op : uint8_t { kPred, kAnd, kOr, kNot, kAtLeast, kTrue, kFalse };
   struct Instr {
@@ -100,30 +110,45 @@ class RuleSet {
     uint32_t group;
     uint32_t program_begin, program_end;
   };
+  // One Hyperscan database per field: the patterns of every rule on that field, whatever
+  // its logsource, so a field is scanned once per event.
   struct Database {
-    uint32_t group;
     uint32_t field_slot;
     hs_database_t* db = nullptr;
+    std::vector<uint32_t> groups;  // groups with rules on this field: scanned when one is active
+  };
+  // A pattern (Hyperscan id) sets the bits of every predicate it belongs to: a predicate is
+  // one pattern or, fused from a list of values, the OR of several on one field.
+  struct Pattern {
+    uint32_t preds_begin, preds_end;  // into pattern_preds_
+    int32_t confirm = -1;  // >= 0: a Hyperscan prefilter, confirmed by confirms_[confirm]
   };
   struct DirectPredicate {  // evaluated without Hyperscan
     uint32_t id;
     uint32_t field_slot;
     Predicate::Kind kind;
-    uint32_t ref_slot = 0;       // kFieldRef
-    double number = 0;           // comparisons
-    uint8_t network[16] = {};    // kCidr, in network byte order
-    int prefix_bits = 0;         // kCidr
-    bool v6 = false;             // kCidr
+    uint32_t ref_slot = 0;     // kFieldRef
+    double number = 0;         // comparisons
+    uint8_t network[16] = {};  // kCidr, in network byte order
+    int prefix_bits = 0;       // kCidr
+    bool v6 = false;           // kCidr
   };
   static bool evaluate_direct(const DirectPredicate& dp, const Event& event);
   struct Group {  // the set of mapping logsources some rules apply to
     std::vector<uint32_t> logsources;
     std::vector<uint32_t> databases;
     std::vector<DirectPredicate> direct;
-    std::vector<uint32_t> always_evaluate;  // rules whose condition can hold with no predicate true
+    std::vector<uint32_t> always_evaluate;  // rules no predicate can trigger (e.g. "not filter")
+  };
+  // The fields logsources are selected by (Channel, EventID, ...), each with the values
+  // some logsource accepts, lowercased and sorted: an event's value is looked up once.
+  struct WhereField {
+    uint32_t slot;
+    std::vector<std::string> values;
   };
   struct LogsourceCheck {
-    std::vector<std::pair<uint32_t, std::vector<std::string>>> where;  // field slot -> values
+    std::vector<std::pair<uint32_t, std::vector<int32_t>>>
+        where;  // where field -> accepted value ids
   };
 
   FieldSet fields_;
@@ -134,8 +159,14 @@ class RuleSet {
   std::vector<Instr> program_;
   size_t max_stack_ = 1;
   std::vector<Database> databases_;
+  std::vector<Pattern> patterns_;
+  std::vector<uint32_t> pattern_preds_;
+  std::vector<pcre2_real_code_8*> confirms_;
   std::vector<Group> groups_;
+  std::vector<WhereField> where_fields_;
   std::vector<LogsourceCheck> logsources_;
+  // Per predicate: the rules it triggers, i.e. whose condition cannot hold unless one of
+  // their trigger predicates does (see RuleSet::compile).
   std::vector<std::vector<uint32_t>> rules_of_predicate_;
   size_t predicate_count_ = 0;
   int32_t host_slot_ = -1;
@@ -160,9 +191,22 @@ class Matcher {
   friend class RuleSet;  // evaluates conditions with no predicate set, at compile time
   explicit Matcher(std::shared_ptr<const RuleSet> rules) : rules_(std::move(rules)) {}
   bool evaluate(uint32_t rule);
+  void set_bit(uint32_t pred) {
+    if (!bits_[pred]) {
+      bits_[pred] = 1;
+      touched_.push_back(pred);
+    }
+  }
+  static int on_pattern_match(unsigned id, unsigned long long from, unsigned long long to,
+                              unsigned flags, void* ctx);
 
   std::shared_ptr<const RuleSet> rules_;
   hs_scratch_t* scratch_ = nullptr;
+  pcre2_real_match_data_8* match_data_ = nullptr;
+  std::vector<uint32_t> to_confirm_;
+  std::vector<uint8_t> active_group_;
+  std::vector<int32_t> where_value_;  // per where field: the event's value id, or -1
+  std::vector<uint32_t> database_epoch_;
   std::vector<uint8_t> bits_;
   std::vector<uint32_t> touched_;
   std::vector<uint8_t> active_logsource_;
