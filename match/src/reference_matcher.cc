@@ -1,0 +1,212 @@
+#include "vigil/match/reference_matcher.h"
+
+#include <arpa/inet.h>
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace vigil::match {
+namespace {
+
+bool same_text(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  }
+  return true;
+}
+
+bool parse_number(std::string_view s, double& out) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+// Whether `text` is an IP address inside `network` ("10.0.0.0/8", "fe80::/10", or one address).
+bool in_network(std::string_view text, const std::string& network) {
+  const size_t slash = network.find('/');
+  const std::string net = network.substr(0, slash);
+  const bool v6 = net.find(':') != std::string::npos;
+  const int bits =
+      slash == std::string::npos ? (v6 ? 128 : 32) : std::stoi(network.substr(slash + 1));
+  unsigned char want[16] = {}, got[16] = {};
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, net.c_str(), want) != 1) return false;
+  if (inet_pton(v6 ? AF_INET6 : AF_INET, std::string(text).c_str(), got) != 1) return false;
+  for (int i = 0; i < bits; ++i) {
+    const int mask = 0x80 >> (i % 8);
+    if ((want[i / 8] & mask) != (got[i / 8] & mask)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+struct ReferenceMatcher::Pred {
+  Predicate::Kind kind;
+  uint32_t slot = 0, ref_slot = 0;
+  pcre2_code* code = nullptr;
+  std::string operand;
+};
+
+struct ReferenceMatcher::Rule {
+  std::vector<uint32_t> logsources;
+  std::vector<Pred> preds;
+  CondNode condition;
+};
+
+struct ReferenceMatcher::Logsource {
+  std::vector<std::pair<uint32_t, std::vector<std::string>>> where;
+};
+
+ReferenceMatcher::ReferenceMatcher() = default;
+
+ReferenceMatcher::~ReferenceMatcher() {
+  for (auto& r : rules_) {
+    for (auto& p : r.preds) pcre2_code_free(p.code);
+  }
+  pcre2_match_data_free(static_cast<pcre2_match_data*>(match_data_));
+}
+
+std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<SigmaRule>& rules,
+                                                            const FieldMapping& mapping) {
+  std::unique_ptr<ReferenceMatcher> m(new ReferenceMatcher());
+  m->match_data_ = pcre2_match_data_create(1, nullptr);
+  for (const auto& ls : mapping.logsources()) {
+    Logsource l;
+    for (const auto& [path, values] : ls.where) l.where.emplace_back(m->fields_.add(path), values);
+    m->logsources_.push_back(std::move(l));
+  }
+  auto slot_of = [&](const std::string& sigma_field) {
+    const auto paths = mapping.json_paths(sigma_field);
+    const uint32_t slot = m->fields_.add(paths[0]);
+    for (size_t i = 1; i < paths.size(); ++i) (void)m->fields_.add_alias(paths[i], slot);
+    return slot;
+  };
+  for (const auto& rule : rules) {
+    Rule r;
+    r.logsources = mapping.logsources_for(rule.logsource);
+    if (rule.correlation || r.logsources.empty()) {
+      m->skipped_.push_back(rule.id);
+      continue;
+    }
+    bool ok = true;
+    for (const auto& p : rule.predicates) {
+      Pred pred{p.kind, slot_of(p.field), 0, nullptr, p.operand};
+      if (p.kind == Predicate::Kind::kFieldRef) pred.ref_slot = slot_of(p.operand);
+      if (p.kind == Predicate::Kind::kPattern) {
+        uint32_t options = 0;
+        if (p.caseless) options |= PCRE2_CASELESS;
+        if (p.dotall) options |= PCRE2_DOTALL;
+        if (p.multiline) options |= PCRE2_MULTILINE;
+        int err = 0;
+        PCRE2_SIZE offset = 0;
+        pred.code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.regex.data()), p.regex.size(),
+                                  options, &err, &offset, nullptr);
+        if (pred.code == nullptr)
+          ok = false;
+        else
+          (void)pcre2_jit_compile(pred.code, PCRE2_JIT_COMPLETE);
+      }
+      r.preds.push_back(std::move(pred));
+    }
+    if (!ok) {
+      for (auto& p : r.preds) pcre2_code_free(p.code);
+      m->skipped_.push_back(rule.id);
+      continue;
+    }
+    r.condition = rule.condition;
+    m->ids_.push_back(rule.id);
+    m->rules_.push_back(std::move(r));
+  }
+  return m;
+}
+
+bool ReferenceMatcher::test(const Pred& p, const Event& event) {
+  const FieldValue& fv = event.field(p.slot);
+  switch (p.kind) {
+    case Predicate::Kind::kPattern:
+      return fv.present() &&
+             pcre2_match(p.code, reinterpret_cast<PCRE2_SPTR>(fv.text.data()), fv.text.size(), 0, 0,
+                         static_cast<pcre2_match_data*>(match_data_), nullptr) >= 0;
+    case Predicate::Kind::kExists:
+      return fv.present();
+    case Predicate::Kind::kMissing:
+      return !fv.present();
+    case Predicate::Kind::kEmpty:
+      return fv.present() && fv.text.empty();
+    case Predicate::Kind::kFieldRef: {
+      const FieldValue& ref = event.field(p.ref_slot);
+      return fv.present() && ref.present() && same_text(fv.text, ref.text);
+    }
+    case Predicate::Kind::kCidr:
+      return fv.present() && in_network(fv.text, p.operand);
+    case Predicate::Kind::kLess:
+    case Predicate::Kind::kLessEqual:
+    case Predicate::Kind::kGreater:
+    case Predicate::Kind::kGreaterEqual: {
+      double v = 0, bound = 0;
+      if (!fv.present() || !parse_number(fv.text, v) || !parse_number(p.operand, bound))
+        return false;
+      if (p.kind == Predicate::Kind::kLess) return v < bound;
+      if (p.kind == Predicate::Kind::kLessEqual) return v <= bound;
+      if (p.kind == Predicate::Kind::kGreater) return v > bound;
+      return v >= bound;
+    }
+  }
+  return false;
+}
+
+bool ReferenceMatcher::holds(const Rule& rule, const CondNode& n, const Event& event) {
+  switch (n.kind) {
+    case CondNode::Kind::kPred:
+      return test(rule.preds[n.index], event);
+    case CondNode::Kind::kConst:
+      return n.value;
+    case CondNode::Kind::kNot:
+      return !holds(rule, n.children[0], event);
+    case CondNode::Kind::kAnd:
+      for (const auto& c : n.children) {
+        if (!holds(rule, c, event)) return false;
+      }
+      return true;
+    case CondNode::Kind::kOr:
+      for (const auto& c : n.children) {
+        if (holds(rule, c, event)) return true;
+      }
+      return false;
+    case CondNode::Kind::kAtLeast: {
+      uint32_t count = 0;
+      for (const auto& c : n.children) {
+        if (count >= n.index) break;
+        count += holds(rule, c, event) ? 1 : 0;
+      }
+      return count >= n.index;
+    }
+  }
+  return false;
+}
+
+void ReferenceMatcher::match(const Event& event, std::vector<uint32_t>& out) {
+  std::vector<bool> active(logsources_.size());
+  for (size_t i = 0; i < logsources_.size(); ++i) {
+    bool all = true;
+    for (const auto& [slot, values] : logsources_[i].where) {
+      const FieldValue& fv = event.field(slot);
+      bool any = false;
+      for (const auto& v : values) any = any || (fv.present() && same_text(fv.text, v));
+      all = all && any;
+    }
+    active[i] = all;
+  }
+  for (uint32_t r = 0; r < rules_.size(); ++r) {
+    bool applies = false;
+    for (uint32_t ls : rules_[r].logsources) applies = applies || active[ls];
+    if (applies && holds(rules_[r], rules_[r].condition, event)) out.push_back(r);
+  }
+}
+
+}  // namespace vigil::match
