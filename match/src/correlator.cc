@@ -80,7 +80,8 @@ int64_t Correlator::value_of(const CompiledCorrelation& c, const Window& w) cons
       // The longest prefix of the rule list matched in time order.
       std::vector<const Hit*> order;
       for (const auto& h : w.hits) order.push_back(&h);
-      std::stable_sort(order.begin(), order.end(), [](const Hit* a, const Hit* b) { return a->time < b->time; });
+      std::stable_sort(order.begin(), order.end(),
+                       [](const Hit* a, const Hit* b) { return a->time < b->time; });
       uint32_t next = 0;
       for (const Hit* h : order) {
         if (next < c.bases.size() && h->base == next) ++next;
@@ -92,11 +93,13 @@ int64_t Correlator::value_of(const CompiledCorrelation& c, const Window& w) cons
 }
 
 bool Correlator::fires(const CompiledCorrelation& c, int64_t value) const {
-  if (!c.spec.has_condition) return value >= static_cast<int64_t>(c.bases.size());  // temporal default: all rules
+  if (!c.spec.has_condition)
+    return value >= static_cast<int64_t>(c.bases.size());  // temporal default: all rules
   return c.spec.holds(value);
 }
 
-void Correlator::emit(uint32_t index, const std::string& group, Window& w, int64_t value, std::vector<CorrelationHit>& out) {
+void Correlator::emit(uint32_t index, const std::string& group, Window& w, int64_t value,
+                      std::vector<CorrelationHit>& out) {
   CorrelationHit& hit = out.emplace_back();
   hit.correlation = index;
   hit.group = group;
@@ -108,8 +111,10 @@ void Correlator::emit(uint32_t index, const std::string& group, Window& w, int64
     hit.last = std::max(hit.last, h.time);
     if (hit.refs.size() < kMaxRefs) hit.refs.push_back(h.ref);
   }
-  if (w.hits.empty()) hit.first = hit.last = w.start;
-  else hit.completed_by = w.hits.back().ref;
+  if (w.hits.empty())
+    hit.first = hit.last = w.start;
+  else
+    hit.completed_by = w.hits.back().ref;
   w.hits.clear();
 }
 
@@ -117,7 +122,8 @@ void Correlator::forget_scope(std::string_view scope) {
   std::string prefix(scope);
   prefix += '\x1e';
   for (auto& groups : windows_) {
-    std::erase_if(groups, [&](const auto& kv) { return kv.first.compare(0, prefix.size(), prefix) == 0; });
+    std::erase_if(groups,
+                  [&](const auto& kv) { return kv.first.compare(0, prefix.size(), prefix) == 0; });
   }
 }
 
@@ -207,9 +213,11 @@ void Correlator::advance(TimeMs now, std::vector<CorrelationHit>& out) {
     }
   }
   // Groups live in hash maps: report in time order, not in the maps' order.
-  std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first_new), out.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.last, a.correlation, a.group) < std::tie(b.last, b.correlation, b.group);
-  });
+  std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first_new), out.end(),
+                   [](const auto& a, const auto& b) {
+                     return std::tie(a.last, a.correlation, a.group) <
+                            std::tie(b.last, b.correlation, b.group);
+                   });
 }
 
 std::vector<std::string> Correlator::take_dirty() {
@@ -272,7 +280,9 @@ bool Correlator::restore(const std::string& key, std::string_view encoded) {
     w.hits.resize(n);
     for (auto& h : w.hits) {
       uint64_t t = 0;
-      if (!r.u64(t) || !r.u32(h.base) || h.base >= cs[i].bases.size() || !r.str(h.value) || !r.str(h.ref)) return false;
+      if (!r.u64(t) || !r.u32(h.base) || h.base >= cs[i].bases.size() || !r.str(h.value) ||
+          !r.str(h.ref))
+        return false;
       h.time = static_cast<TimeMs>(t);
     }
     if (r.pos != encoded.size()) return false;

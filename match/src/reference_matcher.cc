@@ -11,6 +11,8 @@
 namespace vigil::match {
 namespace {
 
+constexpr uint32_t kRaw = 0xffffffffu;  // keywords: the raw event text
+
 bool same_text(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -81,6 +83,7 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
     m->logsources_.push_back(std::move(l));
   }
   auto slot_of = [&](const std::string& sigma_field) {
+    if (sigma_field.empty()) return kRaw;
     const auto paths = mapping.json_paths(sigma_field);
     const uint32_t slot = m->fields_.add(paths[0]);
     for (size_t i = 1; i < paths.size(); ++i) (void)m->fields_.add_alias(paths[i], slot);
@@ -126,7 +129,8 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
 }
 
 bool ReferenceMatcher::test(const Pred& p, const Event& event) {
-  const FieldValue& fv = event.field(p.slot);
+  const FieldValue fv =
+      p.slot == kRaw ? FieldValue{ValueType::kObject, event.raw()} : event.field(p.slot);
   switch (p.kind) {
     case Predicate::Kind::kPattern:
       return fv.present() &&

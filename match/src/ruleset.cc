@@ -403,8 +403,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     std::vector<uint32_t> ids;  // local predicate index -> global predicate id
     for (size_t i = 0; i < rule.predicates.size(); ++i) {
       const auto& p = rule.predicates[i];
-      const auto paths = mapping.json_paths(p.field);
-      const uint32_t slot = set->fields_.add(paths[0]);
+      const auto paths = p.field.empty() ? std::vector<std::string>{} : mapping.json_paths(p.field);
+      const uint32_t slot = p.field.empty() ? kRawSlot : set->fields_.add(paths[0]);
       for (size_t j = 1; j < paths.size(); ++j) {
         if (!set->fields_.add_alias(paths[j], slot)) {
           bad = Status::invalid(rule.source + ": field '" + p.field + "' maps to '" + paths[j] +
@@ -523,8 +523,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       // Every pattern passed hs_expression_info, so this is a resource failure of the set.
       std::string msg = err ? err->message : "unknown error";
       hs_free_compile_error(err);
-      return Status::internal("Hyperscan compile of field '" + set->fields_.path(slot) +
-                              "' failed: " + msg);
+      const std::string name = slot == kRawSlot ? "keywords" : set->fields_.path(slot);
+      return Status::internal("Hyperscan compile of field '" + name + "' failed: " + msg);
     }
     const uint32_t index = static_cast<uint32_t>(set->databases_.size());
     const auto& users = groups_of_slot[slot];
@@ -894,7 +894,9 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       if (database_epoch_[d] == epoch_) continue;  // scanned for another active group
       database_epoch_[d] = epoch_;
       const auto& db = rs.databases_[d];
-      const FieldValue& fv = event.field(db.field_slot);
+      const FieldValue fv = db.field_slot == RuleSet::kRawSlot
+                                ? FieldValue{ValueType::kObject, event.raw()}
+                                : event.field(db.field_slot);
       if (!fv.present()) continue;
       const hs_error_t err = hs_scan(db.db, fv.text.data(), static_cast<unsigned>(fv.text.size()),
                                      0, scratch_, on_pattern_match, this);

@@ -1,17 +1,16 @@
 #include "vigil/match/sigma.h"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
-#include <map>
 #include <charconv>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
-
-#include <arpa/inet.h>
 
 #include "vigil/core/time.h"
 
@@ -46,16 +45,45 @@ void append_literal(std::string& out, unsigned char c) {
 }
 
 // The dash characters Windows command lines accept in place of '-' (Sigma's windash).
-constexpr const char* kWindashAlternatives = "(?:\\x2d|\\x2f|\\xe2\\x80\\x93|\\xe2\\x80\\x94|\\xe2\\x80\\x95)";
+constexpr const char* kWindashAlternatives =
+    "(?:\\x2d|\\x2f|\\xe2\\x80\\x93|\\xe2\\x80\\x94|\\xe2\\x80\\x95)";
 
-std::string to_regex(const std::string& value, bool anchor_start, bool anchor_end, bool windash) {
+// Appends `c` as it appears inside a JSON string written by a common JSON writer.
+void append_json_literal(std::string& out, unsigned char c) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const char* shorthand = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                          : c == '\b' ? "\\b"
+                          : c == '\f' ? "\\f"
+                                      : nullptr;
+  if (shorthand) {
+    for (const char* p = shorthand; *p; ++p) append_literal(out, static_cast<unsigned char>(*p));
+  } else if (c < 0x20) {
+    for (char x : std::string{'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]})
+      append_literal(out, static_cast<unsigned char>(x));
+  } else {
+    append_literal(out, c);
+  }
+}
+
+// `json`: the value is searched in an event's raw JSON text (keywords), so its characters are
+// matched in their escaped JSON form.
+std::string to_regex(const std::string& value, bool anchor_start, bool anchor_end, bool windash,
+                     bool json = false) {
   std::string out;
   out.reserve(value.size() * 2 + 8);
   if (anchor_start) out += "\\A";
+  auto literal = [&](unsigned char c) {
+    json ? append_json_literal(out, c) : append_literal(out, c);
+  };
   for (size_t i = 0; i < value.size(); ++i) {
     const char c = value[i];
-    if (c == '\\' && i + 1 < value.size() && (value[i + 1] == '*' || value[i + 1] == '?' || value[i + 1] == '\\')) {
-      append_literal(out, static_cast<unsigned char>(value[++i]));
+    if (c == '\\' && i + 1 < value.size() &&
+        (value[i + 1] == '*' || value[i + 1] == '?' || value[i + 1] == '\\')) {
+      literal(static_cast<unsigned char>(value[++i]));
     } else if (c == '*') {
       out += ".*";
     } else if (c == '?') {
@@ -63,7 +91,7 @@ std::string to_regex(const std::string& value, bool anchor_start, bool anchor_en
     } else if (windash && (c == '-' || c == '/')) {
       out += kWindashAlternatives;
     } else {
-      append_literal(out, static_cast<unsigned char>(c));
+      literal(static_cast<unsigned char>(c));
     }
   }
   if (anchor_end) out += "\\z";
@@ -79,18 +107,21 @@ std::string literal_regex(const std::string& bytes, bool anchor_start, bool anch
 }
 
 std::string base64(const std::string& in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
-    const uint32_t v = static_cast<uint8_t>(in[i]) << 16 | static_cast<uint8_t>(in[i + 1]) << 8 | static_cast<uint8_t>(in[i + 2]);
+    const uint32_t v = static_cast<uint8_t>(in[i]) << 16 | static_cast<uint8_t>(in[i + 1]) << 8 |
+                       static_cast<uint8_t>(in[i + 2]);
     out += kAlphabet[v >> 18];
     out += kAlphabet[(v >> 12) & 63];
     out += kAlphabet[(v >> 6) & 63];
     out += kAlphabet[v & 63];
   }
   if (i < in.size()) {
-    const uint32_t v = static_cast<uint8_t>(in[i]) << 16 | (i + 1 < in.size() ? static_cast<uint8_t>(in[i + 1]) << 8 : 0);
+    const uint32_t v = static_cast<uint8_t>(in[i]) << 16 |
+                       (i + 1 < in.size() ? static_cast<uint8_t>(in[i + 1]) << 8 : 0);
     out += kAlphabet[v >> 18];
     out += kAlphabet[(v >> 12) & 63];
     out += i + 1 < in.size() ? kAlphabet[(v >> 6) & 63] : '=';
@@ -126,11 +157,16 @@ std::optional<std::string> utf16(const std::string& in, bool little_endian) {
     const auto c = static_cast<uint8_t>(in[i]);
     uint32_t cp;
     size_t len;
-    if (c < 0x80) cp = c, len = 1;
-    else if ((c & 0xe0) == 0xc0) cp = c & 0x1f, len = 2;
-    else if ((c & 0xf0) == 0xe0) cp = c & 0x0f, len = 3;
-    else if ((c & 0xf8) == 0xf0) cp = c & 0x07, len = 4;
-    else return std::nullopt;
+    if (c < 0x80)
+      cp = c, len = 1;
+    else if ((c & 0xe0) == 0xc0)
+      cp = c & 0x1f, len = 2;
+    else if ((c & 0xf0) == 0xe0)
+      cp = c & 0x0f, len = 3;
+    else if ((c & 0xf8) == 0xf0)
+      cp = c & 0x07, len = 4;
+    else
+      return std::nullopt;
     if (i + len > in.size()) return std::nullopt;
     for (size_t k = 1; k < len; ++k) {
       if ((static_cast<uint8_t>(in[i + k]) & 0xc0) != 0x80) return std::nullopt;
@@ -173,7 +209,9 @@ struct ParseContext {
   SigmaRule& rule;
 
   Status error(const std::string& what) const { return Status::invalid(source + ": " + what); }
-  Status unsupported(const std::string& what) const { return Status::unsupported(source + ": " + what); }
+  Status unsupported(const std::string& what) const {
+    return Status::unsupported(source + ": " + what);
+  }
 
   uint32_t add_predicate(Predicate p) {
     for (size_t i = 0; i < rule.predicates.size(); ++i) {
@@ -186,8 +224,56 @@ struct ParseContext {
 
 bool is_null_value(const YAML::Node& n) { return n.IsNull() && n.Tag() != "!"; }
 
+// Keywords: values searched anywhere in the event, as a full-text search does. They are
+// matched against the event's raw JSON text (Splunk's `_raw`), with Sigma's wildcards,
+// case-insensitively unless `cased`. A list is any of its values; `|all` makes it all.
+Expected<CondNode> parse_keywords(ParseContext& ctx, const std::string& key,
+                                  const std::vector<std::string>& modifiers,
+                                  const YAML::Node& value_node) {
+  bool all = false, cased = false;
+  for (size_t i = 1; i < modifiers.size(); ++i) {
+    const std::string& m = modifiers[i];
+    if (m == "all")
+      all = true;
+    else if (m == "cased")
+      cased = true;
+    else if (m != "contains") {
+      return ctx.unsupported("keyword search '" + key + "': modifier '" + m +
+                             "' is not supported on keywords");
+    }
+  }
+  std::vector<YAML::Node> values;
+  if (value_node.IsSequence()) {
+    for (const auto& v : value_node) values.push_back(v);
+  } else {
+    values.push_back(value_node);
+  }
+  if (values.empty()) return ctx.error("keyword search '" + key + "': empty value list");
+  CondNode group = make_node(all ? CondNode::Kind::kAnd : CondNode::Kind::kOr);
+  for (const auto& v : values) {
+    if (!v.IsScalar() || v.Scalar().empty()) {
+      return ctx.error("keyword search '" + key + "': keywords must be non-empty strings");
+    }
+    if (only_star_wildcards(v.Scalar())) {  // any event
+      CondNode yes = make_node(CondNode::Kind::kConst);
+      yes.value = true;
+      group.children.push_back(std::move(yes));
+      continue;
+    }
+    Predicate p;  // an empty field: the raw event
+    p.caseless = !cased;
+    p.regex = to_regex(v.Scalar(), false, false, false, true);
+    CondNode leaf = make_node(CondNode::Kind::kPred);
+    leaf.index = ctx.add_predicate(std::move(p));
+    group.children.push_back(std::move(leaf));
+  }
+  if (group.children.size() == 1) return std::move(group.children[0]);
+  return group;
+}
+
 // One `field|mod|mod: value(s)` entry of a detection map.
-Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, const YAML::Node& value_node) {
+Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key,
+                                    const YAML::Node& value_node) {
   std::vector<std::string> parts;
   size_t start = 0;
   for (size_t i = 0; i <= key.size(); ++i) {
@@ -197,11 +283,19 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
     }
   }
   const std::string field = parts[0];
-  if (field.empty()) {
-    return ctx.unsupported("detection key '" + key + "': keyword search with modifiers is not supported");
-  }
+  if (field.empty()) return parse_keywords(ctx, key, parts, value_node);
 
-  enum class Mode { kEquals, kContains, kStartsWith, kEndsWith, kRegex, kExists, kFieldRef, kCidr, kCompare } mode = Mode::kEquals;
+  enum class Mode {
+    kEquals,
+    kContains,
+    kStartsWith,
+    kEndsWith,
+    kRegex,
+    kExists,
+    kFieldRef,
+    kCidr,
+    kCompare
+  } mode = Mode::kEquals;
   Predicate::Kind compare = Predicate::Kind::kLess;
   bool all = false, cased = false, windash = false;
   std::vector<std::string> transforms;  // utf16*/wide/base64/base64offset, in order
@@ -209,34 +303,52 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& m = parts[i];
     auto set_mode = [&](Mode next) -> Status {
-      if (mode != Mode::kEquals) return ctx.error("detection key '" + key + "': modifier '" + m + "' conflicts with an earlier one");
+      if (mode != Mode::kEquals)
+        return ctx.error("detection key '" + key + "': modifier '" + m +
+                         "' conflicts with an earlier one");
       mode = next;
       return Status::ok();
     };
     Status s;
-    if (m == "contains") s = set_mode(Mode::kContains);
-    else if (m == "startswith") s = set_mode(Mode::kStartsWith);
-    else if (m == "endswith") s = set_mode(Mode::kEndsWith);
-    else if (m == "re") s = set_mode(Mode::kRegex);
-    else if (m == "exists") s = set_mode(Mode::kExists);
-    else if (m == "fieldref") s = set_mode(Mode::kFieldRef);
-    else if (m == "cidr") s = set_mode(Mode::kCidr);
+    if (m == "contains")
+      s = set_mode(Mode::kContains);
+    else if (m == "startswith")
+      s = set_mode(Mode::kStartsWith);
+    else if (m == "endswith")
+      s = set_mode(Mode::kEndsWith);
+    else if (m == "re")
+      s = set_mode(Mode::kRegex);
+    else if (m == "exists")
+      s = set_mode(Mode::kExists);
+    else if (m == "fieldref")
+      s = set_mode(Mode::kFieldRef);
+    else if (m == "cidr")
+      s = set_mode(Mode::kCidr);
     else if (m == "lt" || m == "lte" || m == "gt" || m == "gte") {
       s = set_mode(Mode::kCompare);
-      compare = m == "lt" ? Predicate::Kind::kLess : m == "lte" ? Predicate::Kind::kLessEqual
-              : m == "gt" ? Predicate::Kind::kGreater : Predicate::Kind::kGreaterEqual;
-    }
-    else if (m == "base64" || m == "base64offset" || m == "utf16le" || m == "utf16be" || m == "utf16" || m == "wide") {
+      compare = m == "lt"    ? Predicate::Kind::kLess
+                : m == "lte" ? Predicate::Kind::kLessEqual
+                : m == "gt"  ? Predicate::Kind::kGreater
+                             : Predicate::Kind::kGreaterEqual;
+    } else if (m == "base64" || m == "base64offset" || m == "utf16le" || m == "utf16be" ||
+               m == "utf16" || m == "wide") {
       transforms.push_back(m);
-    }
-    else if (m == "all") all = true;
-    else if (m == "cased") cased = true;
-    else if (m == "windash") windash = true;
-    else if (m == "i" || m == "ignorecase") re_i = true;
-    else if (m == "m" || m == "multiline") re_m = true;
-    else if (m == "s" || m == "dotall") re_s = true;
-    else if (m == "expand" || m == "minute" || m == "hour" || m == "day" || m == "week" || m == "month" || m == "year") {
-      return ctx.unsupported("detection key '" + key + "': modifier '" + m + "' is not supported yet");
+    } else if (m == "all")
+      all = true;
+    else if (m == "cased")
+      cased = true;
+    else if (m == "windash")
+      windash = true;
+    else if (m == "i" || m == "ignorecase")
+      re_i = true;
+    else if (m == "m" || m == "multiline")
+      re_m = true;
+    else if (m == "s" || m == "dotall")
+      re_s = true;
+    else if (m == "expand" || m == "minute" || m == "hour" || m == "day" || m == "week" ||
+             m == "month" || m == "year") {
+      return ctx.unsupported("detection key '" + key + "': modifier '" + m +
+                             "' is not supported yet");
     } else {
       return ctx.error("detection key '" + key + "': unknown modifier '" + m + "'");
     }
@@ -248,9 +360,11 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
   if (mode == Mode::kRegex && (windash || cased)) {
     return ctx.error("detection key '" + key + "': 're' cannot be combined with windash or cased");
   }
-  const bool string_mode = mode == Mode::kEquals || mode == Mode::kContains || mode == Mode::kStartsWith || mode == Mode::kEndsWith;
+  const bool string_mode = mode == Mode::kEquals || mode == Mode::kContains ||
+                           mode == Mode::kStartsWith || mode == Mode::kEndsWith;
   if (!transforms.empty() && (!string_mode || windash)) {
-    return ctx.error("detection key '" + key + "': '" + transforms[0] + "' applies to plain, contains, startswith or endswith values without windash");
+    return ctx.error("detection key '" + key + "': '" + transforms[0] +
+                     "' applies to plain, contains, startswith or endswith values without windash");
   }
   if (!string_mode && mode != Mode::kRegex && (windash || cased)) {
     return ctx.error("detection key '" + key + "': windash and cased apply to string values only");
@@ -261,7 +375,8 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
     for (const auto& v : value_node) values.push_back(v);
     if (values.empty()) return ctx.error("detection key '" + key + "': empty value list");
   } else if (value_node.IsMap()) {
-    return ctx.error("detection key '" + key + "': a value must be a scalar or a list of scalars, not a map");
+    return ctx.error("detection key '" + key +
+                     "': a value must be a scalar or a list of scalars, not a map");
   } else {
     values.push_back(value_node);
   }
@@ -299,26 +414,32 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
         const bool anchor_start = mode == Mode::kEquals || mode == Mode::kStartsWith;
         const bool anchor_end = mode == Mode::kEquals || mode == Mode::kEndsWith;
         p.regex = literal_regex(x, anchor_start, anchor_end);
-        if (x.empty()) p.kind = mode == Mode::kEquals ? Predicate::Kind::kEmpty : Predicate::Kind::kExists;
+        if (x.empty())
+          p.kind = mode == Mode::kEquals ? Predicate::Kind::kEmpty : Predicate::Kind::kExists;
         CondNode leaf = make_node(CondNode::Kind::kPred);
         leaf.index = ctx.add_predicate(std::move(p));
         any.children.push_back(std::move(leaf));
       }
-      if (any.children.empty()) return ctx.error("detection key '" + key + "': value encodes to nothing");
-      group.children.push_back(any.children.size() == 1 ? std::move(any.children[0]) : std::move(any));
+      if (any.children.empty())
+        return ctx.error("detection key '" + key + "': value encodes to nothing");
+      group.children.push_back(any.children.size() == 1 ? std::move(any.children[0])
+                                                        : std::move(any));
       continue;
     }
     Predicate p;
     p.field = field;
     if (mode == Mode::kExists) {
       const std::string s = v.IsScalar() ? v.Scalar() : "";
-      if (s != "true" && s != "false") return ctx.error("detection key '" + key + "': 'exists' takes true or false");
+      if (s != "true" && s != "false")
+        return ctx.error("detection key '" + key + "': 'exists' takes true or false");
       p.kind = s == "true" ? Predicate::Kind::kExists : Predicate::Kind::kMissing;
     } else if (is_null_value(v)) {
-      if (mode != Mode::kEquals) return ctx.error("detection key '" + key + "': null cannot take a modifier");
+      if (mode != Mode::kEquals)
+        return ctx.error("detection key '" + key + "': null cannot take a modifier");
       p.kind = Predicate::Kind::kMissing;
     } else if (mode == Mode::kFieldRef) {
-      if (v.Scalar().empty()) return ctx.error("detection key '" + key + "': fieldref needs a field name");
+      if (v.Scalar().empty())
+        return ctx.error("detection key '" + key + "': fieldref needs a field name");
       p.kind = Predicate::Kind::kFieldRef;
       p.operand = v.Scalar();
     } else if (mode == Mode::kCidr) {
@@ -334,13 +455,15 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key, c
       } else {
         bits = v6 ? 128 : 32;
       }
-      if (inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), buf) != 1 || bits < 0 || bits > (v6 ? 128 : 32)) {
+      if (inet_pton(v6 ? AF_INET6 : AF_INET, addr.c_str(), buf) != 1 || bits < 0 ||
+          bits > (v6 ? 128 : 32)) {
         return ctx.error("detection key '" + key + "': '" + c + "' is not a CIDR network");
       }
       p.kind = Predicate::Kind::kCidr;
       p.operand = c;
     } else if (mode == Mode::kCompare) {
-      if (!valid_number(v.Scalar())) return ctx.error("detection key '" + key + "': '" + v.Scalar() + "' is not a number");
+      if (!valid_number(v.Scalar()))
+        return ctx.error("detection key '" + key + "': '" + v.Scalar() + "' is not a number");
       p.kind = compare;
       p.operand = v.Scalar();
     } else if (mode == Mode::kRegex) {
@@ -385,7 +508,8 @@ Expected<CondNode> parse_map(ParseContext& ctx, const YAML::Node& map) {
   return node;
 }
 
-Expected<CondNode> parse_search(ParseContext& ctx, const std::string& name, const YAML::Node& node) {
+Expected<CondNode> parse_search(ParseContext& ctx, const std::string& name,
+                                const YAML::Node& node) {
   if (node.IsMap()) return parse_map(ctx, node);
   if (node.IsSequence()) {
     CondNode any = make_node(CondNode::Kind::kOr);
@@ -395,7 +519,9 @@ Expected<CondNode> parse_search(ParseContext& ctx, const std::string& name, cons
         if (!m) return m.status();
         any.children.push_back(std::move(*m));
       } else if (item.IsScalar()) {
-        return ctx.unsupported("search identifier '" + name + "': keyword (field-less) search is not supported yet");
+        auto k = parse_keywords(ctx, name, {""}, item);
+        if (!k) return k.status();
+        any.children.push_back(std::move(*k));
       } else {
         return ctx.error("search identifier '" + name + "': list items must be maps");
       }
@@ -404,7 +530,8 @@ Expected<CondNode> parse_search(ParseContext& ctx, const std::string& name, cons
     if (any.children.size() == 1) return std::move(any.children[0]);
     return any;
   }
-  return ctx.error("search identifier '" + name + "' must be a map or a list");
+  if (node.IsScalar()) return parse_keywords(ctx, name, {""}, node);
+  return ctx.error("search identifier '" + name + "' must be a map, a list or a keyword");
 }
 
 // ---- condition grammar ----
@@ -427,17 +554,22 @@ Expected<std::vector<Token>> tokenize(ParseContext& ctx, const std::string& cond
       out.push_back({Token::Kind::kRParen, ")"});
       ++i;
     } else if (c == '|') {
-      return ctx.unsupported("condition '" + cond + "': aggregation expressions ('|') are deprecated; use a correlation rule");
-    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '*' || c == '?' || c == '-' || c == '.') {
+      return ctx.unsupported(
+          "condition '" + cond +
+          "': aggregation expressions ('|') are deprecated; use a correlation rule");
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '*' || c == '?' ||
+               c == '-' || c == '.') {
       size_t j = i;
-      while (j < cond.size() && (std::isalnum(static_cast<unsigned char>(cond[j])) || cond[j] == '_' ||
-                                 cond[j] == '*' || cond[j] == '?' || cond[j] == '-' || cond[j] == '.')) {
+      while (j < cond.size() &&
+             (std::isalnum(static_cast<unsigned char>(cond[j])) || cond[j] == '_' ||
+              cond[j] == '*' || cond[j] == '?' || cond[j] == '-' || cond[j] == '.')) {
         ++j;
       }
       out.push_back({Token::Kind::kWord, cond.substr(i, j - i)});
       i = j;
     } else {
-      return ctx.error("condition: unexpected character '" + std::string(1, c) + "' in '" + cond + "'");
+      return ctx.error("condition: unexpected character '" + std::string(1, c) + "' in '" + cond +
+                       "'");
     }
   }
   out.push_back({Token::Kind::kEnd, ""});
@@ -471,20 +603,23 @@ std::string lower(std::string s) {
 
 class ConditionParser {
  public:
-  ConditionParser(ParseContext& ctx, const std::map<std::string, CondNode>& searches, std::vector<Token> tokens,
-                  const std::string& text)
+  ConditionParser(ParseContext& ctx, const std::map<std::string, CondNode>& searches,
+                  std::vector<Token> tokens, const std::string& text)
       : ctx_(ctx), searches_(searches), tokens_(std::move(tokens)), text_(text) {}
 
   Expected<CondNode> parse() {
     auto e = parse_or();
     if (!e) return e;
-    if (peek().kind != Token::Kind::kEnd) return ctx_.error("condition '" + text_ + "': unexpected '" + peek().text + "'");
+    if (peek().kind != Token::Kind::kEnd)
+      return ctx_.error("condition '" + text_ + "': unexpected '" + peek().text + "'");
     return e;
   }
 
  private:
   const Token& peek() const { return tokens_[pos_]; }
-  bool is_word(const char* w) const { return peek().kind == Token::Kind::kWord && lower(peek().text) == w; }
+  bool is_word(const char* w) const {
+    return peek().kind == Token::Kind::kWord && lower(peek().text) == w;
+  }
 
   Expected<CondNode> parse_or() {
     auto left = parse_and();
@@ -534,7 +669,8 @@ class ConditionParser {
       ++pos_;
       auto inner = parse_or();
       if (!inner) return inner;
-      if (peek().kind != Token::Kind::kRParen) return ctx_.error("condition '" + text_ + "': missing ')'");
+      if (peek().kind != Token::Kind::kRParen)
+        return ctx_.error("condition '" + text_ + "': missing ')'");
       ++pos_;
       return inner;
     }
@@ -550,7 +686,8 @@ class ConditionParser {
     if (tokens_[pos_ + 1].kind == Token::Kind::kWord && lower(tokens_[pos_ + 1].text) == "of") {
       pos_ += 2;
       const Token& target = peek();
-      if (target.kind != Token::Kind::kWord) return ctx_.error("condition '" + text_ + "': expected a pattern after 'of'");
+      if (target.kind != Token::Kind::kWord)
+        return ctx_.error("condition '" + text_ + "': expected a pattern after 'of'");
       ++pos_;
       return quantifier(lw, target.text);
     }
@@ -579,7 +716,8 @@ class ConditionParser {
     } else {
       uint32_t k = 0;
       for (char c : q) {
-        if (c < '0' || c > '9' || k > 100000) return ctx_.error("condition '" + text_ + "': bad quantifier '" + q + "'");
+        if (c < '0' || c > '9' || k > 100000)
+          return ctx_.error("condition '" + text_ + "': bad quantifier '" + q + "'");
         k = k * 10 + static_cast<uint32_t>(c - '0');
       }
       if (k == 0) return ctx_.error("condition '" + text_ + "': quantifier must be at least 1");
@@ -587,7 +725,8 @@ class ConditionParser {
       n.index = k;
     }
     for (const CondNode* m : matched) n.children.push_back(*m);
-    if (n.children.size() == 1 && n.kind != CondNode::Kind::kAtLeast) return std::move(n.children[0]);
+    if (n.children.size() == 1 && n.kind != CondNode::Kind::kAtLeast)
+      return std::move(n.children[0]);
     return n;
   }
 
@@ -608,10 +747,19 @@ class DocumentCounter final : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override { events_ += 2; }
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override { events_ += 2; }
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { events_ += 2; }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    events_ += 2;
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    events_ += 2;
+  }
   void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override { events_ += 2; }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    events_ += 2;
+  }
   void OnMapEnd() override {}
   // True if the last document had content beyond a single root null.
   bool had_content() const { return events_ > 1; }
@@ -633,20 +781,41 @@ size_t count_documents(const std::string& text) {
   return docs;
 }
 
-std::string scalar_or_empty(const YAML::Node& n) { return n && n.IsScalar() ? n.Scalar() : std::string(); }
+std::string scalar_or_empty(const YAML::Node& n) {
+  return n && n.IsScalar() ? n.Scalar() : std::string();
+}
 
 const std::set<std::string>& known_top_level_keys() {
-  static const std::set<std::string> keys = {
-      "title", "id", "name", "status", "description", "references", "author", "date", "modified",
-      "tags", "logsource", "detection", "fields", "falsepositives", "level", "related", "license",
-      "taxonomy", "scope", "simulation", "regression_tests_path", "tests"};
+  static const std::set<std::string> keys = {"title",
+                                             "id",
+                                             "name",
+                                             "status",
+                                             "description",
+                                             "references",
+                                             "author",
+                                             "date",
+                                             "modified",
+                                             "tags",
+                                             "logsource",
+                                             "detection",
+                                             "fields",
+                                             "falsepositives",
+                                             "level",
+                                             "related",
+                                             "license",
+                                             "taxonomy",
+                                             "scope",
+                                             "simulation",
+                                             "regression_tests_path",
+                                             "tests"};
   return keys;
 }
 
 const std::set<std::string>& known_correlation_top_level_keys() {
-  static const std::set<std::string> keys = {"title", "id", "name", "status", "description", "references", "author",
-                                             "date", "modified", "tags", "level", "falsepositives", "correlation",
-                                             "related", "license", "taxonomy", "scope", "generate"};
+  static const std::set<std::string> keys = {
+      "title",       "id",      "name",     "status",   "description", "references",
+      "author",      "date",    "modified", "tags",     "level",       "falsepositives",
+      "correlation", "related", "license",  "taxonomy", "scope",       "generate"};
   return keys;
 }
 
@@ -665,39 +834,50 @@ std::vector<std::string> string_or_list(const YAML::Node& n) {
 Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& c) {
   const YAML::Node node = doc["correlation"];
   if (!node.IsMap()) return ctx.error("'correlation' must be a map");
-  static const std::set<std::string> keys = {"type", "rules", "group-by", "timespan", "timeframe", "condition", "aliases",
-                                             "generate"};
+  static const std::set<std::string> keys = {"type",      "rules",     "group-by", "timespan",
+                                             "timeframe", "condition", "aliases",  "generate"};
   for (const auto& kv : node) {
     const std::string k = scalar_or_empty(kv.first);
     if (!keys.count(k)) return ctx.error("correlation: unknown key '" + k + "'");
   }
   const std::string type = scalar_or_empty(node["type"]);
-  if (type == "event_count") c.type = Correlation::Type::kEventCount;
-  else if (type == "value_count") c.type = Correlation::Type::kValueCount;
-  else if (type == "temporal") c.type = Correlation::Type::kTemporal;
-  else if (type == "temporal_ordered") c.type = Correlation::Type::kTemporalOrdered;
-  else return ctx.error("correlation: unknown type '" + type + "' (event_count, value_count, temporal, temporal_ordered)");
+  if (type == "event_count")
+    c.type = Correlation::Type::kEventCount;
+  else if (type == "value_count")
+    c.type = Correlation::Type::kValueCount;
+  else if (type == "temporal")
+    c.type = Correlation::Type::kTemporal;
+  else if (type == "temporal_ordered")
+    c.type = Correlation::Type::kTemporalOrdered;
+  else
+    return ctx.error("correlation: unknown type '" + type +
+                     "' (event_count, value_count, temporal, temporal_ordered)");
 
   c.rules = string_or_list(node["rules"]);
   if (c.rules.empty()) return ctx.error("correlation: 'rules' must name at least one rule");
   for (const auto& r : c.rules) {
     if (r.empty()) return ctx.error("correlation: an entry of 'rules' is empty");
   }
-  const bool temporal = c.type == Correlation::Type::kTemporal || c.type == Correlation::Type::kTemporalOrdered;
-  if (temporal && c.rules.size() < 2) return ctx.error("correlation: a " + type + " correlation needs at least two rules");
+  const bool temporal =
+      c.type == Correlation::Type::kTemporal || c.type == Correlation::Type::kTemporalOrdered;
+  if (temporal && c.rules.size() < 2)
+    return ctx.error("correlation: a " + type + " correlation needs at least two rules");
   c.group_by = string_or_list(node["group-by"]);
 
   const YAML::Node span = node["timespan"] ? node["timespan"] : node["timeframe"];
   const std::string span_text = scalar_or_empty(span);
   const auto ms = parse_duration_ms(span_text);
-  if (!ms || *ms <= 0) return ctx.error("correlation: 'timespan' must be a duration such as 5m or 1h, not '" + span_text + "'");
+  if (!ms || *ms <= 0)
+    return ctx.error("correlation: 'timespan' must be a duration such as 5m or 1h, not '" +
+                     span_text + "'");
   c.timespan_ms = *ms;
 
   if (const YAML::Node cond = node["condition"]) {
     if (!cond.IsMap()) return ctx.error("correlation: 'condition' must be a map such as {gte: 10}");
-    static const std::map<std::string, Correlation::Op> ops = {{"gt", Correlation::Op::kGt}, {"gte", Correlation::Op::kGte},
-                                                                {"lt", Correlation::Op::kLt}, {"lte", Correlation::Op::kLte},
-                                                                {"eq", Correlation::Op::kEq}, {"neq", Correlation::Op::kNeq}};
+    static const std::map<std::string, Correlation::Op> ops = {
+        {"gt", Correlation::Op::kGt}, {"gte", Correlation::Op::kGte},
+        {"lt", Correlation::Op::kLt}, {"lte", Correlation::Op::kLte},
+        {"eq", Correlation::Op::kEq}, {"neq", Correlation::Op::kNeq}};
     size_t n_ops = 0;
     for (const auto& kv : cond) {
       const std::string k = scalar_or_empty(kv.first);
@@ -711,13 +891,15 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
       int64_t n = 0;
       auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
       if (ec != std::errc() || end != v.data() + v.size() || n < 0) {
-        return ctx.error("correlation: condition '" + k + "' needs a non-negative integer, not '" + v + "'");
+        return ctx.error("correlation: condition '" + k + "' needs a non-negative integer, not '" +
+                         v + "'");
       }
       c.op = op->second;
       c.threshold = n;
       ++n_ops;
     }
-    if (n_ops != 1) return ctx.error("correlation: 'condition' needs exactly one of gt, gte, lt, lte, eq, neq");
+    if (n_ops != 1)
+      return ctx.error("correlation: 'condition' needs exactly one of gt, gte, lt, lte, eq, neq");
     c.has_condition = true;
   } else if (!temporal) {
     return ctx.error("correlation: an " + type + " correlation needs a 'condition'");
@@ -733,14 +915,17 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
     for (const auto& kv : aliases) {
       auto& [alias, per_rule] = c.aliases.emplace_back();
       alias = scalar_or_empty(kv.first);
-      if (!kv.second.IsMap()) return ctx.error("correlation: alias '" + alias + "' must map rule names to fields");
-      for (const auto& r : kv.second) per_rule.emplace_back(scalar_or_empty(r.first), scalar_or_empty(r.second));
+      if (!kv.second.IsMap())
+        return ctx.error("correlation: alias '" + alias + "' must map rule names to fields");
+      for (const auto& r : kv.second)
+        per_rule.emplace_back(scalar_or_empty(r.first), scalar_or_empty(r.second));
     }
   }
   const YAML::Node gen = node["generate"] ? node["generate"] : doc["generate"];
   if (gen) {
     const std::string g = scalar_or_empty(gen);
-    if (g != "true" && g != "false") return ctx.error("correlation: 'generate' must be true or false");
+    if (g != "true" && g != "false")
+      return ctx.error("correlation: 'generate' must be true or false");
     c.generate = g == "true";
   }
   return Status::ok();
@@ -750,22 +935,32 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
 
 bool Correlation::holds(int64_t v) const {
   switch (op) {
-    case Op::kGt: return v > threshold;
-    case Op::kGte: return v >= threshold;
-    case Op::kLt: return v < threshold;
-    case Op::kLte: return v <= threshold;
-    case Op::kEq: return v == threshold;
-    case Op::kNeq: return v != threshold;
+    case Op::kGt:
+      return v > threshold;
+    case Op::kGte:
+      return v >= threshold;
+    case Op::kLt:
+      return v < threshold;
+    case Op::kLte:
+      return v <= threshold;
+    case Op::kEq:
+      return v == threshold;
+    case Op::kNeq:
+      return v != threshold;
   }
   return false;
 }
 
 std::string_view correlation_type_name(Correlation::Type t) {
   switch (t) {
-    case Correlation::Type::kEventCount: return "event_count";
-    case Correlation::Type::kValueCount: return "value_count";
-    case Correlation::Type::kTemporal: return "temporal";
-    case Correlation::Type::kTemporalOrdered: return "temporal_ordered";
+    case Correlation::Type::kEventCount:
+      return "event_count";
+    case Correlation::Type::kValueCount:
+      return "value_count";
+    case Correlation::Type::kTemporal:
+      return "temporal";
+    case Correlation::Type::kTemporalOrdered:
+      return "temporal_ordered";
   }
   return "?";
 }
@@ -785,7 +980,8 @@ Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string&
     const YAML::Node doc = YAML::Load(yaml_text);
     if (!doc.IsMap()) return ctx.error("not a Sigma rule: the document is not a YAML map");
 
-    if (doc["action"]) return ctx.unsupported("rule collection actions ('action') are not supported");
+    if (doc["action"])
+      return ctx.unsupported("rule collection actions ('action') are not supported");
 
     rule.title = scalar_or_empty(doc["title"]);
     rule.id = scalar_or_empty(doc["id"]);
@@ -799,10 +995,12 @@ Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string&
       if (const auto tags = doc["tags"]; tags && tags.IsSequence()) {
         for (const auto& t : tags) rule.tags.push_back(scalar_or_empty(t));
       }
-      if (doc["detection"] || doc["logsource"]) return ctx.error("a correlation rule has no 'detection' or 'logsource'");
+      if (doc["detection"] || doc["logsource"])
+        return ctx.error("a correlation rule has no 'detection' or 'logsource'");
       for (const auto& kv : doc) {
         const std::string k = scalar_or_empty(kv.first);
-        if (!known_correlation_top_level_keys().count(k)) rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
+        if (!known_correlation_top_level_keys().count(k))
+          rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
       }
       Correlation c;
       if (auto s = parse_correlation(ctx, doc, c); !s) return s;
@@ -819,7 +1017,8 @@ Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string&
     }
     for (const auto& kv : doc) {
       const std::string k = scalar_or_empty(kv.first);
-      if (!known_top_level_keys().count(k)) rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
+      if (!known_top_level_keys().count(k))
+        rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
     }
 
     const YAML::Node ls = doc["logsource"];
@@ -838,7 +1037,9 @@ Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string&
         condition = kv.second;
         continue;
       }
-      if (name == "timeframe") return ctx.unsupported("'timeframe' (deprecated aggregation) is not supported; use a correlation rule");
+      if (name == "timeframe")
+        return ctx.unsupported(
+            "'timeframe' (deprecated aggregation) is not supported; use a correlation rule");
       auto node = parse_search(ctx, name, kv.second);
       if (!node) return node.status();
       searches.emplace(name, std::move(*node));

@@ -99,10 +99,13 @@ std::string to_json(const std::map<std::string, std::string>& fields) {
   return buf.GetString();
 }
 
-TEST(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
+class Differential : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
   const fs::path corpus = corpus_dir();
   ASSERT_TRUE(fs::exists(corpus / "sigma_rules")) << "corpus missing at " << corpus;
-  auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/windows-evtx-json.yml");
+  auto mapping = FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") +
+                                         GetParam() + ".yml");
   ASSERT_TRUE(mapping) << mapping.status().to_string();
   CompileReport report;
   const auto parsed = load_rules({(corpus / "sigma_rules").string()}, report);
@@ -128,7 +131,10 @@ TEST(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
     for (const auto& [path, values] : mapping->logsources()[ls[0]].where) fields[path] = values[0];
     for (const auto& p : rule.predicates) {
       if (p.kind != Predicate::Kind::kPattern) continue;
-      const std::string path = mapping->json_paths(p.field)[0];
+      // A keyword is searched in the raw event: any field will carry it.
+      const std::string path = p.field.empty()
+                                   ? "Event.EventData.Keyword" + std::to_string(fields.size())
+                                   : mapping->json_paths(p.field)[0];
       std::string v = sample_of(p);
       if (!fields.count(path) && valid_utf8(v)) fields[path] = v;
     }
@@ -161,6 +167,15 @@ TEST(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
   // Most rules must fire on the event made from them, or the comparison proves little.
   EXPECT_GT(matched_events, events.size() / 2);
 }
+
+// The EVTX layout of the corpus' events, and vigil's flat layout with every logsource of
+// the tree (keywords included).
+INSTANTIATE_TEST_SUITE_P(Mappings, Differential,
+                         ::testing::Values("windows-evtx-json", "vigil-sensor"),
+                         [](const auto& info) {
+                           return std::string(info.param) == "vigil-sensor" ? "VigilSensor"
+                                                                            : "WindowsEvtxJson";
+                         });
 
 }  // namespace
 }  // namespace vigil::match

@@ -310,6 +310,28 @@ TEST(RuleSet, NumericComparisons) {
   EXPECT_NE(bad.error().find("not a number"), std::string::npos) << bad.error();
 }
 
+// Keywords (field-less values) search the raw event text, JSON escapes included.
+TEST(RuleSet, KeywordsSearchTheRawEvent) {
+  RuleMatch any(
+      "  keywords:\n    - 'rm -rf /'\n    - 'C:\\Windows\\Temp\\\\*.ps1'\n  condition: keywords\n");
+  EXPECT_TRUE(any.matches(proc(R"("msg":"ran RM -RF / now")")));
+  EXPECT_TRUE(any.matches(proc(R"("a":{"b":["x","C:\\Windows\\Temp\\run.ps1"]})")));
+  EXPECT_FALSE(any.matches(proc(R"("msg":"C:\\Windows\\Temp\\run.ps2")")));
+  EXPECT_FALSE(any.matches(proc(R"("msg":"rm -r /")")));
+  RuleMatch all("  kw:\n    '|all':\n      - foo\n      - 'say \"bar\"'\n  condition: kw\n");
+  EXPECT_TRUE(all.matches(proc(R"("x":"foo","y":"they say \"bar\"")")));
+  EXPECT_FALSE(all.matches(proc(R"("x":"foo","y":"they say bar")")));
+  RuleMatch cased("  kw:\n    '|cased': Mimikatz\n  condition: kw\n");
+  EXPECT_TRUE(cased.matches(proc(R"("x":"Mimikatz")")));
+  EXPECT_FALSE(cased.matches(proc(R"("x":"mimikatz")")));
+  RuleMatch scalar("  kw: sekurlsa\n  filter:\n    User: admin\n  condition: kw and not filter\n");
+  EXPECT_TRUE(scalar.matches(proc(R"("x":"sekurlsa::logonpasswords","User":"bob")")));
+  EXPECT_FALSE(scalar.matches(proc(R"("x":"sekurlsa::logonpasswords","User":"admin")")));
+  RuleMatch bad("  kw:\n    '|re': 'a.*b'\n  condition: kw\n");
+  EXPECT_NE(bad.error().find("modifier 're' is not supported on keywords"), std::string::npos)
+      << bad.error();
+}
+
 TEST(RuleSet, UnsupportedPatternIsReportedPerRule) {
   RuleMatch m("  sel:\n    CommandLine|re: 'a(b'\n  condition: sel\n");
   EXPECT_NE(m.error().find("is not supported (Hyperscan: "), std::string::npos) << m.error();

@@ -35,9 +35,9 @@ struct CorrelationHit {
   uint32_t correlation = 0;  // index into RuleSet::correlations()
   std::string group;         // the group-by values, joined by '\x1f'
   TimeMs first = 0, last = 0;
-  int64_t value = 0;                 // the count the condition held for
-  std::vector<std::string> refs;     // the matches' references, oldest first (at most kMaxRefs)
-  std::string completed_by;          // the reference of the window's last match
+  int64_t value = 0;              // the count the condition held for
+  std::vector<std::string> refs;  // the matches' references, oldest first (at most kMaxRefs)
+  std::string completed_by;       // the reference of the window's last match
 };
 
 class Correlator {
@@ -50,8 +50,8 @@ class Correlator {
   // A match of base rule `rule` by `event` at `time`. Appends the correlations it completes.
   // Windows are kept per `scope` too (ingest: the Kafka partition, so that state moves with
   // its partition); a group is "<scope>\x1e<values>" (just the values when scope is empty).
-  void observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref, std::vector<CorrelationHit>& out,
-               std::string_view scope = {});
+  void observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref,
+               std::vector<CorrelationHit>& out, std::string_view scope = {});
   // Forgets every window of `scope` (its partition went to another consumer).
   void forget_scope(std::string_view scope);
   // Time has reached `now`: judges the windows that ended (lt/lte/eq/neq) and forgets the
@@ -64,8 +64,8 @@ class Correlator {
   // A group's window, for persistence (see encode/decode).
   struct Hit {
     TimeMs time = 0;
-    uint32_t base = 0;   // position in the correlation's rules
-    std::string value;   // value_count: the counted field's value
+    uint32_t base = 0;  // position in the correlation's rules
+    std::string value;  // value_count: the counted field's value
     std::string ref;
   };
   struct Window {
@@ -84,7 +84,8 @@ class Correlator {
  private:
   int64_t value_of(const CompiledCorrelation& c, const Window& w) const;
   bool fires(const CompiledCorrelation& c, int64_t value) const;
-  void emit(uint32_t index, const std::string& group, Window& w, int64_t value, std::vector<CorrelationHit>& out);
+  void emit(uint32_t index, const std::string& group, Window& w, int64_t value,
+            std::vector<CorrelationHit>& out);
   std::string key_of(uint32_t index, const std::string& group) const;
 
   std::shared_ptr<const RuleSet> rules_;

@@ -110,6 +110,8 @@ class RuleSet {
     uint32_t group;
     uint32_t program_begin, program_end;
   };
+  // The field slot of keyword patterns: they scan the raw event.
+  static constexpr uint32_t kRawSlot = 0xffffffffu;
   // One Hyperscan database per field: the patterns of every rule on that field, whatever
   // its logsource, so a field is scanned once per event.
   struct Database {

@@ -25,15 +25,19 @@ struct Logsource {
 // One test on one field of an event.
 struct Predicate {
   enum class Kind : uint8_t {
-    kPattern,  // `regex` (Hyperscan syntax) matches the field's text
-    kExists,   // the field is present and not null
-    kMissing,  // the field is absent or null (Sigma `field: null`, `exists: false`)
-    kEmpty,    // the field is present with an empty text
+    kPattern,   // `regex` (Hyperscan syntax) matches the field's text
+    kExists,    // the field is present and not null
+    kMissing,   // the field is absent or null (Sigma `field: null`, `exists: false`)
+    kEmpty,     // the field is present with an empty text
     kFieldRef,  // the field equals the field named by `operand` (fieldref)
     kCidr,      // the field is an IP address inside the network `operand` (cidr)
-    kLess, kLessEqual, kGreater, kGreaterEqual,  // the field is a number compared with `operand`
+    kLess,
+    kLessEqual,
+    kGreater,
+    kGreaterEqual,  // the field is a number compared with `operand`
   };
-  std::string field;  // the Sigma field name, before mapping
+  std::string
+      field;  // the Sigma field name, before mapping; empty: a keyword, searched in the raw event
   Kind kind = Kind::kPattern;
   std::string regex;
   std::string operand;
@@ -89,7 +93,7 @@ struct SigmaRule {
   Logsource logsource;
   std::vector<Predicate> predicates;
   CondNode condition;
-  std::vector<std::string> warnings;  // unknown descriptive metadata and the like
+  std::vector<std::string> warnings;       // unknown descriptive metadata and the like
   std::optional<Correlation> correlation;  // set: a correlation rule (no logsource, no detection)
 };
 
