@@ -156,7 +156,10 @@ bool ascii_iequals(std::string_view a, std::string_view b) {
 }  // namespace
 
 RuleSet::~RuleSet() {
-  for (auto& d : databases_) hs_free_database(d.db);
+  for (auto& d : databases_) {
+    hs_free_database(d.db);
+    hs_free_database(d.literal_db);
+  }
   for (auto* c : confirms_) pcre2_code_free(c);
 }
 
@@ -288,6 +291,68 @@ CondNode remap_leaves(const CondNode& n, const std::vector<uint32_t>& ids) {
 }
 
 }  // namespace
+
+// The plain strings a pattern stands for: `\A`? literal bytes and groups of literal
+// alternatives (windash) `\z`?, at most 64 variants. nullopt for anything else.
+std::optional<std::vector<std::string>> literal_variants(const std::string& r, uint8_t& anchors) {
+  constexpr size_t kMaxVariants = 64;
+  anchors = 0;
+  size_t i = 0, n = r.size();
+  if (r.compare(0, 2, "\\A") == 0) {
+    anchors |= 1;
+    i = 2;
+  }
+  if (n >= i + 2 && r.compare(n - 2, 2, "\\z") == 0 && (n < 3 || r[n - 3] != '\\')) {
+    anchors |= 2;
+    n -= 2;
+  }
+  // One literal element at r[j]: a byte, written plainly or as \xNN.
+  auto element = [&](size_t& j, std::string& out) {
+    if (r.compare(j, 2, "\\x") == 0 && j + 4 <= n &&
+        std::isxdigit(static_cast<unsigned char>(r[j + 2])) &&
+        std::isxdigit(static_cast<unsigned char>(r[j + 3]))) {
+      out += static_cast<char>(std::stoi(r.substr(j + 2, 2), nullptr, 16));
+      j += 4;
+      return true;
+    }
+    if (std::isalnum(static_cast<unsigned char>(r[j])) || r[j] == '_') {
+      out += r[j++];
+      return true;
+    }
+    return false;
+  };
+  std::vector<std::string> variants{""};
+  while (i < n) {
+    if (r.compare(i, 3, "(?:") == 0) {
+      std::vector<std::string> alts{""};
+      size_t j = i + 3;
+      while (j < n && r[j] != ')') {
+        if (r[j] == '|') {
+          alts.emplace_back();
+          ++j;
+        } else if (!element(j, alts.back())) {
+          return std::nullopt;
+        }
+      }
+      if (j >= n) return std::nullopt;
+      if (variants.size() * alts.size() > kMaxVariants) return std::nullopt;
+      std::vector<std::string> next;
+      for (const auto& v : variants) {
+        for (const auto& a : alts) next.push_back(v + a);
+      }
+      variants = std::move(next);
+      i = j + 1;
+    } else {
+      std::string one;
+      if (!element(i, one)) return std::nullopt;
+      for (auto& v : variants) v += one;
+    }
+  }
+  for (const auto& v : variants) {
+    if (v.empty()) return std::nullopt;
+  }
+  return variants;
+}
 
 Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<SigmaRule>& rules,
                                                           const FieldMapping& mapping,
@@ -484,21 +549,45 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     set->groups_[d.group].direct.push_back(dp);
   }
+  // Scan patterns (Hyperscan ids): one per regex, one per variant of a plain string.
+  std::map<uint32_t, std::vector<uint32_t>> regex_ids, literal_ids;  // field slot -> scan patterns
+  std::map<uint32_t, uint32_t> regex_pattern;                        // scan pattern -> pattern
+  std::vector<std::string> literals;  // per scan pattern, literals only
+  std::vector<unsigned> literal_flags;
   for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
     Pattern p{static_cast<uint32_t>(set->pattern_preds_.size()), 0, -1};
     set->pattern_preds_.insert(set->pattern_preds_.end(), preds_of_pattern[pat].begin(),
                                preds_of_pattern[pat].end());
     p.preds_end = static_cast<uint32_t>(set->pattern_preds_.size());
+    const PatternDef& def = patterns[pat];
+    uint8_t anchors = 0;
+    auto variants = prefilter[pat] ? std::nullopt : literal_variants(def.regex, anchors);
+    if (variants) {
+      for (auto& v : *variants) {
+        Pattern lit = p;
+        lit.anchors = anchors;
+        lit.length = static_cast<uint32_t>(v.size());
+        literal_ids[def.slot].push_back(static_cast<uint32_t>(set->patterns_.size()));
+        literals.resize(set->patterns_.size());
+        literal_flags.resize(set->patterns_.size());
+        literals.push_back(std::move(v));
+        // Anchored literals need every occurrence: the first may not be at the anchor.
+        literal_flags.push_back((def.flags & HS_FLAG_CASELESS) |
+                                (anchors ? 0 : HS_FLAG_SINGLEMATCH));
+        set->patterns_.push_back(lit);
+      }
+      continue;
+    }
     if (prefilter[pat]) {
-      auto code = compile_confirm(patterns[pat].regex, patterns[pat].flags);
+      auto code = compile_confirm(def.regex, def.flags);
       if (!code) return code.status();
       p.confirm = static_cast<int32_t>(set->confirms_.size());
       set->confirms_.push_back(*code);
     }
+    regex_ids[def.slot].push_back(static_cast<uint32_t>(set->patterns_.size()));
+    regex_pattern[set->patterns_.size()] = pat;
     set->patterns_.push_back(p);
   }
-  std::map<uint32_t, std::vector<uint32_t>> by_field;
-  for (uint32_t pat = 0; pat < patterns.size(); ++pat) by_field[patterns[pat].slot].push_back(pat);
   std::map<uint32_t, std::set<uint32_t>> groups_of_slot;
   for (const auto& pr : pending) {
     auto collect = [&](auto&& self, const CondNode& n) -> void {
@@ -509,26 +598,53 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     };
     collect(collect, pr.condition);
   }
-  for (const auto& [slot, ids] : by_field) {
-    std::vector<const char*> exprs;
-    std::vector<unsigned> flags;
-    for (uint32_t id : ids) {
-      exprs.push_back(patterns[id].regex.c_str());
-      flags.push_back(patterns[id].flags);
-    }
-    hs_database_t* db = nullptr;
+  std::set<uint32_t> slots;
+  for (const auto& [slot, ids] : regex_ids) slots.insert(slot);
+  for (const auto& [slot, ids] : literal_ids) slots.insert(slot);
+  for (uint32_t slot : slots) {
+    const std::string name = slot == kRawSlot ? "keywords" : set->fields_.path(slot);
+    Database database{slot, nullptr, nullptr, {}};
     hs_compile_error_t* err = nullptr;
-    if (hs_compile_multi(exprs.data(), flags.data(), ids.data(), static_cast<unsigned>(ids.size()),
-                         HS_MODE_BLOCK, nullptr, &db, &err) != HS_SUCCESS) {
-      // Every pattern passed hs_expression_info, so this is a resource failure of the set.
+    // Every pattern passed hs_expression_info, so a failure is one of resources.
+    auto failed = [&]() {
       std::string msg = err ? err->message : "unknown error";
       hs_free_compile_error(err);
-      const std::string name = slot == kRawSlot ? "keywords" : set->fields_.path(slot);
+      hs_free_database(database.db);
+      hs_free_database(database.literal_db);
       return Status::internal("Hyperscan compile of field '" + name + "' failed: " + msg);
+    };
+    if (auto it = regex_ids.find(slot); it != regex_ids.end()) {
+      std::vector<const char*> exprs;
+      std::vector<unsigned> flags;
+      for (uint32_t id : it->second) {
+        exprs.push_back(patterns[regex_pattern[id]].regex.c_str());
+        flags.push_back(patterns[regex_pattern[id]].flags);
+      }
+      if (hs_compile_multi(exprs.data(), flags.data(), it->second.data(),
+                           static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
+                           &database.db, &err) != HS_SUCCESS) {
+        return failed();
+      }
+    }
+    if (auto it = literal_ids.find(slot); it != literal_ids.end()) {
+      std::vector<const char*> exprs;
+      std::vector<size_t> lengths;
+      std::vector<unsigned> flags;
+      for (uint32_t id : it->second) {
+        exprs.push_back(literals[id].data());
+        lengths.push_back(literals[id].size());
+        flags.push_back(literal_flags[id]);
+      }
+      if (hs_compile_lit_multi(exprs.data(), flags.data(), it->second.data(), lengths.data(),
+                               static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
+                               &database.literal_db, &err) != HS_SUCCESS) {
+        return failed();
+      }
     }
     const uint32_t index = static_cast<uint32_t>(set->databases_.size());
     const auto& users = groups_of_slot[slot];
-    set->databases_.push_back({slot, db, std::vector<uint32_t>(users.begin(), users.end())});
+    database.groups.assign(users.begin(), users.end());
+    set->databases_.push_back(std::move(database));
     for (uint32_t g : users) set->groups_[g].databases.push_back(index);
   }
 
@@ -713,8 +829,11 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   std::unique_ptr<Matcher> m(new Matcher(std::move(rules)));
   const RuleSet& rs = *m->rules_;
   for (const auto& d : rs.databases_) {
-    if (hs_alloc_scratch(d.db, &m->scratch_) != HS_SUCCESS)
-      return Status::internal("Hyperscan scratch allocation failed");
+    for (const hs_database_t* db : {d.db, d.literal_db}) {
+      if (db != nullptr && hs_alloc_scratch(db, &m->scratch_) != HS_SUCCESS) {
+        return Status::internal("Hyperscan scratch allocation failed");
+      }
+    }
   }
   if (!rs.confirms_.empty()) {
     m->match_data_ = pcre2_match_data_create(1, nullptr);
@@ -826,11 +945,15 @@ bool RuleSet::evaluate_direct(const DirectPredicate& dp, const Event& event) {
   return false;
 }
 
-int Matcher::on_pattern_match(unsigned id, unsigned long long, unsigned long long, unsigned,
+int Matcher::on_pattern_match(unsigned id, unsigned long long, unsigned long long to, unsigned,
                               void* ctx) {
   auto* m = static_cast<Matcher*>(ctx);
   const RuleSet& rs = *m->rules_;
   const RuleSet::Pattern& p = rs.patterns_[id];
+  if (p.anchors != 0) {
+    if ((p.anchors & RuleSet::kAnchorStart) && to != p.length) return 0;
+    if ((p.anchors & RuleSet::kAnchorEnd) && to != m->scan_length_) return 0;
+  }
   if (p.confirm >= 0) {
     m->to_confirm_.push_back(id);
     return 0;
@@ -898,10 +1021,16 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
                                 ? FieldValue{ValueType::kObject, event.raw()}
                                 : event.field(db.field_slot);
       if (!fv.present()) continue;
-      const hs_error_t err = hs_scan(db.db, fv.text.data(), static_cast<unsigned>(fv.text.size()),
-                                     0, scratch_, on_pattern_match, this);
-      if (err != HS_SUCCESS)
-        return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
+      scan_length_ = fv.text.size();
+      for (const hs_database_t* hdb : {db.literal_db, db.db}) {
+        if (hdb == nullptr) continue;
+        const hs_error_t err = hs_scan(hdb, fv.text.data(), static_cast<unsigned>(fv.text.size()),
+                                       0, scratch_, on_pattern_match, this);
+        if (err != HS_SUCCESS) {
+          to_confirm_.clear();
+          return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
+        }
+      }
       for (uint32_t id : to_confirm_) {
         const RuleSet::Pattern& p = rs.patterns_[id];
         const int rc = pcre2_match(rs.confirms_[static_cast<size_t>(p.confirm)],

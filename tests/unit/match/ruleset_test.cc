@@ -310,6 +310,28 @@ TEST(RuleSet, NumericComparisons) {
   EXPECT_NE(bad.error().find("not a number"), std::string::npos) << bad.error();
 }
 
+// Plain strings run on Hyperscan's literal API with anchors checked per occurrence: the
+// first occurrence of an endswith value may be in the middle, the last at the end.
+TEST(RuleSet, AnchoredLiteralsLookAtEveryOccurrence) {
+  RuleMatch ends("  sel:\n    Image|endswith: '\\a.exe'\n  condition: sel\n");
+  EXPECT_TRUE(ends.matches(proc(R"("Image":"C:\\a.exe\\b\\A.EXE")")));
+  EXPECT_FALSE(ends.matches(proc(R"("Image":"C:\\a.exe\\b")")));
+  RuleMatch starts("  sel:\n    CommandLine|startswith: 'ab'\n  condition: sel\n");
+  EXPECT_TRUE(starts.matches(proc(R"("CommandLine":"abab")")));
+  EXPECT_FALSE(starts.matches(proc(R"("CommandLine":"xabab")")));
+  RuleMatch equals("  sel:\n    User: 'ab'\n  condition: sel\n");
+  EXPECT_TRUE(equals.matches(proc(R"("User":"AB")")));
+  EXPECT_FALSE(equals.matches(proc(R"("User":"abab")")));
+  EXPECT_FALSE(equals.matches(proc(R"("User":"a")")));
+  RuleMatch cased("  sel:\n    CommandLine|cased|contains: 'Ab'\n  condition: sel\n");
+  EXPECT_TRUE(cased.matches(proc(R"("CommandLine":"xAby")")));
+  EXPECT_FALSE(cased.matches(proc(R"("CommandLine":"xaby")")));
+  RuleMatch dashes("  sel:\n    CommandLine|windash|endswith: ' -enc'\n  condition: sel\n");
+  EXPECT_TRUE(dashes.matches(proc(R"("CommandLine":"x /enc")")));
+  EXPECT_TRUE(dashes.matches(proc("\"CommandLine\":\"x \u2014enc\"")));
+  EXPECT_FALSE(dashes.matches(proc(R"("CommandLine":"x -enc ")")));
+}
+
 // Keywords (field-less values) search the raw event text, JSON escapes included.
 TEST(RuleSet, KeywordsSearchTheRawEvent) {
   RuleMatch any(

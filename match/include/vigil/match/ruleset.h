@@ -116,15 +116,23 @@ class RuleSet {
   // its logsource, so a field is scanned once per event.
   struct Database {
     uint32_t field_slot;
-    hs_database_t* db = nullptr;
+    hs_database_t* db = nullptr;          // regexes, or null
+    hs_database_t* literal_db = nullptr;  // plain strings, or null
     std::vector<uint32_t> groups;  // groups with rules on this field: scanned when one is active
   };
   // A pattern (Hyperscan id) sets the bits of every predicate it belongs to: a predicate is
   // one pattern or, fused from a list of values, the OR of several on one field.
+  //
+  // Plain strings (contains, startswith, endswith, equals; windash alternatives expanded) go
+  // to a database of Hyperscan's literal API, with anchors checked on the match's end offset;
+  // the other patterns to a regex database.
   struct Pattern {
     uint32_t preds_begin, preds_end;  // into pattern_preds_
     int32_t confirm = -1;  // >= 0: a Hyperscan prefilter, confirmed by confirms_[confirm]
+    uint8_t anchors = 0;   // literals: kAnchorStart and/or kAnchorEnd
+    uint32_t length = 0;   // literals: bytes
   };
+  static constexpr uint8_t kAnchorStart = 1, kAnchorEnd = 2;
   struct DirectPredicate {  // evaluated without Hyperscan
     uint32_t id;
     uint32_t field_slot;
@@ -208,6 +216,7 @@ class Matcher {
   std::vector<uint32_t> to_confirm_;
   std::vector<uint8_t> active_group_;
   std::vector<int32_t> where_value_;  // per where field: the event's value id, or -1
+  size_t scan_length_ = 0;            // of the text being scanned, for end anchors
   std::vector<uint32_t> database_epoch_;
   std::vector<uint8_t> bits_;
   std::vector<uint32_t> touched_;
