@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -28,7 +29,7 @@ Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
     if (!doc.IsMap()) return Status::invalid(source + ": a mapping must be a YAML map");
     if (auto s = check_keys(doc,
                             {"name", "description", "field_prefix", "fields", "host_field",
-                             "time_field", "logsources"},
+                             "time_field", "logsources", "placeholders"},
                             source);
         !s) {
       return s;
@@ -58,6 +59,16 @@ Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
           return Status::invalid(source + ": field '" + kv.first.as<std::string>() +
                                  "' maps to no path");
         m.fields_.emplace_back(kv.first.as<std::string>(), std::move(paths));
+      }
+    }
+    if (const auto ph = doc["placeholders"]) {
+      if (!ph.IsMap()) return Status::invalid(source + ": 'placeholders' must be a map");
+      for (const auto& kv : ph) {
+        auto values = strings(kv.second);
+        if (values.empty())
+          return Status::invalid(source + ": placeholder '" + kv.first.as<std::string>() +
+                                 "' has no value");
+        m.placeholders_.emplace_back(kv.first.as<std::string>(), std::move(values));
       }
     }
     const auto ls = doc["logsources"];
@@ -135,6 +146,103 @@ std::vector<uint32_t> FieldMapping::logsources_for(const Logsource& ls) const {
       out.push_back(i);
     }
   }
+  return out;
+}
+
+const std::vector<std::string>* FieldMapping::placeholder(const std::string& name) const {
+  for (const auto& [n, values] : placeholders_) {
+    if (n == name) return &values;
+  }
+  return nullptr;
+}
+
+namespace {
+
+// Every text `value` stands for once each %placeholder% is replaced by one of its values.
+Expected<std::vector<std::string>> expand_value(const std::string& value,
+                                                const FieldMapping& mapping,
+                                                const std::string& source) {
+  constexpr size_t kMaxValues = 4096;
+  std::vector<std::string> out{""};
+  size_t i = 0;
+  while (i < value.size()) {
+    const size_t open = value.find('%', i);
+    const size_t close = open == std::string::npos ? std::string::npos : value.find('%', open + 1);
+    if (close == std::string::npos) {
+      for (auto& o : out) o += value.substr(i);
+      break;
+    }
+    for (auto& o : out) o += value.substr(i, open - i);
+    const std::string name = value.substr(open + 1, close - open - 1);
+    const auto* values = mapping.placeholder(name);
+    if (values == nullptr) {
+      return Status::unsupported(source + ": placeholder '%" + name +
+                                 "%' has no values in mapping '" + mapping.name() +
+                                 "' (add it under 'placeholders')");
+    }
+    if (out.size() * values->size() > kMaxValues) {
+      return Status::unsupported(source + ": expanding '" + value +
+                                 "' gives more than 4096 values");
+    }
+    std::vector<std::string> next;
+    for (const auto& o : out) {
+      for (const auto& v : *values) next.push_back(o + v);
+    }
+    out = std::move(next);
+    i = close + 1;
+  }
+  return out;
+}
+
+Status expand_node(CondNode& n, SigmaRule& rule, const FieldMapping& mapping) {
+  for (auto& c : n.children) {
+    if (auto s = expand_node(c, rule, mapping); !s) return s;
+  }
+  if (n.kind != CondNode::Kind::kPred || !rule.predicates[n.index].expand) return Status::ok();
+  const Predicate p = rule.predicates[n.index];
+  auto values = expand_value(p.operand, mapping, rule.source);
+  if (!values) return values.status();
+  CondNode any;
+  any.kind = CondNode::Kind::kOr;
+  for (const auto& v : *values) {
+    Predicate q = p;
+    q.expand = false;
+    q.operand.clear();
+    q.regex = sigma_value_to_regex(v, p.anchor_start, p.anchor_end, p.windash);
+    CondNode leaf;
+    leaf.kind = CondNode::Kind::kPred;
+    leaf.index = static_cast<uint32_t>(rule.predicates.size());
+    rule.predicates.push_back(std::move(q));
+    any.children.push_back(std::move(leaf));
+  }
+  n = std::move(any);
+  return Status::ok();
+}
+
+}  // namespace
+
+Expected<SigmaRule> resolve_placeholders(const SigmaRule& rule, const FieldMapping& mapping) {
+  SigmaRule out = rule;
+  if (std::none_of(rule.predicates.begin(), rule.predicates.end(),
+                   [](const Predicate& p) { return p.expand; })) {
+    return out;
+  }
+  if (auto s = expand_node(out.condition, out, mapping); !s) return s;
+  // Drop the expanded predicates, which nothing refers to any more.
+  std::vector<int64_t> index(out.predicates.size(), -1);
+  std::vector<Predicate> kept;
+  auto renumber = [&](auto&& self, CondNode& n) -> void {
+    if (n.kind == CondNode::Kind::kPred) {
+      if (index[n.index] < 0) {
+        index[n.index] = static_cast<int64_t>(kept.size());
+        kept.push_back(out.predicates[n.index]);
+      }
+      n.index = static_cast<uint32_t>(index[n.index]);
+    }
+    for (auto& c : n.children) self(self, c);
+  };
+  renumber(renumber, out.condition);
+  out.predicates = std::move(kept);
   return out;
 }
 

@@ -89,7 +89,13 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
     for (size_t i = 1; i < paths.size(); ++i) (void)m->fields_.add_alias(paths[i], slot);
     return slot;
   };
-  for (const auto& rule : rules) {
+  for (const auto& original : rules) {
+    auto resolved = resolve_placeholders(original, mapping);
+    if (!resolved) {
+      m->skipped_.push_back(original.id);
+      continue;
+    }
+    const SigmaRule& rule = *resolved;
     Rule r;
     r.logsources = mapping.logsources_for(rule.logsource);
     if (rule.correlation || r.logsources.empty()) {

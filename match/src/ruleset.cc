@@ -422,21 +422,30 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   std::set<std::string> seen_ids;
 
   std::vector<const SigmaRule*> correlation_rules;
-  for (const SigmaRule& rule : rules) {
-    RuleDiagnostic diag{rule.source, rule.id, rule.title, Status::ok(), rule.warnings};
+  std::vector<std::unique_ptr<SigmaRule>> resolved_rules;  // with `expand` values resolved
+  for (const SigmaRule& original : rules) {
+    RuleDiagnostic diag{original.source, original.id, original.title, Status::ok(),
+                        original.warnings};
     auto fail = [&](Status s) {
       diag.status = std::move(s);
       report.rules.push_back(diag);
       ++report.unsupported;
     };
-    if (!seen_ids.insert(rule.id).second) {
-      fail(Status::invalid(rule.source + ": duplicate rule id '" + rule.id + "'"));
+    if (!seen_ids.insert(original.id).second) {
+      fail(Status::invalid(original.source + ": duplicate rule id '" + original.id + "'"));
       continue;
     }
-    if (rule.correlation) {
-      correlation_rules.push_back(&rule);  // resolved once the base rules are compiled
+    if (original.correlation) {
+      correlation_rules.push_back(&original);  // resolved once the base rules are compiled
       continue;
     }
+    auto resolved = resolve_placeholders(original, mapping);
+    if (!resolved) {
+      fail(resolved.status());
+      continue;
+    }
+    resolved_rules.push_back(std::make_unique<SigmaRule>(std::move(*resolved)));
+    const SigmaRule& rule = *resolved_rules.back();
     auto ls = mapping.logsources_for(rule.logsource);
     if (ls.empty()) {
       fail(Status::unsupported(rule.source + ": logsource '" + rule.logsource.to_string() +

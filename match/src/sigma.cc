@@ -297,7 +297,7 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key,
     kCompare
   } mode = Mode::kEquals;
   Predicate::Kind compare = Predicate::Kind::kLess;
-  bool all = false, cased = false, windash = false;
+  bool all = false, cased = false, windash = false, expand = false;
   std::vector<std::string> transforms;  // utf16*/wide/base64/base64offset, in order
   bool re_i = false, re_m = false, re_s = false;
   for (size_t i = 1; i < parts.size(); ++i) {
@@ -345,14 +345,21 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key,
       re_m = true;
     else if (m == "s" || m == "dotall")
       re_s = true;
-    else if (m == "expand" || m == "minute" || m == "hour" || m == "day" || m == "week" ||
-             m == "month" || m == "year") {
+    else if (m == "expand")
+      expand = true;
+    else if (m == "minute" || m == "hour" || m == "day" || m == "week" || m == "month" ||
+             m == "year") {
       return ctx.unsupported("detection key '" + key + "': modifier '" + m +
                              "' is not supported yet");
     } else {
       return ctx.error("detection key '" + key + "': unknown modifier '" + m + "'");
     }
     if (!s) return s;
+  }
+  if (expand && (!transforms.empty() || (mode != Mode::kEquals && mode != Mode::kContains &&
+                                         mode != Mode::kStartsWith && mode != Mode::kEndsWith))) {
+    return ctx.error("detection key '" + key +
+                     "': 'expand' applies to plain, contains, startswith or endswith values");
   }
   if ((re_i || re_m || re_s) && mode != Mode::kRegex) {
     return ctx.error("detection key '" + key + "': regex flags need the 're' modifier");
@@ -476,7 +483,14 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key,
     } else {
       const std::string& s = v.Scalar();
       p.caseless = !cased;
-      if (s.empty() && mode == Mode::kEquals) {
+      if (expand) {
+        p.kind = Predicate::Kind::kPattern;
+        p.expand = true;
+        p.operand = s;
+        p.anchor_start = mode == Mode::kEquals || mode == Mode::kStartsWith;
+        p.anchor_end = mode == Mode::kEquals || mode == Mode::kEndsWith;
+        p.windash = windash;
+      } else if (s.empty() && mode == Mode::kEquals) {
         p.kind = Predicate::Kind::kEmpty;
       } else if (only_star_wildcards(s)) {
         p.kind = Predicate::Kind::kExists;
@@ -965,8 +979,9 @@ std::string_view correlation_type_name(Correlation::Type t) {
   return "?";
 }
 
-std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end) {
-  return to_regex(value, anchor_start, anchor_end, false);
+std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end,
+                                 bool windash) {
+  return to_regex(value, anchor_start, anchor_end, windash);
 }
 
 Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string& source) {

@@ -1,10 +1,9 @@
 // Sigma correlation rules: parsing (strict), resolution against base rules, and the window
 // semantics of each type against hand-computed expectations.
 
-#include "vigil/match/correlator.h"
-
 #include <gtest/gtest.h>
 
+#include "vigil/match/correlator.h"
 #include "vigil/match/ruleset.h"
 
 namespace vigil::match {
@@ -64,7 +63,8 @@ class Harness {
     size_t pos = 0;
     while (pos < all.size()) {
       size_t end = all.find("\n---\n", pos);
-      const std::string doc = all.substr(pos, end == std::string::npos ? std::string::npos : end - pos + 1);
+      const std::string doc =
+          all.substr(pos, end == std::string::npos ? std::string::npos : end - pos + 1);
       auto r = parse_sigma(doc, "doc" + std::to_string(rules.size()) + ".yml");
       if (!r) {
         error = r.status().to_string();
@@ -94,7 +94,8 @@ class Harness {
     std::vector<uint32_t> hits;
     std::vector<CorrelationHit> fired;
     auto drain = [&] {
-      for (const auto& f : fired) out.emplace_back(std::stoul(f.completed_by), set->correlations()[f.correlation].info.id);
+      for (const auto& f : fired)
+        out.emplace_back(std::stoul(f.completed_by), set->correlations()[f.correlation].info.id);
       fired.clear();
     };
     for (size_t i = 0; i < events.size(); ++i) {
@@ -130,7 +131,9 @@ Ev fail(TimeMs t, const std::string& user, const std::string& host = "h1") {
 Ev success(TimeMs t, const std::string& user, const std::string& host = "h1") {
   return {t, R"({"outcome":"success","user":")" + user + R"(","host":")" + host + R"("})"};
 }
-Ev proc(TimeMs t, const std::string& host) { return {t, R"({"cmd":"run x","host":")" + host + R"("})"}; }
+Ev proc(TimeMs t, const std::string& host) {
+  return {t, R"({"cmd":"run x","host":")" + host + R"("})"};
+}
 
 using Lines = std::vector<std::pair<size_t, std::string>>;
 
@@ -147,12 +150,15 @@ correlation:
   ASSERT_TRUE(h.error.empty()) << h.error;
   // alice: 3 failures within 5 min (events 0, 1, 3) -> fires at 3; bob: 2 only; alice again:
   // 2 more after the firing do not fire (the window restarted); then a third one does.
-  const Lines got = h.correlations_only({fail(0, "alice"), fail(1 * kMin, "alice"), fail(2 * kMin, "bob"),
-                                         fail(4 * kMin, "alice"), fail(5 * kMin, "bob"), fail(6 * kMin, "alice"),
-                                         fail(7 * kMin, "alice"), fail(8 * kMin, "alice")});
+  const Lines got =
+      h.correlations_only({fail(0, "alice"), fail(1 * kMin, "alice"), fail(2 * kMin, "bob"),
+                           fail(4 * kMin, "alice"), fail(5 * kMin, "bob"), fail(6 * kMin, "alice"),
+                           fail(7 * kMin, "alice"), fail(8 * kMin, "alice")});
   EXPECT_EQ(got, (Lines{{3, "corr-bf"}, {7, "corr-bf"}}));
   // Spread wider than the timespan: never 3 within 5 minutes.
-  EXPECT_TRUE(h.correlations_only({fail(0, "c"), fail(3 * kMin, "c"), fail(6 * kMin, "c"), fail(9 * kMin, "c")}).empty());
+  EXPECT_TRUE(h.correlations_only(
+                   {fail(0, "c"), fail(3 * kMin, "c"), fail(6 * kMin, "c"), fail(9 * kMin, "c")})
+                  .empty());
   // The base rule does not alert on its own (generate: false).
   EXPECT_FALSE(h.set->rules()[0].emit);
   EXPECT_TRUE(h.set->rules()[1].emit);
@@ -170,11 +176,15 @@ correlation:
   generate: true
 )");
   ASSERT_TRUE(h.error.empty()) << h.error;
-  const Lines got = h.run({fail(0, "a"), fail(1 * kMin, "a"), fail(2 * kMin, "b"), fail(3 * kMin, "a", "h2"),
-                           fail(4 * kMin, "c")});
+  const Lines got = h.run({fail(0, "a"), fail(1 * kMin, "a"), fail(2 * kMin, "b"),
+                           fail(3 * kMin, "a", "h2"), fail(4 * kMin, "c")});
   // generate: true keeps the base alerts; the third distinct user on h1 completes it.
-  EXPECT_EQ(got, (Lines{{0, "base-failed"}, {1, "base-failed"}, {2, "base-failed"}, {3, "base-failed"},
-                        {4, "base-failed"}, {4, "corr-spray"}}));
+  EXPECT_EQ(got, (Lines{{0, "base-failed"},
+                        {1, "base-failed"},
+                        {2, "base-failed"},
+                        {3, "base-failed"},
+                        {4, "base-failed"},
+                        {4, "corr-spray"}}));
 }
 
 TEST(CorrelationTest, TemporalNeedsEveryRuleInTheTimespanInAnyOrder) {
@@ -187,9 +197,10 @@ correlation:
   timespan: 2m
 )");
   ASSERT_TRUE(h.error.empty()) << h.error;
-  const Lines got = h.correlations_only({proc(0, "h1"), success(1 * kMin, "u", "h1"),   // fires at 1 (any order)
-                                         success(2 * kMin, "u", "h2"), proc(5 * kMin, "h2"),  // too far apart
-                                         proc(6 * kMin, "h3"), success(7 * kMin, "u", "h3")});
+  const Lines got =
+      h.correlations_only({proc(0, "h1"), success(1 * kMin, "u", "h1"),  // fires at 1 (any order)
+                           success(2 * kMin, "u", "h2"), proc(5 * kMin, "h2"),  // too far apart
+                           proc(6 * kMin, "h3"), success(7 * kMin, "u", "h3")});
   EXPECT_EQ(got, (Lines{{1, "corr-t"}, {5, "corr-t"}}));
 }
 
@@ -203,8 +214,9 @@ correlation:
   timespan: 10m
 )");
   ASSERT_TRUE(h.error.empty()) << h.error;
-  const Lines got = h.correlations_only({success(0, "a"), fail(1 * kMin, "b"), success(2 * kMin, "b"),
-                                         fail(3 * kMin, "a"), fail(30 * kMin, "c"), success(45 * kMin, "c")});
+  const Lines got =
+      h.correlations_only({success(0, "a"), fail(1 * kMin, "b"), success(2 * kMin, "b"),
+                           fail(3 * kMin, "a"), fail(30 * kMin, "c"), success(45 * kMin, "c")});
   // a: success before failure (wrong order); b: in order -> fires at 2; c: 15 min apart.
   EXPECT_EQ(got, (Lines{{2, "corr-o"}}));
 }
@@ -223,8 +235,9 @@ correlation:
   // h1: 3 in its window (not < 3); h2: 2 in its window -> fires, completed by its last match
   // (event 3) once the window is over; h3's window is open at the end of the input and is
   // judged then.
-  const Lines got = h.correlations_only({proc(0, "h1"), proc(0, "h2"), proc(1 * kMin, "h1"), proc(2 * kMin, "h2"),
-                                         proc(3 * kMin, "h1"), proc(11 * kMin, "h1"), proc(20 * kMin, "h3")});
+  const Lines got =
+      h.correlations_only({proc(0, "h1"), proc(0, "h2"), proc(1 * kMin, "h1"), proc(2 * kMin, "h2"),
+                           proc(3 * kMin, "h1"), proc(11 * kMin, "h1"), proc(20 * kMin, "h3")});
   EXPECT_EQ(got, (Lines{{3, "corr-lt"}, {5, "corr-lt"}, {6, "corr-lt"}}));
 }
 
@@ -251,13 +264,26 @@ TEST(CorrelationTest, StrictParsingNamesWhatIsWrong) {
     auto r = parse_sigma("title: C\nid: c\ncorrelation:\n" + body, "c.yml");
     return r ? std::string() : r.status().to_string();
   };
-  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n  condition: {gte: 2}\n  field21: x\n").find("unknown key 'field21'"), std::string::npos);
-  EXPECT_NE(err("  type: event_sum\n  rules: [a]\n  timespan: 5m\n").find("unknown type 'event_sum'"), std::string::npos);
-  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: soon\n  condition: {gte: 2}\n").find("timespan"), std::string::npos);
-  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n  condition: {approx: 2}\n").find("unknown condition operator 'approx'"), std::string::npos);
-  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n").find("needs a 'condition'"), std::string::npos);
-  EXPECT_NE(err("  type: value_count\n  rules: [a]\n  timespan: 5m\n  condition: {gte: 2}\n").find("condition.field"), std::string::npos);
-  EXPECT_NE(err("  type: temporal\n  rules: [a]\n  timespan: 5m\n").find("at least two rules"), std::string::npos);
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n  condition: {gte: 2}\n  "
+                "field21: x\n")
+                .find("unknown key 'field21'"),
+            std::string::npos);
+  EXPECT_NE(
+      err("  type: event_sum\n  rules: [a]\n  timespan: 5m\n").find("unknown type 'event_sum'"),
+      std::string::npos);
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: soon\n  condition: {gte: 2}\n")
+                .find("timespan"),
+            std::string::npos);
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n  condition: {approx: 2}\n")
+                .find("unknown condition operator 'approx'"),
+            std::string::npos);
+  EXPECT_NE(err("  type: event_count\n  rules: [a]\n  timespan: 5m\n").find("needs a 'condition'"),
+            std::string::npos);
+  EXPECT_NE(err("  type: value_count\n  rules: [a]\n  timespan: 5m\n  condition: {gte: 2}\n")
+                .find("condition.field"),
+            std::string::npos);
+  EXPECT_NE(err("  type: temporal\n  rules: [a]\n  timespan: 5m\n").find("at least two rules"),
+            std::string::npos);
 
   Harness missing(R"(title: Dangling
 id: corr-d
@@ -267,7 +293,8 @@ correlation:
   timespan: 5m
   condition: {gte: 2}
 )");
-  EXPECT_NE(missing.error.find("references rule 'no_such_rule'"), std::string::npos) << missing.error;
+  EXPECT_NE(missing.error.find("references rule 'no_such_rule'"), std::string::npos)
+      << missing.error;
   // The base rules still compiled and alert on their own.
   EXPECT_EQ(missing.set->rules().size(), 3u);
   EXPECT_TRUE(missing.set->rules()[0].emit);

@@ -17,9 +17,11 @@ logsources:
     where: {Event.System.EventID: [1, 4688]}
   - name: sec
     match: {product: windows, service: security}
-)", "m.yml");
+)",
+                               "m.yml");
   ASSERT_TRUE(m) << m.status().to_string();
-  EXPECT_EQ(m->json_paths("Image"), (std::vector<std::string>{"Event.EventData.Image", "Event.UserData.*.Image"}));
+  EXPECT_EQ(m->json_paths("Image"),
+            (std::vector<std::string>{"Event.EventData.Image", "Event.UserData.*.Image"}));
   EXPECT_EQ(m->json_paths("EventID"), (std::vector<std::string>{"Event.System.EventID"}));
   EXPECT_EQ(m->json_paths("Both"), (std::vector<std::string>{"a.b", "c.d"}));
   EXPECT_EQ(m->json_paths("a.b")[0], "Event.EventData.a\\.b");
@@ -32,7 +34,8 @@ logsources:
 }
 
 TEST(FieldMapping, StrictAboutUnknownKeys) {
-  auto m = FieldMapping::parse("name: x\nlogsources:\n  - name: a\n    match: {category: c}\n    wher: {}\n", "m.yml");
+  auto m = FieldMapping::parse(
+      "name: x\nlogsources:\n  - name: a\n    match: {category: c}\n    wher: {}\n", "m.yml");
   ASSERT_FALSE(m);
   EXPECT_NE(m.status().message().find("unknown key 'wher'"), std::string::npos);
   EXPECT_FALSE(FieldMapping::parse("name: x\n", "m.yml"));

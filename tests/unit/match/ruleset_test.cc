@@ -354,6 +354,48 @@ TEST(RuleSet, KeywordsSearchTheRawEvent) {
       << bad.error();
 }
 
+// `expand` values take the mapping's placeholder values; without them the rule is refused
+// with the placeholder named.
+TEST(RuleSet, ExpandTakesPlaceholderValuesFromTheMapping) {
+  const std::string with =
+      std::string(kMapping) + "placeholders:\n  known_dcs: [DC01, 'dc*.corp']\n  pfx: [a, b]\n";
+  auto mapping = FieldMapping::parse(with, "m.yml");
+  ASSERT_TRUE(mapping) << mapping.status().to_string();
+  auto rule = parse_sigma(
+      "title: T\nid: r1\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n"
+      "  sel:\n    CommandLine|contains: cdc\n  filter:\n    Host|expand: '%known_dcs%'\n"
+      "  two:\n    User|startswith|expand: '%pfx%-%pfx%'\n  condition: sel and not filter or two\n",
+      "r.yml");
+  ASSERT_TRUE(rule) << rule.status().to_string();
+  CompileReport report;
+  auto rs = RuleSet::compile({*rule}, *mapping, report);
+  ASSERT_TRUE(rs);
+  ASSERT_EQ((*rs)->rules().size(), 1u) << report.rules[0].status.to_string();
+  auto m = std::move(*Matcher::create(*rs));
+  EventParser parser;
+  Event event;
+  auto matches = [&](const std::string& fields) {
+    EXPECT_EQ(parser.parse(proc(fields), (*rs)->fields(), event), ParseError::kNone);
+    std::vector<uint32_t> out;
+    EXPECT_TRUE(m->match(event, out).is_ok());
+    return !out.empty();
+  };
+  EXPECT_TRUE(matches(R"("CommandLine":"x cdc y","Host":"WS1")"));
+  EXPECT_FALSE(matches(R"("CommandLine":"x cdc y","Host":"dc01")"));
+  EXPECT_FALSE(matches(R"("CommandLine":"x cdc y","Host":"DC7.corp")"));
+  EXPECT_TRUE(matches(R"("User":"b-a-admin")"));
+  EXPECT_FALSE(matches(R"("User":"c-a")"));
+
+  auto without = FieldMapping::parse(kMapping, "m.yml");
+  CompileReport refused;
+  auto none = RuleSet::compile({*rule}, *without, refused);
+  ASSERT_TRUE(none);
+  EXPECT_EQ(refused.unsupported, 1u);
+  EXPECT_NE(refused.rules[0].status.message().find("placeholder '%known_dcs%' has no values"),
+            std::string::npos)
+      << refused.rules[0].status.to_string();
+}
+
 TEST(RuleSet, UnsupportedPatternIsReportedPerRule) {
   RuleMatch m("  sel:\n    CommandLine|re: 'a(b'\n  condition: sel\n");
   EXPECT_NE(m.error().find("is not supported (Hyperscan: "), std::string::npos) << m.error();

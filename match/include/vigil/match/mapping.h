@@ -10,6 +10,8 @@
 //   fields: {Provider_Name: Event.System.Provider.#attributes.Name}   # a path or a list
 //   host_field: Hostname             # JSON path of the host name (for alerts)
 //   time_field: "@timestamp"         # JSON path of the event time (RFC 3339)
+//   placeholders:                    # values of %name% in rules' `expand` values
+//     known_cdcs: [DC01, DC02, 10.0.0.5]
 //   logsources:
 //     - name: sysmon_process_creation
 //       match: {product: windows, category: process_creation}
@@ -45,6 +47,8 @@ class FieldMapping {
   // Indexes of the logsources a rule with `ls` applies to.
   std::vector<uint32_t> logsources_for(const Logsource& ls) const;
   const std::vector<LogsourceMapping>& logsources() const { return logsources_; }
+  // Values of a placeholder (`%name%` in a rule's `expand` value), or null if none.
+  const std::vector<std::string>* placeholder(const std::string& name) const;
   const std::string& host_field() const { return host_field_; }
   const std::string& time_field() const { return time_field_; }
 
@@ -55,6 +59,12 @@ class FieldMapping {
   std::string host_field_;
   std::string time_field_;
   std::vector<LogsourceMapping> logsources_;
+  std::vector<std::pair<std::string, std::vector<std::string>>> placeholders_;
 };
+
+// The rule with each `expand` predicate replaced by the OR of its values, the mapping's
+// values of its placeholders substituted (every combination when there are several).
+// Fails, naming the placeholder, when the mapping does not define one.
+Expected<SigmaRule> resolve_placeholders(const SigmaRule& rule, const FieldMapping& mapping);
 
 }  // namespace vigil::match

@@ -45,6 +45,10 @@ struct Predicate {
   bool dotall = true;
   bool multiline = false;
   bool user_regex = false;  // from the `re` modifier: may match an empty text
+  // `expand`: `operand` is the Sigma value with %placeholders%, turned into patterns by
+  // resolve_placeholders() once a mapping gives the placeholders' values.
+  bool expand = false;
+  bool anchor_start = false, anchor_end = false, windash = false;  // expand only
 
   bool operator==(const Predicate&) const = default;
 };
@@ -102,6 +106,7 @@ Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string&
 
 // Converts a Sigma string value (with `*`/`?` wildcards and Sigma's backslash escaping)
 // into a Hyperscan regex body, anchored at the start and/or end as asked.
-std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end);
+std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end,
+                                 bool windash = false);
 
 }  // namespace vigil::match
