@@ -1,8 +1,10 @@
 // Matching throughput: parse + match per event, on one core.
 //
 //   DefaultPack: the shipped rule pack over simulator events (what `make run` does).
-//   SigmaTree:   every SigmaHQ rule that compiles today (../shared/corpus/sigma_rules) over
-//                the corpus' real Sysmon events, under the windows-evtx-json mapping.
+//   SigmaTree/windows: every SigmaHQ rule (../shared/corpus/sigma_rules) that compiles under
+//                the windows-evtx-json mapping, over the corpus' real events as recorded.
+//   SigmaTree/all: the whole tree under the vigil-sensor mapping (every logsource), over the
+//                same events in the flat layout.
 //   SigmaTree_Re2Set:   the same rules and events on RE2::Set, one set per logsource group
 //                       and field, rules evaluated when one of their predicates holds.
 //   SigmaTree_Pcre2Loop: the same rules and events, rule after rule, one PCRE2 (JIT)
@@ -12,6 +14,9 @@
 // Run: make bench   (or ./build/release/bench/vigil_match_bench)
 
 #include <benchmark/benchmark.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <re2/re2.h>
 #include <re2/set.h>
 
@@ -54,11 +59,48 @@ Workload default_pack() {
   return w;
 }
 
-Workload sigma_tree() {
+// The corpus' EVTX-layout event as vigil's flat layout (vigil-sensor.yml): the header's
+// Channel, EventID, Computer and provider name, and every EventData field, at the top level.
+std::string flatten_evtx(const std::string& line) {
+  rapidjson::Document in;
+  in.Parse(line.c_str());
+  rapidjson::Document out(rapidjson::kObjectType);
+  auto& a = out.GetAllocator();
+  if (in.IsObject() && in.HasMember("Event") && in["Event"].IsObject()) {
+    auto& ev = in["Event"];
+    if (ev.HasMember("System") && ev["System"].IsObject()) {
+      auto& sys = ev["System"];
+      for (const char* k : {"Channel", "EventID", "Computer"}) {
+        if (sys.HasMember(k)) out.AddMember(rapidjson::Value(k, a), rapidjson::Value(sys[k], a), a);
+      }
+      if (sys.HasMember("Provider") && sys["Provider"].IsObject() &&
+          sys["Provider"].HasMember("#attributes")) {
+        auto& attrs = sys["Provider"]["#attributes"];
+        if (attrs.IsObject() && attrs.HasMember("Name"))
+          out.AddMember("Provider_Name", rapidjson::Value(attrs["Name"], a), a);
+      }
+    }
+    if (ev.HasMember("EventData") && ev["EventData"].IsObject()) {
+      for (auto& m : ev["EventData"].GetObject()) {
+        if (!out.HasMember(m.name))
+          out.AddMember(rapidjson::Value(m.name, a), rapidjson::Value(m.value, a), a);
+      }
+    }
+  }
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  out.Accept(w);
+  return buf.GetString();
+}
+
+// `all`: the whole tree (every logsource, vigil-sensor.yml) over the events in the flat
+// layout; otherwise the Windows rules (windows-evtx-json.yml) over the events as recorded.
+Workload sigma_tree(bool all = false) {
   Workload w;
   const fs::path corpus = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
   auto mapping =
-      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/windows-evtx-json.yml");
+      match::FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") +
+                                     (all ? "vigil-sensor.yml" : "windows-evtx-json.yml"));
   match::CompileReport report;
   auto parsed = match::load_rules({(corpus / "sigma_rules").string()}, report);
   w.rules = *match::RuleSet::compile(parsed, *mapping, report);
@@ -72,8 +114,18 @@ Workload sigma_tree() {
   w.mapping = std::move(*mapping);
   for (const auto& f : fs::directory_iterator(corpus / "sigma_public" / "events")) {
     std::ifstream in(f.path());
-    for (std::string line; std::getline(in, line);) w.events.push_back(line);
+    for (std::string line; std::getline(in, line);)
+      w.events.push_back(all ? flatten_evtx(line) : line);
   }
+  return w;
+}
+
+const Workload& windows_tree() {
+  static const Workload w = sigma_tree(false);
+  return w;
+}
+const Workload& whole_tree() {
+  static const Workload w = sigma_tree(true);
   return w;
 }
 
@@ -105,12 +157,15 @@ void BM_DefaultPack(benchmark::State& state) {
 }
 BENCHMARK(BM_DefaultPack);
 
-void BM_SigmaTree(benchmark::State& state) {
-  static const Workload w = sigma_tree();
+const Workload& tree(bool all) { return all ? whole_tree() : windows_tree(); }
+
+void BM_SigmaTree(benchmark::State& state, bool all) {
+  const Workload& w = tree(all);
   run_match(state, w);
   state.counters["unsupported"] = static_cast<double>(w.unsupported);
 }
-BENCHMARK(BM_SigmaTree);
+BENCHMARK_CAPTURE(BM_SigmaTree, windows, false);
+BENCHMARK_CAPTURE(BM_SigmaTree, all, true);
 
 // RE2::Set peer: the same rules, one RE2::Set per (logsource group, field) holding that
 // group's patterns on the field, predicates set from the sets' hits, then the condition
@@ -324,9 +379,11 @@ class Re2SetMatcher {
   size_t skipped_ = 0;
 };
 
-void BM_SigmaTree_Re2Set(benchmark::State& state) {
-  static const Workload w = sigma_tree();
-  static Re2SetMatcher m(w);
+void BM_SigmaTree_Re2Set(benchmark::State& state, bool all) {
+  const Workload& w = tree(all);
+  static std::unique_ptr<Re2SetMatcher> peers[2];
+  if (!peers[all]) peers[all] = std::make_unique<Re2SetMatcher>(w);
+  Re2SetMatcher& m = *peers[all];
   EventParser parser;
   Event event;
   size_t i = 0, bytes = 0, matches = 0;
@@ -344,11 +401,14 @@ void BM_SigmaTree_Re2Set(benchmark::State& state) {
   state.counters["matches_per_event"] =
       benchmark::Counter(static_cast<double>(matches) / static_cast<double>(state.iterations()));
 }
-BENCHMARK(BM_SigmaTree_Re2Set);
+BENCHMARK_CAPTURE(BM_SigmaTree_Re2Set, windows, false);
+BENCHMARK_CAPTURE(BM_SigmaTree_Re2Set, all, true);
 
-void BM_SigmaTree_Pcre2Loop(benchmark::State& state) {
-  static const Workload w = sigma_tree();
-  static auto m = match::ReferenceMatcher::compile(w.parsed, *w.mapping);
+void BM_SigmaTree_Pcre2Loop(benchmark::State& state, bool all) {
+  const Workload& w = tree(all);
+  static std::unique_ptr<match::ReferenceMatcher> peers[2];
+  if (!peers[all]) peers[all] = match::ReferenceMatcher::compile(w.parsed, *w.mapping);
+  auto& m = peers[all];
   EventParser parser;
   Event event;
   std::vector<uint32_t> out;
@@ -368,10 +428,11 @@ void BM_SigmaTree_Pcre2Loop(benchmark::State& state) {
   state.counters["matches_per_event"] =
       benchmark::Counter(static_cast<double>(matches) / static_cast<double>(state.iterations()));
 }
-BENCHMARK(BM_SigmaTree_Pcre2Loop);
+BENCHMARK_CAPTURE(BM_SigmaTree_Pcre2Loop, windows, false);
+BENCHMARK_CAPTURE(BM_SigmaTree_Pcre2Loop, all, true);
 
-void BM_ParseOnly_SigmaTreeFields(benchmark::State& state) {
-  static const Workload w = sigma_tree();
+void BM_ParseOnly_SigmaTreeFields(benchmark::State& state, bool all) {
+  const Workload& w = tree(all);
   EventParser parser;
   Event event;
   size_t i = 0, bytes = 0;
@@ -384,12 +445,14 @@ void BM_ParseOnly_SigmaTreeFields(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
 }
-BENCHMARK(BM_ParseOnly_SigmaTreeFields);
+BENCHMARK_CAPTURE(BM_ParseOnly_SigmaTreeFields, windows, false);
+BENCHMARK_CAPTURE(BM_ParseOnly_SigmaTreeFields, all, true);
 
-void BM_CompileSigmaTree(benchmark::State& state) {
+void BM_CompileSigmaTree(benchmark::State& state, bool all) {
   const fs::path corpus = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
   auto mapping =
-      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/windows-evtx-json.yml");
+      match::FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") +
+                                     (all ? "vigil-sensor.yml" : "windows-evtx-json.yml"));
   for (auto _ : state) {
     match::CompileReport report;
     auto parsed = match::load_rules({(corpus / "sigma_rules").string()}, report);
@@ -398,7 +461,10 @@ void BM_CompileSigmaTree(benchmark::State& state) {
     state.counters["compiled"] = static_cast<double>(report.compiled);
   }
 }
-BENCHMARK(BM_CompileSigmaTree)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_CompileSigmaTree, windows, false)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_CompileSigmaTree, all, true)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 }  // namespace vigil
