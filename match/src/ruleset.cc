@@ -558,10 +558,36 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     set->groups_[d.group].direct.push_back(dp);
   }
+  // Which groups use each pattern. The raw event is large and keyword rules are specific to
+  // their logsource, so keywords get one database per group; every other field one database.
+  constexpr uint32_t kAnyGroup = 0xffffffffu;
+  std::vector<std::set<uint32_t>> pattern_groups(patterns.size());
+  for (const auto& pr : pending) {
+    auto collect = [&](auto&& self, const CondNode& n) -> void {
+      if (n.kind == CondNode::Kind::kPred && preds[n.index].pattern) {
+        for (uint32_t pat : preds[n.index].patterns) pattern_groups[pat].insert(pr.group);
+      }
+      for (const auto& c : n.children) self(self, c);
+    };
+    collect(collect, pr.condition);
+  }
+  using DbKey = std::pair<uint32_t, uint32_t>;  // (field slot, group or kAnyGroup)
+  std::map<DbKey, std::set<uint32_t>> db_groups;
+  auto db_keys = [&](uint32_t pat) {
+    std::vector<DbKey> keys;
+    if (patterns[pat].slot != kRawSlot) {
+      keys.emplace_back(patterns[pat].slot, kAnyGroup);
+    } else {
+      for (uint32_t g : pattern_groups[pat]) keys.emplace_back(kRawSlot, g);
+    }
+    for (const auto& k : keys)
+      db_groups[k].insert(pattern_groups[pat].begin(), pattern_groups[pat].end());
+    return keys;
+  };
   // Scan patterns (Hyperscan ids): one per regex, one per variant of a plain string.
-  std::map<uint32_t, std::vector<uint32_t>> regex_ids, literal_ids;  // field slot -> scan patterns
-  std::map<uint32_t, uint32_t> regex_pattern;                        // scan pattern -> pattern
-  std::vector<std::string> literals;  // per scan pattern, literals only
+  std::map<DbKey, std::vector<uint32_t>> regex_ids, literal_ids;  // database -> scan patterns
+  std::map<uint32_t, uint32_t> regex_pattern;                     // scan pattern -> pattern
+  std::vector<std::string> literals;                              // per scan pattern, literals only
   std::vector<unsigned> literal_flags;
   for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
     Pattern p{static_cast<uint32_t>(set->pattern_preds_.size()), 0, -1};
@@ -571,12 +597,14 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     const PatternDef& def = patterns[pat];
     uint8_t anchors = 0;
     auto variants = prefilter[pat] ? std::nullopt : literal_variants(def.regex, anchors);
+    const auto keys = db_keys(pat);
     if (variants) {
       for (auto& v : *variants) {
         Pattern lit = p;
         lit.anchors = anchors;
         lit.length = static_cast<uint32_t>(v.size());
-        literal_ids[def.slot].push_back(static_cast<uint32_t>(set->patterns_.size()));
+        for (const auto& k : keys)
+          literal_ids[k].push_back(static_cast<uint32_t>(set->patterns_.size()));
         literals.resize(set->patterns_.size());
         literal_flags.resize(set->patterns_.size());
         literals.push_back(std::move(v));
@@ -593,24 +621,15 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       p.confirm = static_cast<int32_t>(set->confirms_.size());
       set->confirms_.push_back(*code);
     }
-    regex_ids[def.slot].push_back(static_cast<uint32_t>(set->patterns_.size()));
+    for (const auto& k : keys) regex_ids[k].push_back(static_cast<uint32_t>(set->patterns_.size()));
     regex_pattern[set->patterns_.size()] = pat;
     set->patterns_.push_back(p);
   }
-  std::map<uint32_t, std::set<uint32_t>> groups_of_slot;
-  for (const auto& pr : pending) {
-    auto collect = [&](auto&& self, const CondNode& n) -> void {
-      if (n.kind == CondNode::Kind::kPred && preds[n.index].pattern) {
-        groups_of_slot[patterns[preds[n.index].patterns[0]].slot].insert(pr.group);
-      }
-      for (const auto& c : n.children) self(self, c);
-    };
-    collect(collect, pr.condition);
-  }
-  std::set<uint32_t> slots;
-  for (const auto& [slot, ids] : regex_ids) slots.insert(slot);
-  for (const auto& [slot, ids] : literal_ids) slots.insert(slot);
-  for (uint32_t slot : slots) {
+  std::set<DbKey> dbs;
+  for (const auto& [key, ids] : regex_ids) dbs.insert(key);
+  for (const auto& [key, ids] : literal_ids) dbs.insert(key);
+  for (const DbKey& key : dbs) {
+    const uint32_t slot = key.first;
     const std::string name = slot == kRawSlot ? "keywords" : set->fields_.path(slot);
     Database database{slot, nullptr, nullptr, {}};
     hs_compile_error_t* err = nullptr;
@@ -622,7 +641,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       hs_free_database(database.literal_db);
       return Status::internal("Hyperscan compile of field '" + name + "' failed: " + msg);
     };
-    if (auto it = regex_ids.find(slot); it != regex_ids.end()) {
+    if (auto it = regex_ids.find(key); it != regex_ids.end()) {
       std::vector<const char*> exprs;
       std::vector<unsigned> flags;
       for (uint32_t id : it->second) {
@@ -635,7 +654,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
         return failed();
       }
     }
-    if (auto it = literal_ids.find(slot); it != literal_ids.end()) {
+    if (auto it = literal_ids.find(key); it != literal_ids.end()) {
       std::vector<const char*> exprs;
       std::vector<size_t> lengths;
       std::vector<unsigned> flags;
@@ -651,7 +670,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       }
     }
     const uint32_t index = static_cast<uint32_t>(set->databases_.size());
-    const auto& users = groups_of_slot[slot];
+    const auto& users = key.second == kAnyGroup ? db_groups[key] : std::set<uint32_t>{key.second};
     database.groups.assign(users.begin(), users.end());
     set->databases_.push_back(std::move(database));
     for (uint32_t g : users) set->groups_[g].databases.push_back(index);
