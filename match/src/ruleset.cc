@@ -558,9 +558,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     set->groups_[d.group].direct.push_back(dp);
   }
-  // Which groups use each pattern. The raw event is large and keyword rules are specific to
-  // their logsource, so keywords get one database per group; every other field one database.
-  constexpr uint32_t kAnyGroup = 0xffffffffu;
+  // Which groups use each pattern.
   std::vector<std::set<uint32_t>> pattern_groups(patterns.size());
   for (const auto& pr : pending) {
     auto collect = [&](auto&& self, const CondNode& n) -> void {
@@ -571,17 +569,17 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     };
     collect(collect, pr.condition);
   }
-  using DbKey = std::pair<uint32_t, uint32_t>;  // (field slot, group or kAnyGroup)
-  std::map<DbKey, std::set<uint32_t>> db_groups;
+  // One database per (field, mapping logsource): an event scans the databases of its active
+  // logsources, which hold only the patterns of rules that apply to them (a process creation
+  // event does not scan Image with the patterns of image_load rules, nor its raw text with
+  // the keywords of Linux rules). A pattern of several logsources is in each one's database.
+  using DbKey = std::pair<uint32_t, uint32_t>;  // (field slot, logsource)
   auto db_keys = [&](uint32_t pat) {
+    std::set<uint32_t> ls;
+    for (uint32_t g : pattern_groups[pat])
+      ls.insert(set->groups_[g].logsources.begin(), set->groups_[g].logsources.end());
     std::vector<DbKey> keys;
-    if (patterns[pat].slot != kRawSlot) {
-      keys.emplace_back(patterns[pat].slot, kAnyGroup);
-    } else {
-      for (uint32_t g : pattern_groups[pat]) keys.emplace_back(kRawSlot, g);
-    }
-    for (const auto& k : keys)
-      db_groups[k].insert(pattern_groups[pat].begin(), pattern_groups[pat].end());
+    for (uint32_t l : ls) keys.emplace_back(patterns[pat].slot, l);
     return keys;
   };
   // Scan patterns (Hyperscan ids): one per regex, one per variant of a plain string.
@@ -625,13 +623,14 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     regex_pattern[set->patterns_.size()] = pat;
     set->patterns_.push_back(p);
   }
+  set->logsource_databases_.assign(set->logsources_.size(), {});
   std::set<DbKey> dbs;
   for (const auto& [key, ids] : regex_ids) dbs.insert(key);
   for (const auto& [key, ids] : literal_ids) dbs.insert(key);
   for (const DbKey& key : dbs) {
     const uint32_t slot = key.first;
     const std::string name = slot == kRawSlot ? "keywords" : set->fields_.path(slot);
-    Database database{slot, nullptr, nullptr, {}};
+    Database database{slot, nullptr, nullptr};
     hs_compile_error_t* err = nullptr;
     // Every pattern passed hs_expression_info, so a failure is one of resources.
     auto failed = [&]() {
@@ -670,10 +669,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       }
     }
     const uint32_t index = static_cast<uint32_t>(set->databases_.size());
-    const auto& users = key.second == kAnyGroup ? db_groups[key] : std::set<uint32_t>{key.second};
-    database.groups.assign(users.begin(), users.end());
     set->databases_.push_back(std::move(database));
-    for (uint32_t g : users) set->groups_[g].databases.push_back(index);
+    set->logsource_databases_[key.second].push_back(index);
   }
 
   // Trigger sets: a rule is evaluated for an event only when one of its trigger predicates
@@ -1041,8 +1038,15 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     for (uint32_t ls : group.logsources) active |= active_logsource_[ls] != 0;
     active_group_[g] = active;
     if (!active) continue;
-    for (uint32_t d : group.databases) {
-      if (database_epoch_[d] == epoch_) continue;  // scanned for another active group
+    for (const auto& dp : group.direct) {
+      if (RuleSet::evaluate_direct(dp, event)) set_bit(dp.id);
+    }
+    for (uint32_t r : group.always_evaluate) add_candidate(r);
+  }
+  for (size_t ls = 0; ls < rs.logsources_.size(); ++ls) {
+    if (!active_logsource_[ls]) continue;
+    for (uint32_t d : rs.logsource_databases_[ls]) {
+      if (database_epoch_[d] == epoch_) continue;  // scanned for another active logsource
       database_epoch_[d] = epoch_;
       const auto& db = rs.databases_[d];
       const FieldValue fv = db.field_slot == RuleSet::kRawSlot
@@ -1073,10 +1077,6 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       }
       to_confirm_.clear();
     }
-    for (const auto& dp : group.direct) {
-      if (RuleSet::evaluate_direct(dp, event)) set_bit(dp.id);
-    }
-    for (uint32_t r : group.always_evaluate) add_candidate(r);
   }
   for (uint32_t id : touched_) {
     for (uint32_t r : rs.rules_of_predicate_[id]) {

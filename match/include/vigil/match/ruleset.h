@@ -2,8 +2,9 @@
 // Compiled rule set and its runtime matcher.
 //
 // RuleSet::compile() takes parsed Sigma rules and a field mapping, resolves each rule's
-// logsource and fields, groups the string predicates by (logsource group, field) into
-// Hyperscan databases, and turns each condition into a postfix program over predicate bits.
+// logsource and fields, puts the string predicates' patterns into Hyperscan databases by
+// (mapping logsource, field), and turns each condition into a postfix program over predicate
+// bits that runs only when one of the rule's trigger predicates holds.
 // A rule that cannot be compiled is reported with its reason and left out; it never fails
 // the compile of the others. A RuleSet is immutable and shared by all workers.
 //
@@ -112,13 +113,12 @@ class RuleSet {
   };
   // The field slot of keyword patterns: they scan the raw event.
   static constexpr uint32_t kRawSlot = 0xffffffffu;
-  // One Hyperscan database per field: the patterns of every rule on that field, whatever
-  // its logsource, so a field is scanned once per event.
+  // One Hyperscan database per (field, mapping logsource): the patterns of the rules that
+  // apply to that logsource. An event scans the databases of its active logsources.
   struct Database {
     uint32_t field_slot;
     hs_database_t* db = nullptr;          // regexes, or null
     hs_database_t* literal_db = nullptr;  // plain strings, or null
-    std::vector<uint32_t> groups;  // groups with rules on this field: scanned when one is active
   };
   // A pattern (Hyperscan id) sets the bits of every predicate it belongs to: a predicate is
   // one pattern or, fused from a list of values, the OR of several on one field.
@@ -146,7 +146,6 @@ class RuleSet {
   static bool evaluate_direct(const DirectPredicate& dp, const Event& event);
   struct Group {  // the set of mapping logsources some rules apply to
     std::vector<uint32_t> logsources;
-    std::vector<uint32_t> databases;
     std::vector<DirectPredicate> direct;
     std::vector<uint32_t> always_evaluate;  // rules no predicate can trigger (e.g. "not filter")
   };
@@ -173,6 +172,7 @@ class RuleSet {
   std::vector<uint32_t> pattern_preds_;
   std::vector<pcre2_real_code_8*> confirms_;
   std::vector<Group> groups_;
+  std::vector<std::vector<uint32_t>> logsource_databases_;  // per mapping logsource
   std::vector<WhereField> where_fields_;
   std::vector<LogsourceCheck> logsources_;
   // Per predicate: the rules it triggers, i.e. whose condition cannot hold unless one of
