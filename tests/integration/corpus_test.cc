@@ -2,6 +2,8 @@
 // events recorded while each attack ran. Every rule that compiles must give exactly the
 // expected number of matches.
 
+#include "support/corpus.h"
+
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -17,26 +19,22 @@ namespace {
 namespace fs = std::filesystem;
 
 // The shared corpus sits beside the checkout (../shared/corpus); VIGIL_CORPUS_DIR overrides.
-fs::path corpus_dir() {
-  if (const char* env = std::getenv("VIGIL_CORPUS_DIR"); env && *env) return env;
-  for (const fs::path& p : {fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus", fs::path("/work/shared/corpus")}) {
-    if (fs::exists(p / "sigma_public" / "manifest.jsonl")) return p;
-  }
-  return fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
-}
-const fs::path kCorpus = corpus_dir();
+const fs::path kCorpus = test::corpus_dir();
 
 // Cases where the manifest disagrees with the Sigma specification, with the count the
 // specification gives and why. Each is checked at the specification's count.
 const std::map<std::string, std::pair<size_t, const char*>> kSpecificationCounts = {
     {"8fbf3271-1ef6-4e94-8210-03c2317947f6",
-     {3, "events 0, 2 and 4 are Sysmon file_event (EventID 11) whose TargetFilename ends with "
-         "\\procdump64.exe, \\procdump64a.exe and \\procdump.exe, each listed in the rule's endswith list; "
-         "the manifest's count of 1 cannot hold under Sigma's OR-of-list semantics"}},
+     {3,
+      "events 0, 2 and 4 are Sysmon file_event (EventID 11) whose TargetFilename ends with "
+      "\\procdump64.exe, \\procdump64a.exe and \\procdump.exe, each listed in the rule's endswith "
+      "list; "
+      "the manifest's count of 1 cannot hold under Sigma's OR-of-list semantics"}},
 };
 
 TEST(SigmaPublicCorpus, EveryCompiledRuleGivesTheExpectedMatches) {
-  ASSERT_TRUE(fs::exists(kCorpus / "sigma_public" / "manifest.jsonl")) << "corpus missing at " << kCorpus;
+  ASSERT_TRUE(fs::exists(kCorpus / "sigma_public" / "manifest.jsonl"))
+      << "corpus missing at " << kCorpus;
   auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/windows-evtx-json.yml");
   ASSERT_TRUE(mapping) << mapping.status().to_string();
 
@@ -89,7 +87,8 @@ TEST(SigmaPublicCorpus, EveryCompiledRuleGivesTheExpectedMatches) {
   EXPECT_EQ(cases, 68u);
   std::string why;
   for (const auto& u : unsupported) why += "  " + u + "\n";
-  std::printf("sigma_public: %zu cases, %zu correct, %zu not compiled yet:\n%s", cases, correct, unsupported.size(), why.c_str());
+  std::printf("sigma_public: %zu cases, %zu correct, %zu not compiled yet:\n%s", cases, correct,
+              unsupported.size(), why.c_str());
   // Every case compiles today; one that stops compiling is a regression.
   EXPECT_EQ(unsupported.size(), 0u) << why;
 }

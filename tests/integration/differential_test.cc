@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 
+#include "support/corpus.h"
 #include "vigil/match/reference_matcher.h"
 #include "vigil/match/ruleset.h"
 
@@ -19,15 +20,6 @@ namespace vigil::match {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path corpus_dir() {
-  if (const char* env = std::getenv("VIGIL_CORPUS_DIR"); env && *env) return env;
-  for (const fs::path& p :
-       {fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus", fs::path("/work/shared/corpus")}) {
-    if (fs::exists(p / "sigma_rules")) return p;
-  }
-  return fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
-}
 
 // A text the regex of a Sigma string value matches: literal bytes kept, `.*` dropped, `.`
 // one letter, the first alternative of a group (windash). Empty for user regexes.
@@ -102,7 +94,7 @@ std::string to_json(const std::map<std::string, std::string>& fields) {
 class Differential : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
-  const fs::path corpus = corpus_dir();
+  const fs::path corpus = test::corpus_dir();
   ASSERT_TRUE(fs::exists(corpus / "sigma_rules")) << "corpus missing at " << corpus;
   auto mapping = FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") +
                                          GetParam() + ".yml");

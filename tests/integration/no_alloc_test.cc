@@ -10,6 +10,7 @@
 #include <fstream>
 #include <new>
 
+#include "support/corpus.h"
 #include "vigil/match/ruleset.h"
 
 namespace {
@@ -30,17 +31,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path corpus_dir() {
-  if (const char* env = std::getenv("VIGIL_CORPUS_DIR"); env && *env) return env;
-  for (const fs::path& p :
-       {fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus", fs::path("/work/shared/corpus")}) {
-    if (fs::exists(p / "sigma_rules")) return p;
-  }
-  return fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
-}
-
 TEST(NoAllocation, ParseAndMatchAllocateNothingPerEventOnceWarm) {
-  const fs::path corpus = corpus_dir();
+  const fs::path corpus = test::corpus_dir();
   ASSERT_TRUE(fs::exists(corpus / "sigma_rules")) << "corpus missing at " << corpus;
   auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/windows-evtx-json.yml");
   ASSERT_TRUE(mapping);
