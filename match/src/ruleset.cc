@@ -161,6 +161,7 @@ RuleSet::~RuleSet() {
     hs_free_database(d.literal_db);
   }
   for (auto* c : confirms_) pcre2_code_free(c);
+  pcre2_match_context_free(confirm_limits_);
 }
 
 namespace {
@@ -618,6 +619,13 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       if (!code) return code.status();
       p.confirm = static_cast<int32_t>(set->confirms_.size());
       set->confirms_.push_back(*code);
+      if (set->confirm_limits_ == nullptr) {
+        set->confirm_limits_ = pcre2_match_context_create(nullptr);
+        if (set->confirm_limits_ == nullptr)
+          return Status::internal("PCRE2 match context allocation failed");
+        pcre2_set_match_limit(set->confirm_limits_, kConfirmMatchLimit);
+        pcre2_set_depth_limit(set->confirm_limits_, kConfirmDepthLimit);
+      }
     }
     for (const auto& k : keys) regex_ids[k].push_back(static_cast<uint32_t>(set->patterns_.size()));
     regex_pattern[set->patterns_.size()] = pat;
@@ -1067,12 +1075,18 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
         const RuleSet::Pattern& p = rs.patterns_[id];
         const int rc = pcre2_match(rs.confirms_[static_cast<size_t>(p.confirm)],
                                    reinterpret_cast<PCRE2_SPTR>(fv.text.data()), fv.text.size(), 0,
-                                   0, match_data_, nullptr);
+                                   0, match_data_, rs.confirm_limits_);
         if (rc >= 0) {
           for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) set_bit(rs.pattern_preds_[i]);
         } else if (rc != PCRE2_ERROR_NOMATCH) {
           to_confirm_.clear();
-          return Status::internal("PCRE2 confirmation failed with error " + std::to_string(rc));
+          const std::string field = db.field_slot == RuleSet::kRawSlot
+                                        ? "the raw event"
+                                        : "field '" + rs.fields_.path(db.field_slot) + "'";
+          const bool limit = rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT;
+          return Status::internal("PCRE2 confirmation on " + field +
+                                  (limit ? " stopped at its backtracking limit"
+                                         : " failed with error " + std::to_string(rc)));
         }
       }
       to_confirm_.clear();

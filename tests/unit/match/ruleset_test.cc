@@ -43,6 +43,11 @@ class RuleMatch {
     matcher_ = std::move(*Matcher::create(rules_));
   }
   const std::string& error() const { return error_; }
+  Status match_status(const std::string& json) {
+    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    return matcher_->match(event_, out);
+  }
   bool matches(const std::string& json) {
     EXPECT_TRUE(error_.empty()) << error_;
     if (!error_.empty()) return false;
@@ -330,6 +335,21 @@ TEST(RuleSet, AnchoredLiteralsLookAtEveryOccurrence) {
   EXPECT_TRUE(dashes.matches(proc(R"("CommandLine":"x /enc")")));
   EXPECT_TRUE(dashes.matches(proc("\"CommandLine\":\"x \u2014enc\"")));
   EXPECT_FALSE(dashes.matches(proc(R"("CommandLine":"x -enc ")")));
+}
+
+// A lookahead after an ambiguous repetition backtracks exponentially in PCRE2. The
+// confirmation is bounded (200,000 steps), well below PCRE2's default (10,000,000, ~30 ms
+// for 36 characters): on 30 characters the default would search to the end and say no match,
+// the bound stops it and reports a matching error. A hostile field never stalls a worker.
+TEST(RuleSet, PcreConfirmationIsBoundedOnHostileInput) {
+  RuleMatch m("  sel:\n    CommandLine|re: '^(a|aa)+(?=b)'\n  condition: sel\n");
+  ASSERT_TRUE(m.error().empty()) << m.error();
+  EXPECT_TRUE(m.matches(proc(R"("CommandLine":"aaab")")));
+  EXPECT_FALSE(m.matches(proc(R"("CommandLine":"aaac")")));
+  const Status s = m.match_status(proc(R"("CommandLine":")" + std::string(30, 'a') + "\""));
+  EXPECT_NE(s.message().find("field 'CommandLine' stopped at its backtracking limit"),
+            std::string::npos)
+      << s.to_string();
 }
 
 // Keywords (field-less values) search the raw event text, JSON escapes included.

@@ -25,6 +25,7 @@
 
 struct pcre2_real_code_8;
 struct pcre2_real_match_data_8;
+struct pcre2_real_match_context_8;
 
 namespace vigil::match {
 
@@ -171,6 +172,10 @@ class RuleSet {
   std::vector<Pattern> patterns_;
   std::vector<uint32_t> pattern_preds_;
   std::vector<pcre2_real_code_8*> confirms_;
+  // Bounds every confirmation (backtracking steps and depth): a hostile field cannot make a
+  // backreference pattern run for seconds; hitting the bound is a matching error.
+  pcre2_real_match_context_8* confirm_limits_ = nullptr;
+  static constexpr uint32_t kConfirmMatchLimit = 200000, kConfirmDepthLimit = 10000;
   std::vector<Group> groups_;
   std::vector<std::vector<uint32_t>> logsource_databases_;  // per mapping logsource
   std::vector<WhereField> where_fields_;
