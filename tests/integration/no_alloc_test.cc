@@ -18,6 +18,10 @@ std::atomic<bool> counting{false};
 std::atomic<size_t> allocations{0};
 }  // namespace
 
+// Under AddressSanitizer, libraries built without it (Hyperscan) pair their own operator new
+// with free(); the replacement below would be flagged as a mismatch, which it is not.
+extern "C" const char* __asan_default_options() { return "alloc_dealloc_mismatch=0"; }
+
 void* operator new(size_t n) {
   if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
