@@ -201,7 +201,8 @@ bool ReferenceMatcher::holds(const Rule& rule, const CondNode& n, const Event& e
 }
 
 void ReferenceMatcher::match(const Event& event, std::vector<uint32_t>& out) {
-  std::vector<bool> active(logsources_.size());
+  std::vector<uint8_t>& active = active_;
+  active.assign(logsources_.size(), 0);
   for (size_t i = 0; i < logsources_.size(); ++i) {
     bool all = true;
     for (const auto& [slot, values] : logsources_[i].where) {

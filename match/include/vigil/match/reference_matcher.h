@@ -53,6 +53,7 @@ class ReferenceMatcher {
   struct Logsource;
   std::vector<Logsource> logsources_;
   void* match_data_ = nullptr;
+  std::vector<uint8_t> active_;  // per logsource, reused by match()
 };
 
 }  // namespace vigil::match
