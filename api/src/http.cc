@@ -340,6 +340,8 @@ void do_accept(HttpServer::State& state) {
       beast::error_code ignored;
       socket.close(ignored);
     } else {
+      beast::error_code ignored;
+      socket.set_option(net::socket_base::send_buffer_size(1 << 20), ignored);
       std::make_shared<Session>(std::move(socket), state)->run();
     }
     do_accept(state);

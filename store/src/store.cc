@@ -428,6 +428,13 @@ bool alert_passes(const AlertQuery& q, const AlertValue& v, bool check_rule, boo
 }  // namespace
 
 Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
+  std::vector<std::string> documents;
+  auto page = query_alerts(q, [&documents](std::string_view json) { documents.emplace_back(json); });
+  if (page) page->alerts = std::move(documents);
+  return page;
+}
+
+Expected<AlertPage> Store::query_alerts(const AlertQuery& q, const std::function<void(std::string_view)>& sink) const {
   if (q.limit == 0) return AlertPage{};
   if (q.since >= q.until) return AlertPage{};
   // Iterate the most selective index (rule, then host, then time), newest first, within
@@ -470,7 +477,7 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
   AlertValue v;
   bool more = false;  // entries left unexamined after last_key
   if (cf == alerts_) {
-    for (; it->Valid() && page.alerts.size() < q.limit; it->Prev()) {
+    for (; it->Valid() && page.count < q.limit; it->Prev()) {
       if (filtered && page.scanned >= q.max_scan) {
         page.partial = true;
         break;
@@ -483,7 +490,8 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
         return Status::corruption("alert entry " + to_hex(last_key) + " cannot be decoded");
       }
       if (filtered && !alert_passes(q, v, false, check_host)) continue;
-      page.alerts.emplace_back(v.json);
+      sink(v.json);
+      ++page.count;
     }
     more = it->Valid();
   } else {
@@ -492,8 +500,8 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
     std::vector<rocksdb::Slice> alert_keys;
     std::vector<rocksdb::PinnableSlice> values;
     std::vector<rocksdb::Status> statuses;
-    while (it->Valid() && page.alerts.size() < q.limit && !page.partial) {
-      const size_t want = filtered ? std::max<size_t>(64, q.limit - page.alerts.size()) : q.limit - page.alerts.size();
+    while (it->Valid() && page.count < q.limit && !page.partial) {
+      const size_t want = filtered ? std::max<size_t>(64, q.limit - page.count) : q.limit - page.count;
       index_keys.clear();
       for (; it->Valid() && index_keys.size() < want; it->Prev()) {
         if (filtered && page.scanned >= q.max_scan) {
@@ -513,7 +521,7 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
       statuses.assign(index_keys.size(), rocksdb::Status());
       db_->MultiGet(ro, alerts_, alert_keys.size(), alert_keys.data(), values.data(), statuses.data(), /*sorted_input=*/false);
       size_t i = 0;
-      for (; i < index_keys.size() && page.alerts.size() < q.limit; ++i) {
+      for (; i < index_keys.size() && page.count < q.limit; ++i) {
         last_key = index_keys[i];
         if (statuses[i].IsNotFound()) continue;  // index entry of an expired alert
         if (!statuses[i].ok()) return from_rocks(statuses[i], "alert read failed");
@@ -521,13 +529,14 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
           return Status::corruption("alert entry " + to_hex(last_key) + " cannot be decoded");
         }
         if (filtered && !alert_passes(q, v, false, check_host)) continue;
-        page.alerts.emplace_back(v.json);
+        sink(v.json);
+        ++page.count;
       }
       more = i < index_keys.size() || it->Valid();
     }
   }
   if (!it->status().ok()) return from_rocks(it->status(), "alert scan failed");
-  if ((page.alerts.size() == q.limit || page.partial) && more && !last_key.empty()) page.next_cursor = to_hex(last_key);
+  if ((page.count == q.limit || page.partial) && more && !last_key.empty()) page.next_cursor = to_hex(last_key);
   return page;
 }
 

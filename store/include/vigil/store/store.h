@@ -154,7 +154,8 @@ struct AlertQuery {
 };
 
 struct AlertPage {
-  std::vector<std::string> alerts;  // alert JSON documents, newest first
+  std::vector<std::string> alerts;  // alert JSON documents, newest first (empty with a sink)
+  size_t count = 0;                 // documents on the page
   std::string next_cursor;          // empty when there is nothing more
   size_t scanned = 0;               // entries examined
   bool partial = false;             // max_scan reached before the page was full
@@ -255,6 +256,9 @@ class Store {
   // Alerts newest first. A filter the chosen index cannot serve is checked per entry, at
   // most max_scan entries per page; a page cut short by it is `partial` with a cursor.
   Expected<AlertPage> query_alerts(const AlertQuery& query) const;
+  // The same, handing each document to `sink` (newest first) instead of copying it into the
+  // page; the view is valid during the call only.
+  Expected<AlertPage> query_alerts(const AlertQuery& query, const std::function<void(std::string_view)>& sink) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id, TimeMs time) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id) const;
   Expected<uint64_t> count_alerts() const;
