@@ -4,7 +4,8 @@
 # pipeline consumes simulated events (embedded Kafka, SIM_RATE events/s), beside the same
 # wrk run against /healthz (no store work) in the same session for a ratio.
 #
-# Run: bash bench/api_bench.sh   (after `make build`; ALERTS, SIM_RATE, DURATION, CONNS override)
+# Run: bash bench/api_bench.sh   (after `make build`; ALERTS, SIM_RATE, DURATION, CONNS override;
+#      TLS=1 serves HTTPS with the test certificate of tests/data/tls)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
@@ -17,24 +18,30 @@ PORT=${PORT:-18099}
 # A scratch directory of our own (mktemp's template); a DIR given by the caller is kept.
 if [ -n "${DIR:-}" ]; then OWN_DIR=0; mkdir -p "$DIR"; else OWN_DIR=1; DIR=$(mktemp -d /tmp/vigil-api-bench.XXXXXX); fi
 TOKEN=api-bench-token-0123456789abcdef
+SCHEME=http
+TLS_FLAGS=()
+if [ "${TLS:-0}" = 1 ]; then
+  SCHEME=https
+  TLS_FLAGS=(--tls-cert tests/data/tls/server_a.pem --tls-key tests/data/tls/server_a.key)
+fi
 
-echo "api bench: $ALERTS alerts in $DIR/data, pipeline at $SIM_RATE events/s, wrk -t$THREADS -c$CONNS -d$DURATION"
+echo "api bench ($SCHEME): $ALERTS alerts in $DIR/data, pipeline at $SIM_RATE events/s, wrk -t$THREADS -c$CONNS -d$DURATION"
 "$BUILD/bench/vigil_store_bench" --events 0 --alerts "$ALERTS" --dir "$DIR/data" --keep | grep -E "written|p99" || true
 
 VIGIL_API_TOKENS="reader:$TOKEN" "$BUILD/app/vigild" --data-dir "$DIR/data" --listen "127.0.0.1:$PORT" \
-  --simulator-rate "$SIM_RATE" --log-level warn > "$DIR/vigild.out" 2> "$DIR/vigild.err" &
+  --simulator-rate "$SIM_RATE" --log-level warn "${TLS_FLAGS[@]}" > "$DIR/vigild.out" 2> "$DIR/vigild.err" &
 VIGILD=$!
 trap 'kill $VIGILD 2>/dev/null; wait $VIGILD 2>/dev/null; if [ "$OWN_DIR" = 1 ]; then rm -rf "$DIR"; fi' EXIT
 for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null && break
+  curl -sf --cacert tests/data/tls/ca_a.pem "$SCHEME://127.0.0.1:$PORT/readyz" > /dev/null && break
   sleep 0.2
 done
-curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null || { echo "vigild did not become ready"; cat "$DIR/vigild.err"; exit 1; }
+curl -sf --cacert tests/data/tls/ca_a.pem "$SCHEME://127.0.0.1:$PORT/readyz" > /dev/null || { echo "vigild did not become ready"; cat "$DIR/vigild.err"; exit 1; }
 sleep 2
 
 run() {  # name target
   local out
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$2")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "$SCHEME://127.0.0.1:$PORT$2")
   local rps p50 p99 errors
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
@@ -45,7 +52,7 @@ run() {  # name target
 }
 run healthz /healthz
 run alerts_page_100 "/api/v1/alerts?limit=100"
-consumed=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^vigil_events_consumed_total/ {s += $2} END {print s}')
+consumed=$(curl -s --cacert tests/data/tls/ca_a.pem "$SCHEME://127.0.0.1:$PORT/metrics" | awk '/^vigil_events_consumed_total/ {s += $2} END {print s}')
 echo "pipeline consumed $consumed events meanwhile"
 awk -v a="$(cat "$DIR/alerts_page_100.rps")" -v h="$(cat "$DIR/healthz.rps")" \
   'BEGIN {printf "ratio alerts page / healthz: %.2f\n", a / h}'

@@ -13,6 +13,7 @@ find_package(spdlog CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(RapidJSON CONFIG REQUIRED)
 find_package(Boost 1.81 REQUIRED)
+find_package(OpenSSL REQUIRED)  # HTTPS for the API server and the CLI client
 
 add_library(vigil_rapidjson INTERFACE)
 target_include_directories(vigil_rapidjson SYSTEM INTERFACE ${RAPIDJSON_INCLUDE_DIRS})

@@ -4,20 +4,50 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
 
 namespace vigil::api {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
+
+namespace {
+
+template <class Stream>
+ClientResponse exchange(Stream& stream, const std::string& host, const ClientRequest& request, http::verb verb) {
+  http::request<http::string_body> req{verb, request.target, 11};
+  req.set(http::field::host, host);
+  req.set(http::field::user_agent, "vigil-cli");
+  if (!request.bearer_token.empty()) req.set(http::field::authorization, "Bearer " + request.bearer_token);
+  if (!request.body.empty()) req.set(http::field::content_type, "application/json");
+  req.body() = request.body;
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(256 << 20);
+  http::read(stream, buffer, parser);
+  auto& res = parser.get();
+  ClientResponse out;
+  out.status = res.result_int();
+  out.content_type = std::string(res[http::field::content_type]);
+  out.body = std::move(res.body());
+  return out;
+}
+
+}  // namespace
 
 Expected<ClientResponse> http_call(const std::string& server, const ClientRequest& request) {
   std::string rest = server;
-  if (rest.rfind("https://", 0) == 0) return Status::invalid("server '" + server + "': https is not supported by this client");
-  if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
+  const bool https = rest.rfind("https://", 0) == 0;
+  if (https) rest = rest.substr(8);
+  else if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  std::string host, port = "80";
+  std::string host, port = https ? "443" : "80";
   if (!rest.empty() && rest[0] == '[') {
     const size_t close = rest.find(']');
     if (close == std::string::npos) return Status::invalid("server '" + server + "': unterminated IPv6 address");
@@ -30,33 +60,43 @@ Expected<ClientResponse> http_call(const std::string& server, const ClientReques
   }
   if (host.empty() || port.empty()) return Status::invalid("server '" + server + "' must be http://host:port");
 
+  const auto verb = http::string_to_verb(request.method);
+  if (verb == http::verb::unknown) return Status::invalid("unknown HTTP method '" + request.method + "'");
   try {
     net::io_context ioc;
     tcp::resolver resolver(ioc);
-    beast::tcp_stream stream(ioc);
-    stream.expires_after(std::chrono::milliseconds(request.timeout_ms));
-    stream.connect(resolver.resolve(host, port));
-    const auto verb = http::string_to_verb(request.method);
-    if (verb == http::verb::unknown) return Status::invalid("unknown HTTP method '" + request.method + "'");
-    http::request<http::string_body> req{verb, request.target, 11};
-    req.set(http::field::host, host);
-    req.set(http::field::user_agent, "vigil-cli");
-    if (!request.bearer_token.empty()) req.set(http::field::authorization, "Bearer " + request.bearer_token);
-    if (!request.body.empty()) req.set(http::field::content_type, "application/json");
-    req.body() = request.body;
-    req.prepare_payload();
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(256 << 20);
-    http::read(stream, buffer, parser);
-    auto& res = parser.get();
-    ClientResponse out;
-    out.status = res.result_int();
-    out.content_type = std::string(res[http::field::content_type]);
-    out.body = std::move(res.body());
+    if (!https) {
+      beast::tcp_stream stream(ioc);
+      stream.expires_after(std::chrono::milliseconds(request.timeout_ms));
+      stream.connect(resolver.resolve(host, port));
+      auto out = exchange(stream, host, request, verb);
+      beast::error_code ec;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+      return out;
+    }
+    ssl::context ctx(ssl::context::tls_client);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    if (request.ca_file.empty()) {
+      ctx.set_default_verify_paths();
+    } else {
+      beast::error_code ec;
+      ctx.load_verify_file(request.ca_file, ec);
+      if (ec) return Status::invalid("CA file '" + request.ca_file + "': " + ec.message());
+    }
+    ctx.set_verify_mode(ssl::verify_peer);
+    beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+    // SNI, and the certificate must name the host (or carry its IP address).
+    if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
+      return Status::invalid("server '" + server + "': host name '" + host + "' cannot be sent as SNI");
+    }
+    stream.set_verify_callback(ssl::host_name_verification(host));
+    beast::get_lowest_layer(stream).expires_after(std::chrono::milliseconds(request.timeout_ms));
+    beast::get_lowest_layer(stream).connect(resolver.resolve(host, port));
+    stream.handshake(ssl::stream_base::client);
+    auto out = exchange(stream, host, request, verb);
     beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream.shutdown(ec);  // close_notify; a peer that just closes is fine
     return out;
   } catch (const std::exception& e) {
     return Status::unavailable("cannot reach vigild at " + server + ": " + e.what());

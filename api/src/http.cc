@@ -13,6 +13,12 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 #include <thread>
 
 namespace vigil::api {
@@ -20,6 +26,7 @@ namespace vigil::api {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 std::optional<std::string_view> HttpRequest::param(std::string_view name) const {
@@ -203,6 +210,89 @@ HttpResponse Router::route(HttpRequest& request) const {
   return HttpResponse::problem(404, "no route for " + request.path);
 }
 
+namespace {
+
+// The server's TLS context, rebuilt when the certificate or key file changes (cert-manager and
+// Kubernetes Secret updates rotate them in place), checked at most once per reload interval on
+// accept. A file that cannot be loaded keeps the previous context and is logged, so a rotation
+// caught half-written never takes the API down. Connections hold the context they started with.
+class TlsContext {
+ public:
+  Status configure(const HttpServerOptions& o) {
+    if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+      return Status::invalid("TLS needs both a certificate file and a key file");
+    }
+    if (o.tls_cert_file.empty()) return Status::ok();
+    cert_ = o.tls_cert_file;
+    key_ = o.tls_key_file;
+    reload_interval_ = std::chrono::milliseconds(o.tls_reload_interval_ms);
+    auto ctx = load();
+    if (!ctx) return ctx.status();
+    context_ = std::move(*ctx);
+    stamp_ = stamp();
+    checked_ = std::chrono::steady_clock::now();
+    return Status::ok();
+  }
+
+  bool enabled() const { return !cert_.empty(); }
+
+  std::shared_ptr<ssl::context> current() {
+    std::lock_guard lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (reload_interval_.count() > 0 && now - checked_ >= reload_interval_) {
+      checked_ = now;
+      if (auto st = stamp(); st != stamp_) {
+        if (auto ctx = load()) {
+          context_ = std::move(*ctx);
+          stamp_ = st;
+          spdlog::info("https: reloaded certificate {} and key {}", cert_, key_);
+        } else {
+          spdlog::warn("https: keeping the previous certificate: {}", ctx.status().message());
+        }
+      }
+    }
+    return context_;
+  }
+
+ private:
+  Expected<std::shared_ptr<ssl::context>> load() const {
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                     ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::no_compression |
+                     ssl::context::single_dh_use);
+    beast::error_code ec;
+    ctx->use_certificate_chain_file(cert_, ec);
+    if (ec) return Status::invalid("TLS certificate file '" + cert_ + "': " + ec.message());
+    ctx->use_private_key_file(key_, ssl::context::pem, ec);
+    if (ec) return Status::invalid("TLS key file '" + key_ + "': " + ec.message());
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+      return Status::invalid("TLS key file '" + key_ + "' does not belong to the certificate in '" + cert_ + "'");
+    }
+    return ctx;
+  }
+
+  // What a rotation changes: both files' modification times and sizes.
+  std::string stamp() const {
+    std::string out;
+    for (const auto* f : {&cert_, &key_}) {
+      std::error_code ec;
+      const auto t = std::filesystem::last_write_time(*f, ec);
+      const auto n = std::filesystem::file_size(*f, ec);
+      out += std::to_string(ec ? 0 : t.time_since_epoch().count()) + ":" + std::to_string(ec ? 0 : n) + ";";
+    }
+    return out;
+  }
+
+  std::string cert_, key_;
+  std::chrono::milliseconds reload_interval_{0};
+  std::mutex mu_;
+  std::shared_ptr<ssl::context> context_;
+  std::string stamp_;
+  std::chrono::steady_clock::time_point checked_;
+};
+
+}  // namespace
+
 struct HttpServer::State {
   // Declared before ioc: sessions still pending when ioc is destroyed use them.
   HttpServerOptions options;
@@ -211,6 +301,7 @@ struct HttpServer::State {
   std::atomic<int> in_flight{0};  // requests read and not yet answered
   std::atomic<bool> stopped{false};
   uint16_t port = 0;
+  TlsContext tls;
   net::io_context ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
@@ -220,21 +311,47 @@ struct HttpServer::State {
 
 namespace {
 
-class Session : public std::enable_shared_from_this<Session> {
+// One connection: plain TCP (beast::tcp_stream) or TLS over it (beast::ssl_stream).
+template <class Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
  public:
-  Session(tcp::socket&& socket, HttpServer::State& state) : stream_(std::move(socket)), state_(state) {}
+  explicit Session(tcp::socket&& socket, HttpServer::State& state) requires(!kTls)
+      : stream_(std::move(socket)), state_(state) {}
+  Session(tcp::socket&& socket, HttpServer::State& state, std::shared_ptr<ssl::context> tls) requires kTls
+      : tls_(std::move(tls)), stream_(std::move(socket), *tls_), state_(state) {}
   ~Session() { state_.connections.fetch_sub(1); }
 
-  void run() { net::dispatch(stream_.get_executor(), beast::bind_front_handler(&Session::read, shared_from_this())); }
+  void run() {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        // The handshake shares the read timeout: a client that connects and stays silent is dropped.
+        self->socket_stream().expires_after(std::chrono::milliseconds(self->state_.options.read_timeout_ms));
+        self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) {
+            spdlog::debug("https handshake failed: {}", ec.message());
+            return;  // the socket closes with the session
+          }
+          self->read();
+        });
+      } else {
+        self->read();
+      }
+    });
+  }
 
  private:
+  beast::tcp_stream& socket_stream() { return beast::get_lowest_layer(stream_); }
+
   void read() {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(state_.options.max_header_bytes));
     parser_->body_limit(state_.options.max_body_bytes);
     // The first request of a connection gets the read timeout; later ones the idle timeout.
-    stream_.expires_after(std::chrono::milliseconds(requests_ == 0 ? state_.options.read_timeout_ms : state_.options.idle_timeout_ms));
-    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    socket_stream().expires_after(
+        std::chrono::milliseconds(requests_ == 0 ? state_.options.read_timeout_ms : state_.options.idle_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, this->shared_from_this()));
   }
 
   void on_read(beast::error_code ec, size_t) {
@@ -291,8 +408,8 @@ class Session : public std::enable_shared_from_this<Session> {
       res->body() = std::move(r.body);
       res->prepare_payload();
     }
-    stream_.expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
-    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+    socket_stream().expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
+    http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
       self->state_.in_flight.fetch_sub(1);
       if (ec || !res->keep_alive()) return self->close();
       self->read();
@@ -302,17 +419,27 @@ class Session : public std::enable_shared_from_this<Session> {
   // Lingering close: after the last response, stop sending and read (and discard) what the
   // client still sends until it closes too, bounded in bytes and time. Closing a socket with
   // unread input makes the kernel send RST, which can destroy the response in flight (for
-  // example a 431 sent before the oversized header was read).
+  // example a 431 sent before the oversized header was read). Under TLS the close_notify
+  // alert goes first.
   void close() {
+    socket_stream().expires_after(std::chrono::seconds(2));
+    if constexpr (kTls) {
+      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->close_tcp(); });
+    } else {
+      close_tcp();
+    }
+  }
+
+  void close_tcp() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket_stream().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return;
-    stream_.expires_after(std::chrono::seconds(2));
+    socket_stream().expires_after(std::chrono::seconds(2));
     drain();
   }
 
   void drain() {
-    stream_.async_read_some(net::buffer(discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    socket_stream().async_read_some(net::buffer(discard_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
       self->drained_ += n;
       if (ec || self->drained_ > kMaxDrainBytes) return;
       self->drain();
@@ -323,7 +450,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::array<char, 4096> discard_;
   size_t drained_ = 0;
 
-  beast::tcp_stream stream_;
+  std::shared_ptr<ssl::context> tls_;  // kept alive for the stream (a reload may replace the server's)
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   HttpServer::State& state_;
@@ -341,8 +469,16 @@ void do_accept(HttpServer::State& state) {
       socket.close(ignored);
     } else {
       beast::error_code ignored;
+      // A ~100 KB page then leaves in one write instead of several wake-ups.
       socket.set_option(net::socket_base::send_buffer_size(1 << 20), ignored);
-      std::make_shared<Session>(std::move(socket), state)->run();
+      // No Nagle: a response written in several pieces (TLS records) must not wait for the
+      // client's delayed ACK (25 ms per 100-alert page over TLS without this).
+      socket.set_option(tcp::no_delay(true), ignored);
+      if (state.tls.enabled()) {
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), state, state.tls.current())->run();
+      } else {
+        std::make_shared<Session<beast::tcp_stream>>(std::move(socket), state)->run();
+      }
     }
     do_accept(state);
   });
@@ -355,6 +491,7 @@ HttpServer::HttpServer(std::unique_ptr<State> state) : state_(std::move(state)) 
 Expected<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, Router router) {
   if (options.threads < 1) return Status::invalid("the HTTP server needs at least one thread");
   auto state = std::make_unique<State>(options, std::move(router));
+  if (auto st = state->tls.configure(options); !st) return st;
   beast::error_code ec;
   const auto address = net::ip::make_address(options.address, ec);
   if (ec) return Status::invalid("bad listen address '" + options.address + "': " + ec.message());

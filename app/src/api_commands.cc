@@ -41,6 +41,7 @@ std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::strin
   api::ClientRequest req;
   req.target = target;
   req.bearer_token = token_or_default(t.token);
+  req.ca_file = ca_file_or_default(t.ca_file);
   auto res = api::http_call(server_or_default(t.server), req);
   if (!res) {
     std::fprintf(stderr, "vigil: %s\n", res.status().to_string().c_str());
@@ -88,10 +89,17 @@ std::string token_or_default(const std::string& flag) {
   return token;
 }
 
+std::string ca_file_or_default(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("VIGIL_CA_FILE"); env && *env) return env;
+  return {};
+}
+
 ApiCommands::ApiCommands(CLI::App& cli) {
   auto common = [&](CLI::App* c) {
     c->add_option("--server", target_.server, "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
     c->add_option("--token", target_.token, "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
+    c->add_option("--ca-file", target_.ca_file, "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
     c->add_flag("--json", page_.json, "One JSON document per line instead of a table");
   };
   auto paging = [&](CLI::App* c) {
@@ -113,6 +121,7 @@ ApiCommands::ApiCommands(CLI::App& cli) {
   show_->add_option("id", id_, "Alert id (32 hex digits)")->required();
   show_->add_option("--server", target_.server, "vigild API");
   show_->add_option("--token", target_.token, "API bearer token");
+  show_->add_option("--ca-file", target_.ca_file, "https: PEM CA bundle to trust");
   show_->add_flag("--json", page_.json, "Compact JSON instead of indented");
   events_ = cli.add_subcommand("events", "Hunt through the events a running vigild retained, newest first");
   common(events_);

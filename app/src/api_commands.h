@@ -15,12 +15,14 @@ namespace vigil::app {
 struct ApiTarget {
   std::string server;  // empty: VIGIL_SERVER, else http://127.0.0.1:8080
   std::string token;   // empty: VIGIL_TOKEN, else ./data/api-token
+  std::string ca_file; // https: CA bundle to trust; empty: VIGIL_CA_FILE, else the system's
 };
 
 std::string server_or_default(const std::string& flag);
 // Appends "?name=value" or "&name=value" (value percent-encoded) unless value is empty.
 void add_param(std::string& target, const char* name, const std::string& value);
 std::string token_or_default(const std::string& flag);
+std::string ca_file_or_default(const std::string& flag);
 
 // Adds `alerts` (with `show`), `events`, `stats` and `rules active` to `cli` (which must have `rules`); run() runs whichever
 // was parsed and returns its exit code, or -1 if none was.

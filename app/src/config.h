@@ -33,6 +33,7 @@
 //                                    # an admin token made at first start in <data_dir>/api-token
 //     open: {healthz: true, readyz: true, metrics: true}  # false: that route needs a token
 //     max_body_mb: 32                # largest request body (a bundle archive)
+//     tls: {cert_file: "", key_file: ""}  # HTTPS with this PEM chain and key (re-read on change)
 //   rollout:                         # rule bundles (ingest/rollout.h)
 //     policy: staged                 # staged, immediate or pinned (the API may change it)
 //     stages: [50, 100]              # after the one-shard canary, percent of the shards
@@ -90,6 +91,8 @@ struct Config {
   bool api_open_readyz = true;
   bool api_open_metrics = true;
   size_t api_max_body_mb = 32;
+  std::string api_tls_cert_file;
+  std::string api_tls_key_file;
   std::string rollout_policy = "staged";
   std::vector<int> rollout_stages{50, 100};
   int64_t rollout_stage_ms = 60000;

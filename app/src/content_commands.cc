@@ -34,6 +34,7 @@ ContentCommands::ContentCommands(CLI::App& cli) {
                   "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
     c->add_option("--token", target_.token,
                   "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
+    c->add_option("--ca-file", target_.ca_file, "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
     c->add_flag("--json", json_, "Compact JSON instead of indented");
   };
   auto* bundle =
@@ -148,6 +149,7 @@ int ContentCommands::call(const std::string& method, const std::string& target,
   req.target = target;
   req.body = body;
   req.bearer_token = token_or_default(target_.token);
+  req.ca_file = ca_file_or_default(target_.ca_file);
   req.timeout_ms = 600000;
   auto res = api::http_call(server_or_default(target_.server), req);
   if (!res) {

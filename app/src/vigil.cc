@@ -245,6 +245,7 @@ int admin_checkpoint(const std::string& target, const std::string& data_dir, con
   req.method = "POST";
   req.target = "/api/v1/admin/checkpoints?name=" + api::url_encode(target);
   req.bearer_token = app::token_or_default(token);
+  req.ca_file = app::ca_file_or_default({});
   req.timeout_ms = 600000;
   auto res = api::http_call(app::server_or_default(server), req);
   if (!res) {

@@ -178,6 +178,8 @@ int main(int argc, char** argv) {
   auto* o_checkpoints = cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
   auto* o_tokens = cli.add_option("--api-tokens-file", flags.api_tokens_file,
                                   "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
+  auto* o_tls_cert = cli.add_option("--tls-cert", flags.api_tls_cert_file, "API over HTTPS: PEM certificate chain file");
+  auto* o_tls_key = cli.add_option("--tls-key", flags.api_tls_key_file, "API over HTTPS: PEM private key file");
   auto* o_policy = cli.add_option("--rollout-policy", flags.rollout_policy, "Rule bundle rollouts: staged, immediate or pinned");
   CLI11_PARSE(cli, argc, argv);
 
@@ -193,6 +195,8 @@ int main(int argc, char** argv) {
   if (o_instance->count()) config.group_instance_id = flags.group_instance_id;
   if (o_data->count()) config.data_dir = flags.data_dir;
   if (o_listen->count()) config.listen = flags.listen;
+  if (o_tls_cert->count()) config.api_tls_cert_file = flags.api_tls_cert_file;
+  if (o_tls_key->count()) config.api_tls_key_file = flags.api_tls_key_file;
   if (o_rules->count()) config.rules = flags.rules;
   if (o_mapping->count()) config.mapping = flags.mapping;
   if (o_log->count()) config.log_level = flags.log_level;
@@ -363,6 +367,8 @@ int main(int argc, char** argv) {
   ho.port = listen_port;
   ho.threads = config.http_threads;
   ho.max_body_bytes = config.api_max_body_mb << 20;
+  ho.tls_cert_file = config.api_tls_cert_file;
+  ho.tls_key_file = config.api_tls_key_file;
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 
@@ -380,7 +386,7 @@ int main(int argc, char** argv) {
   }
 
   const std::string host_for_url = listen_host.find(':') != std::string::npos ? "[" + listen_host + "]" : listen_host;
-  const std::string api_url = "http://" + host_for_url + ":" + std::to_string((*server)->port());
+  const std::string api_url = (config.api_tls_cert_file.empty() ? "http://" : "https://") + host_for_url + ":" + std::to_string((*server)->port());
   std::printf("vigild %s ready\n", "0.1.0");
   std::printf("  api: %s\n", api_url.c_str());
   if (embedded) {

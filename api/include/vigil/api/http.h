@@ -1,7 +1,7 @@
 #pragma once
 // A small HTTP/1.1 server on Boost.Beast with a path router.
 //
-// HttpServer runs a fixed number of I/O threads. Each connection is keep-alive, reads one
+// HttpServer runs a fixed number of I/O threads, over plain TCP or TLS. Each connection is keep-alive, reads one
 // request at a time with limits on header and body size and a read timeout, and closes
 // when idle too long or when the server has too many connections. Handlers run on the I/O
 // threads and must not block for long. stop() answers the requests in flight first.
@@ -90,6 +90,12 @@ struct HttpServerOptions {
   int idle_timeout_ms = 60'000;
   size_t max_connections = 1024;
   int shutdown_grace_ms = 5'000;  // stop() waits this long for requests in flight
+  // HTTPS when both are set: a PEM certificate chain (leaf first) and its PEM private key.
+  // TLS 1.2 and 1.3 only. The files are re-read when they change (checked on accept at most
+  // once per reload interval; 0: never), so a rotated Secret takes effect without a restart.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  int tls_reload_interval_ms = 10'000;
 };
 
 class HttpServer {
