@@ -14,6 +14,7 @@
 // librdkafka has prefetched, a bare consumer only reads memory.
 //
 // Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P] [--latency-seconds S]
+//      [--prefetch-kb K]
 
 #include <librdkafka/rdkafka.h>
 #include <rapidjson/document.h>
@@ -146,6 +147,9 @@ struct Running {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<ingest::Pipeline> pipeline;
 };
+// --prefetch-kb: librdkafka's prefetch bound for vigil's consumer instead of the Pipeline's.
+std::string g_prefetch_kb;
+
 Running start_pipeline(const std::string& brokers, const std::string& topic, const Rules& rules, int workers,
                        const fs::path& dir, MetricsRegistry& metrics) {
   fs::remove_all(dir);
@@ -162,6 +166,7 @@ Running start_pipeline(const std::string& brokers, const std::string& topic, con
   // The mock broker answers a fetch it cannot fill only when fetch.wait.max.ms (500 ms by
   // default) has passed, where a real broker answers as soon as data arrives.
   o.kafka_properties = {{"fetch.wait.max.ms", "5"}};
+  if (!g_prefetch_kb.empty()) o.kafka_properties.emplace_back("queued.max.messages.kbytes", g_prefetch_kb);
   auto p = ingest::Pipeline::create(o, rules.set, *r.store, metrics, SystemClock::instance());
   if (p && (*p)->start()) r.pipeline = std::move(*p);
   return r;
@@ -293,6 +298,7 @@ int main(int argc, char** argv) {
   cli.add_option("--events", events, "Events pre-produced for the throughput runs (the mock keeps ~5 MB per partition)");
   cli.add_option("--partitions", partitions, "Partitions of the topic");
   cli.add_option("--latency-seconds", latency_seconds, "Duration of the latency run");
+  cli.add_option("--prefetch-kb", g_prefetch_kb, "queued.max.messages.kbytes of vigil's consumer (default: the Pipeline's)");
   CLI11_PARSE(cli, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 

@@ -19,7 +19,8 @@
 //
 // Backpressure: a worker's inbox is bounded (messages and bytes). Past the bound the
 // consumer stops taking messages, so librdkafka's bounded prefetch queue
-// (queued.max.messages.kbytes) fills and its fetcher stops; if that worker stays full for
+// (queued.max.messages.kbytes, 128 MB: about a second of work, see pipeline.cc) fills and
+// its fetcher stops; if that worker stays full for
 // long, its partitions are paused (so the other workers go on) and resumed when its inbox
 // has drained to half. Memory stays bounded whatever the input rate. A store failure is retried with the same batch (the
 // inbox then fills and the partitions pause); no offset moves past unpersisted data.
