@@ -760,6 +760,27 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     users.erase(std::unique(users.begin(), users.end()), users.end());
   }
   report.compiled += set->compiled_.size() + set->correlations_.size();
+  set->first_where_base_.clear();
+  size_t where_ids = 0;
+  for (const auto& w : set->where_fields_) {
+    set->first_where_base_.push_back(static_cast<uint32_t>(where_ids));
+    where_ids += w.values.size();
+  }
+  set->logsources_by_first_where_.assign(where_ids, {});
+  for (uint32_t ls = 0; ls < set->logsources_.size(); ++ls) {
+    const auto& where = set->logsources_[ls].where;
+    if (where.empty()) {
+      set->unconditional_logsources_.push_back(ls);
+      continue;
+    }
+    for (const int32_t id : where.front().second) {
+      set->logsources_by_first_where_[set->first_where_base_[where.front().first] + static_cast<uint32_t>(id)].push_back(ls);
+    }
+  }
+  set->groups_of_logsource_.assign(set->logsources_.size(), {});
+  for (uint32_t g = 0; g < set->groups_.size(); ++g) {
+    for (const uint32_t ls : set->groups_[g].logsources) set->groups_of_logsource_[ls].push_back(g);
+  }
   return std::shared_ptr<const RuleSet>(std::move(set));
 }
 
@@ -876,7 +897,9 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   m->bits_.assign(rs.predicate_count_, 0);
   m->touched_.reserve(rs.predicate_count_);
   m->active_logsource_.assign(rs.logsources_.size(), 0);
+  m->active_logsources_.reserve(rs.logsources_.size());
   m->active_group_.assign(rs.groups_.size(), 0);
+  m->active_groups_.reserve(rs.groups_.size());
   m->where_value_.assign(rs.where_fields_.size(), -1);
   m->database_epoch_.assign(rs.databases_.size(), 0);
   m->rule_epoch_.assign(rs.compiled_.size(), 0);
@@ -1019,19 +1042,29 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     }
     where_value_[w] = id;
   }
-  any_logsource_ = false;
-  for (size_t i = 0; i < rs.logsources_.size(); ++i) {
-    bool active = true;
-    for (const auto& [w, ids] : rs.logsources_[i].where) {
-      const int32_t v = where_value_[w];
-      if (v < 0 || std::find(ids.begin(), ids.end(), v) == ids.end()) {
-        active = false;
-        break;
-      }
+  for (const uint32_t ls : active_logsources_) active_logsource_[ls] = 0;
+  active_logsources_.clear();
+  for (const uint32_t g : active_groups_) active_group_[g] = 0;
+  active_groups_.clear();
+  auto activate = [&](uint32_t ls) {
+    const auto& where = rs.logsources_[ls].where;
+    for (size_t k = 1; k < where.size(); ++k) {
+      const int32_t v = where_value_[where[k].first];
+      if (v < 0 || std::find(where[k].second.begin(), where[k].second.end(), v) == where[k].second.end()) return;
     }
-    active_logsource_[i] = active;
-    any_logsource_ |= active;
+    if (!active_logsource_[ls]) {
+      active_logsource_[ls] = 1;
+      active_logsources_.push_back(ls);
+    }
+  };
+  for (const uint32_t ls : rs.unconditional_logsources_) activate(ls);
+  for (size_t w = 0; w < rs.where_fields_.size(); ++w) {
+    if (where_value_[w] < 0) continue;
+    for (const uint32_t ls : rs.logsources_by_first_where_[rs.first_where_base_[w] + static_cast<uint32_t>(where_value_[w])]) {
+      activate(ls);
+    }
   }
+  any_logsource_ = !active_logsources_.empty();
   if (!any_logsource_) return Status::ok();
 
   auto add_candidate = [&](uint32_t r) {
@@ -1040,19 +1073,19 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       candidates_.push_back(r);
     }
   };
-  for (size_t g = 0; g < rs.groups_.size(); ++g) {
-    const auto& group = rs.groups_[g];
-    bool active = false;
-    for (uint32_t ls : group.logsources) active |= active_logsource_[ls] != 0;
-    active_group_[g] = active;
-    if (!active) continue;
-    for (const auto& dp : group.direct) {
-      if (RuleSet::evaluate_direct(dp, event)) set_bit(dp.id);
+  for (const uint32_t ls : active_logsources_) {
+    for (const uint32_t g : rs.groups_of_logsource_[ls]) {
+      if (active_group_[g]) continue;
+      active_group_[g] = 1;
+      active_groups_.push_back(g);
+      const auto& group = rs.groups_[g];
+      for (const auto& dp : group.direct) {
+        if (RuleSet::evaluate_direct(dp, event)) set_bit(dp.id);
+      }
+      for (uint32_t r : group.always_evaluate) add_candidate(r);
     }
-    for (uint32_t r : group.always_evaluate) add_candidate(r);
   }
-  for (size_t ls = 0; ls < rs.logsources_.size(); ++ls) {
-    if (!active_logsource_[ls]) continue;
+  for (const uint32_t ls : active_logsources_) {
     for (uint32_t d : rs.logsource_databases_[ls]) {
       if (database_epoch_[d] == epoch_) continue;  // scanned for another active logsource
       database_epoch_[d] = epoch_;

@@ -180,6 +180,13 @@ class RuleSet {
   std::vector<std::vector<uint32_t>> logsource_databases_;  // per mapping logsource
   std::vector<WhereField> where_fields_;
   std::vector<LogsourceCheck> logsources_;
+  // Finding an event's logsources without testing all of them (a mapping has ~200): the
+  // logsources with no `where`, and per (where field, value id) those whose first condition
+  // accepts it (at first_where_base_[field] + id); their other conditions are then checked.
+  std::vector<uint32_t> unconditional_logsources_;
+  std::vector<uint32_t> first_where_base_;
+  std::vector<std::vector<uint32_t>> logsources_by_first_where_;
+  std::vector<std::vector<uint32_t>> groups_of_logsource_;
   // Per predicate: the rules it triggers, i.e. whose condition cannot hold unless one of
   // their trigger predicates does (see RuleSet::compile).
   std::vector<std::vector<uint32_t>> rules_of_predicate_;
@@ -226,6 +233,8 @@ class Matcher {
   std::vector<uint8_t> bits_;
   std::vector<uint32_t> touched_;
   std::vector<uint8_t> active_logsource_;
+  std::vector<uint32_t> active_logsources_;  // of the last event, to reset the flags
+  std::vector<uint32_t> active_groups_;      // likewise
   std::vector<uint32_t> rule_epoch_;
   uint32_t epoch_ = 0;
   bool any_logsource_ = false;
