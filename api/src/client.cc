@@ -58,7 +58,7 @@ Expected<ClientResponse> http_call(const std::string& server, const ClientReques
     host = rest.substr(0, colon);
     if (colon != std::string::npos) port = rest.substr(colon + 1);
   }
-  if (host.empty() || port.empty()) return Status::invalid("server '" + server + "' must be http://host:port");
+  if (host.empty() || port.empty()) return Status::invalid("server '" + server + "' must be http://host:port or https://host:port");
 
   const auto verb = http::string_to_verb(request.method);
   if (verb == http::verb::unknown) return Status::invalid("unknown HTTP method '" + request.method + "'");

@@ -16,9 +16,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/ssl.hpp>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 namespace vigil::api {
@@ -330,7 +328,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         self->socket_stream().expires_after(std::chrono::milliseconds(self->state_.options.read_timeout_ms));
         self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
           if (ec) {
-            spdlog::debug("https handshake failed: {}", ec.message());
+            // Counted, not logged: any client or scanner can cause it, at any rate.
+            if (self->state_.options.tls_handshake_failures) self->state_.options.tls_handshake_failures->inc();
             return;  // the socket closes with the session
           }
           self->read();

@@ -369,6 +369,8 @@ int main(int argc, char** argv) {
   ho.max_body_bytes = config.api_max_body_mb << 20;
   ho.tls_cert_file = config.api_tls_cert_file;
   ho.tls_key_file = config.api_tls_key_file;
+  ho.tls_handshake_failures = &metrics.counter("vigil_http_tls_handshake_failures_total",
+                                               "API connections dropped because their TLS handshake failed");
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 

@@ -760,7 +760,6 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     users.erase(std::unique(users.begin(), users.end()), users.end());
   }
   report.compiled += set->compiled_.size() + set->correlations_.size();
-  set->first_where_base_.clear();
   size_t where_ids = 0;
   for (const auto& w : set->where_fields_) {
     set->first_where_base_.push_back(static_cast<uint32_t>(where_ids));
@@ -1064,8 +1063,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       activate(ls);
     }
   }
-  any_logsource_ = !active_logsources_.empty();
-  if (!any_logsource_) return Status::ok();
+  if (active_logsources_.empty()) return Status::ok();
 
   auto add_candidate = [&](uint32_t r) {
     if (rule_epoch_[r] != epoch_) {

@@ -73,15 +73,20 @@ TEST(TlsTest, ClientRefusesACertificateFromAnotherCa) {
   EXPECT_TRUE(get_hello((*server)->port(), "ca_a.pem"));
 }
 
-TEST(TlsTest, PlainHttpOnTheTlsPortIsRefusedAndTheServerGoesOn) {
-  auto server = HttpServer::start(tls_options("a"), hello_router());
+TEST(TlsTest, PlainHttpOnTheTlsPortIsRefusedCountedAndTheServerGoesOn) {
+  Counter failures;
+  HttpServerOptions o = tls_options("a");
+  o.tls_handshake_failures = &failures;
+  auto server = HttpServer::start(o, hello_router());
   ASSERT_TRUE(server) << server.status().to_string();
   ClientRequest req;
   req.target = "/hello";
   req.timeout_ms = 5000;
   auto res = http_call("http://127.0.0.1:" + std::to_string((*server)->port()), req);
   EXPECT_FALSE(res && res->status == 200);
+  EXPECT_TRUE(test::wait_for([&] { return failures.value() == 1; }, std::chrono::seconds(5)));
   EXPECT_TRUE(get_hello((*server)->port(), "ca_a.pem"));
+  EXPECT_EQ(failures.value(), 1u);
 }
 
 TEST(TlsTest, ASilentClientIsDroppedAfterTheReadTimeout) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "vigil/api/auth.h"
+#include "vigil/core/metrics.h"
 #include "vigil/core/status.h"
 
 namespace vigil::api {
@@ -96,6 +97,9 @@ struct HttpServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   int tls_reload_interval_ms = 10'000;
+  // Counts connections dropped because their TLS handshake failed (plain HTTP on the TLS
+  // port, an untrusting client, a scanner); may be null.
+  Counter* tls_handshake_failures = nullptr;
 };
 
 class HttpServer {

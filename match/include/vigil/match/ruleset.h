@@ -207,7 +207,7 @@ class Matcher {
 
   const RuleSet& rule_set() const { return *rules_; }
   // Whether the event of the last match() belonged to any logsource the rule set uses.
-  bool last_event_had_logsource() const { return any_logsource_; }
+  bool last_event_had_logsource() const { return !active_logsources_.empty(); }
 
  private:
   friend class RuleSet;  // evaluates conditions with no predicate set, at compile time
@@ -237,7 +237,6 @@ class Matcher {
   std::vector<uint32_t> active_groups_;      // likewise
   std::vector<uint32_t> rule_epoch_;
   uint32_t epoch_ = 0;
-  bool any_logsource_ = false;
   std::vector<uint8_t> stack_;
   std::vector<uint32_t> candidates_;
 };
