@@ -535,6 +535,14 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   for (auto& pr : pending) fuse_or_leaves(pr.condition, preds, pattern_pred_ids, patterns);
   set->predicate_count_ = preds.size();
   set->rules_of_predicate_.resize(preds.size());
+  set->predicate_slot_.resize(preds.size());
+  for (uint32_t id = 0; id < preds.size(); ++id) {
+    const PredDef& d = preds[id];
+    // kMissing holds when the field is absent: it points at nothing in the event.
+    set->predicate_slot_[id] = d.pattern                            ? patterns[d.patterns[0]].slot
+                               : d.kind == Predicate::Kind::kMissing ? kNoSlot
+                                                                    : d.slot;
+  }
 
   // Pass 2: the patterns' predicates, one Hyperscan database per field, PCRE2 for prefilters.
   std::vector<std::vector<uint32_t>> preds_of_pattern(patterns.size());
@@ -711,19 +719,27 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   for (const PendingRule& pr : pending) {
     const uint32_t rule_index = static_cast<uint32_t>(set->rules_.size());
     CompiledRule cr{pr.group, static_cast<uint32_t>(set->program_.size()), 0};
+    cr.positive_begin = static_cast<uint32_t>(set->positive_preds_.size());
     size_t depth = 0, max_depth = 0;
+    bool negated = false;  // under an odd number of `not`
     auto emit = [&](auto&& self, const CondNode& n) -> void {
       switch (n.kind) {
-        case CondNode::Kind::kPred:
+        case CondNode::Kind::kPred: {
           set->program_.push_back({Op::kPred, n.index, 0});
           ++depth;
+          const auto first = set->positive_preds_.begin() + cr.positive_begin;
+          if (!negated && std::find(first, set->positive_preds_.end(), n.index) == set->positive_preds_.end())
+            set->positive_preds_.push_back(n.index);
           break;
+        }
         case CondNode::Kind::kConst:
           set->program_.push_back({n.value ? Op::kTrue : Op::kFalse, 0, 0});
           ++depth;
           break;
         case CondNode::Kind::kNot:
+          negated = !negated;
           self(self, n.children[0]);
+          negated = !negated;
           set->program_.push_back({Op::kNot, 0, 0});
           break;
         case CondNode::Kind::kAnd:
@@ -742,6 +758,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     };
     emit(emit, pr.condition);
     cr.program_end = static_cast<uint32_t>(set->program_.size());
+    cr.positive_end = static_cast<uint32_t>(set->positive_preds_.size());
     set->max_stack_ = std::max(set->max_stack_, max_depth);
     set->compiled_.push_back(cr);
     set->rules_.push_back(
@@ -910,6 +927,17 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
 Matcher::~Matcher() {
   hs_free_scratch(scratch_);
   pcre2_match_data_free(match_data_);
+}
+
+void Matcher::matched_fields(uint32_t rule, std::vector<uint32_t>& slots) const {
+  const RuleSet& rs = *rules_;
+  const auto& cr = rs.compiled_[rule];
+  for (uint32_t i = cr.positive_begin; i < cr.positive_end; ++i) {
+    const uint32_t pred = rs.positive_preds_[i];
+    const uint32_t slot = rs.predicate_slot_[pred];
+    if (!bits_[pred] || slot == RuleSet::kNoSlot) continue;
+    if (std::find(slots.begin(), slots.end(), slot) == slots.end()) slots.push_back(slot);
+  }
 }
 
 bool Matcher::evaluate(uint32_t rule) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace vigil::match {
 namespace {
 
@@ -56,6 +58,19 @@ class RuleMatch {
     EXPECT_TRUE(matcher_->match(event_, out).is_ok());
     return !out.empty();
   }
+  // The matched fields of the rule for `json` (paths; "*" for a keyword), or {"no match"}.
+  std::vector<std::string> matched_fields(const std::string& json) {
+    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    EXPECT_TRUE(matcher_->match(event_, out).is_ok());
+    if (out.empty()) return {"no match"};
+    std::vector<uint32_t> slots;
+    matcher_->matched_fields(out[0], slots);
+    std::vector<std::string> paths;
+    for (uint32_t s : slots) paths.push_back(s == RuleSet::kRawSlot ? "*" : rules_->fields().path(s));
+    std::sort(paths.begin(), paths.end());
+    return paths;
+  }
 
  private:
   CompileReport report_;
@@ -67,6 +82,45 @@ class RuleMatch {
 };
 
 std::string proc(const std::string& fields) { return R"({"EventID":1,)" + fields + "}"; }
+
+using Paths = std::vector<std::string>;
+
+TEST(RuleSet, MatchedFieldsAreThoseThatHeldOutsideNot) {
+  RuleMatch m(R"(  sel_img:
+    Image|endswith: '\cmd.exe'
+  sel_cli:
+    CommandLine|contains: ['/c ', '/k ']
+  sel_parent:
+    ParentImage|endswith: '\winword.exe'
+  filter:
+    User: SYSTEM
+  condition: 1 of sel_* and not filter
+)");
+  // Two of the three selections hold: both fields are reported, not the third.
+  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","CommandLine":"cmd /c whoami","ParentImage":"explorer.exe")")),
+            (Paths{"CommandLine", "Image"}));
+  EXPECT_EQ(m.matched_fields(proc(R"("ParentImage":"C:\\Office\\WINWORD.EXE","CommandLine":"x")")), (Paths{"ParentImage"}));
+  // The filter's field is not a reason for the match, even when it holds in another
+  // branch: under `not` it can only have prevented one.
+  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","User":"SYSTEM")")), (Paths{"no match"}));
+  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","User":"bob")")), (Paths{"Image"}));
+}
+
+TEST(RuleSet, MatchedFieldsOfKeywordsNumbersAndNullChecks) {
+  RuleMatch keywords(R"(  kw:
+    - 'mimikatz'
+  condition: kw
+)");
+  EXPECT_EQ(keywords.matched_fields(proc(R"("CommandLine":"run MimiKatz now")")), (Paths{"*"}));
+  RuleMatch mixed(R"(  sel:
+    Image|endswith: '.exe'
+    Port|gte: 4444
+    Hashes: null
+  condition: sel
+)");
+  // `Hashes: null` holds because the field is absent: nothing in the event to point at.
+  EXPECT_EQ(mixed.matched_fields(proc(R"("Image":"a.exe","Port":4444)")), (Paths{"Image", "Port"}));
+}
 
 TEST(RuleSet, PlainValueIsCaseInsensitiveEquality) {
   RuleMatch m("  sel:\n    Image: 'C:\\Windows\\cmd.exe'\n  condition: sel\n");

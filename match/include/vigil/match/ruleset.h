@@ -111,9 +111,16 @@ class RuleSet {
   struct CompiledRule {
     uint32_t group;
     uint32_t program_begin, program_end;
+    // Into positive_preds_: the predicates the condition uses outside any `not`, whose
+    // holding can have made the rule match (reported as the alert's matched fields).
+    uint32_t positive_begin = 0, positive_end = 0;
   };
+ public:
   // The field slot of keyword patterns: they scan the raw event.
   static constexpr uint32_t kRawSlot = 0xffffffffu;
+
+ private:
+  static constexpr uint32_t kNoSlot = 0xfffffffeu;  // a predicate that reads no field
   // One Hyperscan database per (field, mapping logsource): the patterns of the rules that
   // apply to that logsource. An event scans the databases of its active logsources.
   struct Database {
@@ -190,6 +197,8 @@ class RuleSet {
   // Per predicate: the rules it triggers, i.e. whose condition cannot hold unless one of
   // their trigger predicates does (see RuleSet::compile).
   std::vector<std::vector<uint32_t>> rules_of_predicate_;
+  std::vector<uint32_t> predicate_slot_;  // per predicate: its field slot, kRawSlot or kNoSlot
+  std::vector<uint32_t> positive_preds_;
   size_t predicate_count_ = 0;
   int32_t host_slot_ = -1;
   int32_t time_slot_ = -1;
@@ -208,6 +217,10 @@ class Matcher {
   const RuleSet& rule_set() const { return *rules_; }
   // Whether the event of the last match() belonged to any logsource the rule set uses.
   bool last_event_had_logsource() const { return !active_logsources_.empty(); }
+  // For a rule the last match() reported: appends the field slots (into rule_set().fields(),
+  // or RuleSet::kRawSlot for a keyword found in the raw event) of the predicates that held
+  // and can have made it match (those under a `not` are left out), each once.
+  void matched_fields(uint32_t rule, std::vector<uint32_t>& slots) const;
 
  private:
   friend class RuleSet;  // evaluates conditions with no predicate set, at compile time
