@@ -2,7 +2,8 @@
 # Macro bench of the API (issue: REST API): wrk with keep-alive against
 # GET /api/v1/alerts?limit=100 over a store of ALERTS alerts (default 1,000,000) while the
 # pipeline consumes simulated events (embedded Kafka, SIM_RATE events/s), beside the same
-# wrk run against /healthz (no store work) in the same session for a ratio.
+# wrk run against /healthz (no store work) and against whole documents (view=full) in the
+# same session for ratios.
 #
 # Run: bash bench/api_bench.sh   (after `make build`; ALERTS, SIM_RATE, DURATION, CONNS override;
 #      TLS=1 serves HTTPS with the test certificate of tests/data/tls)
@@ -37,6 +38,8 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -sf --cacert tests/data/tls/ca_a.pem "$SCHEME://127.0.0.1:$PORT/readyz" > /dev/null || { echo "vigild did not become ready"; cat "$DIR/vigild.err"; exit 1; }
+# Another process on the port would answer the readiness check in our vigild's place.
+kill -0 "$VIGILD" 2>/dev/null || { echo "vigild exited (port $PORT taken?)"; cat "$DIR/vigild.err"; exit 1; }
 sleep 2
 
 run() {  # name target
@@ -52,6 +55,7 @@ run() {  # name target
 }
 run healthz /healthz
 run alerts_page_100 "/api/v1/alerts?limit=100"
+run alerts_page_100_full "/api/v1/alerts?limit=100&view=full"
 consumed=$(curl -s --cacert tests/data/tls/ca_a.pem "$SCHEME://127.0.0.1:$PORT/metrics" | awk '/^vigil_events_consumed_total/ {s += $2} END {print s}')
 echo "pipeline consumed $consumed events meanwhile"
 awk -v a="$(cat "$DIR/alerts_page_100.rps")" -v h="$(cat "$DIR/healthz.rps")" \

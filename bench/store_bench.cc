@@ -6,7 +6,8 @@
 //                and the ratio. Retention (expire_events) runs every second meanwhile.
 //   2. disk:     bytes per retained event after flush and compaction (zstd), beside the
 //                raw payload bytes.
-//   3. queries:  a store of --alerts alerts (~900-byte documents, 300 hosts, 40 rules);
+//   3. queries:  a store of --alerts alerts (~1.2 KB documents shaped as ShardWorker writes
+//                them, ~450 bytes of summary; 300 hosts, 40 rules);
 //                pages of 100 newest-first from a random point in time, by time only, by
 //                rule and by host (index + MultiGet): p50 / p99 / max in ms, on the
 //                store compacted after its bulk load.
@@ -14,6 +15,8 @@
 // Run: ./build/release/bench/vigil_store_bench [--events N] [--workers W] [--alerts M] [--dir D]
 //      [--keep]: leave the query store in D (bench/api_bench.sh serves it with vigild)
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -106,6 +109,73 @@ Latency percentiles(std::vector<double> ms) {
   return {ms[ms.size() / 2], ms[ms.size() * 99 / 100], ms.back()};
 }
 
+// An alert shaped as ShardWorker writes it: summary members, then matched fields and the
+// event (~1 KB in all, ~450 bytes of summary).
+std::string alert_document(const store::AlertRecord& a, size_t i, const std::string& event_pad) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  const std::string time = format_rfc3339(a.time);
+  const std::string cmd = "powershell.exe -enc " + event_pad;
+  w.StartObject();
+  w.Key("id");
+  w.String(a.id.hex().c_str());
+  w.Key("time");
+  w.String(time.c_str());
+  w.Key("detected_at");
+  w.String(time.c_str());
+  w.Key("rule");
+  w.StartObject();
+  w.Key("id");
+  w.String(a.rule_id.c_str());
+  w.Key("title");
+  w.String(a.title.data(), static_cast<rapidjson::SizeType>(a.title.size()));
+  w.Key("level");
+  w.String("high");
+  w.Key("tags");
+  w.StartArray();
+  for (const auto& t : a.tags) w.String(t.c_str());
+  w.EndArray();
+  w.EndObject();
+  w.Key("bundle");
+  w.Uint64(1);
+  w.Key("host");
+  w.String(a.host.c_str());
+  w.Key("source");
+  w.StartObject();
+  w.Key("cluster");
+  w.String("bench-cluster-0000000000");
+  w.Key("topic");
+  w.String("events");
+  w.Key("partition");
+  w.Uint64(i % 8);
+  w.Key("offset");
+  w.Uint64(i);
+  w.EndObject();
+  w.Key("matched");
+  w.StartArray();
+  w.StartObject();
+  w.Key("field");
+  w.String("process.command_line");
+  w.Key("value");
+  w.String(cmd.c_str());
+  w.EndObject();
+  w.EndArray();
+  w.Key("event");
+  w.StartObject();
+  w.Key("n");
+  w.Uint64(i);
+  w.Key("host");
+  w.String(a.host.c_str());
+  w.Key("process");
+  w.StartObject();
+  w.Key("command_line");
+  w.String(cmd.c_str());
+  w.EndObject();
+  w.EndObject();
+  w.EndObject();
+  return {sb.GetString(), sb.GetSize()};
+}
+
 void query_bench(const std::string& dir, size_t alerts) {
   fs::remove_all(dir);
   auto st = store::Store::open({dir});
@@ -119,7 +189,7 @@ void query_bench(const std::string& dir, size_t alerts) {
     rule_ids.push_back("00000000-0000-4000-8000-" + std::to_string(100000000000 + r));
     titles.push_back("Suspicious Process Pattern " + std::to_string(r));
   }
-  const std::string event_pad(600, 'e');
+  const std::string event_pad(300, 'e');
   const auto fill0 = SteadyClock::now();
   std::vector<store::AlertRecord> batch;
   for (size_t i = 0; i < alerts;) {
@@ -134,8 +204,8 @@ void query_bench(const std::string& dir, size_t alerts) {
       a.level = store::AlertLevel::kHigh;
       a.title = titles[r];
       a.tags = tags;
-      a.json = R"({"id":")" + a.id.hex() + R"(","rule":{"id":")" + a.rule_id + R"(","title":")" + titles[r] +
-               R"("},"host":")" + a.host + R"(","event":{"n":)" + std::to_string(i) + R"(,"cmd":")" + event_pad + R"("}})";
+      a.json = alert_document(a, i, event_pad);
+      a.summary_size = a.json.find(R"(,"matched":)");
     }
     if (auto s = (*st)->put_batch(batch, {}); !s) throw std::runtime_error(s.to_string());
   }

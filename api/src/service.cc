@@ -126,9 +126,16 @@ bool is_valid_json(std::string_view raw) {
 }
 
 HttpResponse list_alerts(const ApiContext& ctx, const HttpRequest& req) {
-  if (auto bad = unknown_params(req, {"since", "until", "limit", "rule", "host", "cursor", "severity", "tag", "q"});
+  if (auto bad = unknown_params(req, {"since", "until", "limit", "rule", "host", "cursor", "severity", "tag", "q", "view"});
       bad.status) {
     return bad;
+  }
+  // Lists show summaries (no matched fields, no event: GET /alerts/{id} has them) unless
+  // view=full asks for whole documents.
+  bool full = false;
+  if (auto v = req.param("view")) {
+    if (*v != "summary" && *v != "full") return HttpResponse::problem(400, "parameter 'view' must be summary or full");
+    full = *v == "full";
   }
   PageParams pp;
   if (auto bad = parse_page_params(ctx, req, pp); bad.status) return bad;
@@ -168,7 +175,14 @@ HttpResponse list_alerts(const ApiContext& ctx, const HttpRequest& req) {
   w.StartObject();
   w.Key("alerts");
   w.StartArray();
-  auto page = ctx.store->query_alerts(q, [&](std::string_view alert) { write_raw_json(w, out, alert); });
+  auto page = ctx.store->query_alerts(q, [&](const store::StoredAlert& a) {
+    if (full || a.summary_head.empty()) {
+      write_raw_json(w, out, a.json);
+    } else {
+      write_raw_json(w, out, a.summary_head);
+      out.append("}");
+    }
+  });
   if (!page) return store_problem(page.status());
   w.EndArray();
   write_page_tail(w, page->count, page->next_cursor, page->scanned, page->partial);

@@ -117,6 +117,7 @@ ApiCommands::ApiCommands(CLI::App& cli) {
   alerts_->add_option("--severity", severity_, "Levels, comma-separated (e.g. high,critical)");
   alerts_->add_option("--tag", tag_, "Rule tag (e.g. attack.t1059.001)");
   alerts_->add_option("--text", text_, "Text in the rule title");
+  alerts_->add_flag("--full", full_, "With --json: whole alerts (matched fields and event), not summaries");
   show_ = alerts_->add_subcommand("show", "One alert with its event");
   show_->add_option("id", id_, "Alert id (32 hex digits)")->required();
   show_->add_option("--server", target_.server, "vigild API");
@@ -199,6 +200,7 @@ int ApiCommands::alerts() const {
   add_param(base, "severity", severity_);
   add_param(base, "tag", tag_);
   add_param(base, "q", text_);
+  if (full_) add_param(base, "view", "full");
   if (!page_.json) std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", "TIME", "LEVEL", "HOST", "RULE", "ID");
   std::string cursor = page_.cursor;
   size_t rows = 0;

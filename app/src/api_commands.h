@@ -52,6 +52,7 @@ class ApiCommands {
   ApiTarget target_;
   Page page_;
   std::string rule_, host_, severity_, tag_, text_, id_;
+  bool full_ = false;
   std::vector<std::string> fields_;
 };
 

@@ -14,6 +14,17 @@ namespace vigil::ingest {
 namespace {
 
 // Every ParseError but kNone, in enum order: invalid_by_reason_[e - 1] counts reason e.
+// A matched value longer than this is cut (the whole value is in the event).
+constexpr size_t kMatchedValueLimit = 1024;
+
+// The longest prefix of `s` of at most `limit` bytes that does not split a UTF-8 sequence.
+std::string_view utf8_prefix(std::string_view s, size_t limit) {
+  if (s.size() <= limit) return s;
+  size_t n = limit;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
 bool is_valid_json(std::string_view raw) {
   rapidjson::Reader reader;
   rapidjson::BaseReaderHandler<> handler;
@@ -485,6 +496,31 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
   w.Key("offset");
   w.Int64(m.offset);
   w.EndObject();
+  // What follows (matched fields, the event) is left out of alert lists: the summary is the
+  // document up to here, closed.
+  a.summary_size = sb.GetSize();
+  matched_slots_.clear();
+  matcher_->matched_fields(rule_index, matched_slots_);
+  w.Key("matched");
+  w.StartArray();
+  for (const uint32_t slot : matched_slots_) {
+    w.StartObject();
+    w.Key("field");
+    if (slot == match::RuleSet::kRawSlot) {  // a keyword, found somewhere in the event
+      w.Null();
+    } else {
+      str(rs.fields().path(slot));
+      const std::string_view text = event_.field(slot).text;
+      w.Key("value");
+      str(utf8_prefix(text, kMatchedValueLimit));
+      if (text.size() > kMatchedValueLimit) {
+        w.Key("truncated");
+        w.Bool(true);
+      }
+    }
+    w.EndObject();
+  }
+  w.EndArray();
   // simdjson's on-demand parse does not validate the values it skipped, so the event is
   // embedded as JSON only once it is known to be valid; otherwise as a string.
   if (is_valid_json(event_.raw())) {

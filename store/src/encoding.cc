@@ -41,6 +41,9 @@ void encode_alert_value(std::string& out, const AlertRecord& a) {
   const size_t n = std::min<size_t>(a.tags.size(), UINT16_MAX);
   put_u16(out, static_cast<uint16_t>(n));
   for (size_t i = 0; i < n; ++i) put_str(out, a.tags[i]);
+  // A summary must be a proper prefix that leaves the document open: "{...".
+  const bool summary = a.summary_size > 1 && a.summary_size < a.json.size() && a.summary_size <= UINT32_MAX;
+  put_u32(out, summary ? static_cast<uint32_t>(a.summary_size) : 0);
   out += a.json;
 }
 
@@ -51,7 +54,7 @@ bool decode_alert_value(std::string_view in, AlertValue& out) {
     out.json = in;
     return true;
   }
-  if (in[0] != kAlertValueVersion || in.size() < 2) return false;
+  if ((in[0] != kAlertValueVersion && in[0] != kAlertValueVersionNoSummary) || in.size() < 2) return false;
   const auto level = static_cast<uint8_t>(in[1]);
   if (level > static_cast<uint8_t>(AlertLevel::kCritical)) return false;
   out.level = static_cast<AlertLevel>(level);
@@ -66,7 +69,17 @@ bool decode_alert_value(std::string_view in, AlertValue& out) {
     if (!get_str(in, pos, tag)) return false;
   }
   out.tags = in.substr(tags_begin, pos - tags_begin);
+  uint32_t summary_size = 0;
+  if (in[0] == kAlertValueVersion) {
+    if (in.size() - pos < 4) return false;
+    summary_size = get_u32(in.data() + pos);
+    pos += 4;
+  }
   out.json = in.substr(pos);
+  if (summary_size != 0) {
+    if (summary_size >= out.json.size()) return false;
+    out.summary_head = out.json.substr(0, summary_size);
+  }
   out.has_header = true;
   return true;
 }

@@ -73,16 +73,19 @@ inline std::string time_prefix(TimeMs t) {
   return k;
 }
 
-// Alert values: 0x01 | level:u8 | str rule_id | str host | str title | n:u16 (str tag)*n | JSON,
-// str = len:u16 bytes (longer strings are cut at 65535 bytes). A value starting with '{' is a
-// format-1 value: the bare JSON.
-constexpr char kAlertValueVersion = 0x01;
+// Alert values: 0x02 | level:u8 | str rule_id | str host | str title | n:u16 (str tag)*n |
+// summary_size:u32 | JSON, str = len:u16 bytes (longer strings are cut at 65535 bytes);
+// summary_size 0: no summary. 0x01 values (before summaries) lack summary_size. A value
+// starting with '{' is a format-1 value: the bare JSON.
+constexpr char kAlertValueVersion = 0x02;
+constexpr char kAlertValueVersionNoSummary = 0x01;
 void encode_alert_value(std::string& out, const AlertRecord& a);
 struct AlertValue {
   AlertLevel level = AlertLevel::kUnknown;
   std::string_view rule_id, host, title;
   std::string_view tags;  // the encoded tag list: n:u16 (str)*n
   std::string_view json;
+  std::string_view summary_head;  // a prefix of json (see AlertRecord::summary_size), or empty
   bool has_header = false;
 };
 bool decode_alert_value(std::string_view in, AlertValue& out);

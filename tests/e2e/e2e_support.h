@@ -100,7 +100,7 @@ class VigildFixture : public ::testing::Test {
   // All alerts, following cursors.
   static std::vector<AlertKey> alerts(uint16_t port) {
     std::vector<AlertKey> out;
-    std::string target = "/api/v1/alerts?limit=1000";
+    std::string target = "/api/v1/alerts?limit=1000&view=full";  // with events
     for (int page = 0; page < 1000; ++page) {
       auto r = api_get(port, target);
       if (r.status != 200) return out;
@@ -112,7 +112,7 @@ class VigildFixture : public ::testing::Test {
         out.emplace_back(a["rule"]["id"].GetString(), id);
       }
       if (d["next_cursor"].IsNull()) break;
-      target = std::string("/api/v1/alerts?limit=1000&cursor=") + d["next_cursor"].GetString();
+      target = std::string("/api/v1/alerts?limit=1000&view=full&cursor=") + d["next_cursor"].GetString();
     }
     return out;
   }

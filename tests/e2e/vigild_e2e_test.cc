@@ -170,6 +170,29 @@ TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
     first.Parse(lines.front().c_str());
     ASSERT_FALSE(first.HasParseError()) << lines.front();
     const std::string id = first["id"].GetString();
+    EXPECT_FALSE(first.HasMember("event")) << "lists show summaries";
+    out.clear();
+    ASSERT_EQ(test::run_command(vigil + " alerts --since 0 --limit 1 --json --full" + reader + " 2>&1", &out), 0) << out;
+    rapidjson::Document full;
+    full.Parse(out.c_str());
+    ASSERT_FALSE(full.HasParseError()) << out;
+    EXPECT_TRUE(full.HasMember("event")) << out;
+    ASSERT_TRUE(full.HasMember("matched") && full["matched"].IsArray() && !full["matched"].Empty()) << out;
+    // The matched field is a path of the event with its value there.
+    const auto& m = full["matched"][0];
+    ASSERT_TRUE(m["field"].IsString()) << out;
+    const std::string path = m["field"].GetString();
+    const rapidjson::Value* v = &full["event"];
+    for (size_t pos = 0; v && pos <= path.size();) {
+      const size_t dot = std::min(path.find('.', pos), path.size());
+      const std::string key = path.substr(pos, dot - pos);
+      v = v->IsObject() && v->HasMember(key.c_str()) ? &(*v)[key.c_str()] : nullptr;
+      pos = dot + 1;
+    }
+    ASSERT_NE(v, nullptr) << path << " not in " << out;
+    if (v->IsString()) {
+      EXPECT_EQ(std::string(v->GetString()), m["value"].GetString());
+    }
     out.clear();
     ASSERT_EQ(test::run_command(vigil + " alerts --rule 1772ac8f-4450-424c-b772-d9e5ce5ba72c" + reader + " 2>&1", &out), 0) << out;
     EXPECT_NE(out.find("LEVEL"), std::string::npos) << out;
@@ -177,6 +200,7 @@ TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
     out.clear();
     ASSERT_EQ(test::run_command(vigil + " alerts show " + id + reader + " 2>&1", &out), 0) << out;
     EXPECT_NE(out.find("\"id\": \"" + id + "\""), std::string::npos) << out;
+    EXPECT_NE(out.find("\"matched\": ["), std::string::npos) << out;
     out.clear();
     ASSERT_EQ(test::run_command(vigil + " events --since 0 --field test_id=t14" + reader + " 2>&1", &out), 0) << out;
     EXPECT_NE(out.find("1 event(s)"), std::string::npos) << out;

@@ -36,7 +36,10 @@ class ApiTest : public ::testing::Test {
       a.time = kBase + i * 1000;
       a.rule_id = i % 2 ? "rule-odd" : "rule-even";
       a.host = "host" + std::to_string(i % 3);
-      a.json = R"({"n":)" + std::to_string(i) + "}";
+      // Alerts 0..24 have a summary (the document before "matched"); 25..29 are whole, as
+      // alerts stored before summaries existed.
+      a.json = R"({"n":)" + std::to_string(i) + (i < 25 ? R"(,"matched":[{"field":"n"}],"event":{"e":1}})" : "}");
+      if (i < 25) a.summary_size = a.json.find(R"(,"matched")");
       a.level = i % 5 == 0 ? store::AlertLevel::kCritical : store::AlertLevel::kMedium;
       a.title = i % 2 ? kOddTitle : kEvenTitle;
       a.tags = i % 2 ? std::span<const std::string>(kOddTags) : std::span<const std::string>();
@@ -208,11 +211,30 @@ TEST_F(ApiTest, AlertsBySeverityTagTextAndRuleWithHost) {
   expect_problem("/api/v1/alerts?q=" + std::string(2000, 'a'), 400, "'q'");
 }
 
+TEST_F(ApiTest, AlertListsShowSummariesUnlessViewFull) {
+  auto r = get("/api/v1/alerts?limit=7");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"({"alerts":[{"n":29},{"n":28},{"n":27},{"n":26},{"n":25},{"n":24},{"n":23}],)"), std::string::npos)
+      << r.body;
+  r = get("/api/v1/alerts?limit=2&since=2026-11-24T17:00:23Z&view=full");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(r.body.find(R"([{"n":29},{"n":28}])"), std::string::npos) << r.body;
+  r = get("/api/v1/alerts?limit=2&until=2026-11-24T17:00:25Z&view=full");
+  EXPECT_NE(r.body.find(R"([{"n":24,"matched":[{"field":"n"}],"event":{"e":1}},{"n":23,"matched":[{"field":"n"}],"event":{"e":1}}])"),
+            std::string::npos)
+      << r.body;
+  r = get("/api/v1/alerts?limit=2&until=2026-11-24T17:00:25Z&view=summary&rule=rule-even");
+  EXPECT_NE(r.body.find(R"([{"n":24},{"n":22}])"), std::string::npos) << r.body;
+  EXPECT_EQ(numbers(get("/api/v1/alerts?view=full&host=host0&limit=3").body), (std::vector<int>{27, 24, 21}));
+  expect_problem("/api/v1/alerts?view=all", 400, "'view'");
+  expect_problem("/api/v1/alerts?view=", 400, "'view'");
+}
+
 TEST_F(ApiTest, AlertById) {
   const auto id = store::AlertId::derive("events", 0, 12, "rule-even");
   auto r = get("/api/v1/alerts/" + id.hex());
   EXPECT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(r.body, R"({"n":12})");
+  EXPECT_EQ(r.body, R"({"n":12,"matched":[{"field":"n"}],"event":{"e":1}})");
   expect_problem("/api/v1/alerts/" + store::AlertId::derive("events", 0, 12, "rule-odd").hex(), 404, "no alert");
   expect_problem("/api/v1/alerts/xyz", 400, "32 hexadecimal");
   expect_problem("/api/v1/alerts/" + id.hex() + "?verbose=1", 400, "unknown query parameter");

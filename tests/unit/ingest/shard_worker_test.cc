@@ -153,10 +153,52 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   EXPECT_STREQ(oldest["source"]["topic"].GetString(), "events");
   EXPECT_STREQ(oldest["event"]["cmd"].GetString(), "run r-a now");
   EXPECT_EQ(std::string(oldest["id"].GetString()), store::AlertId::derive("c1/events", 0, 100, "r-a").hex());
+  // The field that made it match, with its value.
+  ASSERT_TRUE(oldest["matched"].IsArray());
+  ASSERT_EQ(oldest["matched"].Size(), 1u);
+  EXPECT_STREQ(oldest["matched"][0]["field"].GetString(), "cmd");
+  EXPECT_STREQ(oldest["matched"][0]["value"].GetString(), "run r-a now");
+  EXPECT_FALSE(oldest["matched"][0].HasMember("truncated"));
+
+  // Its summary (what lists show) is the document without matched fields and event.
+  std::vector<std::string> summaries;
+  ASSERT_TRUE(store_->query_alerts({}, [&](const store::StoredAlert& a) {
+    ASSERT_FALSE(a.summary_head.empty());
+    summaries.push_back(std::string(a.summary_head) + "}");
+  }));
+  ASSERT_EQ(summaries.size(), 3u);
+  rapidjson::Document summary;
+  summary.Parse(summaries[2].c_str());
+  ASSERT_FALSE(summary.HasParseError()) << summaries[2];
+  EXPECT_STREQ(summary["id"].GetString(), oldest["id"].GetString());
+  EXPECT_STREQ(summary["rule"]["id"].GetString(), "r-a");
+  EXPECT_EQ(summary["source"]["offset"].GetInt64(), 100);
+  EXPECT_FALSE(summary.HasMember("matched"));
+  EXPECT_FALSE(summary.HasMember("event"));
 
   // Replaying the batch (as after a crash before the Kafka commit) adds nothing.
   ASSERT_TRUE(worker_->process(batch));
   EXPECT_EQ(*store_->count_alerts(), 3u);
+}
+
+TEST_F(ShardWorkerTest, LongMatchedValuesAreCutOnACharacterBoundary) {
+  // 1,023 bytes of ASCII, then two-byte characters: the cut at 1,024 bytes falls inside one.
+  std::string cmd = "r-a " + std::string(1019, 'x');
+  for (int i = 0; i < 100; ++i) cmd += "\xc3\xa9";  // é
+  const std::string payload = R"({"cmd":")" + cmd + R"("})";
+  std::vector<MessageView> batch = {{"events", 0, 1, 1795539000000, payload}};
+  auto r = worker_->process(batch);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->alerts, 1u);
+  auto page = store_->query_alerts({});
+  ASSERT_TRUE(page);
+  rapidjson::Document d;
+  d.Parse<rapidjson::kParseValidateEncodingFlag>(page->alerts[0].c_str());
+  ASSERT_FALSE(d.HasParseError()) << "not valid UTF-8 JSON";
+  const auto& m = d["matched"][0];
+  EXPECT_EQ(std::string(m["value"].GetString()), cmd.substr(0, 1023));
+  EXPECT_TRUE(m["truncated"].GetBool());
+  EXPECT_EQ(std::string(d["event"]["cmd"].GetString()), cmd);  // the event keeps it whole
 }
 
 TEST_F(ShardWorkerTest, EventWithInvalidJsonInAnUnreadFieldIsKeptAsString) {

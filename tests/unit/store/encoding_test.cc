@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <random>
 
 namespace vigil::store::encoding {
@@ -130,11 +131,58 @@ TEST(Encoding, TruncatedOrForeignValuesAreRefusedNotRead) {
   const size_t header = v.size() - a.json.size();
   for (size_t n = 0; n < header; ++n)
     EXPECT_FALSE(decode_alert_value(std::string_view(v).substr(0, n), out)) << n;
-  EXPECT_FALSE(decode_alert_value(std::string("\x02", 1) + v.substr(1), out));  // unknown version
+  EXPECT_FALSE(decode_alert_value(std::string("\x03", 1) + v.substr(1), out));  // unknown version
   std::string bad_level = v;
   bad_level[1] = 9;
   EXPECT_FALSE(decode_alert_value(bad_level, out));
   EXPECT_FALSE(any_tag(std::string_view("\x00\x05\x00", 3), [](std::string_view) { return true; }));
+}
+
+TEST(Encoding, AlertSummariesAreAPrefixOfTheDocument) {
+  AlertRecord a;
+  a.rule_id = "r";
+  a.json = R"({"id":"a","host":"h","matched":[],"event":{"x":1}})";
+  a.summary_size = a.json.find(R"(,"matched")");
+  std::string v;
+  encode_alert_value(v, a);
+  AlertValue out;
+  ASSERT_TRUE(decode_alert_value(v, out));
+  EXPECT_EQ(out.json, a.json);
+  EXPECT_EQ(std::string(out.summary_head) + "}", R"({"id":"a","host":"h"})");
+
+  // Without a summary (0, or a size that is not a proper prefix): none is stored.
+  for (size_t size : {size_t{0}, size_t{1}, a.json.size(), a.json.size() + 5}) {
+    a.summary_size = size;
+    encode_alert_value(v, a);
+    ASSERT_TRUE(decode_alert_value(v, out)) << size;
+    EXPECT_TRUE(out.summary_head.empty()) << size;
+    EXPECT_EQ(out.json, a.json);
+  }
+
+  // A stored size past the document is refused, not served.
+  a.summary_size = 10;
+  encode_alert_value(v, a);
+  std::string bad = v;
+  const size_t at = v.size() - a.json.size() - 4;
+  bad[at] = bad[at + 1] = bad[at + 2] = bad[at + 3] = '\x7f';
+  EXPECT_FALSE(decode_alert_value(bad, out));
+
+  // Values written before summaries (version 0x01: no size field) still read, whole.
+  std::string v1;
+  v1 += '\x01';
+  v1 += static_cast<char>(AlertLevel::kLow);
+  for (const char* s : {"r", "h", "t"}) {
+    v1 += '\0';
+    v1 += static_cast<char>(std::strlen(s));
+    v1 += s;
+  }
+  v1 += std::string("\0\0", 2);  // no tags
+  v1 += R"({"old":true})";
+  ASSERT_TRUE(decode_alert_value(v1, out));
+  EXPECT_EQ(out.level, AlertLevel::kLow);
+  EXPECT_EQ(out.title, "t");
+  EXPECT_EQ(out.json, R"({"old":true})");
+  EXPECT_TRUE(out.summary_head.empty());
 }
 
 TEST(Encoding, HexRoundTripsAndRefusesNonHex) {

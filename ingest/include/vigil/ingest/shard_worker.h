@@ -134,6 +134,7 @@ class ShardWorker {
   Counter* correlation_alerts_ = nullptr;
   uint64_t correlation_pending_ = 0;  // of the batch in hand
   std::vector<uint32_t> matches_;
+  std::vector<uint32_t> matched_slots_;  // of the alert being built
   std::vector<store::AlertRecord> alerts_;
   std::vector<store::PartitionOffset> offsets_;
   std::vector<store::OutboxRecord> outbox_;

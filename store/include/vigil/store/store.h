@@ -4,10 +4,12 @@
 //
 // Column families and key encoding, format "vigil-store-2" (integers big-endian, times as
 // u64 with the sign bit flipped, so that byte order is chronological order):
-//   alerts          time:u64 | alert_id:16                -> AlertValue: 0x01 | level:u8 |
+//   alerts          time:u64 | alert_id:16                -> AlertValue: 0x02 | level:u8 |
 //                                                            str rule_id | str host | str title |
-//                                                            n:u16 (str tag)*n | alert JSON
-//                                                            (str = len:u16 bytes; format 1
+//                                                            n:u16 (str tag)*n |
+//                                                            summary_size:u32 | alert JSON
+//                                                            (str = len:u16 bytes; 0x01 values
+//                                                            have no summary_size, format 1
 //                                                            values are the bare JSON)
 //   alerts_by_rule  rule_id | 0x00 | time | alert_id      -> ""
 //   alerts_by_host  host | 0x00 | time | alert_id         -> ""
@@ -99,6 +101,15 @@ struct AlertRecord {
   std::string_view title;              // must outlive the write
   std::span<const std::string> tags;   // idem
   std::string json;  // the alert document served by the API
+  // Bytes of `json` that, closed with '}', are the alert's summary (what lists show: all but
+  // the matched fields and the event); 0: the whole document is its summary.
+  size_t summary_size = 0;
+};
+
+// A stored alert as a query hands it over: valid during the call only.
+struct StoredAlert {
+  std::string_view json;
+  std::string_view summary_head;  // the summary without its closing '}'; empty: json is the summary
 };
 
 // An event kept for hunts and dry runs. Views must outlive the write.
@@ -258,7 +269,7 @@ class Store {
   Expected<AlertPage> query_alerts(const AlertQuery& query) const;
   // The same, handing each document to `sink` (newest first) instead of copying it into the
   // page; the view is valid during the call only.
-  Expected<AlertPage> query_alerts(const AlertQuery& query, const std::function<void(std::string_view)>& sink) const;
+  Expected<AlertPage> query_alerts(const AlertQuery& query, const std::function<void(const StoredAlert&)>& sink) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id, TimeMs time) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id) const;
   Expected<uint64_t> count_alerts() const;
