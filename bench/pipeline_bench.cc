@@ -19,6 +19,7 @@
 #include <librdkafka/rdkafka.h>
 #include <rapidjson/document.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -86,8 +87,23 @@ void produce_all(const std::string& brokers, const std::string& topic, size_t n,
   rd_kafka_destroy(p);
 }
 
+// CPU time of the whole process (every thread: the mock broker, librdkafka, the workers,
+// RocksDB's flushes): what reading one event costs on the machine, beside the wall rate.
+double process_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
+// A throughput run: events/s and process CPU microseconds per event.
+struct Throughput {
+  double rate = 0;
+  double cpu_us = 0;
+};
+
 // A bare consumer: assigns every partition from the beginning and reads `n` messages.
-double bare_consume_rate(const std::string& brokers, const std::string& topic, int partitions, size_t n) {
+Throughput bare_consume_rate(const std::string& brokers, const std::string& topic, int partitions, size_t n) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
@@ -105,6 +121,7 @@ double bare_consume_rate(const std::string& brokers, const std::string& topic, i
   if (rd_kafka_metadata(c, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_metadata_destroy(md);
   rd_kafka_topic_destroy(rkt);
   const SteadyClock::time_point first = SteadyClock::now();
+  const double cpu0 = process_cpu_seconds();
   rd_kafka_assign(c, list);
   rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_queue_t* q = rd_kafka_queue_get_consumer(c);
@@ -124,11 +141,12 @@ double bare_consume_rate(const std::string& brokers, const std::string& topic, i
     }
   }
   const double rate = static_cast<double>(got) / seconds_since(first);
+  const double cpu = process_cpu_seconds() - cpu0;
   rd_kafka_queue_destroy(q);
   rd_kafka_consumer_close(c);
   rd_kafka_destroy(c);
   if (got < n) std::fprintf(stderr, "bare consumer read only %zu of %zu (checksum %llu)\n", got, n, static_cast<unsigned long long>(checksum));
-  return rate;
+  return {rate, got ? cpu * 1e6 / static_cast<double>(got) : 0};
 }
 
 struct Rules {
@@ -174,15 +192,16 @@ Running start_pipeline(const std::string& brokers, const std::string& topic, con
 
 // The Pipeline with `workers` shard workers reads `n` events: events/s from its assignment
 // to the last event persisted (the group join is not counted).
-double pipeline_rate(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, size_t n,
+Throughput pipeline_rate(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, size_t n,
                      const fs::path& dir) {
   MetricsRegistry metrics;
   Running r = start_pipeline(brokers, topic, rules, workers, dir, metrics);
   auto* p = &r.pipeline;
-  if (!*p) return 0;
+  if (!*p) return {};
   // From the assignment (the moment the bare consumer starts from) to the last event persisted.
   while (!(*p)->assigned()) std::this_thread::sleep_for(std::chrono::microseconds(200));
   const SteadyClock::time_point first = SteadyClock::now();
+  const double cpu0 = process_cpu_seconds();
   const auto deadline = first + std::chrono::seconds(120);
   uint64_t consumed = 0;
   while (consumed < n && SteadyClock::now() < deadline) {
@@ -190,6 +209,7 @@ double pipeline_rate(const std::string& brokers, const std::string& topic, const
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   const double rate = static_cast<double>(consumed) / seconds_since(first);
+  const double cpu = process_cpu_seconds() - cpu0;
   double busy = 0;
   for (int w = 0; w < workers; ++w) busy += metrics.histogram("vigil_batch_duration_seconds", "", {}, {{"shard", std::to_string(w)}}).sum();
   std::fprintf(stderr, "  workers=%d wall=%.2fs worker-busy=%.2fs batches=%llu pauses=%llu\n", workers, seconds_since(first), busy,
@@ -198,7 +218,7 @@ double pipeline_rate(const std::string& brokers, const std::string& topic, const
   (*p)->stop();
   (*p)->join();
   if (consumed < n) std::fprintf(stderr, "pipeline read only %llu of %zu\n", static_cast<unsigned long long>(consumed), n);
-  return rate;
+  return {rate, consumed ? cpu * 1e6 / static_cast<double>(consumed) : 0};
 }
 
 struct Latency {
@@ -314,16 +334,20 @@ int main(int argc, char** argv) {
 
   // Bare consumer before and after the pipelines (the broker's state changes little, but the
   // machine's does): its best is the reference.
-  const double bare_before = bare_consume_rate(brokers, "bench", partitions, events);
-  const double one = pipeline_rate(brokers, "bench", rules, 1, events, tmp / "w1");
-  const double two = pipeline_rate(brokers, "bench", rules, 2, events, tmp / "w2");
-  const double bare = std::max(bare_before, bare_consume_rate(brokers, "bench", partitions, events));
+  const Throughput bare_before = bare_consume_rate(brokers, "bench", partitions, events);
+  const Throughput one_run = pipeline_rate(brokers, "bench", rules, 1, events, tmp / "w1");
+  const Throughput two_run = pipeline_rate(brokers, "bench", rules, 2, events, tmp / "w2");
+  const Throughput bare_after = bare_consume_rate(brokers, "bench", partitions, events);
+  const Throughput bare_run = bare_before.rate >= bare_after.rate ? bare_before : bare_after;
+  const double bare = bare_run.rate, one = one_run.rate, two = two_run.rate;
   std::printf("events: %zu (~%.0f B each), partitions: %d, rules: %zu (default pack)\n", events,
               560.0, partitions, rules.set->rules().size());
-  std::printf("%-28s %12s %10s\n", "reader", "events/s", "vs bare");
-  std::printf("%-28s %12.0f %10.2f\n", "bare librdkafka consumer", bare, 1.0);
-  std::printf("%-28s %12.0f %10.2f\n", "vigil pipeline, 1 worker", one, one / bare);
-  std::printf("%-28s %12.0f %10.2f\n", "vigil pipeline, 2 workers", two, two / bare);
+  // cpu us/event: the whole process's CPU time (broker, clients, workers, RocksDB) per event
+  // read; on two cores, a rate cannot exceed 2e6 / that.
+  std::printf("%-28s %12s %10s %16s\n", "reader", "events/s", "vs bare", "cpu us/event");
+  std::printf("%-28s %12.0f %10.2f %16.2f\n", "bare librdkafka consumer", bare, 1.0, bare_run.cpu_us);
+  std::printf("%-28s %12.0f %10.2f %16.2f\n", "vigil pipeline, 1 worker", one, one / bare, one_run.cpu_us);
+  std::printf("%-28s %12.0f %10.2f %16.2f\n", "vigil pipeline, 2 workers", two, two / bare, two_run.cpu_us);
   std::printf("scaling 2 workers / 1 worker: %.2f\n", two / one);
 
   // The producer runs on the same two cores, so the latency runs are made at a half and at
