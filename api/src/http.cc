@@ -9,6 +9,7 @@
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -129,9 +130,38 @@ std::vector<std::string> split_segments(std::string_view path) {
 
 }  // namespace
 
-void Router::add(std::string method, std::string path_template, Handler handler, Access access) {
+void Router::add(std::string method, std::string path_template, Handler handler, Access access, Cost cost) {
   auto segments = split_segments(path_template);
-  routes_.push_back({std::move(method), std::move(path_template), std::move(segments), std::move(handler), access});
+  routes_.push_back({std::move(method), std::move(path_template), std::move(segments), std::move(handler), access, cost});
+}
+
+const Router::Route* Router::find(const std::string& method, const std::vector<std::string>& segments,
+                                  std::vector<std::pair<std::string, std::string>>* params, bool& path_known) const {
+  path_known = false;
+  for (const auto& r : routes_) {
+    if (r.segments.size() != segments.size()) continue;
+    if (params) params->clear();
+    bool ok = true;
+    for (size_t i = 0; i < segments.size() && ok; ++i) {
+      const std::string& t = r.segments[i];
+      if (t.size() > 2 && t.front() == '{' && t.back() == '}') {
+        if (params) params->emplace_back(t.substr(1, t.size() - 2), segments[i]);
+      } else {
+        ok = t == segments[i];
+      }
+    }
+    if (!ok) continue;
+    path_known = true;
+    if (r.method != method && !(method == "HEAD" && r.method == "GET")) continue;
+    return &r;
+  }
+  return nullptr;
+}
+
+bool Router::slow(const HttpRequest& request) const {
+  bool path_known = false;
+  const Route* r = find(request.method, split_segments(request.path), nullptr, path_known);
+  return r != nullptr && r->cost == Cost::kSlow;
 }
 
 std::vector<Router::RouteInfo> Router::routes() const {
@@ -181,30 +211,17 @@ std::optional<HttpResponse> Router::authorize(const HttpRequest& request, Access
 }
 
 HttpResponse Router::route(HttpRequest& request) const {
-  const auto segments = split_segments(request.path);
+  std::vector<std::pair<std::string, std::string>> params;
   bool path_known = false;
-  for (const auto& r : routes_) {
-    if (r.segments.size() != segments.size()) continue;
-    std::vector<std::pair<std::string, std::string>> params;
-    bool ok = true;
-    for (size_t i = 0; i < segments.size() && ok; ++i) {
-      const std::string& t = r.segments[i];
-      if (t.size() > 2 && t.front() == '{' && t.back() == '}') {
-        params.emplace_back(t.substr(1, t.size() - 2), segments[i]);
-      } else {
-        ok = t == segments[i];
-      }
-    }
-    if (!ok) continue;
-    path_known = true;
-    if (r.method != request.method && !(request.method == "HEAD" && r.method == "GET")) continue;
-    if (auto denied = authorize(request, r.access)) return std::move(*denied);
-    if (r.access != Access::kOpen) request.principal = principal_of(request.authorization, *tokens_);
-    request.path_params = std::move(params);
-    return r.handler(request);
+  const Route* r = find(request.method, split_segments(request.path), &params, path_known);
+  if (r == nullptr) {
+    if (path_known) return HttpResponse::problem(405, "method " + request.method + " is not allowed on " + request.path);
+    return HttpResponse::problem(404, "no route for " + request.path);
   }
-  if (path_known) return HttpResponse::problem(405, "method " + request.method + " is not allowed on " + request.path);
-  return HttpResponse::problem(404, "no route for " + request.path);
+  if (auto denied = authorize(request, r->access)) return std::move(*denied);
+  if (r->access != Access::kOpen) request.principal = principal_of(request.authorization, *tokens_);
+  request.path_params = std::move(params);
+  return r->handler(request);
 }
 
 namespace {
@@ -306,9 +323,14 @@ struct HttpServer::State {
   size_t next_context = 0;  // acceptor's thread only
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
+  net::thread_pool slow_pool;  // Router::Cost::kSlow handlers
 
   State(const HttpServerOptions& o, Router r)
-      : options(o), router(std::move(r)), contexts(make_contexts(o.threads)), acceptor(*contexts.front()) {}
+      : options(o),
+        router(std::move(r)),
+        contexts(make_contexts(o.threads)),
+        acceptor(*contexts.front()),
+        slow_pool(static_cast<size_t>(std::max(o.slow_threads, 1))) {}
   static std::vector<std::unique_ptr<net::io_context>> make_contexts(int n) {
     std::vector<std::unique_ptr<net::io_context>> out;
     for (int i = 0; i < std::max(n, 1); ++i) out.push_back(std::make_unique<net::io_context>(1));
@@ -389,14 +411,30 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       request.query = std::move(*query);
       request.body = std::move(req.body());
       if (auto it = req.find(http::field::authorization); it != req.end()) request.authorization = std::string(it->value());
-      try {
-        response = state_.router.route(request);
-      } catch (const std::exception& e) {
-        spdlog::error("http handler failed path={} error={}", request.path, e.what());
-        response = HttpResponse::problem(500, "internal error");
+      if (state_.router.slow(request)) {
+        // Off this I/O thread; the answer is written from it again. Nothing else is pending
+        // on the connection meanwhile (the next read starts after the write).
+        net::post(state_.slow_pool, [self = this->shared_from_this(), request = std::move(request), keep_alive = req.keep_alive(),
+                                     version = req.version(), head = req.method() == http::verb::head]() mutable {
+          auto response = std::make_shared<HttpResponse>(self->call(request));
+          net::post(self->stream_.get_executor(), [self, response, keep_alive, version, head] {
+            self->write(std::move(*response), keep_alive, version, head);
+          });
+        });
+        return;
       }
+      response = call(request);
     }
     write(std::move(response), req.keep_alive(), req.version(), req.method() == http::verb::head);
+  }
+
+  HttpResponse call(HttpRequest& request) {
+    try {
+      return state_.router.route(request);
+    } catch (const std::exception& e) {
+      spdlog::error("http handler failed path={} error={}", request.path, e.what());
+      return HttpResponse::problem(500, "internal error");
+    }
   }
 
   void reply_error(int status, const std::string& detail) {
@@ -542,6 +580,7 @@ void HttpServer::stop() {
   }
   for (auto& context : state_->contexts) context->stop();
   for (auto& t : state_->threads) t.join();
+  state_->slow_pool.join();  // a slow handler still running finishes; its answer is dropped
   state_->threads.clear();
 }
 

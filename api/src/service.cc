@@ -560,7 +560,7 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
       return from_status(sub.status());
     }
     return HttpResponse::json(std::move(sub->json), !sub->stored ? 200 : sub->valid ? 201 : 422);
-  }, Access::kAdmin);
+  }, Access::kAdmin, Router::Cost::kSlow);
   r.add("GET", "/api/v1/bundles/{version}", [content](const HttpRequest& req) {
     if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
@@ -597,7 +597,7 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
     }
     auto j = content->dry_run(*v, since, until, max_events);
     return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
-  }, Access::kAdmin);
+  }, Access::kAdmin, Router::Cost::kSlow);
   r.add("GET", "/api/v1/rollout", [content](const HttpRequest& req) {
     if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
@@ -719,8 +719,10 @@ Router make_router(const ApiContext& ctx) {
   }, open_if(ctx.open_metrics));
   r.add("GET", "/api/v1/alerts", [ctx](const HttpRequest& req) { return list_alerts(ctx, req); });
   r.add("GET", "/api/v1/alerts/{id}", [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
-  r.add("GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); });
-  r.add("GET", "/api/v1/events/stats", [ctx](const HttpRequest& req) { return event_stats(ctx, req); });
+  r.add("GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); }, Access::kReader,
+        Router::Cost::kSlow);
+  r.add("GET", "/api/v1/events/stats", [ctx](const HttpRequest& req) { return event_stats(ctx, req); }, Access::kReader,
+        Router::Cost::kSlow);
   r.add("GET", "/api/v1/rules", [ctx](const HttpRequest& req) { return list_rules(ctx, req, false); });
   r.add("GET", "/api/v1/rules/{id}", [ctx](const HttpRequest& req) { return list_rules(ctx, req, true); });
   r.add("GET", "/api/v1/stats", [ctx](const HttpRequest& req) {
@@ -734,7 +736,7 @@ Router make_router(const ApiContext& ctx) {
     return HttpResponse::json(kOpenApiJson);
   });
   r.add("POST", "/api/v1/admin/checkpoints", [ctx](const HttpRequest& req) { return create_checkpoint(ctx, req); },
-        Access::kAdmin);
+        Access::kAdmin, Router::Cost::kSlow);
   return r;
 }
 

@@ -485,14 +485,48 @@ TEST_F(ApiTest, KeepAliveServesManyRequestsOnOneConnection) {
   EXPECT_EQ(count, 4u) << raw;
 }
 
-TEST(HttpServerTest, StopAnswersRequestsInFlight) {
+TEST(HttpServerTest, ASlowRouteDoesNotHoldUpTheOtherConnectionsOfItsThread) {
+  Router router;
+  std::atomic<bool> started{false}, release{false}, finished{false};
+  router.add("GET", "/slow", [&](const HttpRequest&) {
+    started = true;
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    finished = true;
+    return HttpResponse::json(R"({"done":true})");
+  }, Access::kOpen, Router::Cost::kSlow);
+  router.add("GET", "/fast", [](const HttpRequest&) { return HttpResponse::json(R"({"fast":true})"); }, Access::kOpen);
+  HttpServerOptions o;
+  o.port = 0;
+  o.threads = 1;  // every connection on the one I/O thread
+  auto server = HttpServer::start(o, std::move(router));
+  ASSERT_TRUE(server);
+  const uint16_t port = (*server)->port();
+  test::HttpResult slow;
+  std::thread client([&] { slow = http_get("127.0.0.1", port, "/slow"); });
+  while (!started.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Served while the slow handler still runs.
+  for (int i = 0; i < 3; ++i) {
+    auto fast = http_get("127.0.0.1", port, "/fast");
+    EXPECT_EQ(fast.status, 200);
+    EXPECT_EQ(fast.body, R"({"fast":true})");
+  }
+  EXPECT_FALSE(finished.load());
+  release = true;
+  client.join();
+  EXPECT_EQ(slow.status, 200);
+  EXPECT_EQ(slow.body, R"({"done":true})");
+}
+
+class HttpServerStopTest : public ::testing::TestWithParam<Router::Cost> {};
+
+TEST_P(HttpServerStopTest, StopAnswersRequestsInFlight) {
   Router router;
   std::atomic<bool> started{false};
   router.add("GET", "/slow", [&](const HttpRequest&) {
     started = true;
     std::this_thread::sleep_for(std::chrono::milliseconds(400));
     return HttpResponse::json(R"({"done":true})");
-  }, Access::kOpen);
+  }, Access::kOpen, GetParam());
   HttpServerOptions o;
   o.port = 0;
   auto server = HttpServer::start(o, std::move(router));
@@ -508,6 +542,8 @@ TEST(HttpServerTest, StopAnswersRequestsInFlight) {
   // Stopped: no new connection is served.
   EXPECT_EQ(http_get("127.0.0.1", port, "/slow").status, 0);
 }
+INSTANTIATE_TEST_SUITE_P(OnTheIoThreadAndOnTheSlowPool, HttpServerStopTest,
+                         ::testing::Values(Router::Cost::kFast, Router::Cost::kSlow));
 
 TEST(QueryParsing, DecodesAndRejects) {
   auto q = parse_query("a=1&b=x%20y+z&&c&d=%2F");

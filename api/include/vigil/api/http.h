@@ -3,8 +3,10 @@
 //
 // HttpServer runs a fixed number of I/O threads, over plain TCP or TLS. Each connection is keep-alive, reads one
 // request at a time with limits on header and body size and a read timeout, and closes
-// when idle too long or when the server has too many connections. Handlers run on the I/O
-// threads and must not block for long. stop() answers the requests in flight first.
+// when idle too long or when the server has too many connections. Each I/O thread runs its
+// own connections; handlers run there and must not block for long, except those of routes
+// added as Cost::kSlow, which run on a separate pool. stop() answers the requests in flight
+// first.
 //
 // Errors are RFC 9457 problem documents (application/problem+json).
 
@@ -62,7 +64,14 @@ class Router {
     Access access;
   };
 
-  void add(std::string method, std::string path_template, Handler handler, Access access = Access::kReader);
+  // Where a handler runs. kFast: on the connection's I/O thread. kSlow (up to seconds of
+  // work: bundle validation, dry runs, event hunts, checkpoints): on the server's pool for
+  // slow requests, so that the connections sharing the I/O thread are not held up behind it.
+  enum class Cost : uint8_t { kFast, kSlow };
+  void add(std::string method, std::string path_template, Handler handler, Access access = Access::kReader,
+           Cost cost = Cost::kFast);
+  // Whether `request` goes to a kSlow route.
+  bool slow(const HttpRequest& request) const;
   void set_tokens(std::shared_ptr<const TokenSet> tokens) { tokens_ = std::move(tokens); }
   HttpResponse route(HttpRequest& request) const;
   std::vector<RouteInfo> routes() const;
@@ -74,7 +83,12 @@ class Router {
     std::vector<std::string> segments;
     Handler handler;
     Access access;
+    Cost cost;
   };
+  // The route serving `segments` with `method`, its path parameters in `params`; null when
+  // none (`path_known`: some route has the path, with another method).
+  const Route* find(const std::string& method, const std::vector<std::string>& segments,
+                    std::vector<std::pair<std::string, std::string>>* params, bool& path_known) const;
   // Empty when the request may go on, else the 401/403 to answer.
   std::optional<HttpResponse> authorize(const HttpRequest& request, Access access) const;
   std::vector<Route> routes_;
@@ -91,6 +105,7 @@ struct HttpServerOptions {
   int idle_timeout_ms = 60'000;
   size_t max_connections = 1024;
   int shutdown_grace_ms = 5'000;  // stop() waits this long for requests in flight
+  int slow_threads = 2;           // the pool of Router::Cost::kSlow handlers
   // HTTPS when both are set: a PEM certificate chain (leaf first) and its PEM private key.
   // TLS 1.2 and 1.3 only. The files are re-read when they change (checked on accept at most
   // once per reload interval; 0: never), so a rotated Secret takes effect without a restart.
