@@ -13,7 +13,6 @@
 namespace vigil::ingest {
 namespace {
 
-// Every ParseError but kNone, in enum order: invalid_by_reason_[e - 1] counts reason e.
 // A matched value longer than this is cut (the whole value is in the event).
 constexpr size_t kMatchedValueLimit = 1024;
 
