@@ -135,33 +135,31 @@ void Router::add(std::string method, std::string path_template, Handler handler,
   routes_.push_back({std::move(method), std::move(path_template), std::move(segments), std::move(handler), access, cost});
 }
 
-const Router::Route* Router::find(const std::string& method, const std::vector<std::string>& segments,
-                                  std::vector<std::pair<std::string, std::string>>* params, bool& path_known) const {
-  path_known = false;
-  for (const auto& r : routes_) {
+Router::Resolved Router::resolve(const HttpRequest& request) const {
+  const auto segments = split_segments(request.path);
+  Resolved out;
+  for (size_t k = 0; k < routes_.size(); ++k) {
+    const Route& r = routes_[k];
     if (r.segments.size() != segments.size()) continue;
-    if (params) params->clear();
+    out.params.clear();
     bool ok = true;
     for (size_t i = 0; i < segments.size() && ok; ++i) {
       const std::string& t = r.segments[i];
       if (t.size() > 2 && t.front() == '{' && t.back() == '}') {
-        if (params) params->emplace_back(t.substr(1, t.size() - 2), segments[i]);
+        out.params.emplace_back(t.substr(1, t.size() - 2), segments[i]);
       } else {
         ok = t == segments[i];
       }
     }
     if (!ok) continue;
-    path_known = true;
-    if (r.method != method && !(method == "HEAD" && r.method == "GET")) continue;
-    return &r;
+    out.path_known = true;
+    if (r.method != request.method && !(request.method == "HEAD" && r.method == "GET")) continue;
+    out.index = k;
+    out.cost = r.cost;
+    return out;
   }
-  return nullptr;
-}
-
-bool Router::slow(const HttpRequest& request) const {
-  bool path_known = false;
-  const Route* r = find(request.method, split_segments(request.path), nullptr, path_known);
-  return r != nullptr && r->cost == Cost::kSlow;
+  out.params.clear();
+  return out;
 }
 
 std::vector<Router::RouteInfo> Router::routes() const {
@@ -210,18 +208,16 @@ std::optional<HttpResponse> Router::authorize(const HttpRequest& request, Access
   return std::nullopt;
 }
 
-HttpResponse Router::route(HttpRequest& request) const {
-  std::vector<std::pair<std::string, std::string>> params;
-  bool path_known = false;
-  const Route* r = find(request.method, split_segments(request.path), &params, path_known);
-  if (r == nullptr) {
-    if (path_known) return HttpResponse::problem(405, "method " + request.method + " is not allowed on " + request.path);
+HttpResponse Router::route(HttpRequest& request, Resolved resolved) const {
+  if (resolved.index == SIZE_MAX) {
+    if (resolved.path_known) return HttpResponse::problem(405, "method " + request.method + " is not allowed on " + request.path);
     return HttpResponse::problem(404, "no route for " + request.path);
   }
-  if (auto denied = authorize(request, r->access)) return std::move(*denied);
-  if (r->access != Access::kOpen) request.principal = principal_of(request.authorization, *tokens_);
-  request.path_params = std::move(params);
-  return r->handler(request);
+  const Route& r = routes_[resolved.index];
+  if (auto denied = authorize(request, r.access)) return std::move(*denied);
+  if (r.access != Access::kOpen) request.principal = principal_of(request.authorization, *tokens_);
+  request.path_params = std::move(resolved.params);
+  return r.handler(request);
 }
 
 namespace {
@@ -411,26 +407,28 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       request.query = std::move(*query);
       request.body = std::move(req.body());
       if (auto it = req.find(http::field::authorization); it != req.end()) request.authorization = std::string(it->value());
-      if (state_.router.slow(request)) {
+      Router::Resolved resolved = state_.router.resolve(request);
+      if (resolved.cost == Router::Cost::kSlow) {
         // Off this I/O thread; the answer is written from it again. Nothing else is pending
         // on the connection meanwhile (the next read starts after the write).
-        net::post(state_.slow_pool, [self = this->shared_from_this(), request = std::move(request), keep_alive = req.keep_alive(),
-                                     version = req.version(), head = req.method() == http::verb::head]() mutable {
-          auto response = std::make_shared<HttpResponse>(self->call(request));
+        net::post(state_.slow_pool, [self = this->shared_from_this(), request = std::move(request), resolved = std::move(resolved),
+                                     keep_alive = req.keep_alive(), version = req.version(),
+                                     head = req.method() == http::verb::head]() mutable {
+          auto response = std::make_shared<HttpResponse>(self->call(request, std::move(resolved)));
           net::post(self->stream_.get_executor(), [self, response, keep_alive, version, head] {
             self->write(std::move(*response), keep_alive, version, head);
           });
         });
         return;
       }
-      response = call(request);
+      response = call(request, std::move(resolved));
     }
     write(std::move(response), req.keep_alive(), req.version(), req.method() == http::verb::head);
   }
 
-  HttpResponse call(HttpRequest& request) {
+  HttpResponse call(HttpRequest& request, Router::Resolved resolved) {
     try {
-      return state_.router.route(request);
+      return state_.router.route(request, std::move(resolved));
     } catch (const std::exception& e) {
       spdlog::error("http handler failed path={} error={}", request.path, e.what());
       return HttpResponse::problem(500, "internal error");

@@ -70,10 +70,18 @@ class Router {
   enum class Cost : uint8_t { kFast, kSlow };
   void add(std::string method, std::string path_template, Handler handler, Access access = Access::kReader,
            Cost cost = Cost::kFast);
-  // Whether `request` goes to a kSlow route.
-  bool slow(const HttpRequest& request) const;
+  // The route a request goes to, found once: its cost tells the server where to run it, and
+  // route() runs it (or answers 404/405) without matching the path again.
+  struct Resolved {
+    size_t index = SIZE_MAX;  // into the routes; SIZE_MAX: none
+    bool path_known = false;  // with none: some route has the path, with another method
+    Cost cost = Cost::kFast;
+    std::vector<std::pair<std::string, std::string>> params;
+  };
+  Resolved resolve(const HttpRequest& request) const;
   void set_tokens(std::shared_ptr<const TokenSet> tokens) { tokens_ = std::move(tokens); }
-  HttpResponse route(HttpRequest& request) const;
+  HttpResponse route(HttpRequest& request, Resolved resolved) const;
+  HttpResponse route(HttpRequest& request) const { return route(request, resolve(request)); }
   std::vector<RouteInfo> routes() const;
 
  private:
@@ -85,10 +93,6 @@ class Router {
     Access access;
     Cost cost;
   };
-  // The route serving `segments` with `method`, its path parameters in `params`; null when
-  // none (`path_known`: some route has the path, with another method).
-  const Route* find(const std::string& method, const std::vector<std::string>& segments,
-                    std::vector<std::pair<std::string, std::string>>* params, bool& path_known) const;
   // Empty when the request may go on, else the 401/403 to answer.
   std::optional<HttpResponse> authorize(const HttpRequest& request, Access access) const;
   std::vector<Route> routes_;
