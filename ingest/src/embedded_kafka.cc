@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include <sstream>
+#include <vector>
 
 namespace vigil::ingest {
 
@@ -46,6 +47,11 @@ Status EmbeddedKafka::set_partition_leader(const std::string& topic, int partiti
   const auto e = rd_kafka_mock_partition_set_leader(cluster_, topic.c_str(), partition, broker_id);
   if (e) return Status::internal(std::string("leader change failed: ") + rd_kafka_err2str(e));
   return Status::ok();
+}
+
+void EmbeddedKafka::fail_next_requests(int16_t api_key, int count, int error) {
+  const std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count), static_cast<rd_kafka_resp_err_t>(error));
+  rd_kafka_mock_push_request_errors_array(cluster_, api_key, errors.size(), errors.data());
 }
 
 Status EmbeddedKafka::control(const std::string& command) {

@@ -108,6 +108,9 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   }
   p->assigner_ = std::make_unique<PartitionAssigner>(p->options_.workers);
   p->kafka_errors_ = &metrics.counter("vigil_kafka_errors_total", "Errors reported by the Kafka consumer");
+  p->commit_failures_ = &metrics.counter(
+      "vigil_kafka_hand_over_commit_failures_total",
+      "Offset commits before partitions were revoked or the group left that failed (their next owner may repeat work)");
   p->unowned_ = &metrics.counter("vigil_messages_unowned_total",
                                   "Messages of partitions no longer assigned, left to their new owner");
   p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
@@ -231,6 +234,8 @@ void Pipeline::run_consumer() {
       last_lag = SteadyClock::now();
     }
   }
+  // From here on, messages that polls return are not processed (dispatch drops them once
+  // stop_ is set): their offsets are never stored, so the partitions' next owner reads them.
   // librdkafka 2.0 aborts when a cooperative-sticky member is destroyed between joining
   // the group and receiving its first assignment (confluentinc/librdkafka#4312), so a
   // member stopped that early waits (serving the group protocol) for that assignment.
@@ -241,15 +246,14 @@ void Pipeline::run_consumer() {
       if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
     }
   }
-  rd_kafka_queue_destroy(queue);
   drain_all();
   if (assigned_.load()) {
-    if (auto e = rd_kafka_commit(rk_, nullptr, 0); e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-      spdlog::warn("kafka offset commit failed: {}", rd_kafka_err2str(e));
-    }
+    commit_before_leaving(queue, msgs);
+    rd_kafka_queue_destroy(queue);
     // Leaving the group revokes the assignment through on_rebalance, which drains again.
     rd_kafka_consumer_close(rk_);
   } else {
+    rd_kafka_queue_destroy(queue);
     // Never joined: nothing to hand over. Destroying the handle now could abort (above), so
     // it is left to the process's exit.
     spdlog::warn("consumer stopped before joining the group; its Kafka handle is abandoned");
@@ -267,6 +271,40 @@ void Pipeline::run_consumer() {
   spdlog::info("consumer stopped");
 }
 
+void Pipeline::commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kafka_message_t*>& msgs) {
+  // The group's committed offsets are all the partitions' next owner (another instance,
+  // with its own store) knows of where this one stopped: an offset left uncommitted is an
+  // alert created twice. A coordinator refuses commits while the group rebalances (and
+  // until this member has rejoined with the new generation), so a refused commit is tried
+  // again while polls serve the group protocol, for a bounded time.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.leave_commit_timeout_ms);
+  for (int attempt = 1;; ++attempt) {
+    const rd_kafka_resp_err_t e = rd_kafka_commit(rk_, nullptr, 0);
+    if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      if (attempt > 1) spdlog::info("kafka offsets committed before leaving after {} attempts", attempt);
+      return;
+    }
+    const bool retriable = e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+                           e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+                           e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+                           e == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+                           e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__WAIT_COORD;
+    if (!retriable || std::chrono::steady_clock::now() >= deadline) {
+      commit_failures_->inc();
+      spdlog::warn("kafka offset commit before leaving failed after {} attempts: {}; the partitions' next owner "
+                   "starts from the group's last committed offsets", attempt, rd_kafka_err2str(e));
+      return;
+    }
+    spdlog::debug("kafka offset commit before leaving refused ({}), retrying", rd_kafka_err2str(e));
+    // Serves the rebalance (on_rebalance may revoke, which commits with the new generation).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    while (std::chrono::steady_clock::now() < until) {
+      const ssize_t n = rd_kafka_consume_batch_queue(queue, 50, msgs.data(), msgs.size());
+      if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
+    }
+  }
+}
+
 void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
   auto& staged = staged_;
   staged.resize(shards_.size());
@@ -281,6 +319,10 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
         }
       }
       rd_kafka_message_destroy(m);
+      continue;
+    }
+    if (stop_.load(std::memory_order_relaxed)) {
+      rd_kafka_message_destroy(m);  // stopping: left, unstored, to the partition's next owner
       continue;
     }
     const char* topic = rd_kafka_topic_name(m->rkt);
@@ -582,6 +624,7 @@ void Pipeline::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
   drain_all();
   if (!rd_kafka_assignment_lost(rk_)) {
     if (auto e = rd_kafka_commit(rk_, nullptr, 0); e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+      commit_failures_->inc();
       spdlog::warn("kafka offset commit before revocation failed: {}", rd_kafka_err2str(e));
     }
   }

@@ -7,13 +7,14 @@
 #include <rapidjson/document.h>
 #include <signal.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <atomic>
 #include <functional>
-#include <mutex>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -87,6 +88,8 @@ class VigildFixture : public ::testing::Test {
                                      VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml", "--batch-ms", "20",
                                      "--config", config_file().string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
+    // To debug a flaky run: VIGIL_E2E_LOG_LEVEL=debug with VIGIL_KEEP_TEST_DIRS=1 keeps the logs.
+    if (const char* level = std::getenv("VIGIL_E2E_LOG_LEVEL")) argv.insert(argv.end(), {"--log-level", level});
     proc = std::make_unique<test::Subprocess>(argv, (dir_ / ("vigild-" + std::to_string(++runs_) + ".log")).string());
     auto line = proc->wait_for_line("  api: http://127.0.0.1:", 30s);
     if (!line) return 0;

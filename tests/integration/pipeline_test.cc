@@ -52,7 +52,8 @@ class PipelineTest : public ::testing::Test {
     o.batch_max_ms = 20;
     // The mock coordinator delays a join to a group that had members by the session
     // timeout (45 s by default); keep it short so the restart below rejoins quickly.
-    o.kafka_properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}};
+    o.kafka_properties.insert(o.kafka_properties.begin(),
+                              {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "500"}});
     auto p = Pipeline::create(o, rules_, *store_, metrics, SystemClock::instance());
     EXPECT_TRUE(p) << p.status().to_string();
     return p ? std::move(*p) : nullptr;
@@ -157,6 +158,51 @@ TEST_F(PipelineTest, ANewClusterStartsFromItsOwnBeginningAndKeepsOldAlerts) {
     EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events) << "run " << run;
     EXPECT_EQ(*store_->count_alerts(), total) << "run " << run;
   }
+}
+
+// Regression: a vigild stopped while its group rebalanced had its last commit refused
+// (REBALANCE_IN_PROGRESS), and the instance that took its partitions over (with a store of
+// its own) started from older committed offsets and created those alerts a second time
+// (FaultsTest.PartitionsMoveToASecondInstanceAndBack, now and then under ASan). A commit
+// refused on the way out is now retried while the group protocol is served.
+TEST_F(PipelineTest, CommitsRefusedWhileLeavingAreRetriedUntilTheGroupHasEverything) {
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({50, 0.05, 7}, clock);
+  const size_t events = 2000;
+  produce(sim, events);
+  MetricsRegistry metrics;
+  PipelineOptions o;
+  o.kafka_properties = {{"auto.commit.interval.ms", "600000"}};  // only the commits on the way out
+  auto p = make_pipeline(metrics, o);
+  ASSERT_TRUE(p->start().is_ok());
+  ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") == events; }, 30s));
+  // The coordinator refuses the next commits as if the group were rebalancing (every commit
+  // on the way out: the one after draining, the revocation's, the close's).
+  kafka_->fail_next_requests(8 /* OffsetCommit */, 3, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+  p->stop();
+  p->join();
+  EXPECT_EQ(metrics.counter_sum("vigil_kafka_hand_over_commit_failures_total"), 0u);
+
+  // What the group has committed is everything this member persisted.
+  char err[256];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "group.id", "test-group", err, sizeof err);
+  rd_kafka_t* reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  ASSERT_NE(reader, nullptr) << err;
+  rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(4);
+  for (int i = 0; i < 4; ++i) rd_kafka_topic_partition_list_add(parts, "events", i);
+  ASSERT_EQ(rd_kafka_committed(reader, parts, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  int64_t committed = 0;
+  for (int i = 0; i < parts->cnt; ++i) {
+    int64_t low = 0, high = 0;
+    ASSERT_EQ(rd_kafka_query_watermark_offsets(reader, "events", i, &low, &high, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    EXPECT_EQ(parts->elems[i].offset, high) << "partition " << i;
+    committed += std::max<int64_t>(parts->elems[i].offset, 0);
+  }
+  EXPECT_EQ(committed, static_cast<int64_t>(events));
+  rd_kafka_topic_partition_list_destroy(parts);
+  rd_kafka_destroy(reader);
 }
 
 // Runs 6000 events through two workers whose inboxes hold 100 messages, far below what

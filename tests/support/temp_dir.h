@@ -1,8 +1,10 @@
 #pragma once
-// Test support: a fresh directory under the system temp dir, removed with the object; and a
+// Test support: a fresh directory under the system temp dir, removed with the object (kept
+// for inspection when VIGIL_KEEP_TEST_DIRS is set, e.g. vigild logs of a flaky e2e test); and a
 // deadline wait on a condition (tests never sleep for a fixed time to wait for an outcome).
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <random>
@@ -19,6 +21,7 @@ class TempDir {
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {
+    if (std::getenv("VIGIL_KEEP_TEST_DIRS")) return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }

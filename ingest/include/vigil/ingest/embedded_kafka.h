@@ -4,6 +4,7 @@
 // (vigild's consumer, kcat, kafka-python) talks to it as to a broker. Production never
 // uses it: vigild only starts one when no brokers are configured.
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -27,6 +28,9 @@ class EmbeddedKafka {
   Status set_broker_down(int broker_id, bool down);
   // Moves a partition's leadership to another broker (a leader change).
   Status set_partition_leader(const std::string& topic, int partition, int broker_id);
+  // Answers the next `count` requests of Kafka API `api_key` (8: OffsetCommit, ...) with
+  // the error code `error` (e.g. 27: REBALANCE_IN_PROGRESS), whichever client sends them.
+  void fail_next_requests(int16_t api_key, int count, int error);
   // One control command, as `vigil dev kafka` reads them on stdin:
   //   down BROKER | up BROKER | leader TOPIC PARTITION BROKER | topic NAME PARTITIONS
   Status control(const std::string& command);

@@ -25,8 +25,9 @@
 // has drained to half. Memory stays bounded whatever the input rate. A store failure is retried with the same batch (the
 // inbox then fills and the partitions pause); no offset moves past unpersisted data.
 //
-// stop() asks every thread to finish the batch in hand, persist it, commit, and leave the
-// group; join() waits for that.
+// stop() asks every thread to finish the batch in hand, persist it, commit (retrying while
+// the group rebalances: the committed offsets are how the partitions' next owner, with its
+// own store, knows where this one stopped), and leave the group; join() waits for that.
 
 #include <atomic>
 #include <chrono>
@@ -49,6 +50,7 @@
 typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_topic_partition_list_s rd_kafka_topic_partition_list_t;
 typedef struct rd_kafka_message_s rd_kafka_message_t;
+typedef struct rd_kafka_queue_s rd_kafka_queue_t;
 
 namespace vigil::ingest {
 
@@ -66,6 +68,8 @@ struct PipelineOptions {
   size_t inbox_max_messages = 0;
   size_t inbox_max_bytes = 64 << 20;
   int hold_before_pause_ms = 500;  // a full inbox holds the consumer this long, then pauses
+  // On stop, how long a commit the coordinator refuses (the group rebalancing) is retried.
+  int leave_commit_timeout_ms = 10000;
   bool publish_alerts = false;        // queue alerts for the alerts topic (see Publisher)
   bool dead_letters = false;          // queue invalid events for the dead-letter topic
   bool dead_letter_unmapped = false;  // events no logsource accepts are dead letters
@@ -132,6 +136,8 @@ class Pipeline {
   void assign(rd_kafka_topic_partition_list_t* parts, bool cooperative);
   void revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative);
   void drain_all();
+  // Commits the stored offsets, retrying while the group rebalances (see pipeline.cc).
+  void commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kafka_message_t*>& msgs);
   void dispatch(rd_kafka_message_t** msgs, size_t n);
   // Pauses or resumes partitions by inbox depth; true while the consumer should hold off.
   bool apply_backpressure();
@@ -171,6 +177,7 @@ class Pipeline {
   Status last_error_;
   Counter* kafka_errors_ = nullptr;
   Counter* unowned_ = nullptr;
+  Counter* commit_failures_ = nullptr;
   Counter* store_errors_ = nullptr;
   Counter* batches_ = nullptr;
   Histogram* switch_seconds_ = nullptr;
