@@ -6,7 +6,8 @@
 # same session for ratios.
 #
 # Run: bash bench/api_bench.sh   (after `make build`; ALERTS, SIM_RATE, DURATION, CONNS override;
-#      TLS=1 serves HTTPS with the test certificate of tests/data/tls)
+#      TLS=1 serves HTTPS with the test certificate of tests/data/tls; PAGE_CACHE_MB=0 turns
+#      the alert page cache off, so that every request reads the store)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
@@ -29,8 +30,10 @@ fi
 echo "api bench ($SCHEME): $ALERTS alerts in $DIR/data, pipeline at $SIM_RATE events/s, wrk -t$THREADS -c$CONNS -d$DURATION"
 "$BUILD/bench/vigil_store_bench" --events 0 --alerts "$ALERTS" --dir "$DIR/data" --keep | grep -E "written|p99" || true
 
+printf 'api:\n  page_cache_mb: %s\n' "${PAGE_CACHE_MB:-16}" > "$DIR/vigild.yml"
 VIGIL_API_TOKENS="reader:$TOKEN" "$BUILD/app/vigild" --data-dir "$DIR/data" --listen "127.0.0.1:$PORT" \
-  --simulator-rate "$SIM_RATE" --log-level warn "${TLS_FLAGS[@]}" > "$DIR/vigild.out" 2> "$DIR/vigild.err" &
+  --simulator-rate "$SIM_RATE" --log-level warn --config "$DIR/vigild.yml" "${TLS_FLAGS[@]}" \
+  > "$DIR/vigild.out" 2> "$DIR/vigild.err" &
 VIGILD=$!
 trap 'kill $VIGILD 2>/dev/null; wait $VIGILD 2>/dev/null; if [ "$OWN_DIR" = 1 ]; then rm -rf "$DIR"; fi' EXIT
 for _ in $(seq 1 100); do
@@ -57,6 +60,9 @@ run healthz /healthz
 run alerts_page_100 "/api/v1/alerts?limit=100"
 run alerts_page_100_full "/api/v1/alerts?limit=100&view=full"
 consumed=$(curl -s --cacert tests/data/tls/ca_a.pem "$SCHEME://127.0.0.1:$PORT/metrics" | awk '/^vigil_events_consumed_total/ {s += $2} END {print s}')
-echo "pipeline consumed $consumed events meanwhile"
+metrics=$(curl -s --cacert tests/data/tls/ca_a.pem "$SCHEME://127.0.0.1:$PORT/metrics")
+metric() { echo "$metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%d", s}'; }
+echo "pipeline consumed $consumed events meanwhile and wrote $(metric vigil_alerts_total) alerts"
+echo "alert page cache (page_cache_mb ${PAGE_CACHE_MB:-16}): hits $(metric vigil_api_alert_page_cache_hits_total), misses $(metric vigil_api_alert_page_cache_misses_total)"
 awk -v a="$(cat "$DIR/alerts_page_100.rps")" -v h="$(cat "$DIR/healthz.rps")" \
   'BEGIN {printf "ratio alerts page / healthz: %.2f\n", a / h}'

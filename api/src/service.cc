@@ -1,5 +1,6 @@
 #include "vigil/api/service.h"
 
+#include "page_cache.h"
 #include "vigil/api/openapi_json.h"
 #include "vigil/core/event.h"
 
@@ -125,7 +126,42 @@ bool is_valid_json(std::string_view raw) {
   return !reader.Parse<rapidjson::kParseValidateEncodingFlag>(ms, handler).IsError();
 }
 
-HttpResponse list_alerts(const ApiContext& ctx, const HttpRequest& req) {
+// Alert list answers cached until the next alert is written (page_cache.h).
+struct AlertPages {
+  explicit AlertPages(const ApiContext& ctx)
+      : cache(ctx.alert_page_cache_bytes),
+        hits(ctx.metrics ? &ctx.metrics->counter("vigil_api_alert_page_cache_hits_total",
+                                                 "Alert list requests answered from the page cache")
+                         : nullptr),
+        misses(ctx.metrics ? &ctx.metrics->counter("vigil_api_alert_page_cache_misses_total",
+                                                   "Alert list requests computed from the store")
+                           : nullptr) {}
+  PageCache cache;
+  Counter* hits;
+  Counter* misses;
+};
+
+// A key naming every parameter of the query exactly (lengths before values, so that no two
+// queries share one).
+std::string alert_query_key(const store::AlertQuery& q, bool full) {
+  std::string key;
+  key.reserve(96 + q.cursor.size() + q.rule_id.size() + q.host.size() + q.tag.size() + q.text.size());
+  auto add = [&](std::string_view v) {
+    key += std::to_string(v.size());
+    key += ':';
+    key.append(v);
+  };
+  add(std::to_string(q.since));
+  add(std::to_string(q.until));
+  add(std::to_string(q.limit));
+  add(std::to_string(q.levels));
+  add(std::to_string(q.max_scan));
+  add(full ? "full" : "summary");
+  for (const std::string* v : {&q.cursor, &q.rule_id, &q.host, &q.tag, &q.text}) add(*v);
+  return key;
+}
+
+HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpRequest& req) {
   if (auto bad = unknown_params(req, {"since", "until", "limit", "rule", "host", "cursor", "severity", "tag", "q", "view"});
       bad.status) {
     return bad;
@@ -168,6 +204,21 @@ HttpResponse list_alerts(const ApiContext& ctx, const HttpRequest& req) {
     }
   }
 
+  // A window relative to now ("since=15m") names another range at each request: not kept.
+  const bool relative = (req.param("since") && parse_duration_ms(*req.param("since"))) ||
+                        (req.param("until") && parse_duration_ms(*req.param("until")));
+  std::string key;
+  uint64_t version = 0;
+  if (!relative && ctx.alert_page_cache_bytes > 0) {
+    key = alert_query_key(q, full);
+    version = ctx.store->alerts_version();
+    if (auto hit = pages.cache.find(key, version)) {
+      if (pages.hits) pages.hits->inc();
+      return HttpResponse::json(*hit);
+    }
+    if (pages.misses) pages.misses->inc();
+  }
+
   std::string body;
   body.reserve(1024 + 1024 * q.limit);
   BodyStream out(body);
@@ -187,6 +238,8 @@ HttpResponse list_alerts(const ApiContext& ctx, const HttpRequest& req) {
   w.EndArray();
   write_page_tail(w, page->count, page->next_cursor, page->scanned, page->partial);
   w.EndObject();
+  // Kept only if no alert was written meanwhile: the page is then the answer at `version`.
+  if (!key.empty() && ctx.store->alerts_version() == version) pages.cache.insert(key, version, body);
   return HttpResponse::json(std::move(body));
 }
 
@@ -717,7 +770,8 @@ Router make_router(const ApiContext& ctx) {
     res.body = ctx.metrics->render_prometheus();
     return res;
   }, open_if(ctx.open_metrics));
-  r.add("GET", "/api/v1/alerts", [ctx](const HttpRequest& req) { return list_alerts(ctx, req); });
+  auto pages = std::make_shared<AlertPages>(ctx);
+  r.add("GET", "/api/v1/alerts", [ctx, pages](const HttpRequest& req) { return list_alerts(ctx, *pages, req); });
   r.add("GET", "/api/v1/alerts/{id}", [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
   r.add("GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); }, Access::kReader,
         Router::Cost::kSlow);

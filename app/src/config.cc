@@ -100,7 +100,7 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
     }
     if (const auto a = doc["api"]) {
-      if (auto s = check_keys(a, {"tokens_file", "open", "max_body_mb", "tls"}, path + " api"); !s) return s;
+      if (auto s = check_keys(a, {"tokens_file", "open", "max_body_mb", "tls", "page_cache_mb"}, path + " api"); !s) return s;
       if (const auto t = a["tls"]) {
         if (auto s = check_keys(t, {"cert_file", "key_file"}, path + " api.tls"); !s) return s;
         if (t["cert_file"]) c.api_tls_cert_file = t["cert_file"].as<std::string>();
@@ -108,6 +108,7 @@ Status load_config_file(const std::string& path, Config& c) {
       }
       if (a["tokens_file"]) c.api_tokens_file = a["tokens_file"].as<std::string>();
       if (a["max_body_mb"]) c.api_max_body_mb = a["max_body_mb"].as<size_t>();
+      if (a["page_cache_mb"]) c.api_page_cache_mb = a["page_cache_mb"].as<size_t>();
       if (const auto o = a["open"]) {
         if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s) return s;
         if (o["healthz"]) c.api_open_healthz = o["healthz"].as<bool>();

@@ -91,6 +91,7 @@ struct Config {
   bool api_open_readyz = true;
   bool api_open_metrics = true;
   size_t api_max_body_mb = 32;
+  size_t api_page_cache_mb = 16;  // alert list pages kept until the next alert; 0: none
   std::string api_tls_cert_file;
   std::string api_tls_key_file;
   std::string rollout_policy = "staged";

@@ -362,6 +362,7 @@ int main(int argc, char** argv) {
   ctx.open_healthz = config.api_open_healthz;
   ctx.open_readyz = config.api_open_readyz;
   ctx.open_metrics = config.api_open_metrics;
+  ctx.alert_page_cache_bytes = config.api_page_cache_mb << 20;
   api::HttpServerOptions ho;
   ho.address = listen_host;
   ho.port = listen_port;

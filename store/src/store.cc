@@ -311,7 +311,9 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vecto
     if (st.erase) batch.Delete(state_, st.key);
     else batch.Put(state_, st.key, st.value);
   }
-  return write(batch);
+  Status s = write(batch);
+  if (s && !alerts.empty()) alerts_version_.fetch_add(1, std::memory_order_release);
+  return s;
 }
 
 Expected<std::vector<std::pair<std::string, std::string>>> Store::load_state(std::string_view prefix) const {

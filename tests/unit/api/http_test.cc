@@ -10,6 +10,7 @@
 #include <span>
 #include <thread>
 
+#include "page_cache.h"
 #include "support/http_client.h"
 #include "support/temp_dir.h"
 #include "vigil/api/auth.h"
@@ -228,6 +229,54 @@ TEST_F(ApiTest, AlertListsShowSummariesUnlessViewFull) {
   EXPECT_EQ(numbers(get("/api/v1/alerts?view=full&host=host0&limit=3").body), (std::vector<int>{27, 24, 21}));
   expect_problem("/api/v1/alerts?view=all", 400, "'view'");
   expect_problem("/api/v1/alerts?view=", 400, "'view'");
+}
+
+// The page cache answers a repeated query from memory until an alert is written: a new
+// alert is in the next answer, and queries differing in any parameter are told apart.
+TEST_F(ApiTest, RepeatedAlertPagesAreCachedUntilAnAlertIsWritten) {
+  auto hits = [&] { return metrics_.counter_sum("vigil_api_alert_page_cache_hits_total"); };
+  const std::string first = get("/api/v1/alerts?limit=3").body;
+  EXPECT_EQ(numbers(first), (std::vector<int>{29, 28, 27}));
+  EXPECT_EQ(hits(), 0u);
+  EXPECT_EQ(get("/api/v1/alerts?limit=3").body, first);
+  EXPECT_EQ(hits(), 1u);
+  // Same page, other parameters: answered apart.
+  EXPECT_EQ(numbers(get("/api/v1/alerts?limit=3&view=full").body), (std::vector<int>{29, 28, 27}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?limit=3&rule=rule-even").body), (std::vector<int>{28, 26, 24}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?limit=2").body), (std::vector<int>{29, 28}));
+  EXPECT_EQ(hits(), 1u);
+
+  store::AlertRecord a;
+  a.id = store::AlertId::derive("events", 0, 30, "rule-even");
+  a.time = kBase + 30 * 1000;
+  a.rule_id = "rule-even";
+  a.host = "host0";
+  a.json = R"({"n":30})";
+  a.title = kEvenTitle;
+  ASSERT_TRUE(store_->put_batch({a}, {}).is_ok());
+  EXPECT_EQ(numbers(get("/api/v1/alerts?limit=3").body), (std::vector<int>{30, 29, 28}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?limit=3").body), (std::vector<int>{30, 29, 28}));
+  EXPECT_EQ(hits(), 2u);
+  // A window relative to now is another range at every request: computed each time.
+  get("/api/v1/alerts?limit=3&since=2h");
+  get("/api/v1/alerts?limit=3&since=2h");
+  EXPECT_EQ(hits(), 2u);
+}
+
+TEST(PageCache, AnswersOnlyAtItsVersionAndStaysWithinItsBytes) {
+  PageCache cache(64 * 1024);
+  cache.insert("a", 1, std::string(1000, 'a'));
+  ASSERT_NE(cache.find("a", 1), nullptr);
+  EXPECT_EQ(*cache.find("a", 1), std::string(1000, 'a'));
+  EXPECT_EQ(cache.find("a", 2), nullptr);  // an alert was written since
+  EXPECT_EQ(cache.find("a", 1), nullptr);  // and the stale entry is gone
+  EXPECT_EQ(cache.entries(), 0u);
+  cache.insert("huge", 1, std::string(8 * 1024, 'h'));  // over a sixteenth of the bound
+  EXPECT_EQ(cache.find("huge", 1), nullptr);
+  for (int i = 0; i < 40; ++i) cache.insert("k" + std::to_string(i), 1, std::string(3000, 'x'));
+  EXPECT_LE(cache.bytes(), 64u * 1024);
+  EXPECT_EQ(cache.find("k0", 1), nullptr);  // least recently used: out first
+  EXPECT_NE(cache.find("k39", 1), nullptr);
 }
 
 TEST_F(ApiTest, AlertById) {

@@ -65,6 +65,9 @@ struct ApiContext {
   bool open_healthz = true;
   bool open_readyz = true;
   bool open_metrics = true;
+  // Bytes of rendered alert list pages kept until the next alert is written (repeated
+  // queries, e.g. dashboards on the newest alerts, then cost no store reads); 0: none.
+  size_t alert_page_cache_bytes = 16 << 20;
 };
 
 Router make_router(const ApiContext& context);

@@ -252,6 +252,9 @@ class Store {
   Expected<std::vector<std::pair<std::string, std::string>>> load_state(std::string_view prefix) const;
   // False after a failed write until a write succeeds again.
   bool writable() const { return writable_.load(); }
+  // Moves on after every write that added alerts (once the write is readable). While it
+  // keeps one value, every alert query has one answer: callers may cache answers under it.
+  uint64_t alerts_version() const { return alerts_version_.load(std::memory_order_acquire); }
 
   // Up to `max` outbox entries with a store key after `after` (empty: from the first), in
   // key order. An entry that cannot be decoded is returned with `corrupt` set, so that one bad
@@ -319,6 +322,7 @@ class Store {
   bool sync_writes_ = false;
   RetentionOptions retention_;
   std::atomic<bool> writable_{true};
+  std::atomic<uint64_t> alerts_version_{0};
   std::shared_ptr<rocksdb::Cache> cache_;
   std::unique_ptr<rocksdb::Env> env_;  // before db_: destroyed after it
   std::unique_ptr<rocksdb::DB> db_;
