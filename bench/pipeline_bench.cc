@@ -167,6 +167,7 @@ struct Running {
 };
 // --prefetch-kb: librdkafka's prefetch bound for vigil's consumer instead of the Pipeline's.
 std::string g_prefetch_kb;
+ingest::EventRetention g_retain = ingest::EventRetention::kAll;
 
 Running start_pipeline(const std::string& brokers, const std::string& topic, const Rules& rules, int workers,
                        const fs::path& dir, MetricsRegistry& metrics) {
@@ -185,6 +186,7 @@ Running start_pipeline(const std::string& brokers, const std::string& topic, con
   // default) has passed, where a real broker answers as soon as data arrives.
   o.kafka_properties = {{"fetch.wait.max.ms", "5"}};
   if (!g_prefetch_kb.empty()) o.kafka_properties.emplace_back("queued.max.messages.kbytes", g_prefetch_kb);
+  o.retain_events = g_retain;
   auto p = ingest::Pipeline::create(o, rules.set, *r.store, metrics, SystemClock::instance());
   if (p && (*p)->start()) r.pipeline = std::move(*p);
   return r;
@@ -319,7 +321,11 @@ int main(int argc, char** argv) {
   cli.add_option("--partitions", partitions, "Partitions of the topic");
   cli.add_option("--latency-seconds", latency_seconds, "Duration of the latency run");
   cli.add_option("--prefetch-kb", g_prefetch_kb, "queued.max.messages.kbytes of vigil's consumer (default: the Pipeline's)");
+  std::string retain = "all";
+  cli.add_option("--retain", retain, "Events vigil keeps in its store: all (vigild's default), matched or none")
+      ->check(CLI::IsMember({"all", "matched", "none"}));
   CLI11_PARSE(cli, argc, argv);
+  g_retain = *ingest::parse_event_retention(retain);
   spdlog::set_level(spdlog::level::warn);
 
   auto kafka = ingest::EmbeddedKafka::start(1, "bench", partitions);
