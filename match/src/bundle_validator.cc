@@ -42,21 +42,23 @@ std::vector<std::string> string_list(const YAML::Node& n, const std::string& key
   return out;
 }
 
-// "0.1.0" < "0.2" ; non-numeric parts compare as 0.
+// "0.1.0" < "0.2"; each part compares by the number its digits spell (non-digits are
+// skipped, no digits is 0), of any length: a manifest's version is outside input, and a
+// hundred-digit part must not overflow an integer (a fuzz finding).
 int compare_versions(std::string_view a, std::string_view b) {
   auto next = [](std::string_view& s) {
-    long v = 0;
+    std::string digits;
     size_t i = 0;
-    while (i < s.size() && s[i] != '.') {
-      if (std::isdigit(static_cast<unsigned char>(s[i]))) v = v * 10 + (s[i] - '0');
-      ++i;
+    for (; i < s.size() && s[i] != '.'; ++i) {
+      if (std::isdigit(static_cast<unsigned char>(s[i])) && !(digits.empty() && s[i] == '0')) digits += s[i];
     }
     s.remove_prefix(std::min(s.size(), i + 1));
-    return v;
+    return digits;  // without leading zeros: a longer one is a larger number
   };
   while (!a.empty() || !b.empty()) {
-    const long x = next(a), y = next(b);
-    if (x != y) return x < y ? -1 : 1;
+    const std::string x = next(a), y = next(b);
+    if (x.size() != y.size()) return x.size() < y.size() ? -1 : 1;
+    if (const int c = x.compare(y); c != 0) return c < 0 ? -1 : 1;
   }
   return 0;
 }

@@ -110,6 +110,9 @@ TEST_F(BundleTest, ManifestIsStrict) {
       {"fields: [Image, OriginalFileName]\n",
        "uses field 'CommandLine' that the manifest does not declare"},
       {"parameters: {min_engine_version: '9.0'}\n", "needs engine version 9.0"},
+      // A fuzz finding: a part of a hundred digits overflowed the comparison (UB).
+      {"parameters: {min_engine_version: '1" + std::string(100, '1') + "'}\n", "needs engine version 1111"},
+      {"parameters: {min_engine_version: '0.1.0000000000000000000000000000000000000001'}\n", "needs engine version 0.1.0"},
       {"mapping: mappings/none.yml\n", "mapping 'mappings/none.yml' is not in the bundle"},
       {"rules: [detections]\n", "rules path 'detections' names nothing"},
   };
@@ -121,6 +124,18 @@ TEST_F(BundleTest, ManifestIsStrict) {
     const BundleReport r = validate_bundle(*b, options_);
     EXPECT_FALSE(r.ok()) << c.manifest;
     EXPECT_TRUE(any_contains(r.all_errors(), c.error)) << c.manifest << " -> " << r.to_json();
+  }
+}
+
+TEST_F(BundleTest, LongVersionPartsCompareAsNumbers) {
+  // Leading zeros and length do not make a version newer: 0.0001.0 is 0.1.0, this engine.
+  for (const std::string v : {"0.0001.0", "0.1", "00000000000000000000000000000000000000.1.0", "0.0.99999999999999999999999"}) {
+    auto files = good_files();
+    set_file(files, "manifest.yml", "parameters: {min_engine_version: '" + v + "'}\n");
+    auto b = Bundle::from_files(files);
+    ASSERT_TRUE(b);
+    const BundleReport r = validate_bundle(*b, options_);
+    EXPECT_TRUE(r.ok()) << v << " -> " << r.to_json();
   }
 }
 
