@@ -1,8 +1,11 @@
 #include "e2e/e2e_support.h"
 
+#include "vigil/core/time.h"
 #include "vigil/ingest/simulator.h"
 
 namespace vigil::e2e {
+
+std::string now_rfc3339() { return format_rfc3339(SystemClock::instance().now_ms()); }
 
 std::vector<std::string> simulated_events(size_t first, size_t n, uint64_t seed) {
   ManualClock clock(1795539600000);

@@ -182,6 +182,12 @@ class VigildFixture : public ::testing::Test {
 // a unique "test_id" (e<first + i>).
 std::vector<std::string> simulated_events(size_t first, size_t n, uint64_t seed);
 
+// The current time in RFC 3339, for the @timestamp of crafted events: vigild's retention
+// (7 days by default) drops older events at start and every minute, so a fixed date in a
+// test expires with the calendar (a test read its retained events back from a restarted
+// vigild, and failed from the day its dates turned 7 days old).
+std::string now_rfc3339();
+
 // An independent producer (kcat) streaming simulated events in the background: 100 events
 // every 200 ms (the mock broker keeps only about 5 MB per partition), so that faults land
 // while batches are being read, matched and persisted. Events get test_ids after `events`.

@@ -16,12 +16,12 @@ using namespace std::chrono_literals;
 constexpr char kSysmon[] = R"("Channel":"Microsoft-Windows-Sysmon/Operational")";
 
 std::string process_event(const std::string& id, const std::string& parent, const std::string& image, const std::string& cmd) {
-  return std::string(R"({"@timestamp":"2026-11-24T17:00:00.000Z","Hostname":"WS-0001",)") + kSysmon +
+  return R"({"@timestamp":")" + e2e::now_rfc3339() + R"(","Hostname":"WS-0001",)" + kSysmon +
          R"(,"EventID":1,"test_id":")" + id + R"(","ParentImage":")" + parent + R"(","Image":")" + image +
          R"(","CommandLine":")" + cmd + R"("})";
 }
 std::string event(const std::string& id, int event_id, const std::string& fields) {
-  return std::string(R"({"@timestamp":"2026-11-24T17:00:01.000Z","Hostname":"WS-0002",)") + kSysmon + R"(,"EventID":)" +
+  return R"({"@timestamp":")" + e2e::now_rfc3339() + R"(","Hostname":"WS-0002",)" + kSysmon + R"(,"EventID":)" +
          std::to_string(event_id) + R"(,"test_id":")" + id + R"(",)" + fields + "}";
 }
 
