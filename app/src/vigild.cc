@@ -16,6 +16,7 @@
 #include "vigil/api/auth.h"
 #include "vigil/api/http.h"
 #include "vigil/api/service.h"
+#include "vigil/core/allocator.h"
 #include "vigil/core/log.h"
 #include "vigil/core/metrics.h"
 #include "vigil/ingest/embedded_kafka.h"
@@ -149,6 +150,7 @@ class RolloutContent final : public api::ContentService {
 }  // namespace
 
 int main(int argc, char** argv) {
+  vigil::adopt_allocator_settings(argv);
   CLI::App cli{"vigild: security event pipeline server (Kafka -> Sigma/Hyperscan -> RocksDB -> REST)"};
   app::Config config;
   std::string config_file;

@@ -138,6 +138,19 @@ TEST_F(VigildTest, EmbeddedModeShowsSimulatedAlertsWithinThirtySeconds) {
   for (const auto& [rule, id] : expected_alerts()) pack.insert(rule);
   for (const auto& [rule, id] : alerts(port)) EXPECT_TRUE(pack.count(rule)) << rule;
   EXPECT_EQ(test::http_get("127.0.0.1", port, "/readyz").status, 200);
+  // vigild re-executed itself (same pid) with the allocator's tunables in its environment
+  // (vigil/core/allocator.h), unless sanitized or told otherwise. (glibc rewrites the
+  // variable's text once it has read it, so only its presence is checked.)
+#if !defined(__SANITIZE_ADDRESS__)
+  if (std::getenv("GLIBC_TUNABLES") == nullptr && std::getenv("VIGIL_ALLOCATOR_TUNING") == nullptr) {
+    std::ifstream in("/proc/" + std::to_string(vigild->pid()) + "/environ");
+    // Variables as "\0NAME=value\0", the first one included.
+    const std::string env_block = '\0' + std::string(std::istreambuf_iterator<char>(in), {});
+    using namespace std::string_view_literals;
+    EXPECT_NE(env_block.find("\0VIGIL_ALLOCATOR_REEXEC=1\0"sv), std::string::npos);
+    EXPECT_NE(env_block.find("\0GLIBC_TUNABLES=glibc.malloc."sv), std::string::npos);
+  }
+#endif
   vigild->signal(SIGINT);
   EXPECT_EQ(vigild->wait(30s), 0) << log(1);
 }
