@@ -20,6 +20,7 @@
 #include <rapidjson/document.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -27,7 +28,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
@@ -103,17 +106,68 @@ ProcessUsage process_usage() {
   return {sec(u.ru_utime) + sec(u.ru_stime), static_cast<double>(u.ru_minflt + u.ru_majflt)};
 }
 
+// CPU seconds of each live thread of the process, by thread id, with its name
+// (/proc/self/task/<tid>/stat; clock-tick resolution, 10 ms).
+std::map<std::string, std::pair<std::string, double>> thread_cpu() {
+  std::map<std::string, std::pair<std::string, double>> out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(task.path() / "stat");
+    std::string line;
+    std::getline(in, line);
+    const size_t open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close + 2 > line.size()) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i >= 14) ticks += std::strtod(field.c_str(), nullptr);  // utime, stime
+    }
+    out[task.path().filename().string()] = {line.substr(open + 1, close - open - 1), ticks / tick};
+  }
+  return out;
+}
+
+// "name seconds, ..." for the threads that used the most CPU since `before`, same names summed.
+std::string cpu_by_thread(const std::map<std::string, std::pair<std::string, double>>& before) {
+  std::map<std::string, double> by_name;
+  for (const auto& [tid, entry] : thread_cpu()) {
+    auto it = before.find(tid);
+    by_name[entry.first] += entry.second - (it == before.end() ? 0 : it->second.second);
+  }
+  std::vector<std::pair<double, std::string>> sorted;
+  for (const auto& [name, seconds] : by_name) {
+    if (seconds > 0) sorted.emplace_back(seconds, name);
+  }
+  std::sort(sorted.rbegin(), sorted.rend());
+  std::string out;
+  for (size_t i = 0; i < sorted.size() && i < 10; ++i) {
+    out += (i ? ", " : "") + sorted[i].second + " " + std::to_string(sorted[i].first).substr(0, 4) + "s";
+  }
+  return out;
+}
+
 // A throughput run: events/s, process CPU microseconds and page faults per event.
+// `steady`: events/s from the first delivery on (the first batch a bare consumer polls, the
+// first batch vigil persists), without the time to the first one (offset look-ups, the first
+// fetch: ~150 ms of a 0.4 s run against the mock broker).
 struct Throughput {
   double rate = 0;
   double cpu_us = 0;
   double faults = 0;
+  double steady = 0;
 };
-Throughput throughput(double rate, const ProcessUsage& before, uint64_t events) {
-  if (events == 0) return {rate, 0, 0};
+Throughput throughput(double rate, const ProcessUsage& before, uint64_t events, double steady) {
+  if (events == 0) return {rate, 0, 0, 0};
   const ProcessUsage after = process_usage();
   const auto n = static_cast<double>(events);
-  return {rate, (after.cpu_seconds - before.cpu_seconds) * 1e6 / n, (after.page_faults - before.page_faults) / n};
+  return {rate, (after.cpu_seconds - before.cpu_seconds) * 1e6 / n, (after.page_faults - before.page_faults) / n,
+          steady};
+}
+// Events/s between the first delivery (at `first_s`, `first_count` events) and the end.
+double steady_rate(uint64_t first_count, double first_s, uint64_t count, double end_s) {
+  return end_s > first_s && count > first_count ? static_cast<double>(count - first_count) / (end_s - first_s) : 0;
 }
 
 // A bare consumer: assigns every partition from the beginning and reads `n` messages.
@@ -142,6 +196,8 @@ Throughput bare_consume_rate(const std::string& brokers, const std::string& topi
   std::vector<rd_kafka_message_t*> msgs(1024);
   size_t got = 0;
   uint64_t checksum = 0;
+  size_t first_count = 0;
+  double first_s = -1;
   const auto deadline = SteadyClock::now() + std::chrono::seconds(120);
   while (got < n && SteadyClock::now() < deadline) {
     const ssize_t k = rd_kafka_consume_batch_queue(q, 100, msgs.data(), msgs.size());
@@ -153,9 +209,14 @@ Throughput bare_consume_rate(const std::string& brokers, const std::string& topi
       }
       rd_kafka_message_destroy(msgs[i]);
     }
+    if (got > 0 && first_s < 0) {
+      first_s = seconds_since(first);
+      first_count = got;
+    }
   }
-  const double rate = static_cast<double>(got) / seconds_since(first);
-  const Throughput result = throughput(rate, usage0, got);
+  const double end_s = seconds_since(first);
+  const double rate = static_cast<double>(got) / end_s;
+  const Throughput result = throughput(rate, usage0, got, steady_rate(first_count, first_s, got, end_s));
   rd_kafka_queue_destroy(q);
   rd_kafka_consumer_close(c);
   rd_kafka_destroy(c);
@@ -218,16 +279,26 @@ Throughput pipeline_rate(const std::string& brokers, const std::string& topic, c
   while (!(*p)->assigned()) std::this_thread::sleep_for(std::chrono::microseconds(200));
   const SteadyClock::time_point first = SteadyClock::now();
   const ProcessUsage usage0 = process_usage();
+  const auto threads0 = thread_cpu();
   const auto deadline = first + std::chrono::seconds(120);
   uint64_t consumed = 0;
+  double first_batch_s = -1;  // when the first batch was persisted
+  uint64_t first_count = 0;
   while (consumed < n && SteadyClock::now() < deadline) {
     consumed = metrics.counter_sum("vigil_events_consumed_total");
+    if (consumed > 0 && first_batch_s < 0) {
+      first_batch_s = seconds_since(first);
+      first_count = consumed;
+    }
     // 1 ms: finer polling costs the process CPU (a wake-up every 100 µs was 10% of the
     // samples in a profile of this bench) for a timing error under 0.5% of a run.
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  const double rate = static_cast<double>(consumed) / seconds_since(first);
-  const Throughput result = throughput(rate, usage0, consumed);
+  const double end_s = seconds_since(first);
+  const double rate = static_cast<double>(consumed) / end_s;
+  const Throughput result = throughput(rate, usage0, consumed, steady_rate(first_count, first_batch_s, consumed, end_s));
+  std::fprintf(stderr, "  workers=%d first batch persisted after %.0f ms; cpu by thread: %s\n", workers,
+               first_batch_s * 1000, cpu_by_thread(threads0).c_str());
   double busy = 0;
   for (int w = 0; w < workers; ++w) busy += metrics.histogram("vigil_batch_duration_seconds", "", {}, {{"shard", std::to_string(w)}}).sum();
   std::fprintf(stderr, "  workers=%d wall=%.2fs worker-busy=%.2fs batches=%llu pauses=%llu\n", workers, seconds_since(first), busy,
@@ -369,13 +440,16 @@ int main(int argc, char** argv) {
   // cpu us/event: the whole process's CPU time (broker, clients, workers, RocksDB) per event
   // read; on two cores, a rate cannot exceed 2e6 / that. faults/event: page faults of the
   // process per event read.
-  std::printf("%-28s %12s %10s %16s %14s\n", "reader", "events/s", "vs bare", "cpu us/event", "faults/event");
-  auto row = [](const char* name, const Throughput& t, double ratio) {
-    std::printf("%-28s %12.0f %10.2f %16.2f %14.3f\n", name, t.rate, ratio, t.cpu_us, t.faults);
+  // steady: events/s once the first batch was delivered (see Throughput).
+  std::printf("%-28s %12s %10s %16s %14s %12s %10s\n", "reader", "events/s", "vs bare", "cpu us/event", "faults/event",
+              "steady ev/s", "vs bare");
+  auto row = [&](const char* name, const Throughput& t) {
+    std::printf("%-28s %12.0f %10.2f %16.2f %14.3f %12.0f %10.2f\n", name, t.rate, t.rate / bare, t.cpu_us, t.faults,
+                t.steady, bare_run.steady > 0 ? t.steady / bare_run.steady : 0);
   };
-  row("bare librdkafka consumer", bare_run, 1.0);
-  row("vigil pipeline, 1 worker", one_run, one / bare);
-  row("vigil pipeline, 2 workers", two_run, two / bare);
+  row("bare librdkafka consumer", bare_run);
+  row("vigil pipeline, 1 worker", one_run);
+  row("vigil pipeline, 2 workers", two_run);
   std::printf("scaling 2 workers / 1 worker: %.2f\n", two / one);
 
   // The producer runs on the same two cores, so the latency runs are made at a half and at

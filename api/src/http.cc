@@ -19,6 +19,8 @@
 #include <mutex>
 #include <thread>
 
+#include "vigil/core/thread_name.h"
+
 namespace vigil::api {
 
 namespace beast = boost::beast;
@@ -552,7 +554,8 @@ Expected<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions&
   do_accept(*state);
   for (auto& context : state->contexts) {
     // Keeps an idle context running until stop().
-    state->threads.emplace_back([c = context.get()] {
+    state->threads.emplace_back([c = context.get(), i = state->threads.size()] {
+      set_thread_name("vigil:http-" + std::to_string(i));
       auto work = net::make_work_guard(*c);
       c->run();
     });

@@ -19,6 +19,7 @@
 #include "vigil/core/allocator.h"
 #include "vigil/core/log.h"
 #include "vigil/core/metrics.h"
+#include "vigil/core/thread_name.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/publisher.h"
@@ -385,6 +386,7 @@ int main(int argc, char** argv) {
   ingest::SensorSimulator sim({config.simulator_hosts, config.simulator_malicious_ratio, 1}, clock);
   if (embedded && config.simulator_rate > 0) {
     simulator = std::thread([&] {
+      set_thread_name("vigil:simulator");
       ingest::ProduceOptions p{brokers, config.topic, config.simulator_rate, 0};
       if (auto s = ingest::run_simulator(p, sim, stop_simulator, metrics); !s) spdlog::error("simulator stopped: {}", s.to_string());
     });

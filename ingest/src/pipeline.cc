@@ -13,6 +13,7 @@
 #include <map>
 
 #include "kafka_log.h"
+#include "vigil/core/thread_name.h"
 
 namespace vigil::ingest {
 namespace {
@@ -177,9 +178,15 @@ Status Pipeline::start() {
   running_ = true;
   for (auto& s : shards_) {
     Shard* shard = s.get();
-    s->thread = std::thread([this, shard] { run_worker(*shard); });
+    s->thread = std::thread([this, shard] {
+      set_thread_name("vigil:shard-" + std::to_string(shard->index));
+      run_worker(*shard);
+    });
   }
-  consumer_thread_ = std::thread([this] { run_consumer(); });
+  consumer_thread_ = std::thread([this] {
+    set_thread_name("vigil:consumer");
+    run_consumer();
+  });
   return Status::ok();
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kafka_log.h"
+#include "vigil/core/thread_name.h"
 
 namespace vigil::ingest {
 namespace {
@@ -92,7 +93,10 @@ Publisher::~Publisher() {
 }
 
 void Publisher::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    set_thread_name("vigil:publisher");
+    run();
+  });
 }
 
 void Publisher::stop(int drain_ms) {

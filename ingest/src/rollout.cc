@@ -10,6 +10,7 @@
 #include <set>
 
 #include "vigil/core/event.h"
+#include "vigil/core/thread_name.h"
 #include "vigil/ingest/pipeline.h"
 
 namespace vigil::ingest {
@@ -416,7 +417,10 @@ void Rollout::start(Pipeline& pipeline) {
     }
   }
   stop_ = false;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    set_thread_name("vigil:rollout");
+    run();
+  });
 }
 
 void Rollout::stop() {

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "vigil/core/thread_name.h"
+
 namespace vigil::store {
 
 RetentionTask::RetentionTask(Store& store, MetricsRegistry& metrics, const Clock& clock,
@@ -18,6 +20,7 @@ RetentionTask::~RetentionTask() { stop(); }
 
 void RetentionTask::start() {
   thread_ = std::thread([this] {
+    set_thread_name("vigil:retention");
     std::unique_lock lock(mu_);
     while (!stop_) {
       lock.unlock();
