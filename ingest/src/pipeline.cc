@@ -13,6 +13,7 @@
 #include <map>
 
 #include "kafka_log.h"
+#include "vigil/core/fault.h"
 #include "vigil/core/thread_name.h"
 
 namespace vigil::ingest {
@@ -57,6 +58,9 @@ struct Pipeline::PartitionState {
   int32_t partition = 0;
   int shard = 0;
   Gauge* lag = nullptr;
+  // The offset after the last message handed to the shard (or where the assignment started);
+  // -1: not known yet. A message below it is one librdkafka delivered again.
+  int64_t next_offset = -1;
 };
 
 Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
@@ -114,6 +118,8 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
       "Offset commits before partitions were revoked or the group left that failed (their next owner may repeat work)");
   p->unowned_ = &metrics.counter("vigil_messages_unowned_total",
                                   "Messages of partitions no longer assigned, left to their new owner");
+  p->redelivered_ = &metrics.counter("vigil_kafka_redelivered_messages_total",
+                                      "Messages Kafka delivered again at an offset already taken (dropped)");
   p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
   p->batches_ = &metrics.counter("vigil_batches_total", "Batches processed and persisted");
   p->switch_seconds_ = &metrics.histogram("vigil_bundle_switch_seconds",
@@ -315,7 +321,7 @@ void Pipeline::commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kaf
 void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
   auto& staged = staged_;
   staged.resize(shards_.size());
-  const PartitionState* last = nullptr;
+  PartitionState* last = nullptr;
   for (size_t i = 0; i < n; ++i) {
     rd_kafka_message_t* m = msgs[i];
     if (m->err) {
@@ -348,7 +354,25 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
       rd_kafka_message_destroy(m);
       continue;
     }
+    if (m->offset < last->next_offset) {
+      // Delivered again: librdkafka 2.0 can rewind a partition after pause/resume or an
+      // incremental assignment (confluentinc/librdkafka#4637, #4686, fixed in 2.4). The
+      // message was handed to the shard already; a second copy would be a second alert on
+      // the alerts topic.
+      redelivered_->inc();
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    last->next_offset = m->offset + 1;
     staged[static_cast<size_t>(last->shard)].push_back(m);
+    if (fault_armed("rewind_partition", last->topic) && m->offset >= 100 && !rewound_) {
+      // Test fault: Kafka delivers the partition's messages again from its first offset.
+      rewound_ = true;
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_add(list, last->topic.c_str(), last->partition)->offset = 0;
+      if (rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, 5000)) rd_kafka_error_destroy(error);
+      rd_kafka_topic_partition_list_destroy(list);
+    }
   }
   for (size_t s = 0; s < shards_.size(); ++s) {
     if (staged[s].empty()) continue;
@@ -604,6 +628,7 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     st->topic = p.topic;
     st->partition = p.partition;
     st->shard = shard;
+    st->next_offset = start >= 0 ? start : -1;
     st->lag = &metrics_->gauge("vigil_consumer_lag_messages", "Messages in the partition not yet persisted",
                                {{"topic", st->topic}, {"partition", std::to_string(p.partition)}});
     partitions_.push_back(std::move(st));
@@ -786,6 +811,7 @@ std::string Pipeline::stats_json() const {
   u64("store_errors", store_errors_->value());
   u64("kafka_errors", kafka_errors_->value());
   u64("unowned_messages", unowned_->value());
+  u64("redelivered_messages", redelivered_->value());
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }

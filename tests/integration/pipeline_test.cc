@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "support/temp_dir.h"
+#include "vigil/core/fault.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/simulator.h"
 
@@ -220,6 +221,32 @@ TEST_F(PipelineTest, InboxesFullForLongPausePartitionsAndLoseNothing) {
   MetricsRegistry metrics;
   run_with_tiny_inboxes(*this, 0, metrics);
   EXPECT_GT(metrics.counter_sum("vigil_backpressure_pauses_total"), 0u);
+}
+
+// librdkafka 2.0 can deliver a partition again from an older offset (after pause/resume or an
+// incremental assignment: confluentinc/librdkafka#4637, #4686); here a seek back to offset 0
+// in the middle of the run (test fault rewind_partition) does the same. What the pipeline had
+// taken already is dropped and counted, never processed twice.
+TEST_F(PipelineTest, MessagesKafkaDeliversAgainAreDroppedNotProcessedTwice) {
+  set_faults("rewind_partition=events");
+  MetricsRegistry metrics;
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({50, 0.05, 8}, clock);
+  const size_t events = 3000;
+  const size_t malicious = produce(sim, events);
+  PipelineOptions o;
+  o.workers = 2;
+  auto p = make_pipeline(metrics, o);
+  ASSERT_TRUE(p->start().is_ok());
+  const auto consumed = [&] { return metrics.counter_sum("vigil_events_consumed_total"); };
+  const auto redelivered = [&] { return metrics.counter_sum("vigil_kafka_redelivered_messages_total"); };
+  EXPECT_TRUE(wait_for([&] { return consumed() >= events && redelivered() >= 100; }, 60s))
+      << "consumed " << consumed() << ", delivered again " << redelivered();
+  p->stop();
+  p->join();
+  set_faults("");
+  EXPECT_EQ(consumed(), events);
+  EXPECT_EQ(*store_->count_alerts(), malicious);
 }
 
 TEST_F(PipelineTest, RejectsBadConfiguration) {

@@ -177,6 +177,8 @@ class Pipeline {
   Status last_error_;
   Counter* kafka_errors_ = nullptr;
   Counter* unowned_ = nullptr;
+  Counter* redelivered_ = nullptr;
+  bool rewound_ = false;  // the rewind_partition test fault acted (consumer thread only)
   Counter* commit_failures_ = nullptr;
   Counter* store_errors_ = nullptr;
   Counter* batches_ = nullptr;
