@@ -58,8 +58,10 @@ struct Pipeline::PartitionState {
   int32_t partition = 0;
   int shard = 0;
   Gauge* lag = nullptr;
-  // The offset after the last message handed to the shard (or where the assignment started);
-  // -1: not known yet. A message below it is one librdkafka delivered again.
+  // The offset after the last message handed to the shard; -1: none yet. A message below it
+  // is one librdkafka delivered again. It starts unset, not at the assignment's start: a
+  // start past the partition's end (a topic deleted and created again) is reset by librdkafka
+  // to the beginning without a word to the application.
   int64_t next_offset = -1;
 };
 
@@ -329,6 +331,14 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
         kafka_errors_->inc();
         if (kafka_errors_->value() <= 20 || kafka_errors_->value() % 1000 == 0) {
           spdlog::warn("kafka consumer error: {} count={}", rd_kafka_message_errstr(m), kafka_errors_->value());
+        }
+        if (m->rkt) {
+          // After an error of the partition its position may have moved (an offset reset):
+          // its next message is taken from wherever librdkafka goes on.
+          const char* topic = rd_kafka_topic_name(m->rkt);
+          for (const auto& p : partitions_) {
+            if (p->partition == m->partition && p->topic == topic) p->next_offset = -1;
+          }
         }
       }
       rd_kafka_message_destroy(m);
@@ -628,7 +638,6 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     st->topic = p.topic;
     st->partition = p.partition;
     st->shard = shard;
-    st->next_offset = start >= 0 ? start : -1;
     st->lag = &metrics_->gauge("vigil_consumer_lag_messages", "Messages in the partition not yet persisted",
                                {{"topic", st->topic}, {"partition", std::to_string(p.partition)}});
     partitions_.push_back(std::move(st));

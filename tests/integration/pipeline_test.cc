@@ -249,6 +249,40 @@ TEST_F(PipelineTest, MessagesKafkaDeliversAgainAreDroppedNotProcessedTwice) {
   EXPECT_EQ(*store_->count_alerts(), malicious);
 }
 
+// A partition whose start is past its end (the group's committed offset from a topic since
+// deleted and created again): librdkafka resets it to the beginning and reports the reset;
+// the pipeline reads it from there instead of taking the messages for ones delivered again.
+TEST_F(PipelineTest, APartitionKafkaResetsIsReadFromWhereItWasReset) {
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({50, 0.05, 9}, clock);
+  const size_t events = 800;
+  const size_t malicious = produce(sim, events);
+  {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err),
+              RD_KAFKA_CONF_OK);
+    ASSERT_EQ(rd_kafka_conf_set(conf, "group.id", "test-group", err, sizeof err), RD_KAFKA_CONF_OK);
+    rd_kafka_t* committer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    ASSERT_NE(committer, nullptr) << err;
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, "events", 0)->offset = 1000000;
+    EXPECT_EQ(rd_kafka_commit(committer, list, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(list);
+    rd_kafka_destroy(committer);
+  }
+  MetricsRegistry metrics;
+  auto p = make_pipeline(metrics);
+  ASSERT_TRUE(p->start().is_ok());
+  EXPECT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 30s))
+      << metrics.counter_sum("vigil_events_consumed_total") << " consumed, "
+      << metrics.counter_sum("vigil_kafka_redelivered_messages_total") << " dropped as delivered again";
+  p->stop();
+  p->join();
+  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events);
+  EXPECT_EQ(*store_->count_alerts(), malicious);
+}
+
 TEST_F(PipelineTest, RejectsBadConfiguration) {
   MetricsRegistry metrics;
   PipelineOptions o;
