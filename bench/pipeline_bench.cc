@@ -16,6 +16,7 @@
 // Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P] [--latency-seconds S]
 //      [--prefetch-kb K]
 
+#include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
 #include <rapidjson/document.h>
 #include <spdlog/spdlog.h>
@@ -143,7 +144,7 @@ std::string cpu_by_thread(const std::map<std::string, std::pair<std::string, dou
   std::sort(sorted.rbegin(), sorted.rend());
   std::string out;
   for (size_t i = 0; i < sorted.size() && i < 10; ++i) {
-    out += (i ? ", " : "") + sorted[i].second + " " + std::to_string(sorted[i].first).substr(0, 4) + "s";
+    out += fmt::format("{}{} {:.2f}s", i ? ", " : "", sorted[i].second, sorted[i].first);
   }
   return out;
 }

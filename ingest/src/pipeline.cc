@@ -375,7 +375,7 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
     }
     last->next_offset = m->offset + 1;
     staged[static_cast<size_t>(last->shard)].push_back(m);
-    if (fault_armed("rewind_partition", last->topic) && m->offset >= 100 && !rewound_) {
+    if (!rewound_ && m->offset >= 100 && fault_armed("rewind_partition", last->topic)) {
       // Test fault: Kafka delivers the partition's messages again from its first offset.
       rewound_ = true;
       rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
