@@ -51,6 +51,7 @@ typedef struct rd_kafka_s rd_kafka_t;
 typedef struct rd_kafka_topic_partition_list_s rd_kafka_topic_partition_list_t;
 typedef struct rd_kafka_message_s rd_kafka_message_t;
 typedef struct rd_kafka_queue_s rd_kafka_queue_t;
+typedef struct rd_kafka_topic_s rd_kafka_topic_t;
 
 namespace vigil::ingest {
 
@@ -151,6 +152,9 @@ class Pipeline {
   MetricsRegistry* metrics_ = nullptr;
   const Clock* clock_ = nullptr;
   rd_kafka_t* rk_ = nullptr;
+  // Held from start on so that librdkafka knows the topic's partition leaders (from the
+  // group join's metadata) by the time partitions are assigned; see start().
+  rd_kafka_topic_t* topic_handle_ = nullptr;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<PartitionAssigner> assigner_;
   mutable std::mutex switches_mu_;
@@ -172,6 +176,10 @@ class Pipeline {
   std::atomic<bool> assigned_{false};
   bool abandoned_ = false;  // stopped before its first assignment: never destroyed (see run_consumer)
   std::string cluster_id_;
+  // Where a partition with neither a committed nor a stored offset starts, from the
+  // consumer's auto.offset.reset: RD_KAFKA_OFFSET_BEGINNING or _END, or _INVALID to let
+  // librdkafka apply it (auto.offset.reset=error).
+  int64_t reset_offset_ = -1001;
   std::function<void()> on_outbox_;
   mutable std::mutex error_mu_;
   Status last_error_;
