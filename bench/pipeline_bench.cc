@@ -37,6 +37,7 @@
 #include <unordered_set>
 
 #include "vigil/core/allocator.h"
+#include "vigil/core/thread_name.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/simulator.h"
@@ -245,6 +246,9 @@ struct Running {
 // --prefetch-kb: librdkafka's prefetch bound for vigil's consumer instead of the Pipeline's.
 std::string g_prefetch_kb;
 ingest::EventRetention g_retain = ingest::EventRetention::kAll;
+// --latency-timeline: the latency runs also print, per 250 ms of send time, the slowest alert
+// (ms) and the alerts sent in it, to tell a steady tail from stalls.
+bool g_latency_timeline = false;
 
 Running start_pipeline(const std::string& brokers, const std::string& topic, const Rules& rules, int workers,
                        const fs::path& dir, MetricsRegistry& metrics) {
@@ -327,11 +331,13 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   if (!*p) return {};
   while (!(*p)->assigned()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto threads0 = thread_cpu();
 
   Sent sent;
   std::atomic<bool> done{false};
   std::map<std::pair<int32_t, int64_t>, SteadyClock::time_point> seen;
   std::thread poller([&] {
+    set_thread_name("bench:poller");
     store::AlertQuery q;
     q.limit = 200;
     // Documents already seen are recognised by a hash instead of parsed again: parsing the
@@ -364,27 +370,54 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
                       RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()), RD_KAFKA_V_END);
   }
   rd_kafka_flush(producer, 10000);
+  // The events to send, made before the clock starts and sent in turn with their time
+  // stamps moved on (alert pages are ordered by event time): generating each one while
+  // sending took the load generator ~3 µs of CPU per event, more than the pipeline spends on
+  // it, on the same two cores. (Alerts are told apart by partition and offset.)
+  std::vector<ingest::SimulatedEvent> pool(50000);
+  std::vector<std::string> pool_time(pool.size());
+  for (size_t i = 0; i < pool.size(); ++i) {
+    sim.next(pool[i]);
+    clock.advance_ms(1);
+    const std::string_view tag = "\"@timestamp\":\"";
+    const size_t at = pool[i].json.find(tag);
+    if (at != std::string::npos) pool_time[i] = pool[i].json.substr(at + tag.size(), format_rfc3339(0).size());
+  }
+  std::string payload;
   std::this_thread::sleep_for(std::chrono::seconds(1));
   size_t expected = 0;
   const auto t0 = SteadyClock::now();
-  const auto interval = std::chrono::duration<double>(1.0 / rate);
-  for (size_t i = 0; seconds_since(t0) < seconds; ++i) {
-    std::this_thread::sleep_until(t0 + std::chrono::duration_cast<SteadyClock::duration>(interval * static_cast<double>(i)));
-    sim.next(ev);
-    clock.advance_ms(1);
-    expected += !ev.expected_rule_id.empty();
-    auto* ctx = new std::pair<Sent*, SteadyClock::time_point>(&sent, SteadyClock::now());
-    if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END)) {
-      delete ctx;
+  // Paced in 1 ms steps: the events due by now are produced, then the producer sleeps. A
+  // sleep per event (every 5-10 µs at these rates) cost more CPU in the kernel than the
+  // pipeline's own consumer, on the two cores the pipeline needs.
+  for (size_t i = 0; seconds_since(t0) < seconds;) {
+    const auto due = static_cast<size_t>(seconds_since(t0) * rate);
+    for (; i < due; ++i) {
+      const ingest::SimulatedEvent& ev = pool[i % pool.size()];
+      expected += !ev.expected_rule_id.empty();
+      payload = ev.json;
+      if (const std::string& old_time = pool_time[i % pool.size()]; !old_time.empty()) {
+        const std::string now = format_rfc3339(clock.now_ms());
+        for (size_t at = payload.find(old_time); at != std::string::npos; at = payload.find(old_time, at + now.size())) {
+          payload.replace(at, old_time.size(), now);
+        }
+      }
+      clock.advance_ms(1);
+      auto* ctx = new std::pair<Sent*, SteadyClock::time_point>(&sent, SteadyClock::now());
+      if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_VALUE(payload.data(), payload.size()), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END)) {
+        delete ctx;
+      }
     }
     rd_kafka_poll(producer, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   rd_kafka_flush(producer, 30000);
   rd_kafka_destroy(producer);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   done = true;
   poller.join();
+  std::fprintf(stderr, "  latency run at %.0f events/s: cpu by thread: %s\n", rate, cpu_by_thread(threads0).c_str());
   (*p)->stop();
   (*p)->join();
 
@@ -392,6 +425,28 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   for (const auto& [key, when] : seen) {
     auto it = sent.at.find(key);
     if (it != sent.at.end()) ms.push_back(std::chrono::duration<double, std::milli>(when - it->second).count());
+  }
+  if (g_latency_timeline) {
+    std::vector<std::pair<double, double>> timeline;  // (sent after t0 in s, latency in ms)
+    for (const auto& [key, when] : seen) {
+      auto it = sent.at.find(key);
+      if (it == sent.at.end()) continue;
+      timeline.emplace_back(std::chrono::duration<double>(it->second - t0).count(),
+                            std::chrono::duration<double, std::milli>(when - it->second).count());
+    }
+    std::sort(timeline.begin(), timeline.end());
+    std::string line = fmt::format("  latency timeline at {:.0f} events/s (from s: slowest ms, alerts):", rate);
+    double window = 0, slowest = 0;
+    size_t count = 0;
+    for (const auto& [t, ms_taken] : timeline) {
+      for (; t >= window + 0.25; window += 0.25, slowest = 0, count = 0) {
+        line += fmt::format(" {:.2f}: {:.0f}, {}", window, slowest, count);
+      }
+      slowest = std::max(slowest, ms_taken);
+      ++count;
+    }
+    line += fmt::format(" {:.2f}: {:.0f}, {}", window, slowest, count);
+    std::fprintf(stderr, "%s\n", line.c_str());
   }
   std::sort(ms.begin(), ms.end());
   Latency l;
@@ -422,6 +477,8 @@ int main(int argc, char** argv) {
   std::string retain = "all";
   cli.add_option("--retain", retain, "Events vigil keeps in its store: all (vigild's default), matched or none")
       ->check(CLI::IsMember({"all", "matched", "none"}));
+  cli.add_flag("--latency-timeline", g_latency_timeline,
+               "Print the slowest alert of every 250 ms of the latency runs (stderr)");
   CLI11_PARSE(cli, argc, argv);
   g_retain = *ingest::parse_event_retention(retain);
   spdlog::set_level(spdlog::level::warn);
