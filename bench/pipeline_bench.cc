@@ -173,6 +173,10 @@ double steady_rate(uint64_t first_count, double first_s, uint64_t count, double 
   return end_s > first_s && count > first_count ? static_cast<double>(count - first_count) / (end_s - first_s) : 0;
 }
 
+// --prefetch-kb: librdkafka's prefetch bound for vigil's consumer (and the bare one) instead of
+// the Pipeline's.
+std::string g_prefetch_kb;
+
 // A bare consumer: assigns every partition from the beginning and reads `n` messages.
 Throughput bare_consume_rate(const std::string& brokers, const std::string& topic, int partitions, size_t n) {
   char err[512];
@@ -181,6 +185,11 @@ Throughput bare_consume_rate(const std::string& brokers, const std::string& topi
   rd_kafka_conf_set(conf, "group.id", "bench-bare", err, sizeof err);
   rd_kafka_conf_set(conf, "fetch.wait.max.ms", "5", err, sizeof err);
   rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
+  // The prefetch bounds vigil's consumer runs with (Pipeline::create), so that the ratio
+  // measures what vigil adds, not a difference of librdkafka settings.
+  rd_kafka_conf_set(conf, "queued.max.messages.kbytes", g_prefetch_kb.empty() ? "131072" : g_prefetch_kb.c_str(), err,
+                    sizeof err);
+  rd_kafka_conf_set(conf, "queued.min.messages", "1000000", err, sizeof err);
   rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   rd_kafka_poll_set_consumer(c);
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
@@ -243,8 +252,6 @@ struct Running {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<ingest::Pipeline> pipeline;
 };
-// --prefetch-kb: librdkafka's prefetch bound for vigil's consumer instead of the Pipeline's.
-std::string g_prefetch_kb;
 ingest::EventRetention g_retain = ingest::EventRetention::kAll;
 // --latency-timeline: the latency runs also print, per 250 ms of send time, the slowest alert
 // (ms) and the alerts sent in it, to tell a steady tail from stalls.
