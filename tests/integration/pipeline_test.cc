@@ -46,9 +46,10 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(s) << s.status().to_string();
     store_ = std::move(*s);
   }
-  std::unique_ptr<Pipeline> make_pipeline(MetricsRegistry& metrics, PipelineOptions o = {}) {
+  std::unique_ptr<Pipeline> make_pipeline(MetricsRegistry& metrics, PipelineOptions o = {},
+                                          const std::string& topic = "events") {
     o.brokers = kafka_->bootstrap_servers();
-    o.topic = "events";
+    o.topic = topic;
     o.group = "test-group";
     o.batch_max_ms = 20;
     // The mock coordinator delays a join to a group that had members by the session
@@ -60,7 +61,8 @@ class PipelineTest : public ::testing::Test {
     return p ? std::move(*p) : nullptr;
   }
   // Produces `n` simulator events; returns how many are malicious.
-  size_t produce(SensorSimulator& sim, size_t n, const std::vector<std::string>& extra = {}) {
+  size_t produce(SensorSimulator& sim, size_t n, const std::vector<std::string>& extra = {},
+                 const std::string& topic = "events") {
     char err[256];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err);
@@ -68,7 +70,7 @@ class PipelineTest : public ::testing::Test {
     SimulatedEvent ev;
     size_t malicious = 0;
     auto send = [&](const std::string& payload, const std::string& key) {
-      EXPECT_EQ(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("events"), RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+      EXPECT_EQ(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
                                   RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
                 RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -307,6 +309,29 @@ TEST_F(PipelineTest, AFreshGroupStartsWhereAutoOffsetResetSays) {
   p->stop();
   p->join();
   EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), later);
+  EXPECT_EQ(*store_->count_alerts(), malicious);
+}
+
+// vigild started before its topic exists (a new deployment, the topic made later): the
+// pipeline, which holds a handle on the topic from its start, consumes it from the beginning
+// once it is there.
+TEST_F(PipelineTest, ATopicCreatedAfterTheStartIsConsumedFromItsBeginning) {
+  ManualClock clock(1795539600000);
+  SensorSimulator sim({50, 0.05, 11}, clock);
+  MetricsRegistry metrics;
+  auto p = make_pipeline(metrics, {}, "later");
+  ASSERT_TRUE(p->start().is_ok());
+  std::this_thread::sleep_for(2s);
+  // The mock cluster may have made the topic already, at the consumer's first metadata
+  // request for it (as a broker with auto.create.topics.enable does): either way it exists now.
+  (void)kafka_->create_topic("later", 3);
+  const size_t events = 400;
+  const size_t malicious = produce(sim, events, {}, "later");
+  EXPECT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
+      << metrics.counter_sum("vigil_events_consumed_total") << " consumed";
+  p->stop();
+  p->join();
+  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events);
   EXPECT_EQ(*store_->count_alerts(), malicious);
 }
 
