@@ -477,6 +477,7 @@ int main(int argc, char** argv) {
   size_t events = 100000;
   int partitions = 32;
   double latency_seconds = 10;
+  double latency_rate = 0;
   cli.add_option("--events", events, "Events pre-produced for the throughput runs (the mock keeps ~5 MB per partition)");
   cli.add_option("--partitions", partitions, "Partitions of the topic");
   cli.add_option("--latency-seconds", latency_seconds, "Duration of the latency run");
@@ -484,6 +485,7 @@ int main(int argc, char** argv) {
   std::string retain = "all";
   cli.add_option("--retain", retain, "Events vigil keeps in its store: all (vigild's default), matched or none")
       ->check(CLI::IsMember({"all", "matched", "none"}));
+  cli.add_option("--latency-rate", latency_rate, "One latency run at this rate (events/s) instead of 50% and 25% of max");
   cli.add_flag("--latency-timeline", g_latency_timeline,
                "Print the slowest alert of every 250 ms of the latency runs (stderr)");
   CLI11_PARSE(cli, argc, argv);
@@ -528,8 +530,11 @@ int main(int argc, char** argv) {
 
   // The producer runs on the same two cores, so the latency runs are made at a half and at
   // a quarter of the maximum measured without it.
-  for (const double share : {0.5, 0.25}) {
-    const double rate = std::max(two, one) * share;
+  // --latency-rate R: one run at R events/s instead, to compare builds at the same load.
+  const std::vector<double> shares = latency_rate > 0 ? std::vector<double>{latency_rate / std::max(two, one)}
+                                                      : std::vector<double>{0.5, 0.25};
+  for (const double share : shares) {
+    const double rate = latency_rate > 0 ? latency_rate : std::max(two, one) * share;
     const std::string topic = "latency-" + std::to_string(static_cast<int>(share * 100));
     if (auto s = (*kafka)->create_topic(topic, partitions); !s) return 1;
     const Latency l = alert_latency(brokers, topic, rules, 2, rate, latency_seconds, tmp / topic);
