@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <unordered_map>
 
 namespace vigil::match {
 namespace fs = std::filesystem;
@@ -408,6 +409,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     auto operator<=>(const DirectKey&) const = default;
   };
   std::map<PatternDef, uint32_t> pattern_ids;
+  std::unordered_map<std::string, Expected<bool>> checked_patterns;  // regex '\0' flags -> check_pattern
   std::vector<PatternDef> patterns;
   std::vector<bool> prefilter;  // per pattern: Hyperscan runs it as a prefilter
   std::vector<PredDef> preds;
@@ -458,7 +460,17 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     for (size_t i = 0; i < rule.predicates.size() && bad.is_ok(); ++i) {
       const auto& p = rule.predicates[i];
       if (p.kind != Predicate::Kind::kPattern) continue;
-      auto mode = check_pattern(p);
+      // Many rules share patterns, and each hs_expression_info call costs several cpuid
+      // instructions inside Hyperscan (its target detection), which trap to the hypervisor
+      // on a VM: one check per distinct pattern.
+      std::string check_key = p.regex;
+      check_key.push_back('\0');
+      check_key += std::to_string(hs_flags(p));
+      auto checked_it = checked_patterns.find(check_key);
+      if (checked_it == checked_patterns.end()) {
+        checked_it = checked_patterns.emplace(std::move(check_key), check_pattern(p)).first;
+      }
+      const Expected<bool>& mode = checked_it->second;
       if (!mode) {
         bad = Status(mode.status().code(), rule.source + ": " + mode.status().message());
       } else {
