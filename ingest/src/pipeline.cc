@@ -634,11 +634,12 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
   // The group's committed offsets: ahead of this store when another member processed the
   // partition since this one last had it.
   rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(parts);
-  bool committed_known = true;
   if (auto e = rd_kafka_committed(rk_, committed, 10000); e) {
-    committed_known = false;
     spdlog::warn("cannot read the group's committed offsets, starting from the store's: {}", rd_kafka_err2str(e));
-    for (int i = 0; i < committed->cnt; ++i) committed->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    for (int i = 0; i < committed->cnt; ++i) {
+      committed->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+      committed->elems[i].err = e;  // not known: a start left to librdkafka, which asks again
+    }
   }
   for (int i = 0; i < parts->cnt; ++i) {
     auto& p = parts->elems[i];
@@ -652,7 +653,7 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     }
     if (start >= 0) {
       p.offset = start;
-    } else if (!committed->elems[i].err && committed_known) {
+    } else if (!committed->elems[i].err) {
       // Neither the group nor the store has an offset, and the group's answer is in hand:
       // start where auto.offset.reset says at once. Left INVALID, librdkafka 2.0 asks the
       // coordinator again and then waits out a retry backoff (100 ms) before it looks the
