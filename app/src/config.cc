@@ -94,6 +94,9 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["events"]) c.events = st["events"].as<std::string>();
       if (auto s = duration("events_max_age", c.events_max_age_ms); !s) return s;
       if (auto s = duration("events_bucket", c.events_bucket_ms); !s) return s;
+      if (c.events_bucket_ms % 100 != 0) {  // retention drops whole 100 ms blocks of events
+        return Status::invalid(path + ": store.events_bucket must be a multiple of 100ms");
+      }
       if (st["events_max_bytes"]) c.events_max_bytes = st["events_max_bytes"].as<uint64_t>();
       if (st["sync_writes"]) c.sync_writes = st["sync_writes"].as<bool>();
       if (st["block_cache_mb"]) c.block_cache_mb = st["block_cache_mb"].as<size_t>();

@@ -24,7 +24,7 @@
 //     events: all                    # events kept for hunts and dry runs: all, matched, none
 //     events_max_age: 7d             # retention by age ("0": none)
 //     events_max_bytes: 0            # retention by size on disk (0: none)
-//     events_bucket: 1h              # the unit retention drops
+//     events_bucket: 1h              # the unit retention drops (a multiple of 100ms)
 //     sync_writes: false             # fsync the WAL on every batch
 //     block_cache_mb: 64
 //     checkpoint_dir: ""             # where POST /api/v1/admin/checkpoints writes ("": <data_dir>-checkpoints)

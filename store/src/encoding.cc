@@ -84,6 +84,92 @@ bool decode_alert_value(std::string_view in, AlertValue& out) {
   return true;
 }
 
+std::string encode_position(const EventEntry& e) {
+  std::string k;
+  k.reserve(kEventKeySize);
+  put_u64(k, time_key(e.time));
+  put_u32(k, e.hash);
+  put_u32(k, static_cast<uint32_t>(e.partition));
+  put_u64(k, static_cast<uint64_t>(e.offset));
+  return k;
+}
+
+std::optional<EventEntry> decode_position(std::string_view key) {
+  if (key.size() != kEventKeySize) return std::nullopt;
+  EventEntry e;
+  e.time = time_from_key(key.data());
+  e.hash = get_u32(key.data() + 8);
+  e.partition = static_cast<int32_t>(get_u32(key.data() + 12));
+  e.offset = static_cast<int64_t>(get_u64(key.data() + 16));
+  return e;
+}
+
+bool decode_events_record(std::string_view key, std::string_view value, std::vector<EventEntry>& out) {
+  if (key.size() == kEventKeySize) {  // format 2: one event
+    auto e = decode_position(key);
+    size_t pos = 0;
+    if (!get_str(value, pos, e->stream)) return false;
+    e->payload = value.substr(pos);
+    out.push_back(*e);
+    return true;
+  }
+  if (key.size() != kEventBlockKeySize || value.empty() || value[0] != kEventBlockVersion) return false;
+  const uint32_t hash = get_u32(key.data() + 8);
+  const auto partition = static_cast<int32_t>(get_u32(key.data() + 12));
+  const TimeMs window = time_from_key(key.data());
+  size_t pos = 1;
+  std::string_view stream;
+  if (!get_str(value, pos, stream) || value.size() - pos < 4) return false;
+  const uint32_t n = get_u32(value.data() + pos);
+  pos += 4;
+  if (n == 0 || (value.size() - pos) / kEventBlockEntrySize < n) return false;
+  const char* index = value.data() + pos;
+  size_t payload = pos + static_cast<size_t>(n) * kEventBlockEntrySize;
+  const size_t first = out.size();
+  for (uint32_t i = 0; i < n; ++i) {
+    const char* p = index + static_cast<size_t>(i) * kEventBlockEntrySize;
+    EventEntry e;
+    e.hash = hash;
+    e.partition = partition;
+    e.stream = stream;
+    e.offset = static_cast<int64_t>(get_u64(p));
+    e.time = time_from_key(p + 8);
+    const uint32_t size = get_u32(p + 16);
+    if (value.size() - payload < size || window_of(e.time) != window) {
+      out.resize(first);
+      return false;
+    }
+    e.payload = value.substr(payload, size);
+    payload += size;
+    out.push_back(e);
+  }
+  if (payload != value.size()) {
+    out.resize(first);
+    return false;
+  }
+  return true;
+}
+
+void encode_event_block(std::string& key, std::string& value, TimeMs window, std::string_view stream,
+                        int32_t partition, const EventRecord* const* entries, size_t n) {
+  key.clear();
+  put_u64(key, time_key(window));
+  put_u32(key, stream_hash(stream));
+  put_u32(key, static_cast<uint32_t>(partition));
+  put_u64(key, static_cast<uint64_t>(entries[0]->offset));
+  key += '\x01';
+  value.clear();
+  value += kEventBlockVersion;
+  put_str(value, stream);
+  put_u32(value, static_cast<uint32_t>(n));
+  for (size_t i = 0; i < n; ++i) {
+    put_u64(value, static_cast<uint64_t>(entries[i]->offset));
+    put_u64(value, time_key(entries[i]->time));
+    put_u32(value, static_cast<uint32_t>(entries[i]->payload.size()));
+  }
+  for (size_t i = 0; i < n; ++i) value.append(entries[i]->payload);
+}
+
 std::string to_hex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

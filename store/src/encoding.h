@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "vigil/core/status.h"
 #include "vigil/core/time.h"
@@ -72,6 +74,52 @@ inline std::string time_prefix(TimeMs t) {
   put_u64(k, time_key(t));
   return k;
 }
+
+// Since format 3, retained events are kept in blocks: the events of one stream's partition
+// whose times fall in one window of kEventWindowMs, from one batch:
+//   window start:u64 | stream_hash:u32 | partition:u32 | first offset:u64 | 0x01 (25 bytes)
+//     -> 0xB1 | len:u16 stream | n:u32 | n x (offset:u64 | time:u64 | size:u32) | n payloads
+// entries in offset order. Format 2 wrote one record per event (event_key above ->
+// len:u16 stream | payload); both are read. A block key sorts with the window's start, so
+// readers take a window's records together and order its events by position.
+constexpr int64_t kEventWindowMs = 100;
+constexpr size_t kEventBlockKeySize = 25;
+constexpr char kEventBlockVersion = '\xB1';
+constexpr size_t kEventBlockEntrySize = 20;
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+// Start of the window holding t, and of the one after it (saturating at the ends of time).
+inline TimeMs window_of(TimeMs t) {
+  return t < INT64_MIN + kEventWindowMs ? INT64_MIN : floor_div(t, kEventWindowMs) * kEventWindowMs;
+}
+inline TimeMs window_after(TimeMs t) {
+  const TimeMs w = window_of(t);
+  return w > INT64_MAX - kEventWindowMs ? INT64_MAX : w + kEventWindowMs;
+}
+
+// An event as a record of the events cf holds it; views point into the record.
+struct EventEntry {
+  TimeMs time = 0;
+  uint32_t hash = 0;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  std::string_view stream;
+  std::string_view payload;
+  // Position: the order of hunts and cursors (a format-2 key's byte order).
+  auto position() const {
+    return std::tuple(time, hash, static_cast<uint32_t>(partition), static_cast<uint64_t>(offset));
+  }
+};
+// A position as a cursor holds it: a format-2 event key.
+std::string encode_position(const EventEntry& e);
+std::optional<EventEntry> decode_position(std::string_view key);
+
+// Appends the events of one record (a block, or a format-2 single event) to `out`.
+// False: the record cannot be decoded (nothing is appended).
+bool decode_events_record(std::string_view key, std::string_view value, std::vector<EventEntry>& out);
+// Block key and value for `entries` (one stream and partition, one window, offsets ascending).
+void encode_event_block(std::string& key, std::string& value, TimeMs window, std::string_view stream,
+                        int32_t partition, const EventRecord* const* entries, size_t n);
 
 // Alert values: 0x02 | level:u8 | str rule_id | str host | str title | n:u16 (str tag)*n |
 // summary_size:u32 | JSON, str = len:u16 bytes (longer strings are cut at 65535 bytes);

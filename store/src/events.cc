@@ -16,44 +16,121 @@ using namespace encoding;
 
 namespace {
 
-bool decode_event(const rocksdb::Slice& key, const rocksdb::Slice& value, StoredEvent& out, bool copy_payload) {
-  if (key.size() != kEventKeySize || value.size() < 2) return false;
-  const uint16_t n = get_u16(value.data());
-  if (value.size() - 2 < n) return false;
-  out.time = time_from_key(key.data());
-  out.partition = static_cast<int32_t>(get_u32(key.data() + 12));
-  out.offset = static_cast<int64_t>(get_u64(key.data() + 16));
-  out.stream.assign(value.data() + 2, n);
-  if (copy_payload) out.payload.assign(value.data() + 2 + n, value.size() - 2 - n);
-  return true;
-}
+// The events of one window of the events cf, read record by record as an iterator passes them
+// and then ordered by position, a replay's duplicates dropped (a batch cut differently after a
+// restart may have written an event into two blocks).
+class Window {
+ public:
+  // Reads every record of the window the iterator is on, leaving it on the first record
+  // past the window in the direction of travel.
+  Status load(rocksdb::Iterator& it, bool backward) {
+    arena_.clear();
+    records_.clear();
+    entries_.clear();
+    const TimeMs window = window_of(time_from_key(it.key().data()));
+    for (; it.Valid(); backward ? it.Prev() : it.Next()) {
+      const rocksdb::Slice k = it.key(), v = it.value();
+      if (k.size() < 8) return Status::corruption("event entry " + to_hex(k.ToString()) + " cannot be decoded");
+      if (window_of(time_from_key(k.data())) != window) break;
+      records_.push_back({arena_.size(), k.size(), v.size()});
+      arena_.append(k.data(), k.size());
+      arena_.append(v.data(), v.size());
+    }
+    if (!it.status().ok()) return from_rocks(it.status(), "event scan failed");
+    for (const Record& r : records_) {
+      const std::string_view key(arena_.data() + r.at, r.key_size);
+      if (!decode_events_record(key, std::string_view(arena_.data() + r.at + r.key_size, r.value_size), entries_)) {
+        return Status::corruption("event entry " + to_hex(key) + " cannot be decoded");
+      }
+    }
+    std::sort(entries_.begin(), entries_.end(), [](const EventEntry& a, const EventEntry& b) {
+      if (a.position() != b.position()) return a.position() < b.position();
+      return a.stream < b.stream;
+    });
+    entries_.erase(std::unique(entries_.begin(), entries_.end(),
+                               [](const EventEntry& a, const EventEntry& b) {
+                                 return a.position() == b.position() && a.stream == b.stream;
+                               }),
+                   entries_.end());
+    return Status::ok();
+  }
+  const std::vector<EventEntry>& entries() const { return entries_; }
 
-std::string_view payload_of(const rocksdb::Slice& value) {
-  const uint16_t n = get_u16(value.data());
-  return {value.data() + 2 + n, value.size() - 2 - n};
-}
+ private:
+  struct Record {
+    size_t at, key_size, value_size;
+  };
+  std::string arena_;  // the window's keys and values, back to back
+  std::vector<Record> records_;
+  std::vector<EventEntry> entries_;  // ascending by position
+};
 
-int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+StoredEvent stored(const EventEntry& e) {
+  return {e.time, std::string(e.stream), e.partition, e.offset, std::string(e.payload)};
+}
 
 }  // namespace
 
+void Store::put_events(rocksdb::WriteBatch& batch, const std::vector<EventRecord>& events) {
+  if (events.empty()) return;
+  // One block per (stream, partition, window) of the batch, at most kMaxBlockBytes of
+  // payload each: a batch of a few thousand events becomes a few dozen records.
+  constexpr size_t kMaxBlockBytes = 256 << 10;
+  struct Item {
+    int32_t partition;
+    TimeMs window;
+    const EventRecord* event;
+  };
+  std::vector<Item> items(events.size());
+  for (size_t i = 0; i < events.size(); ++i) items[i] = {events[i].partition, window_of(events[i].time), &events[i]};
+  auto same_stream = [](std::string_view a, std::string_view b) {
+    return (a.data() == b.data() && a.size() == b.size()) || a == b;  // one topic's batch shares its string
+  };
+  std::sort(items.begin(), items.end(), [&](const Item& a, const Item& b) {
+    if (a.partition != b.partition) return a.partition < b.partition;
+    if (a.window != b.window) return a.window < b.window;
+    if (!same_stream(a.event->stream, b.event->stream)) return a.event->stream < b.event->stream;
+    return a.event->offset < b.event->offset;
+  });
+  std::vector<const EventRecord*> block;
+  std::string key, value;
+  for (size_t i = 0; i < items.size();) {
+    const Item& first = items[i];
+    block.clear();
+    size_t bytes = 0;
+    for (; i < items.size(); ++i) {
+      const Item& it = items[i];
+      if (it.partition != first.partition || it.window != first.window || !same_stream(it.event->stream, first.event->stream) ||
+          (!block.empty() && bytes + it.event->payload.size() > kMaxBlockBytes)) {
+        break;
+      }
+      bytes += it.event->payload.size();
+      block.push_back(it.event);
+    }
+    encode_event_block(key, value, first.window, first.event->stream, first.partition, block.data(), block.size());
+    batch.Put(events_, key, value);
+  }
+}
+
 Status Store::scan_events(TimeMs since, TimeMs until, const std::function<bool(const StoredEvent&)>& fn) const {
   if (since >= until) return Status::ok();
-  const std::string lower = time_prefix(since);
+  const std::string lower = time_prefix(window_of(since));
   const std::string upper = time_prefix(until);
   rocksdb::ReadOptions ro;
   rocksdb::Slice upper_slice(upper);
   ro.iterate_upper_bound = &upper_slice;
   ro.fill_cache = false;  // a dry run over days should not evict the alert pages
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
-  StoredEvent e;
-  for (it->Seek(lower); it->Valid(); it->Next()) {
-    if (!decode_event(it->key(), it->value(), e, true)) {
-      return Status::corruption("event entry " + to_hex(it->key().ToString()) + " cannot be decoded");
+  Window window;
+  it->Seek(lower);
+  if (!it->status().ok()) return from_rocks(it->status(), "event scan failed");
+  while (it->Valid()) {
+    if (auto s = window.load(*it, /*backward=*/false); !s) return s;
+    for (const EventEntry& e : window.entries()) {
+      if (e.time < since || e.time >= until) continue;
+      if (!fn(stored(e))) return Status::ok();
     }
-    if (!fn(e)) return Status::ok();
   }
-  if (!it->status().ok()) return Status::io_error("event scan failed: " + it->status().ToString());
   return Status::ok();
 }
 
@@ -66,70 +143,111 @@ Expected<EventPage> Store::query_events(const EventQuery& q) const {
     if (f.path.empty()) return Status::invalid("an event filter has an empty field path");
     slots.push_back(fields.add(f.path));
   }
-  const std::string lower = time_prefix(q.since);
-  const std::string upper = time_prefix(q.until);
-  std::string start = upper;
-  bool skip_start = false;
+  std::optional<EventEntry> cursor;
   if (!q.cursor.empty()) {
     auto raw = from_hex(q.cursor);
-    if (!raw || raw->size() != kEventKeySize) return Status::invalid("cursor is not valid for this query");
-    if (*raw < start) start = *raw;
-    skip_start = true;
+    if (raw) cursor = decode_position(*raw);
+    if (!cursor) return Status::invalid("cursor is not valid for this query");
   }
+  // Records are read a window at a time, newest window first: from the window of the
+  // cursor (or of `until`) down to the window of `since`.
+  const std::string lower = time_prefix(window_of(q.since));
+  const std::string start = time_prefix(cursor ? std::min(q.until, window_after(cursor->time)) : q.until);
   rocksdb::ReadOptions ro;
   rocksdb::Slice lower_slice(lower);
   ro.iterate_lower_bound = &lower_slice;
   ro.fill_cache = q.filters.empty();  // a wide hunt should not evict the alert pages
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
-  it->SeekForPrev(start);
-  // Keys equal to `upper` cannot exist (it is 8 bytes); the cursor's own key is skipped.
-  if (it->Valid() && skip_start && it->key() == rocksdb::Slice(start)) it->Prev();
+  it->SeekForPrev(start);  // the last record before `start` (an 8-byte key sorts before its time's records)
 
   EventParser parser;
   Event event;
-  std::string last_key;
-  for (; it->Valid() && page.events.size() < q.limit; it->Prev()) {
-    if (page.scanned >= q.max_scan) {
-      page.partial = true;
-      break;
-    }
-    ++page.scanned;
-    const rocksdb::Slice k = it->key(), v = it->value();
-    last_key.assign(k.data(), k.size());
-    if (k.size() != kEventKeySize || v.size() < 2 || v.size() - 2 < get_u16(v.data())) {
-      return Status::corruption("event entry " + to_hex(last_key) + " cannot be decoded");
-    }
-    if (!q.filters.empty()) {
-      if (parser.parse(payload_of(v), fields, event) != ParseError::kNone) continue;
-      bool pass = true;
-      for (size_t i = 0; i < q.filters.size() && pass; ++i) {
-        const FieldValue& fv = event.field(slots[i]);
-        switch (q.filters[i].op) {
-          case EventFilter::Op::kExists: pass = fv.present(); break;
-          case EventFilter::Op::kEquals: pass = fv.present() && iequals(fv.text, q.filters[i].value); break;
-          case EventFilter::Op::kContains: pass = fv.present() && icontains(fv.text, q.filters[i].value); break;
-        }
+  Window window;
+  auto wanted = [&](const EventEntry& e) {
+    return e.time >= q.since && e.time < q.until && (!cursor || e.position() < cursor->position());
+  };
+  std::optional<EventEntry> last;  // the last entry examined
+  bool more = false;
+  while (it->Valid() && !more) {
+    if (auto s = window.load(*it, /*backward=*/true); !s) return s;
+    const auto& entries = window.entries();
+    for (size_t i = entries.size(); i-- > 0;) {
+      const EventEntry& e = entries[i];
+      if (!wanted(e)) continue;
+      if (page.events.size() == q.limit || page.scanned >= q.max_scan) {
+        page.partial = page.events.size() < q.limit;
+        more = true;
+        break;
       }
-      if (!pass) continue;
+      ++page.scanned;
+      last = e;
+      if (!q.filters.empty()) {
+        if (parser.parse(e.payload, fields, event) != ParseError::kNone) continue;
+        bool pass = true;
+        for (size_t f = 0; f < q.filters.size() && pass; ++f) {
+          const FieldValue& fv = event.field(slots[f]);
+          switch (q.filters[f].op) {
+            case EventFilter::Op::kExists: pass = fv.present(); break;
+            case EventFilter::Op::kEquals: pass = fv.present() && iequals(fv.text, q.filters[f].value); break;
+            case EventFilter::Op::kContains: pass = fv.present() && icontains(fv.text, q.filters[f].value); break;
+          }
+        }
+        if (!pass) continue;
+      }
+      page.events.push_back(stored(e));
     }
-    decode_event(k, v, page.events.emplace_back(), true);
+    // A full page that ended with its window: whether more follows is known without reading
+    // the next window (it may hold only events before `since`: a last, empty page).
+    if (!more && page.events.size() == q.limit && it->Valid()) more = true;
   }
   if (!it->status().ok()) return from_rocks(it->status(), "event scan failed");
-  if ((page.events.size() == q.limit || page.partial) && it->Valid()) page.next_cursor = to_hex(last_key);
+  if (more && last) page.next_cursor = to_hex(encode_position(*last));
   return page;
 }
 
 Expected<std::optional<StoredEvent>> Store::get_event(std::string_view stream, int32_t partition, int64_t offset,
                                                       TimeMs time) const {
+  // The block of the event's window that starts at or before its offset; a replay's block
+  // that overlaps it may start earlier, so a few before it are looked at too.
+  std::string prefix;
+  put_u64(prefix, time_key(window_of(time)));
+  put_u32(prefix, stream_hash(stream));
+  put_u32(prefix, static_cast<uint32_t>(partition));
+  std::string target = prefix;
+  put_u64(target, static_cast<uint64_t>(offset));
+  target += '\x01';
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice lower(prefix);
+  ro.iterate_lower_bound = &lower;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
+  std::vector<EventEntry> entries;
+  int blocks = 0;
+  for (it->SeekForPrev(target); it->Valid() && it->key().starts_with(prefix) && blocks < 16; it->Prev()) {
+    const rocksdb::Slice k = it->key(), v = it->value();
+    if (k.size() != kEventBlockKeySize) continue;  // a format-2 event of the window's first millisecond
+    ++blocks;
+    entries.clear();
+    if (!decode_events_record({k.data(), k.size()}, {v.data(), v.size()}, entries)) {
+      return Status::corruption("event entry " + to_hex(k.ToString()) + " cannot be decoded");
+    }
+    for (const EventEntry& e : entries) {
+      if (e.offset == offset && e.time == time && e.stream == stream) return std::optional<StoredEvent>(stored(e));
+    }
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "event read failed");
+
+  // Written by format 2: one record per event.
   std::string key, value;
   event_key(key, time, stream, partition, offset);
   auto s = db_->Get(rocksdb::ReadOptions(), events_, key, &value);
   if (s.IsNotFound()) return std::optional<StoredEvent>();
   if (!s.ok()) return from_rocks(s, "event read failed");
-  StoredEvent e;
-  if (!decode_event(key, value, e, true)) return Status::corruption("event entry " + to_hex(key) + " cannot be decoded");
-  if (e.stream != stream) return std::optional<StoredEvent>();  // a stream-hash collision: another event
-  return std::optional<StoredEvent>(std::move(e));
+  entries.clear();
+  if (!decode_events_record(key, value, entries)) {
+    return Status::corruption("event entry " + to_hex(key) + " cannot be decoded");
+  }
+  if (entries[0].stream != stream) return std::optional<StoredEvent>();  // a stream-hash collision: another event
+  return std::optional<StoredEvent>(stored(entries[0]));
 }
 
 uint64_t Store::events_bytes() const {

@@ -22,7 +22,8 @@ using namespace encoding;
 
 namespace {
 
-constexpr char kFormat[] = "vigil-store-2";
+constexpr char kFormat[] = "vigil-store-3";
+constexpr char kFormat2[] = "vigil-store-2";
 constexpr char kFormat1[] = "vigil-store-1";
 constexpr char kFormatKey[] = "format";
 
@@ -143,7 +144,9 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     return Status::corruption("data directory '" + options.path +
                               "' is not empty and holds no vigil store; refusing to use it");
   }
-  if (options.retention.bucket_ms <= 0) return Status::invalid("retention bucket must be positive");
+  if (options.retention.bucket_ms <= 0 || options.retention.bucket_ms % kEventWindowMs != 0) {
+    return Status::invalid("retention bucket must be a positive multiple of " + std::to_string(kEventWindowMs) + " ms");
+  }
 
   std::unique_ptr<Store> store(new Store());
   store->path_ = options.path;
@@ -242,12 +245,13 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     }
   } else if (!s.ok()) {
     return from_rocks(s, "cannot read store format");
-  } else if (format != kFormat && format != kFormat1) {
+  } else if (format != kFormat && format != kFormat2 && format != kFormat1) {
     return Status::corruption("data directory '" + options.path + "' has store format '" + format + "'; this build reads '" +
                               kFormat + "'");
   }
   if (format != kFormat) {
-    // A new store, or a format-1 store whose new column families were just created.
+    // A new store, a format-1 store whose new column families were just created, or a
+    // format-2 store (its single-event records stay readable beside format 3's blocks).
     rocksdb::WriteOptions wo;
     wo.sync = true;
     s = store->db_->Put(wo, store->meta_, kFormatKey, kFormat);
@@ -292,15 +296,7 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vecto
     if (!a.host.empty()) batch.Put(by_host_, index_prefix(a.host) + ak, rocksdb::Slice());
     batch.Put(alert_ids_, rocksdb::Slice(reinterpret_cast<const char*>(a.id.bytes), 16), rocksdb::Slice(ak.data(), 8));
   }
-  for (const auto& e : events) {
-    event_key(key, e.time, e.stream, e.partition, e.offset);
-    value.clear();
-    const size_t n = std::min<size_t>(e.stream.size(), UINT16_MAX);
-    put_u16(value, static_cast<uint16_t>(n));
-    value.append(e.stream.data(), n);
-    value.append(e.payload);
-    batch.Put(events_, key, value);
-  }
+  put_events(batch, events);
   for (const auto& o : offsets) {
     value.clear();
     put_u64(value, static_cast<uint64_t>(o.next_offset));
@@ -623,10 +619,12 @@ Expected<VerifyReport> Store::verify() const {
     if (!it->status().ok()) return from_rocks(it->status(), "verify scan failed");
   }
   it.reset(db_->NewIterator(ro, events_));
+  std::vector<EventEntry> entries;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    ++r.events;
     const rocksdb::Slice k = it->key(), val = it->value();
-    if (k.size() != kEventKeySize || val.size() < 2 || val.size() - 2 < get_u16(val.data())) ++r.undecodable;
+    entries.clear();
+    if (decode_events_record({k.data(), k.size()}, {val.data(), val.size()}, entries)) r.events += entries.size();
+    else ++r.undecodable;
   }
   if (!it->status().ok()) return from_rocks(it->status(), "verify scan failed");
   return r;

@@ -311,6 +311,10 @@ TEST_F(VigildTest, RefusesBadConfigurationWithAClearMessage) {
   out.clear();
   EXPECT_EQ(test::run_command(std::string(VIGILD_PATH) + " --config " + cfg.string() + " 2>&1", &out), 2);
   EXPECT_NE(out.find("unknown key 'field21'"), std::string::npos) << out;
+  std::ofstream(cfg, std::ios::trunc) << "store:\n  events_bucket: 1050ms\n";
+  out.clear();
+  EXPECT_EQ(test::run_command(std::string(VIGILD_PATH) + " --config " + cfg.string() + " 2>&1", &out), 2);
+  EXPECT_NE(out.find("store.events_bucket must be a multiple of 100ms"), std::string::npos) << out;
   out.clear();
   EXPECT_NE(test::run_command(std::string(VIGILD_PATH) + " --rules /nonexistent --data-dir " + (dir_ / "d").string() + " 2>&1", &out), 0);
   EXPECT_NE(out.find("cannot read '/nonexistent'"), std::string::npos) << out;

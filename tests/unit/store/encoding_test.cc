@@ -198,5 +198,67 @@ TEST(Encoding, HexRoundTripsAndRefusesNonHex) {
   EXPECT_EQ(std::memcmp(back->bytes, id.bytes, 16), 0);
 }
 
+TEST(Encoding, EventBlocksRoundTripAndSortWithTheirWindow) {
+  const std::string p1 = R"({"a":1})", p2 = "", p3 = std::string(70000, 'x');
+  const std::vector<EventRecord> recs = {{1795539600007, "c/events", 3, 40, p1},
+                                         {1795539600099, "c/events", 3, 41, p2},
+                                         {1795539600000, "c/events", 3, 45, p3}};
+  const EventRecord* ptrs[] = {&recs[0], &recs[1], &recs[2]};
+  std::string key, value;
+  encode_event_block(key, value, 1795539600000, "c/events", 3, ptrs, 3);
+  ASSERT_EQ(key.size(), kEventBlockKeySize);
+  EXPECT_EQ(time_from_key(key.data()), 1795539600000);
+  std::vector<EventEntry> out;
+  ASSERT_TRUE(decode_events_record(key, value, out));
+  ASSERT_EQ(out.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(out[i].time, recs[i].time);
+    EXPECT_EQ(out[i].offset, recs[i].offset);
+    EXPECT_EQ(out[i].partition, 3);
+    EXPECT_EQ(out[i].stream, "c/events");
+    EXPECT_EQ(out[i].payload, recs[i].payload);
+    EXPECT_EQ(out[i].hash, stream_hash("c/events"));
+  }
+  // A block sorts after the window's format-2 records of its first millisecond with a lower
+  // stream hash, and before every record of the next window.
+  std::string next;
+  event_key(next, 1795539600100, "c/events", 0, 0);
+  EXPECT_LT(key, next);
+  // A cursor is a format-2 key: positions round-trip through it.
+  auto pos = decode_position(encode_position(out[1]));
+  ASSERT_TRUE(pos);
+  EXPECT_EQ(pos->position(), out[1].position());
+  EXPECT_FALSE(decode_position("short"));
+}
+
+TEST(Encoding, DamagedEventBlocksAreRefusedNotRead) {
+  const std::string p1 = R"({"a":1})", p2 = R"({"b":2})";
+  const std::vector<EventRecord> recs = {{1000, "s", 0, 1, p1}, {1050, "s", 0, 2, p2}};
+  const EventRecord* ptrs[] = {&recs[0], &recs[1]};
+  std::string key, value;
+  encode_event_block(key, value, 1000, "s", 0, ptrs, 2);
+  std::vector<EventEntry> out;
+  // Every truncation, and one byte more, is refused and appends nothing.
+  for (size_t n = 0; n < value.size(); ++n) {
+    EXPECT_FALSE(decode_events_record(key, std::string_view(value).substr(0, n), out)) << n;
+  }
+  EXPECT_FALSE(decode_events_record(key, value + "x", out));
+  EXPECT_FALSE(decode_events_record(key.substr(0, 20), value, out));
+  std::string other_version = value;
+  other_version[0] = 'B';
+  EXPECT_FALSE(decode_events_record(key, other_version, out));
+  // An entry whose time lies outside the key's window.
+  std::string moved = key;
+  moved.replace(0, 8, time_prefix(1100));
+  EXPECT_FALSE(decode_events_record(moved, value, out));
+  // A count that claims more entries than the value holds.
+  std::string count = value;
+  count[1 + 2 + 1 + 3] = 0x7f;
+  EXPECT_FALSE(decode_events_record(key, count, out));
+  EXPECT_TRUE(out.empty());
+  ASSERT_TRUE(decode_events_record(key, value, out));
+  EXPECT_EQ(out.size(), 2u);
+}
+
 }  // namespace
 }  // namespace vigil::store::encoding

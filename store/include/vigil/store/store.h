@@ -2,7 +2,7 @@
 // vigil's RocksDB store: alerts with their indexes, retained events, and the consumed Kafka
 // offsets.
 //
-// Column families and key encoding, format "vigil-store-2" (integers big-endian, times as
+// Column families and key encoding, format "vigil-store-3" (integers big-endian, times as
 // u64 with the sign bit flipped, so that byte order is chronological order):
 //   alerts          time:u64 | alert_id:16                -> AlertValue: 0x02 | level:u8 |
 //                                                            str rule_id | str host | str title |
@@ -14,19 +14,32 @@
 //   alerts_by_rule  rule_id | 0x00 | time | alert_id      -> ""
 //   alerts_by_host  host | 0x00 | time | alert_id         -> ""
 //   alert_ids       alert_id:16                           -> time:u64 (alert by id)
-//   events          time:u64 | stream_hash:u32 | partition:u32 | offset:u64
-//                                                         -> len:u16 stream | raw event
+//   events          window:u64 | stream_hash:u32 | partition:u32 | first offset:u64 | 0x01
+//                                                         -> 0xB1 | len:u16 stream | n:u32 |
+//                                                            n x (offset:u64 time:u64 size:u32) |
+//                                                            the n raw events
+//                   (a block: the events of one batch from one partition whose times fall in one
+//                   100 ms window; format 2's single events, time:u64 | stream_hash:u32 |
+//                   partition:u32 | offset:u64 -> len:u16 stream | raw event, are read as well)
 //   outbox          time:u64 | record_id:16               -> OutboxRecord (see encode_outbox)
 //   state           scope | 0x00 | correlation id | 0x00 | group -> encoded correlation window
 //                                                            (match::Correlator::encode)
-//   meta            "format"                              -> "vigil-store-2"
+//   meta            "format"                              -> "vigil-store-3"
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
 //                   "content/..."                          -> rule bundles, rollout state, audit
 //                                                            and boot logs (ingest/bundle_registry.h)
 // Format 1 (without alert_ids, events and state) is upgraded in place at open: the new column
-// families are created and old alert values stay readable.
+// families are created and old alert values stay readable. Format 2 (one record per retained
+// event) is taken as it is: its records are read beside the blocks format 3 writes.
 //
-// Events are kept in time buckets (RetentionOptions::bucket_ms): retention drops whole
+// Retained events go in blocks because RocksDB's cost is per record as much as per byte: a
+// batch of 2,000 events from 32 partitions becomes ~30-60 records instead of 2,000 (a worker
+// spends ~20% less time per event, BENCHMARKS.md). Hunts read a window's records at once and
+// order its events by (time, stream hash, partition, offset), dropping the duplicates a
+// replay cut into other batches may have written; cursors are such positions.
+//
+// Events are kept in time buckets (RetentionOptions::bucket_ms, a multiple of the 100 ms
+// block window): retention drops whole
 // buckets, oldest first, by age and by size (DeleteFilesInRange + DeleteRange + compaction
 // of the range), never by scanning keys. The events cf is zstd-compressed with a trained
 // dictionary at the bottommost level; alerts, indexes and state are LZ4 at every level (a
@@ -318,6 +331,7 @@ class Store {
  private:
   Store() = default;
   Status write(rocksdb::WriteBatch& batch);
+  void put_events(rocksdb::WriteBatch& batch, const std::vector<EventRecord>& events);
   std::string path_;
   bool sync_writes_ = false;
   RetentionOptions retention_;
