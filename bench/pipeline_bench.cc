@@ -7,14 +7,16 @@
 //                 persistence of alerts and offsets, WAL on) reads the same events.
 //   3. latency:   events produced at half the measured vigil rate for a while; for every
 //                 alert, the time from the produce call to the alert being readable from
-//                 the store (the query the API serves), p50 / p99 / max.
+//                 the store (the query the API serves), p50 / p99 / max. With
+//                 --find-sustained: first the highest rate the pipeline keeps up with for
+//                 the whole run (binary search), then the latency at half of it.
 //
 // Rates are whole-run: from the assignment (fetching starts) to the last event read (bare)
 // or persisted (vigil). The broker's prefetch makes a steady-state window meaningless: once
 // librdkafka has prefetched, a bare consumer only reads memory.
 //
 // Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P] [--latency-seconds S]
-//      [--prefetch-kb K]
+//      [--prefetch-kb K] [--latency-rate R | --find-sustained] [--retain all|matched|none]
 
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
@@ -327,6 +329,16 @@ struct Latency {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;
   size_t alerts = 0;
   size_t expected = 0;  // malicious events produced in the measured window
+  // Whether the pipeline kept up: events produced but not yet persisted when the producer
+  // stopped, and the time it then took to persist them all (-1: not within 10 s).
+  uint64_t backlog = 0;
+  double drain_ms = -1;
+  // The most events produced and not yet persisted, sampled every millisecond of the run, in
+  // seconds of the offered rate.
+  double max_lag_s = 0;
+  // The rate the generator reached: on two cores shared with the pipeline it falls behind
+  // its schedule above ~120-150 k events/s and then sends in bursts.
+  double sent_rate = 0;
 };
 
 Latency alert_latency(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, double rate,
@@ -397,7 +409,9 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   // Paced in 1 ms steps: the events due by now are produced, then the producer sleeps. A
   // sleep per event (every 5-10 µs at these rates) cost more CPU in the kernel than the
   // pipeline's own consumer, on the two cores the pipeline needs.
-  for (size_t i = 0; seconds_since(t0) < seconds;) {
+  size_t i = 0;
+  uint64_t max_lag = 0;
+  while (seconds_since(t0) < seconds) {
     const auto due = static_cast<size_t>(seconds_since(t0) * rate);
     for (; i < due; ++i) {
       const ingest::SimulatedEvent& ev = pool[i % pool.size()];
@@ -417,14 +431,29 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
       }
     }
     rd_kafka_poll(producer, 0);
+    const uint64_t persisted = metrics.counter_sum("vigil_events_consumed_total");
+    if (200 + i > persisted) max_lag = std::max(max_lag, 200 + i - persisted);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  const uint64_t sent_total = 200 + i;  // the warm-up's events are consumed too
+  const auto stopped = SteadyClock::now();
+  const double sent_rate = static_cast<double>(i) / seconds_since(t0);
+  const uint64_t consumed_at_stop = metrics.counter_sum("vigil_events_consumed_total");
   rd_kafka_flush(producer, 30000);
   rd_kafka_destroy(producer);
+  double drain_ms = -1;
+  while (SteadyClock::now() - stopped < std::chrono::seconds(10)) {
+    if (metrics.counter_sum("vigil_events_consumed_total") >= sent_total) {
+      drain_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - stopped).count();
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   std::this_thread::sleep_for(std::chrono::seconds(2));
   done = true;
   poller.join();
   std::fprintf(stderr, "  latency run at %.0f events/s: cpu by thread: %s\n", rate, cpu_by_thread(threads0).c_str());
+
   (*p)->stop();
   (*p)->join();
 
@@ -459,6 +488,10 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   Latency l;
   l.alerts = ms.size();
   l.expected = expected;
+  l.backlog = sent_total > consumed_at_stop ? sent_total - consumed_at_stop : 0;
+  l.drain_ms = drain_ms;
+  l.max_lag_s = static_cast<double>(max_lag) / rate;
+  l.sent_rate = sent_rate;
   if (!ms.empty()) {
     l.p50_ms = ms[ms.size() / 2];
     l.p99_ms = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
@@ -486,6 +519,9 @@ int main(int argc, char** argv) {
   cli.add_option("--retain", retain, "Events vigil keeps in its store: all (vigild's default), matched or none")
       ->check(CLI::IsMember({"all", "matched", "none"}));
   cli.add_option("--latency-rate", latency_rate, "One latency run at this rate (events/s) instead of 50% and 25% of max");
+  bool find_sustained = false;
+  cli.add_flag("--find-sustained", find_sustained,
+               "Search the highest rate the pipeline sustains for --latency-seconds, then measure the latency at half of it");
   cli.add_flag("--latency-timeline", g_latency_timeline,
                "Print the slowest alert of every 250 ms of the latency runs (stderr)");
   CLI11_PARSE(cli, argc, argv);
@@ -531,16 +567,43 @@ int main(int argc, char** argv) {
   // The producer runs on the same two cores, so the latency runs are made at a half and at
   // a quarter of the maximum measured without it.
   // --latency-rate R: one run at R events/s instead, to compare builds at the same load.
-  const std::vector<double> shares = latency_rate > 0 ? std::vector<double>{latency_rate / std::max(two, one)}
-                                                      : std::vector<double>{0.5, 0.25};
-  for (const double share : shares) {
-    const double rate = latency_rate > 0 ? latency_rate : std::max(two, one) * share;
-    const std::string topic = "latency-" + std::to_string(static_cast<int>(share * 100));
-    if (auto s = (*kafka)->create_topic(topic, partitions); !s) return 1;
+  const double max_rate = std::max(two, one);
+  int run = 0;
+  auto latency_at = [&](double rate, const char* what) -> std::optional<Latency> {
+    const std::string topic = "latency-" + std::to_string(run++);
+    if (auto s = (*kafka)->create_topic(topic, partitions); !s) return std::nullopt;
     const Latency l = alert_latency(brokers, topic, rules, 2, rate, latency_seconds, tmp / topic);
-    std::printf("alert latency at %.0f events/s (%.0f%% of max) for %.0f s, produce -> readable in the store: "
-                "p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu alerts (of %zu expected)\n",
-                rate, share * 100, latency_seconds, l.p50_ms, l.p99_ms, l.max_ms, l.alerts, l.expected);
+    const std::string drained = l.drain_ms < 0 ? "not within 10 s" : fmt::format("in {:.0f} ms", l.drain_ms);
+    std::printf("alert latency at %.0f events/s (%.0f%% of max%s; sent %.0f/s) for %.0f s, produce -> readable in the store: "
+                "p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu alerts (of %zu expected); most behind %.0f ms of "
+                "events, %llu events behind at the end, persisted %s\n",
+                rate, rate / max_rate * 100, what, l.sent_rate, latency_seconds, l.p50_ms, l.p99_ms, l.max_ms, l.alerts, l.expected,
+                l.max_lag_s * 1000, static_cast<unsigned long long>(l.backlog), drained.c_str());
+    std::fflush(stdout);
+    return l;
+  };
+  if (find_sustained) {
+    // The short runs above read a backlog held in memory: RocksDB's flushes and compactions of
+    // a sustained load fall mostly outside them. The sustained maximum is the highest rate at
+    // which the pipeline stays less than 250 ms of events behind the producer through the whole
+    // run (--latency-seconds) and has persisted everything 250 ms after it: five steps of a
+    // binary search between 0 and the short-run maximum.
+    double lo = 0, hi = max_rate;
+    for (int step = 0; step < 5; ++step) {
+      const double rate = (lo + hi) / 2;
+      auto l = latency_at(rate, ", sustained search");
+      if (!l) return 1;
+      if (l->drain_ms >= 0 && l->drain_ms <= 250 && l->max_lag_s <= 0.25) lo = rate;
+      else hi = rate;
+    }
+    std::printf("sustained maximum: %.0f events/s (%.0f%% of the short-run maximum)\n", lo, lo / max_rate * 100);
+    if (lo > 0 && !latency_at(lo / 2, ", half of the sustained maximum")) return 1;
+  } else if (latency_rate > 0) {
+    if (!latency_at(latency_rate, "")) return 1;
+  } else {
+    for (const double share : {0.5, 0.25}) {
+      if (!latency_at(max_rate * share, "")) return 1;
+    }
   }
   fs::remove_all(tmp);
   return 0;
