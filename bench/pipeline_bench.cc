@@ -411,11 +411,14 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   // pipeline's own consumer, on the two cores the pipeline needs.
   size_t i = 0;
   uint64_t max_lag = 0;
+  // Only events that raise an alert carry a send time: a delivery report with a map insertion
+  // per event took the generator about as much CPU as the rest of its work.
   while (seconds_since(t0) < seconds) {
     const auto due = static_cast<size_t>(seconds_since(t0) * rate);
     for (; i < due; ++i) {
       const ingest::SimulatedEvent& ev = pool[i % pool.size()];
-      expected += !ev.expected_rule_id.empty();
+      const bool alerting = !ev.expected_rule_id.empty();
+      expected += alerting;
       payload = ev.json;
       if (const std::string& old_time = pool_time[i % pool.size()]; !old_time.empty()) {
         const std::string now = format_rfc3339(clock.now_ms());
@@ -424,7 +427,7 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
         }
       }
       clock.advance_ms(1);
-      auto* ctx = new std::pair<Sent*, SteadyClock::time_point>(&sent, SteadyClock::now());
+      auto* ctx = alerting ? new std::pair<Sent*, SteadyClock::time_point>(&sent, SteadyClock::now()) : nullptr;
       if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                             RD_KAFKA_V_VALUE(payload.data(), payload.size()), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END)) {
         delete ctx;
@@ -588,15 +591,25 @@ int main(int argc, char** argv) {
     // which the pipeline stays less than 250 ms of events behind the producer through the whole
     // run (--latency-seconds) and has persisted everything 250 ms after it: five steps of a
     // binary search between 0 and the short-run maximum.
-    double lo = 0, hi = max_rate;
+    double lo = 0, hi = max_rate, generator_limit = 0;
     for (int step = 0; step < 5; ++step) {
       const double rate = (lo + hi) / 2;
       auto l = latency_at(rate, ", sustained search");
       if (!l) return 1;
+      if (l->sent_rate < 0.95 * rate) {
+        // Not a verdict on the pipeline: the search goes lower, and says so at the end.
+        std::printf("the generator reached only %.0f of %.0f events/s\n", l->sent_rate, rate);
+        generator_limit = std::max(generator_limit, l->sent_rate);
+        hi = rate;
+        continue;
+      }
       if (l->drain_ms >= 0 && l->drain_ms <= 250 && l->max_lag_s <= 0.25) lo = rate;
       else hi = rate;
     }
-    std::printf("sustained maximum: %.0f events/s (%.0f%% of the short-run maximum)\n", lo, lo / max_rate * 100);
+    std::printf("sustained maximum: %.0f events/s (%.0f%% of the short-run maximum)%s\n", lo, lo / max_rate * 100,
+                generator_limit > 0 ? fmt::format("; bounded by the generator, which could send {:.0f}/s at most",
+                                                  generator_limit).c_str()
+                                    : "");
     if (lo > 0 && !latency_at(lo / 2, ", half of the sustained maximum")) return 1;
   } else if (latency_rate > 0) {
     if (!latency_at(latency_rate, "")) return 1;
