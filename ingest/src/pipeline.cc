@@ -75,6 +75,10 @@ struct Pipeline::PartitionState {
   // start past the partition's end (a topic deleted and created again) is reset by librdkafka
   // to the beginning without a word to the application.
   int64_t next_offset = -1;
+  // Where the assignment started it: an offset, or librdkafka's logical BEGINNING / END /
+  // INVALID (left to librdkafka). With END, the partition's end when the lag was first read.
+  int64_t start = RD_KAFKA_OFFSET_INVALID;
+  int64_t end_at_start = -1;
 };
 
 Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
@@ -487,7 +491,20 @@ void Pipeline::update_lag() {
       auto it = shard.persisted.find({p->topic, p->partition});
       if (it != shard.persisted.end()) persisted = it->second;
     }
-    if (persisted < 0) persisted = low;
+    if (persisted < 0) {
+      // Nothing persisted yet: count from what was handed to the worker, else from where the
+      // partition started (a start at `latest` owes nothing that came before it).
+      if (p->next_offset >= 0) {
+        persisted = p->next_offset;
+      } else if (p->start >= 0) {
+        persisted = std::min(p->start, high);
+      } else if (p->start == RD_KAFKA_OFFSET_END) {
+        if (p->end_at_start < 0) p->end_at_start = high;
+        persisted = p->end_at_start;
+      } else {
+        persisted = low;
+      }
+    }
     const int64_t lag = std::max<int64_t>(0, high - persisted);
     p->lag->set(static_cast<double>(lag));
     for (auto& s : snapshot) {
@@ -670,6 +687,7 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     st->topic = p.topic;
     st->partition = p.partition;
     st->shard = shard;
+    st->start = p.offset;
     st->lag = &metrics_->gauge("vigil_consumer_lag_messages", "Messages in the partition not yet persisted",
                                {{"topic", st->topic}, {"partition", std::to_string(p.partition)}});
     partitions_.push_back(std::move(st));
