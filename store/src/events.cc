@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "encoding.h"
 #include "vigil/core/event.h"
@@ -27,11 +28,13 @@ class Window {
     arena_.clear();
     records_.clear();
     entries_.clear();
-    const TimeMs window = window_of(time_from_key(it.key().data()));
+    std::optional<TimeMs> window;
     for (; it.Valid(); backward ? it.Prev() : it.Next()) {
       const rocksdb::Slice k = it.key(), v = it.value();
       if (k.size() < 8) return Status::corruption("event entry " + to_hex(k.ToString()) + " cannot be decoded");
-      if (window_of(time_from_key(k.data())) != window) break;
+      const TimeMs w = window_of(time_from_key(k.data()));
+      if (!window) window = w;
+      if (w != *window) break;
       records_.push_back({arena_.size(), k.size(), v.size()});
       arena_.append(k.data(), k.size());
       arena_.append(v.data(), v.size());

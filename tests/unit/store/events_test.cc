@@ -438,6 +438,36 @@ TEST_F(EventsTest, AFormat2StoreKeepsItsEventsReadableBesideNewBlocks) {
   EXPECT_EQ(store->verify()->events, 5u);
 }
 
+TEST_F(EventsTest, ADamagedEventRecordIsReportedNotServed) {
+  const std::string dir = (tmp_.path() / "data").string();
+  { auto store = open(); }
+  {
+    rocksdb::Options o;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events", "state"}) {
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, dir, cfs, &h, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    std::string key = encoding::time_prefix(kT0);
+    key += std::string(17, '\x01');  // a block key whose value is no block
+    ASSERT_TRUE(db->Put({}, h[7], key, "\xB1garbage").ok());
+    ASSERT_TRUE(db->Put({}, h[7], "abc", "short key").ok());
+    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
+  }
+  auto store = open();
+  ASSERT_TRUE(store);
+  auto page = store->query_events({});
+  ASSERT_FALSE(page);
+  EXPECT_EQ(page.status().code(), Code::kCorruption) << page.status().to_string();
+  EXPECT_EQ(store->scan_events(INT64_MIN, INT64_MAX, [](const StoredEvent&) { return true; }).code(), Code::kCorruption);
+  auto report = store->verify();
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->undecodable, 2u);
+}
+
 TEST_F(EventsTest, ARetentionBucketMustHoldWholeWindows) {
   StoreOptions o;
   o.path = (tmp_.path() / "data").string();
