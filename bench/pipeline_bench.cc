@@ -258,6 +258,7 @@ ingest::EventRetention g_retain = ingest::EventRetention::kAll;
 // --latency-timeline: the latency runs also print, per 250 ms of send time, the slowest alert
 // (ms) and the alerts sent in it, to tell a steady tail from stalls.
 bool g_latency_timeline = false;
+int g_batch_ms = 0;  // --batch-ms: PipelineOptions::batch_max_ms (0: vigild's default)
 
 Running start_pipeline(const std::string& brokers, const std::string& topic, const Rules& rules, int workers,
                        const fs::path& dir, MetricsRegistry& metrics) {
@@ -271,7 +272,7 @@ Running start_pipeline(const std::string& brokers, const std::string& topic, con
   o.topic = topic;
   o.group = "bench-" + dir.filename().string();
   o.workers = workers;
-  o.batch_max_ms = 5;
+  if (g_batch_ms > 0) o.batch_max_ms = g_batch_ms;
   // The mock broker answers a fetch it cannot fill only when fetch.wait.max.ms (500 ms by
   // default) has passed, where a real broker answers as soon as data arrives.
   o.kafka_properties = {{"fetch.wait.max.ms", "5"}};
@@ -522,6 +523,7 @@ int main(int argc, char** argv) {
   cli.add_option("--retain", retain, "Events vigil keeps in its store: all (vigild's default), matched or none")
       ->check(CLI::IsMember({"all", "matched", "none"}));
   cli.add_option("--latency-rate", latency_rate, "One latency run at this rate (events/s) instead of 50% and 25% of max");
+  cli.add_option("--batch-ms", g_batch_ms, "The pipeline's batch_max_ms (default: vigild's)");
   bool find_sustained = false;
   cli.add_flag("--find-sustained", find_sustained,
                "Search the highest rate the pipeline sustains for --latency-seconds, then measure the latency at half of it");

@@ -173,7 +173,8 @@ int main(int argc, char** argv) {
   auto* o_workers = cli.add_option("--workers", flags.workers, "Shard worker threads (0: one per core)");
   auto* o_alerts_topic = cli.add_option("--alerts-topic", flags.alerts_topic, "Kafka topic every alert is produced to (\"\": off)");
   auto* o_dlq = cli.add_option("--dead-letter-topic", flags.dead_letter_topic, "Kafka topic for invalid events (\"\": off)");
-  auto* o_batch_ms = cli.add_option("--batch-ms", flags.batch_max_ms, "Max age of a batch in milliseconds");
+  auto* o_batch_ms = cli.add_option("--batch-ms", flags.batch_max_ms,
+                                    "Longest the consumer waits on an empty queue (messages are handed on as fetched)");
   auto* o_events = cli.add_option("--events", flags.events, "Events kept for hunts and dry runs: all, matched, none");
   std::string max_age_flag;
   auto* o_max_age = cli.add_option("--events-max-age", max_age_flag, "Event retention by age, e.g. 7d (0: none)");

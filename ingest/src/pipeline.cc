@@ -267,7 +267,15 @@ void Pipeline::run_consumer() {
     // Serves rebalances (on_rebalance runs in this thread) as well as messages. While a
     // shard is paused, come back soon to resume it once drained.
     const bool any_paused = std::any_of(shards_.begin(), shards_.end(), [](const auto& s) { return s->paused; });
-    const ssize_t n = rd_kafka_consume_batch_queue(queue, any_paused ? 2 : poll_ms, msgs.data(), msgs.size());
+    // What is queued now, without waiting: rd_kafka_consume_batch_queue waits until it has
+    // filled the whole array or its timeout passed, so a blocking call held every message up
+    // to batch_max_ms whenever fewer than msgs.size() arrived in that time. Batches form in
+    // the workers' inboxes while they are busy instead. Only an empty queue is waited on, for
+    // its first message, and what came with it is taken at once.
+    ssize_t n = std::max<ssize_t>(0, rd_kafka_consume_batch_queue(queue, 0, msgs.data(), msgs.size()));
+    if (n == 0 && rd_kafka_consume_batch_queue(queue, any_paused ? 2 : poll_ms, msgs.data(), 1) == 1) {
+      n = 1 + std::max<ssize_t>(0, rd_kafka_consume_batch_queue(queue, 0, msgs.data() + 1, msgs.size() - 1));
+    }
     if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
     if (SteadyClock::now() - last_lag >= std::chrono::seconds(1)) {
       update_lag();

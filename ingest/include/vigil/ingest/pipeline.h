@@ -63,7 +63,10 @@ struct PipelineOptions {
   std::string client_id = "vigild";
   int workers = 0;                // shard workers; 0: one per core
   size_t batch_max_messages = 2000;
-  int batch_max_ms = 50;          // longest a poll waits for messages
+  // Longest the consumer waits on an empty queue before it looks at backpressure and lag
+  // again. Messages are handed to the workers as soon as they are fetched; a worker's batch is
+  // what gathered in its inbox while it wrote the previous one (at most batch_max_messages).
+  int batch_max_ms = 50;
   size_t max_event_bytes = 1 << 20;
   // Per worker: past either bound its partitions are paused. 0: 4 batches (at least 16384).
   size_t inbox_max_messages = 0;
