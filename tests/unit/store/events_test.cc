@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -62,6 +63,24 @@ class EventsTest : public ::testing::Test {
       q.cursor = p->next_cursor;
     }
     return out;
+  }
+  // Writes into the store's directory with RocksDB alone (the column families of format 3),
+  // as an older vigil or a damaged disk would have left it.
+  void with_raw_db(const std::function<void(rocksdb::DB&, rocksdb::ColumnFamilyHandle* meta,
+                                            rocksdb::ColumnFamilyHandle* events)>& write) {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events", "state"}) {
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, (tmp_.path() / "data").string(), cfs, &h, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    write(*db, h[4], h[7]);
+    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
   }
   test::TempDir tmp_{"events"};
 };
@@ -395,31 +414,18 @@ TEST_F(EventsTest, ABatchOfOnePartitionAndWindowIsSplitIntoBoundedBlocks) {
 }
 
 TEST_F(EventsTest, AFormat2StoreKeepsItsEventsReadableBesideNewBlocks) {
-  const std::string dir = (tmp_.path() / "data").string();
-  {
-    // A store as format 2 wrote it: one record per event.
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    o.create_missing_column_families = true;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events", "state"}) {
-      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> h;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir, cfs, &h, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(db->Put({}, h[4], "format", "vigil-store-2").ok());
+  // A store as format 2 wrote it: one record per event.
+  with_raw_db([](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* meta, rocksdb::ColumnFamilyHandle* events) {
+    ASSERT_TRUE(db.Put({}, meta, "format", "vigil-store-2").ok());
     for (int64_t off : {0, 1, 2}) {
       std::string key, value;
       encoding::event_key(key, kT0 + off * 40, "c/events", 0, off);
       encoding::put_u16(value, 8);
       value += "c/events";
       value += R"({"old":)" + std::to_string(off) + "}";
-      ASSERT_TRUE(db->Put({}, h[7], key, value).ok());
+      ASSERT_TRUE(db.Put({}, events, key, value).ok());
     }
-    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
-  }
+  });
   auto store = open();
   ASSERT_TRUE(store);
   EXPECT_EQ(**store->get_meta("format"), "vigil-store-3");
@@ -439,24 +445,13 @@ TEST_F(EventsTest, AFormat2StoreKeepsItsEventsReadableBesideNewBlocks) {
 }
 
 TEST_F(EventsTest, ADamagedEventRecordIsReportedNotServed) {
-  const std::string dir = (tmp_.path() / "data").string();
   { auto store = open(); }
-  {
-    rocksdb::Options o;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events", "state"}) {
-      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
-    }
-    std::vector<rocksdb::ColumnFamilyHandle*> h;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, dir, cfs, &h, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
+  with_raw_db([](rocksdb::DB& db, rocksdb::ColumnFamilyHandle*, rocksdb::ColumnFamilyHandle* events) {
     std::string key = encoding::time_prefix(kT0);
     key += std::string(17, '\x01');  // a block key whose value is no block
-    ASSERT_TRUE(db->Put({}, h[7], key, "\xB1garbage").ok());
-    ASSERT_TRUE(db->Put({}, h[7], "abc", "short key").ok());
-    for (auto* x : h) db->DestroyColumnFamilyHandle(x);
-  }
+    ASSERT_TRUE(db.Put({}, events, key, "\xB1garbage").ok());
+    ASSERT_TRUE(db.Put({}, events, "abc", "short key").ok());
+  });
   auto store = open();
   ASSERT_TRUE(store);
   auto page = store->query_events({});
