@@ -152,11 +152,7 @@ bool decode_events_record(std::string_view key, std::string_view value, std::vec
 
 void encode_event_block(std::string& key, std::string& value, TimeMs window, std::string_view stream,
                         int32_t partition, const EventRecord* const* entries, size_t n) {
-  key.clear();
-  put_u64(key, time_key(window));
-  put_u32(key, stream_hash(stream));
-  put_u32(key, static_cast<uint32_t>(partition));
-  put_u64(key, static_cast<uint64_t>(entries[0]->offset));
+  event_key(key, window, stream, partition, entries[0]->offset);  // the window start's format-2 key
   key += '\x01';
   value.clear();
   value += kEventBlockVersion;

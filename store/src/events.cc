@@ -212,13 +212,11 @@ Expected<std::optional<StoredEvent>> Store::get_event(std::string_view stream, i
                                                       TimeMs time) const {
   // The block of the event's window that starts at or before its offset; a replay's block
   // that overlaps it may start earlier, so a few before it are looked at too.
-  std::string prefix;
-  put_u64(prefix, time_key(window_of(time)));
-  put_u32(prefix, stream_hash(stream));
-  put_u32(prefix, static_cast<uint32_t>(partition));
-  std::string target = prefix;
-  put_u64(target, static_cast<uint64_t>(offset));
+  // A block key is a format-2 key of the window's start, with its 0x01 marker.
+  std::string target;
+  event_key(target, window_of(time), stream, partition, offset);
   target += '\x01';
+  const std::string prefix = target.substr(0, 16);  // window | stream hash | partition
   rocksdb::ReadOptions ro;
   rocksdb::Slice lower(prefix);
   ro.iterate_lower_bound = &lower;
