@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include "vigil/core/time.h"
+#include "vigil/store/store.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -94,8 +95,9 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["events"]) c.events = st["events"].as<std::string>();
       if (auto s = duration("events_max_age", c.events_max_age_ms); !s) return s;
       if (auto s = duration("events_bucket", c.events_bucket_ms); !s) return s;
-      if (c.events_bucket_ms % 100 != 0) {  // retention drops whole 100 ms blocks of events
-        return Status::invalid(path + ": store.events_bucket must be a multiple of 100ms");
+      if (c.events_bucket_ms % store::kEventBlockWindowMs != 0) {  // retention drops whole blocks of events
+        return Status::invalid(path + ": store.events_bucket must be a multiple of " +
+                               std::to_string(store::kEventBlockWindowMs) + "ms");
       }
       if (st["events_max_bytes"]) c.events_max_bytes = st["events_max_bytes"].as<uint64_t>();
       if (st["sync_writes"]) c.sync_writes = st["sync_writes"].as<bool>();

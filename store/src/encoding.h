@@ -82,7 +82,7 @@ inline std::string time_prefix(TimeMs t) {
 // entries in offset order. Format 2 wrote one record per event (event_key above ->
 // len:u16 stream | payload); both are read. A block key sorts with the window's start, so
 // readers take a window's records together and order its events by position.
-constexpr int64_t kEventWindowMs = 100;
+constexpr int64_t kEventWindowMs = kEventBlockWindowMs;
 constexpr size_t kEventBlockKeySize = 25;
 constexpr char kEventBlockVersion = '\xB1';
 constexpr size_t kEventBlockEntrySize = 20;

@@ -217,6 +217,10 @@ struct EventPage {
   bool partial = false;
 };
 
+// Retained events are packed in blocks of this much event time (see the layout above);
+// RetentionOptions::bucket_ms must be a multiple of it, so that retention never splits a block.
+inline constexpr int64_t kEventBlockWindowMs = 100;
+
 struct RetentionOptions {
   int64_t max_age_ms = 7LL * 24 * 3600 * 1000;  // 0: no age limit
   uint64_t max_bytes = 0;                        // events cf size on disk; 0: no size limit
