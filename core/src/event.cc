@@ -1,5 +1,8 @@
 #include "vigil/core/event.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -19,7 +22,7 @@ std::string_view parse_error_name(ParseError e) {
   return "unknown";
 }
 
-FieldSet::FieldSet() { nodes_.emplace_back(); }
+FieldSet::FieldSet() : edges_(16) { nodes_.emplace_back(); }
 
 namespace {
 
@@ -59,12 +62,34 @@ bool looks_like_json_value(std::string_view raw) {
 
 }  // namespace
 
+uint64_t FieldSet::edge_hash(uint32_t parent, std::string_view key) {
+  return XXH3_64bits_withSeed(key.data(), key.size(), parent);
+}
+
 int32_t FieldSet::child(uint32_t node, std::string_view key) const {
-  const auto& ch = nodes_[node].children;
-  auto it = std::lower_bound(ch.begin(), ch.end(), key,
-                             [](const auto& p, std::string_view k) { return std::string_view(p.first) < k; });
-  if (it == ch.end() || it->first != key) return -1;
-  return static_cast<int32_t>(it->second);
+  const uint64_t h = edge_hash(node, key);
+  const size_t mask = edges_.size() - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const Edge& e = edges_[i];
+    if (e.child == kNoChild) return -1;
+    if (e.hash == h && e.parent == node && e.key == key) return static_cast<int32_t>(e.child);
+  }
+}
+
+void FieldSet::insert_edge(Edge edge) {
+  if (2 * (edge_count_ + 1) > edges_.size()) {
+    std::vector<Edge> old(edges_.size() * 2);
+    old.swap(edges_);
+    edge_count_ = 0;
+    for (auto& e : old) {
+      if (e.child != kNoChild) insert_edge(std::move(e));
+    }
+  }
+  const size_t mask = edges_.size() - 1;
+  size_t i = edge.hash & mask;
+  while (edges_[i].child != kNoChild) i = (i + 1) & mask;
+  edges_[i] = std::move(edge);
+  ++edge_count_;
 }
 
 uint32_t FieldSet::node_for(std::string_view dotted_path) {
@@ -77,10 +102,8 @@ uint32_t FieldSet::node_for(std::string_view dotted_path) {
       if (part == "*") {
         nodes_[node].wildcard = next;
       } else {
-        auto& ch = nodes_[node].children;
-        auto it = std::lower_bound(ch.begin(), ch.end(), part,
-                                   [](const auto& p, const std::string& k) { return p.first < k; });
-        ch.insert(it, {part, static_cast<uint32_t>(next)});
+        ++nodes_[node].children;
+        insert_edge({edge_hash(node, part), node, static_cast<uint32_t>(next), part});
       }
     }
     node = static_cast<uint32_t>(next);
@@ -121,7 +144,6 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   out.values_.assign(fields.size(), FieldValue{});
   out.raw_ = {};
   if (raw.size() > max_event_bytes_) return ParseError::kTooLarge;
-  if (!simdjson::validate_utf8(raw.data(), raw.size())) return ParseError::kInvalidUtf8;
 
   // The one copy of the event: simdjson needs SIMDJSON_PADDING readable bytes past the end.
   const size_t needed = raw.size() + simdjson::SIMDJSON_PADDING;
@@ -130,9 +152,11 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   std::memset(buffer_.data() + raw.size(), 0, simdjson::SIMDJSON_PADDING);
   out.raw_ = raw;
 
+  // iterate() indexes the whole document first, validating its UTF-8 on the way.
   od::document doc;
-  if (parser_.iterate(buffer_.data(), raw.size(), buffer_.size()).get(doc) != simdjson::SUCCESS) {
-    return ParseError::kMalformedJson;
+  if (const auto err = parser_.iterate(buffer_.data(), raw.size(), buffer_.size()).get(doc);
+      err != simdjson::SUCCESS) {
+    return err == simdjson::UTF8_ERROR ? ParseError::kInvalidUtf8 : ParseError::kMalformedJson;
   }
   od::object root;
   const auto err = doc.get_object().get(root);
@@ -149,8 +173,16 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
   for (auto field_result : obj) {
     od::field field;
     if (std::move(field_result).get(field) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+    // The key as written when it has no escape (nearly always): no copy, no unescaping.
     std::string_view key;
-    if (field.unescaped_key().get(key) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+    const char* k = field.key().raw();
+    const char* end = buffer_.data() + out.raw_.size();
+    const auto* quote = static_cast<const char*>(std::memchr(k, '"', static_cast<size_t>(end - k)));
+    if (quote != nullptr && std::memchr(k, '\\', static_cast<size_t>(quote - k)) == nullptr) {
+      key = std::string_view(k, static_cast<size_t>(quote - k));
+    } else if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      return ParseError::kMalformedJson;
+    }
     // An exact key wins over the "*" child: an on-demand value can be read only once.
     int32_t next = fields.child(node, key);
     if (next < 0) next = fields.nodes_[node].wildcard;
@@ -160,7 +192,7 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
     od::json_type type;
     if (value.type().get(type) != simdjson::SUCCESS) return ParseError::kMalformedJson;
 
-    if (type == od::json_type::object && (!n.children.empty() || n.wildcard >= 0)) {
+    if (type == od::json_type::object && (n.children != 0 || n.wildcard >= 0)) {
       od::object child;
       if (value.get_object().get(child) != simdjson::SUCCESS) return ParseError::kMalformedJson;
       if (auto pe = walk_object(child, fields, static_cast<uint32_t>(next), out, depth + 1); pe != ParseError::kNone) {

@@ -132,17 +132,6 @@ std::string ascii_lower(std::string_view s) {
   return out;
 }
 
-// Orders a lowercased `a` against `b` as if `b` were lowercased too.
-bool ascii_iless(std::string_view a, std::string_view b) {
-  const size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
-    const auto x = static_cast<unsigned char>(a[i]),
-               y = static_cast<unsigned char>(ascii_lower(b[i]));
-    if (x != y) return x < y;
-  }
-  return a.size() < b.size();
-}
-
 bool ascii_iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -375,6 +364,10 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   for (auto& w : set->where_fields_) {
     std::sort(w.values.begin(), w.values.end());
     w.values.erase(std::unique(w.values.begin(), w.values.end()), w.values.end());
+    for (size_t i = 0; i < w.values.size(); ++i) {
+      w.ids.emplace(w.values[i], static_cast<int32_t>(i));
+      w.longest = std::max(w.longest, w.values[i].size());
+    }
   }
   for (const auto& ls : mapping.logsources()) {
     LogsourceCheck check;
@@ -1069,15 +1062,14 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   }
 
   for (size_t w = 0; w < rs.where_fields_.size(); ++w) {
-    const FieldValue& fv = event.field(rs.where_fields_[w].slot);
-    const auto& values = rs.where_fields_[w].values;
+    const RuleSet::WhereField& where = rs.where_fields_[w];
+    const FieldValue& fv = event.field(where.slot);
     int32_t id = -1;
-    if (fv.present()) {
-      auto it = std::lower_bound(
-          values.begin(), values.end(), fv.text,
-          [](const std::string& a, std::string_view b) { return ascii_iless(a, b); });
-      if (it != values.end() && ascii_iequals(*it, fv.text))
-        id = static_cast<int32_t>(it - values.begin());
+    if (fv.present() && fv.text.size() <= where.longest) {
+      where_key_.resize(fv.text.size());
+      std::transform(fv.text.begin(), fv.text.end(), where_key_.begin(),
+                     [](char c) { return ascii_lower(c); });
+      if (auto it = where.ids.find(where_key_); it != where.ids.end()) id = it->second;
     }
     where_value_[w] = id;
   }

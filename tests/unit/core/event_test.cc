@@ -41,6 +41,48 @@ TEST_F(EventParserTest, ExtractsNestedFieldsOfEveryType) {
   EXPECT_EQ(event_.raw(), raw);
 }
 
+// Keys are compared as written unless they hold an escape; an escaped key is unescaped first.
+TEST_F(EventParserTest, EscapedKeysAreFoundByTheirUnescapedName) {
+  const std::string raw =
+      R"({"Ev\u0065nt":{"EventData":{"Im\u0061ge":"a","Image\"":"quoted"},"System":{"EventID":4}},)"
+      R"("fl\u0061g":false,"a.b":"dot","a\\.b":"backslash"})";
+  ASSERT_EQ(parser_.parse(raw, fields_, event_), ParseError::kNone);
+  EXPECT_EQ(event_.field(image_).text, "a");
+  EXPECT_EQ(event_.field(id_).text, "4");
+  EXPECT_EQ(event_.field(flag_).text, "false");
+  EXPECT_EQ(event_.field(dotted_).text, "dot");
+  // A key that only starts like a wanted one is another key.
+  ASSERT_EQ(parser_.parse(R"({"Event":{"EventData":{"Image\"":"quoted","Imag":"short"}}})", fields_, event_),
+            ParseError::kNone);
+  EXPECT_EQ(event_.field(image_).type, ValueType::kMissing);
+}
+
+TEST(FieldSet, ManyKeysUnderManyParentsStayDistinct) {
+  FieldSet f;
+  std::vector<uint32_t> slots;
+  for (int parent = 0; parent < 20; ++parent) {
+    for (int key = 0; key < 100; ++key) {
+      slots.push_back(f.add("p" + std::to_string(parent) + ".k" + std::to_string(key)));
+    }
+  }
+  ASSERT_EQ(f.size(), 2000u);
+  for (int parent = 0; parent < 20; ++parent) {
+    for (int key = 0; key < 100; ++key) {
+      EXPECT_EQ(f.find("p" + std::to_string(parent) + ".k" + std::to_string(key)),
+                static_cast<int32_t>(slots[static_cast<size_t>(parent * 100 + key)]));
+    }
+  }
+  EXPECT_EQ(f.find("p0.k100"), -1);
+  EXPECT_EQ(f.find("k0"), -1);
+  EventParser parser;
+  Event event;
+  ASSERT_EQ(parser.parse(R"({"p19":{"k99":"last","k5":"five"},"p3":{"k0":0}})", f, event), ParseError::kNone);
+  EXPECT_EQ(event.field(slots[1999]).text, "last");
+  EXPECT_EQ(event.field(slots[1905]).text, "five");
+  EXPECT_EQ(event.field(slots[300]).text, "0");
+  EXPECT_EQ(event.field(slots[0]).type, ValueType::kMissing);
+}
+
 TEST_F(EventParserTest, MissingAndWronglyShapedPathsAreAbsent) {
   ASSERT_EQ(parser_.parse(R"({"Event":{"System":"flat"},"other":1})", fields_, event_), ParseError::kNone);
   EXPECT_EQ(event_.field(id_).type, ValueType::kMissing);
@@ -62,6 +104,10 @@ TEST_F(EventParserTest, NamesEveryKindOfBadInput) {
   EXPECT_EQ(parser_.parse(R"({"flag": tru})", fields_, event_), ParseError::kMalformedJson);
   EXPECT_EQ(parser_.parse(R"({"flag": 1)", fields_, event_), ParseError::kMalformedJson);
   EXPECT_EQ(parser_.parse("{\"flag\":\"\xff\xfe\"}", fields_, event_), ParseError::kInvalidUtf8);
+  // Wherever it is: in a key, in a value no rule reads, after the object.
+  EXPECT_EQ(parser_.parse("{\"fl\xc3\":1}", fields_, event_), ParseError::kInvalidUtf8);
+  EXPECT_EQ(parser_.parse("{\"skipped\":\"\xed\xa0\x80\",\"flag\":1}", fields_, event_), ParseError::kInvalidUtf8);
+  EXPECT_EQ(parser_.parse("{\"flag\":1} \xff", fields_, event_), ParseError::kInvalidUtf8);
   EventParser small(16);
   EXPECT_EQ(small.parse(R"({"flag":"0123456789abcdef"})", fields_, event_), ParseError::kTooLarge);
   std::string deep;

@@ -48,15 +48,27 @@ class FieldSet {
  private:
   friend class EventParser;
   struct Node {
-    // Sorted by key for binary search; values are node indexes.
-    std::vector<std::pair<std::string, uint32_t>> children;
+    uint32_t children = 0;  // keyed children, found through edges_
     int32_t wildcard = -1;  // the "*" child
     int32_t slot = -1;
   };
+  // A keyed child: (parent node, key) -> child node. The parser looks up every key of every
+  // object it walks, so the edges of all nodes share one open-addressing hash table.
+  struct Edge {
+    uint64_t hash = 0;
+    uint32_t parent = 0;
+    uint32_t child = kNoChild;
+    std::string key;
+  };
+  static constexpr uint32_t kNoChild = 0xffffffffu;
+  static uint64_t edge_hash(uint32_t parent, std::string_view key);
   int32_t child(uint32_t node, std::string_view key) const;
   uint32_t node_for(std::string_view dotted_path);
+  void insert_edge(Edge edge);
 
   std::vector<Node> nodes_;  // nodes_[0] is the root
+  std::vector<Edge> edges_;  // a power of two in size, at most half full
+  size_t edge_count_ = 0;
   std::vector<std::string> paths_;
 };
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "vigil/core/event.h"
@@ -158,10 +159,13 @@ class RuleSet {
     std::vector<uint32_t> always_evaluate;  // rules no predicate can trigger (e.g. "not filter")
   };
   // The fields logsources are selected by (Channel, EventID, ...), each with the values
-  // some logsource accepts, lowercased and sorted: an event's value is looked up once.
+  // some logsource accepts, lowercased and sorted (a value's id is its index): an event's
+  // value is lowercased and looked up once.
   struct WhereField {
     uint32_t slot;
     std::vector<std::string> values;
+    std::unordered_map<std::string, int32_t> ids;  // value -> index in values
+    size_t longest = 0;                            // of values: a longer field is none of them
   };
   struct LogsourceCheck {
     std::vector<std::pair<uint32_t, std::vector<int32_t>>>
@@ -241,6 +245,7 @@ class Matcher {
   std::vector<uint32_t> to_confirm_;
   std::vector<uint8_t> active_group_;
   std::vector<int32_t> where_value_;  // per where field: the event's value id, or -1
+  std::string where_key_;             // the value being looked up, lowercased
   size_t scan_length_ = 0;            // of the text being scanned, for end anchors
   std::vector<uint32_t> database_epoch_;
   std::vector<uint8_t> bits_;
