@@ -148,6 +148,10 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     return Status::invalid("retention bucket must be a positive multiple of " + std::to_string(kEventWindowMs) + " ms");
   }
 
+  // Chooses (and checks) RocksDB's CRC32C before the first log record needs it; this call
+  // also links src/crc32c.cc, and with it the faster Extend, into every binary with a store.
+  (void)crc32c_implementation();
+
   std::unique_ptr<Store> store(new Store());
   store->path_ = options.path;
   store->sync_writes_ = options.sync_writes;

@@ -105,6 +105,13 @@ enum class AlertLevel : uint8_t { kUnknown = 0, kInformational, kLow, kMedium, k
 std::optional<AlertLevel> parse_alert_level(std::string_view name);  // "high" -> kHigh
 std::string_view alert_level_name(AlertLevel level);
 
+// RocksDB's CRC32C (write-ahead log, blocks) as vigil runs it: "sse4.2" (the CPU's crc32
+// instruction, in place of the table-driven code of a portable librocksdb build; see
+// src/crc32c.cc), "rocksdb" (the library's own) or "bitwise". Chosen at the first call.
+std::string_view crc32c_implementation();
+// That CRC32C of `data` continued from `crc` (RocksDB's crc32c::Extend).
+uint32_t crc32c_extend(uint32_t crc, const char* data, size_t n);
+
 struct AlertRecord {
   AlertId id;
   TimeMs time = 0;
