@@ -515,9 +515,12 @@ int main(int argc, char** argv) {
   int partitions = 32;
   double latency_seconds = 10;
   double latency_rate = 0;
+  int rounds = 1;
   cli.add_option("--events", events, "Events pre-produced for the throughput runs (the mock keeps ~5 MB per partition)");
   cli.add_option("--partitions", partitions, "Partitions of the topic");
   cli.add_option("--latency-seconds", latency_seconds, "Duration of the latency run");
+  cli.add_option("--rounds", rounds, "Throughput rounds (bare, 1 worker, 2 workers, bare), with the median ratios")
+      ->check(CLI::Range(1, 50));
   cli.add_option("--prefetch-kb", g_prefetch_kb, "queued.max.messages.kbytes of vigil's consumer (default: the Pipeline's)");
   std::string retain = "all";
   cli.add_option("--retain", retain, "Events vigil keeps in its store: all (vigild's default), matched or none")
@@ -544,35 +547,60 @@ int main(int argc, char** argv) {
   produce_all(brokers, "bench", events, 1);
 
   // Bare consumer before and after the pipelines (the broker's state changes little, but the
-  // machine's does): its best is the reference.
-  const Throughput bare_before = bare_consume_rate(brokers, "bench", partitions, events);
-  const Throughput one_run = pipeline_rate(brokers, "bench", rules, 1, events, tmp / "w1");
-  const Throughput two_run = pipeline_rate(brokers, "bench", rules, 2, events, tmp / "w2");
-  const Throughput bare_after = bare_consume_rate(brokers, "bench", partitions, events);
-  const Throughput bare_run = bare_before.rate >= bare_after.rate ? bare_before : bare_after;
-  const double bare = bare_run.rate, one = one_run.rate, two = two_run.rate;
-  const char* tunables = std::getenv("GLIBC_TUNABLES");
-  std::printf("events: %zu (~%.0f B each), partitions: %d, rules: %zu (default pack), allocator: %s\n", events,
-              560.0, partitions, rules.set->rules().size(), tunables ? tunables : "glibc defaults");
+  // machine's does): the better of the two is the round's reference. --rounds N repeats the
+  // round and reports the median ratio: on a noisy machine one round's ratio can move by
+  // a third either way.
   // cpu us/event: the whole process's CPU time (broker, clients, workers, RocksDB) per event
   // read; on two cores, a rate cannot exceed 2e6 / that. faults/event: page faults of the
   // process per event read.
   // steady: events/s once the first batch was delivered (see Throughput).
-  std::printf("%-28s %12s %10s %16s %14s %12s %10s\n", "reader", "events/s", "vs bare", "cpu us/event", "faults/event",
-              "steady ev/s", "vs bare");
-  auto row = [&](const char* name, const Throughput& t) {
-    std::printf("%-28s %12.0f %10.2f %16.2f %14.3f %12.0f %10.2f\n", name, t.rate, t.rate / bare, t.cpu_us, t.faults,
-                t.steady, bare_run.steady > 0 ? t.steady / bare_run.steady : 0);
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  std::printf("events: %zu (~%.0f B each), partitions: %d, rules: %zu (default pack), allocator: %s\n", events,
+              560.0, partitions, rules.set->rules().size(), tunables ? tunables : "glibc defaults");
+  std::vector<double> two_ratios, one_ratios, max_rates, scalings;
+  for (int round = 0; round < rounds; ++round) {
+    const std::string suffix = rounds > 1 ? "-r" + std::to_string(round) : "";
+    const Throughput bare_before = bare_consume_rate(brokers, "bench", partitions, events);
+    const Throughput one_run = pipeline_rate(brokers, "bench", rules, 1, events, tmp / ("w1" + suffix));
+    const Throughput two_run = pipeline_rate(brokers, "bench", rules, 2, events, tmp / ("w2" + suffix));
+    const Throughput bare_after = bare_consume_rate(brokers, "bench", partitions, events);
+    const Throughput bare_run = bare_before.rate >= bare_after.rate ? bare_before : bare_after;
+    const double bare = bare_run.rate, one = one_run.rate, two = two_run.rate;
+    if (rounds > 1) std::printf("round %d of %d\n", round + 1, rounds);
+    std::printf("%-28s %12s %10s %16s %14s %12s %10s\n", "reader", "events/s", "vs bare", "cpu us/event",
+                "faults/event", "steady ev/s", "vs bare");
+    auto row = [&](const char* name, const Throughput& t) {
+      std::printf("%-28s %12.0f %10.2f %16.2f %14.3f %12.0f %10.2f\n", name, t.rate, t.rate / bare, t.cpu_us,
+                  t.faults, t.steady, bare_run.steady > 0 ? t.steady / bare_run.steady : 0);
+    };
+    row("bare librdkafka consumer", bare_run);
+    row("vigil pipeline, 1 worker", one_run);
+    row("vigil pipeline, 2 workers", two_run);
+    std::printf("scaling 2 workers / 1 worker: %.2f\n", two / one);
+    std::fflush(stdout);
+    two_ratios.push_back(two / bare);
+    one_ratios.push_back(one / bare);
+    scalings.push_back(two / one);
+    max_rates.push_back(std::max(two, one));
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
   };
-  row("bare librdkafka consumer", bare_run);
-  row("vigil pipeline, 1 worker", one_run);
-  row("vigil pipeline, 2 workers", two_run);
-  std::printf("scaling 2 workers / 1 worker: %.2f\n", two / one);
+  if (rounds > 1) {
+    auto summary = [&](const char* what, const std::vector<double>& v) {
+      std::printf("%s over %d rounds: median %.2f, min %.2f, max %.2f\n", what, rounds, median(v),
+                  *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
+    };
+    summary("2 workers / bare", two_ratios);
+    summary("1 worker / bare", one_ratios);
+    summary("scaling 2 workers / 1 worker", scalings);
+  }
 
   // The producer runs on the same two cores, so the latency runs are made at a half and at
   // a quarter of the maximum measured without it.
   // --latency-rate R: one run at R events/s instead, to compare builds at the same load.
-  const double max_rate = std::max(two, one);
+  const double max_rate = median(max_rates);
   int run = 0;
   auto latency_at = [&](double rate, const char* what) -> std::optional<Latency> {
     const std::string topic = "latency-" + std::to_string(run++);
