@@ -17,22 +17,17 @@
 #include <cstdint>
 #include <cstring>
 
+#include "crc32c.h"
 #include "vigil/store/store.h"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
 
-// RocksDB's declaration (util/crc32c.h); defined at the end of this file.
-namespace rocksdb::crc32c {
-uint32_t Extend(uint32_t init_crc, const char* data, size_t n);
-}  // namespace rocksdb::crc32c
-
 namespace vigil::store {
 namespace {
 
-using ExtendFn = uint32_t (*)(uint32_t, const char*, size_t);
-constexpr const char* kExtendSymbol = "_ZN7rocksdb6crc32c6ExtendEjPKcm";
+using ExtendFn = Crc32cExtendFn;
 
 // Bitwise CRC32C: the last resort when neither the instruction nor RocksDB's own is there.
 uint32_t extend_bitwise(uint32_t crc, const char* data, size_t n) {
@@ -61,7 +56,7 @@ __attribute__((target("sse4.2"))) uint32_t extend_sse42(uint32_t crc, const char
 // RocksDB's Extend when this process has one to defer to, else null.
 ExtendFn rocksdb_extend() {
   static const ExtendFn fn = [] {
-    const auto found = reinterpret_cast<ExtendFn>(dlsym(RTLD_NEXT, kExtendSymbol));
+    const auto found = reinterpret_cast<ExtendFn>(dlsym(RTLD_NEXT, kRocksDbExtendSymbol));
     return found == &rocksdb::crc32c::Extend ? nullptr : found;  // never ourselves
   }();
   return fn;

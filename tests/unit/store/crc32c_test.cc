@@ -5,17 +5,13 @@
 #include <random>
 #include <string>
 
+#include "crc32c.h"
 #include "vigil/store/store.h"
-
-namespace rocksdb::crc32c {
-uint32_t Extend(uint32_t init_crc, const char* data, size_t n);
-}  // namespace rocksdb::crc32c
 
 namespace vigil::store {
 namespace {
 
-using ExtendFn = uint32_t (*)(uint32_t, const char*, size_t);
-constexpr const char* kSymbol = "_ZN7rocksdb6crc32c6ExtendEjPKcm";
+using ExtendFn = Crc32cExtendFn;
 
 TEST(Crc32c, IsTheCastagnoliCrcOfRfc3720) {
   const std::string digits = "123456789";
@@ -43,8 +39,8 @@ TEST(Crc32c, UsesTheInstructionWhereTheCpuHasIt) {
 // The symbol RocksDB's own calls are bound to is vigil's (they go through the PLT), and it
 // computes exactly what the library's definition computes.
 TEST(Crc32c, RocksDbCallsReachItAndItAgreesWithRocksDbsOwn) {
-  EXPECT_EQ(reinterpret_cast<ExtendFn>(dlsym(RTLD_DEFAULT, kSymbol)), &rocksdb::crc32c::Extend);
-  const auto theirs = reinterpret_cast<ExtendFn>(dlsym(RTLD_NEXT, kSymbol));
+  EXPECT_EQ(reinterpret_cast<ExtendFn>(dlsym(RTLD_DEFAULT, kRocksDbExtendSymbol)), &rocksdb::crc32c::Extend);
+  const auto theirs = reinterpret_cast<ExtendFn>(dlsym(RTLD_NEXT, kRocksDbExtendSymbol));
   ASSERT_NE(theirs, nullptr) << "librocksdb no longer exports crc32c::Extend";
   ASSERT_NE(theirs, &rocksdb::crc32c::Extend);
   std::mt19937_64 rng(7);
