@@ -159,6 +159,7 @@ void run_match(benchmark::State& state, const Workload& w) {
     return out.size();
   });
   state.counters["rules"] = static_cast<double>(w.rules->rules().size());
+  state.counters["lazy_regexes"] = static_cast<double>(w.rules->lazy_pattern_count());
 }
 
 void BM_DefaultPack(benchmark::State& state) {

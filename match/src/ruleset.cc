@@ -150,6 +150,7 @@ RuleSet::~RuleSet() {
     hs_free_database(d.db);
     hs_free_database(d.literal_db);
   }
+  for (auto* d : lazy_databases_) hs_free_database(d);
   for (auto* c : confirms_) pcre2_code_free(c);
   pcre2_match_context_free(confirm_limits_);
 }
@@ -549,6 +550,54 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
                                                                     : d.slot;
   }
 
+  // Regexes that are not plain strings cost a Hyperscan database every event of their field
+  // scans whatever the rest of the rule says (the tree's `CommandLine` regexes alone were a
+  // ninth of an event's matching time). A regex whose rules can be triggered by another
+  // predicate is lazy: it is left out of the field's database and, in a database of its own,
+  // scanned only when a rule using it is evaluated (see Matcher::pred_holds).
+  constexpr double kRegexTriggerCost = 1e4;  // above other patterns and comparisons, below `exists`
+  std::vector<bool> lazy_candidate(patterns.size(), false);
+  for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
+    uint8_t anchors = 0;
+    lazy_candidate[pat] = !prefilter[pat] && !literal_variants(patterns[pat].regex, anchors);
+  }
+  // Trigger sets: a rule is evaluated for an event only when one of its trigger predicates
+  // holds. The cost of a predicate estimates how often it holds: patterns shared by many
+  // rules (`\cmd.exe`) are common, field presence tests are nearly always true.
+  std::vector<double> pattern_users(patterns.size(), 0);
+  std::vector<double> cost(preds.size(), 0);
+  for (const auto& pr : pending) {
+    auto count = [&](auto&& self, const CondNode& n) -> void {
+      if (n.kind == CondNode::Kind::kPred && preds[n.index].pattern) {
+        for (uint32_t pat : preds[n.index].patterns) pattern_users[pat] += 1;
+      }
+      for (const auto& c : n.children) self(self, c);
+    };
+    count(count, pr.condition);
+  }
+  for (uint32_t id = 0; id < preds.size(); ++id) {
+    const PredDef& d = preds[id];
+    if (d.pattern) {
+      // A lazy-able regex as a trigger costs a scan of its field for every event: it is
+      // chosen only over predicates that hold for nearly every event.
+      for (uint32_t pat : d.patterns) cost[id] += lazy_candidate[pat] ? kRegexTriggerCost : 1 + pattern_users[pat];
+    } else if (d.kind == Predicate::Kind::kExists || d.kind == Predicate::Kind::kMissing ||
+               d.kind == Predicate::Kind::kEmpty) {
+      cost[id] = 1e6;
+    } else {
+      cost[id] = 1e3;
+    }
+  }
+
+  std::vector<std::optional<std::vector<uint32_t>>> triggers;
+  std::vector<bool> trigger_pred(preds.size(), false);
+  for (const PendingRule& pr : pending) {
+    triggers.push_back(trigger_set(pr.condition, cost));
+    if (triggers.back()) {
+      for (uint32_t p : *triggers.back()) trigger_pred[p] = true;
+    }
+  }
+
   // Pass 2: the patterns' predicates, one Hyperscan database per field, PCRE2 for prefilters.
   std::vector<std::vector<uint32_t>> preds_of_pattern(patterns.size());
   for (uint32_t id = 0; id < preds.size(); ++id) {
@@ -571,6 +620,12 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       std::from_chars(d.operand.data(), d.operand.data() + d.operand.size(), dp.number);
     }
     set->groups_[d.group].direct.push_back(dp);
+  }
+  std::vector<bool> lazy(patterns.size(), false);
+  for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
+    lazy[pat] = lazy_candidate[pat] &&
+                std::none_of(preds_of_pattern[pat].begin(), preds_of_pattern[pat].end(),
+                             [&](uint32_t pred) { return trigger_pred[pred]; });
   }
   // Which groups use each pattern.
   std::vector<std::set<uint32_t>> pattern_groups(patterns.size());
@@ -600,6 +655,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   std::map<DbKey, std::vector<uint32_t>> regex_ids, literal_ids;  // database -> scan patterns
   std::map<uint32_t, uint32_t> regex_pattern;                     // scan pattern -> pattern
   std::vector<std::string> literals;                              // per scan pattern, literals only
+  std::vector<uint32_t> lazy_scan_id(patterns.size(), 0);         // lazy pattern -> scan pattern
   std::vector<unsigned> literal_flags;
   for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
     Pattern p{static_cast<uint32_t>(set->pattern_preds_.size()), 0, -1};
@@ -625,6 +681,21 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
                                 (anchors ? 0 : HS_FLAG_SINGLEMATCH));
         set->patterns_.push_back(lit);
       }
+      continue;
+    }
+    if (lazy[pat]) {
+      hs_compile_error_t* err = nullptr;
+      hs_database_t* db = nullptr;
+      if (hs_compile(def.regex.c_str(), def.flags, HS_MODE_BLOCK, nullptr, &db, &err) != HS_SUCCESS) {
+        const std::string msg = err ? err->message : "unknown error";
+        hs_free_compile_error(err);
+        return Status::internal("Hyperscan compile of pattern '" + def.regex + "' failed: " + msg);
+      }
+      p.lazy = static_cast<int32_t>(set->lazy_databases_.size());
+      p.slot = def.slot;
+      set->lazy_databases_.push_back(db);
+      lazy_scan_id[pat] = static_cast<uint32_t>(set->patterns_.size());
+      set->patterns_.push_back(p);
       continue;
     }
     if (prefilter[pat]) {
@@ -694,30 +765,13 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     set->logsource_databases_[key.second].push_back(index);
   }
 
-  // Trigger sets: a rule is evaluated for an event only when one of its trigger predicates
-  // holds. The cost of a predicate estimates how often it holds: patterns shared by many
-  // rules (`\cmd.exe`) are common, field presence tests are nearly always true.
-  std::vector<double> pattern_users(patterns.size(), 0);
-  std::vector<double> cost(preds.size(), 0);
-  for (const auto& pr : pending) {
-    auto count = [&](auto&& self, const CondNode& n) -> void {
-      if (n.kind == CondNode::Kind::kPred && preds[n.index].pattern) {
-        for (uint32_t pat : preds[n.index].patterns) pattern_users[pat] += 1;
-      }
-      for (const auto& c : n.children) self(self, c);
-    };
-    count(count, pr.condition);
-  }
+  set->lazy_of_predicate_.assign(preds.size(), {0, 0});
   for (uint32_t id = 0; id < preds.size(); ++id) {
-    const PredDef& d = preds[id];
-    if (d.pattern) {
-      for (uint32_t pat : d.patterns) cost[id] += 1 + pattern_users[pat];
-    } else if (d.kind == Predicate::Kind::kExists || d.kind == Predicate::Kind::kMissing ||
-               d.kind == Predicate::Kind::kEmpty) {
-      cost[id] = 1e6;
-    } else {
-      cost[id] = 1e3;
+    const auto begin = static_cast<uint32_t>(set->lazy_patterns_.size());
+    for (uint32_t pat : preds[id].patterns) {
+      if (preds[id].pattern && lazy[pat]) set->lazy_patterns_.push_back(lazy_scan_id[pat]);
     }
+    set->lazy_of_predicate_[id] = {begin, static_cast<uint32_t>(set->lazy_patterns_.size())};
   }
 
   // Condition programs.
@@ -768,8 +822,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     set->compiled_.push_back(cr);
     set->rules_.push_back(
         {pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
-    if (auto triggers = trigger_set(pr.condition, cost)) {
-      for (uint32_t p : *triggers) set->rules_of_predicate_[p].push_back(rule_index);
+    if (const auto& rule_triggers = triggers[rule_index]) {
+      for (uint32_t p : *rule_triggers) set->rules_of_predicate_[p].push_back(rule_index);
     } else {
       set->groups_[pr.group].always_evaluate.push_back(rule_index);
     }
@@ -910,6 +964,13 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
       }
     }
   }
+  for (const hs_database_t* db : rs.lazy_databases_) {
+    if (hs_alloc_scratch(db, &m->scratch_) != HS_SUCCESS) {
+      return Status::internal("Hyperscan scratch allocation failed");
+    }
+  }
+  m->lazy_epoch_.assign(rs.lazy_databases_.size(), 0);
+  m->lazy_hit_.assign(rs.lazy_databases_.size(), 0);
   if (!rs.confirms_.empty()) {
     m->match_data_ = pcre2_match_data_create(1, nullptr);
     if (m->match_data_ == nullptr) return Status::internal("PCRE2 match data allocation failed");
@@ -954,7 +1015,7 @@ bool Matcher::evaluate(uint32_t rule) {
     const auto& in = rs.program_[pc];
     switch (in.op) {
       case RuleSet::Op::kPred:
-        st[sp++] = bits_[in.arg];
+        st[sp++] = bits_[in.arg] || pred_holds(in.arg);
         break;
       case RuleSet::Op::kTrue:
         st[sp++] = 1;
@@ -979,6 +1040,38 @@ bool Matcher::evaluate(uint32_t rule) {
     }
   }
   return sp == 1 && st[0];
+}
+
+bool Matcher::pred_holds(uint32_t pred) {
+  const RuleSet& rs = *rules_;
+  if (bits_[pred]) return true;
+  const auto [begin, end] = rs.lazy_of_predicate_[pred];
+  for (uint32_t i = begin; i < end; ++i) {
+    const RuleSet::Pattern& p = rs.patterns_[rs.lazy_patterns_[i]];
+    const auto lazy = static_cast<size_t>(p.lazy);
+    if (lazy_epoch_[lazy] != epoch_) {
+      lazy_epoch_[lazy] = epoch_;
+      lazy_hit_[lazy] = 0;
+      const FieldValue fv = p.slot == RuleSet::kRawSlot ? FieldValue{ValueType::kObject, event_->raw()}
+                                                        : event_->field(p.slot);
+      if (fv.present()) {
+        const hs_error_t err = hs_scan(rs.lazy_databases_[lazy], fv.text.data(),
+                                       static_cast<unsigned>(fv.text.size()), 0, scratch_,
+                                       on_lazy_match, &lazy_hit_[lazy]);
+        if (err != HS_SUCCESS && err != HS_SCAN_TERMINATED) lazy_error_ = err;
+      }
+    }
+    if (lazy_hit_[lazy]) {
+      set_bit(pred);
+      return true;
+    }
+  }
+  return false;
+}
+
+int Matcher::on_lazy_match(unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) {
+  *static_cast<uint8_t*>(ctx) = 1;
+  return 1;  // one match is the answer: stop scanning
 }
 
 bool RuleSet::evaluate_direct(const DirectPredicate& dp, const Event& event) {
@@ -1058,6 +1151,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   if (++epoch_ == 0) {
     std::fill(rule_epoch_.begin(), rule_epoch_.end(), 0);
     std::fill(database_epoch_.begin(), database_epoch_.end(), 0);
+    std::fill(lazy_epoch_.begin(), lazy_epoch_.end(), 0);
     epoch_ = 1;
   }
 
@@ -1161,8 +1255,15 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     }
   }
   const size_t first = out.size();
+  event_ = &event;
+  lazy_error_ = HS_SUCCESS;
   for (uint32_t r : candidates_) {
     if (evaluate(r)) out.push_back(r);
+  }
+  event_ = nullptr;
+  if (lazy_error_ != HS_SUCCESS) {
+    out.resize(first);
+    return Status::internal("Hyperscan scan failed with error " + std::to_string(lazy_error_));
   }
   std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
   return Status::ok();

@@ -45,6 +45,7 @@ class RuleMatch {
     matcher_ = std::move(*Matcher::create(rules_));
   }
   const std::string& error() const { return error_; }
+  const RuleSet& rule_set() const { return *rules_; }
   Status match_status(const std::string& json) {
     EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
     std::vector<uint32_t> out;
@@ -259,6 +260,44 @@ TEST(RuleSet, CasedAndRegex) {
   EXPECT_FALSE(re.matches(proc(R"("CommandLine":"CMD.exe /c dir")")));  // re is case-sensitive
   RuleMatch rei("  sel:\n    CommandLine|re|i: '^cmd\\.exe'\n  condition: sel\n");
   EXPECT_TRUE(rei.matches(proc(R"("CommandLine":"CMD.EXE /c")")));
+}
+
+// A regex in a rule that a cheaper predicate can trigger is left out of its field's database
+// and scanned only when the rule is evaluated; it decides the match as before. A regex that
+// is a rule's only trigger stays in the database.
+TEST(RuleSet, RegexesOtherPredicatesTriggerAreScannedOnDemand) {
+  RuleMatch m(R"(  sel_img:
+    Image|endswith: '\powershell.exe'
+  sel_re:
+    CommandLine|re: '-[eE][ncodema]*\s+[A-Za-z0-9+/=]{8,}'
+  condition: sel_img and sel_re
+)");
+  ASSERT_TRUE(m.error().empty()) << m.error();
+  EXPECT_EQ(m.rule_set().lazy_pattern_count(), 1u);
+  const std::string ps = R"("Image":"C:\\x\\powershell.exe",)";
+  EXPECT_EQ(m.matched_fields(proc(ps + R"("CommandLine":"powershell -enc SQBFAFgAIAAo")")),
+            (Paths{"CommandLine", "Image"}));
+  EXPECT_FALSE(m.matches(proc(ps + R"("CommandLine":"powershell -enc abc")")));
+  EXPECT_FALSE(m.matches(proc(R"("Image":"C:\\x\\cmd.exe","CommandLine":"powershell -enc SQBFAFgAIAAo")")));
+  EXPECT_FALSE(m.matches(proc(ps.substr(0, ps.size() - 1))));  // no CommandLine at all
+  EXPECT_TRUE(m.matches(proc(ps + R"("CommandLine":"x -e QUJDREVGR0g=")")));  // not a stale result
+  EXPECT_FALSE(m.matches(proc(ps + R"("CommandLine":"x -e QUJD")")));
+
+  RuleMatch negated(R"(  sel:
+    Image|endswith: '\x.exe'
+  filter:
+    CommandLine|re: 'a[0-9]+b'
+  condition: sel and not filter
+)");
+  EXPECT_EQ(negated.rule_set().lazy_pattern_count(), 1u);
+  EXPECT_TRUE(negated.matches(proc(R"("Image":"C:\\x.exe","CommandLine":"zz")")));
+  EXPECT_FALSE(negated.matches(proc(R"("Image":"C:\\x.exe","CommandLine":"za12bz")")));
+  EXPECT_TRUE(negated.matches(proc(R"("Image":"C:\\x.exe")")));
+
+  RuleMatch alone("  sel:\n    CommandLine|re: 'a[0-9]+b'\n  condition: sel\n");
+  EXPECT_EQ(alone.rule_set().lazy_pattern_count(), 0u);
+  EXPECT_TRUE(alone.matches(proc(R"("CommandLine":"a1b")")));
+  EXPECT_FALSE(alone.matches(proc(R"("CommandLine":"ab")")));
 }
 
 TEST(RuleSet, Windash) {

@@ -95,6 +95,8 @@ class RuleSet {
   size_t pattern_count() const { return patterns_.size(); }
   // Patterns Hyperscan runs as prefilters (lookaround, backreferences), confirmed by PCRE2.
   size_t confirmed_pattern_count() const { return confirms_.size(); }
+  // Regex patterns scanned only when a rule using them is evaluated (see lazy_databases_).
+  size_t lazy_pattern_count() const { return lazy_databases_.size(); }
 
  private:
   friend class Matcher;
@@ -140,6 +142,8 @@ class RuleSet {
     int32_t confirm = -1;  // >= 0: a Hyperscan prefilter, confirmed by confirms_[confirm]
     uint8_t anchors = 0;   // literals: kAnchorStart and/or kAnchorEnd
     uint32_t length = 0;   // literals: bytes
+    int32_t lazy = -1;     // >= 0: scanned on demand, alone, with lazy_databases_[lazy]
+    uint32_t slot = 0;     // lazy patterns: the field they scan
   };
   static constexpr uint8_t kAnchorStart = 1, kAnchorEnd = 2;
   struct DirectPredicate {  // evaluated without Hyperscan
@@ -183,6 +187,12 @@ class RuleSet {
   std::vector<Pattern> patterns_;
   std::vector<uint32_t> pattern_preds_;
   std::vector<pcre2_real_code_8*> confirms_;
+  // Lazy patterns: regexes (not plain strings) no rule needs as a trigger, each in a database
+  // of its own, scanned only when a rule using them is evaluated. Per predicate, its lazy
+  // patterns (scan pattern ids) at lazy_patterns_[first, second).
+  std::vector<hs_database_t*> lazy_databases_;
+  std::vector<std::pair<uint32_t, uint32_t>> lazy_of_predicate_;
+  std::vector<uint32_t> lazy_patterns_;
   // Bounds every confirmation (backtracking steps and depth): a hostile field cannot make a
   // backreference pattern run for seconds; hitting the bound is a matching error.
   pcre2_real_match_context_8* confirm_limits_ = nullptr;
@@ -230,6 +240,11 @@ class Matcher {
   friend class RuleSet;  // evaluates conditions with no predicate set, at compile time
   explicit Matcher(std::shared_ptr<const RuleSet> rules) : rules_(std::move(rules)) {}
   bool evaluate(uint32_t rule);
+  // Whether predicate `pred` holds for the event being matched: its bit, or else one of its
+  // lazy patterns found in the event now (each scanned at most once per event).
+  bool pred_holds(uint32_t pred);
+  static int on_lazy_match(unsigned id, unsigned long long from, unsigned long long to,
+                           unsigned flags, void* ctx);
   void set_bit(uint32_t pred) {
     if (!bits_[pred]) {
       bits_[pred] = 1;
@@ -257,6 +272,10 @@ class Matcher {
   uint32_t epoch_ = 0;
   std::vector<uint8_t> stack_;
   std::vector<uint32_t> candidates_;
+  const Event* event_ = nullptr;       // during match()
+  std::vector<uint32_t> lazy_epoch_;   // per lazy database: the epoch it was scanned in
+  std::vector<uint8_t> lazy_hit_;      // per lazy database: whether that scan matched
+  hs_error_t lazy_error_ = HS_SUCCESS; // of a lazy scan during this match()
 };
 
 }  // namespace vigil::match
