@@ -1015,7 +1015,7 @@ bool Matcher::evaluate(uint32_t rule) {
     const auto& in = rs.program_[pc];
     switch (in.op) {
       case RuleSet::Op::kPred:
-        st[sp++] = bits_[in.arg] || pred_holds(in.arg);
+        st[sp++] = pred_holds(in.arg);
         break;
       case RuleSet::Op::kTrue:
         st[sp++] = 1;

@@ -53,13 +53,10 @@ __attribute__((target("sse4.2"))) uint32_t extend_sse42(uint32_t crc, const char
 }
 #endif
 
-// RocksDB's Extend when this process has one to defer to, else null.
+// RocksDB's Extend when this process has one to defer to, else null (never ourselves).
 ExtendFn rocksdb_extend() {
-  static const ExtendFn fn = [] {
-    const auto found = reinterpret_cast<ExtendFn>(dlsym(RTLD_NEXT, kRocksDbExtendSymbol));
-    return found == &rocksdb::crc32c::Extend ? nullptr : found;  // never ourselves
-  }();
-  return fn;
+  const auto found = reinterpret_cast<ExtendFn>(dlsym(RTLD_NEXT, kRocksDbExtendSymbol));
+  return found == &rocksdb::crc32c::Extend ? nullptr : found;
 }
 
 // Whether `fn` computes what `reference` computes, for every length up to 300 bytes at every
