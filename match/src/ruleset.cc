@@ -151,6 +151,7 @@ RuleSet::~RuleSet() {
     hs_free_database(d.literal_db);
   }
   for (auto* d : lazy_databases_) hs_free_database(d);
+  for (auto& f : lazy_fields_) hs_free_database(f.db);
   for (auto* c : confirms_) pcre2_code_free(c);
   pcre2_match_context_free(confirm_limits_);
 }
@@ -556,10 +557,27 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   // predicate is lazy: it is left out of the field's database and, in a database of its own,
   // scanned only when a rule using it is evaluated (see Matcher::pred_holds).
   constexpr double kRegexTriggerCost = 1e4;  // above other patterns and comparisons, below `exists`
+  //
+  // A plain string's chance of occurring in a value falls with its length: a short one
+  // (`/c`, or a two-byte homoglyph) is found in many events and, as a trigger, makes its
+  // rules candidates for most of them. Its price is weighed by that chance, doubled for
+  // every byte under 7 (an anchor counts as two bytes), and by its number of variants.
   std::vector<bool> lazy_candidate(patterns.size(), false);
+  std::vector<bool> plain(patterns.size(), false);  // plain strings (literal variants)
+  std::vector<double> chance(patterns.size(), 1);
   for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
     uint8_t anchors = 0;
-    lazy_candidate[pat] = !prefilter[pat] && !literal_variants(patterns[pat].regex, anchors);
+    const auto variants =
+        prefilter[pat] ? std::nullopt : literal_variants(patterns[pat].regex, anchors);
+    lazy_candidate[pat] = !prefilter[pat] && !variants;
+    plain[pat] = variants.has_value();
+    if (variants) {
+      size_t shortest = SIZE_MAX;
+      for (const auto& v : *variants) shortest = std::min(shortest, v.size());
+      const size_t bytes = shortest + (anchors & kAnchorStart ? 2 : 0) + (anchors & kAnchorEnd ? 2 : 0);
+      chance[pat] = static_cast<double>(variants->size()) *
+                    (bytes < 7 ? static_cast<double>(1u << (7 - bytes)) : 1.0);
+    }
   }
   // Trigger sets: a rule is evaluated for an event only when one of its trigger predicates
   // holds. The cost of a predicate estimates how often it holds: patterns shared by many
@@ -580,7 +598,9 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     if (d.pattern) {
       // A lazy-able regex as a trigger costs a scan of its field for every event: it is
       // chosen only over predicates that hold for nearly every event.
-      for (uint32_t pat : d.patterns) cost[id] += lazy_candidate[pat] ? kRegexTriggerCost : 1 + pattern_users[pat];
+      for (uint32_t pat : d.patterns) {
+        cost[id] += lazy_candidate[pat] ? kRegexTriggerCost : (1 + pattern_users[pat]) * chance[pat];
+      }
     } else if (d.kind == Predicate::Kind::kExists || d.kind == Predicate::Kind::kMissing ||
                d.kind == Predicate::Kind::kEmpty) {
       cost[id] = 1e6;
@@ -621,9 +641,10 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     set->groups_[d.group].direct.push_back(dp);
   }
+  // Lazy: regexes and plain strings no rule needs as a trigger (see Matcher::resolve).
   std::vector<bool> lazy(patterns.size(), false);
   for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
-    lazy[pat] = lazy_candidate[pat] &&
+    lazy[pat] = (lazy_candidate[pat] || plain[pat]) &&
                 std::none_of(preds_of_pattern[pat].begin(), preds_of_pattern[pat].end(),
                              [&](uint32_t pred) { return trigger_pred[pred]; });
   }
@@ -655,8 +676,10 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   std::map<DbKey, std::vector<uint32_t>> regex_ids, literal_ids;  // database -> scan patterns
   std::map<uint32_t, uint32_t> regex_pattern;                     // scan pattern -> pattern
   std::vector<std::string> literals;                              // per scan pattern, literals only
-  std::vector<uint32_t> lazy_scan_id(patterns.size(), 0);         // lazy pattern -> scan pattern
+  std::vector<std::vector<uint32_t>> lazy_scan_ids(patterns.size());  // lazy pattern -> scan patterns
   std::vector<unsigned> literal_flags;
+  std::map<uint32_t, uint32_t> lazy_field_of_slot;      // field slot -> index in lazy_fields_
+  std::vector<std::vector<uint32_t>> lazy_field_ids;  // per lazy field: its scan patterns
   for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
     Pattern p{static_cast<uint32_t>(set->pattern_preds_.size()), 0, -1};
     set->pattern_preds_.insert(set->pattern_preds_.end(), preds_of_pattern[pat].begin(),
@@ -668,13 +691,27 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     const auto keys = db_keys(pat);
     if (variants) {
       for (auto& v : *variants) {
+        const auto scan_id = static_cast<uint32_t>(set->patterns_.size());
         Pattern lit = p;
         lit.anchors = anchors;
         lit.length = static_cast<uint32_t>(v.size());
-        for (const auto& k : keys)
-          literal_ids[k].push_back(static_cast<uint32_t>(set->patterns_.size()));
-        literals.resize(set->patterns_.size());
-        literal_flags.resize(set->patterns_.size());
+        if (lazy[pat]) {
+          auto [field, fresh_field] = lazy_field_of_slot.emplace(
+              def.slot, static_cast<uint32_t>(set->lazy_fields_.size()));
+          if (fresh_field) {
+            set->lazy_fields_.push_back({def.slot, nullptr});
+            lazy_field_ids.emplace_back();
+          }
+          const bool caseless = (def.flags & HS_FLAG_CASELESS) != 0;
+          lit.lazy_literal = static_cast<int32_t>(set->lazy_literals_.size());
+          set->lazy_literals_.push_back({caseless ? ascii_lower(v) : v, field->second, anchors, caseless});
+          lazy_field_ids[field->second].push_back(scan_id);
+          lazy_scan_ids[pat].push_back(scan_id);
+        } else {
+          for (const auto& k : keys) literal_ids[k].push_back(scan_id);
+        }
+        literals.resize(scan_id);
+        literal_flags.resize(scan_id);
         literals.push_back(std::move(v));
         // Anchored literals need every occurrence: the first may not be at the anchor.
         literal_flags.push_back((def.flags & HS_FLAG_CASELESS) |
@@ -694,7 +731,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       p.lazy = static_cast<int32_t>(set->lazy_databases_.size());
       p.slot = def.slot;
       set->lazy_databases_.push_back(db);
-      lazy_scan_id[pat] = static_cast<uint32_t>(set->patterns_.size());
+      lazy_scan_ids[pat].push_back(static_cast<uint32_t>(set->patterns_.size()));
       set->patterns_.push_back(p);
       continue;
     }
@@ -765,11 +802,37 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     set->logsource_databases_[key.second].push_back(index);
   }
 
+  for (uint32_t f = 0; f < set->lazy_fields_.size(); ++f) {
+    std::vector<const char*> exprs;
+    std::vector<size_t> lengths;
+    std::vector<unsigned> flags;
+    for (uint32_t id : lazy_field_ids[f]) {
+      exprs.push_back(literals[id].data());
+      lengths.push_back(literals[id].size());
+      flags.push_back(literal_flags[id]);
+    }
+    hs_compile_error_t* err = nullptr;
+    if (hs_compile_lit_multi(exprs.data(), flags.data(), lazy_field_ids[f].data(), lengths.data(),
+                             static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
+                             &set->lazy_fields_[f].db, &err) != HS_SUCCESS) {
+      const std::string msg = err ? err->message : "unknown error";
+      hs_free_compile_error(err);
+      const uint32_t slot = set->lazy_fields_[f].slot;
+      return Status::internal("Hyperscan compile of the lazy strings of " +
+                              (slot == kRawSlot ? std::string("keywords") : set->fields_.path(slot)) +
+                              " failed: " + msg);
+    }
+  }
+  // Per predicate, its lazy plain strings first: a direct comparison is cheaper than a scan.
   set->lazy_of_predicate_.assign(preds.size(), {0, 0});
   for (uint32_t id = 0; id < preds.size(); ++id) {
     const auto begin = static_cast<uint32_t>(set->lazy_patterns_.size());
-    for (uint32_t pat : preds[id].patterns) {
-      if (preds[id].pattern && lazy[pat]) set->lazy_patterns_.push_back(lazy_scan_id[pat]);
+    for (const bool strings : {true, false}) {
+      for (uint32_t pat : preds[id].patterns) {
+        if (!preds[id].pattern || !lazy[pat] || plain[pat] != strings) continue;
+        set->lazy_patterns_.insert(set->lazy_patterns_.end(), lazy_scan_ids[pat].begin(),
+                                   lazy_scan_ids[pat].end());
+      }
     }
     set->lazy_of_predicate_[id] = {begin, static_cast<uint32_t>(set->lazy_patterns_.size())};
   }
@@ -779,46 +842,44 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     const uint32_t rule_index = static_cast<uint32_t>(set->rules_.size());
     CompiledRule cr{pr.group, static_cast<uint32_t>(set->program_.size()), 0};
     cr.positive_begin = static_cast<uint32_t>(set->positive_preds_.size());
-    size_t depth = 0, max_depth = 0;
     bool negated = false;  // under an odd number of `not`
+    // Prefix order, each instruction with the end of its subtree, so that evaluation can
+    // stop at the first child that decides and skip the rest.
     auto emit = [&](auto&& self, const CondNode& n) -> void {
+      const auto at = static_cast<uint32_t>(set->program_.size());
       switch (n.kind) {
         case CondNode::Kind::kPred: {
-          set->program_.push_back({Op::kPred, n.index, 0});
-          ++depth;
+          set->program_.push_back({Op::kPred, n.index, 0, 0});
           const auto first = set->positive_preds_.begin() + cr.positive_begin;
           if (!negated && std::find(first, set->positive_preds_.end(), n.index) == set->positive_preds_.end())
             set->positive_preds_.push_back(n.index);
           break;
         }
         case CondNode::Kind::kConst:
-          set->program_.push_back({n.value ? Op::kTrue : Op::kFalse, 0, 0});
-          ++depth;
+          set->program_.push_back({n.value ? Op::kTrue : Op::kFalse, 0, 0, 0});
           break;
         case CondNode::Kind::kNot:
+          set->program_.push_back({Op::kNot, 0, 0, 0});
           negated = !negated;
           self(self, n.children[0]);
           negated = !negated;
-          set->program_.push_back({Op::kNot, 0, 0});
           break;
         case CondNode::Kind::kAnd:
         case CondNode::Kind::kOr:
         case CondNode::Kind::kAtLeast: {
-          for (const auto& c : n.children) self(self, c);
           const Op op = n.kind == CondNode::Kind::kAnd  ? Op::kAnd
                         : n.kind == CondNode::Kind::kOr ? Op::kOr
                                                         : Op::kAtLeast;
-          set->program_.push_back({op, static_cast<uint32_t>(n.children.size()), n.index});
-          depth -= n.children.size() - 1;
+          set->program_.push_back({op, static_cast<uint32_t>(n.children.size()), n.index, 0});
+          for (const auto& c : n.children) self(self, c);
           break;
         }
       }
-      max_depth = std::max(max_depth, depth);
+      set->program_[at].end = static_cast<uint32_t>(set->program_.size());
     };
     emit(emit, pr.condition);
     cr.program_end = static_cast<uint32_t>(set->program_.size());
     cr.positive_end = static_cast<uint32_t>(set->positive_preds_.size());
-    set->max_stack_ = std::max(set->max_stack_, max_depth);
     set->compiled_.push_back(cr);
     set->rules_.push_back(
         {pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
@@ -969,6 +1030,15 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
       return Status::internal("Hyperscan scratch allocation failed");
     }
   }
+  for (const auto& f : rs.lazy_fields_) {
+    if (hs_alloc_scratch(f.db, &m->scratch_) != HS_SUCCESS) {
+      return Status::internal("Hyperscan scratch allocation failed");
+    }
+  }
+  m->resolved_epoch_.assign(rs.predicate_count_, 0);
+  m->literal_hit_.assign(rs.lazy_literals_.size(), 0);
+  m->lazy_fields_.assign(rs.lazy_fields_.size(), {});
+  m->lower_.reserve(RuleSet::kLazyDirectBudget);
   m->lazy_epoch_.assign(rs.lazy_databases_.size(), 0);
   m->lazy_hit_.assign(rs.lazy_databases_.size(), 0);
   if (!rs.confirms_.empty()) {
@@ -985,7 +1055,6 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   m->where_value_.assign(rs.where_fields_.size(), -1);
   m->database_epoch_.assign(rs.databases_.size(), 0);
   m->rule_epoch_.assign(rs.compiled_.size(), 0);
-  m->stack_.assign(rs.max_stack_ + 1, 0);
   m->candidates_.reserve(rs.compiled_.size());
   return m;
 }
@@ -995,11 +1064,14 @@ Matcher::~Matcher() {
   pcre2_match_data_free(match_data_);
 }
 
-void Matcher::matched_fields(uint32_t rule, std::vector<uint32_t>& slots) const {
+void Matcher::matched_fields(uint32_t rule, std::vector<uint32_t>& slots) {
   const RuleSet& rs = *rules_;
   const auto& cr = rs.compiled_[rule];
   for (uint32_t i = cr.positive_begin; i < cr.positive_end; ++i) {
     const uint32_t pred = rs.positive_preds_[i];
+    // The match may not have needed it. (A failing scan here leaves it out of the list;
+    // the match itself was decided without it.)
+    if (event_ != nullptr && pred_value(pred) == kUnknown) resolve(pred);
     const uint32_t slot = rs.predicate_slot_[pred];
     if (!bits_[pred] || slot == RuleSet::kNoSlot) continue;
     if (std::find(slots.begin(), slots.end(), slot) == slots.end()) slots.push_back(slot);
@@ -1007,47 +1079,73 @@ void Matcher::matched_fields(uint32_t rule, std::vector<uint32_t>& slots) const 
 }
 
 bool Matcher::evaluate(uint32_t rule) {
-  const RuleSet& rs = *rules_;
-  const auto& cr = rs.compiled_[rule];
-  size_t sp = 0;
-  uint8_t* st = stack_.data();
-  for (uint32_t pc = cr.program_begin; pc < cr.program_end; ++pc) {
-    const auto& in = rs.program_[pc];
-    switch (in.op) {
-      case RuleSet::Op::kPred:
-        st[sp++] = pred_holds(in.arg);
-        break;
-      case RuleSet::Op::kTrue:
-        st[sp++] = 1;
-        break;
-      case RuleSet::Op::kFalse:
-        st[sp++] = 0;
-        break;
-      case RuleSet::Op::kNot:
-        st[sp - 1] = !st[sp - 1];
-        break;
-      case RuleSet::Op::kAnd:
-      case RuleSet::Op::kOr:
-      case RuleSet::Op::kAtLeast: {
-        uint32_t count = 0;
-        for (uint32_t i = 0; i < in.arg; ++i) count += st[sp - 1 - i];
-        sp -= in.arg;
-        st[sp++] = in.op == RuleSet::Op::kAnd  ? count == in.arg
-                   : in.op == RuleSet::Op::kOr ? count > 0
-                                               : count >= in.k;
-        break;
-      }
-    }
-  }
-  return sp == 1 && st[0];
+  const uint32_t begin = rules_->compiled_[rule].program_begin;
+  // First with what the scans found (lazy predicates unknown), which decides most rules;
+  // then checking lazy predicates as the evaluation reaches them.
+  const uint8_t known = run(begin, false);
+  return known == kUnknown ? run(begin, true) == 1 : known == 1;
 }
 
-bool Matcher::pred_holds(uint32_t pred) {
+uint8_t Matcher::run(uint32_t pc, bool resolving) {
+  const RuleSet::Instr& in = rules_->program_[pc];
+  switch (in.op) {
+    case RuleSet::Op::kPred: {
+      uint8_t v = pred_value(in.arg);
+      if (v == kUnknown && resolving) {
+        resolve(in.arg);
+        v = bits_[in.arg];
+      }
+      return v;
+    }
+    case RuleSet::Op::kTrue:
+      return 1;
+    case RuleSet::Op::kFalse:
+      return 0;
+    case RuleSet::Op::kNot: {
+      const uint8_t v = run(pc + 1, resolving);
+      return v == kUnknown ? kUnknown : !v;
+    }
+    case RuleSet::Op::kAnd:
+    case RuleSet::Op::kOr:
+    case RuleSet::Op::kAtLeast: {
+      // How many children must hold: all (and), one (or), k (at least k).
+      const uint32_t need = in.op == RuleSet::Op::kAnd  ? in.arg
+                            : in.op == RuleSet::Op::kOr ? 1
+                                                        : in.k;
+      uint32_t ones = 0, unknowns = 0, left = in.arg;
+      for (uint32_t child = pc + 1; left > 0; child = rules_->program_[child].end) {
+        const uint8_t v = run(child, resolving);
+        --left;
+        ones += v == 1;
+        unknowns += v == kUnknown;
+        if (ones >= need) return 1;
+        if (ones + unknowns + left < need) return 0;
+      }
+      return ones >= need ? 1 : ones + unknowns < need ? 0 : kUnknown;
+    }
+  }
+  return 0;
+}
+
+uint8_t Matcher::pred_value(uint32_t pred) const {
+  if (bits_[pred]) return 1;
+  const auto [begin, end] = rules_->lazy_of_predicate_[pred];
+  return begin == end || resolved_epoch_[pred] == epoch_ ? 0 : kUnknown;
+}
+
+void Matcher::resolve(uint32_t pred) {
   const RuleSet& rs = *rules_;
-  if (bits_[pred]) return true;
+  resolved_epoch_[pred] = epoch_;
   const auto [begin, end] = rs.lazy_of_predicate_[pred];
   for (uint32_t i = begin; i < end; ++i) {
     const RuleSet::Pattern& p = rs.patterns_[rs.lazy_patterns_[i]];
+    if (p.lazy_literal >= 0) {
+      if (literal_holds(static_cast<uint32_t>(p.lazy_literal))) {
+        set_bit(pred);
+        return;
+      }
+      continue;
+    }
     const auto lazy = static_cast<size_t>(p.lazy);
     if (lazy_epoch_[lazy] != epoch_) {
       lazy_epoch_[lazy] = epoch_;
@@ -1063,10 +1161,76 @@ bool Matcher::pred_holds(uint32_t pred) {
     }
     if (lazy_hit_[lazy]) {
       set_bit(pred);
-      return true;
+      return;
     }
   }
-  return false;
+}
+
+bool Matcher::literal_holds(uint32_t literal) {
+  const RuleSet& rs = *rules_;
+  const RuleSet::LazyLiteral& lit = rs.lazy_literals_[literal];
+  LazyFieldState& state = lazy_fields_[lit.field];
+  if (state.scanned == epoch_) return literal_hit_[literal] == epoch_;
+  const uint32_t slot = rs.lazy_fields_[lit.field].slot;
+  const FieldValue fv = slot == RuleSet::kRawSlot ? FieldValue{ValueType::kObject, event_->raw()}
+                                                  : event_->field(slot);
+  const std::string_view text = fv.text;
+  const size_t n = lit.text.size();
+  if (!fv.present() || n > text.size()) return false;
+  if (state.work_epoch != epoch_) {
+    state.work_epoch = epoch_;
+    state.work = 0;
+  }
+  const size_t work = lit.anchors != 0 ? n : text.size();
+  if (state.work + work > RuleSet::kLazyDirectBudget) {
+    scan_lazy_field(lit.field, text);
+    return literal_hit_[literal] == epoch_;
+  }
+  state.work += work;
+  auto equal_at = [&](size_t pos) {
+    return lit.caseless ? ascii_iequals(text.substr(pos, n), lit.text)
+                        : text.compare(pos, n, lit.text) == 0;
+  };
+  switch (lit.anchors) {
+    case RuleSet::kAnchorStart | RuleSet::kAnchorEnd:
+      return n == text.size() && equal_at(0);
+    case RuleSet::kAnchorStart:
+      return equal_at(0);
+    case RuleSet::kAnchorEnd:
+      return equal_at(text.size() - n);
+    default:
+      break;
+  }
+  if (!lit.caseless) return text.find(lit.text) != std::string_view::npos;
+  if (state.lower_epoch != epoch_) {  // lowercased once per event, within the budget
+    state.lower_epoch = epoch_;
+    state.lower_begin = lower_.size();
+    lower_.append(text);
+    for (size_t i = state.lower_begin; i < lower_.size(); ++i) lower_[i] = ascii_lower(lower_[i]);
+  }
+  return std::string_view(lower_).substr(state.lower_begin, text.size()).find(lit.text) !=
+         std::string_view::npos;
+}
+
+void Matcher::scan_lazy_field(uint32_t field, std::string_view text) {
+  lazy_fields_[field].scanned = epoch_;
+  lazy_scan_length_ = text.size();
+  const hs_error_t err = hs_scan(rules_->lazy_fields_[field].db, text.data(),
+                                 static_cast<unsigned>(text.size()), 0, scratch_,
+                                 on_lazy_literal_match, this);
+  if (err != HS_SUCCESS) lazy_error_ = err;
+}
+
+int Matcher::on_lazy_literal_match(unsigned id, unsigned long long, unsigned long long to,
+                                   unsigned, void* ctx) {
+  auto* m = static_cast<Matcher*>(ctx);
+  const RuleSet& rs = *m->rules_;
+  const auto literal = static_cast<uint32_t>(rs.patterns_[id].lazy_literal);
+  const RuleSet::LazyLiteral& lit = rs.lazy_literals_[literal];
+  if ((lit.anchors & RuleSet::kAnchorStart) && to != lit.text.size()) return 0;
+  if ((lit.anchors & RuleSet::kAnchorEnd) && to != m->lazy_scan_length_) return 0;
+  m->literal_hit_[literal] = m->epoch_;
+  return 0;
 }
 
 int Matcher::on_lazy_match(unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) {
@@ -1152,8 +1316,13 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     std::fill(rule_epoch_.begin(), rule_epoch_.end(), 0);
     std::fill(database_epoch_.begin(), database_epoch_.end(), 0);
     std::fill(lazy_epoch_.begin(), lazy_epoch_.end(), 0);
+    std::fill(resolved_epoch_.begin(), resolved_epoch_.end(), 0);
+    std::fill(literal_hit_.begin(), literal_hit_.end(), 0);
+    std::fill(lazy_fields_.begin(), lazy_fields_.end(), LazyFieldState{});
     epoch_ = 1;
   }
+  lower_.clear();
+  event_ = &event;
 
   for (size_t w = 0; w < rs.where_fields_.size(); ++w) {
     const RuleSet::WhereField& where = rs.where_fields_[w];
@@ -1255,12 +1424,10 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     }
   }
   const size_t first = out.size();
-  event_ = &event;
   lazy_error_ = HS_SUCCESS;
   for (uint32_t r : candidates_) {
     if (evaluate(r)) out.push_back(r);
   }
-  event_ = nullptr;
   if (lazy_error_ != HS_SUCCESS) {
     out.resize(first);
     return Status::internal("Hyperscan scan failed with error " + std::to_string(lazy_error_));

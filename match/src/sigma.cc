@@ -665,9 +665,21 @@ class ConditionParser {
     return n;
   }
 
+  // Parentheses and `not` nest; a hostile condition must not exhaust the stack of this
+  // parser, of the compiler's passes or of the evaluation, all recursive.
+  static constexpr int kMaxDepth = 64;
+  struct Nested {
+    explicit Nested(int& d) : depth(++d) {}
+    ~Nested() { --depth; }
+    int& depth;
+  };
+
   Expected<CondNode> parse_not() {
     if (is_word("not")) {
       ++pos_;
+      Nested nested(depth_);
+      if (depth_ > kMaxDepth)
+        return ctx_.error("condition '" + text_ + "': nested deeper than " + std::to_string(kMaxDepth));
       auto inner = parse_not();
       if (!inner) return inner;
       CondNode n = make_node(CondNode::Kind::kNot);
@@ -681,6 +693,9 @@ class ConditionParser {
     const Token& t = peek();
     if (t.kind == Token::Kind::kLParen) {
       ++pos_;
+      Nested nested(depth_);
+      if (depth_ > kMaxDepth)
+        return ctx_.error("condition '" + text_ + "': nested deeper than " + std::to_string(kMaxDepth));
       auto inner = parse_or();
       if (!inner) return inner;
       if (peek().kind != Token::Kind::kRParen)
@@ -749,6 +764,7 @@ class ConditionParser {
   std::vector<Token> tokens_;
   const std::string& text_;
   size_t pos_ = 0;
+  int depth_ = 0;  // of parentheses and `not` around the current position
 };
 
 // Counts the documents of a YAML stream without building them. Debian 12's yaml-cpp 0.7

@@ -300,6 +300,75 @@ TEST(RuleSet, RegexesOtherPredicatesTriggerAreScannedOnDemand) {
   EXPECT_FALSE(alone.matches(proc(R"("CommandLine":"ab")")));
 }
 
+TEST(RuleSet, StringsOtherPredicatesTriggerAreCheckedOnDemand) {
+  // The long, anchored Image string is the trigger; the other strings are compared only when
+  // the rule is evaluated, in the condition's order.
+  RuleMatch m(R"(  sel_img:
+    Image|endswith: '\rundll32.exe'
+  sel_cli:
+    CommandLine|contains:
+      - 'javascript:'
+      - ',#1'
+  sel_start:
+    CommandLine|startswith: 'rundll32'
+  filter:
+    User: 'SYSTEM'
+  condition: sel_img and sel_cli and sel_start and not filter
+)");
+  ASSERT_TRUE(m.error().empty()) << m.error();
+  EXPECT_EQ(m.rule_set().lazy_literal_count(), 4u);
+  const std::string img = R"("Image":"C:\\Windows\\rundll32.exe",)";
+  auto ev = [&](const std::string& cli, const std::string& user) {
+    return proc(img + R"("CommandLine":")" + cli + R"(","User":")" + user + R"(")");
+  };
+  EXPECT_EQ(m.matched_fields(ev("RUNDLL32 a.dll,#1", "bob")), (Paths{"CommandLine", "Image"}));
+  EXPECT_FALSE(m.matches(ev("x rundll32 a.dll,#1", "bob")));         // not at the start
+  EXPECT_FALSE(m.matches(ev("rundll32 JavaScript:x", "system")));    // equals, caseless
+  EXPECT_TRUE(m.matches(ev("rundll32 JavaScript:x", "systemx")));    // equals is whole
+  EXPECT_FALSE(m.matches(ev("rundll32 a.dll", "bob")));              // not a stale result
+  EXPECT_FALSE(m.matches(proc(img + R"("User":"bob")")));           // no CommandLine
+  EXPECT_FALSE(m.matches(proc(R"("Image":"C:\\cmd.exe","CommandLine":"rundll32 ,#1")")));
+
+  // A value too long to compare string by string is scanned once, with a database of the
+  // field's lazy strings, which then answers for all of them (anchors included).
+  const std::string pad(5000, 'p');
+  EXPECT_TRUE(m.matches(ev("rundll32 " + pad + ",#1", "bob")));
+  EXPECT_FALSE(m.matches(ev("x rundll32 " + pad + ",#1", "bob")));
+  EXPECT_FALSE(m.matches(ev("rundll32 " + pad + ",#", "bob")));
+  EXPECT_TRUE(m.matches(ev("RunDll32 " + pad + "JAVASCRIPT:" + pad, "bob")));
+  EXPECT_FALSE(m.matches(ev("RunDll32 " + pad + "JAVASCRIPT:" + pad, "System")));
+
+  // `cased` strings are compared as they are, directly and by the field's database.
+  RuleMatch cased(R"(  sel:
+    Image|endswith: '\tool_with_a_long_name.exe'
+  marker:
+    CommandLine|contains|cased: 'Zq'
+  condition: sel and marker
+)");
+  ASSERT_TRUE(cased.error().empty()) << cased.error();
+  EXPECT_EQ(cased.rule_set().lazy_literal_count(), 1u);
+  const std::string tool = R"("Image":"C:\\tool_with_a_long_name.exe","CommandLine":")";
+  EXPECT_TRUE(cased.matches(proc(tool + R"(aZqb")")));
+  EXPECT_FALSE(cased.matches(proc(tool + R"(azqb")")));
+  EXPECT_TRUE(cased.matches(proc(tool + pad + R"(Zq")")));
+  EXPECT_FALSE(cased.matches(proc(tool + pad + R"(ZQ")")));
+
+  // `1 of` over lazy strings, and a rule that holds with none of them checked.
+  RuleMatch any(R"(  sel:
+    Image|endswith: '\another_long_tool.exe'
+  opt_a:
+    CommandLine|contains: 'aa'
+  opt_b:
+    CommandLine|endswith: 'bb'
+  condition: sel and (1 of opt_* or not opt_a)
+)");
+  ASSERT_TRUE(any.error().empty()) << any.error();
+  const std::string another = R"("Image":"x\\another_long_tool.exe","CommandLine":")";
+  EXPECT_TRUE(any.matches(proc(another + R"(xbb")")));
+  EXPECT_TRUE(any.matches(proc(another + R"(aab")")));
+  EXPECT_TRUE(any.matches(proc(another + R"(xyz")")));
+}
+
 TEST(RuleSet, Windash) {
   RuleMatch m("  sel:\n    CommandLine|windash|contains: ' -enc '\n  condition: sel\n");
   EXPECT_TRUE(m.matches(proc(R"("CommandLine":"powershell -enc AAA")")));

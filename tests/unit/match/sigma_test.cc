@@ -72,6 +72,24 @@ TEST(SigmaParse, ConditionErrors) {
   }
 }
 
+TEST(SigmaParse, DeeplyNestedConditionIsRefusedNotAStackOverflow) {
+  auto nested = [](int depth, const std::string& open, const std::string& close) {
+    std::string c;
+    for (int i = 0; i < depth; ++i) c += open;
+    c += "sel";
+    for (int i = 0; i < depth; ++i) c += close;
+    return parse_sigma(rule_with("  sel:\n    Image: x\n  condition: " + c + "\n"), "r.yml");
+  };
+  EXPECT_TRUE(nested(60, "(", ")"));
+  EXPECT_TRUE(nested(30, "not (", ")"));
+  for (auto r : {nested(100000, "(", ")"), nested(100000, "not ", ""), nested(40, "not (", ")")}) {
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("nested deeper than 64"), std::string::npos)
+        << r.status().message().substr(0, 200);
+  }
+}
+
 TEST(SigmaParse, StructuralErrors) {
   EXPECT_FALSE(parse_sigma("just a string", "r.yml"));
   EXPECT_FALSE(parse_sigma("title: [unclosed", "r.yml"));

@@ -97,6 +97,8 @@ class RuleSet {
   size_t confirmed_pattern_count() const { return confirms_.size(); }
   // Regex patterns scanned only when a rule using them is evaluated (see lazy_databases_).
   size_t lazy_pattern_count() const { return lazy_databases_.size(); }
+  // Plain strings checked only when a rule using them is evaluated (see lazy_literals_).
+  size_t lazy_literal_count() const { return lazy_literals_.size(); }
 
  private:
   friend class Matcher;
@@ -106,10 +108,12 @@ class RuleSet {
                             CompileReport& report);
 
   enum class Op : uint8_t { kPred, kAnd, kOr, kNot, kAtLeast, kTrue, kFalse };
+  // Condition programs are in prefix order: an operator, then its operands' subtrees.
   struct Instr {
     Op op;
     uint32_t arg;  // kPred: predicate id; kAnd/kOr/kAtLeast: operand count
     uint32_t k;    // kAtLeast: how many must hold
+    uint32_t end;  // the instruction after this one's subtree
   };
   struct CompiledRule {
     uint32_t group;
@@ -144,6 +148,7 @@ class RuleSet {
     uint32_t length = 0;   // literals: bytes
     int32_t lazy = -1;     // >= 0: scanned on demand, alone, with lazy_databases_[lazy]
     uint32_t slot = 0;     // lazy patterns: the field they scan
+    int32_t lazy_literal = -1;  // >= 0: checked on demand, as lazy_literals_[lazy_literal]
   };
   static constexpr uint8_t kAnchorStart = 1, kAnchorEnd = 2;
   struct DirectPredicate {  // evaluated without Hyperscan
@@ -182,7 +187,6 @@ class RuleSet {
   std::vector<std::vector<uint32_t>> correlations_of_rule_;
   std::vector<CompiledRule> compiled_;
   std::vector<Instr> program_;
-  size_t max_stack_ = 1;
   std::vector<Database> databases_;
   std::vector<Pattern> patterns_;
   std::vector<uint32_t> pattern_preds_;
@@ -193,6 +197,24 @@ class RuleSet {
   std::vector<hs_database_t*> lazy_databases_;
   std::vector<std::pair<uint32_t, uint32_t>> lazy_of_predicate_;
   std::vector<uint32_t> lazy_patterns_;
+  // Lazy plain strings: those no rule needs as a trigger stay out of the field databases
+  // every event scans. When a rule using one is evaluated, the string is compared with the
+  // field's value directly; once that direct work for one field in one event would pass
+  // kLazyDirectBudget bytes, the field is scanned instead, once, with a database of all its
+  // lazy strings (LazyField::db), which answers for every one of them.
+  struct LazyLiteral {
+    std::string text;  // lowercased when caseless
+    uint32_t field;    // into lazy_fields_
+    uint8_t anchors;   // kAnchorStart and/or kAnchorEnd
+    bool caseless;
+  };
+  struct LazyField {
+    uint32_t slot;
+    hs_database_t* db = nullptr;
+  };
+  static constexpr size_t kLazyDirectBudget = 4096;
+  std::vector<LazyLiteral> lazy_literals_;
+  std::vector<LazyField> lazy_fields_;
   // Bounds every confirmation (backtracking steps and depth): a hostile field cannot make a
   // backreference pattern run for seconds; hitting the bound is a matching error.
   pcre2_real_match_context_8* confirm_limits_ = nullptr;
@@ -233,18 +255,32 @@ class Matcher {
   bool last_event_had_logsource() const { return !active_logsources_.empty(); }
   // For a rule the last match() reported: appends the field slots (into rule_set().fields(),
   // or RuleSet::kRawSlot for a keyword found in the raw event) of the predicates that held
-  // and can have made it match (those under a `not` are left out), each once.
-  void matched_fields(uint32_t rule, std::vector<uint32_t>& slots) const;
+  // and can have made it match (those under a `not` are left out), each once. The event
+  // given to that match() must still be alive and unchanged: a lazy predicate the match did
+  // not need is checked now.
+  void matched_fields(uint32_t rule, std::vector<uint32_t>& slots);
 
  private:
-  friend class RuleSet;  // evaluates conditions with no predicate set, at compile time
   explicit Matcher(std::shared_ptr<const RuleSet> rules) : rules_(std::move(rules)) {}
+  // Runs the rule's condition program. Lazy predicates not yet checked in this event are
+  // unknown (three-valued logic): one is checked only when the result depends on it.
   bool evaluate(uint32_t rule);
-  // Whether predicate `pred` holds for the event being matched: its bit, or else one of its
-  // lazy patterns found in the event now (each scanned at most once per event).
-  bool pred_holds(uint32_t pred);
+  // The value (1, 0 or kUnknown) of the subtree at `pc`; `resolving`: lazy predicates are
+  // checked when reached, and the answer is 1 or 0. Recursion depth is the condition's,
+  // which the Sigma parser bounds.
+  uint8_t run(uint32_t pc, bool resolving);
+  static constexpr uint8_t kUnknown = 2;
+  // 1 if `pred` holds, 0 if not, kUnknown if it has lazy patterns not yet checked.
+  uint8_t pred_value(uint32_t pred) const;
+  // Checks the lazy patterns of `pred` in the event (each regex scanned at most once per
+  // event) and sets its bit if one is found; after this, pred_value() is known.
+  void resolve(uint32_t pred);
+  bool literal_holds(uint32_t literal);
+  void scan_lazy_field(uint32_t field, std::string_view text);
   static int on_lazy_match(unsigned id, unsigned long long from, unsigned long long to,
                            unsigned flags, void* ctx);
+  static int on_lazy_literal_match(unsigned id, unsigned long long from, unsigned long long to,
+                                   unsigned flags, void* ctx);
   void set_bit(uint32_t pred) {
     if (!bits_[pred]) {
       bits_[pred] = 1;
@@ -270,12 +306,23 @@ class Matcher {
   std::vector<uint32_t> active_groups_;      // likewise
   std::vector<uint32_t> rule_epoch_;
   uint32_t epoch_ = 0;
-  std::vector<uint8_t> stack_;
   std::vector<uint32_t> candidates_;
-  const Event* event_ = nullptr;       // during match()
+  const Event* event_ = nullptr;       // of the last match(), for lazy checks
   std::vector<uint32_t> lazy_epoch_;   // per lazy database: the epoch it was scanned in
   std::vector<uint8_t> lazy_hit_;      // per lazy database: whether that scan matched
   hs_error_t lazy_error_ = HS_SUCCESS; // of a lazy scan during this match()
+  std::vector<uint32_t> resolved_epoch_;  // per predicate: the epoch its lazy patterns were checked
+  std::vector<uint32_t> literal_hit_;     // per lazy literal: the epoch a field scan found it
+  struct LazyFieldState {
+    uint32_t scanned = 0;  // epoch of the field's database scan
+    uint32_t work_epoch = 0;
+    uint32_t lower_epoch = 0;
+    size_t work = 0;  // bytes compared directly in work_epoch
+    size_t lower_begin = 0;  // the value lowercased, in lower_, in lower_epoch
+  };
+  std::vector<LazyFieldState> lazy_fields_;
+  std::string lower_;              // lowercased field values of this event
+  size_t lazy_scan_length_ = 0;    // of the field a lazy database scans, for end anchors
 };
 
 }  // namespace vigil::match
