@@ -541,7 +541,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   }
   for (auto& pr : pending) fuse_or_leaves(pr.condition, preds, pattern_pred_ids, patterns);
   set->predicate_count_ = preds.size();
-  set->rules_of_predicate_.resize(preds.size());
+  std::vector<std::vector<uint32_t>> rules_of_predicate(preds.size());
   set->predicate_slot_.resize(preds.size());
   for (uint32_t id = 0; id < preds.size(); ++id) {
     const PredDef& d = preds[id];
@@ -884,7 +884,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     set->rules_.push_back(
         {pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
     if (const auto& rule_triggers = triggers[rule_index]) {
-      for (uint32_t p : *rule_triggers) set->rules_of_predicate_[p].push_back(rule_index);
+      for (uint32_t p : *rule_triggers) rules_of_predicate[p].push_back(rule_index);
     } else {
       set->groups_[pr.group].always_evaluate.push_back(rule_index);
     }
@@ -892,10 +892,26 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   std::vector<std::string> names;
   for (const auto& pr : pending) names.push_back(pr.rule->name);
   set->compile_correlations(correlation_rules, names, mapping, report);
-  for (auto& users : set->rules_of_predicate_) {
-    std::sort(users.begin(), users.end());
+  set->trigger_runs_of_predicate_.reserve(preds.size() + 1);
+  for (auto& users : rules_of_predicate) {
+    set->trigger_runs_of_predicate_.push_back(static_cast<uint32_t>(set->trigger_runs_.size()));
+    std::sort(users.begin(), users.end(), [&](uint32_t a, uint32_t b) {
+      return std::pair(set->compiled_[a].group, a) < std::pair(set->compiled_[b].group, b);
+    });
     users.erase(std::unique(users.begin(), users.end()), users.end());
+    for (const uint32_t r : users) {
+      const uint32_t group = set->compiled_[r].group;
+      if (set->trigger_runs_.empty() ||
+          set->trigger_runs_of_predicate_.back() == set->trigger_runs_.size() ||
+          set->trigger_runs_.back().group != group) {
+        const auto at = static_cast<uint32_t>(set->trigger_rules_.size());
+        set->trigger_runs_.push_back({group, at, at});
+      }
+      set->trigger_rules_.push_back(r);
+      ++set->trigger_runs_.back().end;
+    }
   }
+  set->trigger_runs_of_predicate_.push_back(static_cast<uint32_t>(set->trigger_runs_.size()));
   report.compiled += set->compiled_.size() + set->correlations_.size();
   size_t where_ids = 0;
   for (const auto& w : set->where_fields_) {
@@ -1419,8 +1435,11 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
     }
   }
   for (uint32_t id : touched_) {
-    for (uint32_t r : rs.rules_of_predicate_[id]) {
-      if (active_group_[rs.compiled_[r].group]) add_candidate(r);
+    const uint32_t last = rs.trigger_runs_of_predicate_[id + 1];
+    for (uint32_t run = rs.trigger_runs_of_predicate_[id]; run < last; ++run) {
+      const RuleSet::TriggerRun& tr = rs.trigger_runs_[run];
+      if (!active_group_[tr.group]) continue;
+      for (uint32_t i = tr.begin; i < tr.end; ++i) add_candidate(rs.trigger_rules_[i]);
     }
   }
   const size_t first = out.size();

@@ -231,8 +231,15 @@ class RuleSet {
   std::vector<std::vector<uint32_t>> logsources_by_first_where_;
   std::vector<std::vector<uint32_t>> groups_of_logsource_;
   // Per predicate: the rules it triggers, i.e. whose condition cannot hold unless one of
-  // their trigger predicates does (see RuleSet::compile).
-  std::vector<std::vector<uint32_t>> rules_of_predicate_;
+  // their trigger predicates does (see RuleSet::compile), in runs of one group each: a
+  // predicate's runs are trigger_runs_[trigger_runs_of_predicate_[p], ...[p + 1]), a run's
+  // rules trigger_rules_[begin, end). The runs of groups the event is not in are skipped.
+  struct TriggerRun {
+    uint32_t group, begin, end;
+  };
+  std::vector<uint32_t> trigger_runs_of_predicate_;
+  std::vector<TriggerRun> trigger_runs_;
+  std::vector<uint32_t> trigger_rules_;
   std::vector<uint32_t> predicate_slot_;  // per predicate: its field slot, kRawSlot or kNoSlot
   std::vector<uint32_t> positive_preds_;
   size_t predicate_count_ = 0;
