@@ -704,7 +704,10 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
           }
           const bool caseless = (def.flags & HS_FLAG_CASELESS) != 0;
           lit.lazy_literal = static_cast<int32_t>(set->lazy_literals_.size());
-          set->lazy_literals_.push_back({caseless ? ascii_lower(v) : v, field->second, anchors, caseless});
+          set->lazy_literals_.push_back({static_cast<uint32_t>(set->lazy_text_.size()),
+                                         static_cast<uint32_t>(v.size()), field->second, anchors,
+                                         caseless});
+          set->lazy_text_ += caseless ? ascii_lower(v) : v;
           lazy_field_ids[field->second].push_back(scan_id);
           lazy_scan_ids[pat].push_back(scan_id);
         } else {
@@ -1191,7 +1194,8 @@ bool Matcher::literal_holds(uint32_t literal) {
   const FieldValue fv = slot == RuleSet::kRawSlot ? FieldValue{ValueType::kObject, event_->raw()}
                                                   : event_->field(slot);
   const std::string_view text = fv.text;
-  const size_t n = lit.text.size();
+  const std::string_view needle(rs.lazy_text_.data() + lit.offset, lit.length);
+  const size_t n = needle.size();
   if (!fv.present() || n > text.size()) return false;
   if (state.work_epoch != epoch_) {
     state.work_epoch = epoch_;
@@ -1204,8 +1208,8 @@ bool Matcher::literal_holds(uint32_t literal) {
   }
   state.work += work;
   auto equal_at = [&](size_t pos) {
-    return lit.caseless ? ascii_iequals(text.substr(pos, n), lit.text)
-                        : text.compare(pos, n, lit.text) == 0;
+    return lit.caseless ? ascii_iequals(text.substr(pos, n), needle)
+                        : text.compare(pos, n, needle) == 0;
   };
   switch (lit.anchors) {
     case RuleSet::kAnchorStart | RuleSet::kAnchorEnd:
@@ -1217,14 +1221,14 @@ bool Matcher::literal_holds(uint32_t literal) {
     default:
       break;
   }
-  if (!lit.caseless) return text.find(lit.text) != std::string_view::npos;
+  if (!lit.caseless) return text.find(needle) != std::string_view::npos;
   if (state.lower_epoch != epoch_) {  // lowercased once per event, within the budget
     state.lower_epoch = epoch_;
     state.lower_begin = lower_.size();
     lower_.append(text);
     for (size_t i = state.lower_begin; i < lower_.size(); ++i) lower_[i] = ascii_lower(lower_[i]);
   }
-  return std::string_view(lower_).substr(state.lower_begin, text.size()).find(lit.text) !=
+  return std::string_view(lower_).substr(state.lower_begin, text.size()).find(needle) !=
          std::string_view::npos;
 }
 
@@ -1243,7 +1247,7 @@ int Matcher::on_lazy_literal_match(unsigned id, unsigned long long, unsigned lon
   const RuleSet& rs = *m->rules_;
   const auto literal = static_cast<uint32_t>(rs.patterns_[id].lazy_literal);
   const RuleSet::LazyLiteral& lit = rs.lazy_literals_[literal];
-  if ((lit.anchors & RuleSet::kAnchorStart) && to != lit.text.size()) return 0;
+  if ((lit.anchors & RuleSet::kAnchorStart) && to != lit.length) return 0;
   if ((lit.anchors & RuleSet::kAnchorEnd) && to != m->lazy_scan_length_) return 0;
   m->literal_hit_[literal] = m->epoch_;
   return 0;

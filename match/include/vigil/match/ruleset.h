@@ -203,9 +203,9 @@ class RuleSet {
   // kLazyDirectBudget bytes, the field is scanned instead, once, with a database of all its
   // lazy strings (LazyField::db), which answers for every one of them.
   struct LazyLiteral {
-    std::string text;  // lowercased when caseless
-    uint32_t field;    // into lazy_fields_
-    uint8_t anchors;   // kAnchorStart and/or kAnchorEnd
+    uint32_t offset, length;  // of its text in lazy_text_, lowercased when caseless
+    uint32_t field;           // into lazy_fields_
+    uint8_t anchors;          // kAnchorStart and/or kAnchorEnd
     bool caseless;
   };
   struct LazyField {
@@ -214,6 +214,7 @@ class RuleSet {
   };
   static constexpr size_t kLazyDirectBudget = 4096;
   std::vector<LazyLiteral> lazy_literals_;
+  std::string lazy_text_;  // their texts, one after another (a predicate's are neighbours)
   std::vector<LazyField> lazy_fields_;
   // Bounds every confirmation (backtracking steps and depth): a hostile field cannot make a
   // backreference pattern run for seconds; hitting the bound is a matching error.
