@@ -664,11 +664,23 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   // event does not scan Image with the patterns of image_load rules, nor its raw text with
   // the keywords of Linux rules). A pattern of several logsources is in each one's database.
   using DbKey = std::pair<uint32_t, uint32_t>;  // (field slot, logsource)
+  //
+  // Keywords are the exception: they scan the whole raw event, and the same keywords (those
+  // of rules for a whole product) would be scanned once per active logsource. A keyword is
+  // in one database for its set of logsources, which every event of any of them scans once.
+  std::vector<std::set<uint32_t>> keyword_sets;  // database key kKeywordSets + i: that set
+  constexpr uint32_t kKeywordSets = 0x80000000u;
   auto db_keys = [&](uint32_t pat) {
     std::set<uint32_t> ls;
     for (uint32_t g : pattern_groups[pat])
       ls.insert(set->groups_[g].logsources.begin(), set->groups_[g].logsources.end());
     std::vector<DbKey> keys;
+    if (patterns[pat].slot == kRawSlot && ls.size() > 1) {
+      auto it = std::find(keyword_sets.begin(), keyword_sets.end(), ls);
+      if (it == keyword_sets.end()) it = keyword_sets.insert(it, ls);
+      keys.emplace_back(kRawSlot, kKeywordSets + static_cast<uint32_t>(it - keyword_sets.begin()));
+      return keys;
+    }
     for (uint32_t l : ls) keys.emplace_back(patterns[pat].slot, l);
     return keys;
   };
@@ -802,7 +814,12 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     const uint32_t index = static_cast<uint32_t>(set->databases_.size());
     set->databases_.push_back(std::move(database));
-    set->logsource_databases_[key.second].push_back(index);
+    if (key.second >= kKeywordSets) {
+      for (const uint32_t ls : keyword_sets[key.second - kKeywordSets])
+        set->logsource_databases_[ls].push_back(index);
+    } else {
+      set->logsource_databases_[key.second].push_back(index);
+    }
   }
 
   for (uint32_t f = 0; f < set->lazy_fields_.size(); ++f) {
