@@ -562,6 +562,18 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   // (`/c`, or a two-byte homoglyph) is found in many events and, as a trigger, makes its
   // rules candidates for most of them. Its price is weighed by that chance, doubled for
   // every byte under 7 (an anchor counts as two bytes), and by its number of variants.
+  // Length is a poor guide for pieces of what nearly every Windows event holds (`\Windows\`
+  // in a path, `Microsoft Corporation` as the company): those are priced as two bytes.
+  static constexpr std::string_view kCommonText[] = {
+      "c:\\windows\\system32\\", "c:\\windows\\syswow64\\", "c:\\program files (x86)\\",
+      "c:\\programdata\\",        "c:\\users\\",               "\\appdata\\local\\temp\\",
+      "\\appdata\\roaming\\",     "microsoft corporation",   "nt authority\\system",
+      "\\device\\harddiskvolume"};
+  auto common = [](const std::string& literal) {
+    const std::string lower = ascii_lower(literal);
+    return std::any_of(std::begin(kCommonText), std::end(kCommonText),
+                       [&](std::string_view t) { return t.find(lower) != std::string_view::npos; });
+  };
   std::vector<bool> lazy_candidate(patterns.size(), false);
   std::vector<bool> plain(patterns.size(), false);  // plain strings (literal variants)
   std::vector<double> chance(patterns.size(), 1);
@@ -573,7 +585,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     plain[pat] = variants.has_value();
     if (variants) {
       size_t shortest = SIZE_MAX;
-      for (const auto& v : *variants) shortest = std::min(shortest, v.size());
+      for (const auto& v : *variants) shortest = std::min(shortest, common(v) ? 2 : v.size());
       const size_t bytes = shortest + (anchors & kAnchorStart ? 2 : 0) + (anchors & kAnchorEnd ? 2 : 0);
       chance[pat] = static_cast<double>(variants->size()) *
                     (bytes < 7 ? static_cast<double>(1u << (7 - bytes)) : 1.0);
