@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -560,15 +561,17 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   //
   // A plain string's chance of occurring in a value falls with its length: a short one
   // (`/c`, or a two-byte homoglyph) is found in many events and, as a trigger, makes its
-  // rules candidates for most of them. Its price is weighed by that chance, doubled for
-  // every byte under 7 (an anchor counts as two bytes), and by its number of variants.
+  // rules candidates for most of them. Its price is weighed by that chance, halved for
+  // every two bytes (an anchor counts as two bytes; 12 bytes weigh 1), and by its number
+  // of variants.
   // Length is a poor guide for pieces of what nearly every Windows event holds (`\Windows\`
-  // in a path, `Microsoft Corporation` as the company): those are priced as two bytes.
+  // in a path, `Microsoft Corporation` as the company, `.exe`): those are priced as a
+  // one-byte string, whatever their anchors.
   static constexpr std::string_view kCommonText[] = {
       "c:\\windows\\system32\\", "c:\\windows\\syswow64\\", "c:\\program files (x86)\\",
       "c:\\programdata\\",        "c:\\users\\",               "\\appdata\\local\\temp\\",
       "\\appdata\\roaming\\",     "microsoft corporation",   "nt authority\\system",
-      "\\device\\harddiskvolume"};
+      "\\device\\harddiskvolume", ".exe", ".dll"};
   auto common = [](const std::string& literal) {
     const std::string lower = ascii_lower(literal);
     return std::any_of(std::begin(kCommonText), std::end(kCommonText),
@@ -585,10 +588,14 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     plain[pat] = variants.has_value();
     if (variants) {
       size_t shortest = SIZE_MAX;
-      for (const auto& v : *variants) shortest = std::min(shortest, common(v) ? 2 : v.size());
+      bool any_common = false;
+      for (const auto& v : *variants) {
+        shortest = std::min(shortest, v.size());
+        any_common = any_common || common(v);
+      }
       const size_t bytes = shortest + (anchors & kAnchorStart ? 2 : 0) + (anchors & kAnchorEnd ? 2 : 0);
       chance[pat] = static_cast<double>(variants->size()) *
-                    (bytes < 7 ? static_cast<double>(1u << (7 - bytes)) : 1.0);
+                    (any_common ? 64.0 : std::exp2((12.0 - static_cast<double>(bytes)) / 2));
     }
   }
   // Trigger sets: a rule is evaluated for an event only when one of its trigger predicates
