@@ -635,6 +635,60 @@ TEST(RuleSet, BadRulesDoNotStopTheOthers) {
   EXPECT_NE(reasons.find("duplicate rule id 'good1'"), std::string::npos) << reasons;
 }
 
+// Keywords of rules for a whole product are in one database for all its logsources; an event
+// in several of them gets each keyword rule once, and no rule of a logsource it is not in.
+TEST(RuleSet, KeywordsSharedByLogsourcesAreFoundOnceForEachRule) {
+  auto mapping = FieldMapping::parse(R"(
+name: kw
+logsources:
+  - name: proc
+    match: {product: windows, category: process_creation}
+    where: {EventID: 1}
+  - name: sysmon
+    match: {product: windows, service: sysmon}
+    where: {Channel: Sysmon}
+  - name: net
+    match: {product: windows, category: network_connection}
+    where: {EventID: 3}
+)",
+                                     "m.yml");
+  ASSERT_TRUE(mapping) << mapping.status().to_string();
+  auto make = [](const std::string& id, const std::string& logsource, const std::string& word) {
+    auto r = parse_sigma("title: " + id + "\nid: " + id + "\nlogsource:\n  product: windows\n" +
+                             logsource + "detection:\n  kw:\n    - '" + word +
+                             "'\n  condition: kw\n",
+                         id + ".yml");
+    EXPECT_TRUE(r) << r.status().to_string();
+    return *r;
+  };
+  std::vector<SigmaRule> rules = {make("any", "", "mimikatz"),
+                                  make("proc", "  category: process_creation\n", "sekurlsa"),
+                                  make("sysmon", "  service: sysmon\n", "lsadump")};
+  CompileReport report;
+  auto rs = RuleSet::compile(rules, *mapping, report);
+  ASSERT_TRUE(rs);
+  ASSERT_EQ(report.compiled, 3u);
+  auto matcher = Matcher::create(*rs);
+  ASSERT_TRUE(matcher);
+  EventParser parser;
+  Event event;
+  auto ids = [&](const std::string& json) {
+    EXPECT_EQ(parser.parse(json, (*rs)->fields(), event), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    EXPECT_TRUE((*matcher)->match(event, out).is_ok());
+    std::vector<std::string> names;
+    for (uint32_t r : out) names.push_back((*rs)->rules()[r].id);
+    return names;
+  };
+  using Ids = std::vector<std::string>;
+  const std::string words = R"("CommandLine":"MimiKatz sekurlsa::x lsadump::y")";
+  EXPECT_EQ(ids(R"({"EventID":1,"Channel":"Sysmon",)" + words + "}"), (Ids{"any", "proc", "sysmon"}));
+  EXPECT_EQ(ids(R"({"EventID":3,"Channel":"Sysmon",)" + words + "}"), (Ids{"any", "sysmon"}));
+  EXPECT_EQ(ids(R"({"EventID":3,)" + words + "}"), (Ids{"any"}));
+  EXPECT_EQ(ids(R"({"EventID":2,)" + words + "}"), (Ids{}));
+  EXPECT_EQ(ids(R"({"EventID":1,"Channel":"Sysmon","CommandLine":"lsadump"})"), (Ids{"sysmon"}));
+}
+
 TEST(RuleSet, MatchesManyRulesAtOnceInOrder) {
   auto mapping = FieldMapping::parse(kMapping, "m.yml");
   ASSERT_TRUE(mapping);
