@@ -556,7 +556,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   // scans whatever the rest of the rule says (the tree's `CommandLine` regexes alone were a
   // ninth of an event's matching time). A regex whose rules can be triggered by another
   // predicate is lazy: it is left out of the field's database and, in a database of its own,
-  // scanned only when a rule using it is evaluated (see Matcher::pred_holds).
+  // scanned only when a rule using it is evaluated (see Matcher::resolve).
   constexpr double kRegexTriggerCost = 1e4;  // above other patterns and comparisons, below `exists`
   //
   // A plain string's chance of occurring in a value falls with its length: a short one

@@ -3,8 +3,9 @@
 //
 // RuleSet::compile() takes parsed Sigma rules and a field mapping, resolves each rule's
 // logsource and fields, puts the string predicates' patterns into Hyperscan databases by
-// (mapping logsource, field), and turns each condition into a postfix program over predicate
-// bits that runs only when one of the rule's trigger predicates holds.
+// (mapping logsource, field), and turns each condition into a prefix program over predicate
+// bits that runs only when one of the rule's trigger predicates holds. Patterns no rule needs
+// as a trigger are lazy: checked only when a rule using them is evaluated.
 // A rule that cannot be compiled is reported with its reason and left out; it never fails
 // the compile of the others. A RuleSet is immutable and shared by all workers.
 //
