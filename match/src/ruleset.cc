@@ -1070,6 +1070,20 @@ void RuleSet::compile_correlations(const std::vector<const SigmaRule*>& correlat
   }
 }
 
+namespace {
+
+// The text a pattern on `slot` scans: the field's value, or the raw event for keywords.
+FieldValue field_of(const Event& event, uint32_t slot) {
+  return slot == RuleSet::kRawSlot ? FieldValue{ValueType::kObject, event.raw()} : event.field(slot);
+}
+
+}  // namespace
+
+bool Matcher::at_anchors(uint8_t anchors, size_t length, unsigned long long to, size_t scanned) {
+  return (!(anchors & RuleSet::kAnchorStart) || to == length) &&
+         (!(anchors & RuleSet::kAnchorEnd) || to == scanned);
+}
+
 Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet> rules) {
   std::unique_ptr<Matcher> m(new Matcher(std::move(rules)));
   const RuleSet& rs = *m->rules_;
@@ -1205,8 +1219,7 @@ void Matcher::resolve(uint32_t pred) {
     if (lazy_epoch_[lazy] != epoch_) {
       lazy_epoch_[lazy] = epoch_;
       lazy_hit_[lazy] = 0;
-      const FieldValue fv = p.slot == RuleSet::kRawSlot ? FieldValue{ValueType::kObject, event_->raw()}
-                                                        : event_->field(p.slot);
+      const FieldValue fv = field_of(*event_, p.slot);
       if (fv.present()) {
         const hs_error_t err = hs_scan(rs.lazy_databases_[lazy], fv.text.data(),
                                        static_cast<unsigned>(fv.text.size()), 0, scratch_,
@@ -1227,8 +1240,7 @@ bool Matcher::literal_holds(uint32_t literal) {
   LazyFieldState& state = lazy_fields_[lit.field];
   if (state.scanned == epoch_) return literal_hit_[literal] == epoch_;
   const uint32_t slot = rs.lazy_fields_[lit.field].slot;
-  const FieldValue fv = slot == RuleSet::kRawSlot ? FieldValue{ValueType::kObject, event_->raw()}
-                                                  : event_->field(slot);
+  const FieldValue fv = field_of(*event_, slot);
   const std::string_view text = fv.text;
   const std::string_view needle(rs.lazy_text_.data() + lit.offset, lit.length);
   const size_t n = needle.size();
@@ -1283,8 +1295,7 @@ int Matcher::on_lazy_literal_match(unsigned id, unsigned long long, unsigned lon
   const RuleSet& rs = *m->rules_;
   const auto literal = static_cast<uint32_t>(rs.patterns_[id].lazy_literal);
   const RuleSet::LazyLiteral& lit = rs.lazy_literals_[literal];
-  if ((lit.anchors & RuleSet::kAnchorStart) && to != lit.length) return 0;
-  if ((lit.anchors & RuleSet::kAnchorEnd) && to != m->lazy_scan_length_) return 0;
+  if (!at_anchors(lit.anchors, lit.length, to, m->lazy_scan_length_)) return 0;
   m->literal_hit_[literal] = m->epoch_;
   return 0;
 }
@@ -1351,10 +1362,7 @@ int Matcher::on_pattern_match(unsigned id, unsigned long long, unsigned long lon
   auto* m = static_cast<Matcher*>(ctx);
   const RuleSet& rs = *m->rules_;
   const RuleSet::Pattern& p = rs.patterns_[id];
-  if (p.anchors != 0) {
-    if ((p.anchors & RuleSet::kAnchorStart) && to != p.length) return 0;
-    if ((p.anchors & RuleSet::kAnchorEnd) && to != m->scan_length_) return 0;
-  }
+  if (!at_anchors(p.anchors, p.length, to, m->scan_length_)) return 0;
   if (p.confirm >= 0) {
     m->to_confirm_.push_back(id);
     return 0;
@@ -1439,9 +1447,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       if (database_epoch_[d] == epoch_) continue;  // scanned for another active logsource
       database_epoch_[d] = epoch_;
       const auto& db = rs.databases_[d];
-      const FieldValue fv = db.field_slot == RuleSet::kRawSlot
-                                ? FieldValue{ValueType::kObject, event.raw()}
-                                : event.field(db.field_slot);
+      const FieldValue fv = field_of(event, db.field_slot);
       if (!fv.present()) continue;
       scan_length_ = fv.text.size();
       for (const hs_database_t* hdb : {db.literal_db, db.db}) {

@@ -288,6 +288,9 @@ class Matcher {
   void scan_lazy_field(uint32_t field, std::string_view text);
   static int on_lazy_match(unsigned id, unsigned long long from, unsigned long long to,
                            unsigned flags, void* ctx);
+  // Whether a plain string of `length` bytes whose occurrence ends at `to`, in a text of
+  // `scanned` bytes, is where its anchors (kAnchorStart/kAnchorEnd) say.
+  static bool at_anchors(uint8_t anchors, size_t length, unsigned long long to, size_t scanned);
   static int on_lazy_literal_match(unsigned id, unsigned long long from, unsigned long long to,
                                    unsigned flags, void* ctx);
   void set_bit(uint32_t pred) {
