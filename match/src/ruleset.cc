@@ -577,13 +577,16 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     return std::any_of(std::begin(kCommonText), std::end(kCommonText),
                        [&](std::string_view t) { return t.find(lower) != std::string_view::npos; });
   };
-  std::vector<bool> lazy_candidate(patterns.size(), false);
-  std::vector<bool> plain(patterns.size(), false);  // plain strings (literal variants)
+  // Per pattern, the plain strings it stands for (nullopt: a regex) and their anchors.
+  std::vector<std::optional<std::vector<std::string>>> variants_of(patterns.size());
+  std::vector<uint8_t> anchors_of(patterns.size(), 0);
+  std::vector<bool> lazy_candidate(patterns.size(), false);  // a regex, not a prefilter
+  std::vector<bool> plain(patterns.size(), false);           // plain strings
   std::vector<double> chance(patterns.size(), 1);
   for (uint32_t pat = 0; pat < patterns.size(); ++pat) {
-    uint8_t anchors = 0;
-    const auto variants =
-        prefilter[pat] ? std::nullopt : literal_variants(patterns[pat].regex, anchors);
+    if (!prefilter[pat]) variants_of[pat] = literal_variants(patterns[pat].regex, anchors_of[pat]);
+    const auto& variants = variants_of[pat];
+    const uint8_t anchors = anchors_of[pat];
     lazy_candidate[pat] = !prefilter[pat] && !variants;
     plain[pat] = variants.has_value();
     if (variants) {
@@ -682,25 +685,19 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   // logsources, which hold only the patterns of rules that apply to them (a process creation
   // event does not scan Image with the patterns of image_load rules, nor its raw text with
   // the keywords of Linux rules). A pattern of several logsources is in each one's database.
-  using DbKey = std::pair<uint32_t, uint32_t>;  // (field slot, logsource)
+  // A database is keyed by (field slot, the logsources whose events scan it).
   //
   // Keywords are the exception: they scan the whole raw event, and the same keywords (those
   // of rules for a whole product) would be scanned once per active logsource. A keyword is
   // in one database for its set of logsources, which every event of any of them scans once.
-  std::vector<std::set<uint32_t>> keyword_sets;  // database key kKeywordSets + i: that set
-  constexpr uint32_t kKeywordSets = 0x80000000u;
+  using DbKey = std::pair<uint32_t, std::set<uint32_t>>;
   auto db_keys = [&](uint32_t pat) {
     std::set<uint32_t> ls;
     for (uint32_t g : pattern_groups[pat])
       ls.insert(set->groups_[g].logsources.begin(), set->groups_[g].logsources.end());
+    if (patterns[pat].slot == kRawSlot) return std::vector<DbKey>{{kRawSlot, std::move(ls)}};
     std::vector<DbKey> keys;
-    if (patterns[pat].slot == kRawSlot && ls.size() > 1) {
-      auto it = std::find(keyword_sets.begin(), keyword_sets.end(), ls);
-      if (it == keyword_sets.end()) it = keyword_sets.insert(it, ls);
-      keys.emplace_back(kRawSlot, kKeywordSets + static_cast<uint32_t>(it - keyword_sets.begin()));
-      return keys;
-    }
-    for (uint32_t l : ls) keys.emplace_back(patterns[pat].slot, l);
+    for (uint32_t l : ls) keys.push_back({patterns[pat].slot, {l}});
     return keys;
   };
   // Scan patterns (Hyperscan ids): one per regex, one per variant of a plain string.
@@ -717,8 +714,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
                                preds_of_pattern[pat].end());
     p.preds_end = static_cast<uint32_t>(set->pattern_preds_.size());
     const PatternDef& def = patterns[pat];
-    uint8_t anchors = 0;
-    auto variants = prefilter[pat] ? std::nullopt : literal_variants(def.regex, anchors);
+    const uint8_t anchors = anchors_of[pat];
+    auto& variants = variants_of[pat];  // moved from: its strings become scan patterns
     const auto keys = db_keys(pat);
     if (variants) {
       for (auto& v : *variants) {
@@ -833,12 +830,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
     const uint32_t index = static_cast<uint32_t>(set->databases_.size());
     set->databases_.push_back(std::move(database));
-    if (key.second >= kKeywordSets) {
-      for (const uint32_t ls : keyword_sets[key.second - kKeywordSets])
-        set->logsource_databases_[ls].push_back(index);
-    } else {
-      set->logsource_databases_[key.second].push_back(index);
-    }
+    for (const uint32_t ls : key.second) set->logsource_databases_[ls].push_back(index);
   }
 
   for (uint32_t f = 0; f < set->lazy_fields_.size(); ++f) {
