@@ -671,15 +671,18 @@ class ConditionParser {
   struct Nested {
     explicit Nested(int& d) : depth(++d) {}
     ~Nested() { --depth; }
+    bool too_deep() const { return depth > kMaxDepth; }
     int& depth;
   };
+  Expected<CondNode> too_deep_error() {
+    return ctx_.error("condition '" + text_ + "': nested deeper than " + std::to_string(kMaxDepth));
+  }
 
   Expected<CondNode> parse_not() {
     if (is_word("not")) {
       ++pos_;
       Nested nested(depth_);
-      if (depth_ > kMaxDepth)
-        return ctx_.error("condition '" + text_ + "': nested deeper than " + std::to_string(kMaxDepth));
+      if (nested.too_deep()) return too_deep_error();
       auto inner = parse_not();
       if (!inner) return inner;
       CondNode n = make_node(CondNode::Kind::kNot);
@@ -694,8 +697,7 @@ class ConditionParser {
     if (t.kind == Token::Kind::kLParen) {
       ++pos_;
       Nested nested(depth_);
-      if (depth_ > kMaxDepth)
-        return ctx_.error("condition '" + text_ + "': nested deeper than " + std::to_string(kMaxDepth));
+      if (nested.too_deep()) return too_deep_error();
       auto inner = parse_or();
       if (!inner) return inner;
       if (peek().kind != Token::Kind::kRParen)
