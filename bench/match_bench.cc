@@ -160,6 +160,7 @@ void run_match(benchmark::State& state, const Workload& w) {
   });
   state.counters["rules"] = static_cast<double>(w.rules->rules().size());
   state.counters["lazy_regexes"] = static_cast<double>(w.rules->lazy_pattern_count());
+  state.counters["lazy_strings"] = static_cast<double>(w.rules->lazy_literal_count());
 }
 
 void BM_DefaultPack(benchmark::State& state) {
