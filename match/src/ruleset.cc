@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 namespace vigil::match {
+
 namespace fs = std::filesystem;
 
 std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, CompileReport& report) {
@@ -732,10 +733,24 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
           }
           const bool caseless = (def.flags & HS_FLAG_CASELESS) != 0;
           lit.lazy_literal = static_cast<int32_t>(set->lazy_literals_.size());
-          set->lazy_literals_.push_back({static_cast<uint32_t>(set->lazy_text_.size()),
-                                         static_cast<uint32_t>(v.size()), field->second, anchors,
-                                         caseless});
-          set->lazy_text_ += caseless ? ascii_lower(v) : v;
+          LazyLiteral ll{static_cast<uint32_t>(set->lazy_text_.size()),
+                         static_cast<uint32_t>(v.size()), field->second, anchors, caseless};
+          const std::string lower = ascii_lower(v);
+          if (caseless && anchors == 0 && lower.size() >= 2) {
+            // Pairs spread over the string (fewer if it is short).
+            const size_t last = lower.size() - 2;
+            constexpr size_t kPairs = std::size(LazyLiteral{}.pairs);
+            for (size_t k = 0; k < kPairs; ++k) {
+              const size_t at = k * last / (kPairs - 1);
+              const uint16_t pr = PairFilter::pair(static_cast<unsigned char>(lower[at]),
+                                                   static_cast<unsigned char>(lower[at + 1]));
+              if (std::find(ll.pairs, ll.pairs + ll.pair_count, pr) == ll.pairs + ll.pair_count) {
+                ll.pairs[ll.pair_count++] = pr;
+              }
+            }
+          }
+          set->lazy_literals_.push_back(ll);
+          set->lazy_text_ += caseless ? lower : v;
           lazy_field_ids[field->second].push_back(scan_id);
           lazy_scan_ids[pat].push_back(scan_id);
         } else {
@@ -1099,6 +1114,7 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   m->resolved_epoch_.assign(rs.predicate_count_, 0);
   m->literal_hit_.assign(rs.lazy_literals_.size(), 0);
   m->lazy_fields_.assign(rs.lazy_fields_.size(), {});
+  m->pair_bits_.assign(rs.lazy_fields_.size() * RuleSet::PairFilter::kWords, 0);
   m->lower_.reserve(RuleSet::kLazyDirectBudget);
   m->lazy_epoch_.assign(rs.lazy_databases_.size(), 0);
   m->lazy_hit_.assign(rs.lazy_databases_.size(), 0);
@@ -1241,33 +1257,56 @@ bool Matcher::literal_holds(uint32_t literal) {
     state.work_epoch = epoch_;
     state.work = 0;
   }
-  const size_t work = lit.anchors != 0 ? n : text.size();
-  if (state.work + work > RuleSet::kLazyDirectBudget) {
+  // Whether `work` more bytes of direct comparison would pass the budget; if so, the field
+  // is scanned for all its lazy strings instead, and the scan answers.
+  auto over_budget = [&](size_t work) {
+    if (state.work + work <= RuleSet::kLazyDirectBudget) {
+      state.work += work;
+      return false;
+    }
     scan_lazy_field(lit.field, text);
-    return literal_hit_[literal] == epoch_;
-  }
-  state.work += work;
-  auto equal_at = [&](size_t pos) {
-    return lit.caseless ? ascii_iequals(text.substr(pos, n), needle)
-                        : text.compare(pos, n, needle) == 0;
+    return true;
   };
-  switch (lit.anchors) {
-    case RuleSet::kAnchorStart | RuleSet::kAnchorEnd:
-      return n == text.size() && equal_at(0);
-    case RuleSet::kAnchorStart:
-      return equal_at(0);
-    case RuleSet::kAnchorEnd:
-      return equal_at(text.size() - n);
-    default:
-      break;
+  if (lit.anchors != 0) {
+    if (over_budget(n)) return literal_hit_[literal] == epoch_;
+    auto equal_at = [&](size_t pos) {
+      return lit.caseless ? ascii_iequals(text.substr(pos, n), needle)
+                          : text.compare(pos, n, needle) == 0;
+    };
+    switch (lit.anchors) {
+      case RuleSet::kAnchorStart | RuleSet::kAnchorEnd:
+        return n == text.size() && equal_at(0);
+      case RuleSet::kAnchorStart:
+        return equal_at(0);
+      default:
+        return equal_at(text.size() - n);
+    }
   }
-  if (!lit.caseless) return text.find(needle) != std::string_view::npos;
-  if (state.lower_epoch != epoch_) {  // lowercased once per event, within the budget
+  if (!lit.caseless) {
+    if (over_budget(text.size())) return literal_hit_[literal] == epoch_;
+    return text.find(needle) != std::string_view::npos;
+  }
+  uint64_t* pairs = pair_bits_.data() + lit.field * RuleSet::PairFilter::kWords;
+  if (state.lower_epoch != epoch_) {
+    // The value lowercased and its byte pairs noted, once per event: one pass, counted once.
+    if (over_budget(text.size())) return literal_hit_[literal] == epoch_;
     state.lower_epoch = epoch_;
     state.lower_begin = lower_.size();
     lower_.append(text);
-    for (size_t i = state.lower_begin; i < lower_.size(); ++i) lower_[i] = ascii_lower(lower_[i]);
+    std::fill(pairs, pairs + RuleSet::PairFilter::kWords, 0);
+    auto* lowered = reinterpret_cast<unsigned char*>(lower_.data() + state.lower_begin);
+    lowered[0] = static_cast<unsigned char>(ascii_lower(static_cast<char>(lowered[0])));
+    for (size_t i = 1; i < text.size(); ++i) {
+      lowered[i] = static_cast<unsigned char>(ascii_lower(static_cast<char>(lowered[i])));
+      const uint16_t pair = RuleSet::PairFilter::pair(lowered[i - 1], lowered[i]);
+      pairs[pair >> 6] |= uint64_t{1} << (pair & 63);
+    }
   }
+  for (uint8_t i = 0; i < lit.pair_count; ++i) {
+    const uint16_t pair = lit.pairs[i];
+    if ((pairs[pair >> 6] >> (pair & 63) & 1) == 0) return false;  // a pair it has is missing
+  }
+  if (over_budget(text.size())) return literal_hit_[literal] == epoch_;
   return std::string_view(lower_).substr(state.lower_begin, text.size()).find(needle) !=
          std::string_view::npos;
 }
