@@ -1077,15 +1077,6 @@ void RuleSet::compile_correlations(const std::vector<const SigmaRule*>& correlat
   }
 }
 
-namespace {
-
-// The text a pattern on `slot` scans: the field's value, or the raw event for keywords.
-FieldValue field_of(const Event& event, uint32_t slot) {
-  return slot == RuleSet::kRawSlot ? FieldValue{ValueType::kObject, event.raw()} : event.field(slot);
-}
-
-}  // namespace
-
 bool Matcher::at_anchors(uint8_t anchors, size_t length, unsigned long long to, size_t scanned) {
   return (!(anchors & RuleSet::kAnchorStart) || to == length) &&
          (!(anchors & RuleSet::kAnchorEnd) || to == scanned);
@@ -1227,7 +1218,7 @@ void Matcher::resolve(uint32_t pred) {
     if (lazy_epoch_[lazy] != epoch_) {
       lazy_epoch_[lazy] = epoch_;
       lazy_hit_[lazy] = 0;
-      const FieldValue fv = field_of(*event_, p.slot);
+      const FieldValue& fv = field_of(p.slot);
       if (fv.present()) {
         const hs_error_t err = hs_scan(rs.lazy_databases_[lazy], fv.text.data(),
                                        static_cast<unsigned>(fv.text.size()), 0, scratch_,
@@ -1248,7 +1239,7 @@ bool Matcher::literal_holds(uint32_t literal) {
   LazyFieldState& state = lazy_fields_[lit.field];
   if (state.scanned == epoch_) return literal_hit_[literal] == epoch_;
   const uint32_t slot = rs.lazy_fields_[lit.field].slot;
-  const FieldValue fv = field_of(*event_, slot);
+  const FieldValue& fv = field_of(slot);
   const std::string_view text = fv.text;
   const std::string_view needle(rs.lazy_text_.data() + lit.offset, lit.length);
   const size_t n = needle.size();
@@ -1418,6 +1409,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   }
   lower_.clear();
   event_ = &event;
+  raw_ = FieldValue{ValueType::kObject, event.raw()};
 
   for (size_t w = 0; w < rs.where_fields_.size(); ++w) {
     const RuleSet::WhereField& where = rs.where_fields_[w];
@@ -1478,7 +1470,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       if (database_epoch_[d] == epoch_) continue;  // scanned for another active logsource
       database_epoch_[d] = epoch_;
       const auto& db = rs.databases_[d];
-      const FieldValue fv = field_of(event, db.field_slot);
+      const FieldValue& fv = field_of(db.field_slot);
       if (!fv.present()) continue;
       scan_length_ = fv.text.size();
       for (const hs_database_t* hdb : {db.literal_db, db.db}) {

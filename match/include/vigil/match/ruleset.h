@@ -301,6 +301,12 @@ class Matcher {
   // event) and sets its bit if one is found; after this, pred_value() is known.
   void resolve(uint32_t pred);
   bool literal_holds(uint32_t literal);
+  // The text a pattern on `slot` scans in the event of the last match(): the field's value,
+  // or the raw event for keywords. (A reference: copies of FieldValue through the stack
+  // stalled the lazy checks on store forwarding.)
+  const FieldValue& field_of(uint32_t slot) const {
+    return slot == RuleSet::kRawSlot ? raw_ : event_->field(slot);
+  }
   void scan_lazy_field(uint32_t field, std::string_view text);
   static int on_lazy_match(unsigned id, unsigned long long from, unsigned long long to,
                            unsigned flags, void* ctx);
@@ -336,6 +342,7 @@ class Matcher {
   uint32_t epoch_ = 0;
   std::vector<uint32_t> candidates_;
   const Event* event_ = nullptr;       // of the last match(), for lazy checks
+  FieldValue raw_;                     // its raw text, as the keywords' field
   std::vector<uint32_t> lazy_epoch_;   // per lazy database: the epoch it was scanned in
   std::vector<uint8_t> lazy_hit_;      // per lazy database: whether that scan matched
   hs_error_t lazy_error_ = HS_SUCCESS; // of a lazy scan during this match()
