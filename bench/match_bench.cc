@@ -93,6 +93,17 @@ std::string flatten_evtx(const std::string& line) {
   return buf.GetString();
 }
 
+// The corpus' events as recorded (EVTX layout), one per line of its event files.
+std::vector<std::string> corpus_events() {
+  const fs::path dir = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus" / "sigma_public" / "events";
+  std::vector<std::string> events;
+  for (const auto& f : fs::directory_iterator(dir)) {
+    std::ifstream in(f.path());
+    for (std::string line; std::getline(in, line);) events.push_back(line);
+  }
+  return events;
+}
+
 // `all`: the whole tree (every logsource, vigil-sensor.yml) over the events in the flat
 // layout; otherwise the Windows rules (windows-evtx-json.yml) over the events as recorded.
 Workload sigma_tree(bool all = false) {
@@ -112,11 +123,7 @@ Workload sigma_tree(bool all = false) {
     if (ids.count(r.id) && !r.correlation) w.parsed.push_back(std::move(r));
   }
   w.mapping = std::move(*mapping);
-  for (const auto& f : fs::directory_iterator(corpus / "sigma_public" / "events")) {
-    std::ifstream in(f.path());
-    for (std::string line; std::getline(in, line);)
-      w.events.push_back(all ? flatten_evtx(line) : line);
-  }
+  for (const std::string& line : corpus_events()) w.events.push_back(all ? flatten_evtx(line) : line);
   return w;
 }
 
@@ -454,7 +461,47 @@ BENCHMARK_CAPTURE(BM_CompileSigmaTree, windows, false)
     ->Iterations(1);
 BENCHMARK_CAPTURE(BM_CompileSigmaTree, all, true)->Unit(benchmark::kMillisecond)->Iterations(1);
 
+// One corpus event at a time (SigmaTreeEvent/windows/<index>), parse + match with caches
+// warm: which events cost what. A process creation event with a long command line costs
+// several times a file or registry event. Labelled with the event's EventID, channel and
+// size; registered in main() (the count is the corpus').
+void BM_SigmaTreeEvent(benchmark::State& state, size_t index) {
+  const Workload& w = windows_tree();
+  auto matcher = std::move(*match::Matcher::create(w.rules));
+  EventParser parser;
+  Event event;
+  std::vector<uint32_t> out;
+  const std::string& e = w.events[index];
+  for (auto _ : state) {
+    parser.parse(e, w.rules->fields(), event);
+    out.clear();
+    (void)matcher->match(event, out);
+  }
+  auto value_of = [&](std::string_view key) {
+    const size_t at = e.find(key);
+    if (at == std::string::npos) return std::string("?");
+    const size_t begin = e.find_first_not_of("\":", at + key.size());
+    const size_t end = e.find_first_of(",}\"", begin);
+    return e.substr(begin, end - begin);
+  };
+  state.SetLabel("EventID " + value_of("\"EventID\"") + " " + value_of("\"Channel\"") + ", " +
+                 std::to_string(e.size()) + " B");
+  state.counters["matches"] = static_cast<double>(out.size());
+}
+
 }  // namespace
 }  // namespace vigil
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  const size_t events = vigil::corpus_events().size();
+  for (size_t i = 0; i < events; ++i) {
+    benchmark::RegisterBenchmark(("BM_SigmaTreeEvent/windows/" + std::to_string(i)).c_str(),
+                                 vigil::BM_SigmaTreeEvent, i)
+        ->MinTime(0.05);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
