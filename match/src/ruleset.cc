@@ -19,7 +19,6 @@
 #include <unordered_map>
 
 namespace vigil::match {
-
 namespace fs = std::filesystem;
 
 std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, CompileReport& report) {
@@ -1286,7 +1285,9 @@ bool Matcher::literal_holds(uint32_t literal) {
     lower_.append(text);
     std::fill(pairs, pairs + RuleSet::PairFilter::kWords, 0);
     auto* lowered = reinterpret_cast<unsigned char*>(lower_.data() + state.lower_begin);
-    lowered[0] = static_cast<unsigned char>(ascii_lower(static_cast<char>(lowered[0])));
+    if (!text.empty()) {
+      lowered[0] = static_cast<unsigned char>(ascii_lower(static_cast<char>(lowered[0])));
+    }
     for (size_t i = 1; i < text.size(); ++i) {
       lowered[i] = static_cast<unsigned char>(ascii_lower(static_cast<char>(lowered[i])));
       const uint16_t pair = RuleSet::PairFilter::pair(lowered[i - 1], lowered[i]);
