@@ -95,7 +95,8 @@ std::string flatten_evtx(const std::string& line) {
 
 // The corpus' events as recorded (EVTX layout), one per line of its event files.
 std::vector<std::string> corpus_events() {
-  const fs::path dir = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus" / "sigma_public" / "events";
+  const fs::path dir =
+      fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus" / "sigma_public" / "events";
   std::vector<std::string> events;
   for (const auto& f : fs::directory_iterator(dir)) {
     std::ifstream in(f.path());
@@ -123,7 +124,8 @@ Workload sigma_tree(bool all = false) {
     if (ids.count(r.id) && !r.correlation) w.parsed.push_back(std::move(r));
   }
   w.mapping = std::move(*mapping);
-  for (const std::string& line : corpus_events()) w.events.push_back(all ? flatten_evtx(line) : line);
+  for (const std::string& line : corpus_events())
+    w.events.push_back(all ? flatten_evtx(line) : line);
   return w;
 }
 

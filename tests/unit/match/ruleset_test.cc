@@ -373,13 +373,20 @@ TEST(RuleSet, LazyStringsAreFoundWhateverTheirBytePairs) {
   // Lazy `contains` strings are searched for only if the value has their byte pairs (see
   // RuleSet::PairFilter): each must still be found, in any case, anywhere in the value, and
   // a value holding a string's pairs but not the string must not match.
-  const std::vector<std::string> strings = {
-      "ab",        "x.Y",      "-EncodedCommand", "Invoke-WebRequest", "//127.0.0.1/c$",
-      "%COMSPEC%", "\xc3\xa9t\xc3\xa9", "zz_last_one_with_a_rather_long_text_zz"};
+  const std::vector<std::string> strings = {"ab",
+                                            "x.Y",
+                                            "-EncodedCommand",
+                                            "Invoke-WebRequest",
+                                            "//127.0.0.1/c$",
+                                            "%COMSPEC%",
+                                            "\xc3\xa9t\xc3\xa9",
+                                            "zz_last_one_with_a_rather_long_text_zz"};
   std::string list;
   for (const auto& s : strings) list += "      - '" + s + "'\n";
-  RuleMatch m("  sel:\n    Image|endswith: 'a_tool_with_a_long_name.exe'\n"
-              "  cli:\n    CommandLine|contains:\n" + list + "  condition: sel and cli\n");
+  RuleMatch m(
+      "  sel:\n    Image|endswith: 'a_tool_with_a_long_name.exe'\n"
+      "  cli:\n    CommandLine|contains:\n" +
+      list + "  condition: sel and cli\n");
   ASSERT_TRUE(m.error().empty()) << m.error();
   EXPECT_EQ(m.rule_set().lazy_literal_count(), strings.size());
   auto ev = [](const std::string& cli) {
@@ -391,7 +398,7 @@ TEST(RuleSet, LazyStringsAreFoundWhateverTheirBytePairs) {
   };
   for (const auto& s : strings) {
     SCOPED_TRACE(s);
-    EXPECT_TRUE(m.matches(ev(s)));                            // the whole value
+    EXPECT_TRUE(m.matches(ev(s)));                             // the whole value
     EXPECT_TRUE(m.matches(ev("cmd /c " + upper(s))));          // at the end
     EXPECT_TRUE(m.matches(ev(upper(s) + " then more text")));  // at the start
   }
