@@ -1285,18 +1285,15 @@ bool Matcher::literal_holds(uint32_t literal) {
     lower_.append(text);
     std::fill(pairs, pairs + RuleSet::PairFilter::kWords, 0);
     auto* lowered = reinterpret_cast<unsigned char*>(lower_.data() + state.lower_begin);
-    if (!text.empty()) {
-      lowered[0] = static_cast<unsigned char>(ascii_lower(static_cast<char>(lowered[0])));
-    }
-    for (size_t i = 1; i < text.size(); ++i) {
+    for (size_t i = 0; i < text.size(); ++i) {
       lowered[i] = static_cast<unsigned char>(ascii_lower(static_cast<char>(lowered[i])));
-      const uint16_t pair = RuleSet::PairFilter::pair(lowered[i - 1], lowered[i]);
-      pairs[pair >> 6] |= uint64_t{1} << (pair & 63);
+      if (i > 0) {
+        RuleSet::PairFilter::note(pairs, RuleSet::PairFilter::pair(lowered[i - 1], lowered[i]));
+      }
     }
   }
   for (uint8_t i = 0; i < lit.pair_count; ++i) {
-    const uint16_t pair = lit.pairs[i];
-    if ((pairs[pair >> 6] >> (pair & 63) & 1) == 0) return false;  // a pair it has is missing
+    if (!RuleSet::PairFilter::has(pairs, lit.pairs[i])) return false;  // a pair of it is missing
   }
   if (over_budget(text.size())) return literal_hit_[literal] == epoch_;
   return std::string_view(lower_).substr(state.lower_begin, text.size()).find(needle) !=

@@ -224,6 +224,12 @@ class RuleSet {
     static uint16_t pair(unsigned char a, unsigned char b) {
       return static_cast<uint16_t>((a * 0x9e5u + b) & 0xfffu);
     }
+    static void note(uint64_t* bits, uint16_t pair) {
+      bits[pair >> 6] |= uint64_t{1} << (pair & 63);
+    }
+    static bool has(const uint64_t* bits, uint16_t pair) {
+      return (bits[pair >> 6] >> (pair & 63)) & 1;
+    }
   };
   struct LazyField {
     uint32_t slot;
