@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 namespace vigil {
 namespace {
 
@@ -83,6 +85,67 @@ TEST(FieldSet, ManyKeysUnderManyParentsStayDistinct) {
   EXPECT_EQ(event.field(slots[0]).type, ValueType::kMissing);
 }
 
+// Keys and plain strings are read as written, 16 bytes at a time, up to the first quote or
+// backslash: every length around those blocks, with an escape at every place, reads back.
+TEST(EventParser, KeysAndStringsOfEveryLengthReadBackWhereverTheirEscapes) {
+  for (size_t n = 0; n <= 40; ++n) {
+    std::string key, text;
+    for (size_t i = 0; i < n; ++i) {
+      key += static_cast<char>('a' + i % 26);
+      text += static_cast<char>('A' + (i * 7) % 26);
+    }
+    FieldSet f;
+    const uint32_t slot = f.add(key);
+    const uint32_t longer = f.add(key + "x");
+    EventParser parser;
+    Event event;
+    // A shorter and a longer key around it, which share its first bytes.
+    const std::string plain = "{\"" + key.substr(0, n / 2) + "\":1,\"" + key + "x\":\"L\",\"" +
+                              key + "\":\"" + text + "\"}";
+    ASSERT_EQ(parser.parse(plain, f, event), ParseError::kNone) << plain;
+    EXPECT_EQ(event.field(slot).type, ValueType::kString) << plain;
+    EXPECT_EQ(event.field(slot).text, text) << plain;
+    EXPECT_EQ(event.field(longer).text, "L") << plain;
+    for (size_t at = 0; at <= n; ++at) {
+      // An escaped quote in the value, and an escaped letter in the key, at `at`.
+      std::string escaped_key = key, escaped_text = text, want = text;
+      escaped_text.insert(at, "\\\"");
+      want.insert(at, "\"");
+      if (at < n) {
+        char escape[8];
+        std::snprintf(escape, sizeof escape, "\\u%04x", static_cast<unsigned>(key[at]));
+        escaped_key.replace(at, 1, escape);
+      }
+      const std::string raw = "{\"" + escaped_key + "\":\"" + escaped_text + "\"}";
+      ASSERT_EQ(parser.parse(raw, f, event), ParseError::kNone) << raw;
+      EXPECT_EQ(event.field(slot).text, want) << raw;
+      EXPECT_EQ(event.field(longer).type, ValueType::kMissing) << raw;
+    }
+  }
+}
+
+// Keys are hashed by their length and first and last bytes: keys alike in all of those,
+// differing only in the middle, are still told apart.
+TEST(FieldSet, KeysDifferingOnlyInTheMiddleStayDistinct) {
+  FieldSet f;
+  std::vector<std::string> keys;
+  for (char c = 'a'; c <= 'z'; ++c) keys.push_back("PrefixOf8_" + std::string(1, c) + "_SuffixOf8");
+  std::string raw = "{";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(f.add(keys[i]), i);
+    raw += (i ? ",\"" : "\"") + keys[i] + "\":" + std::to_string(i);
+  }
+  raw += "}";
+  EventParser parser;
+  Event event;
+  ASSERT_EQ(parser.parse(raw, f, event), ParseError::kNone);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(f.find(keys[i]), static_cast<int32_t>(i));
+    EXPECT_EQ(event.field(static_cast<uint32_t>(i)).text, std::to_string(i));
+  }
+  EXPECT_EQ(f.find("PrefixOf8_A_SuffixOf8"), -1);
+}
+
 TEST_F(EventParserTest, MissingAndWronglyShapedPathsAreAbsent) {
   ASSERT_EQ(parser_.parse(R"({"Event":{"System":"flat"},"other":1})", fields_, event_), ParseError::kNone);
   EXPECT_EQ(event_.field(id_).type, ValueType::kMissing);
@@ -94,6 +157,23 @@ TEST_F(EventParserTest, ValuesDoNotLeakBetweenEvents) {
   EXPECT_EQ(event_.field(flag_).text, "false");
   ASSERT_EQ(parser_.parse(R"({"nothing":1})", fields_, event_), ParseError::kNone);
   EXPECT_EQ(event_.field(flag_).type, ValueType::kMissing);
+  // Nor through a parse that fails half way, nor into an event parsed for other fields.
+  ASSERT_EQ(parser_.parse(R"({"a.b":"dot","obj":{"x":1},"flag":tru})", fields_, event_),
+            ParseError::kMalformedJson);
+  for (uint32_t slot = 0; slot < fields_.size(); ++slot) {
+    EXPECT_EQ(event_.field(slot).type, ValueType::kMissing) << fields_.path(slot);
+    EXPECT_TRUE(event_.field(slot).text.empty()) << fields_.path(slot);
+  }
+  ASSERT_EQ(parser_.parse(R"({"flag":true,"a.b":"dot"})", fields_, event_), ParseError::kNone);
+  FieldSet other;
+  const uint32_t first = other.add("a\\.b");
+  ASSERT_EQ(parser_.parse(R"({"flag":false})", other, event_), ParseError::kNone);
+  EXPECT_EQ(event_.size(), 1u);
+  EXPECT_EQ(event_.field(first).type, ValueType::kMissing);
+  ASSERT_EQ(parser_.parse(R"({"nothing":null})", fields_, event_), ParseError::kNone);
+  EXPECT_EQ(event_.field(flag_).type, ValueType::kMissing);
+  EXPECT_EQ(event_.field(dotted_).type, ValueType::kMissing);
+  EXPECT_EQ(event_.field(nothing_).type, ValueType::kNull);
 }
 
 TEST_F(EventParserTest, NamesEveryKindOfBadInput) {

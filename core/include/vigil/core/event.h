@@ -80,7 +80,12 @@ class Event {
 
  private:
   friend class EventParser;
+  // Leaves `size` slots, all empty. A parse fills a few of the slots a rule set references:
+  // only those are emptied again when the size is unchanged.
+  void reset(size_t size);
+
   std::vector<FieldValue> values_;
+  std::vector<uint32_t> filled_;  // the slots values_ has set; all others are empty
   std::string_view raw_;
 };
 
