@@ -887,27 +887,42 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     const uint32_t rule_index = static_cast<uint32_t>(set->rules_.size());
     CompiledRule cr{pr.group, static_cast<uint32_t>(set->program_.size()), 0};
     cr.positive_begin = static_cast<uint32_t>(set->positive_preds_.size());
-    bool negated = false;  // under an odd number of `not`
+    // The predicates that can have made the rule match: those outside any `not`, in the
+    // condition's order.
+    auto positives = [&](auto&& self, const CondNode& n, bool negated) -> void {
+      if (n.kind == CondNode::Kind::kPred && !negated) {
+        const auto first = set->positive_preds_.begin() + cr.positive_begin;
+        if (std::find(first, set->positive_preds_.end(), n.index) == set->positive_preds_.end())
+          set->positive_preds_.push_back(n.index);
+      }
+      const bool child_negated = n.kind == CondNode::Kind::kNot ? !negated : negated;
+      for (const auto& c : n.children) self(self, c, child_negated);
+    };
+    positives(positives, pr.condition, false);
+    // Whether a subtree reads a lazy predicate, which evaluating it may have to check.
+    auto reads_lazy = [&](auto&& self, const CondNode& n) -> bool {
+      if (n.kind == CondNode::Kind::kPred) {
+        const auto [begin, end] = set->lazy_of_predicate_[n.index];
+        return begin != end;
+      }
+      return std::any_of(n.children.begin(), n.children.end(),
+                         [&](const CondNode& c) { return self(self, c); });
+    };
     // Prefix order, each instruction with the end of its subtree, so that evaluation can
-    // stop at the first child that decides and skip the rest.
+    // stop at the first child that decides and skip the rest. An operator's children that
+    // read no lazy predicate come first: they often decide it, and cost no check.
     auto emit = [&](auto&& self, const CondNode& n) -> void {
       const auto at = static_cast<uint32_t>(set->program_.size());
       switch (n.kind) {
-        case CondNode::Kind::kPred: {
-          set->program_.push_back({Op::kPred, n.index, 0, 0});
-          const auto first = set->positive_preds_.begin() + cr.positive_begin;
-          if (!negated && std::find(first, set->positive_preds_.end(), n.index) == set->positive_preds_.end())
-            set->positive_preds_.push_back(n.index);
+        case CondNode::Kind::kPred:
+          set->program_.push_back({Op::kPred, n.index, reads_lazy(reads_lazy, n) ? 1u : 0u, 0});
           break;
-        }
         case CondNode::Kind::kConst:
           set->program_.push_back({n.value ? Op::kTrue : Op::kFalse, 0, 0, 0});
           break;
         case CondNode::Kind::kNot:
           set->program_.push_back({Op::kNot, 0, 0, 0});
-          negated = !negated;
           self(self, n.children[0]);
-          negated = !negated;
           break;
         case CondNode::Kind::kAnd:
         case CondNode::Kind::kOr:
@@ -916,7 +931,12 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
                         : n.kind == CondNode::Kind::kOr ? Op::kOr
                                                         : Op::kAtLeast;
           set->program_.push_back({op, static_cast<uint32_t>(n.children.size()), n.index, 0});
-          for (const auto& c : n.children) self(self, c);
+          std::vector<const CondNode*> order;
+          for (const auto& c : n.children) order.push_back(&c);
+          std::stable_partition(order.begin(), order.end(), [&](const CondNode* c) {
+            return !reads_lazy(reads_lazy, *c);
+          });
+          for (const CondNode* c : order) self(self, *c);
           break;
         }
       }
@@ -1138,40 +1158,29 @@ void Matcher::matched_fields(uint32_t rule, std::vector<uint32_t>& slots) {
     const uint32_t pred = rs.positive_preds_[i];
     // The match may not have needed it. (A failing scan here leaves it out of the list;
     // the match itself was decided without it.)
-    if (event_ != nullptr && pred_value(pred) == kUnknown) resolve(pred);
+    if (event_ != nullptr && unresolved(pred)) resolve(pred);
     const uint32_t slot = rs.predicate_slot_[pred];
     if (!bits_[pred] || slot == RuleSet::kNoSlot) continue;
     if (std::find(slots.begin(), slots.end(), slot) == slots.end()) slots.push_back(slot);
   }
 }
 
-bool Matcher::evaluate(uint32_t rule) {
-  const uint32_t begin = rules_->compiled_[rule].program_begin;
-  // First with what the scans found (lazy predicates unknown), which decides most rules;
-  // then checking lazy predicates as the evaluation reaches them.
-  const uint8_t known = run(begin, false);
-  return known == kUnknown ? run(begin, true) == 1 : known == 1;
-}
+bool Matcher::evaluate(uint32_t rule) { return run(rules_->compiled_[rule].program_begin); }
 
-uint8_t Matcher::run(uint32_t pc, bool resolving) {
+bool Matcher::run(uint32_t pc) {
   const RuleSet::Instr& in = rules_->program_[pc];
   switch (in.op) {
-    case RuleSet::Op::kPred: {
-      uint8_t v = pred_value(in.arg);
-      if (v == kUnknown && resolving) {
-        resolve(in.arg);
-        v = bits_[in.arg];
-      }
-      return v;
-    }
+    case RuleSet::Op::kPred:
+      if (bits_[in.arg]) return true;
+      if (in.k == 0 || resolved_epoch_[in.arg] == epoch_) return false;  // no lazy pattern left
+      resolve(in.arg);
+      return bits_[in.arg];
     case RuleSet::Op::kTrue:
-      return 1;
+      return true;
     case RuleSet::Op::kFalse:
-      return 0;
-    case RuleSet::Op::kNot: {
-      const uint8_t v = run(pc + 1, resolving);
-      return v == kUnknown ? kUnknown : !v;
-    }
+      return false;
+    case RuleSet::Op::kNot:
+      return !run(pc + 1);
     case RuleSet::Op::kAnd:
     case RuleSet::Op::kOr:
     case RuleSet::Op::kAtLeast: {
@@ -1179,25 +1188,23 @@ uint8_t Matcher::run(uint32_t pc, bool resolving) {
       const uint32_t need = in.op == RuleSet::Op::kAnd  ? in.arg
                             : in.op == RuleSet::Op::kOr ? 1
                                                         : in.k;
-      uint32_t ones = 0, unknowns = 0, left = in.arg;
+      uint32_t ones = 0, left = in.arg;
       for (uint32_t child = pc + 1; left > 0; child = rules_->program_[child].end) {
-        const uint8_t v = run(child, resolving);
+        ones += run(child);
         --left;
-        ones += v == 1;
-        unknowns += v == kUnknown;
-        if (ones >= need) return 1;
-        if (ones + unknowns + left < need) return 0;
+        if (ones >= need) return true;
+        if (ones + left < need) return false;
       }
-      return ones >= need ? 1 : ones + unknowns < need ? 0 : kUnknown;
+      return ones >= need;
     }
   }
-  return 0;
+  return false;
 }
 
-uint8_t Matcher::pred_value(uint32_t pred) const {
-  if (bits_[pred]) return 1;
+bool Matcher::unresolved(uint32_t pred) const {
+  if (bits_[pred]) return false;
   const auto [begin, end] = rules_->lazy_of_predicate_[pred];
-  return begin == end || resolved_epoch_[pred] == epoch_ ? 0 : kUnknown;
+  return begin != end && resolved_epoch_[pred] != epoch_;
 }
 
 void Matcher::resolve(uint32_t pred) {

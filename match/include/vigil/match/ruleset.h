@@ -113,7 +113,7 @@ class RuleSet {
   struct Instr {
     Op op;
     uint32_t arg;  // kPred: predicate id; kAnd/kOr/kAtLeast: operand count
-    uint32_t k;    // kAtLeast: how many must hold
+    uint32_t k;    // kAtLeast: how many must hold; kPred: 1 if it has lazy patterns
     uint32_t end;  // the instruction after this one's subtree
   };
   struct CompiledRule {
@@ -293,18 +293,17 @@ class Matcher {
 
  private:
   explicit Matcher(std::shared_ptr<const RuleSet> rules) : rules_(std::move(rules)) {}
-  // Runs the rule's condition program. Lazy predicates not yet checked in this event are
-  // unknown (three-valued logic): one is checked only when the result depends on it.
+  // Runs the rule's condition program.
   bool evaluate(uint32_t rule);
-  // The value (1, 0 or kUnknown) of the subtree at `pc`; `resolving`: lazy predicates are
-  // checked when reached, and the answer is 1 or 0. Recursion depth is the condition's,
-  // which the Sigma parser bounds.
-  uint8_t run(uint32_t pc, bool resolving);
-  static constexpr uint8_t kUnknown = 2;
-  // 1 if `pred` holds, 0 if not, kUnknown if it has lazy patterns not yet checked.
-  uint8_t pred_value(uint32_t pred) const;
+  // The value of the subtree at `pc`. A lazy predicate not yet checked in this event is
+  // checked when the evaluation reaches it; an operator stops at the first child that
+  // decides it, and the compiler put the children that read no lazy predicate first.
+  // Recursion depth is the condition's, which the Sigma parser bounds.
+  bool run(uint32_t pc);
+  // Whether `pred` does not hold so far but has lazy patterns not yet checked in this event.
+  bool unresolved(uint32_t pred) const;
   // Checks the lazy patterns of `pred` in the event (each regex scanned at most once per
-  // event) and sets its bit if one is found; after this, pred_value() is known.
+  // event) and sets its bit if one is found; after this, its bit is its value.
   void resolve(uint32_t pred);
   bool literal_holds(uint32_t literal);
   // The text a pattern on `slot` scans in the event of the last match(): the field's value,
