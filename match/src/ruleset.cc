@@ -933,9 +933,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
           set->program_.push_back({op, static_cast<uint32_t>(n.children.size()), n.index, 0});
           std::vector<const CondNode*> order;
           for (const auto& c : n.children) order.push_back(&c);
-          std::stable_partition(order.begin(), order.end(), [&](const CondNode* c) {
-            return !reads_lazy(reads_lazy, *c);
-          });
+          std::stable_partition(order.begin(), order.end(),
+                                [&](const CondNode* c) { return !reads_lazy(reads_lazy, *c); });
           for (const CondNode* c : order) self(self, *c);
           break;
         }
