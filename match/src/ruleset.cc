@@ -1133,7 +1133,7 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   }
   m->to_confirm_.reserve(rs.confirms_.size());
   m->bits_.assign(rs.predicate_count_, 0);
-  m->touched_.reserve(rs.predicate_count_);
+  m->touched_.ids.resize(rs.predicate_count_);
   m->active_logsource_.assign(rs.logsources_.size(), 0);
   m->active_logsources_.reserve(rs.logsources_.size());
   m->active_group_.assign(rs.groups_.size(), 0);
@@ -1141,7 +1141,7 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   m->where_value_.assign(rs.where_fields_.size(), -1);
   m->database_epoch_.assign(rs.databases_.size(), 0);
   m->rule_epoch_.assign(rs.compiled_.size(), 0);
-  m->candidates_.reserve(rs.compiled_.size());
+  m->candidates_.ids.resize(rs.compiled_.size());
   return m;
 }
 
@@ -1454,7 +1454,7 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   auto add_candidate = [&](uint32_t r) {
     if (rule_epoch_[r] != epoch_) {
       rule_epoch_[r] = epoch_;
-      candidates_.push_back(r);
+      candidates_.push(r);
     }
   };
   for (const uint32_t ls : active_logsources_) {

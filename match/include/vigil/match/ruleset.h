@@ -323,7 +323,7 @@ class Matcher {
   void set_bit(uint32_t pred) {
     if (!bits_[pred]) {
       bits_[pred] = 1;
-      touched_.push_back(pred);
+      touched_.push(pred);
     }
   }
   static int on_pattern_match(unsigned id, unsigned long long from, unsigned long long to,
@@ -339,13 +339,23 @@ class Matcher {
   size_t scan_length_ = 0;            // of the text being scanned, for end anchors
   std::vector<uint32_t> database_epoch_;
   std::vector<uint8_t> bits_;
-  std::vector<uint32_t> touched_;
+  // Ids listed at most once each per event (a flag or epoch guards the push), in room made
+  // by create(): a push is one store, with no growth path to call out of line.
+  struct IdList {
+    std::vector<uint32_t> ids;
+    size_t size = 0;
+    void push(uint32_t id) { ids[size++] = id; }
+    void clear() { size = 0; }
+    const uint32_t* begin() const { return ids.data(); }
+    const uint32_t* end() const { return ids.data() + size; }
+  };
+  IdList touched_;  // predicates whose bit is set
   std::vector<uint8_t> active_logsource_;
   std::vector<uint32_t> active_logsources_;  // of the last event, to reset the flags
   std::vector<uint32_t> active_groups_;      // likewise
   std::vector<uint32_t> rule_epoch_;
   uint32_t epoch_ = 0;
-  std::vector<uint32_t> candidates_;
+  IdList candidates_;
   const Event* event_ = nullptr;       // of the last match(), for lazy checks
   FieldValue raw_;                     // its raw text, as the keywords' field
   std::vector<uint32_t> lazy_epoch_;   // per lazy database: the epoch it was scanned in
