@@ -871,15 +871,17 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   // Per predicate, its lazy plain strings first: a direct comparison is cheaper than a scan.
   set->lazy_of_predicate_.assign(preds.size(), {0, 0});
   for (uint32_t id = 0; id < preds.size(); ++id) {
-    const auto begin = static_cast<uint32_t>(set->lazy_patterns_.size());
+    const auto begin = static_cast<uint32_t>(set->lazy_checks_.size());
     for (const bool strings : {true, false}) {
       for (uint32_t pat : preds[id].patterns) {
         if (!preds[id].pattern || !lazy[pat] || plain[pat] != strings) continue;
-        set->lazy_patterns_.insert(set->lazy_patterns_.end(), lazy_scan_ids[pat].begin(),
-                                   lazy_scan_ids[pat].end());
+        for (uint32_t scan_id : lazy_scan_ids[pat]) {
+          const Pattern& p = set->patterns_[scan_id];
+          set->lazy_checks_.push_back({p.lazy_literal, p.lazy, p.slot});
+        }
       }
     }
-    set->lazy_of_predicate_[id] = {begin, static_cast<uint32_t>(set->lazy_patterns_.size())};
+    set->lazy_of_predicate_[id] = {begin, static_cast<uint32_t>(set->lazy_checks_.size())};
   }
 
   // Condition programs.
@@ -1211,15 +1213,15 @@ void Matcher::resolve(uint32_t pred) {
   resolved_epoch_[pred] = epoch_;
   const auto [begin, end] = rs.lazy_of_predicate_[pred];
   for (uint32_t i = begin; i < end; ++i) {
-    const RuleSet::Pattern& p = rs.patterns_[rs.lazy_patterns_[i]];
-    if (p.lazy_literal >= 0) {
-      if (literal_holds(static_cast<uint32_t>(p.lazy_literal))) {
+    const RuleSet::LazyCheck& p = rs.lazy_checks_[i];
+    if (p.literal >= 0) {
+      if (literal_holds(static_cast<uint32_t>(p.literal))) {
         set_bit(pred);
         return;
       }
       continue;
     }
-    const auto lazy = static_cast<size_t>(p.lazy);
+    const auto lazy = static_cast<size_t>(p.database);
     if (lazy_epoch_[lazy] != epoch_) {
       lazy_epoch_[lazy] = epoch_;
       lazy_hit_[lazy] = 0;

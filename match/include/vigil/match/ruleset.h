@@ -193,11 +193,17 @@ class RuleSet {
   std::vector<uint32_t> pattern_preds_;
   std::vector<pcre2_real_code_8*> confirms_;
   // Lazy patterns: regexes (not plain strings) no rule needs as a trigger, each in a database
-  // of its own, scanned only when a rule using them is evaluated. Per predicate, its lazy
-  // patterns (scan pattern ids) at lazy_patterns_[first, second).
+  // of its own, scanned only when a rule using them is evaluated. Per predicate, the checks
+  // of its lazy patterns at lazy_checks_[first, second), each with what it needs (not the
+  // Pattern, one more load to wait for).
   std::vector<hs_database_t*> lazy_databases_;
   std::vector<std::pair<uint32_t, uint32_t>> lazy_of_predicate_;
-  std::vector<uint32_t> lazy_patterns_;
+  struct LazyCheck {
+    int32_t literal;   // >= 0: the string lazy_literals_[literal]; otherwise
+    int32_t database;  // the regex lazy_databases_[database], scanned over the value of
+    uint32_t slot;     // this field
+  };
+  std::vector<LazyCheck> lazy_checks_;
   // Lazy plain strings: those no rule needs as a trigger stay out of the field databases
   // every event scans. When a rule using one is evaluated, the string is compared with the
   // field's value directly; once that direct work for one field in one event would pass
