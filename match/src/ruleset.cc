@@ -704,7 +704,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   std::map<DbKey, std::vector<uint32_t>> regex_ids, literal_ids;  // database -> scan patterns
   std::map<uint32_t, uint32_t> regex_pattern;                     // scan pattern -> pattern
   std::vector<std::string> literals;                              // per scan pattern, literals only
-  std::vector<std::vector<uint32_t>> lazy_scan_ids(patterns.size());  // lazy pattern -> scan patterns
+  std::vector<std::vector<LazyCheck>> lazy_checks_of(patterns.size());  // per lazy pattern
   std::vector<unsigned> literal_flags;
   std::map<uint32_t, uint32_t> lazy_field_of_slot;      // field slot -> index in lazy_fields_
   std::vector<std::vector<uint32_t>> lazy_field_ids;  // per lazy field: its scan patterns
@@ -751,7 +751,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
           set->lazy_literals_.push_back(ll);
           set->lazy_text_ += caseless ? lower : v;
           lazy_field_ids[field->second].push_back(scan_id);
-          lazy_scan_ids[pat].push_back(scan_id);
+          lazy_checks_of[pat].push_back({lit.lazy_literal, -1, def.slot});
         } else {
           for (const auto& k : keys) literal_ids[k].push_back(scan_id);
         }
@@ -773,11 +773,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
         hs_free_compile_error(err);
         return Status::internal("Hyperscan compile of pattern '" + def.regex + "' failed: " + msg);
       }
-      p.lazy = static_cast<int32_t>(set->lazy_databases_.size());
-      p.slot = def.slot;
+      lazy_checks_of[pat].push_back({-1, static_cast<int32_t>(set->lazy_databases_.size()), def.slot});
       set->lazy_databases_.push_back(db);
-      lazy_scan_ids[pat].push_back(static_cast<uint32_t>(set->patterns_.size()));
-      set->patterns_.push_back(p);
       continue;
     }
     if (prefilter[pat]) {
@@ -875,10 +872,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     for (const bool strings : {true, false}) {
       for (uint32_t pat : preds[id].patterns) {
         if (!preds[id].pattern || !lazy[pat] || plain[pat] != strings) continue;
-        for (uint32_t scan_id : lazy_scan_ids[pat]) {
-          const Pattern& p = set->patterns_[scan_id];
-          set->lazy_checks_.push_back({p.lazy_literal, p.lazy, p.slot});
-        }
+        set->lazy_checks_.insert(set->lazy_checks_.end(), lazy_checks_of[pat].begin(),
+                                 lazy_checks_of[pat].end());
       }
     }
     set->lazy_of_predicate_[id] = {begin, static_cast<uint32_t>(set->lazy_checks_.size())};

@@ -147,8 +147,6 @@ class RuleSet {
     int32_t confirm = -1;  // >= 0: a Hyperscan prefilter, confirmed by confirms_[confirm]
     uint8_t anchors = 0;   // literals: kAnchorStart and/or kAnchorEnd
     uint32_t length = 0;   // literals: bytes
-    int32_t lazy = -1;     // >= 0: scanned on demand, alone, with lazy_databases_[lazy]
-    uint32_t slot = 0;     // lazy patterns: the field they scan
     int32_t lazy_literal = -1;  // >= 0: checked on demand, as lazy_literals_[lazy_literal]
   };
   static constexpr uint8_t kAnchorStart = 1, kAnchorEnd = 2;
