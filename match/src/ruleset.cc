@@ -773,7 +773,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
         hs_free_compile_error(err);
         return Status::internal("Hyperscan compile of pattern '" + def.regex + "' failed: " + msg);
       }
-      lazy_checks_of[pat].push_back({-1, static_cast<int32_t>(set->lazy_databases_.size()), def.slot});
+      lazy_checks_of[pat].push_back(
+          {-1, static_cast<int32_t>(set->lazy_databases_.size()), def.slot});
       set->lazy_databases_.push_back(db);
       continue;
     }
