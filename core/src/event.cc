@@ -286,9 +286,12 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
     switch (type) {
       case od::json_type::string: {
         // A string without escapes is its own text in the buffer: no unescaping copy. (The
-        // token runs from the opening quote past the closing one.)
+        // token runs from the opening quote past the closing one; a shorter one, which stage
+        // 1 should never give, goes to simdjson's own parse and its error.)
         const std::string_view token = value.raw_json_token();
-        const size_t length = plain_string_length(token.data() + 1, token.size() - 1);
+        const size_t length = token.size() < 2
+                                  ? std::string_view::npos
+                                  : plain_string_length(token.data() + 1, token.size() - 1);
         if (length != std::string_view::npos) {
           fv.text = token.substr(1, length);
         } else if (value.get_string().get(fv.text) != simdjson::SUCCESS) {
