@@ -152,7 +152,17 @@ TEST_F(FaultsTest, PartitionsMoveToASecondInstanceAndBack) {
   ASSERT_FALSE(broker.bootstrap().empty());
   const std::string brokers = broker.bootstrap();
   std::unique_ptr<test::Subprocess> a, b;
-  const uint16_t port_a = start(a, {"--kafka-brokers", brokers, "--group-instance-id", "vigil-0"}, "data-a");
+  // The mock cluster's coordinator differs from Kafka's in one way that matters here. It
+  // elects the member with the lowest group.instance.id as leader, and once the leader's
+  // SyncGroup has set every assignment the group is up: a follower whose SyncGroup arrives
+  // after that is refused and rejoins, and the group refuses every commit until the next
+  // election, 5 s later (librdkafka 2.0.2 rdkafka_mock_cgrp.c, sync_check/member_sync_set;
+  // Kafka answers a late follower with its assignment). Were A the leader, B's late sync
+  // would refuse the commit A makes before handing its partitions over, and B would start
+  // them from older offsets: alerts in both stores (CI, stop 20). With B the leader, a
+  // late sync is A's, and A keeps its partitions and rejoins; it hands them over only after
+  // a sync both members completed, while the group takes its commit.
+  const uint16_t port_a = start(a, {"--kafka-brokers", brokers, "--group-instance-id", "vigil-1"}, "data-a");
   ASSERT_NE(port_a, 0) << log(1);
   ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port_a, "/readyz").status == 200; }, 30s)) << log(1);
   std::vector<std::string> all = e2e::simulated_events(0, 2000, 11);
@@ -162,7 +172,7 @@ TEST_F(FaultsTest, PartitionsMoveToASecondInstanceAndBack) {
   // A second instance (its own store, as a second pod) joins while events stream in: the
   // group splits the partitions mid-stream.
   auto streaming = std::make_unique<e2e::StreamingProducer>(brokers, dir_, all, 100);
-  const uint16_t port_b = start(b, {"--kafka-brokers", brokers, "--group-instance-id", "vigil-1"}, "data-b");
+  const uint16_t port_b = start(b, {"--kafka-brokers", brokers, "--group-instance-id", "vigil-0"}, "data-b");
   ASSERT_NE(port_b, 0) << log(2);
   ASSERT_TRUE(wait_for([&] { return test::http_get("127.0.0.1", port_b, "/readyz").status == 200; }, 60s)) << log(2);
   // Wait for A to hand partitions over (cooperative: A keeps the rest meanwhile).
