@@ -132,16 +132,19 @@ uint64_t FieldSet::edge_hash(uint32_t parent, std::string_view key) {
   return h ^ (h >> 31);
 }
 
-int32_t FieldSet::child(uint32_t node, std::string_view key) const {
+int32_t FieldSet::edge_of(uint32_t node, std::string_view key) const {
   const uint64_t h = edge_hash(node, key);
   const size_t mask = edges_.size() - 1;
   for (size_t i = h & mask;; i = (i + 1) & mask) {
     const Edge& e = edges_[i];
     if (e.child == kNoChild) return -1;
-    if (e.hash == h && e.parent == node && same_key(e.key, key)) {
-      return static_cast<int32_t>(e.child);
-    }
+    if (e.hash == h && e.parent == node && same_key(e.key, key)) return static_cast<int32_t>(i);
   }
+}
+
+int32_t FieldSet::child(uint32_t node, std::string_view key) const {
+  const int32_t e = edge_of(node, key);
+  return e < 0 ? -1 : static_cast<int32_t>(edges_[static_cast<size_t>(e)].child);
 }
 
 void FieldSet::insert_edge(Edge edge) {
@@ -239,14 +242,37 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   const auto err = doc.get_object().get(root);
   if (err == simdjson::INCORRECT_TYPE) return looks_like_json_value(raw) ? ParseError::kNotAnObject : ParseError::kMalformedJson;
   if (err != simdjson::SUCCESS) return ParseError::kMalformedJson;
+  if (next_edge_.size() != fields.edges_.size() || first_edge_.size() != fields.nodes_.size()) {
+    next_edge_.assign(fields.edges_.size(), FieldSet::kNoChild);
+    first_edge_.assign(fields.nodes_.size(), FieldSet::kNoChild);
+  }
   ParseError pe = walk_object(root, fields, 0, out, 1);
   if (pe != ParseError::kNone) out.reset(fields.size());
   return pe;
 }
 
+int32_t EventParser::find_edge(const FieldSet& fields, uint32_t node, uint32_t& previous,
+                               std::string_view key) {
+  uint32_t& guess = previous == FieldSet::kNoChild ? first_edge_[node] : next_edge_[previous];
+  if (guess != FieldSet::kNoChild) {
+    const FieldSet::Edge& e = fields.edges_[guess];
+    if (e.parent == node && same_key(e.key, key)) {
+      previous = guess;
+      return static_cast<int32_t>(guess);
+    }
+  }
+  const int32_t found = fields.edge_of(node, key);
+  if (found >= 0) {
+    guess = static_cast<uint32_t>(found);
+    previous = guess;
+  }
+  return found;
+}
+
 ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint32_t node, Event& out,
                                     size_t depth) {
   if (depth > max_depth_) return ParseError::kTooDeep;
+  uint32_t previous = FieldSet::kNoChild;  // edge of the last key found in this object
   for (auto field_result : obj) {
     // The field and its value by reference: GCC copies on-demand iterators through the
     // stack with stores that the next wide load spans, stalling on store forwarding (copies
@@ -264,8 +290,9 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
       return ParseError::kMalformedJson;
     }
     // An exact key wins over the "*" child: an on-demand value can be read only once.
-    int32_t next = fields.child(node, key);
-    if (next < 0) next = fields.nodes_[node].wildcard;
+    const int32_t edge = find_edge(fields, node, previous, key);
+    int32_t next = edge >= 0 ? static_cast<int32_t>(fields.edges_[static_cast<size_t>(edge)].child)
+                             : fields.nodes_[node].wildcard;
     if (next < 0) continue;  // not referenced: simdjson skips the value
     const auto& n = fields.nodes_[static_cast<uint32_t>(next)];
     od::value& value = field.value();

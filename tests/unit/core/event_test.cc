@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace vigil {
@@ -144,6 +145,61 @@ TEST(FieldSet, KeysDifferingOnlyInTheMiddleStayDistinct) {
     EXPECT_EQ(event.field(static_cast<uint32_t>(i)).text, std::to_string(i));
   }
   EXPECT_EQ(f.find("PrefixOf8_A_SuffixOf8"), -1);
+}
+
+// The parser guesses each key's place in the FieldSet from the keys it met before (in the
+// last objects of the same node, in order); a guess is taken only when its parent and key are
+// the ones at hand. Keys in any order, unknown keys between known ones, the same key under
+// other parents, and a parser switching between FieldSets of other sizes all read back as
+// the fields they are.
+TEST(EventParser, KeysAreFoundWhateverTheOrderTheParserMetBefore) {
+  FieldSet small;
+  const uint32_t ax = small.add("a.x"), ay = small.add("a.y"), bx = small.add("b.x"),
+                 by = small.add("b.y"), c = small.add("c"), azx = small.add("a.z.x");
+  FieldSet big;  // the same paths among many others, added in another order
+  for (int i = 0; i < 50; ++i) big.add("k" + std::to_string(i) + ".x");
+  const uint32_t big_by = big.add("b.y"), big_ax = big.add("a.x"), big_c = big.add("c");
+  struct Case {
+    std::string raw;
+    std::vector<std::pair<uint32_t, std::string>> values;  // slot -> text; other slots missing
+  };
+  const std::vector<Case> events = {
+      {R"({"a":{"x":1,"y":2},"b":{"x":3,"y":4},"c":5})",
+       {{ax, "1"}, {ay, "2"}, {bx, "3"}, {by, "4"}, {c, "5"}}},
+      {R"({"c":50,"b":{"y":40,"x":30},"a":{"y":20,"x":10}})",
+       {{ax, "10"}, {ay, "20"}, {bx, "30"}, {by, "40"}, {c, "50"}}},
+      {R"({"a":{"w":0,"x":100,"yy":1,"z":{"x":7},"y":200},"b":{"y":400},"d":{"x":9}})",
+       {{ax, "100"}, {ay, "200"}, {by, "400"}, {azx, "7"}}},
+      {R"({"b":{"x":"b"},"a":{"x":"a"}})", {{ax, "a"}, {bx, "b"}}},
+      {R"({"a":{"y":"only"}})", {{ay, "only"}}},
+  };
+  EventParser parser;
+  Event event;
+  auto check = [&](size_t i) {
+    const auto& [raw, expected] = events[i];
+    ASSERT_EQ(parser.parse(raw, small, event), ParseError::kNone) << raw;
+    for (uint32_t slot = 0; slot < small.size(); ++slot) {
+      const auto it = std::find_if(expected.begin(), expected.end(),
+                                   [&](const auto& e) { return e.first == slot; });
+      if (it == expected.end()) {
+        EXPECT_EQ(event.field(slot).type, ValueType::kMissing) << raw << " " << small.path(slot);
+      } else {
+        EXPECT_EQ(event.field(slot).text, it->second) << raw << " " << small.path(slot);
+      }
+    }
+  };
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < events.size(); ++i) check(i);
+    for (size_t i = events.size(); i-- > 0;) check(i);
+    check(1);
+    check(1);
+    check(0);
+    // Another FieldSet in between: its guesses must not carry over.
+    ASSERT_EQ(parser.parse(events[1].raw, big, event), ParseError::kNone);
+    EXPECT_EQ(event.field(big_ax).text, "10");
+    EXPECT_EQ(event.field(big_by).text, "40");
+    EXPECT_EQ(event.field(big_c).text, "50");
+  }
 }
 
 TEST_F(EventParserTest, MissingAndWronglyShapedPathsAreAbsent) {

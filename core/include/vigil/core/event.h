@@ -62,6 +62,8 @@ class FieldSet {
   };
   static constexpr uint32_t kNoChild = 0xffffffffu;
   static uint64_t edge_hash(uint32_t parent, std::string_view key);
+  // Index into edges_ of the edge (node, key), or -1.
+  int32_t edge_of(uint32_t node, std::string_view key) const;
   int32_t child(uint32_t node, std::string_view key) const;
   uint32_t node_for(std::string_view dotted_path);
   void insert_edge(Edge edge);
@@ -107,7 +109,18 @@ class EventParser {
  private:
   ParseError walk_object(simdjson::ondemand::object obj, const FieldSet& fields, uint32_t node,
                          Event& out, size_t depth);
+  // The edge of `key` in an object of `node` whose last key found had edge `previous`
+  // (FieldSet::kNoChild at its first), or -1; sets `previous` to it when found.
+  int32_t find_edge(const FieldSet& fields, uint32_t node, uint32_t& previous,
+                    std::string_view key);
 
+  // Events of one kind list their keys in one order, so the edge found after edge e is most
+  // often the one found after it last time (next_edge_[e]), and an object's first the one
+  // that came first in the last object of its node (first_edge_[node]). A guess is taken
+  // only if its edge has the parent and the key at hand (so a guess left from another
+  // FieldSet is merely wrong); otherwise the key is looked up in the hash table and the
+  // guess replaced. Sized to the FieldSet of the last parse; kNoChild: no guess.
+  std::vector<uint32_t> next_edge_, first_edge_;
   size_t max_event_bytes_;
   size_t max_depth_;
   simdjson::ondemand::parser parser_;
