@@ -256,7 +256,8 @@ int32_t EventParser::find_edge(const FieldSet& fields, uint32_t node, uint32_t& 
   uint32_t& guess = previous == FieldSet::kNoChild ? first_edge_[node] : next_edge_[previous];
   if (guess != FieldSet::kNoChild) {
     const FieldSet::Edge& e = fields.edges_[guess];
-    if (e.parent == node && same_key(e.key, key)) {
+    // An empty slot (no child) reads as parent 0 with an empty key: it is no edge.
+    if (e.child != FieldSet::kNoChild && e.parent == node && same_key(e.key, key)) {
       previous = guess;
       return static_cast<int32_t>(guess);
     }

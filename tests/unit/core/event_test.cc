@@ -202,6 +202,22 @@ TEST(EventParser, KeysAreFoundWhateverTheOrderTheParserMetBefore) {
   }
 }
 
+// A guess left from another FieldSet of the same sizes can point at an empty slot of the
+// edge table, which looks like an edge of the root with an empty key: it is no guess, and the
+// root's "*" child still takes the key.
+TEST(EventParser, AGuessAtAnEmptySlotIsNoEdge) {
+  FieldSet empty_key;
+  const uint32_t first = empty_key.add("");
+  FieldSet wildcard;  // as many nodes and table slots, no keyed edge
+  const uint32_t any = wildcard.add("*");
+  EventParser parser;
+  Event event;
+  ASSERT_EQ(parser.parse(R"({"":"v"})", empty_key, event), ParseError::kNone);
+  EXPECT_EQ(event.field(first).text, "v");
+  ASSERT_EQ(parser.parse(R"({"":"w"})", wildcard, event), ParseError::kNone);
+  EXPECT_EQ(event.field(any).text, "w");
+}
+
 TEST_F(EventParserTest, MissingAndWronglyShapedPathsAreAbsent) {
   ASSERT_EQ(parser_.parse(R"({"Event":{"System":"flat"},"other":1})", fields_, event_), ParseError::kNone);
   EXPECT_EQ(event_.field(id_).type, ValueType::kMissing);
