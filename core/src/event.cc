@@ -251,23 +251,22 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   return pe;
 }
 
-int32_t EventParser::find_edge(const FieldSet& fields, uint32_t node, uint32_t& previous,
-                               std::string_view key) {
+int32_t EventParser::find_child(const FieldSet& fields, uint32_t node, uint32_t& previous,
+                                std::string_view key) {
   uint32_t& guess = previous == FieldSet::kNoChild ? first_edge_[node] : next_edge_[previous];
   if (guess != FieldSet::kNoChild) {
     const FieldSet::Edge& e = fields.edges_[guess];
     // An empty slot (no child) reads as parent 0 with an empty key: it is no edge.
     if (e.child != FieldSet::kNoChild && e.parent == node && same_key(e.key, key)) {
       previous = guess;
-      return static_cast<int32_t>(guess);
+      return static_cast<int32_t>(e.child);
     }
   }
   const int32_t found = fields.edge_of(node, key);
-  if (found >= 0) {
-    guess = static_cast<uint32_t>(found);
-    previous = guess;
-  }
-  return found;
+  if (found < 0) return -1;
+  guess = static_cast<uint32_t>(found);
+  previous = guess;
+  return static_cast<int32_t>(fields.edges_[guess].child);
 }
 
 ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint32_t node, Event& out,
@@ -291,9 +290,8 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
       return ParseError::kMalformedJson;
     }
     // An exact key wins over the "*" child: an on-demand value can be read only once.
-    const int32_t edge = find_edge(fields, node, previous, key);
-    int32_t next = edge >= 0 ? static_cast<int32_t>(fields.edges_[static_cast<size_t>(edge)].child)
-                             : fields.nodes_[node].wildcard;
+    int32_t next = find_child(fields, node, previous, key);
+    if (next < 0) next = fields.nodes_[node].wildcard;
     if (next < 0) continue;  // not referenced: simdjson skips the value
     const auto& n = fields.nodes_[static_cast<uint32_t>(next)];
     od::value& value = field.value();

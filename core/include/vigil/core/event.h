@@ -109,10 +109,10 @@ class EventParser {
  private:
   ParseError walk_object(simdjson::ondemand::object obj, const FieldSet& fields, uint32_t node,
                          Event& out, size_t depth);
-  // The edge of `key` in an object of `node` whose last key found had edge `previous`
-  // (FieldSet::kNoChild at its first), or -1; sets `previous` to it when found.
-  int32_t find_edge(const FieldSet& fields, uint32_t node, uint32_t& previous,
-                    std::string_view key);
+  // The child node of `key` in an object of `node` whose last key found had edge `previous`
+  // (FieldSet::kNoChild at its first), or -1; sets `previous` to the key's edge when found.
+  int32_t find_child(const FieldSet& fields, uint32_t node, uint32_t& previous,
+                     std::string_view key);
 
   // Events of one kind list their keys in one order, so the edge found after edge e is most
   // often the one found after it last time (next_edge_[e]), and an object's first the one
