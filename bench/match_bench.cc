@@ -10,6 +10,7 @@
 //   SigmaTree_Pcre2Loop: the same rules and events, rule after rule, one PCRE2 (JIT)
 //                       program per predicate (vigil::match::ReferenceMatcher).
 //   ParseOnly:   the simdjson field extraction alone, for the same events.
+//   Floor_*:     simdjson and Hyperscan alone over the same events (see there).
 //
 // Run: make bench   (or ./build/release/bench/vigil_match_bench)
 
@@ -445,6 +446,112 @@ void BM_ParseOnly_SigmaTreeFields(benchmark::State& state, bool all) {
 }
 BENCHMARK_CAPTURE(BM_ParseOnly_SigmaTreeFields, windows, false);
 BENCHMARK_CAPTURE(BM_ParseOnly_SigmaTreeFields, all, true);
+
+// Floors, for reading the figures above: what simdjson and Hyperscan cost on their own over
+// the same events, whatever a matcher does around them.
+//   Floor_DomParse: simdjson's DOM parse of each corpus event (every value materialized).
+//   Floor_OnDemandIndex: simdjson On-Demand's structural index (stage 1) alone.
+//   Floor_MimikatzKeywords: one scan of each raw event with the keywords of
+//     win_alert_mimikatz_keywords.yml, whose logsource (product: windows) makes every Windows
+//     event scan its whole raw text with them; caseless, one regex database.
+//   Floor_ShortScan: one scan of a 57-byte path with a database of one plain string.
+void BM_Floor_DomParse(benchmark::State& state) {
+  std::vector<simdjson::padded_string> events;
+  for (const std::string& e : windows_tree().events) events.emplace_back(e);
+  simdjson::dom::parser parser;
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(parser.parse(events[i]).error());
+    if (++i == events.size()) i = 0;
+  }
+}
+BENCHMARK(BM_Floor_DomParse);
+
+void BM_Floor_OnDemandIndex(benchmark::State& state) {
+  std::vector<simdjson::padded_string> events;
+  for (const std::string& e : windows_tree().events) events.emplace_back(e);
+  simdjson::ondemand::parser parser;
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(parser.iterate(events[i]).error());
+    if (++i == events.size()) i = 0;
+  }
+}
+BENCHMARK(BM_Floor_OnDemandIndex);
+
+int count_match(unsigned, unsigned long long, unsigned long long, unsigned, void* ctx) {
+  ++*static_cast<size_t*>(ctx);
+  return 0;
+}
+
+// A block-mode database of `patterns` (Hyperscan regexes) with `flags` each, or null.
+hs_database_t* compile_floor(const std::vector<std::string>& patterns, unsigned flags) {
+  std::vector<const char*> exprs;
+  for (const auto& p : patterns) exprs.push_back(p.c_str());
+  std::vector<unsigned> all_flags(patterns.size(), flags), ids(patterns.size(), 0);
+  hs_database_t* db = nullptr;
+  hs_compile_error_t* err = nullptr;
+  if (hs_compile_multi(exprs.data(), all_flags.data(), ids.data(),
+                       static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr, &db,
+                       &err) != HS_SUCCESS) {
+    hs_free_compile_error(err);
+    return nullptr;
+  }
+  return db;
+}
+
+void BM_Floor_MimikatzKeywords(benchmark::State& state) {
+  const fs::path rule = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus" / "sigma_rules" /
+                        "rules" / "windows" / "builtin" / "win_alert_mimikatz_keywords.yml";
+  std::ifstream in(rule);
+  const std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto parsed = match::parse_sigma(yaml, rule.string());
+  std::vector<std::string> keywords;
+  if (parsed) {
+    for (const auto& p : parsed->predicates) {
+      if (p.field.empty() && p.kind == match::Predicate::Kind::kPattern)
+        keywords.push_back(p.regex);
+    }
+  }
+  hs_database_t* db =
+      keywords.empty() ? nullptr : compile_floor(keywords, HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH);
+  hs_scratch_t* scratch = nullptr;
+  if (db == nullptr || hs_alloc_scratch(db, &scratch) != HS_SUCCESS) {
+    state.SkipWithError("no corpus rule to compile");
+    hs_free_database(db);
+    return;
+  }
+  const auto& events = windows_tree().events;
+  size_t i = 0, matches = 0;
+  for (auto _ : state) {
+    const std::string& e = events[i];
+    if (++i == events.size()) i = 0;
+    hs_scan(db, e.data(), static_cast<unsigned>(e.size()), 0, scratch, count_match, &matches);
+  }
+  state.counters["keywords"] = static_cast<double>(keywords.size());
+  hs_free_scratch(scratch);
+  hs_free_database(db);
+}
+BENCHMARK(BM_Floor_MimikatzKeywords);
+
+void BM_Floor_ShortScan(benchmark::State& state) {
+  const char* literal = R"(\\evil\.exe)";  // `\evil.exe`, escaped as a regex
+  hs_database_t* db = compile_floor({literal}, HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH);
+  hs_scratch_t* scratch = nullptr;
+  if (db == nullptr || hs_alloc_scratch(db, &scratch) != HS_SUCCESS) {
+    state.SkipWithError("Hyperscan compile failed");
+    hs_free_database(db);
+    return;
+  }
+  const std::string path = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe";
+  size_t matches = 0;
+  for (auto _ : state) {
+    hs_scan(db, path.data(), static_cast<unsigned>(path.size()), 0, scratch, count_match, &matches);
+  }
+  hs_free_scratch(scratch);
+  hs_free_database(db);
+}
+BENCHMARK(BM_Floor_ShortScan);
 
 void BM_CompileSigmaTree(benchmark::State& state, bool all) {
   const fs::path corpus = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
