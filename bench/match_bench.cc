@@ -30,6 +30,24 @@
 #include "vigil/match/reference_matcher.h"
 #include "vigil/match/ruleset.h"
 
+namespace vigil::match {
+
+// The stages of Matcher::match() before the condition programs (a friend of Matcher).
+struct MatcherStages {
+  // Logsources, direct predicates and the eager scans: what every event pays.
+  static void scan(Matcher& m, const Event& event) {
+    if (m.begin(event)) (void)m.scan(event);
+  }
+  // And the candidate rules those scans trigger, still without running a condition.
+  static size_t candidates(Matcher& m, const Event& event) {
+    if (!m.begin(event) || !m.scan(event).is_ok()) return 0;
+    m.add_triggered();
+    return m.candidates_.size;
+  }
+};
+
+}  // namespace vigil::match
+
 namespace vigil {
 namespace {
 
@@ -446,6 +464,35 @@ void BM_ParseOnly_SigmaTreeFields(benchmark::State& state, bool all) {
 }
 BENCHMARK_CAPTURE(BM_ParseOnly_SigmaTreeFields, windows, false);
 BENCHMARK_CAPTURE(BM_ParseOnly_SigmaTreeFields, all, true);
+
+// SigmaTree without its last stages: parse, logsources, direct predicates and the eager
+// Hyperscan scans (ParseAndScans); and the candidate rules they trigger as well
+// (ParseScansCandidates, counter candidates_per_event). No condition program runs and no
+// lazy predicate is checked: the time every event pays before the rules are evaluated.
+void BM_Stages_ParseAndScans(benchmark::State& state, bool all) {
+  const Workload& w = tree(all);
+  auto matcher = std::move(*match::Matcher::create(w.rules));
+  replay(state, w.events, w.rules->fields(), [&](const Event& event) {
+    match::MatcherStages::scan(*matcher, event);
+    return size_t{0};
+  });
+}
+BENCHMARK_CAPTURE(BM_Stages_ParseAndScans, windows, false);
+BENCHMARK_CAPTURE(BM_Stages_ParseAndScans, all, true);
+
+void BM_Stages_ParseScansCandidates(benchmark::State& state, bool all) {
+  const Workload& w = tree(all);
+  auto matcher = std::move(*match::Matcher::create(w.rules));
+  size_t candidates = 0;
+  replay(state, w.events, w.rules->fields(), [&](const Event& event) {
+    candidates += match::MatcherStages::candidates(*matcher, event);
+    return size_t{0};
+  });
+  state.counters["candidates_per_event"] =
+      benchmark::Counter(static_cast<double>(candidates) / static_cast<double>(state.iterations()));
+}
+BENCHMARK_CAPTURE(BM_Stages_ParseScansCandidates, windows, false);
+BENCHMARK_CAPTURE(BM_Stages_ParseScansCandidates, all, true);
 
 // Floors, for reading the figures above: what simdjson and Hyperscan cost on their own over
 // the same events, whatever a matcher does around them.

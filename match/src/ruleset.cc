@@ -1396,6 +1396,35 @@ int Matcher::on_pattern_match(unsigned id, unsigned long long, unsigned long lon
 }
 
 Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
+  if (!begin(event)) return Status::ok();
+  if (Status st = scan(event); !st.is_ok()) return st;
+  add_triggered();
+  const size_t first = out.size();
+  lazy_error_ = HS_SUCCESS;
+  for (uint32_t r : candidates_) {
+    if (evaluate(r)) out.push_back(r);
+  }
+  if (lazy_error_ != HS_SUCCESS) {
+    out.resize(first);
+    return Status::internal("Hyperscan scan failed with error " + std::to_string(lazy_error_));
+  }
+  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
+  return Status::ok();
+}
+
+void Matcher::add_triggered() {
+  const RuleSet& rs = *rules_;
+  for (uint32_t id : touched_) {
+    const uint32_t last = rs.trigger_runs_of_predicate_[id + 1];
+    for (uint32_t run = rs.trigger_runs_of_predicate_[id]; run < last; ++run) {
+      const RuleSet::TriggerRun& tr = rs.trigger_runs_[run];
+      if (!active_group_[tr.group]) continue;
+      for (uint32_t i = tr.begin; i < tr.end; ++i) add_candidate(rs.trigger_rules_[i]);
+    }
+  }
+}
+
+bool Matcher::begin(const Event& event) {
   const RuleSet& rs = *rules_;
   for (uint32_t id : touched_) bits_[id] = 0;
   touched_.clear();
@@ -1447,14 +1476,11 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       activate(ls);
     }
   }
-  if (active_logsources_.empty()) return Status::ok();
+  return !active_logsources_.empty();
+}
 
-  auto add_candidate = [&](uint32_t r) {
-    if (rule_epoch_[r] != epoch_) {
-      rule_epoch_[r] = epoch_;
-      candidates_.push(r);
-    }
-  };
+Status Matcher::scan(const Event& event) {
+  const RuleSet& rs = *rules_;
   for (const uint32_t ls : active_logsources_) {
     for (const uint32_t g : rs.groups_of_logsource_[ls]) {
       if (active_group_[g]) continue;
@@ -1505,24 +1531,6 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
       to_confirm_.clear();
     }
   }
-  for (uint32_t id : touched_) {
-    const uint32_t last = rs.trigger_runs_of_predicate_[id + 1];
-    for (uint32_t run = rs.trigger_runs_of_predicate_[id]; run < last; ++run) {
-      const RuleSet::TriggerRun& tr = rs.trigger_runs_[run];
-      if (!active_group_[tr.group]) continue;
-      for (uint32_t i = tr.begin; i < tr.end; ++i) add_candidate(rs.trigger_rules_[i]);
-    }
-  }
-  const size_t first = out.size();
-  lazy_error_ = HS_SUCCESS;
-  for (uint32_t r : candidates_) {
-    if (evaluate(r)) out.push_back(r);
-  }
-  if (lazy_error_ != HS_SUCCESS) {
-    out.resize(first);
-    return Status::internal("Hyperscan scan failed with error " + std::to_string(lazy_error_));
-  }
-  std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
   return Status::ok();
 }
 

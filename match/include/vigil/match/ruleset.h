@@ -296,7 +296,25 @@ class Matcher {
   void matched_fields(uint32_t rule, std::vector<uint32_t>& slots);
 
  private:
+  // bench/match_bench.cc times the stages before the condition programs on their own.
+  friend struct MatcherStages;
+
   explicit Matcher(std::shared_ptr<const RuleSet> rules) : rules_(std::move(rules)) {}
+  // match() in stages. begin() resets the last event's state and finds the event's
+  // logsources; false if it has none (no rule applies). scan() evaluates the direct
+  // predicates of their groups, takes the groups' always-evaluated rules as candidates and
+  // runs the eager Hyperscan scans (and PCRE2 confirmations), setting predicate bits.
+  // add_triggered() makes candidates of the rules those bits trigger. Then match() runs the
+  // candidates' condition programs.
+  bool begin(const Event& event);
+  Status scan(const Event& event);
+  void add_triggered();
+  void add_candidate(uint32_t rule) {
+    if (rule_epoch_[rule] != epoch_) {
+      rule_epoch_[rule] = epoch_;
+      candidates_.push(rule);
+    }
+  }
   // Runs the rule's condition program.
   bool evaluate(uint32_t rule);
   // The value of the subtree at `pc`. A lazy predicate not yet checked in this event is
