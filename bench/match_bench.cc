@@ -10,6 +10,8 @@
 //   SigmaTree_Pcre2Loop: the same rules and events, rule after rule, one PCRE2 (JIT)
 //                       program per predicate (vigil::match::ReferenceMatcher).
 //   ParseOnly:   the simdjson field extraction alone, for the same events.
+//   Stages_*:    SigmaTree's parse and match stopped before the condition programs: what
+//                every event pays however cheap the rules' evaluation became.
 //   Floor_*:     simdjson and Hyperscan alone over the same events (see there).
 //
 // Run: make bench   (or ./build/release/bench/vigil_match_bench)
