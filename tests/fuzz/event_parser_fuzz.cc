@@ -20,18 +20,20 @@ struct Fixture {
   }
 };
 
+constexpr size_t kMaxEventBytes = 1 << 16;
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Fixture f;
-  static vigil::EventParser parser(1 << 16);
+  static vigil::EventParser parser(kMaxEventBytes);
   static vigil::Event event;
   static std::vector<uint32_t> out;
   const std::string_view raw(reinterpret_cast<const char*>(data), size);
   const vigil::ParseError error = parser.parse(raw, f.rules->fields(), event);
   // The long-lived parser guesses keys from the inputs before this one; a new parser has
   // nothing to guess from. Both must read the same fields.
-  vigil::EventParser fresh(1 << 16);
+  vigil::EventParser fresh(kMaxEventBytes);
   vigil::Event fresh_event;
   if (fresh.parse(raw, f.rules->fields(), fresh_event) != error) std::abort();
   for (uint32_t slot = 0; slot < event.size(); ++slot) {
