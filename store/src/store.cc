@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "encoding.h"
 
@@ -134,6 +135,93 @@ std::string_view alert_level_name(AlertLevel level) {
   return "unknown";
 }
 
+namespace {
+
+// A table file's number ("000123.sst" -> 123), or -1 for any other file name.
+int64_t table_number(const std::string& name) {
+  if (!name.ends_with(".sst") || name.size() <= 4) return -1;
+  int64_t n = 0;
+  for (size_t i = 0; i + 4 < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    n = n * 10 + (name[i] - '0');
+  }
+  return n;
+}
+
+constexpr char kRestoreHint[] =
+    " Nothing was changed. Restore the data directory from a checkpoint (POST /api/v1/checkpoints or "
+    "`vigil checkpoint`; see docs/security.md) or move it aside to start with an empty store.";
+
+}  // namespace
+
+// RocksDB's read-write open recovers what its MANIFEST describes and deletes every other
+// table file as obsolete. A MANIFEST cut short still reads as a valid, shorter history, so
+// that open would quietly discard the data it no longer lists (a truncated MANIFEST started
+// as an empty store). So an existing store is opened read-only first, which writes and
+// deletes nothing, and refused if what it describes does not account for the directory:
+// no vigil format marker while table files exist, or table files older than every file the
+// MANIFEST lists. (Unlisted files newer than a listed one are the outputs of a flush or
+// compaction that a crash interrupted; RocksDB removing them is normal recovery.)
+Status Store::check_before_open(const std::string& path, rocksdb::Env* env) {
+  namespace fs = std::filesystem;
+  rocksdb::DBOptions ro;
+  if (env != nullptr) ro.env = env;
+  std::vector<std::string> names;
+  auto s = rocksdb::DB::ListColumnFamilies(ro, path, &names);
+  if (!s.ok()) return Status::corruption("store '" + path + "' is damaged: " + s.ToString() + "." + kRestoreHint);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const auto& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  s = rocksdb::DB::OpenForReadOnly(ro, path, descs, &handles, &raw);
+  if (!s.ok()) return Status::corruption("store '" + path + "' is damaged: " + s.ToString() + "." + kRestoreHint);
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string format;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == "meta") (void)db->Get(rocksdb::ReadOptions(), handles[i], kFormatKey, &format);
+  }
+  std::vector<rocksdb::LiveFileMetaData> live;
+  db->GetLiveFilesMetaData(&live);
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  db.reset();
+
+  int64_t oldest_live = INT64_MAX;
+  std::set<std::string> live_names;
+  for (const auto& f : live) {
+    const std::string name = fs::path(f.name).filename().string();
+    live_names.insert(name);
+    oldest_live = std::min(oldest_live, table_number(name));
+  }
+  size_t tables = 0, unlisted = 0, older = 0;
+  std::string example;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    const int64_t n = table_number(name);
+    if (n < 0) continue;
+    ++tables;
+    if (live_names.count(name)) continue;
+    ++unlisted;
+    if (n < oldest_live) {
+      ++older;
+      if (example.empty()) example = name;
+    }
+  }
+  if (format.empty() && tables > 0) {
+    return Status::corruption("store '" + path + "' is damaged: its MANIFEST describes no vigil store (no format " +
+                              "marker, " + std::to_string(names.size()) + " column famil" +
+                              (names.size() == 1 ? "y" : "ies") + ") but the directory holds " +
+                              std::to_string(tables) + " table files (" + std::to_string(unlisted) +
+                              " of them not listed): the MANIFEST was truncated or replaced." + kRestoreHint);
+  }
+  if (older > 0) {
+    return Status::corruption("store '" + path + "' is damaged: " + std::to_string(older) +
+                              " table files older than every file its MANIFEST lists are not listed (" + example +
+                              ", ...): the MANIFEST lost part of its history." + kRestoreHint);
+  }
+  return Status::ok();
+}
+
 Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -156,6 +244,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   store->path_ = options.path;
   store->sync_writes_ = options.sync_writes;
   store->retention_ = options.retention;
+  store->alert_retention_ = options.alert_retention;
   store->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
 
   // Per-cf options over one shared block cache. Point lookups (alert by key or id) get bloom
@@ -204,6 +293,12 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     }
   }
 
+  std::unique_ptr<rocksdb::Env> env;
+  if (options.file_system) env = rocksdb::NewCompositeEnv(options.file_system);
+  if (has_db) {
+    if (auto st = check_before_open(options.path, env.get()); !st) return st;
+  }
+
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (const auto& [name, o] : cfs) descs.emplace_back(name, o);
   rocksdb::DBOptions dbo;
@@ -212,11 +307,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   dbo.IncreaseParallelism(2);
   dbo.max_background_jobs = 2;
   dbo.max_total_wal_size = 256 << 20;
-  std::unique_ptr<rocksdb::Env> env;
-  if (options.file_system) {
-    env = rocksdb::NewCompositeEnv(options.file_system);
-    dbo.env = env.get();
-  }
+  if (env) dbo.env = env.get();
 
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(dbo, options.path, descs, &store->handles_, &raw);
@@ -262,6 +353,25 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
     if (!s.ok()) return from_rocks(s, "cannot initialise store");
   }
   return store;
+}
+
+Status Store::scrub() {
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  auto s = db_->VerifyChecksum(ro);
+  if (s.ok()) return Status::ok();
+  const std::string what = s.ToString();
+  {
+    std::lock_guard lock(damage_mu_);
+    damage_ = what;
+  }
+  return Status::corruption("store '" + path_ + "' is damaged: " + what + "." +
+                            " Queries reading the damaged blocks fail; restore from a checkpoint.");
+}
+
+std::string Store::damage() const {
+  std::lock_guard lock(damage_mu_);
+  return damage_;
 }
 
 Store::~Store() {

@@ -1,8 +1,10 @@
 #pragma once
-// RetentionTask: a background thread that applies the store's event retention
-// (Store::expire_events) every `interval`, and keeps the store's gauges current
-// (vigil_events_stored_bytes, vigil_store_writable). Failures are logged and counted, and
-// retried at the next interval; they never stop the pipeline.
+// RetentionTask: a background thread that applies the store's event and alert retention
+// (Store::expire_events, Store::expire_alerts) every `interval`, and keeps the store's gauges
+// current (vigil_events_stored_bytes, vigil_alerts_stored_bytes, vigil_store_writable). Failures are logged and counted, and
+// retried at the next interval; they never stop the pipeline. A second thread scrubs the
+// store (Store::scrub: every table file's checksums) at start and every `scrub_interval`
+// (0: never), setting vigil_store_damaged and logging what it finds.
 //
 // Thread safety: start() and stop() from one thread.
 
@@ -19,12 +21,15 @@ namespace vigil::store {
 
 class RetentionTask {
  public:
-  RetentionTask(Store& store, MetricsRegistry& metrics, const Clock& clock, std::chrono::milliseconds interval);
+  RetentionTask(Store& store, MetricsRegistry& metrics, const Clock& clock, std::chrono::milliseconds interval,
+                std::chrono::milliseconds scrub_interval = std::chrono::hours(24));
   ~RetentionTask();
   void start();
   void stop();
   // One pass now (also what the thread runs).
   void run_once();
+  // One scrub now (also what the scrub thread runs).
+  void scrub_once();
 
  private:
   Store& store_;
@@ -34,7 +39,13 @@ class RetentionTask {
   Counter& errors_;
   Gauge& bytes_;
   Gauge& writable_;
+  Counter& alerts_expired_;
+  Gauge& alert_bytes_;
+  std::chrono::milliseconds scrub_interval_;
+  Counter& scrubs_;
+  Gauge& damaged_;
   std::thread thread_;
+  std::thread scrub_thread_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

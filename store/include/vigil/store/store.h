@@ -71,6 +71,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <atomic>
 #include <optional>
 #include <span>
@@ -234,6 +235,19 @@ struct RetentionOptions {
   int64_t bucket_ms = 3600 * 1000;               // the unit retention drops
 };
 
+// Alert retention (Store::expire_alerts): by age of the alert's time and by the bytes the
+// alerts and their indexes take; the oldest go first, with their index entries and ids.
+struct AlertRetentionOptions {
+  int64_t max_age_ms = 0;  // 0: no age limit
+  uint64_t max_bytes = 0;  // alerts and their index column families on disk; 0: no size limit
+};
+
+struct AlertRetentionResult {
+  uint64_t alerts_deleted = 0;
+  TimeMs oldest_kept = 0;  // time of the oldest alert left (0: none)
+  uint64_t bytes_before = 0;
+};
+
 struct RetentionResult {
   size_t buckets_dropped = 0;
   TimeMs oldest_kept = 0;  // start of the oldest bucket left (0: none)
@@ -256,6 +270,7 @@ struct StoreOptions {
   size_t block_cache_bytes = 64 << 20;
   bool sync_writes = false;  // fsync the WAL on every batch
   RetentionOptions retention;
+  AlertRetentionOptions alert_retention;
   // Test seam: the file system RocksDB writes through (fault injection). Null: the default.
   std::shared_ptr<rocksdb::FileSystem> file_system;
 };
@@ -263,7 +278,9 @@ struct StoreOptions {
 class Store {
  public:
   // Opens or creates the store. A directory that holds something other than a vigil store
-  // (another RocksDB, unknown column families, a newer format) is refused.
+  // (another RocksDB, unknown column families, a newer format) is refused, and so is a
+  // damaged store (a MANIFEST that cannot be read, or that no longer lists table files the
+  // directory holds), before anything in the directory is written or deleted.
   static Expected<std::unique_ptr<Store>> open(const StoreOptions& options);
   ~Store();
 
@@ -324,6 +341,12 @@ class Store {
   Expected<RetentionResult> expire_events(TimeMs now);
   // Bytes the events cf takes on disk (SST files) plus its memtables.
   uint64_t events_bytes() const;
+  // Deletes the alerts past the alert retention limits (age relative to `now`, then size),
+  // oldest first, each with its rule and host index entries and its id, in batches: a
+  // concurrent reader sees an alert with all its entries or none of them.
+  Expected<AlertRetentionResult> expire_alerts(TimeMs now);
+  // Bytes the alerts and their indexes take on disk plus their memtables.
+  uint64_t alerts_bytes() const;
 
   // A consistent copy of the store in `dir` (must not exist), by RocksDB Checkpoint: hard
   // links where the file system allows. Open it with Store::open to restore.
@@ -332,6 +355,14 @@ class Store {
   // Full consistency scan: every alert indexed, every index entry pointing at an alert,
   // every entry decodable. Reads the whole store.
   Expected<VerifyReport> verify() const;
+
+  // Reads every table file of the store and checks its block checksums (a scrub: damage
+  // inside a file is otherwise found only by the query that reads it). Damage found is
+  // kept and reported by damage() until the process restarts. Any thread; slow (reads
+  // everything), meant for a background thread at start and then periodically.
+  Status scrub();
+  // What the last scrub found wrong, or empty.
+  std::string damage() const;
 
   Status flush();
   Status compact_events();
@@ -342,12 +373,16 @@ class Store {
  private:
   Store() = default;
   Status write(rocksdb::WriteBatch& batch);
+  static Status check_before_open(const std::string& path, rocksdb::Env* env);
   void put_events(rocksdb::WriteBatch& batch, const std::vector<EventRecord>& events);
   std::string path_;
   bool sync_writes_ = false;
   RetentionOptions retention_;
+  AlertRetentionOptions alert_retention_;
   std::atomic<bool> writable_{true};
   std::atomic<uint64_t> alerts_version_{0};
+  mutable std::mutex damage_mu_;
+  std::string damage_;  // guarded by damage_mu_
   std::shared_ptr<rocksdb::Cache> cache_;
   std::unique_ptr<rocksdb::Env> env_;  // before db_: destroyed after it
   std::unique_ptr<rocksdb::DB> db_;
