@@ -19,6 +19,7 @@ std::string_view parse_error_name(ParseError e) {
     case ParseError::kMalformedJson: return "malformed_json";
     case ParseError::kNotAnObject: return "not_an_object";
     case ParseError::kTooDeep: return "too_deep";
+    case ParseError::kDuplicateKey: return "duplicate_key";
   }
   return "unknown";
 }
@@ -51,6 +52,45 @@ std::string_view trim_right(std::string_view s) {
 
 // Whether a document that is not an object starts like another JSON value (an array, a
 // string, a number or a literal), as opposed to text that is not JSON at all.
+// Whether `raw` nests objects and arrays deeper than `max_depth` (the root object is depth 1).
+// Nearly every event has fewer opening brackets than the limit and is answered by counting
+// them (SSE2, 16 bytes a step); only the others are walked byte by byte, strings skipped.
+bool nests_deeper_than(std::string_view raw, size_t max_depth) {
+  size_t brackets = 0, i = 0;
+#if defined(__SSE2__)
+  const __m128i curly = _mm_set1_epi8('{'), square = _mm_set1_epi8('[');
+  while (i + 16 <= raw.size() && brackets <= max_depth) {
+    // Byte counters: up to 255 blocks before they are summed.
+    __m128i counts = _mm_setzero_si128();
+    const size_t blocks = std::min<size_t>((raw.size() - i) / 16, 255);
+    for (size_t b = 0; b < blocks; ++b, i += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(raw.data() + i));
+      counts = _mm_sub_epi8(counts, _mm_or_si128(_mm_cmpeq_epi8(v, curly), _mm_cmpeq_epi8(v, square)));
+    }
+    const __m128i sums = _mm_sad_epu8(counts, _mm_setzero_si128());
+    brackets += static_cast<size_t>(_mm_cvtsi128_si32(sums)) + static_cast<size_t>(_mm_extract_epi16(sums, 4));
+  }
+#endif
+  for (; i < raw.size(); ++i) brackets += raw[i] == '{' || raw[i] == '[';
+  if (brackets <= max_depth) return false;
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t k = 0; k < raw.size(); ++k) {
+    const char c = raw[k];
+    if (in_string) {
+      if (c == '\\') ++k;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return true;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 bool looks_like_json_value(std::string_view raw) {
   size_t i = 0;
   while (i < raw.size() && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r')) ++i;
@@ -246,7 +286,14 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
     next_edge_.assign(fields.edges_.size(), FieldSet::kNoChild);
     first_edge_.assign(fields.nodes_.size(), FieldSet::kNoChild);
   }
-  ParseError pe = walk_object(root, fields, 0, out, 1);
+  if (filled_by_.size() < fields.size()) filled_by_.resize(fields.size());
+  // Depth is checked over the whole event, not only along the paths the walk follows: values
+  // it skips are stored and rendered too.
+  if (nests_deeper_than(raw, max_depth_)) return ParseError::kTooDeep;
+  ParseError pe = walk_object(root, fields, 0, out, 1, false);
+  // One document per event: anything after the root object ("{...}{...}") is malformed.
+  // (current_location() is out of bounds once the whole document has been read.)
+  if (pe == ParseError::kNone && doc.current_location().error() == simdjson::SUCCESS) pe = ParseError::kMalformedJson;
   if (pe != ParseError::kNone) out.reset(fields.size());
   return pe;
 }
@@ -270,7 +317,7 @@ int32_t EventParser::find_child(const FieldSet& fields, uint32_t node, uint32_t&
 }
 
 ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint32_t node, Event& out,
-                                    size_t depth) {
+                                    size_t depth, bool via_wildcard) {
   if (depth > max_depth_) return ParseError::kTooDeep;
   uint32_t previous = FieldSet::kNoChild;  // edge of the last key found in this object
   for (auto field_result : obj) {
@@ -291,8 +338,17 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
     }
     // An exact key wins over the "*" child: an on-demand value can be read only once.
     int32_t next = find_child(fields, node, previous, key);
+    // A "*" child takes many keys of one object by design: below it a field seen twice is
+    // no duplicate key.
+    const bool exact = next >= 0 && !via_wildcard;
     if (next < 0) next = fields.nodes_[node].wildcard;
-    if (next < 0) continue;  // not referenced: simdjson skips the value
+    if (next < 0) {
+      // Not referenced: simdjson skips the value without validating it, so at least its
+      // first byte is checked (NaN, Infinity, a bare word are no JSON value).
+      od::json_type skipped;
+      if (field.value().type().get(skipped) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+      continue;
+    }
     const auto& n = fields.nodes_[static_cast<uint32_t>(next)];
     od::value& value = field.value();
     od::json_type type;
@@ -301,14 +357,20 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
     if (type == od::json_type::object && (n.children != 0 || n.wildcard >= 0)) {
       od::object child;
       if (value.get_object().get(child) != simdjson::SUCCESS) return ParseError::kMalformedJson;
-      if (auto pe = walk_object(child, fields, static_cast<uint32_t>(next), out, depth + 1); pe != ParseError::kNone) {
+      if (auto pe = walk_object(child, fields, static_cast<uint32_t>(next), out, depth + 1, !exact);
+          pe != ParseError::kNone) {
         return pe;
       }
       continue;
     }
     if (n.slot < 0) continue;  // an intermediate node holding a scalar: the path is absent
     FieldValue& fv = out.values_[static_cast<uint32_t>(n.slot)];
-    if (fv.type == ValueType::kMissing) out.filled_.push_back(static_cast<uint32_t>(n.slot));
+    if (fv.type == ValueType::kMissing) {
+      out.filled_.push_back(static_cast<uint32_t>(n.slot));
+    } else if (exact && filled_by_[static_cast<uint32_t>(n.slot)] == static_cast<uint32_t>(next)) {
+      return ParseError::kDuplicateKey;
+    }
+    filled_by_[static_cast<uint32_t>(n.slot)] = static_cast<uint32_t>(next);
     switch (type) {
       case od::json_type::string: {
         // A string without escapes is its own text in the buffer: no unescaping copy. (The

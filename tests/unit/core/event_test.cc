@@ -100,9 +100,10 @@ TEST(EventParser, KeysAndStringsOfEveryLengthReadBackWhereverTheirEscapes) {
     const uint32_t longer = f.add(key + "x");
     EventParser parser;
     Event event;
-    // A shorter and a longer key around it, which share its first bytes.
-    const std::string plain = "{\"" + key.substr(0, n / 2) + "\":1,\"" + key + "x\":\"L\",\"" +
-                              key + "\":\"" + text + "\"}";
+    // A shorter and a longer key around it, which share its first bytes (the empty key has
+    // no shorter one: it would be itself, a duplicate key).
+    const std::string shorter = n > 0 ? "\"" + key.substr(0, n / 2) + "\":1," : "";
+    const std::string plain = "{" + shorter + "\"" + key + "x\":\"L\",\"" + key + "\":\"" + text + "\"}";
     ASSERT_EQ(parser.parse(plain, f, event), ParseError::kNone) << plain;
     EXPECT_EQ(event.field(slot).type, ValueType::kString) << plain;
     EXPECT_EQ(event.field(slot).text, text) << plain;
@@ -272,6 +273,63 @@ TEST_F(EventParserTest, NamesEveryKindOfBadInput) {
   deep_fields.add(path);
   EXPECT_EQ(parser_.parse(deep, deep_fields, event_), ParseError::kTooDeep);
   EXPECT_EQ(parse_error_name(ParseError::kInvalidUtf8), "invalid_utf8");
+}
+
+// Depth is the event's, not the referenced paths': a value no rule reads nested 100,000
+// deep is refused too (it would be stored, and its readers would recurse on it).
+TEST_F(EventParserTest, DepthIsCheckedOverTheWholeEvent) {
+  auto nested = [](size_t depth, const char* open, const char* close) {
+    std::string s = R"({"flag":1,"x":)";
+    for (size_t i = 0; i < depth; ++i) s += open;
+    s += "1";
+    for (size_t i = 0; i < depth; ++i) s += close;
+    return s + "}";
+  };
+  EXPECT_EQ(parser_.parse(nested(100000, R"({"a":)", "}"), fields_, event_), ParseError::kTooDeep);
+  EXPECT_EQ(parser_.parse(nested(100000, "[", "]"), fields_, event_), ParseError::kTooDeep);
+  EXPECT_EQ(parser_.parse(nested(64, "[", "]"), fields_, event_), ParseError::kTooDeep);  // 65 with the root
+  EXPECT_EQ(parser_.parse(nested(63, "[", "]"), fields_, event_), ParseError::kNone);
+  // Brackets inside strings are text: many of them are no nesting.
+  std::string brackets = R"({"flag":")" + std::string(5000, '{') + std::string(5000, '[') + R"(x\"["})";
+  EXPECT_EQ(parser_.parse(brackets, fields_, event_), ParseError::kNone);
+}
+
+// Two objects back to back, and values that are no JSON where no rule reads them.
+TEST_F(EventParserTest, TrailingDocumentsAndBareWordsAreMalformed) {
+  EXPECT_EQ(parser_.parse(R"({"flag":1}{"flag":2})", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"flag":1} {})", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"flag":1} 7)", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"A":NaN})", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"A":Infinity,"flag":1})", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"flag":NaN})", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"flag":1}  )", fields_, event_), ParseError::kNone);
+}
+
+// A key the rules read, twice in one object: ambiguous (which value would a SIEM show?), in
+// either order, so refused; keys no rule reads, aliases and "*" children are not duplicates.
+TEST(EventParser, DuplicateReadKeysAreAmbiguous) {
+  FieldSet f;
+  const uint32_t cmd = f.add("CommandLine");
+  const uint32_t op = f.add("Event.EventData.Operation");
+  ASSERT_TRUE(f.add_alias("Event.UserData.*.Operation", op));
+  EventParser parser;
+  Event event;
+  EXPECT_EQ(parser.parse(R"({"CommandLine":"mimikatz sekurlsa","CommandLine":"notepad.exe"})", f, event),
+            ParseError::kDuplicateKey);
+  EXPECT_EQ(parser.parse(R"({"CommandLine":"notepad.exe","CommandLine":"mimikatz sekurlsa"})", f, event),
+            ParseError::kDuplicateKey);
+  EXPECT_EQ(parser.parse(R"({"Event":{"EventData":{"Operation":"a"}},"Event":{"EventData":{"Operation":"b"}}})", f, event),
+            ParseError::kDuplicateKey);
+  EXPECT_EQ(parse_error_name(ParseError::kDuplicateKey), "duplicate_key");
+  ASSERT_EQ(parser.parse(R"({"Other":1,"Other":2,"CommandLine":"x"})", f, event), ParseError::kNone);
+  EXPECT_EQ(event.field(cmd).text, "x");
+  ASSERT_EQ(parser.parse(R"({"Event":{"UserData":{"A":{"Operation":"1"},"B":{"Operation":"2"}}}})", f, event),
+            ParseError::kNone);
+  ASSERT_EQ(parser.parse(R"({"Event":{"EventData":{"Operation":"1"},"UserData":{"B":{"Operation":"2"}}}})", f, event),
+            ParseError::kNone);
+  // The next event with the key once is fine.
+  ASSERT_EQ(parser.parse(R"({"CommandLine":"y"})", f, event), ParseError::kNone);
+  EXPECT_EQ(event.field(cmd).text, "y");
 }
 
 // Found by tests/fuzz/event_parser_fuzz: a token that starts like null but is not one made

@@ -93,13 +93,18 @@ class Event {
 
 // Why an event could not be parsed. Every value has a name (see parse_error_name) that is
 // used as the dead-letter reason and as a metric label.
-enum class ParseError : uint8_t { kNone, kTooLarge, kInvalidUtf8, kMalformedJson, kNotAnObject, kTooDeep };
+// kDuplicateKey: a key the rules read appears twice in one object ({"CommandLine":"mimikatz",
+// "CommandLine":"notepad"}). JSON leaves such a document's meaning to the reader and readers
+// differ (last wins here, first wins elsewhere), so an attacker could show a detector one
+// value and a SIEM another: the event is refused as ambiguous rather than matched on either.
+enum class ParseError : uint8_t { kNone, kTooLarge, kInvalidUtf8, kMalformedJson, kNotAnObject, kTooDeep, kDuplicateKey };
 std::string_view parse_error_name(ParseError e);
 
 class EventParser {
  public:
   // Events larger than max_event_bytes are refused with kTooLarge. Nesting deeper than
-  // max_depth is refused with kTooDeep.
+  // max_depth anywhere in the event is refused with kTooDeep. Anything after the root object,
+  // and values the rules do not read that cannot start a JSON value (NaN), are kMalformedJson.
   explicit EventParser(size_t max_event_bytes = 1 << 20, size_t max_depth = 64);
 
   // Parses `raw` and extracts the fields of `fields` into `out`. On error `out` holds no
@@ -108,7 +113,7 @@ class EventParser {
 
  private:
   ParseError walk_object(simdjson::ondemand::object obj, const FieldSet& fields, uint32_t node,
-                         Event& out, size_t depth);
+                         Event& out, size_t depth, bool via_wildcard);
   // The child node of `key` in an object of `node` whose last key found had edge `previous`
   // (FieldSet::kNoChild at its first), or -1; sets `previous` to the key's edge when found.
   int32_t find_child(const FieldSet& fields, uint32_t node, uint32_t& previous,
@@ -121,6 +126,9 @@ class EventParser {
   // FieldSet is merely wrong); otherwise the key is looked up in the hash table and the
   // guess replaced. Sized to the FieldSet of the last parse; kNoChild: no guess.
   std::vector<uint32_t> next_edge_, first_edge_;
+  // Per slot: the node that filled it in this event (read only while the slot is filled):
+  // the same node twice is a duplicate key; another node is an alias of the same field.
+  std::vector<uint32_t> filled_by_;
   size_t max_event_bytes_;
   size_t max_depth_;
   simdjson::ondemand::parser parser_;
