@@ -9,6 +9,7 @@
 #include <set>
 
 #include "vigil/core/event.h"
+#include "vigil/core/utf8.h"
 #include "vigil/match/bundle.h"
 
 namespace vigil::match {
@@ -74,6 +75,10 @@ BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
   const BundleFile* f = manifest_file(b);
   if (!f) return m;
   m.present = true;
+  if (auto bad = utf8::describe_invalid(f->content); !bad.empty()) {
+    errors.push_back(f->path + ": " + bad);
+    return m;
+  }
   YAML::Node doc;
   try {
     doc = YAML::Load(f->content);
@@ -209,6 +214,10 @@ std::vector<RuleTest> parse_tests(const Bundle& b, const BundleManifest& m,
   std::vector<RuleTest> out;
   for (const auto& f : b.files()) {
     if (!is_test_file(m, f.path) || !has_yaml_extension(f.path)) continue;
+    if (auto bad = utf8::describe_invalid(f.content); !bad.empty()) {
+      errors.push_back(f.path + ": " + bad);
+      continue;
+    }
     try {
       const YAML::Node doc = YAML::Load(f.content);
       std::vector<YAML::Node> entries;
@@ -337,6 +346,8 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   }
   report.mapping_name = mapping->name();
 
+  const auto started = std::chrono::steady_clock::now();
+  size_t values = 0;  // predicates of all rules
   // Parse every rule file.
   const auto files = rule_files(bundle, m, report.errors);
   if (files.empty()) report.errors.push_back("the bundle holds no rule");
@@ -376,10 +387,31 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
         }
       }
     }
+    if (r->predicates.size() > options.max_values_per_rule) {
+      rv.errors.push_back(f->path + ": rule '" + r->id + "' has " + std::to_string(r->predicates.size()) +
+                          " values, more than the limit of " + std::to_string(options.max_values_per_rule) +
+                          " per rule (the whole SigmaHQ tree has about 46,000)");
+      report.rules.push_back(std::move(rv));
+      continue;
+    }
+    values += r->predicates.size();
     report_of.push_back(report.rules.size());
     report.rules.push_back(std::move(rv));
     parsed.push_back(std::move(*r));
   }
+  // The compile's time and memory grow with the values: bounded before it starts.
+  if (values > options.max_values_per_bundle) {
+    report.errors.push_back("the bundle's rules have " + std::to_string(values) + " values, more than the limit of " +
+                            std::to_string(options.max_values_per_bundle) + " per bundle");
+    return report;
+  }
+  auto past_deadline = [&](const char* step) {
+    const auto spent = std::chrono::steady_clock::now() - started;
+    if (options.max_validation_ms <= 0 || spent <= std::chrono::milliseconds(options.max_validation_ms)) return false;
+    report.errors.push_back("validation stopped " + std::string(step) + ": it took longer than its limit of " +
+                            std::to_string(options.max_validation_ms) + " ms");
+    return true;
+  };
 
   // Compile the whole set.
   CompileReport cr;
@@ -389,7 +421,19 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
     return report;
   }
   for (const auto& d : cr.rules) {
-    if (d.status.is_ok()) continue;
+    if (d.status.is_ok()) {
+      if (d.risks.empty()) continue;
+      // A regex a hostile event can drive into the backtracking limit: that rule would be
+      // blind to such events. Refused, so it is rewritten before it runs.
+      auto it = std::find_if(report.rules.begin(), report.rules.end(),
+                             [&](const RuleValidation& rv) { return rv.source == d.source; });
+      for (const auto& risk : d.risks) {
+        const std::string why = d.source + ": rule '" + d.rule_id + "': " + risk;
+        if (it == report.rules.end()) report.errors.push_back(why);
+        else it->errors.push_back(why);
+      }
+      continue;
+    }
     auto it = std::find_if(report.rules.begin(), report.rules.end(),
                            [&](const RuleValidation& rv) { return rv.source == d.source; });
     if (it == report.rules.end()) {
@@ -402,6 +446,7 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   }
 
   if ((*rs)->rules().empty()) report.errors.push_back("no rule of the bundle compiles");
+  if (past_deadline("after compiling")) return report;
 
   // Each rule's test events.
   std::vector<std::string> test_events;
@@ -416,6 +461,7 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   Event event;
   std::vector<uint32_t> out;
   for (const auto& t : tests) {
+    if (past_deadline("while running the rules' tests")) return report;
     auto rv = std::find_if(report.rules.begin(), report.rules.end(),
                            [&](const RuleValidation& r) { return r.id == t.rule_id; });
     if (rv == report.rules.end()) {
@@ -480,6 +526,7 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
     const bool alone = parsed.size() <= options.max_rules_measured_alone ||
                        report.cost_ns_per_event > static_cast<double>(budget);
     for (size_t i = 0; alone && i < parsed.size(); ++i) {
+      if (past_deadline("while measuring the rules' costs")) return report;
       RuleValidation& rv = report.rules[report_of[i]];
       if (!rv.errors.empty() || parsed[i].correlation) continue;
       CompileReport one;

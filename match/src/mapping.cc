@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "vigil/core/utf8.h"
+
 namespace vigil::match {
 namespace {
 
@@ -24,6 +26,7 @@ Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
 Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
                                            const std::string& source) {
   FieldMapping m;
+  if (auto bad = utf8::describe_invalid(yaml_text); !bad.empty()) return Status::invalid(source + ": " + bad);
   try {
     const YAML::Node doc = YAML::Load(yaml_text);
     if (!doc.IsMap()) return Status::invalid(source + ": a mapping must be a YAML map");

@@ -6,6 +6,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -123,6 +124,51 @@ Expected<pcre2_code*> compile_confirm(const std::string& regex, unsigned hs_flag
   if (re == nullptr) return Status::internal("PCRE2 compile of '" + regex + "' failed");
   (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // the interpreter is the fallback
   return re;
+}
+
+// A value on which `re` hits the confirmation limits, described, if one of the classic
+// catastrophic-backtracking shapes finds one: runs of each character the pattern names (and
+// of the usual class members), of several lengths, followed by a character that makes the
+// match fail at the end. Not a proof of safety, a net for the patterns (nested quantifiers,
+// lookaheads over repeats) that a hostile event can exploit.
+std::optional<std::string> backtracking_probe(pcre2_code* re, std::string_view regex,
+                                              uint32_t match_limit, uint32_t depth_limit) {
+  std::string chars = "a0 _-./\\";
+  for (const char c : regex) {
+    if (std::isalnum(static_cast<unsigned char>(c)) && chars.find(c) == std::string::npos) chars += c;
+  }
+  pcre2_match_context* limits = pcre2_match_context_create(nullptr);
+  pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
+  if (limits == nullptr || data == nullptr) {
+    pcre2_match_context_free(limits);
+    pcre2_match_data_free(data);
+    return std::nullopt;
+  }
+  pcre2_set_match_limit(limits, match_limit);
+  pcre2_set_depth_limit(limits, depth_limit);
+  std::optional<std::string> found;
+  std::string subject;
+  for (const size_t length : {30, 300, 3000}) {
+    for (const char c : chars) {
+      for (const char end : {'!', '\n', '\0'}) {
+        subject.assign(length, c);
+        subject += end;
+        const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), 0, 0, data,
+                                   limits);
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT) {
+          const std::string shown = c == ' ' ? "a space" : std::string("'") + c + "'";
+          found = std::to_string(length) + " x " + shown + " then " +
+                  (end == '!' ? "'!'" : end == '\n' ? "a newline" : "a NUL byte");
+          break;
+        }
+      }
+      if (found) break;
+    }
+    if (found) break;
+  }
+  pcre2_match_data_free(data);
+  pcre2_match_context_free(limits);
+  return found;
 }
 
 char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
@@ -408,6 +454,8 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
   std::unordered_map<std::string, Expected<bool>> checked_patterns;  // regex '\0' flags -> check_pattern
   std::vector<PatternDef> patterns;
   std::vector<bool> prefilter;  // per pattern: Hyperscan runs it as a prefilter
+  // Confirmed patterns that a crafted value drives into PCRE2's backtracking limit, with why.
+  std::vector<std::pair<uint32_t, std::string>> risky_patterns;
   std::vector<PredDef> preds;
   std::map<std::vector<uint32_t>, uint32_t> pattern_pred_ids;
   std::map<DirectKey, uint32_t> direct_pred_ids;
@@ -416,6 +464,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     const SigmaRule* rule;
     uint32_t group;
     CondNode condition;  // leaves are global predicate ids
+    size_t report_index;  // its diagnostic in report.rules
   };
   std::vector<PendingRule> pending;
   std::set<std::string> seen_ids;
@@ -537,7 +586,7 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
       fail(std::move(bad));
       continue;
     }
-    pending.push_back({&rule, group, remap_leaves(rule.condition, ids)});
+    pending.push_back({&rule, group, remap_leaves(rule.condition, ids), report.rules.size()});
     report.rules.push_back(diag);
   }
   for (auto& pr : pending) fuse_or_leaves(pr.condition, preds, pattern_pred_ids, patterns);
@@ -781,6 +830,11 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     if (prefilter[pat]) {
       auto code = compile_confirm(def.regex, def.flags);
       if (!code) return code.status();
+      if (auto sample = backtracking_probe(*code, def.regex, kConfirmMatchLimit, kConfirmDepthLimit)) {
+        risky_patterns.emplace_back(static_cast<uint32_t>(set->patterns_.size()),
+                                    "regex '" + def.regex + "' hits PCRE2's backtracking limit on " + *sample +
+                                        ": an event holding such a value could not be matched by this rule");
+      }
       p.confirm = static_cast<int32_t>(set->confirms_.size());
       set->confirms_.push_back(*code);
       if (set->confirm_limits_ == nullptr) {
@@ -974,6 +1028,17 @@ Expected<std::shared_ptr<const RuleSet>> RuleSet::compile(const std::vector<Sigm
     }
   }
   set->trigger_runs_of_predicate_.push_back(static_cast<uint32_t>(set->trigger_runs_.size()));
+  set->index_predicate_users();
+  for (const auto& [pattern, why] : risky_patterns) {
+    const Pattern& pat = set->patterns_[pattern];
+    for (uint32_t i = pat.preds_begin; i < pat.preds_end; ++i) {
+      const uint32_t pred = set->pattern_preds_[i];
+      for (uint32_t u = set->users_begin_[pred]; u < set->users_begin_[pred + 1]; ++u) {
+        auto& risks = report.rules[pending[set->predicate_users_[u]].report_index].risks;
+        if (std::find(risks.begin(), risks.end(), why) == risks.end()) risks.push_back(why);
+      }
+    }
+  }
   report.compiled += set->compiled_.size() + set->correlations_.size();
   size_t where_ids = 0;
   for (const auto& w : set->where_fields_) {
@@ -1098,6 +1163,24 @@ bool Matcher::at_anchors(uint8_t anchors, size_t length, unsigned long long to, 
          (!(anchors & RuleSet::kAnchorEnd) || to == scanned);
 }
 
+void RuleSet::index_predicate_users() {
+  std::vector<std::vector<uint32_t>> users(predicate_count_);
+  for (uint32_t r = 0; r < compiled_.size(); ++r) {
+    for (uint32_t pc = compiled_[r].program_begin; pc < compiled_[r].program_end; ++pc) {
+      if (program_[pc].op == Op::kPred) users[program_[pc].arg].push_back(r);
+    }
+  }
+  users_begin_.clear();
+  predicate_users_.clear();
+  for (auto& u : users) {
+    users_begin_.push_back(static_cast<uint32_t>(predicate_users_.size()));
+    std::sort(u.begin(), u.end());
+    u.erase(std::unique(u.begin(), u.end()), u.end());
+    predicate_users_.insert(predicate_users_.end(), u.begin(), u.end());
+  }
+  users_begin_.push_back(static_cast<uint32_t>(predicate_users_.size()));
+}
+
 Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet> rules) {
   std::unique_ptr<Matcher> m(new Matcher(std::move(rules)));
   const RuleSet& rs = *m->rules_;
@@ -1140,7 +1223,21 @@ Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet
   m->database_epoch_.assign(rs.databases_.size(), 0);
   m->rule_epoch_.assign(rs.compiled_.size(), 0);
   m->candidates_.ids.resize(rs.compiled_.size());
+  m->failed_epoch_.assign(rs.compiled_.size(), 0);
+  m->failed_rules_.reserve(rs.compiled_.size());
+  m->failed_preds_.reserve(rs.predicate_count_);
   return m;
+}
+
+std::string Matcher::last_failure() const {
+  const RuleSet& rs = *rules_;
+  const std::string field = last_failure_.field == RuleSet::kRawSlot
+                                ? "the raw event"
+                                : "field '" + rs.fields_.path(last_failure_.field) + "'";
+  const int rc = last_failure_.code;
+  const bool limit = rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT;
+  return "PCRE2 confirmation on " + field +
+         (limit ? " stopped at its backtracking limit" : " failed with error " + std::to_string(rc));
 }
 
 Matcher::~Matcher() {
@@ -1399,9 +1496,11 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   if (!begin(event)) return Status::ok();
   if (Status st = scan(event); !st.is_ok()) return st;
   add_triggered();
+  if (!failed_preds_.empty()) fail_users();
   const size_t first = out.size();
   lazy_error_ = HS_SUCCESS;
   for (uint32_t r : candidates_) {
+    if (failed_epoch_[r] == epoch_) continue;
     if (evaluate(r)) out.push_back(r);
   }
   if (lazy_error_ != HS_SUCCESS) {
@@ -1410,6 +1509,24 @@ Status Matcher::match(const Event& event, std::vector<uint32_t>& out) {
   }
   std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
   return Status::ok();
+}
+
+void Matcher::fail_predicate(uint32_t pred) {
+  if (std::find(failed_preds_.begin(), failed_preds_.end(), pred) == failed_preds_.end()) failed_preds_.push_back(pred);
+}
+
+void Matcher::fail_users() {
+  const RuleSet& rs = *rules_;
+  for (const uint32_t pred : failed_preds_) {
+    for (uint32_t u = rs.users_begin_[pred]; u < rs.users_begin_[pred + 1]; ++u) {
+      const uint32_t rule = rs.predicate_users_[u];
+      // Only the rules this event could reach: those of its active groups.
+      if (!active_group_[rs.compiled_[rule].group] || failed_epoch_[rule] == epoch_) continue;
+      failed_epoch_[rule] = epoch_;
+      failed_rules_.push_back(rule);
+    }
+  }
+  std::sort(failed_rules_.begin(), failed_rules_.end());
 }
 
 void Matcher::add_triggered() {
@@ -1435,10 +1552,13 @@ bool Matcher::begin(const Event& event) {
     std::fill(lazy_epoch_.begin(), lazy_epoch_.end(), 0);
     std::fill(resolved_epoch_.begin(), resolved_epoch_.end(), 0);
     std::fill(literal_hit_.begin(), literal_hit_.end(), 0);
+    std::fill(failed_epoch_.begin(), failed_epoch_.end(), 0);
     std::fill(lazy_fields_.begin(), lazy_fields_.end(), LazyFieldState{});
     epoch_ = 1;
   }
   lower_.clear();
+  failed_preds_.clear();
+  failed_rules_.clear();
   event_ = &event;
   raw_ = FieldValue{ValueType::kObject, event.raw()};
 
@@ -1518,14 +1638,11 @@ Status Matcher::scan(const Event& event) {
         if (rc >= 0) {
           for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) set_bit(rs.pattern_preds_[i]);
         } else if (rc != PCRE2_ERROR_NOMATCH) {
-          to_confirm_.clear();
-          const std::string field = db.field_slot == RuleSet::kRawSlot
-                                        ? "the raw event"
-                                        : "field '" + rs.fields_.path(db.field_slot) + "'";
-          const bool limit = rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT;
-          return Status::internal("PCRE2 confirmation on " + field +
-                                  (limit ? " stopped at its backtracking limit"
-                                         : " failed with error " + std::to_string(rc)));
+          // Fails the rules that read this pattern's predicates (see failed_rules()), and no
+          // other: a value crafted against one rule's regex must not blind the rest.
+          for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) fail_predicate(rs.pattern_preds_[i]);
+          last_failure_.field = db.field_slot;
+          last_failure_.code = rc;
         }
       }
       to_confirm_.clear();

@@ -271,6 +271,63 @@ TEST_F(BundleTest, HostileArchivesAreRefusedWithAReason) {
   EXPECT_FALSE(Bundle::from_archive(std::string_view(tar).substr(0, 700)));
 }
 
+// Paths that are relative here but a traversal or an absolute path on Windows, and names
+// that are not UTF-8, are refused like "../".
+TEST_F(BundleTest, WindowsPathsAndNonUtf8NamesAreRefused) {
+  for (const char* path : {"..\\..\\Windows\\evil.yml", "rules\\a.yml", "C:\\x.yml", "C:x.yml", "c:/x.yml",
+                           "a\x01.yml", "bad\xff.yml"}) {
+    auto b = Bundle::from_files({{path, "x"}});
+    ASSERT_FALSE(b) << path;
+    EXPECT_NE(b.status().message().find(path[0] == 'b' ? "not valid UTF-8" : "not a relative path"), std::string::npos)
+        << b.status().message();
+  }
+  EXPECT_TRUE(Bundle::from_files({{"rules/a:b.yml", "x"}}));  // a colon elsewhere is a plain name
+}
+
+// Rule text that is not UTF-8 is refused, naming the file and the key; nothing of it can
+// reach a JSON answer or the alerts topic.
+TEST_F(BundleTest, RuleTextThatIsNotUtf8IsRefusedNamingFileAndKey) {
+  auto files = good_files();
+  for (auto& f : files) {
+    if (f.path == "rules/whoami_all.yml") {
+      const size_t at = f.content.find("title: ");
+      ASSERT_NE(at, std::string::npos);
+      f.content.insert(at + 7, "Bad \xff\xfe ");
+    }
+  }
+  auto b = Bundle::from_files(files);
+  ASSERT_TRUE(b);
+  const BundleReport r = validate_bundle(*b, options_);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(any_contains(r.all_errors(), "rules/whoami_all.yml: not valid UTF-8 at line")) << r.to_json();
+  EXPECT_TRUE(any_contains(r.all_errors(), "(key 'title')")) << r.to_json();
+}
+
+// What one validation may cost is bounded before compiling: a rule of 100,000 values (108 s
+// and 320 MB before) is refused at once, and so is a bundle past its total.
+TEST_F(BundleTest, ValidationIsBoundedInValuesAndTime) {
+  std::string big = "title: Big\nid: 6f0e1d2c-0000-4000-8000-000000000001\nlogsource: {product: windows, category: "
+                    "process_creation}\ndetection:\n  sel:\n    CommandLine|contains:\n";
+  for (int i = 0; i < 100000; ++i) big += "      - 'value" + std::to_string(i) + "'\n";
+  big += "  condition: sel\n";
+  auto b = Bundle::from_files({{"big.yml", big}});
+  ASSERT_TRUE(b);
+  const BundleReport r = validate_bundle(*b, options_);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(any_contains(r.all_errors(), "has 100000 values, more than the limit of 20000 per rule")) << r.to_json();
+
+  BundleValidationOptions small = options_;
+  small.max_values_per_bundle = 3;
+  auto good = Bundle::load(kBundles + "good");
+  ASSERT_TRUE(good);
+  EXPECT_TRUE(any_contains(validate_bundle(*good, small).all_errors(), "more than the limit of 3 per bundle"));
+  small = options_;
+  small.max_validation_ms = 1;
+  small.cost_sample_ms = 5;
+  const BundleReport slow = validate_bundle(*good, small);
+  EXPECT_TRUE(any_contains(slow.all_errors(), "took longer than its limit")) << slow.to_json();
+}
+
 TEST_F(BundleTest, FuzzFindingsStayFixed) {
   // libarchive reports an error without a message for this damaged pax header: refused,
   // not a null dereference.

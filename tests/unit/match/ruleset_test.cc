@@ -46,6 +46,8 @@ class RuleMatch {
   }
   const std::string& error() const { return error_; }
   const RuleSet& rule_set() const { return *rules_; }
+  const Matcher& matcher() const { return *matcher_; }
+  const CompileReport& report() const { return report_; }
   Status match_status(const std::string& json) {
     EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
     std::vector<uint32_t> out;
@@ -540,16 +542,66 @@ TEST(RuleSet, AnchoredLiteralsLookAtEveryOccurrence) {
 // A lookahead after an ambiguous repetition backtracks exponentially in PCRE2. The
 // confirmation is bounded (200,000 steps), well below PCRE2's default (10,000,000, ~30 ms
 // for 36 characters): on 30 characters the default would search to the end and say no match,
-// the bound stops it and reports a matching error. A hostile field never stalls a worker.
+// the bound stops it and fails the rule on that event. A hostile field never stalls a worker,
+// and the compile report says the regex is at risk.
 TEST(RuleSet, PcreConfirmationIsBoundedOnHostileInput) {
   RuleMatch m("  sel:\n    CommandLine|re: '^(a|aa)+(?=b)'\n  condition: sel\n");
   ASSERT_TRUE(m.error().empty()) << m.error();
   EXPECT_TRUE(m.matches(proc(R"("CommandLine":"aaab")")));
   EXPECT_FALSE(m.matches(proc(R"("CommandLine":"aaac")")));
   const Status s = m.match_status(proc(R"("CommandLine":")" + std::string(30, 'a') + "\""));
-  EXPECT_NE(s.message().find("field 'CommandLine' stopped at its backtracking limit"),
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  ASSERT_EQ(m.matcher().failed_rules(), std::vector<uint32_t>{0});
+  EXPECT_NE(m.matcher().last_failure().find("field 'CommandLine' stopped at its backtracking limit"),
             std::string::npos)
-      << s.to_string();
+      << m.matcher().last_failure();
+  ASSERT_EQ(m.report().rules.size(), 1u);
+  ASSERT_EQ(m.report().rules[0].risks.size(), 1u);
+  EXPECT_NE(m.report().rules[0].risks[0].find("hits PCRE2's backtracking limit on 30 x 'a'"), std::string::npos)
+      << m.report().rules[0].risks[0];
+  // The next event is evaluated normally again.
+  EXPECT_TRUE(m.matches(proc(R"("CommandLine":"aaab")")));
+  EXPECT_TRUE(m.matcher().failed_rules().empty());
+}
+
+// A regex that one hostile value drives into the backtracking limit fails only the rules
+// that read it: every other rule still matches that event (issue: one rule muted every rule).
+TEST(RuleSet, FailedConfirmationFailsOnlyTheRulesThatReadIt) {
+  auto mapping = FieldMapping::parse(kMapping, "m.yml");
+  ASSERT_TRUE(mapping) << mapping.status().to_string();
+  auto rule = [](const std::string& id, const std::string& detection) {
+    auto r = parse_sigma("title: " + id + "\nid: " + id +
+                             "\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n" + detection,
+                         id + ".yml");
+    EXPECT_TRUE(r) << r.status().to_string();
+    return *r;
+  };
+  std::vector<SigmaRule> rules{
+      rule("evil", "  sel:\n    CommandLine|re: '(?=(a+)+$)a'\n  condition: sel\n"),
+      rule("plain", "  sel:\n    CommandLine|contains: 'aaaa'\n  condition: sel\n"),
+      rule("filtered", "  sel:\n    Image|endswith: '\\cmd.exe'\n  f:\n    CommandLine|re: '(?=(a+)+$)a'\n"
+                       "  condition: sel and not f\n"),
+      rule("other", "  sel:\n    Image|endswith: '\\cmd.exe'\n  condition: sel\n")};
+  CompileReport report;
+  auto rs = RuleSet::compile(rules, *mapping, report);
+  ASSERT_TRUE(rs) << rs.status().to_string();
+  ASSERT_EQ((*rs)->rules().size(), 4u);
+  auto matcher = Matcher::create(*rs);
+  ASSERT_TRUE(matcher);
+  EventParser parser;
+  Event event;
+  const std::string hostile = proc(R"("Image":"C:\\Windows\\cmd.exe","CommandLine":")" + std::string(30, 'a') + "!\"");
+  ASSERT_EQ(parser.parse(hostile, (*rs)->fields(), event), ParseError::kNone);
+  std::vector<uint32_t> out;
+  ASSERT_TRUE((*matcher)->match(event, out).is_ok());
+  std::vector<std::string> matched, failed;
+  for (uint32_t r : out) matched.push_back((*rs)->rules()[r].id);
+  for (uint32_t r : (*matcher)->failed_rules()) failed.push_back((*rs)->rules()[r].id);
+  EXPECT_EQ(matched, (std::vector<std::string>{"plain", "other"}));
+  EXPECT_EQ(failed, (std::vector<std::string>{"evil", "filtered"}));
+  size_t risky = 0;
+  for (const auto& d : report.rules) risky += d.risks.empty() ? 0 : 1;
+  EXPECT_EQ(risky, 2u);
 }
 
 // Keywords (field-less values) search the raw event text, JSON escapes included.

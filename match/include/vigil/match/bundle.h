@@ -123,6 +123,12 @@ struct BundleValidationOptions {
   size_t max_rules_measured_alone = 300;
   // Whether every rule must compile (a rule that does not is an error, not a warning).
   bool require_all_rules = true;
+  // Bounds on what one validation may cost: values (predicates) in one rule and in the
+  // whole bundle, checked before compiling (the SigmaHQ tree: ~46,000 values, at most
+  // ~4,400 in one rule), and wall time, checked between steps. Past one: refused, saying which.
+  size_t max_values_per_rule = 20'000;
+  size_t max_values_per_bundle = 250'000;
+  int64_t max_validation_ms = 300'000;
 };
 
 struct RuleValidation {

@@ -57,6 +57,10 @@ struct RuleDiagnostic {
   std::string title;
   Status status;  // ok: compiled
   std::vector<std::string> warnings;
+  // Compiled, but at risk at run time: a crafted value makes a regex of the rule hit PCRE2's
+  // backtracking limit (the rule then fails on that event, the others do not). `rules
+  // check` shows them; bundle validation refuses them.
+  std::vector<std::string> risks;
 };
 
 struct CompileReport {
@@ -107,6 +111,8 @@ class RuleSet {
   void compile_correlations(const std::vector<const SigmaRule*>& correlation_rules,
                             const std::vector<std::string>& names, const FieldMapping& mapping,
                             CompileReport& report);
+  // Fills users_begin_ / predicate_users_ from the condition programs.
+  void index_predicate_users();
 
   enum class Op : uint8_t { kPred, kAnd, kOr, kNot, kAtLeast, kTrue, kFalse };
   // Condition programs are in prefix order: an operator, then its operands' subtrees.
@@ -270,6 +276,10 @@ class RuleSet {
   std::vector<uint32_t> trigger_rules_;
   std::vector<uint32_t> predicate_slot_;  // per predicate: its field slot, kRawSlot or kNoSlot
   std::vector<uint32_t> positive_preds_;
+  // Per predicate: the rules whose condition reads it, predicate_users_[users_begin_[p],
+  // users_begin_[p + 1]), ascending. A predicate whose check fails fails exactly these rules.
+  std::vector<uint32_t> users_begin_;
+  std::vector<uint32_t> predicate_users_;
   size_t predicate_count_ = 0;
   int32_t host_slot_ = -1;
   int32_t time_slot_ = -1;
@@ -283,7 +293,14 @@ class Matcher {
 
   // Appends the indexes (into RuleSet::rules()) of the rules `event` matches to `out`,
   // in ascending order. `event` must have been parsed with the rule set's fields().
+  // A check that fails on this event (a PCRE2 confirmation at its backtracking limit) fails
+  // only the rules that read it: they are listed in failed_rules(), not evaluated, and every
+  // other rule is. An error Status is a failure of the whole set (Hyperscan's scratch).
   Status match(const Event& event, std::vector<uint32_t>& out);
+  // The rules the last match() could not evaluate, ascending; empty almost always.
+  const std::vector<uint32_t>& failed_rules() const { return failed_rules_; }
+  // Why, for a log line: the field and the PCRE2 error of the last failed check.
+  std::string last_failure() const;
 
   const RuleSet& rule_set() const { return *rules_; }
   // Whether the event of the last match() belonged to any logsource the rule set uses.
@@ -309,6 +326,9 @@ class Matcher {
   bool begin(const Event& event);
   Status scan(const Event& event);
   void add_triggered();
+  void fail_predicate(uint32_t pred);
+  // Marks the rules of the active groups that read a failed predicate (failed_rules_).
+  void fail_users();
   void add_candidate(uint32_t rule) {
     if (rule_epoch_[rule] != epoch_) {
       rule_epoch_[rule] = epoch_;
@@ -355,6 +375,13 @@ class Matcher {
   hs_scratch_t* scratch_ = nullptr;
   pcre2_real_match_data_8* match_data_ = nullptr;
   std::vector<uint32_t> to_confirm_;
+  std::vector<uint32_t> failed_preds_;  // of this event, each once
+  std::vector<uint32_t> failed_rules_;
+  std::vector<uint32_t> failed_epoch_;  // per rule: the epoch it failed in
+  struct {
+    uint32_t field = 0;
+    int code = 0;
+  } last_failure_;
   std::vector<uint8_t> active_group_;
   std::vector<int32_t> where_value_;  // per where field: the event's value id, or -1
   std::string where_key_;             // the value being looked up, lowercased
