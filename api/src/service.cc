@@ -3,12 +3,18 @@
 #include "page_cache.h"
 #include "vigil/api/openapi_json.h"
 #include "vigil/core/event.h"
+#include "vigil/core/json_check.h"
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <cctype>
@@ -17,6 +23,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <tuple>
 
 namespace vigil::api {
@@ -60,7 +67,48 @@ HttpResponse parse_window(const ApiContext& ctx, const HttpRequest& req, TimeMs&
   return HttpResponse{0, {}, {}};
 }
 
-HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, PageParams& p) {
+// Page cursors are sealed to the route and query that made them: "<store position>.<MAC>",
+// the MAC (HMAC-SHA256, 128 bits) over the route, the request's other parameters (as
+// given, sorted; limit and view may change between pages) and the position, under a key
+// made at start. A cursor of another route or query, or one made up, is refused.
+std::string cursor_binding(std::string_view route, const HttpRequest& req) {
+  std::vector<std::pair<std::string, std::string>> params;
+  for (const auto& kv : req.query) {
+    if (kv.first != "cursor" && kv.first != "limit" && kv.first != "view") params.push_back(kv);
+  }
+  std::sort(params.begin(), params.end());
+  std::string out(route);
+  for (const auto& [k, v] : params) {
+    out += '\0';
+    out += std::to_string(k.size()) + ":" + k + "=" + std::to_string(v.size()) + ":" + v;
+  }
+  return out;
+}
+
+std::string cursor_mac(const ApiContext& ctx, std::string_view binding, std::string_view position) {
+  std::string message(binding);
+  message += '\0';
+  message.append(position);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  const std::string& key = *ctx.cursor_key;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
+       message.size(), mac, &length);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < 16 && i < length; ++i) {
+    out += kHex[mac[i] >> 4];
+    out += kHex[mac[i] & 15];
+  }
+  return out;
+}
+
+std::string seal_cursor(const ApiContext& ctx, std::string_view binding, const std::string& position) {
+  if (position.empty()) return position;
+  return position + "." + cursor_mac(ctx, binding, position);
+}
+
+HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, PageParams& p, std::string_view binding) {
   if (auto bad = parse_window(ctx, req, p.since, p.until); bad.status) return bad;
   if (auto v = req.param("limit")) {
     size_t limit = 0;
@@ -72,7 +120,16 @@ HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, Pa
   }
   if (auto v = req.param("cursor")) {
     if (v->empty()) return HttpResponse::problem(400, "parameter 'cursor' must not be empty");
-    p.cursor = *v;
+    const size_t dot = v->rfind('.');
+    const std::string_view position = dot == std::string_view::npos ? std::string_view() : v->substr(0, dot);
+    const std::string expected = position.empty() ? std::string() : cursor_mac(ctx, binding, position);
+    const std::string_view given = dot == std::string_view::npos ? std::string_view() : v->substr(dot + 1);
+    if (expected.empty() || given.size() != expected.size() ||
+        CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
+      return HttpResponse::problem(400, "parameter 'cursor' is not a cursor of this route and query: a cursor "
+                                        "continues the query that returned it, with the same parameters");
+    }
+    p.cursor = std::string(position);
   }
   return HttpResponse{0, {}, {}};
 }
@@ -119,12 +176,6 @@ void write_raw_json(BodyWriter& w, BodyStream& out, std::string_view raw) {
   out.append(raw);
 }
 
-bool is_valid_json(std::string_view raw) {
-  rapidjson::Reader reader;
-  rapidjson::BaseReaderHandler<> handler;
-  rapidjson::MemoryStream ms(raw.data(), raw.size());
-  return !reader.Parse<rapidjson::kParseValidateEncodingFlag>(ms, handler).IsError();
-}
 
 // Alert list answers cached until the next alert is written (page_cache.h).
 struct AlertPages {
@@ -174,7 +225,8 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
     full = *v == "full";
   }
   PageParams pp;
-  if (auto bad = parse_page_params(ctx, req, pp); bad.status) return bad;
+  const std::string binding = cursor_binding("alerts", req);
+  if (auto bad = parse_page_params(ctx, req, pp, binding); bad.status) return bad;
   store::AlertQuery q;
   q.since = pp.since;
   q.until = pp.until;
@@ -210,7 +262,7 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
   std::string key;
   uint64_t version = 0;
   if (!relative && ctx.alert_page_cache_bytes > 0) {
-    key = alert_query_key(q, full);
+    key = alert_query_key(q, full) + binding;  // the next cursor is sealed to the binding
     version = ctx.store->alerts_version();
     if (auto hit = pages.cache.find(key, version)) {
       if (pages.hits) pages.hits->inc();
@@ -236,7 +288,7 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
   });
   if (!page) return store_problem(page.status());
   w.EndArray();
-  write_page_tail(w, page->count, page->next_cursor, page->scanned, page->partial);
+  write_page_tail(w, page->count, seal_cursor(ctx, binding, page->next_cursor), page->scanned, page->partial);
   w.EndObject();
   // Kept only if no alert was written meanwhile: the page is then the answer at `version`.
   if (!key.empty() && ctx.store->alerts_version() == version) pages.cache.insert(key, version, body);
@@ -256,7 +308,8 @@ HttpResponse get_alert(const ApiContext& ctx, const HttpRequest& req) {
 HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
   if (auto bad = unknown_params(req, {"since", "until", "limit", "cursor", "field"}); bad.status) return bad;
   PageParams pp;
-  if (auto bad = parse_page_params(ctx, req, pp); bad.status) return bad;
+  const std::string binding = cursor_binding("events", req);
+  if (auto bad = parse_page_params(ctx, req, pp, binding); bad.status) return bad;
   store::EventQuery q;
   q.since = pp.since;
   q.until = pp.until;
@@ -314,7 +367,7 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
     w.EndObject();
   }
   w.EndArray();
-  write_page_tail(w, page->events.size(), page->next_cursor, page->scanned, page->partial);
+  write_page_tail(w, page->events.size(), seal_cursor(ctx, binding, page->next_cursor), page->scanned, page->partial);
   w.EndObject();
   return HttpResponse::json(std::move(body));
 }
@@ -487,7 +540,8 @@ HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
 
 // One rule (or correlation) as /api/v1/rules shows it.
 void write_rule(rapidjson::Writer<rapidjson::StringBuffer>& w, const match::RuleInfo& info, uint64_t count,
-                const match::CompiledCorrelation* correlation, const match::RuleSet& rules, double cost_ns) {
+                uint64_t errors, const match::CompiledCorrelation* correlation, const match::RuleSet& rules,
+                double cost_ns) {
   auto str = [&](std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); };
   w.StartObject();
   w.Key("id");
@@ -509,6 +563,10 @@ void write_rule(rapidjson::Writer<rapidjson::StringBuffer>& w, const match::Rule
   // Detections: events matched since start; correlations: alerts raised since start.
   w.Key(correlation ? "alerts" : "matches");
   w.Uint64(count);
+  // Events the rule could not be evaluated on (a regex at PCRE2's backtracking limit);
+  // the other rules were evaluated on them.
+  w.Key("errors");
+  w.Uint64(errors);
   w.Key("cost_ns_per_event");  // measured when the bundle was validated
   if (cost_ns < 0) w.Null();
   else w.Double(cost_ns);
@@ -554,13 +612,14 @@ HttpResponse list_rules(const ApiContext& ctx, const HttpRequest& req, bool one)
   size_t n = 0;
   for (uint32_t i = 0; i < rs.rules().size(); ++i) {
     if (one && rs.rules()[i].id != id) continue;
-    write_rule(w, rs.rules()[i], bundle->stats ? bundle->stats->matches(i) : 0, nullptr, rs, cost(rs.rules()[i].id));
+    write_rule(w, rs.rules()[i], bundle->stats ? bundle->stats->matches(i) : 0,
+               bundle->stats ? bundle->stats->errors(i) : 0, nullptr, rs, cost(rs.rules()[i].id));
     ++n;
     if (one) break;
   }
   for (uint32_t i = 0; i < rs.correlations().size() && !(one && n); ++i) {
     if (one && rs.correlations()[i].info.id != id) continue;
-    write_rule(w, rs.correlations()[i].info, bundle->stats ? bundle->stats->correlation_alerts(i) : 0,
+    write_rule(w, rs.correlations()[i].info, bundle->stats ? bundle->stats->correlation_alerts(i) : 0, 0,
                &rs.correlations()[i], rs, -1);
     ++n;
   }
@@ -613,7 +672,7 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
       return from_status(sub.status());
     }
     return HttpResponse::json(std::move(sub->json), !sub->stored ? 200 : sub->valid ? 201 : 422);
-  }, Access::kAdmin, Router::Cost::kSlow);
+  }, Access::kAdmin, Router::Cost::kContent);
   r.add("GET", "/api/v1/bundles/{version}", [content](const HttpRequest& req) {
     if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
@@ -650,7 +709,7 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
     }
     auto j = content->dry_run(*v, since, until, max_events);
     return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
-  }, Access::kAdmin, Router::Cost::kSlow);
+  }, Access::kAdmin, Router::Cost::kContent);
   r.add("GET", "/api/v1/rollout", [content](const HttpRequest& req) {
     if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
@@ -743,7 +802,15 @@ std::optional<TimeMs> parse_time_param(std::string_view text, TimeMs now) {
   return std::nullopt;
 }
 
-Router make_router(const ApiContext& ctx) {
+Router make_router(const ApiContext& context) {
+  ApiContext ctx = context;
+  if (!ctx.cursor_key) {
+    std::string key(32, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1) {
+      throw std::runtime_error("no random bytes for the API's cursor key");
+    }
+    ctx.cursor_key = std::make_shared<const std::string>(std::move(key));
+  }
   Router r;
   r.set_tokens(ctx.tokens);
   auto open_if = [](bool open) { return open ? Access::kOpen : Access::kReader; };
@@ -761,6 +828,12 @@ Router make_router(const ApiContext& ctx) {
     return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
   }, open_if(ctx.open_healthz));
   r.add("GET", "/readyz", [ctx](const HttpRequest&) {
+    if (ctx.store != nullptr) {
+      if (const std::string damage = ctx.store->damage(); !damage.empty()) {
+        return HttpResponse::problem(503, "not ready: the store is damaged (" + damage +
+                                              "); restore it from a checkpoint");
+      }
+    }
     if (!ctx.ready || ctx.ready()) return HttpResponse::json(R"({"status":"ready"})");
     return HttpResponse::problem(503, "not ready: the pipeline is not consuming or the store is not writable");
   }, open_if(ctx.open_readyz));

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <optional>
 
+#include "json_read.h"
 #include "vigil/api/client.h"
 
 namespace vigil::app {
@@ -48,17 +49,18 @@ std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::strin
     return std::nullopt;
   }
   rapidjson::Document d;
-  d.Parse(res->body.c_str());
+  const bool parsed = parse_bounded_json(d, res->body);
   if (res->status != 200) {
-    const std::string detail = !d.HasParseError() ? str(d, "detail") : res->body;
+    const std::string detail = parsed && d.IsObject() ? str(d, "detail") : res->body;
     std::fprintf(stderr, "vigil: HTTP %d: %s\n", res->status, detail.c_str());
     if (res->status == 401 && req.bearer_token.empty()) {
       std::fprintf(stderr, "vigil: no token given: use --token, VIGIL_TOKEN, or run where ./data/api-token is\n");
     }
     return std::nullopt;
   }
-  if (d.HasParseError()) {
-    std::fprintf(stderr, "vigil: the server answered with something that is not JSON\n");
+  if (!parsed) {
+    std::fprintf(stderr, "vigil: the server answered with something that is not JSON (or nests deeper than %zu)\n",
+                 kMaxJsonDepth);
     return std::nullopt;
   }
   return d;

@@ -78,8 +78,12 @@ Status load_config_file(const std::string& path, Config& c) {
       if (e["malicious_ratio"]) c.simulator_malicious_ratio = e["malicious_ratio"].as<double>();
     }
     if (const auto st = doc["store"]) {
-      if (auto s = check_keys(st, {"events", "events_max_age", "events_max_bytes", "events_bucket", "sync_writes",
-                                   "block_cache_mb", "checkpoint_dir"}, path + " store"); !s) return s;
+      if (auto s = check_keys(st, {"events", "events_max_age", "events_max_bytes", "events_bucket", "alerts_max_age",
+                                   "alerts_max_bytes", "sync_writes", "block_cache_mb", "checkpoint_dir"},
+                              path + " store");
+          !s) {
+        return s;
+      }
       auto duration = [&](const char* key, int64_t& out) -> Status {
         if (!st[key]) return Status::ok();
         const auto text = st[key].as<std::string>();
@@ -95,6 +99,8 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["events"]) c.events = st["events"].as<std::string>();
       if (auto s = duration("events_max_age", c.events_max_age_ms); !s) return s;
       if (auto s = duration("events_bucket", c.events_bucket_ms); !s) return s;
+      if (auto s = duration("alerts_max_age", c.alerts_max_age_ms); !s) return s;
+      if (st["alerts_max_bytes"]) c.alerts_max_bytes = st["alerts_max_bytes"].as<uint64_t>();
       if (c.events_bucket_ms % store::kEventBlockWindowMs != 0) {  // retention drops whole blocks of events
         return Status::invalid(path + ": store.events_bucket must be a multiple of " +
                                std::to_string(store::kEventBlockWindowMs) + "ms");
@@ -105,7 +111,9 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
     }
     if (const auto a = doc["api"]) {
-      if (auto s = check_keys(a, {"tokens_file", "open", "max_body_mb", "tls", "page_cache_mb"}, path + " api"); !s) return s;
+      if (auto s = check_keys(a, {"tokens_file", "open", "max_body_mb", "max_body_mb_in_flight", "max_connections",
+                                   "max_connections_per_client", "tls", "page_cache_mb"},
+                                path + " api"); !s) return s;
       if (const auto t = a["tls"]) {
         if (auto s = check_keys(t, {"cert_file", "key_file"}, path + " api.tls"); !s) return s;
         if (t["cert_file"]) c.api_tls_cert_file = t["cert_file"].as<std::string>();
@@ -113,6 +121,10 @@ Status load_config_file(const std::string& path, Config& c) {
       }
       if (a["tokens_file"]) c.api_tokens_file = a["tokens_file"].as<std::string>();
       if (a["max_body_mb"]) c.api_max_body_mb = a["max_body_mb"].as<size_t>();
+      if (a["max_body_mb_in_flight"]) c.api_max_body_mb_in_flight = a["max_body_mb_in_flight"].as<size_t>();
+      if (a["max_connections"]) c.api_max_connections = a["max_connections"].as<size_t>();
+      if (a["max_connections_per_client"]) c.api_max_connections_per_client = a["max_connections_per_client"].as<size_t>();
+      if (c.api_max_connections == 0) return Status::invalid(path + ": api.max_connections must be positive");
       if (a["page_cache_mb"]) c.api_page_cache_mb = a["page_cache_mb"].as<size_t>();
       if (const auto o = a["open"]) {
         if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s) return s;

@@ -25,6 +25,8 @@
 //     events_max_age: 7d             # retention by age ("0": none)
 //     events_max_bytes: 0            # retention by size on disk (0: none)
 //     events_bucket: 1h              # the unit retention drops (a multiple of 100ms)
+//     alerts_max_age: 365d           # alert retention by age ("0": none), indexes and ids with them
+//     alerts_max_bytes: 0            # alert retention by size of the alerts and indexes on disk (0: none)
 //     sync_writes: false             # fsync the WAL on every batch
 //     block_cache_mb: 64
 //     checkpoint_dir: ""             # where POST /api/v1/admin/checkpoints writes ("": <data_dir>-checkpoints)
@@ -33,6 +35,9 @@
 //                                    # an admin token made at first start in <data_dir>/api-token
 //     open: {healthz: true, readyz: true, metrics: true}  # false: that route needs a token
 //     max_body_mb: 32                # largest request body (a bundle archive)
+//     max_body_mb_in_flight: 64      # all bodies being read together; past it 503 + Retry-After
+//     max_connections: 1024          # at the limit a new connection evicts the oldest idle one
+//     max_connections_per_client: 256  # per client address (0: none), same eviction
 //     tls: {cert_file: "", key_file: ""}  # HTTPS with this PEM chain and key (re-read on change)
 //   rollout:                         # rule bundles (ingest/rollout.h)
 //     policy: staged                 # staged, immediate or pinned (the API may change it)
@@ -82,6 +87,8 @@ struct Config {
   std::string events = "all";
   int64_t events_max_age_ms = 7LL * 24 * 3600 * 1000;
   uint64_t events_max_bytes = 0;
+  int64_t alerts_max_age_ms = 365LL * 24 * 3600 * 1000;
+  uint64_t alerts_max_bytes = 0;
   int64_t events_bucket_ms = 3600 * 1000;
   bool sync_writes = false;
   size_t block_cache_mb = 64;
@@ -91,6 +98,9 @@ struct Config {
   bool api_open_readyz = true;
   bool api_open_metrics = true;
   size_t api_max_body_mb = 32;
+  size_t api_max_body_mb_in_flight = 64;
+  size_t api_max_connections = 1024;
+  size_t api_max_connections_per_client = 256;
   size_t api_page_cache_mb = 16;  // alert list pages kept until the next alert; 0: none
   std::string api_tls_cert_file;
   std::string api_tls_key_file;

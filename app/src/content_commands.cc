@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "config.h"
+#include "json_read.h"
 #include "vigil/api/client.h"
 #include "vigil/core/time.h"
 #include "vigil/ingest/simulator.h"
@@ -18,8 +19,7 @@ namespace {
 
 std::string pretty(const std::string& body) {
   rapidjson::Document d;
-  d.Parse(body.c_str());
-  if (d.HasParseError()) return body;
+  if (!parse_bounded_json(d, body)) return body;
   rapidjson::StringBuffer sb;
   rapidjson::PrettyWriter<rapidjson::StringBuffer> w(sb);
   d.Accept(w);
@@ -159,8 +159,7 @@ int ContentCommands::call(const std::string& method, const std::string& target,
   const bool ok = res->status == ok_status || (ok_status == 201 && res->status == 200);
   if (!ok) {
     rapidjson::Document d;
-    d.Parse(res->body.c_str());
-    if (!d.HasParseError() && d.IsObject() && d.HasMember("detail") && d["detail"].IsString()) {
+    if (parse_bounded_json(d, res->body) && d.IsObject() && d.HasMember("detail") && d["detail"].IsString()) {
       std::fprintf(stderr, "vigil: HTTP %d: %s\n", res->status, d["detail"].GetString());
     } else {
       std::fprintf(stderr, "vigil: HTTP %d\n", res->status);

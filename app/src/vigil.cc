@@ -90,6 +90,10 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
       w.StartArray();
       for (const auto& x : d.warnings) write_str(w, x);
       w.EndArray();
+      w.Key("risks");
+      w.StartArray();
+      for (const auto& x : d.risks) write_str(w, x);
+      w.EndArray();
       w.EndObject();
     }
     w.EndArray();
@@ -107,6 +111,7 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
         std::printf("unsupported  %s\n", d.status.to_string().c_str());
       }
       for (const auto& x : d.warnings) std::printf("  warning: %s: %s\n", d.source.c_str(), x.c_str());
+      for (const auto& x : d.risks) std::printf("  risk: %s: %s\n", d.source.c_str(), x.c_str());
     }
     std::printf("compiled %zu, unsupported %zu\n", report.compiled, report.unsupported);
   }

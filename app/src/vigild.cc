@@ -179,6 +179,11 @@ int main(int argc, char** argv) {
   std::string max_age_flag;
   auto* o_max_age = cli.add_option("--events-max-age", max_age_flag, "Event retention by age, e.g. 7d (0: none)");
   auto* o_max_bytes = cli.add_option("--events-max-bytes", flags.events_max_bytes, "Event retention by size in bytes (0: none)");
+  std::string alerts_max_age_flag;
+  auto* o_alerts_max_age = cli.add_option("--alerts-max-age", alerts_max_age_flag, "Alert retention by age, e.g. 90d (0: none)");
+  uint64_t alerts_max_bytes_flag = 0;
+  auto* o_alerts_max_bytes =
+      cli.add_option("--alerts-max-bytes", alerts_max_bytes_flag, "Alert retention by size in bytes (0: none)");
   auto* o_checkpoints = cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
   auto* o_tokens = cli.add_option("--api-tokens-file", flags.api_tokens_file,
                                   "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
@@ -213,6 +218,15 @@ int main(int argc, char** argv) {
   if (o_batch_ms->count()) config.batch_max_ms = flags.batch_max_ms;
   if (o_events->count()) config.events = flags.events;
   if (o_max_bytes->count()) config.events_max_bytes = flags.events_max_bytes;
+  if (o_alerts_max_bytes->count()) config.alerts_max_bytes = alerts_max_bytes_flag;
+  if (o_alerts_max_age->count()) {
+    auto d = alerts_max_age_flag == "0" ? std::optional<int64_t>(0) : parse_duration_ms(alerts_max_age_flag);
+    if (!d || *d < 0) {
+      std::fprintf(stderr, "vigild: --alerts-max-age must be a duration such as 90d, not '%s'\n", alerts_max_age_flag.c_str());
+      return 2;
+    }
+    config.alerts_max_age_ms = *d;
+  }
   if (o_checkpoints->count()) config.checkpoint_dir = flags.checkpoint_dir;
   if (o_tokens->count()) config.api_tokens_file = flags.api_tokens_file;
   if (o_policy->count()) config.rollout_policy = flags.rollout_policy;
@@ -266,6 +280,7 @@ int main(int argc, char** argv) {
   so.sync_writes = config.sync_writes;
   so.block_cache_bytes = config.block_cache_mb << 20;
   so.retention = {config.events_max_age_ms, config.events_max_bytes, config.events_bucket_ms};
+  so.alert_retention = {config.alerts_max_age_ms, config.alerts_max_bytes};
   auto store = store::Store::open(so);
   if (!store) return fail(store.status());
 
@@ -376,6 +391,17 @@ int main(int argc, char** argv) {
   ho.tls_key_file = config.api_tls_key_file;
   ho.tls_handshake_failures = &metrics.counter("vigil_http_tls_handshake_failures_total",
                                                "API connections dropped because their TLS handshake failed");
+  ho.max_body_bytes_in_flight = config.api_max_body_mb_in_flight << 20;
+  ho.max_connections = config.api_max_connections;
+  ho.max_connections_per_client = config.api_max_connections_per_client;
+  ho.repaired_bodies = &metrics.counter("vigil_http_responses_utf8_repaired_total",
+                                        "JSON responses that held invalid UTF-8, sent with U+FFFD instead");
+  ho.connections_refused = &metrics.counter("vigil_http_connections_refused_total",
+                                            "API connections closed at accept: at the limit with no idle one to evict");
+  ho.connections_evicted = &metrics.counter("vigil_http_connections_evicted_total",
+                                            "Idle API connections closed to make room for a new one");
+  ho.bodies_refused = &metrics.counter("vigil_http_bodies_refused_total",
+                                       "Requests answered 503 before their body was read: the body budget was in use");
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 

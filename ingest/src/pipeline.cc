@@ -79,6 +79,10 @@ struct Pipeline::PartitionState {
   // INVALID (left to librdkafka). With END, the partition's end when the lag was first read.
   int64_t start = RD_KAFKA_OFFSET_INVALID;
   int64_t end_at_start = -1;
+  // After librdkafka reset the partition's position (its offset fell out of the broker's
+  // log: retention deleted records before they were consumed): the offset it should have
+  // gone on from, to count what the reset skipped. -1: no reset pending.
+  int64_t resume_expected = -1;
 };
 
 Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
@@ -136,6 +140,8 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
       "Offset commits before partitions were revoked or the group left that failed (their next owner may repeat work)");
   p->unowned_ = &metrics.counter("vigil_messages_unowned_total",
                                   "Messages of partitions no longer assigned, left to their new owner");
+  p->skipped_ = &metrics.counter("vigil_kafka_skipped_offsets_total",
+                                  "Offsets skipped by an offset reset: records deleted by the broker before they were consumed");
   p->redelivered_ = &metrics.counter("vigil_kafka_redelivered_messages_total",
                                       "Messages Kafka delivered again at an offset already taken (dropped)");
   p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
@@ -180,7 +186,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
   }
   rd_kafka_conf_set_opaque(conf, p.get());
   rd_kafka_conf_set_rebalance_cb(conf, &rebalance_cb);
-  rd_kafka_conf_set_log_cb(conf, &kafka_log_to_spdlog);
+  rd_kafka_conf_set_log_cb(conf, &Pipeline::on_kafka_log);
   p->rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!p->rk_) return Status::invalid(std::string("cannot create the Kafka consumer: ") + err);
   rd_kafka_poll_set_consumer(p->rk_);
@@ -353,8 +359,24 @@ void Pipeline::commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kaf
   }
 }
 
+// librdkafka resets a partition's position when its offset fell out of the broker's log
+// (auto.offset.reset: earliest) and says so only in its log ("offset reset (at offset X)
+// to offset Y"), not to the application. The line is noted here, from librdkafka's thread;
+// dispatch() then counts the offsets each partition skipped.
+void Pipeline::on_kafka_log(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+  kafka_log_to_spdlog(rk, level, facility, message);
+  if (std::strcmp(facility, "OFFSET") != 0 || std::strstr(message, "offset reset") == nullptr) return;
+  if (auto* self = static_cast<Pipeline*>(rd_kafka_opaque(rk))) self->offset_resets_.fetch_add(1);
+}
+
 void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
   auto& staged = staged_;
+  if (const uint64_t resets = offset_resets_.load(); resets != offset_resets_handled_) {
+    offset_resets_handled_ = resets;
+    for (const auto& p : partitions_) {
+      if (p->next_offset >= 0 && p->resume_expected < 0) p->resume_expected = p->next_offset;
+    }
+  }
   staged.resize(shards_.size());
   PartitionState* last = nullptr;
   for (size_t i = 0; i < n; ++i) {
@@ -369,8 +391,11 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
           // After an error of the partition its position may have moved (an offset reset):
           // its next message is taken from wherever librdkafka goes on.
           const char* topic = rd_kafka_topic_name(m->rkt);
+          const bool reset = m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
           for (const auto& p : partitions_) {
-            if (p->partition == m->partition && p->topic == topic) p->next_offset = -1;
+            if (p->partition != m->partition || p->topic != topic) continue;
+            if (reset && p->next_offset >= 0 && p->resume_expected < 0) p->resume_expected = p->next_offset;
+            p->next_offset = -1;
           }
         }
       }
@@ -405,6 +430,18 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
       redelivered_->inc();
       rd_kafka_message_destroy(m);
       continue;
+    }
+    if (last->resume_expected >= 0) {
+      if (m->offset > last->resume_expected) {
+        // Records the broker no longer had when they were due: lost before vigil could read
+        // them (never silently: counted and logged with their range).
+        const int64_t skipped = m->offset - last->resume_expected;
+        skipped_->inc(static_cast<uint64_t>(skipped));
+        spdlog::error("partition {}/{}: offsets {}..{} ({} records) were skipped by an offset reset: the broker deleted "
+                      "them before they were consumed (retention shorter than the lag, or a record larger than the "
+                      "log segment)", last->topic, last->partition, last->resume_expected, m->offset - 1, skipped);
+      }
+      last->resume_expected = -1;
     }
     last->next_offset = m->offset + 1;
     staged[static_cast<size_t>(last->shard)].push_back(m);
@@ -879,6 +916,7 @@ std::string Pipeline::stats_json() const {
   u64("kafka_errors", kafka_errors_->value());
   u64("unowned_messages", unowned_->value());
   u64("redelivered_messages", redelivered_->value());
+  u64("skipped_offsets", skipped_->value());
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "vigil/core/fault.h"
+#include "vigil/core/json_check.h"
 
 namespace vigil::ingest {
 namespace {
@@ -24,12 +25,6 @@ std::string_view utf8_prefix(std::string_view s, size_t limit) {
   return s.substr(0, n);
 }
 
-bool is_valid_json(std::string_view raw) {
-  rapidjson::Reader reader;
-  rapidjson::BaseReaderHandler<> handler;
-  rapidjson::MemoryStream ms(raw.data(), raw.size());
-  return !reader.Parse<rapidjson::kParseValidateEncodingFlag>(ms, handler).IsError();
-}
 
 }  // namespace
 
@@ -47,6 +42,9 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(std::shared_ptr<const
   w->bundle_ = std::move(b);
   w->match_errors_ = &metrics.counter("vigil_match_errors_total", "Events whose matching failed (counted, kept, not matched)",
                                       {{"shard", std::to_string(options.shard)}});
+  w->truncated_alerts_ = &metrics.counter("vigil_alert_records_truncated_total",
+                                          "Alerts published without their event: the record would pass max_alert_record_bytes",
+                                          {{"shard", std::to_string(options.shard)}});
   w->correlation_alerts_ = &metrics.counter("vigil_correlation_alerts_total", "Alerts of correlation rules",
                                             {{"shard", std::to_string(options.shard)}});
   return w;
@@ -188,9 +186,11 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   BatchResult result;
   alerts_.clear();
   correlation_pending_ = 0;
+  truncated_alerts_pending_ = 0;
   match_errors_pending_ = 0;
   matched_pending_.clear();
   fired_pending_.clear();
+  failed_pending_.clear();
   offsets_.clear();
   outbox_.clear();
   events_.clear();
@@ -241,6 +241,16 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
       // it), the event kept, the batch goes on.
       if (match_errors_pending_++ == 0) spdlog::error("matching failed: {}", ms.to_string());
       matches_.clear();
+    } else if (!matcher_->failed_rules().empty()) {
+      // Some rules could not be evaluated on this event (every other rule was): counted per
+      // rule (GET /api/v1/rules) and as a matching error.
+      const auto& failed = matcher_->failed_rules();
+      if (match_errors_pending_++ == 0) {
+        spdlog::error("matching failed for {} rule(s) ({}{}) on topic={} partition={} offset={}: {}", failed.size(),
+                      rs.rules()[failed.front()].id, failed.size() > 1 ? ", ..." : "", m.topic, m.partition, m.offset,
+                      matcher_->last_failure());
+      }
+      if (options_.rule_stats) failed_pending_.insert(failed_pending_.end(), failed.begin(), failed.end());
     }
     if (options_.dead_letters && options_.dead_letter_unmapped && !matcher_->last_event_had_logsource()) {
       ++dead_letters_pending_.back();
@@ -288,10 +298,12 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   for (size_t i = 0; i < dead_letters_pending_.size(); ++i) dead_letters_by_reason_[i]->inc(dead_letters_pending_[i]);
   result.alerts = alerts_.size();
   correlation_alerts_->inc(correlation_pending_);
+  truncated_alerts_->inc(truncated_alerts_pending_);
   match_errors_->inc(match_errors_pending_);
   if (options_.rule_stats) {
     for (uint32_t r : matched_pending_) options_.rule_stats->add_match(r);
     for (uint32_t c : fired_pending_) options_.rule_stats->add_correlation_alert(c);
+    for (uint32_t r : failed_pending_) options_.rule_stats->add_error(r);
   }
   alerts_total_.inc(result.alerts);
   batch_events_.observe(static_cast<double>(result.events));
@@ -520,6 +532,8 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
     w.EndObject();
   }
   w.EndArray();
+  // Where the event starts: an alert record too large for Kafka is cut here.
+  const size_t before_event = sb.GetSize();
   // simdjson's on-demand parse does not validate the values it skipped, so the event is
   // embedded as JSON only once it is known to be valid; otherwise as a string.
   if (is_valid_json(event_.raw())) {
@@ -537,8 +551,24 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
     r.time = a.time;
     r.id = a.id;
     r.message_key = a.id.hex();
-    r.value = a.json;
     r.headers = {{"vigil.rule.id", rule.id}, {"vigil.rule.level", rule.level}};
+    if (a.json.size() <= options_.max_alert_record_bytes) {
+      r.value = a.json;
+    } else {
+      // Larger than the producer and broker take (a 1 MB event gives a 1 MB alert): the
+      // record leaves without the event, marked; the stored alert keeps it whole (GET
+      // /api/v1/alerts/{id}).
+      const std::string marker = R"(,"event_truncated":true,"event_bytes":)" + std::to_string(event_.raw().size()) + "}";
+      if (before_event + marker.size() <= options_.max_alert_record_bytes) {
+        r.value.assign(a.json, 0, before_event);
+      } else {  // many long matched values: those go too
+        r.value.assign(a.json, 0, a.summary_size);
+        r.value += R"(,"matched_truncated":true)";
+      }
+      r.value += marker;
+      r.headers.emplace_back("vigil.truncated", std::to_string(a.json.size()));
+      ++truncated_alerts_pending_;
+    }
   }
 }
 

@@ -342,6 +342,50 @@ TEST_F(PipelineTest, ATopicCreatedAfterTheStartIsConsumedFromItsBeginning) {
   EXPECT_EQ(*store_->count_alerts(), malicious);
 }
 
+// A record larger than the broker keeps (the mock cluster retains about 5 MB per partition)
+// is gone before it is fetched: librdkafka resets the partition's position past it (and
+// past whatever else retention dropped). Every offset is still accounted for: consumed
+// (an oversized one as a too_large dead letter) or counted as skipped, with a log line.
+TEST_F(PipelineTest, EveryOffsetIsConsumedOrCountedAsSkipped) {
+  char err[256];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "message.max.bytes", "20000000", err, sizeof err);
+  rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  ASSERT_NE(producer, nullptr) << err;
+  auto send = [&](const std::string& payload) {
+    ASSERT_EQ(rd_kafka_producev(producer, RD_KAFKA_V_TOPIC("events"), RD_KAFKA_V_PARTITION(0),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(producer, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  };
+  const std::string small = R"({"EventID":1,"Image":"C:\\x.exe"})";
+  MetricsRegistry metrics;
+  PipelineOptions o;
+  o.dead_letters = true;
+  auto p = make_pipeline(metrics, o);
+  ASSERT_TRUE(p->start().is_ok());
+  send(small);
+  ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") == 1; }, 30s));
+  send(R"({"EventID":1,"Image":")" + std::string(10 << 20, 'a') + R"("})");
+  send(small);
+  send(small);
+  ASSERT_TRUE(wait_for([&] {
+    return metrics.counter_sum("vigil_events_consumed_total") + metrics.counter_sum("vigil_kafka_skipped_offsets_total") == 4;
+  }, 30s)) << "consumed " << metrics.counter_sum("vigil_events_consumed_total") << ", skipped "
+           << metrics.counter_sum("vigil_kafka_skipped_offsets_total");
+  // The large record is a too_large dead letter (a broker that keeps it), or counted among
+  // the skipped offsets (the mock, whose retention deletes it, and with it the record after
+  // it, before the consumer gets there).
+  const uint64_t oversized = metrics.counter_sum("vigil_dead_letters_total", {{"reason", "too_large"}});
+  EXPECT_GE(oversized + metrics.counter_sum("vigil_kafka_skipped_offsets_total"), 1u);
+  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), 4u - metrics.counter_sum("vigil_kafka_skipped_offsets_total"));
+  p->stop();
+  p->join();
+  rd_kafka_destroy(producer);
+}
+
 TEST_F(PipelineTest, RejectsBadConfiguration) {
   MetricsRegistry metrics;
   PipelineOptions o;

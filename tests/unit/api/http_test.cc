@@ -187,6 +187,33 @@ TEST_F(ApiTest, AlertsNewestFirstWithLimitAndCursor) {
   EXPECT_EQ(all.back(), 0);
 }
 
+// A cursor continues only the route and query that returned it: another route's, another
+// query's, an edited one and a made-up well-formed one are 400.
+TEST_F(ApiTest, CursorsAreBoundToTheirRouteAndQuery) {
+  std::string alerts_cursor, events_cursor, rule_cursor;
+  numbers(get("/api/v1/alerts?limit=4").body, &alerts_cursor);
+  numbers(get("/api/v1/alerts?limit=2&rule=rule-odd").body, &rule_cursor);
+  auto ev = get("/api/v1/events?limit=3");
+  rapidjson::Document d;
+  d.Parse(ev.body.c_str());
+  ASSERT_TRUE(d["next_cursor"].IsString()) << ev.body;
+  events_cursor = d["next_cursor"].GetString();
+  ASSERT_FALSE(alerts_cursor.empty());
+  ASSERT_FALSE(rule_cursor.empty());
+  EXPECT_EQ(get("/api/v1/alerts?limit=4&cursor=" + alerts_cursor).status, 200);
+  EXPECT_EQ(get("/api/v1/alerts?limit=9&view=full&cursor=" + alerts_cursor).status, 200);  // page size may change
+  EXPECT_EQ(get("/api/v1/alerts?limit=2&rule=rule-odd&cursor=" + rule_cursor).status, 200);
+  expect_problem("/api/v1/alerts?cursor=" + events_cursor, 400, "not a cursor of this route and query");
+  expect_problem("/api/v1/events?cursor=" + alerts_cursor, 400, "not a cursor of this route and query");
+  expect_problem("/api/v1/alerts?cursor=" + rule_cursor, 400, "not a cursor of this route and query");
+  expect_problem("/api/v1/alerts?rule=rule-even&cursor=" + rule_cursor, 400, "not a cursor of this route and query");
+  std::string edited = alerts_cursor;
+  edited[3] = edited[3] == '0' ? '1' : '0';
+  expect_problem("/api/v1/alerts?cursor=" + edited, 400, "not a cursor of this route and query");
+  const std::string made_up = alerts_cursor.substr(0, alerts_cursor.find('.')) + "." + std::string(32, 'a');
+  expect_problem("/api/v1/alerts?cursor=" + made_up, 400, "not a cursor of this route and query");
+}
+
 TEST_F(ApiTest, AlertsTimeRangeRuleAndHost) {
   EXPECT_EQ(numbers(get("/api/v1/alerts?since=2026-11-24T17:00:05Z&until=2026-11-24T17:00:08Z").body),
             (std::vector<int>{7, 6, 5}));

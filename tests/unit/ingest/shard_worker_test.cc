@@ -285,6 +285,52 @@ TEST_F(ShardWorkerTest, DeadLettersAndAlertsGoToTheOutboxWithTheirBatch) {
   EXPECT_EQ(store_->read_outbox("", 100)->size(), 4u);
 }
 
+// An alert record larger than Kafka takes leaves without its event, marked and counted;
+// the stored alert keeps the event whole (issue: alerts silently missing from the topic).
+TEST_F(ShardWorkerTest, AnAlertTooLargeForKafkaIsPublishedWithoutItsEvent) {
+  ShardOptions so;
+  so.shard = 1;
+  so.publish_alerts = true;
+  so.max_alert_record_bytes = 1000;
+  make_worker(so);
+  const std::string big = R"({"cmd":"r-a )" + std::string(3000, 'x') + R"(","host":"h1"})";
+  const std::string small = R"({"cmd":"r-b","host":"h2"})";
+  std::vector<MessageView> batch = {{"events", 0, 1, 1795539000000, big}, {"events", 0, 2, 1795539000001, small}};
+  auto r = worker_->process(batch);
+  ASSERT_TRUE(r) << r.status().to_string();
+  ASSERT_EQ(r->alerts, 2u);
+  EXPECT_EQ(metrics_.counter_value("vigil_alert_records_truncated_total", {{"shard", "1"}}), 1u);
+  auto outbox = store_->read_outbox("", 10);
+  ASSERT_TRUE(outbox);
+  ASSERT_EQ(outbox->size(), 2u);
+  size_t truncated = 0;
+  for (const auto& e : *outbox) {
+    rapidjson::Document d;
+    d.Parse<rapidjson::kParseValidateEncodingFlag>(e.record.value.c_str());
+    ASSERT_FALSE(d.HasParseError()) << e.record.value;
+    EXPECT_LE(e.record.value.size(), so.max_alert_record_bytes);
+    std::map<std::string, std::string> h(e.record.headers.begin(), e.record.headers.end());
+    if (d.HasMember("event_truncated")) {
+      ++truncated;
+      EXPECT_TRUE(d["event_truncated"].GetBool());
+      EXPECT_EQ(d["event_bytes"].GetUint64(), big.size());
+      EXPECT_FALSE(d.HasMember("event"));
+      EXPECT_STREQ(d["rule"]["id"].GetString(), "r-a");
+      EXPECT_TRUE(h.count("vigil.truncated"));
+    } else {
+      EXPECT_STREQ(d["event"]["host"].GetString(), "h2");
+      EXPECT_FALSE(h.count("vigil.truncated"));
+    }
+  }
+  EXPECT_EQ(truncated, 1u);
+  auto stored = store_->get_alert(store::AlertId::derive("c1/events", 0, 1, "r-a"));
+  ASSERT_TRUE(stored && *stored) << "the stored alert";
+  rapidjson::Document full;
+  full.Parse((**stored).c_str());
+  ASSERT_FALSE(full.HasParseError());
+  EXPECT_EQ(std::string(full["event"]["cmd"].GetString()).size(), 3004u);
+}
+
 TEST_F(ShardWorkerTest, WithoutDeadLetterTopicBadEventsAreCountedOnly) {
   std::vector<std::string> payloads = {"{bad", R"({"other":1})"};
   std::vector<MessageView> batch;

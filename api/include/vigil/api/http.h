@@ -3,7 +3,9 @@
 //
 // HttpServer runs a fixed number of I/O threads, over plain TCP or TLS. Each connection is keep-alive, reads one
 // request at a time with limits on header and body size and a read timeout, and closes
-// when idle too long or when the server has too many connections. Each I/O thread runs its
+// when idle too long. A request's route and authorisation are checked from its header,
+// before its body is read, and the bodies being read share a memory budget. At the
+// connection limits (total and per client) the oldest idle connection makes room. Each I/O thread runs its
 // own connections; handlers run there and must not block for long, except those of routes
 // added as Cost::kSlow, which run on a separate pool. stop() answers the requests in flight
 // first.
@@ -67,7 +69,10 @@ class Router {
   // Where a handler runs. kFast: on the connection's I/O thread. kSlow (up to seconds of
   // work: bundle validation, dry runs, event hunts, checkpoints): on the server's pool for
   // slow requests, so that the connections sharing the I/O thread are not held up behind it.
-  enum class Cost : uint8_t { kFast, kSlow };
+  // kContent (bundle validation, dry runs: up to minutes of CPU and hundreds of MB): on a
+  // pool of their own, with a bounded queue, so that queries never wait behind them and a
+  // burst of uploads is answered 503 instead of piling up.
+  enum class Cost : uint8_t { kFast, kSlow, kContent };
   void add(std::string method, std::string path_template, Handler handler, Access access = Access::kReader,
            Cost cost = Cost::kFast);
   // The route a request goes to, found once: its cost tells the server where to run it, and
@@ -79,6 +84,9 @@ class Router {
     std::vector<std::pair<std::string, std::string>> params;
   };
   Resolved resolve(const HttpRequest& request) const;
+  // What to answer from the request's header alone, before its body is read: 404, 405, 401
+  // or 403; empty if the request may go on.
+  std::optional<HttpResponse> admit(const HttpRequest& request, const Resolved& resolved) const;
   void set_tokens(std::shared_ptr<const TokenSet> tokens) { tokens_ = std::move(tokens); }
   HttpResponse route(HttpRequest& request, Resolved resolved) const;
   HttpResponse route(HttpRequest& request) const { return route(request, resolve(request)); }
@@ -108,8 +116,20 @@ struct HttpServerOptions {
   int read_timeout_ms = 10'000;
   int idle_timeout_ms = 60'000;
   size_t max_connections = 1024;
+  // Connections one client address may hold (0: no limit of its own). At either limit a new
+  // connection evicts the oldest idle one (keep-alive between requests, silent, or sending
+  // its header slowly) instead of being refused, so idle sockets cannot lock others out.
+  size_t max_connections_per_client = 256;
+  // With over half of max_connections open, the read and idle timeouts shrink to this.
+  int pressure_timeout_ms = 2'000;
+  // Bytes all request bodies being read may take together; a request whose body does not
+  // fit is answered 503 with Retry-After before its body is read. At least max_body_bytes.
+  size_t max_body_bytes_in_flight = 64 << 20;
   int shutdown_grace_ms = 5'000;  // stop() waits this long for requests in flight
   int slow_threads = 2;           // the pool of Router::Cost::kSlow handlers
+  int content_threads = 1;        // the pool of Router::Cost::kContent handlers
+  // kContent requests running or waiting at most; past it 503 with Retry-After.
+  int max_content_requests = 2;
   // HTTPS when both are set: a PEM certificate chain (leaf first) and its PEM private key.
   // TLS 1.2 and 1.3 only. The files are re-read when they change (checked on accept at most
   // once per reload interval; 0: never), so a rotated Secret takes effect without a restart.
@@ -119,6 +139,13 @@ struct HttpServerOptions {
   // Counts connections dropped because their TLS handshake failed (plain HTTP on the TLS
   // port, an untrusting client, a scanner); may be null.
   Counter* tls_handshake_failures = nullptr;
+  // Counts JSON responses that held invalid UTF-8 and were repaired (U+FFFD); may be null.
+  Counter* repaired_bodies = nullptr;
+  // Admission counters (each may be null): connections refused at the limits, idle
+  // connections evicted to make room, bodies refused for want of budget.
+  Counter* connections_refused = nullptr;
+  Counter* connections_evicted = nullptr;
+  Counter* bodies_refused = nullptr;
 };
 
 class HttpServer {

@@ -58,6 +58,9 @@ struct ApiContext {
   const match::FieldMapping* mapping = nullptr;
   // What the process wants operators to know (a quarantined bundle), shown by /healthz.
   std::function<std::string()> notice;
+  // The key that seals page cursors to their route and query; null: make_router makes one
+  // (random: cursors of one process; give the replicas of a deployment one key to share them).
+  std::shared_ptr<const std::string> cursor_key;
   // The pipeline's state as JSON (GET /api/v1/stats); null: not served.
   std::function<std::string()> stats;
   // /healthz, /readyz and /metrics answer without a token unless closed here (then they

@@ -143,6 +143,9 @@ class Pipeline {
   // Commits the stored offsets, retrying while the group rebalances (see pipeline.cc).
   void commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kafka_message_t*>& msgs);
   void dispatch(rd_kafka_message_t** msgs, size_t n);
+  static void on_kafka_log(const rd_kafka_t* rk, int level, const char* facility, const char* message);
+  std::atomic<uint64_t> offset_resets_{0};  // librdkafka's offset resets, from its log
+  uint64_t offset_resets_handled_ = 0;      // consumer thread only
   // Pauses or resumes partitions by inbox depth; true while the consumer should hold off.
   bool apply_backpressure();
   void update_lag();
@@ -189,6 +192,7 @@ class Pipeline {
   Counter* kafka_errors_ = nullptr;
   Counter* unowned_ = nullptr;
   Counter* redelivered_ = nullptr;
+  Counter* skipped_ = nullptr;
   bool rewound_ = false;  // the rewind_partition test fault acted (consumer thread only)
   Counter* commit_failures_ = nullptr;
   Counter* store_errors_ = nullptr;

@@ -57,13 +57,17 @@ struct ShardOptions {
   bool dead_letters = false;          // queue invalid events for the dead-letter topic
   bool dead_letter_unmapped = false;  // events no logsource of the rule set accepts are dead letters too
   size_t dead_letter_max_bytes = 512 << 10;  // longer payloads are truncated (header vigil.truncated)
+  // Alert records for the alerts topic longer than this leave without their event (marked
+  // "event_truncated", header vigil.truncated; the stored alert keeps it): under librdkafka's
+  // message.max.bytes (1,000,000) and a broker's default limit (1 MiB), with room for headers.
+  size_t max_alert_record_bytes = 900'000;
   EventRetention retain_events = EventRetention::kAll;
   std::shared_ptr<match::RuleStats> rule_stats;  // matches per rule, counted once persisted (null: not counted)
 };
 
 // The parse errors that make an event invalid (and a dead letter), in metric order.
 inline constexpr ParseError kParseErrors[] = {ParseError::kTooLarge, ParseError::kInvalidUtf8, ParseError::kMalformedJson,
-                                       ParseError::kNotAnObject, ParseError::kTooDeep};
+                                       ParseError::kNotAnObject, ParseError::kTooDeep, ParseError::kDuplicateKey};
 
 // Reasons a message becomes a dead letter, beyond the parse errors.
 inline constexpr std::string_view kNoLogsource = "no_logsource";
@@ -133,6 +137,8 @@ class ShardWorker {
   std::string scope_;                    // "<stream>/<partition>" of the message in hand
   Counter* correlation_alerts_ = nullptr;
   uint64_t correlation_pending_ = 0;  // of the batch in hand
+  Counter* truncated_alerts_ = nullptr;
+  uint64_t truncated_alerts_pending_ = 0;
   std::vector<uint32_t> matches_;
   std::vector<uint32_t> matched_slots_;  // of the alert being built
   std::vector<store::AlertRecord> alerts_;
@@ -152,6 +158,7 @@ class ShardWorker {
   std::vector<Counter*> dead_letters_by_reason_;  // parse errors, then kNoLogsource
   std::vector<uint32_t> matched_pending_;        // rule indexes matched in the batch (rule_stats)
   std::vector<uint32_t> fired_pending_;          // correlation indexes that alerted in the batch
+  std::vector<uint32_t> failed_pending_;         // rule indexes that failed on an event of the batch
   std::vector<uint64_t> invalid_pending_;        // of the batch in hand, by the same index
   std::vector<uint64_t> dead_letters_pending_;
 };
