@@ -8,7 +8,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -241,6 +244,52 @@ TEST_F(HttpLimitsTest, JsonAnswersAreValidUtf8WhateverTheRequestHeld) {
   EXPECT_EQ(r.status, 404);
   EXPECT_NE(r.body.find("zz\xef\xbf\xbd"), std::string::npos) << r.body;
   EXPECT_GE(metrics_.counter_value("repaired"), 2u);
+}
+
+// Bundle validations and dry runs run on a pool of their own with a bounded queue: queries
+// (event hunts on the slow pool) answer while two heavy uploads are in progress, and a third
+// upload is 503 at once instead of waiting behind them.
+TEST(HttpContentPool, ValidationsNeverHoldUpQueriesAndQueueBounded) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> running{0};
+  Router r;
+  r.add("POST", "/validate", [&](const HttpRequest&) {
+    running.fetch_add(1);
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return release; });
+    return HttpResponse::json(R"({"validated":true})");
+  }, Access::kOpen, Router::Cost::kContent);
+  r.add("GET", "/hunt", [](const HttpRequest&) { return HttpResponse::json(R"({"events":[]})"); }, Access::kOpen,
+        Router::Cost::kSlow);
+  HttpServerOptions o;
+  o.port = 0;
+  o.slow_threads = 1;
+  o.content_threads = 1;
+  o.max_content_requests = 2;
+  auto server = HttpServer::start(o, std::move(r));
+  ASSERT_TRUE(server);
+  const uint16_t port = (*server)->port();
+  RawClient first(port), second(port);
+  first.send("POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  second.send("POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  for (int i = 0; i < 200 && running.load() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(running.load(), 1);  // one running, one waiting
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  RawClient third(port);
+  third.send("POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  const std::string busy = third.receive();
+  EXPECT_NE(busy.find("HTTP/1.1 503"), std::string::npos) << busy;
+  EXPECT_NE(busy.find("Retry-After: 5"), std::string::npos) << busy;
+  EXPECT_EQ(test::http_get("127.0.0.1", port, "/hunt").status, 200);  // not behind the validations
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_NE(first.receive().find(R"({"validated":true})"), std::string::npos);
+  EXPECT_NE(second.receive().find(R"({"validated":true})"), std::string::npos);
 }
 
 TEST(Utf8, RepairKeepsValidTextAndReplacesEachInvalidSequence) {

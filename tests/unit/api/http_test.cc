@@ -214,6 +214,57 @@ TEST_F(ApiTest, CursorsAreBoundToTheirRouteAndQuery) {
   expect_problem("/api/v1/alerts?cursor=" + made_up, 400, "not a cursor of this route and query");
 }
 
+// A scrub that finds a damaged table file turns /readyz to 503, saying so.
+TEST(ApiReadiness, AStoreTheScrubFoundDamagedIsNotReady) {
+  test::TempDir tmp{"readyz"};
+  const fs::path dir = tmp.path() / "data";
+  {
+    auto s = store::Store::open({dir.string()});
+    ASSERT_TRUE(s);
+    std::vector<store::AlertRecord> alerts;
+    for (int i = 0; i < 200; ++i) {
+      store::AlertRecord a;
+      a.id = store::AlertId::derive("events", 0, i, "r");
+      a.time = 1795539600000 + i;
+      a.rule_id = "r";
+      a.json = R"({"n":)" + std::to_string(i) + R"(,"pad":")" + std::string(100, 'a' + i % 26) + R"("})";
+      alerts.push_back(a);
+    }
+    ASSERT_TRUE((*s)->put_batch(alerts, {}).is_ok());
+    ASSERT_TRUE((*s)->flush().is_ok());
+  }
+  fs::path victim;
+  uintmax_t largest = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".sst" && fs::file_size(e.path()) > largest) largest = fs::file_size(e.path()), victim = e.path();
+  }
+  ASSERT_FALSE(victim.empty());
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+    f.seekp(101);
+    f.put('\xa5');
+  }
+  auto s = store::Store::open({dir.string()});
+  ASSERT_TRUE(s) << s.status().to_string();
+  MetricsRegistry metrics;
+  ManualClock clock(1795539600000);
+  ApiContext ctx;
+  ctx.store = s->get();
+  ctx.metrics = &metrics;
+  ctx.clock = &clock;
+  HttpServerOptions o;
+  o.port = 0;
+  auto server = HttpServer::start(o, make_router(ctx));
+  ASSERT_TRUE(server);
+  EXPECT_EQ(http_get("127.0.0.1", (*server)->port(), "/readyz").status, 200);
+  EXPECT_FALSE((*s)->scrub().is_ok());
+  const auto r = http_get("127.0.0.1", (*server)->port(), "/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("the store is damaged"), std::string::npos) << r.body;
+}
+
 TEST_F(ApiTest, AlertsTimeRangeRuleAndHost) {
   EXPECT_EQ(numbers(get("/api/v1/alerts?since=2026-11-24T17:00:05Z&until=2026-11-24T17:00:08Z").body),
             (std::vector<int>{7, 6, 5}));

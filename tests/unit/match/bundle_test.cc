@@ -328,6 +328,19 @@ TEST_F(BundleTest, ValidationIsBoundedInValuesAndTime) {
   EXPECT_TRUE(any_contains(slow.all_errors(), "took longer than its limit")) << slow.to_json();
 }
 
+// A regex that a crafted value drives into PCRE2's backtracking limit would leave its rule
+// blind to such events: refused at validation, saying on what input.
+TEST_F(BundleTest, ARegexThatCanHitTheBacktrackingLimitIsRefused) {
+  const std::string rule =
+      "title: Lookahead\nid: 6f0e1d2c-0000-4000-8000-000000000002\nlogsource: {product: windows, category: "
+      "process_creation}\ndetection:\n  sel:\n    CommandLine|re: '(?=(a+)+$)a'\n  condition: sel\n";
+  auto b = Bundle::from_files({{"evil.yml", rule}});
+  ASSERT_TRUE(b);
+  const BundleReport r = validate_bundle(*b, options_);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(any_contains(r.all_errors(), "hits PCRE2's backtracking limit on 30 x 'a' then '!'")) << r.to_json();
+}
+
 TEST_F(BundleTest, FuzzFindingsStayFixed) {
   // libarchive reports an error without a message for this damaged pax header: refused,
   // not a null dereference.
