@@ -1,5 +1,6 @@
 #include "vigil/api/service.h"
 
+#include "cursor.h"
 #include "page_cache.h"
 #include "vigil/api/openapi_json.h"
 #include "vigil/core/event.h"
@@ -12,8 +13,6 @@
 #include <rapidjson/reader.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
@@ -67,47 +66,6 @@ HttpResponse parse_window(const ApiContext& ctx, const HttpRequest& req, TimeMs&
   return HttpResponse{0, {}, {}};
 }
 
-// Page cursors are sealed to the route and query that made them: "<store position>.<MAC>",
-// the MAC (HMAC-SHA256, 128 bits) over the route, the request's other parameters (as
-// given, sorted; limit and view may change between pages) and the position, under a key
-// made at start. A cursor of another route or query, or one made up, is refused.
-std::string cursor_binding(std::string_view route, const HttpRequest& req) {
-  std::vector<std::pair<std::string, std::string>> params;
-  for (const auto& kv : req.query) {
-    if (kv.first != "cursor" && kv.first != "limit" && kv.first != "view") params.push_back(kv);
-  }
-  std::sort(params.begin(), params.end());
-  std::string out(route);
-  for (const auto& [k, v] : params) {
-    out += '\0';
-    out += std::to_string(k.size()) + ":" + k + "=" + std::to_string(v.size()) + ":" + v;
-  }
-  return out;
-}
-
-std::string cursor_mac(const ApiContext& ctx, std::string_view binding, std::string_view position) {
-  std::string message(binding);
-  message += '\0';
-  message.append(position);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  const std::string& key = *ctx.cursor_key;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(message.data()),
-       message.size(), mac, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < 16 && i < length; ++i) {
-    out += kHex[mac[i] >> 4];
-    out += kHex[mac[i] & 15];
-  }
-  return out;
-}
-
-std::string seal_cursor(const ApiContext& ctx, std::string_view binding, const std::string& position) {
-  if (position.empty()) return position;
-  return position + "." + cursor_mac(ctx, binding, position);
-}
-
 HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, PageParams& p, std::string_view binding) {
   if (auto bad = parse_window(ctx, req, p.since, p.until); bad.status) return bad;
   if (auto v = req.param("limit")) {
@@ -122,7 +80,7 @@ HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, Pa
     if (v->empty()) return HttpResponse::problem(400, "parameter 'cursor' must not be empty");
     const size_t dot = v->rfind('.');
     const std::string_view position = dot == std::string_view::npos ? std::string_view() : v->substr(0, dot);
-    const std::string expected = position.empty() ? std::string() : cursor_mac(ctx, binding, position);
+    const std::string expected = position.empty() ? std::string() : cursor_mac(*ctx.cursor_key, binding, position);
     const std::string_view given = dot == std::string_view::npos ? std::string_view() : v->substr(dot + 1);
     if (expected.empty() || given.size() != expected.size() ||
         CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
@@ -288,7 +246,7 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
   });
   if (!page) return store_problem(page.status());
   w.EndArray();
-  write_page_tail(w, page->count, seal_cursor(ctx, binding, page->next_cursor), page->scanned, page->partial);
+  write_page_tail(w, page->count, seal_cursor(*ctx.cursor_key, binding, page->next_cursor), page->scanned, page->partial);
   w.EndObject();
   // Kept only if no alert was written meanwhile: the page is then the answer at `version`.
   if (!key.empty() && ctx.store->alerts_version() == version) pages.cache.insert(key, version, body);
@@ -367,7 +325,7 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
     w.EndObject();
   }
   w.EndArray();
-  write_page_tail(w, page->events.size(), seal_cursor(ctx, binding, page->next_cursor), page->scanned, page->partial);
+  write_page_tail(w, page->events.size(), seal_cursor(*ctx.cursor_key, binding, page->next_cursor), page->scanned, page->partial);
   w.EndObject();
   return HttpResponse::json(std::move(body));
 }

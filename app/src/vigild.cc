@@ -219,14 +219,6 @@ int main(int argc, char** argv) {
   if (o_events->count()) config.events = flags.events;
   if (o_max_bytes->count()) config.events_max_bytes = flags.events_max_bytes;
   if (o_alerts_max_bytes->count()) config.alerts_max_bytes = alerts_max_bytes_flag;
-  if (o_alerts_max_age->count()) {
-    auto d = alerts_max_age_flag == "0" ? std::optional<int64_t>(0) : parse_duration_ms(alerts_max_age_flag);
-    if (!d || *d < 0) {
-      std::fprintf(stderr, "vigild: --alerts-max-age must be a duration such as 90d, not '%s'\n", alerts_max_age_flag.c_str());
-      return 2;
-    }
-    config.alerts_max_age_ms = *d;
-  }
   if (o_checkpoints->count()) config.checkpoint_dir = flags.checkpoint_dir;
   if (o_tokens->count()) config.api_tokens_file = flags.api_tokens_file;
   if (o_policy->count()) config.rollout_policy = flags.rollout_policy;
@@ -236,13 +228,20 @@ int main(int argc, char** argv) {
                  config.rollout_policy.c_str());
     return 2;
   }
-  if (o_max_age->count()) {
-    auto d = max_age_flag == "0" ? std::optional<int64_t>(0) : parse_duration_ms(max_age_flag);
+  // A retention age flag: a duration such as 7d, or 0 for none.
+  auto age_flag = [](const CLI::Option* o, const std::string& text, const char* name, int64_t& out) {
+    if (!o->count()) return true;
+    auto d = text == "0" ? std::optional<int64_t>(0) : parse_duration_ms(text);
     if (!d || *d < 0) {
-      std::fprintf(stderr, "vigild: --events-max-age must be a duration such as 7d, not '%s'\n", max_age_flag.c_str());
-      return 2;
+      std::fprintf(stderr, "vigild: %s must be a duration such as 7d, not '%s'\n", name, text.c_str());
+      return false;
     }
-    config.events_max_age_ms = *d;
+    out = *d;
+    return true;
+  };
+  if (!age_flag(o_max_age, max_age_flag, "--events-max-age", config.events_max_age_ms) ||
+      !age_flag(o_alerts_max_age, alerts_max_age_flag, "--alerts-max-age", config.alerts_max_age_ms)) {
+    return 2;
   }
   const auto retain_events = ingest::parse_event_retention(config.events);
   if (!retain_events) {

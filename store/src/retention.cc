@@ -24,25 +24,19 @@ RetentionTask::RetentionTask(Store& store, MetricsRegistry& metrics, const Clock
 RetentionTask::~RetentionTask() { stop(); }
 
 void RetentionTask::start() {
-  thread_ = std::thread([this] {
-    set_thread_name("vigil:retention");
+  thread_ = every("vigil:retention", interval_, &RetentionTask::run_once);
+  if (scrub_interval_.count() > 0) scrub_thread_ = every("vigil:scrub", scrub_interval_, &RetentionTask::scrub_once);
+}
+
+std::thread RetentionTask::every(const char* name, std::chrono::milliseconds interval, void (RetentionTask::*pass)()) {
+  return std::thread([this, name, interval, pass] {
+    set_thread_name(name);
     std::unique_lock lock(mu_);
     while (!stop_) {
       lock.unlock();
-      run_once();
+      (this->*pass)();
       lock.lock();
-      cv_.wait_for(lock, interval_, [&] { return stop_; });
-    }
-  });
-  if (scrub_interval_.count() <= 0) return;
-  scrub_thread_ = std::thread([this] {
-    set_thread_name("vigil:scrub");
-    std::unique_lock lock(mu_);
-    while (!stop_) {
-      lock.unlock();
-      scrub_once();
-      lock.lock();
-      cv_.wait_for(lock, scrub_interval_, [&] { return stop_; });
+      cv_.wait_for(lock, interval, [&] { return stop_; });
     }
   });
 }

@@ -32,6 +32,8 @@ class RetentionTask {
   void scrub_once();
 
  private:
+  // A thread that runs `pass` now and then every `interval` until stop().
+  std::thread every(const char* name, std::chrono::milliseconds interval, void (RetentionTask::*pass)());
   Store& store_;
   const Clock& clock_;
   std::chrono::milliseconds interval_;

@@ -89,6 +89,8 @@ class Cache;
 class FileSystem;
 class WriteBatch;
 class Env;
+struct WriteOptions;
+class Status;
 }  // namespace rocksdb
 
 namespace vigil::store {
@@ -373,6 +375,7 @@ class Store {
  private:
   Store() = default;
   Status write(rocksdb::WriteBatch& batch);
+  rocksdb::Status db_write(const rocksdb::WriteOptions& options, rocksdb::WriteBatch& batch);
   static Status check_before_open(const std::string& path, rocksdb::Env* env);
   void put_events(rocksdb::WriteBatch& batch, const std::vector<EventRecord>& events);
   std::string path_;
@@ -381,6 +384,7 @@ class Store {
   AlertRetentionOptions alert_retention_;
   std::atomic<bool> writable_{true};
   std::atomic<uint64_t> alerts_version_{0};
+  std::mutex tsan_write_mu_;  // ThreadSanitizer builds only (see db_write)
   mutable std::mutex damage_mu_;
   std::string damage_;  // guarded by damage_mu_
   std::shared_ptr<rocksdb::Cache> cache_;
