@@ -449,9 +449,22 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
       }
     } while (!state_.body_bytes_in_flight.compare_exchange_weak(now, now + want));
     reserved_ = want;
+    const bool expects_continue = beast::iequals(header_parser_->get()[http::field::expect], "100-continue");
     body_parser_.emplace(std::move(*header_parser_));
     body_parser_->body_limit(state_.options.max_body_bytes);
     header_parser_.reset();
+    if (!expects_continue) return read_body();
+    // The client (curl, for bodies over 1 KB) waits for this before it sends the body: it is
+    // sent only now that the request is admitted, so a refused upload is never transferred.
+    auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+    socket_stream().expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
+    http::async_write(stream_, *go_on, [self = this->shared_from_this(), go_on](beast::error_code ec, size_t) {
+      if (ec) return self->close();
+      self->read_body();
+    });
+  }
+
+  void read_body() {
     socket_stream().expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
     http::async_read(stream_, buffer_, *body_parser_, beast::bind_front_handler(&Session::on_body, this->shared_from_this()));
   }

@@ -153,6 +153,19 @@ TEST_F(HttpLimitsTest, UnauthenticatedBodiesAreRefusedBeforeTheyAreRead) {
   RawClient ok(port());
   ok.send(post_header(5, kAdmin) + "hello");
   EXPECT_NE(ok.receive().find(R"({"bytes":5})"), std::string::npos);
+  // A client that asks first (Expect: 100-continue, as curl does) is told to go on only once
+  // admitted, and refused without sending its body otherwise.
+  const std::string expect = "POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n";
+  RawClient asks(port());
+  asks.send(expect + "Authorization: Bearer " + kAdmin + "\r\n\r\n");
+  EXPECT_NE(asks.receive(1000).find("HTTP/1.1 100 Continue"), std::string::npos);
+  asks.send("hello");
+  EXPECT_NE(asks.receive().find(R"({"bytes":5})"), std::string::npos);
+  RawClient refused(port());
+  refused.send(expect + "\r\n");
+  const std::string r = refused.receive();
+  EXPECT_NE(r.find("HTTP/1.1 401"), std::string::npos) << r;
+  EXPECT_EQ(r.find("100 Continue"), std::string::npos) << r;
 }
 
 // Bodies being read share a budget: past it a request is answered 503 with Retry-After

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,8 +22,9 @@ constexpr TimeMs kT0 = 1795539600000;
 constexpr int kBatch = 200;
 
 // Runs in the child: from the stored offset on, batches of kBatch events, an alert for every
-// third, the offset after the batch, until killed.
-[[noreturn]] void write_forever(const std::string& path) {
+// third, the offset after the batch, until killed. Writes a byte to `ready` once the first
+// batch is persisted, so the parent kills it while it writes, not while it opens the store.
+[[noreturn]] void write_forever(const std::string& path, int ready) {
   auto opened = Store::open({path});
   if (!opened) _exit(3);
   Store& store = **opened;
@@ -49,6 +51,12 @@ constexpr int kBatch = 200;
       }
     }
     if (!store.put_batch(alerts, {{"c/e", 0, next}}, {}, events)) _exit(4);
+    if (ready >= 0) {
+      const char byte = 1;
+      if (write(ready, &byte, 1) != 1) _exit(5);
+      close(ready);
+      ready = -1;
+    }
   }
 }
 
@@ -58,9 +66,20 @@ TEST(CrashTest, KillNineDuringHeavyWritesKeepsTheStoreConsistent) {
   std::mt19937 rng(7);
   int64_t last = 0;
   for (int round = 0; round < 6; ++round) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
-    if (pid == 0) write_forever(path);
+    if (pid == 0) {
+      close(ready[0]);
+      write_forever(path, ready[1]);
+    }
+    close(ready[1]);
+    // Opening the store (a read-only check, then recovery) takes longer under sanitizers and
+    // a loaded machine: the random kill point is counted from the first persisted batch.
+    pollfd first{ready[0], POLLIN, 0};
+    ASSERT_EQ(poll(&first, 1, 60000), 1) << "the writer persisted no batch within 60 s";
+    close(ready[0]);
     std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 400));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int status = 0;
