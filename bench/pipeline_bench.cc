@@ -15,7 +15,8 @@
 // or persisted (vigil). The broker's prefetch makes a steady-state window meaningless: once
 // librdkafka has prefetched, a bare consumer only reads memory.
 //
-// Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P] [--latency-seconds S]
+// Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P] [--latency-seconds
+// S]
 //      [--prefetch-kb K] [--latency-rate R | --find-sustained] [--retain all|matched|none]
 
 #include <fmt/format.h>
@@ -33,8 +34,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <unordered_set>
 
@@ -52,11 +53,14 @@ namespace {
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
-double seconds_since(SteadyClock::time_point t0) { return std::chrono::duration<double>(SteadyClock::now() - t0).count(); }
+double seconds_since(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
 
 struct Sent {
   std::mutex mu;
-  std::map<std::pair<int32_t, int64_t>, SteadyClock::time_point> at;  // (partition, offset) -> produce call
+  std::map<std::pair<int32_t, int64_t>, SteadyClock::time_point>
+      at;  // (partition, offset) -> produce call
 };
 
 void delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
@@ -88,8 +92,10 @@ void produce_all(const std::string& brokers, const std::string& topic, size_t n,
   for (size_t i = 0; i < n; ++i) {
     sim.next(ev);
     clock.advance_ms(1);
-    while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                             RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()),
+                             RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(p, 10);
     }
   }
@@ -107,7 +113,9 @@ struct ProcessUsage {
 ProcessUsage process_usage() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto sec = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return {sec(u.ru_utime) + sec(u.ru_stime), static_cast<double>(u.ru_minflt + u.ru_majflt)};
 }
 
@@ -122,7 +130,8 @@ std::map<std::string, std::pair<std::string, double>> thread_cpu() {
     std::string line;
     std::getline(in, line);
     const size_t open = line.find('('), close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos || close + 2 > line.size()) continue;
+    if (open == std::string::npos || close == std::string::npos || close + 2 > line.size())
+      continue;
     std::istringstream rest(line.substr(close + 2));
     std::string field;
     double ticks = 0;
@@ -167,12 +176,14 @@ Throughput throughput(double rate, const ProcessUsage& before, uint64_t events, 
   if (events == 0) return {rate, 0, 0, 0};
   const ProcessUsage after = process_usage();
   const auto n = static_cast<double>(events);
-  return {rate, (after.cpu_seconds - before.cpu_seconds) * 1e6 / n, (after.page_faults - before.page_faults) / n,
-          steady};
+  return {rate, (after.cpu_seconds - before.cpu_seconds) * 1e6 / n,
+          (after.page_faults - before.page_faults) / n, steady};
 }
 // Events/s between the first delivery (at `first_s`, `first_count` events) and the end.
 double steady_rate(uint64_t first_count, double first_s, uint64_t count, double end_s) {
-  return end_s > first_s && count > first_count ? static_cast<double>(count - first_count) / (end_s - first_s) : 0;
+  return end_s > first_s && count > first_count
+             ? static_cast<double>(count - first_count) / (end_s - first_s)
+             : 0;
 }
 
 // --prefetch-kb: librdkafka's prefetch bound for vigil's consumer (and the bare one) instead of
@@ -180,7 +191,8 @@ double steady_rate(uint64_t first_count, double first_s, uint64_t count, double 
 std::string g_prefetch_kb;
 
 // A bare consumer: assigns every partition from the beginning and reads `n` messages.
-Throughput bare_consume_rate(const std::string& brokers, const std::string& topic, int partitions, size_t n) {
+Throughput bare_consume_rate(const std::string& brokers, const std::string& topic, int partitions,
+                             size_t n) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
@@ -189,18 +201,20 @@ Throughput bare_consume_rate(const std::string& brokers, const std::string& topi
   rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof err);
   // The prefetch bounds vigil's consumer runs with (Pipeline::create), so that the ratio
   // measures what vigil adds, not a difference of librdkafka settings.
-  rd_kafka_conf_set(conf, "queued.max.messages.kbytes", g_prefetch_kb.empty() ? "131072" : g_prefetch_kb.c_str(), err,
-                    sizeof err);
+  rd_kafka_conf_set(conf, "queued.max.messages.kbytes",
+                    g_prefetch_kb.empty() ? "131072" : g_prefetch_kb.c_str(), err, sizeof err);
   rd_kafka_conf_set(conf, "queued.min.messages", "1000000", err, sizeof err);
   rd_kafka_t* c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   rd_kafka_poll_set_consumer(c);
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
-  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  for (int p = 0; p < partitions; ++p)
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   // Connections and metadata first, as the pipeline has them from its group join before
   // its clock starts at the assignment.
   const struct rd_kafka_metadata* md = nullptr;
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(c, topic.c_str(), nullptr);
-  if (rd_kafka_metadata(c, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_metadata_destroy(md);
+  if (rd_kafka_metadata(c, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+    rd_kafka_metadata_destroy(md);
   rd_kafka_topic_destroy(rkt);
   const SteadyClock::time_point first = SteadyClock::now();
   const ProcessUsage usage0 = process_usage();
@@ -230,11 +244,14 @@ Throughput bare_consume_rate(const std::string& brokers, const std::string& topi
   }
   const double end_s = seconds_since(first);
   const double rate = static_cast<double>(got) / end_s;
-  const Throughput result = throughput(rate, usage0, got, steady_rate(first_count, first_s, got, end_s));
+  const Throughput result =
+      throughput(rate, usage0, got, steady_rate(first_count, first_s, got, end_s));
   rd_kafka_queue_destroy(q);
   rd_kafka_consumer_close(c);
   rd_kafka_destroy(c);
-  if (got < n) std::fprintf(stderr, "bare consumer read only %zu of %zu (checksum %llu)\n", got, n, static_cast<unsigned long long>(checksum));
+  if (got < n)
+    std::fprintf(stderr, "bare consumer read only %zu of %zu (checksum %llu)\n", got, n,
+                 static_cast<unsigned long long>(checksum));
   return result;
 }
 
@@ -243,7 +260,8 @@ struct Rules {
 };
 
 Rules default_rules() {
-  auto mapping = match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  auto mapping =
+      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
   match::CompileReport report;
   auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
   return {*match::RuleSet::compile(parsed, *mapping, report)};
@@ -260,8 +278,8 @@ ingest::EventRetention g_retain = ingest::EventRetention::kAll;
 bool g_latency_timeline = false;
 int g_batch_ms = 0;  // --batch-ms: PipelineOptions::batch_max_ms (0: vigild's default)
 
-Running start_pipeline(const std::string& brokers, const std::string& topic, const Rules& rules, int workers,
-                       const fs::path& dir, MetricsRegistry& metrics) {
+Running start_pipeline(const std::string& brokers, const std::string& topic, const Rules& rules,
+                       int workers, const fs::path& dir, MetricsRegistry& metrics) {
   fs::remove_all(dir);
   Running r;
   auto store = store::Store::open({dir.string()});
@@ -276,7 +294,8 @@ Running start_pipeline(const std::string& brokers, const std::string& topic, con
   // The mock broker answers a fetch it cannot fill only when fetch.wait.max.ms (500 ms by
   // default) has passed, where a real broker answers as soon as data arrives.
   o.kafka_properties = {{"fetch.wait.max.ms", "5"}};
-  if (!g_prefetch_kb.empty()) o.kafka_properties.emplace_back("queued.max.messages.kbytes", g_prefetch_kb);
+  if (!g_prefetch_kb.empty())
+    o.kafka_properties.emplace_back("queued.max.messages.kbytes", g_prefetch_kb);
   o.retain_events = g_retain;
   auto p = ingest::Pipeline::create(o, rules.set, *r.store, metrics, SystemClock::instance());
   if (p && (*p)->start()) r.pipeline = std::move(*p);
@@ -285,8 +304,8 @@ Running start_pipeline(const std::string& brokers, const std::string& topic, con
 
 // The Pipeline with `workers` shard workers reads `n` events: events/s from its assignment
 // to the last event persisted (the group join is not counted).
-Throughput pipeline_rate(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, size_t n,
-                     const fs::path& dir) {
+Throughput pipeline_rate(const std::string& brokers, const std::string& topic, const Rules& rules,
+                         int workers, size_t n, const fs::path& dir) {
   MetricsRegistry metrics;
   Running r = start_pipeline(brokers, topic, rules, workers, dir, metrics);
   auto* p = &r.pipeline;
@@ -312,17 +331,25 @@ Throughput pipeline_rate(const std::string& brokers, const std::string& topic, c
   }
   const double end_s = seconds_since(first);
   const double rate = static_cast<double>(consumed) / end_s;
-  const Throughput result = throughput(rate, usage0, consumed, steady_rate(first_count, first_batch_s, consumed, end_s));
-  std::fprintf(stderr, "  workers=%d first batch persisted after %.0f ms; cpu by thread: %s\n", workers,
-               first_batch_s * 1000, cpu_by_thread(threads0).c_str());
+  const Throughput result =
+      throughput(rate, usage0, consumed, steady_rate(first_count, first_batch_s, consumed, end_s));
+  std::fprintf(stderr, "  workers=%d first batch persisted after %.0f ms; cpu by thread: %s\n",
+               workers, first_batch_s * 1000, cpu_by_thread(threads0).c_str());
   double busy = 0;
-  for (int w = 0; w < workers; ++w) busy += metrics.histogram("vigil_batch_duration_seconds", "", {}, {{"shard", std::to_string(w)}}).sum();
-  std::fprintf(stderr, "  workers=%d wall=%.2fs worker-busy=%.2fs batches=%llu pauses=%llu\n", workers, seconds_since(first), busy,
-               static_cast<unsigned long long>(metrics.counter_sum("vigil_batches_total")),
-               static_cast<unsigned long long>(metrics.counter_sum("vigil_backpressure_pauses_total")));
+  for (int w = 0; w < workers; ++w)
+    busy +=
+        metrics.histogram("vigil_batch_duration_seconds", "", {}, {{"shard", std::to_string(w)}})
+            .sum();
+  std::fprintf(
+      stderr, "  workers=%d wall=%.2fs worker-busy=%.2fs batches=%llu pauses=%llu\n", workers,
+      seconds_since(first), busy,
+      static_cast<unsigned long long>(metrics.counter_sum("vigil_batches_total")),
+      static_cast<unsigned long long>(metrics.counter_sum("vigil_backpressure_pauses_total")));
   (*p)->stop();
   (*p)->join();
-  if (consumed < n) std::fprintf(stderr, "pipeline read only %llu of %zu\n", static_cast<unsigned long long>(consumed), n);
+  if (consumed < n)
+    std::fprintf(stderr, "pipeline read only %llu of %zu\n",
+                 static_cast<unsigned long long>(consumed), n);
   return result;
 }
 
@@ -342,8 +369,8 @@ struct Latency {
   double sent_rate = 0;
 };
 
-Latency alert_latency(const std::string& brokers, const std::string& topic, const Rules& rules, int workers, double rate,
-                      double seconds, const fs::path& dir) {
+Latency alert_latency(const std::string& brokers, const std::string& topic, const Rules& rules,
+                      int workers, double rate, double seconds, const fs::path& dir) {
   MetricsRegistry metrics;
   Running r = start_pipeline(brokers, topic, rules, workers, dir, metrics);
   auto* p = &r.pipeline;
@@ -372,7 +399,8 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
           rapidjson::Document d;
           d.Parse(a.c_str());
           if (d.HasParseError()) continue;
-          seen.try_emplace({d["source"]["partition"].GetInt(), d["source"]["offset"].GetInt64()}, now);
+          seen.try_emplace({d["source"]["partition"].GetInt(), d["source"]["offset"].GetInt64()},
+                           now);
         }
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -386,7 +414,8 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   // Warm-up (connections, metadata), not measured: no send time is recorded for these.
   for (int i = 0; i < 200; ++i) {
     sim.next(ev);
-    rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+    rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()),
+                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                       RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()), RD_KAFKA_V_END);
   }
   rd_kafka_flush(producer, 10000);
@@ -401,7 +430,8 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
     clock.advance_ms(1);
     const std::string_view tag = "\"@timestamp\":\"";
     const size_t at = pool[i].json.find(tag);
-    if (at != std::string::npos) pool_time[i] = pool[i].json.substr(at + tag.size(), format_rfc3339(0).size());
+    if (at != std::string::npos)
+      pool_time[i] = pool[i].json.substr(at + tag.size(), format_rfc3339(0).size());
   }
   std::string payload;
   std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -423,14 +453,19 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
       payload = ev.json;
       if (const std::string& old_time = pool_time[i % pool.size()]; !old_time.empty()) {
         const std::string now = format_rfc3339(clock.now_ms());
-        for (size_t at = payload.find(old_time); at != std::string::npos; at = payload.find(old_time, at + now.size())) {
+        for (size_t at = payload.find(old_time); at != std::string::npos;
+             at = payload.find(old_time, at + now.size())) {
           payload.replace(at, old_time.size(), now);
         }
       }
       clock.advance_ms(1);
-      auto* ctx = alerting ? new std::pair<Sent*, SteadyClock::time_point>(&sent, SteadyClock::now()) : nullptr;
-      if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_VALUE(payload.data(), payload.size()), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END)) {
+      auto* ctx = alerting
+                      ? new std::pair<Sent*, SteadyClock::time_point>(&sent, SteadyClock::now())
+                      : nullptr;
+      if (rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic.c_str()),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_VALUE(payload.data(), payload.size()),
+                            RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END)) {
         delete ctx;
       }
     }
@@ -456,7 +491,8 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   std::this_thread::sleep_for(std::chrono::seconds(2));
   done = true;
   poller.join();
-  std::fprintf(stderr, "  latency run at %.0f events/s: cpu by thread: %s\n", rate, cpu_by_thread(threads0).c_str());
+  std::fprintf(stderr, "  latency run at %.0f events/s: cpu by thread: %s\n", rate,
+               cpu_by_thread(threads0).c_str());
 
   (*p)->stop();
   (*p)->join();
@@ -464,7 +500,8 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
   std::vector<double> ms;
   for (const auto& [key, when] : seen) {
     auto it = sent.at.find(key);
-    if (it != sent.at.end()) ms.push_back(std::chrono::duration<double, std::milli>(when - it->second).count());
+    if (it != sent.at.end())
+      ms.push_back(std::chrono::duration<double, std::milli>(when - it->second).count());
   }
   if (g_latency_timeline) {
     std::vector<std::pair<double, double>> timeline;  // (sent after t0 in s, latency in ms)
@@ -475,7 +512,8 @@ Latency alert_latency(const std::string& brokers, const std::string& topic, cons
                             std::chrono::duration<double, std::milli>(when - it->second).count());
     }
     std::sort(timeline.begin(), timeline.end());
-    std::string line = fmt::format("  latency timeline at {:.0f} events/s (from s: slowest ms, alerts):", rate);
+    std::string line =
+        fmt::format("  latency timeline at {:.0f} events/s (from s: slowest ms, alerts):", rate);
     double window = 0, slowest = 0;
     size_t count = 0;
     for (const auto& [t, ms_taken] : timeline) {
@@ -516,20 +554,27 @@ int main(int argc, char** argv) {
   double latency_seconds = 10;
   double latency_rate = 0;
   int rounds = 1;
-  cli.add_option("--events", events, "Events pre-produced for the throughput runs (the mock keeps ~5 MB per partition)");
+  cli.add_option(
+      "--events", events,
+      "Events pre-produced for the throughput runs (the mock keeps ~5 MB per partition)");
   cli.add_option("--partitions", partitions, "Partitions of the topic");
   cli.add_option("--latency-seconds", latency_seconds, "Duration of the latency run");
-  cli.add_option("--rounds", rounds, "Throughput rounds (bare, 1 worker, 2 workers, bare), with the median ratios")
+  cli.add_option("--rounds", rounds,
+                 "Throughput rounds (bare, 1 worker, 2 workers, bare), with the median ratios")
       ->check(CLI::Range(1, 50));
-  cli.add_option("--prefetch-kb", g_prefetch_kb, "queued.max.messages.kbytes of vigil's consumer (default: the Pipeline's)");
+  cli.add_option("--prefetch-kb", g_prefetch_kb,
+                 "queued.max.messages.kbytes of vigil's consumer (default: the Pipeline's)");
   std::string retain = "all";
-  cli.add_option("--retain", retain, "Events vigil keeps in its store: all (vigild's default), matched or none")
+  cli.add_option("--retain", retain,
+                 "Events vigil keeps in its store: all (vigild's default), matched or none")
       ->check(CLI::IsMember({"all", "matched", "none"}));
-  cli.add_option("--latency-rate", latency_rate, "One latency run at this rate (events/s) instead of 50% and 25% of max");
+  cli.add_option("--latency-rate", latency_rate,
+                 "One latency run at this rate (events/s) instead of 50% and 25% of max");
   cli.add_option("--batch-ms", g_batch_ms, "The pipeline's batch_max_ms (default: vigild's)");
   bool find_sustained = false;
   cli.add_flag("--find-sustained", find_sustained,
-               "Search the highest rate the pipeline sustains for --latency-seconds, then measure the latency at half of it");
+               "Search the highest rate the pipeline sustains for --latency-seconds, then measure "
+               "the latency at half of it");
   cli.add_flag("--latency-timeline", g_latency_timeline,
                "Print the slowest alert of every 250 ms of the latency runs (stderr)");
   CLI11_PARSE(cli, argc, argv);
@@ -542,7 +587,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string brokers = (*kafka)->bootstrap_servers();
-  const fs::path tmp = fs::temp_directory_path() / ("vigil-pipeline-bench-" + std::to_string(getpid()));
+  const fs::path tmp =
+      fs::temp_directory_path() / ("vigil-pipeline-bench-" + std::to_string(getpid()));
   const Rules rules = default_rules();
   produce_all(brokers, "bench", events, 1);
 
@@ -555,23 +601,27 @@ int main(int argc, char** argv) {
   // process per event read.
   // steady: events/s once the first batch was delivered (see Throughput).
   const char* tunables = std::getenv("GLIBC_TUNABLES");
-  std::printf("events: %zu (~%.0f B each), partitions: %d, rules: %zu (default pack), allocator: %s\n", events,
-              560.0, partitions, rules.set->rules().size(), tunables ? tunables : "glibc defaults");
+  std::printf(
+      "events: %zu (~%.0f B each), partitions: %d, rules: %zu (default pack), allocator: %s\n",
+      events, 560.0, partitions, rules.set->rules().size(), tunables ? tunables : "glibc defaults");
   std::vector<double> two_ratios, one_ratios, max_rates, scalings;
   for (int round = 0; round < rounds; ++round) {
     const std::string suffix = rounds > 1 ? "-r" + std::to_string(round) : "";
     const Throughput bare_before = bare_consume_rate(brokers, "bench", partitions, events);
-    const Throughput one_run = pipeline_rate(brokers, "bench", rules, 1, events, tmp / ("w1" + suffix));
-    const Throughput two_run = pipeline_rate(brokers, "bench", rules, 2, events, tmp / ("w2" + suffix));
+    const Throughput one_run =
+        pipeline_rate(brokers, "bench", rules, 1, events, tmp / ("w1" + suffix));
+    const Throughput two_run =
+        pipeline_rate(brokers, "bench", rules, 2, events, tmp / ("w2" + suffix));
     const Throughput bare_after = bare_consume_rate(brokers, "bench", partitions, events);
     const Throughput bare_run = bare_before.rate >= bare_after.rate ? bare_before : bare_after;
     const double bare = bare_run.rate, one = one_run.rate, two = two_run.rate;
     if (rounds > 1) std::printf("round %d of %d\n", round + 1, rounds);
-    std::printf("%-28s %12s %10s %16s %14s %12s %10s\n", "reader", "events/s", "vs bare", "cpu us/event",
-                "faults/event", "steady ev/s", "vs bare");
+    std::printf("%-28s %12s %10s %16s %14s %12s %10s\n", "reader", "events/s", "vs bare",
+                "cpu us/event", "faults/event", "steady ev/s", "vs bare");
     auto row = [&](const char* name, const Throughput& t) {
-      std::printf("%-28s %12.0f %10.2f %16.2f %14.3f %12.0f %10.2f\n", name, t.rate, t.rate / bare, t.cpu_us,
-                  t.faults, t.steady, bare_run.steady > 0 ? t.steady / bare_run.steady : 0);
+      std::printf("%-28s %12.0f %10.2f %16.2f %14.3f %12.0f %10.2f\n", name, t.rate, t.rate / bare,
+                  t.cpu_us, t.faults, t.steady,
+                  bare_run.steady > 0 ? t.steady / bare_run.steady : 0);
     };
     row("bare librdkafka consumer", bare_run);
     row("vigil pipeline, 1 worker", one_run);
@@ -606,12 +656,17 @@ int main(int argc, char** argv) {
     const std::string topic = "latency-" + std::to_string(run++);
     if (auto s = (*kafka)->create_topic(topic, partitions); !s) return std::nullopt;
     const Latency l = alert_latency(brokers, topic, rules, 2, rate, latency_seconds, tmp / topic);
-    const std::string drained = l.drain_ms < 0 ? "not within 10 s" : fmt::format("in {:.0f} ms", l.drain_ms);
-    std::printf("alert latency at %.0f events/s (%.0f%% of max%s; sent %.0f/s) for %.0f s, produce -> readable in the store: "
-                "p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu alerts (of %zu expected); most behind %.0f ms of "
-                "events, %llu events behind at the end, persisted %s\n",
-                rate, rate / max_rate * 100, what, l.sent_rate, latency_seconds, l.p50_ms, l.p99_ms, l.max_ms, l.alerts, l.expected,
-                l.max_lag_s * 1000, static_cast<unsigned long long>(l.backlog), drained.c_str());
+    const std::string drained =
+        l.drain_ms < 0 ? "not within 10 s" : fmt::format("in {:.0f} ms", l.drain_ms);
+    std::printf(
+        "alert latency at %.0f events/s (%.0f%% of max%s; sent %.0f/s) for %.0f s, produce -> "
+        "readable in the store: "
+        "p50 %.1f ms, p99 %.1f ms, max %.1f ms over %zu alerts (of %zu expected); most behind %.0f "
+        "ms of "
+        "events, %llu events behind at the end, persisted %s\n",
+        rate, rate / max_rate * 100, what, l.sent_rate, latency_seconds, l.p50_ms, l.p99_ms,
+        l.max_ms, l.alerts, l.expected, l.max_lag_s * 1000,
+        static_cast<unsigned long long>(l.backlog), drained.c_str());
     std::fflush(stdout);
     return l;
   };
@@ -633,13 +688,18 @@ int main(int argc, char** argv) {
         hi = rate;
         continue;
       }
-      if (l->drain_ms >= 0 && l->drain_ms <= 250 && l->max_lag_s <= 0.25) lo = rate;
-      else hi = rate;
+      if (l->drain_ms >= 0 && l->drain_ms <= 250 && l->max_lag_s <= 0.25)
+        lo = rate;
+      else
+        hi = rate;
     }
-    std::printf("sustained maximum: %.0f events/s (%.0f%% of the short-run maximum)%s\n", lo, lo / max_rate * 100,
-                generator_limit > 0 ? fmt::format("; bounded by the generator, which could send {:.0f}/s at most",
-                                                  generator_limit).c_str()
-                                    : "");
+    std::printf("sustained maximum: %.0f events/s (%.0f%% of the short-run maximum)%s\n", lo,
+                lo / max_rate * 100,
+                generator_limit > 0
+                    ? fmt::format("; bounded by the generator, which could send {:.0f}/s at most",
+                                  generator_limit)
+                          .c_str()
+                    : "");
     if (lo > 0 && !latency_at(lo / 2, ", half of the sustained maximum")) return 1;
   } else if (latency_rate > 0) {
     if (!latency_at(latency_rate, "")) return 1;

@@ -39,10 +39,13 @@ namespace {
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 
-double seconds_since(SteadyClock::time_point t0) { return std::chrono::duration<double>(SteadyClock::now() - t0).count(); }
+double seconds_since(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
 
 std::shared_ptr<const match::RuleSet> load_rules() {
-  auto mapping = match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  auto mapping =
+      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
   if (!mapping) throw std::runtime_error(mapping.status().to_string());
   match::CompileReport report;
   auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
@@ -58,7 +61,8 @@ struct PersistResult {
 };
 
 PersistResult persist(const std::string& dir, std::shared_ptr<const match::RuleSet> rules,
-                      const std::vector<std::string>& events, int workers, ingest::EventRetention retain) {
+                      const std::vector<std::string>& events, int workers,
+                      ingest::EventRetention retain) {
   fs::remove_all(dir);
   store::StoreOptions so;
   so.path = dir;
@@ -85,7 +89,8 @@ PersistResult persist(const std::string& dir, std::shared_ptr<const match::RuleS
         for (; i < events.size() && batch.size() < 2000; i += static_cast<size_t>(workers)) {
           batch.push_back({"events", w, static_cast<int64_t>(i), now, events[i], {}});
         }
-        if (auto r = (*worker)->process(batch); !r) throw std::runtime_error(r.status().to_string());
+        if (auto r = (*worker)->process(batch); !r)
+          throw std::runtime_error(r.status().to_string());
       }
     });
   }
@@ -198,7 +203,8 @@ void query_bench(const std::string& dir, size_t alerts) {
       store::AlertRecord& a = batch.emplace_back();
       const size_t r = rng() % rule_ids.size();
       a.time = t0 + static_cast<TimeMs>(i * static_cast<size_t>(span) / alerts);
-      a.id = store::AlertId::derive("bench/events", static_cast<int32_t>(i % 8), static_cast<int64_t>(i), rule_ids[r]);
+      a.id = store::AlertId::derive("bench/events", static_cast<int32_t>(i % 8),
+                                    static_cast<int64_t>(i), rule_ids[r]);
       a.rule_id = rule_ids[r];
       a.host = "host-" + std::to_string(rng() % 300);
       a.level = store::AlertLevel::kHigh;
@@ -229,8 +235,9 @@ void query_bench(const std::string& dir, size_t alerts) {
       rows += page->alerts.size();
     }
     const Latency l = percentiles(ms);
-    std::printf("queries: %-8s page of 100: p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%.1f rows/page)\n", name, l.p50, l.p99,
-                l.max, static_cast<double>(rows) / 3000);
+    std::printf(
+        "queries: %-8s page of 100: p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%.1f rows/page)\n",
+        name, l.p50, l.p99, l.max, static_cast<double>(rows) / 3000);
   };
   run("time", [] { return store::AlertQuery{}; });
   run("rule", [&] {
@@ -280,11 +287,13 @@ int run(int argc, char** argv) {
   const auto none = persist(dir, rules, events, workers, ingest::EventRetention::kNone);
   const auto all = persist(dir, rules, events, workers, ingest::EventRetention::kAll);
   std::printf("persist: match + alerts only     %9.0f events/s\n", none.rate);
-  std::printf("persist: match + retain every event %6.0f events/s  (ratio %.2f)\n", all.rate, all.rate / none.rate);
+  std::printf("persist: match + retain every event %6.0f events/s  (ratio %.2f)\n", all.rate,
+              all.rate / none.rate);
   std::printf("disk: %.1f bytes per retained event after compaction (raw payload %.1f; %.1fx)\n",
               static_cast<double>(all.events_bytes) / static_cast<double>(n_events),
               static_cast<double>(all.payload_bytes) / static_cast<double>(n_events),
-              static_cast<double>(all.payload_bytes) / static_cast<double>(std::max<uint64_t>(all.events_bytes, 1)));
+              static_cast<double>(all.payload_bytes) /
+                  static_cast<double>(std::max<uint64_t>(all.events_bytes, 1)));
   if (n_alerts) query_bench(dir, n_alerts);
   if (!keep) fs::remove_all(dir);
   return 0;

@@ -49,9 +49,12 @@ std::string_view role_name(Role role) { return role == Role::kAdmin ? "admin" : 
 
 Status TokenSet::add(Role role, std::string token, std::string_view origin) {
   if (token.size() < kMinTokenLength) {
-    return Status::invalid(std::string(origin) + ": a token is shorter than " + std::to_string(kMinTokenLength) + " characters");
+    return Status::invalid(std::string(origin) + ": a token is shorter than " +
+                           std::to_string(kMinTokenLength) + " characters");
   }
-  if (!valid_token_chars(token)) return Status::invalid(std::string(origin) + ": a token has a character that is not printable ASCII");
+  if (!valid_token_chars(token))
+    return Status::invalid(std::string(origin) +
+                           ": a token has a character that is not printable ASCII");
   for (const auto& [r, t] : tokens_) {
     if (t == token) return Status::invalid(std::string(origin) + ": a token is listed twice");
   }
@@ -67,14 +70,17 @@ Expected<TokenSet> TokenSet::parse_file_text(std::string_view text, std::string_
     std::string_view line = text.substr(0, nl);
     text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
     ++line_no;
-    if (const size_t hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    if (const size_t hash = line.find('#'); hash != std::string_view::npos)
+      line = line.substr(0, hash);
     line = trim(line);
     if (line.empty()) continue;
     const size_t sp = line.find_first_of(" \t");
     const std::string where = std::string(origin) + ":" + std::to_string(line_no);
     if (sp == std::string_view::npos) return Status::invalid(where + ": expected '<role> <token>'");
     const auto role = parse_role(line.substr(0, sp));
-    if (!role) return Status::invalid(where + ": unknown role '" + std::string(line.substr(0, sp)) + "' (admin or reader)");
+    if (!role)
+      return Status::invalid(where + ": unknown role '" + std::string(line.substr(0, sp)) +
+                             "' (admin or reader)");
     if (auto s = set.add(*role, std::string(trim(line.substr(sp))), where); !s) return s;
   }
   return set;
@@ -93,7 +99,9 @@ Expected<TokenSet> TokenSet::parse_list(std::string_view list, std::string_view 
     const size_t colon = item.find(':');
     if (colon == std::string_view::npos) return Status::invalid(where + ": expected 'role:token'");
     const auto role = parse_role(item.substr(0, colon));
-    if (!role) return Status::invalid(where + ": unknown role '" + std::string(item.substr(0, colon)) + "' (admin or reader)");
+    if (!role)
+      return Status::invalid(where + ": unknown role '" + std::string(item.substr(0, colon)) +
+                             "' (admin or reader)");
     if (auto s = set.add(*role, std::string(item.substr(colon + 1)), where); !s) return s;
   }
   return set;
@@ -134,15 +142,18 @@ Expected<std::string> load_or_create_token_file(const std::string& path, bool* c
     ss << in.rdbuf();
     std::string token(trim(ss.str()));
     if (token.size() < TokenSet::kMinTokenLength || !valid_token_chars(token)) {
-      return Status::invalid("token file '" + path + "' does not hold a valid token; delete it to have a new one made");
+      return Status::invalid("token file '" + path +
+                             "' does not hold a valid token; delete it to have a new one made");
     }
     return token;
   }
   const std::string token = generate_token();
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::io_error("cannot create token file '" + path + "': " + std::strerror(errno));
+  if (fd < 0)
+    return Status::io_error("cannot create token file '" + path + "': " + std::strerror(errno));
   const std::string line = token + "\n";
-  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                  ::fsync(fd) == 0;
   ::close(fd);
   if (!ok) {
     ::unlink(path.c_str());

@@ -2,9 +2,9 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/beast/ssl.hpp>
 
 namespace vigil::api {
@@ -18,11 +18,13 @@ using tcp = net::ip::tcp;
 namespace {
 
 template <class Stream>
-ClientResponse exchange(Stream& stream, const std::string& host, const ClientRequest& request, http::verb verb) {
+ClientResponse exchange(Stream& stream, const std::string& host, const ClientRequest& request,
+                        http::verb verb) {
   http::request<http::string_body> req{verb, request.target, 11};
   req.set(http::field::host, host);
   req.set(http::field::user_agent, "vigil-cli");
-  if (!request.bearer_token.empty()) req.set(http::field::authorization, "Bearer " + request.bearer_token);
+  if (!request.bearer_token.empty())
+    req.set(http::field::authorization, "Bearer " + request.bearer_token);
   if (!request.body.empty()) req.set(http::field::content_type, "application/json");
   req.body() = request.body;
   req.prepare_payload();
@@ -44,13 +46,16 @@ ClientResponse exchange(Stream& stream, const std::string& host, const ClientReq
 Expected<ClientResponse> http_call(const std::string& server, const ClientRequest& request) {
   std::string rest = server;
   const bool https = rest.rfind("https://", 0) == 0;
-  if (https) rest = rest.substr(8);
-  else if (rest.rfind("http://", 0) == 0) rest = rest.substr(7);
+  if (https)
+    rest = rest.substr(8);
+  else if (rest.rfind("http://", 0) == 0)
+    rest = rest.substr(7);
   while (!rest.empty() && rest.back() == '/') rest.pop_back();
   std::string host, port = https ? "443" : "80";
   if (!rest.empty() && rest[0] == '[') {
     const size_t close = rest.find(']');
-    if (close == std::string::npos) return Status::invalid("server '" + server + "': unterminated IPv6 address");
+    if (close == std::string::npos)
+      return Status::invalid("server '" + server + "': unterminated IPv6 address");
     host = rest.substr(1, close - 1);
     if (close + 1 < rest.size() && rest[close + 1] == ':') port = rest.substr(close + 2);
   } else {
@@ -58,10 +63,12 @@ Expected<ClientResponse> http_call(const std::string& server, const ClientReques
     host = rest.substr(0, colon);
     if (colon != std::string::npos) port = rest.substr(colon + 1);
   }
-  if (host.empty() || port.empty()) return Status::invalid("server '" + server + "' must be http://host:port or https://host:port");
+  if (host.empty() || port.empty())
+    return Status::invalid("server '" + server + "' must be http://host:port or https://host:port");
 
   const auto verb = http::string_to_verb(request.method);
-  if (verb == http::verb::unknown) return Status::invalid("unknown HTTP method '" + request.method + "'");
+  if (verb == http::verb::unknown)
+    return Status::invalid("unknown HTTP method '" + request.method + "'");
   try {
     net::io_context ioc;
     tcp::resolver resolver(ioc);
@@ -75,8 +82,8 @@ Expected<ClientResponse> http_call(const std::string& server, const ClientReques
       return out;
     }
     ssl::context ctx(ssl::context::tls_client);
-    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
-                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
     if (request.ca_file.empty()) {
       ctx.set_default_verify_paths();
     } else {
@@ -88,7 +95,8 @@ Expected<ClientResponse> http_call(const std::string& server, const ClientReques
     beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
     // SNI, and the certificate must name the host (or carry its IP address).
     if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
-      return Status::invalid("server '" + server + "': host name '" + host + "' cannot be sent as SNI");
+      return Status::invalid("server '" + server + "': host name '" + host +
+                             "' cannot be sent as SNI");
     }
     stream.set_verify_callback(ssl::host_name_verification(host));
     beast::get_lowest_layer(stream).expires_after(std::chrono::milliseconds(request.timeout_ms));

@@ -5,21 +5,21 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <cctype>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cctype>
 #include <filesystem>
 #include <list>
 #include <mutex>
-#include <unordered_map>
 #include <thread>
+#include <unordered_map>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -116,7 +116,8 @@ std::optional<std::vector<std::pair<std::string, std::string>>> parse_query(std:
     if (part.empty()) continue;
     const size_t eq = part.find('=');
     auto k = percent_decode(part.substr(0, eq), true);
-    auto v = percent_decode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1), true);
+    auto v = percent_decode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1),
+                            true);
     if (!k || !v) return std::nullopt;
     out.emplace_back(std::move(*k), std::move(*v));
   }
@@ -143,9 +144,11 @@ std::vector<std::string> split_segments(std::string_view path) {
 
 }  // namespace
 
-void Router::add(std::string method, std::string path_template, Handler handler, Access access, Cost cost) {
+void Router::add(std::string method, std::string path_template, Handler handler, Access access,
+                 Cost cost) {
   auto segments = split_segments(path_template);
-  routes_.push_back({std::move(method), std::move(path_template), std::move(segments), std::move(handler), access, cost});
+  routes_.push_back({std::move(method), std::move(path_template), std::move(segments),
+                     std::move(handler), access, cost});
 }
 
 Router::Resolved Router::resolve(const HttpRequest& request) const {
@@ -185,12 +188,14 @@ namespace {
 
 // Who made an authorized request, for audit logs: the role and a fingerprint of the token.
 std::string principal_of(std::string_view authorization, const TokenSet& tokens) {
-  std::string_view h = authorization.substr(std::min(authorization.size(), authorization.find(' ') + 1));
+  std::string_view h =
+      authorization.substr(std::min(authorization.size(), authorization.find(' ') + 1));
   while (!h.empty() && h.front() == ' ') h.remove_prefix(1);
   const auto role = tokens.role_of(h);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s token %08zx", role ? std::string(role_name(*role)).c_str() : "unknown",
-                std::hash<std::string_view>{}(h) & 0xffffffffu);
+  std::snprintf(buf, sizeof buf, "%s token %08zx",
+                role ? std::string(role_name(*role)).c_str() : "unknown",
+                std::hash<std::string_view>{}(h)&0xffffffffu);
   return buf;
 }
 
@@ -200,11 +205,14 @@ std::optional<HttpResponse> Router::authorize(const HttpRequest& request, Access
   if (access == Access::kOpen) return std::nullopt;
   auto unauthorized = [](std::string_view detail, bool bad_token) {
     HttpResponse r = HttpResponse::problem(401, detail);
-    r.headers.emplace_back("WWW-Authenticate", bad_token ? R"(Bearer realm="vigil", error="invalid_token")" : R"(Bearer realm="vigil")");
+    r.headers.emplace_back(
+        "WWW-Authenticate",
+        bad_token ? R"(Bearer realm="vigil", error="invalid_token")" : R"(Bearer realm="vigil")");
     return r;
   };
   std::string_view h = request.authorization;
-  if (h.empty()) return unauthorized("this route needs a bearer token: Authorization: Bearer <token>", false);
+  if (h.empty())
+    return unauthorized("this route needs a bearer token: Authorization: Bearer <token>", false);
   const size_t sp = h.find(' ');
   std::string scheme(h.substr(0, sp));
   for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -216,14 +224,18 @@ std::optional<HttpResponse> Router::authorize(const HttpRequest& request, Access
   const std::optional<Role> role = tokens_ ? tokens_->role_of(h) : std::nullopt;
   if (!role) return unauthorized("the bearer token is not valid", true);
   if (access == Access::kAdmin && *role != Role::kAdmin) {
-    return HttpResponse::problem(403, "this route needs an admin token; the token given has the reader role");
+    return HttpResponse::problem(
+        403, "this route needs an admin token; the token given has the reader role");
   }
   return std::nullopt;
 }
 
-std::optional<HttpResponse> Router::admit(const HttpRequest& request, const Resolved& resolved) const {
+std::optional<HttpResponse> Router::admit(const HttpRequest& request,
+                                          const Resolved& resolved) const {
   if (resolved.index == SIZE_MAX) {
-    if (resolved.path_known) return HttpResponse::problem(405, "method " + request.method + " is not allowed on " + request.path);
+    if (resolved.path_known)
+      return HttpResponse::problem(
+          405, "method " + request.method + " is not allowed on " + request.path);
     return HttpResponse::problem(404, "no route for " + request.path);
   }
   return authorize(request, routes_[resolved.index].access);
@@ -231,7 +243,9 @@ std::optional<HttpResponse> Router::admit(const HttpRequest& request, const Reso
 
 HttpResponse Router::route(HttpRequest& request, Resolved resolved) const {
   if (resolved.index == SIZE_MAX) {
-    if (resolved.path_known) return HttpResponse::problem(405, "method " + request.method + " is not allowed on " + request.path);
+    if (resolved.path_known)
+      return HttpResponse::problem(
+          405, "method " + request.method + " is not allowed on " + request.path);
     return HttpResponse::problem(404, "no route for " + request.path);
   }
   const Route& r = routes_[resolved.index];
@@ -261,8 +275,8 @@ struct HttpServer::State {
   size_t next_context = 0;  // acceptor's thread only
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
-  net::thread_pool slow_pool;  // Router::Cost::kSlow handlers
-  net::thread_pool content_pool;  // Router::Cost::kContent handlers
+  net::thread_pool slow_pool;            // Router::Cost::kSlow handlers
+  net::thread_pool content_pool;         // Router::Cost::kContent handlers
   std::atomic<int> content_requests{0};  // running or queued there
 
   State(const HttpServerOptions& o, Router r)
@@ -307,10 +321,16 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
 
  public:
   Session(tcp::socket&& socket, HttpServer::State& state, std::string client) requires(!kTls)
-      : stream_(std::move(socket)), state_(state), client_(std::move(client)), idle_(state.admission.none()) {}
-  Session(tcp::socket&& socket, HttpServer::State& state, std::string client, std::shared_ptr<ssl::context> tls) requires kTls
-      : tls_(std::move(tls)), stream_(std::move(socket), *tls_), state_(state), client_(std::move(client)),
+      : stream_(std::move(socket)),
+        state_(state),
+        client_(std::move(client)),
         idle_(state.admission.none()) {}
+  Session(tcp::socket&& socket, HttpServer::State& state, std::string client,
+          std::shared_ptr<ssl::context> tls) requires kTls : tls_(std::move(tls)),
+                                                             stream_(std::move(socket), *tls_),
+                                                             state_(state),
+                                                             client_(std::move(client)),
+                                                             idle_(state.admission.none()) {}
   ~Session() override {
     if (idle_ != state_.admission.none()) state_.admission.mark_busy(idle_);
     release_body_bytes(state_, reserved_);
@@ -321,14 +341,17 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
   void run() {
     net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       if constexpr (kTls) {
-        // The handshake shares the read timeout: a client that connects and stays silent is dropped.
-        self->socket_stream().expires_after(std::chrono::milliseconds(self->state_.options.read_timeout_ms));
+        // The handshake shares the read timeout: a client that connects and stays silent is
+        // dropped.
+        self->socket_stream().expires_after(
+            std::chrono::milliseconds(self->state_.options.read_timeout_ms));
         self->set_idle(true);
         self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
           self->set_idle(false);
           if (ec) {
             // Counted, not logged: any client or scanner can cause it, at any rate.
-            if (self->state_.options.tls_handshake_failures) self->state_.options.tls_handshake_failures->inc();
+            if (self->state_.options.tls_handshake_failures)
+              self->state_.options.tls_handshake_failures->inc();
             return;  // the socket closes with the session
           }
           self->read();
@@ -369,29 +392,33 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
     header_parser_->body_limit(state_.options.max_body_bytes);
     // The first request of a connection gets the read timeout; later ones the idle timeout.
     // Under pressure (over half the connections in use) both shrink to the pressure timeout.
-    auto timeout = std::chrono::milliseconds(requests_ == 0 ? state_.options.read_timeout_ms : state_.options.idle_timeout_ms);
+    auto timeout = std::chrono::milliseconds(requests_ == 0 ? state_.options.read_timeout_ms
+                                                            : state_.options.idle_timeout_ms);
     if (state_.connections.load() > state_.options.max_connections / 2) {
       timeout = std::min(timeout, std::chrono::milliseconds(state_.options.pressure_timeout_ms));
     }
     socket_stream().expires_after(timeout);
     set_idle(true);
-    http::async_read_header(stream_, buffer_, *header_parser_,
-                            beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
+    http::async_read_header(
+        stream_, buffer_, *header_parser_,
+        beast::bind_front_handler(&Session::on_header, this->shared_from_this()));
   }
 
   // Whether a read error ends the connection quietly (or after an error reply).
   bool read_failed(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted ||
-        evicted_) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::operation_aborted || evicted_) {
       if (!evicted_) close();
       return true;
     }
     if (ec == http::error::body_limit) {
-      reply_error(413, "request body exceeds " + std::to_string(state_.options.max_body_bytes) + " bytes");
+      reply_error(
+          413, "request body exceeds " + std::to_string(state_.options.max_body_bytes) + " bytes");
       return true;
     }
     if (ec == http::error::header_limit) {
-      reply_error(431, "request header exceeds " + std::to_string(state_.options.max_header_bytes) + " bytes");
+      reply_error(431, "request header exceeds " + std::to_string(state_.options.max_header_bytes) +
+                           " bytes");
       return true;
     }
     if (ec) {
@@ -418,16 +445,23 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
     const std::string_view target(req.target().data(), req.target().size());
     const size_t q = target.find('?');
     auto path = percent_decode(target.substr(0, q), false);
-    auto query = parse_query(q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
-    const bool has_body = header_parser_->chunked() || header_parser_->content_length().value_or(0) > 0;
-    if (!path || !query) return answer_early(HttpResponse::problem(400, "malformed percent-encoding in the request target"), has_body);
+    auto query =
+        parse_query(q == std::string_view::npos ? std::string_view() : target.substr(q + 1));
+    const bool has_body =
+        header_parser_->chunked() || header_parser_->content_length().value_or(0) > 0;
+    if (!path || !query)
+      return answer_early(
+          HttpResponse::problem(400, "malformed percent-encoding in the request target"), has_body);
     request_.path = std::move(*path);
     request_.query = std::move(*query);
-    if (auto it = req.find(http::field::authorization); it != req.end()) request_.authorization = std::string(it->value());
+    if (auto it = req.find(http::field::authorization); it != req.end())
+      request_.authorization = std::string(it->value());
     resolved_ = state_.router.resolve(request_);
     // Route, method and authorisation are decided from the header alone.
-    if (auto refused = state_.router.admit(request_, resolved_)) return answer_early(std::move(*refused), has_body);
-    if (resolved_.cost == Router::Cost::kContent && state_.content_requests.load() >= state_.options.max_content_requests) {
+    if (auto refused = state_.router.admit(request_, resolved_))
+      return answer_early(std::move(*refused), has_body);
+    if (resolved_.cost == Router::Cost::kContent &&
+        state_.content_requests.load() >= state_.options.max_content_requests) {
       return answer_early(content_busy(), has_body);
     }
     if (!has_body) return dispatch();
@@ -435,38 +469,47 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
     // whole limit for a chunked body.
     const size_t want = header_parser_->content_length().value_or(state_.options.max_body_bytes);
     if (want > state_.options.max_body_bytes) {
-      return answer_early(HttpResponse::problem(413, "request body exceeds " + std::to_string(state_.options.max_body_bytes) + " bytes"), true);
+      return answer_early(
+          HttpResponse::problem(413, "request body exceeds " +
+                                         std::to_string(state_.options.max_body_bytes) + " bytes"),
+          true);
     }
-    const size_t budget = std::max(state_.options.max_body_bytes_in_flight, state_.options.max_body_bytes);
+    const size_t budget =
+        std::max(state_.options.max_body_bytes_in_flight, state_.options.max_body_bytes);
     size_t now = state_.body_bytes_in_flight.load();
     do {
       if (now + want > budget) {
         if (state_.options.bodies_refused) state_.options.bodies_refused->inc();
-        HttpResponse busy = HttpResponse::problem(503, "the server is reading as many request bodies as it may hold (" +
-                                                           std::to_string(budget) + " bytes); retry shortly");
+        HttpResponse busy = HttpResponse::problem(
+            503, "the server is reading as many request bodies as it may hold (" +
+                     std::to_string(budget) + " bytes); retry shortly");
         busy.headers.emplace_back("Retry-After", "1");
         return answer_early(std::move(busy), true);
       }
     } while (!state_.body_bytes_in_flight.compare_exchange_weak(now, now + want));
     reserved_ = want;
-    const bool expects_continue = beast::iequals(header_parser_->get()[http::field::expect], "100-continue");
+    const bool expects_continue =
+        beast::iequals(header_parser_->get()[http::field::expect], "100-continue");
     body_parser_.emplace(std::move(*header_parser_));
     body_parser_->body_limit(state_.options.max_body_bytes);
     header_parser_.reset();
     if (!expects_continue) return read_body();
     // The client (curl, for bodies over 1 KB) waits for this before it sends the body: it is
     // sent only now that the request is admitted, so a refused upload is never transferred.
-    auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+    auto go_on =
+        std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
     socket_stream().expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
-    http::async_write(stream_, *go_on, [self = this->shared_from_this(), go_on](beast::error_code ec, size_t) {
-      if (ec) return self->close();
-      self->read_body();
-    });
+    http::async_write(stream_, *go_on,
+                      [self = this->shared_from_this(), go_on](beast::error_code ec, size_t) {
+                        if (ec) return self->close();
+                        self->read_body();
+                      });
   }
 
   void read_body() {
     socket_stream().expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
-    http::async_read(stream_, buffer_, *body_parser_, beast::bind_front_handler(&Session::on_body, this->shared_from_this()));
+    http::async_read(stream_, buffer_, *body_parser_,
+                     beast::bind_front_handler(&Session::on_body, this->shared_from_this()));
   }
 
   void on_body(beast::error_code ec, size_t) {
@@ -487,7 +530,8 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
   HttpResponse content_busy() const {
     HttpResponse busy = HttpResponse::problem(
         503, "bundle validations and dry runs are already running or waiting (" +
-                 std::to_string(state_.options.max_content_requests) + " at most); retry when they are done");
+                 std::to_string(state_.options.max_content_requests) +
+                 " at most); retry when they are done");
     busy.headers.emplace_back("Retry-After", "5");
     return busy;
   }
@@ -531,7 +575,8 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
     try {
       response = state_.router.route(request_, std::move(resolved_));
     } catch (const std::exception& e) {
-      spdlog::error("http handler failed path={} error={}", utf8::repaired(request_.path), e.what());
+      spdlog::error("http handler failed path={} error={}", utf8::repaired(request_.path),
+                    e.what());
       response = HttpResponse::problem(500, "internal error");
     }
     // The body is no longer needed: its memory and its share of the budget go back.
@@ -551,10 +596,12 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
   void write(HttpResponse r, bool keep_alive, unsigned version, bool head) {
     // Every JSON document leaves as valid UTF-8, whatever a handler copied into it (one
     // validation pass, GB/s; repaired only when invalid, and counted).
-    if (r.content_type.find("json") != std::string::npos && utf8::repair(r.body) && state_.options.repaired_bodies) {
+    if (r.content_type.find("json") != std::string::npos && utf8::repair(r.body) &&
+        state_.options.repaired_bodies) {
       state_.options.repaired_bodies->inc();
     }
-    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(r.status), version);
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(r.status), version);
     res->set(http::field::server, "vigil");
     res->set(http::field::content_type, r.content_type);
     for (const auto& [name, value] : r.headers) res->set(name, value);
@@ -566,13 +613,15 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
       res->prepare_payload();
     }
     socket_stream().expires_after(std::chrono::milliseconds(state_.options.read_timeout_ms));
-    http::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
-      self->state_.in_flight.fetch_sub(1);
-      if (ec || !res->keep_alive()) return self->close();
-      // A buffer grown by a large request is not kept for the life of the connection.
-      if (self->buffer_.capacity() > (64u << 10)) self->buffer_.shrink_to_fit();
-      self->read();
-    });
+    http::async_write(stream_, *res,
+                      [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
+                        self->state_.in_flight.fetch_sub(1);
+                        if (ec || !res->keep_alive()) return self->close();
+                        // A buffer grown by a large request is not kept for the life of the
+                        // connection.
+                        if (self->buffer_.capacity() > (64u << 10)) self->buffer_.shrink_to_fit();
+                        self->read();
+                      });
   }
 
   // Lingering close: after the last response, stop sending and read (and discard) what the
@@ -583,7 +632,8 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
   void close() {
     socket_stream().expires_after(std::chrono::seconds(2));
     if constexpr (kTls) {
-      stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->close_tcp(); });
+      stream_.async_shutdown(
+          [self = this->shared_from_this()](beast::error_code) { self->close_tcp(); });
     } else {
       close_tcp();
     }
@@ -598,18 +648,20 @@ class Session : public Evictable, public std::enable_shared_from_this<Session<St
   }
 
   void drain() {
-    socket_stream().async_read_some(net::buffer(discard_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
-      self->drained_ += n;
-      if (ec || self->drained_ > kMaxDrainBytes) return;
-      self->drain();
-    });
+    socket_stream().async_read_some(
+        net::buffer(discard_), [self = this->shared_from_this()](beast::error_code ec, size_t n) {
+          self->drained_ += n;
+          if (ec || self->drained_ > kMaxDrainBytes) return;
+          self->drain();
+        });
   }
 
   static constexpr size_t kMaxDrainBytes = 1 << 20;
   std::array<char, 4096> discard_;
   size_t drained_ = 0;
 
-  std::shared_ptr<ssl::context> tls_;  // kept alive for the stream (a reload may replace the server's)
+  std::shared_ptr<ssl::context>
+      tls_;  // kept alive for the stream (a reload may replace the server's)
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::empty_body>> header_parser_;
@@ -639,7 +691,8 @@ void do_accept(HttpServer::State& state) {
       const auto remote = socket.remote_endpoint(ignored);
       const std::string client = ignored ? std::string("?") : remote.address().to_string();
       const size_t total = state.connections.fetch_add(1);
-      if (!state.admission.admit(client, total, state.options.max_connections, state.options.max_connections_per_client,
+      if (!state.admission.admit(client, total, state.options.max_connections,
+                                 state.options.max_connections_per_client,
                                  state.options.connections_evicted)) {
         state.connections.fetch_sub(1);
         if (state.options.connections_refused) state.options.connections_refused->inc();
@@ -651,7 +704,9 @@ void do_accept(HttpServer::State& state) {
         // client's delayed ACK (25 ms per 100-alert page over TLS without this).
         socket.set_option(tcp::no_delay(true), ignored);
         if (state.tls.enabled()) {
-          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), state, client, state.tls.current())->run();
+          std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
+              std::move(socket), state, client, state.tls.current())
+              ->run();
         } else {
           std::make_shared<Session<beast::tcp_stream>>(std::move(socket), state, client)->run();
         }
@@ -665,7 +720,8 @@ void do_accept(HttpServer::State& state) {
 
 HttpServer::HttpServer(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
-Expected<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options, Router router) {
+Expected<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& options,
+                                                        Router router) {
   if (options.threads < 1) return Status::invalid("the HTTP server needs at least one thread");
   auto state = std::make_unique<State>(options, std::move(router));
   if (auto st = state->tls.configure(options); !st) return st;
@@ -678,7 +734,8 @@ Expected<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions&
   if (!ec) state->acceptor.bind(endpoint, ec);
   if (!ec) state->acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) {
-    return Status::unavailable("cannot listen on " + options.address + ":" + std::to_string(options.port) + ": " + ec.message());
+    return Status::unavailable("cannot listen on " + options.address + ":" +
+                               std::to_string(options.port) + ": " + ec.message());
   }
   state->port = state->acceptor.local_endpoint().port();
   do_accept(*state);
@@ -705,7 +762,8 @@ void HttpServer::stop() {
   });
   // Requests in flight are answered (with Connection: close) before the threads stop,
   // within the grace period; idle keep-alive connections are simply closed.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(state_->options.shutdown_grace_ms);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(state_->options.shutdown_grace_ms);
   while (state_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

@@ -4,7 +4,9 @@ namespace vigil::api {
 
 namespace {
 // What an entry costs beyond its body (key, list and map nodes), roughly.
-size_t entry_bytes(const std::string& key, const std::string& body) { return key.size() * 2 + body.size() + 128; }
+size_t entry_bytes(const std::string& key, const std::string& body) {
+  return key.size() * 2 + body.size() + 128;
+}
 }  // namespace
 
 std::shared_ptr<const std::string> PageCache::find(const std::string& key, uint64_t version) {

@@ -1,19 +1,11 @@
 #include "vigil/api/service.h"
 
-#include "cursor.h"
-#include "page_cache.h"
-#include "vigil/api/openapi_json.h"
-#include "vigil/core/event.h"
-#include "vigil/core/json_check.h"
-
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
-#include <rapidjson/memorystream.h>
-#include <rapidjson/reader.h>
-
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <algorithm>
 #include <cctype>
@@ -25,13 +17,20 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "cursor.h"
+#include "page_cache.h"
+#include "vigil/api/openapi_json.h"
+#include "vigil/core/event.h"
+#include "vigil/core/json_check.h"
+
 namespace vigil::api {
 
 namespace {
 
 constexpr size_t kMaxLimit = 1000;
 
-HttpResponse unknown_params(const HttpRequest& req, std::initializer_list<std::string_view> allowed) {
+HttpResponse unknown_params(const HttpRequest& req,
+                            std::initializer_list<std::string_view> allowed) {
   for (const auto& [k, v] : req.query) {
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
       return HttpResponse::problem(400, "unknown query parameter '" + k + "'");
@@ -50,14 +49,16 @@ struct PageParams {
 
 // The `since` and `until` parameters (RFC 3339, epoch ms or a duration ago) over the
 // defaults in `since` and `until`.
-HttpResponse parse_window(const ApiContext& ctx, const HttpRequest& req, TimeMs& since, TimeMs& until) {
+HttpResponse parse_window(const ApiContext& ctx, const HttpRequest& req, TimeMs& since,
+                          TimeMs& until) {
   const TimeMs now = ctx.clock->now_ms();
   for (const char* name : {"since", "until"}) {
     if (auto v = req.param(name)) {
       auto t = parse_time_param(*v, now);
       if (!t) {
-        return HttpResponse::problem(400, std::string("parameter '") + name +
-                                              "' must be an RFC 3339 time, epoch milliseconds or a duration such as 15m");
+        return HttpResponse::problem(
+            400, std::string("parameter '") + name +
+                     "' must be an RFC 3339 time, epoch milliseconds or a duration such as 15m");
       }
       (name[0] == 's' ? since : until) = *t;
     }
@@ -66,26 +67,33 @@ HttpResponse parse_window(const ApiContext& ctx, const HttpRequest& req, TimeMs&
   return HttpResponse{0, {}, {}};
 }
 
-HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, PageParams& p, std::string_view binding) {
+HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, PageParams& p,
+                               std::string_view binding) {
   if (auto bad = parse_window(ctx, req, p.since, p.until); bad.status) return bad;
   if (auto v = req.param("limit")) {
     size_t limit = 0;
     auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), limit);
     if (ec != std::errc() || end != v->data() + v->size() || limit < 1 || limit > kMaxLimit) {
-      return HttpResponse::problem(400, "parameter 'limit' must be an integer from 1 to " + std::to_string(kMaxLimit));
+      return HttpResponse::problem(
+          400, "parameter 'limit' must be an integer from 1 to " + std::to_string(kMaxLimit));
     }
     p.limit = limit;
   }
   if (auto v = req.param("cursor")) {
     if (v->empty()) return HttpResponse::problem(400, "parameter 'cursor' must not be empty");
     const size_t dot = v->rfind('.');
-    const std::string_view position = dot == std::string_view::npos ? std::string_view() : v->substr(0, dot);
-    const std::string expected = position.empty() ? std::string() : cursor_mac(*ctx.cursor_key, binding, position);
-    const std::string_view given = dot == std::string_view::npos ? std::string_view() : v->substr(dot + 1);
+    const std::string_view position =
+        dot == std::string_view::npos ? std::string_view() : v->substr(0, dot);
+    const std::string expected =
+        position.empty() ? std::string() : cursor_mac(*ctx.cursor_key, binding, position);
+    const std::string_view given =
+        dot == std::string_view::npos ? std::string_view() : v->substr(dot + 1);
     if (expected.empty() || given.size() != expected.size() ||
         CRYPTO_memcmp(given.data(), expected.data(), expected.size()) != 0) {
-      return HttpResponse::problem(400, "parameter 'cursor' is not a cursor of this route and query: a cursor "
-                                        "continues the query that returned it, with the same parameters");
+      return HttpResponse::problem(
+          400,
+          "parameter 'cursor' is not a cursor of this route and query: a cursor "
+          "continues the query that returned it, with the same parameters");
     }
     p.cursor = std::string(position);
   }
@@ -93,18 +101,21 @@ HttpResponse parse_page_params(const ApiContext& ctx, const HttpRequest& req, Pa
 }
 
 HttpResponse store_problem(const Status& s) {
-  if (s.code() == Code::kInvalidArgument) return HttpResponse::problem(400, "parameter 'cursor': " + s.message());
+  if (s.code() == Code::kInvalidArgument)
+    return HttpResponse::problem(400, "parameter 'cursor': " + s.message());
   return HttpResponse::problem(503, "store unavailable: " + s.message());
 }
 
 template <typename Writer>
-void write_page_tail(Writer& w, size_t count, const std::string& next_cursor,
-                     size_t scanned, bool partial) {
+void write_page_tail(Writer& w, size_t count, const std::string& next_cursor, size_t scanned,
+                     bool partial) {
   w.Key("count");
   w.Uint64(count);
   w.Key("next_cursor");
-  if (next_cursor.empty()) w.Null();
-  else w.String(next_cursor.data(), static_cast<rapidjson::SizeType>(next_cursor.size()));
+  if (next_cursor.empty())
+    w.Null();
+  else
+    w.String(next_cursor.data(), static_cast<rapidjson::SizeType>(next_cursor.size()));
   w.Key("scanned");
   w.Uint64(scanned);
   w.Key("partial");
@@ -134,7 +145,6 @@ void write_raw_json(BodyWriter& w, BodyStream& out, std::string_view raw) {
   out.append(raw);
 }
 
-
 // Alert list answers cached until the next alert is written (page_cache.h).
 struct AlertPages {
   explicit AlertPages(const ApiContext& ctx)
@@ -154,7 +164,8 @@ struct AlertPages {
 // queries share one).
 std::string alert_query_key(const store::AlertQuery& q, bool full) {
   std::string key;
-  key.reserve(96 + q.cursor.size() + q.rule_id.size() + q.host.size() + q.tag.size() + q.text.size());
+  key.reserve(96 + q.cursor.size() + q.rule_id.size() + q.host.size() + q.tag.size() +
+              q.text.size());
   auto add = [&](std::string_view v) {
     key += std::to_string(v.size());
     key += ':';
@@ -171,7 +182,8 @@ std::string alert_query_key(const store::AlertQuery& q, bool full) {
 }
 
 HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpRequest& req) {
-  if (auto bad = unknown_params(req, {"since", "until", "limit", "rule", "host", "cursor", "severity", "tag", "q", "view"});
+  if (auto bad = unknown_params(req, {"since", "until", "limit", "rule", "host", "cursor",
+                                      "severity", "tag", "q", "view"});
       bad.status) {
     return bad;
   }
@@ -179,7 +191,8 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
   // view=full asks for whole documents.
   bool full = false;
   if (auto v = req.param("view")) {
-    if (*v != "summary" && *v != "full") return HttpResponse::problem(400, "parameter 'view' must be summary or full");
+    if (*v != "summary" && *v != "full")
+      return HttpResponse::problem(400, "parameter 'view' must be summary or full");
     full = *v == "full";
   }
   PageParams pp;
@@ -192,9 +205,16 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
   q.cursor = pp.cursor;
   for (const char* name : {"rule", "host", "tag", "q"}) {
     if (auto v = req.param(name)) {
-      if (v->empty()) return HttpResponse::problem(400, std::string("parameter '") + name + "' must not be empty");
-      if (v->size() > 1024) return HttpResponse::problem(400, std::string("parameter '") + name + "' is longer than 1024 bytes");
-      std::string& field = name[0] == 'r' ? q.rule_id : name[0] == 'h' ? q.host : name[0] == 't' ? q.tag : q.text;
+      if (v->empty())
+        return HttpResponse::problem(400,
+                                     std::string("parameter '") + name + "' must not be empty");
+      if (v->size() > 1024)
+        return HttpResponse::problem(
+            400, std::string("parameter '") + name + "' is longer than 1024 bytes");
+      std::string& field = name[0] == 'r'   ? q.rule_id
+                           : name[0] == 'h' ? q.host
+                           : name[0] == 't' ? q.tag
+                                            : q.text;
       field = *v;
     }
   }
@@ -205,8 +225,9 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
       const std::string_view name = rest.substr(0, comma);
       auto level = store::parse_alert_level(name);
       if (!level) {
-        return HttpResponse::problem(400, "parameter 'severity': '" + std::string(name) +
-                                              "' is not one of informational, low, medium, high, critical");
+        return HttpResponse::problem(
+            400, "parameter 'severity': '" + std::string(name) +
+                     "' is not one of informational, low, medium, high, critical");
       }
       q.levels |= 1u << static_cast<unsigned>(*level);
       if (comma == std::string_view::npos) break;
@@ -246,10 +267,12 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
   });
   if (!page) return store_problem(page.status());
   w.EndArray();
-  write_page_tail(w, page->count, seal_cursor(*ctx.cursor_key, binding, page->next_cursor), page->scanned, page->partial);
+  write_page_tail(w, page->count, seal_cursor(*ctx.cursor_key, binding, page->next_cursor),
+                  page->scanned, page->partial);
   w.EndObject();
   // Kept only if no alert was written meanwhile: the page is then the answer at `version`.
-  if (!key.empty() && ctx.store->alerts_version() == version) pages.cache.insert(key, version, body);
+  if (!key.empty() && ctx.store->alerts_version() == version)
+    pages.cache.insert(key, version, body);
   return HttpResponse::json(std::move(body));
 }
 
@@ -264,7 +287,8 @@ HttpResponse get_alert(const ApiContext& ctx, const HttpRequest& req) {
 }
 
 HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
-  if (auto bad = unknown_params(req, {"since", "until", "limit", "cursor", "field"}); bad.status) return bad;
+  if (auto bad = unknown_params(req, {"since", "until", "limit", "cursor", "field"}); bad.status)
+    return bad;
   PageParams pp;
   const std::string binding = cursor_binding("events", req);
   if (auto bad = parse_page_params(ctx, req, pp, binding); bad.status) return bad;
@@ -275,7 +299,8 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
   q.cursor = pp.cursor;
   for (const auto& [k, v] : req.query) {
     if (k != "field") continue;
-    if (q.filters.size() == 16) return HttpResponse::problem(400, "parameter 'field' is given more than 16 times");
+    if (q.filters.size() == 16)
+      return HttpResponse::problem(400, "parameter 'field' is given more than 16 times");
     store::EventFilter f;
     const size_t op = v.find_first_of("=~");
     f.path = v.substr(0, op);
@@ -288,7 +313,8 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
     if (f.path.empty() || f.path.size() > 512 || f.path.front() == '.' || f.path.back() == '.' ||
         f.path.find("..") != std::string::npos) {
       return HttpResponse::problem(400, "parameter 'field': '" + v +
-                                            "' must be PATH=VALUE, PATH~VALUE or PATH with a dotted PATH such as Event.System.Computer");
+                                            "' must be PATH=VALUE, PATH~VALUE or PATH with a "
+                                            "dotted PATH such as Event.System.Computer");
     }
     q.filters.push_back(std::move(f));
   }
@@ -300,7 +326,9 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
   body.reserve(bytes);
   BodyStream out(body);
   BodyWriter w(out);
-  auto str = [&](std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); };
+  auto str = [&](std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  };
   w.StartObject();
   w.Key("events");
   w.StartArray();
@@ -325,14 +353,16 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
     w.EndObject();
   }
   w.EndArray();
-  write_page_tail(w, page->events.size(), seal_cursor(*ctx.cursor_key, binding, page->next_cursor), page->scanned, page->partial);
+  write_page_tail(w, page->events.size(), seal_cursor(*ctx.cursor_key, binding, page->next_cursor),
+                  page->scanned, page->partial);
   w.EndObject();
   return HttpResponse::json(std::move(body));
 }
 
 bool iequal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -341,7 +371,8 @@ class EventClassifier {
  public:
   explicit EventClassifier(const match::FieldMapping* mapping) : mapping_(mapping) {
     if (!mapping_) return;
-    if (!mapping_->host_field().empty()) host_slot_ = static_cast<int32_t>(fields_.add(mapping_->host_field()));
+    if (!mapping_->host_field().empty())
+      host_slot_ = static_cast<int32_t>(fields_.add(mapping_->host_field()));
     for (const auto& ls : mapping_->logsources()) {
       auto& checks = where_.emplace_back();
       for (const auto& [path, values] : ls.where) checks.emplace_back(fields_.add(path), &values);
@@ -360,7 +391,8 @@ class EventClassifier {
       bool all = true;
       for (const auto& [slot, values] : where_[i]) {
         const FieldValue& v = event_.field(slot);
-        all = v.present() && std::any_of(values->begin(), values->end(), [&](const std::string& w) { return iequal(w, v.text); });
+        all = v.present() && std::any_of(values->begin(), values->end(),
+                                         [&](const std::string& w) { return iequal(w, v.text); });
         if (!all) break;
       }
       if (all) {
@@ -381,7 +413,9 @@ class EventClassifier {
 };
 
 HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
-  if (auto bad = unknown_params(req, {"since", "until", "bucket", "by", "top", "max_scan"}); bad.status) return bad;
+  if (auto bad = unknown_params(req, {"since", "until", "bucket", "by", "top", "max_scan"});
+      bad.status)
+    return bad;
   const TimeMs now = ctx.clock->now_ms();
   TimeMs since = now - 24 * 3600 * 1000LL, until = now;
   if (auto bad = parse_window(ctx, req, since, until); bad.status) return bad;
@@ -389,29 +423,36 @@ HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
   if (auto v = req.param("bucket")) {
     auto d = parse_duration_ms(*v);
     if (!d || *d < 60000 || *d > 7 * 24 * 3600 * 1000LL) {
-      return HttpResponse::problem(400, "parameter 'bucket' must be a duration from 1m to 7d, such as 1h");
+      return HttpResponse::problem(
+          400, "parameter 'bucket' must be a duration from 1m to 7d, such as 1h");
     }
     bucket = *d;
   }
   if ((until - since) / bucket > 1000) {
-    return HttpResponse::problem(400, "the window holds more than 1000 buckets: widen 'bucket' or narrow 'since'/'until'");
+    return HttpResponse::problem(
+        400, "the window holds more than 1000 buckets: widen 'bucket' or narrow 'since'/'until'");
   }
   const std::string by(req.param("by").value_or("logsource"));
-  if (by != "logsource" && by != "host") return HttpResponse::problem(400, "parameter 'by' must be logsource or host");
+  if (by != "logsource" && by != "host")
+    return HttpResponse::problem(400, "parameter 'by' must be logsource or host");
   size_t top = 20, max_scan = 1000000;
-  for (auto [name, out, hi] : {std::tuple{"top", &top, size_t{1000}}, std::tuple{"max_scan", &max_scan, size_t{10000000}}}) {
+  for (auto [name, out, hi] : {std::tuple{"top", &top, size_t{1000}},
+                               std::tuple{"max_scan", &max_scan, size_t{10000000}}}) {
     if (auto v = req.param(name)) {
       size_t n = 0;
       auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
       if (ec != std::errc() || end != v->data() + v->size() || n < 1 || n > hi) {
-        return HttpResponse::problem(400, std::string("parameter '") + name + "' must be an integer from 1 to " + std::to_string(hi));
+        return HttpResponse::problem(400, std::string("parameter '") + name +
+                                              "' must be an integer from 1 to " +
+                                              std::to_string(hi));
       }
       *out = n;
     }
   }
   // Oldest first: per bucket, per group.
   const TimeMs first = since - (((since % bucket) + bucket) % bucket);
-  std::vector<std::map<std::string, uint64_t>> buckets(static_cast<size_t>((until - first + bucket - 1) / bucket));
+  std::vector<std::map<std::string, uint64_t>> buckets(
+      static_cast<size_t>((until - first + bucket - 1) / bucket));
   std::map<std::string, uint64_t> totals;
   uint64_t scanned = 0, invalid = 0;
   bool partial = false;
@@ -436,7 +477,9 @@ HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
   if (!s) return store_problem(s);
   // The `top` largest groups; the rest are summed as "(other)".
   std::vector<std::pair<std::string, uint64_t>> ranked(totals.begin(), totals.end());
-  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
   std::set<std::string> kept;
   for (size_t i = 0; i < ranked.size() && i < top; ++i) kept.insert(ranked[i].first);
   rapidjson::StringBuffer sb;
@@ -497,10 +540,12 @@ HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
 }
 
 // One rule (or correlation) as /api/v1/rules shows it.
-void write_rule(rapidjson::Writer<rapidjson::StringBuffer>& w, const match::RuleInfo& info, uint64_t count,
-                uint64_t errors, const match::CompiledCorrelation* correlation, const match::RuleSet& rules,
-                double cost_ns) {
-  auto str = [&](std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); };
+void write_rule(rapidjson::Writer<rapidjson::StringBuffer>& w, const match::RuleInfo& info,
+                uint64_t count, uint64_t errors, const match::CompiledCorrelation* correlation,
+                const match::RuleSet& rules, double cost_ns) {
+  auto str = [&](std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  };
   w.StartObject();
   w.Key("id");
   str(info.id);
@@ -526,8 +571,10 @@ void write_rule(rapidjson::Writer<rapidjson::StringBuffer>& w, const match::Rule
   w.Key("errors");
   w.Uint64(errors);
   w.Key("cost_ns_per_event");  // measured when the bundle was validated
-  if (cost_ns < 0) w.Null();
-  else w.Double(cost_ns);
+  if (cost_ns < 0)
+    w.Null();
+  else
+    w.Double(cost_ns);
   if (correlation) {
     w.Key("correlation");
     w.StartObject();
@@ -577,12 +624,14 @@ HttpResponse list_rules(const ApiContext& ctx, const HttpRequest& req, bool one)
   }
   for (uint32_t i = 0; i < rs.correlations().size() && !(one && n); ++i) {
     if (one && rs.correlations()[i].info.id != id) continue;
-    write_rule(w, rs.correlations()[i].info, bundle->stats ? bundle->stats->correlation_alerts(i) : 0, 0,
-               &rs.correlations()[i], rs, -1);
+    write_rule(w, rs.correlations()[i].info,
+               bundle->stats ? bundle->stats->correlation_alerts(i) : 0, 0, &rs.correlations()[i],
+               rs, -1);
     ++n;
   }
   if (one) {
-    if (n == 0) return HttpResponse::problem(404, "no active rule with id '" + std::string(id) + "'");
+    if (n == 0)
+      return HttpResponse::problem(404, "no active rule with id '" + std::string(id) + "'");
   } else {
     w.EndArray();
     w.Key("count");
@@ -594,10 +643,14 @@ HttpResponse list_rules(const ApiContext& ctx, const HttpRequest& req, bool one)
 
 HttpResponse from_status(const Status& s) {
   switch (s.code()) {
-    case Code::kInvalidArgument: return HttpResponse::problem(409, s.message());
-    case Code::kNotFound: return HttpResponse::problem(404, s.message());
-    case Code::kUnavailable: return HttpResponse::problem(503, s.message());
-    default: return HttpResponse::problem(500, s.message());
+    case Code::kInvalidArgument:
+      return HttpResponse::problem(409, s.message());
+    case Code::kNotFound:
+      return HttpResponse::problem(404, s.message());
+    case Code::kUnavailable:
+      return HttpResponse::problem(503, s.message());
+    default:
+      return HttpResponse::problem(500, s.message());
   }
 }
 
@@ -609,7 +662,8 @@ std::optional<uint64_t> parse_version(std::string_view v) {
 }
 
 HttpResponse bad_version(std::string_view v) {
-  return HttpResponse::problem(400, "bundle version '" + std::string(v) + "' is not a positive integer");
+  return HttpResponse::problem(400,
+                               "bundle version '" + std::string(v) + "' is not a positive integer");
 }
 
 void add_content_routes(Router& r, const ApiContext& ctx) {
@@ -620,17 +674,26 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
     auto j = content->list_bundles();
     return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
   });
-  r.add("POST", "/api/v1/bundles", [content](const HttpRequest& req) {
-    if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
-    if (auto bad = unknown_params(req, {}); bad.status) return bad;
-    if (req.body.empty()) return HttpResponse::problem(400, "the request body must be a bundle archive (tar, tar.gz or zip)");
-    auto sub = content->submit(req.body, req.principal);
-    if (!sub) {
-      if (sub.status().code() == Code::kInvalidArgument) return HttpResponse::problem(400, sub.status().message());
-      return from_status(sub.status());
-    }
-    return HttpResponse::json(std::move(sub->json), !sub->stored ? 200 : sub->valid ? 201 : 422);
-  }, Access::kAdmin, Router::Cost::kContent);
+  r.add(
+      "POST", "/api/v1/bundles",
+      [content](const HttpRequest& req) {
+        if (!content)
+          return HttpResponse::problem(404, "rule content is not served by this server");
+        if (auto bad = unknown_params(req, {}); bad.status) return bad;
+        if (req.body.empty())
+          return HttpResponse::problem(
+              400, "the request body must be a bundle archive (tar, tar.gz or zip)");
+        auto sub = content->submit(req.body, req.principal);
+        if (!sub) {
+          if (sub.status().code() == Code::kInvalidArgument)
+            return HttpResponse::problem(400, sub.status().message());
+          return from_status(sub.status());
+        }
+        return HttpResponse::json(std::move(sub->json), !sub->stored ? 200
+                                                        : sub->valid ? 201
+                                                                     : 422);
+      },
+      Access::kAdmin, Router::Cost::kContent);
   r.add("GET", "/api/v1/bundles/{version}", [content](const HttpRequest& req) {
     if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
@@ -651,23 +714,30 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
     res.body = std::move(*tar);
     return res;
   });
-  r.add("POST", "/api/v1/bundles/{version}/dry-run", [ctx, content](const HttpRequest& req) {
-    if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
-    if (auto bad = unknown_params(req, {"since", "until", "max_events"}); bad.status) return bad;
-    auto v = parse_version(req.path_param("version"));
-    if (!v) return bad_version(req.path_param("version"));
-    TimeMs since = ctx.clock->now_ms() - 3600 * 1000, until = INT64_MAX;
-    if (auto bad = parse_window(ctx, req, since, until); bad.status) return bad;
-    size_t max_events = 1000000;
-    if (auto p = req.param("max_events")) {
-      auto [end, ec] = std::from_chars(p->data(), p->data() + p->size(), max_events);
-      if (ec != std::errc() || end != p->data() + p->size() || max_events < 1 || max_events > 10000000) {
-        return HttpResponse::problem(400, "parameter 'max_events' must be an integer from 1 to 10000000");
-      }
-    }
-    auto j = content->dry_run(*v, since, until, max_events);
-    return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
-  }, Access::kAdmin, Router::Cost::kContent);
+  r.add(
+      "POST", "/api/v1/bundles/{version}/dry-run",
+      [ctx, content](const HttpRequest& req) {
+        if (!content)
+          return HttpResponse::problem(404, "rule content is not served by this server");
+        if (auto bad = unknown_params(req, {"since", "until", "max_events"}); bad.status)
+          return bad;
+        auto v = parse_version(req.path_param("version"));
+        if (!v) return bad_version(req.path_param("version"));
+        TimeMs since = ctx.clock->now_ms() - 3600 * 1000, until = INT64_MAX;
+        if (auto bad = parse_window(ctx, req, since, until); bad.status) return bad;
+        size_t max_events = 1000000;
+        if (auto p = req.param("max_events")) {
+          auto [end, ec] = std::from_chars(p->data(), p->data() + p->size(), max_events);
+          if (ec != std::errc() || end != p->data() + p->size() || max_events < 1 ||
+              max_events > 10000000) {
+            return HttpResponse::problem(
+                400, "parameter 'max_events' must be an integer from 1 to 10000000");
+          }
+        }
+        auto j = content->dry_run(*v, since, until, max_events);
+        return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
+      },
+      Access::kAdmin, Router::Cost::kContent);
   r.add("GET", "/api/v1/rollout", [content](const HttpRequest& req) {
     if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
@@ -681,62 +751,83 @@ void add_content_routes(Router& r, const ApiContext& ctx) {
     if (auto p = req.param("limit")) {
       auto [end, ec] = std::from_chars(p->data(), p->data() + p->size(), limit);
       if (ec != std::errc() || end != p->data() + p->size() || limit < 1 || limit > kMaxLimit) {
-        return HttpResponse::problem(400, "parameter 'limit' must be an integer from 1 to " + std::to_string(kMaxLimit));
+        return HttpResponse::problem(
+            400, "parameter 'limit' must be an integer from 1 to " + std::to_string(kMaxLimit));
       }
     }
     auto j = content->audit(limit);
     return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
   });
-  r.add("POST", "/api/v1/rollout/{action}", [content](const HttpRequest& req) {
-    if (!content) return HttpResponse::problem(404, "rule content is not served by this server");
-    const std::string action(req.path_param("action"));
-    if (action == "policy") {
-      if (auto bad = unknown_params(req, {"policy"}); bad.status) return bad;
-      auto p = req.param("policy");
-      if (!p || (*p != "staged" && *p != "immediate" && *p != "pinned")) {
-        return HttpResponse::problem(400, "parameter 'policy' must be staged, immediate or pinned");
-      }
-      if (auto s = content->set_policy(*p, req.principal); !s) return from_status(s);
-    } else if (action == "start" || action == "promote" || action == "pause" || action == "resume" || action == "rollback") {
-      if (auto bad = unknown_params(req, {"version", "reason"}); bad.status) return bad;
-      uint64_t version = 0;
-      if (action == "start") {
-        auto p = req.param("version");
-        if (!p) return HttpResponse::problem(400, "parameter 'version' is required to start a rollout");
-        auto v = parse_version(*p);
-        if (!v) return bad_version(*p);
-        version = *v;
-      } else if (req.param("version")) {
-        return HttpResponse::problem(400, "parameter 'version' is only for start");
-      }
-      const std::string reason(req.param("reason").value_or(""));
-      if (reason.size() > 1000) return HttpResponse::problem(400, "parameter 'reason' is longer than 1000 characters");
-      if (auto s = content->rollout_action(action, version, req.principal, reason); !s) return from_status(s);
-    } else {
-      return HttpResponse::problem(404, "unknown rollout action '" + action +
-                                            "' (start, promote, pause, resume, rollback, policy)");
-    }
-    auto j = content->rollout_state();
-    return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
-  }, Access::kAdmin);
+  r.add(
+      "POST", "/api/v1/rollout/{action}",
+      [content](const HttpRequest& req) {
+        if (!content)
+          return HttpResponse::problem(404, "rule content is not served by this server");
+        const std::string action(req.path_param("action"));
+        if (action == "policy") {
+          if (auto bad = unknown_params(req, {"policy"}); bad.status) return bad;
+          auto p = req.param("policy");
+          if (!p || (*p != "staged" && *p != "immediate" && *p != "pinned")) {
+            return HttpResponse::problem(400,
+                                         "parameter 'policy' must be staged, immediate or pinned");
+          }
+          if (auto s = content->set_policy(*p, req.principal); !s) return from_status(s);
+        } else if (action == "start" || action == "promote" || action == "pause" ||
+                   action == "resume" || action == "rollback") {
+          if (auto bad = unknown_params(req, {"version", "reason"}); bad.status) return bad;
+          uint64_t version = 0;
+          if (action == "start") {
+            auto p = req.param("version");
+            if (!p)
+              return HttpResponse::problem(400,
+                                           "parameter 'version' is required to start a rollout");
+            auto v = parse_version(*p);
+            if (!v) return bad_version(*p);
+            version = *v;
+          } else if (req.param("version")) {
+            return HttpResponse::problem(400, "parameter 'version' is only for start");
+          }
+          const std::string reason(req.param("reason").value_or(""));
+          if (reason.size() > 1000)
+            return HttpResponse::problem(400, "parameter 'reason' is longer than 1000 characters");
+          if (auto s = content->rollout_action(action, version, req.principal, reason); !s)
+            return from_status(s);
+        } else {
+          return HttpResponse::problem(404,
+                                       "unknown rollout action '" + action +
+                                           "' (start, promote, pause, resume, rollback, policy)");
+        }
+        auto j = content->rollout_state();
+        return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
+      },
+      Access::kAdmin);
 }
 
 HttpResponse create_checkpoint(const ApiContext& ctx, const HttpRequest& req) {
   if (auto bad = unknown_params(req, {"name"}); bad.status) return bad;
-  if (ctx.checkpoint_dir.empty()) return HttpResponse::problem(404, "checkpoints are not configured on this server");
+  if (ctx.checkpoint_dir.empty())
+    return HttpResponse::problem(404, "checkpoints are not configured on this server");
   const auto name = req.param("name");
   if (!name) return HttpResponse::problem(400, "parameter 'name' is required");
-  const bool ok = !name->empty() && name->size() <= 64 && name->front() != '.' &&
-                  std::all_of(name->begin(), name->end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-                  });
-  if (!ok) return HttpResponse::problem(400, "parameter 'name' must be 1 to 64 of [A-Za-z0-9._-], not starting with '.'");
+  const bool ok =
+      !name->empty() && name->size() <= 64 && name->front() != '.' &&
+      std::all_of(name->begin(), name->end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+      });
+  if (!ok)
+    return HttpResponse::problem(
+        400, "parameter 'name' must be 1 to 64 of [A-Za-z0-9._-], not starting with '.'");
   std::error_code ec;
   std::filesystem::create_directories(ctx.checkpoint_dir, ec);
-  if (ec) return HttpResponse::problem(500, "cannot create checkpoint directory '" + ctx.checkpoint_dir + "': " + ec.message());
-  const std::string path = (std::filesystem::path(ctx.checkpoint_dir) / std::string(*name)).string();
-  if (std::filesystem::exists(path, ec)) return HttpResponse::problem(409, "checkpoint '" + std::string(*name) + "' already exists");
-  if (auto s = ctx.store->checkpoint(path); !s) return HttpResponse::problem(500, "checkpoint failed: " + s.message());
+  if (ec)
+    return HttpResponse::problem(
+        500, "cannot create checkpoint directory '" + ctx.checkpoint_dir + "': " + ec.message());
+  const std::string path =
+      (std::filesystem::path(ctx.checkpoint_dir) / std::string(*name)).string();
+  if (std::filesystem::exists(path, ec))
+    return HttpResponse::problem(409, "checkpoint '" + std::string(*name) + "' already exists");
+  if (auto s = ctx.store->checkpoint(path); !s)
+    return HttpResponse::problem(500, "checkpoint failed: " + s.message());
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
   w.StartObject();
@@ -764,7 +855,8 @@ Router make_router(const ApiContext& context) {
   ApiContext ctx = context;
   if (!ctx.cursor_key) {
     std::string key(32, '\0');
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1) {
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) !=
+        1) {
       throw std::runtime_error("no random bytes for the API's cursor key");
     }
     ctx.cursor_key = std::make_shared<const std::string>(std::move(key));
@@ -772,47 +864,65 @@ Router make_router(const ApiContext& context) {
   Router r;
   r.set_tokens(ctx.tokens);
   auto open_if = [](bool open) { return open ? Access::kOpen : Access::kReader; };
-  r.add("GET", "/healthz", [ctx](const HttpRequest&) {
-    const std::string notice = ctx.notice ? ctx.notice() : std::string();
-    if (notice.empty()) return HttpResponse::json(R"({"status":"ok"})");
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-    w.StartObject();
-    w.Key("status");
-    w.String("ok");
-    w.Key("notice");
-    w.String(notice);
-    w.EndObject();
-    return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
-  }, open_if(ctx.open_healthz));
-  r.add("GET", "/readyz", [ctx](const HttpRequest&) {
-    if (ctx.store != nullptr) {
-      if (const std::string damage = ctx.store->damage(); !damage.empty()) {
-        return HttpResponse::problem(503, "not ready: the store is damaged (" + damage +
-                                              "); restore it from a checkpoint");
-      }
-    }
-    if (!ctx.ready || ctx.ready()) return HttpResponse::json(R"({"status":"ready"})");
-    return HttpResponse::problem(503, "not ready: the pipeline is not consuming or the store is not writable");
-  }, open_if(ctx.open_readyz));
-  r.add("GET", "/metrics", [ctx](const HttpRequest&) {
-    HttpResponse res;
-    res.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    res.body = ctx.metrics->render_prometheus();
-    return res;
-  }, open_if(ctx.open_metrics));
+  r.add(
+      "GET", "/healthz",
+      [ctx](const HttpRequest&) {
+        const std::string notice = ctx.notice ? ctx.notice() : std::string();
+        if (notice.empty()) return HttpResponse::json(R"({"status":"ok"})");
+        rapidjson::StringBuffer sb;
+        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+        w.StartObject();
+        w.Key("status");
+        w.String("ok");
+        w.Key("notice");
+        w.String(notice);
+        w.EndObject();
+        return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
+      },
+      open_if(ctx.open_healthz));
+  r.add(
+      "GET", "/readyz",
+      [ctx](const HttpRequest&) {
+        if (ctx.store != nullptr) {
+          if (const std::string damage = ctx.store->damage(); !damage.empty()) {
+            return HttpResponse::problem(503, "not ready: the store is damaged (" + damage +
+                                                  "); restore it from a checkpoint");
+          }
+        }
+        if (!ctx.ready || ctx.ready()) return HttpResponse::json(R"({"status":"ready"})");
+        return HttpResponse::problem(
+            503, "not ready: the pipeline is not consuming or the store is not writable");
+      },
+      open_if(ctx.open_readyz));
+  r.add(
+      "GET", "/metrics",
+      [ctx](const HttpRequest&) {
+        HttpResponse res;
+        res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        res.body = ctx.metrics->render_prometheus();
+        return res;
+      },
+      open_if(ctx.open_metrics));
   auto pages = std::make_shared<AlertPages>(ctx);
-  r.add("GET", "/api/v1/alerts", [ctx, pages](const HttpRequest& req) { return list_alerts(ctx, *pages, req); });
-  r.add("GET", "/api/v1/alerts/{id}", [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
-  r.add("GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); }, Access::kReader,
-        Router::Cost::kSlow);
-  r.add("GET", "/api/v1/events/stats", [ctx](const HttpRequest& req) { return event_stats(ctx, req); }, Access::kReader,
-        Router::Cost::kSlow);
-  r.add("GET", "/api/v1/rules", [ctx](const HttpRequest& req) { return list_rules(ctx, req, false); });
-  r.add("GET", "/api/v1/rules/{id}", [ctx](const HttpRequest& req) { return list_rules(ctx, req, true); });
+  r.add("GET", "/api/v1/alerts",
+        [ctx, pages](const HttpRequest& req) { return list_alerts(ctx, *pages, req); });
+  r.add("GET", "/api/v1/alerts/{id}",
+        [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
+  r.add(
+      "GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); },
+      Access::kReader, Router::Cost::kSlow);
+  r.add(
+      "GET", "/api/v1/events/stats",
+      [ctx](const HttpRequest& req) { return event_stats(ctx, req); }, Access::kReader,
+      Router::Cost::kSlow);
+  r.add("GET", "/api/v1/rules",
+        [ctx](const HttpRequest& req) { return list_rules(ctx, req, false); });
+  r.add("GET", "/api/v1/rules/{id}",
+        [ctx](const HttpRequest& req) { return list_rules(ctx, req, true); });
   r.add("GET", "/api/v1/stats", [ctx](const HttpRequest& req) {
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
-    if (!ctx.stats) return HttpResponse::problem(404, "pipeline statistics are not served by this server");
+    if (!ctx.stats)
+      return HttpResponse::problem(404, "pipeline statistics are not served by this server");
     return HttpResponse::json(ctx.stats());
   });
   add_content_routes(r, ctx);
@@ -820,8 +930,10 @@ Router make_router(const ApiContext& context) {
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
     return HttpResponse::json(kOpenApiJson);
   });
-  r.add("POST", "/api/v1/admin/checkpoints", [ctx](const HttpRequest& req) { return create_checkpoint(ctx, req); },
-        Access::kAdmin, Router::Cost::kSlow);
+  r.add(
+      "POST", "/api/v1/admin/checkpoints",
+      [ctx](const HttpRequest& req) { return create_checkpoint(ctx, req); }, Access::kAdmin,
+      Router::Cost::kSlow);
   return r;
 }
 

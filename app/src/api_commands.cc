@@ -54,13 +54,17 @@ std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::strin
     const std::string detail = parsed && d.IsObject() ? str(d, "detail") : res->body;
     std::fprintf(stderr, "vigil: HTTP %d: %s\n", res->status, detail.c_str());
     if (res->status == 401 && req.bearer_token.empty()) {
-      std::fprintf(stderr, "vigil: no token given: use --token, VIGIL_TOKEN, or run where ./data/api-token is\n");
+      std::fprintf(
+          stderr,
+          "vigil: no token given: use --token, VIGIL_TOKEN, or run where ./data/api-token is\n");
     }
     return std::nullopt;
   }
   if (!parsed) {
-    std::fprintf(stderr, "vigil: the server answered with something that is not JSON (or nests deeper than %zu)\n",
-                 kMaxJsonDepth);
+    std::fprintf(
+        stderr,
+        "vigil: the server answered with something that is not JSON (or nests deeper than %zu)\n",
+        kMaxJsonDepth);
     return std::nullopt;
   }
   return d;
@@ -99,13 +103,17 @@ std::string ca_file_or_default(const std::string& flag) {
 
 ApiCommands::ApiCommands(CLI::App& cli) {
   auto common = [&](CLI::App* c) {
-    c->add_option("--server", target_.server, "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
-    c->add_option("--token", target_.token, "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
-    c->add_option("--ca-file", target_.ca_file, "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
+    c->add_option("--server", target_.server,
+                  "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
+    c->add_option("--token", target_.token,
+                  "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
+    c->add_option("--ca-file", target_.ca_file,
+                  "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
     c->add_flag("--json", page_.json, "One JSON document per line instead of a table");
   };
   auto paging = [&](CLI::App* c) {
-    c->add_option("--since", page_.since, "Oldest time: RFC 3339, epoch ms, or a duration ago (1h, 7d)");
+    c->add_option("--since", page_.since,
+                  "Oldest time: RFC 3339, epoch ms, or a duration ago (1h, 7d)");
     c->add_option("--until", page_.until, "Newest time, same forms");
     c->add_option("--limit", page_.limit, "Rows per page (1..1000)")->check(CLI::Range(1, 1000));
     c->add_option("--cursor", page_.cursor, "Start from a page's next_cursor");
@@ -119,21 +127,26 @@ ApiCommands::ApiCommands(CLI::App& cli) {
   alerts_->add_option("--severity", severity_, "Levels, comma-separated (e.g. high,critical)");
   alerts_->add_option("--tag", tag_, "Rule tag (e.g. attack.t1059.001)");
   alerts_->add_option("--text", text_, "Text in the rule title");
-  alerts_->add_flag("--full", full_, "With --json: whole alerts (matched fields and event), not summaries");
+  alerts_->add_flag("--full", full_,
+                    "With --json: whole alerts (matched fields and event), not summaries");
   show_ = alerts_->add_subcommand("show", "One alert with its event");
   show_->add_option("id", id_, "Alert id (32 hex digits)")->required();
   show_->add_option("--server", target_.server, "vigild API");
   show_->add_option("--token", target_.token, "API bearer token");
   show_->add_option("--ca-file", target_.ca_file, "https: PEM CA bundle to trust");
   show_->add_flag("--json", page_.json, "Compact JSON instead of indented");
-  events_ = cli.add_subcommand("events", "Hunt through the events a running vigild retained, newest first");
+  events_ = cli.add_subcommand("events",
+                               "Hunt through the events a running vigild retained, newest first");
   common(events_);
   paging(events_);
-  events_->add_option("--field", fields_, "PATH=VALUE, PATH~VALUE (contains) or PATH (exists); repeatable");
-  stats_ = cli.add_subcommand("stats", "The pipeline of a running vigild: per shard and per partition");
+  events_->add_option("--field", fields_,
+                      "PATH=VALUE, PATH~VALUE (contains) or PATH (exists); repeatable");
+  stats_ =
+      cli.add_subcommand("stats", "The pipeline of a running vigild: per shard and per partition");
   common(stats_);
   // `vigil rules active`, beside `vigil rules check` (added before this).
-  rules_ = cli.get_subcommand("rules")->add_subcommand("active", "The active rules of a running vigild: matches, scan costs");
+  rules_ = cli.get_subcommand("rules")->add_subcommand(
+      "active", "The active rules of a running vigild: matches, scan costs");
   common(rules_);
 }
 
@@ -157,20 +170,21 @@ int ApiCommands::stats() const {
     return v.HasMember(k) && v[k].IsUint64() ? v[k].GetUint64() : 0;
   };
   std::printf("uptime %.0f s, %llu events, %llu batches, store errors %llu, kafka errors %llu\n",
-              (*d)["uptime_seconds"].GetDouble(), u64(*d, "events"), u64(*d, "batches"), u64(*d, "store_errors"),
-              u64(*d, "kafka_errors"));
-  std::printf("%-6s  %12s  %10s  %14s  %9s  %9s  %8s  %7s  %6s\n", "SHARD", "EVENTS", "EVENTS/S", "BYTES", "ALERTS",
-              "INVALID", "DEAD", "INBOX", "BUNDLE");
+              (*d)["uptime_seconds"].GetDouble(), u64(*d, "events"), u64(*d, "batches"),
+              u64(*d, "store_errors"), u64(*d, "kafka_errors"));
+  std::printf("%-6s  %12s  %10s  %14s  %9s  %9s  %8s  %7s  %6s\n", "SHARD", "EVENTS", "EVENTS/S",
+              "BYTES", "ALERTS", "INVALID", "DEAD", "INBOX", "BUNDLE");
   for (const auto& s : (*d)["shards"].GetArray()) {
-    std::printf("%-6llu  %12llu  %10.0f  %14llu  %9llu  %9llu  %8llu  %7llu  %6llu\n", u64(s, "shard"), u64(s, "events"),
-                s["events_per_second"].GetDouble(), u64(s, "bytes"), u64(s, "alerts"), u64(s, "invalid"),
-                u64(s, "dead_letters"), u64(s, "inbox"), u64(s, "bundle"));
+    std::printf("%-6llu  %12llu  %10.0f  %14llu  %9llu  %9llu  %8llu  %7llu  %6llu\n",
+                u64(s, "shard"), u64(s, "events"), s["events_per_second"].GetDouble(),
+                u64(s, "bytes"), u64(s, "alerts"), u64(s, "invalid"), u64(s, "dead_letters"),
+                u64(s, "inbox"), u64(s, "bundle"));
   }
   std::printf("\n%-32s  %9s  %5s  %10s\n", "TOPIC", "PARTITION", "SHARD", "LAG");
   for (const auto& p : (*d)["partitions"].GetArray()) {
     const std::string lag = p["lag"].IsInt64() ? std::to_string(p["lag"].GetInt64()) : "?";
-    std::printf("%-32s  %9d  %5d  %10s\n", fit(str(p, "topic"), 32).c_str(), p["partition"].GetInt(), p["shard"].GetInt(),
-                lag.c_str());
+    std::printf("%-32s  %9d  %5d  %10s\n", fit(str(p, "topic"), 32).c_str(),
+                p["partition"].GetInt(), p["shard"].GetInt(), lag.c_str());
   }
   return 0;
 }
@@ -182,13 +196,18 @@ int ApiCommands::rules() const {
     std::printf("%s\n", compact(*d).c_str());
     return 0;
   }
-  std::printf("bundle %llu\n%-36s  %-8s  %10s  %12s  %s\n", static_cast<unsigned long long>((*d)["bundle"].GetUint64()), "ID",
-              "LEVEL", "MATCHES", "COST NS/EV", "TITLE");
+  std::printf("bundle %llu\n%-36s  %-8s  %10s  %12s  %s\n",
+              static_cast<unsigned long long>((*d)["bundle"].GetUint64()), "ID", "LEVEL", "MATCHES",
+              "COST NS/EV", "TITLE");
   for (const auto& r : (*d)["rules"].GetArray()) {
     const uint64_t n = r.HasMember("matches") ? r["matches"].GetUint64() : r["alerts"].GetUint64();
-    const std::string cost = r["cost_ns_per_event"].IsNumber() ? std::to_string(static_cast<int64_t>(r["cost_ns_per_event"].GetDouble())) : "-";
-    std::printf("%-36s  %-8s  %10llu  %12s  %s\n", str(r, "id").c_str(), fit(str(r, "level"), 8).c_str(),
-                static_cast<unsigned long long>(n), cost.c_str(), fit(str(r, "title"), 60).c_str());
+    const std::string cost =
+        r["cost_ns_per_event"].IsNumber()
+            ? std::to_string(static_cast<int64_t>(r["cost_ns_per_event"].GetDouble()))
+            : "-";
+    std::printf("%-36s  %-8s  %10llu  %12s  %s\n", str(r, "id").c_str(),
+                fit(str(r, "level"), 8).c_str(), static_cast<unsigned long long>(n), cost.c_str(),
+                fit(str(r, "title"), 60).c_str());
   }
   return 0;
 }
@@ -203,7 +222,8 @@ int ApiCommands::alerts() const {
   add_param(base, "tag", tag_);
   add_param(base, "q", text_);
   if (full_) add_param(base, "view", "full");
-  if (!page_.json) std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", "TIME", "LEVEL", "HOST", "RULE", "ID");
+  if (!page_.json)
+    std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", "TIME", "LEVEL", "HOST", "RULE", "ID");
   std::string cursor = page_.cursor;
   size_t rows = 0;
   for (;;) {
@@ -218,8 +238,9 @@ int ApiCommands::alerts() const {
         continue;
       }
       const auto& rule = a.HasMember("rule") ? a["rule"] : a;
-      std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", fit(str(a, "time"), 24).c_str(), fit(str(rule, "level"), 13).c_str(),
-                  fit(str(a, "host"), 20).c_str(), fit(str(rule, "title"), 44).c_str(), str(a, "id").c_str());
+      std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", fit(str(a, "time"), 24).c_str(),
+                  fit(str(rule, "level"), 13).c_str(), fit(str(a, "host"), 20).c_str(),
+                  fit(str(rule, "title"), 44).c_str(), str(a, "id").c_str());
     }
     cursor = (*d)["next_cursor"].IsString() ? (*d)["next_cursor"].GetString() : "";
     if (!page_.all || cursor.empty()) {
@@ -269,17 +290,21 @@ int ApiCommands::events() const {
       }
       // The stream is "<cluster id>/<topic>": the topic is what people know.
       const std::string stream = str(e, "stream");
-      const std::string source = stream.substr(stream.find('/') + 1) + "/" + std::to_string(e["partition"].GetInt()) + "@" +
+      const std::string source = stream.substr(stream.find('/') + 1) + "/" +
+                                 std::to_string(e["partition"].GetInt()) + "@" +
                                  std::to_string(e["offset"].GetInt64());
       const std::string body = e.HasMember("event") ? compact(e["event"]) : str(e, "event_raw");
-      std::printf("%-24s  %-28s  %s\n", fit(str(e, "time"), 24).c_str(), fit(source, 28).c_str(), fit(body, 120).c_str());
+      std::printf("%-24s  %-28s  %s\n", fit(str(e, "time"), 24).c_str(), fit(source, 28).c_str(),
+                  fit(body, 120).c_str());
     }
     cursor = (*d)["next_cursor"].IsString() ? (*d)["next_cursor"].GetString() : "";
     const bool partial = (*d)["partial"].IsBool() && (*d)["partial"].GetBool();
     if (!page_.all || cursor.empty()) {
       if (!page_.json) {
         std::printf("%zu event(s)", rows);
-        if (!cursor.empty()) std::printf("; %s: --cursor %s (or --all)", partial ? "scan budget reached, go on" : "more", cursor.c_str());
+        if (!cursor.empty())
+          std::printf("; %s: --cursor %s (or --all)",
+                      partial ? "scan budget reached, go on" : "more", cursor.c_str());
         std::printf("\n");
       }
       return 0;

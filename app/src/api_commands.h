@@ -1,21 +1,20 @@
 #pragma once
-// The `vigil` CLI's API client commands: alerts, alerts show, events, stats, rules active. Each reads the server
-// and token from flags, else VIGIL_SERVER / VIGIL_TOKEN, else the local defaults
+// The `vigil` CLI's API client commands: alerts, alerts show, events, stats, rules active. Each
+// reads the server and token from flags, else VIGIL_SERVER / VIGIL_TOKEN, else the local defaults
 // (http://127.0.0.1:8080 and the token vigild made in ./data), prints a table for people
 // or, with --json, one JSON document per line for scripts, and exits 0, or 1 with the
 // server's problem detail on stderr.
 
 #include <CLI/CLI.hpp>
-
 #include <string>
 #include <vector>
 
 namespace vigil::app {
 
 struct ApiTarget {
-  std::string server;  // empty: VIGIL_SERVER, else http://127.0.0.1:8080
-  std::string token;   // empty: VIGIL_TOKEN, else ./data/api-token
-  std::string ca_file; // https: CA bundle to trust; empty: VIGIL_CA_FILE, else the system's
+  std::string server;   // empty: VIGIL_SERVER, else http://127.0.0.1:8080
+  std::string token;    // empty: VIGIL_TOKEN, else ./data/api-token
+  std::string ca_file;  // https: CA bundle to trust; empty: VIGIL_CA_FILE, else the system's
 };
 
 std::string server_or_default(const std::string& flag);
@@ -24,8 +23,8 @@ void add_param(std::string& target, const char* name, const std::string& value);
 std::string token_or_default(const std::string& flag);
 std::string ca_file_or_default(const std::string& flag);
 
-// Adds `alerts` (with `show`), `events`, `stats` and `rules active` to `cli` (which must have `rules`); run() runs whichever
-// was parsed and returns its exit code, or -1 if none was.
+// Adds `alerts` (with `show`), `events`, `stats` and `rules active` to `cli` (which must have
+// `rules`); run() runs whichever was parsed and returns its exit code, or -1 if none was.
 class ApiCommands {
  public:
   explicit ApiCommands(CLI::App& cli);

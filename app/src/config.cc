@@ -1,13 +1,13 @@
 #include "config.h"
 
-#include "vigil/core/time.h"
-#include "vigil/store/store.h"
-
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
 #include <filesystem>
 #include <set>
+
+#include "vigil/core/time.h"
+#include "vigil/store/store.h"
 
 #ifndef VIGIL_SOURCE_DIR
 #define VIGIL_SOURCE_DIR "."
@@ -16,7 +16,8 @@
 namespace vigil::app {
 namespace {
 
-Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& where) {
+Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
+                  const std::string& where) {
   for (const auto& kv : map) {
     const auto k = kv.first.as<std::string>();
     if (!allowed.count(k)) return Status::invalid(where + ": unknown key '" + k + "'");
@@ -31,13 +32,21 @@ Status load_config_file(const std::string& path, Config& c) {
     const YAML::Node doc = YAML::LoadFile(path);
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
-    if (auto s = check_keys(doc, {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads", "batch",
-                                  "max_event_bytes", "embedded", "workers", "store", "api", "rollout"}, path); !s) {
+    if (auto s = check_keys(
+            doc,
+            {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads",
+             "batch", "max_event_bytes", "embedded", "workers", "store", "api", "rollout"},
+            path);
+        !s) {
       return s;
     }
     if (const auto k = doc["kafka"]) {
-      if (auto s = check_keys(k, {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
-                               "dead_letter_topic", "dead_letter_unmapped", "properties"}, path + " kafka"); !s) return s;
+      if (auto s = check_keys(k,
+                              {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
+                               "dead_letter_topic", "dead_letter_unmapped", "properties"},
+                              path + " kafka");
+          !s)
+        return s;
       if (k["brokers"]) c.brokers = k["brokers"].as<std::string>();
       if (k["topic"]) c.topic = k["topic"].as<std::string>();
       if (k["group"]) c.group = k["group"].as<std::string>();
@@ -47,7 +56,8 @@ Status load_config_file(const std::string& path, Config& c) {
       if (k["dead_letter_unmapped"]) c.dead_letter_unmapped = k["dead_letter_unmapped"].as<bool>();
       if (const auto p = k["properties"]) {
         if (!p.IsMap()) return Status::invalid(path + ": kafka.properties must be a map");
-        for (const auto& kv : p) c.kafka_properties.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
+        for (const auto& kv : p)
+          c.kafka_properties.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
       }
     }
     if (doc["data_dir"]) c.data_dir = doc["data_dir"].as<std::string>();
@@ -71,16 +81,21 @@ Status load_config_file(const std::string& path, Config& c) {
       if (b["max_ms"]) c.batch_max_ms = b["max_ms"].as<int>();
     }
     if (const auto e = doc["embedded"]) {
-      if (auto s = check_keys(e, {"partitions", "simulator_rate", "hosts", "malicious_ratio"}, path + " embedded"); !s) return s;
+      if (auto s = check_keys(e, {"partitions", "simulator_rate", "hosts", "malicious_ratio"},
+                              path + " embedded");
+          !s)
+        return s;
       if (e["partitions"]) c.embedded_partitions = e["partitions"].as<int>();
       if (e["simulator_rate"]) c.simulator_rate = e["simulator_rate"].as<double>();
       if (e["hosts"]) c.simulator_hosts = e["hosts"].as<int>();
       if (e["malicious_ratio"]) c.simulator_malicious_ratio = e["malicious_ratio"].as<double>();
     }
     if (const auto st = doc["store"]) {
-      if (auto s = check_keys(st, {"events", "events_max_age", "events_max_bytes", "events_bucket", "alerts_max_age",
-                                   "alerts_max_bytes", "sync_writes", "block_cache_mb", "checkpoint_dir"},
-                              path + " store");
+      if (auto s = check_keys(
+              st,
+              {"events", "events_max_age", "events_max_bytes", "events_bucket", "alerts_max_age",
+               "alerts_max_bytes", "sync_writes", "block_cache_mb", "checkpoint_dir"},
+              path + " store");
           !s) {
         return s;
       }
@@ -92,7 +107,9 @@ Status load_config_file(const std::string& path, Config& c) {
           return Status::ok();
         }
         auto d = parse_duration_ms(text);
-        if (!d || *d <= 0) return Status::invalid(path + ": store." + key + " must be a duration such as 7d or 1h, not '" + text + "'");
+        if (!d || *d <= 0)
+          return Status::invalid(path + ": store." + key +
+                                 " must be a duration such as 7d or 1h, not '" + text + "'");
         out = *d;
         return Status::ok();
       };
@@ -101,7 +118,8 @@ Status load_config_file(const std::string& path, Config& c) {
       if (auto s = duration("events_bucket", c.events_bucket_ms); !s) return s;
       if (auto s = duration("alerts_max_age", c.alerts_max_age_ms); !s) return s;
       if (st["alerts_max_bytes"]) c.alerts_max_bytes = st["alerts_max_bytes"].as<uint64_t>();
-      if (c.events_bucket_ms % store::kEventBlockWindowMs != 0) {  // retention drops whole blocks of events
+      if (c.events_bucket_ms % store::kEventBlockWindowMs !=
+          0) {  // retention drops whole blocks of events
         return Status::invalid(path + ": store.events_bucket must be a multiple of " +
                                std::to_string(store::kEventBlockWindowMs) + "ms");
       }
@@ -111,9 +129,13 @@ Status load_config_file(const std::string& path, Config& c) {
       if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
     }
     if (const auto a = doc["api"]) {
-      if (auto s = check_keys(a, {"tokens_file", "open", "max_body_mb", "max_body_mb_in_flight", "max_connections",
-                                   "max_connections_per_client", "tls", "page_cache_mb"},
-                                path + " api"); !s) return s;
+      if (auto s =
+              check_keys(a,
+                         {"tokens_file", "open", "max_body_mb", "max_body_mb_in_flight",
+                          "max_connections", "max_connections_per_client", "tls", "page_cache_mb"},
+                         path + " api");
+          !s)
+        return s;
       if (const auto t = a["tls"]) {
         if (auto s = check_keys(t, {"cert_file", "key_file"}, path + " api.tls"); !s) return s;
         if (t["cert_file"]) c.api_tls_cert_file = t["cert_file"].as<std::string>();
@@ -121,21 +143,27 @@ Status load_config_file(const std::string& path, Config& c) {
       }
       if (a["tokens_file"]) c.api_tokens_file = a["tokens_file"].as<std::string>();
       if (a["max_body_mb"]) c.api_max_body_mb = a["max_body_mb"].as<size_t>();
-      if (a["max_body_mb_in_flight"]) c.api_max_body_mb_in_flight = a["max_body_mb_in_flight"].as<size_t>();
+      if (a["max_body_mb_in_flight"])
+        c.api_max_body_mb_in_flight = a["max_body_mb_in_flight"].as<size_t>();
       if (a["max_connections"]) c.api_max_connections = a["max_connections"].as<size_t>();
-      if (a["max_connections_per_client"]) c.api_max_connections_per_client = a["max_connections_per_client"].as<size_t>();
-      if (c.api_max_connections == 0) return Status::invalid(path + ": api.max_connections must be positive");
+      if (a["max_connections_per_client"])
+        c.api_max_connections_per_client = a["max_connections_per_client"].as<size_t>();
+      if (c.api_max_connections == 0)
+        return Status::invalid(path + ": api.max_connections must be positive");
       if (a["page_cache_mb"]) c.api_page_cache_mb = a["page_cache_mb"].as<size_t>();
       if (const auto o = a["open"]) {
-        if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s) return s;
+        if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s)
+          return s;
         if (o["healthz"]) c.api_open_healthz = o["healthz"].as<bool>();
         if (o["readyz"]) c.api_open_readyz = o["readyz"].as<bool>();
         if (o["metrics"]) c.api_open_metrics = o["metrics"].as<bool>();
       }
     }
     if (const auto r = doc["rollout"]) {
-      if (auto s = check_keys(r, {"policy", "stages", "stage_duration", "min_stage_events", "max_match_errors", "max_batch_p99_ms",
-                                  "max_alert_ratio", "crash_limit", "crash_window", "good_after", "max_rule_cost_ns"},
+      if (auto s = check_keys(r,
+                              {"policy", "stages", "stage_duration", "min_stage_events",
+                               "max_match_errors", "max_batch_p99_ms", "max_alert_ratio",
+                               "crash_limit", "crash_window", "good_after", "max_rule_cost_ns"},
                               path + " rollout");
           !s) {
         return s;
@@ -143,14 +171,16 @@ Status load_config_file(const std::string& path, Config& c) {
       auto duration = [&](const char* key, int64_t& out) -> Status {
         if (!r[key]) return Status::ok();
         auto d = parse_duration_ms(r[key].as<std::string>());
-        if (!d || *d <= 0) return Status::invalid(path + ": rollout." + key + " must be a duration such as 60s");
+        if (!d || *d <= 0)
+          return Status::invalid(path + ": rollout." + key + " must be a duration such as 60s");
         out = *d;
         return Status::ok();
       };
       if (r["policy"]) c.rollout_policy = r["policy"].as<std::string>();
       if (r["stages"]) c.rollout_stages = r["stages"].as<std::vector<int>>();
       for (int pct : c.rollout_stages) {
-        if (pct < 1 || pct > 100) return Status::invalid(path + ": rollout.stages are percentages from 1 to 100");
+        if (pct < 1 || pct > 100)
+          return Status::invalid(path + ": rollout.stages are percentages from 1 to 100");
       }
       if (auto s = duration("stage_duration", c.rollout_stage_ms); !s) return s;
       if (auto s = duration("crash_window", c.rollout_crash_window_ms); !s) return s;
@@ -170,13 +200,16 @@ Status load_config_file(const std::string& path, Config& c) {
 
 Status split_listen(const std::string& listen, std::string& host, uint16_t& port) {
   const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) return Status::invalid("--listen '" + listen + "' must be host:port");
+  if (colon == std::string::npos || colon == 0)
+    return Status::invalid("--listen '" + listen + "' must be host:port");
   host = listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   const std::string p = listen.substr(colon + 1);
   unsigned v = 0;
   auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
-  if (ec != std::errc() || end != p.data() + p.size() || v > 65535) return Status::invalid("--listen '" + listen + "': bad port");
+  if (ec != std::errc() || end != p.data() + p.size() || v > 65535)
+    return Status::invalid("--listen '" + listen + "': bad port");
   port = static_cast<uint16_t>(v);
   return Status::ok();
 }

@@ -34,7 +34,8 @@ ContentCommands::ContentCommands(CLI::App& cli) {
                   "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
     c->add_option("--token", target_.token,
                   "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
-    c->add_option("--ca-file", target_.ca_file, "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
+    c->add_option("--ca-file", target_.ca_file,
+                  "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
     c->add_flag("--json", json_, "Compact JSON instead of indented");
   };
   auto* bundle =
@@ -159,7 +160,8 @@ int ContentCommands::call(const std::string& method, const std::string& target,
   const bool ok = res->status == ok_status || (ok_status == 201 && res->status == 200);
   if (!ok) {
     rapidjson::Document d;
-    if (parse_bounded_json(d, res->body) && d.IsObject() && d.HasMember("detail") && d["detail"].IsString()) {
+    if (parse_bounded_json(d, res->body) && d.IsObject() && d.HasMember("detail") &&
+        d["detail"].IsString()) {
       std::fprintf(stderr, "vigil: HTTP %d: %s\n", res->status, d["detail"].GetString());
     } else {
       std::fprintf(stderr, "vigil: HTTP %d\n", res->status);

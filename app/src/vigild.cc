@@ -1,13 +1,14 @@
 // vigild: the vigil daemon. Wiring only: builds the components from config and connects them.
 
-#include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -24,12 +25,11 @@
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/publisher.h"
 #include "vigil/ingest/rollout.h"
-#include "vigil/store/retention.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/bundle.h"
 #include "vigil/match/ruleset.h"
+#include "vigil/store/retention.h"
 #include "vigil/store/store.h"
-#include <filesystem>
 
 using namespace vigil;
 
@@ -44,7 +44,8 @@ Expected<api::TokenSet> api_tokens(const app::Config& config, std::string& gener
   api::TokenSet tokens;
   if (!config.api_tokens_file.empty()) {
     std::ifstream in(config.api_tokens_file);
-    if (!in) return Status::invalid("cannot read the API token file '" + config.api_tokens_file + "'");
+    if (!in)
+      return Status::invalid("cannot read the API token file '" + config.api_tokens_file + "'");
     std::stringstream ss;
     ss << in.rdbuf();
     auto parsed = api::TokenSet::parse_file_text(ss.str(), config.api_tokens_file);
@@ -57,7 +58,8 @@ Expected<api::TokenSet> api_tokens(const app::Config& config, std::string& gener
     if (tokens.empty()) {
       tokens = std::move(*parsed);
     } else if (!parsed->empty()) {
-      return Status::invalid("API tokens come from both --api-tokens-file and VIGIL_API_TOKENS; use one");
+      return Status::invalid(
+          "API tokens come from both --api-tokens-file and VIGIL_API_TOKENS; use one");
     }
   }
   if (!tokens.empty()) return tokens;
@@ -84,20 +86,25 @@ Expected<match::Bundle> configured_bundle(const app::Config& config) {
   auto mapping = read(config.mapping);
   if (!mapping) return mapping.status();
   files.push_back({"mapping.yml", std::move(*mapping)});
-  files.push_back({"manifest.yml", "format_version: 1\nname: configured\ndescription: the rules and mapping vigild was "
-                                   "started with\nmapping: mapping.yml\nrules: [rules]\n"});
+  files.push_back(
+      {"manifest.yml",
+       "format_version: 1\nname: configured\ndescription: the rules and mapping vigild was "
+       "started with\nmapping: mapping.yml\nrules: [rules]\n"});
   for (size_t i = 0; i < config.rules.size(); ++i) {
     const fs::path root(config.rules[i]);
-    const std::string prefix = config.rules.size() == 1 ? "rules/" : "rules/" + std::to_string(i) + "/";
+    const std::string prefix =
+        config.rules.size() == 1 ? "rules/" : "rules/" + std::to_string(i) + "/";
     std::error_code ec;
     if (fs::is_directory(root, ec)) {
-      for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+      for (auto it = fs::recursive_directory_iterator(
+               root, fs::directory_options::skip_permission_denied, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         const auto ext = it->path().extension();
         if (!it->is_regular_file(ec) || (ext != ".yml" && ext != ".yaml")) continue;
         auto content = read(it->path());
         if (!content) return content.status();
-        files.push_back({prefix + fs::relative(it->path(), root, ec).generic_string(), std::move(*content)});
+        files.push_back(
+            {prefix + fs::relative(it->path(), root, ec).generic_string(), std::move(*content)});
       }
       if (ec) return Status::io_error("cannot read '" + root.string() + "': " + ec.message());
     } else {
@@ -117,7 +124,8 @@ class RolloutContent final : public api::ContentService {
   Expected<std::string> list_bundles() const override { return r_.list_json(); }
   Expected<std::string> bundle(uint64_t v) const override { return r_.bundle_json(v); }
   Expected<std::string> bundle_archive(uint64_t v) const override { return r_.bundle_archive(v); }
-  Expected<api::SubmittedBundle> submit(std::string_view archive, const std::string& actor) override {
+  Expected<api::SubmittedBundle> submit(std::string_view archive,
+                                        const std::string& actor) override {
     auto b = match::Bundle::from_archive(archive);
     if (!b) return b.status();
     auto r = r_.submit(*b, actor);
@@ -131,7 +139,8 @@ class RolloutContent final : public api::ContentService {
   Expected<std::string> audit(size_t limit) const override { return r_.audit_json(limit); }
   Status rollout_action(std::string_view action, uint64_t version, const std::string& actor,
                         const std::string& reason) override {
-    if (action == "start") return r_.start_rollout(version, actor, reason.empty() ? "started by an operator" : reason);
+    if (action == "start")
+      return r_.start_rollout(version, actor, reason.empty() ? "started by an operator" : reason);
     if (action == "promote") return r_.promote(actor, reason);
     if (action == "pause") return r_.pause(actor, reason);
     if (action == "resume") return r_.resume(actor, reason);
@@ -152,44 +161,68 @@ class RolloutContent final : public api::ContentService {
 
 int main(int argc, char** argv) {
   vigil::adopt_allocator_settings(argv);
-  CLI::App cli{"vigild: security event pipeline server (Kafka -> Sigma/Hyperscan -> RocksDB -> REST)"};
+  CLI::App cli{
+      "vigild: security event pipeline server (Kafka -> Sigma/Hyperscan -> RocksDB -> REST)"};
   app::Config config;
   std::string config_file;
   app::Config flags;
   std::vector<std::pair<std::string, std::string>> unused;
-  cli.add_option("--config", config_file, "YAML config file (flags override it)")->check(CLI::ExistingFile);
-  auto* o_brokers = cli.add_option("--kafka-brokers", flags.brokers, "Kafka bootstrap servers; none: embedded mock cluster + simulator");
+  cli.add_option("--config", config_file, "YAML config file (flags override it)")
+      ->check(CLI::ExistingFile);
+  auto* o_brokers =
+      cli.add_option("--kafka-brokers", flags.brokers,
+                     "Kafka bootstrap servers; none: embedded mock cluster + simulator");
   auto* o_topic = cli.add_option("--topic", flags.topic, "Kafka topic of sensor events");
   auto* o_group = cli.add_option("--group", flags.group, "Kafka consumer group");
-  auto* o_instance = cli.add_option("--group-instance-id", flags.group_instance_id, "Static group membership id (e.g. the pod name)");
+  auto* o_instance = cli.add_option("--group-instance-id", flags.group_instance_id,
+                                    "Static group membership id (e.g. the pod name)");
   auto* o_data = cli.add_option("--data-dir", flags.data_dir, "RocksDB data directory");
-  auto* o_listen = cli.add_option("--listen", flags.listen, "API address host:port (port 0: any free port)");
-  auto* o_rules = cli.add_option("--rules", flags.rules, "Sigma rule files or directories (repeatable)");
-  auto* o_mapping = cli.add_option("--mapping", flags.mapping, "Field mapping YAML (rules/mappings/*.yml)");
+  auto* o_listen =
+      cli.add_option("--listen", flags.listen, "API address host:port (port 0: any free port)");
+  auto* o_rules =
+      cli.add_option("--rules", flags.rules, "Sigma rule files or directories (repeatable)");
+  auto* o_mapping =
+      cli.add_option("--mapping", flags.mapping, "Field mapping YAML (rules/mappings/*.yml)");
   auto* o_log = cli.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
-  auto* o_rate = cli.add_option("--simulator-rate", flags.simulator_rate, "Embedded mode: simulated events per second (0: off)");
-  auto* o_parts = cli.add_option("--partitions", flags.embedded_partitions, "Embedded mode: partitions of the events topic");
-  auto* o_batch = cli.add_option("--batch-size", flags.batch_max_messages, "Max messages per batch");
-  auto* o_workers = cli.add_option("--workers", flags.workers, "Shard worker threads (0: one per core)");
-  auto* o_alerts_topic = cli.add_option("--alerts-topic", flags.alerts_topic, "Kafka topic every alert is produced to (\"\": off)");
-  auto* o_dlq = cli.add_option("--dead-letter-topic", flags.dead_letter_topic, "Kafka topic for invalid events (\"\": off)");
-  auto* o_batch_ms = cli.add_option("--batch-ms", flags.batch_max_ms,
-                                    "Longest the consumer waits on an empty queue (messages are handed on as fetched)");
-  auto* o_events = cli.add_option("--events", flags.events, "Events kept for hunts and dry runs: all, matched, none");
+  auto* o_rate = cli.add_option("--simulator-rate", flags.simulator_rate,
+                                "Embedded mode: simulated events per second (0: off)");
+  auto* o_parts = cli.add_option("--partitions", flags.embedded_partitions,
+                                 "Embedded mode: partitions of the events topic");
+  auto* o_batch =
+      cli.add_option("--batch-size", flags.batch_max_messages, "Max messages per batch");
+  auto* o_workers =
+      cli.add_option("--workers", flags.workers, "Shard worker threads (0: one per core)");
+  auto* o_alerts_topic = cli.add_option("--alerts-topic", flags.alerts_topic,
+                                        "Kafka topic every alert is produced to (\"\": off)");
+  auto* o_dlq = cli.add_option("--dead-letter-topic", flags.dead_letter_topic,
+                               "Kafka topic for invalid events (\"\": off)");
+  auto* o_batch_ms = cli.add_option(
+      "--batch-ms", flags.batch_max_ms,
+      "Longest the consumer waits on an empty queue (messages are handed on as fetched)");
+  auto* o_events = cli.add_option("--events", flags.events,
+                                  "Events kept for hunts and dry runs: all, matched, none");
   std::string max_age_flag;
-  auto* o_max_age = cli.add_option("--events-max-age", max_age_flag, "Event retention by age, e.g. 7d (0: none)");
-  auto* o_max_bytes = cli.add_option("--events-max-bytes", flags.events_max_bytes, "Event retention by size in bytes (0: none)");
+  auto* o_max_age =
+      cli.add_option("--events-max-age", max_age_flag, "Event retention by age, e.g. 7d (0: none)");
+  auto* o_max_bytes = cli.add_option("--events-max-bytes", flags.events_max_bytes,
+                                     "Event retention by size in bytes (0: none)");
   std::string alerts_max_age_flag;
-  auto* o_alerts_max_age = cli.add_option("--alerts-max-age", alerts_max_age_flag, "Alert retention by age, e.g. 90d (0: none)");
+  auto* o_alerts_max_age = cli.add_option("--alerts-max-age", alerts_max_age_flag,
+                                          "Alert retention by age, e.g. 90d (0: none)");
   uint64_t alerts_max_bytes_flag = 0;
-  auto* o_alerts_max_bytes =
-      cli.add_option("--alerts-max-bytes", alerts_max_bytes_flag, "Alert retention by size in bytes (0: none)");
-  auto* o_checkpoints = cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
-  auto* o_tokens = cli.add_option("--api-tokens-file", flags.api_tokens_file,
-                                  "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
-  auto* o_tls_cert = cli.add_option("--tls-cert", flags.api_tls_cert_file, "API over HTTPS: PEM certificate chain file");
-  auto* o_tls_key = cli.add_option("--tls-key", flags.api_tls_key_file, "API over HTTPS: PEM private key file");
-  auto* o_policy = cli.add_option("--rollout-policy", flags.rollout_policy, "Rule bundle rollouts: staged, immediate or pinned");
+  auto* o_alerts_max_bytes = cli.add_option("--alerts-max-bytes", alerts_max_bytes_flag,
+                                            "Alert retention by size in bytes (0: none)");
+  auto* o_checkpoints =
+      cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
+  auto* o_tokens = cli.add_option(
+      "--api-tokens-file", flags.api_tokens_file,
+      "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
+  auto* o_tls_cert = cli.add_option("--tls-cert", flags.api_tls_cert_file,
+                                    "API over HTTPS: PEM certificate chain file");
+  auto* o_tls_key =
+      cli.add_option("--tls-key", flags.api_tls_key_file, "API over HTTPS: PEM private key file");
+  auto* o_policy = cli.add_option("--rollout-policy", flags.rollout_policy,
+                                  "Rule bundle rollouts: staged, immediate or pinned");
   CLI11_PARSE(cli, argc, argv);
 
   if (!config_file.empty()) {
@@ -224,28 +257,33 @@ int main(int argc, char** argv) {
   if (o_policy->count()) config.rollout_policy = flags.rollout_policy;
   const auto policy = ingest::parse_rollout_policy(config.rollout_policy);
   if (!policy) {
-    std::fprintf(stderr, "vigild: the rollout policy must be staged, immediate or pinned, not '%s'\n",
+    std::fprintf(stderr,
+                 "vigild: the rollout policy must be staged, immediate or pinned, not '%s'\n",
                  config.rollout_policy.c_str());
     return 2;
   }
   // A retention age flag: a duration such as 7d, or 0 for none.
-  auto age_flag = [](const CLI::Option* o, const std::string& text, const char* name, int64_t& out) {
+  auto age_flag = [](const CLI::Option* o, const std::string& text, const char* name,
+                     int64_t& out) {
     if (!o->count()) return true;
     auto d = text == "0" ? std::optional<int64_t>(0) : parse_duration_ms(text);
     if (!d || *d < 0) {
-      std::fprintf(stderr, "vigild: %s must be a duration such as 7d, not '%s'\n", name, text.c_str());
+      std::fprintf(stderr, "vigild: %s must be a duration such as 7d, not '%s'\n", name,
+                   text.c_str());
       return false;
     }
     out = *d;
     return true;
   };
   if (!age_flag(o_max_age, max_age_flag, "--events-max-age", config.events_max_age_ms) ||
-      !age_flag(o_alerts_max_age, alerts_max_age_flag, "--alerts-max-age", config.alerts_max_age_ms)) {
+      !age_flag(o_alerts_max_age, alerts_max_age_flag, "--alerts-max-age",
+                config.alerts_max_age_ms)) {
     return 2;
   }
   const auto retain_events = ingest::parse_event_retention(config.events);
   if (!retain_events) {
-    std::fprintf(stderr, "vigild: events must be all, matched or none, not '%s'\n", config.events.c_str());
+    std::fprintf(stderr, "vigild: events must be all, matched or none, not '%s'\n",
+                 config.events.c_str());
     return 2;
   }
   if (config.checkpoint_dir.empty()) config.checkpoint_dir = config.data_dir + "-checkpoints";
@@ -370,7 +408,9 @@ int main(int argc, char** argv) {
   ctx.store = store->get();
   ctx.metrics = &metrics;
   ctx.clock = &clock;
-  ctx.ready = [p = pipeline->get(), st = store->get()] { return p->healthy() && p->assigned() && st->writable(); };
+  ctx.ready = [p = pipeline->get(), st = store->get()] {
+    return p->healthy() && p->assigned() && st->writable();
+  };
   ctx.checkpoint_dir = config.checkpoint_dir;
   ctx.tokens = std::make_shared<const api::TokenSet>(std::move(*tokens));
   ctx.content = std::make_shared<RolloutContent>(**rollout);
@@ -388,19 +428,24 @@ int main(int argc, char** argv) {
   ho.max_body_bytes = config.api_max_body_mb << 20;
   ho.tls_cert_file = config.api_tls_cert_file;
   ho.tls_key_file = config.api_tls_key_file;
-  ho.tls_handshake_failures = &metrics.counter("vigil_http_tls_handshake_failures_total",
-                                               "API connections dropped because their TLS handshake failed");
+  ho.tls_handshake_failures =
+      &metrics.counter("vigil_http_tls_handshake_failures_total",
+                       "API connections dropped because their TLS handshake failed");
   ho.max_body_bytes_in_flight = config.api_max_body_mb_in_flight << 20;
   ho.max_connections = config.api_max_connections;
   ho.max_connections_per_client = config.api_max_connections_per_client;
-  ho.repaired_bodies = &metrics.counter("vigil_http_responses_utf8_repaired_total",
-                                        "JSON responses that held invalid UTF-8, sent with U+FFFD instead");
-  ho.connections_refused = &metrics.counter("vigil_http_connections_refused_total",
-                                            "API connections closed at accept: at the limit with no idle one to evict");
-  ho.connections_evicted = &metrics.counter("vigil_http_connections_evicted_total",
-                                            "Idle API connections closed to make room for a new one");
-  ho.bodies_refused = &metrics.counter("vigil_http_bodies_refused_total",
-                                       "Requests answered 503 before their body was read: the body budget was in use");
+  ho.repaired_bodies =
+      &metrics.counter("vigil_http_responses_utf8_repaired_total",
+                       "JSON responses that held invalid UTF-8, sent with U+FFFD instead");
+  ho.connections_refused =
+      &metrics.counter("vigil_http_connections_refused_total",
+                       "API connections closed at accept: at the limit with no idle one to evict");
+  ho.connections_evicted =
+      &metrics.counter("vigil_http_connections_evicted_total",
+                       "Idle API connections closed to make room for a new one");
+  ho.bodies_refused = &metrics.counter(
+      "vigil_http_bodies_refused_total",
+      "Requests answered 503 before their body was read: the body budget was in use");
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 
@@ -414,36 +459,46 @@ int main(int argc, char** argv) {
     simulator = std::thread([&] {
       set_thread_name("vigil:simulator");
       ingest::ProduceOptions p{brokers, config.topic, config.simulator_rate, 0};
-      if (auto s = ingest::run_simulator(p, sim, stop_simulator, metrics); !s) spdlog::error("simulator stopped: {}", s.to_string());
+      if (auto s = ingest::run_simulator(p, sim, stop_simulator, metrics); !s)
+        spdlog::error("simulator stopped: {}", s.to_string());
     });
   }
 
-  const std::string host_for_url = listen_host.find(':') != std::string::npos ? "[" + listen_host + "]" : listen_host;
-  const std::string api_url = (config.api_tls_cert_file.empty() ? "http://" : "https://") + host_for_url + ":" + std::to_string((*server)->port());
+  const std::string host_for_url =
+      listen_host.find(':') != std::string::npos ? "[" + listen_host + "]" : listen_host;
+  const std::string api_url = (config.api_tls_cert_file.empty() ? "http://" : "https://") +
+                              host_for_url + ":" + std::to_string((*server)->port());
   std::printf("vigild %s ready\n", "0.1.0");
   std::printf("  api: %s\n", api_url.c_str());
   if (embedded) {
-    std::printf("  kafka: embedded mock cluster at %s (topic %s, %d partitions), simulator at %g events/s\n",
-                brokers.c_str(), config.topic.c_str(), config.embedded_partitions, config.simulator_rate);
+    std::printf(
+        "  kafka: embedded mock cluster at %s (topic %s, %d partitions), simulator at %g "
+        "events/s\n",
+        brokers.c_str(), config.topic.c_str(), config.embedded_partitions, config.simulator_rate);
   } else {
-    std::printf("  kafka: %s (topic %s, group %s)\n", brokers.c_str(), config.topic.c_str(), config.group.c_str());
+    std::printf("  kafka: %s (topic %s, group %s)\n", brokers.c_str(), config.topic.c_str(),
+                config.group.c_str());
   }
   std::printf("  workers: %d; alerts topic: %s; dead letters: %s\n", (*pipeline)->workers(),
               config.alerts_topic.empty() ? "(off)" : config.alerts_topic.c_str(),
               config.dead_letter_topic.empty() ? "(off)" : config.dead_letter_topic.c_str());
   std::printf("  rules: bundle %llu, %zu compiled (mapping %s); rollout policy %s\n",
-              static_cast<unsigned long long>(active->version), active->rules->rules().size() + active->rules->correlations().size(),
+              static_cast<unsigned long long>(active->version),
+              active->rules->rules().size() + active->rules->correlations().size(),
               mapping->name().c_str(), config.rollout_policy.c_str());
-  if (!(*rollout)->boot_notice().empty()) std::printf("  NOTICE: %s\n", (*rollout)->boot_notice().c_str());
+  if (!(*rollout)->boot_notice().empty())
+    std::printf("  NOTICE: %s\n", (*rollout)->boot_notice().c_str());
   std::printf("  data: %s\n", config.data_dir.c_str());
   if (!generated_token.empty()) {
     std::printf("  auth: admin token kept in %s/api-token\n", config.data_dir.c_str());
-    std::printf("  try: curl -s -H 'Authorization: Bearer %s' '%s/api/v1/alerts?limit=5'\n", generated_token.c_str(),
-                api_url.c_str());
+    std::printf("  try: curl -s -H 'Authorization: Bearer %s' '%s/api/v1/alerts?limit=5'\n",
+                generated_token.c_str(), api_url.c_str());
   } else {
-    std::printf("  auth: %zu token(s) from %s\n", ctx.tokens->size(),
-                config.api_tokens_file.empty() ? "VIGIL_API_TOKENS" : config.api_tokens_file.c_str());
-    std::printf("  try: curl -s -H \"Authorization: Bearer $TOKEN\" '%s/api/v1/alerts?limit=5'\n", api_url.c_str());
+    std::printf(
+        "  auth: %zu token(s) from %s\n", ctx.tokens->size(),
+        config.api_tokens_file.empty() ? "VIGIL_API_TOKENS" : config.api_tokens_file.c_str());
+    std::printf("  try: curl -s -H \"Authorization: Bearer $TOKEN\" '%s/api/v1/alerts?limit=5'\n",
+                api_url.c_str());
   }
   std::printf("  stop: Ctrl-C\n");
   std::fflush(stdout);

@@ -13,13 +13,20 @@ namespace od = simdjson::ondemand;
 
 std::string_view parse_error_name(ParseError e) {
   switch (e) {
-    case ParseError::kNone: return "none";
-    case ParseError::kTooLarge: return "too_large";
-    case ParseError::kInvalidUtf8: return "invalid_utf8";
-    case ParseError::kMalformedJson: return "malformed_json";
-    case ParseError::kNotAnObject: return "not_an_object";
-    case ParseError::kTooDeep: return "too_deep";
-    case ParseError::kDuplicateKey: return "duplicate_key";
+    case ParseError::kNone:
+      return "none";
+    case ParseError::kTooLarge:
+      return "too_large";
+    case ParseError::kInvalidUtf8:
+      return "invalid_utf8";
+    case ParseError::kMalformedJson:
+      return "malformed_json";
+    case ParseError::kNotAnObject:
+      return "not_an_object";
+    case ParseError::kTooDeep:
+      return "too_deep";
+    case ParseError::kDuplicateKey:
+      return "duplicate_key";
   }
   return "unknown";
 }
@@ -44,7 +51,8 @@ std::vector<std::string> split_path(std::string_view path) {
 }
 
 std::string_view trim_right(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
     s.remove_suffix(1);
   }
   return s;
@@ -65,10 +73,12 @@ bool nests_deeper_than(std::string_view raw, size_t max_depth) {
     const size_t blocks = std::min<size_t>((raw.size() - i) / 16, 255);
     for (size_t b = 0; b < blocks; ++b, i += 16) {
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(raw.data() + i));
-      counts = _mm_sub_epi8(counts, _mm_or_si128(_mm_cmpeq_epi8(v, curly), _mm_cmpeq_epi8(v, square)));
+      counts =
+          _mm_sub_epi8(counts, _mm_or_si128(_mm_cmpeq_epi8(v, curly), _mm_cmpeq_epi8(v, square)));
     }
     const __m128i sums = _mm_sad_epu8(counts, _mm_setzero_si128());
-    brackets += static_cast<size_t>(_mm_cvtsi128_si32(sums)) + static_cast<size_t>(_mm_extract_epi16(sums, 4));
+    brackets += static_cast<size_t>(_mm_cvtsi128_si32(sums)) +
+                static_cast<size_t>(_mm_extract_epi16(sums, 4));
   }
 #endif
   for (; i < raw.size(); ++i) brackets += raw[i] == '{' || raw[i] == '[';
@@ -78,8 +88,10 @@ bool nests_deeper_than(std::string_view raw, size_t max_depth) {
   for (size_t k = 0; k < raw.size(); ++k) {
     const char c = raw[k];
     if (in_string) {
-      if (c == '\\') ++k;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++k;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '{' || c == '[') {
@@ -93,7 +105,8 @@ bool nests_deeper_than(std::string_view raw, size_t max_depth) {
 
 bool looks_like_json_value(std::string_view raw) {
   size_t i = 0;
-  while (i < raw.size() && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r')) ++i;
+  while (i < raw.size() && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r'))
+    ++i;
   if (i == raw.size()) return false;
   const char c = raw[i];
   if (c == '[' || c == '"' || c == '-' || (c >= '0' && c <= '9')) return true;
@@ -280,7 +293,8 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   }
   od::object root;
   const auto err = doc.get_object().get(root);
-  if (err == simdjson::INCORRECT_TYPE) return looks_like_json_value(raw) ? ParseError::kNotAnObject : ParseError::kMalformedJson;
+  if (err == simdjson::INCORRECT_TYPE)
+    return looks_like_json_value(raw) ? ParseError::kNotAnObject : ParseError::kMalformedJson;
   if (err != simdjson::SUCCESS) return ParseError::kMalformedJson;
   if (next_edge_.size() != fields.edges_.size() || first_edge_.size() != fields.nodes_.size()) {
     next_edge_.assign(fields.edges_.size(), FieldSet::kNoChild);
@@ -293,7 +307,8 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   ParseError pe = walk_object(root, fields, 0, out, 1, false);
   // One document per event: anything after the root object ("{...}{...}") is malformed.
   // (current_location() is out of bounds once the whole document has been read.)
-  if (pe == ParseError::kNone && doc.current_location().error() == simdjson::SUCCESS) pe = ParseError::kMalformedJson;
+  if (pe == ParseError::kNone && doc.current_location().error() == simdjson::SUCCESS)
+    pe = ParseError::kMalformedJson;
   if (pe != ParseError::kNone) out.reset(fields.size());
   return pe;
 }
@@ -316,8 +331,8 @@ int32_t EventParser::find_child(const FieldSet& fields, uint32_t node, uint32_t&
   return static_cast<int32_t>(fields.edges_[guess].child);
 }
 
-ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint32_t node, Event& out,
-                                    size_t depth, bool via_wildcard) {
+ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint32_t node,
+                                    Event& out, size_t depth, bool via_wildcard) {
   if (depth > max_depth_) return ParseError::kTooDeep;
   uint32_t previous = FieldSet::kNoChild;  // edge of the last key found in this object
   for (auto field_result : obj) {
@@ -395,7 +410,8 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
         if (value.get_double().get(d) != simdjson::SUCCESS) {
           int64_t i;
           uint64_t u;
-          if (value.get_int64().get(i) != simdjson::SUCCESS && value.get_uint64().get(u) != simdjson::SUCCESS) {
+          if (value.get_int64().get(i) != simdjson::SUCCESS &&
+              value.get_uint64().get(u) != simdjson::SUCCESS) {
             return ParseError::kMalformedJson;
           }
         }
@@ -412,14 +428,16 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
       }
       case od::json_type::null: {
         bool is_null = false;
-        if (value.is_null().get(is_null) != simdjson::SUCCESS || !is_null) return ParseError::kMalformedJson;
+        if (value.is_null().get(is_null) != simdjson::SUCCESS || !is_null)
+          return ParseError::kMalformedJson;
         fv.type = ValueType::kNull;
         break;
       }
       case od::json_type::object:
       case od::json_type::array: {
         std::string_view rawj;
-        if (simdjson::to_json_string(value).get(rawj) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+        if (simdjson::to_json_string(value).get(rawj) != simdjson::SUCCESS)
+          return ParseError::kMalformedJson;
         fv.text = trim_right(rawj);
         fv.type = type == od::json_type::object ? ValueType::kObject : ValueType::kArray;
         break;

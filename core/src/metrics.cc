@@ -12,10 +12,14 @@ std::string escape_label_value(const std::string& v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -57,7 +61,8 @@ Histogram::Histogram(std::vector<double> bounds)
 }
 
 void Histogram::observe(double v) {
-  const size_t i = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  const size_t i =
+      static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
   double cur = sum_.load(std::memory_order_relaxed);
@@ -67,11 +72,13 @@ void Histogram::observe(double v) {
 
 uint64_t Histogram::cumulative(size_t i) const {
   uint64_t n = 0;
-  for (size_t b = 0; b <= i && b <= bounds_.size(); ++b) n += buckets_[b].load(std::memory_order_relaxed);
+  for (size_t b = 0; b <= i && b <= bounds_.size(); ++b)
+    n += buckets_[b].load(std::memory_order_relaxed);
   return n;
 }
 
-Counter& MetricsRegistry::counter(const std::string& name, const std::string& help, const Labels& labels) {
+Counter& MetricsRegistry::counter(const std::string& name, const std::string& help,
+                                  const Labels& labels) {
   std::lock_guard lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
@@ -81,7 +88,8 @@ Counter& MetricsRegistry::counter(const std::string& name, const std::string& he
   return *slot;
 }
 
-Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
+Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help,
+                              const Labels& labels) {
   std::lock_guard lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
@@ -91,8 +99,8 @@ Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help, 
   return *slot;
 }
 
-Histogram& MetricsRegistry::histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
-                                      const Labels& labels) {
+Histogram& MetricsRegistry::histogram(const std::string& name, const std::string& help,
+                                      std::vector<double> bounds, const Labels& labels) {
   std::lock_guard lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
@@ -143,7 +151,9 @@ std::string MetricsRegistry::render_prometheus() const {
   for (const auto& [name, f] : families_) {
     out += "# HELP " + name + " " + f.help + "\n";
     out += "# TYPE " + name +
-           (f.type == Family::Type::kCounter ? " counter\n" : f.type == Family::Type::kGauge ? " gauge\n" : " histogram\n");
+           (f.type == Family::Type::kCounter ? " counter\n"
+            : f.type == Family::Type::kGauge ? " gauge\n"
+                                             : " histogram\n");
     for (const auto& [labels, c] : f.counters) {
       std::snprintf(num, sizeof num, " %llu\n", static_cast<unsigned long long>(c->value()));
       out += name + labels + num;
@@ -154,7 +164,8 @@ std::string MetricsRegistry::render_prometheus() const {
     for (const auto& [labels, h] : f.histograms) {
       for (size_t i = 0; i <= h->bounds().size(); ++i) {
         const std::string le = i < h->bounds().size() ? format_number(h->bounds()[i]) : "+Inf";
-        out += name + "_bucket" + with_le(labels, le) + " " + std::to_string(h->cumulative(i)) + "\n";
+        out +=
+            name + "_bucket" + with_le(labels, le) + " " + std::to_string(h->cumulative(i)) + "\n";
       }
       out += name + "_sum" + labels + " " + format_number(h->sum()) + "\n";
       out += name + "_count" + labels + " " + std::to_string(h->count()) + "\n";

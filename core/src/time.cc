@@ -91,8 +91,10 @@ std::optional<TimeMs> parse_rfc3339(std::string_view s) {
     }
   }
   if (pos != s.size()) return std::nullopt;
-  const int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  const int64_t secs = days * 86400 + hour * 3600 + minute * 60 + std::min(second, 59) - offset_min * 60;
+  const int64_t days =
+      days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+  const int64_t secs =
+      days * 86400 + hour * 3600 + minute * 60 + std::min(second, 59) - offset_min * 60;
   return secs * 1000 + millis;
 }
 
@@ -102,12 +104,18 @@ std::optional<int64_t> parse_duration_ms(std::string_view s) {
   if (ec != std::errc() || end == s.data() || n < 0) return std::nullopt;
   std::string_view unit(end, static_cast<size_t>(s.data() + s.size() - end));
   int64_t mult;
-  if (unit == "ms") mult = 1;
-  else if (unit == "s") mult = 1000;
-  else if (unit == "m") mult = 60'000;
-  else if (unit == "h") mult = 3'600'000;
-  else if (unit == "d") mult = 86'400'000;
-  else return std::nullopt;
+  if (unit == "ms")
+    mult = 1;
+  else if (unit == "s")
+    mult = 1000;
+  else if (unit == "m")
+    mult = 60'000;
+  else if (unit == "h")
+    mult = 3'600'000;
+  else if (unit == "d")
+    mult = 86'400'000;
+  else
+    return std::nullopt;
   if (n > INT64_MAX / mult) return std::nullopt;
   return n * mult;
 }
@@ -129,8 +137,9 @@ std::string format_rfc3339(TimeMs t) {
   const unsigned m = mp < 10 ? mp + 3 : mp - 9;
   y += m <= 2;
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y), m, d,
-                static_cast<int>(rem / 3600), static_cast<int>(rem % 3600 / 60), static_cast<int>(rem % 60), ms);
+  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y),
+                m, d, static_cast<int>(rem / 3600), static_cast<int>(rem % 3600 / 60),
+                static_cast<int>(rem % 60), ms);
   return buf;
 }
 

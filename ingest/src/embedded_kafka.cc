@@ -8,7 +8,8 @@
 
 namespace vigil::ingest {
 
-Expected<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::start(int brokers, const std::string& topic, int partitions) {
+Expected<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::start(int brokers, const std::string& topic,
+                                                              int partitions) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   // The host handle never connects anywhere; it only owns the cluster's threads.
@@ -18,7 +19,8 @@ Expected<std::unique_ptr<EmbeddedKafka>> EmbeddedKafka::start(int brokers, const
   }
   std::unique_ptr<EmbeddedKafka> k(new EmbeddedKafka());
   k->host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (!k->host_) return Status::internal(std::string("cannot create the mock cluster host: ") + err);
+  if (!k->host_)
+    return Status::internal(std::string("cannot create the mock cluster host: ") + err);
   k->cluster_ = rd_kafka_mock_cluster_new(k->host_, brokers);
   if (!k->cluster_) return Status::internal("cannot create the Kafka mock cluster");
   k->bootstrap_ = rd_kafka_mock_cluster_bootstraps(k->cluster_);
@@ -38,7 +40,8 @@ Status EmbeddedKafka::create_topic(const std::string& topic, int partitions) {
 }
 
 Status EmbeddedKafka::set_broker_down(int broker_id, bool down) {
-  const auto e = down ? rd_kafka_mock_broker_set_down(cluster_, broker_id) : rd_kafka_mock_broker_set_up(cluster_, broker_id);
+  const auto e = down ? rd_kafka_mock_broker_set_down(cluster_, broker_id)
+                      : rd_kafka_mock_broker_set_up(cluster_, broker_id);
   if (e) return Status::internal(std::string("broker state change failed: ") + rd_kafka_err2str(e));
   return Status::ok();
 }
@@ -50,7 +53,8 @@ Status EmbeddedKafka::set_partition_leader(const std::string& topic, int partiti
 }
 
 void EmbeddedKafka::fail_next_requests(int16_t api_key, int count, int error) {
-  const std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count), static_cast<rd_kafka_resp_err_t>(error));
+  const std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count),
+                                                static_cast<rd_kafka_resp_err_t>(error));
   rd_kafka_mock_push_request_errors_array(cluster_, api_key, errors.size(), errors.data());
 }
 
@@ -66,13 +70,15 @@ Status EmbeddedKafka::control(const std::string& command) {
   if (verb == "leader") {
     std::string topic;
     int partition = 0, broker = 0;
-    if (!(in >> topic >> partition >> broker)) return Status::invalid("usage: leader TOPIC PARTITION BROKER");
+    if (!(in >> topic >> partition >> broker))
+      return Status::invalid("usage: leader TOPIC PARTITION BROKER");
     return set_partition_leader(topic, partition, broker);
   }
   if (verb == "topic") {
     std::string topic;
     int partitions = 0;
-    if (!(in >> topic >> partitions) || partitions < 1) return Status::invalid("usage: topic NAME PARTITIONS");
+    if (!(in >> topic >> partitions) || partitions < 1)
+      return Status::invalid("usage: topic NAME PARTITIONS");
     return create_topic(topic, partitions);
   }
   return Status::invalid("unknown command '" + verb + "' (down, up, leader, topic)");

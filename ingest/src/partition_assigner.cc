@@ -4,7 +4,8 @@
 
 namespace vigil::ingest {
 
-PartitionAssigner::PartitionAssigner(int workers) : load_(static_cast<size_t>(std::max(workers, 1)), 0) {}
+PartitionAssigner::PartitionAssigner(int workers)
+    : load_(static_cast<size_t>(std::max(workers, 1)), 0) {}
 
 int PartitionAssigner::assign(const std::string& topic, int32_t partition) {
   auto [it, inserted] = owner_.try_emplace({topic, partition}, 0);

@@ -19,10 +19,10 @@
 namespace vigil::ingest {
 namespace {
 
-void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts, void* opaque) {
+void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                  void* opaque) {
   Pipeline::on_rebalance(rk, static_cast<int>(err), parts, opaque);
 }
-
 
 using PartitionKey = std::pair<std::string, int32_t>;
 
@@ -45,9 +45,9 @@ struct Pipeline::Shard {
   int index = 0;
   std::unique_ptr<ShardWorker> worker;
   std::thread thread;
-  std::mutex mu;                     // guards everything below but `paused` and `healthy`
-  std::condition_variable work_cv;   // the worker waits for messages
-  std::condition_variable idle_cv;   // the consumer waits for the worker to drain
+  std::mutex mu;                    // guards everything below but `paused` and `healthy`
+  std::condition_variable work_cv;  // the worker waits for messages
+  std::condition_variable idle_cv;  // the consumer waits for the worker to drain
   std::deque<rd_kafka_message_t*> inbox;
   size_t inbox_bytes = 0;
   bool busy = false;  // a batch is being processed
@@ -58,8 +58,9 @@ struct Pipeline::Shard {
   std::chrono::steady_clock::time_point over_since;  // consumer thread only: inbox full since
   std::atomic<bool> healthy{true};
   Gauge* inbox_gauge = nullptr;
-  std::shared_ptr<const match::CompiledBundle> pending_bundle;  // to switch to before the next batch
-  std::shared_ptr<const match::CompiledBundle> active_bundle;   // what the worker runs
+  std::shared_ptr<const match::CompiledBundle>
+      pending_bundle;                                          // to switch to before the next batch
+  std::shared_ptr<const match::CompiledBundle> active_bundle;  // what the worker runs
   Gauge* bundle_gauge = nullptr;
   // Worker thread only: the bundle version each partition was last processed with.
   std::vector<std::pair<PartitionKey, uint64_t>> partition_versions;
@@ -86,24 +87,28 @@ struct Pipeline::PartitionState {
 };
 
 Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
-                                                     std::shared_ptr<const match::RuleSet> rules, store::Store& store,
-                                                     MetricsRegistry& metrics, const Clock& clock) {
+                                                     std::shared_ptr<const match::RuleSet> rules,
+                                                     store::Store& store, MetricsRegistry& metrics,
+                                                     const Clock& clock) {
   auto b = std::make_shared<match::CompiledBundle>();
-  b->stats = std::make_shared<match::RuleStats>(rules->rules().size(), rules->correlations().size());
+  b->stats =
+      std::make_shared<match::RuleStats>(rules->rules().size(), rules->correlations().size());
   b->rules = std::move(rules);
   return create(options, std::move(b), store, metrics, clock);
 }
 
-Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& options,
-                                                     std::shared_ptr<const match::CompiledBundle> bundle,
-                                                     store::Store& store, MetricsRegistry& metrics, const Clock& clock) {
+Expected<std::unique_ptr<Pipeline>> Pipeline::create(
+    const PipelineOptions& options, std::shared_ptr<const match::CompiledBundle> bundle,
+    store::Store& store, MetricsRegistry& metrics, const Clock& clock) {
   if (options.brokers.empty()) return Status::invalid("no Kafka bootstrap servers given");
   if (options.topic.empty()) return Status::invalid("no Kafka topic given");
   if (options.batch_max_messages == 0) return Status::invalid("batch size must be at least 1");
-  if (options.workers < 0 || options.workers > 256) return Status::invalid("workers must be between 0 (one per core) and 256");
+  if (options.workers < 0 || options.workers > 256)
+    return Status::invalid("workers must be between 0 (one per core) and 256");
   std::unique_ptr<Pipeline> p(new Pipeline());
   p->options_ = options;
-  if (p->options_.workers == 0) p->options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (p->options_.workers == 0)
+    p->options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (p->options_.inbox_max_messages == 0) {
     p->options_.inbox_max_messages = std::max<size_t>(4 * options.batch_max_messages, 16384);
   }
@@ -124,33 +129,46 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
     if (auto s = (*w)->set_bundle(bundle); !s) return s;
     auto shard = std::make_unique<Shard>();
     shard->active_bundle = bundle;
-    shard->bundle_gauge = &metrics.gauge("vigil_shard_bundle_version", "The rule bundle version a shard worker runs",
-                                         {{"shard", std::to_string(i)}});
+    shard->bundle_gauge =
+        &metrics.gauge("vigil_shard_bundle_version", "The rule bundle version a shard worker runs",
+                       {{"shard", std::to_string(i)}});
     shard->bundle_gauge->set(static_cast<double>(bundle->version));
     shard->index = i;
     shard->worker = std::move(*w);
-    shard->inbox_gauge = &metrics.gauge("vigil_shard_inbox_messages", "Messages waiting for a shard worker",
-                                        {{"shard", std::to_string(i)}});
+    shard->inbox_gauge =
+        &metrics.gauge("vigil_shard_inbox_messages", "Messages waiting for a shard worker",
+                       {{"shard", std::to_string(i)}});
     p->shards_.push_back(std::move(shard));
   }
   p->assigner_ = std::make_unique<PartitionAssigner>(p->options_.workers);
-  p->kafka_errors_ = &metrics.counter("vigil_kafka_errors_total", "Errors reported by the Kafka consumer");
-  p->commit_failures_ = &metrics.counter(
-      "vigil_kafka_hand_over_commit_failures_total",
-      "Offset commits before partitions were revoked or the group left that failed (their next owner may repeat work)");
-  p->unowned_ = &metrics.counter("vigil_messages_unowned_total",
-                                  "Messages of partitions no longer assigned, left to their new owner");
+  p->kafka_errors_ =
+      &metrics.counter("vigil_kafka_errors_total", "Errors reported by the Kafka consumer");
+  p->commit_failures_ =
+      &metrics.counter("vigil_kafka_hand_over_commit_failures_total",
+                       "Offset commits before partitions were revoked or the group left that "
+                       "failed (their next owner may repeat work)");
+  p->unowned_ =
+      &metrics.counter("vigil_messages_unowned_total",
+                       "Messages of partitions no longer assigned, left to their new owner");
   p->skipped_ = &metrics.counter("vigil_kafka_skipped_offsets_total",
-                                  "Offsets skipped by an offset reset: records deleted by the broker before they were consumed");
-  p->redelivered_ = &metrics.counter("vigil_kafka_redelivered_messages_total",
-                                      "Messages Kafka delivered again at an offset already taken (dropped)");
-  p->store_errors_ = &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
+                                 "Offsets skipped by an offset reset: records deleted by the "
+                                 "broker before they were consumed");
+  p->redelivered_ =
+      &metrics.counter("vigil_kafka_redelivered_messages_total",
+                       "Messages Kafka delivered again at an offset already taken (dropped)");
+  p->store_errors_ =
+      &metrics.counter("vigil_store_errors_total", "Failed store writes (the batch is retried)");
   p->batches_ = &metrics.counter("vigil_batches_total", "Batches processed and persisted");
-  p->switch_seconds_ = &metrics.histogram("vigil_bundle_switch_seconds",
-                                          "Time a shard worker spends switching rule bundles between two batches",
-                                          {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1});
-  p->holds_ = &metrics.counter("vigil_backpressure_holds_total", "Times the consumer stopped taking messages because a worker's inbox was full");
-  p->pauses_ = &metrics.counter("vigil_backpressure_pauses_total", "Times a worker's partitions were paused because its inbox was full");
+  p->switch_seconds_ =
+      &metrics.histogram("vigil_bundle_switch_seconds",
+                         "Time a shard worker spends switching rule bundles between two batches",
+                         {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1});
+  p->holds_ = &metrics.counter(
+      "vigil_backpressure_holds_total",
+      "Times the consumer stopped taking messages because a worker's inbox was full");
+  p->pauses_ =
+      &metrics.counter("vigil_backpressure_pauses_total",
+                       "Times a worker's partitions were paused because its inbox was full");
   metrics.gauge("vigil_shard_workers", "Shard worker threads").set(p->options_.workers);
 
   char err[512];
@@ -176,7 +194,8 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(const PipelineOptions& opti
       {"queued.min.messages", "1000000"},
       {"log_level", "4"},
   };
-  if (!options.group_instance_id.empty()) settings.emplace_back("group.instance.id", options.group_instance_id);
+  if (!options.group_instance_id.empty())
+    settings.emplace_back("group.instance.id", options.group_instance_id);
   for (const auto& kv : options.kafka_properties) settings.push_back(kv);
   for (const auto& [k, v] : settings) {
     if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
@@ -257,8 +276,8 @@ void Pipeline::set_error(Status s) {
 
 void Pipeline::run_consumer() {
   using SteadyClock = std::chrono::steady_clock;
-  spdlog::info("consumer started brokers={} topic={} group={} workers={}", options_.brokers, options_.topic,
-               options_.group, shards_.size());
+  spdlog::info("consumer started brokers={} topic={} group={} workers={}", options_.brokers,
+               options_.topic, options_.group, shards_.size());
   rd_kafka_queue_t* queue = rd_kafka_queue_get_consumer(rk_);
   std::vector<rd_kafka_message_t*> msgs(1024);
   auto last_lag = SteadyClock::now();
@@ -272,15 +291,19 @@ void Pipeline::run_consumer() {
     }
     // Serves rebalances (on_rebalance runs in this thread) as well as messages. While a
     // shard is paused, come back soon to resume it once drained.
-    const bool any_paused = std::any_of(shards_.begin(), shards_.end(), [](const auto& s) { return s->paused; });
+    const bool any_paused =
+        std::any_of(shards_.begin(), shards_.end(), [](const auto& s) { return s->paused; });
     // What is queued now, without waiting: rd_kafka_consume_batch_queue waits until it has
     // filled the whole array or its timeout passed, so a blocking call held every message up
     // to batch_max_ms whenever fewer than msgs.size() arrived in that time. Batches form in
     // the workers' inboxes while they are busy instead. Only an empty queue is waited on, for
     // its first message, and what came with it is taken at once.
-    ssize_t n = std::max<ssize_t>(0, rd_kafka_consume_batch_queue(queue, 0, msgs.data(), msgs.size()));
-    if (n == 0 && rd_kafka_consume_batch_queue(queue, any_paused ? 2 : poll_ms, msgs.data(), 1) == 1) {
-      n = 1 + std::max<ssize_t>(0, rd_kafka_consume_batch_queue(queue, 0, msgs.data() + 1, msgs.size() - 1));
+    ssize_t n =
+        std::max<ssize_t>(0, rd_kafka_consume_batch_queue(queue, 0, msgs.data(), msgs.size()));
+    if (n == 0 &&
+        rd_kafka_consume_batch_queue(queue, any_paused ? 2 : poll_ms, msgs.data(), 1) == 1) {
+      n = 1 + std::max<ssize_t>(
+                  0, rd_kafka_consume_batch_queue(queue, 0, msgs.data() + 1, msgs.size() - 1));
     }
     if (n > 0) dispatch(msgs.data(), static_cast<size_t>(n));
     if (SteadyClock::now() - last_lag >= std::chrono::seconds(1)) {
@@ -325,28 +348,36 @@ void Pipeline::run_consumer() {
   spdlog::info("consumer stopped");
 }
 
-void Pipeline::commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kafka_message_t*>& msgs) {
+void Pipeline::commit_before_leaving(rd_kafka_queue_t* queue,
+                                     std::vector<rd_kafka_message_t*>& msgs) {
   // The group's committed offsets are all the partitions' next owner (another instance,
   // with its own store) knows of where this one stopped: an offset left uncommitted is an
   // alert created twice. A coordinator refuses commits while the group rebalances (and
   // until this member has rejoined with the new generation), so a refused commit is tried
   // again while polls serve the group protocol, for a bounded time.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.leave_commit_timeout_ms);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(options_.leave_commit_timeout_ms);
   for (int attempt = 1;; ++attempt) {
     const rd_kafka_resp_err_t e = rd_kafka_commit(rk_, nullptr, 0);
     if (!e || e == RD_KAFKA_RESP_ERR__NO_OFFSET) {
-      if (attempt > 1) spdlog::info("kafka offsets committed before leaving after {} attempts", attempt);
+      if (attempt > 1)
+        spdlog::info("kafka offsets committed before leaving after {} attempts", attempt);
       return;
     }
-    const bool retriable = e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
-                           e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
-                           e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
-                           e == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
-                           e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__WAIT_COORD;
+    const bool retriable =
+        e == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+        e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+        e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+        e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+        e == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+        e == RD_KAFKA_RESP_ERR__TRANSPORT || e == RD_KAFKA_RESP_ERR__WAIT_COORD;
     if (!retriable || std::chrono::steady_clock::now() >= deadline) {
       commit_failures_->inc();
-      spdlog::warn("kafka offset commit before leaving failed after {} attempts: {}; the partitions' next owner "
-                   "starts from the group's last committed offsets", attempt, rd_kafka_err2str(e));
+      spdlog::warn(
+          "kafka offset commit before leaving failed after {} attempts: {}; the partitions' next "
+          "owner "
+          "starts from the group's last committed offsets",
+          attempt, rd_kafka_err2str(e));
       return;
     }
     spdlog::debug("kafka offset commit before leaving refused ({}), retrying", rd_kafka_err2str(e));
@@ -363,9 +394,11 @@ void Pipeline::commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kaf
 // (auto.offset.reset: earliest) and says so only in its log ("offset reset (at offset X)
 // to offset Y"), not to the application. The line is noted here, from librdkafka's thread;
 // dispatch() then counts the offsets each partition skipped.
-void Pipeline::on_kafka_log(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
+void Pipeline::on_kafka_log(const rd_kafka_t* rk, int level, const char* facility,
+                            const char* message) {
   kafka_log_to_spdlog(rk, level, facility, message);
-  if (std::strcmp(facility, "OFFSET") != 0 || std::strstr(message, "offset reset") == nullptr) return;
+  if (std::strcmp(facility, "OFFSET") != 0 || std::strstr(message, "offset reset") == nullptr)
+    return;
   if (auto* self = static_cast<Pipeline*>(rd_kafka_opaque(rk))) self->offset_resets_.fetch_add(1);
 }
 
@@ -385,16 +418,19 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
       if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         kafka_errors_->inc();
         if (kafka_errors_->value() <= 20 || kafka_errors_->value() % 1000 == 0) {
-          spdlog::warn("kafka consumer error: {} count={}", rd_kafka_message_errstr(m), kafka_errors_->value());
+          spdlog::warn("kafka consumer error: {} count={}", rd_kafka_message_errstr(m),
+                       kafka_errors_->value());
         }
         if (m->rkt) {
           // After an error of the partition its position may have moved (an offset reset):
           // its next message is taken from wherever librdkafka goes on.
           const char* topic = rd_kafka_topic_name(m->rkt);
-          const bool reset = m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
+          const bool reset = m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+                             m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
           for (const auto& p : partitions_) {
             if (p->partition != m->partition || p->topic != topic) continue;
-            if (reset && p->next_offset >= 0 && p->resume_expected < 0) p->resume_expected = p->next_offset;
+            if (reset && p->next_offset >= 0 && p->resume_expected < 0)
+              p->resume_expected = p->next_offset;
             p->next_offset = -1;
           }
         }
@@ -437,9 +473,13 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
         // them (never silently: counted and logged with their range).
         const int64_t skipped = m->offset - last->resume_expected;
         skipped_->inc(static_cast<uint64_t>(skipped));
-        spdlog::error("partition {}/{}: offsets {}..{} ({} records) were skipped by an offset reset: the broker deleted "
-                      "them before they were consumed (retention shorter than the lag, or a record larger than the "
-                      "log segment)", last->topic, last->partition, last->resume_expected, m->offset - 1, skipped);
+        spdlog::error(
+            "partition {}/{}: offsets {}..{} ({} records) were skipped by an offset reset: the "
+            "broker deleted "
+            "them before they were consumed (retention shorter than the lag, or a record larger "
+            "than the "
+            "log segment)",
+            last->topic, last->partition, last->resume_expected, m->offset - 1, skipped);
       }
       last->resume_expected = -1;
     }
@@ -450,7 +490,8 @@ void Pipeline::dispatch(rd_kafka_message_t** msgs, size_t n) {
       rewound_ = true;
       rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
       rd_kafka_topic_partition_list_add(list, last->topic.c_str(), last->partition)->offset = 0;
-      if (rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, 5000)) rd_kafka_error_destroy(error);
+      if (rd_kafka_error_t* error = rd_kafka_seek_partitions(rk_, list, 5000))
+        rd_kafka_error_destroy(error);
       rd_kafka_topic_partition_list_destroy(list);
     }
   }
@@ -481,7 +522,8 @@ bool Pipeline::apply_backpressure() {
     }
     s->inbox_gauge->set(static_cast<double>(messages));
     const bool over = messages >= options_.inbox_max_messages || bytes >= options_.inbox_max_bytes;
-    const bool drained = messages <= options_.inbox_max_messages / 2 && bytes <= options_.inbox_max_bytes / 2;
+    const bool drained =
+        messages <= options_.inbox_max_messages / 2 && bytes <= options_.inbox_max_bytes / 2;
     if (over && s->over_since == std::chrono::steady_clock::time_point{}) {
       s->over_since = now;
       holds_->inc();
@@ -505,7 +547,8 @@ bool Pipeline::apply_backpressure() {
 void Pipeline::set_partitions_paused(Shard& shard, bool paused) {
   rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(8);
   for (const auto& p : partitions_) {
-    if (p->shard == shard.index) rd_kafka_topic_partition_list_add(list, p->topic.c_str(), p->partition);
+    if (p->shard == shard.index)
+      rd_kafka_topic_partition_list_add(list, p->topic.c_str(), p->partition);
   }
   if (paused) {
     rd_kafka_pause_partitions(rk_, list);
@@ -513,7 +556,8 @@ void Pipeline::set_partitions_paused(Shard& shard, bool paused) {
   } else {
     rd_kafka_resume_partitions(rk_, list);
   }
-  spdlog::debug("shard {} partitions {} count={}", shard.index, paused ? "paused" : "resumed", list->cnt);
+  spdlog::debug("shard {} partitions {} count={}", shard.index, paused ? "paused" : "resumed",
+                list->cnt);
   rd_kafka_topic_partition_list_destroy(list);
   shard.paused = paused;
 }
@@ -525,7 +569,8 @@ void Pipeline::update_lag() {
   }
   for (const auto& p : partitions_) {
     int64_t low = -1, high = -1;
-    if (rd_kafka_get_watermark_offsets(rk_, p->topic.c_str(), p->partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+    if (rd_kafka_get_watermark_offsets(rk_, p->topic.c_str(), p->partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
         high < 0) {
       continue;
     }
@@ -578,7 +623,8 @@ void Pipeline::run_worker(Shard& shard) {
   for (;;) {
     {
       std::unique_lock lock(shard.mu);
-      shard.work_cv.wait(lock, [&] { return !shard.inbox.empty() || shard.stop || shard.pending_bundle; });
+      shard.work_cv.wait(
+          lock, [&] { return !shard.inbox.empty() || shard.stop || shard.pending_bundle; });
       swap = std::move(shard.pending_bundle);
       shard.pending_bundle.reset();
       if (shard.inbox.empty() && !swap) break;
@@ -596,13 +642,15 @@ void Pipeline::run_worker(Shard& shard) {
       // every one after under the new.
       const auto t0 = std::chrono::steady_clock::now();
       if (auto s = shard.worker->set_bundle(swap); !s) {
-        spdlog::error("shard {}: cannot switch to bundle {}: {}", shard.index, swap->version, s.to_string());
+        spdlog::error("shard {}: cannot switch to bundle {}: {}", shard.index, swap->version,
+                      s.to_string());
         set_error(s);
       } else {
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         switch_seconds_->observe(seconds);
-        spdlog::info("shard {}: runs bundle {} ({}) after a switch of {:.2f} ms", shard.index, swap->version, swap->name,
-                     seconds * 1000);
+        spdlog::info("shard {}: runs bundle {} ({}) after a switch of {:.2f} ms", shard.index,
+                     swap->version, swap->name, seconds * 1000);
         shard.bundle_gauge->set(static_cast<double>(swap->version));
         std::lock_guard lock(shard.mu);
         shard.active_bundle = swap;
@@ -616,10 +664,11 @@ void Pipeline::run_worker(Shard& shard) {
         auto s = shard.worker->reload_partition(topic, partition);
         if (s) break;
         set_error(s);
-        spdlog::error("shard {}: cannot load correlation state of {}/{}, retrying: {}", shard.index, topic, partition,
-                      s.to_string());
+        spdlog::error("shard {}: cannot load correlation state of {}/{}, retrying: {}", shard.index,
+                      topic, partition, s.to_string());
         if (stop_.load() && attempt >= 3) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 << std::min(attempt, 4), 1000)));
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::min(100 << std::min(attempt, 4), 1000)));
       }
     }
     fresh.clear();
@@ -627,9 +676,10 @@ void Pipeline::run_worker(Shard& shard) {
     for (rd_kafka_message_t* m : batch) {
       rd_kafka_timestamp_type_t tstype;
       const int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-      views.push_back({rd_kafka_topic_name(m->rkt), m->partition, m->offset, ts,
-                       std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0),
-                       std::string_view(static_cast<const char*>(m->key), m->key ? m->key_len : 0)});
+      views.push_back(
+          {rd_kafka_topic_name(m->rkt), m->partition, m->offset, ts,
+           std::string_view(static_cast<const char*>(m->payload), m->payload ? m->len : 0),
+           std::string_view(static_cast<const char*>(m->key), m->key ? m->key_len : 0)});
     }
     bool persisted = false;
     size_t queued = 0;
@@ -644,21 +694,28 @@ void Pipeline::run_worker(Shard& shard) {
       store_errors_->inc();
       shard.healthy = false;
       set_error(r.status());
-      spdlog::error("shard {}: batch not persisted, retrying: {} attempt={}", shard.index, r.status().to_string(),
-                    attempt + 1);
-      if (stop_.load() && attempt >= 3) break;  // read again from the persisted offsets at the next start
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100 << std::min(attempt, 4), 1000)));
+      spdlog::error("shard {}: batch not persisted, retrying: {} attempt={}", shard.index,
+                    r.status().to_string(), attempt + 1);
+      if (stop_.load() && attempt >= 3)
+        break;  // read again from the persisted offsets at the next start
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::min(100 << std::min(attempt, 4), 1000)));
     }
     if (persisted) {
       next.clear();
       for (const MessageView& v : views) {
-        auto it = std::find_if(next.begin(), next.end(),
-                               [&](const auto& e) { return e.first.second == v.partition && e.first.first == v.topic; });
-        if (it == next.end()) next.push_back({{std::string(v.topic), v.partition}, v.offset + 1});
-        else it->second = std::max(it->second, v.offset + 1);
+        auto it = std::find_if(next.begin(), next.end(), [&](const auto& e) {
+          return e.first.second == v.partition && e.first.first == v.topic;
+        });
+        if (it == next.end())
+          next.push_back({{std::string(v.topic), v.partition}, v.offset + 1});
+        else
+          it->second = std::max(it->second, v.offset + 1);
       }
-      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
-      for (const auto& [tp, off] : next) rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
+      rd_kafka_topic_partition_list_t* list =
+          rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+      for (const auto& [tp, off] : next)
+        rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second)->offset = off;
       // Fails for a partition lost meanwhile; its new owner starts from its own positions.
       rd_kafka_offsets_store(rk_, list);
       rd_kafka_topic_partition_list_destroy(list);
@@ -697,7 +754,8 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
   // partition since this one last had it.
   rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_copy(parts);
   if (auto e = rd_kafka_committed(rk_, committed, 10000); e) {
-    spdlog::warn("cannot read the group's committed offsets, starting from the store's: {}", rd_kafka_err2str(e));
+    spdlog::warn("cannot read the group's committed offsets, starting from the store's: {}",
+                 rd_kafka_err2str(e));
     for (int i = 0; i < committed->cnt; ++i) {
       committed->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
       committed->elems[i].err = e;  // not known: a start left to librdkafka, which asks again
@@ -709,7 +767,8 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     auto stored = store_->next_offset(shards_.front()->worker->stream(p.topic), p.partition);
     if (!stored) {
       set_error(stored.status());
-      spdlog::error("cannot read the stored offset of {}/{}: {}", p.topic, p.partition, stored.status().to_string());
+      spdlog::error("cannot read the stored offset of {}/{}: {}", p.topic, p.partition,
+                    stored.status().to_string());
     } else if (stored->has_value()) {
       start = std::max(start, **stored);
     }
@@ -733,7 +792,8 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     st->partition = p.partition;
     st->shard = shard;
     st->start = p.offset;
-    st->lag = &metrics_->gauge("vigil_consumer_lag_messages", "Messages in the partition not yet persisted",
+    st->lag = &metrics_->gauge("vigil_consumer_lag_messages",
+                               "Messages in the partition not yet persisted",
                                {{"topic", st->topic}, {"partition", std::to_string(p.partition)}});
     partitions_.push_back(std::move(st));
     spdlog::debug("partition {}/{} -> shard {} from offset {}", p.topic, p.partition, shard, start);
@@ -750,7 +810,8 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     spdlog::error("assign failed: {}", rd_kafka_err2str(e));
   }
   for (auto& s : shards_) {
-    if (s->paused) set_partitions_paused(*s, true);  // the new partitions of a paused shard wait too
+    if (s->paused)
+      set_partitions_paused(*s, true);  // the new partitions of a paused shard wait too
   }
   assigned_ = true;
 }
@@ -773,8 +834,11 @@ void Pipeline::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
       std::lock_guard lock(shard.mu);
       shard.persisted.erase({topic, p.partition});
     }
-    metrics_->remove_gauge("vigil_consumer_lag_messages", {{"topic", topic}, {"partition", std::to_string(p.partition)}});
-    std::erase_if(partitions_, [&](const auto& st) { return st->partition == p.partition && st->topic == topic; });
+    metrics_->remove_gauge("vigil_consumer_lag_messages",
+                           {{"topic", topic}, {"partition", std::to_string(p.partition)}});
+    std::erase_if(partitions_, [&](const auto& st) {
+      return st->partition == p.partition && st->topic == topic;
+    });
   }
   spdlog::info("partitions revoked count={} remaining={} lost={}", parts->cnt, partitions_.size(),
                rd_kafka_assignment_lost(rk_) ? "yes" : "no");
@@ -788,7 +852,8 @@ void Pipeline::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
   }
 }
 
-void Pipeline::on_rebalance(rd_kafka_t* rk, int err_int, rd_kafka_topic_partition_list_t* parts, void* opaque) {
+void Pipeline::on_rebalance(rd_kafka_t* rk, int err_int, rd_kafka_topic_partition_list_t* parts,
+                            void* opaque) {
   auto* self = static_cast<Pipeline*>(opaque);
   const auto err = static_cast<rd_kafka_resp_err_t>(err_int);
   const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
@@ -820,8 +885,9 @@ std::shared_ptr<const match::CompiledBundle> Pipeline::bundle(int shard) const {
 void Pipeline::record_switches(Shard& shard, std::span<const MessageView> views) {
   const uint64_t version = shard.worker->bundle()->version;
   for (const MessageView& v : views) {
-    auto it = std::find_if(shard.partition_versions.begin(), shard.partition_versions.end(),
-                           [&](const auto& e) { return e.first.second == v.partition && e.first.first == v.topic; });
+    auto it = std::find_if(
+        shard.partition_versions.begin(), shard.partition_versions.end(),
+        [&](const auto& e) { return e.first.second == v.partition && e.first.first == v.topic; });
     if (it != shard.partition_versions.end() && it->second == version) continue;
     if (it == shard.partition_versions.end()) {
       shard.partition_versions.push_back({{std::string(v.topic), v.partition}, version});
@@ -848,7 +914,8 @@ std::string Pipeline::stats_json() const {
   };
   w.StartObject();
   w.Key("uptime_seconds");
-  const double uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  const double uptime =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   w.Double(uptime);
   w.Key("healthy");
   w.Bool(healthy());
@@ -897,8 +964,10 @@ std::string Pipeline::stats_json() const {
       w.Key("shard");
       w.Int(p.shard);
       w.Key("lag");
-      if (p.lag < 0) w.Null();
-      else w.Int64(p.lag);
+      if (p.lag < 0)
+        w.Null();
+      else
+        w.Int64(p.lag);
       w.EndObject();
     }
   }
@@ -909,7 +978,8 @@ std::string Pipeline::stats_json() const {
     const std::string reason(parse_error_name(e));
     u64(reason.c_str(), metrics_->counter_sum("vigil_dead_letters_total", {{"reason", reason}}));
   }
-  u64(std::string(kNoLogsource).c_str(), metrics_->counter_sum("vigil_dead_letters_total", {{"reason", std::string(kNoLogsource)}}));
+  u64(std::string(kNoLogsource).c_str(),
+      metrics_->counter_sum("vigil_dead_letters_total", {{"reason", std::string(kNoLogsource)}}));
   w.EndObject();
   u64("batches", batches_->value());
   u64("store_errors", store_errors_->value());

@@ -13,13 +13,14 @@ namespace vigil::ingest {
 namespace {
 
 int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
   Publisher::on_delivery(static_cast<int>(m->err), m->_private);
 }
-
 
 constexpr int kPending = -1;
 
@@ -44,22 +45,29 @@ void Publisher::on_delivery(int err, void* msg_opaque) {
   if (msg_opaque) *static_cast<int*>(msg_opaque) = err;
 }
 
-Expected<std::unique_ptr<Publisher>> Publisher::create(const PublisherOptions& options, store::Store& store,
+Expected<std::unique_ptr<Publisher>> Publisher::create(const PublisherOptions& options,
+                                                       store::Store& store,
                                                        MetricsRegistry& metrics) {
-  if (options.brokers.empty()) return Status::invalid("no Kafka bootstrap servers given for publishing");
-  if (options.max_in_flight == 0) return Status::invalid("publisher max_in_flight must be at least 1");
+  if (options.brokers.empty())
+    return Status::invalid("no Kafka bootstrap servers given for publishing");
+  if (options.max_in_flight == 0)
+    return Status::invalid("publisher max_in_flight must be at least 1");
   std::unique_ptr<Publisher> p(new Publisher());
   p->options_ = options;
   p->store_ = &store;
-  p->published_alerts_ = &metrics.counter("vigil_published_total", "Outbox records acknowledged by Kafka",
-                                          {{"kind", "alert"}});
-  p->published_dead_letters_ = &metrics.counter("vigil_published_total", "Outbox records acknowledged by Kafka",
-                                                {{"kind", "dead_letter"}});
-  p->errors_ = &metrics.counter("vigil_publish_errors_total", "Outbox records Kafka did not acknowledge (retried)");
-  p->rejected_ = &metrics.counter("vigil_publish_rejected_total",
-                                   "Outbox records Kafka refused for good (too large, invalid): dropped");
-  p->corrupt_ = &metrics.counter("vigil_outbox_corrupt_total", "Outbox entries that could not be decoded (dropped)");
-  p->pending_ = &metrics.gauge("vigil_outbox_pending", "Estimated outbox records waiting for Kafka");
+  p->published_alerts_ = &metrics.counter(
+      "vigil_published_total", "Outbox records acknowledged by Kafka", {{"kind", "alert"}});
+  p->published_dead_letters_ = &metrics.counter(
+      "vigil_published_total", "Outbox records acknowledged by Kafka", {{"kind", "dead_letter"}});
+  p->errors_ = &metrics.counter("vigil_publish_errors_total",
+                                "Outbox records Kafka did not acknowledge (retried)");
+  p->rejected_ =
+      &metrics.counter("vigil_publish_rejected_total",
+                       "Outbox records Kafka refused for good (too large, invalid): dropped");
+  p->corrupt_ = &metrics.counter("vigil_outbox_corrupt_total",
+                                 "Outbox entries that could not be decoded (dropped)");
+  p->pending_ =
+      &metrics.gauge("vigil_outbox_pending", "Estimated outbox records waiting for Kafka");
 
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -122,10 +130,12 @@ void Publisher::run() {
     const size_t published = round();
     failing = errors_->value() != before;
     pending_->set(static_cast<double>(store_->outbox_estimate()));
-    if (stop_.load() && (published == 0 || failing || steady_ms() >= drain_deadline_ms_.load())) break;
+    if (stop_.load() && (published == 0 || failing || steady_ms() >= drain_deadline_ms_.load()))
+      break;
     if (published > 0 && !failing) continue;
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(failing ? 1000 : 200), [&] { return wake_ || stop_.load(); });
+    cv_.wait_for(lock, std::chrono::milliseconds(failing ? 1000 : 200),
+                 [&] { return wake_ || stop_.load(); });
     wake_ = false;
   }
 }
@@ -153,7 +163,8 @@ size_t Publisher::round() {
       store::AlertId id{};
       const std::string& key = (*entries)[i].store_key;
       if (key.size() == 24) std::memcpy(id.bytes, key.data() + 8, 16);
-      spdlog::error("outbox entry cannot be decoded and is dropped: id={} count={}", id.hex(), corrupt_->value());
+      spdlog::error("outbox entry cannot be decoded and is dropped: id={} count={}", id.hex(),
+                    corrupt_->value());
       results[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
       continue;
     }
@@ -167,12 +178,14 @@ size_t Publisher::round() {
     }
     for (;;) {
       rd_kafka_headers_t* headers = rd_kafka_headers_new(r.headers.size());
-      for (const auto& [k, v] : r.headers) rd_kafka_header_add(headers, k.data(), static_cast<ssize_t>(k.size()), v.data(), static_cast<ssize_t>(v.size()));
+      for (const auto& [k, v] : r.headers)
+        rd_kafka_header_add(headers, k.data(), static_cast<ssize_t>(k.size()), v.data(),
+                            static_cast<ssize_t>(v.size()));
       const rd_kafka_resp_err_t e = rd_kafka_producev(
           rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
           RD_KAFKA_V_KEY(r.message_key.data(), r.message_key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()), RD_KAFKA_V_HEADERS(headers),
-          RD_KAFKA_V_OPAQUE(&results[i]), RD_KAFKA_V_END);
+          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
+          RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(&results[i]), RD_KAFKA_V_END);
       if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
       rd_kafka_headers_destroy(headers);
       if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -204,7 +217,8 @@ size_t Publisher::round() {
       rejected_->inc();
       spdlog::error("outbox record refused by Kafka and dropped: id={} bytes={} error={} count={}",
                     (*entries)[i].record.id.hex(), (*entries)[i].record.value.size(),
-                    rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(results[i])), rejected_->value());
+                    rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(results[i])),
+                    rejected_->value());
     } else {
       if (!failed) first_error = results[i];
       ++failed;
@@ -212,7 +226,8 @@ size_t Publisher::round() {
   }
   if (auto s = store_->delete_outbox(done); !s) {
     errors_->inc();
-    spdlog::error("cannot delete published outbox entries (they will be published again): {}", s.to_string());
+    spdlog::error("cannot delete published outbox entries (they will be published again): {}",
+                  s.to_string());
     return 0;
   }
   published_alerts_->inc(alerts);
@@ -221,7 +236,9 @@ size_t Publisher::round() {
     errors_->inc(failed);
     if (errors_->value() <= 20 * failed || errors_->value() % 1000 < failed) {
       spdlog::warn("outbox records not acknowledged by Kafka, retrying: count={} error={}", failed,
-                   first_error == kPending ? "no delivery report" : rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(first_error)));
+                   first_error == kPending
+                       ? "no delivery report"
+                       : rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(first_error)));
     }
     // The cursor stays: the next round starts again before the first failure.
   } else {

@@ -25,28 +25,31 @@ std::string_view utf8_prefix(std::string_view s, size_t limit) {
   return s.substr(0, n);
 }
 
-
 }  // namespace
 
-Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(std::shared_ptr<const match::RuleSet> rules, store::Store& store,
-                                                           MetricsRegistry& metrics, const Clock& clock,
-                                                           const ShardOptions& options) {
+Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(
+    std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
+    const Clock& clock, const ShardOptions& options) {
   std::unique_ptr<ShardWorker> w(new ShardWorker(rules, store, metrics, clock, options));
   auto m = match::Matcher::create(std::move(rules));
   if (!m) return m.status();
   w->matcher_ = std::move(*m);
-  if (!w->rules_->correlations().empty()) w->correlator_ = std::make_unique<match::Correlator>(w->rules_);
+  if (!w->rules_->correlations().empty())
+    w->correlator_ = std::make_unique<match::Correlator>(w->rules_);
   auto b = std::make_shared<match::CompiledBundle>();
   b->rules = w->rules_;
   b->stats = options.rule_stats;
   w->bundle_ = std::move(b);
-  w->match_errors_ = &metrics.counter("vigil_match_errors_total", "Events whose matching failed (counted, kept, not matched)",
+  w->match_errors_ = &metrics.counter("vigil_match_errors_total",
+                                      "Events whose matching failed (counted, kept, not matched)",
                                       {{"shard", std::to_string(options.shard)}});
-  w->truncated_alerts_ = &metrics.counter("vigil_alert_records_truncated_total",
-                                          "Alerts published without their event: the record would pass max_alert_record_bytes",
-                                          {{"shard", std::to_string(options.shard)}});
-  w->correlation_alerts_ = &metrics.counter("vigil_correlation_alerts_total", "Alerts of correlation rules",
-                                            {{"shard", std::to_string(options.shard)}});
+  w->truncated_alerts_ = &metrics.counter(
+      "vigil_alert_records_truncated_total",
+      "Alerts published without their event: the record would pass max_alert_record_bytes",
+      {{"shard", std::to_string(options.shard)}});
+  w->correlation_alerts_ =
+      &metrics.counter("vigil_correlation_alerts_total", "Alerts of correlation rules",
+                       {{"shard", std::to_string(options.shard)}});
   return w;
 }
 
@@ -61,7 +64,8 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
   auto m = match::Matcher::create(bundle->rules);
   if (!m) return m.status();
   std::unique_ptr<match::Correlator> correlator;
-  if (!bundle->rules->correlations().empty()) correlator = std::make_unique<match::Correlator>(bundle->rules);
+  if (!bundle->rules->correlations().empty())
+    correlator = std::make_unique<match::Correlator>(bundle->rules);
   std::swap(matcher_, *m);
   std::swap(correlator_, correlator);
   rules_ = bundle->rules;
@@ -82,8 +86,9 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
 }
 
 Status ShardWorker::reload_partition(std::string_view topic, int32_t partition) {
-  if (std::find_if(held_partitions_.begin(), held_partitions_.end(),
-                   [&](const auto& p) { return p.second == partition && p.first == topic; }) == held_partitions_.end()) {
+  if (std::find_if(held_partitions_.begin(), held_partitions_.end(), [&](const auto& p) {
+        return p.second == partition && p.first == topic;
+      }) == held_partitions_.end()) {
     held_partitions_.emplace_back(std::string(topic), partition);
   }
   if (!correlator_) return Status::ok();
@@ -100,7 +105,9 @@ Status ShardWorker::reload_partition(std::string_view topic, int32_t partition) 
   for (const auto& [key, value] : *entries) {
     if (!correlator_->restore(key.substr(prefix.size()), value)) ++bad;
   }
-  if (bad) spdlog::warn("partition {}: {} correlation window(s) not restored (rule gone or entry damaged)", scope_, bad);
+  if (bad)
+    spdlog::warn("partition {}: {} correlation window(s) not restored (rule gone or entry damaged)",
+                 scope_, bad);
   return Status::ok();
 }
 
@@ -136,8 +143,8 @@ void ShardWorker::restore_state_after_failure() {
   }
 }
 
-ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
-                         const Clock& clock, const ShardOptions& options)
+ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store,
+                         MetricsRegistry& metrics, const Clock& clock, const ShardOptions& options)
     : rules_(std::move(rules)),
       store_(store),
       metrics_(metrics),
@@ -146,25 +153,31 @@ ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Sto
       options_(options),
       events_total_(metrics.counter("vigil_events_consumed_total", "Events consumed from Kafka",
                                     {{"shard", std::to_string(options.shard)}})),
-      bytes_total_(metrics.counter("vigil_events_consumed_bytes_total", "Bytes of events consumed from Kafka",
+      bytes_total_(metrics.counter("vigil_events_consumed_bytes_total",
+                                   "Bytes of events consumed from Kafka",
                                    {{"shard", std::to_string(options.shard)}})),
       alerts_total_(metrics.counter("vigil_alerts_total", "Alerts written to the store",
                                     {{"shard", std::to_string(options.shard)}})),
       batch_events_(metrics.histogram("vigil_batch_events", "Events per persisted batch",
-                                      {1, 10, 100, 500, 1000, 2000, 5000, 10000}, {{"shard", std::to_string(options.shard)}})),
-      batch_seconds_(metrics.histogram("vigil_batch_duration_seconds", "Time to match and persist a batch",
-                                       {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
-                                       {{"shard", std::to_string(options.shard)}})) {
+                                      {1, 10, 100, 500, 1000, 2000, 5000, 10000},
+                                      {{"shard", std::to_string(options.shard)}})),
+      batch_seconds_(
+          metrics.histogram("vigil_batch_duration_seconds", "Time to match and persist a batch",
+                            {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+                            {{"shard", std::to_string(options.shard)}})) {
   const std::string shard = std::to_string(options.shard);
   for (ParseError e : kParseErrors) {
     const std::string reason(parse_error_name(e));
-    invalid_by_reason_.push_back(&metrics.counter("vigil_events_invalid_total", "Events that could not be parsed, by reason",
+    invalid_by_reason_.push_back(&metrics.counter("vigil_events_invalid_total",
+                                                  "Events that could not be parsed, by reason",
                                                   {{"reason", reason}, {"shard", shard}}));
-    dead_letters_by_reason_.push_back(&metrics.counter("vigil_dead_letters_total", "Events queued for the dead-letter topic, by reason",
-                                                       {{"reason", reason}, {"shard", shard}}));
+    dead_letters_by_reason_.push_back(&metrics.counter(
+        "vigil_dead_letters_total", "Events queued for the dead-letter topic, by reason",
+        {{"reason", reason}, {"shard", shard}}));
   }
-  dead_letters_by_reason_.push_back(&metrics.counter("vigil_dead_letters_total", "Events queued for the dead-letter topic, by reason",
-                                                     {{"reason", std::string(kNoLogsource)}, {"shard", shard}}));
+  dead_letters_by_reason_.push_back(&metrics.counter(
+      "vigil_dead_letters_total", "Events queued for the dead-letter topic, by reason",
+      {{"reason", std::string(kNoLogsource)}, {"shard", shard}}));
 }
 
 void ShardWorker::set_stream(std::string_view topic) {
@@ -208,7 +221,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     // The partition's next offset is recorded whether or not the event is valid: a bad
     // event is counted and dead-lettered, never re-read forever.
     auto it = std::find_if(offsets_.begin(), offsets_.end(), [&](const store::PartitionOffset& o) {
-      return o.partition == m.partition && o.stream.size() == cluster_id_.size() + 1 + m.topic.size() &&
+      return o.partition == m.partition &&
+             o.stream.size() == cluster_id_.size() + 1 + m.topic.size() &&
              std::string_view(o.stream).substr(cluster_id_.size() + 1) == m.topic;
     });
     if (it == offsets_.end()) {
@@ -224,8 +238,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
       ++invalid_pending_[reason];
       const uint64_t seen = invalid_by_reason_[reason]->value() + invalid_pending_[reason];
       if (seen <= 10 || seen % 10000 == 0) {
-        spdlog::warn("invalid event reason={} topic={} partition={} offset={} count={}", parse_error_name(pe), m.topic,
-                     m.partition, m.offset, seen);
+        spdlog::warn("invalid event reason={} topic={} partition={} offset={} count={}",
+                     parse_error_name(pe), m.topic, m.partition, m.offset, seen);
       }
       if (options_.dead_letters) {
         ++dead_letters_pending_[reason];
@@ -235,7 +249,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
       continue;
     }
     matches_.clear();
-    Status ms = fail_matching_ ? Status::internal("fault injection: match_error") : matcher_->match(event_, matches_);
+    Status ms = fail_matching_ ? Status::internal("fault injection: match_error")
+                               : matcher_->match(event_, matches_);
     if (!ms) {
       // A failure of the rules, not of the event: counted (a rollout's error gate watches
       // it), the event kept, the batch goes on.
@@ -246,13 +261,16 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
       // rule (GET /api/v1/rules) and as a matching error.
       const auto& failed = matcher_->failed_rules();
       if (match_errors_pending_++ == 0) {
-        spdlog::error("matching failed for {} rule(s) ({}{}) on topic={} partition={} offset={}: {}", failed.size(),
-                      rs.rules()[failed.front()].id, failed.size() > 1 ? ", ..." : "", m.topic, m.partition, m.offset,
-                      matcher_->last_failure());
+        spdlog::error(
+            "matching failed for {} rule(s) ({}{}) on topic={} partition={} offset={}: {}",
+            failed.size(), rs.rules()[failed.front()].id, failed.size() > 1 ? ", ..." : "", m.topic,
+            m.partition, m.offset, matcher_->last_failure());
       }
-      if (options_.rule_stats) failed_pending_.insert(failed_pending_.end(), failed.begin(), failed.end());
+      if (options_.rule_stats)
+        failed_pending_.insert(failed_pending_.end(), failed.begin(), failed.end());
     }
-    if (options_.dead_letters && options_.dead_letter_unmapped && !matcher_->last_event_had_logsource()) {
+    if (options_.dead_letters && options_.dead_letter_unmapped &&
+        !matcher_->last_event_had_logsource()) {
       ++dead_letters_pending_.back();
       dead_letter(m, kNoLogsource);
       ++result.dead_letters;
@@ -266,7 +284,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     for (uint32_t r : matches_) {
       if (rs.rules()[r].emit) build_alert(m, r, time);
     }
-    if (options_.rule_stats) matched_pending_.insert(matched_pending_.end(), matches_.begin(), matches_.end());
+    if (options_.rule_stats)
+      matched_pending_.insert(matched_pending_.end(), matches_.begin(), matches_.end());
     if (correlator_) {
       batch_time = std::max(batch_time, time);
       fired_.clear();
@@ -274,7 +293,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
         if (rs.correlations_of(r).empty()) continue;
         set_scope(m);
         set_stream(m.topic);
-        const std::string ref = store::AlertId::derive(stream_, m.partition, m.offset, rs.rules()[r].id).hex();
+        const std::string ref =
+            store::AlertId::derive(stream_, m.partition, m.offset, rs.rules()[r].id).hex();
         correlator_->observe(r, event_, time, ref, fired_, scope_);
       }
       for (const auto& hit : fired_) build_correlation_alert(hit, &m);
@@ -294,8 +314,10 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   }
   events_total_.inc(result.events);
   bytes_total_.inc(bytes);
-  for (size_t i = 0; i < invalid_pending_.size(); ++i) invalid_by_reason_[i]->inc(invalid_pending_[i]);
-  for (size_t i = 0; i < dead_letters_pending_.size(); ++i) dead_letters_by_reason_[i]->inc(dead_letters_pending_[i]);
+  for (size_t i = 0; i < invalid_pending_.size(); ++i)
+    invalid_by_reason_[i]->inc(invalid_pending_[i]);
+  for (size_t i = 0; i < dead_letters_pending_.size(); ++i)
+    dead_letters_by_reason_[i]->inc(dead_letters_pending_[i]);
   result.alerts = alerts_.size();
   correlation_alerts_->inc(correlation_pending_);
   truncated_alerts_->inc(truncated_alerts_pending_);
@@ -307,7 +329,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   }
   alerts_total_.inc(result.alerts);
   batch_events_.observe(static_cast<double>(result.events));
-  batch_seconds_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  batch_seconds_.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return result;
 }
 
@@ -325,7 +348,9 @@ TimeMs ShardWorker::event_time(const MessageView& m) const {
 
 std::string_view ShardWorker::batch_stream(std::string_view topic) {
   for (const auto& s : batch_streams_) {
-    if (s.size() == cluster_id_.size() + 1 + topic.size() && std::string_view(s).substr(cluster_id_.size() + 1) == topic) return s;
+    if (s.size() == cluster_id_.size() + 1 + topic.size() &&
+        std::string_view(s).substr(cluster_id_.size() + 1) == topic)
+      return s;
   }
   return batch_streams_.emplace_back(stream(topic));
 }
@@ -353,14 +378,16 @@ void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
                {"vigil.source.partition", std::to_string(m.partition)},
                {"vigil.source.offset", std::to_string(m.offset)},
                {"vigil.source.timestamp", std::to_string(m.timestamp)}};
-  if (keep < m.payload.size()) r.headers.emplace_back("vigil.truncated", std::to_string(m.payload.size()));
+  if (keep < m.payload.size())
+    r.headers.emplace_back("vigil.truncated", std::to_string(m.payload.size()));
 }
 
 void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m) {
   const match::CompiledCorrelation& c = rules_->correlations()[hit.correlation];
   const size_t sep = hit.group.find('\x1e');
   const std::string_view scope = std::string_view(hit.group).substr(0, sep);
-  const std::string_view values = sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
+  const std::string_view values =
+      sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
   store::AlertRecord& a = alerts_.emplace_back();
   // Deterministic: the same matches replayed give the same window, hence the same id.
   std::string material = c.info.id;
@@ -378,7 +405,9 @@ void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, cons
   }
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  auto str = [&](std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); };
+  auto str = [&](std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  };
   w.StartObject();
   w.Key("id");
   str(a.id.hex());
@@ -469,7 +498,9 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
 
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  auto str = [&](std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); };
+  auto str = [&](std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  };
   w.StartObject();
   w.Key("id");
   str(a.id.hex());
@@ -558,7 +589,8 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
       // Larger than the producer and broker take (a 1 MB event gives a 1 MB alert): the
       // record leaves without the event, marked; the stored alert keeps it whole (GET
       // /api/v1/alerts/{id}).
-      const std::string marker = R"(,"event_truncated":true,"event_bytes":)" + std::to_string(event_.raw().size()) + "}";
+      const std::string marker =
+          R"(,"event_truncated":true,"event_bytes":)" + std::to_string(event_.raw().size()) + "}";
       if (before_event + marker.size() <= options_.max_alert_record_bytes) {
         r.value.assign(a.json, 0, before_event);
       } else {  // many long matched values: those go too

@@ -201,18 +201,22 @@ Expected<Bundle> Bundle::from_files(std::vector<BundleFile> files, const BundleL
   size_t total = 0;
   for (auto& f : files) {
     if (!utf8::valid(f.path)) {
-      return Status::invalid("bundle file path '" + utf8::repaired(f.path) + "' is not valid UTF-8");
+      return Status::invalid("bundle file path '" + utf8::repaired(f.path) +
+                             "' is not valid UTF-8");
     }
     // Backslashes and drive letters are refused as '..' is: a path that is relative here
     // can be a traversal or an absolute path on Windows ("..\\..\\x.yml", "C:\\x.yml",
     // "C:x.yml"), and control characters have no place in a file name.
-    const bool control = std::any_of(f.path.begin(), f.path.end(),
-                                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-    const bool drive = f.path.size() >= 2 && f.path[1] == ':' && std::isalpha(static_cast<unsigned char>(f.path[0]));
+    const bool control = std::any_of(f.path.begin(), f.path.end(), [](char c) {
+      return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+    });
+    const bool drive = f.path.size() >= 2 && f.path[1] == ':' &&
+                       std::isalpha(static_cast<unsigned char>(f.path[0]));
     if (f.path.find('\\') != std::string::npos || drive || control) {
-      return Status::invalid("bundle file path '" + f.path +
-                             "' is not a relative path inside the bundle (backslashes, drive letters and control "
-                             "characters are refused)");
+      return Status::invalid(
+          "bundle file path '" + f.path +
+          "' is not a relative path inside the bundle (backslashes, drive letters and control "
+          "characters are refused)");
     }
     const std::string p = normalize_path(f.path);
     if (p.empty() || f.path.starts_with('/'))

@@ -26,7 +26,8 @@ Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
 Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
                                            const std::string& source) {
   FieldMapping m;
-  if (auto bad = utf8::describe_invalid(yaml_text); !bad.empty()) return Status::invalid(source + ": " + bad);
+  if (auto bad = utf8::describe_invalid(yaml_text); !bad.empty())
+    return Status::invalid(source + ": " + bad);
   try {
     const YAML::Node doc = YAML::Load(yaml_text);
     if (!doc.IsMap()) return Status::invalid(source + ": a mapping must be a YAML map");

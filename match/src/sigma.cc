@@ -226,12 +226,13 @@ struct ParseContext {
       key += ':';
       key += *part;
     }
-    for (const bool flag : {p.caseless, p.dotall, p.multiline, p.user_regex, p.expand, p.anchor_start, p.anchor_end,
-                            p.windash}) {
+    for (const bool flag : {p.caseless, p.dotall, p.multiline, p.user_regex, p.expand,
+                            p.anchor_start, p.anchor_end, p.windash}) {
       key += flag ? '1' : '0';
     }
     key += static_cast<char>('a' + static_cast<int>(p.kind));
-    const auto [it, added] = predicate_ids.emplace(std::move(key), static_cast<uint32_t>(rule.predicates.size()));
+    const auto [it, added] =
+        predicate_ids.emplace(std::move(key), static_cast<uint32_t>(rule.predicates.size()));
     assert(added || rule.predicates[it->second] == p);  // the key names every field of a Predicate
     if (added) rule.predicates.push_back(std::move(p));
     return it->second;

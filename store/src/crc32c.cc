@@ -12,12 +12,13 @@
 // on a set of inputs, on a CPU with SSE4.2; otherwise every call goes to RocksDB's. Stores
 // written either way are the same bytes.
 
+#include "crc32c.h"
+
 #include <dlfcn.h>
 
 #include <cstdint>
 #include <cstring>
 
-#include "crc32c.h"
 #include "vigil/store/store.h"
 
 #if defined(__x86_64__)
@@ -103,7 +104,9 @@ const Choice& chosen() {
 
 std::string_view crc32c_implementation() { return chosen().name; }
 
-uint32_t crc32c_extend(uint32_t crc, const char* data, size_t n) { return chosen().fn(crc, data, n); }
+uint32_t crc32c_extend(uint32_t crc, const char* data, size_t n) {
+  return chosen().fn(crc, data, n);
+}
 
 }  // namespace vigil::store
 
@@ -114,4 +117,3 @@ uint32_t Extend(uint32_t init_crc, const char* data, size_t n) {
   return vigil::store::crc32c_extend(init_crc, data, n);
 }
 }  // namespace rocksdb::crc32c
-

@@ -32,7 +32,8 @@ char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) :
 
 void encode_alert_value(std::string& out, const AlertRecord& a) {
   out.clear();
-  out.reserve(8 + a.rule_id.size() + a.host.size() + a.title.size() + a.tags.size() * 24 + a.json.size());
+  out.reserve(8 + a.rule_id.size() + a.host.size() + a.title.size() + a.tags.size() * 24 +
+              a.json.size());
   out += kAlertValueVersion;
   out += static_cast<char>(a.level);
   put_str(out, a.rule_id);
@@ -42,7 +43,8 @@ void encode_alert_value(std::string& out, const AlertRecord& a) {
   put_u16(out, static_cast<uint16_t>(n));
   for (size_t i = 0; i < n; ++i) put_str(out, a.tags[i]);
   // A summary must be a proper prefix that leaves the document open: "{...".
-  const bool summary = a.summary_size > 1 && a.summary_size < a.json.size() && a.summary_size <= UINT32_MAX;
+  const bool summary =
+      a.summary_size > 1 && a.summary_size < a.json.size() && a.summary_size <= UINT32_MAX;
   put_u32(out, summary ? static_cast<uint32_t>(a.summary_size) : 0);
   out += a.json;
 }
@@ -54,12 +56,14 @@ bool decode_alert_value(std::string_view in, AlertValue& out) {
     out.json = in;
     return true;
   }
-  if ((in[0] != kAlertValueVersion && in[0] != kAlertValueVersionNoSummary) || in.size() < 2) return false;
+  if ((in[0] != kAlertValueVersion && in[0] != kAlertValueVersionNoSummary) || in.size() < 2)
+    return false;
   const auto level = static_cast<uint8_t>(in[1]);
   if (level > static_cast<uint8_t>(AlertLevel::kCritical)) return false;
   out.level = static_cast<AlertLevel>(level);
   size_t pos = 2;
-  if (!get_str(in, pos, out.rule_id) || !get_str(in, pos, out.host) || !get_str(in, pos, out.title)) return false;
+  if (!get_str(in, pos, out.rule_id) || !get_str(in, pos, out.host) || !get_str(in, pos, out.title))
+    return false;
   const size_t tags_begin = pos;
   if (in.size() - pos < 2) return false;
   uint16_t n = get_u16(in.data() + pos);
@@ -104,7 +108,8 @@ std::optional<EventEntry> decode_position(std::string_view key) {
   return e;
 }
 
-bool decode_events_record(std::string_view key, std::string_view value, std::vector<EventEntry>& out) {
+bool decode_events_record(std::string_view key, std::string_view value,
+                          std::vector<EventEntry>& out) {
   if (key.size() == kEventKeySize) {  // format 2: one event
     auto e = decode_position(key);
     size_t pos = 0;
@@ -113,7 +118,8 @@ bool decode_events_record(std::string_view key, std::string_view value, std::vec
     out.push_back(*e);
     return true;
   }
-  if (key.size() != kEventBlockKeySize || value.empty() || value[0] != kEventBlockVersion) return false;
+  if (key.size() != kEventBlockKeySize || value.empty() || value[0] != kEventBlockVersion)
+    return false;
   const uint32_t hash = get_u32(key.data() + 8);
   const auto partition = static_cast<int32_t>(get_u32(key.data() + 12));
   const TimeMs window = time_from_key(key.data());
@@ -150,8 +156,9 @@ bool decode_events_record(std::string_view key, std::string_view value, std::vec
   return true;
 }
 
-void encode_event_block(std::string& key, std::string& value, TimeMs window, std::string_view stream,
-                        int32_t partition, const EventRecord* const* entries, size_t n) {
+void encode_event_block(std::string& key, std::string& value, TimeMs window,
+                        std::string_view stream, int32_t partition,
+                        const EventRecord* const* entries, size_t n) {
   event_key(key, window, stream, partition, entries[0]->offset);  // the window start's format-2 key
   key += '\x01';
   value.clear();

@@ -43,7 +43,9 @@ inline uint16_t get_u16(const char* p) {
 
 // Order-preserving encoding of a signed time.
 inline uint64_t time_key(TimeMs t) { return static_cast<uint64_t>(t) ^ (1ULL << 63); }
-inline TimeMs time_from_key(const char* p) { return static_cast<TimeMs>(get_u64(p) ^ (1ULL << 63)); }
+inline TimeMs time_from_key(const char* p) {
+  return static_cast<TimeMs>(get_u64(p) ^ (1ULL << 63));
+}
 
 inline std::string alert_key(TimeMs t, const AlertId& id) {
   std::string k;
@@ -62,7 +64,8 @@ inline std::string index_prefix(std::string_view value) {
 // events: time:u64 | stream_hash:u32 | partition:u32 | offset:u64
 constexpr size_t kEventKeySize = 24;
 uint32_t stream_hash(std::string_view stream);
-inline void event_key(std::string& k, TimeMs t, std::string_view stream, int32_t partition, int64_t offset) {
+inline void event_key(std::string& k, TimeMs t, std::string_view stream, int32_t partition,
+                      int64_t offset) {
   k.clear();
   put_u64(k, time_key(t));
   put_u32(k, stream_hash(stream));
@@ -87,7 +90,9 @@ constexpr size_t kEventBlockKeySize = 25;
 constexpr char kEventBlockVersion = '\xB1';
 constexpr size_t kEventBlockEntrySize = 20;
 
-inline int64_t floor_div(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
+inline int64_t floor_div(int64_t a, int64_t b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
 // Start of the window holding t, and of the one after it (saturating at the ends of time).
 inline TimeMs window_of(TimeMs t) {
   return t < INT64_MIN + kEventWindowMs ? INT64_MIN : floor_div(t, kEventWindowMs) * kEventWindowMs;
@@ -116,10 +121,12 @@ std::optional<EventEntry> decode_position(std::string_view key);
 
 // Appends the events of one record (a block, or a format-2 single event) to `out`.
 // False: the record cannot be decoded (nothing is appended).
-bool decode_events_record(std::string_view key, std::string_view value, std::vector<EventEntry>& out);
+bool decode_events_record(std::string_view key, std::string_view value,
+                          std::vector<EventEntry>& out);
 // Block key and value for `entries` (one stream and partition, one window, offsets ascending).
-void encode_event_block(std::string& key, std::string& value, TimeMs window, std::string_view stream,
-                        int32_t partition, const EventRecord* const* entries, size_t n);
+void encode_event_block(std::string& key, std::string& value, TimeMs window,
+                        std::string_view stream, int32_t partition,
+                        const EventRecord* const* entries, size_t n);
 
 // Alert values: 0x02 | level:u8 | str rule_id | str host | str title | n:u16 (str tag)*n |
 // summary_size:u32 | JSON, str = len:u16 bytes (longer strings are cut at 65535 bytes);

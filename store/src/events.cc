@@ -31,7 +31,8 @@ class Window {
     std::optional<TimeMs> window;
     for (; it.Valid(); backward ? it.Prev() : it.Next()) {
       const rocksdb::Slice k = it.key(), v = it.value();
-      if (k.size() < 8) return Status::corruption("event entry " + to_hex(k.ToString()) + " cannot be decoded");
+      if (k.size() < 8)
+        return Status::corruption("event entry " + to_hex(k.ToString()) + " cannot be decoded");
       const TimeMs w = window_of(time_from_key(k.data()));
       if (!window) window = w;
       if (w != *window) break;
@@ -42,7 +43,8 @@ class Window {
     if (!it.status().ok()) return from_rocks(it.status(), "event scan failed");
     for (const Record& r : records_) {
       const std::string_view key(arena_.data() + r.at, r.key_size);
-      if (!decode_events_record(key, std::string_view(arena_.data() + r.at + r.key_size, r.value_size), entries_)) {
+      if (!decode_events_record(
+              key, std::string_view(arena_.data() + r.at + r.key_size, r.value_size), entries_)) {
         return Status::corruption("event entry " + to_hex(key) + " cannot be decoded");
       }
     }
@@ -85,9 +87,11 @@ void Store::put_events(rocksdb::WriteBatch& batch, const std::vector<EventRecord
     const EventRecord* event;
   };
   std::vector<Item> items(events.size());
-  for (size_t i = 0; i < events.size(); ++i) items[i] = {events[i].partition, window_of(events[i].time), &events[i]};
+  for (size_t i = 0; i < events.size(); ++i)
+    items[i] = {events[i].partition, window_of(events[i].time), &events[i]};
   auto same_stream = [](std::string_view a, std::string_view b) {
-    return (a.data() == b.data() && a.size() == b.size()) || a == b;  // one topic's batch shares its string
+    return (a.data() == b.data() && a.size() == b.size()) ||
+           a == b;  // one topic's batch shares its string
   };
   std::sort(items.begin(), items.end(), [&](const Item& a, const Item& b) {
     if (a.partition != b.partition) return a.partition < b.partition;
@@ -103,19 +107,22 @@ void Store::put_events(rocksdb::WriteBatch& batch, const std::vector<EventRecord
     size_t bytes = 0;
     for (; i < items.size(); ++i) {
       const Item& it = items[i];
-      if (it.partition != first.partition || it.window != first.window || !same_stream(it.event->stream, first.event->stream) ||
+      if (it.partition != first.partition || it.window != first.window ||
+          !same_stream(it.event->stream, first.event->stream) ||
           (!block.empty() && bytes + it.event->payload.size() > kMaxBlockBytes)) {
         break;
       }
       bytes += it.event->payload.size();
       block.push_back(it.event);
     }
-    encode_event_block(key, value, first.window, first.event->stream, first.partition, block.data(), block.size());
+    encode_event_block(key, value, first.window, first.event->stream, first.partition, block.data(),
+                       block.size());
     batch.Put(events_, key, value);
   }
 }
 
-Status Store::scan_events(TimeMs since, TimeMs until, const std::function<bool(const StoredEvent&)>& fn) const {
+Status Store::scan_events(TimeMs since, TimeMs until,
+                          const std::function<bool(const StoredEvent&)>& fn) const {
   if (since >= until) return Status::ok();
   const std::string lower = time_prefix(window_of(since));
   const std::string upper = time_prefix(until);
@@ -155,13 +162,15 @@ Expected<EventPage> Store::query_events(const EventQuery& q) const {
   // Records are read a window at a time, newest window first: from the window of the
   // cursor (or of `until`) down to the window of `since`.
   const std::string lower = time_prefix(window_of(q.since));
-  const std::string start = time_prefix(cursor ? std::min(q.until, window_after(cursor->time)) : q.until);
+  const std::string start =
+      time_prefix(cursor ? std::min(q.until, window_after(cursor->time)) : q.until);
   rocksdb::ReadOptions ro;
   rocksdb::Slice lower_slice(lower);
   ro.iterate_lower_bound = &lower_slice;
   ro.fill_cache = q.filters.empty();  // a wide hunt should not evict the alert pages
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
-  it->SeekForPrev(start);  // the last record before `start` (an 8-byte key sorts before its time's records)
+  it->SeekForPrev(
+      start);  // the last record before `start` (an 8-byte key sorts before its time's records)
 
   EventParser parser;
   Event event;
@@ -190,9 +199,15 @@ Expected<EventPage> Store::query_events(const EventQuery& q) const {
         for (size_t f = 0; f < q.filters.size() && pass; ++f) {
           const FieldValue& fv = event.field(slots[f]);
           switch (q.filters[f].op) {
-            case EventFilter::Op::kExists: pass = fv.present(); break;
-            case EventFilter::Op::kEquals: pass = fv.present() && iequals(fv.text, q.filters[f].value); break;
-            case EventFilter::Op::kContains: pass = fv.present() && icontains(fv.text, q.filters[f].value); break;
+            case EventFilter::Op::kExists:
+              pass = fv.present();
+              break;
+            case EventFilter::Op::kEquals:
+              pass = fv.present() && iequals(fv.text, q.filters[f].value);
+              break;
+            case EventFilter::Op::kContains:
+              pass = fv.present() && icontains(fv.text, q.filters[f].value);
+              break;
           }
         }
         if (!pass) continue;
@@ -208,8 +223,8 @@ Expected<EventPage> Store::query_events(const EventQuery& q) const {
   return page;
 }
 
-Expected<std::optional<StoredEvent>> Store::get_event(std::string_view stream, int32_t partition, int64_t offset,
-                                                      TimeMs time) const {
+Expected<std::optional<StoredEvent>> Store::get_event(std::string_view stream, int32_t partition,
+                                                      int64_t offset, TimeMs time) const {
   // The block of the event's window that starts at or before its offset; a replay's block
   // that overlaps it may start earlier, so a few before it are looked at too.
   // A block key is a format-2 key of the window's start, with its 0x01 marker.
@@ -223,16 +238,19 @@ Expected<std::optional<StoredEvent>> Store::get_event(std::string_view stream, i
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
   std::vector<EventEntry> entries;
   int blocks = 0;
-  for (it->SeekForPrev(target); it->Valid() && it->key().starts_with(prefix) && blocks < 16; it->Prev()) {
+  for (it->SeekForPrev(target); it->Valid() && it->key().starts_with(prefix) && blocks < 16;
+       it->Prev()) {
     const rocksdb::Slice k = it->key(), v = it->value();
-    if (k.size() != kEventBlockKeySize) continue;  // a format-2 event of the window's first millisecond
+    if (k.size() != kEventBlockKeySize)
+      continue;  // a format-2 event of the window's first millisecond
     ++blocks;
     entries.clear();
     if (!decode_events_record({k.data(), k.size()}, {v.data(), v.size()}, entries)) {
       return Status::corruption("event entry " + to_hex(k.ToString()) + " cannot be decoded");
     }
     for (const EventEntry& e : entries) {
-      if (e.offset == offset && e.time == time && e.stream == stream) return std::optional<StoredEvent>(stored(e));
+      if (e.offset == offset && e.time == time && e.stream == stream)
+        return std::optional<StoredEvent>(stored(e));
     }
   }
   if (!it->status().ok()) return from_rocks(it->status(), "event read failed");
@@ -247,7 +265,8 @@ Expected<std::optional<StoredEvent>> Store::get_event(std::string_view stream, i
   if (!decode_events_record(key, value, entries)) {
     return Status::corruption("event entry " + to_hex(key) + " cannot be decoded");
   }
-  if (entries[0].stream != stream) return std::optional<StoredEvent>();  // a stream-hash collision: another event
+  if (entries[0].stream != stream)
+    return std::optional<StoredEvent>();  // a stream-hash collision: another event
   return std::optional<StoredEvent>(stored(entries[0]));
 }
 
@@ -285,7 +304,8 @@ Expected<RetentionResult> Store::expire_events(TimeMs now) {
     it->SeekToFirst();
     if (it->Valid() && it->key().size() >= 8 && time_from_key(it->key().data()) < cutoff) {
       const TimeMs oldest = time_from_key(it->key().data());
-      result.buckets_dropped += static_cast<size_t>((floor_div(cutoff, bucket) - floor_div(oldest, bucket)));
+      result.buckets_dropped +=
+          static_cast<size_t>((floor_div(cutoff, bucket) - floor_div(oldest, bucket)));
       it.reset();
       if (auto s = drop(time_prefix(cutoff)); !s) return s;
     }
@@ -327,18 +347,21 @@ Expected<RetentionResult> Store::expire_events(TimeMs now) {
     rocksdb::Slice b(first), e(dropped_end);
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
-    if (auto s = db_->CompactRange(co, events_, &b, &e); !s.ok()) return from_rocks(s, "event compaction failed");
+    if (auto s = db_->CompactRange(co, events_, &b, &e); !s.ok())
+      return from_rocks(s, "event compaction failed");
   }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
   it->SeekToFirst();
-  if (it->Valid() && it->key().size() >= 8) result.oldest_kept = floor_div(time_from_key(it->key().data()), bucket) * bucket;
+  if (it->Valid() && it->key().size() >= 8)
+    result.oldest_kept = floor_div(time_from_key(it->key().data()), bucket) * bucket;
   return result;
 }
 
 Status Store::compact_all() {
   rocksdb::CompactRangeOptions co;
   for (auto* h : handles_) {
-    if (auto s = db_->CompactRange(co, h, nullptr, nullptr); !s.ok()) return from_rocks(s, "compaction failed");
+    if (auto s = db_->CompactRange(co, h, nullptr, nullptr); !s.ok())
+      return from_rocks(s, "compaction failed");
   }
   return Status::ok();
 }

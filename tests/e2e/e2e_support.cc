@@ -22,8 +22,11 @@ std::vector<std::string> simulated_events(size_t first, size_t n, uint64_t seed)
   return out;
 }
 
-StreamingProducer::StreamingProducer(std::string brokers, fs::path dir, std::vector<std::string>& events, uint64_t seed)
-    : brokers_(std::move(brokers)), file_(dir / ("stream-" + std::to_string(seed) + ".jsonl")), events_(events) {
+StreamingProducer::StreamingProducer(std::string brokers, fs::path dir,
+                                     std::vector<std::string>& events, uint64_t seed)
+    : brokers_(std::move(brokers)),
+      file_(dir / ("stream-" + std::to_string(seed) + ".jsonl")),
+      events_(events) {
   thread_ = std::thread([this, seed]() mutable {
     while (!done_.load()) {
       auto chunk = simulated_events(events_.size(), 100, seed++);
@@ -32,7 +35,9 @@ StreamingProducer::StreamingProducer(std::string brokers, fs::path dir, std::vec
       out.close();
       // kcat can report a failed delivery and still exit 0: its error lines count too.
       std::string output;
-      const int rc = test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers_ + " -t vigil.events -l " + file_.string() + " 2>&1", &output);
+      const int rc = test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers_ +
+                                           " -t vigil.events -l " + file_.string() + " 2>&1",
+                                       &output);
       if (rc != 0 || output.find("ERROR") != std::string::npos) {
         std::fprintf(stderr, "streaming producer: kcat rc=%d: %s\n", rc, output.c_str());
         ++failures_;

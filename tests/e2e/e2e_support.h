@@ -38,8 +38,8 @@ inline bool wait_for(const std::function<bool()>& done, std::chrono::millisecond
 class Broker {
  public:
   explicit Broker(int partitions, int brokers = 1)
-      : proc_({VIGIL_CLI_PATH, "dev", "kafka", "--partitions", std::to_string(partitions), "--brokers",
-               std::to_string(brokers), "--topic", "vigil.events"}) {
+      : proc_({VIGIL_CLI_PATH, "dev", "kafka", "--partitions", std::to_string(partitions),
+               "--brokers", std::to_string(brokers), "--topic", "vigil.events"}) {
     auto line = proc_.read_line(10s);
     if (line && line->rfind("127.0.0.1:", 0) == 0) bootstrap_ = *line;
   }
@@ -68,7 +68,8 @@ class VigildFixture : public ::testing::Test {
       out << "kafka:\n  properties:\n    session.timeout.ms: \"" << session_timeout_ms_
           << "\"\n    heartbeat.interval.ms: \"300\"\n";
       if (api_tokens_) {
-        std::ofstream(dir_ / "tokens") << "admin " << kAdminToken << "\nreader " << kReaderToken << "\n";
+        std::ofstream(dir_ / "tokens")
+            << "admin " << kAdminToken << "\nreader " << kReaderToken << "\n";
         out << "api:\n  tokens_file: " << (dir_ / "tokens").string() << "\n";
       }
     }
@@ -78,19 +79,31 @@ class VigildFixture : public ::testing::Test {
   static constexpr char kReaderToken[] = "e2e-reader-0123456789abcdef";
   // A GET of the API with the reader token.
   static test::HttpResult api_get(uint16_t port, const std::string& target) {
-    return test::http_get("127.0.0.1", port, target, {{"Authorization", std::string("Bearer ") + kReaderToken}});
+    return test::http_get("127.0.0.1", port, target,
+                          {{"Authorization", std::string("Bearer ") + kReaderToken}});
   }
   // Starts vigild and returns its API port (0 on failure). Logs go to vigild-<run>.log.
   uint16_t start(std::unique_ptr<test::Subprocess>& proc, std::vector<std::string> extra,
                  const std::string& data = "data") {
-    std::vector<std::string> argv = {VIGILD_PATH, "--data-dir", (dir_ / data).string(), "--listen", "127.0.0.1:0",
-                                     "--rules", VIGIL_SOURCE_DIR "/rules/sigma", "--mapping",
-                                     VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml", "--batch-ms", "20",
-                                     "--config", config_file().string()};
+    std::vector<std::string> argv = {VIGILD_PATH,
+                                     "--data-dir",
+                                     (dir_ / data).string(),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--rules",
+                                     VIGIL_SOURCE_DIR "/rules/sigma",
+                                     "--mapping",
+                                     VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml",
+                                     "--batch-ms",
+                                     "20",
+                                     "--config",
+                                     config_file().string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     // To debug a flaky run: VIGIL_E2E_LOG_LEVEL=debug with VIGIL_KEEP_TEST_DIRS=1 keeps the logs.
-    if (const char* level = std::getenv("VIGIL_E2E_LOG_LEVEL")) argv.insert(argv.end(), {"--log-level", level});
-    proc = std::make_unique<test::Subprocess>(argv, (dir_ / ("vigild-" + std::to_string(++runs_) + ".log")).string());
+    if (const char* level = std::getenv("VIGIL_E2E_LOG_LEVEL"))
+      argv.insert(argv.end(), {"--log-level", level});
+    proc = std::make_unique<test::Subprocess>(
+        argv, (dir_ / ("vigild-" + std::to_string(++runs_) + ".log")).string());
     auto line = proc->wait_for_line("  api: http://127.0.0.1:", 30s);
     if (!line) return 0;
     return static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
@@ -111,11 +124,14 @@ class VigildFixture : public ::testing::Test {
       d.Parse(r.body.c_str());
       if (d.HasParseError()) return out;
       for (const auto& a : d["alerts"].GetArray()) {
-        std::string id = a.HasMember("event") && a["event"].HasMember("test_id") ? a["event"]["test_id"].GetString() : "";
+        std::string id = a.HasMember("event") && a["event"].HasMember("test_id")
+                             ? a["event"]["test_id"].GetString()
+                             : "";
         out.emplace_back(a["rule"]["id"].GetString(), id);
       }
       if (d["next_cursor"].IsNull()) break;
-      target = std::string("/api/v1/alerts?limit=1000&view=full&cursor=") + d["next_cursor"].GetString();
+      target =
+          std::string("/api/v1/alerts?limit=1000&view=full&cursor=") + d["next_cursor"].GetString();
     }
     return out;
   }
@@ -125,13 +141,18 @@ class VigildFixture : public ::testing::Test {
     for (const auto& l : lines) out << l << "\n";
     out.close();
     std::string output;
-    const int rc = test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers + " -t vigil.events -l " + file.string() + " 2>&1", &output);
+    const int rc = test::run_command(std::string(KCAT_PATH) + " -P -b " + brokers +
+                                         " -t vigil.events -l " + file.string() + " 2>&1",
+                                     &output);
     ASSERT_EQ(rc, 0) << output;
   }
   // Everything in `topic`, one line per message formatted by kcat's `format`.
-  std::vector<std::string> kcat_consume(const std::string& brokers, const std::string& topic, const std::string& format) {
+  std::vector<std::string> kcat_consume(const std::string& brokers, const std::string& topic,
+                                        const std::string& format) {
     std::string output;
-    test::run_command(std::string(KCAT_PATH) + " -C -b " + brokers + " -t " + topic + " -e -q -f '" + format + "\\n' 2>/dev/null", &output);
+    test::run_command(std::string(KCAT_PATH) + " -C -b " + brokers + " -t " + topic +
+                          " -e -q -f '" + format + "\\n' 2>/dev/null",
+                      &output);
     std::vector<std::string> lines;
     size_t pos = 0;
     while (pos < output.size()) {
@@ -150,8 +171,12 @@ class VigildFixture : public ::testing::Test {
     for (const auto& l : events) out << l << "\n";
     out.close();
     std::string output;
-    const int rc = test::run_command(std::string(VIGIL_CLI_PATH) + " match --rules " VIGIL_SOURCE_DIR "/rules/sigma --mapping " VIGIL_SOURCE_DIR
-                                     "/rules/mappings/vigil-sensor.yml --events " + file.string() + " 2>/dev/null", &output);
+    const int rc = test::run_command(std::string(VIGIL_CLI_PATH) +
+                                         " match --rules " VIGIL_SOURCE_DIR
+                                         "/rules/sigma --mapping " VIGIL_SOURCE_DIR
+                                         "/rules/mappings/vigil-sensor.yml --events " +
+                                         file.string() + " 2>/dev/null",
+                                     &output);
     EXPECT_EQ(rc, 0);
     std::set<AlertKey> expected;
     size_t pos = 0;
@@ -193,7 +218,8 @@ std::string now_rfc3339();
 // while batches are being read, matched and persisted. Events get test_ids after `events`.
 class StreamingProducer {
  public:
-  StreamingProducer(std::string brokers, fs::path dir, std::vector<std::string>& events, uint64_t seed);
+  StreamingProducer(std::string brokers, fs::path dir, std::vector<std::string>& events,
+                    uint64_t seed);
   ~StreamingProducer() { stop(); }
   // Stops; returns the number of kcat runs that failed (their events are not in `events`).
   int stop();

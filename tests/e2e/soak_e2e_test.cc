@@ -80,7 +80,8 @@ class RateProducer {
       for (const auto& e : chunk) {
         ok = ok && rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC("vigil.events"),
                                      RD_KAFKA_V_VALUE(const_cast<char*>(e.data()), e.size()),
-                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR;
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                     RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR;
       }
       // Acknowledged before it counts as input: an event the broker never took is not owed.
       if (ok && rd_kafka_flush(rk_, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -141,15 +142,18 @@ TEST_F(SoakTest, SteadyRateWithSwapsAndRestarts) {
   while (elapsed() < half) {
     port = start(vigild, {"--kafka-brokers", brokers});
     ASSERT_NE(port, 0) << log(runs_);
-    const auto run_end = std::chrono::steady_clock::now() + std::chrono::seconds(std::uniform_int_distribution<int>(40, 80)(rng));
+    const auto run_end = std::chrono::steady_clock::now() +
+                         std::chrono::seconds(std::uniform_int_distribution<int>(40, 80)(rng));
     std::this_thread::sleep_for(15s);
     std::string output;
-    const int rc = test::run_command(std::string(VIGIL_CLI_PATH) + " bundle push " + bundle_variant(++swaps).string() +
-                                         " --server http://127.0.0.1:" + std::to_string(port) + " --token " + kAdminToken +
-                                         " 2>&1",
+    const int rc = test::run_command(std::string(VIGIL_CLI_PATH) + " bundle push " +
+                                         bundle_variant(++swaps).string() +
+                                         " --server http://127.0.0.1:" + std::to_string(port) +
+                                         " --token " + kAdminToken + " 2>&1",
                                      &output);
     EXPECT_EQ(rc, 0) << output;
-    while (std::chrono::steady_clock::now() < run_end && elapsed() < half) std::this_thread::sleep_for(1s);
+    while (std::chrono::steady_clock::now() < run_end && elapsed() < half)
+      std::this_thread::sleep_for(1s);
     EXPECT_EQ(metric(port, "vigil_match_errors_total"), 0) << log(runs_);
     ++restarts;
     if (restarts % 3 == 0) {
@@ -174,11 +178,13 @@ TEST_F(SoakTest, SteadyRateWithSwapsAndRestarts) {
   producer.stop();
   const auto all = producer.events();
   const auto expected = expected_by_batch_match(all);
-  std::cout << "soak: " << seconds << " s, " << all.size() << " events (" << rate << "/s asked), " << swaps
-            << " bundle swaps, " << restarts << " restarts, " << expected.size() << " alerts expected; RSS after warm-up "
-            << warm / (1 << 20) << " MB, peak " << peak / (1 << 20) << " MB" << std::endl;
+  std::cout << "soak: " << seconds << " s, " << all.size() << " events (" << rate << "/s asked), "
+            << swaps << " bundle swaps, " << restarts << " restarts, " << expected.size()
+            << " alerts expected; RSS after warm-up " << warm / (1 << 20) << " MB, peak "
+            << peak / (1 << 20) << " MB" << std::endl;
   ASSERT_TRUE(wait_for([&] { return alerts(port).size() >= expected.size(); }, 180s))
-      << alerts(port).size() << " of " << expected.size() << "\n" << log(runs_);
+      << alerts(port).size() << " of " << expected.size() << "\n"
+      << log(runs_);
   std::this_thread::sleep_for(2s);
   const auto got = alerts(port);
   EXPECT_EQ(got.size(), expected.size());

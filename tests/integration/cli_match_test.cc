@@ -37,7 +37,8 @@ correlation:
   timespan: 5m
   condition: {gte: 3}
 )";
-  std::ofstream(tmp / "events.jsonl") << R"({"outcome":"failure","user":"a","@timestamp":"2026-11-24T10:00:00Z"}
+  std::ofstream(tmp / "events.jsonl")
+      << R"({"outcome":"failure","user":"a","@timestamp":"2026-11-24T10:00:00Z"}
 {"outcome":"failure","user":"a","@timestamp":"2026-11-24 10:01:00.250"}
 {"outcome":"success","user":"a","@timestamp":"2026-11-24T10:02:00Z"}
 {"outcome":"failure","user":"b","@timestamp":"2026-11-24T10:02:30+00:00"}
@@ -45,15 +46,17 @@ correlation:
 {"outcome":"failure","user":"a","@timestamp":"2026-11-24T10:30:00Z"}
 )";
   std::string out;
-  const int rc = test::run_command(std::string(VIGIL_CLI_PATH) + " match --rules " + (tmp / "failed.yml") + " " +
-                                       (tmp / "brute.yml") + " --mapping " + (tmp / "mapping.yml") + " --events " +
-                                       (tmp / "events.jsonl") + " 2>/dev/null",
-                                   &out);
+  const int rc =
+      test::run_command(std::string(VIGIL_CLI_PATH) + " match --rules " + (tmp / "failed.yml") +
+                            " " + (tmp / "brute.yml") + " --mapping " + (tmp / "mapping.yml") +
+                            " --events " + (tmp / "events.jsonl") + " 2>/dev/null",
+                        &out);
   EXPECT_EQ(rc, 0);
   // The base rule feeds a correlation that does not `generate`: only the correlation prints,
   // at event 4 (a's third failure within 5 minutes; 11:03+01:00 is 10:03Z).
-  EXPECT_EQ(out, R"({"event":4,"rule_id":"22222222-0000-0000-0000-000000000002","title":"Brute force"})"
-                 "\n");
+  EXPECT_EQ(out,
+            R"({"event":4,"rule_id":"22222222-0000-0000-0000-000000000002","title":"Brute force"})"
+            "\n");
 }
 
 }  // namespace

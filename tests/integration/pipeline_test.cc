@@ -27,7 +27,8 @@ class PipelineTest : public ::testing::Test {
     auto k = EmbeddedKafka::start(1, "events", 4);
     ASSERT_TRUE(k) << k.status().to_string();
     kafka_ = std::move(*k);
-    auto mapping = match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+    auto mapping =
+        match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
     ASSERT_TRUE(mapping);
     match::CompileReport report;
     auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
@@ -65,15 +66,18 @@ class PipelineTest : public ::testing::Test {
                  const std::string& topic = "events") {
     char err[256];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err);
+    rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err,
+                      sizeof err);
     rd_kafka_t* p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     SimulatedEvent ev;
     size_t malicious = 0;
     auto send = [&](const std::string& payload, const std::string& key) {
-      EXPECT_EQ(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
-                                  RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
-                RD_KAFKA_RESP_ERR_NO_ERROR);
+      EXPECT_EQ(
+          rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+                            RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+          RD_KAFKA_RESP_ERR_NO_ERROR);
     };
     for (size_t i = 0; i < n; ++i) {
       sim.next(ev);
@@ -89,7 +93,8 @@ class PipelineTest : public ::testing::Test {
     return test::wait_for(done, timeout);
   }
 
-  friend void run_with_tiny_inboxes(PipelineTest& t, int hold_before_pause_ms, MetricsRegistry& metrics);
+  friend void run_with_tiny_inboxes(PipelineTest& t, int hold_before_pause_ms,
+                                    MetricsRegistry& metrics);
   test::TempDir tmp_{"pipeline"};
   std::unique_ptr<EmbeddedKafka> kafka_;
   std::shared_ptr<const match::RuleSet> rules_;
@@ -107,11 +112,13 @@ TEST_F(PipelineTest, ConsumesEverythingOnceAcrossARestart) {
     MetricsRegistry metrics;
     auto p = make_pipeline(metrics);
     ASSERT_TRUE(p->start().is_ok());
-    ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") == first + 3; }, 30s))
+    ASSERT_TRUE(wait_for(
+        [&] { return metrics.counter_sum("vigil_events_consumed_total") == first + 3; }, 30s))
         << metrics.counter_sum("vigil_events_consumed_total");
     p->stop();
     p->join();
-    EXPECT_EQ(metrics.counter_sum("vigil_events_invalid_total", {{"reason", "malformed_json"}}), 2u);  // "{broken" and ""
+    EXPECT_EQ(metrics.counter_sum("vigil_events_invalid_total", {{"reason", "malformed_json"}}),
+              2u);  // "{broken" and ""
     EXPECT_EQ(metrics.counter_sum("vigil_events_invalid_total", {{"reason", "not_an_object"}}), 1u);
     EXPECT_EQ(metrics.counter_sum("vigil_alerts_total"), malicious1);
   }
@@ -125,7 +132,8 @@ TEST_F(PipelineTest, ConsumesEverythingOnceAcrossARestart) {
   MetricsRegistry metrics;
   auto p = make_pipeline(metrics);
   ASSERT_TRUE(p->start().is_ok());
-  ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= second; }, 30s));
+  ASSERT_TRUE(
+      wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= second; }, 30s));
   std::this_thread::sleep_for(300ms);  // anything re-read would show up by now
   p->stop();
   p->join();
@@ -155,7 +163,8 @@ TEST_F(PipelineTest, ANewClusterStartsFromItsOwnBeginningAndKeepsOldAlerts) {
     MetricsRegistry metrics;
     auto p = make_pipeline(metrics);
     ASSERT_TRUE(p->start().is_ok());
-    ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 30s));
+    ASSERT_TRUE(wait_for(
+        [&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 30s));
     p->stop();
     p->join();
     EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events) << "run " << run;
@@ -178,7 +187,8 @@ TEST_F(PipelineTest, CommitsRefusedWhileLeavingAreRetriedUntilTheGroupHasEveryth
   o.kafka_properties = {{"auto.commit.interval.ms", "600000"}};  // only the commits on the way out
   auto p = make_pipeline(metrics, o);
   ASSERT_TRUE(p->start().is_ok());
-  ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") == events; }, 30s));
+  ASSERT_TRUE(
+      wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") == events; }, 30s));
   // The coordinator refuses the next commits as if the group were rebalancing (every commit
   // on the way out: the one after draining, the revocation's, the close's).
   kafka_->fail_next_requests(8 /* OffsetCommit */, 3, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
@@ -189,7 +199,8 @@ TEST_F(PipelineTest, CommitsRefusedWhileLeavingAreRetriedUntilTheGroupHasEveryth
   // What the group has committed is everything this member persisted.
   char err[256];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err,
+                    sizeof err);
   rd_kafka_conf_set(conf, "group.id", "test-group", err, sizeof err);
   rd_kafka_t* reader = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   ASSERT_NE(reader, nullptr) << err;
@@ -199,7 +210,8 @@ TEST_F(PipelineTest, CommitsRefusedWhileLeavingAreRetriedUntilTheGroupHasEveryth
   int64_t committed = 0;
   for (int i = 0; i < parts->cnt; ++i) {
     int64_t low = 0, high = 0;
-    ASSERT_EQ(rd_kafka_query_watermark_offsets(reader, "events", i, &low, &high, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_query_watermark_offsets(reader, "events", i, &low, &high, 10000),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
     EXPECT_EQ(parts->elems[i].offset, high) << "partition " << i;
     committed += std::max<int64_t>(parts->elems[i].offset, 0);
   }
@@ -241,7 +253,9 @@ TEST_F(PipelineTest, MessagesKafkaDeliversAgainAreDroppedNotProcessedTwice) {
   auto p = make_pipeline(metrics, o);
   ASSERT_TRUE(p->start().is_ok());
   const auto consumed = [&] { return metrics.counter_sum("vigil_events_consumed_total"); };
-  const auto redelivered = [&] { return metrics.counter_sum("vigil_kafka_redelivered_messages_total"); };
+  const auto redelivered = [&] {
+    return metrics.counter_sum("vigil_kafka_redelivered_messages_total");
+  };
   EXPECT_TRUE(wait_for([&] { return consumed() >= events && redelivered() >= 100; }, 60s))
       << "consumed " << consumed() << ", delivered again " << redelivered();
   p->stop();
@@ -262,7 +276,8 @@ TEST_F(PipelineTest, APartitionKafkaResetsIsReadFromWhereItWasReset) {
   {
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err),
+    ASSERT_EQ(rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err,
+                                sizeof err),
               RD_KAFKA_CONF_OK);
     ASSERT_EQ(rd_kafka_conf_set(conf, "group.id", "test-group", err, sizeof err), RD_KAFKA_CONF_OK);
     rd_kafka_t* committer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
@@ -276,9 +291,11 @@ TEST_F(PipelineTest, APartitionKafkaResetsIsReadFromWhereItWasReset) {
   MetricsRegistry metrics;
   auto p = make_pipeline(metrics);
   ASSERT_TRUE(p->start().is_ok());
-  EXPECT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 30s))
+  EXPECT_TRUE(
+      wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 30s))
       << metrics.counter_sum("vigil_events_consumed_total") << " consumed, "
-      << metrics.counter_sum("vigil_kafka_redelivered_messages_total") << " dropped as delivered again";
+      << metrics.counter_sum("vigil_kafka_redelivered_messages_total")
+      << " dropped as delivered again";
   p->stop();
   p->join();
   EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), events);
@@ -310,7 +327,8 @@ TEST_F(PipelineTest, AFreshGroupStartsWhereAutoOffsetResetSays) {
   }
   const size_t later = 300;
   const size_t malicious = produce(sim, later);
-  EXPECT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= later; }, 30s))
+  EXPECT_TRUE(
+      wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= later; }, 30s))
       << metrics.counter_sum("vigil_events_consumed_total");
   std::this_thread::sleep_for(300ms);  // anything read from before the assignment shows by now
   p->stop();
@@ -334,7 +352,8 @@ TEST_F(PipelineTest, ATopicCreatedAfterTheStartIsConsumedFromItsBeginning) {
   (void)kafka_->create_topic("later", 3);
   const size_t events = 400;
   const size_t malicious = produce(sim, events, {}, "later");
-  EXPECT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
+  EXPECT_TRUE(
+      wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
       << metrics.counter_sum("vigil_events_consumed_total") << " consumed";
   p->stop();
   p->join();
@@ -349,7 +368,8 @@ TEST_F(PipelineTest, ATopicCreatedAfterTheStartIsConsumedFromItsBeginning) {
 TEST_F(PipelineTest, EveryOffsetIsConsumedOrCountedAsSkipped) {
   char err[256];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf, "bootstrap.servers", kafka_->bootstrap_servers().c_str(), err,
+                    sizeof err);
   rd_kafka_conf_set(conf, "message.max.bytes", "20000000", err, sizeof err);
   rd_kafka_t* producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   ASSERT_NE(producer, nullptr) << err;
@@ -367,20 +387,28 @@ TEST_F(PipelineTest, EveryOffsetIsConsumedOrCountedAsSkipped) {
   auto p = make_pipeline(metrics, o);
   ASSERT_TRUE(p->start().is_ok());
   send(small);
-  ASSERT_TRUE(wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") == 1; }, 30s));
+  ASSERT_TRUE(
+      wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") == 1; }, 30s));
   send(R"({"EventID":1,"Image":")" + std::string(10 << 20, 'a') + R"("})");
   send(small);
   send(small);
-  ASSERT_TRUE(wait_for([&] {
-    return metrics.counter_sum("vigil_events_consumed_total") + metrics.counter_sum("vigil_kafka_skipped_offsets_total") == 4;
-  }, 30s)) << "consumed " << metrics.counter_sum("vigil_events_consumed_total") << ", skipped "
-           << metrics.counter_sum("vigil_kafka_skipped_offsets_total");
+  ASSERT_TRUE(wait_for(
+      [&] {
+        return metrics.counter_sum("vigil_events_consumed_total") +
+                   metrics.counter_sum("vigil_kafka_skipped_offsets_total") ==
+               4;
+      },
+      30s))
+      << "consumed " << metrics.counter_sum("vigil_events_consumed_total") << ", skipped "
+      << metrics.counter_sum("vigil_kafka_skipped_offsets_total");
   // The large record is a too_large dead letter (a broker that keeps it), or counted among
   // the skipped offsets (the mock, whose retention deletes it, and with it the record after
   // it, before the consumer gets there).
-  const uint64_t oversized = metrics.counter_sum("vigil_dead_letters_total", {{"reason", "too_large"}});
+  const uint64_t oversized =
+      metrics.counter_sum("vigil_dead_letters_total", {{"reason", "too_large"}});
   EXPECT_GE(oversized + metrics.counter_sum("vigil_kafka_skipped_offsets_total"), 1u);
-  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"), 4u - metrics.counter_sum("vigil_kafka_skipped_offsets_total"));
+  EXPECT_EQ(metrics.counter_sum("vigil_events_consumed_total"),
+            4u - metrics.counter_sum("vigil_kafka_skipped_offsets_total"));
   p->stop();
   p->join();
   rd_kafka_destroy(producer);
@@ -409,7 +437,8 @@ void run_with_tiny_inboxes(PipelineTest& t, int hold_before_pause_ms, MetricsReg
   o.hold_before_pause_ms = hold_before_pause_ms;
   auto p = t.make_pipeline(metrics, o);
   ASSERT_TRUE(p->start().is_ok());
-  ASSERT_TRUE(PipelineTest::wait_for([&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
+  ASSERT_TRUE(PipelineTest::wait_for(
+      [&] { return metrics.counter_sum("vigil_events_consumed_total") >= events; }, 60s))
       << metrics.counter_sum("vigil_events_consumed_total");
   p->stop();
   p->join();

@@ -30,11 +30,13 @@ store::OutboxRecord record(store::OutboxRecord::Kind kind, int64_t offset, std::
 }
 
 // Reads every message of `topic` partition 0 until `want` arrived or 20 s passed.
-std::multiset<std::string> read_topic(const std::string& brokers, const std::string& topic, size_t want) {
+std::multiset<std::string> read_topic(const std::string& brokers, const std::string& topic,
+                                      size_t want) {
   char err[256];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), err, sizeof err);
-  rd_kafka_conf_set(conf, "group.id", "publisher-test-reader", err, sizeof err);  // assign() without joining
+  rd_kafka_conf_set(conf, "group.id", "publisher-test-reader", err,
+                    sizeof err);  // assign() without joining
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(parts, topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -76,7 +78,8 @@ TEST(PublisherTest, PublishesEachRecordToItsTopicAndDropsOneKafkaRefuses) {
   auto p = Publisher::create(o, **st, metrics);
   ASSERT_TRUE(p) << p.status().to_string();
   (*p)->start();
-  ASSERT_TRUE(test::wait_for([&] { return metrics.counter_sum("vigil_published_total") == 3; }, 20s))
+  ASSERT_TRUE(
+      test::wait_for([&] { return metrics.counter_sum("vigil_published_total") == 3; }, 20s))
       << metrics.counter_sum("vigil_published_total");
   (*p)->stop();
 
@@ -90,7 +93,8 @@ TEST(PublisherTest, PublishesEachRecordToItsTopicAndDropsOneKafkaRefuses) {
 
   EXPECT_EQ(read_topic((*kafka)->bootstrap_servers(), "vigil.alerts", 2),
             (std::multiset<std::string>{a1.id.hex(), a3.id.hex()}));
-  EXPECT_EQ(read_topic((*kafka)->bootstrap_servers(), "vigil.deadletter", 1), (std::multiset<std::string>{d4.id.hex()}));
+  EXPECT_EQ(read_topic((*kafka)->bootstrap_servers(), "vigil.deadletter", 1),
+            (std::multiset<std::string>{d4.id.hex()}));
 }
 
 }  // namespace

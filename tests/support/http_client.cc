@@ -80,7 +80,8 @@ double prometheus_sum(const std::string& exposition, const std::string& name,
     const size_t space = line.rfind(' ');
     const std::string label_text = next == '{' ? line.substr(name.size(), space - name.size()) : "";
     bool all = true;
-    for (const auto& [k, v] : labels) all &= label_text.find(k + "=\"" + v + "\"") != std::string::npos;
+    for (const auto& [k, v] : labels)
+      all &= label_text.find(k + "=\"" + v + "\"") != std::string::npos;
     if (!all) continue;
     sum += std::stod(line.substr(space + 1));
     any = true;

@@ -49,7 +49,8 @@ Subprocess::Subprocess(const std::vector<std::string>& argv, const std::string& 
 
 bool Subprocess::write_line(const std::string& line) {
   const std::string data = line + "\n";
-  return in_fd_ >= 0 && ::write(in_fd_, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  return in_fd_ >= 0 &&
+         ::write(in_fd_, data.data(), data.size()) == static_cast<ssize_t>(data.size());
 }
 
 Subprocess::~Subprocess() {
@@ -70,7 +71,9 @@ std::optional<std::string> Subprocess::read_line(std::chrono::milliseconds timeo
       buffer_.erase(0, nl + 1);
       return line;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
     if (left <= 0 || out_fd_ < 0) return std::nullopt;
     pollfd p{out_fd_, POLLIN, 0};
     if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
@@ -81,10 +84,12 @@ std::optional<std::string> Subprocess::read_line(std::chrono::milliseconds timeo
   }
 }
 
-std::optional<std::string> Subprocess::wait_for_line(const std::string& prefix, std::chrono::milliseconds timeout) {
+std::optional<std::string> Subprocess::wait_for_line(const std::string& prefix,
+                                                     std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     auto line = read_line(left);
     if (!line) return std::nullopt;
     if (line->rfind(prefix, 0) == 0) return line;

@@ -20,7 +20,8 @@ class Subprocess {
   // The next stdout line, or nullopt at EOF or when the deadline passes.
   std::optional<std::string> read_line(std::chrono::milliseconds timeout);
   // Reads lines until one starts with `prefix`; returns it.
-  std::optional<std::string> wait_for_line(const std::string& prefix, std::chrono::milliseconds timeout);
+  std::optional<std::string> wait_for_line(const std::string& prefix,
+                                           std::chrono::milliseconds timeout);
   // Writes `line` and a newline to the child's stdin.
   bool write_line(const std::string& line);
   void signal(int sig);

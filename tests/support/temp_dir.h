@@ -16,7 +16,8 @@ namespace vigil::test {
 class TempDir {
  public:
   explicit TempDir(const std::string& tag)
-      : path_(std::filesystem::temp_directory_path() / ("vigil-" + tag + "-" + std::to_string(std::random_device{}()))) {
+      : path_(std::filesystem::temp_directory_path() /
+              ("vigil-" + tag + "-" + std::to_string(std::random_device{}()))) {
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }

@@ -42,4 +42,6 @@ extern "C" int thrd_join(thrd_t thread, int* result) {
   return thrd_success;
 }
 
-extern "C" int thrd_detach(thrd_t thread) { return pthread_detach(thread) == 0 ? thrd_success : thrd_error; }
+extern "C" int thrd_detach(thrd_t thread) {
+  return pthread_detach(thread) == 0 ? thrd_success : thrd_error;
+}

@@ -3,16 +3,16 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -155,7 +155,8 @@ TEST_F(HttpLimitsTest, UnauthenticatedBodiesAreRefusedBeforeTheyAreRead) {
   EXPECT_NE(ok.receive().find(R"({"bytes":5})"), std::string::npos);
   // A client that asks first (Expect: 100-continue, as curl does) is told to go on only once
   // admitted, and refused without sending its body otherwise.
-  const std::string expect = "POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n";
+  const std::string expect =
+      "POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n";
   RawClient asks(port());
   asks.send(expect + "Authorization: Bearer " + kAdmin + "\r\n\r\n");
   EXPECT_NE(asks.receive(1000).find("HTTP/1.1 100 Continue"), std::string::npos);
@@ -268,14 +269,18 @@ TEST(HttpContentPool, ValidationsNeverHoldUpQueriesAndQueueBounded) {
   bool release = false;
   std::atomic<int> running{0};
   Router r;
-  r.add("POST", "/validate", [&](const HttpRequest&) {
-    running.fetch_add(1);
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return release; });
-    return HttpResponse::json(R"({"validated":true})");
-  }, Access::kOpen, Router::Cost::kContent);
-  r.add("GET", "/hunt", [](const HttpRequest&) { return HttpResponse::json(R"({"events":[]})"); }, Access::kOpen,
-        Router::Cost::kSlow);
+  r.add(
+      "POST", "/validate",
+      [&](const HttpRequest&) {
+        running.fetch_add(1);
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return release; });
+        return HttpResponse::json(R"({"validated":true})");
+      },
+      Access::kOpen, Router::Cost::kContent);
+  r.add(
+      "GET", "/hunt", [](const HttpRequest&) { return HttpResponse::json(R"({"events":[]})"); },
+      Access::kOpen, Router::Cost::kSlow);
   HttpServerOptions o;
   o.port = 0;
   o.slow_threads = 1;
@@ -287,7 +292,8 @@ TEST(HttpContentPool, ValidationsNeverHoldUpQueriesAndQueueBounded) {
   RawClient first(port), second(port);
   first.send("POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
   second.send("POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
-  for (int i = 0; i < 200 && running.load() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 200 && running.load() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   ASSERT_EQ(running.load(), 1);  // one running, one waiting
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   RawClient third(port);

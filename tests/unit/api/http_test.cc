@@ -1,12 +1,14 @@
+#include "vigil/api/http.h"
+
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
 #include <atomic>
 #include <filesystem>
-#include <functional>
-#include <set>
 #include <fstream>
+#include <functional>
 #include <random>
+#include <set>
 #include <span>
 #include <thread>
 
@@ -14,7 +16,6 @@
 #include "support/http_client.h"
 #include "support/temp_dir.h"
 #include "vigil/api/auth.h"
-#include "vigil/api/http.h"
 #include "vigil/api/service.h"
 
 namespace vigil::api {
@@ -39,7 +40,8 @@ class ApiTest : public ::testing::Test {
       a.host = "host" + std::to_string(i % 3);
       // Alerts 0..24 have a summary (the document before "matched"); 25..29 are whole, as
       // alerts stored before summaries existed.
-      a.json = R"({"n":)" + std::to_string(i) + (i < 25 ? R"(,"matched":[{"field":"n"}],"event":{"e":1}})" : "}");
+      a.json = R"({"n":)" + std::to_string(i) +
+               (i < 25 ? R"(,"matched":[{"field":"n"}],"event":{"e":1}})" : "}");
       if (i < 25) a.summary_size = a.json.find(R"(,"matched")");
       a.level = i % 5 == 0 ? store::AlertLevel::kCritical : store::AlertLevel::kMedium;
       a.title = i % 2 ? kOddTitle : kEvenTitle;
@@ -47,19 +49,26 @@ class ApiTest : public ::testing::Test {
       alerts.push_back(a);
     }
     std::vector<std::string> payloads;
-    for (int i = 0; i < 20; ++i) payloads.push_back(R"({"host":"host)" + std::to_string(i % 3) + R"(","n":)" + std::to_string(i) + "}");
-    payloads[7] = R"({"host":"host1","n":7,"broken":[1,})";  // invalid where no rule reads: kept as a string
+    for (int i = 0; i < 20; ++i)
+      payloads.push_back(R"({"host":"host)" + std::to_string(i % 3) + R"(","n":)" +
+                         std::to_string(i) + "}");
+    payloads[7] =
+        R"({"host":"host1","n":7,"broken":[1,})";  // invalid where no rule reads: kept as a string
     std::vector<store::EventRecord> events;
-    for (int i = 0; i < 20; ++i) events.push_back({kBase + i * 1000, "c/events", 0, i, payloads[static_cast<size_t>(i)]});
+    for (int i = 0; i < 20; ++i)
+      events.push_back({kBase + i * 1000, "c/events", 0, i, payloads[static_cast<size_t>(i)]});
     ASSERT_TRUE(store_->put_batch(alerts, {}, {}, events).is_ok());
     metrics_.counter("vigil_test_total", "test").inc(7);
-    ApiContext ctx{store_.get(), &metrics_, &clock_, [this] { return ready_.load(); }, tmp_ / "checkpoints"};
-    auto tokens = TokenSet::parse_file_text(std::string("admin ") + kAdmin + "\nreader " + kReader + "\n", "tokens");
+    ApiContext ctx{store_.get(), &metrics_, &clock_, [this] { return ready_.load(); },
+                   tmp_ / "checkpoints"};
+    auto tokens = TokenSet::parse_file_text(
+        std::string("admin ") + kAdmin + "\nreader " + kReader + "\n", "tokens");
     ASSERT_TRUE(tokens) << tokens.status().to_string();
     ctx.tokens = std::make_shared<const TokenSet>(std::move(*tokens));
     ctx.open_metrics = open_metrics_;
     auto mapping = match::FieldMapping::parse(
-        "name: t\nhost_field: host\nlogsources:\n  - name: low\n    match: {product: test, category: low}\n"
+        "name: t\nhost_field: host\nlogsources:\n  - name: low\n    match: {product: test, "
+        "category: low}\n"
         "    where: {n: [0, 1, 2, 3, 4]}\n",
         "test mapping");
     ASSERT_TRUE(mapping) << mapping.status().to_string();
@@ -78,7 +87,8 @@ class ApiTest : public ::testing::Test {
   }
   // A GET with the reader token.
   test::HttpResult get(const std::string& target) {
-    return http_get("127.0.0.1", server_->port(), target, {{"Authorization", std::string("Bearer ") + kReader}});
+    return http_get("127.0.0.1", server_->port(), target,
+                    {{"Authorization", std::string("Bearer ") + kReader}});
   }
   void expect_problem(const std::string& target, int status, const std::string& mention) {
     auto r = get(target);
@@ -88,7 +98,8 @@ class ApiTest : public ::testing::Test {
     d.Parse(r.body.c_str());
     ASSERT_FALSE(d.HasParseError()) << r.body;
     EXPECT_EQ(d["status"].GetInt(), status);
-    EXPECT_NE(std::string(d["detail"].GetString()).find(mention), std::string::npos) << target << " -> " << r.body;
+    EXPECT_NE(std::string(d["detail"].GetString()).find(mention), std::string::npos)
+        << target << " -> " << r.body;
   }
 
   static constexpr char kAdmin[] = "admin-token-0123456789abcdef";
@@ -119,7 +130,8 @@ std::vector<int> numbers(const std::string& body, std::string* cursor = nullptr)
 }
 
 TEST_F(ApiTest, EventStatsCountPerBucketByLogsourceOrHost) {
-  auto r = get("/api/v1/events/stats?since=2026-11-24T16:58:00Z&until=2026-11-24T17:02:00Z&bucket=1m");
+  auto r =
+      get("/api/v1/events/stats?since=2026-11-24T16:58:00Z&until=2026-11-24T17:02:00Z&bucket=1m");
   ASSERT_EQ(r.status, 200) << r.body;
   rapidjson::Document d;
   d.Parse(r.body.c_str());
@@ -131,7 +143,8 @@ TEST_F(ApiTest, EventStatsCountPerBucketByLogsourceOrHost) {
   EXPECT_EQ(d["buckets"][2]["events"].GetUint64(), d["events"].GetUint64());
   EXPECT_EQ(d["buckets"][1]["events"].GetUint64(), 0u);
 
-  r = get("/api/v1/events/stats?since=2026-11-24T16:00:00Z&until=2026-11-24T18:00:00Z&by=host&top=1");
+  r = get(
+      "/api/v1/events/stats?since=2026-11-24T16:00:00Z&until=2026-11-24T18:00:00Z&by=host&top=1");
   ASSERT_EQ(r.status, 200) << r.body;
   d.Parse(r.body.c_str());
   EXPECT_EQ(d["totals"]["host0"].GetUint64(), 7u) << r.body;
@@ -201,16 +214,22 @@ TEST_F(ApiTest, CursorsAreBoundToTheirRouteAndQuery) {
   ASSERT_FALSE(alerts_cursor.empty());
   ASSERT_FALSE(rule_cursor.empty());
   EXPECT_EQ(get("/api/v1/alerts?limit=4&cursor=" + alerts_cursor).status, 200);
-  EXPECT_EQ(get("/api/v1/alerts?limit=9&view=full&cursor=" + alerts_cursor).status, 200);  // page size may change
+  EXPECT_EQ(get("/api/v1/alerts?limit=9&view=full&cursor=" + alerts_cursor).status,
+            200);  // page size may change
   EXPECT_EQ(get("/api/v1/alerts?limit=2&rule=rule-odd&cursor=" + rule_cursor).status, 200);
-  expect_problem("/api/v1/alerts?cursor=" + events_cursor, 400, "not a cursor of this route and query");
-  expect_problem("/api/v1/events?cursor=" + alerts_cursor, 400, "not a cursor of this route and query");
-  expect_problem("/api/v1/alerts?cursor=" + rule_cursor, 400, "not a cursor of this route and query");
-  expect_problem("/api/v1/alerts?rule=rule-even&cursor=" + rule_cursor, 400, "not a cursor of this route and query");
+  expect_problem("/api/v1/alerts?cursor=" + events_cursor, 400,
+                 "not a cursor of this route and query");
+  expect_problem("/api/v1/events?cursor=" + alerts_cursor, 400,
+                 "not a cursor of this route and query");
+  expect_problem("/api/v1/alerts?cursor=" + rule_cursor, 400,
+                 "not a cursor of this route and query");
+  expect_problem("/api/v1/alerts?rule=rule-even&cursor=" + rule_cursor, 400,
+                 "not a cursor of this route and query");
   std::string edited = alerts_cursor;
   edited[3] = edited[3] == '0' ? '1' : '0';
   expect_problem("/api/v1/alerts?cursor=" + edited, 400, "not a cursor of this route and query");
-  const std::string made_up = alerts_cursor.substr(0, alerts_cursor.find('.')) + "." + std::string(32, 'a');
+  const std::string made_up =
+      alerts_cursor.substr(0, alerts_cursor.find('.')) + "." + std::string(32, 'a');
   expect_problem("/api/v1/alerts?cursor=" + made_up, 400, "not a cursor of this route and query");
 }
 
@@ -227,7 +246,8 @@ TEST(ApiReadiness, AStoreTheScrubFoundDamagedIsNotReady) {
       a.id = store::AlertId::derive("events", 0, i, "r");
       a.time = 1795539600000 + i;
       a.rule_id = "r";
-      a.json = R"({"n":)" + std::to_string(i) + R"(,"pad":")" + std::string(100, 'a' + i % 26) + R"("})";
+      a.json =
+          R"({"n":)" + std::to_string(i) + R"(,"pad":")" + std::string(100, 'a' + i % 26) + R"("})";
       alerts.push_back(a);
     }
     ASSERT_TRUE((*s)->put_batch(alerts, {}).is_ok());
@@ -236,7 +256,8 @@ TEST(ApiReadiness, AStoreTheScrubFoundDamagedIsNotReady) {
   fs::path victim;
   uintmax_t largest = 0;
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ".sst" && fs::file_size(e.path()) > largest) largest = fs::file_size(e.path()), victim = e.path();
+    if (e.path().extension() == ".sst" && fs::file_size(e.path()) > largest)
+      largest = fs::file_size(e.path()), victim = e.path();
   }
   ASSERT_FALSE(victim.empty());
   {
@@ -266,24 +287,33 @@ TEST(ApiReadiness, AStoreTheScrubFoundDamagedIsNotReady) {
 }
 
 TEST_F(ApiTest, AlertsTimeRangeRuleAndHost) {
-  EXPECT_EQ(numbers(get("/api/v1/alerts?since=2026-11-24T17:00:05Z&until=2026-11-24T17:00:08Z").body),
-            (std::vector<int>{7, 6, 5}));
-  EXPECT_EQ(numbers(get("/api/v1/alerts?since=" + std::to_string(kBase + 28000)).body), (std::vector<int>{29, 28}));
+  EXPECT_EQ(
+      numbers(get("/api/v1/alerts?since=2026-11-24T17:00:05Z&until=2026-11-24T17:00:08Z").body),
+      (std::vector<int>{7, 6, 5}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?since=" + std::to_string(kBase + 28000)).body),
+            (std::vector<int>{29, 28}));
   // Relative: the clock is an hour after the first alert, so 59m31s ago is alert 29's time.
   EXPECT_EQ(numbers(get("/api/v1/alerts?since=3571s").body), (std::vector<int>{29}));
-  EXPECT_EQ(numbers(get("/api/v1/alerts?rule=rule-odd&limit=3").body), (std::vector<int>{29, 27, 25}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?rule=rule-odd&limit=3").body),
+            (std::vector<int>{29, 27, 25}));
   EXPECT_EQ(numbers(get("/api/v1/alerts?host=host2&limit=2").body), (std::vector<int>{29, 26}));
   EXPECT_EQ(numbers(get("/api/v1/alerts?rule=nope").body), (std::vector<int>{}));
   // Percent-encoded values are decoded.
-  EXPECT_EQ(numbers(get("/api/v1/alerts?since=2026-11-24T17%3A00%3A29Z").body), (std::vector<int>{29}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?since=2026-11-24T17%3A00%3A29Z").body),
+            (std::vector<int>{29}));
 }
 
 TEST_F(ApiTest, AlertsBySeverityTagTextAndRuleWithHost) {
-  EXPECT_EQ(numbers(get("/api/v1/alerts?severity=critical").body), (std::vector<int>{25, 20, 15, 10, 5, 0}));
-  EXPECT_EQ(numbers(get("/api/v1/alerts?severity=critical,medium&limit=3").body), (std::vector<int>{29, 28, 27}));
-  EXPECT_EQ(numbers(get("/api/v1/alerts?severity=critical&tag=attack.t1059.001").body), (std::vector<int>{25, 15, 5}));
-  EXPECT_EQ(numbers(get("/api/v1/alerts?q=encoded%20powershell&limit=2").body), (std::vector<int>{29, 27}));
-  EXPECT_EQ(numbers(get("/api/v1/alerts?rule=rule-odd&host=host0").body), (std::vector<int>{27, 21, 15, 9, 3}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?severity=critical").body),
+            (std::vector<int>{25, 20, 15, 10, 5, 0}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?severity=critical,medium&limit=3").body),
+            (std::vector<int>{29, 28, 27}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?severity=critical&tag=attack.t1059.001").body),
+            (std::vector<int>{25, 15, 5}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?q=encoded%20powershell&limit=2").body),
+            (std::vector<int>{29, 27}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?rule=rule-odd&host=host0").body),
+            (std::vector<int>{27, 21, 15, 9, 3}));
   expect_problem("/api/v1/alerts?severity=urgent", 400, "'severity'");
   expect_problem("/api/v1/alerts?severity=high,", 400, "'severity'");
   expect_problem("/api/v1/alerts?tag=", 400, "'tag'");
@@ -293,18 +323,23 @@ TEST_F(ApiTest, AlertsBySeverityTagTextAndRuleWithHost) {
 TEST_F(ApiTest, AlertListsShowSummariesUnlessViewFull) {
   auto r = get("/api/v1/alerts?limit=7");
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_NE(r.body.find(R"({"alerts":[{"n":29},{"n":28},{"n":27},{"n":26},{"n":25},{"n":24},{"n":23}],)"), std::string::npos)
+  EXPECT_NE(
+      r.body.find(R"({"alerts":[{"n":29},{"n":28},{"n":27},{"n":26},{"n":25},{"n":24},{"n":23}],)"),
+      std::string::npos)
       << r.body;
   r = get("/api/v1/alerts?limit=2&since=2026-11-24T17:00:23Z&view=full");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find(R"([{"n":29},{"n":28}])"), std::string::npos) << r.body;
   r = get("/api/v1/alerts?limit=2&until=2026-11-24T17:00:25Z&view=full");
-  EXPECT_NE(r.body.find(R"([{"n":24,"matched":[{"field":"n"}],"event":{"e":1}},{"n":23,"matched":[{"field":"n"}],"event":{"e":1}}])"),
-            std::string::npos)
+  EXPECT_NE(
+      r.body.find(
+          R"([{"n":24,"matched":[{"field":"n"}],"event":{"e":1}},{"n":23,"matched":[{"field":"n"}],"event":{"e":1}}])"),
+      std::string::npos)
       << r.body;
   r = get("/api/v1/alerts?limit=2&until=2026-11-24T17:00:25Z&view=summary&rule=rule-even");
   EXPECT_NE(r.body.find(R"([{"n":24},{"n":22}])"), std::string::npos) << r.body;
-  EXPECT_EQ(numbers(get("/api/v1/alerts?view=full&host=host0&limit=3").body), (std::vector<int>{27, 24, 21}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?view=full&host=host0&limit=3").body),
+            (std::vector<int>{27, 24, 21}));
   expect_problem("/api/v1/alerts?view=all", 400, "'view'");
   expect_problem("/api/v1/alerts?view=", 400, "'view'");
 }
@@ -320,7 +355,8 @@ TEST_F(ApiTest, RepeatedAlertPagesAreCachedUntilAnAlertIsWritten) {
   EXPECT_EQ(hits(), 1u);
   // Same page, other parameters: answered apart.
   EXPECT_EQ(numbers(get("/api/v1/alerts?limit=3&view=full").body), (std::vector<int>{29, 28, 27}));
-  EXPECT_EQ(numbers(get("/api/v1/alerts?limit=3&rule=rule-even").body), (std::vector<int>{28, 26, 24}));
+  EXPECT_EQ(numbers(get("/api/v1/alerts?limit=3&rule=rule-even").body),
+            (std::vector<int>{28, 26, 24}));
   EXPECT_EQ(numbers(get("/api/v1/alerts?limit=2").body), (std::vector<int>{29, 28}));
   EXPECT_EQ(hits(), 1u);
 
@@ -362,7 +398,8 @@ TEST_F(ApiTest, AlertById) {
   auto r = get("/api/v1/alerts/" + id.hex());
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.body, R"({"n":12,"matched":[{"field":"n"}],"event":{"e":1}})");
-  expect_problem("/api/v1/alerts/" + store::AlertId::derive("events", 0, 12, "rule-odd").hex(), 404, "no alert");
+  expect_problem("/api/v1/alerts/" + store::AlertId::derive("events", 0, 12, "rule-odd").hex(), 404,
+                 "no alert");
   expect_problem("/api/v1/alerts/xyz", 400, "32 hexadecimal");
   expect_problem("/api/v1/alerts/" + id.hex() + "?verbose=1", 400, "unknown query parameter");
 }
@@ -374,8 +411,10 @@ TEST_F(ApiTest, EventHuntWithFieldFiltersAndPages) {
     std::vector<int> out;
     if (d.HasParseError() || !d.HasMember("events")) return out;
     for (const auto& e : d["events"].GetArray()) {
-      if (e.HasMember("event")) out.push_back(e["event"]["n"].GetInt());
-      else out.push_back(-static_cast<int>(e["offset"].GetInt64()));  // kept as event_raw
+      if (e.HasMember("event"))
+        out.push_back(e["event"]["n"].GetInt());
+      else
+        out.push_back(-static_cast<int>(e["offset"].GetInt64()));  // kept as event_raw
     }
     if (cursor) *cursor = d["next_cursor"].IsNull() ? "" : d["next_cursor"].GetString();
     return out;
@@ -384,13 +423,17 @@ TEST_F(ApiTest, EventHuntWithFieldFiltersAndPages) {
   ASSERT_EQ(r.status, 200) << r.body;
   std::string cursor;
   EXPECT_EQ(ns(r.body, &cursor), (std::vector<int>{19, 18, 17}));
-  EXPECT_EQ(ns(get("/api/v1/events?limit=3&cursor=" + cursor).body), (std::vector<int>{16, 15, 14}));
+  EXPECT_EQ(ns(get("/api/v1/events?limit=3&cursor=" + cursor).body),
+            (std::vector<int>{16, 15, 14}));
   // Event 7 is not valid JSON past what ingest read: listed as event_raw, matched by no filter.
-  EXPECT_EQ(ns(get("/api/v1/events?field=host%3DHOST1").body), (std::vector<int>{19, 16, 13, 10, 4, 1}));
-  EXPECT_EQ(ns(get("/api/v1/events?since=2026-11-24T17:00:07Z&until=2026-11-24T17:00:08Z").body), (std::vector<int>{-7}));
+  EXPECT_EQ(ns(get("/api/v1/events?field=host%3DHOST1").body),
+            (std::vector<int>{19, 16, 13, 10, 4, 1}));
+  EXPECT_EQ(ns(get("/api/v1/events?since=2026-11-24T17:00:07Z&until=2026-11-24T17:00:08Z").body),
+            (std::vector<int>{-7}));
   EXPECT_EQ(ns(get("/api/v1/events?field=host~st2&field=n%3D5").body), (std::vector<int>{5}));
   EXPECT_EQ(ns(get("/api/v1/events?field=nothing.here").body), (std::vector<int>{}));
-  EXPECT_EQ(ns(get("/api/v1/events?since=2026-11-24T17:00:02Z&until=2026-11-24T17:00:04Z").body), (std::vector<int>{3, 2}));
+  EXPECT_EQ(ns(get("/api/v1/events?since=2026-11-24T17:00:02Z&until=2026-11-24T17:00:04Z").body),
+            (std::vector<int>{3, 2}));
   expect_problem("/api/v1/events?field=%3Dx", 400, "'field'");
   expect_problem("/api/v1/events?field=a..b%3Dx", 400, "'field'");
   expect_problem("/api/v1/events?cursor=abc", 400, "'cursor'");
@@ -400,8 +443,9 @@ TEST_F(ApiTest, EventHuntWithFieldFiltersAndPages) {
 
 TEST_F(ApiTest, CheckpointsOnlyUnderTheirDirectoryWithSafeNames) {
   auto post = [&](const std::string& target) {
-    return http_raw("127.0.0.1", server_->port(), "POST " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kAdmin +
-                                                      "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return http_raw("127.0.0.1", server_->port(),
+                    "POST " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kAdmin +
+                        "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   };
   auto raw = post("/api/v1/admin/checkpoints?name=cp-1");
   ASSERT_EQ(raw.rfind("HTTP/1.1 201", 0), 0u) << raw;
@@ -420,8 +464,10 @@ TEST_F(ApiTest, CheckpointsOnlyUnderTheirDirectoryWithSafeNames) {
 TEST_F(ApiTest, TokensAndRoles) {
   const uint16_t port = server_->port();
   auto status_of = [&](const std::string& target, const std::string& authorization) {
-    return http_get("127.0.0.1", port, target, authorization.empty() ? std::vector<std::pair<std::string, std::string>>{}
-                                                                     : std::vector<std::pair<std::string, std::string>>{{"Authorization", authorization}});
+    return http_get("127.0.0.1", port, target,
+                    authorization.empty() ? std::vector<std::pair<std::string, std::string>>{}
+                                          : std::vector<std::pair<std::string, std::string>>{
+                                                {"Authorization", authorization}});
   };
   // No token, a wrong one, a prefix of a right one, another scheme: 401, saying what is wrong.
   auto r = status_of("/api/v1/alerts", "");
@@ -429,7 +475,9 @@ TEST_F(ApiTest, TokensAndRoles) {
   EXPECT_EQ(r.content_type, "application/problem+json");
   EXPECT_NE(r.body.find("Bearer <token>"), std::string::npos) << r.body;
   EXPECT_EQ(status_of("/api/v1/alerts", "Bearer not-a-token-at-all-000000").status, 401);
-  EXPECT_EQ(status_of("/api/v1/alerts", std::string("Bearer ") + std::string(kReader).substr(0, 20)).status, 401);
+  EXPECT_EQ(status_of("/api/v1/alerts", std::string("Bearer ") + std::string(kReader).substr(0, 20))
+                .status,
+            401);
   EXPECT_EQ(status_of("/api/v1/alerts", std::string("Bearer ") + kReader + "x").status, 401);
   EXPECT_EQ(status_of("/api/v1/alerts", std::string("Basic ") + kReader).status, 401);
   EXPECT_EQ(status_of("/api/v1/alerts/0123", "").status, 401);
@@ -438,18 +486,25 @@ TEST_F(ApiTest, TokensAndRoles) {
   EXPECT_EQ(status_of("/api/v1/alerts", std::string("Bearer ") + kReader).status, 200);
   EXPECT_EQ(status_of("/api/v1/alerts", std::string("bearer ") + kAdmin).status, 200);
   // 401 responses carry the challenge; the token is never echoed.
-  const std::string raw = http_raw("127.0.0.1", port, "GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong-token-0123456789\r\nConnection: close\r\n\r\n");
-  EXPECT_NE(raw.find("WWW-Authenticate: Bearer realm=\"vigil\", error=\"invalid_token\""), std::string::npos) << raw;
+  const std::string raw = http_raw("127.0.0.1", port,
+                                   "GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                                   "Bearer wrong-token-0123456789\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(raw.find("WWW-Authenticate: Bearer realm=\"vigil\", error=\"invalid_token\""),
+            std::string::npos)
+      << raw;
   EXPECT_EQ(raw.find("wrong-token"), std::string::npos) << raw;
   // Admin routes: a reader token is 403, no token 401, the admin token passes.
   auto post = [&](const std::string& authorization) {
-    return http_raw("127.0.0.1", port, "POST /api/v1/admin/checkpoints?name=auth HTTP/1.1\r\nHost: x\r\n" + authorization +
-                                           "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    return http_raw("127.0.0.1", port,
+                    "POST /api/v1/admin/checkpoints?name=auth HTTP/1.1\r\nHost: x\r\n" +
+                        authorization + "Content-Length: 0\r\nConnection: close\r\n\r\n");
   };
   EXPECT_EQ(post("").rfind("HTTP/1.1 401", 0), 0u);
-  EXPECT_EQ(post(std::string("Authorization: Bearer ") + kReader + "\r\n").rfind("HTTP/1.1 403", 0), 0u);
+  EXPECT_EQ(post(std::string("Authorization: Bearer ") + kReader + "\r\n").rfind("HTTP/1.1 403", 0),
+            0u);
   EXPECT_FALSE(fs::exists(tmp_.path() / "checkpoints" / "auth"));
-  EXPECT_EQ(post(std::string("Authorization: Bearer ") + kAdmin + "\r\n").rfind("HTTP/1.1 201", 0), 0u);
+  EXPECT_EQ(post(std::string("Authorization: Bearer ") + kAdmin + "\r\n").rfind("HTTP/1.1 201", 0),
+            0u);
   // Probes are open by default.
   EXPECT_EQ(status_of("/healthz", "").status, 200);
   EXPECT_EQ(status_of("/readyz", "").status, 200);
@@ -466,7 +521,8 @@ TEST_F(ApiTest, ClosedMetricsNeedAToken) {
 }
 
 TEST(Tokens, FileAndListFormatsAreCheckedWithoutEchoingTokens) {
-  auto set = TokenSet::parse_file_text("# team tokens\nadmin  aaaaaaaaaaaaaaaa1  # ops\n\nreader\tbbbbbbbbbbbbbbbb2\n", "t");
+  auto set = TokenSet::parse_file_text(
+      "# team tokens\nadmin  aaaaaaaaaaaaaaaa1  # ops\n\nreader\tbbbbbbbbbbbbbbbb2\n", "t");
   ASSERT_TRUE(set) << set.status().to_string();
   EXPECT_EQ(set->size(), 2u);
   EXPECT_EQ(set->role_of("aaaaaaaaaaaaaaaa1"), Role::kAdmin);
@@ -476,11 +532,14 @@ TEST(Tokens, FileAndListFormatsAreCheckedWithoutEchoingTokens) {
   auto list = TokenSet::parse_list("reader:cccccccccccccccc3, admin:dddddddddddddddd4", "env");
   ASSERT_TRUE(list) << list.status().to_string();
   EXPECT_EQ(list->role_of("dddddddddddddddd4"), Role::kAdmin);
-  for (const char* bad : {"owner eeeeeeeeeeeeeeee5\n", "admin short\n", "admin\n", "admin ffffffffffffffff6\nreader ffffffffffffffff6\n"}) {
+  for (const char* bad : {"owner eeeeeeeeeeeeeeee5\n", "admin short\n", "admin\n",
+                          "admin ffffffffffffffff6\nreader ffffffffffffffff6\n"}) {
     auto r = TokenSet::parse_file_text(bad, "t");
     ASSERT_FALSE(r) << bad;
-    EXPECT_EQ(r.status().message().find("eeeeeeeeeeeeeeee5"), std::string::npos) << r.status().to_string();
-    EXPECT_EQ(r.status().message().find("ffffffffffffffff6"), std::string::npos) << r.status().to_string();
+    EXPECT_EQ(r.status().message().find("eeeeeeeeeeeeeeee5"), std::string::npos)
+        << r.status().to_string();
+    EXPECT_EQ(r.status().message().find("ffffffffffffffff6"), std::string::npos)
+        << r.status().to_string();
   }
   EXPECT_FALSE(TokenSet::parse_list("admin=gggggggggggggggg7", "env"));
   const std::string a = generate_token(), b = generate_token();
@@ -495,7 +554,8 @@ TEST(Tokens, AGeneratedTokenIsKeptPrivateAndReused) {
   auto first = load_or_create_token_file(path, &created);
   ASSERT_TRUE(first) << first.status().to_string();
   EXPECT_TRUE(created);
-  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
   auto second = load_or_create_token_file(path, &created);
   ASSERT_TRUE(second);
   EXPECT_FALSE(created);
@@ -536,13 +596,17 @@ TEST_F(ApiTest, OpenApiDocumentMatchesTheRoutes) {
     std::string method = route.method;
     for (char& c : method) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const auto& op = d["paths"][route.path_template.c_str()][method.c_str()];
-    const bool open = op.HasMember("security") && op["security"].IsArray() && op["security"].Empty();
-    EXPECT_EQ(open, route.access == Access::kOpen) << key << ": the document and the router disagree on its access";
+    const bool open =
+        op.HasMember("security") && op["security"].IsArray() && op["security"].Empty();
+    EXPECT_EQ(open, route.access == Access::kOpen)
+        << key << ": the document and the router disagree on its access";
     const bool documents_403 = op["responses"].HasMember("403");
     EXPECT_EQ(documents_403, route.access == Access::kAdmin) << key;
   }
-  for (const auto& k : routed) EXPECT_TRUE(documented.count(k)) << k << " is routed but missing from docs/openapi.json";
-  for (const auto& k : documented) EXPECT_TRUE(routed.count(k)) << k << " is documented but not routed";
+  for (const auto& k : routed)
+    EXPECT_TRUE(documented.count(k)) << k << " is routed but missing from docs/openapi.json";
+  for (const auto& k : documented)
+    EXPECT_TRUE(routed.count(k)) << k << " is documented but not routed";
 
   // Every $ref points at a component that exists.
   std::function<void(const rapidjson::Value&)> check_refs = [&](const rapidjson::Value& v) {
@@ -553,10 +617,12 @@ TEST_F(ApiTest, OpenApiDocumentMatchesTheRoutes) {
           ASSERT_EQ(ref.rfind("#/components/", 0), 0u) << ref;
           const rapidjson::Value* at = &d["components"];
           std::string rest = ref.substr(13);
-          for (size_t slash; !rest.empty(); rest = slash == std::string::npos ? "" : rest.substr(slash + 1)) {
+          for (size_t slash; !rest.empty();
+               rest = slash == std::string::npos ? "" : rest.substr(slash + 1)) {
             slash = rest.find('/');
             const std::string part = rest.substr(0, slash);
-            ASSERT_TRUE(at->IsObject() && at->HasMember(part.c_str())) << ref << " does not resolve";
+            ASSERT_TRUE(at->IsObject() && at->HasMember(part.c_str()))
+                << ref << " does not resolve";
             at = &(*at)[part.c_str()];
           }
         } else {
@@ -573,7 +639,8 @@ TEST_F(ApiTest, OpenApiDocumentMatchesTheRoutes) {
 TEST_F(ApiTest, BadParametersAre400NamingThem) {
   expect_problem("/api/v1/alerts?since=yesterday", 400, "'since'");
   expect_problem("/api/v1/alerts?until=2026-13-01T00:00:00Z", 400, "'until'");
-  expect_problem("/api/v1/alerts?since=2026-11-24T18:00:00Z&until=2026-11-24T17:00:00Z", 400, "before 'until'");
+  expect_problem("/api/v1/alerts?since=2026-11-24T18:00:00Z&until=2026-11-24T17:00:00Z", 400,
+                 "before 'until'");
   for (const char* limit : {"0", "-1", "1001", "99999999999999999999", "ten", "5x", ""}) {
     expect_problem(std::string("/api/v1/alerts?limit=") + limit, 400, "'limit'");
   }
@@ -586,17 +653,20 @@ TEST_F(ApiTest, BadParametersAre400NamingThem) {
 
 TEST_F(ApiTest, RoutingErrors) {
   expect_problem("/api/v1/nothing", 404, "no route");
-  auto raw = http_raw("127.0.0.1", server_->port(), "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  auto raw = http_raw("127.0.0.1", server_->port(),
+                      "POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(raw.rfind("HTTP/1.1 405", 0), 0u) << raw;
 }
 
 TEST_F(ApiTest, MalformedAndOversizedRequests) {
   auto raw = http_raw("127.0.0.1", server_->port(), "GARBAGE\r\n\r\n");
   EXPECT_EQ(raw.rfind("HTTP/1.1 400", 0), 0u) << raw;
-  raw = http_raw("127.0.0.1", server_->port(),
-                 "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n");
+  raw =
+      http_raw("127.0.0.1", server_->port(),
+               "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(8000, 'a') + "\r\n\r\n");
   EXPECT_EQ(raw.rfind("HTTP/1.1 431", 0), 0u) << raw.substr(0, 100);
-  raw = http_raw("127.0.0.1", server_->port(), "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n");
+  raw = http_raw("127.0.0.1", server_->port(),
+                 "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n");
   EXPECT_EQ(raw.rfind("HTTP/1.1 413", 0), 0u) << raw.substr(0, 100);
   // The server is still healthy afterwards.
   EXPECT_EQ(get("/healthz").status, 200);
@@ -615,13 +685,18 @@ TEST_F(ApiTest, KeepAliveServesManyRequestsOnOneConnection) {
 TEST(HttpServerTest, ASlowRouteDoesNotHoldUpTheOtherConnectionsOfItsThread) {
   Router router;
   std::atomic<bool> started{false}, release{false}, finished{false};
-  router.add("GET", "/slow", [&](const HttpRequest&) {
-    started = true;
-    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    finished = true;
-    return HttpResponse::json(R"({"done":true})");
-  }, Access::kOpen, Router::Cost::kSlow);
-  router.add("GET", "/fast", [](const HttpRequest&) { return HttpResponse::json(R"({"fast":true})"); }, Access::kOpen);
+  router.add(
+      "GET", "/slow",
+      [&](const HttpRequest&) {
+        started = true;
+        while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        finished = true;
+        return HttpResponse::json(R"({"done":true})");
+      },
+      Access::kOpen, Router::Cost::kSlow);
+  router.add(
+      "GET", "/fast", [](const HttpRequest&) { return HttpResponse::json(R"({"fast":true})"); },
+      Access::kOpen);
   HttpServerOptions o;
   o.port = 0;
   o.threads = 1;  // every connection on the one I/O thread
@@ -649,11 +724,14 @@ class HttpServerStopTest : public ::testing::TestWithParam<Router::Cost> {};
 TEST_P(HttpServerStopTest, StopAnswersRequestsInFlight) {
   Router router;
   std::atomic<bool> started{false};
-  router.add("GET", "/slow", [&](const HttpRequest&) {
-    started = true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
-    return HttpResponse::json(R"({"done":true})");
-  }, Access::kOpen, GetParam());
+  router.add(
+      "GET", "/slow",
+      [&](const HttpRequest&) {
+        started = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        return HttpResponse::json(R"({"done":true})");
+      },
+      Access::kOpen, GetParam());
   HttpServerOptions o;
   o.port = 0;
   auto server = HttpServer::start(o, std::move(router));

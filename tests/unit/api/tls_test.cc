@@ -30,7 +30,9 @@ const fs::path kTls = fs::path(VIGIL_SOURCE_DIR) / "tests" / "data" / "tls";
 
 Router hello_router() {
   Router r;
-  r.add("GET", "/hello", [](const HttpRequest&) { return HttpResponse::json(R"({"hello":"tls"})"); }, Access::kOpen);
+  r.add(
+      "GET", "/hello", [](const HttpRequest&) { return HttpResponse::json(R"({"hello":"tls"})"); },
+      Access::kOpen);
   return r;
 }
 
@@ -42,7 +44,8 @@ HttpServerOptions tls_options(const std::string& server) {
   return o;
 }
 
-Expected<ClientResponse> get_hello(uint16_t port, const std::string& ca, const std::string& host = "127.0.0.1") {
+Expected<ClientResponse> get_hello(uint16_t port, const std::string& ca,
+                                   const std::string& host = "127.0.0.1") {
   ClientRequest req;
   req.target = "/hello";
   req.ca_file = ca.empty() ? std::string() : (kTls / ca).string();
@@ -66,7 +69,8 @@ TEST(TlsTest, ClientRefusesACertificateFromAnotherCa) {
   ASSERT_TRUE(server) << server.status().to_string();
   auto res = get_hello((*server)->port(), "ca_b.pem");
   ASSERT_FALSE(res);
-  EXPECT_NE(res.status().message().find("certificate verify failed"), std::string::npos) << res.status().to_string();
+  EXPECT_NE(res.status().message().find("certificate verify failed"), std::string::npos)
+      << res.status().to_string();
   // Nor does the system's CA store know the test CA.
   EXPECT_FALSE(get_hello((*server)->port(), ""));
   // The server is unharmed.
@@ -115,25 +119,30 @@ TEST(TlsTest, BadCertificateOrKeyFilesFailTheStartNamingTheFile) {
   o.tls_cert_file = garbage.string();
   auto s1 = HttpServer::start(o, hello_router());
   ASSERT_FALSE(s1);
-  EXPECT_NE(s1.status().message().find("certificate file '" + garbage.string() + "'"), std::string::npos) << s1.status().to_string();
+  EXPECT_NE(s1.status().message().find("certificate file '" + garbage.string() + "'"),
+            std::string::npos)
+      << s1.status().to_string();
 
   o = tls_options("a");
   o.tls_key_file = tmp / "missing.key";
   auto s2 = HttpServer::start(o, hello_router());
   ASSERT_FALSE(s2);
-  EXPECT_NE(s2.status().message().find("missing.key"), std::string::npos) << s2.status().to_string();
+  EXPECT_NE(s2.status().message().find("missing.key"), std::string::npos)
+      << s2.status().to_string();
 
   o = tls_options("a");
   o.tls_key_file = (kTls / "server_b.key").string();  // not the key of server_a.pem
   auto s3 = HttpServer::start(o, hello_router());
   ASSERT_FALSE(s3);
-  EXPECT_NE(s3.status().message().find("server_b.key"), std::string::npos) << s3.status().to_string();
+  EXPECT_NE(s3.status().message().find("server_b.key"), std::string::npos)
+      << s3.status().to_string();
 
   o = tls_options("a");
   o.tls_key_file.clear();
   auto s4 = HttpServer::start(o, hello_router());
   ASSERT_FALSE(s4);
-  EXPECT_NE(s4.status().message().find("both a certificate file and a key file"), std::string::npos);
+  EXPECT_NE(s4.status().message().find("both a certificate file and a key file"),
+            std::string::npos);
 }
 
 TEST(TlsTest, ARotatedCertificateIsServedWithoutARestartAndABrokenOneIsNot) {

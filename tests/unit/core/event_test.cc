@@ -55,7 +55,8 @@ TEST_F(EventParserTest, EscapedKeysAreFoundByTheirUnescapedName) {
   EXPECT_EQ(event_.field(flag_).text, "false");
   EXPECT_EQ(event_.field(dotted_).text, "dot");
   // A key that only starts like a wanted one is another key.
-  ASSERT_EQ(parser_.parse(R"({"Event":{"EventData":{"Image\"":"quoted","Imag":"short"}}})", fields_, event_),
+  ASSERT_EQ(parser_.parse(R"({"Event":{"EventData":{"Image\"":"quoted","Imag":"short"}}})", fields_,
+                          event_),
             ParseError::kNone);
   EXPECT_EQ(event_.field(image_).type, ValueType::kMissing);
 }
@@ -79,7 +80,8 @@ TEST(FieldSet, ManyKeysUnderManyParentsStayDistinct) {
   EXPECT_EQ(f.find("k0"), -1);
   EventParser parser;
   Event event;
-  ASSERT_EQ(parser.parse(R"({"p19":{"k99":"last","k5":"five"},"p3":{"k0":0}})", f, event), ParseError::kNone);
+  ASSERT_EQ(parser.parse(R"({"p19":{"k99":"last","k5":"five"},"p3":{"k0":0}})", f, event),
+            ParseError::kNone);
   EXPECT_EQ(event.field(slots[1999]).text, "last");
   EXPECT_EQ(event.field(slots[1905]).text, "five");
   EXPECT_EQ(event.field(slots[300]).text, "0");
@@ -103,7 +105,8 @@ TEST(EventParser, KeysAndStringsOfEveryLengthReadBackWhereverTheirEscapes) {
     // A shorter and a longer key around it, which share its first bytes (the empty key has
     // no shorter one: it would be itself, a duplicate key).
     const std::string shorter = n > 0 ? "\"" + key.substr(0, n / 2) + "\":1," : "";
-    const std::string plain = "{" + shorter + "\"" + key + "x\":\"L\",\"" + key + "\":\"" + text + "\"}";
+    const std::string plain =
+        "{" + shorter + "\"" + key + "x\":\"L\",\"" + key + "\":\"" + text + "\"}";
     ASSERT_EQ(parser.parse(plain, f, event), ParseError::kNone) << plain;
     EXPECT_EQ(event.field(slot).type, ValueType::kString) << plain;
     EXPECT_EQ(event.field(slot).text, text) << plain;
@@ -220,7 +223,8 @@ TEST(EventParser, AGuessAtAnEmptySlotIsNoEdge) {
 }
 
 TEST_F(EventParserTest, MissingAndWronglyShapedPathsAreAbsent) {
-  ASSERT_EQ(parser_.parse(R"({"Event":{"System":"flat"},"other":1})", fields_, event_), ParseError::kNone);
+  ASSERT_EQ(parser_.parse(R"({"Event":{"System":"flat"},"other":1})", fields_, event_),
+            ParseError::kNone);
   EXPECT_EQ(event_.field(id_).type, ValueType::kMissing);
   EXPECT_EQ(event_.field(image_).type, ValueType::kMissing);
 }
@@ -259,7 +263,8 @@ TEST_F(EventParserTest, NamesEveryKindOfBadInput) {
   EXPECT_EQ(parser_.parse("{\"flag\":\"\xff\xfe\"}", fields_, event_), ParseError::kInvalidUtf8);
   // Wherever it is: in a key, in a value no rule reads, after the object.
   EXPECT_EQ(parser_.parse("{\"fl\xc3\":1}", fields_, event_), ParseError::kInvalidUtf8);
-  EXPECT_EQ(parser_.parse("{\"skipped\":\"\xed\xa0\x80\",\"flag\":1}", fields_, event_), ParseError::kInvalidUtf8);
+  EXPECT_EQ(parser_.parse("{\"skipped\":\"\xed\xa0\x80\",\"flag\":1}", fields_, event_),
+            ParseError::kInvalidUtf8);
   EXPECT_EQ(parser_.parse("{\"flag\":1} \xff", fields_, event_), ParseError::kInvalidUtf8);
   EventParser small(16);
   EXPECT_EQ(small.parse(R"({"flag":"0123456789abcdef"})", fields_, event_), ParseError::kTooLarge);
@@ -287,10 +292,12 @@ TEST_F(EventParserTest, DepthIsCheckedOverTheWholeEvent) {
   };
   EXPECT_EQ(parser_.parse(nested(100000, R"({"a":)", "}"), fields_, event_), ParseError::kTooDeep);
   EXPECT_EQ(parser_.parse(nested(100000, "[", "]"), fields_, event_), ParseError::kTooDeep);
-  EXPECT_EQ(parser_.parse(nested(64, "[", "]"), fields_, event_), ParseError::kTooDeep);  // 65 with the root
+  EXPECT_EQ(parser_.parse(nested(64, "[", "]"), fields_, event_),
+            ParseError::kTooDeep);  // 65 with the root
   EXPECT_EQ(parser_.parse(nested(63, "[", "]"), fields_, event_), ParseError::kNone);
   // Brackets inside strings are text: many of them are no nesting.
-  std::string brackets = R"({"flag":")" + std::string(5000, '{') + std::string(5000, '[') + R"(x\"["})";
+  std::string brackets =
+      R"({"flag":")" + std::string(5000, '{') + std::string(5000, '[') + R"(x\"["})";
   EXPECT_EQ(parser_.parse(brackets, fields_, event_), ParseError::kNone);
 }
 
@@ -300,7 +307,8 @@ TEST_F(EventParserTest, TrailingDocumentsAndBareWordsAreMalformed) {
   EXPECT_EQ(parser_.parse(R"({"flag":1} {})", fields_, event_), ParseError::kMalformedJson);
   EXPECT_EQ(parser_.parse(R"({"flag":1} 7)", fields_, event_), ParseError::kMalformedJson);
   EXPECT_EQ(parser_.parse(R"({"A":NaN})", fields_, event_), ParseError::kMalformedJson);
-  EXPECT_EQ(parser_.parse(R"({"A":Infinity,"flag":1})", fields_, event_), ParseError::kMalformedJson);
+  EXPECT_EQ(parser_.parse(R"({"A":Infinity,"flag":1})", fields_, event_),
+            ParseError::kMalformedJson);
   EXPECT_EQ(parser_.parse(R"({"flag":NaN})", fields_, event_), ParseError::kMalformedJson);
   EXPECT_EQ(parser_.parse(R"({"flag":1}  )", fields_, event_), ParseError::kNone);
 }
@@ -314,18 +322,27 @@ TEST(EventParser, DuplicateReadKeysAreAmbiguous) {
   ASSERT_TRUE(f.add_alias("Event.UserData.*.Operation", op));
   EventParser parser;
   Event event;
-  EXPECT_EQ(parser.parse(R"({"CommandLine":"mimikatz sekurlsa","CommandLine":"notepad.exe"})", f, event),
-            ParseError::kDuplicateKey);
-  EXPECT_EQ(parser.parse(R"({"CommandLine":"notepad.exe","CommandLine":"mimikatz sekurlsa"})", f, event),
-            ParseError::kDuplicateKey);
-  EXPECT_EQ(parser.parse(R"({"Event":{"EventData":{"Operation":"a"}},"Event":{"EventData":{"Operation":"b"}}})", f, event),
-            ParseError::kDuplicateKey);
+  EXPECT_EQ(
+      parser.parse(R"({"CommandLine":"mimikatz sekurlsa","CommandLine":"notepad.exe"})", f, event),
+      ParseError::kDuplicateKey);
+  EXPECT_EQ(
+      parser.parse(R"({"CommandLine":"notepad.exe","CommandLine":"mimikatz sekurlsa"})", f, event),
+      ParseError::kDuplicateKey);
+  EXPECT_EQ(
+      parser.parse(
+          R"({"Event":{"EventData":{"Operation":"a"}},"Event":{"EventData":{"Operation":"b"}}})", f,
+          event),
+      ParseError::kDuplicateKey);
   EXPECT_EQ(parse_error_name(ParseError::kDuplicateKey), "duplicate_key");
-  ASSERT_EQ(parser.parse(R"({"Other":1,"Other":2,"CommandLine":"x"})", f, event), ParseError::kNone);
-  EXPECT_EQ(event.field(cmd).text, "x");
-  ASSERT_EQ(parser.parse(R"({"Event":{"UserData":{"A":{"Operation":"1"},"B":{"Operation":"2"}}}})", f, event),
+  ASSERT_EQ(parser.parse(R"({"Other":1,"Other":2,"CommandLine":"x"})", f, event),
             ParseError::kNone);
-  ASSERT_EQ(parser.parse(R"({"Event":{"EventData":{"Operation":"1"},"UserData":{"B":{"Operation":"2"}}}})", f, event),
+  EXPECT_EQ(event.field(cmd).text, "x");
+  ASSERT_EQ(parser.parse(R"({"Event":{"UserData":{"A":{"Operation":"1"},"B":{"Operation":"2"}}}})",
+                         f, event),
+            ParseError::kNone);
+  ASSERT_EQ(parser.parse(
+                R"({"Event":{"EventData":{"Operation":"1"},"UserData":{"B":{"Operation":"2"}}}})",
+                f, event),
             ParseError::kNone);
   // The next event with the key once is fine.
   ASSERT_EQ(parser.parse(R"({"CommandLine":"y"})", f, event), ParseError::kNone);
@@ -338,8 +355,9 @@ TEST_F(EventParserTest, BrokenLiteralsAreMalformedNotFatal) {
   FieldSet f;
   f.add("Channel");
   f.add("flag");
-  for (const char* raw : {R"({"Channel":nnel"x"})", R"({"Channel":nul})", R"({"flag":tru})", R"({"flag":fals})",
-                          R"({"Channel":-})", R"({"Channel":1e})", R"({"Channel":"unterminated})"}) {
+  for (const char* raw :
+       {R"({"Channel":nnel"x"})", R"({"Channel":nul})", R"({"flag":tru})", R"({"flag":fals})",
+        R"({"Channel":-})", R"({"Channel":1e})", R"({"Channel":"unterminated})"}) {
     EXPECT_EQ(parser_.parse(raw, f, event_), ParseError::kMalformedJson) << raw;
   }
 }
@@ -354,11 +372,16 @@ TEST(FieldSet, WildcardSegmentsAndAliasesFillOneSlot) {
   EXPECT_EQ(f.find("Event.UserData.*.Operation"), static_cast<int32_t>(op));
   EventParser parser;
   Event event;
-  ASSERT_EQ(parser.parse(R"({"Event":{"UserData":{"Operation_ClientFailure":{"Operation":"x::cleareventlog"}}}})", f, event),
-            ParseError::kNone);
+  ASSERT_EQ(
+      parser.parse(
+          R"({"Event":{"UserData":{"Operation_ClientFailure":{"Operation":"x::cleareventlog"}}}})",
+          f, event),
+      ParseError::kNone);
   EXPECT_EQ(event.field(op).text, "x::cleareventlog");
-  ASSERT_EQ(parser.parse(R"({"Event":{"EventData":{"Operation":"direct"},"UserData":{"A":{"B":1}}}})", f, event),
-            ParseError::kNone);
+  ASSERT_EQ(
+      parser.parse(R"({"Event":{"EventData":{"Operation":"direct"},"UserData":{"A":{"B":1}}}})", f,
+                   event),
+      ParseError::kNone);
   EXPECT_EQ(event.field(op).text, "direct");
 }
 

@@ -13,10 +13,12 @@ TEST(Metrics, RendersPrometheusText) {
   m.counter("vigil_invalid_total", "Invalid", {{"reason", "bad \"json\"\n"}}).inc();
   m.gauge("vigil_lag", "Lag").set(2.5);
   const std::string text = m.render_prometheus();
-  EXPECT_NE(text.find("# HELP vigil_events_total Events\n# TYPE vigil_events_total counter\nvigil_events_total 3\n"),
+  EXPECT_NE(text.find("# HELP vigil_events_total Events\n# TYPE vigil_events_total "
+                      "counter\nvigil_events_total 3\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find(R"(vigil_invalid_total{reason="bad \"json\"\n"} 1)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(vigil_invalid_total{reason="bad \"json\"\n"} 1)"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("# TYPE vigil_lag gauge\nvigil_lag 2.5\n"), std::string::npos) << text;
 }
 
@@ -52,7 +54,8 @@ TEST(Metrics, HistogramsRenderCumulativeBuckets) {
             std::string::npos)
       << text;
   m.histogram("plain", "p", {1}).observe(2);
-  EXPECT_NE(m.render_prometheus().find("plain_bucket{le=\"1\"} 0\nplain_bucket{le=\"+Inf\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.render_prometheus().find("plain_bucket{le=\"1\"} 0\nplain_bucket{le=\"+Inf\"} 1\n"),
+            std::string::npos);
 }
 
 TEST(Metrics, SumsOverLabelSubsetsAndRemovesGauges) {

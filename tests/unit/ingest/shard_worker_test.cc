@@ -3,13 +3,13 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
-#include "support/full_disk.h"
-#include "support/temp_dir.h"
-
 #include <filesystem>
 #include <map>
 #include <random>
 #include <thread>
+
+#include "support/full_disk.h"
+#include "support/temp_dir.h"
 
 namespace vigil::ingest {
 namespace {
@@ -37,11 +37,14 @@ class ShardWorkerTest : public ::testing::Test {
     auto mapping = match::FieldMapping::parse(mapping_yaml, "m.yml");
     ASSERT_TRUE(mapping);
     std::vector<match::SigmaRule> rules;
-    for (const char* def : {"id: r-a\ntitle: A\ntags: [t.a]\nlevel: high\n", "id: r-b\ntitle: B\nlevel: low\n"}) {
+    for (const char* def :
+         {"id: r-a\ntitle: A\ntags: [t.a]\nlevel: high\n", "id: r-b\ntitle: B\nlevel: low\n"}) {
       const std::string token = std::string(def).substr(4, 3);  // r-a / r-b
-      auto r = match::parse_sigma(std::string(def) + "logsource: {category: process_creation}\ndetection:\n  sel:\n    cmd|contains: '" +
-                                      token + "'\n  condition: sel\n",
-                                  "r.yml");
+      auto r = match::parse_sigma(
+          std::string(def) +
+              "logsource: {category: process_creation}\ndetection:\n  sel:\n    cmd|contains: '" +
+              token + "'\n  condition: sel\n",
+          "r.yml");
       ASSERT_TRUE(r) << r.status().to_string();
       rules.push_back(*r);
     }
@@ -68,10 +71,12 @@ class ShardWorkerTest : public ::testing::Test {
     auto m = match::FieldMapping::parse(kMapping, "m.yml");
     ASSERT_TRUE(m);
     std::vector<match::SigmaRule> rules;
-    for (const char* def : {"title: A\nid: r-a\nname: rule_a\nlevel: low\nlogsource: {category: process_creation}\n"
-                            "detection:\n  sel:\n    cmd|contains: r-a\n  condition: sel\n",
-                            "title: Repeated A\nid: c-1\nlevel: high\ncorrelation:\n  type: event_count\n  rules: [rule_a]\n"
-                            "  group-by: [host]\n  timespan: 10m\n  condition: {gte: 3}\n  generate: true\n"}) {
+    for (const char* def :
+         {"title: A\nid: r-a\nname: rule_a\nlevel: low\nlogsource: {category: process_creation}\n"
+          "detection:\n  sel:\n    cmd|contains: r-a\n  condition: sel\n",
+          "title: Repeated A\nid: c-1\nlevel: high\ncorrelation:\n  type: event_count\n  rules: "
+          "[rule_a]\n"
+          "  group-by: [host]\n  timespan: 10m\n  condition: {gte: 3}\n  generate: true\n"}) {
       auto r = match::parse_sigma(def, "r.yml");
       ASSERT_TRUE(r) << r.status().to_string();
       rules.push_back(*r);
@@ -87,8 +92,8 @@ class ShardWorkerTest : public ::testing::Test {
     ASSERT_TRUE(worker_->reload_partition("events", 0).is_ok());
   }
   static std::string correlated_event(int minute, const char* host) {
-    return std::string(R"({"cmd":"r-a","host":")") + host + R"(","ts":"2026-11-24T16:)" + (minute < 10 ? "0" : "") +
-           std::to_string(minute) + R"(:00Z"})";
+    return std::string(R"({"cmd":"r-a","host":")") + host + R"(","ts":"2026-11-24T16:)" +
+           (minute < 10 ? "0" : "") + std::to_string(minute) + R"(:00Z"})";
   }
   std::vector<std::string> correlation_alerts() {
     store::AlertQuery q;
@@ -121,7 +126,8 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   };
   std::vector<MessageView> batch;
   for (size_t i = 0; i < payloads.size(); ++i) {
-    batch.push_back({"events", static_cast<int32_t>(i % 2), static_cast<int64_t>(100 + i), 1795539000000, payloads[i]});
+    batch.push_back({"events", static_cast<int32_t>(i % 2), static_cast<int64_t>(100 + i),
+                     1795539000000, payloads[i]});
   }
   auto r = worker_->process(batch);
   ASSERT_TRUE(r) << r.status().to_string();
@@ -152,7 +158,8 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   EXPECT_STREQ(oldest["source"]["cluster"].GetString(), "c1");
   EXPECT_STREQ(oldest["source"]["topic"].GetString(), "events");
   EXPECT_STREQ(oldest["event"]["cmd"].GetString(), "run r-a now");
-  EXPECT_EQ(std::string(oldest["id"].GetString()), store::AlertId::derive("c1/events", 0, 100, "r-a").hex());
+  EXPECT_EQ(std::string(oldest["id"].GetString()),
+            store::AlertId::derive("c1/events", 0, 100, "r-a").hex());
   // The field that made it match, with its value.
   ASSERT_TRUE(oldest["matched"].IsArray());
   ASSERT_EQ(oldest["matched"].Size(), 1u);
@@ -231,21 +238,28 @@ TEST_F(ShardWorkerTest, DeadLettersAndAlertsGoToTheOutboxWithTheirBatch) {
   make_worker(so, std::string(kMapping) + "    where: {kind: proc}\n");
   const std::vector<std::string> payloads = {
       R"({"kind":"proc","cmd":"r-a","host":"h1"})",  // alert
-      "{not json",                     // malformed, longer than 8 bytes: truncated
+      "{not json",                                   // malformed, longer than 8 bytes: truncated
       R"({"kind":"file","cmd":"r-a"})",  // valid, but no logsource of the rule set accepts it
-      "[1]",                           // not an object
+      "[1]",                             // not an object
   };
   std::vector<MessageView> batch;
   for (size_t i = 0; i < payloads.size(); ++i) {
-    batch.push_back({"events", 2, static_cast<int64_t>(10 + i), 1795539000000 + static_cast<int64_t>(i), payloads[i], "k"});
+    batch.push_back({"events", 2, static_cast<int64_t>(10 + i),
+                     1795539000000 + static_cast<int64_t>(i), payloads[i], "k"});
   }
   auto r = worker_->process(batch);
   ASSERT_TRUE(r) << r.status().to_string();
   EXPECT_EQ(r->alerts, 1u);
   EXPECT_EQ(r->dead_letters, 3u);
-  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total", {{"reason", "malformed_json"}, {"shard", "3"}}), 1u);
-  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total", {{"reason", "no_logsource"}, {"shard", "3"}}), 1u);
-  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total", {{"reason", "not_an_object"}, {"shard", "3"}}), 1u);
+  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total",
+                                   {{"reason", "malformed_json"}, {"shard", "3"}}),
+            1u);
+  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total",
+                                   {{"reason", "no_logsource"}, {"shard", "3"}}),
+            1u);
+  EXPECT_EQ(metrics_.counter_value("vigil_dead_letters_total",
+                                   {{"reason", "not_an_object"}, {"shard", "3"}}),
+            1u);
   EXPECT_EQ(metrics_.counter_value("vigil_events_consumed_total", {{"shard", "3"}}), 4u);
 
   auto outbox = store_->read_outbox("", 100);
@@ -295,7 +309,8 @@ TEST_F(ShardWorkerTest, AnAlertTooLargeForKafkaIsPublishedWithoutItsEvent) {
   make_worker(so);
   const std::string big = R"({"cmd":"r-a )" + std::string(3000, 'x') + R"(","host":"h1"})";
   const std::string small = R"({"cmd":"r-b","host":"h2"})";
-  std::vector<MessageView> batch = {{"events", 0, 1, 1795539000000, big}, {"events", 0, 2, 1795539000001, small}};
+  std::vector<MessageView> batch = {{"events", 0, 1, 1795539000000, big},
+                                    {"events", 0, 2, 1795539000001, small}};
   auto r = worker_->process(batch);
   ASSERT_TRUE(r) << r.status().to_string();
   ASSERT_EQ(r->alerts, 2u);
@@ -334,7 +349,8 @@ TEST_F(ShardWorkerTest, AnAlertTooLargeForKafkaIsPublishedWithoutItsEvent) {
 TEST_F(ShardWorkerTest, WithoutDeadLetterTopicBadEventsAreCountedOnly) {
   std::vector<std::string> payloads = {"{bad", R"({"other":1})"};
   std::vector<MessageView> batch;
-  for (size_t i = 0; i < payloads.size(); ++i) batch.push_back({"events", 0, static_cast<int64_t>(i), -1, payloads[i]});
+  for (size_t i = 0; i < payloads.size(); ++i)
+    batch.push_back({"events", 0, static_cast<int64_t>(i), -1, payloads[i]});
   auto r = worker_->process(batch);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->dead_letters, 0u);
@@ -350,9 +366,12 @@ TEST_F(ShardWorkerTest, KeepsEventsAsConfiguredWithTheirAlertsTimeAndLevels) {
       "{not json",                                                         // invalid: never kept
   };
   std::vector<MessageView> batch;
-  for (size_t i = 0; i < payloads.size(); ++i) batch.push_back({"events", 0, static_cast<int64_t>(i), 1795539000000, payloads[i]});
-  for (const auto& [mode, kept] : std::vector<std::pair<EventRetention, std::vector<int64_t>>>{
-           {EventRetention::kAll, {1, 0}}, {EventRetention::kMatched, {0}}, {EventRetention::kNone, {}}}) {
+  for (size_t i = 0; i < payloads.size(); ++i)
+    batch.push_back({"events", 0, static_cast<int64_t>(i), 1795539000000, payloads[i]});
+  for (const auto& [mode, kept] :
+       std::vector<std::pair<EventRetention, std::vector<int64_t>>>{{EventRetention::kAll, {1, 0}},
+                                                                    {EventRetention::kMatched, {0}},
+                                                                    {EventRetention::kNone, {}}}) {
     ShardOptions so;
     so.retain_events = mode;
     fs::remove_all(tmp_ / "data");
@@ -387,10 +406,12 @@ TEST_F(ShardWorkerTest, CorrelationWindowsPersistWithTheirBatchAndSurviveARestar
   // Three matches of rule r-a from one host within 10 minutes make a correlation alert.
   auto build = [&] { build_correlating(); };
   auto ev = correlated_event;
-  const std::vector<std::string> p = {ev(0, "h1"), ev(1, "h1"), ev(2, "h2"), ev(3, "h1"), ev(4, "h1")};
+  const std::vector<std::string> p = {ev(0, "h1"), ev(1, "h1"), ev(2, "h2"), ev(3, "h1"),
+                                      ev(4, "h1")};
   auto batch = [&](size_t from, size_t to) {
     std::vector<MessageView> b;
-    for (size_t i = from; i < to; ++i) b.push_back({"events", 0, static_cast<int64_t>(i), -1, p[i]});
+    for (size_t i = from; i < to; ++i)
+      b.push_back({"events", 0, static_cast<int64_t>(i), -1, p[i]});
     return b;
   };
 
@@ -399,7 +420,8 @@ TEST_F(ShardWorkerTest, CorrelationWindowsPersistWithTheirBatchAndSurviveARestar
   EXPECT_TRUE(correlation_alerts().empty());
 
   build();  // a restart: the windows come back from the store with the partition
-  ASSERT_TRUE(worker_->process(batch(3, 5)));  // h1's third match completes it; the fourth starts anew
+  ASSERT_TRUE(
+      worker_->process(batch(3, 5)));  // h1's third match completes it; the fourth starts anew
   auto alerts = correlation_alerts();
   ASSERT_EQ(alerts.size(), 1u);
   rapidjson::Document d;
@@ -432,11 +454,13 @@ TEST_F(ShardWorkerTest, AFailedWriteLeavesCorrelationWindowsAsBeforeTheBatch) {
   // again, as the pipeline does: its matches count once, the correlation fires once.
   auto disk = std::make_shared<test::FullDisk>(rocksdb::FileSystem::Default());
   build_correlating(disk);
-  const std::vector<std::string> p = {correlated_event(0, "h1"), correlated_event(1, "h1"), correlated_event(2, "h1"),
-                                      correlated_event(3, "h1"), correlated_event(4, "h1")};
+  const std::vector<std::string> p = {correlated_event(0, "h1"), correlated_event(1, "h1"),
+                                      correlated_event(2, "h1"), correlated_event(3, "h1"),
+                                      correlated_event(4, "h1")};
   auto batch = [&](size_t from, size_t to) {
     std::vector<MessageView> b;
-    for (size_t i = from; i < to; ++i) b.push_back({"events", 0, static_cast<int64_t>(i), -1, p[i]});
+    for (size_t i = from; i < to; ++i)
+      b.push_back({"events", 0, static_cast<int64_t>(i), -1, p[i]});
     return b;
   };
   ASSERT_TRUE(worker_->process(batch(0, 2)));

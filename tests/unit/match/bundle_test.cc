@@ -111,8 +111,10 @@ TEST_F(BundleTest, ManifestIsStrict) {
        "uses field 'CommandLine' that the manifest does not declare"},
       {"parameters: {min_engine_version: '9.0'}\n", "needs engine version 9.0"},
       // A fuzz finding: a part of a hundred digits overflowed the comparison (UB).
-      {"parameters: {min_engine_version: '1" + std::string(100, '1') + "'}\n", "needs engine version 1111"},
-      {"parameters: {min_engine_version: '0.1.0000000000000000000000000000000000000001'}\n", "needs engine version 0.1.0"},
+      {"parameters: {min_engine_version: '1" + std::string(100, '1') + "'}\n",
+       "needs engine version 1111"},
+      {"parameters: {min_engine_version: '0.1.0000000000000000000000000000000000000001'}\n",
+       "needs engine version 0.1.0"},
       {"mapping: mappings/none.yml\n", "mapping 'mappings/none.yml' is not in the bundle"},
       {"rules: [detections]\n", "rules path 'detections' names nothing"},
   };
@@ -129,7 +131,8 @@ TEST_F(BundleTest, ManifestIsStrict) {
 
 TEST_F(BundleTest, LongVersionPartsCompareAsNumbers) {
   // Leading zeros and length do not make a version newer: 0.0001.0 is 0.1.0, this engine.
-  for (const std::string v : {"0.0001.0", "0.1", "00000000000000000000000000000000000000.1.0", "0.0.99999999999999999999999"}) {
+  for (const std::string v : {"0.0001.0", "0.1", "00000000000000000000000000000000000000.1.0",
+                              "0.0.99999999999999999999999"}) {
     auto files = good_files();
     set_file(files, "manifest.yml", "parameters: {min_engine_version: '" + v + "'}\n");
     auto b = Bundle::from_files(files);
@@ -274,11 +277,12 @@ TEST_F(BundleTest, HostileArchivesAreRefusedWithAReason) {
 // Paths that are relative here but a traversal or an absolute path on Windows, and names
 // that are not UTF-8, are refused like "../".
 TEST_F(BundleTest, WindowsPathsAndNonUtf8NamesAreRefused) {
-  for (const char* path : {"..\\..\\Windows\\evil.yml", "rules\\a.yml", "C:\\x.yml", "C:x.yml", "c:/x.yml",
-                           "a\x01.yml", "bad\xff.yml"}) {
+  for (const char* path : {"..\\..\\Windows\\evil.yml", "rules\\a.yml", "C:\\x.yml", "C:x.yml",
+                           "c:/x.yml", "a\x01.yml", "bad\xff.yml"}) {
     auto b = Bundle::from_files({{path, "x"}});
     ASSERT_FALSE(b) << path;
-    EXPECT_NE(b.status().message().find(path[0] == 'b' ? "not valid UTF-8" : "not a relative path"), std::string::npos)
+    EXPECT_NE(b.status().message().find(path[0] == 'b' ? "not valid UTF-8" : "not a relative path"),
+              std::string::npos)
         << b.status().message();
   }
   EXPECT_TRUE(Bundle::from_files({{"rules/a:b.yml", "x"}}));  // a colon elsewhere is a plain name
@@ -299,28 +303,34 @@ TEST_F(BundleTest, RuleTextThatIsNotUtf8IsRefusedNamingFileAndKey) {
   ASSERT_TRUE(b);
   const BundleReport r = validate_bundle(*b, options_);
   EXPECT_FALSE(r.ok());
-  EXPECT_TRUE(any_contains(r.all_errors(), "rules/whoami_all.yml: not valid UTF-8 at line")) << r.to_json();
+  EXPECT_TRUE(any_contains(r.all_errors(), "rules/whoami_all.yml: not valid UTF-8 at line"))
+      << r.to_json();
   EXPECT_TRUE(any_contains(r.all_errors(), "(key 'title')")) << r.to_json();
 }
 
 // What one validation may cost is bounded before compiling: a rule of 100,000 values (108 s
 // and 320 MB before) is refused at once, and so is a bundle past its total.
 TEST_F(BundleTest, ValidationIsBoundedInValuesAndTime) {
-  std::string big = "title: Big\nid: 6f0e1d2c-0000-4000-8000-000000000001\nlogsource: {product: windows, category: "
-                    "process_creation}\ndetection:\n  sel:\n    CommandLine|contains:\n";
+  std::string big =
+      "title: Big\nid: 6f0e1d2c-0000-4000-8000-000000000001\nlogsource: {product: windows, "
+      "category: "
+      "process_creation}\ndetection:\n  sel:\n    CommandLine|contains:\n";
   for (int i = 0; i < 100000; ++i) big += "      - 'value" + std::to_string(i) + "'\n";
   big += "  condition: sel\n";
   auto b = Bundle::from_files({{"big.yml", big}});
   ASSERT_TRUE(b);
   const BundleReport r = validate_bundle(*b, options_);
   EXPECT_FALSE(r.ok());
-  EXPECT_TRUE(any_contains(r.all_errors(), "has 100000 values, more than the limit of 20000 per rule")) << r.to_json();
+  EXPECT_TRUE(
+      any_contains(r.all_errors(), "has 100000 values, more than the limit of 20000 per rule"))
+      << r.to_json();
 
   BundleValidationOptions small = options_;
   small.max_values_per_bundle = 3;
   auto good = Bundle::load(kBundles + "good");
   ASSERT_TRUE(good);
-  EXPECT_TRUE(any_contains(validate_bundle(*good, small).all_errors(), "more than the limit of 3 per bundle"));
+  EXPECT_TRUE(any_contains(validate_bundle(*good, small).all_errors(),
+                           "more than the limit of 3 per bundle"));
   small = options_;
   small.max_validation_ms = 1;
   small.cost_sample_ms = 5;
@@ -332,13 +342,16 @@ TEST_F(BundleTest, ValidationIsBoundedInValuesAndTime) {
 // blind to such events: refused at validation, saying on what input.
 TEST_F(BundleTest, ARegexThatCanHitTheBacktrackingLimitIsRefused) {
   const std::string rule =
-      "title: Lookahead\nid: 6f0e1d2c-0000-4000-8000-000000000002\nlogsource: {product: windows, category: "
-      "process_creation}\ndetection:\n  sel:\n    CommandLine|re: '(?=(a+)+$)a'\n  condition: sel\n";
+      "title: Lookahead\nid: 6f0e1d2c-0000-4000-8000-000000000002\nlogsource: {product: windows, "
+      "category: "
+      "process_creation}\ndetection:\n  sel:\n    CommandLine|re: '(?=(a+)+$)a'\n  condition: "
+      "sel\n";
   auto b = Bundle::from_files({{"evil.yml", rule}});
   ASSERT_TRUE(b);
   const BundleReport r = validate_bundle(*b, options_);
   EXPECT_FALSE(r.ok());
-  EXPECT_TRUE(any_contains(r.all_errors(), "hits PCRE2's backtracking limit on 30 x 'a' then '!'")) << r.to_json();
+  EXPECT_TRUE(any_contains(r.all_errors(), "hits PCRE2's backtracking limit on 30 x 'a' then '!'"))
+      << r.to_json();
 }
 
 TEST_F(BundleTest, FuzzFindingsStayFixed) {

@@ -4,8 +4,8 @@
 // data they cover.
 
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,7 +36,8 @@ constexpr int kBatch = 200;
     std::vector<AlertRecord> alerts;
     std::vector<EventRecord> events;
     for (int i = 0; i < kBatch; ++i, ++next) {
-      payloads[static_cast<size_t>(i)] = R"({"n":)" + std::to_string(next) + R"(,"pad":")" + std::string(400, 'p') + R"("})";
+      payloads[static_cast<size_t>(i)] =
+          R"({"n":)" + std::to_string(next) + R"(,"pad":")" + std::string(400, 'p') + R"("})";
       events.push_back({kT0 + next, "c/e", 0, next, payloads[static_cast<size_t>(i)]});
       if (next % 3 == 0) {
         AlertRecord& a = alerts.emplace_back();
@@ -90,8 +91,9 @@ TEST(CrashTest, KillNineDuringHeavyWritesKeepsTheStoreConsistent) {
     ASSERT_TRUE(store) << store.status().to_string();
     auto report = (*store)->verify();
     ASSERT_TRUE(report) << report.status().to_string();
-    EXPECT_TRUE(report->ok()) << "round " << round << ": missing index " << report->alerts_missing_index
-                              << ", dangling " << report->dangling_index << ", undecodable " << report->undecodable;
+    EXPECT_TRUE(report->ok()) << "round " << round << ": missing index "
+                              << report->alerts_missing_index << ", dangling "
+                              << report->dangling_index << ", undecodable " << report->undecodable;
     const int64_t next = (*store)->next_offset("c/e", 0)->value_or(0);
     EXPECT_GE(next, last);  // durable progress never goes back
     EXPECT_EQ(next % kBatch, 0);

@@ -1,11 +1,12 @@
 // The CRC32C vigil hands RocksDB (store/src/crc32c.cc) in place of the library's own.
+#include "crc32c.h"
+
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <random>
 #include <string>
 
-#include "crc32c.h"
 #include "vigil/store/store.h"
 
 namespace vigil::store {
@@ -39,7 +40,8 @@ TEST(Crc32c, UsesTheInstructionWhereTheCpuHasIt) {
 // The symbol RocksDB's own calls are bound to is vigil's (they go through the PLT), and it
 // computes exactly what the library's definition computes.
 TEST(Crc32c, RocksDbCallsReachItAndItAgreesWithRocksDbsOwn) {
-  EXPECT_EQ(reinterpret_cast<ExtendFn>(dlsym(RTLD_DEFAULT, kRocksDbExtendSymbol)), &rocksdb::crc32c::Extend);
+  EXPECT_EQ(reinterpret_cast<ExtendFn>(dlsym(RTLD_DEFAULT, kRocksDbExtendSymbol)),
+            &rocksdb::crc32c::Extend);
   const auto theirs = reinterpret_cast<ExtendFn>(dlsym(RTLD_NEXT, kRocksDbExtendSymbol));
   ASSERT_NE(theirs, nullptr) << "librocksdb no longer exports crc32c::Extend";
   ASSERT_NE(theirs, &rocksdb::crc32c::Extend);
@@ -49,7 +51,8 @@ TEST(Crc32c, RocksDbCallsReachItAndItAgreesWithRocksDbsOwn) {
   for (int i = 0; i < 2000; ++i) {
     const size_t offset = rng() % 64, n = rng() % (i < 1000 ? 300 : buf.size() - 64);
     const auto init = static_cast<uint32_t>(rng());
-    ASSERT_EQ(rocksdb::crc32c::Extend(init, buf.data() + offset, n), theirs(init, buf.data() + offset, n))
+    ASSERT_EQ(rocksdb::crc32c::Extend(init, buf.data() + offset, n),
+              theirs(init, buf.data() + offset, n))
         << "offset " << offset << " length " << n;
   }
 }

@@ -2,9 +2,8 @@
 // refuses writes.
 
 #include <gtest/gtest.h>
-#include <rocksdb/file_system.h>
-
 #include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
 
 #include <atomic>
 #include <filesystem>
@@ -45,9 +44,11 @@ class EventsTest : public ::testing::Test {
       events.clear();
       payloads.reserve(static_cast<size_t>(n));
       for (int i = 0; i < n; ++i) {
-        payloads.push_back(R"({"host":"h)" + std::to_string(i % 4) + R"(","cmd":"run )" + std::to_string(offset) +
-                           R"(","pad":")" + std::string(pad, 'x') + R"("})");
-        events.push_back({kT0 + h * kHour + i, "c/events", static_cast<int32_t>(i % 2), offset++, payloads.back()});
+        payloads.push_back(R"({"host":"h)" + std::to_string(i % 4) + R"(","cmd":"run )" +
+                           std::to_string(offset) + R"(","pad":")" + std::string(pad, 'x') +
+                           R"("})");
+        events.push_back({kT0 + h * kHour + i, "c/events", static_cast<int32_t>(i % 2), offset++,
+                          payloads.back()});
       }
       ASSERT_TRUE(store.put_batch({}, {{"c/events", 0, offset}}, {}, events).is_ok());
     }
@@ -72,7 +73,8 @@ class EventsTest : public ::testing::Test {
     o.create_if_missing = true;
     o.create_missing_column_families = true;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events", "state"}) {
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox",
+                          "alert_ids", "events", "state"}) {
       cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     }
     std::vector<rocksdb::ColumnFamilyHandle*> h;
@@ -184,7 +186,10 @@ TEST_F(EventsTest, AFullDiskStopsWritesWithoutAdvancingOffsetsAndRecovers) {
   auto disk = std::make_shared<test::FullDisk>(rocksdb::FileSystem::Default());
   StoreOptions o;
   o.path = (tmp_.path() / "data").string();
-  auto opened = Store::open([&] { o.file_system = disk; return o; }());
+  auto opened = Store::open([&] {
+    o.file_system = disk;
+    return o;
+  }());
   ASSERT_TRUE(opened) << opened.status().to_string();
   auto& store = **opened;
   const std::string payload = R"({"a":1})";
@@ -202,10 +207,13 @@ TEST_F(EventsTest, AFullDiskStopsWritesWithoutAdvancingOffsetsAndRecovers) {
 
   disk->full = false;  // room again: a write succeeds once RocksDB resumed
   Status last;
-  EXPECT_TRUE(test::wait_for([&] {
-    last = store.put_batch({}, {{"s", 0, 2}}, {}, {{kT0 + 1, "s", 0, 1, payload}});
-    return last.is_ok();
-  }, std::chrono::seconds(40), std::chrono::milliseconds(200))) << last.to_string();
+  EXPECT_TRUE(test::wait_for(
+      [&] {
+        last = store.put_batch({}, {{"s", 0, 2}}, {}, {{kT0 + 1, "s", 0, 1, payload}});
+        return last.is_ok();
+      },
+      std::chrono::seconds(40), std::chrono::milliseconds(200)))
+      << last.to_string();
   EXPECT_TRUE(store.writable());
   EXPECT_EQ(store.next_offset("s", 0)->value(), 2);
   EXPECT_EQ(offsets(store, {}), (std::vector<int64_t>{1, 0}));
@@ -221,26 +229,37 @@ TEST_F(EventsTest, ScanGoesOldestFirstWithinTheWindowAndStopsWhenAsked) {
   auto store = open();
   fill(*store, 3, 10);
   std::vector<int64_t> seen;
-  ASSERT_TRUE(store->scan_events(kT0 + kHour, kT0 + 2 * kHour + 5, [&](const StoredEvent& e) {
-    EXPECT_FALSE(e.payload.empty());
-    EXPECT_EQ(e.stream, "c/events");
-    seen.push_back(e.offset);
-    return true;
-  }).is_ok());
+  ASSERT_TRUE(store
+                  ->scan_events(kT0 + kHour, kT0 + 2 * kHour + 5,
+                                [&](const StoredEvent& e) {
+                                  EXPECT_FALSE(e.payload.empty());
+                                  EXPECT_EQ(e.stream, "c/events");
+                                  seen.push_back(e.offset);
+                                  return true;
+                                })
+                  .is_ok());
   std::vector<int64_t> want;
   for (int64_t o = 10; o < 25; ++o) want.push_back(o);
   EXPECT_EQ(seen, want);
   seen.clear();
-  ASSERT_TRUE(store->scan_events(INT64_MIN, INT64_MAX, [&](const StoredEvent& e) {
-    seen.push_back(e.offset);
-    return seen.size() < 4;
-  }).is_ok());
+  ASSERT_TRUE(store
+                  ->scan_events(INT64_MIN, INT64_MAX,
+                                [&](const StoredEvent& e) {
+                                  seen.push_back(e.offset);
+                                  return seen.size() < 4;
+                                })
+                  .is_ok());
   EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2, 3}));
 }
 
 TEST_F(EventsTest, MetaRecordsArePutReadAndScannedBothWays) {
   auto store = open();
-  ASSERT_TRUE(store->put_meta({{"content/a/1", "x"}, {"content/a/2", "y"}, {"content/a/3", "z"}, {"content/b", "w"}}).is_ok());
+  ASSERT_TRUE(store
+                  ->put_meta({{"content/a/1", "x"},
+                              {"content/a/2", "y"},
+                              {"content/a/3", "z"},
+                              {"content/b", "w"}})
+                  .is_ok());
   auto v = store->get_meta("content/a/2");
   ASSERT_TRUE(v && *v);
   EXPECT_EQ(**v, "y");
@@ -284,7 +303,8 @@ std::vector<Written> make_events(size_t n, uint32_t seed) {
     const int64_t offset = next[{stream, partition}]++;
     const TimeMs time = kT0 + static_cast<TimeMs>(rng() % 2000);
     out.push_back({time, stream, partition, offset,
-                   R"({"n":)" + std::to_string(i) + R"(,"s":")" + stream + R"(","pad":")" + std::string(rng() % 300, 'p') + "\"}"});
+                   R"({"n":)" + std::to_string(i) + R"(,"s":")" + stream + R"(","pad":")" +
+                       std::string(rng() % 300, 'p') + "\"}"});
   }
   return out;
 }
@@ -295,7 +315,8 @@ void write_in_batches(Store& store, const std::vector<Written>& events, uint32_t
     const size_t n = std::min<size_t>(events.size() - i, 1 + rng() % 400);
     std::vector<EventRecord> batch;
     for (size_t j = i; j < i + n; ++j) {
-      batch.push_back({events[j].time, events[j].stream, events[j].partition, events[j].offset, events[j].payload});
+      batch.push_back({events[j].time, events[j].stream, events[j].partition, events[j].offset,
+                       events[j].payload});
     }
     ASSERT_TRUE(store.put_batch({}, {}, {}, batch).is_ok());
     i += n;
@@ -352,12 +373,15 @@ TEST_F(EventsTest, BlocksComeBackOnceInTimeOrderThroughHuntsScansAndLookups) {
   EXPECT_EQ(got, in_range);
   got.clear();
   prev = INT64_MIN;
-  ASSERT_TRUE(store->scan_events(since, until, [&](const StoredEvent& e) {
-    EXPECT_GE(e.time, prev);
-    prev = e.time;
-    got.insert({e.stream, e.partition, e.offset});
-    return true;
-  }).is_ok());
+  ASSERT_TRUE(store
+                  ->scan_events(since, until,
+                                [&](const StoredEvent& e) {
+                                  EXPECT_GE(e.time, prev);
+                                  prev = e.time;
+                                  got.insert({e.stream, e.partition, e.offset});
+                                  return true;
+                                })
+                  .is_ok());
   EXPECT_EQ(got, in_range);
 
   // Every event by its coordinates; the wrong time or stream finds nothing.
@@ -389,10 +413,13 @@ TEST_F(EventsTest, AReplayCutIntoOtherBatchesAddsNoDuplicate) {
   EXPECT_EQ(p->events.size(), 2000u);
   EXPECT_TRUE(p->next_cursor.empty());
   size_t scanned = 0;
-  ASSERT_TRUE(store->scan_events(INT64_MIN, INT64_MAX, [&](const StoredEvent&) { return ++scanned, true; }).is_ok());
+  ASSERT_TRUE(
+      store->scan_events(INT64_MIN, INT64_MAX, [&](const StoredEvent&) { return ++scanned, true; })
+          .is_ok());
   EXPECT_EQ(scanned, 2000u);
   for (size_t i = 0; i < events.size(); i += 7) {
-    auto one = store->get_event(events[i].stream, events[i].partition, events[i].offset, events[i].time);
+    auto one =
+        store->get_event(events[i].stream, events[i].partition, events[i].offset, events[i].time);
     ASSERT_TRUE(one && one->has_value()) << i;
     EXPECT_EQ((*one)->payload, events[i].payload);
   }
@@ -401,9 +428,12 @@ TEST_F(EventsTest, AReplayCutIntoOtherBatchesAddsNoDuplicate) {
 TEST_F(EventsTest, ABatchOfOnePartitionAndWindowIsSplitIntoBoundedBlocks) {
   auto store = open();
   std::vector<std::string> payloads;
-  for (int i = 0; i < 40; ++i) payloads.push_back(R"({"i":)" + std::to_string(i) + R"(,"pad":")" + std::string(20000, 'q') + "\"}");
+  for (int i = 0; i < 40; ++i)
+    payloads.push_back(R"({"i":)" + std::to_string(i) + R"(,"pad":")" + std::string(20000, 'q') +
+                       "\"}");
   std::vector<EventRecord> batch;
-  for (int i = 0; i < 40; ++i) batch.push_back({kT0 + 10 + (i % 50), "s", 0, 100 + i, payloads[static_cast<size_t>(i)]});
+  for (int i = 0; i < 40; ++i)
+    batch.push_back({kT0 + 10 + (i % 50), "s", 0, 100 + i, payloads[static_cast<size_t>(i)]});
   ASSERT_TRUE(store->put_batch({}, {}, {}, batch).is_ok());
   for (int i = 0; i < 40; ++i) {
     auto one = store->get_event("s", 0, 100 + i, kT0 + 10 + (i % 50));
@@ -415,22 +445,27 @@ TEST_F(EventsTest, ABatchOfOnePartitionAndWindowIsSplitIntoBoundedBlocks) {
 
 TEST_F(EventsTest, AFormat2StoreKeepsItsEventsReadableBesideNewBlocks) {
   // A store as format 2 wrote it: one record per event.
-  with_raw_db([](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* meta, rocksdb::ColumnFamilyHandle* events) {
-    ASSERT_TRUE(db.Put({}, meta, "format", "vigil-store-2").ok());
-    for (int64_t off : {0, 1, 2}) {
-      std::string key, value;
-      encoding::event_key(key, kT0 + off * 40, "c/events", 0, off);
-      encoding::put_u16(value, 8);
-      value += "c/events";
-      value += R"({"old":)" + std::to_string(off) + "}";
-      ASSERT_TRUE(db.Put({}, events, key, value).ok());
-    }
-  });
+  with_raw_db(
+      [](rocksdb::DB& db, rocksdb::ColumnFamilyHandle* meta, rocksdb::ColumnFamilyHandle* events) {
+        ASSERT_TRUE(db.Put({}, meta, "format", "vigil-store-2").ok());
+        for (int64_t off : {0, 1, 2}) {
+          std::string key, value;
+          encoding::event_key(key, kT0 + off * 40, "c/events", 0, off);
+          encoding::put_u16(value, 8);
+          value += "c/events";
+          value += R"({"old":)" + std::to_string(off) + "}";
+          ASSERT_TRUE(db.Put({}, events, key, value).ok());
+        }
+      });
   auto store = open();
   ASSERT_TRUE(store);
   EXPECT_EQ(**store->get_meta("format"), "vigil-store-3");
   const std::string payload = R"({"new":3})";
-  ASSERT_TRUE(store->put_batch({}, {}, {}, {{kT0 + 30, "c/events", 0, 3, payload}, {kT0 + 130, "c/events", 0, 4, payload}}).is_ok());
+  ASSERT_TRUE(store
+                  ->put_batch({}, {}, {},
+                              {{kT0 + 30, "c/events", 0, 3, payload},
+                               {kT0 + 130, "c/events", 0, 4, payload}})
+                  .is_ok());
   // Times 0, 40, 80 (old), 30, 130 (new): newest first 4, 2, 1, 3, 0.
   EventQuery q;
   q.limit = 2;
@@ -439,25 +474,32 @@ TEST_F(EventsTest, AFormat2StoreKeepsItsEventsReadableBesideNewBlocks) {
   ASSERT_TRUE(old && old->has_value());
   EXPECT_EQ((*old)->payload, R"({"old":1})");
   std::vector<int64_t> scanned;
-  ASSERT_TRUE(store->scan_events(kT0, kT0 + 1000, [&](const StoredEvent& e) { return scanned.push_back(e.offset), true; }).is_ok());
+  ASSERT_TRUE(
+      store
+          ->scan_events(kT0, kT0 + 1000,
+                        [&](const StoredEvent& e) { return scanned.push_back(e.offset), true; })
+          .is_ok());
   EXPECT_EQ(scanned, (std::vector<int64_t>{0, 3, 1, 2, 4}));
   EXPECT_EQ(store->verify()->events, 5u);
 }
 
 TEST_F(EventsTest, ADamagedEventRecordIsReportedNotServed) {
   { auto store = open(); }
-  with_raw_db([](rocksdb::DB& db, rocksdb::ColumnFamilyHandle*, rocksdb::ColumnFamilyHandle* events) {
-    std::string key = encoding::time_prefix(kT0);
-    key += std::string(17, '\x01');  // a block key whose value is no block
-    ASSERT_TRUE(db.Put({}, events, key, "\xB1garbage").ok());
-    ASSERT_TRUE(db.Put({}, events, "abc", "short key").ok());
-  });
+  with_raw_db(
+      [](rocksdb::DB& db, rocksdb::ColumnFamilyHandle*, rocksdb::ColumnFamilyHandle* events) {
+        std::string key = encoding::time_prefix(kT0);
+        key += std::string(17, '\x01');  // a block key whose value is no block
+        ASSERT_TRUE(db.Put({}, events, key, "\xB1garbage").ok());
+        ASSERT_TRUE(db.Put({}, events, "abc", "short key").ok());
+      });
   auto store = open();
   ASSERT_TRUE(store);
   auto page = store->query_events({});
   ASSERT_FALSE(page);
   EXPECT_EQ(page.status().code(), Code::kCorruption) << page.status().to_string();
-  EXPECT_EQ(store->scan_events(INT64_MIN, INT64_MAX, [](const StoredEvent&) { return true; }).code(), Code::kCorruption);
+  EXPECT_EQ(
+      store->scan_events(INT64_MIN, INT64_MAX, [](const StoredEvent&) { return true; }).code(),
+      Code::kCorruption);
   auto report = store->verify();
   ASSERT_TRUE(report);
   EXPECT_EQ(report->undecodable, 2u);

@@ -1,7 +1,5 @@
 #include "vigil/store/store.h"
 
-#include "support/temp_dir.h"
-
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
@@ -10,6 +8,8 @@
 #include <random>
 #include <set>
 #include <span>
+
+#include "support/temp_dir.h"
 
 namespace vigil::store {
 namespace {
@@ -23,7 +23,8 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(s) << s.status().to_string();
     return s ? std::move(*s) : nullptr;
   }
-  static AlertRecord alert(int64_t offset, TimeMs time, const std::string& rule, const std::string& host) {
+  static AlertRecord alert(int64_t offset, TimeMs time, const std::string& rule,
+                           const std::string& host) {
     AlertRecord a;
     a.id = AlertId::derive("events", 0, offset, rule);
     a.time = time;
@@ -60,7 +61,8 @@ TEST_F(StoreTest, AlertIdsAreDeterministicAndDistinct) {
 TEST_F(StoreTest, QueriesNewestFirstWithinRangeAndPages) {
   auto store = open();
   std::vector<AlertRecord> alerts;
-  for (int i = 0; i < 25; ++i) alerts.push_back(alert(i, 1000 + i * 10, i % 2 ? "odd" : "even", "h" + std::to_string(i % 3)));
+  for (int i = 0; i < 25; ++i)
+    alerts.push_back(alert(i, 1000 + i * 10, i % 2 ? "odd" : "even", "h" + std::to_string(i % 3)));
   ASSERT_TRUE(store->put_batch(alerts, {}).is_ok());
   EXPECT_EQ(*store->count_alerts(), 25u);
 
@@ -79,8 +81,8 @@ TEST_F(StoreTest, QueriesNewestFirstWithinRangeAndPages) {
   EXPECT_EQ(seen.back(), R"({"offset":0})");
 
   AlertQuery range;
-  range.since = 1050;   // inclusive
-  range.until = 1100;   // exclusive
+  range.since = 1050;  // inclusive
+  range.until = 1100;  // exclusive
   auto p = store->query_alerts(range);
   ASSERT_TRUE(p);
   ASSERT_EQ(p->alerts.size(), 5u);
@@ -92,14 +94,16 @@ TEST_F(StoreTest, QueriesNewestFirstWithinRangeAndPages) {
 TEST_F(StoreTest, RuleAndHostIndexes) {
   auto store = open();
   std::vector<AlertRecord> alerts;
-  for (int i = 0; i < 12; ++i) alerts.push_back(alert(i, 1000 + i, i % 2 ? "odd" : "even", "h" + std::to_string(i % 3)));
+  for (int i = 0; i < 12; ++i)
+    alerts.push_back(alert(i, 1000 + i, i % 2 ? "odd" : "even", "h" + std::to_string(i % 3)));
   ASSERT_TRUE(store->put_batch(alerts, {}).is_ok());
   AlertQuery q;
   q.rule_id = "odd";
   q.limit = 4;
   auto p = store->query_alerts(q);
   ASSERT_TRUE(p);
-  EXPECT_EQ(p->alerts, (std::vector<std::string>{R"({"offset":11})", R"({"offset":9})", R"({"offset":7})", R"({"offset":5})"}));
+  EXPECT_EQ(p->alerts, (std::vector<std::string>{R"({"offset":11})", R"({"offset":9})",
+                                                 R"({"offset":7})", R"({"offset":5})"}));
   q.cursor = p->next_cursor;
   p = store->query_alerts(q);
   ASSERT_TRUE(p);
@@ -143,7 +147,8 @@ TEST_F(StoreTest, OffsetsPersistAcrossReopen) {
   {
     auto store = open();
     EXPECT_FALSE(store->next_offset("events", 3)->has_value());
-    ASSERT_TRUE(store->put_batch({alert(7, 1, "r", "")}, {{"events", 3, 8}, {"other", 3, 100}}).is_ok());
+    ASSERT_TRUE(
+        store->put_batch({alert(7, 1, "r", "")}, {{"events", 3, 8}, {"other", 3, 100}}).is_ok());
   }
   auto store = open();
   EXPECT_EQ(store->next_offset("events", 3)->value(), 8);
@@ -174,7 +179,11 @@ TEST_F(StoreTest, OutboxKeepsRecordsInTimeOrderUntilDeleted) {
     r.headers = {{"vigil.reason", "malformed_json"}, {"empty", ""}};
     return r;
   };
-  ASSERT_TRUE(store->put_batch({}, {}, {record(3000, 3, OutboxRecord::Kind::kAlert), record(1000, 1, OutboxRecord::Kind::kDeadLetter)}).is_ok());
+  ASSERT_TRUE(store
+                  ->put_batch({}, {},
+                              {record(3000, 3, OutboxRecord::Kind::kAlert),
+                               record(1000, 1, OutboxRecord::Kind::kDeadLetter)})
+                  .is_ok());
   ASSERT_TRUE(store->put_batch({}, {}, {record(2000, 2, OutboxRecord::Kind::kAlert)}).is_ok());
   // A replayed batch rewrites the same entry instead of adding one.
   ASSERT_TRUE(store->put_batch({}, {}, {record(2000, 2, OutboxRecord::Kind::kAlert)}).is_ok());
@@ -191,7 +200,8 @@ TEST_F(StoreTest, OutboxKeepsRecordsInTimeOrderUntilDeleted) {
   EXPECT_EQ(first.message_key, AlertId::derive("c/events", 0, 1, "").hex());
   EXPECT_EQ(first.id.hex(), first.message_key);
   ASSERT_EQ(first.headers.size(), 2u);
-  EXPECT_EQ(first.headers[0], std::make_pair(std::string("vigil.reason"), std::string("malformed_json")));
+  EXPECT_EQ(first.headers[0],
+            std::make_pair(std::string("vigil.reason"), std::string("malformed_json")));
   EXPECT_EQ(first.headers[1].second, "");
 
   auto after = store->read_outbox((*all)[0].store_key, 1);
@@ -228,7 +238,9 @@ TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
   {
     // Damage one entry behind the store's back: a value that is not an outbox record.
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox", "alert_ids", "events", "state"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox",
+                          "alert_ids", "events", "state"})
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir_.string(), cfs, &handles, &db).ok());
@@ -250,11 +262,10 @@ TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
   EXPECT_EQ(store->read_outbox("", 10)->size(), 1u);
 }
 
-
 namespace filters {
 
-AlertRecord labelled(int64_t offset, TimeMs time, const std::string& rule, const std::string& host, AlertLevel level,
-                     std::string_view title, std::span<const std::string> tags) {
+AlertRecord labelled(int64_t offset, TimeMs time, const std::string& rule, const std::string& host,
+                     AlertLevel level, std::string_view title, std::span<const std::string> tags) {
   AlertRecord a;
   a.id = AlertId::derive("events", 0, offset, rule);
   a.time = time;
@@ -275,9 +286,12 @@ TEST_F(StoreTest, FiltersBySeverityTagTextAndRuleWithHost) {
   const std::vector<std::string> t2 = {"attack.persistence"};
   std::vector<AlertRecord> alerts;
   for (int i = 0; i < 30; ++i) {
-    const auto level = i % 3 == 0 ? AlertLevel::kHigh : i % 3 == 1 ? AlertLevel::kMedium : AlertLevel::kCritical;
-    alerts.push_back(filters::labelled(i, 1000 + i, i % 2 ? "odd" : "even", "h" + std::to_string(i % 5), level,
-                                       i % 2 ? "Suspicious PowerShell Download" : "Run Key Added", i % 2 ? t1 : t2));
+    const auto level = i % 3 == 0   ? AlertLevel::kHigh
+                       : i % 3 == 1 ? AlertLevel::kMedium
+                                    : AlertLevel::kCritical;
+    alerts.push_back(filters::labelled(
+        i, 1000 + i, i % 2 ? "odd" : "even", "h" + std::to_string(i % 5), level,
+        i % 2 ? "Suspicious PowerShell Download" : "Run Key Added", i % 2 ? t1 : t2));
   }
   ASSERT_TRUE(store->put_batch(alerts, {}).is_ok());
   auto offsets = [&](AlertQuery q) {
@@ -346,7 +360,9 @@ TEST_F(StoreTest, UpgradesAFormat1StoreInPlace) {
     o.create_if_missing = true;
     o.create_missing_column_families = true;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox"}) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    for (const char* n :
+         {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox"})
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     std::vector<rocksdb::ColumnFamilyHandle*> h;
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(o, dir_.string(), cfs, &h, &raw).ok());
@@ -403,7 +419,8 @@ TEST_F(StoreTest, AnEmptyRocksDbIsAnInterruptedFirstStartOneWithDataIsRefused) {
   make_db(foreign, true);
   auto s = Store::open({foreign.string()});
   ASSERT_FALSE(s);
-  EXPECT_NE(s.status().message().find("without a vigil format marker"), std::string::npos) << s.status().to_string();
+  EXPECT_NE(s.status().message().find("without a vigil format marker"), std::string::npos)
+      << s.status().to_string();
 }
 
 // A store with several table files (each flush writes one per column family written).
@@ -436,7 +453,8 @@ void truncate_manifest(const fs::path& dir, double keep) {
   for (const auto& e : fs::directory_iterator(dir)) {
     if (!e.path().filename().string().starts_with("MANIFEST-")) continue;
     const auto size = fs::file_size(e.path());
-    fs::resize_file(e.path(), keep >= 1 ? static_cast<uintmax_t>(keep) : static_cast<uintmax_t>(size * keep));
+    fs::resize_file(e.path(),
+                    keep >= 1 ? static_cast<uintmax_t>(keep) : static_cast<uintmax_t>(size * keep));
   }
 }
 
@@ -458,8 +476,10 @@ TEST_F(StoreTest, RefusesATruncatedManifestAndDeletesNothing) {
       auto s = Store::open({dir_.string()});
       ASSERT_FALSE(s);
       EXPECT_EQ(s.status().code(), Code::kCorruption) << s.status().to_string();
-      EXPECT_NE(s.status().message().find("is damaged"), std::string::npos) << s.status().to_string();
-      EXPECT_NE(s.status().message().find("checkpoint"), std::string::npos) << s.status().to_string();
+      EXPECT_NE(s.status().message().find("is damaged"), std::string::npos)
+          << s.status().to_string();
+      EXPECT_NE(s.status().message().find("checkpoint"), std::string::npos)
+          << s.status().to_string();
       EXPECT_EQ(table_files(dir_), before);
     }
   }

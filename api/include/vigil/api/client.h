@@ -3,9 +3,9 @@
 //
 // `server` is "http://host:port" or "https://host:port" (a bare "host:port" is http); names
 // are resolved, IPv6 literals go in brackets. Over https the server's certificate is verified
-// against the system's CA store or `ca_file`, and must name the host (SNI is sent). Every call has a deadline; a transport failure is an error
-// Status naming the server, an HTTP error status is a response (callers read the problem
-// document in its body).
+// against the system's CA store or `ca_file`, and must name the host (SNI is sent). Every call has
+// a deadline; a transport failure is an error Status naming the server, an HTTP error status is a
+// response (callers read the problem document in its body).
 
 #include <string>
 
@@ -21,11 +21,11 @@ struct ClientResponse {
 
 struct ClientRequest {
   std::string method = "GET";
-  std::string target;       // "/api/v1/alerts?limit=5"
-  std::string bearer_token; // empty: no Authorization header
+  std::string target;        // "/api/v1/alerts?limit=5"
+  std::string bearer_token;  // empty: no Authorization header
   std::string body;
   int timeout_ms = 30000;
-  std::string ca_file;      // https: PEM CA bundle to trust instead of the system's
+  std::string ca_file;  // https: PEM CA bundle to trust instead of the system's
 };
 
 Expected<ClientResponse> http_call(const std::string& server, const ClientRequest& request);

@@ -1,12 +1,12 @@
 #pragma once
 // A small HTTP/1.1 server on Boost.Beast with a path router.
 //
-// HttpServer runs a fixed number of I/O threads, over plain TCP or TLS. Each connection is keep-alive, reads one
-// request at a time with limits on header and body size and a read timeout, and closes
-// when idle too long. A request's route and authorisation are checked from its header,
+// HttpServer runs a fixed number of I/O threads, over plain TCP or TLS. Each connection is
+// keep-alive, reads one request at a time with limits on header and body size and a read timeout,
+// and closes when idle too long. A request's route and authorisation are checked from its header,
 // before its body is read, and the bodies being read share a memory budget. At the
-// connection limits (total and per client) the oldest idle connection makes room. Each I/O thread runs its
-// own connections; handlers run there and must not block for long, except those of routes
+// connection limits (total and per client) the oldest idle connection makes room. Each I/O thread
+// runs its own connections; handlers run there and must not block for long, except those of routes
 // added as Cost::kSlow, which run on a separate pool. stop() answers the requests in flight
 // first.
 //
@@ -29,8 +29,8 @@ namespace vigil::api {
 
 struct HttpRequest {
   std::string method;
-  std::string path;  // percent-decoded, without the query
-  std::vector<std::pair<std::string, std::string>> query;        // percent-decoded, in order
+  std::string path;                                        // percent-decoded, without the query
+  std::vector<std::pair<std::string, std::string>> query;  // percent-decoded, in order
   std::vector<std::pair<std::string, std::string>> path_params;  // from {name} segments
   std::string body;
   std::string authorization;  // the Authorization header, if any
@@ -73,8 +73,8 @@ class Router {
   // pool of their own, with a bounded queue, so that queries never wait behind them and a
   // burst of uploads is answered 503 instead of piling up.
   enum class Cost : uint8_t { kFast, kSlow, kContent };
-  void add(std::string method, std::string path_template, Handler handler, Access access = Access::kReader,
-           Cost cost = Cost::kFast);
+  void add(std::string method, std::string path_template, Handler handler,
+           Access access = Access::kReader, Cost cost = Cost::kFast);
   // The route a request goes to, found once: its cost tells the server where to run it, and
   // route() runs it (or answers 404/405) without matching the path again.
   struct Resolved {
@@ -150,7 +150,8 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  static Expected<std::unique_ptr<HttpServer>> start(const HttpServerOptions& options, Router router);
+  static Expected<std::unique_ptr<HttpServer>> start(const HttpServerOptions& options,
+                                                     Router router);
   ~HttpServer();
   // The bound port (useful with port 0).
   uint16_t port() const;

@@ -21,7 +21,7 @@
 //   GET /api/v1/rules[/{id}] the active bundle's rules, match counts and scan costs
 //   GET /api/v1/stats       the pipeline: per shard, per partition
 //   GET /api/v1/bundles, GET /api/v1/bundles/{version}[/archive],
-//   POST /api/v1/bundles (an archive body: validate and store), 
+//   POST /api/v1/bundles (an archive body: validate and store),
 //   POST /api/v1/bundles/{version}/dry-run?since&until&max_events,
 //   GET /api/v1/rollout, GET /api/v1/rollout/audit, POST /api/v1/rollout/{action}
 //                           rule content: see ContentService and ingest/rollout.h

@@ -97,7 +97,15 @@ class Event {
 // "CommandLine":"notepad"}). JSON leaves such a document's meaning to the reader and readers
 // differ (last wins here, first wins elsewhere), so an attacker could show a detector one
 // value and a SIEM another: the event is refused as ambiguous rather than matched on either.
-enum class ParseError : uint8_t { kNone, kTooLarge, kInvalidUtf8, kMalformedJson, kNotAnObject, kTooDeep, kDuplicateKey };
+enum class ParseError : uint8_t {
+  kNone,
+  kTooLarge,
+  kInvalidUtf8,
+  kMalformedJson,
+  kNotAnObject,
+  kTooDeep,
+  kDuplicateKey
+};
 std::string_view parse_error_name(ParseError e);
 
 class EventParser {

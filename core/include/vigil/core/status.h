@@ -14,10 +14,10 @@ enum class Code {
   kOk = 0,
   kInvalidArgument,  // bad input from outside: a rule, a request, a config value
   kNotFound,
-  kUnsupported,      // well-formed, but the engine does not implement it
+  kUnsupported,  // well-formed, but the engine does not implement it
   kIoError,
   kCorruption,
-  kUnavailable,      // a peer (Kafka, disk) cannot serve right now
+  kUnavailable,  // a peer (Kafka, disk) cannot serve right now
   kInternal,
 };
 

@@ -18,7 +18,8 @@ namespace vigil::ingest {
 class EmbeddedKafka {
  public:
   // Starts a cluster of `brokers` brokers and creates `topic` with `partitions` partitions.
-  static Expected<std::unique_ptr<EmbeddedKafka>> start(int brokers, const std::string& topic, int partitions);
+  static Expected<std::unique_ptr<EmbeddedKafka>> start(int brokers, const std::string& topic,
+                                                        int partitions);
   ~EmbeddedKafka();
 
   // "127.0.0.1:PORT,..." for bootstrap.servers.

@@ -22,8 +22,9 @@
 // (queued.max.messages.kbytes, 128 MB: about a second of work, see pipeline.cc) fills and
 // its fetcher stops; if that worker stays full for
 // long, its partitions are paused (so the other workers go on) and resumed when its inbox
-// has drained to half. Memory stays bounded whatever the input rate. A store failure is retried with the same batch (the
-// inbox then fills and the partitions pause); no offset moves past unpersisted data.
+// has drained to half. Memory stays bounded whatever the input rate. A store failure is retried
+// with the same batch (the inbox then fills and the partitions pause); no offset moves past
+// unpersisted data.
 //
 // stop() asks every thread to finish the batch in hand, persist it, commit (retrying while
 // the group rebalances: the committed offsets are how the partitions' next owner, with its
@@ -61,7 +62,7 @@ struct PipelineOptions {
   std::string group = "vigil";
   std::string group_instance_id;  // static membership (e.g. the pod name); empty: dynamic
   std::string client_id = "vigild";
-  int workers = 0;                // shard workers; 0: one per core
+  int workers = 0;  // shard workers; 0: one per core
   size_t batch_max_messages = 2000;
   // Longest the consumer waits on an empty queue before it looks at backpressure and lag
   // again. Messages are handed to the workers as soon as they are fetched; a worker's batch is
@@ -84,10 +85,9 @@ struct PipelineOptions {
 
 class Pipeline {
  public:
-  static Expected<std::unique_ptr<Pipeline>> create(const PipelineOptions& options,
-                                                    std::shared_ptr<const match::CompiledBundle> bundle,
-                                                    store::Store& store, MetricsRegistry& metrics,
-                                                    const Clock& clock);
+  static Expected<std::unique_ptr<Pipeline>> create(
+      const PipelineOptions& options, std::shared_ptr<const match::CompiledBundle> bundle,
+      store::Store& store, MetricsRegistry& metrics, const Clock& clock);
   // A bundle of `rules` with no stored version (tests, benches).
   static Expected<std::unique_ptr<Pipeline>> create(const PipelineOptions& options,
                                                     std::shared_ptr<const match::RuleSet> rules,
@@ -129,7 +129,8 @@ class Pipeline {
   void set_on_outbox(std::function<void()> f) { on_outbox_ = std::move(f); }
 
   // librdkafka's rebalance callback (err is an rd_kafka_resp_err_t); not for other callers.
-  static void on_rebalance(rd_kafka_t* rk, int err, rd_kafka_topic_partition_list_t* parts, void* opaque);
+  static void on_rebalance(rd_kafka_t* rk, int err, rd_kafka_topic_partition_list_t* parts,
+                           void* opaque);
 
  private:
   struct Shard;
@@ -143,7 +144,8 @@ class Pipeline {
   // Commits the stored offsets, retrying while the group rebalances (see pipeline.cc).
   void commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kafka_message_t*>& msgs);
   void dispatch(rd_kafka_message_t** msgs, size_t n);
-  static void on_kafka_log(const rd_kafka_t* rk, int level, const char* facility, const char* message);
+  static void on_kafka_log(const rd_kafka_t* rk, int level, const char* facility,
+                           const char* message);
   std::atomic<uint64_t> offset_resets_{0};  // librdkafka's offset resets, from its log
   uint64_t offset_resets_handled_ = 0;      // consumer thread only
   // Pauses or resumes partitions by inbox depth; true while the consumer should hold off.
@@ -180,7 +182,8 @@ class Pipeline {
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   std::atomic<bool> assigned_{false};
-  bool abandoned_ = false;  // stopped before its first assignment: never destroyed (see run_consumer)
+  bool abandoned_ =
+      false;  // stopped before its first assignment: never destroyed (see run_consumer)
   std::string cluster_id_;
   // Where a partition with neither a committed nor a stored offset starts, from the
   // consumer's auto.offset.reset: RD_KAFKA_OFFSET_BEGINNING or _END, or _INVALID to let

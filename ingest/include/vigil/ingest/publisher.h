@@ -41,8 +41,8 @@ struct PublisherOptions {
 
 class Publisher {
  public:
-  static Expected<std::unique_ptr<Publisher>> create(const PublisherOptions& options, store::Store& store,
-                                                     MetricsRegistry& metrics);
+  static Expected<std::unique_ptr<Publisher>> create(const PublisherOptions& options,
+                                                     store::Store& store, MetricsRegistry& metrics);
   ~Publisher();
 
   void start();

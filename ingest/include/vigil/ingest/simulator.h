@@ -57,7 +57,7 @@ struct ProduceOptions {
 
 // Produces simulated events to Kafka until `stop` is set or max_events are sent, then
 // flushes. Counts what it produced in `metrics` (vigil_simulator_events_total).
-Status run_simulator(const ProduceOptions& produce, SensorSimulator& sim, const std::atomic<bool>& stop,
-                     MetricsRegistry& metrics);
+Status run_simulator(const ProduceOptions& produce, SensorSimulator& sim,
+                     const std::atomic<bool>& stop, MetricsRegistry& metrics);
 
 }  // namespace vigil::ingest

@@ -1,10 +1,10 @@
 #pragma once
 // RetentionTask: a background thread that applies the store's event and alert retention
 // (Store::expire_events, Store::expire_alerts) every `interval`, and keeps the store's gauges
-// current (vigil_events_stored_bytes, vigil_alerts_stored_bytes, vigil_store_writable). Failures are logged and counted, and
-// retried at the next interval; they never stop the pipeline. A second thread scrubs the
-// store (Store::scrub: every table file's checksums) at start and every `scrub_interval`
-// (0: never), setting vigil_store_damaged and logging what it finds.
+// current (vigil_events_stored_bytes, vigil_alerts_stored_bytes, vigil_store_writable). Failures
+// are logged and counted, and retried at the next interval; they never stop the pipeline. A second
+// thread scrubs the store (Store::scrub: every table file's checksums) at start and every
+// `scrub_interval` (0: never), setting vigil_store_damaged and logging what it finds.
 //
 // Thread safety: start() and stop() from one thread.
 
@@ -21,7 +21,8 @@ namespace vigil::store {
 
 class RetentionTask {
  public:
-  RetentionTask(Store& store, MetricsRegistry& metrics, const Clock& clock, std::chrono::milliseconds interval,
+  RetentionTask(Store& store, MetricsRegistry& metrics, const Clock& clock,
+                std::chrono::milliseconds interval,
                 std::chrono::milliseconds scrub_interval = std::chrono::hours(24));
   ~RetentionTask();
   void start();
@@ -33,7 +34,8 @@ class RetentionTask {
 
  private:
   // A thread that runs `pass` now and then every `interval` until stop().
-  std::thread every(const char* name, std::chrono::milliseconds interval, void (RetentionTask::*pass)());
+  std::thread every(const char* name, std::chrono::milliseconds interval,
+                    void (RetentionTask::*pass)());
   Store& store_;
   const Clock& clock_;
   std::chrono::milliseconds interval_;

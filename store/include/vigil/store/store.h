@@ -27,7 +27,8 @@
 //   meta            "format"                              -> "vigil-store-3"
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
 //                   "content/..."                          -> rule bundles, rollout state, audit
-//                                                            and boot logs (ingest/bundle_registry.h)
+//                                                            and boot logs
+//                                                            (ingest/bundle_registry.h)
 // Format 1 (without alert_ids, events and state) is upgraded in place at open: the new column
 // families are created and old alert values stay readable. Format 2 (one record per retained
 // event) is taken as it is: its records are read beside the blocks format 3 writes.
@@ -68,11 +69,11 @@
 //
 // Thread safety: every method may be called from any thread.
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <atomic>
 #include <optional>
 #include <span>
 #include <string>
@@ -98,7 +99,8 @@ namespace vigil::store {
 // 16-byte deterministic alert id, printed as 32 lowercase hex digits.
 struct AlertId {
   uint8_t bytes[16];
-  static AlertId derive(std::string_view stream, int32_t partition, int64_t offset, std::string_view rule_id);
+  static AlertId derive(std::string_view stream, int32_t partition, int64_t offset,
+                        std::string_view rule_id);
   static std::optional<AlertId> from_hex(std::string_view hex);
   std::string hex() const;
 };
@@ -121,9 +123,9 @@ struct AlertRecord {
   std::string rule_id;
   std::string host;
   AlertLevel level = AlertLevel::kUnknown;
-  std::string_view title;              // must outlive the write
-  std::span<const std::string> tags;   // idem
-  std::string json;  // the alert document served by the API
+  std::string_view title;             // must outlive the write
+  std::span<const std::string> tags;  // idem
+  std::string json;                   // the alert document served by the API
   // Bytes of `json` that, closed with '}', are the alert's summary (what lists show: all but
   // the matched fields and the event); 0: the whole document is its summary.
   size_t summary_size = 0;
@@ -171,20 +173,20 @@ struct StateRecord {
 struct OutboxEntry {
   std::string store_key;  // pass to delete_outbox() once published
   OutboxRecord record;
-  bool corrupt = false;   // the stored value could not be decoded; `record` is empty
+  bool corrupt = false;  // the stored value could not be decoded; `record` is empty
 };
 
 struct AlertQuery {
-  TimeMs since = INT64_MIN;           // inclusive
-  TimeMs until = INT64_MAX;           // exclusive
-  std::string rule_id;                // empty: any rule
-  std::string host;                   // empty: any host
-  uint32_t levels = 0;                // bit (1 << AlertLevel) per accepted level; 0: any
-  std::string tag;                    // exact tag, case-insensitive; empty: any
-  std::string text;                   // case-insensitive substring of the rule title
+  TimeMs since = INT64_MIN;  // inclusive
+  TimeMs until = INT64_MAX;  // exclusive
+  std::string rule_id;       // empty: any rule
+  std::string host;          // empty: any host
+  uint32_t levels = 0;       // bit (1 << AlertLevel) per accepted level; 0: any
+  std::string tag;           // exact tag, case-insensitive; empty: any
+  std::string text;          // case-insensitive substring of the rule title
   size_t limit = 100;
-  std::string cursor;                 // from a previous page's next_cursor; empty: first page
-  size_t max_scan = 200000;           // entries examined per page at most (filters)
+  std::string cursor;        // from a previous page's next_cursor; empty: first page
+  size_t max_scan = 200000;  // entries examined per page at most (filters)
 };
 
 struct AlertPage {
@@ -204,8 +206,8 @@ struct EventFilter {
 };
 
 struct EventQuery {
-  TimeMs since = INT64_MIN;  // inclusive
-  TimeMs until = INT64_MAX;  // exclusive
+  TimeMs since = INT64_MIN;          // inclusive
+  TimeMs until = INT64_MAX;          // exclusive
   std::vector<EventFilter> filters;  // all must hold
   size_t limit = 100;
   std::string cursor;
@@ -233,8 +235,8 @@ inline constexpr int64_t kEventBlockWindowMs = 100;
 
 struct RetentionOptions {
   int64_t max_age_ms = 7LL * 24 * 3600 * 1000;  // 0: no age limit
-  uint64_t max_bytes = 0;                        // events cf size on disk; 0: no size limit
-  int64_t bucket_ms = 3600 * 1000;               // the unit retention drops
+  uint64_t max_bytes = 0;                       // events cf size on disk; 0: no size limit
+  int64_t bucket_ms = 3600 * 1000;              // the unit retention drops
 };
 
 // Alert retention (Store::expire_alerts): by age of the alert's time and by the bytes the
@@ -261,9 +263,9 @@ struct VerifyReport {
   uint64_t alerts = 0;
   uint64_t events = 0;
   uint64_t index_entries = 0;
-  uint64_t alerts_missing_index = 0;   // an alert without its rule/host/id entries
-  uint64_t dangling_index = 0;         // an index entry without its alert
-  uint64_t undecodable = 0;            // entries whose key or value cannot be decoded
+  uint64_t alerts_missing_index = 0;  // an alert without its rule/host/id entries
+  uint64_t dangling_index = 0;        // an index entry without its alert
+  uint64_t undecodable = 0;           // entries whose key or value cannot be decoded
   bool ok() const { return alerts_missing_index == 0 && dangling_index == 0 && undecodable == 0; }
 };
 
@@ -288,11 +290,14 @@ class Store {
 
   // Atomically writes the alerts, their index entries, the offsets, the outbox records and
   // the retained events. On failure nothing is written and writable() turns false.
-  Status put_batch(const std::vector<AlertRecord>& alerts, const std::vector<PartitionOffset>& offsets,
-                   const std::vector<OutboxRecord>& outbox = {}, const std::vector<EventRecord>& events = {},
+  Status put_batch(const std::vector<AlertRecord>& alerts,
+                   const std::vector<PartitionOffset>& offsets,
+                   const std::vector<OutboxRecord>& outbox = {},
+                   const std::vector<EventRecord>& events = {},
                    const std::vector<StateRecord>& state = {});
   // Every state entry whose key starts with `prefix`, in key order.
-  Expected<std::vector<std::pair<std::string, std::string>>> load_state(std::string_view prefix) const;
+  Expected<std::vector<std::pair<std::string, std::string>>> load_state(
+      std::string_view prefix) const;
   // False after a failed write until a write succeeds again.
   bool writable() const { return writable_.load(); }
   // Moves on after every write that added alerts (once the write is readable). While it
@@ -315,19 +320,21 @@ class Store {
   Expected<AlertPage> query_alerts(const AlertQuery& query) const;
   // The same, handing each document to `sink` (newest first) instead of copying it into the
   // page; the view is valid during the call only.
-  Expected<AlertPage> query_alerts(const AlertQuery& query, const std::function<void(const StoredAlert&)>& sink) const;
+  Expected<AlertPage> query_alerts(const AlertQuery& query,
+                                   const std::function<void(const StoredAlert&)>& sink) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id, TimeMs time) const;
   Expected<std::optional<std::string>> get_alert(const AlertId& id) const;
   Expected<uint64_t> count_alerts() const;
 
   // A bounded hunt over retained events, newest first (same paging contract as alerts).
   Expected<EventPage> query_events(const EventQuery& query) const;
-  Expected<std::optional<StoredEvent>> get_event(std::string_view stream, int32_t partition, int64_t offset,
-                                                 TimeMs time) const;
+  Expected<std::optional<StoredEvent>> get_event(std::string_view stream, int32_t partition,
+                                                 int64_t offset, TimeMs time) const;
 
   // Retained events with since <= time < until, oldest first, payloads included; `fn`
   // returns false to stop. For dry runs over a time window.
-  Status scan_events(TimeMs since, TimeMs until, const std::function<bool(const StoredEvent&)>& fn) const;
+  Status scan_events(TimeMs since, TimeMs until,
+                     const std::function<bool(const StoredEvent&)>& fn) const;
 
   // Records of the meta cf under "content/" (bundles, rollout state, logs): written
   // atomically together and synced to disk before the call returns, so a record written
@@ -336,7 +343,8 @@ class Store {
                   const std::vector<std::string>& deletes = {});
   Expected<std::optional<std::string>> get_meta(std::string_view key) const;
   // Every record whose key starts with `prefix`, in key order (reverse: last first), at most `max`.
-  Expected<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix, size_t max = SIZE_MAX,
+  Expected<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix,
+                                                                       size_t max = SIZE_MAX,
                                                                        bool reverse = false) const;
 
   // Drops the event buckets past the retention limits (age relative to `now`, then size).
