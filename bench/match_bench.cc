@@ -29,22 +29,27 @@
 #include <set>
 
 #include "vigil/ingest/simulator.h"
+#include "vigil/match/matcher.h"
 #include "vigil/match/reference_matcher.h"
 #include "vigil/match/ruleset.h"
+// The matcher's stages, private to vigil_match.
+#include "matcher_impl.h"
 
 namespace vigil::match {
 
-// The stages of Matcher::match() before the condition programs (a friend of Matcher).
+// The stages of Matcher::match() before the condition programs (match/src/matcher_impl.h).
 struct MatcherStages {
   // Logsources, direct predicates and the eager scans: what every event pays.
-  static void scan(Matcher& m, const Event& event) {
+  static void scan(Matcher& matcher, const Event& event) {
+    Matcher::Impl& m = matcher.impl();
     if (m.begin(event)) (void)m.scan(event);
   }
   // And the candidate rules those scans trigger, still without running a condition.
-  static size_t candidates(Matcher& m, const Event& event) {
+  static size_t candidates(Matcher& matcher, const Event& event) {
+    Matcher::Impl& m = matcher.impl();
     if (!m.begin(event) || !m.scan(event).is_ok()) return 0;
     m.add_triggered();
-    return m.candidates_.size;
+    return m.candidate_count();
   }
 };
 

@@ -6,6 +6,10 @@ function(vigil_set_warnings target)
   endif()
 endfunction()
 
+if(VIGIL_DCHECKS)
+  add_compile_definitions(VIGIL_DCHECKS=1)
+endif()
+
 if(VIGIL_SANITIZE)
   add_compile_options(-fsanitize=${VIGIL_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${VIGIL_SANITIZE})

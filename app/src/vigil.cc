@@ -2,18 +2,18 @@
 //   vigil rules check <dir|file>... [--mapping F] [--json]
 //   vigil match --rules <dir|file>... [--mapping F] --events <file.jsonl|->
 //   vigil simulate --brokers B [--topic T] [--rate N] [--count N]
-//   vigil dev kafka [--partitions N] [--topic T]   (stdin: down B | up B | leader T P B | topic T N)
-//   vigil admin checkpoint NAME [--server URL]      online: into the server's checkpoint dir
+//   vigil dev kafka [--partitions N] [--topic T]   (stdin: down B | up B | leader T P B | topic T
+//   N) vigil admin checkpoint NAME [--server URL]      online: into the server's checkpoint dir
 //   vigil admin checkpoint DIR --data-dir D         offline: vigild not running on D
 //   vigil alerts [--since 1h --rule ID --host H --severity L --tag T --text X --all --json]
 //   vigil alerts show ID [--json]
 //   vigil events [--since 1h --field PATH=V ... --all --json]
 
-#include <CLI/CLI.hpp>
 #include <pthread.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -23,16 +23,16 @@
 #include <iostream>
 #include <thread>
 
-#include "config.h"
-#include "vigil/core/event.h"
 #include "api_commands.h"
+#include "config.h"
 #include "content_commands.h"
 #include "vigil/api/client.h"
+#include "vigil/core/event.h"
 #include "vigil/core/log.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/correlator.h"
-#include "vigil/match/ruleset.h"
+#include "vigil/match/matcher.h"
 #include "vigil/store/store.h"
 
 using namespace vigil;
@@ -48,8 +48,10 @@ struct Compiled {
   match::CompileReport report;
 };
 
-Expected<Compiled> compile_rules(const std::vector<std::string>& paths, const std::string& mapping_path) {
-  auto mapping = match::FieldMapping::load_file(mapping_path.empty() ? app::default_mapping("vigil-sensor") : mapping_path);
+Expected<Compiled> compile_rules(const std::vector<std::string>& paths,
+                                 const std::string& mapping_path) {
+  auto mapping = match::FieldMapping::load_file(
+      mapping_path.empty() ? app::default_mapping("vigil-sensor") : mapping_path);
   if (!mapping) return mapping.status();
   Compiled c;
   auto parsed = match::load_rules(paths, c.report);
@@ -110,7 +112,8 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
       } else {
         std::printf("unsupported  %s\n", d.status.to_string().c_str());
       }
-      for (const auto& x : d.warnings) std::printf("  warning: %s: %s\n", d.source.c_str(), x.c_str());
+      for (const auto& x : d.warnings)
+        std::printf("  warning: %s: %s\n", d.source.c_str(), x.c_str());
       for (const auto& x : d.risks) std::printf("  risk: %s: %s\n", d.source.c_str(), x.c_str());
     }
     std::printf("compiled %zu, unsupported %zu\n", report.compiled, report.unsupported);
@@ -118,14 +121,16 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
   return report.unsupported == 0 ? 0 : 1;
 }
 
-int match_events(const std::vector<std::string>& paths, const std::string& mapping, const std::string& events_path) {
+int match_events(const std::vector<std::string>& paths, const std::string& mapping,
+                 const std::string& events_path) {
   auto c = compile_rules(paths, mapping);
   if (!c) {
     std::fprintf(stderr, "vigil: %s\n", c.status().to_string().c_str());
     return 2;
   }
   for (const auto& d : c->report.rules) {
-    if (!d.status.is_ok()) std::fprintf(stderr, "vigil: rule not loaded: %s\n", d.status.to_string().c_str());
+    if (!d.status.is_ok())
+      std::fprintf(stderr, "vigil: rule not loaded: %s\n", d.status.to_string().c_str());
   }
   std::ifstream file;
   std::istream* in = &std::cin;
@@ -176,7 +181,8 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
   for (size_t index = 0; std::getline(*in, line); ++index) {
     const ParseError pe = parser.parse(line, c->rules->fields(), event);
     if (pe != ParseError::kNone) {
-      std::fprintf(stderr, "vigil: event %zu: %s\n", index, std::string(parse_error_name(pe)).c_str());
+      std::fprintf(stderr, "vigil: event %zu: %s\n", index,
+                   std::string(parse_error_name(pe)).c_str());
       continue;
     }
     hits.clear();
@@ -191,7 +197,10 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
       if (auto t = tv && tv->type == ValueType::kString ? parse_rfc3339(tv->text) : std::nullopt) {
         time = *t;
       } else if (!warned_time) {
-        std::fprintf(stderr, "vigil: event %zu has no time the mapping names; correlations use the last known time\n", index);
+        std::fprintf(stderr,
+                     "vigil: event %zu has no time the mapping names; correlations use the last "
+                     "known time\n",
+                     index);
         warned_time = true;
       }
       last_time = time;
@@ -226,8 +235,8 @@ sigset_t block_signals() {
 
 }  // namespace
 
-int admin_checkpoint(const std::string& target, const std::string& data_dir, const std::string& server,
-                     const std::string& token) {
+int admin_checkpoint(const std::string& target, const std::string& data_dir,
+                     const std::string& server, const std::string& token) {
   if (!data_dir.empty()) {
     // Offline: RocksDB's lock refuses this while vigild runs on the directory.
     if (!std::filesystem::exists(std::filesystem::path(data_dir) / "CURRENT")) {
@@ -236,7 +245,8 @@ int admin_checkpoint(const std::string& target, const std::string& data_dir, con
     }
     auto store = store::Store::open({data_dir});
     if (!store) {
-      std::fprintf(stderr, "vigil: %s (is vigild running on it? then use --server)\n", store.status().to_string().c_str());
+      std::fprintf(stderr, "vigil: %s (is vigild running on it? then use --server)\n",
+                   store.status().to_string().c_str());
       return 1;
     }
     if (auto s = (*store)->checkpoint(target); !s) {
@@ -258,7 +268,8 @@ int admin_checkpoint(const std::string& target, const std::string& data_dir, con
     return 1;
   }
   if (res->status != 201) {
-    std::fprintf(stderr, "vigil: checkpoint refused (HTTP %d): %s\n", res->status, res->body.c_str());
+    std::fprintf(stderr, "vigil: checkpoint refused (HTTP %d): %s\n", res->status,
+                 res->body.c_str());
     return 1;
   }
   std::printf("%s\n", res->body.c_str());
@@ -284,7 +295,9 @@ int main(int argc, char** argv) {
   std::string match_mapping, match_events_path;
   match_cmd->add_option("--rules", match_rules, "Rule files or directories")->required();
   match_cmd->add_option("--mapping", match_mapping, "Field mapping YAML");
-  match_cmd->add_option("--events", match_events_path, "Events, one JSON object per line ('-': stdin)")->required();
+  match_cmd
+      ->add_option("--events", match_events_path, "Events, one JSON object per line ('-': stdin)")
+      ->required();
 
   auto* sim_cmd = cli.add_subcommand("simulate", "Produce simulated sensor events to Kafka");
   ingest::ProduceOptions produce;
@@ -294,28 +307,36 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--rate", produce.rate, "Events per second (0: as fast as possible)");
   sim_cmd->add_option("--count", produce.max_events, "Stop after this many events (0: never)");
   sim_cmd->add_option("--hosts", sim_options.hosts, "Simulated hosts");
-  sim_cmd->add_option("--malicious-ratio", sim_options.malicious_ratio, "Share of malicious events");
+  sim_cmd->add_option("--malicious-ratio", sim_options.malicious_ratio,
+                      "Share of malicious events");
   sim_cmd->add_option("--seed", sim_options.seed, "Random seed");
 
   auto* dev_cmd = cli.add_subcommand("dev", "Developer tools");
   dev_cmd->require_subcommand(1);
-  auto* kafka_cmd = dev_cmd->add_subcommand("kafka", "Run a standalone Kafka mock cluster and print its bootstrap address");
+  auto* kafka_cmd = dev_cmd->add_subcommand(
+      "kafka", "Run a standalone Kafka mock cluster and print its bootstrap address");
   int dev_partitions = 8, dev_brokers = 1;
   std::string dev_topic = "vigil.events";
   kafka_cmd->add_option("--partitions", dev_partitions, "Partitions of the topic");
   kafka_cmd->add_option("--brokers", dev_brokers, "Number of brokers");
   kafka_cmd->add_option("--topic", dev_topic, "Topic to create");
   std::vector<std::string> dev_extra_topics = {"vigil.alerts", "vigil.deadletter"};
-  kafka_cmd->add_option("--extra-topics", dev_extra_topics, "One-partition topics to create too (alerts, dead letters)");
+  kafka_cmd->add_option("--extra-topics", dev_extra_topics,
+                        "One-partition topics to create too (alerts, dead letters)");
 
   auto* admin_cmd = cli.add_subcommand("admin", "Operator tools");
   admin_cmd->require_subcommand(1);
-  auto* cp_cmd = admin_cmd->add_subcommand("checkpoint", "Consistent on-line copy of the store (RocksDB Checkpoint)");
+  auto* cp_cmd = admin_cmd->add_subcommand(
+      "checkpoint", "Consistent on-line copy of the store (RocksDB Checkpoint)");
   std::string cp_target, cp_data_dir, server_flag, token_flag;
-  cp_cmd->add_option("target", cp_target,
-                     "Checkpoint name on the server; with --data-dir, the directory to create")->required();
-  cp_cmd->add_option("--data-dir", cp_data_dir, "Checkpoint this data directory directly (vigild not running on it)");
-  cp_cmd->add_option("--server", server_flag, "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
+  cp_cmd
+      ->add_option("target", cp_target,
+                   "Checkpoint name on the server; with --data-dir, the directory to create")
+      ->required();
+  cp_cmd->add_option("--data-dir", cp_data_dir,
+                     "Checkpoint this data directory directly (vigild not running on it)");
+  cp_cmd->add_option("--server", server_flag,
+                     "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
   cp_cmd->add_option("--token", token_flag, "API bearer token (default $VIGIL_TOKEN)");
 
   app::ApiCommands api_commands(cli);
@@ -343,8 +364,9 @@ int main(int argc, char** argv) {
     sigwait(&signals, &sig);
     stop = true;
     producer.join();
-    std::fprintf(stderr, "vigil: produced %llu events\n",
-                 static_cast<unsigned long long>(metrics.counter_value("vigil_simulator_events_total")));
+    std::fprintf(
+        stderr, "vigil: produced %llu events\n",
+        static_cast<unsigned long long>(metrics.counter_value("vigil_simulator_events_total")));
     if (!result) {
       std::fprintf(stderr, "vigil: %s\n", result.to_string().c_str());
       return 1;

@@ -12,6 +12,7 @@
 #include "vigil/core/event.h"
 #include "vigil/core/thread_name.h"
 #include "vigil/ingest/pipeline.h"
+#include "vigil/match/matcher.h"
 
 namespace vigil::ingest {
 namespace {

@@ -11,6 +11,7 @@
 #include "vigil/core/event.h"
 #include "vigil/core/utf8.h"
 #include "vigil/match/bundle.h"
+#include "vigil/match/matcher.h"
 
 namespace vigil::match {
 namespace {
@@ -51,7 +52,8 @@ int compare_versions(std::string_view a, std::string_view b) {
     std::string digits;
     size_t i = 0;
     for (; i < s.size() && s[i] != '.'; ++i) {
-      if (std::isdigit(static_cast<unsigned char>(s[i])) && !(digits.empty() && s[i] == '0')) digits += s[i];
+      if (std::isdigit(static_cast<unsigned char>(s[i])) && !(digits.empty() && s[i] == '0'))
+        digits += s[i];
     }
     s.remove_prefix(std::min(s.size(), i + 1));
     return digits;  // without leading zeros: a longer one is a larger number
@@ -388,9 +390,10 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
       }
     }
     if (r->predicates.size() > options.max_values_per_rule) {
-      rv.errors.push_back(f->path + ": rule '" + r->id + "' has " + std::to_string(r->predicates.size()) +
-                          " values, more than the limit of " + std::to_string(options.max_values_per_rule) +
-                          " per rule (the whole SigmaHQ tree has about 46,000)");
+      rv.errors.push_back(
+          f->path + ": rule '" + r->id + "' has " + std::to_string(r->predicates.size()) +
+          " values, more than the limit of " + std::to_string(options.max_values_per_rule) +
+          " per rule (the whole SigmaHQ tree has about 46,000)");
       report.rules.push_back(std::move(rv));
       continue;
     }
@@ -401,14 +404,18 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
   }
   // The compile's time and memory grow with the values: bounded before it starts.
   if (values > options.max_values_per_bundle) {
-    report.errors.push_back("the bundle's rules have " + std::to_string(values) + " values, more than the limit of " +
+    report.errors.push_back("the bundle's rules have " + std::to_string(values) +
+                            " values, more than the limit of " +
                             std::to_string(options.max_values_per_bundle) + " per bundle");
     return report;
   }
   auto past_deadline = [&](const char* step) {
     const auto spent = std::chrono::steady_clock::now() - started;
-    if (options.max_validation_ms <= 0 || spent <= std::chrono::milliseconds(options.max_validation_ms)) return false;
-    report.errors.push_back("validation stopped " + std::string(step) + ": it took longer than its limit of " +
+    if (options.max_validation_ms <= 0 ||
+        spent <= std::chrono::milliseconds(options.max_validation_ms))
+      return false;
+    report.errors.push_back("validation stopped " + std::string(step) +
+                            ": it took longer than its limit of " +
                             std::to_string(options.max_validation_ms) + " ms");
     return true;
   };
@@ -429,8 +436,10 @@ BundleReport validate_bundle(const Bundle& bundle, const BundleValidationOptions
                              [&](const RuleValidation& rv) { return rv.source == d.source; });
       for (const auto& risk : d.risks) {
         const std::string why = d.source + ": rule '" + d.rule_id + "': " + risk;
-        if (it == report.rules.end()) report.errors.push_back(why);
-        else it->errors.push_back(why);
+        if (it == report.rules.end())
+          report.errors.push_back(why);
+        else
+          it->errors.push_back(why);
       }
       continue;
     }

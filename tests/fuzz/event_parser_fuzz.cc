@@ -4,7 +4,7 @@
 #include <string_view>
 
 #include "vigil/core/event.h"
-#include "vigil/match/ruleset.h"
+#include "vigil/match/matcher.h"
 
 namespace {
 
@@ -12,7 +12,8 @@ struct Fixture {
   std::shared_ptr<const vigil::match::RuleSet> rules;
   std::unique_ptr<vigil::match::Matcher> matcher;
   Fixture() {
-    auto mapping = vigil::match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+    auto mapping =
+        vigil::match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
     vigil::match::CompileReport report;
     auto parsed = vigil::match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
     rules = *vigil::match::RuleSet::compile(parsed, *mapping, report);

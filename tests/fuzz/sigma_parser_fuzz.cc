@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string>
 
-#include "vigil/match/ruleset.h"
+#include "vigil/match/matcher.h"
 
 namespace {
 

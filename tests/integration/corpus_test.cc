@@ -11,7 +11,7 @@
 #include <fstream>
 #include <map>
 
-#include "vigil/match/ruleset.h"
+#include "vigil/match/matcher.h"
 
 namespace vigil::match {
 namespace {

@@ -13,8 +13,8 @@
 #include <set>
 
 #include "support/corpus.h"
+#include "vigil/match/matcher.h"
 #include "vigil/match/reference_matcher.h"
-#include "vigil/match/ruleset.h"
 
 namespace vigil::match {
 namespace {

@@ -11,7 +11,7 @@
 #include <new>
 
 #include "support/corpus.h"
-#include "vigil/match/ruleset.h"
+#include "vigil/match/matcher.h"
 
 namespace {
 std::atomic<bool> counting{false};

@@ -20,6 +20,7 @@
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/simulator.h"
+#include "vigil/match/matcher.h"
 
 namespace vigil::ingest {
 namespace {

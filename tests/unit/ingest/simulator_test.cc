@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "vigil/match/ruleset.h"
+#include "vigil/match/matcher.h"
 
 namespace vigil::ingest {
 namespace {
@@ -12,7 +12,8 @@ namespace {
 class SimulatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto mapping = match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+    auto mapping =
+        match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
     ASSERT_TRUE(mapping) << mapping.status().to_string();
     match::CompileReport report;
     auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
@@ -78,7 +79,8 @@ TEST_F(SimulatorTest, DeterministicForASeedAndStampedWithTheClock) {
     b.next(eb);
     ASSERT_EQ(ea.json, eb.json);
   }
-  EXPECT_NE(ea.json.find(R"("@timestamp":"2026-11-24T17:00:00.000Z")"), std::string::npos) << ea.json;
+  EXPECT_NE(ea.json.find(R"("@timestamp":"2026-11-24T17:00:00.000Z")"), std::string::npos)
+      << ea.json;
   EXPECT_NE(ea.json.find(R"("Hostname":")" + ea.host + "\""), std::string::npos);
 }
 

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "vigil/match/correlator.h"
-#include "vigil/match/ruleset.h"
+#include "vigil/match/matcher.h"
 
 namespace vigil::match {
 namespace {

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "vigil/match/matcher.h"
+
 namespace vigil::match {
 namespace {
 
@@ -70,7 +72,8 @@ class RuleMatch {
     std::vector<uint32_t> slots;
     matcher_->matched_fields(out[0], slots);
     std::vector<std::string> paths;
-    for (uint32_t s : slots) paths.push_back(s == RuleSet::kRawSlot ? "*" : rules_->fields().path(s));
+    for (uint32_t s : slots)
+      paths.push_back(s == RuleSet::kRawSlot ? "*" : rules_->fields().path(s));
     std::sort(paths.begin(), paths.end());
     return paths;
   }
@@ -100,13 +103,18 @@ TEST(RuleSet, MatchedFieldsAreThoseThatHeldOutsideNot) {
   condition: 1 of sel_* and not filter
 )");
   // Two of the three selections hold: both fields are reported, not the third.
-  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","CommandLine":"cmd /c whoami","ParentImage":"explorer.exe")")),
-            (Paths{"CommandLine", "Image"}));
-  EXPECT_EQ(m.matched_fields(proc(R"("ParentImage":"C:\\Office\\WINWORD.EXE","CommandLine":"x")")), (Paths{"ParentImage"}));
+  EXPECT_EQ(
+      m.matched_fields(proc(
+          R"("Image":"C:\\Windows\\cmd.exe","CommandLine":"cmd /c whoami","ParentImage":"explorer.exe")")),
+      (Paths{"CommandLine", "Image"}));
+  EXPECT_EQ(m.matched_fields(proc(R"("ParentImage":"C:\\Office\\WINWORD.EXE","CommandLine":"x")")),
+            (Paths{"ParentImage"}));
   // The filter's field is not a reason for the match, even when it holds in another
   // branch: under `not` it can only have prevented one.
-  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","User":"SYSTEM")")), (Paths{"no match"}));
-  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","User":"bob")")), (Paths{"Image"}));
+  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","User":"SYSTEM")")),
+            (Paths{"no match"}));
+  EXPECT_EQ(m.matched_fields(proc(R"("Image":"C:\\Windows\\cmd.exe","User":"bob")")),
+            (Paths{"Image"}));
 }
 
 TEST(RuleSet, MatchedFieldsOfKeywordsNumbersAndNullChecks) {
@@ -280,7 +288,8 @@ TEST(RuleSet, RegexesOtherPredicatesTriggerAreScannedOnDemand) {
   EXPECT_EQ(m.matched_fields(proc(ps + R"("CommandLine":"powershell -enc SQBFAFgAIAAo")")),
             (Paths{"CommandLine", "Image"}));
   EXPECT_FALSE(m.matches(proc(ps + R"("CommandLine":"powershell -enc abc")")));
-  EXPECT_FALSE(m.matches(proc(R"("Image":"C:\\x\\cmd.exe","CommandLine":"powershell -enc SQBFAFgAIAAo")")));
+  EXPECT_FALSE(
+      m.matches(proc(R"("Image":"C:\\x\\cmd.exe","CommandLine":"powershell -enc SQBFAFgAIAAo")")));
   EXPECT_FALSE(m.matches(proc(ps.substr(0, ps.size() - 1))));  // no CommandLine at all
   EXPECT_TRUE(m.matches(proc(ps + R"("CommandLine":"x -e QUJDREVGR0g=")")));  // not a stale result
   EXPECT_FALSE(m.matches(proc(ps + R"("CommandLine":"x -e QUJD")")));
@@ -324,11 +333,11 @@ TEST(RuleSet, StringsOtherPredicatesTriggerAreCheckedOnDemand) {
     return proc(img + R"("CommandLine":")" + cli + R"(","User":")" + user + R"(")");
   };
   EXPECT_EQ(m.matched_fields(ev("RUNDLL32 a.dll,#1", "bob")), (Paths{"CommandLine", "Image"}));
-  EXPECT_FALSE(m.matches(ev("x rundll32 a.dll,#1", "bob")));         // not at the start
-  EXPECT_FALSE(m.matches(ev("rundll32 JavaScript:x", "system")));    // equals, caseless
-  EXPECT_TRUE(m.matches(ev("rundll32 JavaScript:x", "systemx")));    // equals is whole
-  EXPECT_FALSE(m.matches(ev("rundll32 a.dll", "bob")));              // not a stale result
-  EXPECT_FALSE(m.matches(proc(img + R"("User":"bob")")));           // no CommandLine
+  EXPECT_FALSE(m.matches(ev("x rundll32 a.dll,#1", "bob")));       // not at the start
+  EXPECT_FALSE(m.matches(ev("rundll32 JavaScript:x", "system")));  // equals, caseless
+  EXPECT_TRUE(m.matches(ev("rundll32 JavaScript:x", "systemx")));  // equals is whole
+  EXPECT_FALSE(m.matches(ev("rundll32 a.dll", "bob")));            // not a stale result
+  EXPECT_FALSE(m.matches(proc(img + R"("User":"bob")")));          // no CommandLine
   EXPECT_FALSE(m.matches(proc(R"("Image":"C:\\cmd.exe","CommandLine":"rundll32 ,#1")")));
 
   // A value too long to compare string by string is scanned once, with a database of the
@@ -552,12 +561,14 @@ TEST(RuleSet, PcreConfirmationIsBoundedOnHostileInput) {
   const Status s = m.match_status(proc(R"("CommandLine":")" + std::string(30, 'a') + "\""));
   EXPECT_TRUE(s.is_ok()) << s.to_string();
   ASSERT_EQ(m.matcher().failed_rules(), std::vector<uint32_t>{0});
-  EXPECT_NE(m.matcher().last_failure().find("field 'CommandLine' stopped at its backtracking limit"),
-            std::string::npos)
+  EXPECT_NE(
+      m.matcher().last_failure().find("field 'CommandLine' stopped at its backtracking limit"),
+      std::string::npos)
       << m.matcher().last_failure();
   ASSERT_EQ(m.report().rules.size(), 1u);
   ASSERT_EQ(m.report().rules[0].risks.size(), 1u);
-  EXPECT_NE(m.report().rules[0].risks[0].find("hits PCRE2's backtracking limit on 30 x 'a'"), std::string::npos)
+  EXPECT_NE(m.report().rules[0].risks[0].find("hits PCRE2's backtracking limit on 30 x 'a'"),
+            std::string::npos)
       << m.report().rules[0].risks[0];
   // The next event is evaluated normally again.
   EXPECT_TRUE(m.matches(proc(R"("CommandLine":"aaab")")));
@@ -570,17 +581,20 @@ TEST(RuleSet, FailedConfirmationFailsOnlyTheRulesThatReadIt) {
   auto mapping = FieldMapping::parse(kMapping, "m.yml");
   ASSERT_TRUE(mapping) << mapping.status().to_string();
   auto rule = [](const std::string& id, const std::string& detection) {
-    auto r = parse_sigma("title: " + id + "\nid: " + id +
-                             "\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n" + detection,
-                         id + ".yml");
+    auto r = parse_sigma(
+        "title: " + id + "\nid: " + id +
+            "\nlogsource:\n  product: windows\n  category: process_creation\ndetection:\n" +
+            detection,
+        id + ".yml");
     EXPECT_TRUE(r) << r.status().to_string();
     return *r;
   };
   std::vector<SigmaRule> rules{
       rule("evil", "  sel:\n    CommandLine|re: '(?=(a+)+$)a'\n  condition: sel\n"),
       rule("plain", "  sel:\n    CommandLine|contains: 'aaaa'\n  condition: sel\n"),
-      rule("filtered", "  sel:\n    Image|endswith: '\\cmd.exe'\n  f:\n    CommandLine|re: '(?=(a+)+$)a'\n"
-                       "  condition: sel and not f\n"),
+      rule("filtered",
+           "  sel:\n    Image|endswith: '\\cmd.exe'\n  f:\n    CommandLine|re: '(?=(a+)+$)a'\n"
+           "  condition: sel and not f\n"),
       rule("other", "  sel:\n    Image|endswith: '\\cmd.exe'\n  condition: sel\n")};
   CompileReport report;
   auto rs = RuleSet::compile(rules, *mapping, report);
@@ -590,7 +604,8 @@ TEST(RuleSet, FailedConfirmationFailsOnlyTheRulesThatReadIt) {
   ASSERT_TRUE(matcher);
   EventParser parser;
   Event event;
-  const std::string hostile = proc(R"("Image":"C:\\Windows\\cmd.exe","CommandLine":")" + std::string(30, 'a') + "!\"");
+  const std::string hostile =
+      proc(R"("Image":"C:\\Windows\\cmd.exe","CommandLine":")" + std::string(30, 'a') + "!\"");
   ASSERT_EQ(parser.parse(hostile, (*rs)->fields(), event), ParseError::kNone);
   std::vector<uint32_t> out;
   ASSERT_TRUE((*matcher)->match(event, out).is_ok());
@@ -736,10 +751,10 @@ TEST(RuleSet, KeywordsSharedByLogsourcesAreFoundOnceForEachRule) {
                                      "m.yml");
   ASSERT_TRUE(mapping) << mapping.status().to_string();
   auto make = [](const std::string& id, const std::string& logsource, const std::string& word) {
-    auto r = parse_sigma("title: " + id + "\nid: " + id + "\nlogsource:\n  product: windows\n" +
-                             logsource + "detection:\n  kw:\n    - '" + word +
-                             "'\n  condition: kw\n",
-                         id + ".yml");
+    auto r =
+        parse_sigma("title: " + id + "\nid: " + id + "\nlogsource:\n  product: windows\n" +
+                        logsource + "detection:\n  kw:\n    - '" + word + "'\n  condition: kw\n",
+                    id + ".yml");
     EXPECT_TRUE(r) << r.status().to_string();
     return *r;
   };
@@ -764,7 +779,8 @@ TEST(RuleSet, KeywordsSharedByLogsourcesAreFoundOnceForEachRule) {
   };
   using Ids = std::vector<std::string>;
   const std::string words = R"("CommandLine":"MimiKatz sekurlsa::x lsadump::y")";
-  EXPECT_EQ(ids(R"({"EventID":1,"Channel":"Sysmon",)" + words + "}"), (Ids{"any", "proc", "sysmon"}));
+  EXPECT_EQ(ids(R"({"EventID":1,"Channel":"Sysmon",)" + words + "}"),
+            (Ids{"any", "proc", "sysmon"}));
   EXPECT_EQ(ids(R"({"EventID":3,"Channel":"Sysmon",)" + words + "}"), (Ids{"any", "sysmon"}));
   EXPECT_EQ(ids(R"({"EventID":3,)" + words + "}"), (Ids{"any"}));
   EXPECT_EQ(ids(R"({"EventID":2,)" + words + "}"), (Ids{}));

@@ -24,8 +24,8 @@
 #include "vigil/core/time.h"
 #include "vigil/match/bundle.h"
 #include "vigil/match/correlator.h"
+#include "vigil/match/matcher.h"
 #include "vigil/match/rule_stats.h"
-#include "vigil/match/ruleset.h"
 #include "vigil/store/store.h"
 
 namespace vigil::ingest {
@@ -53,21 +53,25 @@ std::optional<EventRetention> parse_event_retention(std::string_view name);  // 
 struct ShardOptions {
   int shard = 0;  // the label of this worker's metrics
   size_t max_event_bytes = 1 << 20;
-  bool publish_alerts = false;        // queue every alert for the alerts topic
-  bool dead_letters = false;          // queue invalid events for the dead-letter topic
-  bool dead_letter_unmapped = false;  // events no logsource of the rule set accepts are dead letters too
-  size_t dead_letter_max_bytes = 512 << 10;  // longer payloads are truncated (header vigil.truncated)
+  bool publish_alerts = false;  // queue every alert for the alerts topic
+  bool dead_letters = false;    // queue invalid events for the dead-letter topic
+  bool dead_letter_unmapped =
+      false;  // events no logsource of the rule set accepts are dead letters too
+  size_t dead_letter_max_bytes = 512
+                                 << 10;  // longer payloads are truncated (header vigil.truncated)
   // Alert records for the alerts topic longer than this leave without their event (marked
   // "event_truncated", header vigil.truncated; the stored alert keeps it): under librdkafka's
   // message.max.bytes (1,000,000) and a broker's default limit (1 MiB), with room for headers.
   size_t max_alert_record_bytes = 900'000;
   EventRetention retain_events = EventRetention::kAll;
-  std::shared_ptr<match::RuleStats> rule_stats;  // matches per rule, counted once persisted (null: not counted)
+  std::shared_ptr<match::RuleStats>
+      rule_stats;  // matches per rule, counted once persisted (null: not counted)
 };
 
 // The parse errors that make an event invalid (and a dead letter), in metric order.
-inline constexpr ParseError kParseErrors[] = {ParseError::kTooLarge, ParseError::kInvalidUtf8, ParseError::kMalformedJson,
-                                       ParseError::kNotAnObject, ParseError::kTooDeep, ParseError::kDuplicateKey};
+inline constexpr ParseError kParseErrors[] = {
+    ParseError::kTooLarge,    ParseError::kInvalidUtf8, ParseError::kMalformedJson,
+    ParseError::kNotAnObject, ParseError::kTooDeep,     ParseError::kDuplicateKey};
 
 // Reasons a message becomes a dead letter, beyond the parse errors.
 inline constexpr std::string_view kNoLogsource = "no_logsource";
@@ -75,8 +79,9 @@ inline constexpr std::string_view kNoLogsource = "no_logsource";
 class ShardWorker {
  public:
   static Expected<std::unique_ptr<ShardWorker>> create(std::shared_ptr<const match::RuleSet> rules,
-                                                       store::Store& store, MetricsRegistry& metrics,
-                                                       const Clock& clock, const ShardOptions& options);
+                                                       store::Store& store,
+                                                       MetricsRegistry& metrics, const Clock& clock,
+                                                       const ShardOptions& options);
 
   // Processes and persists `batch`. On a store error nothing of the batch is persisted and
   // the call may be repeated with the same batch.
@@ -104,8 +109,8 @@ class ShardWorker {
   const std::vector<store::PartitionOffset>& persisted_offsets() const { return offsets_; }
 
  private:
-  ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
-              const Clock& clock, const ShardOptions& options);
+  ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store,
+              MetricsRegistry& metrics, const Clock& clock, const ShardOptions& options);
   void build_alert(const MessageView& m, uint32_t rule, TimeMs time);
   void build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m);
   void set_scope(const MessageView& m);
@@ -119,7 +124,8 @@ class ShardWorker {
 
   std::shared_ptr<const match::RuleSet> rules_;
   std::shared_ptr<const match::CompiledBundle> bundle_;
-  std::vector<std::pair<std::string, int32_t>> held_partitions_;  // reloaded ones (topic, partition)
+  std::vector<std::pair<std::string, int32_t>>
+      held_partitions_;         // reloaded ones (topic, partition)
   bool fail_matching_ = false;  // test fault point match_error
   bool slow_batches_ = false;   // test fault point slow_batch
   Counter* match_errors_ = nullptr;
@@ -156,10 +162,10 @@ class ShardWorker {
   Histogram& batch_seconds_;
   std::vector<Counter*> invalid_by_reason_;
   std::vector<Counter*> dead_letters_by_reason_;  // parse errors, then kNoLogsource
-  std::vector<uint32_t> matched_pending_;        // rule indexes matched in the batch (rule_stats)
-  std::vector<uint32_t> fired_pending_;          // correlation indexes that alerted in the batch
-  std::vector<uint32_t> failed_pending_;         // rule indexes that failed on an event of the batch
-  std::vector<uint64_t> invalid_pending_;        // of the batch in hand, by the same index
+  std::vector<uint32_t> matched_pending_;         // rule indexes matched in the batch (rule_stats)
+  std::vector<uint32_t> fired_pending_;           // correlation indexes that alerted in the batch
+  std::vector<uint32_t> failed_pending_;   // rule indexes that failed on an event of the batch
+  std::vector<uint64_t> invalid_pending_;  // of the batch in hand, by the same index
   std::vector<uint64_t> dead_letters_pending_;
 };
 
