@@ -88,6 +88,32 @@ struct SubmitResult {
   std::string json;  // {"version":..,"stored":..,"valid":..,"rollout_started":..,"report":{..}}
 };
 
+// What the rollout is doing (GET /api/v1/rollout, `vigil rollout status`).
+struct RolloutStatus {
+  RolloutPolicy policy = RolloutPolicy::kStaged;
+  std::string state;  // idle, rolling, paused
+  uint64_t active = 0;
+  TimeMs active_since = 0;  // 0: unknown
+  uint64_t last_known_good = 0;
+  std::optional<uint64_t> target;  // while rolling or paused
+  struct Stage {
+    size_t index = 0, stages = 0;
+    uint64_t shards = 0;  // running the target in this stage
+    TimeMs started = 0;
+    int64_t hold_ms = 0;
+  };
+  std::optional<Stage> stage;  // while rolling or paused
+  std::string last_breach, notice;
+  struct Shard {
+    size_t shard = 0;
+    uint64_t bundle = 0;    // running now (0: none yet)
+    uint64_t assigned = 0;  // told to run
+  };
+  std::vector<Shard> shards;
+
+  std::string to_json() const;
+};
+
 class Rollout {
  public:
   // Reads the content state from the store and applies the boot rules (crash during a
@@ -116,7 +142,8 @@ class Rollout {
   // JSON documents for the API and the CLI.
   Expected<std::string> list_json() const;
   Expected<std::string> bundle_json(uint64_t version) const;
-  Expected<std::string> state_json() const;
+  RolloutStatus status() const;
+  Expected<std::string> state_json() const;  // status().to_json()
   Expected<std::string> audit_json(size_t limit) const;
   // Runs a stored bundle and the active one over the stored events of [since, until), at most
   // max_events, and reports per-rule counts and the detections gained and lost.
@@ -141,7 +168,16 @@ class Rollout {
   struct State;
   Rollout(store::Store& store, MetricsRegistry& metrics, const Clock& clock,
           const RolloutOptions& options);
+  // The boot rules (rollout_boot.cc), in order.
   Status boot(const match::Bundle& seed);
+  Expected<bool> record_boot(TimeMs now);  // whether the previous run stopped cleanly
+  Status read_counters();
+  Status read_rollout_record();
+  Status first_start(const match::Bundle& seed, TimeMs now, std::unique_lock<std::mutex>& lock);
+  Status load_active(TimeMs now);
+  Status resume_rollout(bool prev_clean);
+  Status guard_crash_loop(TimeMs now);
+  Status submit_changed_seed(const match::Bundle& seed, std::unique_lock<std::mutex>& lock);
   Expected<std::shared_ptr<const match::CompiledBundle>> load_compiled(uint64_t version) const;
   Expected<SubmitResult> submit_impl(const match::Bundle& bundle, const std::string& actor,
                                      bool lenient);
