@@ -1,30 +1,8 @@
 #pragma once
-// The REST API's routes over the store and the pipeline's health.
-//
-//   GET /healthz            liveness: 200 while the process serves requests
-//   GET /readyz             readiness: 200 when consuming and the store is writable, else 503
-//   GET /metrics            Prometheus text exposition
-//   GET /api/v1/alerts      alerts, newest first: since, until (RFC 3339, epoch ms, or a
-//                           duration such as 15m meaning that long ago), rule, host,
-//                           severity (level[,level...]), tag, q (text in the rule title),
-//                           limit (1..1000, default 100), cursor (from next_cursor)
-//   GET /api/v1/alerts/{id} one alert document (with its event), 404 if unknown
-//   GET /api/v1/events      a bounded hunt over retained events, newest first: since, until,
-//                           field (repeatable: PATH=VALUE equal, PATH~VALUE contains, PATH
-//                           present; case-insensitive), limit (1..1000), cursor
-//   POST /api/v1/admin/checkpoints?name=N
-//                           a consistent copy of the store in <checkpoint_dir>/N (RocksDB
-//                           Checkpoint); 201 with its path
-//   GET /api/v1/events/stats counts of retained events per time bucket, grouped by logsource
-//                           (the server's mapping) or host: since, until, bucket (duration),
-//                           by (logsource|host), top (groups kept), max_scan
-//   GET /api/v1/rules[/{id}] the active bundle's rules, match counts and scan costs
-//   GET /api/v1/stats       the pipeline: per shard, per partition
-//   GET /api/v1/bundles, GET /api/v1/bundles/{version}[/archive],
-//   POST /api/v1/bundles (an archive body: validate and store),
-//   POST /api/v1/bundles/{version}/dry-run?since&until&max_events,
-//   GET /api/v1/rollout, GET /api/v1/rollout/audit, POST /api/v1/rollout/{action}
-//                           rule content: see ContentService and ingest/rollout.h
+// The REST API's routes over the store and the pipeline's health. The routes, their
+// parameters and their answers are defined once, in docs/openapi.json (served at
+// /api/v1/openapi.json; tests/unit/api/service_test.cc holds the router to it, and
+// docs/api.md's table to both). Rule content routes: ContentService and ingest/rollout.h.
 //
 // Every parameter is validated; a bad or unknown one is a 400 problem naming it.
 

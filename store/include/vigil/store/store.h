@@ -28,7 +28,7 @@
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
 //                   "content/..."                          -> rule bundles, rollout state, audit
 //                                                            and boot logs
-//                                                            (ingest/bundle_registry.h)
+//                                                            (ingest/src/rollout_records.h)
 // Format 1 (without alert_ids, events and state) is upgraded in place at open: the new column
 // families are created and old alert values stay readable. Format 2 (one record per retained
 // event) is taken as it is: its records are read beside the blocks format 3 writes.
