@@ -15,9 +15,9 @@
 // or persisted (vigil). The broker's prefetch makes a steady-state window meaningless: once
 // librdkafka has prefetched, a bare consumer only reads memory.
 //
-// Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P] [--latency-seconds
-// S]
-//      [--prefetch-kb K] [--latency-rate R | --find-sustained] [--retain all|matched|none]
+// Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P]
+//      [--latency-seconds S] [--prefetch-kb K] [--latency-rate R | --find-sustained]
+//      [--retain all|matched|none]
 
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>

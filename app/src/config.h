@@ -25,11 +25,11 @@
 //     events_max_age: 7d             # retention by age ("0": none)
 //     events_max_bytes: 0            # retention by size on disk (0: none)
 //     events_bucket: 1h              # the unit retention drops (a multiple of 100ms)
-//     alerts_max_age: 365d           # alert retention by age ("0": none), indexes and ids with
-//     them alerts_max_bytes: 0            # alert retention by size of the alerts and indexes on
-//     disk (0: none) sync_writes: false             # fsync the WAL on every batch block_cache_mb:
-//     64 checkpoint_dir: ""             # where POST /api/v1/admin/checkpoints writes ("":
-//     <data_dir>-checkpoints)
+//     alerts_max_age: 365d           # alert retention by age ("0": none), with indexes and ids
+//     alerts_max_bytes: 0            # alert retention by size of alerts and indexes (0: none)
+//     sync_writes: false             # fsync the WAL on every batch
+//     block_cache_mb: 64
+//     checkpoint_dir: ""             # POST /api/v1/admin/checkpoints ("": <data_dir>-checkpoints)
 //   api:
 //     tokens_file: ""                # "<admin|reader> <token>" lines; "" and no VIGIL_API_TOKENS:
 //                                    # an admin token made at first start in <data_dir>/api-token
@@ -43,8 +43,8 @@
 //     policy: staged                 # staged, immediate or pinned (the API may change it)
 //     stages: [50, 100]              # after the one-shard canary, percent of the shards
 //     stage_duration: 60s            # each stage held and watched this long
-//     min_stage_events: 0            # and promoted only once its new-bundle shards saw this many
-//     events max_match_errors: 0            # gates: matching errors allowed per stage,
+//     min_stage_events: 0            # promoted only once its new-bundle shards saw this many
+//     max_match_errors: 0            # gates: matching errors allowed per stage,
 //     max_batch_p99_ms: 2000         #   p99 batch duration,
 //     max_alert_ratio: 10            #   alerts per event against the previous bundle
 //     crash_limit: 3                 # crashes within crash_window of an activation that

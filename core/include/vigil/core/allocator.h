@@ -9,7 +9,7 @@
 // back to the kernel (and faults it in again) as soon as a heap empties. The settings put every
 // thread on the main arena (arena_max=1), ask for transparent huge pages on it (hugetlb=1: a
 // fault covers 2 MB) and keep freed memory there for reuse (mmap threshold 32 MB, trim threshold
-// 128 MB). Measured with the pipeline bench (BENCHMARKS.md): page faults per event 0.3 -> 0,
+// 128 MB). Measured with the pipeline bench (docs/perf-log.md): page faults per event 0.3 -> 0,
 // process CPU per event about halved.
 // The price: one arena lock for every thread (glibc's per-thread caches take most small
 // allocations without it; on many cores an operator may prefer more arenas, by setting

@@ -35,7 +35,7 @@
 //
 // Retained events go in blocks because RocksDB's cost is per record as much as per byte: a
 // batch of 2,000 events from 32 partitions becomes ~30-60 records instead of 2,000 (a worker
-// spends ~20% less time per event, BENCHMARKS.md). Hunts read a window's records at once and
+// spends ~20% less time per event, docs/perf-log.md). Hunts read a window's records at once and
 // order its events by (time, stream hash, partition, offset), dropping the duplicates a
 // replay cut into other batches may have written; cursors are such positions.
 //
