@@ -1,6 +1,7 @@
 # vigil_set_warnings(target): the project's warning policy, applied per target.
 function(vigil_set_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-missing-field-initializers
+    -Wmissing-declarations)
   if(VIGIL_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

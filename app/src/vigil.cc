@@ -233,8 +233,8 @@ sigset_t block_signals() {
   return signals;
 }
 
-}  // namespace
-
+// A checkpoint of the store: of a local data directory (opened here), or through a server's
+// API (POST /api/v1/admin/checkpoints).
 int admin_checkpoint(const std::string& target, const std::string& data_dir,
                      const std::string& server, const std::string& token) {
   if (!data_dir.empty()) {
@@ -275,6 +275,8 @@ int admin_checkpoint(const std::string& target, const std::string& data_dir,
   std::printf("%s\n", res->body.c_str());
   return 0;
 }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App cli{"vigil: command-line tool for the vigil security event pipeline"};

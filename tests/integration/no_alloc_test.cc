@@ -20,6 +20,7 @@ std::atomic<size_t> allocations{0};
 
 // Under AddressSanitizer, libraries built without it (Hyperscan) pair their own operator new
 // with free(); the replacement below would be flagged as a mismatch, which it is not.
+extern "C" const char* __asan_default_options();  // ASan's hook, declared by nobody
 extern "C" const char* __asan_default_options() { return "alloc_dealloc_mismatch=0"; }
 
 void* operator new(size_t n) {
