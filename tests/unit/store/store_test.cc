@@ -458,6 +458,45 @@ void truncate_manifest(const fs::path& dir, double keep) {
   }
 }
 
+// An older copy of the MANIFEST put back (or one cut exactly after an earlier edit) is a
+// consistent earlier history: the table files it does not list look like the outputs of an
+// interrupted flush. The store remembers the last sequence number it made durable and refuses
+// a MANIFEST that ends before it; deleting that record (a restore on purpose) lets it open.
+TEST_F(StoreTest, RefusesAnOlderManifestPutBackAndOpensOnceTheRestoreIsDeclared) {
+  fs::remove_all(dir_);
+  std::string manifest_name, early;
+  {
+    // One flush before the copy and one after: two level-0 files, below the compaction
+    // trigger, so that the earlier MANIFEST still lists files that exist.
+    auto store = open();
+    fill_with_tables(*store, 1);
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      if (!e.path().filename().string().starts_with("MANIFEST-")) continue;
+      manifest_name = e.path().filename().string();
+      std::ifstream in(e.path(), std::ios::binary);
+      early.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    ASSERT_FALSE(early.empty());
+    fill_with_tables(*store, 1);
+  }
+  ASSERT_TRUE(fs::exists(dir_ / manifest_name)) << "the MANIFEST was rewritten during the run";
+  const auto before = table_files(dir_);
+  {
+    std::ofstream out(dir_ / manifest_name, std::ios::binary | std::ios::trunc);
+    out << early;
+  }
+  auto s = Store::open({dir_.string()});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.status().code(), Code::kCorruption);
+  EXPECT_NE(s.status().message().find("VIGIL-DURABLE-SEQUENCE"), std::string::npos)
+      << s.status().to_string();
+  EXPECT_EQ(table_files(dir_), before);
+
+  fs::remove(dir_ / "VIGIL-DURABLE-SEQUENCE");
+  auto restored = Store::open({dir_.string()});
+  ASSERT_TRUE(restored) << restored.status().to_string();
+}
+
 // A MANIFEST truncated to a few bytes still reads as a valid (empty) history: RocksDB's own
 // open would start an empty store and delete every table file. vigil refuses it first, and
 // nothing in the directory changes (issue: data deleted on a damaged MANIFEST).
