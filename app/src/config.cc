@@ -2,11 +2,14 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <CLI/CLI.hpp>
 #include <charconv>
 #include <filesystem>
 #include <set>
 
 #include "vigil/core/time.h"
+#include "vigil/ingest/rollout.h"
+#include "vigil/ingest/shard_worker.h"
 #include "vigil/store/store.h"
 
 #ifndef VIGIL_SOURCE_DIR
@@ -196,6 +199,94 @@ Status load_config_file(const std::string& path, Config& c) {
     return Status::invalid(path + ": " + e.what());
   }
   return Status::ok();
+}
+
+template <typename T>
+void ServerFlags::add(CLI::App& cli, const char* name, T Config::*member, const char* help) {
+  CLI::Option* o = cli.add_option(name, given_.*member, help);
+  apply_.push_back([this, o, member](Config& c) {
+    if (o->count()) c.*member = given_.*member;
+    return Status::ok();
+  });
+}
+
+// A retention age: a duration such as 7d, or 0 for none.
+void ServerFlags::add_age(CLI::App& cli, const char* name, int64_t Config::*member,
+                          const char* help) {
+  std::string& text = ages_.emplace_back();
+  CLI::Option* o = cli.add_option(name, text, help);
+  apply_.push_back([o, &text, member, name = std::string(name)](Config& c) {
+    if (!o->count()) return Status::ok();
+    auto d = text == "0" ? std::optional<int64_t>(0) : parse_duration_ms(text);
+    if (!d || *d < 0)
+      return Status::invalid(name + " must be a duration such as 7d, not '" + text + "'");
+    c.*member = *d;
+    return Status::ok();
+  });
+}
+
+ServerFlags::ServerFlags(CLI::App& cli) {
+  cli.add_option("--config", config_file_, "YAML config file (flags override it)")
+      ->check(CLI::ExistingFile);
+  add(cli, "--kafka-brokers", &Config::brokers,
+      "Kafka bootstrap servers; none: embedded mock cluster + simulator");
+  add(cli, "--topic", &Config::topic, "Kafka topic of sensor events");
+  add(cli, "--group", &Config::group, "Kafka consumer group");
+  add(cli, "--group-instance-id", &Config::group_instance_id,
+      "Static group membership id (e.g. the pod name)");
+  add(cli, "--data-dir", &Config::data_dir, "RocksDB data directory");
+  add(cli, "--listen", &Config::listen, "API address host:port (port 0: any free port)");
+  add(cli, "--rules", &Config::rules, "Sigma rule files or directories (repeatable)");
+  add(cli, "--mapping", &Config::mapping, "Field mapping YAML (rules/mappings/*.yml)");
+  add(cli, "--log-level", &Config::log_level, "trace, debug, info, warn, error");
+  add(cli, "--simulator-rate", &Config::simulator_rate,
+      "Embedded mode: simulated events per second (0: off)");
+  add(cli, "--partitions", &Config::embedded_partitions,
+      "Embedded mode: partitions of the events topic");
+  add(cli, "--batch-size", &Config::batch_max_messages, "Max messages per batch");
+  add(cli, "--workers", &Config::workers, "Shard worker threads (0: one per core)");
+  add(cli, "--alerts-topic", &Config::alerts_topic,
+      "Kafka topic every alert is produced to (\"\": off)");
+  add(cli, "--dead-letter-topic", &Config::dead_letter_topic,
+      "Kafka topic for invalid events (\"\": off)");
+  add(cli, "--batch-ms", &Config::batch_max_ms,
+      "Longest the consumer waits on an empty queue (messages are handed on as fetched)");
+  add(cli, "--events", &Config::events, "Events kept for hunts and dry runs: all, matched, none");
+  add_age(cli, "--events-max-age", &Config::events_max_age_ms,
+          "Event retention by age, e.g. 7d (0: none)");
+  add(cli, "--events-max-bytes", &Config::events_max_bytes,
+      "Event retention by size in bytes (0: none)");
+  add_age(cli, "--alerts-max-age", &Config::alerts_max_age_ms,
+          "Alert retention by age, e.g. 90d (0: none)");
+  add(cli, "--alerts-max-bytes", &Config::alerts_max_bytes,
+      "Alert retention by size in bytes (0: none)");
+  add(cli, "--checkpoint-dir", &Config::checkpoint_dir, "Where API checkpoints are written");
+  add(cli, "--api-tokens-file", &Config::api_tokens_file,
+      "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
+  add(cli, "--tls-cert", &Config::api_tls_cert_file, "API over HTTPS: PEM certificate chain file");
+  add(cli, "--tls-key", &Config::api_tls_key_file, "API over HTTPS: PEM private key file");
+  add(cli, "--rollout-policy", &Config::rollout_policy,
+      "Rule bundle rollouts: staged, immediate or pinned");
+}
+
+Expected<Config> ServerFlags::resolve() const {
+  Config c;
+  if (!config_file_.empty()) {
+    if (auto s = load_config_file(config_file_, c); !s) return s;
+  }
+  for (const auto& apply : apply_) {
+    if (auto s = apply(c); !s) return s;
+  }
+  if (!ingest::parse_rollout_policy(c.rollout_policy)) {
+    return Status::invalid("the rollout policy must be staged, immediate or pinned, not '" +
+                           c.rollout_policy + "'");
+  }
+  if (!ingest::parse_event_retention(c.events))
+    return Status::invalid("events must be all, matched or none, not '" + c.events + "'");
+  if (c.checkpoint_dir.empty()) c.checkpoint_dir = c.data_dir + "-checkpoints";
+  if (c.rules.empty()) c.rules.push_back(default_rules_dir());
+  if (c.mapping.empty()) c.mapping = default_mapping("vigil-sensor");
+  return c;
 }
 
 Status split_listen(const std::string& listen, std::string& host, uint16_t& port) {

@@ -53,11 +53,17 @@
 //     max_rule_cost_ns: 200000       # per rule, per reference event; 0: not measured
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "vigil/core/status.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace vigil::app {
 
@@ -115,6 +121,32 @@ struct Config {
   int64_t rollout_crash_window_ms = 10 * 60 * 1000;
   int64_t rollout_good_after_ms = 10 * 60 * 1000;
   int64_t max_rule_cost_ns = 200000;
+};
+
+// vigild's command line over a Config, each flag declared once with the member it sets: the
+// defaults, then the --config file, then every flag given, then the defaults that depend on
+// other values (the checkpoint directory, the rules and mapping of the source tree).
+class ServerFlags {
+ public:
+  // Adds --config and every flag to `cli`.
+  explicit ServerFlags(CLI::App& cli);
+  ServerFlags(const ServerFlags&) = delete;
+  ServerFlags& operator=(const ServerFlags&) = delete;
+
+  // After `cli` parsed the command line: the configuration, or an error naming the flag, the
+  // file's key or the value that is wrong.
+  Expected<Config> resolve() const;
+
+ private:
+  template <typename T>
+  void add(CLI::App& cli, const char* name, T Config::*member, const char* help);
+  void add_age(CLI::App& cli, const char* name, int64_t Config::*member, const char* help);
+
+  std::string config_file_;
+  Config given_;  // what the flags parsed into
+  std::deque<std::string>
+      ages_;  // the text of each age flag (stable addresses), parsed in resolve()
+  std::vector<std::function<Status(Config&)>> apply_;  // per flag: sets it if it was given
 };
 
 // Applies the keys of a YAML config file over `config`. Unknown keys are errors.

@@ -163,132 +163,16 @@ int main(int argc, char** argv) {
   vigil::adopt_allocator_settings(argv);
   CLI::App cli{
       "vigild: security event pipeline server (Kafka -> Sigma/Hyperscan -> RocksDB -> REST)"};
-  app::Config config;
-  std::string config_file;
-  app::Config flags;
-  std::vector<std::pair<std::string, std::string>> unused;
-  cli.add_option("--config", config_file, "YAML config file (flags override it)")
-      ->check(CLI::ExistingFile);
-  auto* o_brokers =
-      cli.add_option("--kafka-brokers", flags.brokers,
-                     "Kafka bootstrap servers; none: embedded mock cluster + simulator");
-  auto* o_topic = cli.add_option("--topic", flags.topic, "Kafka topic of sensor events");
-  auto* o_group = cli.add_option("--group", flags.group, "Kafka consumer group");
-  auto* o_instance = cli.add_option("--group-instance-id", flags.group_instance_id,
-                                    "Static group membership id (e.g. the pod name)");
-  auto* o_data = cli.add_option("--data-dir", flags.data_dir, "RocksDB data directory");
-  auto* o_listen =
-      cli.add_option("--listen", flags.listen, "API address host:port (port 0: any free port)");
-  auto* o_rules =
-      cli.add_option("--rules", flags.rules, "Sigma rule files or directories (repeatable)");
-  auto* o_mapping =
-      cli.add_option("--mapping", flags.mapping, "Field mapping YAML (rules/mappings/*.yml)");
-  auto* o_log = cli.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
-  auto* o_rate = cli.add_option("--simulator-rate", flags.simulator_rate,
-                                "Embedded mode: simulated events per second (0: off)");
-  auto* o_parts = cli.add_option("--partitions", flags.embedded_partitions,
-                                 "Embedded mode: partitions of the events topic");
-  auto* o_batch =
-      cli.add_option("--batch-size", flags.batch_max_messages, "Max messages per batch");
-  auto* o_workers =
-      cli.add_option("--workers", flags.workers, "Shard worker threads (0: one per core)");
-  auto* o_alerts_topic = cli.add_option("--alerts-topic", flags.alerts_topic,
-                                        "Kafka topic every alert is produced to (\"\": off)");
-  auto* o_dlq = cli.add_option("--dead-letter-topic", flags.dead_letter_topic,
-                               "Kafka topic for invalid events (\"\": off)");
-  auto* o_batch_ms = cli.add_option(
-      "--batch-ms", flags.batch_max_ms,
-      "Longest the consumer waits on an empty queue (messages are handed on as fetched)");
-  auto* o_events = cli.add_option("--events", flags.events,
-                                  "Events kept for hunts and dry runs: all, matched, none");
-  std::string max_age_flag;
-  auto* o_max_age =
-      cli.add_option("--events-max-age", max_age_flag, "Event retention by age, e.g. 7d (0: none)");
-  auto* o_max_bytes = cli.add_option("--events-max-bytes", flags.events_max_bytes,
-                                     "Event retention by size in bytes (0: none)");
-  std::string alerts_max_age_flag;
-  auto* o_alerts_max_age = cli.add_option("--alerts-max-age", alerts_max_age_flag,
-                                          "Alert retention by age, e.g. 90d (0: none)");
-  uint64_t alerts_max_bytes_flag = 0;
-  auto* o_alerts_max_bytes = cli.add_option("--alerts-max-bytes", alerts_max_bytes_flag,
-                                            "Alert retention by size in bytes (0: none)");
-  auto* o_checkpoints =
-      cli.add_option("--checkpoint-dir", flags.checkpoint_dir, "Where API checkpoints are written");
-  auto* o_tokens = cli.add_option(
-      "--api-tokens-file", flags.api_tokens_file,
-      "API bearer tokens, one '<admin|reader> <token>' per line (also $VIGIL_API_TOKENS)");
-  auto* o_tls_cert = cli.add_option("--tls-cert", flags.api_tls_cert_file,
-                                    "API over HTTPS: PEM certificate chain file");
-  auto* o_tls_key =
-      cli.add_option("--tls-key", flags.api_tls_key_file, "API over HTTPS: PEM private key file");
-  auto* o_policy = cli.add_option("--rollout-policy", flags.rollout_policy,
-                                  "Rule bundle rollouts: staged, immediate or pinned");
+  app::ServerFlags flags(cli);
   CLI11_PARSE(cli, argc, argv);
-
-  if (!config_file.empty()) {
-    if (auto s = app::load_config_file(config_file, config); !s) {
-      std::fprintf(stderr, "vigild: %s\n", s.to_string().c_str());
-      return 2;
-    }
+  auto resolved = flags.resolve();
+  if (!resolved) {
+    std::fprintf(stderr, "vigild: %s\n", resolved.status().to_string().c_str());
+    return 2;
   }
-  if (o_brokers->count()) config.brokers = flags.brokers;
-  if (o_topic->count()) config.topic = flags.topic;
-  if (o_group->count()) config.group = flags.group;
-  if (o_instance->count()) config.group_instance_id = flags.group_instance_id;
-  if (o_data->count()) config.data_dir = flags.data_dir;
-  if (o_listen->count()) config.listen = flags.listen;
-  if (o_tls_cert->count()) config.api_tls_cert_file = flags.api_tls_cert_file;
-  if (o_tls_key->count()) config.api_tls_key_file = flags.api_tls_key_file;
-  if (o_rules->count()) config.rules = flags.rules;
-  if (o_mapping->count()) config.mapping = flags.mapping;
-  if (o_log->count()) config.log_level = flags.log_level;
-  if (o_rate->count()) config.simulator_rate = flags.simulator_rate;
-  if (o_parts->count()) config.embedded_partitions = flags.embedded_partitions;
-  if (o_batch->count()) config.batch_max_messages = flags.batch_max_messages;
-  if (o_workers->count()) config.workers = flags.workers;
-  if (o_alerts_topic->count()) config.alerts_topic = flags.alerts_topic;
-  if (o_dlq->count()) config.dead_letter_topic = flags.dead_letter_topic;
-  if (o_batch_ms->count()) config.batch_max_ms = flags.batch_max_ms;
-  if (o_events->count()) config.events = flags.events;
-  if (o_max_bytes->count()) config.events_max_bytes = flags.events_max_bytes;
-  if (o_alerts_max_bytes->count()) config.alerts_max_bytes = alerts_max_bytes_flag;
-  if (o_checkpoints->count()) config.checkpoint_dir = flags.checkpoint_dir;
-  if (o_tokens->count()) config.api_tokens_file = flags.api_tokens_file;
-  if (o_policy->count()) config.rollout_policy = flags.rollout_policy;
+  const app::Config config = std::move(*resolved);
   const auto policy = ingest::parse_rollout_policy(config.rollout_policy);
-  if (!policy) {
-    std::fprintf(stderr,
-                 "vigild: the rollout policy must be staged, immediate or pinned, not '%s'\n",
-                 config.rollout_policy.c_str());
-    return 2;
-  }
-  // A retention age flag: a duration such as 7d, or 0 for none.
-  auto age_flag = [](const CLI::Option* o, const std::string& text, const char* name,
-                     int64_t& out) {
-    if (!o->count()) return true;
-    auto d = text == "0" ? std::optional<int64_t>(0) : parse_duration_ms(text);
-    if (!d || *d < 0) {
-      std::fprintf(stderr, "vigild: %s must be a duration such as 7d, not '%s'\n", name,
-                   text.c_str());
-      return false;
-    }
-    out = *d;
-    return true;
-  };
-  if (!age_flag(o_max_age, max_age_flag, "--events-max-age", config.events_max_age_ms) ||
-      !age_flag(o_alerts_max_age, alerts_max_age_flag, "--alerts-max-age",
-                config.alerts_max_age_ms)) {
-    return 2;
-  }
   const auto retain_events = ingest::parse_event_retention(config.events);
-  if (!retain_events) {
-    std::fprintf(stderr, "vigild: events must be all, matched or none, not '%s'\n",
-                 config.events.c_str());
-    return 2;
-  }
-  if (config.checkpoint_dir.empty()) config.checkpoint_dir = config.data_dir + "-checkpoints";
-  if (config.rules.empty()) config.rules.push_back(app::default_rules_dir());
-  if (config.mapping.empty()) config.mapping = app::default_mapping("vigil-sensor");
 
   if (auto s = init_logging(config.log_level); !s) {
     std::fprintf(stderr, "vigild: %s\n", s.to_string().c_str());

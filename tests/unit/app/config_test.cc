@@ -1,0 +1,134 @@
+// vigild's configuration: defaults, then the --config file, then the flags given; each flag
+// declared once (app/src/config.cc).
+
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <CLI/CLI.hpp>
+#include <fstream>
+
+#include "support/temp_dir.h"
+
+namespace vigil::app {
+namespace {
+
+// Parses `args` (after the program name) and resolves the configuration.
+Expected<Config> resolve(std::vector<std::string> args) {
+  CLI::App cli{"vigild"};
+  ServerFlags flags(cli);
+  std::vector<const char*> argv{"vigild"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  cli.parse(static_cast<int>(argv.size()), argv.data());
+  return flags.resolve();
+}
+
+TEST(ServerFlags, DefaultsThenTheFileThenTheFlagsGiven) {
+  test::TempDir dir{"config"};
+  const std::string file = dir / "vigild.yml";
+  std::ofstream(file) << "kafka:\n  brokers: k1:9092\n  topic: from-file\n"
+                         "data_dir: /var/lib/vigil\nstore:\n  events_max_age: 2d\n";
+  auto c = resolve({"--config", file, "--topic", "from-flag", "--alerts-max-age", "90d"});
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_EQ(c->brokers, "k1:9092");                         // the file's
+  EXPECT_EQ(c->topic, "from-flag");                         // a flag over the file
+  EXPECT_EQ(c->events_max_age_ms, 2LL * 24 * 3600 * 1000);  // the file's
+  EXPECT_EQ(c->alerts_max_age_ms, 90LL * 24 * 3600 * 1000);
+  EXPECT_EQ(c->group, "vigil");                                // the default
+  EXPECT_EQ(c->checkpoint_dir, "/var/lib/vigil-checkpoints");  // derived
+  EXPECT_FALSE(c->rules.empty());
+  EXPECT_FALSE(c->mapping.empty());
+}
+
+TEST(ServerFlags, EveryFlagSetsItsMember) {
+  auto c = resolve({"--kafka-brokers",
+                    "b:1",
+                    "--group",
+                    "g",
+                    "--group-instance-id",
+                    "pod-0",
+                    "--data-dir",
+                    "/d",
+                    "--listen",
+                    "0.0.0.0:9",
+                    "--rules",
+                    "r1",
+                    "--rules",
+                    "r2",
+                    "--mapping",
+                    "m.yml",
+                    "--log-level",
+                    "debug",
+                    "--simulator-rate",
+                    "7",
+                    "--partitions",
+                    "3",
+                    "--batch-size",
+                    "11",
+                    "--workers",
+                    "5",
+                    "--alerts-topic",
+                    "",
+                    "--dead-letter-topic",
+                    "dlq",
+                    "--batch-ms",
+                    "9",
+                    "--events",
+                    "matched",
+                    "--events-max-age",
+                    "0",
+                    "--events-max-bytes",
+                    "100",
+                    "--alerts-max-bytes",
+                    "200",
+                    "--checkpoint-dir",
+                    "/c",
+                    "--api-tokens-file",
+                    "/t",
+                    "--tls-cert",
+                    "/cert",
+                    "--tls-key",
+                    "/key",
+                    "--rollout-policy",
+                    "pinned"});
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_EQ(c->brokers, "b:1");
+  EXPECT_EQ(c->group, "g");
+  EXPECT_EQ(c->group_instance_id, "pod-0");
+  EXPECT_EQ(c->data_dir, "/d");
+  EXPECT_EQ(c->listen, "0.0.0.0:9");
+  EXPECT_EQ(c->rules, (std::vector<std::string>{"r1", "r2"}));
+  EXPECT_EQ(c->mapping, "m.yml");
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->simulator_rate, 7);
+  EXPECT_EQ(c->embedded_partitions, 3);
+  EXPECT_EQ(c->batch_max_messages, 11u);
+  EXPECT_EQ(c->workers, 5);
+  EXPECT_EQ(c->alerts_topic, "");
+  EXPECT_EQ(c->dead_letter_topic, "dlq");
+  EXPECT_EQ(c->batch_max_ms, 9);
+  EXPECT_EQ(c->events, "matched");
+  EXPECT_EQ(c->events_max_age_ms, 0);
+  EXPECT_EQ(c->events_max_bytes, 100u);
+  EXPECT_EQ(c->alerts_max_bytes, 200u);
+  EXPECT_EQ(c->checkpoint_dir, "/c");
+  EXPECT_EQ(c->api_tokens_file, "/t");
+  EXPECT_EQ(c->api_tls_cert_file, "/cert");
+  EXPECT_EQ(c->api_tls_key_file, "/key");
+  EXPECT_EQ(c->rollout_policy, "pinned");
+}
+
+TEST(ServerFlags, BadValuesAreRefusedNamingThem) {
+  auto age = resolve({"--events-max-age", "3x"});
+  ASSERT_FALSE(age);
+  EXPECT_NE(age.status().message().find("--events-max-age"), std::string::npos);
+  auto policy = resolve({"--rollout-policy", "sometimes"});
+  ASSERT_FALSE(policy);
+  EXPECT_NE(policy.status().message().find("'sometimes'"), std::string::npos);
+  auto events = resolve({"--events", "some"});
+  ASSERT_FALSE(events);
+  EXPECT_NE(events.status().message().find("all, matched or none"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vigil::app
