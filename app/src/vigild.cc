@@ -157,6 +157,167 @@ class RolloutContent final : public api::ContentService {
   ingest::Rollout& r_;
 };
 
+sigset_t block_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+store::StoreOptions store_options(const app::Config& config) {
+  store::StoreOptions so;
+  so.path = config.data_dir;
+  so.sync_writes = config.sync_writes;
+  so.block_cache_bytes = config.block_cache_mb << 20;
+  so.retention = {config.events_max_age_ms, config.events_max_bytes, config.events_bucket_ms};
+  so.alert_retention = {config.alerts_max_age_ms, config.alerts_max_bytes};
+  return so;
+}
+
+// The rollout's options; the simulator's events are a reference corpus for scan costs besides
+// stored ones.
+ingest::RolloutOptions rollout_options(const app::Config& config,
+                                       const match::FieldMapping& mapping, const Clock& clock) {
+  ingest::RolloutOptions ro;
+  ro.policy = *ingest::parse_rollout_policy(config.rollout_policy);
+  ro.stages_percent = config.rollout_stages;
+  ro.stage_ms = config.rollout_stage_ms;
+  ro.min_stage_events = config.rollout_min_stage_events;
+  ro.max_match_errors = config.rollout_max_match_errors;
+  ro.max_batch_p99_ms = config.rollout_max_batch_p99_ms;
+  ro.max_alert_ratio = config.rollout_max_alert_ratio;
+  ro.crash_limit = config.rollout_crash_limit;
+  ro.crash_window_ms = config.rollout_crash_window_ms;
+  ro.good_after_ms = config.rollout_good_after_ms;
+  ro.validation.default_mapping = &mapping;
+  ro.validation.max_rule_cost_ns = config.max_rule_cost_ns;
+  {
+    // The simulator's events are a reference corpus for scan costs besides stored ones.
+    ingest::SensorSimulator ref({config.simulator_hosts, 0.05, 7}, clock);
+    ingest::SimulatedEvent e;
+    for (int i = 0; i < 500; ++i) {
+      ref.next(e);
+      ro.reference_events.push_back(e.json);
+    }
+  }
+  return ro;
+}
+
+ingest::PipelineOptions pipeline_options(const app::Config& config, const std::string& brokers) {
+  ingest::PipelineOptions po;
+  po.brokers = brokers;
+  po.topic = config.topic;
+  po.group = config.group;
+  po.group_instance_id = config.group_instance_id;
+  po.kafka_properties = config.kafka_properties;
+  po.batch_max_messages = config.batch_max_messages;
+  po.batch_max_ms = config.batch_max_ms;
+  po.max_event_bytes = config.max_event_bytes;
+  po.workers = config.workers;
+  po.publish_alerts = !config.alerts_topic.empty();
+  po.dead_letters = !config.dead_letter_topic.empty();
+  po.dead_letter_unmapped = config.dead_letter_unmapped;
+  po.retain_events = *ingest::parse_event_retention(config.events);
+  return po;
+}
+
+ingest::PublisherOptions publisher_options(const app::Config& config, const std::string& brokers) {
+  ingest::PublisherOptions pub;
+  pub.brokers = brokers;
+  pub.alerts_topic = config.alerts_topic;
+  pub.dead_letter_topic = config.dead_letter_topic;
+  pub.kafka_properties = config.kafka_properties;
+  return pub;
+}
+
+api::HttpServerOptions http_options(const app::Config& config, const std::string& listen_host,
+                                    uint16_t listen_port, MetricsRegistry& metrics) {
+  api::HttpServerOptions ho;
+  ho.address = listen_host;
+  ho.port = listen_port;
+  ho.threads = config.http_threads;
+  ho.max_body_bytes = config.api_max_body_mb << 20;
+  ho.tls_cert_file = config.api_tls_cert_file;
+  ho.tls_key_file = config.api_tls_key_file;
+  ho.tls_handshake_failures =
+      &metrics.counter("vigil_http_tls_handshake_failures_total",
+                       "API connections dropped because their TLS handshake failed");
+  ho.max_body_bytes_in_flight = config.api_max_body_mb_in_flight << 20;
+  ho.max_connections = config.api_max_connections;
+  ho.max_connections_per_client = config.api_max_connections_per_client;
+  ho.repaired_bodies =
+      &metrics.counter("vigil_http_responses_utf8_repaired_total",
+                       "JSON responses that held invalid UTF-8, sent with U+FFFD instead");
+  ho.connections_refused =
+      &metrics.counter("vigil_http_connections_refused_total",
+                       "API connections closed at accept: at the limit with no idle one to evict");
+  ho.connections_evicted =
+      &metrics.counter("vigil_http_connections_evicted_total",
+                       "Idle API connections closed to make room for a new one");
+  ho.bodies_refused = &metrics.counter(
+      "vigil_http_bodies_refused_total",
+      "Requests answered 503 before their body was read: the body budget was in use");
+  return ho;
+}
+
+// What the ready banner shows.
+struct Banner {
+  const app::Config& config;
+  const std::string& listen_host;
+  uint16_t port;
+  bool embedded;
+  const std::string& brokers;
+  int workers;
+  const match::CompiledBundle& active;
+  const std::string& mapping_name;
+  std::string notice;
+  const std::string& generated_token;
+  size_t tokens;
+};
+
+void print_banner(const Banner& b) {
+  const std::string host_for_url =
+      b.listen_host.find(':') != std::string::npos ? "[" + b.listen_host + "]" : b.listen_host;
+  const std::string api_url = (b.config.api_tls_cert_file.empty() ? "http://" : "https://") +
+                              host_for_url + ":" + std::to_string(b.port);
+  std::printf("vigild %s ready\n", "0.1.0");
+  std::printf("  api: %s\n", api_url.c_str());
+  if (b.embedded) {
+    std::printf(
+        "  kafka: embedded mock cluster at %s (topic %s, %d partitions), simulator at %g "
+        "events/s\n",
+        b.brokers.c_str(), b.config.topic.c_str(), b.config.embedded_partitions,
+        b.config.simulator_rate);
+  } else {
+    std::printf("  kafka: %s (topic %s, group %s)\n", b.brokers.c_str(), b.config.topic.c_str(),
+                b.config.group.c_str());
+  }
+  std::printf("  workers: %d; alerts topic: %s; dead letters: %s\n", b.workers,
+              b.config.alerts_topic.empty() ? "(off)" : b.config.alerts_topic.c_str(),
+              b.config.dead_letter_topic.empty() ? "(off)" : b.config.dead_letter_topic.c_str());
+  std::printf("  rules: bundle %llu, %zu compiled (mapping %s); rollout policy %s\n",
+              static_cast<unsigned long long>(b.active.version),
+              b.active.rules->rules().size() + b.active.rules->correlations().size(),
+              b.mapping_name.c_str(), b.config.rollout_policy.c_str());
+  if (!b.notice.empty()) std::printf("  NOTICE: %s\n", b.notice.c_str());
+  std::printf("  data: %s\n", b.config.data_dir.c_str());
+  if (!b.generated_token.empty()) {
+    std::printf("  auth: admin token kept in %s/api-token\n", b.config.data_dir.c_str());
+    std::printf("  try: curl -s -H 'Authorization: Bearer %s' '%s/api/v1/alerts?limit=5'\n",
+                b.generated_token.c_str(), api_url.c_str());
+  } else {
+    std::printf(
+        "  auth: %zu token(s) from %s\n", b.tokens,
+        b.config.api_tokens_file.empty() ? "VIGIL_API_TOKENS" : b.config.api_tokens_file.c_str());
+    std::printf("  try: curl -s -H \"Authorization: Bearer $TOKEN\" '%s/api/v1/alerts?limit=5'\n",
+                api_url.c_str());
+  }
+  std::printf("  stop: Ctrl-C\n");
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,8 +332,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   const app::Config config = std::move(*resolved);
-  const auto policy = ingest::parse_rollout_policy(config.rollout_policy);
-  const auto retain_events = ingest::parse_event_retention(config.events);
 
   if (auto s = init_logging(config.log_level); !s) {
     std::fprintf(stderr, "vigild: %s\n", s.to_string().c_str());
@@ -183,11 +342,7 @@ int main(int argc, char** argv) {
   if (auto s = app::split_listen(config.listen, listen_host, listen_port); !s) return fail(s);
 
   // Signals are taken by sigwait() in this thread only; every other thread blocks them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = block_signals();
 
   // Rules: the server's mapping, and the configured rules as a bundle.
   auto mapping = match::FieldMapping::load_file(config.mapping);
@@ -196,12 +351,7 @@ int main(int argc, char** argv) {
   if (!seed) return fail(seed.status());
 
   // Store.
-  store::StoreOptions so;
-  so.path = config.data_dir;
-  so.sync_writes = config.sync_writes;
-  so.block_cache_bytes = config.block_cache_mb << 20;
-  so.retention = {config.events_max_age_ms, config.events_max_bytes, config.events_bucket_ms};
-  so.alert_retention = {config.alerts_max_age_ms, config.alerts_max_bytes};
+  const store::StoreOptions so = store_options(config);
   auto store = store::Store::open(so);
   if (!store) return fail(store.status());
 
@@ -233,57 +383,19 @@ int main(int argc, char** argv) {
 
   // Rule content: the active bundle (the configured rules at first start), the rollout
   // state, and the boot rules of the last known good.
-  ingest::RolloutOptions ro;
-  ro.policy = *policy;
-  ro.stages_percent = config.rollout_stages;
-  ro.stage_ms = config.rollout_stage_ms;
-  ro.min_stage_events = config.rollout_min_stage_events;
-  ro.max_match_errors = config.rollout_max_match_errors;
-  ro.max_batch_p99_ms = config.rollout_max_batch_p99_ms;
-  ro.max_alert_ratio = config.rollout_max_alert_ratio;
-  ro.crash_limit = config.rollout_crash_limit;
-  ro.crash_window_ms = config.rollout_crash_window_ms;
-  ro.good_after_ms = config.rollout_good_after_ms;
-  ro.validation.default_mapping = &*mapping;
-  ro.validation.max_rule_cost_ns = config.max_rule_cost_ns;
-  {
-    // The simulator's events are a reference corpus for scan costs besides stored ones.
-    ingest::SensorSimulator ref({config.simulator_hosts, 0.05, 7}, clock);
-    ingest::SimulatedEvent e;
-    for (int i = 0; i < 500; ++i) {
-      ref.next(e);
-      ro.reference_events.push_back(e.json);
-    }
-  }
+  const ingest::RolloutOptions ro = rollout_options(config, *mapping, clock);
   auto rollout = ingest::Rollout::open(**store, metrics, clock, ro, *seed);
   if (!rollout) return fail(rollout.status());
   const auto active = (*rollout)->active();
   if (!(*rollout)->boot_notice().empty()) spdlog::error("{}", (*rollout)->boot_notice());
 
-  ingest::PipelineOptions po;
-  po.brokers = brokers;
-  po.topic = config.topic;
-  po.group = config.group;
-  po.group_instance_id = config.group_instance_id;
-  po.kafka_properties = config.kafka_properties;
-  po.batch_max_messages = config.batch_max_messages;
-  po.batch_max_ms = config.batch_max_ms;
-  po.max_event_bytes = config.max_event_bytes;
-  po.workers = config.workers;
-  po.publish_alerts = !config.alerts_topic.empty();
-  po.dead_letters = !config.dead_letter_topic.empty();
-  po.dead_letter_unmapped = config.dead_letter_unmapped;
-  po.retain_events = *retain_events;
+  const ingest::PipelineOptions po = pipeline_options(config, brokers);
   auto pipeline = ingest::Pipeline::create(po, active, **store, metrics, clock);
   if (!pipeline) return fail(pipeline.status());
 
   // The outbox is published whether or not this run queues to it: what an earlier run left
   // is still owed to Kafka.
-  ingest::PublisherOptions pub;
-  pub.brokers = brokers;
-  pub.alerts_topic = config.alerts_topic;
-  pub.dead_letter_topic = config.dead_letter_topic;
-  pub.kafka_properties = config.kafka_properties;
+  const ingest::PublisherOptions pub = publisher_options(config, brokers);
   auto publisher = ingest::Publisher::create(pub, **store, metrics);
   if (!publisher) return fail(publisher.status());
   (*pipeline)->set_on_outbox([p = publisher->get()] { p->notify(); });
@@ -305,31 +417,7 @@ int main(int argc, char** argv) {
   ctx.open_readyz = config.api_open_readyz;
   ctx.open_metrics = config.api_open_metrics;
   ctx.alert_page_cache_bytes = config.api_page_cache_mb << 20;
-  api::HttpServerOptions ho;
-  ho.address = listen_host;
-  ho.port = listen_port;
-  ho.threads = config.http_threads;
-  ho.max_body_bytes = config.api_max_body_mb << 20;
-  ho.tls_cert_file = config.api_tls_cert_file;
-  ho.tls_key_file = config.api_tls_key_file;
-  ho.tls_handshake_failures =
-      &metrics.counter("vigil_http_tls_handshake_failures_total",
-                       "API connections dropped because their TLS handshake failed");
-  ho.max_body_bytes_in_flight = config.api_max_body_mb_in_flight << 20;
-  ho.max_connections = config.api_max_connections;
-  ho.max_connections_per_client = config.api_max_connections_per_client;
-  ho.repaired_bodies =
-      &metrics.counter("vigil_http_responses_utf8_repaired_total",
-                       "JSON responses that held invalid UTF-8, sent with U+FFFD instead");
-  ho.connections_refused =
-      &metrics.counter("vigil_http_connections_refused_total",
-                       "API connections closed at accept: at the limit with no idle one to evict");
-  ho.connections_evicted =
-      &metrics.counter("vigil_http_connections_evicted_total",
-                       "Idle API connections closed to make room for a new one");
-  ho.bodies_refused = &metrics.counter(
-      "vigil_http_bodies_refused_total",
-      "Requests answered 503 before their body was read: the body budget was in use");
+  const api::HttpServerOptions ho = http_options(config, listen_host, listen_port, metrics);
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 
@@ -348,44 +436,9 @@ int main(int argc, char** argv) {
     });
   }
 
-  const std::string host_for_url =
-      listen_host.find(':') != std::string::npos ? "[" + listen_host + "]" : listen_host;
-  const std::string api_url = (config.api_tls_cert_file.empty() ? "http://" : "https://") +
-                              host_for_url + ":" + std::to_string((*server)->port());
-  std::printf("vigild %s ready\n", "0.1.0");
-  std::printf("  api: %s\n", api_url.c_str());
-  if (embedded) {
-    std::printf(
-        "  kafka: embedded mock cluster at %s (topic %s, %d partitions), simulator at %g "
-        "events/s\n",
-        brokers.c_str(), config.topic.c_str(), config.embedded_partitions, config.simulator_rate);
-  } else {
-    std::printf("  kafka: %s (topic %s, group %s)\n", brokers.c_str(), config.topic.c_str(),
-                config.group.c_str());
-  }
-  std::printf("  workers: %d; alerts topic: %s; dead letters: %s\n", (*pipeline)->workers(),
-              config.alerts_topic.empty() ? "(off)" : config.alerts_topic.c_str(),
-              config.dead_letter_topic.empty() ? "(off)" : config.dead_letter_topic.c_str());
-  std::printf("  rules: bundle %llu, %zu compiled (mapping %s); rollout policy %s\n",
-              static_cast<unsigned long long>(active->version),
-              active->rules->rules().size() + active->rules->correlations().size(),
-              mapping->name().c_str(), config.rollout_policy.c_str());
-  if (!(*rollout)->boot_notice().empty())
-    std::printf("  NOTICE: %s\n", (*rollout)->boot_notice().c_str());
-  std::printf("  data: %s\n", config.data_dir.c_str());
-  if (!generated_token.empty()) {
-    std::printf("  auth: admin token kept in %s/api-token\n", config.data_dir.c_str());
-    std::printf("  try: curl -s -H 'Authorization: Bearer %s' '%s/api/v1/alerts?limit=5'\n",
-                generated_token.c_str(), api_url.c_str());
-  } else {
-    std::printf(
-        "  auth: %zu token(s) from %s\n", ctx.tokens->size(),
-        config.api_tokens_file.empty() ? "VIGIL_API_TOKENS" : config.api_tokens_file.c_str());
-    std::printf("  try: curl -s -H \"Authorization: Bearer $TOKEN\" '%s/api/v1/alerts?limit=5'\n",
-                api_url.c_str());
-  }
-  std::printf("  stop: Ctrl-C\n");
-  std::fflush(stdout);
+  print_banner({config, listen_host, (*server)->port(), embedded != nullptr, brokers,
+                (*pipeline)->workers(), *active, mapping->name(), (*rollout)->boot_notice(),
+                generated_token, ctx.tokens->size()});
 
   int sig = 0;
   sigwait(&signals, &sig);
