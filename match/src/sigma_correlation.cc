@@ -1,0 +1,147 @@
+// Correlation rules (Sigma's correlation specification): type, rules, group-by, timespan,
+// condition, aliases, generate.
+
+#include <algorithm>
+#include <charconv>
+
+#include "sigma_internal.h"
+#include "vigil/core/time.h"
+
+namespace vigil::match::detail {
+Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& c) {
+  const YAML::Node node = doc["correlation"];
+  if (!node.IsMap()) return ctx.error("'correlation' must be a map");
+  static const std::set<std::string> keys = {"type",      "rules",     "group-by", "timespan",
+                                             "timeframe", "condition", "aliases",  "generate"};
+  for (const auto& kv : node) {
+    const std::string k = scalar_or_empty(kv.first);
+    if (!keys.count(k)) return ctx.error("correlation: unknown key '" + k + "'");
+  }
+  const std::string type = scalar_or_empty(node["type"]);
+  if (type == "event_count")
+    c.type = Correlation::Type::kEventCount;
+  else if (type == "value_count")
+    c.type = Correlation::Type::kValueCount;
+  else if (type == "temporal")
+    c.type = Correlation::Type::kTemporal;
+  else if (type == "temporal_ordered")
+    c.type = Correlation::Type::kTemporalOrdered;
+  else
+    return ctx.error("correlation: unknown type '" + type +
+                     "' (event_count, value_count, temporal, temporal_ordered)");
+
+  c.rules = string_or_list(node["rules"]);
+  if (c.rules.empty()) return ctx.error("correlation: 'rules' must name at least one rule");
+  for (const auto& r : c.rules) {
+    if (r.empty()) return ctx.error("correlation: an entry of 'rules' is empty");
+  }
+  const bool temporal =
+      c.type == Correlation::Type::kTemporal || c.type == Correlation::Type::kTemporalOrdered;
+  if (temporal && c.rules.size() < 2)
+    return ctx.error("correlation: a " + type + " correlation needs at least two rules");
+  c.group_by = string_or_list(node["group-by"]);
+
+  const YAML::Node span = node["timespan"] ? node["timespan"] : node["timeframe"];
+  const std::string span_text = scalar_or_empty(span);
+  const auto ms = parse_duration_ms(span_text);
+  if (!ms || *ms <= 0)
+    return ctx.error("correlation: 'timespan' must be a duration such as 5m or 1h, not '" +
+                     span_text + "'");
+  c.timespan_ms = *ms;
+
+  if (const YAML::Node cond = node["condition"]) {
+    if (!cond.IsMap()) return ctx.error("correlation: 'condition' must be a map such as {gte: 10}");
+    static const std::map<std::string, Correlation::Op> ops = {
+        {"gt", Correlation::Op::kGt}, {"gte", Correlation::Op::kGte},
+        {"lt", Correlation::Op::kLt}, {"lte", Correlation::Op::kLte},
+        {"eq", Correlation::Op::kEq}, {"neq", Correlation::Op::kNeq}};
+    size_t n_ops = 0;
+    for (const auto& kv : cond) {
+      const std::string k = scalar_or_empty(kv.first);
+      if (k == "field") {
+        c.field = scalar_or_empty(kv.second);
+        continue;
+      }
+      auto op = ops.find(k);
+      if (op == ops.end()) return ctx.error("correlation: unknown condition operator '" + k + "'");
+      const std::string v = scalar_or_empty(kv.second);
+      int64_t n = 0;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+      if (ec != std::errc() || end != v.data() + v.size() || n < 0) {
+        return ctx.error("correlation: condition '" + k + "' needs a non-negative integer, not '" +
+                         v + "'");
+      }
+      c.op = op->second;
+      c.threshold = n;
+      ++n_ops;
+    }
+    if (n_ops != 1)
+      return ctx.error("correlation: 'condition' needs exactly one of gt, gte, lt, lte, eq, neq");
+    c.has_condition = true;
+  } else if (!temporal) {
+    return ctx.error("correlation: an " + type + " correlation needs a 'condition'");
+  }
+  if (c.type == Correlation::Type::kValueCount && c.field.empty()) {
+    return ctx.error("correlation: value_count needs the counted field in 'condition.field'");
+  }
+  if (c.type != Correlation::Type::kValueCount && !c.field.empty()) {
+    return ctx.error("correlation: 'condition.field' is only meaningful for value_count");
+  }
+  if (const YAML::Node aliases = node["aliases"]) {
+    if (!aliases.IsMap()) return ctx.error("correlation: 'aliases' must be a map");
+    for (const auto& kv : aliases) {
+      auto& [alias, per_rule] = c.aliases.emplace_back();
+      alias = scalar_or_empty(kv.first);
+      if (!kv.second.IsMap())
+        return ctx.error("correlation: alias '" + alias + "' must map rule names to fields");
+      for (const auto& r : kv.second)
+        per_rule.emplace_back(scalar_or_empty(r.first), scalar_or_empty(r.second));
+    }
+  }
+  const YAML::Node gen = node["generate"] ? node["generate"] : doc["generate"];
+  if (gen) {
+    const std::string g = scalar_or_empty(gen);
+    if (g != "true" && g != "false")
+      return ctx.error("correlation: 'generate' must be true or false");
+    c.generate = g == "true";
+  }
+  return Status::ok();
+}
+
+}  // namespace vigil::match::detail
+
+namespace vigil::match {
+
+bool Correlation::holds(int64_t v) const {
+  switch (op) {
+    case Op::kGt:
+      return v > threshold;
+    case Op::kGte:
+      return v >= threshold;
+    case Op::kLt:
+      return v < threshold;
+    case Op::kLte:
+      return v <= threshold;
+    case Op::kEq:
+      return v == threshold;
+    case Op::kNeq:
+      return v != threshold;
+  }
+  return false;
+}
+
+std::string_view correlation_type_name(Correlation::Type t) {
+  switch (t) {
+    case Correlation::Type::kEventCount:
+      return "event_count";
+    case Correlation::Type::kValueCount:
+      return "value_count";
+    case Correlation::Type::kTemporal:
+      return "temporal";
+    case Correlation::Type::kTemporalOrdered:
+      return "temporal_ordered";
+  }
+  return "?";
+}
+
+}  // namespace vigil::match
