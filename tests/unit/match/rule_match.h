@@ -1,0 +1,98 @@
+#pragma once
+// Compiling one rule under a two-logsource test mapping and matching events with it: the
+// helpers of ruleset_test.cc and ruleset_modifiers_test.cc.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "vigil/match/matcher.h"
+#include "vigil/match/ruleset.h"
+
+namespace vigil::match::test_support {
+
+inline constexpr char kMapping[] = R"(
+name: test
+host_field: host
+logsources:
+  - name: proc
+    match: {product: windows, category: process_creation}
+    where: {EventID: 1}
+  - name: net
+    match: {product: windows, category: network_connection}
+    where: {EventID: 3}
+)";
+
+// Compiles one rule (detection block given) and matches events against it.
+class RuleMatch {
+ public:
+  explicit RuleMatch(const std::string& detection,
+                     const std::string& category = "process_creation") {
+    const std::string yaml =
+        "title: T\nid: r1\nlogsource:\n  product: windows\n  category: " + category +
+        "\ndetection:\n" + detection;
+    auto rule = parse_sigma(yaml, "r.yml");
+    if (!rule) {
+      error_ = rule.status().to_string();
+      return;
+    }
+    auto mapping = FieldMapping::parse(kMapping, "m.yml");
+    EXPECT_TRUE(mapping) << mapping.status().to_string();
+    std::vector<SigmaRule> rules{*rule};
+    auto rs = RuleSet::compile(rules, *mapping, report_);
+    EXPECT_TRUE(rs) << rs.status().to_string();
+    if (!report_.rules.empty() && !report_.rules[0].status.is_ok()) {
+      error_ = report_.rules[0].status.to_string();
+      return;
+    }
+    rules_ = *rs;
+    matcher_ = std::move(*Matcher::create(rules_));
+  }
+  const std::string& error() const { return error_; }
+  const RuleSet& rule_set() const { return *rules_; }
+  const Matcher& matcher() const { return *matcher_; }
+  const CompileReport& report() const { return report_; }
+  Status match_status(const std::string& json) {
+    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    return matcher_->match(event_, out);
+  }
+  bool matches(const std::string& json) {
+    EXPECT_TRUE(error_.empty()) << error_;
+    if (!error_.empty()) return false;
+    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    EXPECT_TRUE(matcher_->match(event_, out).is_ok());
+    return !out.empty();
+  }
+  // The matched fields of the rule for `json` (paths; "*" for a keyword), or {"no match"}.
+  std::vector<std::string> matched_fields(const std::string& json) {
+    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    EXPECT_TRUE(matcher_->match(event_, out).is_ok());
+    if (out.empty()) return {"no match"};
+    std::vector<uint32_t> slots;
+    matcher_->matched_fields(out[0], slots);
+    std::vector<std::string> paths;
+    for (uint32_t s : slots)
+      paths.push_back(s == RuleSet::kRawSlot ? "*" : rules_->fields().path(s));
+    std::sort(paths.begin(), paths.end());
+    return paths;
+  }
+
+ private:
+  CompileReport report_;
+  std::shared_ptr<const RuleSet> rules_;
+  std::unique_ptr<Matcher> matcher_;
+  EventParser parser_;
+  Event event_;
+  std::string error_;
+};
+
+inline std::string proc(const std::string& fields) { return R"({"EventID":1,)" + fields + "}"; }
+
+using Paths = std::vector<std::string>;
+
+}  // namespace vigil::match::test_support
