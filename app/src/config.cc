@@ -30,6 +30,142 @@ Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
 
 }  // namespace
 
+namespace {
+
+// kafka: brokers, topics, group, librdkafka properties.
+Status read_kafka(const YAML::Node& k, const std::string& path, Config& c) {
+  if (auto s = check_keys(k,
+                          {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
+                           "dead_letter_topic", "dead_letter_unmapped", "properties"},
+                          path + " kafka");
+      !s)
+    return s;
+  if (k["brokers"]) c.brokers = k["brokers"].as<std::string>();
+  if (k["topic"]) c.topic = k["topic"].as<std::string>();
+  if (k["group"]) c.group = k["group"].as<std::string>();
+  if (k["group_instance_id"]) c.group_instance_id = k["group_instance_id"].as<std::string>();
+  if (k["alerts_topic"]) c.alerts_topic = k["alerts_topic"].as<std::string>();
+  if (k["dead_letter_topic"]) c.dead_letter_topic = k["dead_letter_topic"].as<std::string>();
+  if (k["dead_letter_unmapped"]) c.dead_letter_unmapped = k["dead_letter_unmapped"].as<bool>();
+  if (const auto p = k["properties"]) {
+    if (!p.IsMap()) return Status::invalid(path + ": kafka.properties must be a map");
+    for (const auto& kv : p)
+      c.kafka_properties.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
+  }
+  return Status::ok();
+}
+
+// store: event and alert retention, durability, cache, checkpoints.
+Status read_store(const YAML::Node& st, const std::string& path, Config& c) {
+  if (auto s = check_keys(
+          st,
+          {"events", "events_max_age", "events_max_bytes", "events_bucket", "alerts_max_age",
+           "alerts_max_bytes", "sync_writes", "block_cache_mb", "checkpoint_dir"},
+          path + " store");
+      !s) {
+    return s;
+  }
+  auto duration = [&](const char* key, int64_t& out) -> Status {
+    if (!st[key]) return Status::ok();
+    const auto text = st[key].as<std::string>();
+    if (text == "0") {
+      out = 0;
+      return Status::ok();
+    }
+    auto d = parse_duration_ms(text);
+    if (!d || *d <= 0)
+      return Status::invalid(path + ": store." + key +
+                             " must be a duration such as 7d or 1h, not '" + text + "'");
+    out = *d;
+    return Status::ok();
+  };
+  if (st["events"]) c.events = st["events"].as<std::string>();
+  if (auto s = duration("events_max_age", c.events_max_age_ms); !s) return s;
+  if (auto s = duration("events_bucket", c.events_bucket_ms); !s) return s;
+  if (auto s = duration("alerts_max_age", c.alerts_max_age_ms); !s) return s;
+  if (st["alerts_max_bytes"]) c.alerts_max_bytes = st["alerts_max_bytes"].as<uint64_t>();
+  if (c.events_bucket_ms % store::kEventBlockWindowMs !=
+      0) {  // retention drops whole blocks of events
+    return Status::invalid(path + ": store.events_bucket must be a multiple of " +
+                           std::to_string(store::kEventBlockWindowMs) + "ms");
+  }
+  if (st["events_max_bytes"]) c.events_max_bytes = st["events_max_bytes"].as<uint64_t>();
+  if (st["sync_writes"]) c.sync_writes = st["sync_writes"].as<bool>();
+  if (st["block_cache_mb"]) c.block_cache_mb = st["block_cache_mb"].as<size_t>();
+  if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
+  return Status::ok();
+}
+
+// api: tokens, TLS, limits, open routes, page cache.
+Status read_api(const YAML::Node& a, const std::string& path, Config& c) {
+  if (auto s = check_keys(a,
+                          {"tokens_file", "open", "max_body_mb", "max_body_mb_in_flight",
+                           "max_connections", "max_connections_per_client", "tls", "page_cache_mb"},
+                          path + " api");
+      !s)
+    return s;
+  if (const auto t = a["tls"]) {
+    if (auto s = check_keys(t, {"cert_file", "key_file"}, path + " api.tls"); !s) return s;
+    if (t["cert_file"]) c.api_tls_cert_file = t["cert_file"].as<std::string>();
+    if (t["key_file"]) c.api_tls_key_file = t["key_file"].as<std::string>();
+  }
+  if (a["tokens_file"]) c.api_tokens_file = a["tokens_file"].as<std::string>();
+  if (a["max_body_mb"]) c.api_max_body_mb = a["max_body_mb"].as<size_t>();
+  if (a["max_body_mb_in_flight"])
+    c.api_max_body_mb_in_flight = a["max_body_mb_in_flight"].as<size_t>();
+  if (a["max_connections"]) c.api_max_connections = a["max_connections"].as<size_t>();
+  if (a["max_connections_per_client"])
+    c.api_max_connections_per_client = a["max_connections_per_client"].as<size_t>();
+  if (c.api_max_connections == 0)
+    return Status::invalid(path + ": api.max_connections must be positive");
+  if (a["page_cache_mb"]) c.api_page_cache_mb = a["page_cache_mb"].as<size_t>();
+  if (const auto o = a["open"]) {
+    if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s) return s;
+    if (o["healthz"]) c.api_open_healthz = o["healthz"].as<bool>();
+    if (o["readyz"]) c.api_open_readyz = o["readyz"].as<bool>();
+    if (o["metrics"]) c.api_open_metrics = o["metrics"].as<bool>();
+  }
+  return Status::ok();
+}
+
+// rollout: the policy, stages, gates and the last known good.
+Status read_rollout(const YAML::Node& r, const std::string& path, Config& c) {
+  if (auto s = check_keys(r,
+                          {"policy", "stages", "stage_duration", "min_stage_events",
+                           "max_match_errors", "max_batch_p99_ms", "max_alert_ratio", "crash_limit",
+                           "crash_window", "good_after", "max_rule_cost_ns"},
+                          path + " rollout");
+      !s) {
+    return s;
+  }
+  auto duration = [&](const char* key, int64_t& out) -> Status {
+    if (!r[key]) return Status::ok();
+    auto d = parse_duration_ms(r[key].as<std::string>());
+    if (!d || *d <= 0)
+      return Status::invalid(path + ": rollout." + key + " must be a duration such as 60s");
+    out = *d;
+    return Status::ok();
+  };
+  if (r["policy"]) c.rollout_policy = r["policy"].as<std::string>();
+  if (r["stages"]) c.rollout_stages = r["stages"].as<std::vector<int>>();
+  for (int pct : c.rollout_stages) {
+    if (pct < 1 || pct > 100)
+      return Status::invalid(path + ": rollout.stages are percentages from 1 to 100");
+  }
+  if (auto s = duration("stage_duration", c.rollout_stage_ms); !s) return s;
+  if (auto s = duration("crash_window", c.rollout_crash_window_ms); !s) return s;
+  if (auto s = duration("good_after", c.rollout_good_after_ms); !s) return s;
+  if (r["max_match_errors"]) c.rollout_max_match_errors = r["max_match_errors"].as<uint64_t>();
+  if (r["min_stage_events"]) c.rollout_min_stage_events = r["min_stage_events"].as<uint64_t>();
+  if (r["max_batch_p99_ms"]) c.rollout_max_batch_p99_ms = r["max_batch_p99_ms"].as<double>();
+  if (r["max_alert_ratio"]) c.rollout_max_alert_ratio = r["max_alert_ratio"].as<double>();
+  if (r["crash_limit"]) c.rollout_crash_limit = r["crash_limit"].as<int>();
+  if (r["max_rule_cost_ns"]) c.max_rule_cost_ns = r["max_rule_cost_ns"].as<int64_t>();
+  return Status::ok();
+}
+
+}  // namespace
+
 Status load_config_file(const std::string& path, Config& c) {
   try {
     const YAML::Node doc = YAML::LoadFile(path);
@@ -42,26 +178,6 @@ Status load_config_file(const std::string& path, Config& c) {
             path);
         !s) {
       return s;
-    }
-    if (const auto k = doc["kafka"]) {
-      if (auto s = check_keys(k,
-                              {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
-                               "dead_letter_topic", "dead_letter_unmapped", "properties"},
-                              path + " kafka");
-          !s)
-        return s;
-      if (k["brokers"]) c.brokers = k["brokers"].as<std::string>();
-      if (k["topic"]) c.topic = k["topic"].as<std::string>();
-      if (k["group"]) c.group = k["group"].as<std::string>();
-      if (k["group_instance_id"]) c.group_instance_id = k["group_instance_id"].as<std::string>();
-      if (k["alerts_topic"]) c.alerts_topic = k["alerts_topic"].as<std::string>();
-      if (k["dead_letter_topic"]) c.dead_letter_topic = k["dead_letter_topic"].as<std::string>();
-      if (k["dead_letter_unmapped"]) c.dead_letter_unmapped = k["dead_letter_unmapped"].as<bool>();
-      if (const auto p = k["properties"]) {
-        if (!p.IsMap()) return Status::invalid(path + ": kafka.properties must be a map");
-        for (const auto& kv : p)
-          c.kafka_properties.emplace_back(kv.first.as<std::string>(), kv.second.as<std::string>());
-      }
     }
     if (doc["data_dir"]) c.data_dir = doc["data_dir"].as<std::string>();
     if (doc["listen"]) c.listen = doc["listen"].as<std::string>();
@@ -93,107 +209,17 @@ Status load_config_file(const std::string& path, Config& c) {
       if (e["hosts"]) c.simulator_hosts = e["hosts"].as<int>();
       if (e["malicious_ratio"]) c.simulator_malicious_ratio = e["malicious_ratio"].as<double>();
     }
-    if (const auto st = doc["store"]) {
-      if (auto s = check_keys(
-              st,
-              {"events", "events_max_age", "events_max_bytes", "events_bucket", "alerts_max_age",
-               "alerts_max_bytes", "sync_writes", "block_cache_mb", "checkpoint_dir"},
-              path + " store");
-          !s) {
-        return s;
-      }
-      auto duration = [&](const char* key, int64_t& out) -> Status {
-        if (!st[key]) return Status::ok();
-        const auto text = st[key].as<std::string>();
-        if (text == "0") {
-          out = 0;
-          return Status::ok();
-        }
-        auto d = parse_duration_ms(text);
-        if (!d || *d <= 0)
-          return Status::invalid(path + ": store." + key +
-                                 " must be a duration such as 7d or 1h, not '" + text + "'");
-        out = *d;
-        return Status::ok();
-      };
-      if (st["events"]) c.events = st["events"].as<std::string>();
-      if (auto s = duration("events_max_age", c.events_max_age_ms); !s) return s;
-      if (auto s = duration("events_bucket", c.events_bucket_ms); !s) return s;
-      if (auto s = duration("alerts_max_age", c.alerts_max_age_ms); !s) return s;
-      if (st["alerts_max_bytes"]) c.alerts_max_bytes = st["alerts_max_bytes"].as<uint64_t>();
-      if (c.events_bucket_ms % store::kEventBlockWindowMs !=
-          0) {  // retention drops whole blocks of events
-        return Status::invalid(path + ": store.events_bucket must be a multiple of " +
-                               std::to_string(store::kEventBlockWindowMs) + "ms");
-      }
-      if (st["events_max_bytes"]) c.events_max_bytes = st["events_max_bytes"].as<uint64_t>();
-      if (st["sync_writes"]) c.sync_writes = st["sync_writes"].as<bool>();
-      if (st["block_cache_mb"]) c.block_cache_mb = st["block_cache_mb"].as<size_t>();
-      if (st["checkpoint_dir"]) c.checkpoint_dir = st["checkpoint_dir"].as<std::string>();
+    if (const auto k = doc["kafka"]; k) {
+      if (auto s = read_kafka(k, path, c); !s) return s;
     }
-    if (const auto a = doc["api"]) {
-      if (auto s =
-              check_keys(a,
-                         {"tokens_file", "open", "max_body_mb", "max_body_mb_in_flight",
-                          "max_connections", "max_connections_per_client", "tls", "page_cache_mb"},
-                         path + " api");
-          !s)
-        return s;
-      if (const auto t = a["tls"]) {
-        if (auto s = check_keys(t, {"cert_file", "key_file"}, path + " api.tls"); !s) return s;
-        if (t["cert_file"]) c.api_tls_cert_file = t["cert_file"].as<std::string>();
-        if (t["key_file"]) c.api_tls_key_file = t["key_file"].as<std::string>();
-      }
-      if (a["tokens_file"]) c.api_tokens_file = a["tokens_file"].as<std::string>();
-      if (a["max_body_mb"]) c.api_max_body_mb = a["max_body_mb"].as<size_t>();
-      if (a["max_body_mb_in_flight"])
-        c.api_max_body_mb_in_flight = a["max_body_mb_in_flight"].as<size_t>();
-      if (a["max_connections"]) c.api_max_connections = a["max_connections"].as<size_t>();
-      if (a["max_connections_per_client"])
-        c.api_max_connections_per_client = a["max_connections_per_client"].as<size_t>();
-      if (c.api_max_connections == 0)
-        return Status::invalid(path + ": api.max_connections must be positive");
-      if (a["page_cache_mb"]) c.api_page_cache_mb = a["page_cache_mb"].as<size_t>();
-      if (const auto o = a["open"]) {
-        if (auto s = check_keys(o, {"healthz", "readyz", "metrics"}, path + " api.open"); !s)
-          return s;
-        if (o["healthz"]) c.api_open_healthz = o["healthz"].as<bool>();
-        if (o["readyz"]) c.api_open_readyz = o["readyz"].as<bool>();
-        if (o["metrics"]) c.api_open_metrics = o["metrics"].as<bool>();
-      }
+    if (const auto st = doc["store"]; st) {
+      if (auto s = read_store(st, path, c); !s) return s;
     }
-    if (const auto r = doc["rollout"]) {
-      if (auto s = check_keys(r,
-                              {"policy", "stages", "stage_duration", "min_stage_events",
-                               "max_match_errors", "max_batch_p99_ms", "max_alert_ratio",
-                               "crash_limit", "crash_window", "good_after", "max_rule_cost_ns"},
-                              path + " rollout");
-          !s) {
-        return s;
-      }
-      auto duration = [&](const char* key, int64_t& out) -> Status {
-        if (!r[key]) return Status::ok();
-        auto d = parse_duration_ms(r[key].as<std::string>());
-        if (!d || *d <= 0)
-          return Status::invalid(path + ": rollout." + key + " must be a duration such as 60s");
-        out = *d;
-        return Status::ok();
-      };
-      if (r["policy"]) c.rollout_policy = r["policy"].as<std::string>();
-      if (r["stages"]) c.rollout_stages = r["stages"].as<std::vector<int>>();
-      for (int pct : c.rollout_stages) {
-        if (pct < 1 || pct > 100)
-          return Status::invalid(path + ": rollout.stages are percentages from 1 to 100");
-      }
-      if (auto s = duration("stage_duration", c.rollout_stage_ms); !s) return s;
-      if (auto s = duration("crash_window", c.rollout_crash_window_ms); !s) return s;
-      if (auto s = duration("good_after", c.rollout_good_after_ms); !s) return s;
-      if (r["max_match_errors"]) c.rollout_max_match_errors = r["max_match_errors"].as<uint64_t>();
-      if (r["min_stage_events"]) c.rollout_min_stage_events = r["min_stage_events"].as<uint64_t>();
-      if (r["max_batch_p99_ms"]) c.rollout_max_batch_p99_ms = r["max_batch_p99_ms"].as<double>();
-      if (r["max_alert_ratio"]) c.rollout_max_alert_ratio = r["max_alert_ratio"].as<double>();
-      if (r["crash_limit"]) c.rollout_crash_limit = r["crash_limit"].as<int>();
-      if (r["max_rule_cost_ns"]) c.max_rule_cost_ns = r["max_rule_cost_ns"].as<int64_t>();
+    if (const auto a = doc["api"]; a) {
+      if (auto s = read_api(a, path, c); !s) return s;
+    }
+    if (const auto r = doc["rollout"]; r) {
+      if (auto s = read_rollout(r, path, c); !s) return s;
     }
   } catch (const YAML::Exception& e) {
     return Status::invalid(path + ": " + e.what());
