@@ -5,6 +5,11 @@ function(vigil_set_warnings target)
   if(VIGIL_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
+  # Clang checks the thread-safety annotations (core/include/vigil/core/mutex.h) in every
+  # build it makes (the fuzz preset builds every library with it): a violation is an error.
+  if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    target_compile_options(${target} PRIVATE -Wthread-safety -Werror=thread-safety)
+  endif()
 endfunction()
 
 if(VIGIL_DCHECKS)

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "vigil/core/metrics.h"
+#include "vigil/core/mutex.h"
 
 namespace vigil::api {
 
@@ -36,7 +37,7 @@ class Admission {
              Counter* evictions) {
     std::shared_ptr<Evictable> victim;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       size_t& mine = per_client_[client];
       const bool client_full = max_per_client > 0 && mine >= max_per_client;
       if (client_full || total >= max_total) {
@@ -55,25 +56,26 @@ class Admission {
     return true;
   }
   void release(const std::string& client) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = per_client_.find(client);
     if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
   }
   Idle::iterator mark_idle(std::weak_ptr<Evictable> session, const std::string& client) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     idle_.emplace_back(std::move(session), client);
     return std::prev(idle_.end());
   }
   void mark_busy(Idle::iterator it) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     idle_.erase(it);
   }
-  Idle::iterator none() { return idle_.end(); }
+  // The end of a std::list is its sentinel, fixed for its lifetime: read without the lock.
+  Idle::iterator none() VIGIL_NO_THREAD_SAFETY_ANALYSIS { return idle_.end(); }
 
  private:
   // The oldest idle connection (of `client`, if given) that is still alive. Its entry stays
   // (only its owner removes it, in mark_busy) but no longer names it: taken once.
-  std::shared_ptr<Evictable> take_idle(const std::string* client) {
+  std::shared_ptr<Evictable> take_idle(const std::string* client) VIGIL_REQUIRES(mu_) {
     for (auto& [weak, owner] : idle_) {
       if (client != nullptr && owner != *client) continue;
       if (auto session = weak.lock()) {
@@ -83,9 +85,9 @@ class Admission {
     }
     return nullptr;
   }
-  std::mutex mu_;
-  std::unordered_map<std::string, size_t> per_client_;
-  Idle idle_;
+  Mutex mu_;
+  std::unordered_map<std::string, size_t> per_client_ VIGIL_GUARDED_BY(mu_);
+  Idle idle_ VIGIL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigil::api

@@ -10,7 +10,7 @@ size_t entry_bytes(const std::string& key, const std::string& body) {
 }  // namespace
 
 std::shared_ptr<const std::string> PageCache::find(const std::string& key, uint64_t version) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = index_.find(key);
   if (it == index_.end()) return nullptr;
   if (it->second->version != version) {
@@ -25,7 +25,7 @@ void PageCache::insert(const std::string& key, uint64_t version, std::string bod
   const size_t cost = entry_bytes(key, body);
   if (cost > max_bytes_ / 16) return;
   auto shared = std::make_shared<const std::string>(std::move(body));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = index_.find(key); it != index_.end()) erase(it->second);
   lru_.push_front(Entry{key, version, std::move(shared)});
   index_.emplace(key, lru_.begin());
@@ -40,12 +40,12 @@ void PageCache::erase(std::list<Entry>::iterator it) {
 }
 
 size_t PageCache::bytes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return bytes_;
 }
 
 size_t PageCache::entries() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return lru_.size();
 }
 

@@ -17,6 +17,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "vigil/core/mutex.h"
+
 namespace vigil::api {
 
 class PageCache {
@@ -37,13 +39,13 @@ class PageCache {
     uint64_t version;
     std::shared_ptr<const std::string> body;
   };
-  void erase(std::list<Entry>::iterator it);  // mu_ held
+  void erase(std::list<Entry>::iterator it) VIGIL_REQUIRES(mu_);
 
   const size_t max_bytes_;
-  mutable std::mutex mu_;
-  std::list<Entry> lru_;  // most recently used first
-  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
-  size_t bytes_ = 0;
+  mutable Mutex mu_;
+  std::list<Entry> lru_ VIGIL_GUARDED_BY(mu_);  // most recently used first
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_ VIGIL_GUARDED_BY(mu_);
+  size_t bytes_ VIGIL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace vigil::api

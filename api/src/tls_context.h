@@ -13,6 +13,7 @@
 #include <string>
 
 #include "vigil/api/http.h"
+#include "vigil/core/mutex.h"
 #include "vigil/core/status.h"
 
 namespace vigil::api {
@@ -35,6 +36,7 @@ class TlsContext {
     reload_interval_ = std::chrono::milliseconds(o.tls_reload_interval_ms);
     auto ctx = load();
     if (!ctx) return ctx.status();
+    MutexLock lock(mu_);  // before the server starts, but the analysis cannot know that
     context_ = std::move(*ctx);
     stamp_ = stamp();
     checked_ = std::chrono::steady_clock::now();
@@ -44,7 +46,7 @@ class TlsContext {
   bool enabled() const { return !cert_.empty(); }
 
   std::shared_ptr<ssl_context> current() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     const auto now = std::chrono::steady_clock::now();
     if (reload_interval_.count() > 0 && now - checked_ >= reload_interval_) {
       checked_ = now;
@@ -94,10 +96,10 @@ class TlsContext {
 
   std::string cert_, key_;
   std::chrono::milliseconds reload_interval_{0};
-  std::mutex mu_;
-  std::shared_ptr<ssl_context> context_;
-  std::string stamp_;
-  std::chrono::steady_clock::time_point checked_;
+  Mutex mu_;
+  std::shared_ptr<ssl_context> context_ VIGIL_GUARDED_BY(mu_);
+  std::string stamp_ VIGIL_GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point checked_ VIGIL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigil::api

@@ -79,7 +79,7 @@ uint64_t Histogram::cumulative(size_t i) const {
 
 Counter& MetricsRegistry::counter(const std::string& name, const std::string& help,
                                   const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
   f.type = Family::Type::kCounter;
@@ -90,7 +90,7 @@ Counter& MetricsRegistry::counter(const std::string& name, const std::string& he
 
 Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help,
                               const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
   f.type = Family::Type::kGauge;
@@ -101,7 +101,7 @@ Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help,
 
 Histogram& MetricsRegistry::histogram(const std::string& name, const std::string& help,
                                       std::vector<double> bounds, const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Family& f = families_[name];
   if (f.help.empty()) f.help = help;
   f.type = Family::Type::kHistogram;
@@ -111,7 +111,7 @@ Histogram& MetricsRegistry::histogram(const std::string& name, const std::string
 }
 
 void MetricsRegistry::remove_gauge(const std::string& name, const Labels& labels) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = families_.find(name);
   if (it != families_.end()) it->second.gauges.erase(render_labels(labels));
 }
@@ -119,7 +119,7 @@ void MetricsRegistry::remove_gauge(const std::string& name, const Labels& labels
 uint64_t MetricsRegistry::counter_sum(const std::string& name, const Labels& subset) const {
   std::vector<std::string> needles;
   for (const auto& [k, v] : subset) needles.push_back(k + "=\"" + escape_label_value(v) + "\"");
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = families_.find(name);
   if (it == families_.end()) return 0;
   uint64_t n = 0;
@@ -137,7 +137,7 @@ uint64_t MetricsRegistry::counter_sum(const std::string& name, const Labels& sub
 }
 
 uint64_t MetricsRegistry::counter_value(const std::string& name, const Labels& labels) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = families_.find(name);
   if (it == families_.end()) return 0;
   auto c = it->second.counters.find(render_labels(labels));
@@ -145,7 +145,7 @@ uint64_t MetricsRegistry::counter_value(const std::string& name, const Labels& l
 }
 
 std::string MetricsRegistry::render_prometheus() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::string out;
   char num[64];
   for (const auto& [name, f] : families_) {

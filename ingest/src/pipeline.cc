@@ -219,12 +219,12 @@ bool Pipeline::healthy() const {
 int Pipeline::workers() const { return static_cast<int>(shards_.size()); }
 
 Status Pipeline::last_error() const {
-  std::lock_guard lock(error_mu_);
+  MutexLock lock(error_mu_);
   return last_error_;
 }
 
 void Pipeline::set_error(Status s) {
-  std::lock_guard lock(error_mu_);
+  MutexLock lock(error_mu_);
   last_error_ = std::move(s);
 }
 
@@ -555,7 +555,7 @@ void Pipeline::update_lag() {
       if (s.partition == p->partition && s.topic == p->topic) s.lag = lag;
     }
   }
-  std::lock_guard lock(snapshot_mu_);
+  MutexLock lock(snapshot_mu_);
   partition_snapshot_ = std::move(snapshot);
 }
 

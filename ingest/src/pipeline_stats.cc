@@ -56,7 +56,7 @@ std::string Pipeline::stats_json() const {
   w.Key("partitions");
   w.StartArray();
   {
-    std::lock_guard lock(snapshot_mu_);
+    MutexLock lock(snapshot_mu_);
     for (const auto& p : partition_snapshot_) {
       w.StartObject();
       w.Key("topic");

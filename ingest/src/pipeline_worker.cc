@@ -163,14 +163,14 @@ void Pipeline::record_switches(Shard& shard, std::span<const MessageView> views)
     } else {
       it->second = version;
     }
-    std::lock_guard lock(switches_mu_);
+    MutexLock lock(switches_mu_);
     switches_.push_back({shard.index, std::string(v.topic), v.partition, v.offset, version});
     if (switches_.size() > 10000) switches_.pop_front();
   }
 }
 
 std::vector<Pipeline::BundleSwitch> Pipeline::bundle_switches() const {
-  std::lock_guard lock(switches_mu_);
+  MutexLock lock(switches_mu_);
   return {switches_.begin(), switches_.end()};
 }
 

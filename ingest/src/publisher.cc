@@ -117,7 +117,7 @@ void Publisher::stop(int drain_ms) {
 
 void Publisher::notify() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     wake_ = true;
   }
   cv_.notify_one();
@@ -133,9 +133,11 @@ void Publisher::run() {
     if (stop_.load() && (published == 0 || failing || steady_ms() >= drain_deadline_ms_.load()))
       break;
     if (published > 0 && !failing) continue;
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(failing ? 1000 : 200),
-                 [&] { return wake_ || stop_.load(); });
+    MutexLock lock(mu_);
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(failing ? 1000 : 200);
+    while (!wake_ && !stop_.load() && cv_.wait_until(lock, until) != std::cv_status::timeout) {
+    }
     wake_ = false;
   }
 }

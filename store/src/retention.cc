@@ -44,19 +44,21 @@ std::thread RetentionTask::every(const char* name, std::chrono::milliseconds int
                                  void (RetentionTask::*pass)()) {
   return std::thread([this, name, interval, pass] {
     set_thread_name(name);
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (!stop_) {
       lock.unlock();
       (this->*pass)();
       lock.lock();
-      cv_.wait_for(lock, interval, [&] { return stop_; });
+      const auto until = std::chrono::steady_clock::now() + interval;
+      while (!stop_ && cv_.wait_until(lock, until) != std::cv_status::timeout) {
+      }
     }
   });
 }
 
 void RetentionTask::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();

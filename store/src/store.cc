@@ -145,7 +145,7 @@ Status Store::scrub() {
   if (s.ok()) return Status::ok();
   const std::string what = s.ToString();
   {
-    std::lock_guard lock(damage_mu_);
+    MutexLock lock(damage_mu_);
     damage_ = what;
   }
   return Status::corruption("store '" + path_ + "' is damaged: " + what + "." +
@@ -153,7 +153,7 @@ Status Store::scrub() {
 }
 
 std::string Store::damage() const {
-  std::lock_guard lock(damage_mu_);
+  MutexLock lock(damage_mu_);
   return damage_;
 }
 

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "vigil/core/mutex.h"
+
 namespace vigil {
 
 class Counter {
@@ -88,8 +90,8 @@ class MetricsRegistry {
     std::map<std::string, std::unique_ptr<Gauge>> gauges;
     std::map<std::string, std::unique_ptr<Histogram>> histograms;
   };
-  mutable std::mutex mu_;
-  std::map<std::string, Family> families_;
+  mutable Mutex mu_;
+  std::map<std::string, Family> families_ VIGIL_GUARDED_BY(mu_);
 };
 
 }  // namespace vigil

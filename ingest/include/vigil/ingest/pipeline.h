@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "vigil/core/metrics.h"
+#include "vigil/core/mutex.h"
 #include "vigil/core/status.h"
 #include "vigil/core/time.h"
 #include "vigil/ingest/partition_assigner.h"
@@ -165,16 +166,17 @@ class Pipeline {
   rd_kafka_topic_t* topic_handle_ = nullptr;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<PartitionAssigner> assigner_;
-  mutable std::mutex switches_mu_;
-  std::deque<BundleSwitch> switches_;
+  mutable Mutex switches_mu_;
+  std::deque<BundleSwitch> switches_ VIGIL_GUARDED_BY(switches_mu_);
   struct PartitionSnapshot {
     std::string topic;
     int32_t partition;
     int shard;
     int64_t lag;  // -1: not known yet
   };
-  mutable std::mutex snapshot_mu_;
-  std::vector<PartitionSnapshot> partition_snapshot_;  // written by the consumer thread
+  mutable Mutex snapshot_mu_;
+  // Written by the consumer thread.
+  std::vector<PartitionSnapshot> partition_snapshot_ VIGIL_GUARDED_BY(snapshot_mu_);
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<PartitionState>> partitions_;  // consumer thread only
   std::vector<std::vector<rd_kafka_message_t*>> staged_;     // consumer thread only: per shard
@@ -190,8 +192,8 @@ class Pipeline {
   // librdkafka apply it (auto.offset.reset=error).
   int64_t reset_offset_ = -1001;
   std::function<void()> on_outbox_;
-  mutable std::mutex error_mu_;
-  Status last_error_;
+  mutable Mutex error_mu_;
+  Status last_error_ VIGIL_GUARDED_BY(error_mu_);
   Counter* kafka_errors_ = nullptr;
   Counter* unowned_ = nullptr;
   Counter* redelivered_ = nullptr;

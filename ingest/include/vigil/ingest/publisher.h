@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "vigil/core/metrics.h"
+#include "vigil/core/mutex.h"
 #include "vigil/core/status.h"
 #include "vigil/store/store.h"
 
@@ -63,9 +64,9 @@ class Publisher {
   store::Store* store_ = nullptr;
   rd_kafka_t* rk_ = nullptr;
   std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool wake_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  bool wake_ VIGIL_GUARDED_BY(mu_) = false;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> drain_deadline_ms_{0};
   std::string cursor_;  // store key of the last entry of the previous round

@@ -25,7 +25,12 @@
 // completed, quarantined, policy changed) is appended to an audit log: who, when, why.
 //
 // Thread safety: every public method may be called from any thread (one mutex); the
-// controller's own thread ticks the gates and stage timers.
+// controller's own thread ticks the gates and stage timers. mu_ guards *state_ and stop_, and
+// a method named *_locked needs it held. These are not Clang thread-safety annotations (see
+// core/mutex.h) for a written reason: submit_locked validates a bundle without the lock and
+// takes it only to store (it is entered holding it from boot and not from submit), a
+// conditionally held lock that the analysis cannot express; ThreadSanitizer runs the rollout
+// suites instead (make test-tsan: rollout_integration_test).
 
 #include <atomic>
 #include <condition_variable>

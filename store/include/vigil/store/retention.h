@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "vigil/core/metrics.h"
+#include "vigil/core/mutex.h"
 #include "vigil/core/time.h"
 #include "vigil/store/store.h"
 
@@ -50,9 +51,9 @@ class RetentionTask {
   Gauge& damaged_;
   std::thread thread_;
   std::thread scrub_thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ VIGIL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vigil::store

@@ -80,6 +80,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vigil/core/mutex.h"
 #include "vigil/core/status.h"
 #include "vigil/core/time.h"
 
@@ -393,8 +394,8 @@ class Store {
   std::atomic<bool> writable_{true};
   std::atomic<uint64_t> alerts_version_{0};
   std::mutex tsan_write_mu_;  // ThreadSanitizer builds only (see db_write)
-  mutable std::mutex damage_mu_;
-  std::string damage_;  // guarded by damage_mu_
+  mutable Mutex damage_mu_;
+  std::string damage_ VIGIL_GUARDED_BY(damage_mu_);
   std::shared_ptr<rocksdb::Cache> cache_;
   std::unique_ptr<rocksdb::Env> env_;  // before db_: destroyed after it
   std::unique_ptr<rocksdb::DB> db_;
