@@ -554,6 +554,7 @@ void RuleSetCompiler::index_triggers() {
     }
   }
   c_.trigger_runs_of_predicate.push_back(static_cast<uint32_t>(c_.trigger_runs.size()));
+  VIGIL_DCHECK(c_.trigger_runs_of_predicate.size() == preds_.size() + 1);
 }
 
 // Per predicate, the rules whose condition reads it.

@@ -178,6 +178,7 @@ void Matcher::Impl::matched_fields(uint32_t rule, std::vector<uint32_t>& slots) 
 bool Matcher::Impl::evaluate(uint32_t rule) { return run(c_.compiled[rule].program_begin); }
 
 bool Matcher::Impl::run(uint32_t pc) {
+  VIGIL_DCHECK(pc < c_.program.size());
   const CompiledRules::Instr& in = c_.program[pc];
   switch (in.op) {
     case CompiledRules::Op::kPred:

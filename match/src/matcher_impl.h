@@ -84,6 +84,7 @@ class Matcher::Impl {
   static int on_lazy_literal_match(unsigned id, unsigned long long from, unsigned long long to,
                                    unsigned flags, void* ctx);
   void set_bit(uint32_t pred) {
+    VIGIL_DCHECK(pred < bits_.size());
     if (!bits_[pred]) {
       bits_[pred] = 1;
       touched_.push(pred);

@@ -94,10 +94,15 @@ class DurableSequenceRecorder final : public rocksdb::EventListener {
 // that open would quietly discard the data it no longer lists (a truncated MANIFEST started
 // as an empty store). So an existing store is opened read-only first, which writes and
 // deletes nothing, and refused if what it describes does not account for the directory:
-// no vigil format marker while table files exist, table files older than every file the
-// MANIFEST lists, or a last sequence number below one the store had made durable (see
-// kDurableSequenceFile). (Unlisted files newer than a listed one are otherwise the outputs of
-// a flush or compaction that a crash interrupted; RocksDB removing them is normal recovery.)
+// no vigil format marker while table files exist, a table file it lists that is gone (the
+// read-only open fails), or a last sequence number below one the store had made durable (see
+// kDurableSequenceFile). Unlisted table files are otherwise what a crash leaves behind, and
+// RocksDB removing them is normal recovery: outputs of a flush or compaction not yet
+// installed (newer than the files listed), or inputs of an installed compaction not yet
+// deleted (older). A store without the durable sequence record (made before it existed) has
+// only the shape of its files to go by: there, unlisted files older than every listed one are
+// taken as a lost history, at the price of refusing the rare crash that leaves compaction
+// inputs behind.
 Status Store::check_before_open(const std::string& path, rocksdb::Env* env) {
   namespace fs = std::filesystem;
   rocksdb::DBOptions ro;
@@ -156,7 +161,8 @@ Status Store::check_before_open(const std::string& path, rocksdb::Env* env) {
         " table files (" + std::to_string(unlisted) +
         " of them not listed): the MANIFEST was truncated or replaced." + kRestoreHint);
   }
-  if (const auto durable = read_durable_sequence(path); durable && last_sequence < *durable) {
+  const auto durable = read_durable_sequence(path);
+  if (durable && last_sequence < *durable) {
     return Status::corruption(
         "store '" + path + "' is damaged: its MANIFEST and logs end at sequence number " +
         std::to_string(last_sequence) + ", but the store had made sequence number " +
@@ -165,7 +171,7 @@ Status Store::check_before_open(const std::string& path, rocksdb::Env* env) {
         kRestoreHint + " (If this directory was restored from an older copy on purpose, delete " +
         kDurableSequenceFile + " from it.)");
   }
-  if (older > 0) {
+  if (older > 0 && !durable) {
     return Status::corruption(
         "store '" + path + "' is damaged: " + std::to_string(older) +
         " table files older than every file its MANIFEST lists are not listed (" + example +

@@ -497,6 +497,36 @@ TEST_F(StoreTest, RefusesAnOlderManifestPutBackAndOpensOnceTheRestoreIsDeclared)
   ASSERT_TRUE(restored) << restored.status().to_string();
 }
 
+// A crash after a compaction is installed but before its inputs are deleted leaves table files
+// older than every listed one. With the durable sequence record, that is recovery, not damage:
+// the store opens and RocksDB deletes them. A store without the record (made before it) has
+// only the files' shape to go by and refuses.
+TEST_F(StoreTest, CompactionInputsACrashLeftBehindDoNotStopTheOpen) {
+  fs::remove_all(dir_);
+  {
+    auto store = open();
+    fill_with_tables(*store, 2);
+  }
+  const auto tables = table_files(dir_);
+  ASSERT_FALSE(tables.empty());
+  ASSERT_GT(std::stoll(*tables.begin()), 1);
+  const fs::path leftover = dir_ / "000001.sst";
+  fs::copy_file(dir_ / *tables.begin(), leftover);
+  ASSERT_TRUE(fs::exists(dir_ / "VIGIL-DURABLE-SEQUENCE"));
+  {
+    auto store = Store::open({dir_.string()});
+    ASSERT_TRUE(store) << store.status().to_string();
+  }
+  EXPECT_FALSE(fs::exists(leftover)) << "RocksDB deletes what no version lists";
+
+  fs::copy_file(dir_ / *table_files(dir_).begin(), leftover);
+  fs::remove(dir_ / "VIGIL-DURABLE-SEQUENCE");
+  auto legacy = Store::open({dir_.string()});
+  ASSERT_FALSE(legacy);
+  EXPECT_NE(legacy.status().message().find("older than every file"), std::string::npos)
+      << legacy.status().to_string();
+}
+
 // A MANIFEST truncated to a few bytes still reads as a valid (empty) history: RocksDB's own
 // open would start an empty store and delete every table file. vigil refuses it first, and
 // nothing in the directory changes (issue: data deleted on a damaged MANIFEST).

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "vigil/core/check.h"
+
 namespace vigil {
 
 enum class ValueType : uint8_t { kMissing, kNull, kString, kNumber, kBool, kObject, kArray };
@@ -76,7 +78,11 @@ class FieldSet {
 
 class Event {
  public:
-  const FieldValue& field(uint32_t slot) const { return values_[slot]; }
+  // `slot` is one of the FieldSet's the event was parsed with.
+  const FieldValue& field(uint32_t slot) const {
+    VIGIL_DCHECK(slot < values_.size());
+    return values_[slot];
+  }
   std::string_view raw() const { return raw_; }
   size_t size() const { return values_.size(); }
 
