@@ -180,6 +180,55 @@ Status Store::check_before_open(const std::string& path, rocksdb::Env* env) {
   return Status::ok();
 }
 
+namespace {
+
+// The column families and their options, over one shared block cache. Point lookups (alert
+// by key or id) get bloom filters; the events cf is read by range only, compressed hardest, in
+// larger blocks.
+std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> column_families(
+    const std::shared_ptr<rocksdb::Cache>& cache) {
+  auto table_options = [&](bool bloom, size_t block_size) {
+    rocksdb::BlockBasedTableOptions t;
+    t.block_cache = cache;
+    t.block_size = block_size;
+    if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    return rocksdb::NewBlockBasedTableFactory(t);
+  };
+  rocksdb::ColumnFamilyOptions point;
+  point.table_factory.reset(table_options(true, 4096));
+  // LZ4 at every level: an alert page is up to a hundred point reads, each decompressing a
+  // block, and LZ4 decompresses several times faster than zstd. The bulk (events) is zstd.
+  point.compression = rocksdb::kLZ4Compression;
+  point.bottommost_compression = rocksdb::kLZ4Compression;
+  rocksdb::ColumnFamilyOptions scan = point;
+  scan.table_factory.reset(table_options(false, 4096));
+  // Alerts are read mostly in pages of up to a thousand consecutive ~1 KB values: 16 KB
+  // blocks make a page a few block lookups instead of dozens (a newest-first page of 100
+  // costs ~2/3 of the time it takes with 4 KB blocks), for a slightly costlier point read.
+  rocksdb::ColumnFamilyOptions alerts = point;
+  alerts.table_factory.reset(table_options(true, 16 << 10));
+  rocksdb::ColumnFamilyOptions events;
+  events.table_factory.reset(table_options(false, 64 << 10));
+  events.compression = rocksdb::kZSTD;
+  events.bottommost_compression = rocksdb::kZSTD;
+  events.bottommost_compression_opts.enabled = true;
+  events.bottommost_compression_opts.max_dict_bytes = 16 << 10;
+  events.bottommost_compression_opts.zstd_max_train_bytes = 1600 << 10;
+  events.write_buffer_size = 64 << 20;
+
+  return {{rocksdb::kDefaultColumnFamilyName, scan},
+          {"alerts", alerts},
+          {"alerts_by_rule", scan},
+          {"alerts_by_host", scan},
+          {"meta", point},
+          {"outbox", scan},
+          {"alert_ids", point},
+          {"events", events},
+          {"state", point}};
+}
+
+}  // namespace
+
 Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -207,47 +256,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   store->alert_retention_ = options.alert_retention;
   store->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
 
-  // Per-cf options over one shared block cache. Point lookups (alert by key or id) get bloom
-  // filters; the events cf is read by range only, compressed hardest, in larger blocks.
-  auto table_options = [&](bool bloom, size_t block_size) {
-    rocksdb::BlockBasedTableOptions t;
-    t.block_cache = store->cache_;
-    t.block_size = block_size;
-    if (bloom) t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-    return rocksdb::NewBlockBasedTableFactory(t);
-  };
-  rocksdb::ColumnFamilyOptions point;
-  point.table_factory.reset(table_options(true, 4096));
-  // LZ4 at every level: an alert page is up to a hundred point reads, each decompressing a
-  // block, and LZ4 decompresses several times faster than zstd. The bulk (events) is zstd.
-  point.compression = rocksdb::kLZ4Compression;
-  point.bottommost_compression = rocksdb::kLZ4Compression;
-  rocksdb::ColumnFamilyOptions scan = point;
-  scan.table_factory.reset(table_options(false, 4096));
-  // Alerts are read mostly in pages of up to a thousand consecutive ~1 KB values: 16 KB
-  // blocks make a page a few block lookups instead of dozens (a newest-first page of 100
-  // costs ~2/3 of the time it takes with 4 KB blocks), for a slightly costlier point read.
-  rocksdb::ColumnFamilyOptions alerts = point;
-  alerts.table_factory.reset(table_options(true, 16 << 10));
-  rocksdb::ColumnFamilyOptions events;
-  events.table_factory.reset(table_options(false, 64 << 10));
-  events.compression = rocksdb::kZSTD;
-  events.bottommost_compression = rocksdb::kZSTD;
-  events.bottommost_compression_opts.enabled = true;
-  events.bottommost_compression_opts.max_dict_bytes = 16 << 10;
-  events.bottommost_compression_opts.zstd_max_train_bytes = 1600 << 10;
-  events.write_buffer_size = 64 << 20;
-
-  const std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, scan},
-      {"alerts", alerts},
-      {"alerts_by_rule", scan},
-      {"alerts_by_host", scan},
-      {"meta", point},
-      {"outbox", scan},
-      {"alert_ids", point},
-      {"events", events},
-      {"state", point}};
+  const auto cfs = column_families(store->cache_);
   if (has_db) {
     std::vector<std::string> existing;
     auto s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), options.path, &existing);
