@@ -318,6 +318,42 @@ void print_banner(const Banner& b) {
   std::fflush(stdout);
 }
 
+// What the API serves: the store, the pipeline's health and statistics, the rule content.
+api::ApiContext api_context(const app::Config& config, store::Store& store,
+                            MetricsRegistry& metrics, const Clock& clock,
+                            ingest::Pipeline& pipeline, ingest::Rollout& rollout,
+                            api::TokenSet tokens, const match::FieldMapping& mapping) {
+  api::ApiContext ctx;
+  ctx.store = &store;
+  ctx.metrics = &metrics;
+  ctx.clock = &clock;
+  ctx.ready = [p = &pipeline, st = &store] {
+    return p->healthy() && p->assigned() && st->writable();
+  };
+  ctx.checkpoint_dir = config.checkpoint_dir;
+  ctx.tokens = std::make_shared<const api::TokenSet>(std::move(tokens));
+  ctx.content = std::make_shared<RolloutContent>(rollout);
+  ctx.mapping = &mapping;
+  ctx.notice = [r = &rollout] { return r->boot_notice(); };
+  ctx.stats = [p = &pipeline] { return p->stats_json(); };
+  ctx.open_healthz = config.api_open_healthz;
+  ctx.open_readyz = config.api_open_readyz;
+  ctx.open_metrics = config.api_open_metrics;
+  ctx.alert_page_cache_bytes = config.api_page_cache_mb << 20;
+  return ctx;
+}
+
+// The embedded mock cluster with the events, alerts and dead-letter topics.
+Expected<std::unique_ptr<ingest::EmbeddedKafka>> start_embedded_kafka(const app::Config& config) {
+  auto k = ingest::EmbeddedKafka::start(1, config.topic, config.embedded_partitions);
+  if (!k) return k.status();
+  for (const auto& t : {config.alerts_topic, config.dead_letter_topic}) {
+    if (t.empty()) continue;
+    if (auto s = (*k)->create_topic(t, 1); !s) return s;
+  }
+  return std::move(*k);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -371,13 +407,9 @@ int main(int argc, char** argv) {
   std::thread simulator;
   std::string brokers = config.brokers;
   if (brokers.empty()) {
-    auto k = ingest::EmbeddedKafka::start(1, config.topic, config.embedded_partitions);
+    auto k = start_embedded_kafka(config);
     if (!k) return fail(k.status());
     embedded = std::move(*k);
-    for (const auto& t : {config.alerts_topic, config.dead_letter_topic}) {
-      if (t.empty()) continue;
-      if (auto s = embedded->create_topic(t, 1); !s) return fail(s);
-    }
     brokers = embedded->bootstrap_servers();
   }
 
@@ -400,23 +432,8 @@ int main(int argc, char** argv) {
   if (!publisher) return fail(publisher.status());
   (*pipeline)->set_on_outbox([p = publisher->get()] { p->notify(); });
 
-  api::ApiContext ctx;
-  ctx.store = store->get();
-  ctx.metrics = &metrics;
-  ctx.clock = &clock;
-  ctx.ready = [p = pipeline->get(), st = store->get()] {
-    return p->healthy() && p->assigned() && st->writable();
-  };
-  ctx.checkpoint_dir = config.checkpoint_dir;
-  ctx.tokens = std::make_shared<const api::TokenSet>(std::move(*tokens));
-  ctx.content = std::make_shared<RolloutContent>(**rollout);
-  ctx.mapping = &*mapping;
-  ctx.notice = [r = rollout->get()] { return r->boot_notice(); };
-  ctx.stats = [p = pipeline->get()] { return p->stats_json(); };
-  ctx.open_healthz = config.api_open_healthz;
-  ctx.open_readyz = config.api_open_readyz;
-  ctx.open_metrics = config.api_open_metrics;
-  ctx.alert_page_cache_bytes = config.api_page_cache_mb << 20;
+  const api::ApiContext ctx = api_context(config, **store, metrics, clock, **pipeline, **rollout,
+                                          std::move(*tokens), *mapping);
   const api::HttpServerOptions ho = http_options(config, listen_host, listen_port, metrics);
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());

@@ -166,6 +166,40 @@ TEST_F(BundleTest, AFailingRuleTestRefusesTheBundle) {
       any_contains(validate_bundle(*b, options_).all_errors(), "unknown rule test key 'expect'"));
 }
 
+// The steps of validation: a rule that does not parse refuses a bundle but only warns in the
+// configured rules (lenient), a rule without test events is a warning, and every rule is
+// counted once validation has run to its end.
+TEST_F(BundleTest, LenientValidationWarnsWhereStrictRefusesAndRulesAreCounted) {
+  auto files = good_files();
+  files.push_back({"rules/broken.yml", "title: broken\nid: 7\ndetection: [\n"});
+  std::vector<BundleFile> untested;
+  for (const auto& f : files) {
+    if (f.path != "tests/certutil_urlcache.yml") untested.push_back(f);
+  }
+  auto b = Bundle::from_files(untested);
+  ASSERT_TRUE(b);
+  const BundleReport strict = validate_bundle(*b, options_);
+  EXPECT_FALSE(strict.ok());
+  EXPECT_EQ(strict.rules.size(), 3u);
+  EXPECT_EQ(strict.rules_ok + strict.rules_failed, 3u);
+  EXPECT_EQ(strict.rules_failed, 1u) << strict.to_json();
+
+  BundleValidationOptions lenient = options_;
+  lenient.require_all_rules = false;
+  std::shared_ptr<const RuleSet> compiled;
+  const BundleReport r = validate_bundle(*b, lenient, &compiled);
+  EXPECT_TRUE(r.ok()) << r.to_json();
+  ASSERT_TRUE(compiled);
+  EXPECT_EQ(compiled->rules().size(), 2u);
+  bool not_loaded = false, no_tests = false;
+  for (const auto& rule : r.rules) {
+    not_loaded = not_loaded || any_contains(rule.warnings, "not loaded: ");
+    no_tests = no_tests || any_contains(rule.warnings, "the rule has no test events");
+  }
+  EXPECT_TRUE(not_loaded) << r.to_json();
+  EXPECT_TRUE(no_tests) << r.to_json();
+}
+
 TEST_F(BundleTest, DuplicateRuleIdsAreRefused) {
   auto files = good_files();
   std::string copy;
