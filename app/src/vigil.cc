@@ -9,9 +9,11 @@
 //   vigil alerts show ID [--json]
 //   vigil events [--since 1h --field PATH=V ... --all --json]
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -26,6 +28,7 @@
 #include "api_commands.h"
 #include "config.h"
 #include "content_commands.h"
+#include "line_reader.h"
 #include "vigil/api/client.h"
 #include "vigil/core/event.h"
 #include "vigil/core/log.h"
@@ -132,16 +135,21 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
     if (!d.status.is_ok())
       std::fprintf(stderr, "vigil: rule not loaded: %s\n", d.status.to_string().c_str());
   }
-  std::ifstream file;
-  std::istream* in = &std::cin;
+  int fd = STDIN_FILENO;
   if (events_path != "-") {
-    file.open(events_path, std::ios::binary);
-    if (!file) {
+    fd = ::open(events_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
       std::fprintf(stderr, "vigil: cannot read events '%s'\n", events_path.c_str());
       return 2;
     }
-    in = &file;
   }
+  struct CloseOnExit {
+    int fd;
+    ~CloseOnExit() {
+      if (fd != STDIN_FILENO) ::close(fd);
+    }
+  } close_on_exit{fd};
+  app::LineReader in(fd);
   auto matcher = match::Matcher::create(c->rules);
   if (!matcher) {
     std::fprintf(stderr, "vigil: %s\n", matcher.status().to_string().c_str());
@@ -150,7 +158,6 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
   EventParser parser;
   Event event;
   std::vector<uint32_t> hits;
-  std::string line;
   const auto& infos = c->rules->rules();
   // Correlations run over the events' own times (the mapping's time field).
   match::Correlator correlator(c->rules);
@@ -178,7 +185,8 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
     fired.clear();
   };
   const bool correlating = !c->rules->correlations().empty();
-  for (size_t index = 0; std::getline(*in, line); ++index) {
+  std::string_view line;
+  for (size_t index = 0; in.next(line); ++index) {
     const ParseError pe = parser.parse(line, c->rules->fields(), event);
     if (pe != ParseError::kNone) {
       std::fprintf(stderr, "vigil: event %zu: %s\n", index,
@@ -221,6 +229,10 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
   }
   correlator.advance(INT64_MAX, fired);  // the input ended: judge the open windows
   print_fired();
+  if (!in.error().is_ok()) {
+    std::fprintf(stderr, "vigil: events: %s\n", in.error().to_string().c_str());
+    return 2;
+  }
   return 0;
 }
 
