@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <fstream>
 
+#include "support/corpus.h"
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
 
@@ -64,7 +65,7 @@ correlation:
 // from a file, a pipe and a redirect, over the corpus' recorded lab intrusion.
 TEST(CliMatch, StandardInputGivesTheSameDetectionsAsAFile) {
   test::TempDir tmp("cli-stdin");
-  const std::string zip = VIGIL_SOURCE_DIR "/../shared/corpus/otrf/lsass_campaign_03_comsvcs.zip";
+  const std::string zip = (test::corpus_dir() / "otrf" / "lsass_campaign_03_comsvcs.zip").string();
   std::string unzip_out;
   // python3's zipfile: installed with python3 by scripts/install-deps (unzip is not).
   ASSERT_EQ(test::run_command(
@@ -77,8 +78,8 @@ TEST(CliMatch, StandardInputGivesTheSameDetectionsAsAFile) {
   ASSERT_EQ(test::run_command("head -n 10000 " +
                               (tmp / "metasploit_comsvcs_lsass_memory_dump.json") + " > " + events),
             0);
-  const std::string match = std::string(VIGIL_CLI_PATH) + " match --rules " VIGIL_SOURCE_DIR
-                                                          "/../shared/corpus/sigma_rules";
+  const std::string match = std::string(VIGIL_CLI_PATH) + " match --rules " +
+                            (test::corpus_dir() / "sigma_rules").string();
   std::string from_file, from_pipe, from_redirect;
   ASSERT_EQ(test::run_command(match + " --events " + events + " 2>/dev/null", &from_file), 0);
   ASSERT_EQ(
