@@ -222,15 +222,16 @@ int ApiCommands::alerts() const {
   add_param(base, "tag", tag_);
   add_param(base, "q", text_);
   if (full_) add_param(base, "view", "full");
-  if (!page_.json)
-    std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", "TIME", "LEVEL", "HOST", "RULE", "ID");
   std::string cursor = page_.cursor;
   size_t rows = 0;
-  for (;;) {
+  for (bool first = true;; first = false) {
     std::string target = base;
     add_param(target, "cursor", cursor);
     auto d = get_json(target_, target);
     if (!d) return 1;
+    // The header once the server accepted the query: an error is printed alone.
+    if (first && !page_.json)
+      std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", "TIME", "LEVEL", "HOST", "RULE", "ID");
     for (const auto& a : (*d)["alerts"].GetArray()) {
       ++rows;
       if (page_.json) {

@@ -26,6 +26,45 @@ std::string pretty(const std::string& body) {
   return std::string(sb.GetString(), sb.GetSize());
 }
 
+// `vigil rollout status` for people: policy and state, the active, known-good and target
+// bundles, the stage, the last breach and notice, and each shard's bundle.
+std::string rollout_summary(const rapidjson::Document& d) {
+  auto str = [&](const char* k) {
+    return d.HasMember(k) && d[k].IsString() ? std::string(d[k].GetString()) : std::string();
+  };
+  auto num = [&](const rapidjson::Value& v, const char* k) -> unsigned long long {
+    return v.HasMember(k) && v[k].IsUint64() ? v[k].GetUint64() : 0;
+  };
+  std::string out = "policy " + str("policy") + ", " + str("state") + "\n";
+  out += "active bundle " + std::to_string(num(d, "active"));
+  if (!str("active_since").empty()) out += " since " + str("active_since");
+  out += "; last known good " + std::to_string(num(d, "last_known_good")) + "\n";
+  if (d.HasMember("target") && d["target"].IsUint64()) {
+    out += "rolling out bundle " + std::to_string(d["target"].GetUint64());
+    if (d.HasMember("stage") && d["stage"].IsObject()) {
+      const auto& st = d["stage"];
+      out += ": stage " + std::to_string(num(st, "index") + 1) + " of " +
+             std::to_string(num(st, "stages")) + " (" + std::to_string(num(st, "shards")) +
+             " shard(s))";
+      if (st.HasMember("started") && st["started"].IsString())
+        out += " since " + std::string(st["started"].GetString());
+    }
+    out += "\n";
+  }
+  if (!str("last_breach").empty()) out += "last breach: " + str("last_breach") + "\n";
+  if (!str("notice").empty()) out += "notice: " + str("notice") + "\n";
+  if (d.HasMember("shards") && d["shards"].IsArray() && !d["shards"].Empty()) {
+    out += "shards:";
+    for (const auto& sh : d["shards"].GetArray()) {
+      out += " " + std::to_string(num(sh, "shard")) + "=" + std::to_string(num(sh, "bundle"));
+      if (num(sh, "assigned") != num(sh, "bundle"))
+        out += "(to " + std::to_string(num(sh, "assigned")) + ")";
+    }
+    out += "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 ContentCommands::ContentCommands(CLI::App& cli) {
@@ -144,7 +183,8 @@ int ContentCommands::validate() const {
 }
 
 int ContentCommands::call(const std::string& method, const std::string& target,
-                          const std::string& body, int ok_status) const {
+                          const std::string& body, int ok_status,
+                          std::string (*human)(const rapidjson::Document&)) const {
   api::ClientRequest req;
   req.method = method;
   req.target = target;
@@ -168,7 +208,12 @@ int ContentCommands::call(const std::string& method, const std::string& target,
     }
     if (res->status != 422) return 1;
   }
-  std::printf("%s\n", json_ ? res->body.c_str() : pretty(res->body).c_str());
+  rapidjson::Document d;
+  if (!json_ && ok && human != nullptr && parse_bounded_json(d, res->body) && d.IsObject()) {
+    std::printf("%s", human(d).c_str());
+  } else {
+    std::printf("%s\n", json_ ? res->body.c_str() : pretty(res->body).c_str());
+  }
   return ok ? 0 : 1;
 }
 
@@ -191,7 +236,7 @@ int ContentCommands::run() const {
     if (max_events_) add_param(t, "max_events", std::to_string(max_events_));
     return call("POST", t, "", 200);
   }
-  if (status_->parsed()) return call("GET", "/api/v1/rollout", "", 200);
+  if (status_->parsed()) return call("GET", "/api/v1/rollout", "", 200, &rollout_summary);
   if (audit_->parsed()) return call("GET", "/api/v1/rollout/audit", "", 200);
   if (policy_->parsed()) {
     std::string t = "/api/v1/rollout/policy";

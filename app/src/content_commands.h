@@ -10,6 +10,8 @@
 // The server commands read the server and token like `vigil alerts`; they print the server's
 // JSON (indented; --json: compact) and exit 1 with its problem detail on an error.
 
+#include <rapidjson/document.h>
+
 #include <CLI/CLI.hpp>
 #include <string>
 
@@ -25,8 +27,9 @@ class ContentCommands {
 
  private:
   int validate() const;
+  // `human`, if given, renders the answer for people (without --json).
   int call(const std::string& method, const std::string& target, const std::string& body,
-           int ok_status) const;
+           int ok_status, std::string (*human)(const rapidjson::Document&) = nullptr) const;
 
   CLI::App* validate_ = nullptr;
   CLI::App* push_ = nullptr;

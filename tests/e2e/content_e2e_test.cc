@@ -214,6 +214,18 @@ TEST_F(ContentTest, ACrashDuringARolloutAndACrashLoopComeBackOnTheLastKnownGood)
       },
       30s))
       << log(runs_);
+  // The state for people (and --json for machines).
+  out = cli("rollout status " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("policy "), std::string::npos) << out;
+  EXPECT_NE(out.find("active bundle "), std::string::npos) << out;
+  EXPECT_NE(out.find("shards: "), std::string::npos) << out;
+  EXPECT_EQ(out.find('{'), std::string::npos) << out;
+  out = cli("rollout status --json " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0) << out;
+  rapidjson::Document status;
+  status.Parse(out.c_str());
+  EXPECT_FALSE(status.HasParseError()) << out;
   out = cli("rollout audit " + server_args(port), &rc);
   EXPECT_EQ(rc, 0);
   EXPECT_NE(out.find("\"quarantined\""), std::string::npos) << out;

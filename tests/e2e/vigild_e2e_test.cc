@@ -238,6 +238,11 @@ TEST_F(VigildTest, CheckpointOfARunningInstanceRestoresItsAlertsAndEvents) {
     full.Parse(out.c_str());
     ASSERT_FALSE(full.HasParseError()) << out;
     EXPECT_TRUE(full.HasMember("event")) << out;
+    // A bad filter is refused before anything is printed: the error alone, no table header.
+    out.clear();
+    EXPECT_NE(test::run_command(vigil + " alerts --severity bogus" + reader + " 2>&1", &out), 0);
+    EXPECT_EQ(out.find("TIME"), std::string::npos) << out;
+    EXPECT_NE(out.find("'severity'"), std::string::npos) << out;
     ASSERT_TRUE(full.HasMember("matched") && full["matched"].IsArray() && !full["matched"].Empty())
         << out;
     // The matched field is a path of the event with its value there.
