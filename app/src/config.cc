@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "vigil/core/time.h"
@@ -18,6 +19,14 @@
 
 namespace vigil::app {
 namespace {
+
+// A retention age: a positive duration such as 7d or 1h, or "0" for none.
+std::optional<int64_t> parse_age(const std::string& text) {
+  if (text == "0") return 0;
+  auto d = parse_duration_ms(text);
+  if (!d || *d <= 0) return std::nullopt;
+  return d;
+}
 
 Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
                   const std::string& where) {
@@ -68,15 +77,11 @@ Status read_store(const YAML::Node& st, const std::string& path, Config& c) {
   auto duration = [&](const char* key, int64_t& out) -> Status {
     if (!st[key]) return Status::ok();
     const auto text = st[key].as<std::string>();
-    if (text == "0") {
-      out = 0;
-      return Status::ok();
-    }
-    auto d = parse_duration_ms(text);
-    if (!d || *d <= 0)
+    auto age = parse_age(text);
+    if (!age)
       return Status::invalid(path + ": store." + key +
                              " must be a duration such as 7d or 1h, not '" + text + "'");
-    out = *d;
+    out = *age;
     return Status::ok();
   };
   if (st["events"]) c.events = st["events"].as<std::string>();
@@ -243,10 +248,9 @@ void ServerFlags::add_age(CLI::App& cli, const char* name, int64_t Config::*memb
   CLI::Option* o = cli.add_option(name, text, help);
   apply_.push_back([o, &text, member, name = std::string(name)](Config& c) {
     if (!o->count()) return Status::ok();
-    auto d = text == "0" ? std::optional<int64_t>(0) : parse_duration_ms(text);
-    if (!d || *d < 0)
-      return Status::invalid(name + " must be a duration such as 7d, not '" + text + "'");
-    c.*member = *d;
+    auto age = parse_age(text);
+    if (!age) return Status::invalid(name + " must be a duration such as 7d, not '" + text + "'");
+    c.*member = *age;
     return Status::ok();
   });
 }

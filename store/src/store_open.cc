@@ -19,6 +19,7 @@
 #include <set>
 
 #include "encoding.h"
+#include "vigil/core/mutex.h"
 #include "vigil/store/store.h"
 
 namespace vigil::store {
@@ -68,7 +69,7 @@ class DurableSequenceRecorder final : public rocksdb::EventListener {
   explicit DurableSequenceRecorder(std::string dir) : dir_(std::move(dir)) {}
 
   void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo& info) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (info.largest_seqno <= written_) return;
     const std::string path = (std::filesystem::path(dir_) / kDurableSequenceFile).string();
     const std::string tmp = path + ".tmp";
@@ -83,8 +84,8 @@ class DurableSequenceRecorder final : public rocksdb::EventListener {
 
  private:
   const std::string dir_;
-  std::mutex mu_;
-  uint64_t written_ = 0;  // guarded by mu_
+  Mutex mu_;
+  uint64_t written_ VIGIL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace

@@ -55,6 +55,22 @@ TEST(LineReader, EmptyInputAndATrailingNewlineGiveNoExtraLine) {
   EXPECT_EQ(through_pipe("one\n", 16, 16), std::vector<std::string>{"one"});
 }
 
+TEST(LineReader, ALineOverTheBoundEndsTheInputWithAnError) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const std::string text = "ok\n" + std::string(1000, 'x') + "\nafter\n";
+  ASSERT_EQ(::write(fds[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fds[1]);
+  LineReader in(fds[0], 16, 100);
+  std::string_view line;
+  ASSERT_TRUE(in.next(line));
+  EXPECT_EQ(line, "ok");
+  EXPECT_FALSE(in.next(line));
+  EXPECT_NE(in.error().message().find("longer than 100 bytes"), std::string::npos)
+      << in.error().to_string();
+  ::close(fds[0]);
+}
+
 TEST(LineReader, AReadErrorIsReported) {
   LineReader in(-1);
   std::string_view line;
