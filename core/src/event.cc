@@ -147,6 +147,23 @@ bool same_key(std::string_view a, std::string_view b) {
   return x.head == y.head && x.tail == y.tail;
 }
 
+// The length of the JSON array or object starting at `p` (stage 1 checked its structure).
+size_t json_value_length(const char* p, const char* end) {
+  size_t depth = 0;
+  for (const char* q = p; q < end; ++q) {
+    if (*q == '"') {
+      for (++q; q < end && *q != '"'; ++q) {
+        if (*q == '\\') ++q;
+      }
+    } else if (*q == '[' || *q == '{') {
+      ++depth;
+    } else if (*q == ']' || *q == '}') {
+      if (--depth == 0) return static_cast<size_t>(q + 1 - p);
+    }
+  }
+  return static_cast<size_t>(end - p);
+}
+
 // The length of the JSON string whose text starts at `k` (after its opening quote), up to
 // its closing quote; npos if a backslash comes first (the string has escapes) or neither
 // comes within `limit` bytes. Reads 16 bytes at a time: up to 15 bytes past `limit`, which
@@ -433,13 +450,58 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
         fv.type = ValueType::kNull;
         break;
       }
-      case od::json_type::object:
       case od::json_type::array: {
+        // An array of one scalar is that scalar (ECS writes registry.data.strings as
+        // ["16"]); any other array is its raw JSON text.
+        const char* start = value.raw_json_token().data();
+        od::array arr;
+        if (value.get_array().get(arr) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+        FieldValue single;
+        size_t count = 0;
+        for (auto element : arr) {
+          if (element.error() != simdjson::SUCCESS) return ParseError::kMalformedJson;
+          if (++count > 1) continue;
+          od::value& e = element.value_unsafe();
+          od::json_type et;
+          if (e.type().get(et) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+          if (et == od::json_type::string) {
+            if (e.get_string().get(single.text) != simdjson::SUCCESS)
+              return ParseError::kMalformedJson;
+            single.type = ValueType::kString;
+          } else if (et == od::json_type::number) {
+            double d;
+            if (e.get_double().get(d) != simdjson::SUCCESS) {
+              int64_t i;
+              uint64_t u;
+              if (e.get_int64().get(i) != simdjson::SUCCESS &&
+                  e.get_uint64().get(u) != simdjson::SUCCESS) {
+                return ParseError::kMalformedJson;
+              }
+            }
+            single.text = trim_right(e.raw_json_token());
+            single.type = ValueType::kNumber;
+          } else if (et == od::json_type::boolean) {
+            bool b;
+            if (e.get_bool().get(b) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+            single.text = b ? "true" : "false";
+            single.type = ValueType::kBool;
+          }
+        }
+        if (count == 1 && single.present()) {
+          fv = single;
+        } else {
+          fv.text =
+              std::string_view(start, json_value_length(start, buffer_.data() + out.raw_.size()));
+          fv.type = ValueType::kArray;
+        }
+        break;
+      }
+      case od::json_type::object: {
         std::string_view rawj;
         if (simdjson::to_json_string(value).get(rawj) != simdjson::SUCCESS)
           return ParseError::kMalformedJson;
         fv.text = trim_right(rawj);
-        fv.type = type == od::json_type::object ? ValueType::kObject : ValueType::kArray;
+        fv.type = ValueType::kObject;
         break;
       }
     }

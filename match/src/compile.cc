@@ -235,7 +235,7 @@ Status RuleSetCompiler::resolve_rule(const SigmaRule& original, const RuleDiagno
     correlation_rules_.push_back(&original);  // resolved once the base rules are compiled
     return Status::ok();
   }
-  auto resolved = resolve_placeholders(original, mapping_);
+  auto resolved = apply_mapping(original, mapping_);
   if (!resolved) return resolved.status();
   resolved_rules_.push_back(std::make_unique<SigmaRule>(std::move(*resolved)));
   const SigmaRule& rule = *resolved_rules_.back();
@@ -287,7 +287,9 @@ Expected<std::vector<uint32_t>> RuleSetCompiler::predicate_ids(
   std::vector<uint32_t> ids;  // local predicate index -> global predicate id
   for (size_t i = 0; i < rule.predicates.size(); ++i) {
     const auto& p = rule.predicates[i];
-    const auto paths = p.field.empty() ? std::vector<std::string>{} : mapping_.json_paths(p.field);
+    const auto paths = p.field.empty()   ? std::vector<std::string>{}
+                       : !p.path.empty() ? std::vector<std::string>{p.path}
+                                         : mapping_.json_paths(p.field, rule.logsource);
     const uint32_t slot = p.field.empty() ? kRawSlot : set_->fields_.add(paths[0]);
     for (size_t j = 1; j < paths.size(); ++j) {
       if (!set_->fields_.add_alias(paths[j], slot)) {
@@ -315,7 +317,7 @@ Expected<std::vector<uint32_t>> RuleSetCompiler::predicate_ids(
     }
     uint32_t ref_slot = 0;
     if (p.kind == Predicate::Kind::kFieldRef) {
-      const auto ref_paths = mapping_.json_paths(p.operand);
+      const auto ref_paths = mapping_.json_paths(p.operand, rule.logsource);
       ref_slot = set_->fields_.add(ref_paths[0]);
       for (size_t j = 1; j < ref_paths.size(); ++j)
         (void)set_->fields_.add_alias(ref_paths[j], ref_slot);

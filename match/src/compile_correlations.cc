@@ -22,8 +22,9 @@ void RuleSetCompiler::compile_correlations() {
     }
     return -1;
   };
-  auto slot_of = [&](const std::string& sigma_field) {
-    const auto paths = mapping_.json_paths(sigma_field);
+  // A field of a base rule lives where the mapping puts it for that rule's logsource.
+  auto slot_of = [&](const std::string& sigma_field, const Logsource& ls) {
+    const auto paths = mapping_.json_paths(sigma_field, ls);
     const uint32_t slot = set_->fields_.add(paths[0]);
     for (size_t i = 1; i < paths.size(); ++i) (void)set_->fields_.add_alias(paths[i], slot);
     return slot;
@@ -64,6 +65,7 @@ void RuleSetCompiler::compile_correlations() {
     }
     if (bad.is_ok()) {
       for (size_t b = 0; b < cc.bases.size(); ++b) {
+        const Logsource& ls = pending_[cc.bases[b]].rule->logsource;
         std::vector<uint32_t> slots;
         for (const auto& g : spec.group_by) {
           std::string field = g;
@@ -78,10 +80,10 @@ void RuleSetCompiler::compile_correlations() {
               field = it->second;
             }
           }
-          slots.push_back(slot_of(field));
+          slots.push_back(slot_of(field, ls));
         }
         cc.group_slots.push_back(std::move(slots));
-        cc.value_slots.push_back(spec.field.empty() ? 0 : slot_of(spec.field));
+        cc.value_slots.push_back(spec.field.empty() ? 0 : slot_of(spec.field, ls));
       }
     }
     if (!bad.is_ok()) {

@@ -3,10 +3,13 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
+#include <charconv>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "patterns.h"
 #include "vigil/core/utf8.h"
 
 namespace vigil::match {
@@ -21,7 +24,97 @@ Status check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
   return Status::ok();
 }
 
+std::vector<std::string> scalars(const YAML::Node& n) {
+  std::vector<std::string> out;
+  if (n.IsSequence()) {
+    for (const auto& x : n) out.push_back(x.as<std::string>());
+  } else {
+    out.push_back(n.as<std::string>());
+  }
+  return out;
+}
+
+Expected<Logsource> parse_match(const YAML::Node& match, const std::string& where) {
+  if (!match || !match.IsMap()) return Status::invalid(where + ": 'match' must be a map");
+  if (auto s = check_keys(match, {"product", "category", "service"}, where + " match"); !s)
+    return s;
+  Logsource ls;
+  if (match["product"]) ls.product = match["product"].as<std::string>();
+  if (match["category"]) ls.category = match["category"].as<std::string>();
+  if (match["service"]) ls.service = match["service"].as<std::string>();
+  return ls;
+}
+
+// Conversions a field entry may ask for (one); any other name is refused.
+Status parse_conversions(const YAML::Node& convert, const std::string& where, FieldSpec& spec) {
+  if (!convert.IsMap()) return Status::invalid(where + ": 'convert' must be a map");
+  if (convert.size() != 1) return Status::invalid(where + ": 'convert' takes one conversion");
+  for (const auto& kv : convert) {
+    const std::string name = kv.first.as<std::string>();
+    if (name == "values") {
+      if (!kv.second.IsMap() || kv.second.size() == 0)
+        return Status::invalid(where + ": conversion 'values' must be a non-empty map");
+      for (const auto& v : kv.second) {
+        if (!v.first.IsScalar() || !v.second.IsScalar())
+          return Status::invalid(where + ": conversion 'values' maps one value to one value");
+        spec.values.emplace_back(v.first.Scalar(), v.second.Scalar());
+      }
+    } else if (name == "registry_dword") {
+      if (!kv.second.IsScalar() || kv.second.Scalar() != "true")
+        return Status::invalid(where + ": conversion 'registry_dword' takes true");
+      spec.registry_dword = true;
+    } else if (name == "split_domain") {
+      if (!kv.second.IsScalar() || kv.second.Scalar().empty())
+        return Status::invalid(where + ": conversion 'split_domain' takes the domain's path");
+      spec.domain_path = kv.second.Scalar();
+    } else {
+      return Status::invalid(where + ": unknown conversion '" + name +
+                             "' (known: values, registry_dword, split_domain)");
+    }
+  }
+  return Status::ok();
+}
+
 }  // namespace
+
+// One `fields` map: Sigma field -> a path, a list of paths, or {path|paths|same_as, convert}.
+Expected<std::vector<FieldMapping::FieldEntry>> FieldMapping::parse_fields(
+    const YAML::Node& f, const std::string& where) {
+  if (!f.IsMap()) return Status::invalid(where + " must be a map");
+  std::vector<FieldEntry> out;
+  for (const auto& kv : f) {
+    FieldEntry e;
+    e.sigma_field = kv.first.as<std::string>();
+    const std::string here = where + ": field '" + e.sigma_field + "'";
+    for (const auto& seen : out) {
+      if (seen.sigma_field == e.sigma_field) return Status::invalid(here + " is listed twice");
+    }
+    const YAML::Node& v = kv.second;
+    if (v.IsMap()) {
+      if (auto s = check_keys(v, {"path", "paths", "same_as", "convert"}, here); !s) return s;
+      const int targets = (v["path"] ? 1 : 0) + (v["paths"] ? 1 : 0) + (v["same_as"] ? 1 : 0);
+      if (targets != 1)
+        return Status::invalid(here + ": give exactly one of 'path', 'paths' and 'same_as'");
+      if (v["path"]) e.spec.paths = {v["path"].as<std::string>()};
+      if (v["paths"]) e.spec.paths = scalars(v["paths"]);
+      if (v["same_as"]) e.same_as = v["same_as"].as<std::string>();
+      if (v["convert"]) {
+        if (!e.same_as.empty())
+          return Status::invalid(here + ": 'same_as' takes the other field's conversions");
+        if (auto s = parse_conversions(v["convert"], here, e.spec); !s) return s;
+      }
+    } else {
+      e.spec.paths = scalars(v);
+    }
+    if (e.same_as.empty() && e.spec.paths.empty())
+      return Status::invalid(here + " maps to no path");
+    for (const auto& p : e.spec.paths) {
+      if (p.empty()) return Status::invalid(here + " maps to an empty path");
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
 
 Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
                                            const std::string& source) {
@@ -32,43 +125,48 @@ Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
     const YAML::Node doc = YAML::Load(yaml_text);
     if (!doc.IsMap()) return Status::invalid(source + ": a mapping must be a YAML map");
     if (auto s = check_keys(doc,
-                            {"name", "description", "field_prefix", "fields", "host_field",
-                             "time_field", "logsources", "placeholders"},
+                            {"name", "description", "field_prefix", "fields", "fields_by_logsource",
+                             "host_field", "time_field", "logsources", "placeholders"},
                             source);
         !s) {
       return s;
     }
     m.name_ = doc["name"] ? doc["name"].as<std::string>() : source;
-    auto strings = [](const YAML::Node& n) {
-      std::vector<std::string> out;
-      if (n.IsSequence()) {
-        for (const auto& x : n) out.push_back(x.as<std::string>());
-      } else {
-        out.push_back(n.as<std::string>());
-      }
-      return out;
-    };
     if (doc["field_prefix"]) {
-      m.field_prefixes_ = strings(doc["field_prefix"]);
+      m.field_prefixes_ = scalars(doc["field_prefix"]);
       if (m.field_prefixes_.empty())
         return Status::invalid(source + ": 'field_prefix' is an empty list");
     }
     if (doc["host_field"]) m.host_field_ = doc["host_field"].as<std::string>();
     if (doc["time_field"]) m.time_field_ = doc["time_field"].as<std::string>();
     if (const auto f = doc["fields"]) {
-      if (!f.IsMap()) return Status::invalid(source + ": 'fields' must be a map");
-      for (const auto& kv : f) {
-        auto paths = strings(kv.second);
-        if (paths.empty())
-          return Status::invalid(source + ": field '" + kv.first.as<std::string>() +
-                                 "' maps to no path");
-        m.fields_.emplace_back(kv.first.as<std::string>(), std::move(paths));
+      auto entries = parse_fields(f, source + ": 'fields'");
+      if (!entries) return entries.status();
+      m.fields_ = std::move(*entries);
+    }
+    if (const auto sets = doc["fields_by_logsource"]) {
+      if (!sets.IsSequence())
+        return Status::invalid(source + ": 'fields_by_logsource' must be a list");
+      for (size_t i = 0; i < sets.size(); ++i) {
+        const auto& entry = sets[i];
+        const std::string where = source + ": fields_by_logsource[" + std::to_string(i) + "]";
+        if (!entry.IsMap()) return Status::invalid(where + " must be a map");
+        if (auto s = check_keys(entry, {"match", "fields"}, where); !s) return s;
+        FieldSet set;
+        auto match = parse_match(entry["match"], where);
+        if (!match) return match.status();
+        set.match = *match;
+        if (!entry["fields"]) return Status::invalid(where + ": no 'fields'");
+        auto entries = parse_fields(entry["fields"], where + " fields");
+        if (!entries) return entries.status();
+        set.fields = std::move(*entries);
+        m.fields_by_logsource_.push_back(std::move(set));
       }
     }
     if (const auto ph = doc["placeholders"]) {
       if (!ph.IsMap()) return Status::invalid(source + ": 'placeholders' must be a map");
       for (const auto& kv : ph) {
-        auto values = strings(kv.second);
+        auto values = scalars(kv.second);
         if (values.empty())
           return Status::invalid(source + ": placeholder '" + kv.first.as<std::string>() +
                                  "' has no value");
@@ -85,13 +183,9 @@ Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
       const std::string where = source + ": logsource '" + lm.name + "'";
       if (lm.name.empty()) return Status::invalid(source + ": a logsource has no 'name'");
       if (auto s = check_keys(entry, {"name", "match", "where"}, where); !s) return s;
-      const auto match = entry["match"];
-      if (!match || !match.IsMap()) return Status::invalid(where + ": 'match' must be a map");
-      if (auto s = check_keys(match, {"product", "category", "service"}, where + " match"); !s)
-        return s;
-      if (match["product"]) lm.match.product = match["product"].as<std::string>();
-      if (match["category"]) lm.match.category = match["category"].as<std::string>();
-      if (match["service"]) lm.match.service = match["service"].as<std::string>();
+      auto match = parse_match(entry["match"], where);
+      if (!match) return match.status();
+      lm.match = *match;
       if (const auto w = entry["where"]) {
         if (!w.IsMap()) return Status::invalid(where + ": 'where' must be a map");
         for (const auto& kv : w) {
@@ -112,6 +206,7 @@ Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
   } catch (const YAML::Exception& e) {
     return Status::invalid(source + ": YAML error: " + e.what());
   }
+  if (auto s = m.check_same_as_chains(source); !s) return s;
   return m;
 }
 
@@ -123,19 +218,81 @@ Expected<FieldMapping> FieldMapping::load_file(const std::string& path) {
   return parse(ss.str(), path);
 }
 
-std::vector<std::string> FieldMapping::json_paths(const std::string& sigma_field) const {
-  for (const auto& [from, to] : fields_) {
-    if (from == sigma_field) return to;
+namespace {
+
+// Whether a `fields_by_logsource` entry applies to a rule: each key it sets equals the rule's.
+bool applies_to(const Logsource& entry, const Logsource& rule) {
+  auto agrees = [](const std::string& e, const std::string& r) { return e.empty() || e == r; };
+  return agrees(entry.product, rule.product) && agrees(entry.category, rule.category) &&
+         agrees(entry.service, rule.service);
+}
+
+}  // namespace
+
+const FieldMapping::FieldEntry* FieldMapping::find_entry(const std::string& sigma_field,
+                                                         const Logsource& rule_ls) const {
+  for (const auto& set : fields_by_logsource_) {
+    if (!applies_to(set.match, rule_ls)) continue;
+    for (const auto& e : set.fields) {
+      if (e.sigma_field == sigma_field) return &e;
+    }
+  }
+  for (const auto& e : fields_) {
+    if (e.sigma_field == sigma_field) return &e;
+  }
+  return nullptr;
+}
+
+FieldSpec FieldMapping::field(const std::string& sigma_field, const Logsource& rule_ls) const {
+  std::string name = sigma_field;
+  // Chains of same_as end: parse() refused cycles; the bound is a second guard.
+  for (size_t hops = 0; hops <= fields_.size() + 64; ++hops) {
+    const FieldEntry* e = find_entry(name, rule_ls);
+    if (e == nullptr) break;
+    if (e->same_as.empty()) return e->spec;
+    name = e->same_as;
   }
   // A Sigma field name is one key: escape dots so they are not read as path separators.
   std::string key;
-  for (char c : sigma_field) {
+  for (char c : name) {
     if (c == '.') key += '\\';
     key += c;
   }
-  std::vector<std::string> out;
-  for (const auto& prefix : field_prefixes_) out.push_back(prefix + key);
+  FieldSpec out;
+  for (const auto& prefix : field_prefixes_) out.paths.push_back(prefix + key);
   return out;
+}
+
+// A same_as chain must end, for a rule of any logsource: followed from every field entry in
+// the context of every fields_by_logsource entry and of a rule none applies to.
+Status FieldMapping::check_same_as_chains(const std::string& source) const {
+  std::vector<Logsource> contexts{Logsource{"\x01", "\x01", "\x01"}};
+  for (const auto& set : fields_by_logsource_) contexts.push_back(set.match);
+  auto check_from = [&](const FieldEntry& start, const Logsource& ctx) -> Status {
+    std::vector<std::string> chain{start.sigma_field};
+    const FieldEntry* e = &start;
+    while (e != nullptr && !e->same_as.empty()) {
+      if (std::find(chain.begin(), chain.end(), e->same_as) != chain.end()) {
+        std::string path;
+        for (const auto& c : chain) path += c + " -> ";
+        return Status::invalid(source + ": field mapping cycle: " + path + e->same_as);
+      }
+      chain.push_back(e->same_as);
+      e = find_entry(e->same_as, ctx);
+    }
+    return Status::ok();
+  };
+  for (const auto& ctx : contexts) {
+    for (const auto& e : fields_) {
+      if (auto s = check_from(e, ctx); !s) return s;
+    }
+    for (const auto& set : fields_by_logsource_) {
+      for (const auto& e : set.fields) {
+        if (auto s = check_from(e, ctx); !s) return s;
+      }
+    }
+  }
+  return Status::ok();
 }
 
 std::vector<uint32_t> FieldMapping::logsources_for(const Logsource& ls) const {
@@ -198,6 +355,24 @@ Expected<std::vector<std::string>> expand_value(const std::string& value,
   return out;
 }
 
+// Drops the predicates the condition no longer refers to (replaced by others).
+void drop_unused_predicates(SigmaRule& out) {
+  std::vector<int64_t> index(out.predicates.size(), -1);
+  std::vector<Predicate> kept;
+  auto renumber = [&](auto&& self, CondNode& n) -> void {
+    if (n.kind == CondNode::Kind::kPred) {
+      if (index[n.index] < 0) {
+        index[n.index] = static_cast<int64_t>(kept.size());
+        kept.push_back(out.predicates[n.index]);
+      }
+      n.index = static_cast<uint32_t>(index[n.index]);
+    }
+    for (auto& c : n.children) self(self, c);
+  };
+  renumber(renumber, out.condition);
+  out.predicates = std::move(kept);
+}
+
 Status expand_node(CondNode& n, SigmaRule& rule, const FieldMapping& mapping) {
   for (auto& c : n.children) {
     if (auto s = expand_node(c, rule, mapping); !s) return s;
@@ -232,22 +407,223 @@ Expected<SigmaRule> resolve_placeholders(const SigmaRule& rule, const FieldMappi
     return out;
   }
   if (auto s = expand_node(out.condition, out, mapping); !s) return s;
-  // Drop the expanded predicates, which nothing refers to any more.
-  std::vector<int64_t> index(out.predicates.size(), -1);
-  std::vector<Predicate> kept;
-  auto renumber = [&](auto&& self, CondNode& n) -> void {
-    if (n.kind == CondNode::Kind::kPred) {
-      if (index[n.index] < 0) {
-        index[n.index] = static_cast<int64_t>(kept.size());
-        kept.push_back(out.predicates[n.index]);
-      }
-      n.index = static_cast<uint32_t>(index[n.index]);
-    }
-    for (auto& c : n.children) self(self, c);
-  };
-  renumber(renumber, out.condition);
-  out.predicates = std::move(kept);
+  drop_unused_predicates(out);
   return out;
+}
+
+}  // namespace vigil::match
+
+namespace vigil::match {
+namespace {
+
+// A Sigma value as characters, each literal or a wildcard (`*`, `?`), Sigma's escapes undone
+// (a backslash escapes `*`, `?` and itself; before anything else it is itself).
+struct SigmaChar {
+  char c;
+  bool wildcard;
+};
+std::vector<SigmaChar> sigma_chars(const std::string& v) {
+  std::vector<SigmaChar> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i] == '\\' && i + 1 < v.size() &&
+        (v[i + 1] == '*' || v[i + 1] == '?' || v[i + 1] == '\\')) {
+      out.push_back({v[++i], false});
+    } else {
+      out.push_back({v[i], v[i] == '*' || v[i] == '?'});
+    }
+  }
+  return out;
+}
+std::string sigma_text(const std::vector<SigmaChar>& chars, size_t from, size_t to) {
+  std::string out;
+  for (size_t i = from; i < to; ++i) {
+    if (!chars[i].wildcard && (chars[i].c == '*' || chars[i].c == '?' || chars[i].c == '\\'))
+      out += '\\';
+    out += chars[i].c;
+  }
+  return out;
+}
+std::string sigma_literal(const std::string& text) {
+  std::vector<SigmaChar> chars;
+  for (char c : text) chars.push_back({c, false});
+  return sigma_text(chars, 0, chars.size());
+}
+
+std::string test_name(const Predicate& p) {
+  switch (p.kind) {
+    case Predicate::Kind::kPattern:
+      if (p.user_regex) return "a regular expression";
+      if (p.expand) return "an expanded placeholder";
+      if (p.windash) return "a windash value";
+      if (p.value.empty()) return "an encoded value";
+      if (!p.anchor_start && !p.anchor_end) return "a 'contains' value";
+      if (!p.anchor_end) return "a 'startswith' value";
+      if (!p.anchor_start) return "an 'endswith' value";
+      return "a wildcard value";
+    case Predicate::Kind::kFieldRef:
+      return "fieldref";
+    case Predicate::Kind::kCidr:
+      return "cidr";
+    default:
+      return "a numeric comparison";
+  }
+}
+
+// Rewrites the tests of one rule on fields whose sensor writes them differently.
+class ValueConverter {
+ public:
+  ValueConverter(SigmaRule& rule, const FieldMapping& mapping) : rule_(rule), mapping_(mapping) {}
+
+  Status convert(CondNode& n) {
+    for (auto& c : n.children) {
+      if (auto s = convert(c); !s) return s;
+    }
+    if (n.kind != CondNode::Kind::kPred) return Status::ok();
+    const Predicate p = rule_.predicates[n.index];
+    if (p.field.empty() || p.kind == Predicate::Kind::kExists ||
+        p.kind == Predicate::Kind::kMissing) {
+      return Status::ok();
+    }
+    const FieldSpec spec = mapping_.field(p.field, rule_.logsource);
+    if (spec.values.empty() && !spec.registry_dword && spec.domain_path.empty())
+      return Status::ok();
+    const bool plain = p.kind == Predicate::Kind::kEmpty ||
+                       (p.kind == Predicate::Kind::kPattern && !p.value.empty() && !p.windash &&
+                        !p.expand && !p.user_regex);
+    if (!plain) return refuse(p, spec, test_name(p));
+    const std::string value = p.kind == Predicate::Kind::kEmpty ? "" : p.value;
+    const bool exact =
+        p.kind == Predicate::Kind::kEmpty ||
+        (p.anchor_start && p.anchor_end && value.find_first_of("*?") == std::string::npos);
+    if (!spec.values.empty()) {
+      if (!exact) return refuse(p, spec, test_name(p));
+      for (const auto& [from, to] : spec.values) {
+        if (ascii_iequals(from, value)) return replace(n, literal(p, "", to, true, true));
+      }
+      return Status::ok();
+    }
+    if (spec.registry_dword) return convert_dword(n, p, spec, value, exact);
+    return split_domain(n, p, spec, value);
+  }
+
+ private:
+  Status refuse(const Predicate& p, const FieldSpec& spec, const std::string& what) {
+    return Status::unsupported(rule_.source + ": field '" + p.field +
+                               "' has a value conversion in mapping '" + mapping_.name() +
+                               "' (to " + spec.paths[0] + ") that cannot convert " + what);
+  }
+
+  // A plain test of `path` (a JSON path; empty: the predicate's own field) for `text`.
+  Predicate literal(const Predicate& like, const std::string& path, const std::string& text,
+                    bool anchor_start, bool anchor_end) {
+    return pattern(like, path, sigma_literal(text), anchor_start, anchor_end);
+  }
+  Predicate pattern(const Predicate& like, const std::string& path, const std::string& sigma_value,
+                    bool anchor_start, bool anchor_end) {
+    Predicate q;
+    q.field = like.field;
+    q.path = path;
+    q.caseless = like.caseless;
+    if (sigma_value.empty() && anchor_start && anchor_end) {
+      q.kind = Predicate::Kind::kEmpty;
+      return q;
+    }
+    q.kind = Predicate::Kind::kPattern;
+    q.value = sigma_value;
+    q.anchor_start = anchor_start;
+    q.anchor_end = anchor_end;
+    q.regex = sigma_value_to_regex(sigma_value, anchor_start, anchor_end);
+    return q;
+  }
+  CondNode leaf(Predicate q) {
+    CondNode l;
+    l.kind = CondNode::Kind::kPred;
+    l.index = static_cast<uint32_t>(rule_.predicates.size());
+    rule_.predicates.push_back(std::move(q));
+    return l;
+  }
+  Status replace(CondNode& n, Predicate q) {
+    n = leaf(std::move(q));
+    return Status::ok();
+  }
+
+  // Registry data as Winlogbeat writes it: a DWORD as its decimal value.
+  Status convert_dword(CondNode& n, const Predicate& p, const FieldSpec& spec,
+                       const std::string& value, bool exact) {
+    const std::string upper = [&] {
+      std::string u = value;
+      for (auto& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      return u;
+    }();
+    const bool dword = upper.find("DWORD") != std::string::npos;
+    if (!dword && upper.find("QWORD") == std::string::npos) return Status::ok();
+    unsigned long number = 0;
+    if (exact && upper.size() == 18 && upper.rfind("DWORD (0X", 0) == 0 && upper.back() == ')') {
+      const std::string hex = value.substr(9, 8);
+      auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), number, 16);
+      if (ec == std::errc() && end == hex.data() + hex.size())
+        return replace(n, literal(p, "", std::to_string(number), true, true));
+    }
+    return refuse(p, spec, "'" + value + "' (a DWORD is converted only as an exact value)");
+  }
+
+  // `DOMAIN\name` written as two fields: the name at the field's path, the domain at
+  // `domain_path`. Each test becomes tests of the two parts around the value's backslash.
+  Status split_domain(CondNode& n, const Predicate& p, const FieldSpec& spec,
+                      const std::string& value) {
+    const auto chars = sigma_chars(value);
+    std::vector<size_t> slashes;
+    for (size_t i = 0; i < chars.size(); ++i) {
+      if (!chars[i].wildcard && chars[i].c == '\\') slashes.push_back(i);
+    }
+    if (slashes.size() > 1) return refuse(p, spec, "'" + value + "' (more than one backslash)");
+    const bool as = p.anchor_start, ae = p.anchor_end;
+    const std::string& name_path = spec.paths[0];
+    const std::string& domain_path = spec.domain_path;
+    if (slashes.empty()) {
+      // A `*` could stand for the backslash: the two fields cannot be tested apart.
+      if (value.find('*') != std::string::npos &&
+          std::any_of(chars.begin(), chars.end(),
+                      [](const SigmaChar& c) { return c.wildcard && c.c == '*'; }))
+        return refuse(p, spec, "'" + value + "' (a wildcard where the backslash may be)");
+      const std::string v = sigma_text(chars, 0, chars.size());
+      if (as && ae) return replace(n, pattern(p, name_path, v, true, true));  // a bare name
+      if (as) return replace(n, pattern(p, domain_path, v, true, false));
+      if (ae) return replace(n, pattern(p, name_path, v, false, true));
+      CondNode any;
+      any.kind = CondNode::Kind::kOr;
+      any.children.push_back(leaf(pattern(p, domain_path, v, false, false)));
+      any.children.push_back(leaf(pattern(p, name_path, v, false, false)));
+      n = std::move(any);
+      return Status::ok();
+    }
+    const std::string domain = sigma_text(chars, 0, slashes[0]);
+    const std::string name = sigma_text(chars, slashes[0] + 1, chars.size());
+    CondNode both;
+    both.kind = CondNode::Kind::kAnd;
+    // Empty sides hold anything but must be present: `NT AUTHORITY\` is a domain test alone.
+    if (!domain.empty() || as)
+      both.children.push_back(leaf(pattern(p, domain_path, domain, as, true)));
+    if (!name.empty() || ae) both.children.push_back(leaf(pattern(p, name_path, name, true, ae)));
+    if (both.children.size() == 1) {
+      n = std::move(both.children[0]);
+    } else {
+      n = std::move(both);
+    }
+    return Status::ok();
+  }
+
+  SigmaRule& rule_;
+  const FieldMapping& mapping_;
+};
+
+}  // namespace
+
+Expected<SigmaRule> apply_mapping(const SigmaRule& rule, const FieldMapping& mapping) {
+  SigmaRule out = rule;
+  if (auto s = ValueConverter(out, mapping).convert(out.condition); !s) return s;
+  drop_unused_predicates(out);
+  return resolve_placeholders(out, mapping);
 }
 
 }  // namespace vigil::match

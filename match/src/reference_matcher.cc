@@ -82,15 +82,15 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
     for (const auto& [path, values] : ls.where) l.where.emplace_back(m->fields_.add(path), values);
     m->logsources_.push_back(std::move(l));
   }
-  auto slot_of = [&](const std::string& sigma_field) {
+  auto slot_of = [&](const std::string& sigma_field, const match::Logsource& ls) {
     if (sigma_field.empty()) return kRaw;
-    const auto paths = mapping.json_paths(sigma_field);
+    const auto paths = mapping.json_paths(sigma_field, ls);
     const uint32_t slot = m->fields_.add(paths[0]);
     for (size_t i = 1; i < paths.size(); ++i) (void)m->fields_.add_alias(paths[i], slot);
     return slot;
   };
   for (const auto& original : rules) {
-    auto resolved = resolve_placeholders(original, mapping);
+    auto resolved = apply_mapping(original, mapping);
     if (!resolved) {
       m->skipped_.push_back(original.id);
       continue;
@@ -104,8 +104,10 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
     }
     bool ok = true;
     for (const auto& p : rule.predicates) {
-      Pred pred{p.kind, slot_of(p.field), 0, nullptr, p.operand};
-      if (p.kind == Predicate::Kind::kFieldRef) pred.ref_slot = slot_of(p.operand);
+      const uint32_t slot = p.path.empty() || p.field.empty() ? slot_of(p.field, rule.logsource)
+                                                              : m->fields_.add(p.path);
+      Pred pred{p.kind, slot, 0, nullptr, p.operand};
+      if (p.kind == Predicate::Kind::kFieldRef) pred.ref_slot = slot_of(p.operand, rule.logsource);
       if (p.kind == Predicate::Kind::kPattern) {
         uint32_t options = 0;
         if (p.caseless) options |= PCRE2_CASELESS;

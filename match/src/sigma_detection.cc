@@ -276,6 +276,10 @@ Expected<Predicate> value_predicate(ParseContext& ctx, const std::string& key, c
     } else {
       p.kind = Predicate::Kind::kPattern;
       p.regex = to_regex(s, t.anchor_start(), t.anchor_end(), t.windash);
+      p.value = s;
+      p.anchor_start = t.anchor_start();
+      p.anchor_end = t.anchor_end();
+      p.windash = t.windash;
     }
   }
   return p;

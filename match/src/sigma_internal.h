@@ -51,8 +51,8 @@ struct ParseContext {
   // predicates: a rule of 100,000 values took 30 s to parse that way.
   uint32_t add_predicate(Predicate p) {
     std::string key;
-    key.reserve(p.field.size() + p.regex.size() + p.operand.size() + 24);
-    for (const std::string* part : {&p.field, &p.regex, &p.operand}) {
+    key.reserve(p.field.size() + p.regex.size() + p.operand.size() + p.value.size() + 32);
+    for (const std::string* part : {&p.field, &p.regex, &p.operand, &p.value, &p.path}) {
       key += std::to_string(part->size());
       key += ':';
       key += *part;

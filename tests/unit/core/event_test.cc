@@ -44,6 +44,29 @@ TEST_F(EventParserTest, ExtractsNestedFieldsOfEveryType) {
   EXPECT_EQ(event_.raw(), raw);
 }
 
+// An array of one scalar reads as that scalar (ECS writes registry data as ["16"]); any other
+// array is its raw JSON text, whatever its strings hold.
+TEST(EventParser, AnArrayOfOneScalarIsThatScalar) {
+  FieldSet fields;
+  const uint32_t a = fields.add("a"), b = fields.add("b"), c = fields.add("c"), d = fields.add("d"),
+                 e = fields.add("e"), f = fields.add("f");
+  EventParser parser;
+  Event event;
+  const std::string raw =
+      R"({"a":["C:\\x \"q\""],"b":[ 16 ],"c":[true],"d":["x]", "y\"]"],"e":[],"f":[{"k":[1]}],"g":1})";
+  ASSERT_EQ(parser.parse(raw, fields, event), ParseError::kNone);
+  EXPECT_EQ(event.field(a).type, ValueType::kString);
+  EXPECT_EQ(event.field(a).text, "C:\\x \"q\"");
+  EXPECT_EQ(event.field(b).type, ValueType::kNumber);
+  EXPECT_EQ(event.field(b).text, "16");
+  EXPECT_EQ(event.field(c).text, "true");
+  EXPECT_EQ(event.field(d).type, ValueType::kArray);
+  EXPECT_EQ(event.field(d).text, R"(["x]", "y\"]"])");
+  EXPECT_EQ(event.field(e).text, "[]");
+  EXPECT_EQ(event.field(f).text, R"([{"k":[1]}])");
+  EXPECT_EQ(parser.parse(R"({"d":[1,})", fields, event), ParseError::kMalformedJson);
+}
+
 // Keys are compared as written unless they hold an escape; an escaped key is unescaped first.
 TEST_F(EventParserTest, EscapedKeysAreFoundByTheirUnescapedName) {
   const std::string raw =

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "vigil/match/matcher.h"
+#include "vigil/match/ruleset.h"
+
 namespace vigil::match {
 namespace {
 
@@ -42,6 +45,172 @@ TEST(FieldMapping, StrictAboutUnknownKeys) {
   EXPECT_FALSE(FieldMapping::parse("name: x\nfield21: y\nlogsources: []\n", "m.yml"));
   EXPECT_FALSE(FieldMapping::parse("[", "m.yml"));
   EXPECT_FALSE(FieldMapping::load_file("/nonexistent/m.yml"));
+}
+
+TEST(FieldMapping, FieldsByLogsourceWinForTheRulesTheyMatch) {
+  auto m = FieldMapping::parse(R"(
+name: ecs
+field_prefix: winlog.event_data.
+fields: {Image: process.executable, CommandLine: process.command_line, SourceImage: {same_as: Image}}
+fields_by_logsource:
+  - match: {product: windows, service: powershell-classic}
+    fields: {CommandLine: powershell.command.value}
+  - match: {category: image_load}
+    fields: {Description: file.pe.description}
+  - match: {category: process_creation}
+    fields: {Description: process.pe.description, Image: [process.executable, process.name]}
+logsources:
+  - name: proc
+    match: {product: windows, category: process_creation}
+)",
+                               "m.yml");
+  ASSERT_TRUE(m) << m.status().to_string();
+  const Logsource proc{"windows", "process_creation", ""},
+      classic{"windows", "", "powershell-classic"}, image{"windows", "image_load", ""},
+      none{"windows", "", ""};
+  EXPECT_EQ(m->json_paths("CommandLine", proc), (std::vector<std::string>{"process.command_line"}));
+  EXPECT_EQ(m->json_paths("CommandLine", classic),
+            (std::vector<std::string>{"powershell.command.value"}));
+  EXPECT_EQ(m->json_paths("Description", image), (std::vector<std::string>{"file.pe.description"}));
+  EXPECT_EQ(m->json_paths("Description", proc),
+            (std::vector<std::string>{"process.pe.description"}));
+  // A rule without the category: no per-logsource entry applies.
+  EXPECT_EQ(m->json_paths("Description", none),
+            (std::vector<std::string>{"winlog.event_data.Description"}));
+  // same_as follows the other field for the same rule.
+  EXPECT_EQ(m->json_paths("SourceImage", proc),
+            (std::vector<std::string>{"process.executable", "process.name"}));
+  EXPECT_EQ(m->json_paths("SourceImage", image), (std::vector<std::string>{"process.executable"}));
+}
+
+TEST(FieldMapping, RefusesCyclesUnknownConversionsAndBadEntriesByName) {
+  auto refused = [](const std::string& yaml) {
+    auto m =
+        FieldMapping::parse(yaml + "logsources:\n  - name: a\n    match: {category: c}\n", "m.yml");
+    return m ? std::string("accepted") : m.status().message();
+  };
+  EXPECT_NE(refused("fields: {A: {same_as: B}, B: {same_as: A}}\n").find("cycle: A -> B -> A"),
+            std::string::npos);
+  // A cycle through a per-logsource entry only.
+  EXPECT_NE(refused("fields: {A: {same_as: B}}\nfields_by_logsource:\n  - match: {category: c}\n"
+                    "    fields: {B: {same_as: A}}\n")
+                .find("cycle"),
+            std::string::npos);
+  EXPECT_NE(refused("fields: {A: {path: a, convert: {lowercase: true}}}\n")
+                .find("unknown conversion 'lowercase'"),
+            std::string::npos);
+  EXPECT_NE(refused("fields: {A: {path: a, pth: b}}\n").find("unknown key 'pth'"),
+            std::string::npos);
+  EXPECT_NE(refused("fields: {A: {path: a, same_as: B}}\n").find("exactly one of"),
+            std::string::npos);
+  EXPECT_NE(refused("fields: {A: {path: a, convert: {values: {}}}}\n").find("non-empty"),
+            std::string::npos);
+  EXPECT_NE(refused("fields_by_logsource:\n  - match: {categry: c}\n    fields: {A: a}\n")
+                .find("unknown key 'categry'"),
+            std::string::npos);
+  EXPECT_EQ(refused("fields: {A: {path: a, convert: {values: {'true': egress}}}}\n"), "accepted");
+}
+
+// A rule compiled under `mapping` and matched against events.
+class Converted {
+ public:
+  Converted(const std::string& mapping_fields, const std::string& detection) {
+    auto mapping = FieldMapping::parse("name: t\n" + mapping_fields + R"(
+logsources:
+  - name: proc
+    match: {product: windows, category: process_creation}
+)",
+                                       "m.yml");
+    EXPECT_TRUE(mapping) << mapping.status().to_string();
+    auto rule = parse_sigma(
+        "title: T\nid: r1\nlogsource: {product: windows, category: process_creation}\n"
+        "detection:\n" +
+            detection,
+        "r.yml");
+    EXPECT_TRUE(rule) << rule.status().to_string();
+    CompileReport report;
+    auto rs = RuleSet::compile({*rule}, *mapping, report);
+    EXPECT_TRUE(rs) << rs.status().to_string();
+    if (!report.rules[0].status.is_ok()) {
+      error_ = report.rules[0].status.message();
+      return;
+    }
+    rules_ = *rs;
+    matcher_ = std::move(*Matcher::create(rules_));
+  }
+  const std::string& error() const { return error_; }
+  bool matches(const std::string& json) {
+    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
+    std::vector<uint32_t> out;
+    EXPECT_TRUE(matcher_->match(event_, out).is_ok());
+    return !out.empty();
+  }
+
+ private:
+  std::string error_;
+  std::shared_ptr<const RuleSet> rules_;
+  std::unique_ptr<Matcher> matcher_;
+  EventParser parser_;
+  Event event_;
+};
+
+TEST(FieldMapping, ValuesConversionRewritesExactValuesAndRefusesOtherTests) {
+  const std::string fields =
+      "fields: {Initiated: {path: network.direction, convert: {values: {'true': egress, 'false': "
+      "ingress}}}}";
+  Converted c(fields, "  sel: {Initiated: 'true'}\n  condition: sel\n");
+  ASSERT_TRUE(c.error().empty()) << c.error();
+  EXPECT_TRUE(c.matches(R"({"network":{"direction":"egress"}})"));
+  EXPECT_FALSE(c.matches(R"({"network":{"direction":"ingress"}})"));
+  EXPECT_FALSE(c.matches(R"({"network":{"direction":"true"}})"));
+  Converted contains(fields, "  sel: {Initiated|contains: 'tru'}\n  condition: sel\n");
+  EXPECT_NE(contains.error().find("field 'Initiated' has a value conversion"), std::string::npos)
+      << contains.error();
+  EXPECT_NE(contains.error().find("a 'contains' value"), std::string::npos) << contains.error();
+}
+
+TEST(FieldMapping, RegistryDwordBecomesTheDecimalNumber) {
+  const std::string fields =
+      "fields: {Details: {path: registry.data.strings, convert: {registry_dword: true}}}";
+  Converted c(fields,
+              "  a: {Details: 'DWORD (0x00000010)'}\n  b: {Details|contains: 'calc.exe'}\n"
+              "  condition: a or b\n");
+  ASSERT_TRUE(c.error().empty()) << c.error();
+  EXPECT_TRUE(c.matches(R"({"registry":{"data":{"strings":["16"]}}})"));
+  EXPECT_FALSE(c.matches(R"({"registry":{"data":{"strings":["10"]}}})"));
+  EXPECT_TRUE(c.matches(R"({"registry":{"data":{"strings":["C:\\calc.exe"]}}})"));
+  Converted partial(fields, "  a: {Details|startswith: 'DWORD (0x0000'}\n  condition: a\n");
+  EXPECT_NE(partial.error().find("only as an exact value"), std::string::npos) << partial.error();
+}
+
+TEST(FieldMapping, SplitDomainTestsBothPartsAroundTheBackslash) {
+  const std::string fields =
+      "fields: {User: {path: user.name, convert: {split_domain: user.domain}}}";
+  auto event = [](const std::string& domain, const std::string& name) {
+    return R"({"user":{"domain":")" + domain + R"(","name":")" + name + R"("}})";
+  };
+  Converted exact(fields, "  a: {User: 'NT AUTHORITY\\SYSTEM'}\n  condition: a\n");
+  ASSERT_TRUE(exact.error().empty()) << exact.error();
+  EXPECT_TRUE(exact.matches(event("NT AUTHORITY", "SYSTEM")));
+  EXPECT_TRUE(exact.matches(event("nt authority", "system")));
+  EXPECT_FALSE(exact.matches(event("NT AUTHORITY", "LOCAL SERVICE")));
+  Converted contains(fields, "  a: {User|contains: ['AUTHORI', 'AUTORI']}\n  condition: a\n");
+  ASSERT_TRUE(contains.error().empty()) << contains.error();
+  EXPECT_TRUE(contains.matches(event("NT AUTHORITY", "SYSTEM")));
+  EXPECT_TRUE(contains.matches(event("AUTORITE NT", "Systeme")));
+  EXPECT_FALSE(contains.matches(event("CORP", "alice")));
+  Converted across(fields, "  a: {User|contains: 'ITY\\SYS'}\n  condition: a\n");
+  EXPECT_TRUE(across.matches(event("NT AUTHORITY", "SYSTEM")));
+  EXPECT_FALSE(across.matches(event("NT AUTHORITY", "LOCAL SERVICE")));
+  Converted starts(fields, "  a: {User|startswith: 'CORP\\'}\n  condition: a\n");
+  EXPECT_TRUE(starts.matches(event("CORP", "alice")));
+  EXPECT_FALSE(starts.matches(event("CORPX", "alice")));
+  Converted ends(fields, "  a: {User|endswith: '\\alice'}\n  condition: a\n");
+  EXPECT_TRUE(ends.matches(event("CORP", "alice")));
+  EXPECT_FALSE(ends.matches(event("CORP", "malice")));
+  Converted wild(fields, "  a: {User: 'NT*SYSTEM'}\n  condition: a\n");
+  EXPECT_NE(wild.error().find("wildcard where the backslash may be"), std::string::npos)
+      << wild.error();
 }
 
 }  // namespace

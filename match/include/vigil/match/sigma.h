@@ -48,7 +48,13 @@ struct Predicate {
   // `expand`: `operand` is the Sigma value with %placeholders%, turned into patterns by
   // resolve_placeholders() once a mapping gives the placeholders' values.
   bool expand = false;
-  bool anchor_start = false, anchor_end = false, windash = false;  // expand only
+  bool anchor_start = false, anchor_end = false, windash = false;  // expand and `value`
+  // The Sigma value of a plain string test (equals, contains, startswith, endswith, no
+  // encoding), kept so a mapping's value conversion can rewrite it (apply_mapping()).
+  std::string value;
+  // The JSON path itself, set by a mapping's conversion (apply_mapping()) in place of the
+  // field's mapped path.
+  std::string path;
 
   bool operator==(const Predicate&) const = default;
 };
