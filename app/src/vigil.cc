@@ -202,7 +202,9 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
       TimeMs time = last_time;
       const int32_t slot = c->rules->time_slot();
       const FieldValue* tv = slot >= 0 ? &event.field(static_cast<uint32_t>(slot)) : nullptr;
-      if (auto t = tv && tv->type == ValueType::kString ? parse_rfc3339(tv->text) : std::nullopt) {
+      if (auto t = tv && (tv->type == ValueType::kString || tv->type == ValueType::kNumber)
+                       ? parse_event_time(tv->text, tv->type == ValueType::kNumber)
+                       : std::nullopt) {
         time = *t;
       } else if (!warned_time) {
         std::fprintf(stderr,

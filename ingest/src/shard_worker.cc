@@ -339,8 +339,8 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
 TimeMs ShardWorker::event_time(const MessageView& m) const {
   if (rules_->time_slot() >= 0) {
     const FieldValue& tv = event_.field(static_cast<uint32_t>(rules_->time_slot()));
-    if (tv.type == ValueType::kString) {
-      if (auto t = parse_rfc3339(tv.text)) return *t;
+    if (tv.type == ValueType::kString || tv.type == ValueType::kNumber) {
+      if (auto t = parse_event_time(tv.text, tv.type == ValueType::kNumber)) return *t;
     }
   }
   return m.timestamp >= 0 ? m.timestamp : clock_.now_ms();

@@ -91,10 +91,20 @@ Expected<std::vector<FieldMapping::FieldEntry>> FieldMapping::parse_fields(
     }
     const YAML::Node& v = kv.second;
     if (v.IsMap()) {
-      if (auto s = check_keys(v, {"path", "paths", "same_as", "convert"}, here); !s) return s;
-      const int targets = (v["path"] ? 1 : 0) + (v["paths"] ? 1 : 0) + (v["same_as"] ? 1 : 0);
-      if (targets != 1)
-        return Status::invalid(here + ": give exactly one of 'path', 'paths' and 'same_as'");
+      if (auto s = check_keys(v, {"path", "paths", "same_as", "convert", "unsupported"}, here); !s)
+        return s;
+      const int targets = (v["path"] ? 1 : 0) + (v["paths"] ? 1 : 0) + (v["same_as"] ? 1 : 0) +
+                          (v["unsupported"] ? 1 : 0);
+      if (targets != 1) {
+        return Status::invalid(here +
+                               ": give exactly one of 'path', 'paths', 'same_as' and 'unsupported'");
+      }
+      if (v["unsupported"]) {
+        e.spec.unsupported = v["unsupported"].as<std::string>();
+        if (e.spec.unsupported.empty())
+          return Status::invalid(here + ": 'unsupported' needs the reason");
+        e.spec.paths = {""};
+      }
       if (v["path"]) e.spec.paths = {v["path"].as<std::string>()};
       if (v["paths"]) e.spec.paths = scalars(v["paths"]);
       if (v["same_as"]) e.same_as = v["same_as"].as<std::string>();
@@ -109,7 +119,8 @@ Expected<std::vector<FieldMapping::FieldEntry>> FieldMapping::parse_fields(
     if (e.same_as.empty() && e.spec.paths.empty())
       return Status::invalid(here + " maps to no path");
     for (const auto& p : e.spec.paths) {
-      if (p.empty()) return Status::invalid(here + " maps to an empty path");
+      if (p.empty() && e.spec.unsupported.empty())
+        return Status::invalid(here + " maps to an empty path");
     }
     out.push_back(std::move(e));
   }
@@ -449,6 +460,12 @@ std::string sigma_literal(const std::string& text) {
   return sigma_text(chars, 0, chars.size());
 }
 
+bool contains_word(const std::string& text) {
+  std::string upper = text;
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return upper.find("WORD") != std::string::npos;
+}
+
 std::string test_name(const Predicate& p) {
   switch (p.kind) {
     case Predicate::Kind::kPattern:
@@ -480,13 +497,21 @@ class ValueConverter {
     }
     if (n.kind != CondNode::Kind::kPred) return Status::ok();
     const Predicate p = rule_.predicates[n.index];
-    if (p.field.empty() || p.kind == Predicate::Kind::kExists ||
-        p.kind == Predicate::Kind::kMissing) {
+    if (p.field.empty()) return Status::ok();
+    const FieldSpec spec = mapping_.field(p.field, rule_.logsource);
+    if (!spec.unsupported.empty()) {
+      return Status::unsupported(rule_.source + ": field '" + p.field + "' cannot be tested under mapping '" +
+                                 mapping_.name() + "': " + spec.unsupported);
+    }
+    if (p.kind == Predicate::Kind::kExists || p.kind == Predicate::Kind::kMissing ||
+        (spec.values.empty() && !spec.registry_dword && spec.domain_path.empty())) {
       return Status::ok();
     }
-    const FieldSpec spec = mapping_.field(p.field, rule_.logsource);
-    if (spec.values.empty() && !spec.registry_dword && spec.domain_path.empty())
+    // A regular expression about anything but a DWORD tests string data, which is unchanged.
+    if (spec.registry_dword && p.kind == Predicate::Kind::kPattern && p.user_regex &&
+        !contains_word(p.regex)) {
       return Status::ok();
+    }
     const bool plain = p.kind == Predicate::Kind::kEmpty ||
                        (p.kind == Predicate::Kind::kPattern && !p.value.empty() && !p.windash &&
                         !p.expand && !p.user_regex);
@@ -502,7 +527,7 @@ class ValueConverter {
       }
       return Status::ok();
     }
-    if (spec.registry_dword) return convert_dword(n, p, spec, value, exact);
+    if (spec.registry_dword) return convert_dword(n, p, spec, value);
     return split_domain(n, p, spec, value);
   }
 
@@ -549,7 +574,7 @@ class ValueConverter {
 
   // Registry data as Winlogbeat writes it: a DWORD as its decimal value.
   Status convert_dword(CondNode& n, const Predicate& p, const FieldSpec& spec,
-                       const std::string& value, bool exact) {
+                       const std::string& value) {
     const std::string upper = [&] {
       std::string u = value;
       for (auto& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -557,14 +582,16 @@ class ValueConverter {
     }();
     const bool dword = upper.find("DWORD") != std::string::npos;
     if (!dword && upper.find("QWORD") == std::string::npos) return Status::ok();
+    // Sysmon writes a DWORD as exactly `DWORD (0x%08x)`: a test for that whole text, whatever
+    // its match mode, is a test for the whole value.
     unsigned long number = 0;
-    if (exact && upper.size() == 18 && upper.rfind("DWORD (0X", 0) == 0 && upper.back() == ')') {
+    if (upper.size() == 18 && upper.rfind("DWORD (0X", 0) == 0 && upper.back() == ')') {
       const std::string hex = value.substr(9, 8);
       auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), number, 16);
       if (ec == std::errc() && end == hex.data() + hex.size())
         return replace(n, literal(p, "", std::to_string(number), true, true));
     }
-    return refuse(p, spec, "'" + value + "' (a DWORD is converted only as an exact value)");
+    return refuse(p, spec, "'" + value + "' (a DWORD is converted only as the whole `DWORD (0x........)`)");
   }
 
   // `DOMAIN\name` written as two fields: the name at the field's path, the domain at

@@ -180,7 +180,7 @@ TEST(FieldMapping, RegistryDwordBecomesTheDecimalNumber) {
   EXPECT_FALSE(c.matches(R"({"registry":{"data":{"strings":["10"]}}})"));
   EXPECT_TRUE(c.matches(R"({"registry":{"data":{"strings":["C:\\calc.exe"]}}})"));
   Converted partial(fields, "  a: {Details|startswith: 'DWORD (0x0000'}\n  condition: a\n");
-  EXPECT_NE(partial.error().find("only as an exact value"), std::string::npos) << partial.error();
+  EXPECT_NE(partial.error().find("only as the whole"), std::string::npos) << partial.error();
 }
 
 TEST(FieldMapping, SplitDomainTestsBothPartsAroundTheBackslash) {

@@ -11,6 +11,7 @@
 //     Provider_Name: Event.System.Provider.#attributes.Name
 //     Initiated: {path: network.direction, convert: {values: {"true": egress, "false": ingress}}}
 //     SourceImage: {same_as: Image}  # whatever Image maps to for the same rule
+//     Hashes: {unsupported: "the sensor splits it into process.hash.*"}   # rules refused
 //   fields_by_logsource:             # fields of rules of one logsource (pySigma's
 //     - match: {category: process_creation}   # LogsourceCondition): the first entry whose
 //       fields: {Description: process.pe.description}   # keys all equal the rule's wins
@@ -67,6 +68,9 @@ struct FieldSpec {
   // `DOMAIN\name` written as two fields (convert: split_domain): `paths` hold the name, this
   // path the domain, as Winlogbeat writes Sysmon's User into user.name and user.domain.
   std::string domain_path;
+  // Set: the sensor does not carry this field in a form a rule can test (why); rules testing
+  // it are refused with the reason instead of never matching.
+  std::string unsupported;
 };
 
 class FieldMapping {
