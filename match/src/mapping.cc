@@ -96,8 +96,8 @@ Expected<std::vector<FieldMapping::FieldEntry>> FieldMapping::parse_fields(
       const int targets = (v["path"] ? 1 : 0) + (v["paths"] ? 1 : 0) + (v["same_as"] ? 1 : 0) +
                           (v["unsupported"] ? 1 : 0);
       if (targets != 1) {
-        return Status::invalid(here +
-                               ": give exactly one of 'path', 'paths', 'same_as' and 'unsupported'");
+        return Status::invalid(
+            here + ": give exactly one of 'path', 'paths', 'same_as' and 'unsupported'");
       }
       if (v["unsupported"]) {
         e.spec.unsupported = v["unsupported"].as<std::string>();
@@ -500,8 +500,9 @@ class ValueConverter {
     if (p.field.empty()) return Status::ok();
     const FieldSpec spec = mapping_.field(p.field, rule_.logsource);
     if (!spec.unsupported.empty()) {
-      return Status::unsupported(rule_.source + ": field '" + p.field + "' cannot be tested under mapping '" +
-                                 mapping_.name() + "': " + spec.unsupported);
+      return Status::unsupported(rule_.source + ": field '" + p.field +
+                                 "' cannot be tested under mapping '" + mapping_.name() +
+                                 "': " + spec.unsupported);
     }
     if (p.kind == Predicate::Kind::kExists || p.kind == Predicate::Kind::kMissing ||
         (spec.values.empty() && !spec.registry_dword && spec.domain_path.empty())) {
@@ -591,7 +592,8 @@ class ValueConverter {
       if (ec == std::errc() && end == hex.data() + hex.size())
         return replace(n, literal(p, "", std::to_string(number), true, true));
     }
-    return refuse(p, spec, "'" + value + "' (a DWORD is converted only as the whole `DWORD (0x........)`)");
+    return refuse(p, spec,
+                  "'" + value + "' (a DWORD is converted only as the whole `DWORD (0x........)`)");
   }
 
   // `DOMAIN\name` written as two fields: the name at the field's path, the domain at

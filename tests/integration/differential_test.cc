@@ -121,12 +121,16 @@ TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
     const auto ls = mapping->logsources_for(rule.logsource);
     std::map<std::string, std::string> fields;
     for (const auto& [path, values] : mapping->logsources()[ls[0]].where) fields[path] = values[0];
-    for (const auto& p : rule.predicates) {
+    // The rule's tests as the mapping converts them (a value written as the sensor writes it).
+    const auto converted = apply_mapping(rule, *mapping);
+    ASSERT_TRUE(converted) << converted.status().to_string();
+    for (const auto& p : converted->predicates) {
       if (p.kind != Predicate::Kind::kPattern) continue;
       // A keyword is searched in the raw event: any field will carry it.
       const std::string path = p.field.empty()
                                    ? "Event.EventData.Keyword" + std::to_string(fields.size())
-                                   : mapping->json_paths(p.field)[0];
+                               : !p.path.empty() ? p.path
+                                                 : mapping->json_paths(p.field, rule.logsource)[0];
       std::string v = sample_of(p);
       if (!fields.count(path) && valid_utf8(v)) fields[path] = v;
     }
@@ -160,13 +164,23 @@ TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
   EXPECT_GT(matched_events, events.size() / 2);
 }
 
-// The EVTX layout of the corpus' events, and vigil's flat layout with every logsource of
-// the tree (keywords included).
+// The EVTX layout of the corpus' events, vigil's flat layout with every logsource of the tree
+// (keywords included), and the ECS and OCSF layouts with their conversions.
 INSTANTIATE_TEST_SUITE_P(Mappings, Differential,
-                         ::testing::Values("windows-evtx-json", "vigil-sensor"),
+                         ::testing::Values("windows-evtx-json", "vigil-sensor", "ecs-windows",
+                                           "ocsf-windows"),
                          [](const auto& info) {
-                           return std::string(info.param) == "vigil-sensor" ? "VigilSensor"
-                                                                            : "WindowsEvtxJson";
+                           std::string name;
+                           bool upper = true;
+                           for (char c : std::string(info.param)) {
+                             if (c == '-') {
+                               upper = true;
+                               continue;
+                             }
+                             name += upper ? static_cast<char>(std::toupper(c)) : c;
+                             upper = false;
+                           }
+                           return name;
                          });
 
 }  // namespace
