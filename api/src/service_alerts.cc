@@ -82,10 +82,7 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
   const std::string binding = cursor_binding("alerts", req);
   if (auto bad = parse_page_params(ctx, req, pp, binding); bad.status) return bad;
   store::AlertQuery q;
-  q.since = pp.since;
-  q.until = pp.until;
-  q.limit = pp.limit;
-  q.cursor = pp.cursor;
+  pp.apply_to(q);
   for (const char* name : {"rule", "host", "tag", "q"}) {
     if (auto v = req.param(name)) {
       if (v->empty())
@@ -176,10 +173,7 @@ HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
   const std::string binding = cursor_binding("events", req);
   if (auto bad = parse_page_params(ctx, req, pp, binding); bad.status) return bad;
   store::EventQuery q;
-  q.since = pp.since;
-  q.until = pp.until;
-  q.limit = pp.limit;
-  q.cursor = pp.cursor;
+  pp.apply_to(q);
   for (const auto& [k, v] : req.query) {
     if (k != "field") continue;
     if (q.filters.size() == 16)

@@ -31,6 +31,15 @@ struct PageParams {
   TimeMs until = INT64_MAX;
   size_t limit = 100;
   std::string cursor;
+
+  // Sets the page of a store query (store::AlertQuery, store::EventQuery).
+  template <class Query>
+  void apply_to(Query& q) const {
+    q.since = since;
+    q.until = until;
+    q.limit = limit;
+    q.cursor = cursor;
+  }
 };
 
 // The `since` and `until` parameters (RFC 3339, epoch ms or a duration ago) over the

@@ -101,14 +101,18 @@ std::string ca_file_or_default(const std::string& flag) {
   return {};
 }
 
+void add_target_options(CLI::App* command, ApiTarget& target) {
+  command->add_option("--server", target.server,
+                      "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
+  command->add_option("--token", target.token,
+                      "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
+  command->add_option("--ca-file", target.ca_file,
+                      "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
+}
+
 ApiCommands::ApiCommands(CLI::App& cli) {
   auto common = [&](CLI::App* c) {
-    c->add_option("--server", target_.server,
-                  "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
-    c->add_option("--token", target_.token,
-                  "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
-    c->add_option("--ca-file", target_.ca_file,
-                  "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
+    add_target_options(c, target_);
     c->add_flag("--json", page_.json, "One JSON document per line instead of a table");
   };
   auto paging = [&](CLI::App* c) {
@@ -131,9 +135,7 @@ ApiCommands::ApiCommands(CLI::App& cli) {
                     "With --json: whole alerts (matched fields and event), not summaries");
   show_ = alerts_->add_subcommand("show", "One alert with its event");
   show_->add_option("id", id_, "Alert id (32 hex digits)")->required();
-  show_->add_option("--server", target_.server, "vigild API");
-  show_->add_option("--token", target_.token, "API bearer token");
-  show_->add_option("--ca-file", target_.ca_file, "https: PEM CA bundle to trust");
+  add_target_options(show_, target_);
   show_->add_flag("--json", page_.json, "Compact JSON instead of indented");
   events_ = cli.add_subcommand("events",
                                "Hunt through the events a running vigild retained, newest first");

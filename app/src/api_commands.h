@@ -22,6 +22,8 @@ std::string server_or_default(const std::string& flag);
 void add_param(std::string& target, const char* name, const std::string& value);
 std::string token_or_default(const std::string& flag);
 std::string ca_file_or_default(const std::string& flag);
+// Adds --server, --token and --ca-file (into `target`) to a client command.
+void add_target_options(CLI::App* command, ApiTarget& target);
 
 // Adds `alerts` (with `show`), `events`, `stats` and `rules active` to `cli` (which must have
 // `rules`); run() runs whichever was parsed and returns its exit code, or -1 if none was.

@@ -69,12 +69,7 @@ std::string rollout_summary(const rapidjson::Document& d) {
 
 ContentCommands::ContentCommands(CLI::App& cli) {
   auto server = [&](CLI::App* c) {
-    c->add_option("--server", target_.server,
-                  "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
-    c->add_option("--token", target_.token,
-                  "API bearer token (default $VIGIL_TOKEN or ./data/api-token)");
-    c->add_option("--ca-file", target_.ca_file,
-                  "https: PEM CA bundle to trust (default $VIGIL_CA_FILE, else the system's)");
+    add_target_options(c, target_);
     c->add_flag("--json", json_, "Compact JSON instead of indented");
   };
   auto* bundle =

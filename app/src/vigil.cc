@@ -29,6 +29,7 @@
 #include "config.h"
 #include "content_commands.h"
 #include "line_reader.h"
+#include "signals.h"
 #include "vigil/api/client.h"
 #include "vigil/core/event.h"
 #include "vigil/core/log.h"
@@ -201,10 +202,8 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
     if (correlating) {
       TimeMs time = last_time;
       const int32_t slot = c->rules->time_slot();
-      const FieldValue* tv = slot >= 0 ? &event.field(static_cast<uint32_t>(slot)) : nullptr;
-      if (auto t = tv && (tv->type == ValueType::kString || tv->type == ValueType::kNumber)
-                       ? parse_event_time(tv->text, tv->type == ValueType::kNumber)
-                       : std::nullopt) {
+      if (auto t =
+              slot >= 0 ? time_value(event.field(static_cast<uint32_t>(slot))) : std::nullopt) {
         time = *t;
       } else if (!warned_time) {
         std::fprintf(stderr,
@@ -238,19 +237,10 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
   return 0;
 }
 
-sigset_t block_signals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
-
 // A checkpoint of the store: of a local data directory (opened here), or through a server's
 // API (POST /api/v1/admin/checkpoints).
 int admin_checkpoint(const std::string& target, const std::string& data_dir,
-                     const std::string& server, const std::string& token) {
+                     const app::ApiTarget& server) {
   if (!data_dir.empty()) {
     // Offline: RocksDB's lock refuses this while vigild runs on the directory.
     if (!std::filesystem::exists(std::filesystem::path(data_dir) / "CURRENT")) {
@@ -273,10 +263,10 @@ int admin_checkpoint(const std::string& target, const std::string& data_dir,
   api::ClientRequest req;
   req.method = "POST";
   req.target = "/api/v1/admin/checkpoints?name=" + api::url_encode(target);
-  req.bearer_token = app::token_or_default(token);
-  req.ca_file = app::ca_file_or_default({});
+  req.bearer_token = app::token_or_default(server.token);
+  req.ca_file = app::ca_file_or_default(server.ca_file);
   req.timeout_ms = 600000;
-  auto res = api::http_call(app::server_or_default(server), req);
+  auto res = api::http_call(app::server_or_default(server.server), req);
   if (!res) {
     std::fprintf(stderr, "vigil: %s\n", res.status().to_string().c_str());
     return 1;
@@ -344,16 +334,15 @@ int main(int argc, char** argv) {
   admin_cmd->require_subcommand(1);
   auto* cp_cmd = admin_cmd->add_subcommand(
       "checkpoint", "Consistent on-line copy of the store (RocksDB Checkpoint)");
-  std::string cp_target, cp_data_dir, server_flag, token_flag;
+  std::string cp_target, cp_data_dir;
+  app::ApiTarget cp_server;
   cp_cmd
       ->add_option("target", cp_target,
                    "Checkpoint name on the server; with --data-dir, the directory to create")
       ->required();
   cp_cmd->add_option("--data-dir", cp_data_dir,
                      "Checkpoint this data directory directly (vigild not running on it)");
-  cp_cmd->add_option("--server", server_flag,
-                     "vigild API (default $VIGIL_SERVER or http://127.0.0.1:8080)");
-  cp_cmd->add_option("--token", token_flag, "API bearer token (default $VIGIL_TOKEN)");
+  app::add_target_options(cp_cmd, cp_server);
 
   app::ApiCommands api_commands(cli);
   app::ContentCommands content_commands(cli);
@@ -362,12 +351,12 @@ int main(int argc, char** argv) {
   (void)init_logging("warn");
   if (const int rc = api_commands.run(); rc >= 0) return rc;
   if (int rc = content_commands.run(); rc >= 0) return rc;
-  if (cp_cmd->parsed()) return admin_checkpoint(cp_target, cp_data_dir, server_flag, token_flag);
+  if (cp_cmd->parsed()) return admin_checkpoint(cp_target, cp_data_dir, cp_server);
 
   if (check->parsed()) return rules_check(check_paths, check_mapping, check_json);
   if (match_cmd->parsed()) return match_events(match_rules, match_mapping, match_events_path);
   if (sim_cmd->parsed()) {
-    sigset_t signals = block_signals();
+    sigset_t signals = app::block_signals();
     std::atomic<bool> stop{false};
     MetricsRegistry metrics;
     ingest::SensorSimulator sim(sim_options, SystemClock::instance());
@@ -390,7 +379,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (kafka_cmd->parsed()) {
-    sigset_t signals = block_signals();
+    sigset_t signals = app::block_signals();
     auto k = ingest::EmbeddedKafka::start(dev_brokers, dev_topic, dev_partitions);
     if (!k) {
       std::fprintf(stderr, "vigil: %s\n", k.status().to_string().c_str());

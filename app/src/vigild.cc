@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "config.h"
+#include "signals.h"
 #include "vigil/api/auth.h"
 #include "vigil/api/http.h"
 #include "vigil/api/service.h"
@@ -156,15 +157,6 @@ class RolloutContent final : public api::ContentService {
  private:
   ingest::Rollout& r_;
 };
-
-sigset_t block_signals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
 
 store::StoreOptions store_options(const app::Config& config) {
   store::StoreOptions so;
@@ -378,7 +370,7 @@ int main(int argc, char** argv) {
   if (auto s = app::split_listen(config.listen, listen_host, listen_port); !s) return fail(s);
 
   // Signals are taken by sigwait() in this thread only; every other thread blocks them.
-  const sigset_t signals = block_signals();
+  const sigset_t signals = app::block_signals();
 
   // Rules: the server's mapping, and the configured rules as a bundle.
   auto mapping = match::FieldMapping::load_file(config.mapping);

@@ -1,6 +1,7 @@
 #include "vigil/core/event.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -189,6 +190,88 @@ size_t plain_string_length(const char* k, size_t limit) {
 #endif
 }
 
+// Reads a string, number, boolean or null `value` (of JSON type `type`) into `fv`.
+ParseError read_scalar(od::value& value, od::json_type type, FieldValue& fv) {
+  switch (type) {
+    case od::json_type::string: {
+      // A string without escapes is its own text in the buffer: no unescaping copy. (The
+      // token runs from the opening quote past the closing one; a shorter one, which stage
+      // 1 should never give, goes to simdjson's own parse and its error.)
+      const std::string_view token = value.raw_json_token();
+      const size_t length = token.size() < 2
+                                ? std::string_view::npos
+                                : plain_string_length(token.data() + 1, token.size() - 1);
+      if (length != std::string_view::npos) {
+        fv.text = token.substr(1, length);
+      } else if (value.get_string().get(fv.text) != simdjson::SUCCESS) {
+        return ParseError::kMalformedJson;
+      }
+      fv.type = ValueType::kString;
+      return ParseError::kNone;
+    }
+    case od::json_type::number: {
+      std::string_view tok = trim_right(value.raw_json_token());
+      // raw_json_token does not validate; the number parse does.
+      double d;
+      if (value.get_double().get(d) != simdjson::SUCCESS) {
+        int64_t i;
+        uint64_t u;
+        if (value.get_int64().get(i) != simdjson::SUCCESS &&
+            value.get_uint64().get(u) != simdjson::SUCCESS) {
+          return ParseError::kMalformedJson;
+        }
+      }
+      fv.text = tok;
+      fv.type = ValueType::kNumber;
+      return ParseError::kNone;
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (value.get_bool().get(b) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+      fv.text = b ? "true" : "false";
+      fv.type = ValueType::kBool;
+      return ParseError::kNone;
+    }
+    case od::json_type::null: {
+      bool is_null = false;
+      if (value.is_null().get(is_null) != simdjson::SUCCESS || !is_null)
+        return ParseError::kMalformedJson;
+      fv.type = ValueType::kNull;
+      return ParseError::kNone;
+    }
+    default:
+      return ParseError::kMalformedJson;  // objects and arrays are read by the caller
+  }
+}
+
+// Reads an array `value`: an array of one scalar is that scalar (ECS writes
+// registry.data.strings as ["16"]); any other array is its raw JSON text (`end`: the end of
+// the event's text).
+ParseError read_array(od::value& value, const char* end, FieldValue& fv) {
+  const char* start = value.raw_json_token().data();
+  od::array arr;
+  if (value.get_array().get(arr) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+  FieldValue single;
+  size_t count = 0;
+  for (auto element : arr) {
+    if (element.error() != simdjson::SUCCESS) return ParseError::kMalformedJson;
+    if (++count > 1) continue;
+    od::value& e = element.value_unsafe();
+    od::json_type et;
+    if (e.type().get(et) != simdjson::SUCCESS) return ParseError::kMalformedJson;
+    if (et != od::json_type::object && et != od::json_type::array) {
+      if (auto pe = read_scalar(e, et, single); pe != ParseError::kNone) return pe;
+    }
+  }
+  if (count == 1 && single.present()) {
+    fv = single;
+  } else {
+    fv.text = std::string_view(start, json_value_length(start, end));
+    fv.type = ValueType::kArray;
+  }
+  return ParseError::kNone;
+}
+
 }  // namespace
 
 uint64_t FieldSet::edge_hash(uint32_t parent, std::string_view key) {
@@ -289,6 +372,15 @@ void Event::reset(size_t size) {
 
 EventParser::EventParser(size_t max_event_bytes, size_t max_depth)
     : max_event_bytes_(max_event_bytes), max_depth_(max_depth) {}
+
+std::optional<TimeMs> time_value(const FieldValue& v) {
+  if (v.type == ValueType::kString) return parse_rfc3339(v.text);
+  if (v.type != ValueType::kNumber) return std::nullopt;
+  TimeMs ms = 0;
+  auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), ms);
+  if (ec != std::errc() || end != v.text.data() + v.text.size() || ms < 0) return std::nullopt;
+  return ms;
+}
 
 ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Event& out) {
   out.reset(fields.size());
@@ -404,98 +496,12 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
     }
     filled_by_[static_cast<uint32_t>(n.slot)] = static_cast<uint32_t>(next);
     switch (type) {
-      case od::json_type::string: {
-        // A string without escapes is its own text in the buffer: no unescaping copy. (The
-        // token runs from the opening quote past the closing one; a shorter one, which stage
-        // 1 should never give, goes to simdjson's own parse and its error.)
-        const std::string_view token = value.raw_json_token();
-        const size_t length = token.size() < 2
-                                  ? std::string_view::npos
-                                  : plain_string_length(token.data() + 1, token.size() - 1);
-        if (length != std::string_view::npos) {
-          fv.text = token.substr(1, length);
-        } else if (value.get_string().get(fv.text) != simdjson::SUCCESS) {
-          return ParseError::kMalformedJson;
-        }
-        fv.type = ValueType::kString;
-        break;
-      }
-      case od::json_type::number: {
-        std::string_view tok = trim_right(value.raw_json_token());
-        // raw_json_token does not validate; the number parse does.
-        double d;
-        if (value.get_double().get(d) != simdjson::SUCCESS) {
-          int64_t i;
-          uint64_t u;
-          if (value.get_int64().get(i) != simdjson::SUCCESS &&
-              value.get_uint64().get(u) != simdjson::SUCCESS) {
-            return ParseError::kMalformedJson;
-          }
-        }
-        fv.text = tok;
-        fv.type = ValueType::kNumber;
-        break;
-      }
-      case od::json_type::boolean: {
-        bool b;
-        if (value.get_bool().get(b) != simdjson::SUCCESS) return ParseError::kMalformedJson;
-        fv.text = b ? "true" : "false";
-        fv.type = ValueType::kBool;
-        break;
-      }
-      case od::json_type::null: {
-        bool is_null = false;
-        if (value.is_null().get(is_null) != simdjson::SUCCESS || !is_null)
-          return ParseError::kMalformedJson;
-        fv.type = ValueType::kNull;
-        break;
-      }
-      case od::json_type::array: {
-        // An array of one scalar is that scalar (ECS writes registry.data.strings as
-        // ["16"]); any other array is its raw JSON text.
-        const char* start = value.raw_json_token().data();
-        od::array arr;
-        if (value.get_array().get(arr) != simdjson::SUCCESS) return ParseError::kMalformedJson;
-        FieldValue single;
-        size_t count = 0;
-        for (auto element : arr) {
-          if (element.error() != simdjson::SUCCESS) return ParseError::kMalformedJson;
-          if (++count > 1) continue;
-          od::value& e = element.value_unsafe();
-          od::json_type et;
-          if (e.type().get(et) != simdjson::SUCCESS) return ParseError::kMalformedJson;
-          if (et == od::json_type::string) {
-            if (e.get_string().get(single.text) != simdjson::SUCCESS)
-              return ParseError::kMalformedJson;
-            single.type = ValueType::kString;
-          } else if (et == od::json_type::number) {
-            double d;
-            if (e.get_double().get(d) != simdjson::SUCCESS) {
-              int64_t i;
-              uint64_t u;
-              if (e.get_int64().get(i) != simdjson::SUCCESS &&
-                  e.get_uint64().get(u) != simdjson::SUCCESS) {
-                return ParseError::kMalformedJson;
-              }
-            }
-            single.text = trim_right(e.raw_json_token());
-            single.type = ValueType::kNumber;
-          } else if (et == od::json_type::boolean) {
-            bool b;
-            if (e.get_bool().get(b) != simdjson::SUCCESS) return ParseError::kMalformedJson;
-            single.text = b ? "true" : "false";
-            single.type = ValueType::kBool;
-          }
-        }
-        if (count == 1 && single.present()) {
-          fv = single;
-        } else {
-          fv.text =
-              std::string_view(start, json_value_length(start, buffer_.data() + out.raw_.size()));
-          fv.type = ValueType::kArray;
+      case od::json_type::array:
+        if (auto pe = read_array(value, buffer_.data() + out.raw_.size(), fv);
+            pe != ParseError::kNone) {
+          return pe;
         }
         break;
-      }
       case od::json_type::object: {
         std::string_view rawj;
         if (simdjson::to_json_string(value).get(rawj) != simdjson::SUCCESS)
@@ -504,6 +510,8 @@ ParseError EventParser::walk_object(od::object obj, const FieldSet& fields, uint
         fv.type = ValueType::kObject;
         break;
       }
+      default:
+        if (auto pe = read_scalar(value, type, fv); pe != ParseError::kNone) return pe;
     }
   }
   return ParseError::kNone;

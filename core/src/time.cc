@@ -48,14 +48,6 @@ bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
 
 }  // namespace
 
-std::optional<TimeMs> parse_event_time(std::string_view text, bool is_number) {
-  if (!is_number) return parse_rfc3339(text);
-  TimeMs ms = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
-  if (ec != std::errc() || end != text.data() + text.size() || ms < 0) return std::nullopt;
-  return ms;
-}
-
 std::optional<TimeMs> parse_rfc3339(std::string_view s) {
   int year, month, day, hour, minute, second;
   if (s.size() < 19 || !read_digits(s, 0, 4, year) || s[4] != '-' || !read_digits(s, 5, 2, month) ||

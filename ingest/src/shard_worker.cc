@@ -338,10 +338,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
 // else now. Alerts and retained events share it, so an alert's event is found by its time.
 TimeMs ShardWorker::event_time(const MessageView& m) const {
   if (rules_->time_slot() >= 0) {
-    const FieldValue& tv = event_.field(static_cast<uint32_t>(rules_->time_slot()));
-    if (tv.type == ValueType::kString || tv.type == ValueType::kNumber) {
-      if (auto t = parse_event_time(tv.text, tv.type == ValueType::kNumber)) return *t;
-    }
+    if (auto t = time_value(event_.field(static_cast<uint32_t>(rules_->time_slot())))) return *t;
   }
   return m.timestamp >= 0 ? m.timestamp : clock_.now_ms();
 }

@@ -23,8 +23,13 @@ void RuleSetCompiler::compile_correlations() {
     return -1;
   };
   // A field of a base rule lives where the mapping puts it for that rule's logsource.
-  auto slot_of = [&](const std::string& sigma_field, const Logsource& ls) {
-    const auto paths = mapping_.json_paths(sigma_field, ls);
+  auto slot_of = [&](const std::string& sigma_field, const Logsource& ls, Status& bad) {
+    const FieldSpec where = mapping_.field(sigma_field, ls);
+    if (!where.unsupported.empty()) {
+      bad = Status::unsupported("field '" + sigma_field + "' cannot be grouped on under mapping '" +
+                                mapping_.name() + "': " + where.unsupported);
+    }
+    const auto& paths = where.paths;
     const uint32_t slot = set_->fields_.add(paths[0]);
     for (size_t i = 1; i < paths.size(); ++i) (void)set_->fields_.add_alias(paths[i], slot);
     return slot;
@@ -80,10 +85,10 @@ void RuleSetCompiler::compile_correlations() {
               field = it->second;
             }
           }
-          slots.push_back(slot_of(field, ls));
+          slots.push_back(slot_of(field, ls, bad));
         }
         cc.group_slots.push_back(std::move(slots));
-        cc.value_slots.push_back(spec.field.empty() ? 0 : slot_of(spec.field, ls));
+        cc.value_slots.push_back(spec.field.empty() ? 0 : slot_of(spec.field, ls, bad));
       }
     }
     if (!bad.is_ok()) {

@@ -3,13 +3,15 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
 #include "patterns.h"
+#include "sigma_internal.h"
 #include "vigil/core/utf8.h"
 
 namespace vigil::match {
@@ -77,18 +79,17 @@ Status parse_conversions(const YAML::Node& convert, const std::string& where, Fi
 
 }  // namespace
 
-// One `fields` map: Sigma field -> a path, a list of paths, or {path|paths|same_as, convert}.
-Expected<std::vector<FieldMapping::FieldEntry>> FieldMapping::parse_fields(
-    const YAML::Node& f, const std::string& where) {
+// One `fields` map: Sigma field -> a path, a list of paths, or
+// {path|paths|same_as|unsupported, convert}.
+Expected<FieldMapping::FieldTable> FieldMapping::parse_fields(const YAML::Node& f,
+                                                              const std::string& where) {
   if (!f.IsMap()) return Status::invalid(where + " must be a map");
-  std::vector<FieldEntry> out;
+  FieldTable out;
   for (const auto& kv : f) {
     FieldEntry e;
     e.sigma_field = kv.first.as<std::string>();
     const std::string here = where + ": field '" + e.sigma_field + "'";
-    for (const auto& seen : out) {
-      if (seen.sigma_field == e.sigma_field) return Status::invalid(here + " is listed twice");
-    }
+    if (out.by_name.count(e.sigma_field)) return Status::invalid(here + " is listed twice");
     const YAML::Node& v = kv.second;
     if (v.IsMap()) {
       if (auto s = check_keys(v, {"path", "paths", "same_as", "convert", "unsupported"}, here); !s)
@@ -103,26 +104,27 @@ Expected<std::vector<FieldMapping::FieldEntry>> FieldMapping::parse_fields(
         e.spec.unsupported = v["unsupported"].as<std::string>();
         if (e.spec.unsupported.empty())
           return Status::invalid(here + ": 'unsupported' needs the reason");
-        e.spec.paths = {""};
       }
       if (v["path"]) e.spec.paths = {v["path"].as<std::string>()};
       if (v["paths"]) e.spec.paths = scalars(v["paths"]);
       if (v["same_as"]) e.same_as = v["same_as"].as<std::string>();
       if (v["convert"]) {
-        if (!e.same_as.empty())
-          return Status::invalid(here + ": 'same_as' takes the other field's conversions");
+        if (e.spec.paths.empty())
+          return Status::invalid(here + ": 'convert' needs the field's own 'path' or 'paths'");
         if (auto s = parse_conversions(v["convert"], here, e.spec); !s) return s;
+        if (!e.spec.domain_path.empty() && e.spec.paths.size() != 1)
+          return Status::invalid(here + ": 'split_domain' takes one path for the name");
       }
     } else {
       e.spec.paths = scalars(v);
     }
-    if (e.same_as.empty() && e.spec.paths.empty())
+    if (e.same_as.empty() && e.spec.unsupported.empty() && e.spec.paths.empty())
       return Status::invalid(here + " maps to no path");
     for (const auto& p : e.spec.paths) {
-      if (p.empty() && e.spec.unsupported.empty())
-        return Status::invalid(here + " maps to an empty path");
+      if (p.empty()) return Status::invalid(here + " maps to an empty path");
     }
-    out.push_back(std::move(e));
+    out.by_name.emplace(e.sigma_field, out.entries.size());
+    out.entries.push_back(std::move(e));
   }
   return out;
 }
@@ -200,12 +202,7 @@ Expected<FieldMapping> FieldMapping::parse(const std::string& yaml_text,
       if (const auto w = entry["where"]) {
         if (!w.IsMap()) return Status::invalid(where + ": 'where' must be a map");
         for (const auto& kv : w) {
-          std::vector<std::string> values;
-          if (kv.second.IsSequence()) {
-            for (const auto& v : kv.second) values.push_back(v.as<std::string>());
-          } else {
-            values.push_back(kv.second.as<std::string>());
-          }
+          std::vector<std::string> values = scalars(kv.second);
           if (values.empty())
             return Status::invalid(where + ": empty value list for '" + kv.first.as<std::string>() +
                                    "'");
@@ -231,37 +228,44 @@ Expected<FieldMapping> FieldMapping::load_file(const std::string& path) {
 
 namespace {
 
-// Whether a `fields_by_logsource` entry applies to a rule: each key it sets equals the rule's.
-bool applies_to(const Logsource& entry, const Logsource& rule) {
-  auto agrees = [](const std::string& e, const std::string& r) { return e.empty() || e == r; };
-  return agrees(entry.product, rule.product) && agrees(entry.category, rule.category) &&
-         agrees(entry.service, rule.service);
+// Whether every key `pattern` sets equals the one of `ls` (an unset key agrees with any).
+bool covers(const Logsource& pattern, const Logsource& ls) {
+  auto agrees = [](const std::string& p, const std::string& v) { return p.empty() || p == v; };
+  return agrees(pattern.product, ls.product) && agrees(pattern.category, ls.category) &&
+         agrees(pattern.service, ls.service);
 }
 
 }  // namespace
 
+const FieldMapping::FieldEntry* FieldMapping::FieldTable::find(
+    const std::string& sigma_field) const {
+  const auto it = by_name.find(sigma_field);
+  return it == by_name.end() ? nullptr : &entries[it->second];
+}
+
 const FieldMapping::FieldEntry* FieldMapping::find_entry(const std::string& sigma_field,
-                                                         const Logsource& rule_ls) const {
-  for (const auto& set : fields_by_logsource_) {
-    if (!applies_to(set.match, rule_ls)) continue;
-    for (const auto& e : set.fields) {
-      if (e.sigma_field == sigma_field) return &e;
+                                                         const Logsource* rule_ls) const {
+  if (rule_ls != nullptr) {
+    for (const auto& set : fields_by_logsource_) {
+      if (!covers(set.match, *rule_ls)) continue;
+      if (const FieldEntry* e = set.fields.find(sigma_field)) return e;
     }
   }
-  for (const auto& e : fields_) {
-    if (e.sigma_field == sigma_field) return &e;
-  }
-  return nullptr;
+  return fields_.find(sigma_field);
 }
 
 FieldSpec FieldMapping::field(const std::string& sigma_field, const Logsource& rule_ls) const {
   std::string name = sigma_field;
-  // Chains of same_as end: parse() refused cycles; the bound is a second guard.
-  for (size_t hops = 0; hops <= fields_.size() + 64; ++hops) {
-    const FieldEntry* e = find_entry(name, rule_ls);
-    if (e == nullptr) break;
-    if (e->same_as.empty()) return e->spec;
+  const FieldEntry* e = find_entry(name, &rule_ls);
+  // parse() refused same_as cycles, so the chain ends.
+  while (e != nullptr && !e->same_as.empty()) {
     name = e->same_as;
+    e = find_entry(name, &rule_ls);
+  }
+  FieldSpec out;
+  if (e != nullptr) {
+    out = e->spec;
+    if (out.unsupported.empty()) return out;
   }
   // A Sigma field name is one key: escape dots so they are not read as path separators.
   std::string key;
@@ -269,37 +273,37 @@ FieldSpec FieldMapping::field(const std::string& sigma_field, const Logsource& r
     if (c == '.') key += '\\';
     key += c;
   }
-  FieldSpec out;
   for (const auto& prefix : field_prefixes_) out.paths.push_back(prefix + key);
   return out;
 }
 
-// A same_as chain must end, for a rule of any logsource: followed from every field entry in
-// the context of every fields_by_logsource entry and of a rule none applies to.
+// A same_as chain must end for a rule of any logsource: walked in the context of each
+// fields_by_logsource entry's own match and of a rule none applies to, each field once per
+// context (a chain met again is known to end).
 Status FieldMapping::check_same_as_chains(const std::string& source) const {
-  std::vector<Logsource> contexts{Logsource{"\x01", "\x01", "\x01"}};
-  for (const auto& set : fields_by_logsource_) contexts.push_back(set.match);
-  auto check_from = [&](const FieldEntry& start, const Logsource& ctx) -> Status {
-    std::vector<std::string> chain{start.sigma_field};
-    const FieldEntry* e = &start;
-    while (e != nullptr && !e->same_as.empty()) {
-      if (std::find(chain.begin(), chain.end(), e->same_as) != chain.end()) {
-        std::string path;
-        for (const auto& c : chain) path += c + " -> ";
-        return Status::invalid(source + ": field mapping cycle: " + path + e->same_as);
-      }
-      chain.push_back(e->same_as);
-      e = find_entry(e->same_as, ctx);
-    }
-    return Status::ok();
-  };
-  for (const auto& ctx : contexts) {
-    for (const auto& e : fields_) {
-      if (auto s = check_from(e, ctx); !s) return s;
-    }
-    for (const auto& set : fields_by_logsource_) {
-      for (const auto& e : set.fields) {
-        if (auto s = check_from(e, ctx); !s) return s;
+  std::vector<const Logsource*> contexts{nullptr};
+  for (const auto& set : fields_by_logsource_) contexts.push_back(&set.match);
+  std::vector<const FieldTable*> tables{&fields_};
+  for (const auto& set : fields_by_logsource_) tables.push_back(&set.fields);
+  for (const Logsource* ctx : contexts) {
+    std::unordered_set<std::string> ends;  // fields whose chain is known to end
+    for (const FieldTable* table : tables) {
+      for (const auto& start : table->entries) {
+        std::vector<std::string> chain;
+        std::unordered_set<std::string> on_chain;
+        const FieldEntry* e = &start;
+        std::string name = start.sigma_field;
+        while (e != nullptr && !e->same_as.empty() && !ends.count(name)) {
+          if (!on_chain.insert(name).second) {
+            std::string path;
+            for (const auto& c : chain) path += c + " -> ";
+            return Status::invalid(source + ": field mapping cycle: " + path + name);
+          }
+          chain.push_back(name);
+          name = e->same_as;
+          e = find_entry(name, ctx);
+        }
+        ends.insert(chain.begin(), chain.end());
       }
     }
   }
@@ -309,14 +313,7 @@ Status FieldMapping::check_same_as_chains(const std::string& source) const {
 std::vector<uint32_t> FieldMapping::logsources_for(const Logsource& ls) const {
   std::vector<uint32_t> out;
   for (uint32_t i = 0; i < logsources_.size(); ++i) {
-    const Logsource& m = logsources_[i].match;
-    auto agrees = [](const std::string& rule, const std::string& entry) {
-      return rule.empty() || rule == entry;
-    };
-    if (agrees(ls.product, m.product) && agrees(ls.category, m.category) &&
-        agrees(ls.service, m.service)) {
-      out.push_back(i);
-    }
+    if (covers(ls, logsources_[i].match)) out.push_back(i);
   }
   return out;
 }
@@ -427,43 +424,27 @@ Expected<SigmaRule> resolve_placeholders(const SigmaRule& rule, const FieldMappi
 namespace vigil::match {
 namespace {
 
-// A Sigma value as characters, each literal or a wildcard (`*`, `?`), Sigma's escapes undone
-// (a backslash escapes `*`, `?` and itself; before anything else it is itself).
-struct SigmaChar {
-  char c;
-  bool wildcard;
-};
-std::vector<SigmaChar> sigma_chars(const std::string& v) {
-  std::vector<SigmaChar> out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (v[i] == '\\' && i + 1 < v.size() &&
-        (v[i + 1] == '*' || v[i + 1] == '?' || v[i + 1] == '\\')) {
-      out.push_back({v[++i], false});
-    } else {
-      out.push_back({v[i], v[i] == '*' || v[i] == '?'});
-    }
-  }
-  return out;
-}
-std::string sigma_text(const std::vector<SigmaChar>& chars, size_t from, size_t to) {
-  std::string out;
-  for (size_t i = from; i < to; ++i) {
-    if (!chars[i].wildcard && (chars[i].c == '*' || chars[i].c == '?' || chars[i].c == '\\'))
-      out += '\\';
-    out += chars[i].c;
-  }
-  return out;
-}
+using detail::for_each_sigma_char;
+using detail::sigma_chars;
+using detail::sigma_text;
+using detail::SigmaChar;
+
 std::string sigma_literal(const std::string& text) {
   std::vector<SigmaChar> chars;
   for (char c : text) chars.push_back({c, false});
   return sigma_text(chars, 0, chars.size());
 }
 
-bool contains_word(const std::string& text) {
-  std::string upper = text;
-  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return upper.find("WORD") != std::string::npos;
+// The text a Sigma value stands for when it has no wildcard.
+std::optional<std::string> literal_text(const std::string& sigma_value) {
+  std::string out;
+  bool wildcard = false;
+  for_each_sigma_char(sigma_value, [&](char c, bool w) {
+    wildcard = wildcard || w;
+    out += c;
+  });
+  if (wildcard) return std::nullopt;
+  return out;
 }
 
 std::string test_name(const Predicate& p) {
@@ -499,44 +480,49 @@ class ValueConverter {
     const Predicate p = rule_.predicates[n.index];
     if (p.field.empty()) return Status::ok();
     const FieldSpec spec = mapping_.field(p.field, rule_.logsource);
-    if (!spec.unsupported.empty()) {
-      return Status::unsupported(rule_.source + ": field '" + p.field +
-                                 "' cannot be tested under mapping '" + mapping_.name() +
-                                 "': " + spec.unsupported);
+    if (!spec.unsupported.empty()) return refuse_unsupported(p.field, spec);
+    if (p.kind == Predicate::Kind::kFieldRef) {
+      // Two fields compared as the event holds them: neither may need its values converted.
+      const FieldSpec ref = mapping_.field(p.operand, rule_.logsource);
+      if (!ref.unsupported.empty()) return refuse_unsupported(p.operand, ref);
+      if (ref.converts()) return refuse(p.operand, ref, "fieldref");
     }
     if (p.kind == Predicate::Kind::kExists || p.kind == Predicate::Kind::kMissing ||
-        (spec.values.empty() && !spec.registry_dword && spec.domain_path.empty())) {
+        !spec.converts()) {
       return Status::ok();
     }
     // A regular expression about anything but a DWORD tests string data, which is unchanged.
     if (spec.registry_dword && p.kind == Predicate::Kind::kPattern && p.user_regex &&
-        !contains_word(p.regex)) {
+        ascii_lower(p.regex).find("word") == std::string::npos) {
       return Status::ok();
     }
     const bool plain = p.kind == Predicate::Kind::kEmpty ||
                        (p.kind == Predicate::Kind::kPattern && !p.value.empty() && !p.windash &&
                         !p.expand && !p.user_regex);
-    if (!plain) return refuse(p, spec, test_name(p));
+    if (!plain) return refuse(p.field, spec, test_name(p));
     const std::string value = p.kind == Predicate::Kind::kEmpty ? "" : p.value;
-    const bool exact =
-        p.kind == Predicate::Kind::kEmpty ||
-        (p.anchor_start && p.anchor_end && value.find_first_of("*?") == std::string::npos);
+    const auto text = literal_text(value);  // none: the value has wildcards
     if (!spec.values.empty()) {
-      if (!exact) return refuse(p, spec, test_name(p));
+      if (!text || !p.anchor_start || !p.anchor_end) return refuse(p.field, spec, test_name(p));
       for (const auto& [from, to] : spec.values) {
-        if (ascii_iequals(from, value)) return replace(n, literal(p, "", to, true, true));
+        if (ascii_iequals(from, *text)) return replace(n, literal(p, "", to, true, true));
       }
       return Status::ok();
     }
-    if (spec.registry_dword) return convert_dword(n, p, spec, value);
+    if (spec.registry_dword) return convert_dword(n, p, spec, value, text);
     return split_domain(n, p, spec, value);
   }
 
  private:
-  Status refuse(const Predicate& p, const FieldSpec& spec, const std::string& what) {
-    return Status::unsupported(rule_.source + ": field '" + p.field +
+  Status refuse(const std::string& field, const FieldSpec& spec, const std::string& what) {
+    return Status::unsupported(rule_.source + ": field '" + field +
                                "' has a value conversion in mapping '" + mapping_.name() +
                                "' (to " + spec.paths[0] + ") that cannot convert " + what);
+  }
+  Status refuse_unsupported(const std::string& field, const FieldSpec& spec) {
+    return Status::unsupported(rule_.source + ": field '" + field +
+                               "' cannot be tested under mapping '" + mapping_.name() +
+                               "': " + spec.unsupported);
   }
 
   // A plain test of `path` (a JSON path; empty: the predicate's own field) for `text`.
@@ -573,26 +559,23 @@ class ValueConverter {
     return Status::ok();
   }
 
-  // Registry data as Winlogbeat writes it: a DWORD as its decimal value.
+  // Registry data as Winlogbeat writes it: a DWORD as its decimal value. Sysmon writes a
+  // DWORD as exactly `DWORD (0x%08x)`: a test for that whole text, whatever its match mode, is
+  // a test for the whole value. Any other test naming a DWORD or QWORD cannot be carried.
   Status convert_dword(CondNode& n, const Predicate& p, const FieldSpec& spec,
-                       const std::string& value) {
-    const std::string upper = [&] {
-      std::string u = value;
-      for (auto& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      return u;
-    }();
-    const bool dword = upper.find("DWORD") != std::string::npos;
-    if (!dword && upper.find("QWORD") == std::string::npos) return Status::ok();
-    // Sysmon writes a DWORD as exactly `DWORD (0x%08x)`: a test for that whole text, whatever
-    // its match mode, is a test for the whole value.
-    unsigned long number = 0;
-    if (upper.size() == 18 && upper.rfind("DWORD (0X", 0) == 0 && upper.back() == ')') {
-      const std::string hex = value.substr(9, 8);
-      auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), number, 16);
-      if (ec == std::errc() && end == hex.data() + hex.size())
+                       const std::string& value, const std::optional<std::string>& text) {
+    const std::string lower = ascii_lower(value);
+    if (lower.find("dword") == std::string::npos && lower.find("qword") == std::string::npos)
+      return Status::ok();
+    if (text && text->size() == 18 && ascii_lower(*text).rfind("dword (0x", 0) == 0 &&
+        text->back() == ')') {
+      unsigned long number = 0;
+      const char* hex = text->data() + 9;
+      auto [end, ec] = std::from_chars(hex, hex + 8, number, 16);
+      if (ec == std::errc() && end == hex + 8)
         return replace(n, literal(p, "", std::to_string(number), true, true));
     }
-    return refuse(p, spec,
+    return refuse(p.field, spec,
                   "'" + value + "' (a DWORD is converted only as the whole `DWORD (0x........)`)");
   }
 
@@ -605,16 +588,16 @@ class ValueConverter {
     for (size_t i = 0; i < chars.size(); ++i) {
       if (!chars[i].wildcard && chars[i].c == '\\') slashes.push_back(i);
     }
-    if (slashes.size() > 1) return refuse(p, spec, "'" + value + "' (more than one backslash)");
+    if (slashes.size() > 1)
+      return refuse(p.field, spec, "'" + value + "' (more than one backslash)");
     const bool as = p.anchor_start, ae = p.anchor_end;
     const std::string& name_path = spec.paths[0];
     const std::string& domain_path = spec.domain_path;
     if (slashes.empty()) {
       // A `*` could stand for the backslash: the two fields cannot be tested apart.
-      if (value.find('*') != std::string::npos &&
-          std::any_of(chars.begin(), chars.end(),
+      if (std::any_of(chars.begin(), chars.end(),
                       [](const SigmaChar& c) { return c.wildcard && c.c == '*'; }))
-        return refuse(p, spec, "'" + value + "' (a wildcard where the backslash may be)");
+        return refuse(p.field, spec, "'" + value + "' (a wildcard where the backslash may be)");
       const std::string v = sigma_text(chars, 0, chars.size());
       if (as && ae) return replace(n, pattern(p, name_path, v, true, true));  // a bare name
       if (as) return replace(n, pattern(p, domain_path, v, true, false));

@@ -20,6 +20,29 @@
 
 namespace vigil::match::detail {
 
+// Sigma's value syntax: a backslash escapes `*`, `?` and itself (before anything else it is
+// itself); an unescaped `*` or `?` is a wildcard. Calls f(c, wildcard) per character.
+template <class F>
+void for_each_sigma_char(const std::string& value, F&& f) {
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (c == '\\' && i + 1 < value.size() &&
+        (value[i + 1] == '*' || value[i + 1] == '?' || value[i + 1] == '\\')) {
+      f(value[++i], false);
+    } else {
+      f(c, c == '*' || c == '?');
+    }
+  }
+}
+
+// A Sigma value as characters, and characters written back as a Sigma value.
+struct SigmaChar {
+  char c;
+  bool wildcard;
+};
+std::vector<SigmaChar> sigma_chars(const std::string& value);
+std::string sigma_text(const std::vector<SigmaChar>& chars, size_t from, size_t to);
+
 // Values as regexes (sigma_values.cc).
 // `json`: the value is searched in raw JSON text (keywords), so its special characters are
 // matched as JSON escapes them.

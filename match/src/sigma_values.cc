@@ -57,22 +57,32 @@ std::string to_regex(const std::string& value, bool anchor_start, bool anchor_en
   auto literal = [&](unsigned char c) {
     json ? append_json_literal(out, c) : append_literal(out, c);
   };
-  for (size_t i = 0; i < value.size(); ++i) {
-    const char c = value[i];
-    if (c == '\\' && i + 1 < value.size() &&
-        (value[i + 1] == '*' || value[i + 1] == '?' || value[i + 1] == '\\')) {
-      literal(static_cast<unsigned char>(value[++i]));
-    } else if (c == '*') {
-      out += ".*";
-    } else if (c == '?') {
-      out += '.';
+  for_each_sigma_char(value, [&](char c, bool wildcard) {
+    if (wildcard) {
+      out += c == '*' ? ".*" : ".";
     } else if (windash && (c == '-' || c == '/')) {
       out += kWindashAlternatives;
     } else {
       literal(static_cast<unsigned char>(c));
     }
-  }
+  });
   if (anchor_end) out += "\\z";
+  return out;
+}
+
+std::vector<SigmaChar> sigma_chars(const std::string& value) {
+  std::vector<SigmaChar> out;
+  for_each_sigma_char(value, [&](char c, bool wildcard) { out.push_back({c, wildcard}); });
+  return out;
+}
+
+std::string sigma_text(const std::vector<SigmaChar>& chars, size_t from, size_t to) {
+  std::string out;
+  for (size_t i = from; i < to; ++i) {
+    if (!chars[i].wildcard && (chars[i].c == '*' || chars[i].c == '?' || chars[i].c == '\\'))
+      out += '\\';
+    out += chars[i].c;
+  }
   return out;
 }
 

@@ -67,6 +67,17 @@ TEST(EventParser, AnArrayOfOneScalarIsThatScalar) {
   EXPECT_EQ(parser.parse(R"({"d":[1,})", fields, event), ParseError::kMalformedJson);
 }
 
+// An event's time: RFC 3339 text or (OCSF `time`) whole milliseconds since the epoch.
+TEST(EventTime, TextOrEpochMilliseconds) {
+  EXPECT_EQ(time_value({ValueType::kString, "1970-01-01T00:00:01.5Z"}), 1500);
+  EXPECT_EQ(time_value({ValueType::kNumber, "1700000000123"}), 1700000000123);
+  EXPECT_FALSE(time_value({ValueType::kNumber, "1.5e3"}));
+  EXPECT_FALSE(time_value({ValueType::kNumber, "-5"}));
+  EXPECT_FALSE(time_value({ValueType::kString, "yesterday"}));
+  EXPECT_FALSE(time_value({ValueType::kBool, "true"}));
+  EXPECT_FALSE(time_value({}));
+}
+
 // Keys are compared as written unless they hold an escape; an escaped key is unescaped first.
 TEST_F(EventParserTest, EscapedKeysAreFoundByTheirUnescapedName) {
   const std::string raw =

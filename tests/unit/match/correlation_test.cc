@@ -57,7 +57,7 @@ struct Ev {
 // Correlator as `vigil match` does, and returns (event index, rule id) of each output line.
 class Harness {
  public:
-  explicit Harness(const std::string& correlation) {
+  explicit Harness(const std::string& correlation, const std::string& mapping_text = kMapping) {
     std::vector<SigmaRule> rules;
     std::string all = base_rules() + "---\n" + correlation;
     size_t pos = 0;
@@ -74,7 +74,7 @@ class Harness {
       if (end == std::string::npos) break;
       pos = end + 5;
     }
-    auto mapping = FieldMapping::parse(kMapping, "m.yml");
+    auto mapping = FieldMapping::parse(mapping_text, "m.yml");
     EXPECT_TRUE(mapping) << mapping.status().to_string();
     auto rs = RuleSet::compile(rules, *mapping, report);
     EXPECT_TRUE(rs);
@@ -162,6 +162,23 @@ correlation:
   // The base rule does not alert on its own (generate: false).
   EXPECT_FALSE(h.set->rules()[0].emit);
   EXPECT_TRUE(h.set->rules()[1].emit);
+}
+
+// Grouping on a field the mapping marks unsupported refuses the correlation with the reason.
+TEST(CorrelationTest, GroupingOnAnUnsupportedFieldIsRefused) {
+  Harness h(R"(title: Brute force
+id: corr-bf
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [user]
+  timespan: 5m
+  condition: {gte: 3}
+)",
+            std::string(kMapping) + "fields: {user: {unsupported: 'the shipper drops it'}}\n");
+  EXPECT_NE(h.error.find("field 'user' cannot be grouped on under mapping 'test': the shipper"),
+            std::string::npos)
+      << h.error;
 }
 
 TEST(CorrelationTest, ValueCountCountsDistinctValues) {

@@ -2,8 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "vigil/match/matcher.h"
-#include "vigil/match/ruleset.h"
+#include "rule_match.h"
 
 namespace vigil::match {
 namespace {
@@ -108,50 +107,24 @@ TEST(FieldMapping, RefusesCyclesUnknownConversionsAndBadEntriesByName) {
   EXPECT_NE(refused("fields_by_logsource:\n  - match: {categry: c}\n    fields: {A: a}\n")
                 .find("unknown key 'categry'"),
             std::string::npos);
+  EXPECT_NE(refused("fields: {A: {same_as: B, convert: {registry_dword: true}}}\n")
+                .find("'convert' needs the field's own"),
+            std::string::npos);
+  EXPECT_NE(refused("fields: {A: {paths: [a, b], convert: {split_domain: d}}}\n")
+                .find("one path for the name"),
+            std::string::npos);
   EXPECT_EQ(refused("fields: {A: {path: a, convert: {values: {'true': egress}}}}\n"), "accepted");
 }
 
-// A rule compiled under `mapping` and matched against events.
-class Converted {
+// A process_creation rule compiled under a mapping made of `fields` and one logsource.
+class Converted : public test_support::RuleMatch {
  public:
-  Converted(const std::string& mapping_fields, const std::string& detection) {
-    auto mapping = FieldMapping::parse("name: t\n" + mapping_fields + R"(
+  Converted(const std::string& fields, const std::string& detection)
+      : RuleMatch(detection, "process_creation", "name: t\n" + fields + R"(
 logsources:
   - name: proc
     match: {product: windows, category: process_creation}
-)",
-                                       "m.yml");
-    EXPECT_TRUE(mapping) << mapping.status().to_string();
-    auto rule = parse_sigma(
-        "title: T\nid: r1\nlogsource: {product: windows, category: process_creation}\n"
-        "detection:\n" +
-            detection,
-        "r.yml");
-    EXPECT_TRUE(rule) << rule.status().to_string();
-    CompileReport report;
-    auto rs = RuleSet::compile({*rule}, *mapping, report);
-    EXPECT_TRUE(rs) << rs.status().to_string();
-    if (!report.rules[0].status.is_ok()) {
-      error_ = report.rules[0].status.message();
-      return;
-    }
-    rules_ = *rs;
-    matcher_ = std::move(*Matcher::create(rules_));
-  }
-  const std::string& error() const { return error_; }
-  bool matches(const std::string& json) {
-    EXPECT_EQ(parser_.parse(json, rules_->fields(), event_), ParseError::kNone) << json;
-    std::vector<uint32_t> out;
-    EXPECT_TRUE(matcher_->match(event_, out).is_ok());
-    return !out.empty();
-  }
-
- private:
-  std::string error_;
-  std::shared_ptr<const RuleSet> rules_;
-  std::unique_ptr<Matcher> matcher_;
-  EventParser parser_;
-  Event event_;
+)") {}
 };
 
 TEST(FieldMapping, ValuesConversionRewritesExactValuesAndRefusesOtherTests) {
@@ -167,6 +140,23 @@ TEST(FieldMapping, ValuesConversionRewritesExactValuesAndRefusesOtherTests) {
   EXPECT_NE(contains.error().find("field 'Initiated' has a value conversion"), std::string::npos)
       << contains.error();
   EXPECT_NE(contains.error().find("a 'contains' value"), std::string::npos) << contains.error();
+}
+
+// A field the shipper cannot carry, or one whose values need converting, is refused wherever
+// a rule names it: as the tested field or as the other side of a fieldref.
+TEST(FieldMapping, UnsupportedAndConvertedFieldsAreRefusedAsFieldrefOperandsToo) {
+  const std::string fields =
+      "fields: {Hashes: {unsupported: 'split by the shipper'}, User: {path: user.name, convert: "
+      "{split_domain: user.domain}}}";
+  Converted hashes(fields, "  a: {Image|fieldref: Hashes}\n  condition: a\n");
+  EXPECT_NE(hashes.error().find("field 'Hashes' cannot be tested under mapping 't': split by"),
+            std::string::npos)
+      << hashes.error();
+  Converted user(fields, "  a: {ParentUser|fieldref: User}\n  condition: a\n");
+  EXPECT_NE(user.error().find("field 'User' has a value conversion"), std::string::npos)
+      << user.error();
+  Converted exists(fields, "  a: {Hashes|exists: true}\n  condition: a\n");
+  EXPECT_NE(exists.error().find("cannot be tested"), std::string::npos) << exists.error();
 }
 
 TEST(FieldMapping, RegistryDwordBecomesTheDecimalNumber) {

@@ -1,6 +1,6 @@
 #pragma once
-// Compiling one rule under a two-logsource test mapping and matching events with it: the
-// helpers of ruleset_test.cc and ruleset_modifiers_test.cc.
+// Compiling one rule under a two-logsource test mapping (or a test's own) and matching events
+// with it: the helpers of ruleset_test.cc, ruleset_modifiers_test.cc and mapping_test.cc.
 
 #include <gtest/gtest.h>
 
@@ -28,8 +28,9 @@ logsources:
 // Compiles one rule (detection block given) and matches events against it.
 class RuleMatch {
  public:
-  explicit RuleMatch(const std::string& detection,
-                     const std::string& category = "process_creation") {
+  // `mapping`: the mapping's YAML text (kMapping unless a test needs its own).
+  explicit RuleMatch(const std::string& detection, const std::string& category = "process_creation",
+                     const std::string& mapping_text = kMapping) {
     const std::string yaml =
         "title: T\nid: r1\nlogsource:\n  product: windows\n  category: " + category +
         "\ndetection:\n" + detection;
@@ -38,7 +39,7 @@ class RuleMatch {
       error_ = rule.status().to_string();
       return;
     }
-    auto mapping = FieldMapping::parse(kMapping, "m.yml");
+    auto mapping = FieldMapping::parse(mapping_text, "m.yml");
     EXPECT_TRUE(mapping) << mapping.status().to_string();
     std::vector<SigmaRule> rules{*rule};
     auto rs = RuleSet::compile(rules, *mapping, report_);

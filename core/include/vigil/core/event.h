@@ -13,11 +13,13 @@
 #include <simdjson.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "vigil/core/check.h"
+#include "vigil/core/time.h"
 
 namespace vigil {
 
@@ -31,6 +33,10 @@ struct FieldValue {
 
   bool present() const { return type != ValueType::kMissing && type != ValueType::kNull; }
 };
+
+// The time an event's time field holds: RFC 3339 text, or whole milliseconds since the epoch
+// (a number, as OCSF writes `time`); nullopt for anything else.
+std::optional<TimeMs> time_value(const FieldValue& v);
 
 class FieldSet {
  public:

@@ -46,10 +46,6 @@ class ManualClock final : public Clock {
 // A timestamp without a zone is UTC. Returns nullopt for anything else.
 std::optional<TimeMs> parse_rfc3339(std::string_view text);
 
-// An event's time field: RFC 3339 text, or (`is_number`) whole milliseconds since the epoch,
-// as OCSF writes `time`.
-std::optional<TimeMs> parse_event_time(std::string_view text, bool is_number);
-
 // Parses a duration such as "90s", "15m", "1h", "7d", "250ms".
 std::optional<int64_t> parse_duration_ms(std::string_view text);
 

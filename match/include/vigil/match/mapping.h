@@ -38,6 +38,7 @@
 // equals one of the listed values (case-insensitive).
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "vigil/core/status.h"
@@ -69,8 +70,10 @@ struct FieldSpec {
   // path the domain, as Winlogbeat writes Sysmon's User into user.name and user.domain.
   std::string domain_path;
   // Set: the sensor does not carry this field in a form a rule can test (why); rules testing
-  // it are refused with the reason instead of never matching.
+  // it are refused with the reason instead of never matching (`paths` are then the prefix's).
   std::string unsupported;
+
+  bool converts() const { return !values.empty() || registry_dword || !domain_path.empty(); }
 };
 
 class FieldMapping {
@@ -103,16 +106,23 @@ class FieldMapping {
     FieldSpec spec;
     std::string same_as;
   };
+  // Field entries with an index by Sigma name.
+  struct FieldTable {
+    std::vector<FieldEntry> entries;
+    std::unordered_map<std::string, size_t> by_name;
+    const FieldEntry* find(const std::string& sigma_field) const;
+  };
   struct FieldSet {
     Logsource match;  // empty keys: any
-    std::vector<FieldEntry> fields;
+    FieldTable fields;
   };
-  static Expected<std::vector<FieldEntry>> parse_fields(const YAML::Node& f,
-                                                        const std::string& where);
-  const FieldEntry* find_entry(const std::string& sigma_field, const Logsource& rule_ls) const;
+  static Expected<FieldTable> parse_fields(const YAML::Node& f, const std::string& where);
+  // The entry of a field for a rule of `rule_ls` (null: a rule no fields_by_logsource entry
+  // applies to), or null.
+  const FieldEntry* find_entry(const std::string& sigma_field, const Logsource* rule_ls) const;
   Status check_same_as_chains(const std::string& source) const;
 
-  std::vector<FieldEntry> fields_;
+  FieldTable fields_;
   std::vector<FieldSet> fields_by_logsource_;
   std::string host_field_;
   std::string time_field_;
