@@ -5,6 +5,8 @@
 //                the windows-evtx-json mapping, over the corpus' real events as recorded.
 //   SigmaTree/all: the whole tree under the vigil-sensor mapping (every logsource), over the
 //                same events in the flat layout.
+//   SigmaTree/ecs: the Windows rules under the ecs-windows mapping, over the same events as
+//                Winlogbeat 8 writes them in ECS (tests/support/evtx_layouts.h).
 //   SigmaTree_Re2Set:   the same rules and events on RE2::Set, one set per logsource group
 //                       and field, rules evaluated when one of their predicates holds.
 //   SigmaTree_Pcre2Loop: the same rules and events, rule after rule, one PCRE2 (JIT)
@@ -28,6 +30,7 @@
 #include <map>
 #include <set>
 
+#include "support/evtx_layouts.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/matcher.h"
 #include "vigil/match/reference_matcher.h"
@@ -85,40 +88,6 @@ Workload default_pack() {
   return w;
 }
 
-// The corpus' EVTX-layout event as vigil's flat layout (vigil-sensor.yml): the header's
-// Channel, EventID, Computer and provider name, and every EventData field, at the top level.
-std::string flatten_evtx(const std::string& line) {
-  rapidjson::Document in;
-  in.Parse(line.c_str());
-  rapidjson::Document out(rapidjson::kObjectType);
-  auto& a = out.GetAllocator();
-  if (in.IsObject() && in.HasMember("Event") && in["Event"].IsObject()) {
-    auto& ev = in["Event"];
-    if (ev.HasMember("System") && ev["System"].IsObject()) {
-      auto& sys = ev["System"];
-      for (const char* k : {"Channel", "EventID", "Computer"}) {
-        if (sys.HasMember(k)) out.AddMember(rapidjson::Value(k, a), rapidjson::Value(sys[k], a), a);
-      }
-      if (sys.HasMember("Provider") && sys["Provider"].IsObject() &&
-          sys["Provider"].HasMember("#attributes")) {
-        auto& attrs = sys["Provider"]["#attributes"];
-        if (attrs.IsObject() && attrs.HasMember("Name"))
-          out.AddMember("Provider_Name", rapidjson::Value(attrs["Name"], a), a);
-      }
-    }
-    if (ev.HasMember("EventData") && ev["EventData"].IsObject()) {
-      for (auto& m : ev["EventData"].GetObject()) {
-        if (!out.HasMember(m.name))
-          out.AddMember(rapidjson::Value(m.name, a), rapidjson::Value(m.value, a), a);
-      }
-    }
-  }
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  out.Accept(w);
-  return buf.GetString();
-}
-
 // The corpus' events as recorded (EVTX layout), one per line of its event files.
 std::vector<std::string> corpus_events() {
   const fs::path dir =
@@ -132,14 +101,20 @@ std::vector<std::string> corpus_events() {
   return events;
 }
 
-// `all`: the whole tree (every logsource, vigil-sensor.yml) over the events in the flat
-// layout; otherwise the Windows rules (windows-evtx-json.yml) over the events as recorded.
-Workload sigma_tree(bool all = false) {
+// The SigmaHQ tree over the corpus' events in one layout, compiled with that layout's mapping:
+//   kEvtx: the Windows rules (windows-evtx-json.yml) over the events as recorded;
+//   kFlat: the whole tree (every logsource, vigil-sensor.yml) over the events in the flat layout;
+//   kEcs:  the Windows rules (ecs-windows.yml) over the events as Winlogbeat 8 writes them
+//          (tests/support/evtx_layouts.h).
+enum class Layout { kEvtx, kFlat, kEcs };
+Workload sigma_tree(Layout layout) {
   Workload w;
   const fs::path corpus = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus";
-  auto mapping =
-      match::FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") +
-                                     (all ? "vigil-sensor.yml" : "windows-evtx-json.yml"));
+  const char* mapping_file = layout == Layout::kFlat  ? "vigil-sensor.yml"
+                             : layout == Layout::kEcs ? "ecs-windows.yml"
+                                                      : "windows-evtx-json.yml";
+  auto mapping = match::FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") +
+                                                mapping_file);
   match::CompileReport report;
   auto parsed = match::load_rules({(corpus / "sigma_rules").string()}, report);
   w.rules = *match::RuleSet::compile(parsed, *mapping, report);
@@ -151,17 +126,24 @@ Workload sigma_tree(bool all = false) {
     if (ids.count(r.id) && !r.correlation) w.parsed.push_back(std::move(r));
   }
   w.mapping = std::move(*mapping);
-  for (const std::string& line : corpus_events())
-    w.events.push_back(all ? flatten_evtx(line) : line);
+  for (const std::string& line : corpus_events()) {
+    w.events.push_back(layout == Layout::kFlat  ? test::evtx_to_flat(line)
+                       : layout == Layout::kEcs ? test::evtx_to_ecs(line)
+                                                : line);
+  }
   return w;
 }
 
 const Workload& windows_tree() {
-  static const Workload w = sigma_tree(false);
+  static const Workload w = sigma_tree(Layout::kEvtx);
   return w;
 }
 const Workload& whole_tree() {
-  static const Workload w = sigma_tree(true);
+  static const Workload w = sigma_tree(Layout::kFlat);
+  return w;
+}
+const Workload& ecs_tree() {
+  static const Workload w = sigma_tree(Layout::kEcs);
   return w;
 }
 
@@ -207,13 +189,16 @@ BENCHMARK(BM_DefaultPack);
 
 const Workload& tree(bool all) { return all ? whole_tree() : windows_tree(); }
 
-void BM_SigmaTree(benchmark::State& state, bool all) {
-  const Workload& w = tree(all);
+void BM_SigmaTree(benchmark::State& state, const Workload& (*workload)()) {
+  const Workload& w = workload();
   run_match(state, w);
   state.counters["unsupported"] = static_cast<double>(w.unsupported);
 }
-BENCHMARK_CAPTURE(BM_SigmaTree, windows, false);
-BENCHMARK_CAPTURE(BM_SigmaTree, all, true);
+BENCHMARK_CAPTURE(BM_SigmaTree, windows, &windows_tree);
+BENCHMARK_CAPTURE(BM_SigmaTree, all, &whole_tree);
+// The Windows rules again, the same events as Winlogbeat 8 ships them in ECS: compare with
+// SigmaTree/windows of the same run.
+BENCHMARK_CAPTURE(BM_SigmaTree, ecs, &ecs_tree);
 
 // RE2::Set peer: the same rules, one RE2::Set per (logsource group, field) holding that
 // group's patterns on the field, predicates set from the sets' hits, then the condition
