@@ -52,6 +52,11 @@ void write_rule(rapidjson::Writer<rapidjson::StringBuffer>& w, const match::Rule
   str(correlation ? "correlation" : "detection");
   w.Key("emits_alerts");
   w.Bool(info.emit);
+  // The Sigma filters ANDed into its condition ("id: title").
+  w.Key("filters");
+  w.StartArray();
+  for (const auto& f : info.filters) str(f);
+  w.EndArray();
   // Detections: events matched since start; correlations: alerts raised since start.
   w.Key(correlation ? "alerts" : "matches");
   w.Uint64(count);

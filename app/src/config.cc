@@ -176,11 +176,11 @@ Status load_config_file(const std::string& path, Config& c) {
     const YAML::Node doc = YAML::LoadFile(path);
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
-    if (auto s = check_keys(
-            doc,
-            {"kafka", "data_dir", "listen", "rules", "mapping", "log_level", "http_threads",
-             "batch", "max_event_bytes", "embedded", "workers", "store", "api", "rollout"},
-            path);
+    if (auto s = check_keys(doc,
+                            {"kafka", "data_dir", "listen", "rules", "mapping", "select",
+                             "log_level", "http_threads", "batch", "max_event_bytes", "embedded",
+                             "workers", "store", "api", "rollout"},
+                            path);
         !s) {
       return s;
     }
@@ -195,6 +195,11 @@ Status load_config_file(const std::string& path, Config& c) {
       }
     }
     if (doc["mapping"]) c.mapping = doc["mapping"].as<std::string>();
+    if (const auto sel = doc["select"]) {
+      auto parsed = match::RuleSelection::parse(sel, path);
+      if (!parsed) return parsed.status();
+      c.select = std::move(*parsed);
+    }
     if (doc["log_level"]) c.log_level = doc["log_level"].as<std::string>();
     if (doc["workers"]) c.workers = doc["workers"].as<int>();
     if (doc["http_threads"]) c.http_threads = doc["http_threads"].as<int>();
@@ -230,6 +235,41 @@ Status load_config_file(const std::string& path, Config& c) {
     return Status::invalid(path + ": " + e.what());
   }
   return Status::ok();
+}
+
+void SelectionFlags::add(CLI::App& cli) {
+  options_ = {
+      cli.add_option("--status", given_.statuses,
+                     "Rule statuses to load, comma-separated (default: all but deprecated, "
+                     "unsupported)")
+          ->delimiter(','),
+      cli.add_option("--min-level", given_.min_level,
+                     "Lowest rule level to load: informational, low, medium, high, critical"),
+      cli.add_option("--tag", given_.tags,
+                     "Load only rules with one of these tags (repeatable; a trailing * is a "
+                     "prefix)")
+          ->delimiter(','),
+      cli.add_option("--exclude-tag", given_.exclude_tags,
+                     "Leave out rules with any of these tags (repeatable)")
+          ->delimiter(','),
+      cli.add_option("--product", given_.products,
+                     "Load only rules of these logsource products (repeatable)")
+          ->delimiter(','),
+      cli.add_option("--category", given_.categories,
+                     "Load only rules of these logsource categories (repeatable)")
+          ->delimiter(','),
+  };
+}
+
+Status SelectionFlags::apply(match::RuleSelection& into) const {
+  if (options_.empty()) return Status::ok();
+  if (options_[0]->count()) into.statuses = given_.statuses;
+  if (options_[1]->count()) into.min_level = given_.min_level;
+  if (options_[2]->count()) into.tags = given_.tags;
+  if (options_[3]->count()) into.exclude_tags = given_.exclude_tags;
+  if (options_[4]->count()) into.products = given_.products;
+  if (options_[5]->count()) into.categories = given_.categories;
+  return into.check();
 }
 
 template <typename T>
@@ -268,6 +308,8 @@ ServerFlags::ServerFlags(CLI::App& cli) {
   add(cli, "--listen", &Config::listen, "API address host:port (port 0: any free port)");
   add(cli, "--rules", &Config::rules, "Sigma rule files or directories (repeatable)");
   add(cli, "--mapping", &Config::mapping, "Field mapping YAML (rules/mappings/*.yml)");
+  select_.add(cli);
+  apply_.push_back([this](Config& c) { return select_.apply(c.select); });
   add(cli, "--log-level", &Config::log_level, "trace, debug, info, warn, error");
   add(cli, "--simulator-rate", &Config::simulator_rate,
       "Embedded mode: simulated events per second (0: off)");

@@ -15,6 +15,8 @@
 //   listen: 127.0.0.1:8080
 //   rules: [rules/sigma]
 //   mapping: rules/mappings/vigil-sensor.yml
+//   select: {min_level: medium}      # rule selection (match/selection.h): status, min_level,
+//                                    # tags, exclude_tags, product, category
 //   log_level: info
 //   http_threads: 2
 //   batch: {max_messages: 2000, max_ms: 50}
@@ -60,9 +62,11 @@
 #include <vector>
 
 #include "vigil/core/status.h"
+#include "vigil/match/selection.h"
 
 namespace CLI {
 class App;
+class Option;
 }  // namespace CLI
 
 namespace vigil::app {
@@ -81,6 +85,7 @@ struct Config {
   std::string listen = "127.0.0.1:8080";
   std::vector<std::string> rules;
   std::string mapping;
+  match::RuleSelection select;
   std::string log_level = "info";
   int http_threads = 2;
   size_t batch_max_messages = 2000;
@@ -123,6 +128,19 @@ struct Config {
   int64_t max_rule_cost_ns = 200000;
 };
 
+// The rule selection flags (--status, --min-level, --tag, --exclude-tag, --product,
+// --category), shared by vigild, `vigil rules check` and `vigil match`.
+class SelectionFlags {
+ public:
+  void add(CLI::App& cli);
+  // `into` with each flag given replacing its part; an unknown status or level is refused.
+  Status apply(match::RuleSelection& into) const;
+
+ private:
+  match::RuleSelection given_;
+  std::vector<CLI::Option*> options_;  // in RuleSelection's member order
+};
+
 // vigild's command line over a Config, each flag declared once with the member it sets: the
 // defaults, then the --config file, then every flag given, then the defaults that depend on
 // other values (the checkpoint directory, the rules and mapping of the source tree).
@@ -144,6 +162,7 @@ class ServerFlags {
 
   std::string config_file_;
   Config given_;  // what the flags parsed into
+  SelectionFlags select_;
   std::deque<std::string>
       ages_;  // the text of each age flag (stable addresses), parsed in resolve()
   std::vector<std::function<Status(Config&)>> apply_;  // per flag: sets it if it was given

@@ -161,7 +161,13 @@ int ContentCommands::validate() const {
     std::printf("%s\n", report.to_json().c_str());
   } else {
     for (const auto& r : report.rules) {
-      std::printf("%-7s %s %s", r.ok() ? "ok" : "REFUSED", r.source.c_str(), r.id.c_str());
+      std::printf("%-8s %s %s",
+                  !r.ok()               ? "REFUSED"
+                  : !r.left_out.empty() ? "left out"
+                                        : "ok",
+                  r.source.c_str(), r.id.c_str());
+      if (!r.left_out.empty()) std::printf(": %s", r.left_out.c_str());
+      if (r.filter) std::printf(" (filter, applied to %zu rules)", r.applies_to.size());
       if (r.cost_ns_per_event >= 0) std::printf(" (%.0f ns/event)", r.cost_ns_per_event);
       if (r.tests_passed + r.tests_failed)
         std::printf(" tests %zu/%zu", r.tests_passed, r.tests_passed + r.tests_failed);
@@ -171,8 +177,11 @@ int ContentCommands::validate() const {
     }
     for (const auto& err : report.errors) std::printf("error: %s\n", err.c_str());
     for (const auto& w : report.warnings) std::printf("warning: %s\n", w.c_str());
-    std::printf("bundle %s: %s, %zu rules ok, %zu refused\n", report.hash.c_str(),
+    std::printf("bundle %s: %s, %zu rules ok, %zu refused", report.hash.c_str(),
                 report.ok() ? "VALID" : "REFUSED", report.rules_ok, report.rules_failed);
+    if (report.rules_left_out)
+      std::printf(", %zu left out by the selection", report.rules_left_out);
+    std::printf("\n");
   }
   return report.ok() ? 0 : 1;
 }

@@ -1,6 +1,8 @@
 // vigil: the command-line tool. Subcommands:
-//   vigil rules check <dir|file>... [--mapping F] [--json]
-//   vigil match --rules <dir|file>... [--mapping F] --events <file.jsonl|->
+//   vigil rules check <dir|file>... [--mapping F] [--json] [selection flags]
+//   vigil match --rules <dir|file>... [--mapping F] --events <file.jsonl|-> [selection flags]
+//     selection flags: --status --min-level --tag --exclude-tag --product --category
+//   vigil mapping import-pysigma PIPELINE.yml [--logsources MAPPING] [-o OUT]
 //   vigil simulate --brokers B [--topic T] [--rate N] [--count N]
 //   vigil dev kafka [--partitions N] [--topic T]   (stdin: down B | up B | leader T P B | topic T
 //   N) vigil admin checkpoint NAME [--server URL]      online: into the server's checkpoint dir
@@ -23,6 +25,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include "api_commands.h"
@@ -37,6 +41,7 @@
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/correlator.h"
 #include "vigil/match/matcher.h"
+#include "vigil/match/pysigma_import.h"
 #include "vigil/store/store.h"
 
 using namespace vigil;
@@ -53,20 +58,22 @@ struct Compiled {
 };
 
 Expected<Compiled> compile_rules(const std::vector<std::string>& paths,
-                                 const std::string& mapping_path) {
+                                 const std::string& mapping_path,
+                                 const match::RuleSelection& selection) {
   auto mapping = match::FieldMapping::load_file(
       mapping_path.empty() ? app::default_mapping("vigil-sensor") : mapping_path);
   if (!mapping) return mapping.status();
   Compiled c;
-  auto parsed = match::load_rules(paths, c.report);
+  auto parsed = match::prepare_rules(match::load_rules(paths, c.report), selection, c.report);
   auto rs = match::RuleSet::compile(parsed, *mapping, c.report);
   if (!rs) return rs.status();
   c.rules = std::move(*rs);
   return c;
 }
 
-int rules_check(const std::vector<std::string>& paths, const std::string& mapping, bool json) {
-  auto c = compile_rules(paths, mapping);
+int rules_check(const std::vector<std::string>& paths, const std::string& mapping,
+                const match::RuleSelection& selection, bool json) {
+  auto c = compile_rules(paths, mapping, selection);
   if (!c) {
     std::fprintf(stderr, "vigil: %s\n", c.status().to_string().c_str());
     return 2;
@@ -86,11 +93,26 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
       write_str(w, d.rule_id);
       w.Key("title");
       write_str(w, d.title);
+      w.Key("kind");
+      write_str(w, d.filter ? "filter" : "rule");
       w.Key("status");
-      write_str(w, d.status.is_ok() ? "compiled" : "unsupported");
+      write_str(w, !d.status.is_ok()     ? "unsupported"
+                   : !d.left_out.empty() ? "left_out"
+                   : d.filter            ? "applied"
+                                         : "compiled");
       if (!d.status.is_ok()) {
         w.Key("reason");
         write_str(w, d.status.to_string());
+      }
+      if (!d.left_out.empty()) {
+        w.Key("reason");
+        write_str(w, d.left_out);
+      }
+      if (d.filter) {
+        w.Key("applies_to");
+        w.StartArray();
+        for (const auto& x : d.applies_to) write_str(w, x);
+        w.EndArray();
       }
       w.Key("warnings");
       w.StartArray();
@@ -107,11 +129,29 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
     w.Uint64(report.compiled);
     w.Key("unsupported");
     w.Uint64(report.unsupported);
+    w.Key("left_out");
+    w.Uint64(report.left_out);
+    w.Key("filters");
+    w.Uint64(report.filters);
     w.EndObject();
     std::printf("%s\n", sb.GetString());
   } else {
     for (const auto& d : report.rules) {
-      if (d.status.is_ok()) {
+      if (d.status.is_ok() && !d.left_out.empty()) {
+        std::printf("left out     %s  %s: %s\n", d.rule_id.c_str(), d.source.c_str(),
+                    d.left_out.c_str());
+      } else if (d.status.is_ok() && d.filter) {
+        std::string targets;
+        for (size_t i = 0; i < d.applies_to.size(); ++i) {
+          if (i == 5) {
+            targets += ", ... (" + std::to_string(d.applies_to.size()) + " rules)";
+            break;
+          }
+          targets += (i ? ", " : "") + d.applies_to[i];
+        }
+        std::printf("filter       %s  %s -> %s\n", d.rule_id.c_str(), d.source.c_str(),
+                    targets.empty() ? "(no rule)" : targets.c_str());
+      } else if (d.status.is_ok()) {
         std::printf("ok           %s  %s\n", d.rule_id.c_str(), d.source.c_str());
       } else {
         std::printf("unsupported  %s\n", d.status.to_string().c_str());
@@ -120,14 +160,58 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
         std::printf("  warning: %s: %s\n", d.source.c_str(), x.c_str());
       for (const auto& x : d.risks) std::printf("  risk: %s: %s\n", d.source.c_str(), x.c_str());
     }
-    std::printf("compiled %zu, unsupported %zu\n", report.compiled, report.unsupported);
+    std::printf("compiled %zu, unsupported %zu", report.compiled, report.unsupported);
+    if (report.left_out)
+      std::printf(", left out %zu (%s)", report.left_out, selection.describe().c_str());
+    if (report.filters) std::printf(", filters applied %zu", report.filters);
+    std::printf("\n");
   }
   return report.unsupported == 0 ? 0 : 1;
 }
 
+// A pySigma pipeline as a vigil mapping: the mapping to `out` (or stdout), notes to stderr.
+int import_pysigma(const std::string& pipeline, const std::string& logsources_path,
+                   const std::string& out) {
+  std::ifstream in(pipeline, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "vigil: cannot read '%s'\n", pipeline.c_str());
+    return 2;
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::optional<match::FieldMapping> logsources;
+  if (!logsources_path.empty()) {
+    auto m = match::FieldMapping::load_file(logsources_path);
+    if (!m) {
+      std::fprintf(stderr, "vigil: %s\n", m.status().message().c_str());
+      return 2;
+    }
+    logsources = std::move(*m);
+  }
+  auto r =
+      match::import_pysigma_pipeline(text.str(), pipeline, logsources ? &*logsources : nullptr);
+  if (!r) {
+    std::fprintf(stderr, "vigil: %s\n", r.status().message().c_str());
+    return 1;
+  }
+  for (const auto& n : r->notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+  if (out.empty()) {
+    std::fputs(r->mapping_yaml.c_str(), stdout);
+    return 0;
+  }
+  std::ofstream o(out, std::ios::binary | std::ios::trunc);
+  o << r->mapping_yaml;
+  if (!o.flush()) {
+    std::fprintf(stderr, "vigil: cannot write '%s'\n", out.c_str());
+    return 2;
+  }
+  std::fprintf(stderr, "vigil: wrote %s\n", out.c_str());
+  return 0;
+}
+
 int match_events(const std::vector<std::string>& paths, const std::string& mapping,
-                 const std::string& events_path) {
-  auto c = compile_rules(paths, mapping);
+                 const match::RuleSelection& selection, const std::string& events_path) {
+  auto c = compile_rules(paths, mapping, selection);
   if (!c) {
     std::fprintf(stderr, "vigil: %s\n", c.status().to_string().c_str());
     return 2;
@@ -295,15 +379,30 @@ int main(int argc, char** argv) {
   check->add_option("paths", check_paths, "Rule files or directories")->required();
   check->add_option("--mapping", check_mapping, "Field mapping YAML");
   check->add_flag("--json", check_json, "JSON report");
+  app::SelectionFlags check_select;
+  check_select.add(*check);
 
   auto* match_cmd = cli.add_subcommand("match", "Match a JSONL file of events against rules");
   std::vector<std::string> match_rules;
   std::string match_mapping, match_events_path;
   match_cmd->add_option("--rules", match_rules, "Rule files or directories")->required();
   match_cmd->add_option("--mapping", match_mapping, "Field mapping YAML");
+  app::SelectionFlags match_select;
+  match_select.add(*match_cmd);
   match_cmd
       ->add_option("--events", match_events_path, "Events, one JSON object per line ('-': stdin)")
       ->required();
+
+  auto* mapping_cmd = cli.add_subcommand("mapping", "Field mapping tools");
+  mapping_cmd->require_subcommand(1);
+  auto* import_cmd = mapping_cmd->add_subcommand(
+      "import-pysigma", "Convert a pySigma processing pipeline (YAML) into a vigil mapping");
+  std::string import_file, import_logsources, import_out;
+  import_cmd->add_option("pipeline", import_file, "The pipeline's YAML file")->required();
+  import_cmd->add_option("--logsources", import_logsources,
+                         "A vigil mapping whose logsources (and host, time fields) fill in those "
+                         "the pipeline does not define");
+  import_cmd->add_option("-o,--output", import_out, "Write the mapping here (default: stdout)");
 
   auto* sim_cmd = cli.add_subcommand("simulate", "Produce simulated sensor events to Kafka");
   ingest::ProduceOptions produce;
@@ -353,8 +452,21 @@ int main(int argc, char** argv) {
   if (int rc = content_commands.run(); rc >= 0) return rc;
   if (cp_cmd->parsed()) return admin_checkpoint(cp_target, cp_data_dir, cp_server);
 
-  if (check->parsed()) return rules_check(check_paths, check_mapping, check_json);
-  if (match_cmd->parsed()) return match_events(match_rules, match_mapping, match_events_path);
+  if (import_cmd->parsed()) return import_pysigma(import_file, import_logsources, import_out);
+  auto selection = [](const app::SelectionFlags& flags) -> Expected<match::RuleSelection> {
+    match::RuleSelection s;
+    if (Status st = flags.apply(s); !st.is_ok()) return st;
+    return s;
+  };
+  if (check->parsed() || match_cmd->parsed()) {
+    auto sel = selection(check->parsed() ? check_select : match_select);
+    if (!sel) {
+      std::fprintf(stderr, "vigil: %s\n", sel.status().message().c_str());
+      return 2;
+    }
+    if (check->parsed()) return rules_check(check_paths, check_mapping, *sel, check_json);
+    return match_events(match_rules, match_mapping, *sel, match_events_path);
+  }
   if (sim_cmd->parsed()) {
     sigset_t signals = app::block_signals();
     std::atomic<bool> stop{false};

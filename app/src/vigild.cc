@@ -71,9 +71,10 @@ Expected<api::TokenSet> api_tokens(const app::Config& config, std::string& gener
   return tokens;
 }
 
-// The configured rules (--rules) and mapping (--mapping) as a bundle: the mapping as
-// mapping.yml, the rules under rules/, a manifest naming both. Its hash changes when any
-// of those files does, which submits it as a new bundle at the next start.
+// The configured rules (--rules), mapping (--mapping) and rule selection (select, --min-level,
+// ...) as a bundle: the mapping as mapping.yml, the rules under rules/, a manifest naming
+// both and holding the selection. Its hash changes when any of those does, which submits it
+// as a new bundle at the next start.
 Expected<match::Bundle> configured_bundle(const app::Config& config) {
   namespace fs = std::filesystem;
   std::vector<match::BundleFile> files;
@@ -87,10 +88,15 @@ Expected<match::Bundle> configured_bundle(const app::Config& config) {
   auto mapping = read(config.mapping);
   if (!mapping) return mapping.status();
   files.push_back({"mapping.yml", std::move(*mapping)});
-  files.push_back(
-      {"manifest.yml",
-       "format_version: 1\nname: configured\ndescription: the rules and mapping vigild was "
-       "started with\nmapping: mapping.yml\nrules: [rules]\n"});
+  std::string manifest =
+      "format_version: 1\nname: configured\ndescription: the rules and mapping vigild was "
+      "started with\nmapping: mapping.yml\nrules: [rules]\n";
+  if (!config.select.is_default()) {
+    manifest += "select:\n";
+    std::istringstream lines(config.select.to_yaml());
+    for (std::string line; std::getline(lines, line);) manifest += "  " + line + "\n";
+  }
+  files.push_back({"manifest.yml", std::move(manifest)});
   for (size_t i = 0; i < config.rules.size(); ++i) {
     const fs::path root(config.rules[i]);
     const std::string prefix =
@@ -293,6 +299,8 @@ void print_banner(const Banner& b) {
               static_cast<unsigned long long>(b.active.version),
               b.active.rules->rules().size() + b.active.rules->correlations().size(),
               b.mapping_name.c_str(), b.config.rollout_policy.c_str());
+  if (!b.config.select.is_default())
+    std::printf("  rule selection: %s\n", b.config.select.describe().c_str());
   if (!b.notice.empty()) std::printf("  NOTICE: %s\n", b.notice.c_str());
   std::printf("  data: %s\n", b.config.data_dir.c_str());
   if (!b.generated_token.empty()) {

@@ -131,6 +131,12 @@ BundleManifest parse_manifest(const Bundle& b, std::vector<std::string>& errors,
         m.fields = string_list(v, k, errors);
       } else if (k == "field_count") {
         m.field_count = v.as<int64_t>();
+      } else if (k == "select") {
+        auto sel = RuleSelection::parse(v, f->path);
+        if (sel)
+          m.select = std::move(*sel);
+        else
+          errors.push_back(sel.status().message());
       } else if (k == "parameters") {
         if (!v.IsMap()) {
           errors.push_back(f->path + ": 'parameters' must be a map");
@@ -359,7 +365,12 @@ class BundleValidator {
         !measure_costs()) {
       return std::move(report_);
     }
-    for (const auto& rv : report_.rules) (rv.ok() ? report_.rules_ok : report_.rules_failed)++;
+    for (const auto& rv : report_.rules) {
+      if (!rv.left_out.empty())
+        ++report_.rules_left_out;
+      else
+        (rv.ok() ? report_.rules_ok : report_.rules_failed)++;
+    }
     if (compiled && report_.ok()) *compiled = rs_;
     return std::move(report_);
   }
@@ -377,49 +388,22 @@ class BundleValidator {
     std::set<std::string> declared;
     if (m.fields) declared.insert(m.fields->begin(), m.fields->end());
     for (const BundleFile* f : files) {
-      RuleValidation rv;
-      rv.source = f->path;
-      auto r = parse_sigma(f->content, f->path);
-      if (!r) {
-        if (options.require_all_rules)
-          rv.errors.push_back(r.status().message());
-        else
-          rv.warnings.push_back("not loaded: " + r.status().message());
-        report.rules.push_back(std::move(rv));
-        continue;
-      }
-      rv.id = r->id;
-      rv.title = r->title;
-      rv.correlation = r->correlation.has_value();
-      rv.warnings = r->warnings;
-      if (r->id.empty())
-        rv.errors.push_back(f->path + ": the rule has no 'id' (a bundle's rules need one each)");
-      else if (!ids.insert(r->id).second)
-        rv.errors.push_back(f->path + ": rule id '" + r->id +
-                            "' is used by another rule of the bundle");
-      if (m.fields) {
-        std::set<std::string> used;
-        collect_fields(*r, used);
-        for (const auto& u : used) {
-          if (!declared.count(u)) {
-            rv.errors.push_back(f->path + ": rule '" + r->id + "' uses field '" + u +
-                                "' that the manifest does not declare");
-          }
+      for (auto& r : parse_sigma_documents(f->content, f->path)) {
+        RuleValidation rv;
+        rv.source = f->path;
+        if (!r) {
+          if (options.require_all_rules)
+            rv.errors.push_back(r.status().message());
+          else
+            rv.warnings.push_back("not loaded: " + r.status().message());
+          report.rules.push_back(std::move(rv));
+          continue;
         }
-      }
-      if (r->predicates.size() > options.max_values_per_rule) {
-        rv.errors.push_back(
-            f->path + ": rule '" + r->id + "' has " + std::to_string(r->predicates.size()) +
-            " values, more than the limit of " + std::to_string(options.max_values_per_rule) +
-            " per rule (the whole SigmaHQ tree has about 46,000)");
+        if (check_rule(*r, rv, ids, declared, values)) parsed_.push_back(std::move(*r));
         report.rules.push_back(std::move(rv));
-        continue;
       }
-      values += r->predicates.size();
-      report_of_.push_back(report.rules.size());
-      report.rules.push_back(std::move(rv));
-      parsed_.push_back(std::move(*r));
     }
+    select_and_filter();
     // The compile's time and memory grow with the values: bounded before it starts.
     if (values > options.max_values_per_bundle) {
       report.errors.push_back("the bundle's rules have " + std::to_string(values) +
@@ -428,6 +412,87 @@ class BundleValidator {
       return false;
     }
     return true;
+  }
+
+  // The checks of one parsed document; false if it is refused before compiling.
+  bool check_rule(const SigmaRule& r, RuleValidation& rv, std::set<std::string>& ids,
+                  const std::set<std::string>& declared, size_t& values) {
+    const BundleManifest& m = report_.manifest;
+    const std::string& path = rv.source;
+    rv.id = r.id;
+    rv.title = r.title;
+    rv.correlation = r.correlation.has_value();
+    rv.filter = r.filter.has_value();
+    rv.warnings = r.warnings;
+    if (r.id.empty()) {
+      if (!rv.filter)
+        rv.errors.push_back(path + ": the rule has no 'id' (a bundle's rules need one each)");
+    } else if (!ids.insert(r.id).second) {
+      rv.errors.push_back(path + ": id '" + r.id + "' is used by another rule of the bundle");
+    }
+    if (m.fields) {
+      std::set<std::string> used;
+      collect_fields(r, used);
+      for (const auto& u : used) {
+        if (!declared.count(u)) {
+          rv.errors.push_back(path + ": rule '" + r.id + "' uses field '" + u +
+                              "' that the manifest does not declare");
+        }
+      }
+    }
+    if (r.predicates.size() > options_.max_values_per_rule) {
+      rv.errors.push_back(path + ": rule '" + r.id + "' has " +
+                          std::to_string(r.predicates.size()) + " values, more than the limit of " +
+                          std::to_string(options_.max_values_per_rule) +
+                          " per rule (the whole SigmaHQ tree has about 46,000)");
+      return false;
+    }
+    values += r.predicates.size();
+    return true;
+  }
+
+  // The manifest's rule selection, then the filters, over the parsed rules; each rule's
+  // report says if it was left out (and why) and each filter's which rules it applies to.
+  void select_and_filter() {
+    CompileReport cr;
+    std::vector<SigmaRule> prepared =
+        prepare_rules(std::move(parsed_), report_.manifest.select, cr);
+    auto find = [&](const RuleDiagnostic& d) {
+      return std::find_if(
+          report_.rules.begin(), report_.rules.end(), [&](const RuleValidation& rv) {
+            return rv.source == d.source && rv.id == d.rule_id && rv.filter == d.filter;
+          });
+    };
+    for (const auto& d : cr.rules) {
+      auto rv = find(d);
+      if (rv == report_.rules.end()) continue;
+      if (!d.left_out.empty()) rv->left_out = d.left_out;
+      rv->applies_to = d.applies_to;
+      rv->warnings = d.warnings;  // the rule's own, then the selection's and the filter's
+      if (!d.status.is_ok()) {
+        if (options_.require_all_rules)
+          rv->errors.push_back(d.status.message());
+        else
+          rv->warnings.push_back("not applied: " + d.status.message());
+      }
+    }
+    parsed_.clear();
+    report_of_.clear();
+    for (auto& r : prepared) {
+      RuleDiagnostic key{r.source, r.id, r.title, Status::ok(), {}};
+      auto rv = find(key);
+      if (rv == report_.rules.end()) continue;
+      if (!r.selected) rv->warnings = r.warnings;
+      report_of_.push_back(static_cast<size_t>(rv - report_.rules.begin()));
+      parsed_.push_back(std::move(r));
+    }
+  }
+
+  // The report of the rule (not filter) a compile diagnostic is about.
+  std::vector<RuleValidation>::iterator rule_report(const RuleDiagnostic& d) {
+    return std::find_if(report_.rules.begin(), report_.rules.end(), [&](const RuleValidation& rv) {
+      return rv.source == d.source && !rv.filter && (d.rule_id.empty() || rv.id == d.rule_id);
+    });
   }
 
   // Whether validation has run past its time limit (then said in the report).
@@ -458,8 +523,7 @@ class BundleValidator {
         if (d.risks.empty()) continue;
         // A regex a hostile event can drive into the backtracking limit: that rule would be
         // blind to such events. Refused, so it is rewritten before it runs.
-        auto it = std::find_if(report.rules.begin(), report.rules.end(),
-                               [&](const RuleValidation& rv) { return rv.source == d.source; });
+        auto it = rule_report(d);
         for (const auto& risk : d.risks) {
           const std::string why = d.source + ": rule '" + d.rule_id + "': " + risk;
           if (it == report.rules.end())
@@ -469,8 +533,7 @@ class BundleValidator {
         }
         continue;
       }
-      auto it = std::find_if(report.rules.begin(), report.rules.end(),
-                             [&](const RuleValidation& rv) { return rv.source == d.source; });
+      auto it = rule_report(d);
       if (it == report.rules.end()) {
         report.errors.push_back(d.status.message());
       } else if (options.require_all_rules) {
@@ -546,7 +609,8 @@ class BundleValidator {
       }
     }
     for (auto& rv : report.rules) {
-      if (rv.errors.empty() && !rv.correlation && !tested.count(rv.id))
+      if (rv.errors.empty() && !rv.correlation && !rv.filter && rv.left_out.empty() &&
+          !tested.count(rv.id))
         rv.warnings.push_back("the rule has no test events");
     }
     return true;
@@ -618,15 +682,17 @@ Expected<std::shared_ptr<const RuleSet>> compile_bundle(const Bundle& bundle,
   if (!mapping) return mapping.status();
   std::vector<SigmaRule> parsed;
   for (const BundleFile* f : rule_files(bundle, m, errors)) {
-    auto r = parse_sigma(f->content, f->path);
-    if (!r) {
-      if (lenient) continue;
-      return r.status();
+    for (auto& r : parse_sigma_documents(f->content, f->path)) {
+      if (!r) {
+        if (lenient) continue;
+        return r.status();
+      }
+      parsed.push_back(std::move(*r));
     }
-    parsed.push_back(std::move(*r));
   }
   if (parsed.empty()) return Status::invalid("the bundle holds no rule");
   CompileReport cr;
+  parsed = prepare_rules(std::move(parsed), m.select, cr);
   auto rs = RuleSet::compile(parsed, *mapping, cr);
   if (!rs) return rs.status();
   for (const auto& d : cr.rules) {
@@ -673,6 +739,8 @@ std::string BundleReport::to_json() const {
   w.Uint64(rules_ok);
   w.Key("rules_failed");
   w.Uint64(rules_failed);
+  w.Key("rules_left_out");
+  w.Uint64(rules_left_out);
   w.Key("cost_ns_per_event");
   if (cost_ns_per_event < 0)
     w.Null();
@@ -691,9 +759,14 @@ std::string BundleReport::to_json() const {
     w.Key("title");
     w.String(r.title);
     w.Key("kind");
-    w.String(r.correlation ? "correlation" : "detection");
+    w.String(r.filter ? "filter" : r.correlation ? "correlation" : "detection");
     w.Key("ok");
     w.Bool(r.ok());
+    if (!r.left_out.empty()) {
+      w.Key("left_out");
+      w.String(r.left_out);
+    }
+    if (r.filter) strs("applies_to", r.applies_to);
     strs("errors", r.errors);
     strs("warnings", r.warnings);
     w.Key("tests_passed");

@@ -231,6 +231,9 @@ void RuleSetCompiler::resolve_rules(const std::vector<SigmaRule>& rules) {
 Status RuleSetCompiler::resolve_rule(const SigmaRule& original, const RuleDiagnostic& diag) {
   if (!seen_ids_.insert(original.id).second)
     return Status::invalid(original.source + ": duplicate rule id '" + original.id + "'");
+  if (original.filter)
+    return Status::invalid(original.source + ": filter '" + original.title +
+                           "' is not a rule; apply_filters() applies it to the rules it names");
   if (original.correlation) {
     correlation_rules_.push_back(&original);  // resolved once the base rules are compiled
     return Status::ok();
@@ -524,8 +527,8 @@ void RuleSetCompiler::build_programs() {
     cr.program_end = static_cast<uint32_t>(c_.program.size());
     cr.positive_end = static_cast<uint32_t>(c_.positive_preds.size());
     c_.compiled.push_back(cr);
-    set_->rules_.push_back(
-        {pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags, pr.rule->source});
+    set_->rules_.push_back({pr.rule->id, pr.rule->title, pr.rule->level, pr.rule->tags,
+                            pr.rule->source, pr.rule->selected, pr.rule->filters});
     if (const auto& rule_triggers = triggers_[rule_index]) {
       for (uint32_t p : *rule_triggers) rules_of_predicate_[p].push_back(rule_index);
     } else {

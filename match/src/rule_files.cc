@@ -39,13 +39,14 @@ std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, Compile
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    auto rule = parse_sigma(ss.str(), f);
-    if (!rule) {
-      report.rules.push_back({f, "", "", rule.status(), {}});
-      ++report.unsupported;
-      continue;
+    for (auto& rule : parse_sigma_documents(ss.str(), f)) {
+      if (!rule) {
+        report.rules.push_back({f, "", "", rule.status(), {}});
+        ++report.unsupported;
+        continue;
+      }
+      rules.push_back(std::move(*rule));
     }
-    rules.push_back(std::move(*rule));
   }
   return rules;
 }

@@ -38,44 +38,59 @@ using namespace detail;
 
 namespace {
 
-class DocumentCounter final : public YAML::EventHandler {
- public:
-  void OnDocumentStart(const YAML::Mark&) override { events_ = 0; }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override { ++events_; }
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { events_ += 2; }
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    events_ += 2;
-  }
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    events_ += 2;
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    events_ += 2;
-  }
-  void OnMapEnd() override {}
-  // True if the last document had content beyond a single root null.
-  bool had_content() const { return events_ > 1; }
-
- private:
-  int events_ = 0;
+// A YAML stream's documents, split at its document markers: a line that starts with `---` or
+// `...` followed by a space or the line's end. YAML forbids such a line inside any scalar
+// (block or quoted), so the split is exact, and a broken document does not hide the others.
+struct DocumentText {
+  size_t line = 1;  // of its first line in the file
+  std::string text;
 };
 
-// Number of documents with content in `text`, counting at most two.
-size_t count_documents(const std::string& text) {
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  DocumentCounter counter;
-  size_t docs = 0;
-  while (docs < 2 && parser.HandleNextDocument(counter)) {
-    if (!counter.had_content()) break;
-    ++docs;
+std::vector<DocumentText> split_documents(const std::string& text) {
+  std::vector<DocumentText> docs(1);
+  size_t line = 1;
+  for (size_t pos = 0; pos < text.size(); ++line) {
+    size_t eol = text.find('\n', pos);
+    if (eol == std::string::npos) eol = text.size();
+    const std::string_view l(text.data() + pos, eol - pos);
+    const bool marker = (l.substr(0, 3) == "---" || l.substr(0, 3) == "...") &&
+                        (l.size() == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\r');
+    if (marker) {
+      // `--- text` starts a document with content on the marker's line; `...` ends one.
+      const bool inline_content = l[0] == '-' && l.size() > 4;
+      docs.push_back({inline_content ? line : line + 1,
+                      inline_content ? std::string(l.substr(4)) + "\n" : ""});
+    } else if (l.substr(0, 1) == "%" &&
+               docs.back().text.find_first_not_of(" \t\r\n") == std::string::npos) {
+      // A directive (%YAML, %TAG) before its document's marker: the defaults hold.
+    } else {
+      docs.back().text.append(l);
+      docs.back().text.push_back('\n');
+    }
+    pos = eol + 1;
   }
   return docs;
+}
+
+// `src` merged into a copy of `dest`: maps key by key, recursively; anything else replaced
+// (Sigma v1 collections: a rule over its `global` document, a `repeat` over the previous rule).
+YAML::Node merged(const YAML::Node& dest, const YAML::Node& src) {
+  YAML::Node out = YAML::Clone(dest);
+  if (!out.IsMap() || !src.IsMap()) return YAML::Clone(src);
+  for (const auto& kv : src) {
+    const std::string key = kv.first.Scalar();
+    if (out[key] && out[key].IsMap() && kv.second.IsMap())
+      out[key] = merged(out[key], kv.second);
+    else
+      out[key] = YAML::Clone(kv.second);
+  }
+  return out;
+}
+
+YAML::Node without_action(const YAML::Node& doc) {
+  YAML::Node out = YAML::Clone(doc);
+  out.remove("action");
+  return out;
 }
 
 }  // namespace
@@ -140,109 +155,245 @@ std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bo
   return to_regex(value, anchor_start, anchor_end, windash);
 }
 
-Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string& source) {
+namespace {
+
+// Title, id, name, status, level, description and tags; every other top-level key that is
+// not in `known` is kept as metadata with a warning.
+Status parse_metadata(const ParseContext& ctx, const YAML::Node& doc,
+                      const std::set<std::string>& known, SigmaRule& rule) {
+  rule.title = scalar_or_empty(doc["title"]);
+  rule.id = scalar_or_empty(doc["id"]);
+  rule.name = scalar_or_empty(doc["name"]);
+  rule.status = scalar_or_empty(doc["status"]);
+  rule.level = scalar_or_empty(doc["level"]);
+  rule.description = scalar_or_empty(doc["description"]);
+  if (rule.title.empty()) return ctx.error("missing 'title'");
+  if (const auto tags = doc["tags"]; tags && tags.IsSequence()) {
+    for (const auto& t : tags) rule.tags.push_back(scalar_or_empty(t));
+  }
+  for (const auto& kv : doc) {
+    const std::string k = scalar_or_empty(kv.first);
+    if (!known.count(k))
+      rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
+  }
+  return Status::ok();
+}
+
+Status parse_logsource(const ParseContext& ctx, const YAML::Node& doc, Logsource& out) {
+  const YAML::Node ls = doc["logsource"];
+  if (!ls || !ls.IsMap()) return ctx.error("missing 'logsource' map");
+  out.product = scalar_or_empty(ls["product"]);
+  out.category = scalar_or_empty(ls["category"]);
+  out.service = scalar_or_empty(ls["service"]);
+  return Status::ok();
+}
+
+// The named searches of a detection (or a filter) and its condition, as the rule's
+// predicates and condition tree. `reserved`: keys of the map that are not searches.
+Status parse_detection(ParseContext& ctx, const YAML::Node& det, const char* what,
+                       const std::set<std::string>& reserved, bool one_condition) {
+  std::map<std::string, CondNode> searches;
+  YAML::Node condition;
+  for (const auto& kv : det) {
+    const std::string name = scalar_or_empty(kv.first);
+    if (name == "condition") {
+      condition = kv.second;
+      continue;
+    }
+    if (reserved.count(name)) continue;
+    if (name == "timeframe")
+      return ctx.unsupported(
+          "'timeframe' (deprecated aggregation) is not supported; use a correlation rule");
+    auto node = parse_search(ctx, name, kv.second);
+    if (!node) return node.status();
+    searches.emplace(name, std::move(*node));
+  }
+  if (!condition) return ctx.error(std::string(what) + " has no 'condition'");
+
+  std::vector<std::string> conditions;
+  if (condition.IsScalar()) {
+    conditions.push_back(condition.Scalar());
+  } else if (condition.IsSequence() && !one_condition) {
+    for (const auto& c : condition) {
+      if (!c.IsScalar()) return ctx.error("condition list items must be strings");
+      conditions.push_back(c.Scalar());
+    }
+  } else {
+    return ctx.error(std::string("'condition' of the ") + what + " must be a string" +
+                     (one_condition ? "" : " or a list of strings"));
+  }
+  if (conditions.empty()) return ctx.error("empty condition list");
+
+  CondNode any = make_node(CondNode::Kind::kOr);
+  for (const auto& text : conditions) {
+    auto tree = parse_condition(ctx, searches, text);
+    if (!tree) return tree.status();
+    any.children.push_back(std::move(*tree));
+  }
+  ctx.rule.condition = any.children.size() == 1 ? std::move(any.children[0]) : std::move(any);
+  return Status::ok();
+}
+
+// A Sigma filter's `filter` section: the rules it applies to, its searches and condition.
+Status parse_filter(ParseContext& ctx, const YAML::Node& doc) {
+  const YAML::Node f = doc["filter"];
+  if (!f || !f.IsMap()) return ctx.error("'filter' must be a map (rules, searches, condition)");
+  SigmaFilter filter;
+  const YAML::Node rules = f["rules"];
+  if (!rules)
+    return ctx.error(
+        "the filter has no 'rules' (rule ids or names, or 'any' for every rule "
+        "of its logsource)");
+  if (rules.IsScalar()) {
+    const std::string r = rules.Scalar();
+    if (r != "any" && r != "all") filter.rules.push_back(r);
+  } else if (rules.IsSequence()) {
+    for (const auto& r : rules) {
+      if (!r.IsScalar() || r.Scalar().empty())
+        return ctx.error("filter 'rules' items must be rule ids or names");
+      filter.rules.push_back(r.Scalar());
+    }
+    if (filter.rules.empty())
+      return ctx.error(
+          "filter 'rules' is an empty list; write 'any' to apply it to every "
+          "rule of its logsource");
+  } else {
+    return ctx.error("filter 'rules' must be a rule id or name, a list of them, or 'any'");
+  }
+  if (Status s = parse_detection(ctx, f, "filter", {"rules"}, true); !s.is_ok()) return s;
+  ctx.rule.filter = std::move(filter);
+  return Status::ok();
+}
+
+const std::set<std::string>& known_filter_top_level_keys() {
+  static const std::set<std::string> keys = {
+      "title",  "id",         "name",      "description", "author",  "date",     "modified",
+      "status", "references", "logsource", "filter",      "license", "taxonomy", "tags"};
+  return keys;
+}
+
+// One document (a map) as a rule, a correlation or a filter.
+Expected<SigmaRule> parse_document(const YAML::Node& doc, const std::string& source,
+                                   const std::string& where) {
   SigmaRule rule;
   rule.source = source;
-  ParseContext ctx{source, rule};
-  // Rule text reaches the API, alerts and reports: it must be valid UTF-8 to be written as JSON.
-  if (auto bad = utf8::describe_invalid(yaml_text); !bad.empty()) return ctx.error(bad);
+  ParseContext ctx{where, rule};
   try {
-    if (count_documents(yaml_text) > 1) {
-      return ctx.unsupported("multi-document rule files (rule collections) are not supported yet");
-    }
-    const YAML::Node doc = YAML::Load(yaml_text);
     if (!doc.IsMap()) return ctx.error("not a Sigma rule: the document is not a YAML map");
-
     if (doc["action"])
-      return ctx.unsupported("rule collection actions ('action') are not supported");
-
-    rule.title = scalar_or_empty(doc["title"]);
-    rule.id = scalar_or_empty(doc["id"]);
-    rule.name = scalar_or_empty(doc["name"]);
+      return ctx.error("'action' (" + scalar_or_empty(doc["action"]) +
+                       ") is a rule collection's: global, reset or repeat");
     if (doc["correlation"]) {
-      rule.status = scalar_or_empty(doc["status"]);
-      rule.level = scalar_or_empty(doc["level"]);
-      rule.description = scalar_or_empty(doc["description"]);
-      if (rule.title.empty()) return ctx.error("missing 'title'");
+      if (Status s = parse_metadata(ctx, doc, known_correlation_top_level_keys(), rule); !s.is_ok())
+        return s;
       if (rule.id.empty()) return ctx.error("missing 'id'");
-      if (const auto tags = doc["tags"]; tags && tags.IsSequence()) {
-        for (const auto& t : tags) rule.tags.push_back(scalar_or_empty(t));
-      }
       if (doc["detection"] || doc["logsource"])
         return ctx.error("a correlation rule has no 'detection' or 'logsource'");
-      for (const auto& kv : doc) {
-        const std::string k = scalar_or_empty(kv.first);
-        if (!known_correlation_top_level_keys().count(k))
-          rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
-      }
       Correlation c;
       if (auto s = parse_correlation(ctx, doc, c); !s) return s;
       rule.correlation = std::move(c);
       return rule;
     }
-    rule.status = scalar_or_empty(doc["status"]);
-    rule.level = scalar_or_empty(doc["level"]);
-    rule.description = scalar_or_empty(doc["description"]);
-    if (rule.title.empty()) return ctx.error("missing 'title'");
+    if (doc["filter"]) {
+      if (Status s = parse_metadata(ctx, doc, known_filter_top_level_keys(), rule); !s.is_ok())
+        return s;
+      if (doc["detection"])
+        return ctx.error("a filter has no 'detection' (its searches are in 'filter')");
+      if (Status s = parse_logsource(ctx, doc, rule.logsource); !s.is_ok()) return s;
+      if (Status s = parse_filter(ctx, doc); !s.is_ok()) return s;
+      return rule;
+    }
+    if (Status s = parse_metadata(ctx, doc, known_top_level_keys(), rule); !s.is_ok()) return s;
     if (rule.id.empty()) return ctx.error("missing 'id'");
-    if (const auto tags = doc["tags"]; tags && tags.IsSequence()) {
-      for (const auto& t : tags) rule.tags.push_back(scalar_or_empty(t));
-    }
-    for (const auto& kv : doc) {
-      const std::string k = scalar_or_empty(kv.first);
-      if (!known_top_level_keys().count(k))
-        rule.warnings.push_back("unknown top-level key '" + k + "' kept as metadata");
-    }
-
-    const YAML::Node ls = doc["logsource"];
-    if (!ls || !ls.IsMap()) return ctx.error("missing 'logsource' map");
-    rule.logsource.product = scalar_or_empty(ls["product"]);
-    rule.logsource.category = scalar_or_empty(ls["category"]);
-    rule.logsource.service = scalar_or_empty(ls["service"]);
-
+    if (Status s = parse_logsource(ctx, doc, rule.logsource); !s.is_ok()) return s;
     const YAML::Node det = doc["detection"];
     if (!det || !det.IsMap()) return ctx.error("missing 'detection' map");
-    std::map<std::string, CondNode> searches;
-    YAML::Node condition;
-    for (const auto& kv : det) {
-      const std::string name = scalar_or_empty(kv.first);
-      if (name == "condition") {
-        condition = kv.second;
-        continue;
-      }
-      if (name == "timeframe")
-        return ctx.unsupported(
-            "'timeframe' (deprecated aggregation) is not supported; use a correlation rule");
-      auto node = parse_search(ctx, name, kv.second);
-      if (!node) return node.status();
-      searches.emplace(name, std::move(*node));
-    }
-    if (!condition) return ctx.error("detection has no 'condition'");
-
-    std::vector<std::string> conditions;
-    if (condition.IsScalar()) {
-      conditions.push_back(condition.Scalar());
-    } else if (condition.IsSequence()) {
-      for (const auto& c : condition) {
-        if (!c.IsScalar()) return ctx.error("condition list items must be strings");
-        conditions.push_back(c.Scalar());
-      }
-    } else {
-      return ctx.error("'condition' must be a string or a list of strings");
-    }
-    if (conditions.empty()) return ctx.error("empty condition list");
-
-    CondNode any = make_node(CondNode::Kind::kOr);
-    for (const auto& text : conditions) {
-      auto tree = parse_condition(ctx, searches, text);
-      if (!tree) return tree.status();
-      any.children.push_back(std::move(*tree));
-    }
-    rule.condition = any.children.size() == 1 ? std::move(any.children[0]) : std::move(any);
+    if (Status s = parse_detection(ctx, det, "detection", {}, false); !s.is_ok()) return s;
   } catch (const YAML::Exception& e) {
     return ctx.error(std::string("YAML error: ") + e.what());
   }
   return rule;
+}
+
+}  // namespace
+
+std::vector<Expected<SigmaRule>> parse_sigma_documents(const std::string& yaml_text,
+                                                       const std::string& source) {
+  std::vector<Expected<SigmaRule>> out;
+  // Rule text reaches the API, alerts and reports: it must be valid UTF-8 to be written as JSON.
+  if (auto bad = utf8::describe_invalid(yaml_text); !bad.empty()) {
+    out.push_back(Status::invalid(source + ": " + bad));
+    return out;
+  }
+  struct Document {
+    std::string where;  // for messages
+    YAML::Node node;
+    Status error;  // not YAML
+  };
+  std::vector<Document> docs;
+  for (auto& d : split_documents(yaml_text)) {
+    const std::string where = source + ", document " + std::to_string(docs.size() + 1) + " (line " +
+                              std::to_string(d.line) + ")";
+    try {
+      YAML::Node node = YAML::Load(d.text);
+      if (node.IsNull() && node.Tag() != "!") continue;  // empty, or comments only
+      docs.push_back({where, std::move(node), Status::ok()});
+    } catch (const YAML::Exception& e) {
+      docs.push_back({where, YAML::Node(), Status::invalid(where + ": YAML error: " + e.what())});
+    }
+  }
+  // Sigma v1 collections: `action: global` is merged under every later document (until a
+  // `reset`); `action: repeat` is the previous rule with this document merged over it.
+  YAML::Node global;
+  YAML::Node previous;
+  const bool several = docs.size() > 1;
+  for (auto& [where_in_stream, node, error] : docs) {
+    const std::string& where = several ? where_in_stream : source;
+    if (!error.is_ok()) {
+      out.push_back(several
+                        ? error
+                        : Status::invalid(source + error.message().substr(where_in_stream.size())));
+      continue;
+    }
+    const YAML::Node action_node = node.IsMap() ? node["action"] : YAML::Node();
+    const std::string action = action_node ? scalar_or_empty(action_node) : "";
+    if (action_node && action != "global" && action != "reset" && action != "repeat") {
+      out.push_back(Status::invalid(where + ": unknown collection action '" + action +
+                                    "' (Sigma knows global, reset and repeat)"));
+      continue;
+    }
+    if (action == "global") {
+      global = without_action(node);
+      continue;
+    }
+    if (action == "reset") {
+      global = YAML::Node();
+      continue;
+    }
+    YAML::Node doc;
+    if (action == "repeat") {
+      if (!previous) {
+        out.push_back(Status::invalid(where + ": 'action: repeat' has no previous rule to repeat"));
+        continue;
+      }
+      doc = merged(previous, without_action(node));
+    } else {
+      doc = global ? merged(global, node) : node;
+    }
+    previous = doc;
+    out.push_back(parse_document(doc, source, where));
+  }
+  if (out.empty()) out.push_back(Status::invalid(source + ": no Sigma rule in the file"));
+  return out;
+}
+
+Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string& source) {
+  auto docs = parse_sigma_documents(yaml_text, source);
+  if (docs.size() > 1) {
+    return Status::invalid(source + ": holds " + std::to_string(docs.size()) +
+                           " rules; one was expected (parse_sigma_documents reads them all)");
+  }
+  return std::move(docs.front());
 }
 
 }  // namespace vigil::match

@@ -1,7 +1,8 @@
 #pragma once
 // What the Sigma parser's files share (match/src/sigma*.cc). Private to vigil_match.
 //
-//   sigma.cc              parse_sigma: the document, its keys, logsource and detection
+//   sigma.cc              parse_sigma(_documents): the stream, each document's keys,
+//                         logsource and detection (or filter)
 //   sigma_values.cc       values as patterns: wildcards, modifiers' encodings (base64, utf16)
 //   sigma_detection.cc    detection maps and lists: field terms with their modifiers, keywords
 //   sigma_condition.cc    the condition grammar

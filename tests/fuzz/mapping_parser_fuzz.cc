@@ -1,10 +1,12 @@
 // libFuzzer: the field mapping parser on arbitrary mapping files, and a fixed rule that uses
 // every kind of conversion compiled under each mapping that parses (per-logsource fields,
-// same_as chains, values, registry_dword, split_domain, unsupported fields).
+// same_as chains, values, registry_dword, split_domain, unsupported fields); the same input
+// read as a pySigma pipeline by `vigil mapping import-pysigma`.
 #include <cstdint>
 #include <string>
 
 #include "vigil/match/matcher.h"
+#include "vigil/match/pysigma_import.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const auto rule = *vigil::match::parse_sigma(R"(
@@ -18,8 +20,9 @@ detection:
   condition: a or b or c
 )",
                                                       "rule.yml");
-  auto mapping = vigil::match::FieldMapping::parse(
-      std::string(reinterpret_cast<const char*>(data), size), "fuzz.yml");
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  (void)vigil::match::import_pysigma_pipeline(text, "pipeline.yml");
+  auto mapping = vigil::match::FieldMapping::parse(text, "fuzz.yml");
   if (!mapping) return 0;
   (void)mapping->json_paths("Image", rule.logsource);
   (void)vigil::match::apply_mapping(rule, *mapping);

@@ -1,5 +1,6 @@
-// libFuzzer: the Sigma rule parser and compiler on arbitrary rule files, and the compiled
-// rule run over a few fixed events (keywords, prefilter confirmation and expand included).
+// libFuzzer: the Sigma rule parser and compiler on arbitrary rule files (every document of
+// a stream, Sigma v1 collection actions, filters applied under a selection), and the compiled
+// rules run over a few fixed events (keywords, prefilter confirmation and expand included).
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -25,11 +26,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       R"({"logsource":{"product":"linux","category":"process_creation"},"Image":"/bin/sh","CommandLine":"rm -rf / \u0000 x"})",
       R"({"logsource":{"category":"proxy"},"c-uri":"http://x/?q=1%27","cs-method":"GET","sc-status":404})",
   };
-  auto rule =
-      vigil::match::parse_sigma(std::string(reinterpret_cast<const char*>(data), size), "fuzz.yml");
-  if (!rule) return 0;
+  std::vector<vigil::match::SigmaRule> docs;
+  for (auto& r : vigil::match::parse_sigma_documents(
+           std::string(reinterpret_cast<const char*>(data), size), "fuzz.yml")) {
+    if (r) docs.push_back(std::move(*r));
+  }
+  if (docs.empty()) return 0;
   vigil::match::CompileReport report;
-  auto rs = vigil::match::RuleSet::compile({*rule}, mapping, report);
+  vigil::match::RuleSelection selection;
+  selection.min_level = size % 2 ? "low" : "";
+  auto rules = vigil::match::prepare_rules(std::move(docs), selection, report);
+  auto rs = vigil::match::RuleSet::compile(rules, mapping, report);
   if (!rs) return 0;
   auto matcher = vigil::match::Matcher::create(*rs);
   if (!matcher) return 0;

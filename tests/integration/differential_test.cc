@@ -96,11 +96,41 @@ class Differential : public ::testing::TestWithParam<const char*> {};
 TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
   const fs::path corpus = test::corpus_dir();
   ASSERT_TRUE(fs::exists(corpus / "sigma_rules")) << "corpus missing at " << corpus;
-  auto mapping = FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") +
-                                         GetParam() + ".yml");
+  // "<mapping>+filters": the tree with Sigma filters applied (below).
+  std::string name = GetParam();
+  const bool with_filters = name.ends_with("+filters");
+  if (with_filters) name.resize(name.size() - std::string_view("+filters").size());
+  auto mapping =
+      FieldMapping::load_file(std::string(VIGIL_SOURCE_DIR "/rules/mappings/") + name + ".yml");
   ASSERT_TRUE(mapping) << mapping.status().to_string();
   CompileReport report;
-  const auto parsed = load_rules({(corpus / "sigma_rules").string()}, report);
+  const auto unfiltered = load_rules({(corpus / "sigma_rules").string()}, report);
+  // A filter on every Windows rule (hosts named FLT-*), and one on the first ten process
+  // creation rules by id (a parent process): each rule's event is also sent with the filtered
+  // values, where the filtered rules must stay silent in both matchers.
+  std::vector<SigmaRule> parsed = unfiltered;
+  if (with_filters) {
+    std::string ids;
+    size_t n = 0;
+    for (const auto& r : unfiltered) {
+      if (r.logsource.category == "process_creation" && !r.correlation && n++ < 10)
+        ids += "\n    - " + r.id;
+    }
+    for (const std::string& text :
+         {std::string("title: Lab hosts\nid: flt-hosts\nlogsource: {product: windows}\nfilter:\n"
+                      "  rules: any\n  lab: {Computer|startswith: 'FLT-'}\n  condition: not lab\n"),
+          "title: Backup parent\nid: flt-parent\nlogsource: {category: process_creation}\n"
+          "filter:\n  rules:" +
+              ids +
+              "\n  agent: {ParentImage|endswith: '\\fltagent.exe'}\n  condition: not agent\n"}) {
+      auto f = parse_sigma(text, "filter.yml");
+      ASSERT_TRUE(f) << f.status().to_string();
+      parsed.push_back(std::move(*f));
+    }
+    CompileReport fr;
+    parsed = apply_filters(std::move(parsed), {}, fr);
+    ASSERT_EQ(fr.filters, 2u);
+  }
   auto compiled = RuleSet::compile(parsed, *mapping, report);
   ASSERT_TRUE(compiled) << compiled.status().to_string();
   const auto& rs = **compiled;
@@ -114,9 +144,14 @@ TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
     for (std::string line; std::getline(in, line);) events.push_back(line);
   }
   const size_t real_events = events.size();
+  std::vector<bool> from_filtered_host(events.size(), false);
   std::set<std::string> compiled_ids;
   for (const auto& r : rs.rules()) compiled_ids.insert(r.id);
-  for (const auto& rule : parsed) {
+  std::set<std::string> windows_rules;
+  for (const auto& rule : unfiltered) {
+    if (rule.logsource.product == "windows") windows_rules.insert(rule.id);
+  }
+  for (const auto& rule : unfiltered) {
     if (rule.correlation || !compiled_ids.count(rule.id)) continue;
     const auto ls = mapping->logsources_for(rule.logsource);
     std::map<std::string, std::string> fields;
@@ -135,6 +170,16 @@ TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
       if (!fields.count(path) && valid_utf8(v)) fields[path] = v;
     }
     events.push_back(to_json(fields));
+    if (with_filters) {  // the same event from a filtered host, and from the filtered parent
+      auto host = fields;
+      host[mapping->json_paths("Computer", rule.logsource)[0]] = "FLT-7";
+      events.push_back(to_json(host));
+      from_filtered_host.resize(events.size(), false);
+      from_filtered_host.back() = rule.logsource.product == "windows";
+      auto parent = fields;
+      parent[mapping->json_paths("ParentImage", rule.logsource)[0]] = "C:\\b\\fltagent.exe";
+      events.push_back(to_json(parent));
+    }
   }
 
   EventParser a, b;
@@ -157,23 +202,28 @@ TEST_P(Differential, CompiledMatcherAgreesWithTheReferenceOverTheSigmaTree) {
                          << ": " << events[i];
     matched_events += got.empty() ? 0 : 1;
     matches += got.size();
+    if (i < from_filtered_host.size() && from_filtered_host[i]) {
+      for (const auto& id : got) {
+        EXPECT_EQ(windows_rules.count(id), 0u) << id << " fired on a filtered host: " << events[i];
+      }
+    }
   }
   std::cout << events.size() << " events (" << real_events << " real), " << matched_events
             << " matched, " << matches << " matches, " << rs.rules().size() << " rules\n";
   // Most rules must fire on the event made from them, or the comparison proves little.
-  EXPECT_GT(matched_events, events.size() / 2);
+  EXPECT_GT(matched_events, (with_filters ? events.size() / 3 : events.size()) / 2);
 }
 
 // The EVTX layout of the corpus' events, vigil's flat layout with every logsource of the tree
 // (keywords included), and the ECS and OCSF layouts with their conversions.
 INSTANTIATE_TEST_SUITE_P(Mappings, Differential,
                          ::testing::Values("windows-evtx-json", "vigil-sensor", "ecs-windows",
-                                           "ocsf-windows"),
+                                           "ocsf-windows", "vigil-sensor+filters"),
                          [](const auto& info) {
                            std::string name;
                            bool upper = true;
                            for (char c : std::string(info.param)) {
-                             if (c == '-') {
+                             if (c == '-' || c == '+') {
                                upper = true;
                                continue;
                              }

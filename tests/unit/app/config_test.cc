@@ -40,6 +40,28 @@ TEST(ServerFlags, DefaultsThenTheFileThenTheFlagsGiven) {
   EXPECT_FALSE(c->mapping.empty());
 }
 
+// The rule selection: the file's `select`, then each selection flag given over its part.
+TEST(ServerFlags, RuleSelectionFromTheFileAndFlags) {
+  test::TempDir dir{"config"};
+  const std::string file = dir / "vigild.yml";
+  std::ofstream(file) << "select:\n  min_level: medium\n  exclude_tags: [attack.t1003*]\n";
+  auto c = resolve({"--config", file, "--min-level", "high", "--product", "windows,linux"});
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_EQ(c->select.min_level, "high");
+  EXPECT_EQ(c->select.exclude_tags, std::vector<std::string>{"attack.t1003*"});
+  EXPECT_EQ(c->select.products, (std::vector<std::string>{"windows", "linux"}));
+  EXPECT_TRUE(c->select.statuses.empty());
+
+  auto bad = resolve({"--status", "stabel"});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("unknown rule status 'stabel'"), std::string::npos);
+  std::ofstream(file) << "select:\n  level: high\n";
+  bad = resolve({"--config", file});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("unknown key 'select.level'"), std::string::npos)
+      << bad.status().message();
+}
+
 TEST(ServerFlags, EveryFlagSetsItsMember) {
   auto c = resolve({"--kafka-brokers",
                     "b:1",

@@ -17,6 +17,8 @@
 //     tests: [tests]               # rule test files or folders (default: "tests")
 //     fields: [CommandLine, Image] # the Sigma fields the rules may use (a rule using another
 //     field_count: 2               # one is refused; field_count must equal the list's size)
+//     select: {min_level: high}    # rule selection (selection.h); default: every status but
+//                                  # deprecated and unsupported
 //     parameters:                  # engine parameters; an unknown one is an error
 //       min_engine_version: "0.1.0"
 //       max_rule_cost_ns: 20000    # may only lower the server's per-rule scan cost budget
@@ -25,6 +27,9 @@
 //     rule: <rule id>
 //     match:    [ {Image: 'C:\x.exe', CommandLine: ...}, '{"raw": "json"}' ]
 //     no_match: [ ... ]
+//
+// Rule files may hold several documents (rules, correlations, Sigma filters, Sigma v1
+// collections); filters are applied to the rules they name (apply_filters()).
 //
 // A plain directory of Sigma rules is a bundle with derived defaults. The content hash
 // (XXH3-128 over every file's path and bytes, in path order) identifies a bundle: the same
@@ -68,6 +73,7 @@ struct BundleManifest {
   std::optional<int64_t> field_count;
   std::string min_engine_version;
   int64_t max_rule_cost_ns = 0;  // 0: the server's budget
+  RuleSelection select;
 };
 
 // Limits on what a bundle may hold (an archive from outside is hostile until proven not).
@@ -136,6 +142,9 @@ struct RuleValidation {
   std::string id;
   std::string title;
   bool correlation = false;
+  bool filter = false;                  // a Sigma filter document
+  std::vector<std::string> applies_to;  // a filter: the rules it was applied to
+  std::string left_out;                 // set: left out by the manifest's selection, and why
   std::vector<std::string> errors;
   std::vector<std::string> warnings;
   size_t tests_passed = 0;
@@ -153,6 +162,7 @@ struct BundleReport {
   std::vector<RuleValidation> rules;  // in file order
   size_t rules_ok = 0;
   size_t rules_failed = 0;
+  size_t rules_left_out = 0;      // by the manifest's selection (neither ok nor failed)
   double cost_ns_per_event = -1;  // the whole bundle; -1: not measured
   size_t reference_events = 0;
   bool ok() const { return errors.empty() && rules_failed == 0 && !rules.empty(); }

@@ -16,6 +16,7 @@
 #include "vigil/core/event.h"
 #include "vigil/core/status.h"
 #include "vigil/match/mapping.h"
+#include "vigil/match/selection.h"
 #include "vigil/match/sigma.h"
 
 namespace vigil::match {
@@ -33,6 +34,8 @@ struct RuleInfo {
   // False for a base rule that only feeds correlations which do not `generate` its own
   // alerts: its matches are observed by the correlations, not reported.
   bool emit = true;
+  // The Sigma filters ANDed into its condition ("id: title"), in the order applied.
+  std::vector<std::string> filters;
 };
 
 // A correlation rule resolved against the compiled base rules and the field mapping.
@@ -54,17 +57,43 @@ struct RuleDiagnostic {
   // backtracking limit (the rule then fails on that event, the others do not). `rules
   // check` shows them; bundle validation refuses them.
   std::vector<std::string> risks;
+  // Set: the rule was left out by the rule selection, and why (status stays ok).
+  std::string left_out;
+  // A filter document: the rules it was applied to (ids); its problems are in `status` and
+  // `warnings` like a rule's.
+  bool filter = false;
+  std::vector<std::string> applies_to;
 };
 
 struct CompileReport {
   std::vector<RuleDiagnostic> rules;
   size_t compiled = 0;
-  size_t unsupported = 0;
+  size_t unsupported = 0;  // rules, correlations and filters refused
+  size_t left_out = 0;     // by the rule selection
+  size_t filters = 0;      // applied to at least one rule
 };
 
 // Reads every *.yml / *.yaml under each path (files or directories, recursively, in a
-// stable order) and parses it. Unparseable files become diagnostics in `report`.
+// stable order) and parses every document of it (rules, correlations, filters). Unparseable
+// documents become diagnostics in `report`.
 std::vector<SigmaRule> load_rules(const std::vector<std::string>& paths, CompileReport& report);
+
+// The rules `selection` keeps, and the base rules their correlations need (`selected` false);
+// filters pass through. Each rule left out gets a diagnostic saying why.
+std::vector<SigmaRule> select_rules(std::vector<SigmaRule> docs, const RuleSelection& selection,
+                                    CompileReport& report);
+
+// The rules with every filter of `docs` applied (and the filters taken out). A filter is
+// refused, and applied to nothing, when it names a rule that is not in `docs` or
+// `left_out_ids`, or a correlation; a named rule whose logsource the filter's does not cover
+// is a warning (not filtered). Each filter gets a diagnostic with the rules it applies to.
+std::vector<SigmaRule> apply_filters(std::vector<SigmaRule> docs,
+                                     const std::vector<std::string>& left_out_ids,
+                                     CompileReport& report);
+
+// select_rules, then apply_filters: what every loader compiles.
+std::vector<SigmaRule> prepare_rules(std::vector<SigmaRule> docs, const RuleSelection& selection,
+                                     CompileReport& report);
 
 class RuleSet {
  public:

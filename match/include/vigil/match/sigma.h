@@ -91,6 +91,14 @@ struct Correlation {
 };
 std::string_view correlation_type_name(Correlation::Type t);
 
+// A Sigma filter (specification v2, Sigma Filters): a document with a `logsource` and a
+// `filter` section whose searches and condition are ANDed into the condition of the rules it
+// names, as pySigma applies them: the condition says what may still alert, so an exclusion
+// is written `condition: not selection`. apply_filters() (ruleset.h) applies them.
+struct SigmaFilter {
+  std::vector<std::string> rules;  // rule ids or names; empty: every rule of its logsource
+};
+
 struct SigmaRule {
   std::string source;  // file path, for diagnostics
   std::string id;
@@ -105,10 +113,26 @@ struct SigmaRule {
   CondNode condition;
   std::vector<std::string> warnings;       // unknown descriptive metadata and the like
   std::optional<Correlation> correlation;  // set: a correlation rule (no logsource, no detection)
+  // Set: a filter document (its predicates and condition are the filter's), not a rule.
+  std::optional<SigmaFilter> filter;
+  // Of a rule: the filters applied to it ("id: title"), by apply_filters().
+  std::vector<std::string> filters;
+  // False: left out by the rule selection, yet compiled because a selected correlation needs
+  // its matches; it raises no alerts of its own (select_rules()).
+  bool selected = true;
 };
 
-// Parses one Sigma rule. `source` names the input in error messages.
+// Parses one Sigma rule. `source` names the input in error messages. A file of several
+// documents is refused: parse_sigma_documents() reads it.
 Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string& source);
+
+// Parses every document of a rule file (a YAML stream): rules, correlations and filters,
+// Sigma v1 collections (`action: global`, `reset`, `repeat`) resolved as the specification
+// defines them. One entry per rule document, in order: the rule or why it is refused (the
+// message names the file and, in a file of several, the document and its line). A broken
+// document does not hide the others.
+std::vector<Expected<SigmaRule>> parse_sigma_documents(const std::string& yaml_text,
+                                                       const std::string& source);
 
 // Converts a Sigma string value (with `*`/`?` wildcards and Sigma's backslash escaping)
 // into a Hyperscan regex body, anchored at the start and/or end as asked.
