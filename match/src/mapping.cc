@@ -47,6 +47,16 @@ Expected<Logsource> parse_match(const YAML::Node& match, const std::string& wher
   return ls;
 }
 
+// Hex digits of a hash algorithm's digest; 0: not a known algorithm.
+size_t hash_length(const std::string& algo) {
+  if (algo == "md5" || algo == "imphash") return 32;
+  if (algo == "sha1") return 40;
+  if (algo == "sha256") return 64;
+  if (algo == "sha384") return 96;
+  if (algo == "sha512") return 128;
+  return 0;
+}
+
 // Conversions a field entry may ask for (one); any other name is refused.
 Status parse_conversions(const YAML::Node& convert, const std::string& where, FieldSpec& spec) {
   if (!convert.IsMap()) return Status::invalid(where + ": 'convert' must be a map");
@@ -69,9 +79,21 @@ Status parse_conversions(const YAML::Node& convert, const std::string& where, Fi
       if (!kv.second.IsScalar() || kv.second.Scalar().empty())
         return Status::invalid(where + ": conversion 'split_domain' takes the domain's path");
       spec.domain_path = kv.second.Scalar();
+    } else if (name == "hashes") {
+      if (!kv.second.IsMap() || kv.second.size() == 0)
+        return Status::invalid(where + ": conversion 'hashes' maps algorithms to paths");
+      for (const auto& h : kv.second) {
+        const std::string algo = h.first.IsScalar() ? ascii_lower(h.first.Scalar()) : "";
+        if (!hash_length(algo))
+          return Status::invalid(where + ": conversion 'hashes': unknown algorithm '" + algo +
+                                 "' (known: md5, sha1, sha256, sha384, sha512, imphash)");
+        if (!h.second.IsScalar() || h.second.Scalar().empty())
+          return Status::invalid(where + ": conversion 'hashes': '" + algo + "' needs a path");
+        spec.hashes.emplace_back(algo, h.second.Scalar());
+      }
     } else {
       return Status::invalid(where + ": unknown conversion '" + name +
-                             "' (known: values, registry_dword, split_domain)");
+                             "' (known: values, registry_dword, split_domain, hashes)");
     }
   }
   return Status::ok();
@@ -487,9 +509,10 @@ class ValueConverter {
       if (!ref.unsupported.empty()) return refuse_unsupported(p.operand, ref);
       if (ref.converts()) return refuse(p.operand, ref, "fieldref");
     }
-    if (p.kind == Predicate::Kind::kExists || p.kind == Predicate::Kind::kMissing ||
-        !spec.converts()) {
-      return Status::ok();
+    if (!spec.converts()) return Status::ok();
+    if (p.kind == Predicate::Kind::kExists || p.kind == Predicate::Kind::kMissing) {
+      if (spec.hashes.empty()) return Status::ok();
+      return refuse(p.field, spec, "a test of whether it exists");
     }
     // A regular expression about anything but a DWORD tests string data, which is unchanged.
     if (spec.registry_dword && p.kind == Predicate::Kind::kPattern && p.user_regex &&
@@ -509,6 +532,7 @@ class ValueConverter {
       }
       return Status::ok();
     }
+    if (!spec.hashes.empty()) return convert_hash(n, p, spec, value, text);
     if (spec.registry_dword) return convert_dword(n, p, spec, value, text);
     return split_domain(n, p, spec, value);
   }
@@ -577,6 +601,31 @@ class ValueConverter {
     }
     return refuse(p.field, spec,
                   "'" + value + "' (a DWORD is converted only as the whole `DWORD (0x........)`)");
+  }
+
+  // Sysmon's `Hashes` (`SHA1=...,MD5=...,IMPHASH=...`) as one field per algorithm, as
+  // Winlogbeat writes it (process.hash.sha1, process.pe.imphash, lowercase hex). A test for
+  // one whole `ALGORITHM=HEX` (or a bare digest, its algorithm known by its length, as pySigma's
+  // hashes_fields does) in any match mode is a test of that algorithm's field for the digest.
+  Status convert_hash(CondNode& n, const Predicate& p, const FieldSpec& spec,
+                      const std::string& value, const std::optional<std::string>& text) {
+    const std::string why = "'" + value + "' (a hash converts as one whole ALGORITHM=HEX)";
+    if (!text) return refuse(p.field, spec, why);
+    const size_t eq = text->find('=');
+    std::string algo = eq == std::string::npos ? "" : ascii_lower(text->substr(0, eq));
+    const std::string hex = ascii_lower(eq == std::string::npos ? *text : text->substr(eq + 1));
+    if (hex.empty() || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+      return refuse(p.field, spec, why);
+    if (algo.empty()) {
+      for (const char* a : {"md5", "sha1", "sha256", "sha384", "sha512"}) {
+        if (hash_length(a) == hex.size()) algo = a;
+      }
+    }
+    if (hash_length(algo) != hex.size()) return refuse(p.field, spec, why);
+    for (const auto& [a, path] : spec.hashes) {
+      if (a == algo) return replace(n, literal(p, path, hex, true, true));
+    }
+    return refuse(p.field, spec, "'" + value + "' (the mapping places no " + algo + " hash)");
   }
 
   // `DOMAIN\name` written as two fields: the name at the field's path, the domain at

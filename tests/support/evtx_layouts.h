@@ -20,7 +20,9 @@
 //                 rewritten: User -> user.domain + user.name; Details (13) ->
 //                 registry.data.strings, a DWORD as its decimal value; Initiated ->
 //                 network.direction egress/ingress
-//                 removed: Hashes (-> process.hash.*), UtcTime, RuleName (-> rule.name)
+//                 split: Hashes -> process.hash.<algo> (1, 23-26) or file.hash.<algo> (6, 7,
+//                 15, 29), lowercase, imphash -> *.pe.imphash
+//                 removed: UtcTime, RuleName (-> rule.name)
 //   Security      ProcessName -> process.executable, IpAddress/IpPort -> source.ip/port,
 //                 SubjectUserName/DomainName/UserSid -> user.name/domain/id (copied)
 //   everything else stays under winlog.event_data; UserData's fields go to winlog.user_data.
@@ -29,6 +31,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <string>
@@ -194,7 +197,26 @@ inline std::string evtx_to_ecs_doc(const rapidjson::Document& evtx) {
         out.set_string("network.direction", text == "true" ? "egress" : "ingress");
         continue;
       }
-      if (key == "Hashes" || key == "UtcTime") continue;
+      if (key == "Hashes" || key == "Hash") {
+        // Split per algorithm, lowercase, zero digests dropped; imphash under *.pe.
+        const bool file = code == "6" || code == "7" || code == "15" || code == "29";
+        const std::string base = file ? "file." : "process.";
+        size_t pos = 0;
+        while (pos <= text.size()) {
+          const size_t comma = std::min(text.find(',', pos), text.size());
+          const std::string kv = text.substr(pos, comma - pos);
+          pos = comma + 1;
+          const size_t eq = kv.find('=');
+          if (eq == std::string::npos) continue;
+          std::string algo = kv.substr(0, eq), hex = kv.substr(eq + 1);
+          for (auto& c : algo) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          for (auto& c : hex) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          if (hex.find_first_not_of('0') == std::string::npos) continue;
+          out.set_string(algo == "imphash" ? base + "pe.imphash" : base + "hash." + algo, hex);
+        }
+        continue;
+      }
+      if (key == "UtcTime") continue;
       if (key == "RuleName") {
         out.set("rule.name", v);
         continue;

@@ -203,5 +203,36 @@ TEST(FieldMapping, SplitDomainTestsBothPartsAroundTheBackslash) {
       << wild.error();
 }
 
+// Sysmon's Hashes as Winlogbeat writes it: one lowercase field per algorithm.
+TEST(FieldMapping, HashesTestTheAlgorithmsOwnField) {
+  const std::string fields =
+      "fields: {Hashes: {path: winlog.event_data.Hashes, convert: {hashes: {md5: process.hash.md5, "
+      "sha256: process.hash.sha256, imphash: process.pe.imphash}}}}";
+  const std::string imphash = "F34D5F2D4577ED6D9CEEC516C1F5A744";
+  const std::string sha256(64, 'A');
+  Converted c(fields, "  a: {Hashes|contains: ['IMPHASH=" + imphash + "', '" + sha256 +
+                          "']}\n  condition: a\n");
+  ASSERT_TRUE(c.error().empty()) << c.error();
+  EXPECT_TRUE(c.matches(R"({"process":{"pe":{"imphash":"f34d5f2d4577ed6d9ceec516c1f5a744"}}})"));
+  EXPECT_TRUE(c.matches(R"({"process":{"hash":{"sha256":")" + std::string(64, 'a') + R"("}}})"));
+  EXPECT_FALSE(c.matches(R"({"process":{"hash":{"md5":"f34d5f2d4577ed6d9ceec516c1f5a744"}}})"));
+  Converted md5(fields, "  a: {Hashes|endswith: 'MD5=" + imphash + "'}\n  condition: a\n");
+  EXPECT_TRUE(md5.matches(R"({"process":{"hash":{"md5":"f34d5f2d4577ed6d9ceec516c1f5a744"}}})"));
+  for (const std::string& bad :
+       std::vector<std::string>{"{Hashes|contains: 'IMPHASH=F34D'}",
+                                "{Hashes|contains: 'SHA1=" + std::string(40, 'a') + "'}",
+                                "{Hashes|contains: 'IMPHASH=*'}", "{Hashes|exists: true}"}) {
+    Converted refused(fields, "  a: " + bad + "\n  condition: a\n");
+    EXPECT_NE(refused.error().find("field 'Hashes' has a value conversion"), std::string::npos)
+        << bad << ": " << refused.error();
+  }
+  auto unknown = FieldMapping::parse(
+      "name: t\nfields: {Hashes: {path: h, convert: {hashes: {crc32: x}}}}\nlogsources: [{name: "
+      "a, match: {product: windows}}]\n",
+      "m.yml");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.status().message().find("unknown algorithm 'crc32'"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vigil::match

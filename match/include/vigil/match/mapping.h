@@ -29,9 +29,10 @@
 // followed by the field's name. Conversions (`convert`, one per field; see FieldSpec):
 // `values` rewrites a rule's exact values (compared caseless) to the sensor's,
 // `registry_dword` turns `DWORD (0x...)` into the decimal number, `split_domain: PATH` tests
-// `DOMAIN\name` as two fields. A test a conversion cannot carry over is refused, never
-// passed through unconverted. Values are compared as text, so a number the sensor writes as
-// a string (ECS `event.code`) needs no conversion.
+// `DOMAIN\name` as two fields, `hashes: {sha256: PATH, imphash: PATH, ...}` tests Sysmon's
+// `Hashes` value `ALGO=HEX` as the algorithm's own field. A test a conversion cannot carry over is
+// refused, never passed through unconverted. Values are compared as text, so a number the sensor
+// writes as a string (ECS `event.code`) needs no conversion.
 //
 // A rule's logsource selects every entry whose `match` agrees with it on the keys the rule
 // sets (product, category, service); an event belongs to an entry when every `where` path
@@ -69,11 +70,16 @@ struct FieldSpec {
   // `DOMAIN\name` written as two fields (convert: split_domain): `paths` hold the name, this
   // path the domain, as Winlogbeat writes Sysmon's User into user.name and user.domain.
   std::string domain_path;
+  // Sysmon's `Hashes` split per algorithm (convert: hashes): algorithm -> path, as Winlogbeat
+  // writes process.hash.sha256 and process.pe.imphash.
+  std::vector<std::pair<std::string, std::string>> hashes;
   // Set: the sensor does not carry this field in a form a rule can test (why); rules testing
   // it are refused with the reason instead of never matching (`paths` are then the prefix's).
   std::string unsupported;
 
-  bool converts() const { return !values.empty() || registry_dword || !domain_path.empty(); }
+  bool converts() const {
+    return !values.empty() || registry_dword || !domain_path.empty() || !hashes.empty();
+  }
 };
 
 class FieldMapping {
