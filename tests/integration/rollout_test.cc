@@ -12,7 +12,10 @@
 #include <rapidjson/document.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "support/temp_dir.h"
@@ -528,6 +531,38 @@ TEST_F(RolloutTest, ADryRunComparesABundleWithTheActiveOneOverStoredEvents) {
   const uint64_t refused = submit("field21", false);
   EXPECT_FALSE(rollout_->dry_run(refused, INT64_MIN, INT64_MAX, 10));
   EXPECT_FALSE(rollout_->dry_run(999, INT64_MIN, INT64_MAX, 10));
+
+  // A bundle of the default rules and a Sigma filter silencing one of them: the dry run runs
+  // the filtered rule (it loses every match), the others match as before.
+  std::vector<match::BundleFile> files;
+  for (const auto& f : std::filesystem::directory_iterator(VIGIL_SOURCE_DIR "/rules/sigma")) {
+    std::ifstream in(f.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    files.push_back({"rules/" + f.path().filename().string(), text.str()});
+  }
+  files.push_back({"filters/mf_whoami.yml",
+                   "title: Whoami is expected here\nid: 3c5e0a8e-0f4f-4c55-9f3a-2a8a1f0b7c11\n"
+                   "logsource: {product: windows, category: process_creation}\nfilter:\n"
+                   "  rules: [1fc0eb53-c7e0-4dbf-8eb6-dddb8f1a094e]\n"
+                   "  any_image: {Image|exists: true}\n  condition: not any_image\n"});
+  auto filtered_bundle = match::Bundle::from_files(files);
+  ASSERT_TRUE(filtered_bundle);
+  auto submitted = rollout_->submit(*filtered_bundle, "test");
+  ASSERT_TRUE(submitted && submitted->valid) << (submitted ? submitted->json : "");
+  auto filtered = parse(*rollout_->dry_run(submitted->version, INT64_MIN, INT64_MAX, 1000000));
+  bool whoami_seen = false;
+  for (const auto& r : filtered["rules"].GetArray()) {
+    const std::string id = r["id"].GetString();
+    if (id == "1fc0eb53-c7e0-4dbf-8eb6-dddb8f1a094e") {
+      whoami_seen = true;
+      EXPECT_GT(r["active_matches"].GetUint64(), 0u);
+      EXPECT_EQ(r["candidate_matches"].GetUint64(), 0u);
+    } else {
+      EXPECT_EQ(r["candidate_matches"].GetUint64(), r["active_matches"].GetUint64()) << id;
+    }
+  }
+  EXPECT_TRUE(whoami_seen);
 }
 
 TEST_F(RolloutTest, ACrashDuringARolloutComesBackRolledBack) {
