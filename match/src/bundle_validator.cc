@@ -387,8 +387,16 @@ class BundleValidator {
     std::set<std::string> ids;
     std::set<std::string> declared;
     if (m.fields) declared.insert(m.fields->begin(), m.fields->end());
+    size_t documents = 0;
     for (const BundleFile* f : files) {
-      for (auto& r : parse_sigma_documents(f->content, f->path)) {
+      auto parsed = parse_sigma_documents(f->content, f->path);
+      if ((documents += parsed.size()) > options.max_documents) {
+        report.errors.push_back("the bundle holds more than " +
+                                std::to_string(options.max_documents) +
+                                " rule documents (rules, correlations, filters)");
+        return false;
+      }
+      for (auto& r : parsed) {
         RuleValidation rv;
         rv.source = f->path;
         if (!r) {

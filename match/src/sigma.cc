@@ -72,6 +72,21 @@ std::vector<DocumentText> split_documents(const std::string& text) {
   return docs;
 }
 
+// Whether a document's text holds nothing but blank lines and comments.
+bool blank(const std::string& text) {
+  for (size_t pos = 0; pos < text.size();) {
+    const size_t first = text.find_first_not_of(" \t\r", pos);
+    if (first == std::string::npos) return true;
+    if (text[first] != '\n' && text[first] != '#') return false;
+    const size_t eol = text.find('\n', first);
+    if (eol == std::string::npos) return true;
+    pos = eol + 1;
+  }
+  return true;
+}
+
+constexpr size_t kMaxDocuments = 10'000;
+
 // `src` merged into a copy of `dest`: maps key by key, recursively; anything else replaced
 // (Sigma v1 collections: a rule over its `global` document, a `repeat` over the previous rule).
 YAML::Node merged(const YAML::Node& dest, const YAML::Node& src) {
@@ -325,36 +340,32 @@ std::vector<Expected<SigmaRule>> parse_sigma_documents(const std::string& yaml_t
     out.push_back(Status::invalid(source + ": " + bad));
     return out;
   }
-  struct Document {
-    std::string where;  // for messages
-    YAML::Node node;
-    Status error;  // not YAML
-  };
-  std::vector<Document> docs;
-  for (auto& d : split_documents(yaml_text)) {
-    const std::string where = source + ", document " + std::to_string(docs.size() + 1) + " (line " +
-                              std::to_string(d.line) + ")";
-    try {
-      YAML::Node node = YAML::Load(d.text);
-      if (node.IsNull() && node.Tag() != "!") continue;  // empty, or comments only
-      docs.push_back({where, std::move(node), Status::ok()});
-    } catch (const YAML::Exception& e) {
-      docs.push_back({where, YAML::Node(), Status::invalid(where + ": YAML error: " + e.what())});
-    }
+  std::vector<DocumentText> docs = split_documents(yaml_text);
+  std::erase_if(docs, [](const DocumentText& d) { return blank(d.text); });
+  // A file of many tiny documents costs far more parsed than its size: bounded.
+  if (docs.size() > kMaxDocuments) {
+    out.push_back(Status::invalid(source + ": holds " + std::to_string(docs.size()) +
+                                  " documents, more than the limit of " +
+                                  std::to_string(kMaxDocuments) + " per file"));
+    return out;
   }
   // Sigma v1 collections: `action: global` is merged under every later document (until a
   // `reset`); `action: repeat` is the previous rule with this document merged over it.
   YAML::Node global;
   YAML::Node previous;
   const bool several = docs.size() > 1;
-  for (auto& [where_in_stream, node, error] : docs) {
-    const std::string& where = several ? where_in_stream : source;
-    if (!error.is_ok()) {
-      out.push_back(several
-                        ? error
-                        : Status::invalid(source + error.message().substr(where_in_stream.size())));
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const std::string where = several ? source + ", document " + std::to_string(i + 1) + " (line " +
+                                            std::to_string(docs[i].line) + ")"
+                                      : source;
+    YAML::Node node;
+    try {
+      node = YAML::Load(docs[i].text);
+    } catch (const YAML::Exception& e) {
+      out.push_back(Status::invalid(where + ": YAML error: " + e.what()));
       continue;
     }
+    if (node.IsNull() && node.Tag() != "!") continue;  // `~`, `null`
     const YAML::Node action_node = node.IsMap() ? node["action"] : YAML::Node();
     const std::string action = action_node ? scalar_or_empty(action_node) : "";
     if (action_node && action != "global" && action != "reset" && action != "repeat") {

@@ -426,6 +426,17 @@ TEST_F(RuleContentBundle, FiltersAndSelectionInABundle) {
   EXPECT_TRUE(has("rules/broken.yml, document 2 (line 4): missing 'id'")) << r.to_json();
   EXPECT_TRUE(has("matches its 'no_match' test event 0")) << r.to_json();
 
+  // Documents are bounded per file and per bundle, before they cost their parse.
+  std::string many;
+  for (int i = 0; i < 10'001; ++i) many += "---\nx: 1\n";
+  EXPECT_TRUE(contains(validate({{"rules/many.yml", many}}).to_json(),
+                       "holds 10001 documents, more than the limit of 10000 per file"));
+  options_.max_documents = 2;
+  EXPECT_TRUE(
+      contains(validate({{"rules/two.yml", kTwoRules}, {"rules/more.yml", kTwoRules}}).to_json(),
+               "the bundle holds more than 2 rule documents"));
+  options_.max_documents = BundleValidationOptions().max_documents;
+
   // A manifest selection with an unknown key is refused by name.
   files = {{"manifest.yml", "name: t\nselect: {levels: high}\n"}, {"rules/two.yml", kTwoRules}};
   EXPECT_TRUE(contains(validate(files).to_json(), "unknown key 'select.levels'"));

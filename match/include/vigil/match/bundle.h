@@ -133,6 +133,8 @@ struct BundleValidationOptions {
   // whole bundle, checked before compiling (the SigmaHQ tree: ~46,000 values, at most
   // ~4,400 in one rule), and wall time, checked between steps. Past one: refused, saying which.
   size_t max_values_per_rule = 20'000;
+  // Rule documents (rules, correlations, filters) in the whole bundle: a file may hold many.
+  size_t max_documents = 50'000;
   size_t max_values_per_bundle = 250'000;
   int64_t max_validation_ms = 300'000;
 };

@@ -130,7 +130,7 @@ Expected<SigmaRule> parse_sigma(const std::string& yaml_text, const std::string&
 // Sigma v1 collections (`action: global`, `reset`, `repeat`) resolved as the specification
 // defines them. One entry per rule document, in order: the rule or why it is refused (the
 // message names the file and, in a file of several, the document and its line). A broken
-// document does not hide the others.
+// document does not hide the others. A file of more than 10,000 documents is refused whole.
 std::vector<Expected<SigmaRule>> parse_sigma_documents(const std::string& yaml_text,
                                                        const std::string& source);
 
