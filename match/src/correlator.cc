@@ -93,7 +93,7 @@ int64_t Correlator::value_of(const CompiledCorrelation& c, const Window& w) cons
 }
 
 bool Correlator::fires(const CompiledCorrelation& c, int64_t value) const {
-  if (!c.spec.has_condition)
+  if (!c.spec.has_condition())
     return value >= static_cast<int64_t>(c.bases.size());  // temporal default: all rules
   return c.spec.holds(value);
 }

@@ -55,10 +55,11 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
         {"gt", Correlation::Op::kGt}, {"gte", Correlation::Op::kGte},
         {"lt", Correlation::Op::kLt}, {"lte", Correlation::Op::kLte},
         {"eq", Correlation::Op::kEq}, {"neq", Correlation::Op::kNeq}};
-    size_t n_ops = 0;
     for (const auto& kv : cond) {
       const std::string k = scalar_or_empty(kv.first);
       if (k == "field") {
+        if (!kv.second.IsScalar())
+          return ctx.unsupported("correlation: 'condition.field' as a list is not supported yet");
         c.field = scalar_or_empty(kv.second);
         continue;
       }
@@ -71,13 +72,19 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
         return ctx.error("correlation: condition '" + k + "' needs a non-negative integer, not '" +
                          v + "'");
       }
-      c.op = op->second;
-      c.threshold = n;
-      ++n_ops;
+      c.condition.push_back({op->second, n});
     }
-    if (n_ops != 1)
-      return ctx.error("correlation: 'condition' needs exactly one of gt, gte, lt, lte, eq, neq");
-    c.has_condition = true;
+    // One bound, or a range: a lower bound (gt, gte) and an upper one (lt, lte), ANDed.
+    using Op = Correlation::Op;
+    auto lower = [](Op o) { return o == Op::kGt || o == Op::kGte; };
+    auto upper = [](Op o) { return o == Op::kLt || o == Op::kLte; };
+    const auto& b = c.condition;
+    const bool range =
+        b.size() == 2 && ((lower(b[0].op) && upper(b[1].op)) || (upper(b[0].op) && lower(b[1].op)));
+    if (b.empty() || (b.size() > 1 && !range))
+      return ctx.error(
+          "correlation: 'condition' needs one of gt, gte, lt, lte, eq, neq, or a "
+          "range of gt/gte with lt/lte");
   } else if (!temporal) {
     return ctx.error("correlation: an " + type + " correlation needs a 'condition'");
   }
@@ -113,21 +120,36 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
 namespace vigil::match {
 
 bool Correlation::holds(int64_t v) const {
-  switch (op) {
-    case Op::kGt:
-      return v > threshold;
-    case Op::kGte:
-      return v >= threshold;
-    case Op::kLt:
-      return v < threshold;
-    case Op::kLte:
-      return v <= threshold;
-    case Op::kEq:
-      return v == threshold;
-    case Op::kNeq:
-      return v != threshold;
+  for (const Bound& b : condition) {
+    bool ok = false;
+    switch (b.op) {
+      case Op::kGt:
+        ok = v > b.value;
+        break;
+      case Op::kGte:
+        ok = v >= b.value;
+        break;
+      case Op::kLt:
+        ok = v < b.value;
+        break;
+      case Op::kLte:
+        ok = v <= b.value;
+        break;
+      case Op::kEq:
+        ok = v == b.value;
+        break;
+      case Op::kNeq:
+        ok = v != b.value;
+        break;
+    }
+    if (!ok) return false;
   }
-  return false;
+  return true;
+}
+
+bool Correlation::judged_at_window_end() const {
+  return std::any_of(condition.begin(), condition.end(),
+                     [](const Bound& b) { return b.op != Op::kGt && b.op != Op::kGte; });
 }
 
 std::string_view correlation_type_name(Correlation::Type t) {

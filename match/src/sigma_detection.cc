@@ -76,6 +76,7 @@ struct FieldTerm {
   Mode mode = Mode::kEquals;
   Predicate::Kind compare = Predicate::Kind::kLess;
   bool all = false, cased = false, windash = false, expand = false;
+  bool neq = false;                     // the field is none of the values (Sigma 2.1)
   std::vector<std::string> transforms;  // utf16*/wide/base64/base64offset, in order
   bool re_i = false, re_m = false, re_s = false;
 
@@ -128,6 +129,8 @@ Expected<FieldTerm> parse_modifiers(ParseContext& ctx, const std::string& key,
       t.transforms.push_back(m);
     } else if (m == "all")
       t.all = true;
+    else if (m == "neq")
+      t.neq = true;
     else if (m == "cased")
       t.cased = true;
     else if (m == "windash")
@@ -148,6 +151,12 @@ Expected<FieldTerm> parse_modifiers(ParseContext& ctx, const std::string& key,
       return ctx.error("detection key '" + key + "': unknown modifier '" + m + "'");
     }
     if (!s) return s;
+  }
+  if (t.neq && ((t.mode != Mode::kEquals && t.mode != Mode::kFieldRef) || t.all || t.expand ||
+                !t.transforms.empty())) {
+    return ctx.error("detection key '" + key +
+                     "': 'neq' compares whole values (plain or fieldref, with cased or windash); "
+                     "it takes no other match mode, all, expand or encoding");
   }
   if (t.expand && (!t.transforms.empty() || !t.string_mode())) {
     return ctx.error("detection key '" + key +
@@ -329,7 +338,15 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key,
     leaf.index = ctx.add_predicate(std::move(*p));
     group.children.push_back(std::move(leaf));
   }
-  if (group.children.size() == 1) return std::move(group.children[0]);
+  if (group.children.size() == 1) {
+    CondNode only = std::move(group.children[0]);
+    group = std::move(only);
+  }
+  if (t.neq) {  // none of the values: not (any of them)
+    CondNode n = make_node(CondNode::Kind::kNot);
+    n.children.push_back(std::move(group));
+    return n;
+  }
   return group;
 }
 

@@ -258,6 +258,38 @@ correlation:
   EXPECT_EQ(got, (Lines{{3, "corr-lt"}, {5, "corr-lt"}, {6, "corr-lt"}}));
 }
 
+// A range (the specification's "101 to 200": gt with lte) holds when both bounds do; with an
+// upper bound it is judged when the window ends.
+TEST(CorrelationTest, ARangeNeedsBothBounds) {
+  Harness h(R"(title: Two or three
+id: corr-range
+correlation:
+  type: event_count
+  rules: [base-proc]
+  group-by: [host]
+  timespan: 10m
+  condition: {gte: 2, lte: 3}
+)");
+  ASSERT_TRUE(h.error.empty()) << h.error;
+  const Lines got =
+      h.correlations_only({proc(0, "h1"), proc(0, "h2"), proc(0, "h3"), proc(1 * kMin, "h1"),
+                           proc(1 * kMin, "h2"), proc(2 * kMin, "h2"), proc(3 * kMin, "h2")});
+  EXPECT_EQ(got, (Lines{{3, "corr-range"}}));
+  auto err = [](const std::string& cond) {
+    auto r = parse_sigma(
+        "title: C\nid: c\ncorrelation:\n  type: event_count\n  rules: [a]\n"
+        "  timespan: 5m\n  condition: " +
+            cond + "\n",
+        "c.yml");
+    return r ? std::string() : r.status().to_string();
+  };
+  EXPECT_TRUE(err("{gt: 100, lte: 200}").empty());
+  EXPECT_TRUE(err("{lt: 5, gte: 1}").empty());
+  for (const char* bad : {"{gte: 1, gt: 2}", "{eq: 1, lte: 3}", "{gt: 1, lt: 5, neq: 3}", "{}"}) {
+    EXPECT_NE(err(bad).find("or a range of gt/gte with lt/lte"), std::string::npos) << bad;
+  }
+}
+
 TEST(CorrelationTest, AliasesGroupDifferentFieldsTogether) {
   Harness h(R"(title: Same actor
 id: corr-alias

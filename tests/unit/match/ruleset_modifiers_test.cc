@@ -101,6 +101,33 @@ TEST(RuleSet, Cidr) {
   EXPECT_NE(bad.error().find("not a CIDR network"), std::string::npos) << bad.error();
 }
 
+// Sigma 2.1 `neq`: the field is none of the values (strings or numbers, cased, fieldref); a
+// missing field is not equal to anything, as pySigma's `not field=value`.
+TEST(RuleSet, NeqIsNoneOfTheValues) {
+  RuleMatch one("  sel:\n    User|neq: 'CORP\\admin'\n  condition: sel\n");
+  ASSERT_TRUE(one.error().empty()) << one.error();
+  EXPECT_TRUE(one.matches(proc(R"("User":"CORP\\alice")")));
+  EXPECT_FALSE(one.matches(proc(R"("User":"corp\\ADMIN")")));
+  EXPECT_TRUE(one.matches(proc(R"("Image":"x")")));
+  RuleMatch list(
+      "  sel:\n    EventType|neq: [4624, 4625]\n    Image|endswith: '\\x.exe'\n"
+      "  condition: sel\n");
+  EXPECT_TRUE(list.matches(proc(R"("EventType":4634,"Image":"C:\\x.exe")")));
+  EXPECT_FALSE(list.matches(proc(R"("EventType":"4625","Image":"C:\\x.exe")")));
+  EXPECT_FALSE(list.matches(proc(R"("EventType":4624,"Image":"C:\\x.exe")")));
+  RuleMatch cased("  sel:\n    User|neq|cased: Admin\n  condition: sel\n");
+  EXPECT_TRUE(cased.matches(proc(R"("User":"admin")")));
+  EXPECT_FALSE(cased.matches(proc(R"("User":"Admin")")));
+  RuleMatch ref("  sel:\n    SubjectUserName|fieldref|neq: TargetUserName\n  condition: sel\n");
+  EXPECT_TRUE(ref.matches(proc(R"("SubjectUserName":"alice","TargetUserName":"bob")")));
+  EXPECT_FALSE(ref.matches(proc(R"("SubjectUserName":"Alice","TargetUserName":"alice")")));
+  for (const char* bad : {"User|contains|neq: adm", "User|neq|all: [a, b]", "Count|gt|neq: 3",
+                          "User|re|neq: 'a.*'"}) {
+    RuleMatch m(std::string("  sel:\n    ") + bad + "\n  condition: sel\n");
+    EXPECT_NE(m.error().find("'neq' compares whole values"), std::string::npos) << bad;
+  }
+}
+
 TEST(RuleSet, NumericComparisons) {
   RuleMatch lt("  sel:\n    Count|lt: 10\n  condition: sel\n");
   EXPECT_TRUE(lt.matches(proc(R"("Count":9)")));

@@ -77,17 +77,23 @@ struct Correlation {
   std::vector<std::string> rules;     // base rules by id or name, in order (temporal_ordered)
   std::vector<std::string> group_by;  // Sigma field names or alias names
   int64_t timespan_ms = 0;
-  bool has_condition = false;  // temporal types may omit it: all rules must match
-  Op op = Op::kGte;
-  int64_t threshold = 0;
+  // The condition's bounds, all of which must hold: one (gt, gte, lt, lte, eq, neq) or a
+  // range (gt/gte with lt/lte). Empty: a temporal type without one (all rules must match).
+  struct Bound {
+    Op op = Op::kGte;
+    int64_t value = 0;
+  };
+  std::vector<Bound> condition;
   std::string field;  // value_count: the field whose distinct values are counted
   // alias name -> (base rule id or name -> that rule's field)
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> aliases;
   bool generate = false;  // base rules also alert on their own
 
+  bool has_condition() const { return !condition.empty(); }
   bool holds(int64_t value) const;
-  // Whether the condition can only be judged when the window ends (lt, lte, eq, neq).
-  bool judged_at_window_end() const { return op != Op::kGt && op != Op::kGte; }
+  // Whether the condition can only be judged when the window ends (a bound of lt, lte, eq or
+  // neq: a later match may still break it).
+  bool judged_at_window_end() const;
 };
 std::string_view correlation_type_name(Correlation::Type t);
 
