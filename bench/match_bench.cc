@@ -368,6 +368,10 @@ class Re2SetMatcher {
         return fv.present();
       case match::Predicate::Kind::kMissing:
         return !fv.present();
+      case match::Predicate::Kind::kPresent:
+        return fv.type != ValueType::kMissing;
+      case match::Predicate::Kind::kAbsent:
+        return fv.type == ValueType::kMissing;
       case match::Predicate::Kind::kEmpty:
         return fv.present() && fv.text.empty();
       default:

@@ -351,9 +351,10 @@ void RuleSetCompiler::fuse_predicates() {
   for (uint32_t id = 0; id < preds_.size(); ++id) {
     const PredDef& d = preds_[id];
     // kMissing holds when the field is absent: it points at nothing in the event.
-    c_.predicate_slot[id] = d.pattern                             ? patterns_[d.patterns[0]].slot
-                            : d.kind == Predicate::Kind::kMissing ? kNoSlot
-                                                                  : d.slot;
+    c_.predicate_slot[id] =
+        d.pattern ? patterns_[d.patterns[0]].slot
+        : d.kind == Predicate::Kind::kMissing || d.kind == Predicate::Kind::kAbsent ? kNoSlot
+                                                                                    : d.slot;
   }
 }
 
@@ -446,6 +447,7 @@ void RuleSetCompiler::choose_triggers() {
             lazy_candidate_[pat] ? kRegexTriggerCost : (1 + pattern_users[pat]) * chance_[pat];
       }
     } else if (d.kind == Predicate::Kind::kExists || d.kind == Predicate::Kind::kMissing ||
+               d.kind == Predicate::Kind::kPresent || d.kind == Predicate::Kind::kAbsent ||
                d.kind == Predicate::Kind::kEmpty) {
       cost_[id] = 1e6;
     } else {

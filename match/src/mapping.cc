@@ -510,7 +510,8 @@ class ValueConverter {
       if (ref.converts()) return refuse(p.operand, ref, "fieldref");
     }
     if (!spec.converts()) return Status::ok();
-    if (p.kind == Predicate::Kind::kExists || p.kind == Predicate::Kind::kMissing) {
+    if (p.kind == Predicate::Kind::kExists || p.kind == Predicate::Kind::kMissing ||
+        p.kind == Predicate::Kind::kPresent || p.kind == Predicate::Kind::kAbsent) {
       if (spec.hashes.empty()) return Status::ok();
       return refuse(p.field, spec, "a test of whether it exists");
     }

@@ -25,6 +25,10 @@ bool evaluate_direct(const detail::CompiledRules::DirectPredicate& dp, const Eve
       return fv.present();
     case Predicate::Kind::kMissing:
       return !fv.present();
+    case Predicate::Kind::kPresent:
+      return fv.type != ValueType::kMissing;
+    case Predicate::Kind::kAbsent:
+      return fv.type == ValueType::kMissing;
     case Predicate::Kind::kEmpty:
       return fv.present() && fv.text.empty();
     case Predicate::Kind::kFieldRef: {

@@ -148,6 +148,10 @@ bool ReferenceMatcher::test(const Pred& p, const Event& event) {
       return fv.present();
     case Predicate::Kind::kMissing:
       return !fv.present();
+    case Predicate::Kind::kPresent:  // a JSON null is there: only an absent field is not
+      return !(fv.type == ValueType::kMissing);
+    case Predicate::Kind::kAbsent:
+      return !(fv.type != ValueType::kMissing);
     case Predicate::Kind::kEmpty:
       return fv.present() && fv.text.empty();
     case Predicate::Kind::kFieldRef: {

@@ -227,7 +227,8 @@ Expected<Predicate> value_predicate(ParseContext& ctx, const std::string& key, c
     const std::string s = v.IsScalar() ? v.Scalar() : "";
     if (s != "true" && s != "false")
       return ctx.error("detection key '" + key + "': 'exists' takes true or false");
-    p.kind = s == "true" ? Predicate::Kind::kExists : Predicate::Kind::kMissing;
+    // Presence only, "be it empty or null" (modifiers appendix 2.1).
+    p.kind = s == "true" ? Predicate::Kind::kPresent : Predicate::Kind::kAbsent;
   } else if (is_null_value(v)) {
     if (t.mode != Mode::kEquals)
       return ctx.error("detection key '" + key + "': null cannot take a modifier");

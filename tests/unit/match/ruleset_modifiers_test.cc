@@ -128,6 +128,26 @@ TEST(RuleSet, NeqIsNoneOfTheValues) {
   }
 }
 
+// Sigma 2.1 `exists` checks presence only, "be it empty or null"; `field: null` is a null or
+// absent field, `field: '*'` any value.
+TEST(RuleSet, ExistsIsPresenceEvenOfNull) {
+  RuleMatch present("  sel:\n    Field|exists: true\n  condition: sel\n");
+  EXPECT_TRUE(present.matches(proc(R"("Field":null)")));
+  EXPECT_TRUE(present.matches(proc(R"("Field":"")")));
+  EXPECT_TRUE(present.matches(proc(R"("Field":"x")")));
+  EXPECT_FALSE(present.matches(proc(R"("Other":1)")));
+  RuleMatch absent("  sel:\n    Field|exists: false\n  condition: sel\n");
+  EXPECT_FALSE(absent.matches(proc(R"("Field":null)")));
+  EXPECT_TRUE(absent.matches(proc(R"("Other":1)")));
+  RuleMatch null_value("  sel:\n    Field: null\n  condition: sel\n");
+  EXPECT_TRUE(null_value.matches(proc(R"("Field":null)")));
+  EXPECT_TRUE(null_value.matches(proc(R"("Other":1)")));
+  EXPECT_FALSE(null_value.matches(proc(R"("Field":"")")));
+  RuleMatch any("  sel:\n    Field: '*'\n  condition: sel\n");
+  EXPECT_FALSE(any.matches(proc(R"("Field":null)")));
+  EXPECT_TRUE(any.matches(proc(R"("Field":"x")")));
+}
+
 TEST(RuleSet, NumericComparisons) {
   RuleMatch lt("  sel:\n    Count|lt: 10\n  condition: sel\n");
   EXPECT_TRUE(lt.matches(proc(R"("Count":9)")));

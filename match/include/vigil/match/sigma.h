@@ -26,8 +26,10 @@ struct Logsource {
 struct Predicate {
   enum class Kind : uint8_t {
     kPattern,   // `regex` (Hyperscan syntax) matches the field's text
-    kExists,    // the field is present and not null
-    kMissing,   // the field is absent or null (Sigma `field: null`, `exists: false`)
+    kExists,    // the field is present and not null (Sigma `field: '*'`)
+    kMissing,   // the field is absent or null (Sigma `field: null`)
+    kPresent,   // the field is present, null included (Sigma 2.1 `exists: true`)
+    kAbsent,    // the field is absent (Sigma 2.1 `exists: false`)
     kEmpty,     // the field is present with an empty text
     kFieldRef,  // the field equals the field named by `operand` (fieldref)
     kCidr,      // the field is an IP address inside the network `operand` (cidr)
