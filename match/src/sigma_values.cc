@@ -49,6 +49,10 @@ void append_json_literal(std::string& out, unsigned char c) {
 // matched in their escaped JSON form.
 }  // namespace
 
+constexpr const char* kUtf8Char =
+    "(?:[\\x00-\\x7f]|[\\xc2-\\xdf][\\x80-\\xbf]|[\\xe0-\\xef][\\x80-\\xbf]{2}|"
+    "[\\xf0-\\xf4][\\x80-\\xbf]{3})";
+
 std::string to_regex(const std::string& value, bool anchor_start, bool anchor_end, bool windash,
                      bool json) {
   std::string out;
@@ -59,7 +63,9 @@ std::string to_regex(const std::string& value, bool anchor_start, bool anchor_en
   };
   for_each_sigma_char(value, [&](char c, bool wildcard) {
     if (wildcard) {
-      out += c == '*' ? ".*" : ".";
+      // `?` is "a single mandatory character" (rules specification): one UTF-8 sequence,
+      // not one byte (events are valid UTF-8; patterns run in byte mode).
+      out += c == '*' ? ".*" : kUtf8Char;
     } else if (windash && (c == '-' || c == '/')) {
       out += kWindashAlternatives;
     } else {

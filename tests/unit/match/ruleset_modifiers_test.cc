@@ -148,6 +148,36 @@ TEST(RuleSet, ExistsIsPresenceEvenOfNull) {
   EXPECT_TRUE(any.matches(proc(R"("Field":"x")")));
 }
 
+// `?` is one character (two-, three- and four-byte UTF-8 ones too), not one byte.
+TEST(RuleSet, QuestionMarkIsOneCharacter) {
+  RuleMatch one("  sel:\n    F: 'a?c'\n  condition: sel\n");
+  for (const char* hit : {"abc",
+                          "a\xc3\xa9"
+                          "c",
+                          "a\xc3\x89"
+                          "c",
+                          "a\xe2\x82\xac"
+                          "c",
+                          "a\xf0\x9f\x98\x80"
+                          "c"}) {
+    EXPECT_TRUE(one.matches(proc(R"("F":")" + std::string(hit) + "\""))) << hit;
+  }
+  for (const char* miss : {"ac", "abbc",
+                           "a\xc3\xa9\xc3\xa9"
+                           "c"}) {
+    EXPECT_FALSE(one.matches(proc(R"("F":")" + std::string(miss) + "\""))) << miss;
+  }
+  RuleMatch two("  sel:\n    F|contains: 'a??c'\n  condition: sel\n");
+  EXPECT_FALSE(two.matches(proc(R"("F":"xa\u00c9cx")")));
+  EXPECT_TRUE(two.matches(proc(R"("F":"xa\u00c9\u00c9cx")")));
+  // In a `not` branch: a `?` over a non-ASCII character must still exclude.
+  RuleMatch excluded(
+      "  sel: {F|startswith: 'C:\\'}\n  filter: {F|endswith: '\\Gr?ppe'}\n"
+      "  condition: sel and not filter\n");
+  EXPECT_FALSE(excluded.matches(proc(R"("F":"C:\\x\\Gr\u00fcppe")")));
+  EXPECT_TRUE(excluded.matches(proc(R"("F":"C:\\x\\Gruuppe")")));
+}
+
 TEST(RuleSet, NumericComparisons) {
   RuleMatch lt("  sel:\n    Count|lt: 10\n  condition: sel\n");
   EXPECT_TRUE(lt.matches(proc(R"("Count":9)")));

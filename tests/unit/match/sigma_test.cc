@@ -27,7 +27,10 @@ TEST(SigmaParse, Metadata) {
 }
 
 TEST(SigmaParse, ValueToRegexEscapesAndWildcards) {
-  EXPECT_EQ(sigma_value_to_regex("a*b?c", true, true), "\\Aa.*b.c\\z");
+  // `?` is one UTF-8 character, whatever its length in bytes.
+  EXPECT_EQ(sigma_value_to_regex("a*b?c", true, true),
+            "\\Aa.*b(?:[\\x00-\\x7f]|[\\xc2-\\xdf][\\x80-\\xbf]|[\\xe0-\\xef][\\x80-\\xbf]{2}|"
+            "[\\xf0-\\xf4][\\x80-\\xbf]{3})c\\z");
   EXPECT_EQ(sigma_value_to_regex("a\\*b", false, false), "a\\x2ab");
   EXPECT_EQ(sigma_value_to_regex("a\\?b", false, false), "a\\x3fb");
   EXPECT_EQ(sigma_value_to_regex("C:\\\\x", false, false), "C\\x3a\\x5cx");  // \\ is one backslash
