@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "date_parts.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/match/sigma.h"
 
@@ -67,11 +68,12 @@ struct CompiledRules {
     uint32_t id;
     uint32_t field_slot;
     Predicate::Kind kind;
-    uint32_t ref_slot = 0;     // kFieldRef
-    double number = 0;         // comparisons
-    uint8_t network[16] = {};  // kCidr, in network byte order
-    int prefix_bits = 0;       // kCidr
-    bool v6 = false;           // kCidr
+    uint32_t ref_slot = 0;                 // kFieldRef
+    double number = 0;                     // comparisons
+    TimePart time_part = TimePart::kNone;  // comparisons of a part of a date
+    uint8_t network[16] = {};              // kCidr, in network byte order
+    int prefix_bits = 0;                   // kCidr
+    bool v6 = false;                       // kCidr
   };
   struct Group {  // the set of mapping logsources some rules apply to
     std::vector<uint32_t> logsources;

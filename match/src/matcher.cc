@@ -55,8 +55,14 @@ bool evaluate_direct(const detail::CompiledRules::DirectPredicate& dp, const Eve
     case Predicate::Kind::kGreaterEqual: {
       if (!fv.present()) return false;
       double v;
-      auto [end, ec] = std::from_chars(fv.text.data(), fv.text.data() + fv.text.size(), v);
-      if (ec != std::errc() || end != fv.text.data() + fv.text.size()) return false;
+      if (dp.time_part != detail::TimePart::kNone) {
+        const auto part = detail::date_part(fv.text, dp.time_part);
+        if (!part) return false;
+        v = *part;
+      } else {
+        auto [end, ec] = std::from_chars(fv.text.data(), fv.text.data() + fv.text.size(), v);
+        if (ec != std::errc() || end != fv.text.data() + fv.text.size()) return false;
+      }
       switch (dp.kind) {
         case Predicate::Kind::kLess:
           return v < dp.number;

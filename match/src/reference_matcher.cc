@@ -2,6 +2,10 @@
 
 #include <arpa/inet.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -165,8 +169,14 @@ bool ReferenceMatcher::test(const Pred& p, const Event& event) {
     case Predicate::Kind::kGreater:
     case Predicate::Kind::kGreaterEqual: {
       double v = 0, bound = 0;
-      if (!fv.present() || !parse_number(fv.text, v) || !parse_number(p.operand, bound))
+      const size_t colon = p.operand.find(':');
+      if (colon != std::string::npos) {  // "<part>:<number>": a part of a date
+        const auto part = date_part_libc(fv, p.operand.substr(0, colon));
+        if (!part || !parse_number(p.operand.substr(colon + 1), bound)) return false;
+        v = *part;
+      } else if (!fv.present() || !parse_number(fv.text, v) || !parse_number(p.operand, bound)) {
         return false;
+      }
       if (p.kind == Predicate::Kind::kLess) return v < bound;
       if (p.kind == Predicate::Kind::kLessEqual) return v <= bound;
       if (p.kind == Predicate::Kind::kGreater) return v > bound;
@@ -174,6 +184,50 @@ bool ReferenceMatcher::test(const Pred& p, const Event& event) {
     }
   }
   return false;
+}
+
+// A part of a date, by the C library (independently of the compiled matcher's arithmetic):
+// the text's own fields ("YYYY-MM-DD[T ]hh:mm..."), or epoch milliseconds in UTC.
+std::optional<int> ReferenceMatcher::date_part_libc(const FieldValue& fv, const std::string& part) {
+  if (!fv.present()) return std::nullopt;
+  const std::string text(fv.text);
+  std::tm tm{};
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0;
+  char sep = 0;
+  int used = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &used) == 3 && used == 10 &&
+      mo >= 1 && mo <= 12 && d >= 1 && d <= 31) {
+    if (std::sscanf(text.c_str() + 10, "%c%2d:%2d", &sep, &h, &mi) == 3 &&
+        (sep == 'T' || sep == 't' || sep == ' ')) {
+      if (h > 23 || mi > 59) return std::nullopt;
+    } else {
+      h = mi = 0;
+    }
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    const time_t t = timegm(&tm);  // normalises, and fills the weekday and day of year
+    gmtime_r(&t, &tm);
+  } else {
+    char* end = nullptr;
+    const long long ms = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0') return std::nullopt;
+    const time_t t = static_cast<time_t>(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
+    gmtime_r(&t, &tm);
+  }
+  if (part == "minute") return tm.tm_min;
+  if (part == "hour") return tm.tm_hour;
+  if (part == "day") return tm.tm_mday;
+  if (part == "month") return tm.tm_mon + 1;
+  if (part == "year") return tm.tm_year + 1900;
+  if (part == "week") {
+    char buf[8];
+    std::strftime(buf, sizeof buf, "%V", &tm);
+    return std::atoi(buf);
+  }
+  return std::nullopt;
 }
 
 bool ReferenceMatcher::holds(const Rule& rule, const CondNode& n, const Event& event) {

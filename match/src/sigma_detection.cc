@@ -76,7 +76,8 @@ struct FieldTerm {
   Mode mode = Mode::kEquals;
   Predicate::Kind compare = Predicate::Kind::kLess;
   bool all = false, cased = false, windash = false, expand = false;
-  bool neq = false;                     // the field is none of the values (Sigma 2.1)
+  bool neq = false;       // the field is none of the values (Sigma 2.1)
+  std::string time_part;  // minute, hour, day, week, month, year of a date field (Sigma 2.1)
   std::vector<std::string> transforms;  // utf16*/wide/base64/base64offset, in order
   bool re_i = false, re_m = false, re_s = false;
 
@@ -145,12 +146,17 @@ Expected<FieldTerm> parse_modifiers(ParseContext& ctx, const std::string& key,
       t.expand = true;
     else if (m == "minute" || m == "hour" || m == "day" || m == "week" || m == "month" ||
              m == "year") {
-      return ctx.unsupported("detection key '" + key + "': modifier '" + m +
-                             "' is not supported yet");
+      if (!t.time_part.empty()) return ctx.error("detection key '" + key + "': two time modifiers");
+      t.time_part = m;
     } else {
       return ctx.error("detection key '" + key + "': unknown modifier '" + m + "'");
     }
     if (!s) return s;
+  }
+  if (!t.time_part.empty() && ((t.mode != Mode::kEquals && t.mode != Mode::kCompare) || t.all ||
+                               t.expand || t.cased || t.windash || !t.transforms.empty())) {
+    return ctx.error("detection key '" + key + "': '" + t.time_part +
+                     "' takes a number, alone or with lt, lte, gt, gte or neq");
   }
   if (t.neq && ((t.mode != Mode::kEquals && t.mode != Mode::kFieldRef) || t.all || t.expand ||
                 !t.transforms.empty())) {
@@ -257,11 +263,12 @@ Expected<Predicate> value_predicate(ParseContext& ctx, const std::string& key, c
     }
     p.kind = Predicate::Kind::kCidr;
     p.operand = c;
-  } else if (t.mode == Mode::kCompare) {
+  } else if (t.mode == Mode::kCompare || !t.time_part.empty()) {
     if (!valid_number(v.Scalar()))
       return ctx.error("detection key '" + key + "': '" + v.Scalar() + "' is not a number");
     p.kind = t.compare;
-    p.operand = v.Scalar();
+    // A part of a date: "<part>:<number>" (compile_databases.cc, reference_matcher.cc).
+    p.operand = t.time_part.empty() ? v.Scalar() : t.time_part + ":" + v.Scalar();
   } else if (t.mode == Mode::kRegex) {
     p.kind = Predicate::Kind::kPattern;
     p.regex = v.Scalar();
@@ -331,6 +338,21 @@ Expected<CondNode> parse_field_term(ParseContext& ctx, const std::string& key,
       auto any = encoded_value(ctx, key, t, v);
       if (!any) return any.status();
       group.children.push_back(std::move(*any));
+      continue;
+    }
+    if (!t.time_part.empty() && t.mode == Mode::kEquals && v.IsScalar()) {
+      // A date part equal to a number: at least it and at most it.
+      CondNode both = make_node(CondNode::Kind::kAnd);
+      for (auto kind : {Predicate::Kind::kGreaterEqual, Predicate::Kind::kLessEqual}) {
+        FieldTerm bound = t;
+        bound.compare = kind;
+        auto p = value_predicate(ctx, key, bound, v);
+        if (!p) return p.status();
+        CondNode leaf = make_node(CondNode::Kind::kPred);
+        leaf.index = ctx.add_predicate(std::move(*p));
+        both.children.push_back(std::move(leaf));
+      }
+      group.children.push_back(std::move(both));
       continue;
     }
     auto p = value_predicate(ctx, key, t, v);

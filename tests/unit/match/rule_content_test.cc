@@ -183,6 +183,63 @@ id: d
   EXPECT_EQ(one.status().message().rfind("one.yml: YAML error", 0), 0u) << one.status().message();
 }
 
+// Sigma 2.1 time modifiers, each value checked by the compiled matcher and the reference
+// matcher (which computes the parts with the C library): hour 23 against 0, an ISO week across
+// a year's end, epoch milliseconds, equality as a number.
+TEST(TimeModifiers, APartOfADateComparedAsANumber) {
+  const auto rules = parse_all(R"(title: Night
+id: night
+logsource: {product: windows, category: process_creation}
+detection: {sel: {UtcTime|hour|lt: 6}, condition: sel}
+---
+title: Late
+id: late
+logsource: {product: windows, category: process_creation}
+detection: {sel: {UtcTime|hour|gte: 23}, condition: sel}
+---
+title: First week
+id: week1
+logsource: {product: windows, category: process_creation}
+detection: {sel: {UtcTime|week: 1}, condition: sel}
+---
+title: Not December
+id: notdec
+logsource: {product: windows, category: process_creation}
+detection: {sel: {UtcTime|month|neq: 12}, condition: sel}
+---
+title: Recent
+id: recent
+logsource: {product: windows, category: process_creation}
+detection: {sel: {UtcTime|year|gte: 2025, UtcTime|minute: [0, 30]}, condition: sel}
+)");
+  ASSERT_EQ(rules.size(), 5u);
+  auto ev = [](const std::string& t) { return R"({"EventID":1,"UtcTime":")" + t + "\"}"; };
+  const auto hits = matches(
+      rules,
+      {
+          ev("2024-12-30 23:00:00.000"),    // Monday of ISO week 1 of 2025
+          ev("2024-12-29T05:59:59Z"),       // Sunday of week 52
+          ev("2021-01-03T00:30:00+02:00"),  // week 53 of 2020, as written (no zone conversion)
+          ev("2025-06-01T12:00:00Z"),
+          R"({"EventID":1,"UtcTime":1735603200000})",  // 2024-12-31T00:00:00Z
+          ev("not a date"),
+      });
+  EXPECT_EQ(hits, (std::vector<Ids>{{"late", "week1"},
+                                    {"night"},
+                                    {"night", "notdec"},
+                                    {"notdec", "recent"},
+                                    {"night", "week1"},
+                                    {"notdec"}}));
+  for (const char* bad :
+       {"{UtcTime|hour|contains: 3}", "{UtcTime|hour|day: 3}", "{UtcTime|hour: noon}"}) {
+    std::vector<std::string> errors;
+    parse_all(std::string("title: T\nid: t\nlogsource: {product: windows}\ndetection: {sel: ") +
+                  bad + ", condition: sel}\n",
+              &errors);
+    EXPECT_EQ(errors.size(), 1u) << bad;
+  }
+}
+
 constexpr char kTwoRules[] = R"(title: Dump tool
 id: 11111111-1111-4111-8111-111111111111
 name: dump_tool

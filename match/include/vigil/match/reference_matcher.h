@@ -10,6 +10,7 @@
 // Thread safety: compiled once, then match() from one thread at a time.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,7 @@ class ReferenceMatcher {
   struct Pred;
   struct Rule;
   ReferenceMatcher();
+  static std::optional<int> date_part_libc(const FieldValue& fv, const std::string& part);
   bool holds(const Rule& rule, const CondNode& node, const Event& event);
   bool test(const Pred& pred, const Event& event);
 
