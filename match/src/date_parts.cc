@@ -56,7 +56,11 @@ std::optional<Civil> parse(std::string_view s) {
   if (digits(s, 0, 4, y) && s.size() >= 10 && s[4] == '-' && s[7] == '-' &&
       digits(s, 5, 2, c.month) && digits(s, 8, 2, c.day)) {
     c.year = y;
-    if (c.month < 1 || c.month > 12 || c.day < 1 || c.day > 31) return std::nullopt;
+    static constexpr unsigned kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (c.month < 1 || c.month > 12 || c.day < 1 || c.day > kDays[c.month - 1] ||
+        (c.month == 2 && c.day == 29 && !leap))
+      return std::nullopt;
     if (s.size() >= 16 && (s[10] == 'T' || s[10] == 't' || s[10] == ' ') && s[13] == ':') {
       if (!digits(s, 11, 2, c.hour) || !digits(s, 14, 2, c.minute) || c.hour > 23 || c.minute > 59)
         return std::nullopt;

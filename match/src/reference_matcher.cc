@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -197,9 +198,16 @@ std::optional<int> ReferenceMatcher::date_part_libc(const FieldValue& fv, const 
   int used = 0;
   if (std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &used) == 3 && used == 10 &&
       mo >= 1 && mo <= 12 && d >= 1 && d <= 31) {
+    auto digit = [&](size_t i) {
+      return i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]));
+    };
     if (std::sscanf(text.c_str() + 10, "%c%2d:%2d", &sep, &h, &mi) == 3 &&
-        (sep == 'T' || sep == 't' || sep == ' ')) {
+        (sep == 'T' || sep == 't' || sep == ' ') && digit(11) && digit(12) && digit(14) &&
+        digit(15)) {
       if (h > 23 || mi > 59) return std::nullopt;
+    } else if (text.size() >= 14 && (text[10] == 'T' || text[10] == 't' || text[10] == ' ') &&
+               text[13] == ':') {
+      return std::nullopt;  // a time that is not hh:mm
     } else {
       h = mi = 0;
     }
@@ -210,6 +218,7 @@ std::optional<int> ReferenceMatcher::date_part_libc(const FieldValue& fv, const 
     tm.tm_min = mi;
     const time_t t = timegm(&tm);  // normalises, and fills the weekday and day of year
     gmtime_r(&t, &tm);
+    if (tm.tm_mday != d) return std::nullopt;  // 2024-02-30 is no date
   } else {
     char* end = nullptr;
     const long long ms = std::strtoll(text.c_str(), &end, 10);

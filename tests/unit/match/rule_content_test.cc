@@ -223,12 +223,16 @@ detection: {sel: {UtcTime|year|gte: 2025, UtcTime|minute: [0, 30]}, condition: s
           ev("2025-06-01T12:00:00Z"),
           R"({"EventID":1,"UtcTime":1735603200000})",  // 2024-12-31T00:00:00Z
           ev("not a date"),
+          ev("2023-02-29T01:00:00Z"),  // no such day
+          ev("2024-12-30 2x:00"),      // no such time
       });
   EXPECT_EQ(hits, (std::vector<Ids>{{"late", "week1"},
                                     {"night"},
                                     {"night", "notdec"},
                                     {"notdec", "recent"},
                                     {"night", "week1"},
+                                    {"notdec"},
+                                    {"notdec"},
                                     {"notdec"}}));
   for (const char* bad :
        {"{UtcTime|hour|contains: 3}", "{UtcTime|hour|day: 3}", "{UtcTime|hour: noon}"}) {
