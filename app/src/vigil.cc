@@ -220,6 +220,12 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
     if (!d.status.is_ok())
       std::fprintf(stderr, "vigil: rule not loaded: %s\n", d.status.to_string().c_str());
   }
+  if (c->report.left_out > 0) {
+    std::fprintf(stderr,
+                 "vigil: %zu rules left out by the selection (%s); `vigil rules check` "
+                 "lists them with why\n",
+                 c->report.left_out, selection.describe().c_str());
+  }
   int fd = STDIN_FILENO;
   if (events_path != "-") {
     fd = ::open(events_path.c_str(), O_RDONLY | O_CLOEXEC);
