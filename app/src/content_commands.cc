@@ -65,12 +65,94 @@ std::string rollout_summary(const rapidjson::Document& d) {
   return out;
 }
 
+std::string str_of(const rapidjson::Value& v, const char* k) {
+  return v.HasMember(k) && v[k].IsString() ? std::string(v[k].GetString()) : std::string();
+}
+unsigned long long num_of(const rapidjson::Value& v, const char* k) {
+  return v.HasMember(k) && v[k].IsUint64() ? v[k].GetUint64() : 0;
+}
+bool flag_of(const rapidjson::Value& v, const char* k) {
+  return v.HasMember(k) && v[k].IsBool() && v[k].GetBool();
+}
+
+// `vigil bundle list`: a table, newest first.
+std::string bundle_list_summary(const rapidjson::Document& d) {
+  if (!d.HasMember("bundles") || !d["bundles"].IsArray()) return "";
+  char line[512];
+  std::snprintf(line, sizeof line, "%7s  %-11s  %-10s  %6s  %-24s  %-10s  %s\n", "VERSION",
+                "STATUS", "ROLE", "RULES", "CREATED", "BY", "NAME");
+  std::string out = line;
+  for (const auto& b : d["bundles"].GetArray()) {
+    std::string role = flag_of(b, "active") ? "active" : flag_of(b, "rolling_out") ? "rolling" : "";
+    if (flag_of(b, "last_known_good")) role += role.empty() ? "lkg" : ",lkg";
+    std::snprintf(line, sizeof line, "%7llu  %-11s  %-10s  %6llu  %-24s  %-10s  %s\n",
+                  num_of(b, "version"), str_of(b, "status").c_str(), role.c_str(),
+                  num_of(b, "rules"), str_of(b, "created_at").c_str(),
+                  str_of(b, "created_by").c_str(), str_of(b, "name").c_str());
+    out += line;
+  }
+  if (d["bundles"].Empty()) out += "(no bundle stored)\n";
+  return out;
+}
+
+// `vigil bundle dry-run`: the totals, then the rules whose matches change.
+std::string dry_run_summary(const rapidjson::Document& d) {
+  std::string out = "bundle " + std::to_string(num_of(d, "version")) + " against active " +
+                    std::to_string(num_of(d, "active")) + " over " +
+                    std::to_string(num_of(d, "events")) + " stored events";
+  if (!str_of(d, "since").empty()) out += " since " + str_of(d, "since");
+  if (!str_of(d, "until").empty()) out += " until " + str_of(d, "until");
+  if (flag_of(d, "partial")) out += " (partial: the event limit was reached)";
+  out += "\n";
+  if (d.HasMember("totals") && d["totals"].IsObject()) {
+    const auto& t = d["totals"];
+    out += "matches: active " + std::to_string(num_of(t, "active_matches")) + ", candidate " +
+           std::to_string(num_of(t, "candidate_matches")) + " (gained " +
+           std::to_string(num_of(t, "gained")) + ", lost " + std::to_string(num_of(t, "lost")) +
+           ")\n";
+  }
+  size_t unchanged = 0;
+  if (d.HasMember("rules") && d["rules"].IsArray()) {
+    for (const auto& r : d["rules"].GetArray()) {
+      const std::string status = str_of(r, "status");
+      if (status == "unchanged") {
+        ++unchanged;
+        continue;
+      }
+      char line[512];
+      std::snprintf(line, sizeof line, "  %-9s %s  %s: %llu -> %llu (gained %llu, lost %llu)\n",
+                    status.c_str(), str_of(r, "id").c_str(), str_of(r, "title").c_str(),
+                    num_of(r, "active_matches"), num_of(r, "candidate_matches"),
+                    num_of(r, "gained"), num_of(r, "lost"));
+      out += line;
+    }
+  }
+  out += std::to_string(unchanged) + " rule(s) unchanged; correlations not evaluated\n";
+  return out;
+}
+
+// `vigil rollout audit`: one line per transition, newest first.
+std::string audit_summary(const rapidjson::Document& d) {
+  if (!d.HasMember("audit") || !d["audit"].IsArray()) return "";
+  std::string out;
+  for (const auto& e : d["audit"].GetArray()) {
+    out += str_of(e, "time") + "  #" + std::to_string(num_of(e, "seq")) + "  " +
+           str_of(e, "actor") + "  " + str_of(e, "action") + " bundle " +
+           std::to_string(num_of(e, "version"));
+    if (num_of(e, "from")) out += " (from " + std::to_string(num_of(e, "from")) + ")";
+    if (!str_of(e, "reason").empty()) out += ": " + str_of(e, "reason");
+    out += "\n";
+  }
+  if (d["audit"].Empty()) out += "(no transition yet)\n";
+  return out;
+}
+
 }  // namespace
 
 ContentCommands::ContentCommands(CLI::App& cli) {
   auto server = [&](CLI::App* c) {
     add_target_options(c, target_);
-    c->add_flag("--json", json_, "Compact JSON instead of indented");
+    c->add_flag("--json", json_, "The server's JSON (for machines) instead of the summary");
   };
   auto* bundle =
       cli.add_subcommand("bundle", "Rule bundles: validate, push to vigild, list, dry-run");
@@ -231,17 +313,17 @@ int ContentCommands::run() const {
     }
     return call("POST", "/api/v1/bundles", b->to_tar(), 201);
   }
-  if (list_->parsed()) return call("GET", "/api/v1/bundles", "", 200);
+  if (list_->parsed()) return call("GET", "/api/v1/bundles", "", 200, &bundle_list_summary);
   if (show_->parsed()) return call("GET", "/api/v1/bundles/" + std::to_string(version_), "", 200);
   if (dry_run_->parsed()) {
     std::string t = "/api/v1/bundles/" + std::to_string(version_) + "/dry-run";
     add_param(t, "since", since_);
     add_param(t, "until", until_);
     if (max_events_) add_param(t, "max_events", std::to_string(max_events_));
-    return call("POST", t, "", 200);
+    return call("POST", t, "", 200, &dry_run_summary);
   }
   if (status_->parsed()) return call("GET", "/api/v1/rollout", "", 200, &rollout_summary);
-  if (audit_->parsed()) return call("GET", "/api/v1/rollout/audit", "", 200);
+  if (audit_->parsed()) return call("GET", "/api/v1/rollout/audit", "", 200, &audit_summary);
   if (policy_->parsed()) {
     std::string t = "/api/v1/rollout/policy";
     add_param(t, "policy", policy_name_);

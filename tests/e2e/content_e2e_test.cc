@@ -128,6 +128,11 @@ TEST_F(ContentTest, TheTwentyFirstFieldIsRefusedAndThePipelineKeepsItsBundle) {
   EXPECT_EQ(dry["events"].GetUint64(), 80u);
   EXPECT_EQ(dry["totals"]["active_matches"].GetUint64(), expected.size());
   EXPECT_EQ(dry["totals"]["gained"].GetUint64() + dry["totals"]["lost"].GetUint64(), 0u);
+  out = cli("bundle dry-run 1 --since 30d " + server_args(port), &rc);  // for people
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("over 80 stored events"), std::string::npos) << out;
+  EXPECT_NE(out.find("(gained 0, lost 0)"), std::string::npos) << out;
+  EXPECT_EQ(out.find('{'), std::string::npos) << out;
   out = cli("stats " + server_args(port), &rc);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("80 events"), std::string::npos) << out;
@@ -226,9 +231,19 @@ TEST_F(ContentTest, ACrashDuringARolloutAndACrashLoopComeBackOnTheLastKnownGood)
   rapidjson::Document status;
   status.Parse(out.c_str());
   EXPECT_FALSE(status.HasParseError()) << out;
-  out = cli("rollout audit " + server_args(port), &rc);
+  out = cli("rollout audit --json " + server_args(port), &rc);
   EXPECT_EQ(rc, 0);
   EXPECT_NE(out.find("\"quarantined\""), std::string::npos) << out;
+  // For people: a line per transition, no JSON.
+  out = cli("rollout audit " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(out.find("quarantined"), std::string::npos) << out;
+  EXPECT_EQ(out.find('{'), std::string::npos) << out;
+  out = cli("bundle list " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(out.find("VERSION"), std::string::npos) << out;
+  EXPECT_NE(out.find("active"), std::string::npos) << out;
+  EXPECT_EQ(out.find('{'), std::string::npos) << out;
   vigild->signal(SIGTERM);
   EXPECT_EQ(vigild->wait(30s), 0) << log(runs_);
 }
