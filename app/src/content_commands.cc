@@ -131,6 +131,44 @@ std::string dry_run_summary(const rapidjson::Document& d) {
   return out;
 }
 
+// `vigil bundle show`: the stored bundle, its validation in short, each problem on a line.
+std::string bundle_show_summary(const rapidjson::Document& d) {
+  std::string out = "bundle " + std::to_string(num_of(d, "version"));
+  if (!str_of(d, "name").empty()) out += " \"" + str_of(d, "name") + "\"";
+  out += " (" + str_of(d, "hash") + "): " + str_of(d, "status");
+  if (flag_of(d, "active")) out += ", active";
+  if (flag_of(d, "rolling_out")) out += ", rolling out";
+  if (flag_of(d, "last_known_good")) out += ", last known good";
+  out += "\ncreated " + str_of(d, "created_at") + " by " + str_of(d, "created_by") + "; " +
+         std::to_string(num_of(d, "rules")) + " rules, " + std::to_string(num_of(d, "files")) +
+         " files\n";
+  if (!d.HasMember("report") || !d["report"].IsObject()) return out;
+  const auto& r = d["report"];
+  auto lines = [&](const rapidjson::Value& v, const char* key, const char* label) {
+    if (!v.HasMember(key) || !v[key].IsArray()) return;
+    for (const auto& x : v[key].GetArray()) {
+      if (x.IsString()) out += std::string("  ") + label + ": " + x.GetString() + "\n";
+    }
+  };
+  out += "validation: " + std::to_string(num_of(r, "rules_ok")) + " rules ok, " +
+         std::to_string(num_of(r, "rules_failed")) + " refused, " +
+         std::to_string(num_of(r, "rules_left_out")) + " left out by the selection; mapping " +
+         str_of(r, "mapping") + "\n";
+  lines(r, "errors", "error");
+  lines(r, "warnings", "warning");
+  if (r.HasMember("rules") && r["rules"].IsArray()) {
+    for (const auto& rule : r["rules"].GetArray()) {
+      const bool ok = flag_of(rule, "ok");
+      if (ok && str_of(rule, "left_out").empty()) continue;
+      out += std::string(ok ? "  left out " : "  REFUSED  ") + str_of(rule, "source") + " " +
+             str_of(rule, "id") + (ok ? ": " + str_of(rule, "left_out") : std::string()) + "\n";
+      lines(rule, "errors", "  error");
+    }
+  }
+  out += "(--json for the whole report)\n";
+  return out;
+}
+
 // `vigil rollout audit`: one line per transition, newest first.
 std::string audit_summary(const rapidjson::Document& d) {
   if (!d.HasMember("audit") || !d["audit"].IsArray()) return "";
@@ -314,7 +352,9 @@ int ContentCommands::run() const {
     return call("POST", "/api/v1/bundles", b->to_tar(), 201);
   }
   if (list_->parsed()) return call("GET", "/api/v1/bundles", "", 200, &bundle_list_summary);
-  if (show_->parsed()) return call("GET", "/api/v1/bundles/" + std::to_string(version_), "", 200);
+  if (show_->parsed())
+    return call("GET", "/api/v1/bundles/" + std::to_string(version_), "", 200,
+                &bundle_show_summary);
   if (dry_run_->parsed()) {
     std::string t = "/api/v1/bundles/" + std::to_string(version_) + "/dry-run";
     add_param(t, "since", since_);

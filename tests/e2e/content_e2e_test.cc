@@ -239,6 +239,10 @@ TEST_F(ContentTest, ACrashDuringARolloutAndACrashLoopComeBackOnTheLastKnownGood)
   EXPECT_EQ(rc, 0);
   EXPECT_NE(out.find("quarantined"), std::string::npos) << out;
   EXPECT_EQ(out.find('{'), std::string::npos) << out;
+  out = cli("bundle show 1 " + server_args(port), &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_NE(out.find("validation: "), std::string::npos) << out;
+  EXPECT_EQ(out.find('{'), std::string::npos) << out;
   out = cli("bundle list " + server_args(port), &rc);
   EXPECT_EQ(rc, 0);
   EXPECT_NE(out.find("VERSION"), std::string::npos) << out;
