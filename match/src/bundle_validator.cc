@@ -411,8 +411,10 @@ class BundleValidator {
         report.rules.push_back(std::move(rv));
       }
     }
-    select_and_filter();
-    // The compile's time and memory grow with the values: bounded before it starts.
+    // The compile's time and memory grow with the values: bounded before it starts, the
+    // values filters copy into the rules they apply to included.
+    if (values <= options.max_values_per_bundle)
+      values = select_and_filter(options.max_values_per_bundle - values);
     if (values > options.max_values_per_bundle) {
       report.errors.push_back("the bundle's rules have " + std::to_string(values) +
                               " values, more than the limit of " +
@@ -459,20 +461,22 @@ class BundleValidator {
     return true;
   }
 
-  // The manifest's rule selection, then the filters, over the parsed rules; each rule's
-  // report says if it was left out (and why) and each filter's which rules it applies to.
-  void select_and_filter() {
+  // The manifest's rule selection, then the filters (copying at most `max_added_values`
+  // values into rules), over the parsed rules; each rule's report says if it was left out (and
+  // why) and each filter's which rules it applies to. Returns the values of the rules to
+  // compile.
+  size_t select_and_filter(size_t max_added_values) {
     CompileReport cr;
     std::vector<SigmaRule> prepared =
-        prepare_rules(std::move(parsed_), report_.manifest.select, cr);
-    auto find = [&](const RuleDiagnostic& d) {
-      return std::find_if(
-          report_.rules.begin(), report_.rules.end(), [&](const RuleValidation& rv) {
-            return rv.source == d.source && rv.id == d.rule_id && rv.filter == d.filter;
-          });
+        prepare_rules(std::move(parsed_), report_.manifest.select, cr, max_added_values);
+    auto find = [&](const std::string& source, const std::string& id, bool filter) {
+      return std::find_if(report_.rules.begin(), report_.rules.end(),
+                          [&](const RuleValidation& rv) {
+                            return rv.source == source && rv.id == id && rv.filter == filter;
+                          });
     };
     for (const auto& d : cr.rules) {
-      auto rv = find(d);
+      auto rv = find(d.source, d.rule_id, d.filter);
       if (rv == report_.rules.end()) continue;
       if (!d.left_out.empty()) rv->left_out = d.left_out;
       rv->applies_to = d.applies_to;
@@ -486,14 +490,16 @@ class BundleValidator {
     }
     parsed_.clear();
     report_of_.clear();
+    size_t values = 0;
     for (auto& r : prepared) {
-      RuleDiagnostic key{r.source, r.id, r.title, Status::ok(), {}};
-      auto rv = find(key);
+      auto rv = find(r.source, r.id, false);
       if (rv == report_.rules.end()) continue;
       if (!r.selected) rv->warnings = r.warnings;
+      values += r.predicates.size();
       report_of_.push_back(static_cast<size_t>(rv - report_.rules.begin()));
       parsed_.push_back(std::move(r));
     }
+    return values;
   }
 
   // The report of the rule (not filter) a compile diagnostic is about.

@@ -42,7 +42,8 @@ void apply(const SigmaRule& filter, SigmaRule& rule) {
 
 std::vector<SigmaRule> apply_filters(std::vector<SigmaRule> docs,
                                      const std::vector<std::string>& left_out_ids,
-                                     CompileReport& report) {
+                                     CompileReport& report, size_t max_added_values) {
+  size_t added = 0;  // values copied into rules so far
   std::vector<SigmaRule> rules, filters;
   for (auto& d : docs) (d.filter ? filters : rules).push_back(std::move(d));
   std::unordered_map<std::string, std::vector<size_t>> by_ref;  // id or name -> rules
@@ -91,6 +92,17 @@ std::vector<SigmaRule> apply_filters(std::vector<SigmaRule> docs,
     if (d.status.is_ok()) {
       std::sort(targets.begin(), targets.end());
       targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+      const size_t cost = f.predicates.size() * targets.size();
+      if (cost > max_added_values - added) {
+        d.status = Status::invalid(who + " would add " + std::to_string(cost) + " values to " +
+                                   std::to_string(targets.size()) + " rules, past the limit of " +
+                                   std::to_string(max_added_values) + " values filters may add");
+        targets.clear();
+      } else {
+        added += cost;
+      }
+    }
+    if (d.status.is_ok()) {
       for (size_t i : targets) {
         apply(f, rules[i]);
         d.applies_to.push_back(rules[i].id);

@@ -238,14 +238,14 @@ std::vector<SigmaRule> select_rules(std::vector<SigmaRule> docs, const RuleSelec
 }
 
 std::vector<SigmaRule> prepare_rules(std::vector<SigmaRule> docs, const RuleSelection& selection,
-                                     CompileReport& report) {
+                                     CompileReport& report, size_t max_added_values) {
   const size_t first = report.rules.size();
   auto selected = select_rules(std::move(docs), selection, report);
   std::vector<std::string> left_out;
   for (size_t i = first; i < report.rules.size(); ++i) {
     if (!report.rules[i].left_out.empty()) left_out.push_back(report.rules[i].rule_id);
   }
-  return apply_filters(std::move(selected), left_out, report);
+  return apply_filters(std::move(selected), left_out, report, max_added_values);
 }
 
 }  // namespace vigil::match

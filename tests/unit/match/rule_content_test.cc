@@ -341,6 +341,15 @@ TEST(SigmaFilters, BadFiltersAreRefusedOrWarnedWithTheirReason) {
     EXPECT_TRUE(rules[0].filters.empty());
   }
   {
+    // The values a filter copies into its rules are bounded: `any` multiplies them.
+    CompileReport report;
+    const auto rules = apply_filters(parse_all(filter("any", "{product: windows}")), {}, report, 1);
+    EXPECT_TRUE(contains(report.rules[0].status.message(),
+                         "would add 2 values to 2 rules, past the limit of 1"))
+        << report.rules[0].status.message();
+    EXPECT_TRUE(rules[0].filters.empty() && rules[1].filters.empty());
+  }
+  {
     CompileReport report;
     (void)apply_filters(parse_all(filter("[gone]", "{product: windows}")), {"gone"}, report);
     EXPECT_TRUE(report.rules[0].status.is_ok());

@@ -85,15 +85,20 @@ std::vector<SigmaRule> select_rules(std::vector<SigmaRule> docs, const RuleSelec
 
 // The rules with every filter of `docs` applied (and the filters taken out). A filter is
 // refused, and applied to nothing, when it names a rule that is not in `docs` or
-// `left_out_ids`, or a correlation; a named rule whose logsource the filter's does not cover
-// is a warning (not filtered). Each filter gets a diagnostic with the rules it applies to.
+// `left_out_ids`, or a correlation, or when its values copied into every rule it applies to
+// would pass `max_added_values` (all filters together: a filter of many values on `rules: any`
+// multiplies them by the rules); a named rule whose logsource the filter's does not cover is a
+// warning (not filtered). Each filter gets a diagnostic with the rules it applies to.
+inline constexpr size_t kMaxFilterValues = 1'000'000;
 std::vector<SigmaRule> apply_filters(std::vector<SigmaRule> docs,
                                      const std::vector<std::string>& left_out_ids,
-                                     CompileReport& report);
+                                     CompileReport& report,
+                                     size_t max_added_values = kMaxFilterValues);
 
 // select_rules, then apply_filters: what every loader compiles.
 std::vector<SigmaRule> prepare_rules(std::vector<SigmaRule> docs, const RuleSelection& selection,
-                                     CompileReport& report);
+                                     CompileReport& report,
+                                     size_t max_added_values = kMaxFilterValues);
 
 class RuleSet {
  public:
