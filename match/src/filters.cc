@@ -9,16 +9,6 @@
 namespace vigil::match {
 namespace {
 
-// Whether the filter's logsource covers the rule's: each key the filter sets, the rule sets
-// to the same value (caseless), as pySigma checks a filter's logsource.
-bool covers(const Logsource& filter, const Logsource& rule) {
-  auto same = [](const std::string& f, const std::string& r) {
-    return f.empty() || ascii_lower(f) == ascii_lower(r);
-  };
-  return same(filter.product, rule.product) && same(filter.category, rule.category) &&
-         same(filter.service, rule.service);
-}
-
 void offset_leaves(CondNode& n, uint32_t offset) {
   if (n.kind == CondNode::Kind::kPred) n.index += offset;
   for (auto& c : n.children) offset_leaves(c, offset);
@@ -58,7 +48,7 @@ std::vector<SigmaRule> apply_filters(std::vector<SigmaRule> docs,
     std::vector<size_t> targets;
     if (f.filter->rules.empty()) {  // `rules: any`: every rule of its logsource
       for (size_t i = 0; i < rules.size(); ++i) {
-        if (!rules[i].correlation && covers(f.logsource, rules[i].logsource)) targets.push_back(i);
+        if (!rules[i].correlation && f.logsource.covers(rules[i].logsource)) targets.push_back(i);
       }
     }
     for (const auto& ref : f.filter->rules) {
@@ -79,7 +69,7 @@ std::vector<SigmaRule> apply_filters(std::vector<SigmaRule> docs,
                                      "'; filters apply to detection rules");
           break;
         }
-        if (!covers(f.logsource, r.logsource)) {
+        if (!f.logsource.covers(r.logsource)) {
           d.warnings.push_back("not applied to rule '" + ref + "': its logsource (" +
                                r.logsource.to_string() + ") is outside the filter's (" +
                                f.logsource.to_string() + ")");

@@ -248,17 +248,6 @@ Expected<FieldMapping> FieldMapping::load_file(const std::string& path) {
   return parse(ss.str(), path);
 }
 
-namespace {
-
-// Whether every key `pattern` sets equals the one of `ls` (an unset key agrees with any).
-bool covers(const Logsource& pattern, const Logsource& ls) {
-  auto agrees = [](const std::string& p, const std::string& v) { return p.empty() || p == v; };
-  return agrees(pattern.product, ls.product) && agrees(pattern.category, ls.category) &&
-         agrees(pattern.service, ls.service);
-}
-
-}  // namespace
-
 const FieldMapping::FieldEntry* FieldMapping::FieldTable::find(
     const std::string& sigma_field) const {
   const auto it = by_name.find(sigma_field);
@@ -269,7 +258,7 @@ const FieldMapping::FieldEntry* FieldMapping::find_entry(const std::string& sigm
                                                          const Logsource* rule_ls) const {
   if (rule_ls != nullptr) {
     for (const auto& set : fields_by_logsource_) {
-      if (!covers(set.match, *rule_ls)) continue;
+      if (!set.match.covers(*rule_ls)) continue;
       if (const FieldEntry* e = set.fields.find(sigma_field)) return e;
     }
   }
@@ -335,7 +324,7 @@ Status FieldMapping::check_same_as_chains(const std::string& source) const {
 std::vector<uint32_t> FieldMapping::logsources_for(const Logsource& ls) const {
   std::vector<uint32_t> out;
   for (uint32_t i = 0; i < logsources_.size(); ++i) {
-    if (covers(ls, logsources_[i].match)) out.push_back(i);
+    if (ls.covers(logsources_[i].match)) out.push_back(i);
   }
   return out;
 }

@@ -10,25 +10,18 @@
 #include <optional>
 #include <set>
 
+#include "sigma_internal.h"
 #include "vigil/core/utf8.h"
 
 namespace vigil::match {
 namespace {
 
-std::string scalar(const YAML::Node& n) { return n && n.IsScalar() ? n.Scalar() : ""; }
-
-std::vector<std::string> scalars(const YAML::Node& n) {
-  std::vector<std::string> out;
-  if (!n) return out;
-  if (n.IsScalar()) out.push_back(n.Scalar());
-  if (n.IsSequence()) {
-    for (const auto& x : n) out.push_back(scalar(x));
-  }
-  return out;
-}
+// The Sigma parser's YAML readers: a scalar's text or "", a scalar or a list of them.
+using detail::scalar_or_empty;
+using detail::string_or_list;
 
 bool truthy(const YAML::Node& n) {
-  const std::string s = scalar(n);
+  const std::string s = scalar_or_empty(n);
   return s == "true" || s == "True" || s == "yes";
 }
 
@@ -54,12 +47,6 @@ struct Condition {
   size_t item = 0;
   std::vector<std::pair<std::string, std::vector<std::string>>> where;  // Sigma field -> values
 };
-
-bool covers(const Logsource& pattern, const Logsource& ls) {
-  auto agrees = [](const std::string& p, const std::string& v) { return p.empty() || p == v; };
-  return agrees(pattern.product, ls.product) && agrees(pattern.category, ls.category) &&
-         agrees(pattern.service, ls.service);
-}
 
 class Importer {
  public:
@@ -100,16 +87,17 @@ class Importer {
 
   void read(const YAML::Node& doc) {
     for (const auto& kv : doc) {
-      const std::string k = scalar(kv.first);
+      const std::string k = scalar_or_empty(kv.first);
       if (k == "name") {
-        name_ = scalar(kv.second);
+        name_ = scalar_or_empty(kv.second);
       } else if (k == "priority" || k == "allowed_backends") {
       } else if (k == "vars") {
         if (!kv.second.IsMap()) {
           refuse("'vars' must be a map");
           continue;
         }
-        for (const auto& v : kv.second) vars_.emplace_back(scalar(v.first), scalars(v.second));
+        for (const auto& v : kv.second)
+          vars_.emplace_back(scalar_or_empty(v.first), string_or_list(v.second));
       } else if (k == "transformations") {
         if (!kv.second.IsSequence()) {
           refuse("'transformations' must be a list");
@@ -152,8 +140,8 @@ class Importer {
       ok = false;
       return std::nullopt;
     }
-    std::string op = scalar(item["rule_cond_op"]);
-    if (op.empty()) op = scalar(item["rule_condition_linking"]);
+    std::string op = scalar_or_empty(item["rule_cond_op"]);
+    if (op.empty()) op = scalar_or_empty(item["rule_condition_linking"]);
     const bool any_of = op == "or" || op == "any";
     if (!op.empty() && !any_of && op != "and" && op != "all") {
       refuse(who + ": unknown rule condition operator '" + op + "'");
@@ -162,7 +150,7 @@ class Importer {
     std::vector<Logsource> alternatives;
     Logsource all;
     for (const auto& c : conds) {
-      const std::string type = scalar(c["type"]);
+      const std::string type = scalar_or_empty(c["type"]);
       if (type != "logsource") {
         refuse(who + ": rule condition '" + type +
                "' cannot be expressed (vigil's mapping selects fields by logsource only)");
@@ -171,7 +159,7 @@ class Importer {
       }
       Logsource ls;
       for (const auto& kv : c) {
-        const std::string k = scalar(kv.first);
+        const std::string k = scalar_or_empty(kv.first);
         std::string* slot = k == "product"    ? &ls.product
                             : k == "category" ? &ls.category
                             : k == "service"  ? &ls.service
@@ -182,7 +170,7 @@ class Importer {
           ok = false;
           continue;
         }
-        *slot = scalar(kv.second);
+        *slot = scalar_or_empty(kv.second);
       }
       if (any_of) {
         alternatives.push_back(ls);
@@ -222,10 +210,10 @@ class Importer {
     }
     const bool negated =
         truthy(item["field_name_cond_not"]) || truthy(item["field_name_condition_negation"]);
-    std::string op = scalar(item["field_name_cond_op"]);
-    if (op.empty()) op = scalar(item["field_name_condition_linking"]);
+    std::string op = scalar_or_empty(item["field_name_cond_op"]);
+    if (op.empty()) op = scalar_or_empty(item["field_name_condition_linking"]);
     for (const auto& c : conds) {
-      const std::string type = scalar(c["type"]);
+      const std::string type = scalar_or_empty(c["type"]);
       if (type == "include_fields" || type == "exclude_fields") {
         if (negated || conds.size() > 1) {
           refuse(who + ": '" + type +
@@ -239,7 +227,7 @@ class Importer {
           ok = false;
           continue;
         }
-        auto fields = scalars(c["fields"]);
+        auto fields = string_or_list(c["fields"]);
         (type == "include_fields" ? f.include : f.exclude) = fields;
       } else if (type == "processing_item_applied") {
         if (!negated || (conds.size() > 1 && op != "or" && op != "any")) {
@@ -249,7 +237,7 @@ class Importer {
           ok = false;
           continue;
         }
-        f.not_applied_by.insert(scalar(c["processing_item_id"]));
+        f.not_applied_by.insert(scalar_or_empty(c["processing_item_id"]));
       } else {
         refuse(who + ": field name condition '" + type + "' cannot be expressed");
         ok = false;
@@ -268,8 +256,8 @@ class Importer {
   }
 
   void item(const YAML::Node& it, size_t index) {
-    const std::string type = scalar(it["type"]);
-    const std::string id = scalar(it["id"]);
+    const std::string type = scalar_or_empty(it["type"]);
+    const std::string id = scalar_or_empty(it["id"]);
     const std::string who = "transformation " + std::to_string(index + 1) + " '" + type + "'" +
                             (id.empty() ? "" : " (id " + id + ")");
     bool ok = true;
@@ -301,14 +289,14 @@ class Importer {
       e.item = index;
       e.item_id = id;
       for (const auto& kv : mapping) {
-        const std::string field = scalar(kv.first);
+        const std::string field = scalar_or_empty(kv.first);
         if (!filter.include.empty() &&
             std::find(filter.include.begin(), filter.include.end(), field) == filter.include.end())
           continue;
         if (std::find(filter.exclude.begin(), filter.exclude.end(), field) != filter.exclude.end())
           continue;
         FieldOut out;
-        out.paths = scalars(kv.second);
+        out.paths = string_or_list(kv.second);
         if (out.paths.empty() || std::any_of(out.paths.begin(), out.paths.end(),
                                              [](const std::string& p) { return p.empty(); })) {
           refuse(who + ": field '" + field + "' maps to no name");
@@ -335,7 +323,7 @@ class Importer {
         ok = false;
       }
       const FieldFilter filter = field_filter(it, who, ok);
-      const std::string prefix = scalar(it["prefix"]);
+      const std::string prefix = scalar_or_empty(it["prefix"]);
       if (prefix.empty()) {
         refuse(who + ": no 'prefix'");
         ok = false;
@@ -397,14 +385,14 @@ class Importer {
       if (!ok) return;
       std::vector<std::pair<std::string, std::vector<std::string>>> where;
       for (const auto& kv : conds) {
-        std::string field = scalar(kv.first);
+        std::string field = scalar_or_empty(kv.first);
         if (field.find('|') != std::string::npos) {
           refuse(who + ": condition on '" + field +
                  "' uses a modifier; logsources test exact "
                  "values");
           continue;
         }
-        auto values = scalars(kv.second);
+        auto values = string_or_list(kv.second);
         for (const auto& v : values) {
           if (v.find_first_of("*?") != std::string::npos) {
             refuse(who + ": value '" + v + "' of '" + field +
@@ -433,7 +421,7 @@ class Importer {
         ok = false;
       }
       if (!ok) return;
-      std::string message = scalar(it["message"]);
+      std::string message = scalar_or_empty(it["message"]);
       if (message.empty()) message = "refused by pipeline " + name_;
       Entry e;
       e.item = index;
@@ -448,7 +436,7 @@ class Importer {
         refuse(who + ": placeholders for some rules only cannot be expressed");
         return;
       }
-      auto include = scalars(it["include"]);
+      auto include = string_or_list(it["include"]);
       for (const auto& [name, values] : vars_) {
         if (include.empty() || std::find(include.begin(), include.end(), name) != include.end())
           placeholders_.emplace_back(name, values);
@@ -501,7 +489,7 @@ class Importer {
   // items after it decide, as in pySigma.
   std::string resolve(const std::string& field, const Logsource& ls, size_t after) {
     for (const auto& e : entries_) {
-      if (e.item <= after || (!e.any && !covers(e.match, ls))) continue;
+      if (e.item <= after || (!e.any && !e.match.covers(ls))) continue;
       for (const auto& [f, out] : e.fields) {
         if (f != field) continue;
         if (!out.unsupported.empty() || out.paths.empty()) return field;

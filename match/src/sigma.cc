@@ -34,6 +34,14 @@ std::string Logsource::to_string() const {
   return out.empty() ? "(none)" : out;
 }
 
+bool Logsource::covers(const Logsource& other) const {
+  auto agrees = [](const std::string& mine, const std::string& theirs) {
+    return mine.empty() || mine == theirs;
+  };
+  return agrees(product, other.product) && agrees(category, other.category) &&
+         agrees(service, other.service);
+}
+
 using namespace detail;
 
 namespace {

@@ -20,6 +20,9 @@ namespace vigil::match {
 struct Logsource {
   std::string product, category, service;
   std::string to_string() const;
+  // Whether every key this one sets equals the one of `other` (an unset key agrees with any):
+  // a mapping entry's or a filter's logsource covering a rule's.
+  bool covers(const Logsource& other) const;
 };
 
 // One test on one field of an event.
