@@ -325,8 +325,9 @@ Expected<std::vector<uint32_t>> RuleSetCompiler::predicate_ids(
       for (size_t j = 1; j < ref_paths.size(); ++j)
         (void)set_->fields_.add_alias(ref_paths[j], ref_slot);
     }
-    auto [it, fresh] = direct_pred_ids_.emplace(DirectKey{group, slot, p.kind, p.operand, ref_slot},
-                                                static_cast<uint32_t>(preds_.size()));
+    auto [it, fresh] =
+        direct_pred_ids_.emplace(DirectKey{group, slot, p.kind, p.operand, ref_slot, p.time_part},
+                                 static_cast<uint32_t>(preds_.size()));
     if (fresh) {
       PredDef d;
       d.pattern = false;
@@ -334,6 +335,7 @@ Expected<std::vector<uint32_t>> RuleSetCompiler::predicate_ids(
       d.slot = slot;
       d.kind = p.kind;
       d.operand = p.operand;
+      d.time_part = p.time_part;
       d.ref_slot = ref_slot;
       preds_.push_back(std::move(d));
     }

@@ -51,12 +51,8 @@ void RuleSetCompiler::add_direct_predicates() {
       dp.prefix_bits =
           slash == std::string::npos ? (dp.v6 ? 128 : 32) : std::stoi(d.operand.substr(slash + 1));
     } else if (d.kind != Predicate::Kind::kFieldRef) {
-      // "<part>:<number>": a comparison of a part of a date (sigma_detection.cc).
-      const size_t colon = d.operand.find(':');
-      if (colon != std::string::npos)
-        dp.time_part = detail::time_part_named(d.operand.substr(0, colon));
-      const size_t from = colon == std::string::npos ? 0 : colon + 1;
-      std::from_chars(d.operand.data() + from, d.operand.data() + d.operand.size(), dp.number);
+      dp.time_part = detail::time_part_named(d.time_part);
+      std::from_chars(d.operand.data(), d.operand.data() + d.operand.size(), dp.number);
     }
     c_.groups[d.group].direct.push_back(dp);
   }

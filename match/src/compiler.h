@@ -46,6 +46,7 @@ class RuleSetCompiler {
     uint32_t group = 0, slot = 0, ref_slot = 0;
     Predicate::Kind kind = Predicate::Kind::kPattern;
     std::string operand;
+    std::string time_part;  // comparisons of a part of a date
   };
   struct PatternDef {
     uint32_t slot;
@@ -58,6 +59,7 @@ class RuleSetCompiler {
     Predicate::Kind kind;
     std::string operand;
     uint32_t ref_slot;
+    std::string time_part;
     auto operator<=>(const DirectKey&) const = default;
   };
   struct PendingRule {

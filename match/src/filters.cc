@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "patterns.h"
 #include "vigil/match/ruleset.h"
 
 namespace vigil::match {

@@ -57,6 +57,7 @@ struct ReferenceMatcher::Pred {
   uint32_t slot = 0, ref_slot = 0;
   pcre2_code* code = nullptr;
   std::string operand;
+  std::string time_part;
 };
 
 struct ReferenceMatcher::Rule {
@@ -111,7 +112,7 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
     for (const auto& p : rule.predicates) {
       const uint32_t slot = p.path.empty() || p.field.empty() ? slot_of(p.field, rule.logsource)
                                                               : m->fields_.add(p.path);
-      Pred pred{p.kind, slot, 0, nullptr, p.operand};
+      Pred pred{p.kind, slot, 0, nullptr, p.operand, p.time_part};
       if (p.kind == Predicate::Kind::kFieldRef) pred.ref_slot = slot_of(p.operand, rule.logsource);
       if (p.kind == Predicate::Kind::kPattern) {
         uint32_t options = 0;
@@ -170,10 +171,9 @@ bool ReferenceMatcher::test(const Pred& p, const Event& event) {
     case Predicate::Kind::kGreater:
     case Predicate::Kind::kGreaterEqual: {
       double v = 0, bound = 0;
-      const size_t colon = p.operand.find(':');
-      if (colon != std::string::npos) {  // "<part>:<number>": a part of a date
-        const auto part = date_part_libc(fv, p.operand.substr(0, colon));
-        if (!part || !parse_number(p.operand.substr(colon + 1), bound)) return false;
+      if (!p.time_part.empty()) {  // a part of the field's date
+        const auto part = date_part_libc(fv, p.time_part);
+        if (!part || !parse_number(p.operand, bound)) return false;
         v = *part;
       } else if (!fv.present() || !parse_number(fv.text, v) || !parse_number(p.operand, bound)) {
         return false;

@@ -267,8 +267,8 @@ Expected<Predicate> value_predicate(ParseContext& ctx, const std::string& key, c
     if (!valid_number(v.Scalar()))
       return ctx.error("detection key '" + key + "': '" + v.Scalar() + "' is not a number");
     p.kind = t.compare;
-    // A part of a date: "<part>:<number>" (compile_databases.cc, reference_matcher.cc).
-    p.operand = t.time_part.empty() ? v.Scalar() : t.time_part + ":" + v.Scalar();
+    p.operand = v.Scalar();
+    p.time_part = t.time_part;
   } else if (t.mode == Mode::kRegex) {
     p.kind = Predicate::Kind::kPattern;
     p.regex = v.Scalar();

@@ -76,7 +76,8 @@ struct ParseContext {
   uint32_t add_predicate(Predicate p) {
     std::string key;
     key.reserve(p.field.size() + p.regex.size() + p.operand.size() + p.value.size() + 32);
-    for (const std::string* part : {&p.field, &p.regex, &p.operand, &p.value, &p.path}) {
+    for (const std::string* part :
+         {&p.field, &p.regex, &p.operand, &p.value, &p.path, &p.time_part}) {
       key += std::to_string(part->size());
       key += ':';
       key += *part;

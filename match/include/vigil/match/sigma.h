@@ -46,6 +46,9 @@ struct Predicate {
   Kind kind = Kind::kPattern;
   std::string regex;
   std::string operand;
+  // Comparisons: the part of the field's date compared (minute, hour, day, week, month, year:
+  // Sigma 2.1 time modifiers); empty: the field's number itself.
+  std::string time_part;
   bool caseless = true;
   bool dotall = true;
   bool multiline = false;
