@@ -23,11 +23,6 @@ std::string compact(const rapidjson::Value& v) {
   return std::string(sb.GetString(), sb.GetSize());
 }
 
-std::string str(const rapidjson::Value& v, const char* key) {
-  if (!v.IsObject() || !v.HasMember(key) || !v[key].IsString()) return "";
-  return v[key].GetString();
-}
-
 // Cuts `s` to `width` characters (bytes; the API's text is mostly ASCII), marking the cut.
 std::string fit(std::string s, size_t width) {
   for (char& c : s) {
@@ -51,7 +46,7 @@ std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::strin
   rapidjson::Document d;
   const bool parsed = parse_bounded_json(d, res->body);
   if (res->status != 200) {
-    const std::string detail = parsed && d.IsObject() ? str(d, "detail") : res->body;
+    const std::string detail = parsed && d.IsObject() ? json_str(d, "detail") : res->body;
     std::fprintf(stderr, "vigil: HTTP %d: %s\n", res->status, detail.c_str());
     if (res->status == 401 && req.bearer_token.empty()) {
       std::fprintf(
@@ -168,25 +163,25 @@ int ApiCommands::stats() const {
     std::printf("%s\n", compact(*d).c_str());
     return 0;
   }
-  auto u64 = [](const rapidjson::Value& v, const char* k) -> unsigned long long {
-    return v.HasMember(k) && v[k].IsUint64() ? v[k].GetUint64() : 0;
-  };
+  auto u64 = json_u64;
   std::printf("uptime %.0f s, %llu events, %llu batches, store errors %llu, kafka errors %llu\n",
-              (*d)["uptime_seconds"].GetDouble(), u64(*d, "events"), u64(*d, "batches"),
+              json_double(*d, "uptime_seconds"), u64(*d, "events"), u64(*d, "batches"),
               u64(*d, "store_errors"), u64(*d, "kafka_errors"));
   std::printf("%-6s  %12s  %10s  %14s  %9s  %9s  %8s  %7s  %6s\n", "SHARD", "EVENTS", "EVENTS/S",
               "BYTES", "ALERTS", "INVALID", "DEAD", "INBOX", "BUNDLE");
-  for (const auto& s : (*d)["shards"].GetArray()) {
+  for (const auto& s : json_array(*d, "shards")) {
     std::printf("%-6llu  %12llu  %10.0f  %14llu  %9llu  %9llu  %8llu  %7llu  %6llu\n",
-                u64(s, "shard"), u64(s, "events"), s["events_per_second"].GetDouble(),
+                u64(s, "shard"), u64(s, "events"), json_double(s, "events_per_second"),
                 u64(s, "bytes"), u64(s, "alerts"), u64(s, "invalid"), u64(s, "dead_letters"),
                 u64(s, "inbox"), u64(s, "bundle"));
   }
   std::printf("\n%-32s  %9s  %5s  %10s\n", "TOPIC", "PARTITION", "SHARD", "LAG");
-  for (const auto& p : (*d)["partitions"].GetArray()) {
-    const std::string lag = p["lag"].IsInt64() ? std::to_string(p["lag"].GetInt64()) : "?";
-    std::printf("%-32s  %9d  %5d  %10s\n", fit(str(p, "topic"), 32).c_str(),
-                p["partition"].GetInt(), p["shard"].GetInt(), lag.c_str());
+  for (const auto& p : json_array(*d, "partitions")) {
+    const std::string lag = p.IsObject() && p.HasMember("lag") && p["lag"].IsInt64()
+                                ? std::to_string(p["lag"].GetInt64())
+                                : "?";
+    std::printf("%-32s  %9llu  %5llu  %10s\n", fit(json_str(p, "topic"), 32).c_str(),
+                u64(p, "partition"), u64(p, "shard"), lag.c_str());
   }
   return 0;
 }
@@ -207,9 +202,9 @@ int ApiCommands::rules() const {
         r["cost_ns_per_event"].IsNumber()
             ? std::to_string(static_cast<int64_t>(r["cost_ns_per_event"].GetDouble()))
             : "-";
-    std::printf("%-36s  %-8s  %10llu  %12s  %s\n", str(r, "id").c_str(),
-                fit(str(r, "level"), 8).c_str(), static_cast<unsigned long long>(n), cost.c_str(),
-                fit(str(r, "title"), 60).c_str());
+    std::printf("%-36s  %-8s  %10llu  %12s  %s\n", json_str(r, "id").c_str(),
+                fit(json_str(r, "level"), 8).c_str(), static_cast<unsigned long long>(n),
+                cost.c_str(), fit(json_str(r, "title"), 60).c_str());
   }
   return 0;
 }
@@ -241,9 +236,9 @@ int ApiCommands::alerts() const {
         continue;
       }
       const auto& rule = a.HasMember("rule") ? a["rule"] : a;
-      std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", fit(str(a, "time"), 24).c_str(),
-                  fit(str(rule, "level"), 13).c_str(), fit(str(a, "host"), 20).c_str(),
-                  fit(str(rule, "title"), 44).c_str(), str(a, "id").c_str());
+      std::printf("%-24s  %-13s  %-20s  %-44s  %s\n", fit(json_str(a, "time"), 24).c_str(),
+                  fit(json_str(rule, "level"), 13).c_str(), fit(json_str(a, "host"), 20).c_str(),
+                  fit(json_str(rule, "title"), 44).c_str(), json_str(a, "id").c_str());
     }
     cursor = (*d)["next_cursor"].IsString() ? (*d)["next_cursor"].GetString() : "";
     if (!page_.all || cursor.empty()) {
@@ -292,13 +287,14 @@ int ApiCommands::events() const {
         continue;
       }
       // The stream is "<cluster id>/<topic>": the topic is what people know.
-      const std::string stream = str(e, "stream");
+      const std::string stream = json_str(e, "stream");
       const std::string source = stream.substr(stream.find('/') + 1) + "/" +
                                  std::to_string(e["partition"].GetInt()) + "@" +
                                  std::to_string(e["offset"].GetInt64());
-      const std::string body = e.HasMember("event") ? compact(e["event"]) : str(e, "event_raw");
-      std::printf("%-24s  %-28s  %s\n", fit(str(e, "time"), 24).c_str(), fit(source, 28).c_str(),
-                  fit(body, 120).c_str());
+      const std::string body =
+          e.HasMember("event") ? compact(e["event"]) : json_str(e, "event_raw");
+      std::printf("%-24s  %-28s  %s\n", fit(json_str(e, "time"), 24).c_str(),
+                  fit(source, 28).c_str(), fit(body, 120).c_str());
     }
     cursor = (*d)["next_cursor"].IsString() ? (*d)["next_cursor"].GetString() : "";
     const bool partial = (*d)["partial"].IsBool() && (*d)["partial"].GetBool();

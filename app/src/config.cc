@@ -238,37 +238,36 @@ Status load_config_file(const std::string& path, Config& c) {
 }
 
 void SelectionFlags::add(CLI::App& cli) {
-  options_ = {
-      cli.add_option("--status", given_.statuses,
-                     "Rule statuses to load, comma-separated (default: all but deprecated, "
-                     "unsupported)")
-          ->delimiter(','),
+  status_ = cli.add_option("--status", given_.statuses,
+                           "Rule statuses to load, comma-separated (default: all but deprecated, "
+                           "unsupported)")
+                ->delimiter(',');
+  min_level_ =
       cli.add_option("--min-level", given_.min_level,
-                     "Lowest rule level to load: informational, low, medium, high, critical"),
-      cli.add_option("--tag", given_.tags,
-                     "Load only rules with one of these tags (repeatable; a trailing * is a "
-                     "prefix)")
-          ->delimiter(','),
-      cli.add_option("--exclude-tag", given_.exclude_tags,
-                     "Leave out rules with any of these tags (repeatable)")
-          ->delimiter(','),
-      cli.add_option("--product", given_.products,
-                     "Load only rules of these logsource products (repeatable)")
-          ->delimiter(','),
-      cli.add_option("--category", given_.categories,
-                     "Load only rules of these logsource categories (repeatable)")
-          ->delimiter(','),
-  };
+                     "Lowest rule level to load: informational, low, medium, high, critical");
+  tags_ = cli.add_option("--tag", given_.tags,
+                         "Load only rules with one of these tags (repeatable; a trailing * is a "
+                         "prefix)")
+              ->delimiter(',');
+  exclude_tags_ = cli.add_option("--exclude-tag", given_.exclude_tags,
+                                 "Leave out rules with any of these tags (repeatable)")
+                      ->delimiter(',');
+  products_ = cli.add_option("--product", given_.products,
+                             "Load only rules of these logsource products (repeatable)")
+                  ->delimiter(',');
+  categories_ = cli.add_option("--category", given_.categories,
+                               "Load only rules of these logsource categories (repeatable)")
+                    ->delimiter(',');
 }
 
 Status SelectionFlags::apply(match::RuleSelection& into) const {
-  if (options_.empty()) return Status::ok();
-  if (options_[0]->count()) into.statuses = given_.statuses;
-  if (options_[1]->count()) into.min_level = given_.min_level;
-  if (options_[2]->count()) into.tags = given_.tags;
-  if (options_[3]->count()) into.exclude_tags = given_.exclude_tags;
-  if (options_[4]->count()) into.products = given_.products;
-  if (options_[5]->count()) into.categories = given_.categories;
+  if (!status_) return Status::ok();  // add() was not called
+  if (status_->count()) into.statuses = given_.statuses;
+  if (min_level_->count()) into.min_level = given_.min_level;
+  if (tags_->count()) into.tags = given_.tags;
+  if (exclude_tags_->count()) into.exclude_tags = given_.exclude_tags;
+  if (products_->count()) into.products = given_.products;
+  if (categories_->count()) into.categories = given_.categories;
   return into.check();
 }
 

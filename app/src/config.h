@@ -138,7 +138,8 @@ class SelectionFlags {
 
  private:
   match::RuleSelection given_;
-  std::vector<CLI::Option*> options_;  // in RuleSelection's member order
+  CLI::Option *status_ = nullptr, *min_level_ = nullptr, *tags_ = nullptr, *exclude_tags_ = nullptr,
+              *products_ = nullptr, *categories_ = nullptr;
 };
 
 // vigild's command line over a Config, each flag declared once with the member it sets: the

@@ -29,12 +29,8 @@ std::string pretty(const std::string& body) {
 // `vigil rollout status` for people: policy and state, the active, known-good and target
 // bundles, the stage, the last breach and notice, and each shard's bundle.
 std::string rollout_summary(const rapidjson::Document& d) {
-  auto str = [&](const char* k) {
-    return d.HasMember(k) && d[k].IsString() ? std::string(d[k].GetString()) : std::string();
-  };
-  auto num = [&](const rapidjson::Value& v, const char* k) -> unsigned long long {
-    return v.HasMember(k) && v[k].IsUint64() ? v[k].GetUint64() : 0;
-  };
+  auto str = [&](const char* k) { return json_str(d, k); };
+  auto num = json_u64;
   std::string out = "policy " + str("policy") + ", " + str("state") + "\n";
   out += "active bundle " + std::to_string(num(d, "active"));
   if (!str("active_since").empty()) out += " since " + str("active_since");
@@ -65,16 +61,6 @@ std::string rollout_summary(const rapidjson::Document& d) {
   return out;
 }
 
-std::string str_of(const rapidjson::Value& v, const char* k) {
-  return v.HasMember(k) && v[k].IsString() ? std::string(v[k].GetString()) : std::string();
-}
-unsigned long long num_of(const rapidjson::Value& v, const char* k) {
-  return v.HasMember(k) && v[k].IsUint64() ? v[k].GetUint64() : 0;
-}
-bool flag_of(const rapidjson::Value& v, const char* k) {
-  return v.HasMember(k) && v[k].IsBool() && v[k].GetBool();
-}
-
 // `vigil bundle list`: a table, newest first.
 std::string bundle_list_summary(const rapidjson::Document& d) {
   if (!d.HasMember("bundles") || !d["bundles"].IsArray()) return "";
@@ -83,12 +69,14 @@ std::string bundle_list_summary(const rapidjson::Document& d) {
                 "STATUS", "ROLE", "RULES", "CREATED", "BY", "NAME");
   std::string out = line;
   for (const auto& b : d["bundles"].GetArray()) {
-    std::string role = flag_of(b, "active") ? "active" : flag_of(b, "rolling_out") ? "rolling" : "";
-    if (flag_of(b, "last_known_good")) role += role.empty() ? "lkg" : ",lkg";
+    std::string role = json_bool(b, "active")        ? "active"
+                       : json_bool(b, "rolling_out") ? "rolling"
+                                                     : "";
+    if (json_bool(b, "last_known_good")) role += role.empty() ? "lkg" : ",lkg";
     std::snprintf(line, sizeof line, "%7llu  %-11s  %-10s  %6llu  %-24s  %-10s  %s\n",
-                  num_of(b, "version"), str_of(b, "status").c_str(), role.c_str(),
-                  num_of(b, "rules"), str_of(b, "created_at").c_str(),
-                  str_of(b, "created_by").c_str(), str_of(b, "name").c_str());
+                  json_u64(b, "version"), json_str(b, "status").c_str(), role.c_str(),
+                  json_u64(b, "rules"), json_str(b, "created_at").c_str(),
+                  json_str(b, "created_by").c_str(), json_str(b, "name").c_str());
     out += line;
   }
   if (d["bundles"].Empty()) out += "(no bundle stored)\n";
@@ -97,33 +85,33 @@ std::string bundle_list_summary(const rapidjson::Document& d) {
 
 // `vigil bundle dry-run`: the totals, then the rules whose matches change.
 std::string dry_run_summary(const rapidjson::Document& d) {
-  std::string out = "bundle " + std::to_string(num_of(d, "version")) + " against active " +
-                    std::to_string(num_of(d, "active")) + " over " +
-                    std::to_string(num_of(d, "events")) + " stored events";
-  if (!str_of(d, "since").empty()) out += " since " + str_of(d, "since");
-  if (!str_of(d, "until").empty()) out += " until " + str_of(d, "until");
-  if (flag_of(d, "partial")) out += " (partial: the event limit was reached)";
+  std::string out = "bundle " + std::to_string(json_u64(d, "version")) + " against active " +
+                    std::to_string(json_u64(d, "active")) + " over " +
+                    std::to_string(json_u64(d, "events")) + " stored events";
+  if (!json_str(d, "since").empty()) out += " since " + json_str(d, "since");
+  if (!json_str(d, "until").empty()) out += " until " + json_str(d, "until");
+  if (json_bool(d, "partial")) out += " (partial: the event limit was reached)";
   out += "\n";
   if (d.HasMember("totals") && d["totals"].IsObject()) {
     const auto& t = d["totals"];
-    out += "matches: active " + std::to_string(num_of(t, "active_matches")) + ", candidate " +
-           std::to_string(num_of(t, "candidate_matches")) + " (gained " +
-           std::to_string(num_of(t, "gained")) + ", lost " + std::to_string(num_of(t, "lost")) +
+    out += "matches: active " + std::to_string(json_u64(t, "active_matches")) + ", candidate " +
+           std::to_string(json_u64(t, "candidate_matches")) + " (gained " +
+           std::to_string(json_u64(t, "gained")) + ", lost " + std::to_string(json_u64(t, "lost")) +
            ")\n";
   }
   size_t unchanged = 0;
   if (d.HasMember("rules") && d["rules"].IsArray()) {
     for (const auto& r : d["rules"].GetArray()) {
-      const std::string status = str_of(r, "status");
+      const std::string status = json_str(r, "status");
       if (status == "unchanged") {
         ++unchanged;
         continue;
       }
       char line[512];
       std::snprintf(line, sizeof line, "  %-9s %s  %s: %llu -> %llu (gained %llu, lost %llu)\n",
-                    status.c_str(), str_of(r, "id").c_str(), str_of(r, "title").c_str(),
-                    num_of(r, "active_matches"), num_of(r, "candidate_matches"),
-                    num_of(r, "gained"), num_of(r, "lost"));
+                    status.c_str(), json_str(r, "id").c_str(), json_str(r, "title").c_str(),
+                    json_u64(r, "active_matches"), json_u64(r, "candidate_matches"),
+                    json_u64(r, "gained"), json_u64(r, "lost"));
       out += line;
     }
   }
@@ -133,14 +121,14 @@ std::string dry_run_summary(const rapidjson::Document& d) {
 
 // `vigil bundle show`: the stored bundle, its validation in short, each problem on a line.
 std::string bundle_show_summary(const rapidjson::Document& d) {
-  std::string out = "bundle " + std::to_string(num_of(d, "version"));
-  if (!str_of(d, "name").empty()) out += " \"" + str_of(d, "name") + "\"";
-  out += " (" + str_of(d, "hash") + "): " + str_of(d, "status");
-  if (flag_of(d, "active")) out += ", active";
-  if (flag_of(d, "rolling_out")) out += ", rolling out";
-  if (flag_of(d, "last_known_good")) out += ", last known good";
-  out += "\ncreated " + str_of(d, "created_at") + " by " + str_of(d, "created_by") + "; " +
-         std::to_string(num_of(d, "rules")) + " rules, " + std::to_string(num_of(d, "files")) +
+  std::string out = "bundle " + std::to_string(json_u64(d, "version"));
+  if (!json_str(d, "name").empty()) out += " \"" + json_str(d, "name") + "\"";
+  out += " (" + json_str(d, "hash") + "): " + json_str(d, "status");
+  if (json_bool(d, "active")) out += ", active";
+  if (json_bool(d, "rolling_out")) out += ", rolling out";
+  if (json_bool(d, "last_known_good")) out += ", last known good";
+  out += "\ncreated " + json_str(d, "created_at") + " by " + json_str(d, "created_by") + "; " +
+         std::to_string(json_u64(d, "rules")) + " rules, " + std::to_string(json_u64(d, "files")) +
          " files\n";
   if (!d.HasMember("report") || !d["report"].IsObject()) return out;
   const auto& r = d["report"];
@@ -150,18 +138,18 @@ std::string bundle_show_summary(const rapidjson::Document& d) {
       if (x.IsString()) out += std::string("  ") + label + ": " + x.GetString() + "\n";
     }
   };
-  out += "validation: " + std::to_string(num_of(r, "rules_ok")) + " rules ok, " +
-         std::to_string(num_of(r, "rules_failed")) + " refused, " +
-         std::to_string(num_of(r, "rules_left_out")) + " left out by the selection; mapping " +
-         str_of(r, "mapping") + "\n";
+  out += "validation: " + std::to_string(json_u64(r, "rules_ok")) + " rules ok, " +
+         std::to_string(json_u64(r, "rules_failed")) + " refused, " +
+         std::to_string(json_u64(r, "rules_left_out")) + " left out by the selection; mapping " +
+         json_str(r, "mapping") + "\n";
   lines(r, "errors", "error");
   lines(r, "warnings", "warning");
   if (r.HasMember("rules") && r["rules"].IsArray()) {
     for (const auto& rule : r["rules"].GetArray()) {
-      const bool ok = flag_of(rule, "ok");
-      if (ok && str_of(rule, "left_out").empty()) continue;
-      out += std::string(ok ? "  left out " : "  REFUSED  ") + str_of(rule, "source") + " " +
-             str_of(rule, "id") + (ok ? ": " + str_of(rule, "left_out") : std::string()) + "\n";
+      const bool ok = json_bool(rule, "ok");
+      if (ok && json_str(rule, "left_out").empty()) continue;
+      out += std::string(ok ? "  left out " : "  REFUSED  ") + json_str(rule, "source") + " " +
+             json_str(rule, "id") + (ok ? ": " + json_str(rule, "left_out") : std::string()) + "\n";
       lines(rule, "errors", "  error");
     }
   }
@@ -174,11 +162,11 @@ std::string audit_summary(const rapidjson::Document& d) {
   if (!d.HasMember("audit") || !d["audit"].IsArray()) return "";
   std::string out;
   for (const auto& e : d["audit"].GetArray()) {
-    out += str_of(e, "time") + "  #" + std::to_string(num_of(e, "seq")) + "  " +
-           str_of(e, "actor") + "  " + str_of(e, "action") + " bundle " +
-           std::to_string(num_of(e, "version"));
-    if (num_of(e, "from")) out += " (from " + std::to_string(num_of(e, "from")) + ")";
-    if (!str_of(e, "reason").empty()) out += ": " + str_of(e, "reason");
+    out += json_str(e, "time") + "  #" + std::to_string(json_u64(e, "seq")) + "  " +
+           json_str(e, "actor") + "  " + json_str(e, "action") + " bundle " +
+           std::to_string(json_u64(e, "version"));
+    if (json_u64(e, "from")) out += " (from " + std::to_string(json_u64(e, "from")) + ")";
+    if (!json_str(e, "reason").empty()) out += ": " + json_str(e, "reason");
     out += "\n";
   }
   if (d["audit"].Empty()) out += "(no transition yet)\n";
