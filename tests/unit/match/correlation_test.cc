@@ -137,8 +137,8 @@ Ev proc(TimeMs t, const std::string& host) {
 
 using Lines = std::vector<std::pair<size_t, std::string>>;
 
-TEST(CorrelationTest, EventCountFiresOncePerWindowAndGroup) {
-  Harness h(R"(title: Brute force
+// Three failed logons of one user within five minutes.
+constexpr char kBruteForce[] = R"(title: Brute force
 id: corr-bf
 correlation:
   type: event_count
@@ -146,7 +146,10 @@ correlation:
   group-by: [user]
   timespan: 5m
   condition: {gte: 3}
-)");
+)";
+
+TEST(CorrelationTest, EventCountFiresOncePerWindowAndGroup) {
+  Harness h(kBruteForce);
   ASSERT_TRUE(h.error.empty()) << h.error;
   // alice: 3 failures within 5 min (events 0, 1, 3) -> fires at 3; bob: 2 only; alice again:
   // 2 more after the firing do not fire (the window restarted); then a third one does.
@@ -166,15 +169,7 @@ correlation:
 
 // Grouping on a field the mapping marks unsupported refuses the correlation with the reason.
 TEST(CorrelationTest, GroupingOnAnUnsupportedFieldIsRefused) {
-  Harness h(R"(title: Brute force
-id: corr-bf
-correlation:
-  type: event_count
-  rules: [failed_logon]
-  group-by: [user]
-  timespan: 5m
-  condition: {gte: 3}
-)",
+  Harness h(kBruteForce,
             std::string(kMapping) + "fields: {user: {unsupported: 'the shipper drops it'}}\n");
   EXPECT_NE(h.error.find("field 'user' cannot be grouped on under mapping 'test': the shipper"),
             std::string::npos)
@@ -350,15 +345,7 @@ correlation:
 }
 
 TEST(CorrelationTest, WindowsSurviveAnEncodeAndRestore) {
-  Harness h(R"(title: Brute force
-id: corr-bf
-correlation:
-  type: event_count
-  rules: [failed_logon]
-  group-by: [user]
-  timespan: 5m
-  condition: {gte: 3}
-)");
+  Harness h(kBruteForce);
   ASSERT_TRUE(h.error.empty()) << h.error;
   auto matcher = Matcher::create(h.set);
   ASSERT_TRUE(matcher);

@@ -187,30 +187,26 @@ id: d
 // matcher (which computes the parts with the C library): hour 23 against 0, an ISO week across
 // a year's end, epoch milliseconds, equality as a number.
 TEST(TimeModifiers, APartOfADateComparedAsANumber) {
-  const auto rules = parse_all(R"(title: Night
+  // A Sigma v1 collection: the global document holds what the five rules share.
+  const auto rules = parse_all(R"(action: global
+title: Time of day
+logsource: {product: windows, category: process_creation}
+detection: {condition: sel}
+---
 id: night
-logsource: {product: windows, category: process_creation}
-detection: {sel: {UtcTime|hour|lt: 6}, condition: sel}
+detection: {sel: {UtcTime|hour|lt: 6}}
 ---
-title: Late
 id: late
-logsource: {product: windows, category: process_creation}
-detection: {sel: {UtcTime|hour|gte: 23}, condition: sel}
+detection: {sel: {UtcTime|hour|gte: 23}}
 ---
-title: First week
 id: week1
-logsource: {product: windows, category: process_creation}
-detection: {sel: {UtcTime|week: 1}, condition: sel}
+detection: {sel: {UtcTime|week: 1}}
 ---
-title: Not December
 id: notdec
-logsource: {product: windows, category: process_creation}
-detection: {sel: {UtcTime|month|neq: 12}, condition: sel}
+detection: {sel: {UtcTime|month|neq: 12}}
 ---
-title: Recent
 id: recent
-logsource: {product: windows, category: process_creation}
-detection: {sel: {UtcTime|year|gte: 2025, UtcTime|minute: [0, 30]}, condition: sel}
+detection: {sel: {UtcTime|year|gte: 2025, UtcTime|minute: [0, 30]}}
 )");
   ASSERT_EQ(rules.size(), 5u);
   auto ev = [](const std::string& t) { return R"({"EventID":1,"UtcTime":")" + t + "\"}"; };
