@@ -5,8 +5,11 @@
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <set>
+#include <sstream>
+#include <string_view>
 
 #include "vigil/core/time.h"
 #include "vigil/ingest/rollout.h"
@@ -43,10 +46,11 @@ namespace {
 
 // kafka: brokers, topics, group, librdkafka properties.
 Status read_kafka(const YAML::Node& k, const std::string& path, Config& c) {
-  if (auto s = check_keys(k,
-                          {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
-                           "dead_letter_topic", "dead_letter_unmapped", "properties"},
-                          path + " kafka");
+  if (auto s =
+          check_keys(k,
+                     {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
+                      "dead_letter_topic", "dead_letter_unmapped", "properties", "properties_file"},
+                     path + " kafka");
       !s)
     return s;
   if (k["brokers"]) c.brokers = k["brokers"].as<std::string>();
@@ -56,6 +60,7 @@ Status read_kafka(const YAML::Node& k, const std::string& path, Config& c) {
   if (k["alerts_topic"]) c.alerts_topic = k["alerts_topic"].as<std::string>();
   if (k["dead_letter_topic"]) c.dead_letter_topic = k["dead_letter_topic"].as<std::string>();
   if (k["dead_letter_unmapped"]) c.dead_letter_unmapped = k["dead_letter_unmapped"].as<bool>();
+  if (k["properties_file"]) c.kafka_properties_file = k["properties_file"].as<std::string>();
   if (const auto p = k["properties"]) {
     if (!p.IsMap()) return Status::invalid(path + ": kafka.properties must be a map");
     for (const auto& kv : p)
@@ -177,9 +182,9 @@ Status load_config_file(const std::string& path, Config& c) {
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
     if (auto s = check_keys(doc,
-                            {"kafka", "data_dir", "listen", "rules", "mapping", "select",
-                             "log_level", "http_threads", "batch", "max_event_bytes", "embedded",
-                             "workers", "store", "api", "rollout"},
+                            {"kafka", "data_dir", "listen", "rules", "rules_watch", "mapping",
+                             "select", "log_level", "http_threads", "batch", "max_event_bytes",
+                             "embedded", "workers", "store", "api", "rollout"},
                             path);
         !s) {
       return s;
@@ -195,6 +200,14 @@ Status load_config_file(const std::string& path, Config& c) {
       }
     }
     if (doc["mapping"]) c.mapping = doc["mapping"].as<std::string>();
+    if (doc["rules_watch"]) {
+      const auto text = doc["rules_watch"].as<std::string>();
+      auto d = parse_age(text);
+      if (!d)
+        return Status::invalid(path + ": rules_watch must be a duration such as 10s, not '" + text +
+                               "'");
+      c.rules_watch_ms = *d;
+    }
     if (const auto sel = doc["select"]) {
       auto parsed = match::RuleSelection::parse(sel, path);
       if (!parsed) return parsed.status();
@@ -303,10 +316,15 @@ ServerFlags::ServerFlags(CLI::App& cli) {
   add(cli, "--group", &Config::group, "Kafka consumer group");
   add(cli, "--group-instance-id", &Config::group_instance_id,
       "Static group membership id (e.g. the pod name)");
+  add(cli, "--kafka-properties-file", &Config::kafka_properties_file,
+      "More librdkafka properties, 'key=value' lines (secrets such as sasl.password)");
   add(cli, "--data-dir", &Config::data_dir, "RocksDB data directory");
   add(cli, "--listen", &Config::listen, "API address host:port (port 0: any free port)");
   add(cli, "--rules", &Config::rules, "Sigma rule files or directories (repeatable)");
   add(cli, "--mapping", &Config::mapping, "Field mapping YAML (rules/mappings/*.yml)");
+  add_age(cli, "--rules-watch", &Config::rules_watch_ms,
+          "Submit the rules again as a bundle when their files change, looking this often "
+          "(e.g. 10s; 0: only at start)");
   select_.add(cli);
   apply_.push_back([this](Config& c) { return select_.apply(c.select); });
   add(cli, "--log-level", &Config::log_level, "trace, debug, info, warn, error");
@@ -340,7 +358,7 @@ ServerFlags::ServerFlags(CLI::App& cli) {
       "Rule bundle rollouts: staged, immediate or pinned");
 }
 
-Expected<Config> ServerFlags::resolve() const {
+Expected<Config> ServerFlags::resolve(bool read_files) const {
   Config c;
   if (!config_file_.empty()) {
     if (auto s = load_config_file(config_file_, c); !s) return s;
@@ -355,9 +373,46 @@ Expected<Config> ServerFlags::resolve() const {
   if (!ingest::parse_event_retention(c.events))
     return Status::invalid("events must be all, matched or none, not '" + c.events + "'");
   if (c.checkpoint_dir.empty()) c.checkpoint_dir = c.data_dir + "-checkpoints";
+  if (read_files && !c.kafka_properties_file.empty()) {
+    auto props = read_kafka_properties_file(c.kafka_properties_file);
+    if (!props) return props.status();
+    c.kafka_properties.insert(c.kafka_properties.end(), props->begin(), props->end());
+  }
   if (c.rules.empty()) c.rules.push_back(default_rules_dir());
   if (c.mapping.empty()) c.mapping = default_mapping("vigil-sensor");
   return c;
+}
+
+Expected<std::vector<std::pair<std::string, std::string>>> read_kafka_properties_file(
+    const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::invalid("cannot read the Kafka properties file '" + path + "'");
+  constexpr size_t kMaxBytes = 1 << 20;
+  std::string text(kMaxBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxBytes)
+    return Status::invalid("the Kafka properties file '" + path + "' is larger than 1 MiB");
+  auto trim = [](std::string_view v) {
+    const auto b = v.find_first_not_of(" \t\r");
+    if (b == std::string_view::npos) return std::string_view{};
+    return v.substr(b, v.find_last_not_of(" \t\r") - b + 1);
+  };
+  std::vector<std::pair<std::string, std::string>> out;
+  std::istringstream lines(text);
+  int n = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ++n;
+    const std::string_view t = trim(line);
+    if (t.empty() || t[0] == '#' || t[0] == '!') continue;
+    const size_t eq = t.find('=');
+    const std::string where = path + " line " + std::to_string(n);
+    if (eq == std::string_view::npos) return Status::invalid(where + ": expected key=value");
+    const std::string_view key = trim(t.substr(0, eq));
+    if (key.empty()) return Status::invalid(where + ": the key is empty");
+    out.emplace_back(std::string(key), std::string(trim(t.substr(eq + 1))));
+  }
+  return out;
 }
 
 Status split_listen(const std::string& listen, std::string& host, uint16_t& port) {

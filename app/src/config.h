@@ -10,11 +10,16 @@
 //     dead_letter_topic: vigil.deadletter  # invalid events with the reason in headers; "" off
 //     dead_letter_unmapped: false    # events no logsource accepts are dead letters too
 //     properties: {security.protocol: SSL}
+//     properties_file: ""            # more librdkafka properties, "key=value" lines, for
+//                                    # secrets (sasl.password): a mounted Secret, never logged
 //   workers: 0                       # shard worker threads; 0: one per core
 //   data_dir: ./data
 //   listen: 127.0.0.1:8080
 //   rules: [rules/sigma]
 //   mapping: rules/mappings/vigil-sensor.yml
+//   rules_watch: 0                   # every this long, submit the rules and mapping again as
+//                                    # a bundle when their files changed (e.g. 10s; 0: only at
+//                                    # start)
 //   select: {min_level: medium}      # rule selection (match/selection.h): status, min_level,
 //                                    # tags, exclude_tags, product, category
 //   log_level: info
@@ -80,11 +85,13 @@ struct Config {
   std::string dead_letter_topic = "vigil.deadletter";
   bool dead_letter_unmapped = false;
   std::vector<std::pair<std::string, std::string>> kafka_properties;
+  std::string kafka_properties_file;  // read by read_kafka_properties_file() at start
   int workers = 0;
   std::string data_dir = "./data";
   std::string listen = "127.0.0.1:8080";
   std::vector<std::string> rules;
   std::string mapping;
+  int64_t rules_watch_ms = 0;
   match::RuleSelection select;
   std::string log_level = "info";
   int http_threads = 2;
@@ -153,8 +160,9 @@ class ServerFlags {
   ServerFlags& operator=(const ServerFlags&) = delete;
 
   // After `cli` parsed the command line: the configuration, or an error naming the flag, the
-  // file's key or the value that is wrong.
-  Expected<Config> resolve() const;
+  // file's key or the value that is wrong. read_files: read the files the configuration
+  // names for more settings (kafka.properties_file); false only checks the configuration.
+  Expected<Config> resolve(bool read_files = true) const;
 
  private:
   template <typename T>
@@ -171,6 +179,12 @@ class ServerFlags {
 
 // Applies the keys of a YAML config file over `config`. Unknown keys are errors.
 Status load_config_file(const std::string& path, Config& config);
+
+// librdkafka properties from a file of "key=value" lines (blank lines and lines starting
+// with # or ! are skipped; spaces around the key and the value are trimmed). Errors name the
+// file and line, never a value: the file holds secrets.
+Expected<std::vector<std::pair<std::string, std::string>>> read_kafka_properties_file(
+    const std::string& path);
 
 // "host:port" or "[v6]:port".
 Status split_listen(const std::string& listen, std::string& host, uint16_t& port);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "config.h"
+#include "configured_rules.h"
 #include "signals.h"
 #include "vigil/api/auth.h"
 #include "vigil/api/http.h"
@@ -69,58 +70,6 @@ Expected<api::TokenSet> api_tokens(const app::Config& config, std::string& gener
   if (auto s = tokens.add(api::Role::kAdmin, *token, "api-token"); !s) return s;
   generated = *token;
   return tokens;
-}
-
-// The configured rules (--rules), mapping (--mapping) and rule selection (select, --min-level,
-// ...) as a bundle: the mapping as mapping.yml, the rules under rules/, a manifest naming
-// both and holding the selection. Its hash changes when any of those does, which submits it
-// as a new bundle at the next start.
-Expected<match::Bundle> configured_bundle(const app::Config& config) {
-  namespace fs = std::filesystem;
-  std::vector<match::BundleFile> files;
-  auto read = [](const fs::path& p) -> Expected<std::string> {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) return Status::io_error("cannot read '" + p.string() + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  auto mapping = read(config.mapping);
-  if (!mapping) return mapping.status();
-  files.push_back({"mapping.yml", std::move(*mapping)});
-  std::string manifest =
-      "format_version: 1\nname: configured\ndescription: the rules and mapping vigild was "
-      "started with\nmapping: mapping.yml\nrules: [rules]\n";
-  if (!config.select.is_default()) {
-    manifest += "select:\n";
-    std::istringstream lines(config.select.to_yaml());
-    for (std::string line; std::getline(lines, line);) manifest += "  " + line + "\n";
-  }
-  files.push_back({"manifest.yml", std::move(manifest)});
-  for (size_t i = 0; i < config.rules.size(); ++i) {
-    const fs::path root(config.rules[i]);
-    const std::string prefix =
-        config.rules.size() == 1 ? "rules/" : "rules/" + std::to_string(i) + "/";
-    std::error_code ec;
-    if (fs::is_directory(root, ec)) {
-      for (auto it = fs::recursive_directory_iterator(
-               root, fs::directory_options::skip_permission_denied, ec);
-           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        const auto ext = it->path().extension();
-        if (!it->is_regular_file(ec) || (ext != ".yml" && ext != ".yaml")) continue;
-        auto content = read(it->path());
-        if (!content) return content.status();
-        files.push_back(
-            {prefix + fs::relative(it->path(), root, ec).generic_string(), std::move(*content)});
-      }
-      if (ec) return Status::io_error("cannot read '" + root.string() + "': " + ec.message());
-    } else {
-      auto content = read(root);
-      if (!content) return content.status();
-      files.push_back({prefix + root.filename().string(), std::move(*content)});
-    }
-  }
-  return match::Bundle::from_files(std::move(files));
 }
 
 // The API's view of the rollout.
@@ -361,8 +310,12 @@ int main(int argc, char** argv) {
   CLI::App cli{
       "vigild: security event pipeline server (Kafka -> Sigma/Hyperscan -> RocksDB -> REST)"};
   app::ServerFlags flags(cli);
+  bool check_config = false;
+  cli.add_flag("--check-config", check_config,
+               "Check the configuration (the --config file and the flags) and exit: 0 when "
+               "vigild accepts it. The files it names (rules, secrets) are not read");
   CLI11_PARSE(cli, argc, argv);
-  auto resolved = flags.resolve();
+  auto resolved = flags.resolve(/*read_files=*/!check_config);
   if (!resolved) {
     std::fprintf(stderr, "vigild: %s\n", resolved.status().to_string().c_str());
     return 2;
@@ -376,6 +329,10 @@ int main(int argc, char** argv) {
   std::string listen_host;
   uint16_t listen_port = 0;
   if (auto s = app::split_listen(config.listen, listen_host, listen_port); !s) return fail(s);
+  if (check_config) {
+    std::printf("vigild: the configuration is valid\n");
+    return 0;
+  }
 
   // Signals are taken by sigwait() in this thread only; every other thread blocks them.
   const sigset_t signals = app::block_signals();
@@ -383,7 +340,7 @@ int main(int argc, char** argv) {
   // Rules: the server's mapping, and the configured rules as a bundle.
   auto mapping = match::FieldMapping::load_file(config.mapping);
   if (!mapping) return fail(mapping.status());
-  auto seed = configured_bundle(config);
+  auto seed = app::configured_bundle(config);
   if (!seed) return fail(seed.status());
 
   // Store.
@@ -442,6 +399,13 @@ int main(int argc, char** argv) {
   retention.start();
   if (auto s = (*pipeline)->start(); !s) return fail(s);
   (*rollout)->start(**pipeline);
+  // Rule files changed while running (a ConfigMap update): submitted like a pushed bundle.
+  std::unique_ptr<app::RulesWatch> rules_watch;
+  if (config.rules_watch_ms > 0) {
+    rules_watch = std::make_unique<app::RulesWatch>(
+        config, **rollout, metrics, std::chrono::milliseconds(config.rules_watch_ms));
+    rules_watch->start();
+  }
 
   ingest::SensorSimulator sim({config.simulator_hosts, config.simulator_malicious_ratio, 1}, clock);
   if (embedded && config.simulator_rate > 0) {
@@ -463,6 +427,7 @@ int main(int argc, char** argv) {
 
   stop_simulator = true;
   if (simulator.joinable()) simulator.join();
+  if (rules_watch) rules_watch->stop();
   (*rollout)->stop();
   (*pipeline)->stop();
   (*pipeline)->join();

@@ -207,4 +207,14 @@ Status Rollout::submit_changed_seed(const match::Bundle& seed, std::unique_lock<
   return Status::ok();
 }
 
+Expected<std::optional<SubmitResult>> Rollout::submit_changed_config(const match::Bundle& seed) {
+  auto seed_hash = store_.get_meta(kSeedKey);
+  if (!seed_hash) return seed_hash.status();
+  if (*seed_hash && **seed_hash == seed.hash()) return std::optional<SubmitResult>{};
+  auto sub = submit_impl(seed, "config", true);
+  if (!sub) return sub.status();
+  if (auto s = store_.put_meta({{kSeedKey, seed.hash()}}); !s) return s;
+  return std::optional<SubmitResult>{std::move(*sub)};
+}
+
 }  // namespace vigil::ingest

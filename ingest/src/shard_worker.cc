@@ -166,6 +166,12 @@ ShardWorker::ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Sto
                             {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
                             {{"shard", std::to_string(options.shard)}})) {
   const std::string shard = std::to_string(options.shard);
+  for (int l = 0; l <= static_cast<int>(store::AlertLevel::kCritical); ++l) {
+    const std::string_view name = store::alert_level_name(static_cast<store::AlertLevel>(l));
+    alerts_by_level_.push_back(&metrics.counter("vigil_alerts_by_level_total",
+                                                "Alerts written to the store, by rule level",
+                                                {{"level", std::string(name)}, {"shard", shard}}));
+  }
   for (ParseError e : kParseErrors) {
     const std::string reason(parse_error_name(e));
     invalid_by_reason_.push_back(&metrics.counter("vigil_events_invalid_total",
@@ -328,6 +334,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     for (uint32_t r : failed_pending_) options_.rule_stats->add_error(r);
   }
   alerts_total_.inc(result.alerts);
+  for (const store::AlertRecord& a : alerts_) alerts_by_level_[static_cast<size_t>(a.level)]->inc();
   batch_events_.observe(static_cast<double>(result.events));
   batch_seconds_.observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

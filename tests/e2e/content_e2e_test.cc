@@ -4,7 +4,9 @@
 // rollout, and quarantined after a crash loop following its activation, the process
 // coming back on the last known good bundle.
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
 
 #include "e2e/e2e_support.h"
 
@@ -250,6 +252,68 @@ TEST_F(ContentTest, ACrashDuringARolloutAndACrashLoopComeBackOnTheLastKnownGood)
   EXPECT_EQ(out.find('{'), std::string::npos) << out;
   vigild->signal(SIGTERM);
   EXPECT_EQ(vigild->wait(30s), 0) << log(runs_);
+}
+
+// Rule files in a directory swapped the way the kubelet updates a mounted ConfigMap (new
+// files in a fresh hidden directory, the `..data` link renamed over the old one): the running
+// vigild submits them as a bundle and rolls it out by its policy, no restart; a swap whose
+// rules do not validate (two files with one id) is refused and the running bundle stays.
+TEST_F(ContentTest, RuleFilesSwappedLikeAConfigMapUpdateAreRolledOutWithoutARestart) {
+  write_rollout_config("immediate");
+  std::ofstream(dir_ / "vigild.yml", std::ios::app) << "rules_watch: 200ms\n";
+  const fs::path cm = dir_ / "configmap";
+  int generation = 0;
+  auto swap = [&](const std::map<std::string, std::string>& files) {
+    const std::string data = "..2026_12_07_04_00_00." + std::to_string(++generation);
+    fs::create_directories(cm / data);
+    for (const auto& [name, content] : files) std::ofstream(cm / data / name) << content;
+    fs::create_directory_symlink(data, cm / "..data_tmp");
+    fs::rename(cm / "..data_tmp", cm / "..data");
+    for (const auto& [name, content] : files)
+      if (!fs::is_symlink(cm / name)) fs::create_symlink(fs::path("..data") / name, cm / name);
+  };
+  const std::string rule =
+      "title: Whoami by the ConfigMap\nid: 5d8a7a40-0c1f-4c4e-9d0e-2a1f5b6c7d01\n"
+      "logsource: {category: process_creation, product: windows}\n"
+      "detection:\n  sel: {Image|endswith: '\\whoami.exe'}\n  condition: sel\nlevel: low\n";
+  swap({{"cm-whoami.yml", rule}});
+
+  e2e::Broker broker(2);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  std::unique_ptr<test::Subprocess> vigild;
+  const uint16_t port = start(
+      vigild, {"--kafka-brokers", broker.bootstrap(), "--workers", "2", "--rules", cm.string()});
+  ASSERT_NE(port, 0) << log(1);
+  EXPECT_EQ(rollout(port)["active"].GetUint64(), 1u);
+
+  // The update: the rule raised to high. Bundle 2, rolled out (immediate), same process.
+  swap({{"cm-whoami.yml", std::string(rule).replace(rule.find("level: low"), 10, "level: high")}});
+  ASSERT_TRUE(wait_for([&] { return rollout(port)["active"].GetUint64() == 2; }, 30s)) << log(1);
+  EXPECT_NE(log(1).find("rules watch: the configured rules changed: bundle 2"), std::string::npos);
+  kcat_produce(broker.bootstrap(), events("cm", 1));
+  ASSERT_TRUE(wait_for(
+      [&] {
+        const auto all = alerts(port);
+        return std::find(all.begin(), all.end(),
+                         AlertKey{"5d8a7a40-0c1f-4c4e-9d0e-2a1f5b6c7d01", "cm0w"}) != all.end();
+      },
+      30s))
+      << log(1);
+
+  // A broken update: a copied rule that kept its id. Refused; bundle 2 keeps running.
+  swap({{"cm-whoami.yml", rule}, {"cm-copy.yml", rule}});
+  ASSERT_TRUE(wait_for(
+      [&] {
+        return test::http_get("127.0.0.1", port, "/metrics")
+                   .body.find("vigil_rules_watch_submissions_total{outcome=\"refused\"} 1") !=
+               std::string::npos;
+      },
+      30s))
+      << log(1);
+  EXPECT_NE(log(1).find("is used by another rule of the bundle"), std::string::npos) << log(1);
+  EXPECT_EQ(rollout(port)["active"].GetUint64(), 2u);
+  vigild->signal(SIGTERM);
+  EXPECT_EQ(vigild->wait(30s), 0) << log(1);
 }
 
 }  // namespace

@@ -152,5 +152,38 @@ TEST(ServerFlags, BadValuesAreRefusedNamingThem) {
   EXPECT_NE(events.status().message().find("all, matched or none"), std::string::npos);
 }
 
+TEST(ServerFlags, KafkaPropertiesFromAFileFollowTheInlineOnes) {
+  test::TempDir dir{"config"};
+  const std::string props = dir / "kafka.properties";
+  std::ofstream(props) << "# SASL\n\nsasl.username = vigil\nsasl.password=p=ss word \r\n"
+                          "! a comment\n";
+  const std::string file = dir / "vigild.yml";
+  std::ofstream(file) << "kafka:\n  properties: {security.protocol: SASL_SSL}\n  properties_file: "
+                      << props << "\nrules_watch: 10s\n";
+  auto c = resolve({"--config", file});
+  ASSERT_TRUE(c) << c.status().to_string();
+  using KV = std::pair<std::string, std::string>;
+  EXPECT_EQ(c->kafka_properties, (std::vector<KV>{{"security.protocol", "SASL_SSL"},
+                                                  {"sasl.username", "vigil"},
+                                                  {"sasl.password", "p=ss word"}}));
+  EXPECT_EQ(c->rules_watch_ms, 10000);
+  EXPECT_EQ(resolve({"--config", file, "--rules-watch", "0"})->rules_watch_ms, 0);
+}
+
+TEST(ServerFlags, AMalformedKafkaPropertiesFileNamesTheLineNotTheValue) {
+  test::TempDir dir{"config"};
+  const std::string props = dir / "kafka.properties";
+  std::ofstream(props) << "sasl.username=vigil\nsecret-without-equals\n";
+  auto c = resolve({"--kafka-properties-file", props});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.status().message().find("line 2: expected key=value"), std::string::npos)
+      << c.status().to_string();
+  EXPECT_EQ(c.status().message().find("secret-without-equals"), std::string::npos);
+  EXPECT_FALSE(resolve({"--kafka-properties-file", dir / "missing"}));
+  const std::string file = dir / "vigild.yml";
+  std::ofstream(file) << "rules_watch: often\n";
+  EXPECT_FALSE(resolve({"--config", file}));
+}
+
 }  // namespace
 }  // namespace vigil::app

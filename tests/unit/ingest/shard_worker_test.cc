@@ -139,6 +139,9 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   EXPECT_EQ(metrics_.counter_sum("vigil_events_invalid_total", {{"reason", "too_large"}}), 1u);
   EXPECT_EQ(metrics_.counter_sum("vigil_events_invalid_total", {{"reason", "not_an_object"}}), 1u);
   EXPECT_EQ(metrics_.counter_sum("vigil_alerts_total"), 3u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_alerts_by_level_total", {{"level", "high"}}), 2u);  // A
+  EXPECT_EQ(metrics_.counter_sum("vigil_alerts_by_level_total", {{"level", "low"}}), 1u);   // B
+  EXPECT_EQ(metrics_.counter_sum("vigil_alerts_by_level_total", {{"level", "medium"}}), 0u);
   // Next offsets per partition: partition 0 saw 100,102,104,106; partition 1 saw 101,103,105.
   EXPECT_EQ(store_->next_offset("c1/events", 0)->value(), 107);
   EXPECT_EQ(store_->next_offset("c1/events", 1)->value(), 106);

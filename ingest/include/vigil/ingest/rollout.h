@@ -144,6 +144,10 @@ class Rollout {
   std::string boot_notice() const;
 
   Expected<SubmitResult> submit(const match::Bundle& bundle, const std::string& actor);
+  // The configured rules read again while running (vigild's rules watch): submitted as at a
+  // start (actor "config") when their content differs from the configured rules submitted
+  // last; nullopt when it does not. A bundle that does not validate leaves the active one.
+  Expected<std::optional<SubmitResult>> submit_changed_config(const match::Bundle& seed);
   // JSON documents for the API and the CLI.
   Expected<std::string> list_json() const;
   Expected<std::string> bundle_json(uint64_t version) const;

@@ -158,6 +158,7 @@ class ShardWorker {
   Counter& events_total_;
   Counter& bytes_total_;
   Counter& alerts_total_;
+  std::vector<Counter*> alerts_by_level_;  // indexed by store::AlertLevel
   Histogram& batch_events_;
   Histogram& batch_seconds_;
   std::vector<Counter*> invalid_by_reason_;
