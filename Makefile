@@ -6,7 +6,7 @@ VIGILD_ARGS ?=
 FUZZ_SECONDS ?= 30
 SHELL := /bin/bash
 
-.PHONY: all deps build run test test-asan test-tsan soak fuzz bench clean format check-format
+.PHONY: all deps build run test test-asan test-tsan soak fuzz bench clean format check-format image chart-test
 
 all: build
 
@@ -16,6 +16,18 @@ deps:
 build: deps
 	cmake --preset $(PRESET) >/dev/null
 	cmake --build --preset $(PRESET) -j $(JOBS)
+
+# The container image (Dockerfile) with podman, over a Debian 12 base made with debootstrap:
+# localhost/vigil:<version>. scripts/image podman ... runs podman on the same storage.
+image: deps
+	bash scripts/image build
+
+# The Helm chart's tests alone (also part of `make test`): helm lint, the rendered objects
+# against the Kubernetes schemas, the values schema.
+chart-test: deps
+	cmake --preset $(TEST_PRESET) >/dev/null
+	cmake --build --preset $(TEST_PRESET) -j $(JOBS) --target vigild
+	bash tests/helm/chart_test.sh build/$(TEST_PRESET)/app/vigild
 
 run: build
 	./build/$(PRESET)/app/vigild --data-dir ./data $(VIGILD_ARGS)
