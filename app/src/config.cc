@@ -333,7 +333,8 @@ ServerFlags::ServerFlags(CLI::App& cli) {
   add(cli, "--partitions", &Config::embedded_partitions,
       "Embedded mode: partitions of the events topic");
   add(cli, "--batch-size", &Config::batch_max_messages, "Max messages per batch");
-  add(cli, "--workers", &Config::workers, "Shard worker threads (0: one per core)");
+  add(cli, "--workers", &Config::workers,
+      "Shard worker threads (0: one per usable core, a cgroup CPU limit counting)");
   add(cli, "--alerts-topic", &Config::alerts_topic,
       "Kafka topic every alert is produced to (\"\": off)");
   add(cli, "--dead-letter-topic", &Config::dead_letter_topic,

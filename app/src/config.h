@@ -12,7 +12,8 @@
 //     properties: {security.protocol: SSL}
 //     properties_file: ""            # more librdkafka properties, "key=value" lines, for
 //                                    # secrets (sasl.password): a mounted Secret, never logged
-//   workers: 0                       # shard worker threads; 0: one per core
+//   workers: 0                       # shard worker threads; 0: one per usable core (a cgroup
+//                                    # CPU limit, e.g. a pod's, counts)
 //   data_dir: ./data
 //   listen: 127.0.0.1:8080
 //   rules: [rules/sigma]

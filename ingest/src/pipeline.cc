@@ -14,6 +14,7 @@
 
 #include "kafka_log.h"
 #include "pipeline_internal.h"
+#include "vigil/core/cpus.h"
 #include "vigil/core/fault.h"
 #include "vigil/core/thread_name.h"
 
@@ -61,8 +62,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(
     return Status::invalid("workers must be between 0 (one per core) and 256");
   std::unique_ptr<Pipeline> p(new Pipeline());
   p->options_ = options;
-  if (p->options_.workers == 0)
-    p->options_.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (p->options_.workers == 0) p->options_.workers = usable_cpus();  // a CPU limit counts
   if (p->options_.inbox_max_messages == 0) {
     p->options_.inbox_max_messages = std::max<size_t>(4 * options.batch_max_messages, 16384);
   }
