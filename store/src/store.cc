@@ -195,7 +195,8 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts,
                         const std::vector<PartitionOffset>& offsets,
                         const std::vector<OutboxRecord>& outbox,
                         const std::vector<EventRecord>& events,
-                        const std::vector<StateRecord>& state) {
+                        const std::vector<StateRecord>& state,
+                        const std::vector<DeliveryRecord>& deliveries) {
   rocksdb::WriteBatch batch;
   std::string key, value;
   for (const auto& a : alerts) {
@@ -219,6 +220,12 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts,
       batch.Delete(state_, st.key);
     else
       batch.Put(state_, st.key, st.value);
+  }
+  for (const auto& d : deliveries) {
+    key.clear();
+    put_u64(key, d.output);
+    key += alert_key(d.queued, d.id);
+    batch.Put(deliveries_, key, rocksdb::Slice(d.json.data(), d.json.size()));
   }
   Status s = write(batch);
   if (s && !alerts.empty()) alerts_version_.fetch_add(1, std::memory_order_release);
@@ -328,6 +335,101 @@ Status Store::delete_outbox(const std::vector<std::string>& store_keys) {
   rocksdb::WriteBatch batch;
   for (const auto& k : store_keys) batch.Delete(outbox_, k);
   return write(batch);
+}
+
+namespace {
+
+// Delivery keys: output:u64 | queued:u64 | alert id:16, big-endian numbers.
+constexpr size_t kDeliveryKeySize = 32;
+std::string delivery_prefix(uint64_t output) {
+  std::string p;
+  put_u64(p, output);
+  return p;
+}
+uint64_t u64_at(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+}  // namespace
+
+Expected<std::vector<DeliveryEntry>> Store::read_deliveries(uint64_t output, std::string_view after,
+                                                            size_t max) const {
+  std::vector<DeliveryEntry> out;
+  const std::string prefix = delivery_prefix(output);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), deliveries_));
+  if (after.empty()) {
+    it->Seek(prefix);
+  } else {
+    it->Seek(rocksdb::Slice(after.data(), after.size()));
+    if (it->Valid() && it->key() == rocksdb::Slice(after.data(), after.size())) it->Next();
+  }
+  for (; it->Valid() && it->key().starts_with(prefix) && out.size() < max; it->Next()) {
+    if (it->key().size() != kDeliveryKeySize) continue;  // not ours: never written so
+    DeliveryEntry& e = out.emplace_back();
+    e.store_key.assign(it->key().data(), it->key().size());
+    e.queued = time_from_key(e.store_key.data() + 8);
+    std::memcpy(e.id.bytes, e.store_key.data() + 16, 16);
+    e.json.assign(it->value().data(), it->value().size());
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "delivery queue scan failed");
+  return out;
+}
+
+Status Store::delete_deliveries(const std::vector<std::string>& store_keys) {
+  if (store_keys.empty()) return Status::ok();
+  rocksdb::WriteBatch batch;
+  for (const auto& k : store_keys) batch.Delete(deliveries_, k);
+  return write(batch);
+}
+
+Expected<uint64_t> Store::count_deliveries(uint64_t output) const {
+  const std::string prefix = delivery_prefix(output);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), deliveries_));
+  uint64_t n = 0;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) ++n;
+  if (!it->status().ok()) return from_rocks(it->status(), "delivery queue scan failed");
+  return n;
+}
+
+Expected<uint64_t> Store::drop_oldest_deliveries(uint64_t output, uint64_t n) {
+  const std::string prefix = delivery_prefix(output);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), deliveries_));
+  rocksdb::WriteBatch batch;
+  uint64_t dropped = 0;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix) && dropped < n; it->Next()) {
+    batch.Delete(deliveries_, it->key());
+    ++dropped;
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "delivery queue scan failed");
+  if (auto s = write(batch); !s) return s;
+  return dropped;
+}
+
+Expected<std::vector<uint64_t>> Store::delivery_queues() const {
+  std::vector<uint64_t> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), deliveries_));
+  for (it->SeekToFirst(); it->Valid();) {
+    if (it->key().size() < 8) {
+      it->Next();
+      continue;
+    }
+    const uint64_t output = u64_at(it->key().data());
+    out.push_back(output);
+    if (output == UINT64_MAX) break;
+    it->Seek(delivery_prefix(output + 1));  // the next queue
+  }
+  if (!it->status().ok()) return from_rocks(it->status(), "delivery queue scan failed");
+  return out;
+}
+
+Status Store::drop_delivery_queue(uint64_t output) {
+  const std::string from = delivery_prefix(output);
+  std::string to = delivery_prefix(output + 1);
+  if (output == UINT64_MAX) to = std::string(9, '\xff');
+  auto s = db_->DeleteRange(rocksdb::WriteOptions(), deliveries_, from, to);
+  return from_rocks(s, "dropping a delivery queue failed");
 }
 
 uint64_t Store::outbox_estimate() const {

@@ -225,7 +225,8 @@ std::vector<std::pair<std::string, rocksdb::ColumnFamilyOptions>> column_familie
           {"outbox", scan},
           {"alert_ids", point},
           {"events", events},
-          {"state", point}};
+          {"state", point},
+          {"deliveries", scan}};
 }
 
 }  // namespace
@@ -301,6 +302,7 @@ Expected<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   store->alert_ids_ = store->handles_[6];
   store->events_ = store->handles_[7];
   store->state_ = store->handles_[8];
+  store->deliveries_ = store->handles_[9];
 
   std::string format;
   s = store->db_->Get(rocksdb::ReadOptions(), store->meta_, kFormatKey, &format);

@@ -74,7 +74,7 @@ class EventsTest : public ::testing::Test {
     o.create_missing_column_families = true;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
     for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox",
-                          "alert_ids", "events", "state"}) {
+                          "alert_ids", "events", "state", "deliveries"}) {
       cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     }
     std::vector<rocksdb::ColumnFamilyHandle*> h;

@@ -230,6 +230,42 @@ TEST_F(StoreTest, OutboxSurvivesAReopen) {
   EXPECT_EQ(store->next_offset("s", 1)->value(), 3);
 }
 
+TEST_F(StoreTest, DeliveryQueuesAreKeptPerOutputInOrderUntilDeletedAndSurviveAReopen) {
+  const AlertId a = AlertId::derive("s", 0, 1, "r"), b = AlertId::derive("s", 0, 2, "r"),
+                c = AlertId::derive("s", 0, 3, "r");
+  {
+    auto store = open();
+    ASSERT_TRUE(store
+                    ->put_batch({}, {{"s", 0, 4}}, {}, {}, {},
+                                {{7, 2000, b, R"({"id":"b"})"},
+                                 {7, 1000, a, R"({"id":"a"})"},
+                                 {9, 1500, c, R"({"id":"c"})"},
+                                 {UINT64_MAX, 1, a, "last queue"}})
+                    .is_ok());
+  }
+  auto store = open();
+  auto q7 = store->read_deliveries(7, "", 10);
+  ASSERT_TRUE(q7) << q7.status().to_string();
+  ASSERT_EQ(q7->size(), 2u);
+  EXPECT_EQ((*q7)[0].json, R"({"id":"a"})");  // oldest first
+  EXPECT_EQ((*q7)[0].id.hex(), a.hex());
+  EXPECT_EQ((*q7)[0].queued, 1000);
+  EXPECT_EQ((*q7)[1].json, R"({"id":"b"})");
+  auto after = store->read_deliveries(7, (*q7)[0].store_key, 10);
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_EQ((*after)[0].json, R"({"id":"b"})");
+  EXPECT_EQ(*store->count_deliveries(9), 1u);
+  EXPECT_EQ(*store->delivery_queues(), (std::vector<uint64_t>{7, 9, UINT64_MAX}));
+
+  ASSERT_TRUE(store->delete_deliveries({(*q7)[0].store_key}).is_ok());
+  EXPECT_EQ(*store->count_deliveries(7), 1u);
+  EXPECT_EQ(*store->drop_oldest_deliveries(7, 5), 1u);  // fewer than asked: what there was
+  EXPECT_EQ(*store->count_deliveries(7), 0u);
+  ASSERT_TRUE(store->drop_delivery_queue(9).is_ok());
+  ASSERT_TRUE(store->drop_delivery_queue(UINT64_MAX).is_ok());
+  EXPECT_EQ(*store->delivery_queues(), std::vector<uint64_t>{});
+}
+
 TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
   {
     auto store = open();
@@ -239,7 +275,7 @@ TEST_F(StoreTest, ACorruptOutboxEntryIsFlaggedAndDoesNotHideTheOthers) {
     // Damage one entry behind the store's back: a value that is not an outbox record.
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
     for (const char* n : {"default", "alerts", "alerts_by_rule", "alerts_by_host", "meta", "outbox",
-                          "alert_ids", "events", "state"})
+                          "alert_ids", "events", "state", "deliveries"})
       cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* db = nullptr;

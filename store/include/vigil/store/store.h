@@ -164,6 +164,22 @@ struct OutboxRecord {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// An alert queued for one output (a webhook, Splunk HEC, syslog: output/), written in the
+// alert's batch so that a crash or a dead destination loses nothing.
+struct DeliveryRecord {
+  uint64_t output = 0;    // the output's queue (a hash of its name)
+  TimeMs queued = 0;      // orders the queue, oldest first
+  AlertId id{};           // the alert, and the delivery's idempotency key
+  std::string_view json;  // the alert document; must outlive the write
+};
+
+struct DeliveryEntry {
+  std::string store_key;  // pass to delete_deliveries() once delivered
+  TimeMs queued = 0;
+  AlertId id{};
+  std::string json;
+};
+
 // A change of correlation state: `value` set, or erased.
 struct StateRecord {
   std::string key;
@@ -295,7 +311,8 @@ class Store {
                    const std::vector<PartitionOffset>& offsets,
                    const std::vector<OutboxRecord>& outbox = {},
                    const std::vector<EventRecord>& events = {},
-                   const std::vector<StateRecord>& state = {});
+                   const std::vector<StateRecord>& state = {},
+                   const std::vector<DeliveryRecord>& deliveries = {});
   // Every state entry whose key starts with `prefix`, in key order.
   Expected<std::vector<std::pair<std::string, std::string>>> load_state(
       std::string_view prefix) const;
@@ -312,6 +329,20 @@ class Store {
   Status delete_outbox(const std::vector<std::string>& store_keys);
   // RocksDB's estimate of the outbox's entry count (cheap; for metrics).
   uint64_t outbox_estimate() const;
+
+  // Output queues. Up to `max` entries of `output`'s queue after `after` (empty: from its
+  // oldest), oldest first.
+  Expected<std::vector<DeliveryEntry>> read_deliveries(uint64_t output, std::string_view after,
+                                                       size_t max) const;
+  Status delete_deliveries(const std::vector<std::string>& store_keys);
+  // The entries of `output`'s queue (reads its keys: for starts and tests, not per batch).
+  Expected<uint64_t> count_deliveries(uint64_t output) const;
+  // Deletes the oldest `n` entries of `output`'s queue (a backlog past its bound); returns how
+  // many there were.
+  Expected<uint64_t> drop_oldest_deliveries(uint64_t output, uint64_t n);
+  // The outputs that have a queue, and dropping one whole (an output no longer configured).
+  Expected<std::vector<uint64_t>> delivery_queues() const;
+  Status drop_delivery_queue(uint64_t output);
 
   // The next offset to read for a partition, if one was stored.
   Expected<std::optional<int64_t>> next_offset(std::string_view stream, int32_t partition) const;
@@ -408,6 +439,7 @@ class Store {
   rocksdb::ColumnFamilyHandle* alert_ids_ = nullptr;
   rocksdb::ColumnFamilyHandle* events_ = nullptr;
   rocksdb::ColumnFamilyHandle* state_ = nullptr;
+  rocksdb::ColumnFamilyHandle* deliveries_ = nullptr;
 };
 
 }  // namespace vigil::store
