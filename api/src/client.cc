@@ -17,26 +17,39 @@ using tcp = net::ip::tcp;
 
 namespace {
 
+// Runs one asynchronous operation to its end on `ioc`: the stream's expiry (a deadline on the
+// lowest layer) then applies, as it does not to synchronous calls. Throws on failure.
+template <class Start>
+void await(net::io_context& ioc, Start&& start) {
+  beast::error_code result;
+  start([&](beast::error_code ec, auto&&...) { result = ec; });
+  ioc.restart();
+  ioc.run();
+  if (result) throw beast::system_error(result);
+}
+
 template <class Stream>
-ClientResponse exchange(Stream& stream, const std::string& host, const ClientRequest& request,
-                        http::verb verb) {
+ClientResponse exchange(net::io_context& ioc, Stream& stream, const std::string& host,
+                        const ClientRequest& request, http::verb verb) {
   http::request<http::string_body> req{verb, request.target, 11};
   req.set(http::field::host, host);
-  req.set(http::field::user_agent, "vigil-cli");
+  req.set(http::field::user_agent, request.user_agent);
   if (!request.bearer_token.empty())
     req.set(http::field::authorization, "Bearer " + request.bearer_token);
-  if (!request.body.empty()) req.set(http::field::content_type, "application/json");
+  if (!request.body.empty()) req.set(http::field::content_type, request.content_type);
+  for (const auto& [name, value] : request.headers) req.set(name, value);
   req.body() = request.body;
   req.prepare_payload();
-  http::write(stream, req);
+  await(ioc, [&](auto&& done) { http::async_write(stream, req, done); });
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
-  parser.body_limit(256 << 20);
-  http::read(stream, buffer, parser);
+  parser.body_limit(request.max_response_bytes);
+  await(ioc, [&](auto&& done) { http::async_read(stream, buffer, parser, done); });
   auto& res = parser.get();
   ClientResponse out;
   out.status = res.result_int();
   out.content_type = std::string(res[http::field::content_type]);
+  out.retry_after = std::string(res[http::field::retry_after]);
   out.body = std::move(res.body());
   return out;
 }
@@ -75,8 +88,9 @@ Expected<ClientResponse> http_call(const std::string& server, const ClientReques
     if (!https) {
       beast::tcp_stream stream(ioc);
       stream.expires_after(std::chrono::milliseconds(request.timeout_ms));
-      stream.connect(resolver.resolve(host, port));
-      auto out = exchange(stream, host, request, verb);
+      const auto endpoints = resolver.resolve(host, port);
+      await(ioc, [&](auto&& done) { stream.async_connect(endpoints, done); });
+      auto out = exchange(ioc, stream, host, request, verb);
       beast::error_code ec;
       stream.socket().shutdown(tcp::socket::shutdown_both, ec);
       return out;
@@ -91,23 +105,31 @@ Expected<ClientResponse> http_call(const std::string& server, const ClientReques
       ctx.load_verify_file(request.ca_file, ec);
       if (ec) return Status::invalid("CA file '" + request.ca_file + "': " + ec.message());
     }
-    ctx.set_verify_mode(ssl::verify_peer);
+    ctx.set_verify_mode(request.insecure_skip_verify ? ssl::verify_none : ssl::verify_peer);
     beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
     // SNI, and the certificate must name the host (or carry its IP address).
     if (!SSL_set_tlsext_host_name(stream.native_handle(), host.c_str())) {
       return Status::invalid("server '" + server + "': host name '" + host +
                              "' cannot be sent as SNI");
     }
-    stream.set_verify_callback(ssl::host_name_verification(host));
+    if (!request.insecure_skip_verify)
+      stream.set_verify_callback(ssl::host_name_verification(host));
     beast::get_lowest_layer(stream).expires_after(std::chrono::milliseconds(request.timeout_ms));
-    beast::get_lowest_layer(stream).connect(resolver.resolve(host, port));
-    stream.handshake(ssl::stream_base::client);
-    auto out = exchange(stream, host, request, verb);
-    beast::error_code ec;
-    stream.shutdown(ec);  // close_notify; a peer that just closes is fine
+    const auto endpoints = resolver.resolve(host, port);
+    await(ioc,
+          [&](auto&& done) { beast::get_lowest_layer(stream).async_connect(endpoints, done); });
+    await(ioc, [&](auto&& done) { stream.async_handshake(ssl::stream_base::client, done); });
+    auto out = exchange(ioc, stream, host, request, verb);
+    // close_notify, within the deadline; a peer that just closes is fine.
+    try {
+      await(ioc, [&](auto&& done) { stream.async_shutdown(done); });
+    } catch (const std::exception&) {
+    }
     return out;
+  } catch (const boost::system::system_error& e) {
+    return Status::unavailable("cannot reach " + server + ": " + e.code().message());
   } catch (const std::exception& e) {
-    return Status::unavailable("cannot reach vigild at " + server + ": " + e.what());
+    return Status::unavailable("cannot reach " + server + ": " + e.what());
   }
 }
 

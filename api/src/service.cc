@@ -220,6 +220,23 @@ Router make_router(const ApiContext& context) {
     return HttpResponse::json(ctx.stats());
   });
   detail::add_content_routes(r, ctx);
+  r.add("GET", "/api/v1/outputs", [ctx](const HttpRequest& req) {
+    if (auto bad = unknown_params(req, {}); bad.status) return bad;
+    if (!ctx.outputs) return HttpResponse::json(R"({"outputs":[]})");
+    return HttpResponse::json(ctx.outputs());
+  });
+  r.add(
+      "POST", "/api/v1/outputs/{name}/test",
+      [ctx](const HttpRequest& req) {
+        if (auto bad = unknown_params(req, {}); bad.status) return bad;
+        const std::string name(req.path_param("name"));
+        if (!ctx.test_output) return HttpResponse::problem(404, "no output named '" + name + "'");
+        const Status s = ctx.test_output(name);
+        if (s.code() == Code::kNotFound) return HttpResponse::problem(404, s.message());
+        if (!s) return HttpResponse::problem(502, s.message());
+        return HttpResponse::json(R"({"delivered":true})");
+      },
+      Access::kAdmin, Router::Cost::kSlow);
   r.add("GET", "/api/v1/openapi.json", [](const HttpRequest& req) {
     if (auto bad = unknown_params(req, {}); bad.status) return bad;
     return HttpResponse::json(kOpenApiJson);

@@ -32,9 +32,11 @@ std::string fit(std::string s, size_t width) {
   return s;
 }
 
-// A GET of the API; on failure prints why and returns nullopt.
-std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::string& target) {
+// A GET (or `method`) of the API; on failure prints why and returns nullopt.
+std::optional<rapidjson::Document> get_json(const ApiTarget& t, const std::string& target,
+                                            const char* method = "GET") {
   api::ClientRequest req;
+  req.method = method;
   req.target = target;
   req.bearer_token = token_or_default(t.token);
   req.ca_file = ca_file_or_default(t.ca_file);
@@ -141,6 +143,14 @@ ApiCommands::ApiCommands(CLI::App& cli) {
   stats_ =
       cli.add_subcommand("stats", "The pipeline of a running vigild: per shard and per partition");
   common(stats_);
+  outputs_ = cli.add_subcommand("outputs", "The alert outputs of a running vigild");
+  outputs_->require_subcommand(1);
+  outputs_status_ = outputs_->add_subcommand(
+      "status", "Each output: state, delivered, failed, retried, backlog, last error");
+  common(outputs_status_);
+  outputs_test_ = outputs_->add_subcommand("test", "Send a test alert through one output now");
+  outputs_test_->add_option("name", output_name_, "The output's name")->required();
+  add_target_options(outputs_test_, target_);
   // `vigil rules active`, beside `vigil rules check` (added before this).
   rules_ = cli.get_subcommand("rules")->add_subcommand(
       "active", "The active rules of a running vigild: matches, scan costs");
@@ -152,6 +162,8 @@ int ApiCommands::run() const {
   if (alerts_->parsed()) return alerts();
   if (events_->parsed()) return events();
   if (stats_->parsed()) return stats();
+  if (outputs_status_->parsed()) return outputs_status();
+  if (outputs_test_->parsed()) return outputs_test();
   if (rules_->parsed()) return rules();
   return -1;
 }
@@ -183,6 +195,41 @@ int ApiCommands::stats() const {
     std::printf("%-32s  %9llu  %5llu  %10s\n", fit(json_str(p, "topic"), 32).c_str(),
                 u64(p, "partition"), u64(p, "shard"), lag.c_str());
   }
+  return 0;
+}
+
+int ApiCommands::outputs_status() const {
+  auto d = get_json(target_, "/api/v1/outputs");
+  if (!d) return 1;
+  if (page_.json) {
+    std::printf("%s\n", compact(*d).c_str());
+    return 0;
+  }
+  const auto outputs = json_array(*d, "outputs");
+  if (outputs.Empty()) {
+    std::printf("no outputs configured (outputs: in the config file)\n");
+    return 0;
+  }
+  auto u64 = json_u64;
+  std::printf("%-20s  %-10s  %-10s  %-6s  %10s  %7s  %7s  %7s  %7s  %8s\n", "NAME", "TYPE", "STATE",
+              "FORMAT", "DELIVERED", "FAILED", "RETRIED", "REFUSED", "DROPPED", "BACKLOG");
+  for (const auto& o : outputs) {
+    std::printf("%-20s  %-10s  %-10s  %-6s  %10llu  %7llu  %7llu  %7llu  %7llu  %8llu\n",
+                fit(json_str(o, "name"), 20).c_str(), fit(json_str(o, "type"), 10).c_str(),
+                fit(json_str(o, "state"), 10).c_str(), fit(json_str(o, "format"), 6).c_str(),
+                u64(o, "delivered"), u64(o, "failed"), u64(o, "retried"), u64(o, "refused"),
+                u64(o, "dropped"), u64(o, "backlog"));
+    if (const std::string e = json_str(o, "last_error"); !e.empty())
+      std::printf("  last error %s: %s\n", json_str(o, "last_error_at").c_str(),
+                  fit(e, 160).c_str());
+  }
+  return 0;
+}
+
+int ApiCommands::outputs_test() const {
+  auto d = get_json(target_, "/api/v1/outputs/" + api::url_encode(output_name_) + "/test", "POST");
+  if (!d) return 1;
+  std::printf("output %s: the test alert was delivered\n", output_name_.c_str());
   return 0;
 }
 

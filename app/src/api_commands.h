@@ -44,12 +44,18 @@ class ApiCommands {
   int events() const;
   int stats() const;
   int rules() const;
+  int outputs_status() const;
+  int outputs_test() const;
 
   CLI::App* alerts_ = nullptr;
   CLI::App* show_ = nullptr;
   CLI::App* events_ = nullptr;
   CLI::App* stats_ = nullptr;
   CLI::App* rules_ = nullptr;
+  CLI::App* outputs_ = nullptr;
+  CLI::App* outputs_status_ = nullptr;
+  CLI::App* outputs_test_ = nullptr;
+  std::string output_name_;
   ApiTarget target_;
   Page page_;
   std::string rule_, host_, severity_, tag_, text_, id_;

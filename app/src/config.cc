@@ -61,6 +61,11 @@ Status read_kafka(const YAML::Node& k, const std::string& path, Config& c) {
   if (k["dead_letter_topic"]) c.dead_letter_topic = k["dead_letter_topic"].as<std::string>();
   if (k["dead_letter_unmapped"]) c.dead_letter_unmapped = k["dead_letter_unmapped"].as<bool>();
   if (k["properties_file"]) c.kafka_properties_file = k["properties_file"].as<std::string>();
+  if (k["alerts_format"]) {
+    const auto f = output::parse_alert_format(k["alerts_format"].as<std::string>());
+    if (!f) return Status::invalid(path + ": kafka.alerts_format must be vigil, ecs or ocsf");
+    c.alerts_format = *f;
+  }
   if (const auto p = k["properties"]) {
     if (!p.IsMap()) return Status::invalid(path + ": kafka.properties must be a map");
     for (const auto& kv : p)
@@ -243,6 +248,11 @@ Status load_config_file(const std::string& path, Config& c) {
     }
     if (const auto r = doc["rollout"]; r) {
       if (auto s = read_rollout(r, path, c); !s) return s;
+    }
+    if (const auto o = doc["outputs"]; o) {
+      auto outputs = output::parse_outputs(o, path);
+      if (!outputs) return outputs.status();
+      c.outputs = std::move(*outputs);
     }
   } catch (const YAML::Exception& e) {
     return Status::invalid(path + ": " + e.what());

@@ -7,6 +7,7 @@
 //     group: vigil
 //     group_instance_id: ""          # static membership, e.g. the pod name
 //     alerts_topic: vigil.alerts     # every alert, as JSON keyed by alert id; "" turns it off
+//     alerts_format: vigil           # the alerts topic's documents: vigil, ecs, ocsf
 //     dead_letter_topic: vigil.deadletter  # invalid events with the reason in headers; "" off
 //     dead_letter_unmapped: false    # events no logsource accepts are dead letters too
 //     properties: {security.protocol: SSL}
@@ -47,6 +48,8 @@
 //     max_connections: 1024          # at the limit a new connection evicts the oldest idle one
 //     max_connections_per_client: 256  # per client address (0: none), same eviction
 //     tls: {cert_file: "", key_file: ""}  # HTTPS with this PEM chain and key (re-read on change)
+//   outputs: [...]                   # alert outputs: webhook, slack, splunk_hec, syslog
+//                                    # (output/outputs.h has every key)
 //   rollout:                         # rule bundles (ingest/rollout.h)
 //     policy: staged                 # staged, immediate or pinned (the API may change it)
 //     stages: [50, 100]              # after the one-shard canary, percent of the shards
@@ -69,6 +72,7 @@
 
 #include "vigil/core/status.h"
 #include "vigil/match/selection.h"
+#include "vigil/output/outputs.h"
 
 namespace CLI {
 class App;
@@ -83,6 +87,7 @@ struct Config {
   std::string group = "vigil";
   std::string group_instance_id;
   std::string alerts_topic = "vigil.alerts";
+  output::AlertFormat alerts_format = output::AlertFormat::kVigil;
   std::string dead_letter_topic = "vigil.deadletter";
   bool dead_letter_unmapped = false;
   std::vector<std::pair<std::string, std::string>> kafka_properties;
@@ -134,6 +139,7 @@ struct Config {
   int64_t rollout_crash_window_ms = 10 * 60 * 1000;
   int64_t rollout_good_after_ms = 10 * 60 * 1000;
   int64_t max_rule_cost_ns = 200000;
+  std::vector<output::OutputConfig> outputs;
 };
 
 // The rule selection flags (--status, --min-level, --tag, --exclude-tag, --product,

@@ -30,6 +30,7 @@
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/bundle.h"
 #include "vigil/match/ruleset.h"
+#include "vigil/output/output_set.h"
 #include "vigil/store/retention.h"
 #include "vigil/store/store.h"
 
@@ -167,6 +168,8 @@ ingest::PipelineOptions pipeline_options(const app::Config& config, const std::s
   po.dead_letters = !config.dead_letter_topic.empty();
   po.dead_letter_unmapped = config.dead_letter_unmapped;
   po.retain_events = *ingest::parse_event_retention(config.events);
+  po.alerts_format = config.alerts_format;
+  po.outputs = std::make_shared<const std::vector<output::OutputConfig>>(config.outputs);
   return po;
 }
 
@@ -271,7 +274,8 @@ void print_banner(const Banner& b) {
 api::ApiContext api_context(const app::Config& config, store::Store& store,
                             MetricsRegistry& metrics, const Clock& clock,
                             ingest::Pipeline& pipeline, ingest::Rollout& rollout,
-                            api::TokenSet tokens, const match::FieldMapping& mapping) {
+                            api::TokenSet tokens, const match::FieldMapping& mapping,
+                            output::OutputSet& outputs) {
   api::ApiContext ctx;
   ctx.store = &store;
   ctx.metrics = &metrics;
@@ -285,6 +289,8 @@ api::ApiContext api_context(const app::Config& config, store::Store& store,
   ctx.mapping = &mapping;
   ctx.notice = [r = &rollout] { return r->boot_notice(); };
   ctx.stats = [p = &pipeline] { return p->stats_json(); };
+  ctx.outputs = [o = &outputs] { return o->status_json(); };
+  ctx.test_output = [o = &outputs](const std::string& name) { return o->test(name); };
   ctx.open_healthz = config.api_open_healthz;
   ctx.open_readyz = config.api_open_readyz;
   ctx.open_metrics = config.api_open_metrics;
@@ -389,13 +395,20 @@ int main(int argc, char** argv) {
   if (!publisher) return fail(publisher.status());
   (*pipeline)->set_on_outbox([p = publisher->get()] { p->notify(); });
 
+  // Alert outputs: each fed from its queue in the store, written with the alerts.
+  auto outputs = output::OutputSet::create(config.outputs, **store, metrics, clock);
+  if (!outputs) return fail(outputs.status());
+  (*pipeline)->set_on_deliveries(
+      [o = outputs->get()](const std::vector<uint64_t>& per_output) { o->queued(per_output); });
+
   const api::ApiContext ctx = api_context(config, **store, metrics, clock, **pipeline, **rollout,
-                                          std::move(*tokens), *mapping);
+                                          std::move(*tokens), *mapping, **outputs);
   const api::HttpServerOptions ho = http_options(config, listen_host, listen_port, metrics);
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
   if (!server) return fail(server.status());
 
   (*publisher)->start();
+  (*outputs)->start();
   retention.start();
   if (auto s = (*pipeline)->start(); !s) return fail(s);
   (*rollout)->start(**pipeline);
@@ -432,6 +445,7 @@ int main(int argc, char** argv) {
   (*pipeline)->stop();
   (*pipeline)->join();
   (*publisher)->stop();
+  (*outputs)->stop();
   retention.stop();
   (*server)->stop();
   const Status flushed = (*store)->flush();
@@ -440,6 +454,7 @@ int main(int argc, char** argv) {
   if (!flushed) spdlog::error("final flush failed: {}", flushed.to_string());
   pipeline->reset();
   publisher->reset();
+  outputs->reset();
   store->reset();
   embedded.reset();
   spdlog::info("stopped");

@@ -78,6 +78,8 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(
     so.dead_letters = options.dead_letters;
     so.dead_letter_unmapped = options.dead_letter_unmapped;
     so.retain_events = options.retain_events;
+    so.outputs = options.outputs;
+    so.alerts_format = options.alerts_format;
     auto w = ShardWorker::create(bundle->rules, store, metrics, clock, so);
     if (!w) return w.status();
     if (auto s = (*w)->set_bundle(bundle); !s) return s;

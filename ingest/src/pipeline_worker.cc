@@ -82,11 +82,13 @@ void Pipeline::run_worker(Shard& shard) {
     }
     bool persisted = false;
     size_t queued = 0;
+    std::vector<uint64_t> delivered_to;
     for (int attempt = 0;; ++attempt) {
       auto r = shard.worker->process(views);
       if (r) {
         persisted = true;
         queued = r->dead_letters + (options_.publish_alerts ? r->alerts : 0);
+        delivered_to = std::move(r->delivered_to);
         shard.healthy = true;
         break;
       }
@@ -120,6 +122,7 @@ void Pipeline::run_worker(Shard& shard) {
       rd_kafka_topic_partition_list_destroy(list);
       batches_->inc();
       if (queued > 0 && on_outbox_) on_outbox_();
+      if (!delivered_to.empty() && on_deliveries_) on_deliveries_(delivered_to);
       record_switches(shard, views);
     }
     for (rd_kafka_message_t* m : batch) rd_kafka_message_destroy(m);

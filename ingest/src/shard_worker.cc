@@ -212,6 +212,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   failed_pending_.clear();
   offsets_.clear();
   outbox_.clear();
+  deliveries_.clear();
   events_.clear();
   batch_streams_.clear();
   // Counted once the batch is persisted: a batch retried after a store error counts once.
@@ -314,7 +315,18 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     collect_state();
   }
   if (slow_batches_) std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  if (auto s = store_.put_batch(alerts_, offsets_, outbox_, events_, state_); !s) {
+  if (options_.outputs && !options_.outputs->empty()) {
+    const auto& outputs = *options_.outputs;
+    result.delivered_to.assign(outputs.size(), 0);
+    const TimeMs now = clock_.now_ms();
+    for (const store::AlertRecord& a : alerts_)
+      for (size_t o = 0; o < outputs.size(); ++o)
+        if (outputs[o].wants(a.level, a.tags)) {
+          deliveries_.push_back({outputs[o].id, now, a.id, a.json});
+          ++result.delivered_to[o];
+        }
+  }
+  if (auto s = store_.put_batch(alerts_, offsets_, outbox_, events_, state_, deliveries_); !s) {
     if (correlator_) restore_state_after_failure();
     return s;
   }
@@ -481,6 +493,7 @@ void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, cons
     r.message_key = a.id.hex();
     r.value = a.json;
     r.headers = {{"vigil.rule.id", c.info.id}, {"vigil.rule.level", c.info.level}};
+    format_record(r);
   }
 }
 
@@ -605,6 +618,17 @@ void ShardWorker::build_alert(const MessageView& m, uint32_t rule_index, TimeMs 
       r.headers.emplace_back("vigil.truncated", std::to_string(a.json.size()));
       ++truncated_alerts_pending_;
     }
+    format_record(r);
+  }
+}
+
+void ShardWorker::format_record(store::OutboxRecord& r) const {
+  if (options_.alerts_format == output::AlertFormat::kVigil) return;
+  // The document is vigil's own, so it formats; were it not, it would leave as it is.
+  if (auto f = output::format_alert(r.value, options_.alerts_format)) {
+    r.value = std::move(*f);
+    r.headers.emplace_back("vigil.format",
+                           std::string(output::alert_format_name(options_.alerts_format)));
   }
 }
 

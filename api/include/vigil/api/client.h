@@ -1,5 +1,6 @@
 #pragma once
-// A small synchronous HTTP/1.1 client for vigil's API (the `vigil` CLI uses it).
+// A small synchronous HTTP/1.1 client: the `vigil` CLI's for vigil's API, and the alert
+// outputs' (webhooks, Splunk HEC) for theirs.
 //
 // `server` is "http://host:port" or "https://host:port" (a bare "host:port" is http); names
 // are resolved, IPv6 literals go in brackets. Over https the server's certificate is verified
@@ -8,6 +9,8 @@
 // response (callers read the problem document in its body).
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "vigil/core/status.h"
 
@@ -16,6 +19,7 @@ namespace vigil::api {
 struct ClientResponse {
   int status = 0;
   std::string content_type;
+  std::string retry_after;  // the Retry-After header, as sent
   std::string body;
 };
 
@@ -25,7 +29,12 @@ struct ClientRequest {
   std::string bearer_token;  // empty: no Authorization header
   std::string body;
   int timeout_ms = 30000;
-  std::string ca_file;  // https: PEM CA bundle to trust instead of the system's
+  std::string ca_file;                // https: PEM CA bundle to trust instead of the system's
+  bool insecure_skip_verify = false;  // https: accept any certificate (tests, labs)
+  std::string content_type = "application/json";
+  std::string user_agent = "vigil-cli";
+  std::vector<std::pair<std::string, std::string>> headers;  // more headers, sent as given
+  size_t max_response_bytes = 256 << 20;
 };
 
 Expected<ClientResponse> http_call(const std::string& server, const ClientRequest& request);

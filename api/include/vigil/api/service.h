@@ -41,6 +41,11 @@ struct ApiContext {
   std::shared_ptr<const std::string> cursor_key;
   // The pipeline's state as JSON (GET /api/v1/stats); null: not served.
   std::function<std::string()> stats;
+  // The alert outputs' state as JSON (GET /api/v1/outputs), and a test alert sent through one
+  // (POST /api/v1/outputs/{name}/test: not_found for an unknown name, unavailable when the
+  // destination failed); null: not served.
+  std::function<std::string()> outputs;
+  std::function<Status(const std::string& name)> test_output;
   // /healthz, /readyz and /metrics answer without a token unless closed here (then they
   // need a reader token).
   bool open_healthz = true;

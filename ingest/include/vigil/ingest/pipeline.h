@@ -80,6 +80,9 @@ struct PipelineOptions {
   bool dead_letters = false;          // queue invalid events for the dead-letter topic
   bool dead_letter_unmapped = false;  // events no logsource accepts are dead letters
   EventRetention retain_events = EventRetention::kAll;
+  output::AlertFormat alerts_format = output::AlertFormat::kVigil;  // of the alerts topic
+  // Alert outputs (webhook, Splunk HEC, syslog): what each wants is queued in the batch.
+  std::shared_ptr<const std::vector<output::OutputConfig>> outputs;
   // Extra librdkafka properties (security.protocol, sasl.*, ...), applied last.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
 };
@@ -128,6 +131,11 @@ class Pipeline {
   std::string stats_json() const;
   // Called after every persisted batch that queued outbox records (wakes the Publisher).
   void set_on_outbox(std::function<void()> f) { on_outbox_ = std::move(f); }
+  // Called after a batch that queued alerts for outputs, with the count per output (in
+  // PipelineOptions::outputs' order). Set before start().
+  void set_on_deliveries(std::function<void(const std::vector<uint64_t>&)> f) {
+    on_deliveries_ = std::move(f);
+  }
 
   // librdkafka's rebalance callback (err is an rd_kafka_resp_err_t); not for other callers.
   static void on_rebalance(rd_kafka_t* rk, int err, rd_kafka_topic_partition_list_t* parts,
@@ -192,6 +200,7 @@ class Pipeline {
   // librdkafka apply it (auto.offset.reset=error).
   int64_t reset_offset_ = -1001;
   std::function<void()> on_outbox_;
+  std::function<void(const std::vector<uint64_t>&)> on_deliveries_;
   mutable Mutex error_mu_;
   Status last_error_ VIGIL_GUARDED_BY(error_mu_);
   Counter* kafka_errors_ = nullptr;

@@ -26,6 +26,7 @@
 #include "vigil/match/correlator.h"
 #include "vigil/match/matcher.h"
 #include "vigil/match/rule_stats.h"
+#include "vigil/output/outputs.h"
 #include "vigil/store/store.h"
 
 namespace vigil::ingest {
@@ -44,6 +45,7 @@ struct BatchResult {
   size_t invalid = 0;
   size_t dead_letters = 0;
   size_t alerts = 0;
+  std::vector<uint64_t> delivered_to;  // alerts queued per output (ShardOptions::outputs' order)
 };
 
 // Which consumed events are kept in the store's events cf (for hunts and dry runs).
@@ -66,6 +68,10 @@ struct ShardOptions {
   EventRetention retain_events = EventRetention::kAll;
   std::shared_ptr<match::RuleStats>
       rule_stats;  // matches per rule, counted once persisted (null: not counted)
+  // The alerts topic's document: vigil's own, ECS or OCSF (output/alert_format.h).
+  output::AlertFormat alerts_format = output::AlertFormat::kVigil;
+  // Alert outputs: each alert an output wants is queued for it in the alert's batch.
+  std::shared_ptr<const std::vector<output::OutputConfig>> outputs;
 };
 
 // The parse errors that make an event invalid (and a dead letter), in metric order.
@@ -112,6 +118,8 @@ class ShardWorker {
   ShardWorker(std::shared_ptr<const match::RuleSet> rules, store::Store& store,
               MetricsRegistry& metrics, const Clock& clock, const ShardOptions& options);
   void build_alert(const MessageView& m, uint32_t rule, TimeMs time);
+  // An alerts-topic record in ShardOptions::alerts_format.
+  void format_record(store::OutboxRecord& r) const;
   void build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m);
   void set_scope(const MessageView& m);
   // Writes of the correlation windows this batch changed; on a failed write, puts back what
@@ -150,6 +158,7 @@ class ShardWorker {
   std::vector<store::AlertRecord> alerts_;
   std::vector<store::PartitionOffset> offsets_;
   std::vector<store::OutboxRecord> outbox_;
+  std::vector<store::DeliveryRecord> deliveries_;
   std::vector<store::EventRecord> events_;
   std::deque<std::string> batch_streams_;  // streams of this batch; a deque keeps views valid
   ShardOptions options_;
