@@ -46,11 +46,11 @@ namespace {
 
 // kafka: brokers, topics, group, librdkafka properties.
 Status read_kafka(const YAML::Node& k, const std::string& path, Config& c) {
-  if (auto s =
-          check_keys(k,
-                     {"brokers", "topic", "group", "group_instance_id", "alerts_topic",
-                      "dead_letter_topic", "dead_letter_unmapped", "properties", "properties_file"},
-                     path + " kafka");
+  if (auto s = check_keys(
+          k,
+          {"brokers", "topic", "group", "group_instance_id", "alerts_topic", "dead_letter_topic",
+           "dead_letter_unmapped", "properties", "properties_file", "alerts_format"},
+          path + " kafka");
       !s)
     return s;
   if (k["brokers"]) c.brokers = k["brokers"].as<std::string>();
@@ -189,7 +189,7 @@ Status load_config_file(const std::string& path, Config& c) {
     if (auto s = check_keys(doc,
                             {"kafka", "data_dir", "listen", "rules", "rules_watch", "mapping",
                              "select", "log_level", "http_threads", "batch", "max_event_bytes",
-                             "embedded", "workers", "store", "api", "rollout"},
+                             "embedded", "workers", "store", "api", "rollout", "outputs"},
                             path);
         !s) {
       return s;

@@ -185,5 +185,26 @@ TEST(ServerFlags, AMalformedKafkaPropertiesFileNamesTheLineNotTheValue) {
   EXPECT_FALSE(resolve({"--config", file}));
 }
 
+TEST(ServerFlags, OutputsAndTheAlertsTopicFormatFromTheFile) {
+  test::TempDir dir{"config"};
+  const std::string file = dir / "vigild.yml";
+  std::ofstream(file) << "kafka:\n  alerts_format: ocsf\noutputs:\n"
+                         "  - {name: soc, type: webhook, url: 'https://hooks.example.com/x', "
+                         "min_level: high}\n  - {name: siem, type: syslog, address: 'siem:6514', "
+                         "transport: tls, message: cef}\n";
+  auto c = resolve({"--config", file});
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_EQ(c->alerts_format, output::AlertFormat::kOcsf);
+  ASSERT_EQ(c->outputs.size(), 2u);
+  EXPECT_EQ(c->outputs[0].name, "soc");
+  EXPECT_EQ(c->outputs[1].transport, output::SyslogTransport::kTls);
+  std::ofstream(file) << "kafka:\n  alerts_format: cef\n";
+  EXPECT_FALSE(resolve({"--config", file}));
+  std::ofstream(file) << "outputs:\n  - {name: x, type: pager}\n";
+  auto bad = resolve({"--config", file});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("output 'x': unknown type 'pager'"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vigil::app
