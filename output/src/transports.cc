@@ -62,7 +62,7 @@ std::pair<std::string, std::string> split_url(const std::string& url) {
 
 class HttpSender final : public Transport {
  public:
-  explicit HttpSender(const OutputConfig& c) : c_(c) {
+  explicit HttpSender(const OutputConfig& c) : c_(c), connection_(split_url(c.url).first) {
     auto [server, target] = split_url(c.url);
     server_ = std::move(server);
     target_ = std::move(target);
@@ -85,7 +85,7 @@ class HttpSender final : public Transport {
       if (!body) return {SendResult::Outcome::kRefused, body.status().message(), {}};
       req.body += *body;
     }
-    auto res = api::http_call(server_, req);
+    auto res = connection_.call(req);
     if (!res) return {SendResult::Outcome::kRetry, res.status().message(), {}};
     const int code = res->status;
     if (code >= 200 && code < 300) return {};
@@ -150,6 +150,7 @@ class HttpSender final : public Transport {
   }
 
   const OutputConfig& c_;
+  api::HttpConnection connection_;  // kept open between sends
   std::string server_, target_;
 };
 

@@ -193,7 +193,7 @@ TEST_F(OutputsTest, RetryAfterIsHonouredAndRetriesAreCounted) {
   auto d = deliverer(c);
   const auto t0 = std::chrono::steady_clock::now();
   d->start();
-  ASSERT_TRUE(wait_until([&] { return sink.requests().size() >= 3; }, 15s));
+  ASSERT_TRUE(wait_until([&] { return d->status().delivered == 3; }, 15s));
   const auto took = std::chrono::steady_clock::now() - t0;
   // Two 429s with Retry-After: 1 each: at least two seconds, where the backoff alone (10 ms,
   // 20 ms) would have retried at once.

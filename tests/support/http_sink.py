@@ -3,9 +3,9 @@
 
     http_sink.py PORT_FILE LOG_FILE CONTROL_FILE
 
-Listens on 127.0.0.1 on a free port (written to PORT_FILE once listening). Each request is
-appended to LOG_FILE as one JSON line {"method", "path", "headers", "body"} once answered with
-2xx (so the log holds what was accepted). CONTROL_FILE, read at every request, says how to
+Listens on 127.0.0.1 on a free port (written to PORT_FILE once listening). Each request
+answered 2xx is appended to LOG_FILE as one JSON line {"method", "path", "headers", "body"}
+before the answer goes out (so the log holds what was accepted). CONTROL_FILE, read at every request, says how to
 answer: {"status": 200, "retry_after": "1", "hang": false, "fail_next": 0}: `fail_next`
 requests get `status` (with Retry-After if given), the rest 200; with "hang" a request is
 read and never answered.
@@ -51,6 +51,11 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(3600)
             return
         status = int(c.get("status", 500)) if failing else 200
+        if status < 300:  # logged before the answer: once the client knows, the log does
+            with lock, open(log_file, "a") as f:
+                f.write(json.dumps({"method": "POST", "path": self.path,
+                                    "headers": {k: v for k, v in self.headers.items()},
+                                    "body": body.decode("utf-8", "replace")}) + "\n")
         self.send_response(status)
         if failing and c.get("retry_after") is not None:
             self.send_header("Retry-After", str(c["retry_after"]))
@@ -59,11 +64,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        if status < 300:
-            with lock, open(log_file, "a") as f:
-                f.write(json.dumps({"method": "POST", "path": self.path,
-                                    "headers": {k: v for k, v in self.headers.items()},
-                                    "body": body.decode("utf-8", "replace")}) + "\n")
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

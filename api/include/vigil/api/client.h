@@ -8,6 +8,7 @@
 // a deadline; a transport failure is an error Status naming the server, an HTTP error status is a
 // response (callers read the problem document in its body).
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,6 +22,7 @@ struct ClientResponse {
   std::string content_type;
   std::string retry_after;  // the Retry-After header, as sent
   std::string body;
+  bool keep_alive = false;  // the server keeps the connection open
 };
 
 struct ClientRequest {
@@ -37,7 +39,24 @@ struct ClientRequest {
   size_t max_response_bytes = 256 << 20;
 };
 
+// One request on a connection of its own.
 Expected<ClientResponse> http_call(const std::string& server, const ClientRequest& request);
+
+// Requests to one server over a kept connection (HTTP/1.1 keep-alive), made again when the
+// server closed it: an output posting thousands of alerts pays one TCP (and TLS) handshake,
+// not one per alert. Not thread-safe.
+class HttpConnection {
+ public:
+  explicit HttpConnection(std::string server);
+  ~HttpConnection();
+  HttpConnection(HttpConnection&&) noexcept;
+  HttpConnection& operator=(HttpConnection&&) noexcept;
+  Expected<ClientResponse> call(const ClientRequest& request, bool keep_alive = true);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Percent-encodes a query parameter value.
 std::string url_encode(std::string_view value);
