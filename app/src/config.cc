@@ -181,7 +181,7 @@ Status read_rollout(const YAML::Node& r, const std::string& path, Config& c) {
 
 }  // namespace
 
-Status load_config_file(const std::string& path, Config& c) {
+Status load_config_file(const std::string& path, Config& c, bool read_files) {
   try {
     const YAML::Node doc = YAML::LoadFile(path);
     if (doc.IsNull()) return Status::ok();
@@ -250,7 +250,7 @@ Status load_config_file(const std::string& path, Config& c) {
       if (auto s = read_rollout(r, path, c); !s) return s;
     }
     if (const auto o = doc["outputs"]; o) {
-      auto outputs = output::parse_outputs(o, path);
+      auto outputs = output::parse_outputs(o, path, read_files);
       if (!outputs) return outputs.status();
       c.outputs = std::move(*outputs);
     }
@@ -372,7 +372,7 @@ ServerFlags::ServerFlags(CLI::App& cli) {
 Expected<Config> ServerFlags::resolve(bool read_files) const {
   Config c;
   if (!config_file_.empty()) {
-    if (auto s = load_config_file(config_file_, c); !s) return s;
+    if (auto s = load_config_file(config_file_, c, read_files); !s) return s;
   }
   for (const auto& apply : apply_) {
     if (auto s = apply(c); !s) return s;

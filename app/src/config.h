@@ -184,8 +184,9 @@ class ServerFlags {
   std::vector<std::function<Status(Config&)>> apply_;  // per flag: sets it if it was given
 };
 
-// Applies the keys of a YAML config file over `config`. Unknown keys are errors.
-Status load_config_file(const std::string& path, Config& config);
+// Applies the keys of a YAML config file over `config`. Unknown keys are errors. read_files:
+// read the secrets it names (outputs' {file:} and {env:}); false only checks their form.
+Status load_config_file(const std::string& path, Config& config, bool read_files = true);
 
 // librdkafka properties from a file of "key=value" lines (blank lines and lines starting
 // with # or ! are skipped; spaces around the key and the value are trimmed). Errors name the

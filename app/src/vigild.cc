@@ -247,6 +247,14 @@ void print_banner(const Banner& b) {
   std::printf("  workers: %d; alerts topic: %s; dead letters: %s\n", b.workers,
               b.config.alerts_topic.empty() ? "(off)" : b.config.alerts_topic.c_str(),
               b.config.dead_letter_topic.empty() ? "(off)" : b.config.dead_letter_topic.c_str());
+  if (!b.config.outputs.empty()) {
+    std::string list;
+    for (const auto& o : b.config.outputs)
+      list += (list.empty() ? "" : ", ") + o.name + " (" +
+              std::string(output::output_type_name(o.type)) + ", " +
+              std::string(store::alert_level_name(o.min_level)) + " and up)";
+    std::printf("  outputs: %s\n", list.c_str());
+  }
   std::printf("  rules: bundle %llu, %zu compiled (mapping %s); rollout policy %s\n",
               static_cast<unsigned long long>(b.active.version),
               b.active.rules->rules().size() + b.active.rules->correlations().size(),

@@ -37,6 +37,7 @@ bool tag_matches(std::string_view pattern, std::string_view tag) {
 struct Reader {
   const YAML::Node& node;
   std::string where;
+  bool read_secrets = true;
 
   Status check_keys(const std::set<std::string>& allowed) const {
     for (const auto& kv : node) {
@@ -54,6 +55,7 @@ struct Reader {
     if (!v.IsMap()) return v.as<std::string>();
     if (v.size() != 1 || !(v["env"] || v["file"]))
       return Status::invalid(where + ": " + what + " must be a string, {env: NAME} or {file: PATH}");
+    if (!read_secrets) return std::string("(unread)");
     if (v["env"]) {
       const auto name = v["env"].as<std::string>();
       const char* value = std::getenv(name.c_str());
@@ -141,7 +143,8 @@ bool OutputConfig::wants(store::AlertLevel level, std::span<const std::string> a
   return true;
 }
 
-Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const std::string& where) {
+Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const std::string& where,
+                                                  bool read_secrets) {
   std::vector<OutputConfig> out;
   if (!list || list.IsNull()) return out;
   if (!list.IsSequence()) return Status::invalid(where + ": outputs must be a list");
@@ -180,7 +183,7 @@ Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const 
         return Status::invalid(label + ": unknown type '" + type +
                                "' (webhook, slack, splunk_hec, syslog)");
       }
-      const Reader r{n, label};
+      const Reader r{n, label, read_secrets};
       if (auto s = r.check_keys(keys); !s) return s;
 
       if (n["min_level"]) {
@@ -229,7 +232,7 @@ Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const 
         const Reader tr{tls, label + " tls"};
         if (auto s = tr.check_keys({"ca_file", "insecure_skip_verify"}); !s) return s;
         c.ca_file = tr.str("ca_file");
-        if (!c.ca_file.empty() && !std::ifstream(c.ca_file))
+        if (read_secrets && !c.ca_file.empty() && !std::ifstream(c.ca_file))
           return Status::invalid(label + ": cannot read tls.ca_file '" + c.ca_file + "'");
         c.insecure_skip_verify = tls["insecure_skip_verify"] && tls["insecure_skip_verify"].as<bool>();
       }

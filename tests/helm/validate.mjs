@@ -142,6 +142,13 @@ const expect = {
     check(JSON.stringify(np?.spec?.egress ?? []).includes("9093"), "Kafka port egress");
     check(JSON.stringify(np?.spec?.egress ?? []).includes('"port":53'), "DNS egress");
   },
+  outputs() {
+    const y = config.data["vigild.yml"];
+    check(/alerts_format: ecs/.test(y), "the alerts topic's format");
+    check(/name: soc/.test(y) && /type: splunk_hec/.test(y) && /transport: tls/.test(y), "the outputs in vigild.yml");
+    check(!/not-a-real/.test(y), "an output secret in the ConfigMap");
+    check(Buffer.from(secret.data["hec-token"], "base64").toString() === "not-a-real-token", "the output secret in the Secret");
+  },
   rules() {
     const rulesCm = byKind("ConfigMap").find((m) => m.metadata.labels?.["app.kubernetes.io/component"] === "rules");
     check(rulesCm?.data?.["whoami.yml"]?.includes("whoami.exe"), "the rules ConfigMap");

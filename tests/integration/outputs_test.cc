@@ -373,5 +373,54 @@ TEST_F(OutputsTest, SyslogRfc5424OverTcpAndUdpReachesRsyslog) {
   rsyslog.signal(SIGTERM);
 }
 
+// RFC 5425: syslog over TLS to rsyslog's OpenSSL driver, the server's certificate verified
+// against the output's CA file (tests/data/tls: CA A signed the server's); a CA that did not
+// sign it fails the handshake and the alerts wait.
+TEST_F(OutputsTest, SyslogOverTlsVerifiesTheReceiversCertificate) {
+  const std::string tls = VIGIL_SOURCE_DIR "/tests/data/tls/";
+  const uint16_t port = free_port();
+  const fs::path out = root_ / "rsyslog-tls.out";
+  std::ofstream(root_ / "rsyslog-tls.conf")
+      << "global(workDirectory=\"" << root_.string() << "\" DefaultNetstreamDriver=\"ossl\"\n"
+      << "  DefaultNetstreamDriverCAFile=\"" << tls << "ca_a.pem\"\n"
+      << "  DefaultNetstreamDriverCertFile=\"" << tls << "server_a.pem\"\n"
+      << "  DefaultNetstreamDriverKeyFile=\"" << tls << "server_a.key\")\n"
+      << "module(load=\"imtcp\" StreamDriver.Name=\"ossl\" StreamDriver.Mode=\"1\" "
+         "StreamDriver.AuthMode=\"anon\")\n"
+      << "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"" << port << "\")\n"
+      << "template(name=\"parsed\" type=\"string\" string=\"%app-name%|%structured-data%\\n\")\n"
+      << "*.* action(type=\"omfile\" file=\"" << out.string() << "\" template=\"parsed\")\n";
+  test::Subprocess rsyslog({"/usr/sbin/rsyslogd", "-n", "-f", (root_ / "rsyslog-tls.conf").string(),
+                            "-i", (root_ / "rsyslog-tls.pid").string()},
+                           (root_ / "rsyslog-tls.err").string());
+  const std::string address = "'127.0.0.1:" + std::to_string(port) + "'";
+  // The wrong CA first: no alert may leave.
+  const auto wrong =
+      config("- {name: siem-tls, type: syslog, transport: tls, address: " + address +
+             ", tls: {ca_file: " + tls + "ca_b.pem}, retry: {initial: 100ms, max: 200ms}}");
+  queue(wrong, 0, 10);
+  auto d = deliverer(wrong);
+  d->start();
+  ASSERT_TRUE(wait_until([&] { return d->status().failed >= 3; }, 15s));
+  EXPECT_EQ(d->status().delivered, 0u);
+  EXPECT_NE(d->status().last_error.find("certificate"), std::string::npos)
+      << d->status().last_error;
+  d->stop();
+  // The right CA: the same queue (same name) goes out.
+  const auto right =
+      config("- {name: siem-tls, type: syslog, transport: tls, address: " + address +
+             ", tls: {ca_file: " + tls + "ca_a.pem}, retry: {initial: 100ms, max: 200ms}}");
+  auto d2 = deliverer(right);
+  d2->start();
+  ASSERT_TRUE(wait_until([&] { return d2->status().delivered == 10; }, 15s))
+      << d2->status().last_error;
+  ASSERT_TRUE(wait_until([&] { return lines_of(out).size() == 10; }, 10s))
+      << read_file(out) << read_file(root_ / "rsyslog-tls.err");
+  for (const auto& l : lines_of(out))
+    EXPECT_EQ(l.rfind("vigil|[vigil@32473 id=\"alert-", 0), 0u) << l;
+  d2->stop();
+  rsyslog.signal(SIGTERM);
+}
+
 }  // namespace
 }  // namespace vigil::output

@@ -101,7 +101,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $kafkaProps "ssl.key.location" "/etc/vigil/secret/kafka-client-key.pem" }}
 {{- end }}
 {{- end }}
-{{- $kafka := dict "brokers" .Values.kafka.brokers "topic" .Values.kafka.topic "group" .Values.kafka.group "alerts_topic" .Values.kafka.alertsTopic "dead_letter_topic" .Values.kafka.deadLetterTopic }}
+{{- $kafka := dict "brokers" .Values.kafka.brokers "topic" .Values.kafka.topic "group" .Values.kafka.group "alerts_topic" .Values.kafka.alertsTopic "alerts_format" .Values.kafka.alertsFormat "dead_letter_topic" .Values.kafka.deadLetterTopic }}
 {{- if $kafkaProps }}
 {{- $_ := set $kafka "properties" $kafkaProps }}
 {{- end }}
@@ -124,6 +124,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $config := dict "kafka" $kafka "listen" (printf "0.0.0.0:%d" (int .Values.api.port)) "data_dir" "/var/lib/vigil/data" "rules" $rules "rules_watch" .Values.rules.watchInterval "mapping" $mapping "log_level" .Values.logLevel "api" $api "rollout" $rollout "store" (dict "checkpoint_dir" "/var/lib/vigil/checkpoints") }}
 {{- if .Values.rules.select }}
 {{- $_ := set $config "select" .Values.rules.select }}
+{{- end }}
+{{- if .Values.outputs }}
+{{- $_ := set $config "outputs" .Values.outputs }}
 {{- end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.config) }}
 {{- toYaml $config }}

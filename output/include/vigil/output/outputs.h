@@ -87,8 +87,10 @@ struct OutputConfig {
 };
 
 // The `outputs` list of the config file; errors name the output and the key. Secrets are read
-// from the environment and files here.
-Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const std::string& where);
+// from the environment and files here (read_secrets false: only their form is checked, e.g.
+// for `vigild --check-config` away from the pod that mounts them).
+Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const std::string& where,
+                                                  bool read_secrets = true);
 
 // What an output's destination said about one send.
 struct SendResult {
