@@ -4,9 +4,10 @@
 //      sink on loopback in this process (vigil's own HTTP server answering 200 for the HTTP
 //      outputs; a socket reader for syslog): alerts/s per output and format.
 //   2. pipeline: simulator events through two ShardWorkers (parse, match, persist) with no
-//      output, and with a webhook, a Splunk HEC and a syslog output on (each alert queued
-//      three times in the batch, the three deliverers draining to the sinks meanwhile), in
-//      alternated rounds: events/s and the ratio.
+//      output; with a webhook, a Splunk HEC and a syslog output on (each alert queued three
+//      times in the batch, the three deliverers draining to the sinks meanwhile); and with
+//      the three pointed at destinations that are down (the queues grow, nothing is sent):
+//      alternated rounds, events/s and the ratios.
 //
 // Run: ./build/release/bench/vigil_outputs_bench [--alerts N] [--events N] [--rounds R]
 

@@ -296,6 +296,19 @@ TEST_F(OutputsTest, AHangingDestinationDelaysNeitherTheOtherOutputsNorItsOwnStop
   EXPECT_LT(std::chrono::steady_clock::now() - stop0, 3s) << "stop waited on the hang";
 }
 
+TEST_F(OutputsTest, TheRateLimitSpacesTheSends) {
+  Sink sink(root_);
+  const auto c = config("- {name: hook, type: webhook, url: '" + sink.url() + "', rate_limit: 20}");
+  queue(c, 0, 40);
+  auto d = deliverer(c);
+  const auto t0 = std::chrono::steady_clock::now();
+  d->start();
+  ASSERT_TRUE(wait_until([&] { return d->status().delivered == 40; }, 15s));
+  // 20 per second from the start (the bucket starts with one send's worth): about 2 s.
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 1800ms);
+  d->stop();
+}
+
 TEST_F(OutputsTest, ABacklogPastItsBoundDropsTheOldestAndCountsThem) {
   const auto c = config(
       "- {name: hook, type: webhook, url: 'http://127.0.0.1:9', max_backlog: 10, timeout: 1s,"
