@@ -8,6 +8,7 @@
 #include <rapidjson/document.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 
 #include "support/subprocess.h"
 #include "support/temp_dir.h"
+#include "vigil/api/http.h"
 #include "vigil/output/deliverer.h"
 #include "vigil/output/output_set.h"
 
@@ -294,6 +296,48 @@ TEST_F(OutputsTest, AHangingDestinationDelaysNeitherTheOtherOutputsNorItsOwnStop
   const auto stop0 = std::chrono::steady_clock::now();
   (*set)->stop();
   EXPECT_LT(std::chrono::steady_clock::now() - stop0, 3s) << "stop waited on the hang";
+}
+
+// HTTPS webhooks: the destination's certificate is verified against the output's CA file
+// (tests/data/tls); an HTTPS server vigil's own (api::HttpServer) stands in for the hook.
+TEST_F(OutputsTest, AnHttpsWebhookIsVerifiedAgainstItsCaFile) {
+  const std::string tls = VIGIL_SOURCE_DIR "/tests/data/tls/";
+  std::atomic<int> received{0};
+  api::Router router;
+  router.add(
+      "POST", "/hook",
+      [&](const api::HttpRequest&) {
+        ++received;
+        return api::HttpResponse::json(R"({"ok":true})");
+      },
+      api::Access::kOpen);
+  api::HttpServerOptions o;
+  o.port = 0;
+  o.tls_cert_file = tls + "server_a.pem";
+  o.tls_key_file = tls + "server_a.key";
+  auto server = api::HttpServer::start(o, std::move(router));
+  ASSERT_TRUE(server) << server.status().to_string();
+  const std::string url = "https://127.0.0.1:" + std::to_string((*server)->port()) + "/hook";
+  const auto wrong =
+      config("- {name: hook, type: webhook, url: '" + url + "', tls: {ca_file: " + tls +
+             "ca_b.pem}, retry: {initial: 100ms, max: 200ms}}");
+  queue(wrong, 0, 5);
+  auto d = deliverer(wrong);
+  d->start();
+  ASSERT_TRUE(wait_until([&] { return d->status().failed >= 2; }, 10s));
+  EXPECT_EQ(received.load(), 0);
+  EXPECT_NE(d->status().last_error.find("certificate verify failed"), std::string::npos)
+      << d->status().last_error;
+  d->stop();
+  const auto right = config("- {name: hook, type: webhook, url: '" + url +
+                            "', tls: {ca_file: " + tls + "ca_a.pem}}");
+  auto d2 = deliverer(right);
+  d2->start();
+  ASSERT_TRUE(wait_until([&] { return d2->status().delivered == 5; }, 10s))
+      << d2->status().last_error;
+  EXPECT_EQ(received.load(), 5);
+  d2->stop();
+  (*server)->stop();
 }
 
 TEST_F(OutputsTest, TheRateLimitSpacesTheSends) {
