@@ -112,7 +112,11 @@ void Deliverer::run() {
   double tokens = std::max<double>(1, static_cast<double>(config_.batch_size));
   auto refilled = std::chrono::steady_clock::now();
   while (true) {
-    // The backlog bound: the oldest go first.
+    // The backlog bound: the oldest go first. The running estimate can run ahead of the queue
+    // (a batch delivered before its queued() call), so the queue is counted before dropping.
+    if (backlog_.load() > static_cast<int64_t>(config_.max_backlog)) {
+      if (auto exact = store_.count_deliveries(config_.id)) backlog_ = static_cast<int64_t>(*exact);
+    }
     if (const int64_t over = backlog_.load() - static_cast<int64_t>(config_.max_backlog); over > 0) {
       auto n = store_.drop_oldest_deliveries(config_.id, static_cast<uint64_t>(over));
       if (n) {
