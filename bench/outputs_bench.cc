@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "bench_rules.h"
 #include "vigil/api/http.h"
 #include "vigil/ingest/shard_worker.h"
 #include "vigil/ingest/simulator.h"
@@ -194,17 +195,6 @@ double delivery_rate(const std::string& dir, const output::OutputConfig& c, size
   return rate;
 }
 
-std::shared_ptr<const match::RuleSet> load_rules() {
-  auto mapping =
-      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
-  if (!mapping) throw std::runtime_error(mapping.status().to_string());
-  match::CompileReport report;
-  auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
-  auto rs = match::RuleSet::compile(parsed, *mapping, report);
-  if (!rs) throw std::runtime_error(rs.status().to_string());
-  return *rs;
-}
-
 struct PipelineRound {
   double events_per_second = 0;
   uint64_t alerts = 0;
@@ -312,7 +302,7 @@ int main(int argc, char** argv) {
     std::printf("  %-42s %10.0f alerts/s  (%zu alerts)\n", c.label.c_str(), rate, c.n);
   }
 
-  auto rules = load_rules();
+  auto rules = bench::default_pack();
   ingest::SensorSimulator sim({300, malicious, 7}, SystemClock::instance());
   std::vector<std::string> evs;
   ingest::SimulatedEvent e;

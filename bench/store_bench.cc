@@ -27,6 +27,7 @@
 #include <random>
 #include <thread>
 
+#include "bench_rules.h"
 #include "vigil/ingest/shard_worker.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/ruleset.h"
@@ -41,17 +42,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 double seconds_since(SteadyClock::time_point t0) {
   return std::chrono::duration<double>(SteadyClock::now() - t0).count();
-}
-
-std::shared_ptr<const match::RuleSet> load_rules() {
-  auto mapping =
-      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
-  if (!mapping) throw std::runtime_error(mapping.status().to_string());
-  match::CompileReport report;
-  auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
-  auto rs = match::RuleSet::compile(parsed, *mapping, report);
-  if (!rs) throw std::runtime_error(rs.status().to_string());
-  return *rs;
 }
 
 struct PersistResult {
@@ -266,7 +256,7 @@ int run(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
-  auto rules = load_rules();
+  auto rules = bench::default_pack();
   ManualClock clock(1795539600000);
   ingest::SensorSimulator sim({300, 0.01, 1}, clock);
   std::vector<std::string> events(n_events);

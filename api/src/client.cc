@@ -7,6 +7,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "vigil/api/await.h"
+
 namespace vigil::api {
 
 namespace beast = boost::beast;
@@ -16,17 +18,6 @@ namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 namespace {
-
-// Runs one asynchronous operation to its end on `ioc`: the stream's expiry (a deadline on the
-// lowest layer) then applies, as it does not to synchronous calls. Throws on failure.
-template <class Start>
-void await(net::io_context& ioc, Start&& start) {
-  beast::error_code result;
-  start([&](beast::error_code ec, auto&&...) { result = ec; });
-  ioc.restart();
-  ioc.run();
-  if (result) throw beast::system_error(result);
-}
 
 template <class Stream>
 ClientResponse exchange(net::io_context& ioc, Stream& stream, const std::string& host,

@@ -17,6 +17,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "vigil/api/await.h"
 #include "vigil/api/client.h"
 #include "vigil/core/time.h"
 #include "vigil/output/outputs.h"
@@ -35,16 +36,7 @@ namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 using udp = net::ip::udp;
 
-// One asynchronous operation run to its end: the stream's deadline applies (it does not to
-// synchronous calls, so a destination that stops reading would hang its output for good).
-template <class Start>
-void await(net::io_context& ioc, Start&& start) {
-  beast::error_code result;
-  start([&](beast::error_code ec, auto&&...) { result = ec; });
-  ioc.restart();
-  ioc.run();
-  if (result) throw beast::system_error(result);
-}
+using api::await;  // deadlines on every send: a destination that stops reading cannot hang it
 
 std::string hostname() {
   char buf[256] = {};
