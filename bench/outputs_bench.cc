@@ -317,21 +317,36 @@ int main(int argc, char** argv) {
           config_of("- {name: ps, type: syslog, address: '" + tcp + "'}")});
   std::printf("\npipeline: %zu simulator events (attack ratio %.2f), 2 shard workers, persist\n",
               events, malicious);
-  std::vector<double> none, on;
+  auto down =
+      std::make_shared<const std::vector<output::OutputConfig>>(std::vector<output::OutputConfig>{
+          config_of("- {name: dw, type: webhook, url: 'http://127.0.0.1:9/hook', retry: "
+                    "{initial: 1s, max: 1s}}"),
+          config_of("- {name: dh, type: splunk_hec, token: t, url: 'http://127.0.0.1:9', retry: "
+                    "{initial: 1s, max: 1s}}"),
+          config_of("- {name: ds, type: syslog, address: '127.0.0.1:9', retry: {initial: 1s, "
+                    "max: 1s}}")});
+  std::vector<double> none, on, dead;
   for (int r = 0; r < rounds; ++r) {
     const auto a = pipeline_round(dir + "/p", rules, evs, nullptr);
     const auto b = pipeline_round(dir + "/p", rules, evs, three);
+    const auto c = pipeline_round(dir + "/p", rules, evs, down);
     none.push_back(a.events_per_second);
     on.push_back(b.events_per_second);
+    dead.push_back(c.events_per_second);
     std::printf(
-        "  round %d: no output %9.0f events/s, three outputs %9.0f events/s (%llu alerts): %.2fx\n",
-        r + 1, a.events_per_second, b.events_per_second, static_cast<unsigned long long>(b.alerts),
-        b.events_per_second / a.events_per_second);
+        "  round %d: no output %9.0f events/s; three outputs %9.0f (%.2fx); three down %9.0f "
+        "(%.2fx); %llu alerts\n",
+        r + 1, a.events_per_second, b.events_per_second, b.events_per_second / a.events_per_second,
+        c.events_per_second, c.events_per_second / a.events_per_second,
+        static_cast<unsigned long long>(b.alerts));
   }
   std::sort(none.begin(), none.end());
   std::sort(on.begin(), on.end());
-  std::printf("  median: no output %.0f, three outputs %.0f events/s: %.2fx\n",
-              none[none.size() / 2], on[on.size() / 2], on[on.size() / 2] / none[none.size() / 2]);
+  std::sort(dead.begin(), dead.end());
+  const double m = none[none.size() / 2];
+  std::printf(
+      "  median: no output %.0f; three outputs %.0f (%.2fx); three down %.0f (%.2fx) events/s\n", m,
+      on[on.size() / 2], on[on.size() / 2] / m, dead[dead.size() / 2], dead[dead.size() / 2] / m);
   fs::remove_all(dir);
   return 0;
 }
