@@ -46,10 +46,11 @@ test-asan: deps
 
 # ThreadSanitizer over the suites where threads meet: the HTTP server and API (I/O threads,
 # slow and content pools), the shard workers, the store (retention, scrub), the consumer
-# pipeline, rollouts and the publisher against the mock Kafka cluster. Only their binaries
+# pipeline, rollouts and the publisher against the mock Kafka cluster, the alert outputs'
+# delivery threads against their test destinations. Only their binaries
 # are built; librdkafka's C11 threads are made visible to TSan by
 # tests/support/tsan_c11_threads.cc.
-TSAN_TARGETS = api_test ingest_test store_test pipeline_integration_test rollout_integration_test publisher_integration_test
+TSAN_TARGETS = api_test ingest_test store_test pipeline_integration_test rollout_integration_test publisher_integration_test outputs_integration_test
 test-tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
