@@ -89,7 +89,7 @@ bench: deps
 # One style, enforced: .clang-format (Google, 100 columns) through clang-format 14, the
 # version scripts/install-deps installs. CI runs check-format before it builds.
 CLANG_FORMAT ?= clang-format-14
-FORMAT_SOURCES = find core match store ingest api app tests bench -name '*.h' -o -name '*.cc'
+FORMAT_SOURCES = find core match store output ingest api app tests bench -name '*.h' -o -name '*.cc'
 format: deps
 	$(FORMAT_SOURCES) | xargs $(CLANG_FORMAT) -i
 

@@ -26,9 +26,9 @@ constexpr char kAttackVersion[] = "v16";
 
 struct Level {
   std::string_view name;
-  int ocsf;   // severity_id: 1 informational .. 5 critical, 0 unknown
-  int risk;   // ECS event.risk_score, as Elastic maps rule severities
-  int cef;    // CEF severity 0-10
+  int ocsf;  // severity_id: 1 informational .. 5 critical, 0 unknown
+  int risk;  // ECS event.risk_score, as Elastic maps rule severities
+  int cef;   // CEF severity 0-10
 };
 constexpr std::array<Level, 5> kLevels{{{"informational", 1, 21, 1},
                                         {"low", 2, 21, 3},
@@ -122,7 +122,9 @@ Expected<Alert> parse(std::string_view json) {
   return a;
 }
 
-void key(Writer& w, std::string_view k) { w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size())); }
+void key(Writer& w, std::string_view k) {
+  w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+}
 void string(Writer& w, std::string_view v) {
   w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
 }
@@ -202,8 +204,8 @@ void write_ecs(Writer& w, const Alert& a) {
   }
   if (ecs_event) {  // the source event's event.* (action, code, provider...), never ours
     static const std::set<std::string_view> kEventOwn{
-        "kind", "id", "created", "module", "dataset", "category", "type", "severity", "risk_score",
-        "original"};
+        "kind",     "id",   "created",  "module",     "dataset",
+        "category", "type", "severity", "risk_score", "original"};
     if (const auto* ev = member(*a.event, "event"); ev && ev->IsObject())
       for (const auto& m : ev->GetObject())
         if (!kEventOwn.count({m.name.GetString(), m.name.GetStringLength()})) {

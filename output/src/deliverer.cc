@@ -42,12 +42,11 @@ Deliverer::Deliverer(OutputConfig config, store::Store& store, MetricsRegistry& 
       dropped_(metrics.counter("vigil_output_dropped_total",
                                "Queued alerts dropped past an output's max_backlog",
                                labels_of(config_))),
-      backlog_gauge_(metrics.gauge("vigil_output_backlog", "Alerts queued for an output",
-                                   labels_of(config_))),
-      latency_(metrics.histogram("vigil_output_delivery_seconds",
-                                 "From an alert's queueing to its delivery",
-                                 {0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600},
-                                 labels_of(config_))) {}
+      backlog_gauge_(
+          metrics.gauge("vigil_output_backlog", "Alerts queued for an output", labels_of(config_))),
+      latency_(metrics.histogram(
+          "vigil_output_delivery_seconds", "From an alert's queueing to its delivery",
+          {0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 3600}, labels_of(config_))) {}
 
 Expected<std::unique_ptr<Deliverer>> Deliverer::create(OutputConfig config, store::Store& store,
                                                        MetricsRegistry& metrics,
@@ -117,7 +116,8 @@ void Deliverer::run() {
     if (backlog_.load() > static_cast<int64_t>(config_.max_backlog)) {
       if (auto exact = store_.count_deliveries(config_.id)) backlog_ = static_cast<int64_t>(*exact);
     }
-    if (const int64_t over = backlog_.load() - static_cast<int64_t>(config_.max_backlog); over > 0) {
+    if (const int64_t over = backlog_.load() - static_cast<int64_t>(config_.max_backlog);
+        over > 0) {
       auto n = store_.drop_oldest_deliveries(config_.id, static_cast<uint64_t>(over));
       if (n) {
         backlog_ -= static_cast<int64_t>(*n);

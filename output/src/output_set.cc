@@ -71,9 +71,12 @@ std::string OutputSet::status_json() const {
                  : std::string(alert_format_name(c.format)));
     w.Key("min_level");
     w.String(std::string(store::alert_level_name(c.min_level)));
-    for (const auto& [k, v] : {std::pair{"delivered", s.delivered}, {"failed", s.failed},
-                               {"retried", s.retried}, {"refused", s.refused},
-                               {"dropped", s.dropped}, {"backlog", s.backlog}}) {
+    for (const auto& [k, v] : {std::pair{"delivered", s.delivered},
+                               {"failed", s.failed},
+                               {"retried", s.retried},
+                               {"refused", s.refused},
+                               {"dropped", s.dropped},
+                               {"backlog", s.backlog}}) {
       w.Key(k);
       w.Uint64(v);
     }

@@ -54,7 +54,8 @@ struct Reader {
   Expected<std::string> secret(const YAML::Node& v, const std::string& what) const {
     if (!v.IsMap()) return v.as<std::string>();
     if (v.size() != 1 || !(v["env"] || v["file"]))
-      return Status::invalid(where + ": " + what + " must be a string, {env: NAME} or {file: PATH}");
+      return Status::invalid(where + ": " + what +
+                             " must be a string, {env: NAME} or {file: PATH}");
     if (!read_secrets) return std::string("(unread)");
     if (v["env"]) {
       const auto name = v["env"].as<std::string>();
@@ -80,8 +81,8 @@ struct Reader {
     const auto text = v.as<std::string>();
     const auto ms = parse_duration_ms(text);
     if (!ms || *ms <= 0)
-      return Status::invalid(where + ": " + what + " must be a duration such as 10s, not '" +
-                             text + "'");
+      return Status::invalid(where + ": " + what + " must be a duration such as 10s, not '" + text +
+                             "'");
     return std::chrono::milliseconds(*ms);
   }
 };
@@ -106,10 +107,10 @@ Status split_url(const std::string& url, const std::string& where) {
 }
 
 const std::pair<std::string_view, int> kFacilities[] = {
-    {"kern", 0},    {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
-    {"syslog", 5},  {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
-    {"authpriv", 10}, {"ftp", 11},  {"local0", 16}, {"local1", 17}, {"local2", 18},
-    {"local3", 19}, {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23}};
+    {"kern", 0},      {"user", 1},    {"mail", 2},    {"daemon", 3},  {"auth", 4},
+    {"syslog", 5},    {"lpr", 6},     {"news", 7},    {"uucp", 8},    {"cron", 9},
+    {"authpriv", 10}, {"ftp", 11},    {"local0", 16}, {"local1", 17}, {"local2", 18},
+    {"local3", 19},   {"local4", 20}, {"local5", 21}, {"local6", 22}, {"local7", 23}};
 
 }  // namespace
 
@@ -129,8 +130,8 @@ std::string_view output_type_name(OutputType t) {
 
 bool OutputConfig::wants(store::AlertLevel level, std::span<const std::string> alert_tags) const {
   // Unknown levels (a rule without one) go everywhere min_level lets informational go.
-  const auto effective = level == store::AlertLevel::kUnknown ? store::AlertLevel::kInformational
-                                                               : level;
+  const auto effective =
+      level == store::AlertLevel::kUnknown ? store::AlertLevel::kInformational : level;
   if (effective < min_level) return false;
   auto any = [&](const std::vector<std::string>& patterns) {
     for (const auto& p : patterns)
@@ -165,8 +166,8 @@ Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const 
       if (!names.insert(c.name).second) return Status::invalid(label + " is defined twice");
       c.id = XXH3_64bits(c.name.data(), c.name.size());
       const std::string type = n["type"] ? n["type"].as<std::string>() : "";
-      std::set<std::string> keys{"name",       "type",    "min_level", "tags",    "exclude_tags",
-                                 "rate_limit", "batch_size", "timeout", "retry", "max_backlog"};
+      std::set<std::string> keys{"name",       "type",       "min_level", "tags",  "exclude_tags",
+                                 "rate_limit", "batch_size", "timeout",   "retry", "max_backlog"};
       if (type == "webhook") {
         c.type = OutputType::kWebhook;
         keys.insert({"url", "headers", "format", "tls"});
@@ -189,8 +190,9 @@ Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const 
       if (n["min_level"]) {
         const auto l = store::parse_alert_level(n["min_level"].as<std::string>());
         if (!l || *l == store::AlertLevel::kUnknown)
-          return Status::invalid(label + ": min_level must be informational, low, medium, high "
-                                         "or critical");
+          return Status::invalid(label +
+                                 ": min_level must be informational, low, medium, high "
+                                 "or critical");
         c.min_level = *l;
       }
       c.tags = string_list(n["tags"]);
@@ -234,7 +236,8 @@ Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const 
         c.ca_file = tr.str("ca_file");
         if (read_secrets && !c.ca_file.empty() && !std::ifstream(c.ca_file))
           return Status::invalid(label + ": cannot read tls.ca_file '" + c.ca_file + "'");
-        c.insecure_skip_verify = tls["insecure_skip_verify"] && tls["insecure_skip_verify"].as<bool>();
+        c.insecure_skip_verify =
+            tls["insecure_skip_verify"] && tls["insecure_skip_verify"].as<bool>();
       }
       if (const auto h = n["headers"]) {
         if (!h.IsMap()) return Status::invalid(label + ": headers must be a map");

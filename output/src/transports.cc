@@ -2,10 +2,11 @@
 // TCP and TLS with octet-counting framing, RFC 6587 / 5425; over UDP one datagram each,
 // RFC 5426).
 
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <cerrno>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -13,9 +14,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
+#include <cerrno>
 
 #include "vigil/api/await.h"
 #include "vigil/api/client.h"
@@ -71,7 +70,8 @@ class HttpSender final : public Transport {
     req.user_agent = "vigil/" VIGIL_VERSION;
     req.headers = c_.headers;
     req.max_response_bytes = 1 << 20;
-    if (c_.type == OutputType::kSplunkHec) req.headers.emplace_back("Authorization", "Splunk " + c_.token);
+    if (c_.type == OutputType::kSplunkHec)
+      req.headers.emplace_back("Authorization", "Splunk " + c_.token);
     for (std::string_view a : alerts) {
       auto body = body_of(a);
       if (!body) return {SendResult::Outcome::kRefused, body.status().message(), {}};
@@ -85,7 +85,8 @@ class HttpSender final : public Transport {
     if (!res->body.empty()) error += ": " + res->body.substr(0, 200);
     // 400, 413, 422: this payload is refused for good (kept would block the queue forever);
     // the rest (401/403 a token to fix, 404 a URL, 408, 429, 5xx) is retried.
-    if (code == 400 || code == 413 || code == 422) return {SendResult::Outcome::kRefused, error, {}};
+    if (code == 400 || code == 413 || code == 422)
+      return {SendResult::Outcome::kRefused, error, {}};
     return {SendResult::Outcome::kRetry, error,
             parse_retry_after(res->retry_after, SystemClock::instance().now_ms())};
   }
@@ -113,7 +114,8 @@ class HttpSender final : public Transport {
         if (d.IsObject() && d.HasMember("time") && d["time"].IsString())
           if (auto t = parse_rfc3339(d["time"].GetString())) time = static_cast<double>(*t) / 1000;
         std::string host;
-        if (d.IsObject() && d.HasMember("host") && d["host"].IsString()) host = d["host"].GetString();
+        if (d.IsObject() && d.HasMember("host") && d["host"].IsString())
+          host = d["host"].GetString();
         rapidjson::StringBuffer b;
         rapidjson::Writer<rapidjson::StringBuffer> w(b);
         w.StartObject();
@@ -167,7 +169,7 @@ class SyslogSender final : public Transport {
     const int64_t now = SystemClock::instance().now_ms();
     for (std::string_view a : alerts) {
       Expected<std::string> msg = c_.message == SyslogMessage::kCef ? alert_cef(a, VIGIL_VERSION)
-                                                                     : format_alert(a, c_.format);
+                                                                    : format_alert(a, c_.format);
       if (!msg) return {SendResult::Outcome::kRefused, msg.status().message(), {}};
       std::string line = syslog_line(c_, a, *msg, hostname_, now);
       if (c_.transport == SyslogTransport::kUdp) {
@@ -261,7 +263,8 @@ class SyslogSender final : public Transport {
 }  // namespace
 
 Expected<std::unique_ptr<Transport>> make_transport(const OutputConfig& config) {
-  if (config.type == OutputType::kSyslog) return std::unique_ptr<Transport>(new SyslogSender(config));
+  if (config.type == OutputType::kSyslog)
+    return std::unique_ptr<Transport>(new SyslogSender(config));
   return std::unique_ptr<Transport>(new HttpSender(config));
 }
 

@@ -27,7 +27,7 @@ namespace vigil::output {
 struct OutputStatus {
   std::string name, type, state;  // state: idle, delivering, retrying
   uint64_t delivered = 0, failed = 0, retried = 0, refused = 0, dropped = 0, backlog = 0;
-  std::string last_error;     // never a credential: what the destination or the socket said
+  std::string last_error;  // never a credential: what the destination or the socket said
   TimeMs last_error_at = 0, last_delivered_at = 0;
   int64_t next_attempt_in_ms = 0;  // while retrying
 };

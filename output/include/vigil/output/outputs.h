@@ -95,7 +95,7 @@ Expected<std::vector<OutputConfig>> parse_outputs(const YAML::Node& list, const 
 // What an output's destination said about one send.
 struct SendResult {
   enum class Outcome { kDelivered, kRetry, kRefused } outcome = Outcome::kDelivered;
-  std::string error;                         // kRetry, kRefused: why
+  std::string error;                                     // kRetry, kRefused: why
   std::optional<std::chrono::milliseconds> retry_after;  // the destination's Retry-After
 };
 
@@ -108,8 +108,7 @@ class Transport {
 Expected<std::unique_ptr<Transport>> make_transport(const OutputConfig& config);
 
 // Retry-After: seconds, or an HTTP date.
-std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value,
-                                                           int64_t now_ms);
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value, int64_t now_ms);
 
 // RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [vigil@32473 id=.. rule=..] MSG
 std::string syslog_line(const OutputConfig& config, std::string_view alert_json,
