@@ -52,13 +52,6 @@ bool contains_caseless(const std::vector<std::string>& list, const std::string& 
                      [&](const std::string& x) { return ascii_lower(x) == v; });
 }
 
-// A tag pattern: the tag itself, caseless, or a prefix when it ends with `*`.
-bool tag_matches(const std::string& pattern, const std::string& tag) {
-  const std::string p = ascii_lower(pattern), t = ascii_lower(tag);
-  if (!p.empty() && p.back() == '*') return t.compare(0, p.size() - 1, p, 0, p.size() - 1) == 0;
-  return p == t;
-}
-
 // The first of `rule`'s tags one of `patterns` matches, or "".
 std::string matching_tag(const std::vector<std::string>& patterns, const SigmaRule& rule) {
   for (const auto& t : rule.tags) {
@@ -246,6 +239,16 @@ std::vector<SigmaRule> prepare_rules(std::vector<SigmaRule> docs, const RuleSele
     if (!report.rules[i].left_out.empty()) left_out.push_back(report.rules[i].rule_id);
   }
   return apply_filters(std::move(selected), left_out, report, max_added_values);
+}
+
+bool tag_matches(std::string_view pattern, std::string_view tag) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  const bool prefix = !pattern.empty() && pattern.back() == '*';
+  if (prefix) pattern.remove_suffix(1);
+  if (prefix ? tag.size() < pattern.size() : tag.size() != pattern.size()) return false;
+  for (size_t i = 0; i < pattern.size(); ++i)
+    if (lower(pattern[i]) != lower(tag[i])) return false;
+  return true;
 }
 
 }  // namespace vigil::match

@@ -11,28 +11,11 @@
 #include <sstream>
 
 #include "vigil/core/time.h"
+#include "vigil/match/selection.h"
 
 namespace vigil::output {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
-
-// A tag pattern: exact (case-insensitive), or a prefix with a trailing '*'.
-bool tag_matches(std::string_view pattern, std::string_view tag) {
-  if (!pattern.empty() && pattern.back() == '*') {
-    pattern.remove_suffix(1);
-    return tag.size() >= pattern.size() && iequals(tag.substr(0, pattern.size()), pattern);
-  }
-  return iequals(pattern, tag);
-}
 
 struct Reader {
   const YAML::Node& node;
@@ -136,7 +119,7 @@ bool OutputConfig::wants(store::AlertLevel level, std::span<const std::string> a
   auto any = [&](const std::vector<std::string>& patterns) {
     for (const auto& p : patterns)
       for (const auto& t : alert_tags)
-        if (tag_matches(p, t)) return true;
+        if (match::tag_matches(p, t)) return true;
     return false;
   };
   if (!tags.empty() && !any(tags)) return false;

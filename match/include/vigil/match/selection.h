@@ -17,6 +17,7 @@
 // needs is compiled anyway, as an input of the correlation only (no alerts of its own).
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vigil/core/status.h"
@@ -47,5 +48,9 @@ struct RuleSelection {
   std::string describe() const;
   bool is_default() const;
 };
+
+// A tag pattern as `tags` and `exclude_tags` take it (here and in the alert outputs'
+// filters): the tag itself, ASCII caseless, or a prefix when it ends with `*`.
+bool tag_matches(std::string_view pattern, std::string_view tag);
 
 }  // namespace vigil::match
