@@ -103,7 +103,8 @@ struct StatsCounts {
 
 // Status 0 and `q` filled, or a 400 naming the bad parameter.
 HttpResponse parse_stats_query(const ApiContext& ctx, const HttpRequest& req, StatsQuery& q) {
-  if (auto bad = unknown_params(req, {"since", "until", "bucket", "by", "top", "max_scan"});
+  if (auto bad =
+          unknown_params(req, {"since", "until", "bucket", "by", "top", "max_scan", "scope"});
       bad.status)
     return bad;
   const TimeMs now = ctx.clock->now_ms();
@@ -241,10 +242,11 @@ HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
 }  // namespace
 
 void detail::add_event_routes(Router& r, const ApiContext& ctx) {
-  r.add(
-      "GET", "/api/v1/events/stats",
-      [ctx](const HttpRequest& req) { return event_stats(ctx, req); }, Access::kReader,
-      Router::Cost::kSlow);
+  r.add("GET", "/api/v1/events/stats",
+        scoped(
+            ctx, [ctx](const HttpRequest& req) { return event_stats(ctx, req); },
+            &merged_event_stats),
+        Access::kReader, Router::Cost::kSlow);
 }
 
 }  // namespace vigil::api

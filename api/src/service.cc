@@ -213,12 +213,18 @@ Router make_router(const ApiContext& context) {
   detail::add_alert_routes(r, ctx);
   detail::add_event_routes(r, ctx);
   detail::add_rule_routes(r, ctx);
-  r.add("GET", "/api/v1/stats", [ctx](const HttpRequest& req) {
-    if (auto bad = unknown_params(req, {}); bad.status) return bad;
-    if (!ctx.stats)
-      return HttpResponse::problem(404, "pipeline statistics are not served by this server");
-    return HttpResponse::json(ctx.stats());
-  });
+  r.add("GET", "/api/v1/stats",
+        scoped(
+            ctx,
+            [ctx](const HttpRequest& req) {
+              if (auto bad = unknown_params(req, {"scope"}); bad.status) return bad;
+              if (!ctx.stats)
+                return HttpResponse::problem(404,
+                                             "pipeline statistics are not served by this server");
+              return HttpResponse::json(ctx.stats());
+            },
+            &merged_stats),
+        Access::kReader, Router::Cost::kSlow);
   detail::add_content_routes(r, ctx);
   r.add("GET", "/api/v1/outputs", [ctx](const HttpRequest& req) {
     if (auto bad = unknown_params(req, {}); bad.status) return bad;

@@ -167,7 +167,8 @@ HttpResponse get_alert(const ApiContext& ctx, const HttpRequest& req) {
 }
 
 HttpResponse list_events(const ApiContext& ctx, const HttpRequest& req) {
-  if (auto bad = unknown_params(req, {"since", "until", "limit", "cursor", "field"}); bad.status)
+  if (auto bad = unknown_params(req, {"since", "until", "limit", "cursor", "field", "scope"});
+      bad.status)
     return bad;
   PageParams pp;
   const std::string binding = cursor_binding("events", req);
@@ -244,9 +245,10 @@ void detail::add_alert_routes(Router& r, const ApiContext& ctx) {
         [ctx, pages](const HttpRequest& req) { return list_alerts(ctx, *pages, req); });
   r.add("GET", "/api/v1/alerts/{id}",
         [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
-  r.add(
-      "GET", "/api/v1/events", [ctx](const HttpRequest& req) { return list_events(ctx, req); },
-      Access::kReader, Router::Cost::kSlow);
+  r.add("GET", "/api/v1/events",
+        scoped(
+            ctx, [ctx](const HttpRequest& req) { return list_events(ctx, req); }, &merged_events),
+        Access::kReader, Router::Cost::kSlow);
 }
 
 }  // namespace vigil::api

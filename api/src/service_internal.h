@@ -6,6 +6,7 @@
 //   service_alerts.cc   /api/v1/alerts, /api/v1/alerts/{id}, /api/v1/events (hunts)
 //   event_stats.cc      /api/v1/events/stats
 //   service_content.cc  /api/v1/rules, bundles and rollouts
+//   service_cluster.cc  the deployment-wide answers of cluster mode (fanout.h)
 
 #include <rapidjson/writer.h>
 
@@ -93,6 +94,20 @@ inline void write_raw_json(BodyWriter& w, BodyStream& out, std::string_view raw)
   w.RawValue("", 0, rapidjson::kObjectType);
   out.append(raw);
 }
+
+class Fanout;
+// Deployment-wide answers (service_cluster.cc); `local` answers for this replica.
+HttpResponse merged_events(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
+                           const Handler& local);
+HttpResponse merged_event_stats(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
+                                const Handler& local);
+HttpResponse merged_stats(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
+                          const Handler& local);
+// A handler that answers for the deployment in cluster mode (unless `scope=local`) through
+// `merged`, and for this replica through `local` otherwise.
+Handler scoped(const ApiContext& ctx, Handler local,
+               HttpResponse (*merged)(const ApiContext&, const Fanout&, const HttpRequest&,
+                                      const Handler&));
 
 void add_alert_routes(Router& r, const ApiContext& ctx);
 void add_event_routes(Router& r, const ApiContext& ctx);

@@ -168,6 +168,34 @@ int ApiCommands::run() const {
   return -1;
 }
 
+namespace {
+
+// One replica's pipeline: totals, shards, partitions.
+void print_pipeline_stats(const rapidjson::Value& d) {
+  auto u64 = json_u64;
+  std::printf("uptime %.0f s, %llu events, %llu batches, store errors %llu, kafka errors %llu\n",
+              json_double(d, "uptime_seconds"), u64(d, "events"), u64(d, "batches"),
+              u64(d, "store_errors"), u64(d, "kafka_errors"));
+  std::printf("%-6s  %12s  %10s  %14s  %9s  %9s  %8s  %7s  %6s\n", "SHARD", "EVENTS", "EVENTS/S",
+              "BYTES", "ALERTS", "INVALID", "DEAD", "INBOX", "BUNDLE");
+  for (const auto& s : json_array(d, "shards")) {
+    std::printf("%-6llu  %12llu  %10.0f  %14llu  %9llu  %9llu  %8llu  %7llu  %6llu\n",
+                u64(s, "shard"), u64(s, "events"), json_double(s, "events_per_second"),
+                u64(s, "bytes"), u64(s, "alerts"), u64(s, "invalid"), u64(s, "dead_letters"),
+                u64(s, "inbox"), u64(s, "bundle"));
+  }
+  std::printf("\n%-32s  %9s  %5s  %10s\n", "TOPIC", "PARTITION", "SHARD", "LAG");
+  for (const auto& p : json_array(d, "partitions")) {
+    const std::string lag = p.IsObject() && p.HasMember("lag") && p["lag"].IsInt64()
+                                ? std::to_string(p["lag"].GetInt64())
+                                : "?";
+    std::printf("%-32s  %9llu  %5llu  %10s\n", fit(json_str(p, "topic"), 32).c_str(),
+                u64(p, "partition"), u64(p, "shard"), lag.c_str());
+  }
+}
+
+}  // namespace
+
 int ApiCommands::stats() const {
   auto d = get_json(target_, "/api/v1/stats");
   if (!d) return 1;
@@ -175,25 +203,20 @@ int ApiCommands::stats() const {
     std::printf("%s\n", compact(*d).c_str());
     return 0;
   }
-  auto u64 = json_u64;
-  std::printf("uptime %.0f s, %llu events, %llu batches, store errors %llu, kafka errors %llu\n",
-              json_double(*d, "uptime_seconds"), u64(*d, "events"), u64(*d, "batches"),
-              u64(*d, "store_errors"), u64(*d, "kafka_errors"));
-  std::printf("%-6s  %12s  %10s  %14s  %9s  %9s  %8s  %7s  %6s\n", "SHARD", "EVENTS", "EVENTS/S",
-              "BYTES", "ALERTS", "INVALID", "DEAD", "INBOX", "BUNDLE");
-  for (const auto& s : json_array(*d, "shards")) {
-    std::printf("%-6llu  %12llu  %10.0f  %14llu  %9llu  %9llu  %8llu  %7llu  %6llu\n",
-                u64(s, "shard"), u64(s, "events"), json_double(s, "events_per_second"),
-                u64(s, "bytes"), u64(s, "alerts"), u64(s, "invalid"), u64(s, "dead_letters"),
-                u64(s, "inbox"), u64(s, "bundle"));
+  if (!d->IsObject() || !d->HasMember("replicas")) {  // a single replica
+    print_pipeline_stats(*d);
+    return 0;
   }
-  std::printf("\n%-32s  %9s  %5s  %10s\n", "TOPIC", "PARTITION", "SHARD", "LAG");
-  for (const auto& p : json_array(*d, "partitions")) {
-    const std::string lag = p.IsObject() && p.HasMember("lag") && p["lag"].IsInt64()
-                                ? std::to_string(p["lag"].GetInt64())
-                                : "?";
-    std::printf("%-32s  %9llu  %5llu  %10s\n", fit(json_str(p, "topic"), 32).c_str(),
-                u64(p, "partition"), u64(p, "shard"), lag.c_str());
+  // Cluster mode: every replica that answered, then those that did not.
+  bool first = true;
+  for (const auto& r : json_array(*d, "replicas")) {
+    std::printf("%sreplica %s\n", first ? "" : "\n", json_str(r, "replica").c_str());
+    first = false;
+    print_pipeline_stats(r);
+  }
+  for (const auto& m : json_array(*d, "missing")) {
+    std::printf("\nreplica %s did not answer: %s\n", json_str(m, "peer").c_str(),
+                fit(json_str(m, "error"), 160).c_str());
   }
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -179,18 +180,63 @@ Status read_rollout(const YAML::Node& r, const std::string& path, Config& c) {
   return Status::ok();
 }
 
+// cluster: this replica's name, its peers, the shared cursor key, the alert mirror.
+Status read_cluster(const YAML::Node& k, const std::string& path, Config& c) {
+  if (auto s = check_keys(
+          k, {"self", "peers", "peer_timeout", "peer_ca_file", "cursor_key_file", "mirror_alerts"},
+          path + " cluster");
+      !s)
+    return s;
+  if (k["self"]) c.cluster_self = k["self"].as<std::string>();
+  if (const auto p = k["peers"]) {
+    if (!p.IsSequence()) return Status::invalid(path + ": cluster.peers must be a list");
+    c.cluster_peers.clear();
+    for (const auto& x : p) c.cluster_peers.push_back(x.as<std::string>());
+  }
+  if (k["peer_timeout"]) {
+    auto d = parse_duration_ms(k["peer_timeout"].as<std::string>());
+    if (!d || *d <= 0)
+      return Status::invalid(path + ": cluster.peer_timeout must be a duration such as 5s");
+    c.cluster_peer_timeout_ms = *d;
+  }
+  if (k["peer_ca_file"]) c.cluster_peer_ca_file = k["peer_ca_file"].as<std::string>();
+  if (k["cursor_key_file"]) c.cluster_cursor_key_file = k["cursor_key_file"].as<std::string>();
+  if (k["mirror_alerts"]) c.cluster_mirror_alerts = k["mirror_alerts"].as<bool>();
+  return Status::ok();
+}
+
 }  // namespace
+
+Status parse_peer(const std::string& text, std::string& name, std::string& url) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    return Status::invalid("cluster peer '" + text + "' must be name=http://host:port");
+  name = text.substr(0, eq);
+  url = text.substr(eq + 1);
+  for (char ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
+      return Status::invalid("cluster peer name '" + name + "' must be of [A-Za-z0-9._-]");
+  }
+  const bool scheme = url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0;
+  const size_t host = url.find("://") + 3;
+  if (!scheme || url.size() <= host || url.find('/', host) != std::string::npos ||
+      url.find(':', url.find(']') == std::string::npos ? host : url.find(']')) == std::string::npos)
+    return Status::invalid("cluster peer '" + name + "': '" + url +
+                           "' must be http://host:port or https://host:port");
+  return Status::ok();
+}
 
 Status load_config_file(const std::string& path, Config& c, bool read_files) {
   try {
     const YAML::Node doc = YAML::LoadFile(path);
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
-    if (auto s = check_keys(doc,
-                            {"kafka", "data_dir", "listen", "rules", "rules_watch", "mapping",
-                             "select", "log_level", "http_threads", "batch", "max_event_bytes",
-                             "embedded", "workers", "store", "api", "rollout", "outputs"},
-                            path);
+    if (auto s =
+            check_keys(doc,
+                       {"kafka", "data_dir", "listen", "rules", "rules_watch", "mapping", "select",
+                        "log_level", "http_threads", "batch", "max_event_bytes", "embedded",
+                        "workers", "store", "api", "rollout", "outputs", "cluster"},
+                       path);
         !s) {
       return s;
     }
@@ -248,6 +294,9 @@ Status load_config_file(const std::string& path, Config& c, bool read_files) {
     }
     if (const auto r = doc["rollout"]; r) {
       if (auto s = read_rollout(r, path, c); !s) return s;
+    }
+    if (const auto cl = doc["cluster"]; cl) {
+      if (auto s = read_cluster(cl, path, c); !s) return s;
     }
     if (const auto o = doc["outputs"]; o) {
       auto outputs = output::parse_outputs(o, path, read_files);
@@ -367,6 +416,17 @@ ServerFlags::ServerFlags(CLI::App& cli) {
   add(cli, "--tls-key", &Config::api_tls_key_file, "API over HTTPS: PEM private key file");
   add(cli, "--rollout-policy", &Config::rollout_policy,
       "Rule bundle rollouts: staged, immediate or pinned");
+  add(cli, "--cluster-self", &Config::cluster_self,
+      "Cluster mode: this replica's name (the pod name)");
+  CLI::Option* peers = cli.add_option("--cluster-peers", given_.cluster_peers,
+                                      "Cluster mode: every replica as name=http://host:port")
+                           ->delimiter(',');
+  apply_.push_back([this, peers](Config& c) {
+    if (peers->count()) c.cluster_peers = given_.cluster_peers;
+    return Status::ok();
+  });
+  add(cli, "--cluster-cursor-key-file", &Config::cluster_cursor_key_file,
+      "Cluster mode: the page cursor key every replica shares");
 }
 
 Expected<Config> ServerFlags::resolve(bool read_files) const {
@@ -388,6 +448,29 @@ Expected<Config> ServerFlags::resolve(bool read_files) const {
     auto props = read_kafka_properties_file(c.kafka_properties_file);
     if (!props) return props.status();
     c.kafka_properties.insert(c.kafka_properties.end(), props->begin(), props->end());
+  }
+  if (c.clustered()) {
+    if (c.cluster_self.empty())
+      return Status::invalid(
+          "cluster mode needs this replica's name (cluster.self, --cluster-self)");
+    std::set<std::string> names;
+    for (const auto& p : c.cluster_peers) {
+      std::string name, url;
+      if (auto s = parse_peer(p, name, url); !s) return s;
+      if (!names.insert(name).second)
+        return Status::invalid("cluster peer '" + name + "' is listed twice");
+    }
+    if (c.cluster_cursor_key_file.empty())
+      return Status::invalid(
+          "cluster mode needs cluster.cursor_key_file: every replica seals page cursors with "
+          "the same key, so that a page from one continues on any other");
+    if (c.cluster_mirror_alerts && c.alerts_topic.empty())
+      return Status::invalid(
+          "cluster.mirror_alerts needs kafka.alerts_topic: the replicas share alerts through it");
+    if (c.cluster_mirror_alerts && c.alerts_format != output::AlertFormat::kVigil)
+      return Status::invalid(
+          "cluster.mirror_alerts needs kafka.alerts_format vigil: the replicas read each other's "
+          "alerts from the alerts topic (other formats can go to outputs)");
   }
   if (c.rules.empty()) c.rules.push_back(default_rules_dir());
   if (c.mapping.empty()) c.mapping = default_mapping("vigil-sensor");

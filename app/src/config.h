@@ -48,6 +48,17 @@
 //     max_connections: 1024          # at the limit a new connection evicts the oldest idle one
 //     max_connections_per_client: 256  # per client address (0: none), same eviction
 //     tls: {cert_file: "", key_file: ""}  # HTTPS with this PEM chain and key (re-read on change)
+//   cluster:                         # several replicas as one deployment (README, "Running
+//                                    # several replicas"); off while self and peers are empty
+//     self: ""                       # this replica's name (the pod name); --cluster-self
+//     peers: []                      # "name=http://host:port" of every replica (this one is
+//                                    # skipped by its name); --cluster-peers a=url,b=url
+//     peer_timeout: 5s               # per peer and request of a deployment-wide answer
+//     peer_ca_file: ""               # https peers: the CA to trust
+//     cursor_key_file: ""            # the key page cursors are sealed with, shared by every
+//                                    # replica (a mounted Secret; at least 16 bytes)
+//     mirror_alerts: true            # read the alerts topic into this store (alerts from any
+//                                    # replica's API); needs kafka.alerts_format vigil
 //   outputs: [...]                   # alert outputs: webhook, slack, splunk_hec, syslog
 //                                    # (output/outputs.h has every key)
 //   rollout:                         # rule bundles (ingest/rollout.h)
@@ -140,7 +151,17 @@ struct Config {
   int64_t rollout_good_after_ms = 10 * 60 * 1000;
   int64_t max_rule_cost_ns = 200000;
   std::vector<output::OutputConfig> outputs;
+  std::string cluster_self;
+  std::vector<std::string> cluster_peers;  // "name=url"
+  int64_t cluster_peer_timeout_ms = 5000;
+  std::string cluster_peer_ca_file;
+  std::string cluster_cursor_key_file;
+  bool cluster_mirror_alerts = true;
+  bool clustered() const { return !cluster_self.empty() || !cluster_peers.empty(); }
 };
+
+// A cluster peer "name=url" split and checked (name: [A-Za-z0-9._-], url: http(s)://host:port).
+Status parse_peer(const std::string& text, std::string& name, std::string& url);
 
 // The rule selection flags (--status, --min-level, --tag, --exclude-tag, --product,
 // --category), shared by vigild, `vigil rules check` and `vigil match`.

@@ -23,6 +23,7 @@
 #include "vigil/core/log.h"
 #include "vigil/core/metrics.h"
 #include "vigil/core/thread_name.h"
+#include "vigil/ingest/alert_mirror.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/publisher.h"
@@ -225,6 +226,7 @@ struct Banner {
   std::string notice;
   const std::string& generated_token;
   size_t tokens;
+  const api::ClusterOptions* cluster;
 };
 
 void print_banner(const Banner& b) {
@@ -255,6 +257,14 @@ void print_banner(const Banner& b) {
               std::string(store::alert_level_name(o.min_level)) + " and up)";
     std::printf("  outputs: %s\n", list.c_str());
   }
+  if (b.cluster) {
+    std::string peers;
+    for (const auto& p : b.cluster->peers) peers += (peers.empty() ? "" : ", ") + p.name;
+    std::printf("  cluster: replica %s of %zu (peers: %s); alerts %s\n", b.cluster->self.c_str(),
+                b.cluster->peers.size() + 1, peers.empty() ? "none" : peers.c_str(),
+                b.config.cluster_mirror_alerts ? ("mirrored from " + b.config.alerts_topic).c_str()
+                                               : "not mirrored (this replica's own only)");
+  }
   std::printf("  rules: bundle %llu, %zu compiled (mapping %s); rollout policy %s\n",
               static_cast<unsigned long long>(b.active.version),
               b.active.rules->rules().size() + b.active.rules->correlations().size(),
@@ -278,12 +288,36 @@ void print_banner(const Banner& b) {
   std::fflush(stdout);
 }
 
+// Cluster mode: the peers (this replica skipped by its name) and the shared cursor key.
+Expected<std::shared_ptr<const api::ClusterOptions>> cluster_options(const app::Config& config) {
+  auto c = std::make_shared<api::ClusterOptions>();
+  c->self = config.cluster_self;
+  c->timeout_ms = static_cast<int>(config.cluster_peer_timeout_ms);
+  c->ca_file = config.cluster_peer_ca_file;
+  for (const auto& text : config.cluster_peers) {
+    api::Peer p;
+    if (auto s = app::parse_peer(text, p.name, p.url); !s) return s;
+    if (p.name != c->self) c->peers.push_back(std::move(p));
+  }
+  return std::shared_ptr<const api::ClusterOptions>(std::move(c));
+}
+
+Expected<std::shared_ptr<const std::string>> cursor_key(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::invalid("cannot read the cursor key file '" + path + "'");
+  std::string key((std::istreambuf_iterator<char>(in)), {});
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+  if (key.size() < 16)
+    return Status::invalid("the cursor key file '" + path + "' holds fewer than 16 bytes");
+  return std::make_shared<const std::string>(std::move(key));
+}
+
 // What the API serves: the store, the pipeline's health and statistics, the rule content.
-api::ApiContext api_context(const app::Config& config, store::Store& store,
-                            MetricsRegistry& metrics, const Clock& clock,
-                            ingest::Pipeline& pipeline, ingest::Rollout& rollout,
-                            api::TokenSet tokens, const match::FieldMapping& mapping,
-                            output::OutputSet& outputs) {
+Expected<api::ApiContext> api_context(const app::Config& config, store::Store& store,
+                                      MetricsRegistry& metrics, const Clock& clock,
+                                      ingest::Pipeline& pipeline, ingest::Rollout& rollout,
+                                      api::TokenSet tokens, const match::FieldMapping& mapping,
+                                      output::OutputSet& outputs) {
   api::ApiContext ctx;
   ctx.store = &store;
   ctx.metrics = &metrics;
@@ -303,6 +337,14 @@ api::ApiContext api_context(const app::Config& config, store::Store& store,
   ctx.open_readyz = config.api_open_readyz;
   ctx.open_metrics = config.api_open_metrics;
   ctx.alert_page_cache_bytes = config.api_page_cache_mb << 20;
+  if (config.clustered()) {
+    auto cluster = cluster_options(config);
+    if (!cluster) return cluster.status();
+    ctx.cluster = std::move(*cluster);
+    auto key = cursor_key(config.cluster_cursor_key_file);
+    if (!key) return key.status();
+    ctx.cursor_key = std::move(*key);
+  }
   return ctx;
 }
 
@@ -409,13 +451,28 @@ int main(int argc, char** argv) {
   (*pipeline)->set_on_deliveries(
       [o = outputs->get()](const std::vector<uint64_t>& per_output) { o->queued(per_output); });
 
-  const api::ApiContext ctx = api_context(config, **store, metrics, clock, **pipeline, **rollout,
-                                          std::move(*tokens), *mapping, **outputs);
+  auto made_ctx = api_context(config, **store, metrics, clock, **pipeline, **rollout,
+                              std::move(*tokens), *mapping, **outputs);
+  if (!made_ctx) return fail(made_ctx.status());
+  const api::ApiContext ctx = std::move(*made_ctx);
   const api::HttpServerOptions ho = http_options(config, listen_host, listen_port, metrics);
   auto server = api::HttpServer::start(ho, api::make_router(ctx));
+
+  // Cluster mode: every replica's alerts, read from the alerts topic into this store.
+  std::unique_ptr<ingest::AlertMirror> mirror;
+  if (config.clustered() && config.cluster_mirror_alerts) {
+    ingest::AlertMirrorOptions mo;
+    mo.brokers = brokers;
+    mo.alerts_topic = config.alerts_topic;
+    mo.kafka_properties = config.kafka_properties;
+    auto m = ingest::AlertMirror::create(mo, **store, metrics);
+    if (!m) return fail(m.status());
+    mirror = std::move(*m);
+  }
   if (!server) return fail(server.status());
 
   (*publisher)->start();
+  if (mirror) mirror->start();
   (*outputs)->start();
   retention.start();
   if (auto s = (*pipeline)->start(); !s) return fail(s);
@@ -440,7 +497,7 @@ int main(int argc, char** argv) {
 
   print_banner({config, listen_host, (*server)->port(), embedded != nullptr, brokers,
                 (*pipeline)->workers(), *active, mapping->name(), (*rollout)->boot_notice(),
-                generated_token, ctx.tokens->size()});
+                generated_token, ctx.tokens->size(), ctx.cluster.get()});
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -453,6 +510,7 @@ int main(int argc, char** argv) {
   (*pipeline)->stop();
   (*pipeline)->join();
   (*publisher)->stop();
+  if (mirror) mirror->stop();
   (*outputs)->stop();
   retention.stop();
   (*server)->stop();
@@ -462,6 +520,7 @@ int main(int argc, char** argv) {
   if (!flushed) spdlog::error("final flush failed: {}", flushed.to_string());
   pipeline->reset();
   publisher->reset();
+  mirror.reset();
   outputs->reset();
   store->reset();
   embedded.reset();

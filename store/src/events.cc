@@ -223,6 +223,15 @@ Expected<EventPage> Store::query_events(const EventQuery& q) const {
   return page;
 }
 
+std::string event_cursor(TimeMs time, std::string_view stream, int32_t partition, int64_t offset) {
+  EventEntry e;
+  e.time = time;
+  e.hash = stream_hash(stream);
+  e.partition = partition;
+  e.offset = offset;
+  return to_hex(encode_position(e));
+}
+
 Expected<std::optional<StoredEvent>> Store::get_event(std::string_view stream, int32_t partition,
                                                       int64_t offset, TimeMs time) const {
   // The block of the event's window that starts at or before its offset; a replay's block

@@ -8,6 +8,8 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "vigil/api/content.h"
 #include "vigil/api/http.h"
@@ -19,6 +21,25 @@
 #include "vigil/store/store.h"
 
 namespace vigil::api {
+
+// Another replica of the deployment, as its API is reached (cluster mode).
+struct Peer {
+  std::string name;  // how answers name it (the pod name: vigil-1)
+  std::string url;   // http://host:port or https://host:port
+};
+
+// Cluster mode: this replica's name and its peers. Event hunts, event statistics and the
+// pipeline statistics ask every peer (in parallel, with the caller's Authorization) and
+// merge; a peer that does not answer in time is named in the answer, which is then partial.
+// `scope=local` asks this replica alone (what the peers are asked). Cursors of merged pages
+// are sealed with the cursor key, which every replica must share.
+struct ClusterOptions {
+  std::string self;
+  std::vector<Peer> peers;  // the other replicas
+  int timeout_ms = 5000;    // per peer and request
+  std::string ca_file;      // https peers: the CA to trust instead of the system's
+  bool insecure_skip_verify = false;
+};
 
 struct ApiContext {
   store::Store* store = nullptr;
@@ -54,6 +75,8 @@ struct ApiContext {
   // Bytes of rendered alert list pages kept until the next alert is written (repeated
   // queries, e.g. dashboards on the newest alerts, then cost no store reads); 0: none.
   size_t alert_page_cache_bytes = 16 << 20;
+  // Cluster mode (the routes that fan out to the peers); null: a single replica.
+  std::shared_ptr<const ClusterOptions> cluster;
 };
 
 Router make_router(const ApiContext& context);

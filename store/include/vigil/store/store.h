@@ -246,6 +246,11 @@ struct EventPage {
   bool partial = false;
 };
 
+// The hunt cursor (EventQuery::cursor) that continues just after this event, newest first:
+// the next page starts with the next older event. Positions order events the same way on
+// every store, so a deployment-wide hunt resumes each replica where its merge stopped.
+std::string event_cursor(TimeMs time, std::string_view stream, int32_t partition, int64_t offset);
+
 // Retained events are packed in blocks of this much event time (see the layout above);
 // RetentionOptions::bucket_ms must be a multiple of it, so that retention never splits a block.
 inline constexpr int64_t kEventBlockWindowMs = 100;
