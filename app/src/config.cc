@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
@@ -425,6 +426,8 @@ ServerFlags::ServerFlags(CLI::App& cli) {
     if (peers->count()) c.cluster_peers = given_.cluster_peers;
     return Status::ok();
   });
+  add_age(cli, "--cluster-peer-timeout", &Config::cluster_peer_timeout_ms,
+          "Cluster mode: how long a peer may take to answer (e.g. 5s)");
   add(cli, "--cluster-cursor-key-file", &Config::cluster_cursor_key_file,
       "Cluster mode: the page cursor key every replica shares");
 }
@@ -450,9 +453,11 @@ Expected<Config> ServerFlags::resolve(bool read_files) const {
     c.kafka_properties.insert(c.kafka_properties.end(), props->begin(), props->end());
   }
   if (c.clustered()) {
-    if (c.cluster_self.empty())
-      return Status::invalid(
-          "cluster mode needs this replica's name (cluster.self, --cluster-self)");
+    // A StatefulSet pod's host name is its pod name.
+    if (c.cluster_self.empty()) {
+      char host[256] = {};
+      if (::gethostname(host, sizeof host - 1) == 0) c.cluster_self = host;
+    }
     std::set<std::string> names;
     for (const auto& p : c.cluster_peers) {
       std::string name, url;
@@ -460,6 +465,14 @@ Expected<Config> ServerFlags::resolve(bool read_files) const {
       if (!names.insert(name).second)
         return Status::invalid("cluster peer '" + name + "' is listed twice");
     }
+    // Were this replica not among the peers by its name, it would ask itself as a peer and
+    // count its own answers twice.
+    if (!names.count(c.cluster_self))
+      return Status::invalid("cluster.self '" + c.cluster_self +
+                             "' is not one of cluster.peers: list every replica, this one too, "
+                             "and name this one with --cluster-self (default: the host name)");
+    if (c.cluster_peer_timeout_ms <= 0)
+      return Status::invalid("cluster.peer_timeout must be a positive duration such as 5s");
     if (c.cluster_cursor_key_file.empty())
       return Status::invalid(
           "cluster mode needs cluster.cursor_key_file: every replica seals page cursors with "

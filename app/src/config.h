@@ -50,9 +50,10 @@
 //     tls: {cert_file: "", key_file: ""}  # HTTPS with this PEM chain and key (re-read on change)
 //   cluster:                         # several replicas as one deployment (README, "Running
 //                                    # several replicas"); off while self and peers are empty
-//     self: ""                       # this replica's name (the pod name); --cluster-self
-//     peers: []                      # "name=http://host:port" of every replica (this one is
-//                                    # skipped by its name); --cluster-peers a=url,b=url
+//     self: ""                       # this replica's name; --cluster-self (default: the host
+//                                    # name, which is the pod name in a StatefulSet)
+//     peers: []                      # "name=http://host:port" of every replica, this one
+//                                    # included (found by its name); --cluster-peers a=url,b=url
 //     peer_timeout: 5s               # per peer and request of a deployment-wide answer
 //     peer_ca_file: ""               # https peers: the CA to trust
 //     cursor_key_file: ""            # the key page cursors are sealed with, shared by every

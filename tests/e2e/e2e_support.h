@@ -89,7 +89,7 @@ class VigildFixture : public ::testing::Test {
                                      "--data-dir",
                                      (dir_ / data).string(),
                                      "--listen",
-                                     "127.0.0.1:0",
+                                     listen_,
                                      "--rules",
                                      VIGIL_SOURCE_DIR "/rules/sigma",
                                      "--mapping",
@@ -200,7 +200,9 @@ class VigildFixture : public ::testing::Test {
   const fs::path& dir_ = tmp_.path();
   int runs_ = 0;
   int session_timeout_ms_ = 6000;
-  bool api_tokens_ = true;  // the config names a token file with kAdminToken and kReaderToken
+  bool api_tokens_ = true;
+  std::string listen_ = "127.0.0.1:0";  // the API address of the next start()  // the config names
+                                        // a token file with kAdminToken and kReaderToken
 };
 
 // `n` simulated sensor events (a larger malicious share than the default), each tagged with

@@ -32,7 +32,10 @@ for values in "$src"/tests/helm/values/*.yaml; do
   node "$tools/chart-node/validate.mjs" "$work/$case_name.yaml" "$case_name" >"$work/validate.txt" 2>&1 ||
     { cat "$work/validate.txt" >&2; fail "$case_name: rendered objects"; continue; }
   tail -1 "$work/validate.txt"
-  "$vigild" --config "$work/$case_name.yaml.vigild.yml" --check-config >"$work/check.txt" 2>&1 ||
+  # Cluster mode: the pod name vigild gets from the StatefulSet ($(POD_NAME)).
+  self=()
+  grep -q '^cluster:' "$work/$case_name.yaml.vigild.yml" && self=(--cluster-self vigil-0)
+  "$vigild" --config "$work/$case_name.yaml.vigild.yml" "${self[@]}" --check-config >"$work/check.txt" 2>&1 ||
     { cat "$work/check.txt" >&2; fail "$case_name: vigild refuses the rendered vigild.yml"; }
 done
 

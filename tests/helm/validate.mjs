@@ -92,6 +92,7 @@ const secret = one("Secret");
 const expect = {
   default() {
     check(sts.spec.replicas === 1, "replicas 1");
+    check(!/cluster:/.test(config.data["vigild.yml"]) && !args.includes("--cluster-self"), "cluster mode with one replica");
     check(sts.spec.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage === "20Gi", "a 20Gi PVC per replica");
     check(secret && secret.data?.["api-tokens"] && secret.data?.["admin-token"], "a Secret with a generated admin token");
     check(one("ConfigMap") && byKind("ConfigMap").some((m) => m.metadata.labels?.grafana_dashboard === "1"),
@@ -103,6 +104,14 @@ const expect = {
     check(args.includes("--group-instance-id") && args.includes("$(POD_NAME)"), "the pod name as group.instance.id");
     check(env.some((e) => e.name === "POD_NAME" && e.valueFrom?.fieldRef?.fieldPath === "metadata.name"), "POD_NAME from metadata.name");
     check(/brokers: kafka-0\.kafka:9092/.test(config.data["vigild.yml"]), "brokers in vigild.yml");
+    // Cluster mode: each pod named by itself, every pod a peer through the headless Service.
+    const y = config.data["vigild.yml"];
+    check(args.join(" ").includes("--cluster-self $(POD_NAME)"), "the pod name as the cluster name");
+    const peers = [0, 1, 2].map((i) =>
+      `${sts.metadata.name}-${i}=http://${sts.metadata.name}-${i}.${sts.spec.serviceName}.${sts.metadata.namespace}.svc:8080`);
+    check(peers.every((p) => y.includes(p)), `every pod a peer (${peers[0]} ...)`);
+    check(/cursor_key_file: \/etc\/vigil\/secret\/cursor-key/.test(y), "the shared cursor key from the Secret");
+    check(secret?.data?.["cursor-key"], "a cursor key in the Secret");
   },
   tls() {
     const y = config.data["vigild.yml"];

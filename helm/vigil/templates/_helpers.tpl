@@ -128,6 +128,24 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.outputs }}
 {{- $_ := set $config "outputs" .Values.outputs }}
 {{- end }}
+{{- if include "vigil.clustered" . }}
+{{- $peers := list }}
+{{- $scheme := ternary "https" "http" .Values.api.tls.enabled }}
+{{- range $i := until (int .Values.replicaCount) }}
+{{- $pod := printf "%s-%d" (include "vigil.fullname" $) $i }}
+{{- $peers = append $peers (printf "%s=%s://%s.%s.%s.svc:%d" $pod $scheme $pod (include "vigil.headlessName" $) $.Release.Namespace (int $.Values.api.port)) }}
+{{- end }}
+{{- $cluster := dict "peers" $peers "peer_timeout" .Values.cluster.peerTimeout "mirror_alerts" .Values.cluster.mirrorAlerts "cursor_key_file" "/etc/vigil/secret/cursor-key" }}
+{{- if .Values.api.tls.enabled }}
+{{- $_ := set $cluster "peer_ca_file" "/etc/vigil/tls/ca.crt" }}
+{{- end }}
+{{- $_ := set $config "cluster" $cluster }}
+{{- end }}
 {{- $config = mergeOverwrite $config (deepCopy .Values.config) }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* Cluster mode: on with more than one replica unless turned off. */}}
+{{- define "vigil.clustered" -}}
+{{- if and .Values.cluster.enabled (gt (int .Values.replicaCount) 1) }}true{{- end }}
 {{- end }}

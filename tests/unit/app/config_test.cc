@@ -152,6 +152,64 @@ TEST(ServerFlags, BadValuesAreRefusedNamingThem) {
   EXPECT_NE(events.status().message().find("all, matched or none"), std::string::npos);
 }
 
+TEST(ServerFlags, ClusterModeFromTheFileAndFlags) {
+  test::TempDir dir{"config"};
+  const std::string file = dir / "vigild.yml";
+  std::ofstream(file) << "cluster:\n  peers: [vigil-0=http://vigil-0.peers:8080, "
+                         "vigil-1=https://vigil-1.peers:8443]\n  peer_timeout: 2s\n"
+                         "  cursor_key_file: /etc/vigil/secret/cursor-key\n";
+  auto c = resolve({"--config", file, "--cluster-self", "vigil-1"});
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_TRUE(c->clustered());
+  EXPECT_EQ(c->cluster_self, "vigil-1");
+  EXPECT_EQ(c->cluster_peers.size(), 2u);
+  EXPECT_EQ(c->cluster_peer_timeout_ms, 2000);
+  EXPECT_TRUE(c->cluster_mirror_alerts);
+  auto flags =
+      resolve({"--cluster-peers", "a=http://127.0.0.1:1,b=http://[::1]:2", "--cluster-self", "a",
+               "--cluster-cursor-key-file", "k", "--cluster-peer-timeout", "30s"});
+  ASSERT_TRUE(flags) << flags.status().to_string();
+  EXPECT_EQ(flags->cluster_peers.size(), 2u);
+  EXPECT_EQ(flags->cluster_peer_timeout_ms, 30000);
+  EXPECT_FALSE(resolve({})->clustered());
+
+  // What would make replicas disagree or ask themselves is refused, by name.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+      {{"--cluster-peers", "a=http://h:1,b=http://h:2", "--cluster-self", "c",
+        "--cluster-cursor-key-file", "k"},
+       "'c' is not one of cluster.peers"},
+      {{"--cluster-peers", "a=http://h:1,a=http://h:2", "--cluster-self", "a",
+        "--cluster-cursor-key-file", "k"},
+       "'a' is listed twice"},
+      {{"--cluster-peers", "a=ftp://h:1", "--cluster-self", "a", "--cluster-cursor-key-file", "k"},
+       "must be http://host:port"},
+      {{"--cluster-peers", "a=http://h", "--cluster-self", "a", "--cluster-cursor-key-file", "k"},
+       "must be http://host:port"},
+      {{"--cluster-peers", "a b=http://h:1", "--cluster-self", "a b", "--cluster-cursor-key-file",
+        "k"},
+       "must be of [A-Za-z0-9._-]"},
+      {{"--cluster-peers", "a=http://h:1", "--cluster-self", "a"}, "cursor_key_file"},
+      {{"--cluster-peers", "a=http://h:1", "--cluster-self", "a", "--cluster-cursor-key-file", "k",
+        "--alerts-topic", ""},
+       "needs kafka.alerts_topic"},
+  };
+  for (const auto& [args, why] : bad) {
+    auto r = resolve(args);
+    ASSERT_FALSE(r) << why;
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
+  }
+  std::ofstream(file) << "kafka: {alerts_format: ecs}\ncluster: {peers: [a=http://h:1], self: a, "
+                         "cursor_key_file: k}\n";
+  auto ecs = resolve({"--config", file});
+  ASSERT_FALSE(ecs);
+  EXPECT_NE(ecs.status().message().find("alerts_format vigil"), std::string::npos);
+  std::ofstream(file) << "cluster: {peers: [a=http://h:1], self: a, cursor_key_file: k, "
+                         "mirror_alerts: false, peer_timout: 1s}\n";
+  auto typo = resolve({"--config", file});
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.status().message().find("unknown key 'peer_timout'"), std::string::npos);
+}
+
 TEST(ServerFlags, KafkaPropertiesFromAFileFollowTheInlineOnes) {
   test::TempDir dir{"config"};
   const std::string props = dir / "kafka.properties";

@@ -1,0 +1,300 @@
+// Cluster mode end to end: three vigild processes with their own stores in one consumer
+// group on a standalone broker (`vigil dev kafka`), judged through each one's API.
+//  - every replica answers the alert list with the same alerts, order and cursors (a cursor
+//    from one continues on another), exactly the alerts `vigil match` finds;
+//  - an event hunt on one replica returns the events the others stored;
+//  - a replica killed with SIGKILL: hunts are partial and name it, the alert list stays
+//    whole (its alerts were mirrored), its partitions move and the alerts of what follows
+//    arrive once; back again, hunts are whole.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "e2e_support.h"
+
+namespace vigil::e2e {
+namespace {
+
+// A loopback port nothing listens on now (the replicas must know each other's before start).
+uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class ClusterTest : public VigildFixture {
+ protected:
+  static constexpr int kReplicas = 3;
+  std::string name(int i) const { return std::string("vigil-") + std::to_string(i); }
+
+  void SetUp() override {
+    for (int i = 0; i < kReplicas; ++i) ports_[i] = free_port();
+    std::ofstream(dir_ / "cursor-key") << "e2e-cluster-cursor-key-0123456789\n";
+  }
+
+  // Starts replica i (its own data directory) and waits until it is ready.
+  void start_replica(int i) {
+    std::string peers;
+    for (int j = 0; j < kReplicas; ++j)
+      peers += (j ? "," : "") + name(j) + "=http://127.0.0.1:" + std::to_string(ports_[j]);
+    listen_ = "127.0.0.1:" + std::to_string(ports_[i]);
+    const uint16_t port = start(
+        procs_[i],
+        {"--kafka-brokers", brokers_, "--group-instance-id", name(i), "--cluster-self", name(i),
+         "--cluster-peers", peers, "--cluster-cursor-key-file", (dir_ / "cursor-key").string(),
+         // The simulated events are dated at a fixed day, which retention by age would
+         // drop a minute after start once the calendar is 7 days past it.
+         "--events-max-age", "0",
+         // Three replicas, the broker and the test share two cores (and ASan in CI).
+         "--cluster-peer-timeout", "30s"},
+        "data-" + std::to_string(i));
+    ASSERT_EQ(port, ports_[i]) << log(runs_);
+    run_of_[i] = runs_;
+    ASSERT_TRUE(
+        wait_for([&] { return test::http_get("127.0.0.1", port, "/readyz").status == 200; }, 60s))
+        << log(runs_);
+  }
+
+  // The alert list of a replica, page by page (`limit` per page), as ids.
+  std::vector<std::string> alert_ids(uint16_t port, int limit, std::string cursor = {}) {
+    std::vector<std::string> ids;
+    for (int page = 0; page < 10000; ++page) {
+      std::string target = "/api/v1/alerts?limit=" + std::to_string(limit);
+      if (!cursor.empty()) target += "&cursor=" + cursor;
+      auto r = api_get(port, target);
+      if (r.status != 200) return {"HTTP " + std::to_string(r.status) + " " + r.body};
+      rapidjson::Document d;
+      d.Parse(r.body.c_str());
+      for (const auto& a : d["alerts"].GetArray()) ids.push_back(a["id"].GetString());
+      if (d["next_cursor"].IsNull()) break;
+      cursor = d["next_cursor"].GetString();
+    }
+    return ids;
+  }
+
+  // The first page's cursor of the alert list on `port`.
+  std::string first_cursor(uint16_t port, int limit) {
+    auto r = api_get(port, "/api/v1/alerts?limit=" + std::to_string(limit));
+    rapidjson::Document d;
+    d.Parse(r.body.c_str());
+    return d["next_cursor"].IsNull() ? std::string() : d["next_cursor"].GetString();
+  }
+
+  struct Hunt {
+    std::set<std::string> test_ids;
+    size_t events = 0;
+    bool partial = false;
+    std::vector<std::string> missing;
+    int status = 200;
+    std::string error;  // the body of a failed page
+  };
+  // Every event a hunt on `port` returns, following its cursors.
+  Hunt hunt(uint16_t port, const std::string& query, int limit) {
+    Hunt h;
+    std::string cursor;
+    for (int page = 0; page < 10000; ++page) {
+      std::string target = "/api/v1/events?" + query + "&limit=" + std::to_string(limit);
+      if (!cursor.empty()) target += "&cursor=" + cursor;
+      auto r = api_get(port, target);
+      if (r.status != 200) {
+        h.status = r.status;
+        h.error = r.body;
+        return h;
+      }
+      rapidjson::Document d;
+      d.Parse(r.body.c_str());
+      for (const auto& e : d["events"].GetArray()) {
+        ++h.events;
+        if (e.HasMember("event") && e["event"].HasMember("test_id"))
+          h.test_ids.insert(e["event"]["test_id"].GetString());
+      }
+      h.partial = h.partial || d["partial"].GetBool();
+      if (d.HasMember("replicas")) {
+        for (const auto& m : d["replicas"]["missing"].GetArray())
+          h.missing.push_back(m["peer"].GetString());
+      }
+      if (d["next_cursor"].IsNull()) break;
+      cursor = d["next_cursor"].GetString();
+    }
+    return h;
+  }
+
+  std::set<AlertKey> alert_keys(uint16_t port) {
+    auto all = alerts(port);
+    return {all.begin(), all.end()};
+  }
+
+  std::string brokers_;
+  uint16_t ports_[kReplicas] = {};
+  int run_of_[kReplicas] = {};
+  std::unique_ptr<test::Subprocess> procs_[kReplicas];
+};
+
+TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone) {
+  Broker broker(6);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  brokers_ = broker.bootstrap();
+  for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(start_replica(i));
+  // Every replica has partitions before events arrive.
+  ASSERT_TRUE(wait_for(
+      [&] {
+        auto r = api_get(ports_[0], "/api/v1/stats");
+        rapidjson::Document d;
+        d.Parse(r.body.c_str());
+        if (r.status != 200 || !d.HasMember("replicas") || d["replicas"].Size() != kReplicas)
+          return false;
+        for (const auto& rep : d["replicas"].GetArray())
+          if (rep["partitions"].Empty()) return false;
+        return true;
+      },
+      60s))
+      << api_get(ports_[0], "/api/v1/stats").body;
+
+  std::vector<std::string> all = simulated_events(0, 3000, 31);
+  kcat_produce(brokers_, all);
+  auto expected = expected_by_batch_match(all);
+  ASSERT_GT(expected.size(), 20u);
+  // Each replica's list holds every replica's alerts: exactly what `vigil match` finds.
+  for (int i = 0; i < kReplicas; ++i) {
+    std::set<AlertKey> got;
+    ASSERT_TRUE(wait_for(
+        [&] {
+          got = alert_keys(ports_[i]);
+          return got.size() >= expected.size();
+        },
+        90s))
+        << name(i) << ": " << got.size() << " of " << expected.size() << "\n"
+        << log(run_of_[i]);
+    EXPECT_EQ(got, expected) << name(i);
+    EXPECT_EQ(alerts(ports_[i]).size(), expected.size()) << name(i) << ": an alert twice";
+  }
+  // The same ids in the same order on every replica, whatever the page size, and a cursor
+  // from one replica continues on another.
+  const auto reference = alert_ids(ports_[0], 1000);
+  ASSERT_EQ(reference.size(), expected.size());
+  EXPECT_EQ(alert_ids(ports_[1], 7), reference);
+  EXPECT_EQ(alert_ids(ports_[2], 50), reference);
+  auto continued = alert_ids(ports_[0], 10);  // first 10 from replica 0 ...
+  continued.resize(10);
+  auto rest = alert_ids(ports_[2], 10, first_cursor(ports_[0], 10));  // ... the rest from 2
+  continued.insert(continued.end(), rest.begin(), rest.end());
+  EXPECT_EQ(continued, reference);
+
+  // Hunts: each replica stored the events of its partitions; any replica returns them all.
+  std::set<std::string> produced;
+  for (size_t i = 0; i < all.size(); ++i) produced.insert("e" + std::to_string(i));
+  const Hunt local = hunt(ports_[1], "scope=local&until=2100-01-01T00:00:00Z", 1000);
+  EXPECT_GT(local.test_ids.size(), 0u);
+  EXPECT_LT(local.test_ids.size(), produced.size()) << "one replica stored every event";
+  // Every event stored somewhere first (the alert list can be whole while a partition with
+  // no alert left in it is still being read, e.g. just after a rebalance).
+  std::set<std::string> stored;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        stored.clear();
+        for (int i = 0; i < kReplicas; ++i) {
+          const Hunt h = hunt(ports_[i], "scope=local&until=2100-01-01T00:00:00Z", 1000);
+          stored.insert(h.test_ids.begin(), h.test_ids.end());
+        }
+        return stored == produced;
+      },
+      60s))
+      << stored.size() << " of " << produced.size() << " events stored";
+  for (int i = 0; i < kReplicas; ++i) {
+    const Hunt h = hunt(ports_[i], "until=2100-01-01T00:00:00Z", i == 0 ? 1000 : 97);
+    EXPECT_EQ(h.status, 200);
+    std::string absent;
+    for (const auto& id : produced)
+      if (!h.test_ids.count(id)) absent += id + " ";
+    std::string missing;
+    for (const auto& m : h.missing) missing += m + " ";
+    EXPECT_TRUE(absent.empty()) << name(i) << " misses " << absent.substr(0, 300)
+                                << "; replicas that did not answer: " << missing;
+    EXPECT_EQ(h.events, produced.size()) << name(i) << ": an event twice";
+    EXPECT_FALSE(h.partial) << name(i);
+  }
+  // A filtered hunt finds one event wherever it is.
+  const Hunt one = hunt(ports_[0], "field=test_id=e2345", 100);
+  EXPECT_EQ(one.test_ids, std::set<std::string>{"e2345"});
+
+  // Replica 2 is killed. Hunts name it and are partial; the alert list is still whole.
+  procs_[2]->signal(SIGKILL);
+  procs_[2]->wait(10s);
+  const Hunt without = hunt(ports_[0], "until=2100-01-01T00:00:00Z", 1000);
+  EXPECT_TRUE(without.partial);
+  ASSERT_FALSE(without.missing.empty());
+  EXPECT_EQ(without.missing.front(), name(2));
+  EXPECT_LT(without.test_ids.size(), produced.size());
+  auto r = api_get(ports_[1], "/api/v1/stats");
+  EXPECT_NE(r.body.find("\"missing\":[{\"peer\":\"" + name(2) + "\""), std::string::npos) << r.body;
+  EXPECT_EQ(alert_ids(ports_[1], 1000), reference);
+
+  // Its partitions move to the others (after the session timeout of its static membership);
+  // what is produced next is matched there, once, and every replica left lists it.
+  ASSERT_TRUE(wait_for(
+      [&] {
+        auto s = api_get(ports_[0], "/api/v1/stats");
+        rapidjson::Document d;
+        d.Parse(s.body.c_str());
+        size_t partitions = 0;
+        if (s.status == 200 && d.HasMember("replicas")) {
+          for (const auto& rep : d["replicas"].GetArray()) partitions += rep["partitions"].Size();
+        }
+        return partitions == 6;
+      },
+      60s))
+      << api_get(ports_[0], "/api/v1/stats").body;
+  std::vector<std::string> more = simulated_events(all.size(), 1000, 32);
+  kcat_produce(brokers_, more);
+  all.insert(all.end(), more.begin(), more.end());
+  expected = expected_by_batch_match(all);
+  for (int i = 0; i < 2; ++i) {
+    std::set<AlertKey> got;
+    ASSERT_TRUE(wait_for(
+        [&] {
+          got = alert_keys(ports_[i]);
+          return got.size() >= expected.size();
+        },
+        90s))
+        << name(i) << ": " << got.size() << " of " << expected.size();
+    EXPECT_EQ(got, expected) << name(i);
+    EXPECT_EQ(alerts(ports_[i]).size(), expected.size()) << name(i) << ": an alert twice";
+  }
+  EXPECT_EQ(alert_ids(ports_[0], 1000), alert_ids(ports_[1], 100));
+
+  // Back again on its store: hunts are whole, and it lists every alert it missed meanwhile.
+  ASSERT_NO_FATAL_FAILURE(start_replica(2));
+  for (size_t i = 0; i < all.size(); ++i) produced.insert("e" + std::to_string(i));
+  Hunt back;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        back = hunt(ports_[0], "until=2100-01-01T00:00:00Z", 1000);
+        return !back.partial && back.test_ids == produced;
+      },
+      60s))
+      << back.test_ids.size() << " of " << produced.size() << " partial " << back.partial << " "
+      << back.status << " " << back.error;
+  std::set<AlertKey> got;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        got = alert_keys(ports_[2]);
+        return got.size() >= expected.size();
+      },
+      90s));
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(alert_ids(ports_[2], 1000), alert_ids(ports_[0], 1000));
+}
+
+}  // namespace
+}  // namespace vigil::e2e
