@@ -157,7 +157,7 @@ HttpResponse list_alerts(const ApiContext& ctx, AlertPages& pages, const HttpReq
 }
 
 HttpResponse get_alert(const ApiContext& ctx, const HttpRequest& req) {
-  if (auto bad = unknown_params(req, {}); bad.status) return bad;
+  if (auto bad = unknown_params(req, {"scope"}); bad.status) return bad;
   const auto id = store::AlertId::from_hex(req.path_param("id"));
   if (!id) return HttpResponse::problem(400, "alert id must be 32 hexadecimal digits");
   auto a = ctx.store->get_alert(*id);
@@ -243,8 +243,12 @@ void detail::add_alert_routes(Router& r, const ApiContext& ctx) {
   auto pages = std::make_shared<AlertPages>(ctx);
   r.add("GET", "/api/v1/alerts",
         [ctx, pages](const HttpRequest& req) { return list_alerts(ctx, *pages, req); });
+  // In cluster mode an alert not here yet is asked of the peers: that can take the peer
+  // timeout, so it runs on the slow pool there.
   r.add("GET", "/api/v1/alerts/{id}",
-        [ctx](const HttpRequest& req) { return get_alert(ctx, req); });
+        scoped(
+            ctx, [ctx](const HttpRequest& req) { return get_alert(ctx, req); }, &merged_alert),
+        Access::kReader, ctx.cluster ? Router::Cost::kSlow : Router::Cost::kFast);
   r.add("GET", "/api/v1/events",
         scoped(
             ctx, [ctx](const HttpRequest& req) { return list_events(ctx, req); }, &merged_events),

@@ -348,6 +348,27 @@ HttpResponse detail::merged_stats(const ApiContext& ctx, const Fanout& fan, cons
   return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
 }
 
+HttpResponse detail::merged_alert(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
+                                  const Handler& local) {
+  (void)ctx;
+  HttpResponse here = local(req);
+  if (here.status != 404 || fan.members() < 2) return here;
+  // Not here yet (the mirror reads the alerts topic a moment behind the replica that raised
+  // it): asked of the peers.
+  std::vector<std::pair<size_t, QueryParams>> calls;
+  for (size_t m = 1; m < fan.members(); ++m) calls.emplace_back(m, QueryParams{});
+  const std::vector<MemberAnswer> answers = fan.ask(req, req.path, calls, local);
+  std::string missing;
+  for (const auto& a : answers) {
+    if (a.answered) return HttpResponse::json(a.body);
+    if (a.error.rfind("HTTP 404", 0) != 0) missing += (missing.empty() ? "" : ", ") + a.member;
+  }
+  if (missing.empty()) return here;
+  return HttpResponse::problem(404,
+                               "no alert with id " + std::string(req.path_param("id")) +
+                                   " on the replicas that answered; not answering: " + missing);
+}
+
 Handler detail::scoped(const ApiContext& ctx, Handler local,
                        HttpResponse (*merged)(const ApiContext&, const Fanout&, const HttpRequest&,
                                               const Handler&)) {

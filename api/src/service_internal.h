@@ -103,6 +103,8 @@ HttpResponse merged_event_stats(const ApiContext& ctx, const Fanout& fan, const 
                                 const Handler& local);
 HttpResponse merged_stats(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
                           const Handler& local);
+HttpResponse merged_alert(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
+                          const Handler& local);
 // A handler that answers for the deployment in cluster mode (unless `scope=local`) through
 // `merged`, and for this replica through `local` otherwise.
 Handler scoped(const ApiContext& ctx, Handler local,

@@ -190,6 +190,8 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
   auto rest = alert_ids(ports_[2], 10, first_cursor(ports_[0], 10));  // ... the rest from 2
   continued.insert(continued.end(), rest.begin(), rest.end());
   EXPECT_EQ(continued, reference);
+  for (int i = 0; i < kReplicas; ++i)
+    EXPECT_EQ(api_get(ports_[i], "/api/v1/alerts/" + reference.back()).status, 200) << name(i);
 
   // Hunts: each replica stored the events of its partitions; any replica returns them all.
   std::set<std::string> produced;
