@@ -1,7 +1,7 @@
 #include "vigil/ingest/alert_mirror.h"
 
 #include <librdkafka/rdkafka.h>
-#include <rapidjson/reader.h>
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -17,82 +17,31 @@
 namespace vigil::ingest {
 namespace {
 
-// A read stream over a terminated string whose position the handler can ask for while the
-// reader parses: RapidJSON copies its own StringStream into the parse functions (copy
-// optimisation) and writes the position back only after a value, so a handler would see a
-// stale Tell(). This one is used in place.
-struct LiveStream {
-  using Ch = char;
-  explicit LiveStream(const char* s) : begin(s), p(s) {}
-  Ch Peek() const { return *p; }
-  Ch Take() { return *p++; }
-  size_t Tell() const { return static_cast<size_t>(p - begin); }
-  Ch* PutBegin() { return nullptr; }
-  void Put(Ch) {}
-  void Flush() {}
-  size_t PutEnd(Ch*) { return 0; }
-  const char* begin;
-  const char* p;
-};
-
-// SAX over a vigil alert document: the top-level id, time, host and truncation marks, the
-// rule's id, title, level and tags, and where the top-level "matched" key starts (the
-// document before it, closed, is the alert's summary).
-class AlertDocumentHandler
-    : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, AlertDocumentHandler> {
- public:
-  explicit AlertDocumentHandler(const LiveStream& in) : in_(in) {}
-
-  bool StartObject() { return push(); }
-  bool EndObject(rapidjson::SizeType) { return pop(); }
-  bool StartArray() { return push(); }
-  bool EndArray(rapidjson::SizeType) { return pop(); }
-  bool Key(const char* s, rapidjson::SizeType n, bool) {
-    const std::string_view k(s, n);
-    if (depth_ == 1) {
-      top_ = k;
-      if (k == "matched" && matched_key_end_ == 0) matched_key_end_ = in_.Tell();
-      if (k == "event_truncated" || k == "matched_truncated") truncated = true;
-    } else if (depth_ == 2 && top_ == "rule") {
-      rule_key_ = k;
+// Where the top-level key `key` of a valid JSON object starts (its opening quote), or npos. A
+// walk over the text that knows strings and nesting: a value or a nested key that reads the
+// same is not it.
+size_t top_level_key(std::string_view json, std::string_view key) {
+  int depth = 0;
+  bool expect_key = false;  // at depth 1, after '{' or ','
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '"') {
+      const size_t start = i;
+      for (++i; i < json.size() && json[i] != '"'; ++i)
+        if (json[i] == '\\') ++i;
+      if (depth == 1 && expect_key && json.substr(start + 1, i - start - 1) == key) return start;
+      expect_key = false;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+      expect_key = depth == 1 && c == '{';
+    } else if (c == '}' || c == ']') {
+      --depth;
+    } else if (c == ',' && depth == 1) {
+      expect_key = true;
     }
-    return true;
   }
-  bool String(const char* s, rapidjson::SizeType n, bool) {
-    const std::string_view v(s, n);
-    if (depth_ == 1) {
-      if (top_ == "id") id = v;
-      if (top_ == "time") time = v;
-      if (top_ == "host") host = v;
-    } else if (depth_ == 2 && top_ == "rule") {
-      if (rule_key_ == "id") rule_id = v;
-      if (rule_key_ == "title") title = v;
-      if (rule_key_ == "level") level = v;
-    } else if (depth_ == 3 && top_ == "rule" && rule_key_ == "tags") {
-      tags.emplace_back(v);
-    }
-    return true;
-  }
-  bool Default() { return true; }  // numbers, booleans, null
-
-  std::string id, time, host, rule_id, title, level;
-  std::vector<std::string> tags;
-  bool truncated = false;
-  size_t matched_key_end_ = 0;  // just past `"matched"`; 0: no matched fields
-
- private:
-  bool push() {
-    ++depth_;
-    return depth_ <= 64;
-  }
-  bool pop() {
-    --depth_;
-    return true;
-  }
-  const LiveStream& in_;
-  int depth_ = 0;
-  std::string top_, rule_key_;
-};
+  return std::string_view::npos;
+}
 
 std::optional<std::string_view> header(const rd_kafka_message_t* m, const char* name) {
   rd_kafka_headers_t* hdrs = nullptr;
@@ -107,35 +56,51 @@ std::optional<std::string_view> header(const rd_kafka_message_t* m, const char* 
 }  // namespace
 
 Expected<std::unique_ptr<ParsedAlert>> parse_alert_document(std::string_view json) {
+  // simdjson's DOM parser validates the whole document (the API embeds it as it is).
+  thread_local simdjson::dom::parser parser;
+  const simdjson::padded_string padded(json);
+  simdjson::dom::element doc;
+  if (auto e = parser.parse(padded).get(doc); e)
+    return Status::invalid(std::string("not JSON: ") + simdjson::error_message(e));
+  simdjson::dom::object top;
+  if (doc.get_object().get(top)) return Status::invalid("not a JSON object");
+  auto text = [](simdjson::dom::element parent, const char* key) -> std::string {
+    std::string_view v;
+    if (parent[key].get_string().get(v)) return {};
+    return std::string(v);
+  };
   auto out = std::make_unique<ParsedAlert>();
-  out->record.json.assign(json);  // terminated, for RapidJSON's reader
-  LiveStream in(out->record.json.c_str());
-  AlertDocumentHandler h(in);
-  rapidjson::Reader reader;
-  if (!reader.Parse(in, h))
-    return Status::invalid("not JSON (offset " + std::to_string(reader.GetErrorOffset()) + ")");
-  if (in.Tell() != json.size()) return Status::invalid("a NUL byte inside the document");
-  auto id = store::AlertId::from_hex(h.id);
-  if (!id) return Status::invalid("no alert id (32 hexadecimal digits)");
-  auto t = parse_rfc3339(h.time);
-  if (!t) return Status::invalid("no alert time (RFC 3339)");
-  if (h.rule_id.empty()) return Status::invalid("no rule id");
   store::AlertRecord& r = out->record;
+  auto id = store::AlertId::from_hex(text(doc, "id"));
+  if (!id) return Status::invalid("no alert id (32 hexadecimal digits)");
+  auto t = parse_rfc3339(text(doc, "time"));
+  if (!t) return Status::invalid("no alert time (RFC 3339)");
+  simdjson::dom::element rule;
+  if (doc["rule"].get(rule) || !rule.is_object()) return Status::invalid("no rule");
+  r.rule_id = text(rule, "id");
+  if (r.rule_id.empty()) return Status::invalid("no rule id");
   r.id = *id;
   r.time = *t;
-  r.rule_id = std::move(h.rule_id);
-  r.host = std::move(h.host);
-  r.level = store::parse_alert_level(h.level).value_or(store::AlertLevel::kUnknown);
-  out->title = std::move(h.title);
-  out->tags = std::move(h.tags);
+  r.host = text(doc, "host");
+  r.level = store::parse_alert_level(text(rule, "level")).value_or(store::AlertLevel::kUnknown);
+  out->title = text(rule, "title");
+  simdjson::dom::array tags;
+  if (!rule["tags"].get_array().get(tags)) {
+    for (auto tag : tags) {
+      std::string_view v;
+      if (!tag.get_string().get(v)) out->tags.emplace_back(v);
+    }
+  }
+  out->truncated = top["event_truncated"].error() == simdjson::SUCCESS ||
+                   top["matched_truncated"].error() == simdjson::SUCCESS;
+  r.json.assign(json);
   r.title = out->title;
   r.tags = out->tags;
-  out->truncated = h.truncated;
-  if (h.matched_key_end_ > 0) {
-    // Back over `"matched"` and any blank to the comma that separates it: the summary ends there.
-    size_t pos = h.matched_key_end_ - std::strlen("\"matched\"");
-    while (pos > 0 && std::strchr(" \t\r\n", r.json[pos - 1])) --pos;
-    if (pos > 0 && r.json[pos - 1] == ',') r.summary_size = pos - 1;
+  // The summary is the document before its matched fields (see AlertRecord::summary_size):
+  // back from the key over blanks to the comma that separates it.
+  if (size_t pos = top_level_key(json, "matched"); pos != std::string_view::npos) {
+    while (pos > 0 && std::strchr(" \t\r\n", json[pos - 1])) --pos;
+    if (pos > 0 && json[pos - 1] == ',') r.summary_size = pos - 1;
   }
   return out;
 }

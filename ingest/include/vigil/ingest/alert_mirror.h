@@ -41,8 +41,8 @@ struct AlertMirrorOptions {
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // applied last
 };
 
-// A vigil alert document read back into what the store indexes. The views point into
-// `json` (the record keeps its own copy of the document).
+// A vigil alert document read back into what the store indexes. The record keeps its own
+// copy of the document; its title and tags view the strings beside it.
 struct ParsedAlert {
   store::AlertRecord record;
   std::string title;
