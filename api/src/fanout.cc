@@ -55,9 +55,10 @@ QueryParams Fanout::forwarded(const HttpRequest& req,
 }
 
 HttpRequest Fanout::member_request(const HttpRequest& caller, const std::string& path,
-                                   const QueryParams& query) {
+                                   const QueryParams& query, const AskOptions& how) {
   HttpRequest r;
-  r.method = "GET";
+  r.method = how.method;
+  if (how.body) r.body = *how.body;
   r.path = path;
   r.query = query;
   r.query.emplace_back("scope", "local");
@@ -68,12 +69,12 @@ HttpRequest Fanout::member_request(const HttpRequest& caller, const std::string&
 
 std::vector<MemberAnswer> Fanout::ask(const HttpRequest& caller, const std::string& path,
                                       const std::vector<std::pair<size_t, QueryParams>>& calls,
-                                      const Handler& local) const {
+                                      const Handler& local, const AskOptions& how) const {
   std::vector<std::future<MemberAnswer>> pending;
   pending.reserve(calls.size());
   for (const auto& [member, query] : calls) {
-    HttpRequest req = member_request(caller, path, query);
     if (member == 0) {
+      HttpRequest req = member_request(caller, path, query, how);
       pending.push_back(std::async(std::launch::deferred, [this, req, &local] {
         MemberAnswer a;
         a.member = names_[0];
@@ -88,9 +89,11 @@ std::vector<MemberAnswer> Fanout::ask(const HttpRequest& caller, const std::stri
       }));
       continue;
     }
+    HttpRequest req = member_request(caller, path, query);  // the body is sent from `how`
+    req.method = how.method;
     const Peer& peer = cluster_->peers[member - 1];
     const PeerMetrics* pm = metrics_[member].get();
-    pending.push_back(std::async(std::launch::async, [this, req, &peer, pm] {
+    pending.push_back(std::async(std::launch::async, [this, req, &peer, pm, &how] {
       MemberAnswer a;
       a.member = peer.name;
       ClientRequest cr;
@@ -102,7 +105,12 @@ std::vector<MemberAnswer> Fanout::ask(const HttpRequest& caller, const std::stri
         sep = '&';
       }
       if (!req.authorization.empty()) cr.headers.emplace_back("Authorization", req.authorization);
-      cr.timeout_ms = cluster_->timeout_ms;
+      cr.method = req.method;
+      if (how.body) {
+        cr.body = *how.body;
+        cr.content_type = "application/octet-stream";
+      }
+      cr.timeout_ms = how.timeout_ms > 0 ? how.timeout_ms : cluster_->timeout_ms;
       cr.ca_file = cluster_->ca_file;
       cr.insecure_skip_verify = cluster_->insecure_skip_verify;
       cr.user_agent = "vigild-peer";

@@ -28,6 +28,13 @@ struct MemberAnswer {
   std::string error;  // why not: transport error, timeout, or the peer's status and detail
 };
 
+// How a fan-out asks: GET by default; a POST carries `body` to every member.
+struct AskOptions {
+  std::string method = "GET";
+  const std::string* body = nullptr;
+  int timeout_ms = 0;  // 0: the cluster's peer timeout
+};
+
 // The members of the deployment: index 0 is this replica, then the peers in configuration
 // order. Metrics per peer: requests by outcome, and their latency.
 class Fanout {
@@ -41,14 +48,14 @@ class Fanout {
   // `local`. The answers are in the order of `calls`. `scope=local` is added to each query.
   std::vector<MemberAnswer> ask(const HttpRequest& caller, const std::string& path,
                                 const std::vector<std::pair<size_t, QueryParams>>& calls,
-                                const Handler& local) const;
+                                const Handler& local, const AskOptions& how = {}) const;
 
   // The caller's query without `scope`, `cursor` and the names in `drop`.
   static QueryParams forwarded(const HttpRequest& req,
                                std::initializer_list<std::string_view> drop);
   // The request a member is sent, as its own router sees it (for cursor bindings).
   static HttpRequest member_request(const HttpRequest& caller, const std::string& path,
-                                    const QueryParams& query);
+                                    const QueryParams& query, const AskOptions& how = {});
 
  private:
   struct PeerMetrics;

@@ -89,6 +89,27 @@ HttpResponse detail::parse_page_params(const ApiContext& ctx, const HttpRequest&
   return HttpResponse{0, {}, {}};
 }
 
+HttpResponse detail::parse_dry_run_params(const ApiContext& ctx, const HttpRequest& req,
+                                          DryRunParams& p) {
+  p.since = ctx.clock->now_ms() - 3600 * 1000;
+  p.until = INT64_MAX;
+  if (auto bad = parse_window(ctx, req, p.since, p.until); bad.status) return bad;
+  if (auto v = req.param("max_events")) {
+    auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), p.max_events);
+    if (ec != std::errc() || end != v->data() + v->size() || p.max_events < 1 ||
+        p.max_events > 10000000) {
+      return HttpResponse::problem(400,
+                                   "parameter 'max_events' must be an integer from 1 to 10000000");
+    }
+  }
+  if (auto v = req.param("lenient")) {
+    if (*v != "true" && *v != "false")
+      return HttpResponse::problem(400, "parameter 'lenient' must be true or false");
+    p.lenient = *v == "true";
+  }
+  return HttpResponse{0, {}, {}};
+}
+
 HttpResponse detail::store_problem(const Status& s) {
   if (s.code() == Code::kInvalidArgument)
     return HttpResponse::problem(400, "parameter 'cursor': " + s.message());

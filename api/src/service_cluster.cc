@@ -348,6 +348,194 @@ HttpResponse detail::merged_stats(const ApiContext& ctx, const Fanout& fan, cons
   return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
 }
 
+namespace {
+
+// One rule's counts summed over the replicas' dry runs.
+struct MergedRule {
+  std::string title;
+  std::set<std::string> statuses;
+  uint64_t active = 0, candidate = 0, gained = 0, lost = 0;
+  std::vector<std::string> gained_samples, lost_samples;
+};
+
+uint64_t u64_of(const rapidjson::Value& v, const char* key) {
+  return v.IsObject() && v.HasMember(key) && v[key].IsUint64() ? v[key].GetUint64() : 0;
+}
+
+std::string string_of(const rapidjson::Value& v, const char* key) {
+  return v.IsObject() && v.HasMember(key) && v[key].IsString() ? v[key].GetString() : "";
+}
+
+}  // namespace
+
+HttpResponse detail::merged_dry_run(const ApiContext& ctx, const Fanout& fan,
+                                    const HttpRequest& req, const Handler& local) {
+  if (!ctx.content) return HttpResponse::problem(404, "rule content is not served by this server");
+  DryRunParams p;
+  if (auto bad = parse_dry_run_params(ctx, req, p); bad.status) return bad;
+  // The window fixed here, so that every replica runs the same one whatever its clock.
+  QueryParams q;
+  for (const auto& kv : req.query)
+    if (kv.first != "since" && kv.first != "until" && kv.first != "scope") q.push_back(kv);
+  q.emplace_back("since", std::to_string(p.since));
+  if (p.until != INT64_MAX) q.emplace_back("until", std::to_string(p.until));
+  // This replica first: a bundle it cannot run (unknown, refused) is the caller's answer.
+  HttpRequest here_req = Fanout::member_request(req, req.path, q, {"POST", &req.body, 0});
+  here_req.path_params = req.path_params;
+  HttpResponse here = local(here_req);
+  if (here.status != 200) return here;
+  // The peers may not hold the bundle: they are sent its archive.
+  std::string archive = req.body;
+  const std::string_view version = req.path_param("version");
+  if (!version.empty()) {
+    auto tar = ctx.content->bundle_archive(std::stoull(std::string(version)));
+    if (!tar) return from_status(tar.status());
+    archive = std::move(*tar);
+    // A stored bundle ran here as it was stored (configured rules leave out what does not
+    // compile): the peers compile it the same way.
+    q.emplace_back("lenient", "true");
+  }
+  std::vector<std::pair<size_t, QueryParams>> calls;
+  for (size_t m = 1; m < fan.members(); ++m) calls.emplace_back(m, q);
+  // A dry run reads every stored event of the window: minutes, not the query timeout.
+  const std::vector<MemberAnswer> peers =
+      fan.ask(req, "/api/v1/bundles/dry-run", calls, local, {"POST", &archive, 600000});
+
+  std::vector<rapidjson::Document> reports(1);
+  std::vector<std::string> names{fan.name(0)};
+  reports[0].Parse(here.body.c_str());
+  if (reports[0].HasParseError() || !reports[0].IsObject())
+    return HttpResponse::problem(500, "this replica's dry run is not a JSON object");
+  std::vector<MemberAnswer> missing;
+  for (const auto& a : peers) {
+    rapidjson::Document d;
+    if (a.answered) d.Parse(a.body.c_str());
+    if (!a.answered || d.HasParseError() || !d.IsObject() || !d.HasMember("rules") ||
+        !d["rules"].IsArray()) {
+      MemberAnswer m = a;
+      if (m.answered) m.error = "its answer is not a dry run report";
+      missing.push_back(std::move(m));
+      continue;
+    }
+    reports.push_back(std::move(d));
+    names.push_back(a.member);
+  }
+  uint64_t events = 0, invalid = 0;
+  bool partial = !missing.empty();
+  std::map<std::string, MergedRule> rules;
+  for (const auto& d : reports) {
+    events += u64_of(d, "events");
+    invalid += u64_of(d, "invalid_events");
+    partial =
+        partial || (d.HasMember("partial") && d["partial"].IsBool() && d["partial"].GetBool());
+    if (!d.HasMember("rules") || !d["rules"].IsArray()) continue;
+    for (const auto& r : d["rules"].GetArray()) {
+      MergedRule& m = rules[string_of(r, "id")];
+      m.title = string_of(r, "title");
+      m.statuses.insert(string_of(r, "status"));
+      m.active += u64_of(r, "active_matches");
+      m.candidate += u64_of(r, "candidate_matches");
+      m.gained += u64_of(r, "gained");
+      m.lost += u64_of(r, "lost");
+      for (auto [key, out] : {std::pair{"gained_samples", &m.gained_samples},
+                              std::pair{"lost_samples", &m.lost_samples}}) {
+        if (!r.HasMember(key) || !r[key].IsArray()) continue;
+        for (const auto& x : r[key].GetArray())
+          if (x.IsString() && out->size() < 5) out->push_back(x.GetString());
+      }
+    }
+  }
+  uint64_t total_active = 0, total_candidate = 0, total_gained = 0, total_lost = 0;
+  for (const auto& [id, m] : rules) {
+    total_active += m.active;
+    total_candidate += m.candidate;
+    total_gained += m.gained;
+    total_lost += m.lost;
+  }
+  const rapidjson::Document& self = reports[0];
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  auto str = [&](const std::string& v) {
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  for (const char* k : {"version", "hash", "active", "since", "until"}) {
+    if (!self.HasMember(k)) continue;
+    w.Key(k);
+    self[k].Accept(w);
+  }
+  w.Key("events");
+  w.Uint64(events);
+  w.Key("invalid_events");
+  w.Uint64(invalid);
+  w.Key("partial");
+  w.Bool(partial);
+  w.Key("correlations");
+  w.String("not evaluated (detections only)");
+  w.Key("totals");
+  w.StartObject();
+  w.Key("active_matches");
+  w.Uint64(total_active);
+  w.Key("candidate_matches");
+  w.Uint64(total_candidate);
+  w.Key("gained");
+  w.Uint64(total_gained);
+  w.Key("lost");
+  w.Uint64(total_lost);
+  w.EndObject();
+  w.Key("rules");
+  w.StartArray();
+  for (const auto& [id, m] : rules) {
+    w.StartObject();
+    w.Key("id");
+    str(id);
+    w.Key("title");
+    str(m.title);
+    // Replicas whose active bundles differ may see a rule as new on one and changed on
+    // another: one status then says whether the counts moved.
+    w.Key("status");
+    str(m.statuses.size() == 1 ? *m.statuses.begin()
+                               : (m.gained || m.lost ? "changed" : "unchanged"));
+    w.Key("active_matches");
+    w.Uint64(m.active);
+    w.Key("candidate_matches");
+    w.Uint64(m.candidate);
+    w.Key("gained");
+    w.Uint64(m.gained);
+    w.Key("lost");
+    w.Uint64(m.lost);
+    for (auto [key, xs] : {std::pair{"gained_samples", &m.gained_samples},
+                           std::pair{"lost_samples", &m.lost_samples}}) {
+      w.Key(key);
+      w.StartArray();
+      for (const auto& x : *xs) str(x);
+      w.EndArray();
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  // What each replica ran against: its own active bundle, over its own stored events.
+  w.Key("per_replica");
+  w.StartArray();
+  for (size_t i = 0; i < reports.size(); ++i) {
+    w.StartObject();
+    w.Key("replica");
+    str(names[i]);
+    w.Key("active");
+    w.Uint64(u64_of(reports[i], "active"));
+    w.Key("events");
+    w.Uint64(u64_of(reports[i], "events"));
+    w.Key("partial");
+    w.Bool(reports[i].HasMember("partial") && reports[i]["partial"].IsBool() &&
+           reports[i]["partial"].GetBool());
+    w.EndObject();
+  }
+  w.EndArray();
+  write_members(w, fan.members(), missing);
+  w.EndObject();
+  return HttpResponse::json(std::string(sb.GetString(), sb.GetSize()));
+}
+
 HttpResponse detail::merged_alert(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
                                   const Handler& local) {
   (void)ctx;

@@ -208,30 +208,47 @@ void add_bundle_routes(Router& r, const ApiContext& ctx) {
     res.body = std::move(*tar);
     return res;
   });
-  r.add(
-      "POST", "/api/v1/bundles/{version}/dry-run",
-      [ctx, content](const HttpRequest& req) {
-        if (!content)
-          return HttpResponse::problem(404, "rule content is not served by this server");
-        if (auto bad = unknown_params(req, {"since", "until", "max_events"}); bad.status)
-          return bad;
-        auto v = parse_version(req.path_param("version"));
-        if (!v) return bad_version(req.path_param("version"));
-        TimeMs since = ctx.clock->now_ms() - 3600 * 1000, until = INT64_MAX;
-        if (auto bad = parse_window(ctx, req, since, until); bad.status) return bad;
-        size_t max_events = 1000000;
-        if (auto p = req.param("max_events")) {
-          auto [end, ec] = std::from_chars(p->data(), p->data() + p->size(), max_events);
-          if (ec != std::errc() || end != p->data() + p->size() || max_events < 1 ||
-              max_events > 10000000) {
-            return HttpResponse::problem(
-                400, "parameter 'max_events' must be an integer from 1 to 10000000");
-          }
-        }
-        auto j = content->dry_run(*v, since, until, max_events);
-        return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
-      },
-      Access::kAdmin, Router::Cost::kContent);
+  r.add("POST", "/api/v1/bundles/{version}/dry-run",
+        scoped(
+            ctx,
+            [ctx, content](const HttpRequest& req) {
+              if (!content)
+                return HttpResponse::problem(404, "rule content is not served by this server");
+              if (auto bad = unknown_params(req, {"since", "until", "max_events", "scope"});
+                  bad.status)
+                return bad;
+              auto v = parse_version(req.path_param("version"));
+              if (!v) return bad_version(req.path_param("version"));
+              DryRunParams p;
+              if (auto bad = parse_dry_run_params(ctx, req, p); bad.status) return bad;
+              auto j = content->dry_run(*v, p.since, p.until, p.max_events);
+              return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
+            },
+            &merged_dry_run),
+        Access::kAdmin, Router::Cost::kContent);
+  r.add("POST", "/api/v1/bundles/dry-run",
+        scoped(
+            ctx,
+            [ctx, content](const HttpRequest& req) {
+              if (!content)
+                return HttpResponse::problem(404, "rule content is not served by this server");
+              if (auto bad =
+                      unknown_params(req, {"since", "until", "max_events", "lenient", "scope"});
+                  bad.status)
+                return bad;
+              if (req.body.empty())
+                return HttpResponse::problem(
+                    400, "the request body must be a bundle archive (tar, tar.gz or zip)");
+              DryRunParams p;
+              if (auto bad = parse_dry_run_params(ctx, req, p); bad.status) return bad;
+              auto j =
+                  content->dry_run_archive(req.body, p.since, p.until, p.max_events, p.lenient);
+              if (!j && j.status().code() == Code::kInvalidArgument)
+                return HttpResponse::problem(400, j.status().message());
+              return j ? HttpResponse::json(std::move(*j)) : from_status(j.status());
+            },
+            &merged_dry_run),
+        Access::kAdmin, Router::Cost::kContent);
 }
 
 // GET /api/v1/rollout, /api/v1/rollout/audit; POST /api/v1/rollout/{action}.

@@ -95,6 +95,15 @@ inline void write_raw_json(BodyWriter& w, BodyStream& out, std::string_view raw)
   out.append(raw);
 }
 
+// The window and bound of a dry run: `since` (default an hour ago), `until`, `max_events`
+// (1..10,000,000, default 1,000,000), `lenient` (rules that do not compile are left out).
+struct DryRunParams {
+  TimeMs since = 0, until = INT64_MAX;
+  size_t max_events = 1000000;
+  bool lenient = false;
+};
+HttpResponse parse_dry_run_params(const ApiContext& ctx, const HttpRequest& req, DryRunParams& p);
+
 class Fanout;
 // Deployment-wide answers (service_cluster.cc); `local` answers for this replica.
 HttpResponse merged_events(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
@@ -103,6 +112,8 @@ HttpResponse merged_event_stats(const ApiContext& ctx, const Fanout& fan, const 
                                 const Handler& local);
 HttpResponse merged_stats(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
                           const Handler& local);
+HttpResponse merged_dry_run(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
+                            const Handler& local);
 HttpResponse merged_alert(const ApiContext& ctx, const Fanout& fan, const HttpRequest& req,
                           const Handler& local);
 // A handler that answers for the deployment in cluster mode (unless `scope=local`) through

@@ -93,6 +93,12 @@ class RolloutContent final : public api::ContentService {
   Expected<std::string> dry_run(uint64_t v, TimeMs since, TimeMs until, size_t max) const override {
     return r_.dry_run(v, since, until, max);
   }
+  Expected<std::string> dry_run_archive(std::string_view archive, TimeMs since, TimeMs until,
+                                        size_t max, bool lenient) const override {
+    auto b = match::Bundle::from_archive(archive);
+    if (!b) return b.status();
+    return r_.dry_run_bundle(*b, since, until, max, lenient);
+  }
   Expected<std::string> rollout_state() const override { return r_.state_json(); }
   Expected<std::string> audit(size_t limit) const override { return r_.audit_json(limit); }
   Status rollout_action(std::string_view action, uint64_t version, const std::string& actor,

@@ -31,6 +31,7 @@ struct RuleCount {
 
 struct DryRunReport {
   uint64_t version = 0, active = 0;
+  std::string hash;  // the candidate's content hash
   TimeMs since = INT64_MIN, until = INT64_MAX;
   uint64_t events = 0, invalid = 0;
   bool partial = false;                    // stopped at max_events
@@ -137,6 +138,7 @@ std::string DryRunReport::to_json() const {
   return write_json([&](Writer& w) {
     w.StartObject();
     kv(w, "version", version);
+    kv(w, "hash", hash);
     kv(w, "active", active);
     kv(w, "since", since == INT64_MIN ? std::string() : format_rfc3339(since));
     kv(w, "until", until == INT64_MAX ? std::string() : format_rfc3339(until));
@@ -176,6 +178,29 @@ std::string DryRunReport::to_json() const {
 
 }  // namespace
 
+namespace {
+
+// Both bundles over the stored events of [since, until), at most max_events.
+Expected<std::string> compare_over_events(const store::Store& store,
+                                          const match::CompiledBundle& current,
+                                          const match::CompiledBundle& candidate,
+                                          DryRunReport report, size_t max_events) {
+  Comparison comparison(current, candidate, report);
+  if (auto s = comparison.init(); !s) return s;
+  auto s = store.scan_events(report.since, report.until, [&](const store::StoredEvent& e) {
+    if (report.events >= max_events) {
+      report.partial = true;
+      return false;
+    }
+    comparison.add(e);
+    return true;
+  });
+  if (!s) return s;
+  return report.to_json();
+}
+
+}  // namespace
+
 Expected<std::string> Rollout::dry_run(uint64_t version, TimeMs since, TimeMs until,
                                        size_t max_events) const {
   std::shared_ptr<const match::CompiledBundle> candidate, current;
@@ -197,21 +222,32 @@ Expected<std::string> Rollout::dry_run(uint64_t version, TimeMs since, TimeMs un
   }
   DryRunReport report;
   report.version = version;
+  report.hash = candidate->hash;
   report.active = current->version;
   report.since = since;
   report.until = until;
-  Comparison comparison(*current, *candidate, report);
-  if (auto s = comparison.init(); !s) return s;
-  auto s = store_.scan_events(since, until, [&](const store::StoredEvent& e) {
-    if (report.events >= max_events) {
-      report.partial = true;
-      return false;
-    }
-    comparison.add(e);
-    return true;
-  });
-  if (!s) return s;
-  return report.to_json();
+  return compare_over_events(store_, *current, *candidate, std::move(report), max_events);
+}
+
+Expected<std::string> Rollout::dry_run_bundle(const match::Bundle& bundle, TimeMs since,
+                                              TimeMs until, size_t max_events, bool lenient) const {
+  if (!options_.validation.default_mapping) return Status::invalid("no default mapping configured");
+  auto rs = match::compile_bundle(bundle, *options_.validation.default_mapping, lenient);
+  if (!rs) return Status::invalid("the bundle does not compile: " + rs.status().message());
+  auto candidate = std::make_shared<match::CompiledBundle>();
+  candidate->hash = bundle.hash();
+  candidate->rules = std::move(*rs);
+  std::shared_ptr<const match::CompiledBundle> current;
+  {
+    std::lock_guard lock(mu_);
+    current = state_->compiled.at(state_->active);
+  }
+  DryRunReport report;
+  report.hash = candidate->hash;
+  report.active = current->version;
+  report.since = since;
+  report.until = until;
+  return compare_over_events(store_, *current, *candidate, std::move(report), max_events);
 }
 
 }  // namespace vigil::ingest

@@ -34,6 +34,14 @@ class ContentService {
   virtual Expected<SubmittedBundle> submit(std::string_view archive, const std::string& actor) = 0;
   virtual Expected<std::string> dry_run(uint64_t version, TimeMs since, TimeMs until,
                                         size_t max_events) const = 0;
+  // A dry run of an archive that is not stored (POST /api/v1/bundles/dry-run; what cluster
+  // mode asks of the peers, which may not hold the bundle).
+  virtual Expected<std::string> dry_run_archive(std::string_view archive, TimeMs since,
+                                                TimeMs until, size_t max_events,
+                                                bool lenient) const {
+    (void)archive, (void)since, (void)until, (void)max_events, (void)lenient;
+    return Status::unavailable("dry runs of an archive are not served by this server");
+  }
   virtual Expected<std::string> rollout_state() const = 0;
   virtual Expected<std::string> audit(size_t limit) const = 0;
   // action: start (with version), promote, pause, resume, rollback.

@@ -158,6 +158,10 @@ class Rollout {
   // max_events, and reports per-rule counts and the detections gained and lost.
   Expected<std::string> dry_run(uint64_t version, TimeMs since, TimeMs until,
                                 size_t max_events) const;
+  // The same for a bundle that is not stored (one a peer holds, or one being considered):
+  // it must compile (lenient: rules that do not are left out); "version" is 0.
+  Expected<std::string> dry_run_bundle(const match::Bundle& bundle, TimeMs since, TimeMs until,
+                                       size_t max_events, bool lenient) const;
   // The archive (tar) of a stored bundle.
   Expected<std::string> bundle_archive(uint64_t version) const;
 
