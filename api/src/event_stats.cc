@@ -168,12 +168,7 @@ Status count_events(const ApiContext& ctx, const StatsQuery& q, StatsCounts& c) 
 
 // The answer: the `top` largest groups by name, the rest summed as "(other)".
 std::string render_stats(const StatsQuery& q, const StatsCounts& c) {
-  std::vector<std::pair<std::string, uint64_t>> ranked(c.totals.begin(), c.totals.end());
-  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second > b.second : a.first < b.first;
-  });
-  std::set<std::string> kept;
-  for (size_t i = 0; i < ranked.size() && i < q.top; ++i) kept.insert(ranked[i].first);
+  const std::set<std::string> kept = top_groups(c.totals, q.top);
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
   w.StartObject();
@@ -193,23 +188,7 @@ std::string render_stats(const StatsQuery& q, const StatsCounts& c) {
   w.Uint64(c.scanned);
   w.Key("partial");
   w.Bool(c.partial);
-  auto groups = [&](const std::map<std::string, uint64_t>& m) {
-    w.StartObject();
-    uint64_t other = 0;
-    for (const auto& [k, n] : m) {
-      if (!kept.count(k)) {
-        other += n;
-        continue;
-      }
-      w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-      w.Uint64(n);
-    }
-    if (other) {
-      w.Key("(other)");
-      w.Uint64(other);
-    }
-    w.EndObject();
-  };
+  auto groups = [&](const std::map<std::string, uint64_t>& m) { write_groups(w, m, kept); };
   w.Key("totals");
   groups(c.totals);
   w.Key("buckets");
@@ -240,6 +219,17 @@ HttpResponse event_stats(const ApiContext& ctx, const HttpRequest& req) {
 }
 
 }  // namespace
+
+std::set<std::string> detail::top_groups(const std::map<std::string, uint64_t>& totals,
+                                         size_t top) {
+  std::vector<std::pair<std::string, uint64_t>> ranked(totals.begin(), totals.end());
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  std::set<std::string> kept;
+  for (size_t i = 0; i < ranked.size() && i < top; ++i) kept.insert(ranked[i].first);
+  return kept;
+}
 
 void detail::add_event_routes(Router& r, const ApiContext& ctx) {
   r.add("GET", "/api/v1/events/stats",

@@ -224,31 +224,10 @@ HttpResponse detail::merged_event_stats(const ApiContext& ctx, const Fanout& fan
         503, "no replica answered: " +
                  (missing.empty() ? std::string("none asked") : missing.front().error));
   }
-  std::vector<std::pair<std::string, uint64_t>> ranked(totals.begin(), totals.end());
-  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second > b.second : a.first < b.first;
-  });
-  std::set<std::string> kept;
-  for (size_t i = 0; i < ranked.size() && i < top; ++i) kept.insert(ranked[i].first);
+  const std::set<std::string> kept = top_groups(totals, top);
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  auto groups = [&](const std::map<std::string, uint64_t>& m) {
-    w.StartObject();
-    uint64_t other = 0;
-    for (const auto& [k, n] : m) {
-      if (!kept.count(k)) {
-        other += n;
-        continue;
-      }
-      w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
-      w.Uint64(n);
-    }
-    if (other) {
-      w.Key("(other)");
-      w.Uint64(other);
-    }
-    w.EndObject();
-  };
+  auto groups = [&](const std::map<std::string, uint64_t>& m) { write_groups(w, m, kept); };
   w.StartObject();
   for (const char* k : {"since", "until", "bucket_ms", "by"}) {
     w.Key(k);

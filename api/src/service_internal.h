@@ -12,7 +12,9 @@
 
 #include <cstddef>
 #include <initializer_list>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -121,6 +123,29 @@ HttpResponse merged_alert(const ApiContext& ctx, const Fanout& fan, const HttpRe
 Handler scoped(const ApiContext& ctx, Handler local,
                HttpResponse (*merged)(const ApiContext&, const Fanout&, const HttpRequest&,
                                       const Handler&));
+
+// Event statistics' groups: the `top` by count (ties by name), and a group map written with
+// the others summed as "(other)".
+std::set<std::string> top_groups(const std::map<std::string, uint64_t>& totals, size_t top);
+template <typename Writer>
+void write_groups(Writer& w, const std::map<std::string, uint64_t>& counts,
+                  const std::set<std::string>& kept) {
+  w.StartObject();
+  uint64_t other = 0;
+  for (const auto& [k, n] : counts) {
+    if (!kept.count(k)) {
+      other += n;
+      continue;
+    }
+    w.Key(k.data(), static_cast<rapidjson::SizeType>(k.size()));
+    w.Uint64(n);
+  }
+  if (other) {
+    w.Key("(other)");
+    w.Uint64(other);
+  }
+  w.EndObject();
+}
 
 void add_alert_routes(Router& r, const ApiContext& ctx);
 void add_event_routes(Router& r, const ApiContext& ctx);

@@ -147,6 +147,22 @@ class ClusterTest : public VigildFixture {
     return {all.begin(), all.end()};
   }
 
+  // Waits until replica i lists as many alerts as expected, then checks they are exactly
+  // those, each once.
+  void expect_alerts(int i, const std::set<AlertKey>& expected) {
+    std::set<AlertKey> got;
+    ASSERT_TRUE(wait_for(
+        [&] {
+          got = alert_keys(ports_[i]);
+          return got.size() >= expected.size();
+        },
+        90s))
+        << name(i) << ": " << got.size() << " of " << expected.size() << "\n"
+        << diff(got, expected) << log(run_of_[i]);
+    EXPECT_EQ(got, expected) << name(i) << "\n" << diff(got, expected);
+    EXPECT_EQ(alerts(ports_[i]).size(), expected.size()) << name(i) << ": an alert twice";
+  }
+
   std::string brokers_;
   uint16_t ports_[kReplicas] = {};
   int run_of_[kReplicas] = {};
@@ -178,19 +194,7 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
   auto expected = expected_by_batch_match(all);
   ASSERT_GT(expected.size(), 20u);
   // Each replica's list holds every replica's alerts: exactly what `vigil match` finds.
-  for (int i = 0; i < kReplicas; ++i) {
-    std::set<AlertKey> got;
-    ASSERT_TRUE(wait_for(
-        [&] {
-          got = alert_keys(ports_[i]);
-          return got.size() >= expected.size();
-        },
-        90s))
-        << name(i) << ": " << got.size() << " of " << expected.size() << "\n"
-        << log(run_of_[i]);
-    EXPECT_EQ(got, expected) << name(i) << "\n" << diff(got, expected);
-    EXPECT_EQ(alerts(ports_[i]).size(), expected.size()) << name(i) << ": an alert twice";
-  }
+  for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(expect_alerts(i, expected));
   // The same ids in the same order on every replica, whatever the page size, and a cursor
   // from one replica continues on another.
   const auto reference = alert_ids(ports_[0], 1000);
@@ -286,6 +290,21 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
     EXPECT_EQ(dry["events"].GetUint64(), sum);
   }
 
+  // Event statistics count every replica's stored events: the sum of each one's own.
+  {
+    auto count = [&](int i, const std::string& scope) {
+      auto r = api_get(ports_[i], "/api/v1/events/stats?since=3650d&bucket=7d&by=host" + scope);
+      rapidjson::Document d;
+      d.Parse(r.body.c_str());
+      EXPECT_EQ(r.status, 200) << r.body;
+      return d.HasParseError() || !d.HasMember("events") ? 0 : d["events"].GetUint64();
+    };
+    uint64_t sum = 0;
+    for (int i = 0; i < kReplicas; ++i) sum += count(i, "&scope=local");
+    EXPECT_GE(sum, produced.size());
+    EXPECT_EQ(count(1, ""), sum);
+  }
+
   // A filtered hunt finds one event wherever it is.
   const Hunt one = hunt(ports_[0], "field=test_id=e2345", 100);
   EXPECT_EQ(one.test_ids, std::set<std::string>{"e2345"});
@@ -321,19 +340,7 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
   kcat_produce(brokers_, more);
   all.insert(all.end(), more.begin(), more.end());
   expected = expected_by_batch_match(all);
-  for (int i = 0; i < 2; ++i) {
-    std::set<AlertKey> got;
-    ASSERT_TRUE(wait_for(
-        [&] {
-          got = alert_keys(ports_[i]);
-          return got.size() >= expected.size();
-        },
-        90s))
-        << name(i) << ": " << got.size() << " of " << expected.size() << "\n"
-        << diff(got, expected);
-    EXPECT_EQ(got, expected) << name(i) << "\n" << diff(got, expected);
-    EXPECT_EQ(alerts(ports_[i]).size(), expected.size()) << name(i) << ": an alert twice";
-  }
+  for (int i = 0; i < 2; ++i) ASSERT_NO_FATAL_FAILURE(expect_alerts(i, expected));
   EXPECT_EQ(alert_ids(ports_[0], 1000), alert_ids(ports_[1], 100));
 
   // Back again on its store: hunts are whole, and it lists every alert it missed meanwhile.
@@ -348,14 +355,7 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
       60s))
       << back.test_ids.size() << " of " << produced.size() << " partial " << back.partial << " "
       << back.status << " " << back.error;
-  std::set<AlertKey> got;
-  ASSERT_TRUE(wait_for(
-      [&] {
-        got = alert_keys(ports_[2]);
-        return got.size() >= expected.size();
-      },
-      90s));
-  EXPECT_EQ(got, expected) << diff(got, expected);
+  ASSERT_NO_FATAL_FAILURE(expect_alerts(2, expected));
   EXPECT_EQ(alert_ids(ports_[2], 1000), alert_ids(ports_[0], 1000));
 }
 
