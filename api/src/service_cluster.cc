@@ -6,6 +6,7 @@
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <set>
 
@@ -175,7 +176,13 @@ HttpResponse detail::merged_event_stats(const ApiContext& ctx, const Fanout& fan
   TimeMs since = ctx.clock->now_ms() - 24 * 3600 * 1000LL, until = ctx.clock->now_ms();
   if (auto bad = parse_window(ctx, req, since, until); bad.status) return bad;
   size_t top = 20;
-  if (auto v = req.param("top")) top = static_cast<size_t>(std::max(1L, std::atol(v->data())));
+  // `top` is replaced in what the members are asked (they send every group), so it is
+  // checked here as a single replica checks it.
+  if (auto v = req.param("top")) {
+    auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), top);
+    if (ec != std::errc() || end != v->data() + v->size() || top < 1 || top > 1000)
+      return HttpResponse::problem(400, "parameter 'top' must be an integer from 1 to 1000");
+  }
   QueryParams q = Fanout::forwarded(req, {"since", "until", "top"});
   q.emplace_back("since", std::to_string(since));
   q.emplace_back("until", std::to_string(until));

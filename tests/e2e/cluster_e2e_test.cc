@@ -303,6 +303,9 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
     for (int i = 0; i < kReplicas; ++i) sum += count(i, "&scope=local");
     EXPECT_GE(sum, produced.size());
     EXPECT_EQ(count(1, ""), sum);
+    // `top` is checked by the replica asked (the members are asked for every group).
+    EXPECT_EQ(api_get(ports_[1], "/api/v1/events/stats?top=abc").status, 400);
+    EXPECT_EQ(api_get(ports_[1], "/api/v1/events/stats?top=5000").status, 400);
   }
 
   // A filtered hunt finds one event wherever it is.
