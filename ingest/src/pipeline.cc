@@ -69,6 +69,12 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(
   p->store_ = &store;
   p->metrics_ = &metrics;
   p->clock_ = &clock;
+  if (p->options_.repartition_replay_ms <= 0) {
+    TimeMs longest = 0;
+    for (const auto& c : bundle->rules->correlations())
+      longest = std::max(longest, c.spec.timespan_ms);
+    p->options_.repartition_replay_ms = longest + options.repartition_lateness_ms;
+  }
   for (int i = 0; i < p->options_.workers; ++i) {
     ShardOptions so;
     so.shard = i;
@@ -80,6 +86,9 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(
     so.retain_events = options.retain_events;
     so.outputs = options.outputs;
     so.alerts_format = options.alerts_format;
+    so.repartition_topic = options.repartition_topic;
+    so.partition_key_fields = options.partition_key_fields;
+    so.repartition_lateness_ms = options.repartition_lateness_ms;
     auto w = ShardWorker::create(bundle->rules, store, metrics, clock, so);
     if (!w) return w.status();
     if (auto s = (*w)->set_bundle(bundle); !s) return s;
@@ -179,8 +188,11 @@ Pipeline::~Pipeline() {
 }
 
 Status Pipeline::start() {
-  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(2);
   rd_kafka_topic_partition_list_add(topics, options_.topic.c_str(), RD_KAFKA_PARTITION_UA);
+  if (!options_.repartition_topic.empty())
+    rd_kafka_topic_partition_list_add(topics, options_.repartition_topic.c_str(),
+                                      RD_KAFKA_PARTITION_UA);
   const auto e = rd_kafka_subscribe(rk_, topics);
   rd_kafka_topic_partition_list_destroy(topics);
   if (e) return Status::unavailable(std::string("subscribe failed: ") + rd_kafka_err2str(e));

@@ -40,8 +40,14 @@ struct Pipeline::Shard {
   bool busy = false;  // a batch is being processed
   bool stop = false;
   std::map<PartitionKey, int64_t> persisted;  // next offset persisted, per partition
-  std::vector<PartitionKey> fresh;            // newly assigned: reload their correlation state
-  bool paused = false;                        // consumer thread only
+  // Newly assigned: reload their correlation state (ShardWorker::reload_partition).
+  struct Fresh {
+    PartitionKey key;
+    int64_t replay_until = -1;
+    bool rebuild = false;
+  };
+  std::vector<Fresh> fresh;
+  bool paused = false;                               // consumer thread only
   std::chrono::steady_clock::time_point over_since;  // consumer thread only: inbox full since
   std::atomic<bool> healthy{true};
   Gauge* inbox_gauge = nullptr;

@@ -38,12 +38,25 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     auto& p = parts->elems[i];
     int64_t start = committed->elems[i].err ? RD_KAFKA_OFFSET_INVALID : committed->elems[i].offset;
     auto stored = store_->next_offset(shards_.front()->worker->stream(p.topic), p.partition);
+    Shard::Fresh fresh{{p.topic, p.partition}};
     if (!stored) {
       set_error(stored.status());
       spdlog::error("cannot read the stored offset of {}/{}: {}", p.topic, p.partition,
                     stored.status().to_string());
     } else if (stored->has_value()) {
       start = std::max(start, **stored);
+    }
+    if (stored && !options_.repartition_topic.empty() && options_.repartition_topic == p.topic &&
+        start >= 0 && (!stored->has_value() || **stored < start)) {
+      // Another replica held this partition of the repartition topic after this store last
+      // did: its windows are rebuilt from the matches of the replay horizon, read again
+      // without raising alerts up to where that replica stopped.
+      fresh.rebuild = true;
+      fresh.replay_until = start;
+      const int64_t from = replay_start(p.topic, p.partition, start);
+      spdlog::info("partition {}/{}: taken over at offset {}, windows rebuilt from offset {}",
+                   p.topic, p.partition, start, from);
+      start = from;
     }
     if (start >= 0) {
       p.offset = start;
@@ -58,7 +71,7 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
     {
       Shard& s = *shards_[static_cast<size_t>(shard)];
       std::lock_guard lock(s.mu);
-      s.fresh.emplace_back(p.topic, p.partition);
+      s.fresh.push_back(std::move(fresh));
     }
     auto st = std::make_unique<PartitionState>();
     st->topic = p.topic;
@@ -87,6 +100,29 @@ void Pipeline::assign(rd_kafka_topic_partition_list_t* parts, bool cooperative) 
       set_partitions_paused(*s, true);  // the new partitions of a paused shard wait too
   }
   assigned_ = true;
+}
+
+int64_t Pipeline::replay_start(const char* topic, int32_t partition, int64_t until) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic, partition)->offset =
+      clock_->now_ms() - options_.repartition_replay_ms;
+  int64_t from = -1;
+  if (auto e = rd_kafka_offsets_for_times(rk_, list, 10000); e) {
+    spdlog::warn("partition {}/{}: cannot look up where its windows' matches start: {}", topic,
+                 partition, rd_kafka_err2str(e));
+  } else if (list->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    from = list->elems[0].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  if (from < 0) {
+    // No answer by time (a broker without timestamp look-ups; nothing that recent): from the
+    // partition's first retained message. The topic's retention bounds that (see README).
+    int64_t low = -1, high = -1;
+    if (rd_kafka_query_watermark_offsets(rk_, topic, partition, &low, &high, 10000) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+      from = low;
+  }
+  return from < 0 ? until : std::min(from, until);
 }
 
 void Pipeline::revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative) {

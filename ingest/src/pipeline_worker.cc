@@ -16,7 +16,7 @@ void Pipeline::run_worker(Shard& shard) {
   std::vector<rd_kafka_message_t*> batch;
   std::vector<MessageView> views;
   std::vector<std::pair<PartitionKey, int64_t>> next;
-  std::vector<PartitionKey> fresh;
+  std::vector<Shard::Fresh> fresh;
   batch.reserve(options_.batch_max_messages);
   views.reserve(options_.batch_max_messages);
   for (;;) {
@@ -57,10 +57,11 @@ void Pipeline::run_worker(Shard& shard) {
       swap.reset();
     }
     if (batch.empty()) continue;
-    for (const auto& [topic, partition] : fresh) {
+    for (const auto& [key, replay_until, rebuild] : fresh) {
+      const auto& [topic, partition] = key;
       // Before any message of the partition: its correlation windows as the store has them.
       for (int attempt = 0;; ++attempt) {
-        auto s = shard.worker->reload_partition(topic, partition);
+        auto s = shard.worker->reload_partition(topic, partition, replay_until, rebuild);
         if (s) break;
         set_error(s);
         spdlog::error("shard {}: cannot load correlation state of {}/{}, retrying: {}", shard.index,
@@ -87,7 +88,7 @@ void Pipeline::run_worker(Shard& shard) {
       auto r = shard.worker->process(views);
       if (r) {
         persisted = true;
-        queued = r->dead_letters + (options_.publish_alerts ? r->alerts : 0);
+        queued = r->dead_letters + (options_.publish_alerts ? r->alerts : 0) + r->correlation_hits;
         delivered_to = std::move(r->delivered_to);
         shard.healthy = true;
         break;

@@ -59,6 +59,9 @@ Expected<std::unique_ptr<Publisher>> Publisher::create(const PublisherOptions& o
       "vigil_published_total", "Outbox records acknowledged by Kafka", {{"kind", "alert"}});
   p->published_dead_letters_ = &metrics.counter(
       "vigil_published_total", "Outbox records acknowledged by Kafka", {{"kind", "dead_letter"}});
+  p->published_hits_ =
+      &metrics.counter("vigil_published_total", "Outbox records acknowledged by Kafka",
+                       {{"kind", "correlation_hit"}});
   p->errors_ = &metrics.counter("vigil_publish_errors_total",
                                 "Outbox records Kafka did not acknowledge (retried)");
   p->rejected_ =
@@ -157,7 +160,7 @@ size_t Publisher::round() {
 
   std::vector<int> results(entries->size(), kPending);
   std::vector<std::string> done;
-  size_t alerts = 0, dead_letters = 0;
+  size_t alerts = 0, dead_letters = 0, hits = 0;
   for (size_t i = 0; i < entries->size(); ++i) {
     if ((*entries)[i].corrupt) {
       // Nothing to publish can be recovered from it; dropped, but counted and logged.
@@ -171,8 +174,10 @@ size_t Publisher::round() {
       continue;
     }
     const store::OutboxRecord& r = (*entries)[i].record;
-    const bool alert = r.kind == store::OutboxRecord::Kind::kAlert;
-    const std::string& topic = alert ? options_.alerts_topic : options_.dead_letter_topic;
+    const std::string& topic = r.kind == store::OutboxRecord::Kind::kAlert ? options_.alerts_topic
+                               : r.kind == store::OutboxRecord::Kind::kDeadLetter
+                                   ? options_.dead_letter_topic
+                                   : options_.repartition_topic;
     if (topic.empty()) {
       // Queued under a configuration that published this kind; this one does not.
       results[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -213,7 +218,17 @@ size_t Publisher::round() {
     if (results[i] == RD_KAFKA_RESP_ERR_NO_ERROR) {
       done.push_back((*entries)[i].store_key);
       if ((*entries)[i].corrupt) continue;
-      ((*entries)[i].record.kind == store::OutboxRecord::Kind::kAlert ? alerts : dead_letters) += 1;
+      switch ((*entries)[i].record.kind) {
+        case store::OutboxRecord::Kind::kAlert:
+          ++alerts;
+          break;
+        case store::OutboxRecord::Kind::kDeadLetter:
+          ++dead_letters;
+          break;
+        case store::OutboxRecord::Kind::kCorrelationHit:
+          ++hits;
+          break;
+      }
     } else if (is_permanent(results[i])) {
       done.push_back((*entries)[i].store_key);
       rejected_->inc();
@@ -234,6 +249,7 @@ size_t Publisher::round() {
   }
   published_alerts_->inc(alerts);
   published_dead_letters_->inc(dead_letters);
+  published_hits_->inc(hits);
   if (failed) {
     errors_->inc(failed);
     if (errors_->value() <= 20 * failed || errors_->value() % 1000 < failed) {

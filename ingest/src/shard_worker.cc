@@ -36,6 +36,7 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(
   w->matcher_ = std::move(*m);
   if (!w->rules_->correlations().empty())
     w->correlator_ = std::make_unique<match::Correlator>(w->rules_);
+  w->set_remote_correlations();
   auto b = std::make_shared<match::CompiledBundle>();
   b->rules = w->rules_;
   b->stats = options.rule_stats;
@@ -69,6 +70,7 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
   std::swap(matcher_, *m);
   std::swap(correlator_, correlator);
   rules_ = bundle->rules;
+  set_remote_correlations();
   bundle_ = std::move(bundle);
   options_.rule_stats = bundle_->stats;
   fail_matching_ = fault_armed("match_error", bundle_->name);
@@ -82,32 +84,6 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
   for (const auto& [topic, partition] : held) {
     if (auto s = reload_partition(topic, partition); !s) return s;
   }
-  return Status::ok();
-}
-
-Status ShardWorker::reload_partition(std::string_view topic, int32_t partition) {
-  if (std::find_if(held_partitions_.begin(), held_partitions_.end(), [&](const auto& p) {
-        return p.second == partition && p.first == topic;
-      }) == held_partitions_.end()) {
-    held_partitions_.emplace_back(std::string(topic), partition);
-  }
-  if (!correlator_) return Status::ok();
-  MessageView m;
-  m.topic = topic;
-  m.partition = partition;
-  set_scope(m);
-  correlator_->forget_scope(scope_);
-  std::string prefix = scope_;
-  prefix += '\0';
-  auto entries = store_.load_state(prefix);
-  if (!entries) return entries.status();
-  size_t bad = 0;
-  for (const auto& [key, value] : *entries) {
-    if (!correlator_->restore(key.substr(prefix.size()), value)) ++bad;
-  }
-  if (bad)
-    spdlog::warn("partition {}: {} correlation window(s) not restored (rule gone or entry damaged)",
-                 scope_, bad);
   return Status::ok();
 }
 
@@ -205,6 +181,10 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   BatchResult result;
   alerts_.clear();
   correlation_pending_ = 0;
+  hits_queued_pending_ = 0;
+  hits_pending_.assign(hits_by_outcome_.size(), 0);
+  batch_seen_.clear();
+  seen_state_.clear();
   truncated_alerts_pending_ = 0;
   match_errors_pending_ = 0;
   matched_pending_.clear();
@@ -236,6 +216,10 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
       offsets_.push_back({stream(m.topic), m.partition, m.offset + 1});
     } else {
       it->next_offset = std::max(it->next_offset, m.offset + 1);
+    }
+    if (is_repartition(m.topic)) {
+      consume_correlation_hit(m, batch_time);
+      continue;
     }
 
     const ParseError pe = parser_.parse(m.payload, rs.fields(), event_);
@@ -303,6 +287,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
         const std::string ref =
             store::AlertId::derive(stream_, m.partition, m.offset, rs.rules()[r].id).hex();
         correlator_->observe(r, event_, time, ref, fired_, scope_);
+        if (!options_.repartition_topic.empty()) queue_correlation_hits(m, r, time);
       }
       for (const auto& hit : fired_) build_correlation_alert(hit, &m);
     }
@@ -311,8 +296,16 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     // Windows judged at their end (lt, lte, eq, neq) and groups that can no longer fire.
     fired_.clear();
     if (batch_time > INT64_MIN) correlator_->advance(batch_time, fired_);
-    for (const auto& hit : fired_) build_correlation_alert(hit, nullptr);
+    for (const auto& hit : fired_) {
+      if (!repartition_scopes_.empty()) {
+        // A window of a repartition partition still being rebuilt: its previous owner judged it.
+        auto sc = repartition_scopes_.find(hit.group.substr(0, hit.group.find('\x1e')));
+        if (sc != repartition_scopes_.end() && sc->second.replaying) continue;
+      }
+      build_correlation_alert(hit, nullptr);
+    }
     collect_state();
+    collect_seen_hits();
   }
   if (slow_batches_) std::this_thread::sleep_for(std::chrono::milliseconds(30));
   if (options_.outputs && !options_.outputs->empty()) {
@@ -329,6 +322,12 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   if (auto s = store_.put_batch(alerts_, offsets_, outbox_, events_, state_, deliveries_); !s) {
     if (correlator_) restore_state_after_failure();
     return s;
+  }
+  result.correlation_hits = hits_queued_pending_;
+  if (hits_queued_) hits_queued_->inc(hits_queued_pending_);
+  for (size_t i = 0; i < hits_pending_.size(); ++i) hits_by_outcome_[i]->inc(hits_pending_[i]);
+  for (auto& [scope, sc] : repartition_scopes_) {
+    if (sc.expire_pending != INT64_MIN) sc.expired = sc.expire_pending;
   }
   events_total_.inc(result.events);
   bytes_total_.inc(bytes);
@@ -398,7 +397,8 @@ void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
     r.headers.emplace_back("vigil.truncated", std::to_string(m.payload.size()));
 }
 
-void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m) {
+void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m,
+                                          bool has_event) {
   const match::CompiledCorrelation& c = rules_->correlations()[hit.correlation];
   const size_t sep = hit.group.find('\x1e');
   const std::string_view scope = std::string_view(hit.group).substr(0, sep);
@@ -415,7 +415,7 @@ void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, cons
   a.level = store::parse_alert_level(c.info.level).value_or(store::AlertLevel::kUnknown);
   a.title = c.info.title;
   a.tags = c.info.tags;
-  if (m && rules_->host_slot() >= 0) {
+  if (m && has_event && rules_->host_slot() >= 0) {
     const FieldValue& hv = event_.field(static_cast<uint32_t>(rules_->host_slot()));
     if (hv.present()) a.host.assign(hv.text);
   }

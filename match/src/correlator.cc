@@ -131,6 +131,7 @@ void Correlator::observe(uint32_t rule, const Event& event, TimeMs time, std::st
                          std::vector<CorrelationHit>& out, std::string_view scope) {
   const RuleSet& rs = *rules_;
   for (uint32_t index : rs.correlations_of(rule)) {
+    if (index < remote_.size() && remote_[index]) continue;  // fed through observe_hit()
     const CompiledCorrelation& c = rs.correlations()[index];
     for (uint32_t b = 0; b < c.bases.size(); ++b) {
       if (c.bases[b] != rule) continue;
@@ -139,48 +140,76 @@ void Correlator::observe(uint32_t rule, const Event& event, TimeMs time, std::st
         group_ += scope;
         group_ += '\x1e';
       }
-      for (size_t g = 0; g < c.group_slots[b].size(); ++g) {
-        if (g) group_ += '\x1f';
-        const FieldValue& v = event.field(c.group_slots[b][g]);
-        if (v.present()) group_.append(v.text);
-      }
-      Window& w = windows_[index][group_];
-      const TimeMs span = c.spec.timespan_ms;
-      if (c.spec.judged_at_window_end()) {
-        if (!w.hits.empty() && time >= w.start + span) {
-          const int64_t value = value_of(c, w);
-          if (fires(c, value)) emit(index, group_, w, value, out);
-          w.hits.clear();
-        }
-        if (w.hits.empty()) w.start = time;
-      } else {
-        // Sliding: only the matches within the timespan before this one count.
-        std::erase_if(w.hits, [&](const Hit& h) { return h.time <= time - span; });
-        if (w.hits.empty()) w.start = time;
-      }
-      if (w.hits.size() >= kMaxHitsPerGroup) {
-        w.hits.erase(w.hits.begin());
-        ++dropped_hits_;
-      }
-      Hit& h = w.hits.emplace_back();
-      h.time = time;
-      h.base = b;
-      h.ref.assign(ref);
+      append_group_values(c, b, event, group_);
+      const FieldValue* v = nullptr;
       if (c.spec.type == Correlation::Type::kValueCount) {
-        const FieldValue& v = event.field(c.value_slots[b]);
-        if (!v.present()) {
-          w.hits.pop_back();  // no value to count
-        } else {
-          h.value.assign(v.text);
-        }
+        v = &event.field(c.value_slots[b]);
+        if (!v->present()) continue;  // no value to count
       }
-      if (!c.spec.judged_at_window_end()) {
-        const int64_t value = value_of(c, w);
-        if (fires(c, value)) emit(index, group_, w, value, out);
-      }
-      dirty_.push_back(key_of(index, group_));
+      add(index, b, time, ref, v ? std::string_view(v->text) : std::string_view(), out);
     }
   }
+}
+
+void Correlator::append_group_values(const CompiledCorrelation& c, uint32_t base,
+                                     const Event& event, std::string& out) {
+  for (size_t g = 0; g < c.group_slots[base].size(); ++g) {
+    if (g) out += '\x1f';
+    const FieldValue& v = event.field(c.group_slots[base][g]);
+    if (v.present()) out.append(v.text);
+  }
+}
+
+std::optional<uint32_t> Correlator::index_of(std::string_view id) const {
+  const auto& cs = rules_->correlations();
+  for (uint32_t i = 0; i < cs.size(); ++i)
+    if (cs[i].info.id == id) return i;
+  return std::nullopt;
+}
+
+void Correlator::observe_hit(uint32_t correlation, uint32_t base, std::string_view values,
+                             std::string_view value, TimeMs time, std::string_view ref,
+                             std::vector<CorrelationHit>& out, std::string_view scope) {
+  group_.clear();
+  if (!scope.empty()) {
+    group_ += scope;
+    group_ += '\x1e';
+  }
+  group_ += values;
+  add(correlation, base, time, ref, value, out);
+}
+
+void Correlator::add(uint32_t index, uint32_t b, TimeMs time, std::string_view ref,
+                     std::string_view value, std::vector<CorrelationHit>& out) {
+  const CompiledCorrelation& c = rules_->correlations()[index];
+  Window& w = windows_[index][group_];
+  const TimeMs span = c.spec.timespan_ms;
+  if (c.spec.judged_at_window_end()) {
+    if (!w.hits.empty() && time >= w.start + span) {
+      const int64_t v = value_of(c, w);
+      if (fires(c, v)) emit(index, group_, w, v, out);
+      w.hits.clear();
+    }
+    if (w.hits.empty()) w.start = time;
+  } else {
+    // Sliding: only the matches within the timespan before this one count.
+    std::erase_if(w.hits, [&](const Hit& h) { return h.time <= time - span; });
+    if (w.hits.empty()) w.start = time;
+  }
+  if (w.hits.size() >= kMaxHitsPerGroup) {
+    w.hits.erase(w.hits.begin());
+    ++dropped_hits_;
+  }
+  Hit& h = w.hits.emplace_back();
+  h.time = time;
+  h.base = b;
+  h.ref.assign(ref);
+  if (c.spec.type == Correlation::Type::kValueCount) h.value.assign(value);
+  if (!c.spec.judged_at_window_end()) {
+    const int64_t v = value_of(c, w);
+    if (fires(c, v)) emit(index, group_, w, v, out);
+  }
+  dirty_.push_back(key_of(index, group_));
 }
 
 void Correlator::advance(TimeMs now, std::vector<CorrelationHit>& out) {

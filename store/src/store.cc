@@ -69,7 +69,7 @@ bool decode_outbox(std::string_view in, OutboxRecord& r) {
   };
   if (in.empty()) return false;
   const auto kind = static_cast<uint8_t>(in[pos++]);
-  if (kind != 1 && kind != 2) return false;
+  if (kind < 1 || kind > 3) return false;
   r.kind = static_cast<OutboxRecord::Kind>(kind);
   uint32_t n = 0;
   if (!str(r.message_key) || !str(r.value) || !u32(n) || n > in.size()) return false;
@@ -216,7 +216,9 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts,
   }
   for (const auto& r : outbox) batch.Put(outbox_, alert_key(r.time, r.id), encode_outbox(r));
   for (const auto& st : state) {
-    if (st.erase)
+    if (!st.erase_to.empty())
+      batch.DeleteRange(state_, st.key, st.erase_to);
+    else if (st.erase)
       batch.Delete(state_, st.key);
     else
       batch.Put(state_, st.key, st.value);
@@ -230,6 +232,14 @@ Status Store::put_batch(const std::vector<AlertRecord>& alerts,
   Status s = write(batch);
   if (s && !alerts.empty()) alerts_version_.fetch_add(1, std::memory_order_release);
   return s;
+}
+
+Expected<bool> Store::has_state(std::string_view key) const {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), state_, rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return from_rocks(s, "state read failed");
+  return true;
 }
 
 Expected<std::vector<std::pair<std::string, std::string>>> Store::load_state(

@@ -85,6 +85,14 @@ struct PipelineOptions {
   std::shared_ptr<const std::vector<output::OutputConfig>> outputs;
   // Extra librdkafka properties (security.protocol, sasl.*, ...), applied last.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
+  // Correlation across partitions (ShardOptions): the consumer subscribes to this topic too.
+  std::string repartition_topic;
+  std::vector<std::string> partition_key_fields;
+  TimeMs repartition_lateness_ms = 3'600'000;
+  // A repartition partition taken over from another replica is read again from this long
+  // before now (Kafka's timestamps: when the matches were published) to rebuild its windows:
+  // at least the longest timespan. 0: from the longest timespan of the bundle plus the lateness.
+  TimeMs repartition_replay_ms = 0;
 };
 
 class Pipeline {
@@ -149,6 +157,9 @@ class Pipeline {
   void run_worker(Shard& shard);
   void assign(rd_kafka_topic_partition_list_t* parts, bool cooperative);
   void revoke(rd_kafka_topic_partition_list_t* parts, bool cooperative);
+  // The first offset of a repartition partition published within repartition_replay_ms
+  // (at most `until`).
+  int64_t replay_start(const char* topic, int32_t partition, int64_t until);
   void drain_all();
   // Commits the stored offsets, retrying while the group rebalances (see pipeline.cc).
   void commit_before_leaving(rd_kafka_queue_t* queue, std::vector<rd_kafka_message_t*>& msgs);

@@ -1,6 +1,7 @@
 #pragma once
 // Publisher: produces the store's outbox to Kafka — alerts to the alerts topic, dead
-// letters (with their reason and source coordinates in headers) to the dead-letter topic.
+// letters (with their reason and source coordinates in headers) to the dead-letter topic,
+// correlation hits to the repartition topic (cluster mode, correlation_hit.h).
 //
 // Shard workers write outbox records in the same RocksDB batch as the alerts and offsets
 // they belong to; the Publisher reads them in key order, produces them with an idempotent
@@ -35,6 +36,7 @@ struct PublisherOptions {
   std::string brokers;
   std::string alerts_topic;       // empty: alerts are not queued (the Pipeline decides)
   std::string dead_letter_topic;  // empty: idem for dead letters
+  std::string repartition_topic;  // correlation hits (cluster mode); empty: not queued
   size_t max_in_flight = 5000;    // outbox entries per produce round
   int message_timeout_ms = 30000;
   std::vector<std::pair<std::string, std::string>> kafka_properties;  // applied last
@@ -72,6 +74,7 @@ class Publisher {
   std::string cursor_;  // store key of the last entry of the previous round
   Counter* published_alerts_ = nullptr;
   Counter* published_dead_letters_ = nullptr;
+  Counter* published_hits_ = nullptr;
   Counter* errors_ = nullptr;
   Counter* corrupt_ = nullptr;
   Counter* rejected_ = nullptr;

@@ -17,6 +17,8 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "vigil/core/event.h"
@@ -45,6 +47,7 @@ struct BatchResult {
   size_t invalid = 0;
   size_t dead_letters = 0;
   size_t alerts = 0;
+  size_t correlation_hits = 0;         // queued for the repartition topic
   std::vector<uint64_t> delivered_to;  // alerts queued per output (ShardOptions::outputs' order)
 };
 
@@ -72,6 +75,17 @@ struct ShardOptions {
   output::AlertFormat alerts_format = output::AlertFormat::kVigil;
   // Alert outputs: each alert an output wants is queued for it in the alert's batch.
   std::shared_ptr<const std::vector<output::OutputConfig>> outputs;
+  // Correlation across partitions (cluster mode): the matches of base rules feeding a
+  // correlation are queued for this topic keyed by their group (correlation_hit.h), and the
+  // topic's messages are fed to the correlations, windows kept per partition of this topic.
+  // Empty: every correlation is judged per partition of the events topic (today's path).
+  std::string repartition_topic;
+  // The Sigma fields the sensors key their events by (e.g. Computer): a correlation grouped
+  // by all of them sees each group in one partition already and keeps the local path.
+  std::vector<std::string> partition_key_fields;
+  // A repartitioned match more than this (plus the longest timespan) behind the newest one of
+  // its partition is counted as late and left out: it could no longer be told from a repeat.
+  TimeMs repartition_lateness_ms = 3'600'000;
 };
 
 // The parse errors that make an event invalid (and a dead letter), in metric order.
@@ -102,7 +116,12 @@ class ShardWorker {
 
   // Loads the correlation windows of a partition newly assigned to this worker from the
   // store, replacing what the worker held for it (another consumer may have moved them on).
-  Status reload_partition(std::string_view topic, int32_t partition);
+  // A repartition-topic partition whose newest position another replica holds (a hand-over)
+  // is rebuilt: `rebuild` drops the store's stale windows of it, and its messages below
+  // `replay_until` (read again from a time before the hand-over) feed the windows without
+  // raising alerts.
+  Status reload_partition(std::string_view topic, int32_t partition, int64_t replay_until = -1,
+                          bool rebuild = false);
 
   // Switches to another rule bundle between batches (a rollout): a new matcher, and a new
   // correlator whose windows for the partitions this worker holds are read from the store
@@ -120,7 +139,20 @@ class ShardWorker {
   void build_alert(const MessageView& m, uint32_t rule, TimeMs time);
   // An alerts-topic record in ShardOptions::alerts_format.
   void format_record(store::OutboxRecord& r) const;
-  void build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m);
+  // `m`: the message that completed the window (null: time passing did); `has_event`: `m` is
+  // the event parsed into event_ (not a repartitioned match).
+  void build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m,
+                               bool has_event = true);
+  // Cluster mode's correlation across partitions (shard_worker_repartition.cc).
+  void set_remote_correlations();
+  void queue_correlation_hits(const MessageView& m, uint32_t rule, TimeMs time);
+  // A message of the repartition topic: fed to its correlation, once.
+  void consume_correlation_hit(const MessageView& m, TimeMs& batch_time);
+  // After the batch's messages: the seen-hit entries to write, expired ones to drop.
+  void collect_seen_hits();
+  bool is_repartition(std::string_view topic) const {
+    return !options_.repartition_topic.empty() && topic == options_.repartition_topic;
+  }
   void set_scope(const MessageView& m);
   // Writes of the correlation windows this batch changed; on a failed write, puts back what
   // the store holds.
@@ -149,6 +181,23 @@ class ShardWorker {
   std::vector<store::StateRecord> state_;
   std::vector<std::string> state_keys_;  // correlator keys of state_
   std::string scope_;                    // "<stream>/<partition>" of the message in hand
+  // Per partition of the repartition topic held: what makes its matches count once.
+  struct RepartitionScope {
+    TimeMs newest = INT64_MIN;   // the newest match time seen
+    TimeMs expired = INT64_MIN;  // seen-hit entries before this are dropped (stored)
+    TimeMs expire_pending = INT64_MIN;
+    int64_t replay_until = -1;  // messages below: rebuilding windows, no alerts
+    bool replaying = false;     // the last message read was below replay_until - 1
+  };
+  std::unordered_map<std::string, RepartitionScope> repartition_scopes_;
+  std::unordered_set<std::string> batch_seen_;  // seen-hit keys written by the batch in hand
+  std::vector<store::StateRecord> seen_state_;  // of the batch in hand
+  TimeMs repartition_horizon_ms_ = 0;           // longest remote timespan + lateness
+  Counter* hits_queued_ = nullptr;
+  uint64_t hits_queued_pending_ = 0;
+  std::vector<Counter*> hits_by_outcome_;  // kHitOutcomes' order
+  std::vector<uint64_t> hits_pending_;     // of the batch in hand, same order
+  std::string hit_key_;                    // scratch
   Counter* correlation_alerts_ = nullptr;
   uint64_t correlation_pending_ = 0;  // of the batch in hand
   Counter* truncated_alerts_ = nullptr;

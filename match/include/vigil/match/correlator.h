@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -52,6 +53,24 @@ class Correlator {
   // its partition); a group is "<scope>\x1e<values>" (just the values when scope is empty).
   void observe(uint32_t rule, const Event& event, TimeMs time, std::string_view ref,
                std::vector<CorrelationHit>& out, std::string_view scope = {});
+  // Correlations fed from elsewhere (cluster mode's repartition topic: their base matches
+  // are re-keyed by group and come back through observe_hit()); observe() skips them.
+  // Indexed like RuleSet::correlations(); missing entries are false.
+  void set_remote(std::vector<bool> remote) { remote_ = std::move(remote); }
+  bool remote(uint32_t correlation) const {
+    return correlation < remote_.size() && remote_[correlation];
+  }
+  // A match of the correlation's base rule `base` (position in its rules) computed elsewhere:
+  // `values` are the group-by values joined by '\x1f' (as observe() would have built them),
+  // `value` the value_count field's value (ignored for the other types).
+  void observe_hit(uint32_t correlation, uint32_t base, std::string_view values,
+                   std::string_view value, TimeMs time, std::string_view ref,
+                   std::vector<CorrelationHit>& out, std::string_view scope = {});
+  // The group-by values of base `base` in `event`, joined by '\x1f', appended to `out`.
+  static void append_group_values(const CompiledCorrelation& c, uint32_t base, const Event& event,
+                                  std::string& out);
+  // The index of the correlation with rule id `id`.
+  std::optional<uint32_t> index_of(std::string_view id) const;
   // Forgets every window of `scope` (its partition went to another consumer).
   void forget_scope(std::string_view scope);
   // Time has reached `now`: judges the windows that ended (lt/lte/eq/neq) and forgets the
@@ -82,6 +101,9 @@ class Correlator {
   void erase(const std::string& key);
 
  private:
+  // Adds a match to the window of group_ (already built) and judges it.
+  void add(uint32_t index, uint32_t base, TimeMs time, std::string_view ref, std::string_view value,
+           std::vector<CorrelationHit>& out);
   int64_t value_of(const CompiledCorrelation& c, const Window& w) const;
   bool fires(const CompiledCorrelation& c, int64_t value) const;
   void emit(uint32_t index, const std::string& group, Window& w, int64_t value,
@@ -91,6 +113,7 @@ class Correlator {
   std::shared_ptr<const RuleSet> rules_;
   std::vector<std::unordered_map<std::string, Window>> windows_;  // per correlation, by group
   std::vector<std::string> dirty_;
+  std::vector<bool> remote_;
   std::string group_;  // scratch
   uint64_t dropped_hits_ = 0;
 };

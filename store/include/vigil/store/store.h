@@ -155,7 +155,9 @@ struct PartitionOffset {
 
 // A message waiting in the outbox for its Kafka topic.
 struct OutboxRecord {
-  enum class Kind : uint8_t { kAlert = 1, kDeadLetter = 2 };
+  // kCorrelationHit: a base-rule match re-keyed by its correlation group for the
+  // repartition topic (cluster mode).
+  enum class Kind : uint8_t { kAlert = 1, kDeadLetter = 2, kCorrelationHit = 3 };
   Kind kind = Kind::kAlert;
   TimeMs time = 0;  // orders the outbox (oldest first)
   AlertId id{};     // deterministic, so a replayed batch rewrites the same entry
@@ -180,11 +182,13 @@ struct DeliveryEntry {
   std::string json;
 };
 
-// A change of correlation state: `value` set, or erased.
+// A change of correlation state: `value` set, or erased; with `erase_to` set, every key in
+// [key, erase_to) is erased (a range: expired entries of a partition's seen hits).
 struct StateRecord {
   std::string key;
   std::string value;
   bool erase = false;
+  std::string erase_to;
 };
 
 struct OutboxEntry {
@@ -318,6 +322,8 @@ class Store {
                    const std::vector<EventRecord>& events = {},
                    const std::vector<StateRecord>& state = {},
                    const std::vector<DeliveryRecord>& deliveries = {});
+  // Whether the state cf holds `key` (a point read).
+  Expected<bool> has_state(std::string_view key) const;
   // Every state entry whose key starts with `prefix`, in key order.
   Expected<std::vector<std::pair<std::string, std::string>>> load_state(
       std::string_view prefix) const;
