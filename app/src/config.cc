@@ -206,6 +206,31 @@ Status read_cluster(const YAML::Node& k, const std::string& path, Config& c) {
   return Status::ok();
 }
 
+// correlation: the repartition topic, the partition key, the lateness allowed.
+Status read_correlation(const YAML::Node& k, const std::string& path, Config& c) {
+  if (auto s = check_keys(k, {"repartition_topic", "partition_key", "max_lateness"},
+                          path + " correlation");
+      !s)
+    return s;
+  if (k["repartition_topic"])
+    c.correlation_repartition_topic = k["repartition_topic"].as<std::string>();
+  if (const auto p = k["partition_key"]) {
+    c.correlation_partition_key.clear();
+    if (p.IsSequence()) {
+      for (const auto& x : p) c.correlation_partition_key.push_back(x.as<std::string>());
+    } else {
+      c.correlation_partition_key.push_back(p.as<std::string>());
+    }
+  }
+  if (k["max_lateness"]) {
+    auto d = parse_age(k["max_lateness"].as<std::string>());
+    if (!d)
+      return Status::invalid(path + ": correlation.max_lateness must be a duration such as 1h");
+    c.correlation_max_lateness_ms = *d;
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status parse_peer(const std::string& text, std::string& name, std::string& url) {
@@ -236,7 +261,7 @@ Status load_config_file(const std::string& path, Config& c, bool read_files) {
             check_keys(doc,
                        {"kafka", "data_dir", "listen", "rules", "rules_watch", "mapping", "select",
                         "log_level", "http_threads", "batch", "max_event_bytes", "embedded",
-                        "workers", "store", "api", "rollout", "outputs", "cluster"},
+                        "workers", "store", "api", "rollout", "outputs", "cluster", "correlation"},
                        path);
         !s) {
       return s;
@@ -298,6 +323,9 @@ Status load_config_file(const std::string& path, Config& c, bool read_files) {
     }
     if (const auto cl = doc["cluster"]; cl) {
       if (auto s = read_cluster(cl, path, c); !s) return s;
+    }
+    if (const auto co = doc["correlation"]; co) {
+      if (auto s = read_correlation(co, path, c); !s) return s;
     }
     if (const auto o = doc["outputs"]; o) {
       auto outputs = output::parse_outputs(o, path, read_files);
@@ -430,6 +458,8 @@ ServerFlags::ServerFlags(CLI::App& cli) {
           "Cluster mode: how long a peer may take to answer (e.g. 5s)");
   add(cli, "--cluster-cursor-key-file", &Config::cluster_cursor_key_file,
       "Cluster mode: the page cursor key every replica shares");
+  add(cli, "--correlation-repartition-topic", &Config::correlation_repartition_topic,
+      "Correlations across partitions through this topic (\"off\": per partition only)");
 }
 
 Expected<Config> ServerFlags::resolve(bool read_files) const {
@@ -485,6 +515,18 @@ Expected<Config> ServerFlags::resolve(bool read_files) const {
           "cluster.mirror_alerts needs kafka.alerts_format vigil: the replicas read each other's "
           "alerts from the alerts topic (other formats can go to outputs)");
   }
+  if (c.correlation_repartition_topic.empty() && c.clustered())
+    c.correlation_repartition_topic = c.topic + ".correlation";
+  if (c.correlation_repartition_topic == "off") c.correlation_repartition_topic.clear();
+  if (!c.correlation_repartition_topic.empty() &&
+      (c.correlation_repartition_topic == c.topic ||
+       c.correlation_repartition_topic == c.alerts_topic ||
+       c.correlation_repartition_topic == c.dead_letter_topic))
+    return Status::invalid("correlation.repartition_topic '" + c.correlation_repartition_topic +
+                           "' must be a topic of its own (not the events, alerts or dead-letter "
+                           "topic)");
+  if (c.correlation_max_lateness_ms < 0)
+    return Status::invalid("correlation.max_lateness must not be negative");
   if (c.rules.empty()) c.rules.push_back(default_rules_dir());
   if (c.mapping.empty()) c.mapping = default_mapping("vigil-sensor");
   return c;

@@ -60,6 +60,15 @@
 //                                    # replica (a mounted Secret; at least 16 bytes)
 //     mirror_alerts: true            # read the alerts topic into this store (alerts from any
 //                                    # replica's API); needs kafka.alerts_format vigil
+//   correlation:                     # correlation rules across partitions and replicas
+//     repartition_topic: ""          # base-rule matches re-keyed by group through this topic
+//                                    # (created if missing); "": <kafka.topic>.correlation in
+//                                    # cluster mode, off otherwise; "off": windows per events
+//                                    # partition only. --correlation-repartition-topic
+//     partition_key: []              # Sigma fields the sensors key events by (e.g. [Computer]):
+//                                    # a correlation grouped by them stays local
+//     max_lateness: 1h               # a match this much (plus the longest timespan) behind its
+//                                    # partition's newest is counted as late and left out
 //   outputs: [...]                   # alert outputs: webhook, slack, splunk_hec, syslog
 //                                    # (output/outputs.h has every key)
 //   rollout:                         # rule bundles (ingest/rollout.h)
@@ -158,6 +167,11 @@ struct Config {
   std::string cluster_peer_ca_file;
   std::string cluster_cursor_key_file;
   bool cluster_mirror_alerts = true;
+  // Correlation across partitions: "" (default) is the repartition topic
+  // "<kafka.topic>.correlation" in cluster mode and off otherwise; "off" turns it off.
+  std::string correlation_repartition_topic;
+  std::vector<std::string> correlation_partition_key;  // Sigma fields events are keyed by
+  int64_t correlation_max_lateness_ms = 3'600'000;
   bool clustered() const { return !cluster_self.empty() || !cluster_peers.empty(); }
 };
 

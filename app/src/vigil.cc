@@ -434,6 +434,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> dev_extra_topics = {"vigil.alerts", "vigil.deadletter"};
   kafka_cmd->add_option("--extra-topics", dev_extra_topics,
                         "One-partition topics to create too (alerts, dead letters)");
+  std::string dev_repartition_topic;
+  kafka_cmd->add_option("--repartition-topic", dev_repartition_topic,
+                        "Cluster mode's correlation topic, as wide as the events topic "
+                        "(default <topic>.correlation; the mock serves no CreateTopics)");
 
   auto* admin_cmd = cli.add_subcommand("admin", "Operator tools");
   admin_cmd->require_subcommand(1);
@@ -508,6 +512,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "vigil: %s\n", s.to_string().c_str());
         return 1;
       }
+    }
+    if (dev_repartition_topic.empty()) dev_repartition_topic = dev_topic + ".correlation";
+    if (auto s = (*k)->create_topic(dev_repartition_topic, dev_partitions); !s) {
+      std::fprintf(stderr, "vigil: %s\n", s.to_string().c_str());
+      return 1;
     }
     std::printf("%s\n", (*k)->bootstrap_servers().c_str());
     std::fflush(stdout);

@@ -25,6 +25,7 @@
 #include "vigil/core/thread_name.h"
 #include "vigil/ingest/alert_mirror.h"
 #include "vigil/ingest/embedded_kafka.h"
+#include "vigil/ingest/kafka_topics.h"
 #include "vigil/ingest/pipeline.h"
 #include "vigil/ingest/publisher.h"
 #include "vigil/ingest/rollout.h"
@@ -177,6 +178,9 @@ ingest::PipelineOptions pipeline_options(const app::Config& config, const std::s
   po.retain_events = *ingest::parse_event_retention(config.events);
   po.alerts_format = config.alerts_format;
   po.outputs = std::make_shared<const std::vector<output::OutputConfig>>(config.outputs);
+  po.repartition_topic = config.correlation_repartition_topic;
+  po.partition_key_fields = config.correlation_partition_key;
+  po.repartition_lateness_ms = config.correlation_max_lateness_ms;
   return po;
 }
 
@@ -185,6 +189,7 @@ ingest::PublisherOptions publisher_options(const app::Config& config, const std:
   pub.brokers = brokers;
   pub.alerts_topic = config.alerts_topic;
   pub.dead_letter_topic = config.dead_letter_topic;
+  pub.repartition_topic = config.correlation_repartition_topic;
   pub.kafka_properties = config.kafka_properties;
   return pub;
 }
@@ -271,6 +276,9 @@ void print_banner(const Banner& b) {
                 b.config.cluster_mirror_alerts ? ("mirrored from " + b.config.alerts_topic).c_str()
                                                : "not mirrored (this replica's own only)");
   }
+  if (!b.config.correlation_repartition_topic.empty())
+    std::printf("  correlation: across partitions through %s\n",
+                b.config.correlation_repartition_topic.c_str());
   std::printf("  rules: bundle %llu, %zu compiled (mapping %s); rollout policy %s\n",
               static_cast<unsigned long long>(b.active.version),
               b.active.rules->rules().size() + b.active.rules->correlations().size(),
@@ -354,13 +362,20 @@ Expected<api::ApiContext> api_context(const app::Config& config, store::Store& s
   return ctx;
 }
 
-// The embedded mock cluster with the events, alerts and dead-letter topics.
+// The embedded mock cluster with the events, alerts, dead-letter and repartition topics.
 Expected<std::unique_ptr<ingest::EmbeddedKafka>> start_embedded_kafka(const app::Config& config) {
   auto k = ingest::EmbeddedKafka::start(1, config.topic, config.embedded_partitions);
   if (!k) return k.status();
   for (const auto& t : {config.alerts_topic, config.dead_letter_topic}) {
     if (t.empty()) continue;
     if (auto s = (*k)->create_topic(t, 1); !s) return s;
+  }
+  // The mock cluster does not serve CreateTopics: made here, as wide as the events topic.
+  if (!config.correlation_repartition_topic.empty()) {
+    if (auto s =
+            (*k)->create_topic(config.correlation_repartition_topic, config.embedded_partitions);
+        !s)
+      return s;
   }
   return std::move(*k);
 }
@@ -440,6 +455,18 @@ int main(int argc, char** argv) {
   const auto active = (*rollout)->active();
   if (!(*rollout)->boot_notice().empty()) spdlog::error("{}", (*rollout)->boot_notice());
 
+  if (!config.correlation_repartition_topic.empty()) {
+    // As wide as the events topic; retention is the cluster's default (a replica taking a
+    // partition over reads back the matches of the longest timespan plus the lateness).
+    ingest::TopicSpec spec;
+    spec.name = config.correlation_repartition_topic;
+    spec.partitions_like = config.topic;
+    spec.configs = {{"cleanup.policy", "delete"}};
+    auto n = ingest::ensure_topic(brokers, config.kafka_properties, spec);
+    if (!n) return fail(n.status());
+    spdlog::info("correlation across partitions through topic {} ({} partitions)",
+                 config.correlation_repartition_topic, *n);
+  }
   const ingest::PipelineOptions po = pipeline_options(config, brokers);
   auto pipeline = ingest::Pipeline::create(po, active, **store, metrics, clock);
   if (!pipeline) return fail(pipeline.status());

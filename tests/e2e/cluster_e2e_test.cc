@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "e2e_support.h"
+#include "vigil/core/time.h"
 
 namespace vigil::e2e {
 namespace {
@@ -49,18 +50,18 @@ class ClusterTest : public VigildFixture {
     for (int j = 0; j < kReplicas; ++j)
       peers += (j ? "," : "") + name(j) + "=http://127.0.0.1:" + std::to_string(ports_[j]);
     listen_ = "127.0.0.1:" + std::to_string(ports_[i]);
-    const uint16_t port = start(
-        procs_[i],
-        {"--kafka-brokers", brokers_, "--group-instance-id", name(i), "--cluster-self", name(i),
-         "--cluster-peers", peers, "--cluster-cursor-key-file", (dir_ / "cursor-key").string(),
-         // The simulated events are dated at a fixed day, which retention by age would
-         // drop a minute after start once the calendar is 7 days past it.
-         "--events-max-age", "0",
-         // Three replicas, the broker and the test share two cores (and ASan in CI).
-         "--cluster-peer-timeout", "30s",
-         // A bundle pushed for a dry run is stored, not rolled out.
-         "--rollout-policy", "pinned"},
-        "data-" + std::to_string(i));
+    std::vector<std::string> args = {
+        "--kafka-brokers", brokers_, "--group-instance-id", name(i), "--cluster-self", name(i),
+        "--cluster-peers", peers, "--cluster-cursor-key-file", (dir_ / "cursor-key").string(),
+        // The simulated events are dated at a fixed day, which retention by age would
+        // drop a minute after start once the calendar is 7 days past it.
+        "--events-max-age", "0",
+        // Three replicas, the broker and the test share two cores (and ASan in CI).
+        "--cluster-peer-timeout", "30s",
+        // A bundle pushed for a dry run is stored, not rolled out.
+        "--rollout-policy", "pinned"};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    const uint16_t port = start(procs_[i], args, "data-" + std::to_string(i));
     ASSERT_EQ(port, ports_[i]) << log(runs_);
     run_of_[i] = runs_;
     ASSERT_TRUE(
@@ -163,6 +164,18 @@ class ClusterTest : public VigildFixture {
     EXPECT_EQ(alerts(ports_[i]).size(), expected.size()) << name(i) << ": an alert twice";
   }
 
+  // The events topic's partitions the replicas of a deployment-wide /api/v1/stats hold (the
+  // repartition topic's are listed too).
+  static size_t events_partitions(const rapidjson::Document& stats) {
+    size_t n = 0;
+    if (!stats.IsObject() || !stats.HasMember("replicas")) return 0;
+    for (const auto& rep : stats["replicas"].GetArray())
+      for (const auto& p : rep["partitions"].GetArray())
+        n += p.HasMember("topic") && std::string(p["topic"].GetString()) == "vigil.events";
+    return n;
+  }
+
+  std::vector<std::string> extra_args_;  // for every replica
   std::string brokers_;
   uint16_t ports_[kReplicas] = {};
   int run_of_[kReplicas] = {};
@@ -331,11 +344,7 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
         auto s = api_get(ports_[0], "/api/v1/stats");
         rapidjson::Document d;
         d.Parse(s.body.c_str());
-        size_t partitions = 0;
-        if (s.status == 200 && d.HasMember("replicas")) {
-          for (const auto& rep : d["replicas"].GetArray()) partitions += rep["partitions"].Size();
-        }
-        return partitions == 6;
+        return s.status == 200 && events_partitions(d) == 6;
       },
       60s))
       << api_get(ports_[0], "/api/v1/stats").body;
@@ -360,6 +369,143 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
       << back.status << " " << back.error;
   ASSERT_NO_FATAL_FAILURE(expect_alerts(2, expected));
   EXPECT_EQ(alert_ids(ports_[2], 1000), alert_ids(ports_[0], 1000));
+}
+
+// A logon rule (its own alerts too: generate) and two correlations grouped by user, while
+// the events are keyed (and partitioned) by host: each user's logons reach every replica, and the
+// matches meet in the repartition topic's partition of the user.
+constexpr char kLogonRules[] = R"(title: E2E logon
+id: 7c1f3a52-0d1e-4b7a-9a51-6f1e2d3c4b5a
+name: e2e_logon
+status: test
+level: low
+logsource: {product: linux, category: process_creation}
+detection:
+  sel:
+    Image|endswith: /e2e-logon
+  condition: sel
+---
+title: E2E many logons of one user
+id: 0a9d6c1e-52f4-4f0b-8d3e-1c2b3a4d5e6f
+status: test
+level: high
+correlation:
+  type: event_count
+  rules: [e2e_logon]
+  group-by: [User]
+  timespan: 1h
+  condition: {gte: 4}
+  generate: true
+---
+title: E2E one user on many hosts
+id: 5b6c7d8e-9f01-4a2b-8c3d-4e5f6a7b8c9d
+status: test
+level: high
+correlation:
+  type: value_count
+  rules: [e2e_logon]
+  group-by: [User]
+  timespan: 1h
+  condition: {field: Hostname, gte: 4}
+  generate: true
+)";
+
+TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughAKill) {
+  Broker broker(6);
+  ASSERT_FALSE(broker.bootstrap().empty());
+  brokers_ = broker.bootstrap();
+  fs::create_directories(dir_ / "corr-rules");
+  std::ofstream(dir_ / "corr-rules" / "logons.yml") << kLogonRules;
+  extra_args_ = {"--rules", (dir_ / "corr-rules").string()};
+  for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(start_replica(i));
+  ASSERT_TRUE(wait_for(
+      [&] {
+        auto r = api_get(ports_[0], "/api/v1/stats");
+        rapidjson::Document d;
+        d.Parse(r.body.c_str());
+        if (r.status != 200 || !d.HasMember("replicas") || d["replicas"].Size() != kReplicas)
+          return false;
+        for (const auto& rep : d["replicas"].GetArray())
+          if (rep["partitions"].Empty()) return false;
+        return events_partitions(d) == 6;
+      },
+      60s))
+      << api_get(ports_[0], "/api/v1/stats").body;
+
+  constexpr int kUsers = 12;
+  const TimeMs t0 = SystemClock::instance().now_ms();
+  int sent = 0;
+  // One logon of every user on each host of [from, to), keyed by host.
+  auto logons = [&](int from, int to) {
+    const fs::path file = dir_ / "logons.txt";
+    std::ofstream out(file);
+    for (int h = from; h < to; ++h) {
+      for (int u = 0; u < kUsers; ++u) {
+        out << "host-" << h << "|{\"@timestamp\":\"" << format_rfc3339(t0 + sent++)
+            << "\",\"logsource\":{\"product\":\"linux\",\"category\":\"process_creation\"},"
+            << "\"Image\":\"/usr/bin/e2e-logon\",\"User\":\"user-" << u << "\",\"Hostname\":\"host-"
+            << h << "\"}\n";
+      }
+    }
+    out.close();
+    std::string output;
+    const int rc = test::run_command(std::string(KCAT_PATH) + " -P -K '|' -b " + brokers_ +
+                                         " -t vigil.events -l " + file.string() + " 2>&1",
+                                     &output);
+    ASSERT_EQ(rc, 0) << output;
+  };
+  // The correlation alerts replica i lists: rule id -> count.
+  auto correlation_alerts = [&](int i) {
+    std::map<std::string, int> n;
+    for (const auto& [rule, test_id] : alerts(ports_[i]))
+      if (rule != "7c1f3a52-0d1e-4b7a-9a51-6f1e2d3c4b5a") ++n[rule];
+    return n;
+  };
+  const std::map<std::string, int> expected = {{"0a9d6c1e-52f4-4f0b-8d3e-1c2b3a4d5e6f", kUsers},
+                                               {"5b6c7d8e-9f01-4a2b-8c3d-4e5f6a7b8c9d", kUsers}};
+
+  // Two logons of every user on two hosts: no group has fired.
+  ASSERT_NO_FATAL_FAILURE(logons(0, 2));
+  ASSERT_TRUE(
+      wait_for([&] { return alerts(ports_[0]).size() >= static_cast<size_t>(2 * kUsers); }, 60s));
+  std::this_thread::sleep_for(2s);  // the matches reach their windows
+  EXPECT_TRUE(correlation_alerts(0).empty());
+
+  // A replica is killed with its windows; its partitions move to the two others, which
+  // rebuild the windows from the repartition topic.
+  procs_[2]->signal(SIGKILL);
+  procs_[2]->wait(10s);
+  ASSERT_TRUE(wait_for(
+      [&] {
+        auto s = api_get(ports_[0], "/api/v1/stats");
+        rapidjson::Document d;
+        d.Parse(s.body.c_str());
+        return s.status == 200 && events_partitions(d) == 6;
+      },
+      60s))
+      << api_get(ports_[0], "/api/v1/stats").body;
+  // Two more hosts each: four logons on four hosts: both correlations fire for every user.
+  ASSERT_NO_FATAL_FAILURE(logons(2, 4));
+  std::map<std::string, int> got;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        got = correlation_alerts(0);
+        return got == expected;
+      },
+      90s))
+      << got.size() << "\n"
+      << log(run_of_[0]);
+
+  // Back again (a rebalance): a fifth logon opens new windows, nothing fires twice.
+  ASSERT_NO_FATAL_FAILURE(start_replica(2));
+  ASSERT_NO_FATAL_FAILURE(logons(4, 5));
+  ASSERT_TRUE(wait_for(
+      [&] { return alerts(ports_[2]).size() >= static_cast<size_t>(5 * kUsers + 2 * kUsers); },
+      90s))
+      << alerts(ports_[2]).size() << "\n"
+      << log(run_of_[2]);
+  std::this_thread::sleep_for(3s);
+  for (int i = 0; i < kReplicas; ++i) EXPECT_EQ(correlation_alerts(i), expected) << name(i);
 }
 
 }  // namespace
