@@ -210,6 +210,41 @@ TEST(ServerFlags, ClusterModeFromTheFileAndFlags) {
   EXPECT_NE(typo.status().message().find("unknown key 'peer_timout'"), std::string::npos);
 }
 
+TEST(ServerFlags, CorrelationAcrossPartitionsIsOnInClusterModeAndConfigurable) {
+  test::TempDir dir{"config"};
+  const std::string file = dir / "vigild.yml";
+  const std::vector<std::string> cluster = {
+      "--cluster-peers", "a=http://h:1", "--cluster-self", "a", "--cluster-cursor-key-file", "k"};
+  auto single = resolve({});
+  ASSERT_TRUE(single);
+  EXPECT_EQ(single->correlation_repartition_topic, "");
+  auto clustered = resolve(cluster);
+  ASSERT_TRUE(clustered) << clustered.status().to_string();
+  EXPECT_EQ(clustered->correlation_repartition_topic, "vigil.events.correlation");
+  EXPECT_EQ(clustered->correlation_max_lateness_ms, 3600000);
+  auto off = cluster;
+  off.insert(off.end(), {"--correlation-repartition-topic", "off"});
+  EXPECT_EQ(resolve(off)->correlation_repartition_topic, "");
+
+  std::ofstream(file) << "correlation:\n  repartition_topic: corr\n  partition_key: [Computer]\n"
+                         "  max_lateness: 10m\n";
+  auto c = resolve({"--config", file});
+  ASSERT_TRUE(c) << c.status().to_string();
+  EXPECT_EQ(c->correlation_repartition_topic, "corr");
+  EXPECT_EQ(c->correlation_partition_key, std::vector<std::string>{"Computer"});
+  EXPECT_EQ(c->correlation_max_lateness_ms, 600000);
+
+  for (const auto& [text, why] : std::vector<std::pair<std::string, std::string>>{
+           {"correlation: {repartition_topic: vigil.events}\n", "a topic of its own"},
+           {"correlation: {max_lateness: soon}\n", "max_lateness must be a duration"},
+           {"correlation: {partition: [x]}\n", "unknown key 'partition'"}}) {
+    std::ofstream(file) << text;
+    auto r = resolve({"--config", file});
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(ServerFlags, KafkaPropertiesFromAFileFollowTheInlineOnes) {
   test::TempDir dir{"config"};
   const std::string props = dir / "kafka.properties";

@@ -10,6 +10,7 @@
 
 #include "support/full_disk.h"
 #include "support/temp_dir.h"
+#include "vigil/ingest/correlation_hit.h"
 
 namespace vigil::ingest {
 namespace {
@@ -59,7 +60,8 @@ class ShardWorkerTest : public ::testing::Test {
   }
   // A worker whose rules are r-a (name rule_a) and c-1: three r-a matches from one host
   // within 10 minutes. The store is reopened on the same directory, on `fs` if given.
-  void build_correlating(std::shared_ptr<rocksdb::FileSystem> fs = nullptr) {
+  void build_correlating(std::shared_ptr<rocksdb::FileSystem> fs = nullptr,
+                         const ShardOptions& options = {}) {
     worker_.reset();
     store_.reset();
     store::StoreOptions so;
@@ -85,7 +87,7 @@ class ShardWorkerTest : public ::testing::Test {
     auto rs = match::RuleSet::compile(rules, *m, report);
     ASSERT_TRUE(rs);
     ASSERT_EQ((*rs)->correlations().size(), 1u);
-    auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, {});
+    auto w = ShardWorker::create(*rs, *store_, metrics_, clock_, options);
     ASSERT_TRUE(w);
     worker_ = std::move(*w);
     worker_->set_cluster_id("c1");
@@ -405,6 +407,65 @@ TEST_F(ShardWorkerTest, KeepsEventsAsConfiguredWithTheirAlertsTimeAndLevels) {
   EXPECT_TRUE(store_->query_alerts(q)->alerts.empty());
 }
 
+// Cluster mode: a correlation not grouped by the partition key is fed through the
+// repartition topic; its matches leave in the outbox and come back as that topic's messages.
+TEST_F(ShardWorkerTest, RepartitionedMatchesLeaveThroughTheOutboxAndCountOnce) {
+  ShardOptions so;
+  so.repartition_topic = "rp";
+  build_correlating(nullptr, so);
+  ASSERT_TRUE(worker_->reload_partition("rp", 0).is_ok());
+  // Three matches of h1 on two partitions: none is judged here.
+  const std::vector<std::string> p = {correlated_event(0, "h1"), correlated_event(1, "h1"),
+                                      correlated_event(2, "h1")};
+  std::vector<MessageView> events = {
+      {"events", 0, 10, -1, p[0]}, {"events", 1, 20, -1, p[1]}, {"events", 0, 11, -1, p[2]}};
+  auto r = worker_->process(events);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->correlation_hits, 3u);
+  EXPECT_TRUE(correlation_alerts().empty());
+  auto outbox = store_->read_outbox("", 100);
+  ASSERT_TRUE(outbox);
+  std::vector<std::string> records, keys;
+  for (const auto& e : *outbox) {
+    if (e.record.kind != store::OutboxRecord::Kind::kCorrelationHit) continue;
+    records.push_back(e.record.value);
+    keys.push_back(e.record.message_key);
+  }
+  ASSERT_EQ(records.size(), 3u);
+  for (const auto& k : keys) EXPECT_EQ(k, std::string("c-1\x1f") + "h1");
+  // Back through the topic: the third fires; the same records again (a publisher's repeat)
+  // count once; a record that does not parse is counted.
+  std::vector<MessageView> hits;
+  for (size_t i = 0; i < records.size(); ++i)
+    hits.push_back({"rp", 0, static_cast<int64_t>(i), -1, records[i]});
+  ASSERT_TRUE(worker_->process(hits));
+  EXPECT_EQ(correlation_alerts().size(), 1u);
+  hits.clear();
+  for (size_t i = 0; i < records.size(); ++i)
+    hits.push_back({"rp", 0, static_cast<int64_t>(3 + i), -1, records[i]});
+  hits.push_back({"rp", 0, 6, -1, "{nope"});
+  build_correlating(nullptr, so);  // a restart between: the seen matches are in the store
+  ASSERT_TRUE(worker_->reload_partition("rp", 0).is_ok());
+  ASSERT_TRUE(worker_->process(hits));
+  EXPECT_EQ(correlation_alerts().size(), 1u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_correlation_hits_total", {{"outcome", "observed"}}), 3u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_correlation_hits_total", {{"outcome", "duplicate"}}), 3u);
+  EXPECT_EQ(metrics_.counter_sum("vigil_correlation_hits_total", {{"outcome", "invalid"}}), 1u);
+  EXPECT_EQ(*store_->next_offset("c1/rp", 0), 7);
+
+  // Grouped by the partition key (host): the local path, nothing queued.
+  so.partition_key_fields = {"host"};
+  build_correlating(nullptr, so);
+  const std::vector<std::string> q = {correlated_event(3, "h2"), correlated_event(4, "h2"),
+                                      correlated_event(5, "h2")};
+  events = {{"events", 2, 0, -1, q[0]}, {"events", 2, 1, -1, q[1]}, {"events", 2, 2, -1, q[2]}};
+  ASSERT_TRUE(worker_->reload_partition("events", 2).is_ok());
+  r = worker_->process(events);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->correlation_hits, 0u);
+  EXPECT_EQ(correlation_alerts().size(), 2u);
+}
+
 TEST_F(ShardWorkerTest, CorrelationWindowsPersistWithTheirBatchAndSurviveARestart) {
   // Three matches of rule r-a from one host within 10 minutes make a correlation alert.
   auto build = [&] { build_correlating(); };
@@ -492,6 +553,48 @@ TEST_F(ShardWorkerTest, AFailedWriteLeavesCorrelationWindowsAsBeforeTheBatch) {
   const std::string more[] = {correlated_event(5, "h1")};
   ASSERT_TRUE(worker_->process(std::vector<MessageView>{{"events", 0, 5, -1, more[0]}}));
   EXPECT_EQ(correlation_alerts().size(), 2u);
+}
+
+}  // namespace
+}  // namespace vigil::ingest
+
+namespace vigil::ingest {
+namespace {
+
+TEST(CorrelationHitTest, ReadsBackWhatItWritesAndRefusesWhatIsNotOne) {
+  CorrelationHitRecord h;
+  h.id = store::AlertId::derive("c/events", 1, 2, "x").hex();
+  h.correlation = "c-1";
+  h.rule = "r-a";
+  h.base = 2;
+  h.group = std::string("alice\x1f") + "10.0.0.1\x1f" + "\xc3\xa9";
+  h.value = "v \"q\"";
+  h.time = -5;
+  h.ref = "ref";
+  auto back = decode_correlation_hit(encode_correlation_hit(h));
+  ASSERT_TRUE(back) << back.status().to_string();
+  EXPECT_EQ(back->id, h.id);
+  EXPECT_EQ(back->group, h.group);
+  EXPECT_EQ(back->value, h.value);
+  EXPECT_EQ(back->time, h.time);
+  EXPECT_EQ(back->base, 2u);
+  EXPECT_EQ(back->ref, h.ref);
+  EXPECT_EQ(correlation_hit_key("c-1", "alice"), std::string("c-1\x1f") + "alice");
+  const std::string good = encode_correlation_hit(h);
+  auto without = [&](const std::string& key) {
+    std::string s = good;
+    const size_t at = s.find("\"" + key + "\":");
+    const size_t end = s.find(",\"", at + 1);
+    return s.erase(at, end - at + 1);
+  };
+  for (const std::string& bad :
+       {std::string("{"), std::string("[]"), std::string("null"), without("id"),
+        without("correlation"), without("rule"), without("base"), without("time"), without("group"),
+        std::string(R"({"v":2})"),
+        good.substr(0, good.find("\"group\"")) + R"("group":[],"time":1})",
+        good.substr(0, good.find("\"group\"")) + R"("group":[1],"time":1})"}) {
+    EXPECT_FALSE(decode_correlation_hit(bad)) << bad;
+  }
 }
 
 }  // namespace

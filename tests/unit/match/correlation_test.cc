@@ -89,6 +89,7 @@ class Harness {
     auto matcher = Matcher::create(set);
     EXPECT_TRUE(matcher);
     Correlator correlator(set);
+    if (remote) correlator.set_remote(std::vector<bool>(set->correlations().size(), true));
     EventParser parser;
     Event event;
     std::vector<uint32_t> hits;
@@ -105,6 +106,28 @@ class Harness {
       correlator.advance(events[i].t, fired);
       drain();
       for (uint32_t r : hits) correlator.observe(r, event, events[i].t, std::to_string(i), fired);
+      if (remote) {
+        // As the repartition topic carries them: group values and the counted value computed
+        // where the event was, the window fed elsewhere.
+        for (uint32_t r : hits) {
+          for (uint32_t c : set->correlations_of(r)) {
+            const CompiledCorrelation& cc = set->correlations()[c];
+            for (uint32_t b = 0; b < cc.bases.size(); ++b) {
+              if (cc.bases[b] != r) continue;
+              std::string values;
+              Correlator::append_group_values(cc, b, event, values);
+              std::string value;
+              if (cc.spec.type == Correlation::Type::kValueCount) {
+                const FieldValue& v = event.field(cc.value_slots[b]);
+                if (!v.present()) continue;
+                value.assign(v.text);
+              }
+              correlator.observe_hit(c, b, values, value, events[i].t, std::to_string(i), fired,
+                                     "scope");
+            }
+          }
+        }
+      }
       for (uint32_t r : hits) {
         if (set->rules()[r].emit) out.emplace_back(i, set->rules()[r].id);
       }
@@ -123,6 +146,7 @@ class Harness {
   CompileReport report;
   std::shared_ptr<const RuleSet> set;
   std::string error;
+  bool remote = false;  // every correlation fed through observe_hit(), as cluster mode does
 };
 
 Ev fail(TimeMs t, const std::string& user, const std::string& host = "h1") {
@@ -373,6 +397,55 @@ TEST(CorrelationTest, WindowsSurviveAnEncodeAndRestore) {
   ASSERT_EQ(fired.size(), 1u);
   EXPECT_EQ(fired[0].refs, (std::vector<std::string>{"a0", "a1", "a2"}));
   EXPECT_EQ(fired[0].value, 3);
+}
+
+}  // namespace
+}  // namespace vigil::match
+
+namespace vigil::match {
+namespace {
+
+// Cluster mode feeds correlations with matches computed elsewhere (the repartition topic):
+// the windows judge them exactly as they judge matches observed here.
+TEST(CorrelationTest, MatchesFedFromElsewhereAreJudgedAsLocalOnes) {
+  const std::vector<Ev> events = {
+      fail(0, "alice"),          fail(1 * kMin, "alice"),    fail(2 * kMin, "bob", "h2"),
+      fail(4 * kMin, "alice"),   fail(5 * kMin, "bob"),      success(5 * kMin + 1, "bob"),
+      fail(6 * kMin, "c", "h2"), fail(7 * kMin, "alice"),    fail(8 * kMin, "alice"),
+      fail(8 * kMin, "d", "h2"), success(9 * kMin, "alice"), proc(9 * kMin, "h1")};
+  for (const char* correlation : {kBruteForce, R"(title: Spray
+id: corr-spray
+correlation:
+  type: value_count
+  rules: [base-failed]
+  group-by: [host]
+  timespan: 10m
+  condition: {gte: 3, field: user}
+)",
+                                  R"(title: Failed then success
+id: corr-fs
+correlation:
+  type: temporal_ordered
+  rules: [failed_logon, successful_logon]
+  group-by: [user]
+  timespan: 10m
+)",
+                                  R"(title: Few
+id: corr-few
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [host]
+  timespan: 3m
+  condition: {lt: 2}
+)"}) {
+    Harness local(correlation), remote(correlation);
+    ASSERT_TRUE(local.error.empty()) << local.error;
+    remote.remote = true;
+    const Lines expected = local.correlations_only(events);
+    EXPECT_FALSE(expected.empty()) << correlation;
+    EXPECT_EQ(remote.correlations_only(events), expected) << correlation;
+  }
 }
 
 }  // namespace

@@ -23,6 +23,10 @@
 //                   partition:u32 | offset:u64 -> len:u16 stream | raw event, are read as well)
 //   outbox          time:u64 | record_id:16               -> OutboxRecord (see encode_outbox)
 //   state           scope | 0x00 | correlation id | 0x00 | group -> encoded correlation window
+//                   scope | 0x01 | time:u64 (sign flipped) | hit id -> "" (a repartitioned
+//                   match seen: counted once; ingest/src/shard_worker_repartition.cc)
+//                   scope | 0x02                                -> time:u64: seen entries
+//                   before it dropped
 //                                                            (match::Correlator::encode)
 //   meta            "format"                              -> "vigil-store-3"
 //                   "offset/" stream | 0x00 | partition:u32 -> next offset to read:u64
