@@ -277,6 +277,7 @@ Status load_config_file(const std::string& path, Config& c, bool read_files) {
       }
     }
     if (doc["mapping"]) c.mapping = doc["mapping"].as<std::string>();
+    if (doc["rule_cache"]) c.rule_cache = doc["rule_cache"].as<std::string>();
     if (doc["rules_watch"]) {
       const auto text = doc["rules_watch"].as<std::string>();
       auto d = parse_age(text);
@@ -410,6 +411,8 @@ ServerFlags::ServerFlags(CLI::App& cli) {
   add(cli, "--listen", &Config::listen, "API address host:port (port 0: any free port)");
   add(cli, "--rules", &Config::rules, "Sigma rule files or directories (repeatable)");
   add(cli, "--mapping", &Config::mapping, "Field mapping YAML (rules/mappings/*.yml)");
+  add(cli, "--rule-cache", &Config::rule_cache,
+      "Directory of compiled rule databases (default <data-dir>/rule-cache; \"off\": none)");
   add_age(cli, "--rules-watch", &Config::rules_watch_ms,
           "Submit the rules again as a bundle when their files change, looking this often "
           "(e.g. 10s; 0: only at start)");
@@ -515,6 +518,8 @@ Expected<Config> ServerFlags::resolve(bool read_files) const {
           "cluster.mirror_alerts needs kafka.alerts_format vigil: the replicas read each other's "
           "alerts from the alerts topic (other formats can go to outputs)");
   }
+  if (c.rule_cache.empty()) c.rule_cache = c.data_dir + "/rule-cache";
+  if (c.rule_cache == "off") c.rule_cache.clear();
   if (c.correlation_repartition_topic.empty() && c.clustered())
     c.correlation_repartition_topic = c.topic + ".correlation";
   if (c.correlation_repartition_topic == "off") c.correlation_repartition_topic.clear();

@@ -19,6 +19,8 @@
 //   listen: 127.0.0.1:8080
 //   rules: [rules/sigma]
 //   mapping: rules/mappings/vigil-sensor.yml
+//   rule_cache: ""                   # compiled rule databases kept here, loaded at the next start
+//                                    # ("": <data_dir>/rule-cache; "off": compiled every time)
 //   rules_watch: 0                   # every this long, submit the rules and mapping again as
 //                                    # a bundle when their files changed (e.g. 10s; 0: only at
 //                                    # start)
@@ -167,6 +169,9 @@ struct Config {
   std::string cluster_peer_ca_file;
   std::string cluster_cursor_key_file;
   bool cluster_mirror_alerts = true;
+  // Compiled Hyperscan databases kept on disk (match/database_cache.h): "" (default)
+  // <data_dir>/rule-cache, "off" none.
+  std::string rule_cache;
   // Correlation across partitions: "" (default) is the repartition topic
   // "<kafka.topic>.correlation" in cluster mode and off otherwise; "off" turns it off.
   std::string correlation_repartition_topic;

@@ -31,6 +31,7 @@
 #include "vigil/ingest/rollout.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/bundle.h"
+#include "vigil/match/database_cache.h"
 #include "vigil/match/ruleset.h"
 #include "vigil/output/output_set.h"
 #include "vigil/store/retention.h"
@@ -285,6 +286,13 @@ void print_banner(const Banner& b) {
               b.mapping_name.c_str(), b.config.rollout_policy.c_str());
   if (!b.config.select.is_default())
     std::printf("  rule selection: %s\n", b.config.select.describe().c_str());
+  {
+    const auto st = match::DatabaseCache::stats();
+    std::printf("  rule databases: %llu loaded from %s in %.2f s, %llu compiled in %.2f s\n",
+                static_cast<unsigned long long>(st.hits),
+                b.config.rule_cache.empty() ? "(no cache)" : b.config.rule_cache.c_str(),
+                st.load_seconds, static_cast<unsigned long long>(st.misses), st.compile_seconds);
+  }
   if (!b.notice.empty()) std::printf("  NOTICE: %s\n", b.notice.c_str());
   std::printf("  data: %s\n", b.config.data_dir.c_str());
   if (!b.generated_token.empty()) {
@@ -424,6 +432,10 @@ int main(int argc, char** argv) {
   const store::StoreOptions so = store_options(config);
   auto store = store::Store::open(so);
   if (!store) return fail(store.status());
+  // Compiled rule databases from earlier starts (after the store: the cache may live in its
+  // directory, which the store wants to find as it left it).
+  if (auto s = match::DatabaseCache::configure(config.rule_cache); !s)
+    spdlog::warn("rule cache off: {}", s.to_string());
 
   // API tokens: a file and/or VIGIL_API_TOKENS; with neither, an admin token kept in the
   // data directory (made at first start) so that `make run` works at once.

@@ -10,6 +10,7 @@
 
 #include "compiler.h"
 #include "patterns.h"
+#include "vigil/match/database_cache.h"
 
 namespace vigil::match {
 
@@ -134,7 +135,7 @@ Status RuleSetCompiler::place_patterns() {
     if (lazy_[pat]) {
       hs_compile_error_t* err = nullptr;
       hs_database_t* db = nullptr;
-      if (hs_compile(def.regex.c_str(), def.flags, HS_MODE_BLOCK, nullptr, &db, &err) !=
+      if (DatabaseCache::compile(def.regex.c_str(), def.flags, HS_MODE_BLOCK, &db, &err) !=
           HS_SUCCESS) {
         const std::string msg = err ? err->message : "unknown error";
         hs_free_compile_error(err);
@@ -236,9 +237,9 @@ Status RuleSetCompiler::compile_databases() {
         exprs.push_back(patterns_[regex_pattern_[id]].regex.c_str());
         flags.push_back(patterns_[regex_pattern_[id]].flags);
       }
-      if (hs_compile_multi(exprs.data(), flags.data(), it->second.data(),
-                           static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
-                           &database.db, &err) != HS_SUCCESS) {
+      if (DatabaseCache::compile_multi(exprs.data(), flags.data(), it->second.data(),
+                                       static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK,
+                                       &database.db, &err) != HS_SUCCESS) {
         return failed();
       }
     }
@@ -251,9 +252,10 @@ Status RuleSetCompiler::compile_databases() {
         lengths.push_back(literals_[id].size());
         flags.push_back(literal_flags_[id]);
       }
-      if (hs_compile_lit_multi(exprs.data(), flags.data(), it->second.data(), lengths.data(),
-                               static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
-                               &database.literal_db, &err) != HS_SUCCESS) {
+      if (DatabaseCache::compile_lit_multi(exprs.data(), flags.data(), it->second.data(),
+                                           lengths.data(), static_cast<unsigned>(exprs.size()),
+                                           HS_MODE_BLOCK, &database.literal_db,
+                                           &err) != HS_SUCCESS) {
         return failed();
       }
     }
@@ -278,9 +280,10 @@ Status RuleSetCompiler::compile_lazy_fields() {
       flags.push_back(literal_flags_[id]);
     }
     hs_compile_error_t* err = nullptr;
-    if (hs_compile_lit_multi(exprs.data(), flags.data(), lazy_field_ids_[f].data(), lengths.data(),
-                             static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
-                             &c_.lazy_fields[f].db, &err) != HS_SUCCESS) {
+    if (DatabaseCache::compile_lit_multi(exprs.data(), flags.data(), lazy_field_ids_[f].data(),
+                                         lengths.data(), static_cast<unsigned>(exprs.size()),
+                                         HS_MODE_BLOCK, &c_.lazy_fields[f].db,
+                                         &err) != HS_SUCCESS) {
       const std::string msg = err ? err->message : "unknown error";
       hs_free_compile_error(err);
       const uint32_t slot = c_.lazy_fields[f].slot;
