@@ -15,9 +15,10 @@ DIR=$(mktemp -d /tmp/vigil-rule-cache-bench.XXXXXX)  # XXXXXX: mktemp's template
 trap 'rm -rf "$DIR"' EXIT
 
 run() {  # $1: cold|warm
-  local out
-  out=$( { /usr/bin/time -f "%e %U" env VIGIL_RULE_CACHE="$DIR/cache" "$BUILD/app/vigil" rules check "$RULES" >"$DIR/out" 2>/dev/null || true; } 2>&1 )
-  printf '%-5s wall %6.2f s  user %6.2f s  %s\n' "$1" ${out} "$(grep '^Hyperscan databases' "$DIR/out")"
+  /usr/bin/time -o "$DIR/time" -f "%e %U" env VIGIL_RULE_CACHE="$DIR/cache" \
+    "$BUILD/app/vigil" rules check "$RULES" >"$DIR/out" 2>/dev/null || true
+  printf '%-5s wall %6.2f s  user %6.2f s  %s\n' "$1" $(tail -1 "$DIR/time") \
+    "$(grep '^Hyperscan databases' "$DIR/out")"
 }
 for ((i = 0; i < ROUNDS; ++i)); do
   rm -rf "$DIR/cache"

@@ -84,6 +84,8 @@ std::string describe_rule_cache() {
                 static_cast<unsigned long long>(st.misses), st.compile_seconds);
   std::string out = buf;
   if (st.rejected) out += " (" + std::to_string(st.rejected) + " damaged entries rebuilt)";
+  out += "; pattern checks: " + std::to_string(st.checks_remembered) + " remembered, " +
+         std::to_string(st.checks_made) + " made";
   out += dir.empty() ? " (rule cache off)" : " (" + dir + ")";
   return out;
 }
@@ -178,6 +180,10 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
     w.Double(cache.compile_seconds);
     w.Key("rebuilt");
     w.Uint64(cache.rejected);
+    w.Key("pattern_checks_remembered");
+    w.Uint64(cache.checks_remembered);
+    w.Key("pattern_checks_made");
+    w.Uint64(cache.checks_made);
     w.Key("cache");
     write_str(w, match::DatabaseCache::directory());
     w.EndObject();

@@ -11,6 +11,7 @@
 
 #include "compiler.h"
 #include "patterns.h"
+#include "vigil/match/database_cache.h"
 
 namespace vigil::match {
 
@@ -275,10 +276,17 @@ Expected<std::vector<bool>> RuleSetCompiler::check_patterns(const SigmaRule& rul
     check_key += std::to_string(hs_flags(p));
     auto checked_it = checked_patterns_.find(check_key);
     if (checked_it == checked_patterns_.end()) {
-      checked_it = checked_patterns_.emplace(std::move(check_key), check_pattern(p)).first;
+      checked_it =
+          checked_patterns_
+              .emplace(std::move(check_key),
+                       DatabaseCache::check_pattern(
+                           p.regex, hs_flags(p), [&p] { return vigil::match::check_pattern(p); }))
+              .first;
     }
     const Expected<bool>& mode = checked_it->second;
-    if (!mode) return Status(mode.status().code(), rule.source + ": " + mode.status().message());
+    if (!mode)
+      return Status(mode.status().code(),
+                    rule.source + ": field '" + p.field + "': " + mode.status().message());
     needs_prefilter[i] = *mode;
   }
   return needs_prefilter;

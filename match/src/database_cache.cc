@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 namespace vigil::match {
@@ -28,8 +29,16 @@ struct Config {
   std::mutex mu;
   std::string dir;
   uint64_t max_bytes = 0;
+  uint64_t bytes = 0;  // the entries' total, as of the last scan plus what was written since
   DatabaseCacheStats stats;
+  // Pattern checks: key -> ('0' as is | '1' prefilter | 'U' unsupported, message).
+  bool checks_loaded = false;
+  std::unordered_map<std::string, std::pair<char, std::string>> checks;
+  int checks_fd = -1;  // appended to, opened at the first new check
 };
+
+constexpr char kChecksFile[] = "pattern-checks";
+constexpr uint64_t kMaxChecksBytes = 64 << 20;
 
 Config& config() {
   static Config c;
@@ -136,8 +145,8 @@ hs_database_t* load(const fs::path& path, const std::string& key) {
   return db;
 }
 
-// Removes the least recently used entries past the size bound.
-void prune(const fs::path& dir, uint64_t max_bytes) {
+// Removes the least recently used entries past the size bound; returns what is left.
+uint64_t prune(const fs::path& dir, uint64_t max_bytes) {
   std::error_code ec;
   std::vector<std::pair<fs::file_time_type, std::pair<fs::path, uint64_t>>> entries;
   uint64_t total = 0;
@@ -148,16 +157,17 @@ void prune(const fs::path& dir, uint64_t max_bytes) {
     total += size;
     entries.push_back({e.last_write_time(ec), {e.path(), size}});
   }
-  if (total <= max_bytes) return;
+  if (total <= max_bytes) return total;
   std::sort(entries.begin(), entries.end());
   for (const auto& [time, entry] : entries) {
     if (total <= max_bytes) break;
     if (fs::remove(entry.first, ec)) total -= entry.second;
   }
+  return total;
 }
 
 void store(const fs::path& dir, const fs::path& path, const std::string& key,
-           const hs_database_t* db, uint64_t max_bytes) {
+           const hs_database_t* db) {
   char* bytes = nullptr;
   size_t length = 0;
   if (hs_serialize_database(db, &bytes, &length) != HS_SUCCESS) return;
@@ -187,7 +197,11 @@ void store(const fs::path& dir, const fs::path& path, const std::string& key,
     fs::remove(tmp, ec);
     return;
   }
-  prune(dir, max_bytes);
+  // The directory is scanned only when the running total passes the bound.
+  Config& c = config();
+  std::lock_guard lock(c.mu);
+  c.bytes += data.size();
+  if (c.bytes > c.max_bytes) c.bytes = prune(dir, c.max_bytes);
 }
 
 // Looks `kb`'s key up; on a miss runs `compile` and stores its database.
@@ -195,11 +209,9 @@ template <typename Compile>
 hs_error_t through_cache(KeyBuilder& kb, hs_database_t** db, Compile&& compile) {
   Config& c = config();
   std::string dir;
-  uint64_t max_bytes = 0;
   {
     std::lock_guard lock(c.mu);
     dir = c.dir;
-    max_bytes = c.max_bytes;
   }
   const auto t0 = std::chrono::steady_clock::now();
   if (dir.empty()) {
@@ -225,11 +237,116 @@ hs_error_t through_cache(KeyBuilder& kb, hs_database_t** db, Compile&& compile) 
     c.stats.compile_seconds += seconds_since(t1);
     ++c.stats.misses;
   }
-  if (e == HS_SUCCESS && *db) store(dir, path, key, *db, max_bytes);
+  if (e == HS_SUCCESS && *db) store(dir, path, key, *db);
   return e;
 }
 
+std::string escape_line(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '\\') {
+      out += "\\\\";
+    } else if (ch == '\n') {
+      out += "\\n";
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string unescape_line(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      out += s[i + 1] == 'n' ? '\n' : s[i + 1];
+      ++i;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string hex64(uint64_t v) {
+  std::string b;
+  for (int i = 7; i >= 0; --i) b += static_cast<char>((v >> (i * 8)) & 0xff);
+  return hex(b);
+}
+
+// Reads the remembered checks (c.mu held): "<key hex> <r> <message> <checksum hex>" lines.
+void load_checks_locked(Config& c) {
+  c.checks_loaded = true;
+  const fs::path path = fs::path(c.dir) / kChecksFile;
+  std::error_code ec;
+  if (fs::file_size(path, ec) > kMaxChecksBytes && !ec) {
+    fs::remove(path, ec);  // bounded: made again as rules need them
+    return;
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  size_t bad = 0;
+  while (std::getline(in, line)) {
+    const size_t last = line.rfind(' ');
+    if (line.size() < 32 + 3 + 17 || last == std::string::npos || line[32] != ' ' ||
+        line[34] != ' ' || hex64(XXH3_64bits(line.data(), last)) != line.substr(last + 1)) {
+      ++bad;
+      continue;
+    }
+    c.checks[line.substr(0, 32)] = {line[33], unescape_line(line.substr(35, last - 35))};
+  }
+  if (bad)
+    spdlog::warn("rule cache: {} damaged line(s) of {} ignored: those checks are made again", bad,
+                 path.string());
+}
+
 }  // namespace
+
+Expected<bool> DatabaseCache::check_pattern(const std::string& regex, unsigned flags,
+                                            const std::function<Expected<bool>()>& check) {
+  Config& c = config();
+  std::string dir;
+  {
+    std::lock_guard lock(c.mu);
+    dir = c.dir;
+  }
+  if (dir.empty()) return check();
+  KeyBuilder kb('c', 0, 1);
+  kb.add_u64(regex.size());
+  kb.add(regex.data(), regex.size());
+  kb.add_u64(flags);
+  const std::string key = hex(kb.key());
+  {
+    std::lock_guard lock(c.mu);
+    if (!c.checks_loaded && c.dir == dir) load_checks_locked(c);
+    if (auto it = c.checks.find(key); it != c.checks.end()) {
+      ++c.stats.checks_remembered;
+      if (it->second.first == 'U') return Status::unsupported(it->second.second);
+      return it->second.first == '1';
+    }
+  }
+  Expected<bool> result = check();
+  char r = 0;
+  std::string message;
+  if (result) {
+    r = *result ? '1' : '0';
+  } else if (result.status().code() == Code::kUnsupported) {
+    r = 'U';
+    message = result.status().message();
+  }
+  std::lock_guard lock(c.mu);
+  ++c.stats.checks_made;
+  if (r == 0 || c.dir != dir) return result;
+  c.checks[key] = {r, message};
+  std::string line = key + ' ' + r + ' ' + escape_line(message);
+  line += ' ' + hex64(XXH3_64bits(line.data(), line.size())) + '\n';
+  // One write per line with O_APPEND: lines of processes writing at once do not interleave.
+  if (c.checks_fd < 0)
+    c.checks_fd = ::open((fs::path(dir) / kChecksFile).c_str(),
+                         O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (c.checks_fd >= 0) (void)!::write(c.checks_fd, line.data(), line.size());
+  return result;
+}
 
 Status DatabaseCache::configure(const std::string& dir, uint64_t max_bytes) {
   if (!dir.empty()) {
@@ -243,6 +360,11 @@ Status DatabaseCache::configure(const std::string& dir, uint64_t max_bytes) {
   std::lock_guard lock(c.mu);
   c.dir = dir;
   c.max_bytes = max_bytes;
+  c.bytes = dir.empty() ? 0 : prune(dir, max_bytes);
+  c.checks_loaded = false;
+  c.checks.clear();
+  if (c.checks_fd >= 0) ::close(c.checks_fd);
+  c.checks_fd = -1;
   return Status::ok();
 }
 

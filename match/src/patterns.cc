@@ -50,8 +50,7 @@ Expected<bool> check_pattern(const Predicate& p) {
   } else {
     hs_free_compile_error(err);
   }
-  return Status::unsupported("field '" + p.field + "': pattern '" + p.regex +
-                             "' is not supported (Hyperscan: " + msg + ")");
+  return Status::unsupported("pattern '" + p.regex + "' is not supported (Hyperscan: " + msg + ")");
 }
 
 Expected<pcre2_code*> compile_confirm(const std::string& regex, unsigned hs_flags) {

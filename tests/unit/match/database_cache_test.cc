@@ -72,7 +72,8 @@ class DatabaseCacheTest : public ::testing::Test {
   void TearDown() override { (void)DatabaseCache::configure(""); }
   std::vector<fs::path> entries() const {
     std::vector<fs::path> out;
-    for (const auto& e : fs::directory_iterator(tmp_.path())) out.push_back(e.path());
+    for (const auto& e : fs::directory_iterator(tmp_.path()))
+      if (e.path().extension() == ".hsdb") out.push_back(e.path());
     return out;
   }
   test::TempDir tmp_{"rule-cache"};
@@ -92,6 +93,10 @@ TEST_F(DatabaseCacheTest, ASecondCompileLoadsEveryDatabaseAndMatchesTheSame) {
   EXPECT_EQ(loaded.misses, 0u);
   EXPECT_EQ(loaded.hits, compiled.misses);
   EXPECT_EQ(loaded.rejected, 0u);
+  // The patterns' checks too.
+  EXPECT_GT(compiled.checks_made, 0u);
+  EXPECT_EQ(loaded.checks_made, 0u);
+  EXPECT_EQ(loaded.checks_remembered, compiled.checks_made);
 
   // Other patterns: new entries beside the old ones, which are still used.
   DatabaseCache::reset_stats();
@@ -128,11 +133,29 @@ TEST_F(DatabaseCacheTest, AnEntryThatCannotBeTrustedIsRebuilt) {
   const auto st = DatabaseCache::stats();
   EXPECT_EQ(st.rejected, files.size());
   EXPECT_EQ(st.hits, 0u);
+  // A damaged line of the pattern checks: that check is made again.
+  const fs::path checks = tmp_.path() / "pattern-checks";
+  std::string lines;
+  {
+    std::ifstream in(checks, std::ios::binary);
+    lines.assign((std::istreambuf_iterator<char>(in)), {});
+  }
+  ASSERT_FALSE(lines.empty());
+  lines[40] ^= 1;
+  std::ofstream(checks, std::ios::binary | std::ios::trunc) << lines << "garbage\n";
+  ASSERT_TRUE(DatabaseCache::configure(tmp_.path().string()).is_ok());  // read again
+  DatabaseCache::reset_stats();
+  EXPECT_EQ(matches(compile()), expected);
+  EXPECT_EQ(DatabaseCache::stats().checks_made, 1u);
   // Rebuilt: trusted again at the next compile.
   DatabaseCache::reset_stats();
   EXPECT_EQ(matches(compile()), expected);
   EXPECT_EQ(DatabaseCache::stats().rejected, 0u);
   EXPECT_EQ(DatabaseCache::stats().misses, 0u);
+  ASSERT_TRUE(DatabaseCache::configure(tmp_.path().string()).is_ok());
+  DatabaseCache::reset_stats();
+  (void)compile();
+  EXPECT_EQ(DatabaseCache::stats().checks_made, 0u);
 }
 
 TEST_F(DatabaseCacheTest, TheCacheStaysUnderItsBound) {

@@ -13,13 +13,17 @@
 // then a rename). The cache is bounded: past max_bytes the least recently used entries are
 // removed (an entry's modification time is its last use).
 //
+// Pattern checks (check_pattern) are remembered the same way, in one file of lines.
+//
 // Off until configure() names a directory (vigild: <data_dir>/rule-cache; the vigil tool:
 // $VIGIL_RULE_CACHE, else $XDG_CACHE_HOME/vigil, else ~/.cache/vigil). Thread-safe.
 
 #include <hs/hs.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "vigil/core/status.h"
 
@@ -31,6 +35,8 @@ struct DatabaseCacheStats {
   uint64_t rejected = 0;  // entries found but not trusted (damaged, foreign): rebuilt
   double load_seconds = 0;
   double compile_seconds = 0;
+  uint64_t checks_remembered = 0;  // pattern checks (hs_expression_info) answered from the cache
+  uint64_t checks_made = 0;
 };
 
 class DatabaseCache {
@@ -52,6 +58,14 @@ class DatabaseCache {
                                       unsigned mode, hs_database_t** db, hs_compile_error_t** err);
   static hs_error_t compile(const char* expression, unsigned flags, unsigned mode,
                             hs_database_t** db, hs_compile_error_t** err);
+
+  // Whether Hyperscan takes a pattern as it is, as a prefilter only (PCRE2 confirms), or not
+  // at all: `check` (hs_expression_info, whose CPU detection traps to the hypervisor on a
+  // VM: most of a warm compile) runs once per (pattern, flags, Hyperscan, CPU); the answers
+  // are kept in <dir>/pattern-checks, one checksummed line each (a damaged line is ignored,
+  // the check made again). Only answers of kind ok and unsupported are kept.
+  static Expected<bool> check_pattern(const std::string& regex, unsigned flags,
+                                      const std::function<Expected<bool>()>& check);
 };
 
 }  // namespace vigil::match
