@@ -39,8 +39,8 @@ constexpr std::array kBenignProcesses = {
                     nullptr},
     ProcessTemplate{"C:\\Windows\\explorer.exe", "C:\\Windows\\System32\\cmd.exe",
                     "\"C:\\Windows\\system32\\cmd.exe\"", nullptr},
-    ProcessTemplate{"C:\\Windows\\System32\\cmd.exe", "C:\\Windows\\System32\\ipconfig.exe",
-                    "ipconfig /all", nullptr},
+    ProcessTemplate{"C:\\Windows\\System32\\cmd.exe", "C:\\Windows\\System32\\conhost.exe",
+                    "\\??\\C:\\Windows\\system32\\conhost.exe 0xffffffff -ForceV1", nullptr},
     ProcessTemplate{"C:\\Windows\\explorer.exe",
                     "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
                     "\"C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe\" -NoProfile "
@@ -52,15 +52,53 @@ constexpr std::array kBenignProcesses = {
                     "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
                     "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE\" /n /dde",
                     nullptr},
-    ProcessTemplate{"C:\\Windows\\System32\\cmd.exe", "C:\\Windows\\System32\\whoami.exe", "whoami",
+    ProcessTemplate{"C:\\Windows\\System32\\svchost.exe",
+                    "C:\\Windows\\System32\\backgroundTaskHost.exe",
+                    "\"C:\\Windows\\system32\\backgroundTaskHost.exe\" "
+                    "-ServerName:BackgroundTaskHost.WebAccountProvider",
                     nullptr},
     ProcessTemplate{"C:\\Windows\\System32\\svchost.exe", "C:\\Windows\\System32\\certutil.exe",
                     "certutil -verify -urlfetch C:\\Windows\\Temp\\root.cer", nullptr},
     ProcessTemplate{"C:\\Windows\\System32\\services.exe", "C:\\Windows\\System32\\msiexec.exe",
                     "C:\\Windows\\system32\\msiexec.exe /V", nullptr},
-    ProcessTemplate{"C:\\Windows\\explorer.exe", "C:\\Windows\\System32\\rundll32.exe",
-                    "rundll32.exe shell32.dll,Control_RunDLL desk.cpl", nullptr},
+    ProcessTemplate{
+        "C:\\Windows\\System32\\SearchIndexer.exe", "C:\\Windows\\System32\\SearchFilterHost.exe",
+        "\"C:\\Windows\\system32\\SearchFilterHost.exe\" 0 740 744 752 8192 748", nullptr},
 };
+
+// Process access (Sysmon 10), the bulk of a real Sysmon stream (over 70% of the recorded lab
+// traffic in ../shared/corpus/otrf): agents and system services opening other processes with
+// query rights. None targets lsass.exe.
+struct AccessTemplate {
+  const char* source;
+  const char* target;
+  const char* access;
+};
+constexpr std::array kBenignAccess = {
+    AccessTemplate{"C:\\Windows\\System32\\svchost.exe", "C:\\Windows\\System32\\RuntimeBroker.exe",
+                   "0x1400"},
+    AccessTemplate{"C:\\Windows\\System32\\svchost.exe", "C:\\Windows\\System32\\taskhostw.exe",
+                   "0x1000"},
+    AccessTemplate{"C:\\Program Files\\Windows Defender\\MsMpEng.exe",
+                   "C:\\Windows\\System32\\svchost.exe", "0x1000"},
+    AccessTemplate{"C:\\Program Files\\Windows Defender\\MsMpEng.exe",
+                   "C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe", "0x1000"},
+    AccessTemplate{"C:\\Windows\\System32\\svchost.exe", "C:\\Windows\\System32\\conhost.exe",
+                   "0x1400"},
+    AccessTemplate{"C:\\Windows\\explorer.exe", "C:\\Windows\\System32\\fontdrvhost.exe", "0x1000"},
+};
+
+// Image loads (Sysmon 7): common processes loading system DLLs.
+constexpr std::array kBenignLoaders = {
+    "C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe",
+    "C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe",
+    "C:\\Windows\\System32\\svchost.exe", "C:\\Windows\\System32\\conhost.exe",
+    "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE"};
+constexpr std::array kBenignDlls = {
+    "C:\\Windows\\System32\\ntdll.dll",      "C:\\Windows\\System32\\kernel32.dll",
+    "C:\\Windows\\System32\\KernelBase.dll", "C:\\Windows\\System32\\combase.dll",
+    "C:\\Windows\\System32\\SHCore.dll",     "C:\\Windows\\System32\\ucrtbase.dll",
+    "C:\\Windows\\System32\\user32.dll",     "C:\\Windows\\System32\\msvcrt.dll"};
 
 // Attacks, each with the default rule that must detect it.
 constexpr std::array kMaliciousProcesses = {
@@ -197,11 +235,25 @@ void SensorSimulator::benign(SimulatedEvent& out) {
 
   rapidjson::StringBuffer sb;
   JsonEvent e(sb);
+  // The channel mix of real endpoints (Sysmon on the lab hosts of ../shared/corpus/otrf:
+  // process access first, then image loads and registry), values repeating as they do there.
   const int kind = kind_d(rng_);
   if (kind < 40) {
+    const auto& t = kBenignAccess[rng_() % kBenignAccess.size()];
+    write_header(e, c, 10);
+    e.str("SourceImage", t.source).str("TargetImage", t.target).str("GrantedAccess", t.access);
+    e.str("SourceProcessGUID", c.guid).num("SourceProcessId", c.pid);
+    e.str("CallTrace",
+          "C:\\Windows\\SYSTEM32\\ntdll.dll+9d4c4|C:\\Windows\\System32\\KERNELBASE.dll+2c13e");
+  } else if (kind < 55) {
+    write_header(e, c, 7);
+    e.str("Image", kBenignLoaders[rng_() % kBenignLoaders.size()]);
+    e.str("ImageLoaded", kBenignDlls[rng_() % kBenignDlls.size()]);
+    e.str("Signed", "true").str("Signature", "Microsoft Windows").str("SignatureStatus", "Valid");
+  } else if (kind < 67) {
     std::uniform_int_distribution<size_t> t(0, kBenignProcesses.size() - 1);
     write_process(e, c, kBenignProcesses[t(rng_)]);
-  } else if (kind < 65) {
+  } else if (kind < 79) {
     write_header(e, c, 3);
     std::snprintf(buf, sizeof buf, "10.%d.%d.%d", static_cast<int>(rng_() % 8),
                   static_cast<int>(rng_() % 250), static_cast<int>(1 + rng_() % 250));
@@ -212,12 +264,12 @@ void SensorSimulator::benign(SimulatedEvent& out) {
     e.str("DestinationIp", "93.184.215.14")
         .str("DestinationHostname", kDomains[rng_() % kDomains.size()]);
     e.num("DestinationPort", rng_() % 2 ? 443 : 80);
-  } else if (kind < 80) {
+  } else if (kind < 87) {
     write_header(e, c, 11);
     e.str("Image", "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE");
     std::snprintf(buf, sizeof buf, "~$draft-%u.docx", static_cast<unsigned>(rng_() % 100000));
     e.str("TargetFilename", "C:\\Users\\" + c.user + "\\Documents\\" + buf);
-  } else if (kind < 90) {
+  } else if (kind < 95) {
     write_header(e, c, 13);
     e.str("EventType", "SetValue").str("Image", "C:\\Windows\\System32\\svchost.exe");
     e.str("TargetObject",
@@ -268,7 +320,7 @@ void SensorSimulator::malicious(SimulatedEvent& out) {
   } else if (kind == kMaliciousProcesses.size() + 2) {
     write_header(e, c, 22);
     e.str("Image", "C:\\Users\\Public\\svc.exe")
-        .str("QueryName", "3f9a-198-51-100-23.ngrok-free.app");
+        .str("QueryName", "nights-mouse-ranges-bird.trycloudflare.com");
     e.str("QueryStatus", "0").str("QueryResults", "type: 5 3.134.39.220;");
     out.expected_rule_id = "4186ec2e-19f6-4b70-b390-bc1e81e5a620";
   } else {
