@@ -175,6 +175,23 @@ class ClusterTest : public VigildFixture {
     return n;
   }
 
+  // Waits until every replica holds partitions and the events topic's 6 are all held.
+  void wait_every_replica_assigned() {
+    ASSERT_TRUE(wait_for(
+        [&] {
+          auto r = api_get(ports_[0], "/api/v1/stats");
+          rapidjson::Document d;
+          d.Parse(r.body.c_str());
+          if (r.status != 200 || !d.HasMember("replicas") || d["replicas"].Size() != kReplicas)
+            return false;
+          for (const auto& rep : d["replicas"].GetArray())
+            if (rep["partitions"].Empty()) return false;
+          return events_partitions(d) == 6;
+        },
+        60s))
+        << api_get(ports_[0], "/api/v1/stats").body;
+  }
+
   std::vector<std::string> extra_args_;  // for every replica
   std::string brokers_;
   uint16_t ports_[kReplicas] = {};
@@ -188,19 +205,7 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
   brokers_ = broker.bootstrap();
   for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(start_replica(i));
   // Every replica has partitions before events arrive.
-  ASSERT_TRUE(wait_for(
-      [&] {
-        auto r = api_get(ports_[0], "/api/v1/stats");
-        rapidjson::Document d;
-        d.Parse(r.body.c_str());
-        if (r.status != 200 || !d.HasMember("replicas") || d["replicas"].Size() != kReplicas)
-          return false;
-        for (const auto& rep : d["replicas"].GetArray())
-          if (rep["partitions"].Empty()) return false;
-        return true;
-      },
-      60s))
-      << api_get(ports_[0], "/api/v1/stats").body;
+  ASSERT_NO_FATAL_FAILURE(wait_every_replica_assigned());
 
   std::vector<std::string> all = simulated_events(0, 3000, 31);
   kcat_produce(brokers_, all);
@@ -418,19 +423,7 @@ TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughA
   std::ofstream(dir_ / "corr-rules" / "logons.yml") << kLogonRules;
   extra_args_ = {"--rules", (dir_ / "corr-rules").string()};
   for (int i = 0; i < kReplicas; ++i) ASSERT_NO_FATAL_FAILURE(start_replica(i));
-  ASSERT_TRUE(wait_for(
-      [&] {
-        auto r = api_get(ports_[0], "/api/v1/stats");
-        rapidjson::Document d;
-        d.Parse(r.body.c_str());
-        if (r.status != 200 || !d.HasMember("replicas") || d["replicas"].Size() != kReplicas)
-          return false;
-        for (const auto& rep : d["replicas"].GetArray())
-          if (rep["partitions"].Empty()) return false;
-        return events_partitions(d) == 6;
-      },
-      60s))
-      << api_get(ports_[0], "/api/v1/stats").body;
+  ASSERT_NO_FATAL_FAILURE(wait_every_replica_assigned());
 
   constexpr int kUsers = 12;
   const TimeMs t0 = SystemClock::instance().now_ms();
