@@ -256,14 +256,16 @@ TEST_F(RepartitionTest, RepeatedMatchesCountOnceAndBadRecordsAreCountedNotFatal)
   // What the topic may hold besides well-formed first copies: a match the publisher sent
   // again after a crash (same id), a record that does not parse, one for a correlation this
   // bundle does not have, one of another version.
-  auto hit = [](int u, int h) {
+  // A repeat is the same record again: same id, same time.
+  const TimeMs t0 = SystemClock::instance().now_ms();
+  auto hit = [t0](int u, int h) {
     CorrelationHitRecord r;
     r.id = store::AlertId::derive("c/events", h, u, "c-count/r-a/0").hex();
     r.correlation = "c-count";
     r.rule = "r-a";
     r.base = 0;
     r.group = "u" + std::to_string(u);
-    r.time = SystemClock::instance().now_ms() + h * 1000;
+    r.time = t0 + h * 1000;
     r.ref = r.id;
     return r;
   };
