@@ -21,8 +21,8 @@ WORKERS=${WORKERS:-2}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 BASE_PORT=${BASE_PORT:-18150}
-# A scratch directory of our own (XXXXXX is mktemp's template), removed on exit.
-DIR=$(mktemp -d /tmp/vigil-cluster-bench.XXXXXX)
+# A scratch directory of our own, removed on exit.
+DIR=$(mktemp -d --suffix=.vigil-cluster-bench)
 TOKEN=cluster-bench-token-0123456789abcdef
 PIDS=()
 cleanup() {

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
 RULES=${RULES:-../shared/corpus/sigma_rules}
 ROUNDS=${ROUNDS:-3}
-DIR=$(mktemp -d /tmp/vigil-rule-cache-bench.XXXXXX)  # XXXXXX: mktemp's template
+DIR=$(mktemp -d --suffix=.vigil-rule-cache-bench)  # a scratch directory of our own
 trap 'rm -rf "$DIR"' EXIT
 
 run() {  # $1: cold|warm

@@ -174,7 +174,9 @@ void ShardWorker::collect_seen_hits() {
   for (auto& [scope, sc] : repartition_scopes_) {
     sc.expire_pending = INT64_MIN;
     if (sc.newest == INT64_MIN) continue;
-    const TimeMs bound = sc.newest - repartition_horizon_ms_;
+    // Event times come from the events: one dated in the future must not make every later
+    // match "late". The bound never passes the clock's horizon.
+    const TimeMs bound = std::min(sc.newest, clock_.now_ms()) - repartition_horizon_ms_;
     // Drop in steps (one range tombstone a minute at most), not on every batch.
     if (bound <= sc.expired + std::max<TimeMs>(repartition_horizon_ms_ / 8, 60'000)) continue;
     store::StateRecord& drop = seen_state_.emplace_back();

@@ -453,6 +453,29 @@ TEST_F(ShardWorkerTest, RepartitionedMatchesLeaveThroughTheOutboxAndCountOnce) {
   EXPECT_EQ(metrics_.counter_sum("vigil_correlation_hits_total", {{"outcome", "invalid"}}), 1u);
   EXPECT_EQ(*store_->next_offset("c1/rp", 0), 7);
 
+  // A match dated decades ahead (an event's own time is the sensor's word) is judged like any
+  // other, and does not make the matches after it "late".
+  CorrelationHitRecord future;
+  future.id = store::AlertId::derive("c1/events", 9, 1, "future").hex();
+  future.correlation = "c-1";
+  future.rule = "r-a";
+  future.group = "h9";
+  future.time = 4102444800000;  // 2100-01-01
+  const std::string future_record = encode_correlation_hit(future);
+  hits = {{"rp", 0, 7, -1, future_record}};
+  ASSERT_TRUE(worker_->process(hits));
+  for (int minute = 0; minute < 3; ++minute) {
+    CorrelationHitRecord h = future;
+    h.id = store::AlertId::derive("c1/events", 9, 10 + minute, "now").hex();
+    h.group = "h3";
+    h.time = 1795536000000 + minute * 60000;  // 2026-11-24T16:0m, before the clock
+    const std::string record = encode_correlation_hit(h);
+    std::vector<MessageView> one = {{"rp", 0, 8 + minute, -1, record}};
+    ASSERT_TRUE(worker_->process(one));
+  }
+  EXPECT_EQ(metrics_.counter_sum("vigil_correlation_hits_total", {{"outcome", "late"}}), 0u);
+  EXPECT_EQ(correlation_alerts().size(), 2u);  // h1's and h3's
+
   // Grouped by the partition key (host): the local path, nothing queued.
   so.partition_key_fields = {"host"};
   build_correlating(nullptr, so);
@@ -463,7 +486,7 @@ TEST_F(ShardWorkerTest, RepartitionedMatchesLeaveThroughTheOutboxAndCountOnce) {
   r = worker_->process(events);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->correlation_hits, 0u);
-  EXPECT_EQ(correlation_alerts().size(), 2u);
+  EXPECT_EQ(correlation_alerts().size(), 3u);
 }
 
 TEST_F(ShardWorkerTest, CorrelationWindowsPersistWithTheirBatchAndSurviveARestart) {
