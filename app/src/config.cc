@@ -183,9 +183,10 @@ Status read_rollout(const YAML::Node& r, const std::string& path, Config& c) {
 
 // cluster: this replica's name, its peers, the shared cursor key, the alert mirror.
 Status read_cluster(const YAML::Node& k, const std::string& path, Config& c) {
-  if (auto s = check_keys(
-          k, {"self", "peers", "peer_timeout", "peer_ca_file", "cursor_key_file", "mirror_alerts"},
-          path + " cluster");
+  if (auto s = check_keys(k,
+                          {"self", "peers", "peer_timeout", "peer_ca_file", "cursor_key_file",
+                           "mirror_alerts", "content_topic"},
+                          path + " cluster");
       !s)
     return s;
   if (k["self"]) c.cluster_self = k["self"].as<std::string>();
@@ -203,6 +204,7 @@ Status read_cluster(const YAML::Node& k, const std::string& path, Config& c) {
   if (k["peer_ca_file"]) c.cluster_peer_ca_file = k["peer_ca_file"].as<std::string>();
   if (k["cursor_key_file"]) c.cluster_cursor_key_file = k["cursor_key_file"].as<std::string>();
   if (k["mirror_alerts"]) c.cluster_mirror_alerts = k["mirror_alerts"].as<bool>();
+  if (k["content_topic"]) c.cluster_content_topic = k["content_topic"].as<std::string>();
   return Status::ok();
 }
 
@@ -461,6 +463,9 @@ ServerFlags::ServerFlags(CLI::App& cli) {
           "Cluster mode: how long a peer may take to answer (e.g. 5s)");
   add(cli, "--cluster-cursor-key-file", &Config::cluster_cursor_key_file,
       "Cluster mode: the page cursor key every replica shares");
+  add(cli, "--cluster-content-topic", &Config::cluster_content_topic,
+      "Cluster mode: rule content and the deployment's rollout through this compacted topic "
+      "(\"off\": every replica rolls out alone)");
   add(cli, "--correlation-repartition-topic", &Config::correlation_repartition_topic,
       "Correlations across partitions through this topic (\"off\": per partition only)");
 }
@@ -530,6 +535,16 @@ Expected<Config> ServerFlags::resolve(bool read_files) const {
     return Status::invalid("correlation.repartition_topic '" + c.correlation_repartition_topic +
                            "' must be a topic of its own (not the events, alerts or dead-letter "
                            "topic)");
+  if (c.cluster_content_topic.empty() && c.clustered())
+    c.cluster_content_topic = c.topic + ".content";
+  if (c.cluster_content_topic == "off" || !c.clustered()) c.cluster_content_topic.clear();
+  if (!c.cluster_content_topic.empty() &&
+      (c.cluster_content_topic == c.topic || c.cluster_content_topic == c.alerts_topic ||
+       c.cluster_content_topic == c.dead_letter_topic ||
+       c.cluster_content_topic == c.correlation_repartition_topic))
+    return Status::invalid("cluster.content_topic '" + c.cluster_content_topic +
+                           "' must be a topic of its own (not the events, alerts, dead-letter or "
+                           "repartition topic)");
   if (c.correlation_max_lateness_ms < 0)
     return Status::invalid("correlation.max_lateness must not be negative");
   if (c.rules.empty()) c.rules.push_back(default_rules_dir());

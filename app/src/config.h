@@ -62,6 +62,10 @@
 //                                    # replica (a mounted Secret; at least 16 bytes)
 //     mirror_alerts: true            # read the alerts topic into this store (alerts from any
 //                                    # replica's API); needs kafka.alerts_format vigil
+//     content_topic: ""              # bundles and the deployment-wide rollout through this
+//                                    # compacted topic: "<kafka.topic>.content" by default,
+//                                    # "off": each replica rolls out alone.
+//                                    # --cluster-content-topic
 //   correlation:                     # correlation rules across partitions and replicas
 //     repartition_topic: ""          # base-rule matches re-keyed by group through this topic
 //                                    # (created if missing); "": <kafka.topic>.correlation in
@@ -169,6 +173,9 @@ struct Config {
   std::string cluster_peer_ca_file;
   std::string cluster_cursor_key_file;
   bool cluster_mirror_alerts = true;
+  // Rule content across the deployment: "" (default) is "<kafka.topic>.content" in cluster
+  // mode (empty after resolve when off or not clustered); "off" turns it off.
+  std::string cluster_content_topic;
   // Compiled Hyperscan databases kept on disk (match/database_cache.h): "" (default)
   // <data_dir>/rule-cache, "off" none.
   std::string rule_cache;

@@ -24,6 +24,7 @@
 #include "vigil/core/metrics.h"
 #include "vigil/core/thread_name.h"
 #include "vigil/ingest/alert_mirror.h"
+#include "vigil/ingest/content_sync.h"
 #include "vigil/ingest/embedded_kafka.h"
 #include "vigil/ingest/kafka_topics.h"
 #include "vigil/ingest/pipeline.h"
@@ -77,9 +78,10 @@ Expected<api::TokenSet> api_tokens(const app::Config& config, std::string& gener
 }
 
 // The API's view of the rollout.
+// In cluster mode the operator actions and the status are the deployment's (ContentSync).
 class RolloutContent final : public api::ContentService {
  public:
-  explicit RolloutContent(ingest::Rollout& r) : r_(r) {}
+  RolloutContent(ingest::Rollout& r, ingest::ContentSync* sync) : r_(r), sync_(sync) {}
   std::shared_ptr<const match::CompiledBundle> active() const override { return r_.active(); }
   Expected<std::string> list_bundles() const override { return r_.list_json(); }
   Expected<std::string> bundle(uint64_t v) const override { return r_.bundle_json(v); }
@@ -101,10 +103,21 @@ class RolloutContent final : public api::ContentService {
     if (!b) return b.status();
     return r_.dry_run_bundle(*b, since, until, max, lenient);
   }
-  Expected<std::string> rollout_state() const override { return r_.state_json(); }
+  Expected<std::string> rollout_state() const override {
+    if (sync_) return sync_->state_json();
+    return r_.state_json();
+  }
   Expected<std::string> audit(size_t limit) const override { return r_.audit_json(limit); }
   Status rollout_action(std::string_view action, uint64_t version, const std::string& actor,
                         const std::string& reason) override {
+    if (sync_) {
+      if (action != "start" && action != "promote" && action != "pause" && action != "resume" &&
+          action != "rollback")
+        return Status::invalid("unknown rollout action '" + std::string(action) + "'");
+      return sync_->forward(
+          std::string(action), version, "", actor,
+          reason.empty() && action == "start" ? "started by an operator" : reason);
+    }
     if (action == "start")
       return r_.start_rollout(version, actor, reason.empty() ? "started by an operator" : reason);
     if (action == "promote") return r_.promote(actor, reason);
@@ -116,11 +129,13 @@ class RolloutContent final : public api::ContentService {
   Status set_policy(std::string_view policy, const std::string& actor) override {
     auto p = ingest::parse_rollout_policy(policy);
     if (!p) return Status::invalid("unknown policy '" + std::string(policy) + "'");
+    if (sync_) return sync_->forward("policy", 0, std::string(policy), actor, "");
     return r_.set_policy(*p, actor);
   }
 
  private:
   ingest::Rollout& r_;
+  ingest::ContentSync* sync_;
 };
 
 store::StoreOptions store_options(const app::Config& config) {
@@ -277,6 +292,9 @@ void print_banner(const Banner& b) {
                 b.config.cluster_mirror_alerts ? ("mirrored from " + b.config.alerts_topic).c_str()
                                                : "not mirrored (this replica's own only)");
   }
+  if (!b.config.cluster_content_topic.empty())
+    std::printf("  rule content: deployment-wide through %s (coordinator elected in group %s)\n",
+                b.config.cluster_content_topic.c_str(), (b.config.group + ".content").c_str());
   if (!b.config.correlation_repartition_topic.empty())
     std::printf("  correlation: across partitions through %s\n",
                 b.config.correlation_repartition_topic.c_str());
@@ -338,7 +356,8 @@ Expected<std::shared_ptr<const std::string>> cursor_key(const std::string& path)
 Expected<api::ApiContext> api_context(const app::Config& config, store::Store& store,
                                       MetricsRegistry& metrics, const Clock& clock,
                                       ingest::Pipeline& pipeline, ingest::Rollout& rollout,
-                                      api::TokenSet tokens, const match::FieldMapping& mapping,
+                                      ingest::ContentSync* sync, api::TokenSet tokens,
+                                      const match::FieldMapping& mapping,
                                       output::OutputSet& outputs) {
   api::ApiContext ctx;
   ctx.store = &store;
@@ -349,7 +368,7 @@ Expected<api::ApiContext> api_context(const app::Config& config, store::Store& s
   };
   ctx.checkpoint_dir = config.checkpoint_dir;
   ctx.tokens = std::make_shared<const api::TokenSet>(std::move(tokens));
-  ctx.content = std::make_shared<RolloutContent>(rollout);
+  ctx.content = std::make_shared<RolloutContent>(rollout, sync);
   ctx.mapping = &mapping;
   ctx.notice = [r = &rollout] { return r->boot_notice(); };
   ctx.stats = [p = &pipeline] { return p->stats_json(); };
@@ -378,7 +397,10 @@ Expected<std::unique_ptr<ingest::EmbeddedKafka>> start_embedded_kafka(const app:
     if (t.empty()) continue;
     if (auto s = (*k)->create_topic(t, 1); !s) return s;
   }
-  // The mock cluster does not serve CreateTopics: made here, as wide as the events topic.
+  // The mock cluster does not serve CreateTopics: made here (it does not compact either).
+  if (!config.cluster_content_topic.empty()) {
+    if (auto s = (*k)->create_topic(config.cluster_content_topic, 1); !s) return s;
+  }
   if (!config.correlation_repartition_topic.empty()) {
     if (auto s =
             (*k)->create_topic(config.correlation_repartition_topic, config.embedded_partitions);
@@ -461,11 +483,33 @@ int main(int argc, char** argv) {
 
   // Rule content: the active bundle (the configured rules at first start), the rollout
   // state, and the boot rules of the last known good.
-  const ingest::RolloutOptions ro = rollout_options(config, *mapping, clock);
+  ingest::RolloutOptions ro = rollout_options(config, *mapping, clock);
+  ro.clustered = !config.cluster_content_topic.empty();
   auto rollout = ingest::Rollout::open(**store, metrics, clock, ro, *seed);
   if (!rollout) return fail(rollout.status());
-  const auto active = (*rollout)->active();
   if (!(*rollout)->boot_notice().empty()) spdlog::error("{}", (*rollout)->boot_notice());
+  // Cluster mode: the deployment's content, read to its end before an event is consumed.
+  std::unique_ptr<ingest::ContentSync> sync;
+  if (!config.cluster_content_topic.empty()) {
+    ingest::TopicSpec spec;
+    spec.name = config.cluster_content_topic;
+    spec.partitions = 1;
+    spec.configs = {{"cleanup.policy", "compact"}};
+    if (auto n = ingest::ensure_topic(brokers, config.kafka_properties, spec); !n)
+      return fail(n.status());
+    ingest::ContentSyncOptions co;
+    co.brokers = brokers;
+    co.topic = config.cluster_content_topic;
+    co.group = config.group + ".content";
+    co.self = config.cluster_self;
+    co.kafka_properties = config.kafka_properties;
+    co.rollout = ro;
+    auto made = ingest::ContentSync::create(co, **rollout, metrics, clock);
+    if (!made) return fail(made.status());
+    sync = std::move(*made);
+    if (auto s = sync->catch_up(); !s) return fail(s);
+  }
+  const auto active = (*rollout)->active();
 
   if (!config.correlation_repartition_topic.empty()) {
     // As wide as the events topic; retention is the cluster's default (a replica taking a
@@ -496,7 +540,7 @@ int main(int argc, char** argv) {
   (*pipeline)->set_on_deliveries(
       [o = outputs->get()](const std::vector<uint64_t>& per_output) { o->queued(per_output); });
 
-  auto made_ctx = api_context(config, **store, metrics, clock, **pipeline, **rollout,
+  auto made_ctx = api_context(config, **store, metrics, clock, **pipeline, **rollout, sync.get(),
                               std::move(*tokens), *mapping, **outputs);
   if (!made_ctx) return fail(made_ctx.status());
   const api::ApiContext ctx = std::move(*made_ctx);
@@ -522,6 +566,7 @@ int main(int argc, char** argv) {
   retention.start();
   if (auto s = (*pipeline)->start(); !s) return fail(s);
   (*rollout)->start(**pipeline);
+  if (sync) sync->start(**pipeline);
   // Rule files changed while running (a ConfigMap update): submitted like a pushed bundle.
   std::unique_ptr<app::RulesWatch> rules_watch;
   if (config.rules_watch_ms > 0) {
@@ -551,6 +596,7 @@ int main(int argc, char** argv) {
   stop_simulator = true;
   if (simulator.joinable()) simulator.join();
   if (rules_watch) rules_watch->stop();
+  if (sync) sync->stop();
   (*rollout)->stop();
   (*pipeline)->stop();
   (*pipeline)->join();
@@ -561,6 +607,7 @@ int main(int argc, char** argv) {
   (*server)->stop();
   const Status flushed = (*store)->flush();
   if (flushed) (*rollout)->mark_clean_stop();
+  sync.reset();
   rollout->reset();
   if (!flushed) spdlog::error("final flush failed: {}", flushed.to_string());
   pipeline->reset();

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <set>
 
+#include "rollout_gates.h"
 #include "rollout_internal.h"
 #include "vigil/core/event.h"
 #include "vigil/core/thread_name.h"
@@ -19,6 +20,15 @@ namespace vigil::ingest {
 
 using namespace content;
 using Writer = JsonWriter;
+
+namespace {
+
+Status cluster_only() {
+  return Status::invalid(
+      "cluster mode: rollout actions are the deployment coordinator's (ContentSync forwards them)");
+}
+
+}  // namespace
 
 std::optional<RolloutPolicy> parse_rollout_policy(std::string_view name) {
   if (name == "staged") return RolloutPolicy::kStaged;
@@ -84,15 +94,7 @@ Expected<std::unique_ptr<Rollout>> Rollout::open(store::Store& store, MetricsReg
 }
 
 std::vector<int> Rollout::stage_shards(int n) const {
-  std::vector<int> out;
-  if (state_->policy == RolloutPolicy::kImmediate) return {std::max(1, n)};
-  out.push_back(1);
-  for (int pct : options_.stages_percent) {
-    const int k = std::clamp(static_cast<int>(std::ceil(n * pct / 100.0)), 1, std::max(1, n));
-    if (k > out.back()) out.push_back(k);
-  }
-  if (out.back() < n) out.push_back(n);
-  return out;
+  return rollout_stage_sizes(state_->policy, options_.stages_percent, n);
 }
 
 void Rollout::start(Pipeline& pipeline) {
@@ -179,6 +181,7 @@ Status Rollout::audit_locked(const std::string& actor, const std::string& action
 Status Rollout::start_rollout(uint64_t version, const std::string& actor,
                               const std::string& reason) {
   std::lock_guard lock(mu_);
+  if (options_.clustered) return cluster_only();
   if (!pipeline_) return Status::unavailable("the pipeline is not running");
   return start_locked(version, actor, reason);
 }
@@ -271,7 +274,12 @@ void Rollout::apply_shards_locked() {
   const auto shards = stage_shards(static_cast<int>(st.shard_versions.size()));
   const int k = st.phase == Phase::kIdle ? 0 : shards[std::min(st.stage, shards.size() - 1)];
   for (size_t i = 0; i < st.shard_versions.size(); ++i) {
-    const uint64_t want = static_cast<int>(i) < k ? st.target : st.active;
+    // Cluster mode: the shards the deployment's decision named.
+    const bool on_target =
+        options_.clustered
+            ? st.phase != Phase::kIdle && i < st.cluster_shards.size() && st.cluster_shards[i]
+            : static_cast<int>(i) < k;
+    const uint64_t want = on_target && st.target ? st.target : st.active;
     if (st.shard_versions[i] == want) continue;
     st.shard_versions[i] = want;
     pipeline_->set_bundle(static_cast<int>(i), st.compiled.at(want));
@@ -281,72 +289,37 @@ void Rollout::apply_shards_locked() {
 std::optional<std::string> Rollout::breached_gate_locked() {
   State& st = *state_;
   if (st.stage_start.size() != st.shard_versions.size()) return std::nullopt;
-  uint64_t errors = 0, events_new = 0, alerts_new = 0, events_old = 0, alerts_old = 0, batches = 0;
-  std::vector<uint64_t> buckets;
-  std::vector<double> bounds;
+  GateTotals t;
+  t.rate_before = st.rate_before;
   for (size_t i = 0; i < st.shard_versions.size(); ++i) {
     const Labels l{{"shard", std::to_string(i)}};
     const ShardSample& s0 = st.stage_start[i];
     const uint64_t ev = metrics_.counter_value("vigil_events_consumed_total", l) - s0.events;
     const uint64_t al = metrics_.counter_value("vigil_alerts_total", l) - s0.alerts;
     if (st.shard_versions[i] != st.target) {
-      events_old += ev;
-      alerts_old += al;
+      t.events_old += ev;
+      t.alerts_old += al;
       continue;
     }
-    events_new += ev;
-    alerts_new += al;
-    errors += metrics_.counter_value("vigil_match_errors_total", l) - s0.errors;
+    t.events_new += ev;
+    t.alerts_new += al;
+    t.errors += metrics_.counter_value("vigil_match_errors_total", l) - s0.errors;
     Histogram& h = metrics_.histogram("vigil_batch_duration_seconds",
                                       "Time to match and persist a batch", {}, l);
-    bounds = h.bounds();
-    buckets.resize(bounds.size() + 1, 0);
-    for (size_t b = 0; b <= bounds.size() && b < s0.latency.size(); ++b)
-      buckets[b] += h.cumulative(b) - s0.latency[b];
-    batches += h.count() - s0.batches;
+    t.bounds = h.bounds();
+    t.buckets.resize(t.bounds.size() + 1, 0);
+    for (size_t b = 0; b <= t.bounds.size() && b < s0.latency.size(); ++b)
+      t.buckets[b] += h.cumulative(b) - s0.latency[b];
+    t.batches += h.count() - s0.batches;
   }
-  if (errors > options_.max_match_errors) {
-    return "processing errors: " + std::to_string(errors) +
-           " matching errors on the shards running bundle " + std::to_string(st.target) +
-           " (allowed " + std::to_string(options_.max_match_errors) + ")";
-  }
-  if (batches >= options_.min_batches_for_latency && !bounds.empty()) {
-    const double want = 0.99 * static_cast<double>(batches);
-    double p99 = bounds.back() * 2;  // past the last bound
-    for (size_t b = 0; b < bounds.size(); ++b) {
-      if (static_cast<double>(buckets[b]) >= want) {
-        p99 = bounds[b];
-        break;
-      }
-    }
-    if (p99 * 1000 > options_.max_batch_p99_ms) {
-      return "latency: p99 batch duration " + std::to_string(static_cast<int64_t>(p99 * 1000)) +
-             " ms on the shards running bundle " + std::to_string(st.target) + " (allowed " +
-             std::to_string(static_cast<int64_t>(options_.max_batch_p99_ms)) + " ms)";
-    }
-  }
-  if (events_new >= options_.min_events_for_flood && alerts_new >= options_.min_alerts_for_flood) {
-    double baseline = st.rate_before;
-    if (events_old >= options_.min_events_for_flood)
-      baseline = static_cast<double>(alerts_old) / static_cast<double>(events_old);
-    baseline = std::max(baseline, options_.min_baseline_alert_rate);
-    const double rate = static_cast<double>(alerts_new) / static_cast<double>(events_new);
-    if (rate > options_.max_alert_ratio * baseline) {
-      char buf[256];
-      std::snprintf(buf, sizeof buf,
-                    "alert flood: %.4f alerts per event on bundle %llu against %.4f on bundle %llu "
-                    "(more than %gx)",
-                    rate, static_cast<unsigned long long>(st.target), baseline,
-                    static_cast<unsigned long long>(st.from), options_.max_alert_ratio);
-      return std::string(buf);
-    }
-  }
-  return std::nullopt;
+  return breached_gate(options_, t, "bundle " + std::to_string(st.target),
+                       "bundle " + std::to_string(st.from));
 }
 
 void Rollout::tick() {
   std::lock_guard lock(mu_);
   State& st = *state_;
+  if (options_.clustered) return;  // the deployment's coordinator watches the gates
   const TimeMs now = clock_.now_ms();
   if (st.phase == Phase::kIdle) {
     if (st.active != st.lkg && st.active_since > 0 &&
@@ -444,6 +417,7 @@ Status Rollout::rollback_locked(const std::string& actor, const std::string& rea
 
 Status Rollout::promote(const std::string& actor, const std::string& reason) {
   std::lock_guard lock(mu_);
+  if (options_.clustered) return cluster_only();
   State& st = *state_;
   if (st.phase == Phase::kIdle) return Status::invalid("no rollout in progress");
   const auto shards = stage_shards(static_cast<int>(st.shard_versions.size()));
@@ -460,6 +434,7 @@ Status Rollout::promote(const std::string& actor, const std::string& reason) {
 
 Status Rollout::pause(const std::string& actor, const std::string& reason) {
   std::lock_guard lock(mu_);
+  if (options_.clustered) return cluster_only();
   State& st = *state_;
   if (st.phase != Phase::kRolling) return Status::invalid("no rollout is running");
   st.phase = Phase::kPaused;
@@ -472,6 +447,7 @@ Status Rollout::pause(const std::string& actor, const std::string& reason) {
 
 Status Rollout::resume(const std::string& actor, const std::string& reason) {
   std::lock_guard lock(mu_);
+  if (options_.clustered) return cluster_only();
   State& st = *state_;
   if (st.phase != Phase::kPaused) return Status::invalid("no rollout is paused");
   st.phase = Phase::kRolling;
@@ -485,6 +461,7 @@ Status Rollout::resume(const std::string& actor, const std::string& reason) {
 
 Status Rollout::rollback(const std::string& actor, const std::string& reason) {
   std::lock_guard lock(mu_);
+  if (options_.clustered) return cluster_only();
   State& st = *state_;
   if (st.phase != Phase::kIdle)
     return rollback_locked(actor, reason.empty() ? "by an operator" : reason, false);
@@ -524,6 +501,7 @@ Status Rollout::rollback(const std::string& actor, const std::string& reason) {
 
 Status Rollout::set_policy(RolloutPolicy policy, const std::string& actor) {
   std::lock_guard lock(mu_);
+  if (options_.clustered) return cluster_only();
   State& st = *state_;
   if (st.phase != Phase::kIdle) return Status::invalid("the policy cannot change during a rollout");
   const std::string old(rollout_policy_name(st.policy));
@@ -536,6 +514,86 @@ Status Rollout::set_policy(RolloutPolicy policy, const std::string& actor) {
   return persist_state_locked();
 }
 
+Rollout::BootCrash Rollout::boot_crash() const {
+  std::lock_guard lock(mu_);
+  return state_->boot_crash;
+}
+
+Status Rollout::follow(const Followed& f) {
+  std::lock_guard lock(mu_);
+  State& st = *state_;
+  if (!options_.clustered) return Status::invalid("not in cluster mode");
+  if (f.seq < st.followed_seq) return Status::ok();  // an older decision read late
+  if (f.active == 0) return Status::not_found("the deployment's active bundle is not stored here");
+  auto active = load_compiled(f.active);
+  if (!active) return active.status();
+  Phase phase = f.phase == "rolling"  ? Phase::kRolling
+                : f.phase == "paused" ? Phase::kPaused
+                                      : Phase::kIdle;
+  uint64_t target = phase == Phase::kIdle ? 0 : f.target;
+  if (phase != Phase::kIdle && target == 0)
+    return Status::not_found("the bundle being rolled out is not stored here");
+  // This boot rolled it back or quarantined it: the coordinator hears of it from the report.
+  if (target && target == st.boot_crash.version) target = 0;
+  std::shared_ptr<const match::CompiledBundle> target_bundle;
+  if (target) {
+    auto t = load_compiled(target);
+    if (!t) return t.status();
+    target_bundle = *t;
+  }
+  const TimeMs now = clock_.now_ms();
+  const bool fresh = f.seq > st.followed_seq;
+  st.compiled[f.active] = *active;
+  if (target_bundle) st.compiled[target] = target_bundle;
+  // Recorded (synced) before any shard runs it, as a rollout started here would.
+  if (f.active != st.active) {
+    st.active = f.active;
+    st.active_since = now;
+    if (auto s = store_.put_meta({{kActivationKey, ActivationRecord{f.active, now, 0}.to_json()}});
+        !s)
+      return s;
+  }
+  if (target && target != st.target) {
+    if (auto s = store_.put_meta({{kActivationKey, ActivationRecord{target, now, 0}.to_json()}});
+        !s)
+      return s;
+  }
+  st.target = target;
+  st.from = target ? st.active : 0;
+  st.phase = target ? phase : Phase::kIdle;
+  st.stage = f.stage;
+  st.stages = f.stages;
+  st.stage_started = f.stage_started;
+  st.policy = f.policy;
+  st.coordinator = f.coordinator;
+  st.last_breach = f.last_breach;
+  if (f.lkg) st.lkg = f.lkg;
+  st.cluster_shards.assign(std::max(st.shard_versions.size(), st.cluster_shards.size()), false);
+  for (int i : f.target_shards) {
+    if (i < 0) continue;
+    if (static_cast<size_t>(i) >= st.cluster_shards.size())
+      st.cluster_shards.resize(static_cast<size_t>(i) + 1, false);
+    st.cluster_shards[static_cast<size_t>(i)] = true;
+  }
+  if (fresh) {
+    st.followed_seq = f.seq;
+    for (uint64_t v : f.quarantined) (void)set_bundle_status(store_, v, "quarantined");
+    for (uint64_t v : f.rolled_back) (void)set_bundle_status(store_, v, "rolled_back");
+    for (uint64_t v : f.refused) (void)set_bundle_status(store_, v, "refused");
+    if (!f.action.empty()) {
+      (void)audit_locked(f.actor.empty() ? "vigil" : f.actor, f.action, target ? target : st.active,
+                         st.from, "deployment (coordinator " + f.coordinator + "): " + f.reason);
+    }
+  }
+  if (auto s = persist_state_locked(); !s) return s;
+  apply_shards_locked();
+  for (auto it = st.compiled.begin(); it != st.compiled.end();) {
+    const uint64_t v = it->first;
+    it = (v == st.active || v == st.lkg || v == st.target) ? std::next(it) : st.compiled.erase(it);
+  }
+  return Status::ok();
+}
+
 RolloutStatus Rollout::status() const {
   std::lock_guard lock(mu_);
   const State& st = *state_;
@@ -545,7 +603,13 @@ RolloutStatus Rollout::status() const {
   out.active = st.active;
   out.active_since = st.active_since;
   out.last_known_good = st.lkg;
-  if (st.phase != Phase::kIdle) {
+  if (st.phase != Phase::kIdle && options_.clustered) {
+    out.target = st.target;
+    out.stage = RolloutStatus::Stage{
+        st.stage, st.stages,
+        static_cast<uint64_t>(std::count(st.cluster_shards.begin(), st.cluster_shards.end(), true)),
+        st.stage_started, options_.stage_ms};
+  } else if (st.phase != Phase::kIdle) {
     const auto shards = stage_shards(static_cast<int>(st.shard_versions.size()));
     out.target = st.target;
     out.stage =

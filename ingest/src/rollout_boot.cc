@@ -136,6 +136,7 @@ Status Rollout::resume_rollout(bool prev_clean) {
     st.notice = "bundle " + std::to_string(target) +
                 " rolled back: the process ended abnormally during its rollout; running bundle " +
                 std::to_string(st.active);
+    st.boot_crash = {target, false, "the process ended abnormally during its rollout"};
     return Status::ok();
   }
   auto t = load_compiled(st.target);
@@ -185,6 +186,7 @@ Status Rollout::guard_crash_loop(TimeMs now) {
           audit_locked("vigil", "activated", st.active, bad, "last known good after a crash loop");
       !s)
     return s;
+  st.boot_crash = {bad, true, why};
   st.notice = "bundle " + std::to_string(bad) + " quarantined: " + why +
               "; running the last known good bundle " + std::to_string(st.active);
   spdlog::error("{}", st.notice);

@@ -96,7 +96,16 @@ Expected<SubmitResult> Rollout::submit_impl(const match::Bundle& bundle, const s
                                             bool lenient) {
   std::unique_lock lock(mu_, std::defer_lock);
   auto r = submit_locked(bundle, actor, lenient, lock);
-  if (!r || !r->stored || !r->valid) return r;
+  if (!r || !r->valid) return r;
+  if (options_.clustered) {
+    // The deployment's coordinator starts it once every replica has validated it.
+    if (!lock.owns_lock()) lock.lock();
+    const auto publish = on_stored_;
+    lock.unlock();
+    if (publish) publish(bundle, actor, lenient);
+    return r;
+  }
+  if (!r->stored) return r;
   if (!lock.owns_lock()) lock.lock();
   State& st = *state_;
   if (st.policy != RolloutPolicy::kPinned && st.phase == Phase::kIdle) {
@@ -204,6 +213,7 @@ Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const
     why = errs.empty() ? "no rule" : errs.front();
     if (errs.size() > 1) why += " (and " + std::to_string(errs.size() - 1) + " more)";
   }
+  result.refused = why;
   for (const auto& rv : report.rules) {
     for (const auto& w : rv.warnings) {
       if (w.starts_with("not loaded: ")) spdlog::warn("bundle {}: rule {}", result.version, w);
@@ -227,6 +237,49 @@ Expected<SubmitResult> Rollout::submit_locked(const match::Bundle& bundle, const
     w.EndObject();
   });
   return result;
+}
+
+void Rollout::set_on_stored(
+    std::function<void(const match::Bundle&, const std::string& actor, bool lenient)> on_stored) {
+  std::lock_guard lock(mu_);
+  on_stored_ = std::move(on_stored);
+}
+
+Expected<SubmitResult> Rollout::store_published(const match::Bundle& bundle,
+                                                const std::string& actor, bool lenient) {
+  std::unique_lock lock(mu_, std::defer_lock);
+  return submit_locked(bundle, actor, lenient, lock);
+}
+
+uint64_t Rollout::version_of(const std::string& hash) const {
+  auto v = store_.get_meta(std::string(kHashPrefix) + hash);
+  return v && *v ? num_of_key(**v, "") : 0;
+}
+
+std::string Rollout::hash_of(uint64_t version) const {
+  auto text = store_.get_meta(num_key(kInfoPrefix, version));
+  if (!text || !*text) return {};
+  auto info = BundleInfoRecord::from_json(**text);
+  return info ? info->hash : std::string();
+}
+
+std::string Rollout::bundle_status(uint64_t version) const {
+  auto text = store_.get_meta(num_key(kInfoPrefix, version));
+  if (!text || !*text) return {};
+  auto info = BundleInfoRecord::from_json(**text);
+  return info ? info->status : std::string();
+}
+
+bool Rollout::lenient(uint64_t version) const {
+  auto text = store_.get_meta(num_key(kInfoPrefix, version));
+  if (!text || !*text) return false;
+  auto info = BundleInfoRecord::from_json(**text);
+  return info && info->lenient;
+}
+
+std::string Rollout::configured_hash() const {
+  auto v = store_.get_meta(kSeedKey);
+  return v && *v ? **v : std::string();
 }
 
 Expected<std::string> Rollout::list_json() const {

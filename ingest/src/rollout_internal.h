@@ -40,6 +40,13 @@ struct Rollout::State {
   std::vector<uint64_t> shard_versions;  // what each shard was told to run
   std::vector<ShardSample> stage_start;
   double rate_before = -1;  // alerts per event of the previous bundle before the rollout
+  // Cluster mode: which shards the deployment's decision runs the target on, the decision
+  // followed last, and what this boot's rules did after an abnormal end.
+  std::vector<bool> cluster_shards;
+  uint64_t followed_seq = 0;
+  std::string coordinator;
+  size_t stages = 0;
+  Rollout::BootCrash boot_crash;
 
   // The persistent part.
   content::RolloutRecord record() const;

@@ -34,6 +34,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,11 +83,15 @@ struct RolloutOptions {
   std::vector<std::string> reference_events;
   size_t stored_reference_events = 2000;
   int tick_ms = 100;
+  // Cluster mode: the deployment's coordinator decides (ContentSync); this replica stores and
+  // validates bundles, follows the decisions, and never starts, promotes or rolls back alone.
+  bool clustered = false;
 };
 
 // The outcome of a bundle submission.
 struct SubmitResult {
   uint64_t version = 0;
+  std::string refused;  // why validation refused it (this submission's; empty otherwise)
   bool stored = false;  // false: the same content was stored before as `version`
   bool valid = false;
   bool rollout_started = false;
@@ -173,6 +178,47 @@ class Rollout {
   Status rollback(const std::string& actor, const std::string& reason);
   Status set_policy(RolloutPolicy policy, const std::string& actor);
 
+  // Cluster mode (ContentSync). `on_stored` publishes a bundle submitted here (by an operator
+  // or the configuration) that validated; it is called outside the lock.
+  void set_on_stored(
+      std::function<void(const match::Bundle&, const std::string& actor, bool lenient)> on_stored);
+  // A bundle read from the content topic: stored and validated as a submitted one, neither
+  // published again nor started here.
+  // `lenient`: as the configured rules (a rule that does not compile is left out, not fatal).
+  Expected<SubmitResult> store_published(const match::Bundle& bundle, const std::string& actor,
+                                         bool lenient);
+  // Whether a stored version was the configured rules (validated leniently); its status
+  // (valid, refused, rolled_back, quarantined; "" when not stored).
+  bool lenient(uint64_t version) const;
+  std::string bundle_status(uint64_t version) const;
+  // The deployment's decision in this store's versions (0: none).
+  struct Followed {
+    uint64_t seq = 0;
+    RolloutPolicy policy = RolloutPolicy::kStaged;
+    std::string phase = "idle";  // idle, rolling, paused
+    uint64_t active = 0, target = 0, lkg = 0;
+    std::vector<int> target_shards;  // this replica's shards that run the target
+    size_t stage = 0, stages = 0;
+    TimeMs stage_started = 0;
+    std::vector<uint64_t> quarantined, rolled_back, refused;
+    std::string action, actor, reason, coordinator, last_breach;
+  };
+  // Applies it to the shards (before start(): to the bundle they start on). A target this
+  // boot rolled back after an abnormal end is not run here (the report says why).
+  Status follow(const Followed& f);
+  // The version stored for a content hash (0: none); the hash of a stored version.
+  uint64_t version_of(const std::string& hash) const;
+  std::string hash_of(uint64_t version) const;
+  // The hash of the configured rules submitted last ("" none).
+  std::string configured_hash() const;
+  // What this boot's rules did after an abnormal end: the bundle rolled back or quarantined.
+  struct BootCrash {
+    uint64_t version = 0;
+    bool quarantined = false;
+    std::string reason;
+  };
+  BootCrash boot_crash() const;
+
   // One evaluation of the gates and stage timer (the controller thread calls it every
   // tick_ms; tests may call it directly).
   void tick();
@@ -226,6 +272,7 @@ class Rollout {
   Gauge* stage_gauge_ = nullptr;
   Counter* rollbacks_ = nullptr;
   Counter* quarantined_ = nullptr;
+  std::function<void(const match::Bundle&, const std::string&, bool)> on_stored_;
 };
 
 }  // namespace vigil::ingest
