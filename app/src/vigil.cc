@@ -494,6 +494,10 @@ int main(int argc, char** argv) {
   kafka_cmd->add_option("--repartition-topic", dev_repartition_topic,
                         "Cluster mode's correlation topic, as wide as the events topic "
                         "(default <topic>.correlation; the mock serves no CreateTopics)");
+  std::string dev_content_topic;
+  kafka_cmd->add_option("--content-topic", dev_content_topic,
+                        "Cluster mode's rule content topic, one partition (default "
+                        "<topic>.content; the mock does not compact it)");
 
   auto* admin_cmd = cli.add_subcommand("admin", "Operator tools");
   admin_cmd->require_subcommand(1);
@@ -571,6 +575,11 @@ int main(int argc, char** argv) {
     }
     if (dev_repartition_topic.empty()) dev_repartition_topic = dev_topic + ".correlation";
     if (auto s = (*k)->create_topic(dev_repartition_topic, dev_partitions); !s) {
+      std::fprintf(stderr, "vigil: %s\n", s.to_string().c_str());
+      return 1;
+    }
+    if (dev_content_topic.empty()) dev_content_topic = dev_topic + ".content";
+    if (auto s = (*k)->create_topic(dev_content_topic, 1); !s) {
       std::fprintf(stderr, "vigil: %s\n", s.to_string().c_str());
       return 1;
     }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 namespace vigil::ingest {
@@ -26,6 +27,14 @@ bool listed(const std::vector<std::string>& list, const std::string& hash) {
 
 std::string shard_name(const std::string& replica, uint32_t shard) {
   return replica + "/" + std::to_string(shard);
+}
+
+// The order of live_shards(): by replica name, then shard number.
+bool shard_order(const std::string& a, const std::string& b) {
+  const size_t sa = a.rfind('/'), sb = b.rfind('/');
+  const std::string_view ra(a.data(), sa), rb(b.data(), sb);
+  if (ra != rb) return ra < rb;
+  return std::stoul(a.substr(sa + 1)) < std::stoul(b.substr(sb + 1));
 }
 
 }  // namespace
@@ -133,13 +142,33 @@ void ContentCoordinator::start(const std::string& hash, TimeMs now, const std::s
   enter_stage(0, now);
 }
 
+// The stage's shards: shards that consume events before idle ones (a replica may hold no
+// partition of the events topic: a canary that sees nothing proves nothing), and among each,
+// those already running the target before the others (in name order), so that a stage keeps
+// its shards while they stay live.
 bool ContentCoordinator::place_shards(TimeMs now) {
   const auto shards = live_shards(now);
   const auto sizes = stage_sizes(shards.size());
   d_.stage = std::min<uint64_t>(d_.stage, sizes.size() - 1);
   d_.stages = sizes.size();
   const size_t k = std::min(shards.size(), static_cast<size_t>(sizes[d_.stage]));
-  std::vector<std::string> want(shards.begin(), shards.begin() + static_cast<ptrdiff_t>(k));
+  std::set<std::string> busy;
+  for (const auto& [replica, r] : reports_)
+    for (const auto& s : r.shards)
+      if (s.events > 0) busy.insert(shard_name(replica, s.shard));
+  std::vector<std::string> order;
+  for (int pass = 0; pass < 4; ++pass) {
+    const bool want_busy = pass < 2, want_chosen = pass % 2 == 0;
+    const auto& from = want_chosen ? d_.target_shards : shards;
+    for (const auto& name : from) {
+      if (want_busy != (busy.count(name) > 0) || listed(order, name) ||
+          !std::binary_search(shards.begin(), shards.end(), name, shard_order))
+        continue;
+      order.push_back(name);
+    }
+  }
+  order.resize(k);
+  std::vector<std::string> want = std::move(order);
   if (want == d_.target_shards) return false;
   d_.target_shards = std::move(want);
   return true;

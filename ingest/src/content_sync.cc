@@ -292,7 +292,16 @@ void ContentSync::handle_bundle(const std::string& hash, std::string_view value,
     spdlog::error("content: record bundle/{} at offset {} refused: {}", hash, offset, why);
   };
   auto h = ctopic::BundleHeader::from_json(value);
-  if (!h) return refuse_record(h.status().message());
+  if (!h) {
+    refuse_record(h.status().message());
+    // The topic keeps the latest record of a key: the coordinator writes the bundle again
+    // when it holds it, so that a replica that starts later can still read it.
+    const uint64_t v = ctopic::is_hash(hash) && coordinator_ ? rollout_.version_of(hash) : 0;
+    if (auto tar = v ? rollout_.bundle_archive(v) : Expected<std::string>(Status::not_found("")))
+      if (auto b = match::Bundle::from_archive(*tar))
+        (void)publish(*b, "vigil", rollout_.lenient(v));
+    return;
+  }
   if (h->hash != hash) return refuse_record("its key names another hash than its content");
   coord_->on_bundle(*h, offset);
   {
@@ -442,7 +451,14 @@ void ContentSync::handle(const rd_kafka_message_t* m) {
     count("decision");
     if (tombstone) return;
     auto d = ctopic::Decision::from_json(value);
-    if (!d) return invalid("decision", d.status());
+    if (!d) {
+      invalid("decision", d.status());
+      // The latest record of the key is what a compacted topic keeps: the coordinator writes
+      // the decision again.
+      if (coordinator_ && coord_->has_decision())
+        (void)produce(std::string(ctopic::kDecision), coord_->decision().to_json());
+      return;
+    }
     coord_->on_decision(*d);
     std::lock_guard lock(shared_->mu);
     if (!shared_->decision || d->seq >= shared_->decision->seq) {

@@ -535,6 +535,10 @@ Status Rollout::follow(const Followed& f) {
     return Status::not_found("the bundle being rolled out is not stored here");
   // This boot rolled it back or quarantined it: the coordinator hears of it from the report.
   if (target && target == st.boot_crash.version) target = 0;
+  // None of this replica's shards runs it: nothing rolls out here (and an abnormal end of
+  // this process is no evidence against it).
+  if (std::none_of(f.target_shards.begin(), f.target_shards.end(), [](int i) { return i >= 0; }))
+    target = 0;
   std::shared_ptr<const match::CompiledBundle> target_bundle;
   if (target) {
     auto t = load_compiled(target);
