@@ -70,7 +70,7 @@ soak: deps
 fuzz: deps
 	cmake --preset fuzz >/dev/null
 	cmake --build --preset fuzz -j $(JOBS)
-	@for t in event_parser query sigma_parser mapping_parser bundle alert_document correlation_hit; do \
+	@for t in event_parser query sigma_parser mapping_parser bundle alert_document correlation_hit content_record; do \
 	  seeds=tests/fuzz/corpus/$${t%_parser}; work=build/fuzz/corpus/$$t; mkdir -p $$work; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  timeout $$(( $(FUZZ_SECONDS) + 120 )) ./build/fuzz/tests/fuzz/$${t}_fuzz $$work $$seeds \

@@ -617,7 +617,7 @@ TEST_F(ClusterContentTest, ABundleRollsOutOnEveryReplicaAndAFloodOnTheCanaryRoll
   // A stage is promoted once its shards of the new bundle saw events (a canary that saw
   // nothing proved nothing): the test streams events while it waits.
   std::ofstream(dir_ / "vigild.yml", std::ios::app)
-      << "rollout:\n  stage_duration: 2s\n  min_stage_events: 300\n";
+      << "rollout:\n  stage_duration: 1s\n  min_stage_events: 200\n";
   int sent = 0;
   // Keyed by host, so that they spread over every partition (unkeyed, kcat's producer sticks
   // to one partition per batch).

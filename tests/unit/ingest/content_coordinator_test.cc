@@ -129,6 +129,24 @@ TEST_F(CoordinatorTest, ANewBundleStartsOnOneShardOfTheDeploymentOnceEveryReplic
   EXPECT_EQ(d->stages, 3u);  // 1, 3 (50% of 6), 6
 }
 
+TEST_F(CoordinatorTest, TheCanaryIsAShardThatConsumesEventsAndStaysWhileItDoes) {
+  run_all(0);
+  ASSERT_TRUE(tick());
+  publish(kNew, 10);
+  for (const char* r : {"r1", "r2", "r3"}) verdict(kNew, r, true);
+  // r1 holds no partition of the events topic: its shards see nothing.
+  report("r1", 0, 0, {});
+  report("r2", 500, 0, {});
+  report("r3", 500, 0, {});
+  auto d = tick();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->target_shards, std::vector<std::string>{"r2/0"});
+  // r1 gets partitions later: the canary stays where it is.
+  report("r1", 100, 0, {});
+  EXPECT_FALSE(tick());
+  EXPECT_EQ(coord_->decision().target_shards, std::vector<std::string>{"r2/0"});
+}
+
 TEST_F(CoordinatorTest, StagesCountEveryReplicasShardsThenTheBundleIsActiveEverywhere) {
   deploy();
   for (const char* r : {"r1", "r2", "r3"}) verdict(kNew, r, true);
