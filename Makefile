@@ -50,7 +50,7 @@ test-asan: deps
 # delivery threads against their test destinations. Only their binaries
 # are built; librdkafka's C11 threads are made visible to TSan by
 # tests/support/tsan_c11_threads.cc.
-TSAN_TARGETS = api_test ingest_test store_test pipeline_integration_test rollout_integration_test publisher_integration_test outputs_integration_test alert_mirror_integration_test
+TSAN_TARGETS = api_test ingest_test store_test pipeline_integration_test rollout_integration_test publisher_integration_test outputs_integration_test alert_mirror_integration_test content_sync_integration_test
 test-tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TARGETS)
