@@ -525,7 +525,11 @@ Status Rollout::follow(const Followed& f) {
   if (!options_.clustered) return Status::invalid("not in cluster mode");
   if (f.seq < st.followed_seq) return Status::ok();  // an older decision read late
   if (f.active == 0) return Status::not_found("the deployment's active bundle is not stored here");
-  auto active = load_compiled(f.active);
+  // This boot quarantined it after a crash loop: the last known good runs here until the
+  // coordinator, told by the report, decides again.
+  const uint64_t active_version =
+      st.boot_crash.quarantined && f.active == st.boot_crash.version ? st.active : f.active;
+  auto active = load_compiled(active_version);
   if (!active) return active.status();
   Phase phase = f.phase == "rolling"  ? Phase::kRolling
                 : f.phase == "paused" ? Phase::kPaused
@@ -547,13 +551,14 @@ Status Rollout::follow(const Followed& f) {
   }
   const TimeMs now = clock_.now_ms();
   const bool fresh = f.seq > st.followed_seq;
-  st.compiled[f.active] = *active;
+  st.compiled[active_version] = *active;
   if (target_bundle) st.compiled[target] = target_bundle;
   // Recorded (synced) before any shard runs it, as a rollout started here would.
-  if (f.active != st.active) {
-    st.active = f.active;
+  if (active_version != st.active) {
+    st.active = active_version;
     st.active_since = now;
-    if (auto s = store_.put_meta({{kActivationKey, ActivationRecord{f.active, now, 0}.to_json()}});
+    if (auto s =
+            store_.put_meta({{kActivationKey, ActivationRecord{active_version, now, 0}.to_json()}});
         !s)
       return s;
   }

@@ -83,22 +83,29 @@ class ContentSyncTest : public ::testing::Test {
     auto s = store::Store::open({r->tmp.path() / "data"});
     EXPECT_TRUE(s) << s.status().to_string();
     r->store = std::move(*s);
-    auto ro = Rollout::open(*r->store, r->metrics, SystemClock::instance(), options_, *seed_);
-    EXPECT_TRUE(ro) << ro.status().to_string();
-    r->rollout = std::move(*ro);
+    run(*r);
+    replicas_.push_back(std::move(r));
+    return *replicas_.back();
+  }
+  // Opens the rollout on the replica's store (a process start: one that did not stop
+  // cleanly before is a crash), reads the content, starts the pipeline and the sync.
+  void run(Replica& r) {
+    auto ro = Rollout::open(*r.store, r.metrics, SystemClock::instance(), options_, *seed_);
+    ASSERT_TRUE(ro) << ro.status().to_string();
+    r.rollout = std::move(*ro);
     ContentSyncOptions co;
     co.brokers = kafka_->bootstrap_servers();
     co.topic = kTopic;
     co.group = "content-test.content";
-    co.self = name;
+    co.self = r.name;
     co.kafka_properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "300"}};
     co.rollout = options_;
     co.report_interval_ms = 200;
     co.tick_ms = 20;
-    auto cs = ContentSync::create(co, *r->rollout, r->metrics, SystemClock::instance());
-    EXPECT_TRUE(cs) << cs.status().to_string();
-    r->sync = std::move(*cs);
-    EXPECT_TRUE(r->sync->catch_up());
+    auto cs = ContentSync::create(co, *r.rollout, r.metrics, SystemClock::instance());
+    ASSERT_TRUE(cs) << cs.status().to_string();
+    r.sync = std::move(*cs);
+    ASSERT_TRUE(r.sync->catch_up());
     PipelineOptions po;
     po.brokers = kafka_->bootstrap_servers();
     po.topic = "events";
@@ -106,14 +113,12 @@ class ContentSyncTest : public ::testing::Test {
     po.workers = 1;
     po.kafka_properties = co.kafka_properties;
     auto p =
-        Pipeline::create(po, r->rollout->active(), *r->store, r->metrics, SystemClock::instance());
-    EXPECT_TRUE(p) << p.status().to_string();
-    r->pipeline = std::move(*p);
-    EXPECT_TRUE(r->pipeline->start());
-    r->rollout->start(*r->pipeline);
-    r->sync->start(*r->pipeline);
-    replicas_.push_back(std::move(r));
-    return *replicas_.back();
+        Pipeline::create(po, r.rollout->active(), *r.store, r.metrics, SystemClock::instance());
+    ASSERT_TRUE(p) << p.status().to_string();
+    r.pipeline = std::move(*p);
+    ASSERT_TRUE(r.pipeline->start());
+    r.rollout->start(*r.pipeline);
+    r.sync->start(*r.pipeline);
   }
   void produce(const std::string& key, const std::string& value, bool tombstone = false) {
     char err[256];
@@ -228,6 +233,45 @@ TEST_F(ContentSyncTest, MalformedRecordsAndMissingContentAreRefusedAndCounted) {
       },
       30s))
       << state;
+}
+
+TEST_F(ContentSyncTest, AReplicaThatEndsAbnormallyDuringTheRolloutRollsItBackEverywhere) {
+  options_.policy = RolloutPolicy::kPinned;
+  Replica& a = start("a");
+  Replica& b = start("b");
+  ASSERT_TRUE(both_run(seed_->hash()));
+  auto flood = match::Bundle::load(kBundles + "flood");
+  ASSERT_TRUE(flood);
+  ASSERT_TRUE(b.rollout->submit(*flood, "alice"));
+  ASSERT_TRUE(test::wait_for([&] { return a.rollout->version_of(flood->hash()) != 0; }, 30s));
+  const uint64_t v = b.rollout->version_of(flood->hash());
+  // Pinned: started by an operator; no events yet, so the canary is the first shard, a/0.
+  auto started = Status::ok();
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        started = b.sync->forward("start", v, "", "bob", "");
+        return started.is_ok();  // until a has validated it too
+      },
+      30s))
+      << started.to_string();
+  ASSERT_TRUE(test::wait_for([&] { return a.running() == flood->hash(); }, 30s))
+      << a.sync->state_json();
+  // a ends without a clean stop (mark_clean_stop is what vigild calls) and starts again: its
+  // boot rules roll the bundle back there, its report says so, the coordinator rolls it back
+  // for the deployment.
+  stop(a);
+  run(a);
+  ASSERT_TRUE(both_run(seed_->hash())) << a.sync->state_json() << "\n" << b.sync->state_json();
+  std::string state;
+  EXPECT_TRUE(test::wait_for(
+      [&] {
+        state = b.sync->state_json();
+        return state.find("\"rolled_back\":[\"" + flood->hash() + "\"]") != std::string::npos;
+      },
+      30s))
+      << state;
+  EXPECT_NE(state.find("crash: replica a"), std::string::npos) << state;
+  EXPECT_EQ(b.rollout->bundle_status(v), "rolled_back");
 }
 
 }  // namespace
