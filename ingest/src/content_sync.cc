@@ -422,13 +422,16 @@ void ContentSync::handle(const rd_kafka_message_t* m) {
         std::from_chars(num.data(), num.data() + num.size(), n).ec != std::errc() || n > (1u << 20))
       return invalid("chunk", Status::invalid("its key is not chunk/<hash>/<n>"));
     if (rollout_.version_of(hash) != 0) return;  // stored here already
-    if (chunk_bytes_held_ + value.size() > 2 * options_.max_bundle_bytes) {
-      // Chunks without their header beyond the bound: the oldest bundle's are let go.
-      auto oldest = chunks_.begin();
-      for (auto& [i, c] : oldest->second) chunk_bytes_held_ -= c.size();
+    if (value.size() > options_.max_bundle_bytes)
+      return invalid("chunk", Status::invalid("a chunk larger than a whole bundle may be"));
+    while (!chunks_.empty() && chunk_bytes_held_ + value.size() > 2 * options_.max_bundle_bytes) {
+      // Chunks waiting for their header beyond the bound: a bundle's are let go (its header,
+      // when it comes, is refused for missing chunks and counted).
+      auto dropped = chunks_.begin();
+      for (auto& [i, c] : dropped->second) chunk_bytes_held_ -= c.size();
       spdlog::warn("content: chunks of {} dropped (more than {} bytes without their header)",
-                   ctopic::short_name(oldest->first), 2 * options_.max_bundle_bytes);
-      chunks_.erase(oldest);
+                   ctopic::short_name(dropped->first), 2 * options_.max_bundle_bytes);
+      chunks_.erase(dropped);
     }
     std::string& slot = chunks_[hash][n];
     chunk_bytes_held_ -= slot.size();
