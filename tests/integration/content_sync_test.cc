@@ -235,6 +235,47 @@ TEST_F(ContentSyncTest, MalformedRecordsAndMissingContentAreRefusedAndCounted) {
       << state;
 }
 
+TEST_F(ContentSyncTest, WhenTheCoordinatorStopsTheOtherReplicaTakesTheRolloutOver) {
+  options_.policy = RolloutPolicy::kPinned;
+  Replica& a = start("a");
+  Replica& b = start("b");
+  ASSERT_TRUE(both_run(seed_->hash()));
+  ASSERT_TRUE(test::wait_for([&] { return a.sync->coordinator() != b.sync->coordinator(); }, 30s));
+  Replica& coordinator = a.sync->coordinator() ? a : b;
+  Replica& other = a.sync->coordinator() ? b : a;
+  auto flood = match::Bundle::load(kBundles + "flood");
+  ASSERT_TRUE(flood);
+  ASSERT_TRUE(other.rollout->submit(*flood, "alice"));
+  const uint64_t v = other.rollout->version_of(flood->hash());
+  Status started = Status::ok();
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        started = other.sync->forward("start", v, "", "bob", "");
+        return started.is_ok();
+      },
+      30s))
+      << started.to_string();
+  // The coordinator stops (its membership leaves the group): the other replica is elected,
+  // goes on from the last decision, and answers the next action.
+  stop(coordinator);
+  ASSERT_TRUE(test::wait_for([&] { return other.sync->coordinator(); }, 30s));
+  Status promoted = Status::ok();
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        promoted = other.sync->forward("promote", 0, "", "bob", "");
+        return promoted.is_ok();
+      },
+      30s))
+      << promoted.to_string();
+  EXPECT_TRUE(test::wait_for(
+      [&] { return other.running() == flood->hash() && other.rollout->status().state == "idle"; },
+      30s))
+      << other.sync->state_json();
+  const std::string state = other.sync->state_json();
+  EXPECT_NE(state.find("\"coordinator\":\"" + other.name + "\""), std::string::npos) << state;
+  EXPECT_NE(state.find("\"last_action\":\"completed\""), std::string::npos) << state;
+}
+
 TEST_F(ContentSyncTest, AReplicaThatEndsAbnormallyDuringTheRolloutRollsItBackEverywhere) {
   options_.policy = RolloutPolicy::kPinned;
   Replica& a = start("a");
