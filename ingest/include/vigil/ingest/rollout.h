@@ -24,6 +24,11 @@
 // Every transition (stored, refused, started, promoted, paused, resumed, rolled back,
 // completed, quarantined, policy changed) is appended to an audit log: who, when, why.
 //
+// Cluster mode (options.clustered, with ContentSync): the deployment's coordinator decides
+// (content_coordinator.cc); this replica stores and validates bundles, publishes the ones
+// submitted here, follows the decisions on its shards (follow), and keeps its boot rules,
+// whose outcome ContentSync reports; it starts, promotes and rolls back nothing alone.
+//
 // Thread safety: every public method may be called from any thread (one mutex); the
 // controller's own thread ticks the gates and stage timers. mu_ guards *state_ and stop_, and
 // a method named *_locked needs it held. These are not Clang thread-safety annotations (see
