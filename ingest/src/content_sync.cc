@@ -50,6 +50,7 @@ struct ContentSyncAccess {
       for (int i = 0; i < parts->cnt; ++i)
         owns |= parts->elems[i].partition == 0 && self->options_.topic == parts->elems[i].topic;
       if (owns) {
+        self->takeover_end_ = -1;  // asked again: the end as of this election
         self->takeover_pending_ = true;
         spdlog::info(
             "content: elected coordinator of the deployment's rollout; reading the "
@@ -740,11 +741,17 @@ void ContentSync::run() {
     if (decision_pending_) (void)apply_decision();
     const TimeMs now = clock_.now_ms();
     if (now - last_report_ >= options_.report_interval_ms) report();
-    if (takeover_pending_) {
-      // The decisions of an earlier coordinator are read before this one decides.
-      auto end = end_offset(2000);
-      if (end && next_offset_ >= *end) {
+    if (!takeover_pending_) {
+      takeover_end_ = -1;
+    } else {
+      // The decisions of an earlier coordinator are read before this one decides: up to the
+      // end the topic had when this one was elected (the replicas' reports keep moving it).
+      if (takeover_end_ < 0) {
+        if (auto end = end_offset(2000)) takeover_end_ = *end;
+      }
+      if (takeover_end_ >= 0 && next_offset_ >= takeover_end_) {
         takeover_pending_ = false;
+        takeover_end_ = -1;
         coordinator_ = true;
         is_coordinator_->set(1);
         spdlog::info("content: this replica coordinates the deployment's rollout");

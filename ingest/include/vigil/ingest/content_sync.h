@@ -128,6 +128,7 @@ class ContentSync {
   bool decision_pending_ = false;
   std::atomic<bool> coordinator_{false};
   std::atomic<bool> takeover_pending_{false};  // elected: read to the end before deciding
+  int64_t takeover_end_ = -1;                  // the topic's end when elected (-1: not asked)
   std::atomic<uint64_t> applied_seq_{0};
   std::thread thread_;
   std::atomic<bool> stop_{false};
