@@ -776,7 +776,11 @@ TEST_F(ClusterContentTest, ABundleRollsOutOnEveryReplicaAndAFloodOnTheCanaryRoll
   procs_[2]->signal(SIGTERM);
   ASSERT_TRUE(procs_[2]->wait(30s));
   ASSERT_NO_FATAL_FAILURE(start_replica(2, "data-2-late"));
-  EXPECT_TRUE(runs(2, good)) << state(2);
+  // (A wait: the coordinator may decide again meanwhile, and `runs` wants the latest applied.)
+  EXPECT_TRUE(wait_for([&] { return runs(2, good); }, 10s)) << state(2);
+  // It never ran the bundles the deployment rolled back: its audit has no such transition.
+  const std::string late_audit = api_get(ports_[2], "/api/v1/rollout/audit").body;
+  EXPECT_EQ(late_audit.find("\"action\":\"started\""), std::string::npos) << late_audit;
   EXPECT_EQ(stored(2, "flood").status, "rolled_back");
   EXPECT_EQ(stored(2, "good2").status, "rolled_back");
   const std::string late_log = log(run_of_[2]);
