@@ -39,6 +39,9 @@ test: deps
 	ctest --preset $(TEST_PRESET) -j $(JOBS)
 	@if [ "$$CI" = "true" ]; then $(MAKE) --no-print-directory fuzz test-asan test-tsan; fi
 
+# ASan + UBSan over every suite but the three-replica cluster e2e (ClusterTest, ClusterContentTest:
+# three sanitized daemons on two cores, serial, about 5 of CI's minutes); the code they drive runs
+# under ASan in alert_mirror_, content_sync_ and repartition_integration_test and the one-replica e2e.
 test-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
