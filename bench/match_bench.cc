@@ -15,6 +15,7 @@
 //   Stages_*:    SigmaTree's parse and match stopped before the condition programs: what
 //                every event pays however cheap the rules' evaluation became.
 //   Floor_*:     simdjson and Hyperscan alone over the same events (see there).
+//   CaselessValues, Regex: the cost of characters over bytes (match_values_bench.cc).
 //
 // Run: make bench   (or ./build/release/bench/vigil_match_bench)
 

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include "vigil/core/fault.h"
@@ -51,6 +52,11 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(
   w->correlation_alerts_ =
       &metrics.counter("vigil_correlation_alerts_total", "Alerts of correlation rules",
                        {{"shard", std::to_string(options.shard)}});
+  w->non_numeric_values_ = &metrics.counter(
+      "vigil_correlation_values_skipped_total",
+      "Matches a metric correlation (value_sum, value_avg, ...) left out: no finite number in "
+      "its field",
+      {{"shard", std::to_string(options.shard)}});
   return w;
 }
 
@@ -69,6 +75,7 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
     correlator = std::make_unique<match::Correlator>(bundle->rules);
   std::swap(matcher_, *m);
   std::swap(correlator_, correlator);
+  non_numeric_seen_ = 0;
   rules_ = bundle->rules;
   set_remote_correlations();
   bundle_ = std::move(bundle);
@@ -337,6 +344,10 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     dead_letters_by_reason_[i]->inc(dead_letters_pending_[i]);
   result.alerts = alerts_.size();
   correlation_alerts_->inc(correlation_pending_);
+  if (correlator_ && correlator_->non_numeric_values() > non_numeric_seen_) {
+    non_numeric_values_->inc(correlator_->non_numeric_values() - non_numeric_seen_);
+    non_numeric_seen_ = correlator_->non_numeric_values();
+  }
   truncated_alerts_->inc(truncated_alerts_pending_);
   match_errors_->inc(match_errors_pending_);
   if (options_.rule_stats) {
@@ -458,8 +469,11 @@ void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, cons
     from = to == std::string_view::npos ? values.size() : to + 1;
   }
   w.EndObject();
-  w.Key("value");
-  w.Int64(hit.value);
+  w.Key("value");  // a count, or a metric (value_avg: 512.5)
+  if (hit.value == std::floor(hit.value) && std::abs(hit.value) < 9.0e15)
+    w.Int64(static_cast<int64_t>(hit.value));
+  else
+    w.Double(hit.value);
   w.Key("first");
   str(format_rfc3339(hit.first));
   w.Key("last");

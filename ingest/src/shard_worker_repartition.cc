@@ -81,11 +81,8 @@ void ShardWorker::queue_correlation_hits(const MessageView& m, uint32_t rule, Ti
     for (uint32_t b = 0; b < c.bases.size(); ++b) {
       if (c.bases[b] != rule) continue;
       CorrelationHitRecord hit;
-      if (c.spec.type == match::Correlation::Type::kValueCount) {
-        const FieldValue& v = event_.field(c.value_slots[b]);
-        if (!v.present()) continue;  // no value to count
-        hit.value.assign(v.text);
-      }
+      if (c.spec.reads_values() && !match::Correlator::counted_value(c, b, event_, hit.value))
+        continue;  // no value to count
       match::Correlator::append_group_values(c, b, event_, hit.group);
       set_stream(m.topic);
       std::string material = c.info.id;

@@ -50,7 +50,7 @@ void collect_fields(const SigmaRule& r, std::set<std::string>& out) {
   }
   if (r.correlation) {
     for (const auto& g : r.correlation->group_by) out.insert(g);
-    if (!r.correlation->field.empty()) out.insert(r.correlation->field);
+    for (const auto& f : r.correlation->fields) out.insert(f);
   }
 }
 

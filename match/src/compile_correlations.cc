@@ -88,7 +88,9 @@ void RuleSetCompiler::compile_correlations() {
           slots.push_back(slot_of(field, ls, bad));
         }
         cc.group_slots.push_back(std::move(slots));
-        cc.value_slots.push_back(spec.field.empty() ? 0 : slot_of(spec.field, ls, bad));
+        std::vector<uint32_t> counted;
+        for (const auto& f : spec.fields) counted.push_back(slot_of(f, ls, bad));
+        cc.value_slots.push_back(std::move(counted));
       }
     }
     if (!bad.is_ok()) {

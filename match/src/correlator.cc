@@ -1,6 +1,8 @@
 #include "vigil/match/correlator.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <set>
 #include <tuple>
 
@@ -62,19 +64,63 @@ std::string Correlator::key_of(uint32_t index, const std::string& group) const {
   return k;
 }
 
-int64_t Correlator::value_of(const CompiledCorrelation& c, const Window& w) const {
+// A metric's value: the window's numbers (at most kMaxHitsPerGroup, so exact) reduced.
+// Median and percentiles interpolate linearly between the closest ranks (NumPy's default:
+// the median of 1, 2, 3, 4 is 2.5).
+double Correlator::metric_of(const CompiledCorrelation& c, const Window& w) {
+  std::vector<double>& xs = numbers_;
+  xs.clear();
+  for (const auto& h : w.hits) {
+    double x = 0;
+    if (parse_metric_value(h.value, x)) xs.push_back(x);
+  }
+  if (xs.empty()) return std::nan("");
+  switch (c.spec.type) {
+    case Correlation::Type::kValueSum: {
+      double sum = 0;
+      for (double x : xs) sum += x;
+      return sum;
+    }
+    case Correlation::Type::kValueAvg: {
+      double sum = 0;
+      for (double x : xs) sum += x;
+      return sum / static_cast<double>(xs.size());
+    }
+    case Correlation::Type::kValueMin:
+      return *std::min_element(xs.begin(), xs.end());
+    case Correlation::Type::kValueMax:
+      return *std::max_element(xs.begin(), xs.end());
+    default: {
+      const double p = c.spec.type == Correlation::Type::kValueMedian ? 50 : c.spec.percentile;
+      std::sort(xs.begin(), xs.end());
+      const double rank = p / 100 * static_cast<double>(xs.size() - 1);
+      const auto below = static_cast<size_t>(std::floor(rank));
+      const size_t above = std::min(below + 1, xs.size() - 1);
+      return xs[below] + (xs[above] - xs[below]) * (rank - static_cast<double>(below));
+    }
+  }
+}
+
+bool Correlator::parse_metric_value(std::string_view text, double& out) {
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, out);
+  return ec == std::errc() && p == end && std::isfinite(out);
+}
+
+double Correlator::value_of(const CompiledCorrelation& c, const Window& w) {
+  if (c.spec.is_metric()) return metric_of(c, w);
   switch (c.spec.type) {
     case Correlation::Type::kEventCount:
-      return static_cast<int64_t>(w.hits.size());
+      return static_cast<double>(w.hits.size());
     case Correlation::Type::kValueCount: {
       std::set<std::string_view> values;
       for (const auto& h : w.hits) values.insert(h.value);
-      return static_cast<int64_t>(values.size());
+      return static_cast<double>(values.size());
     }
     case Correlation::Type::kTemporal: {
       std::vector<bool> seen(c.bases.size(), false);
       for (const auto& h : w.hits) seen[h.base] = true;
-      return std::count(seen.begin(), seen.end(), true);
+      return static_cast<double>(std::count(seen.begin(), seen.end(), true));
     }
     case Correlation::Type::kTemporalOrdered: {
       // The longest prefix of the rule list matched in time order.
@@ -88,17 +134,19 @@ int64_t Correlator::value_of(const CompiledCorrelation& c, const Window& w) cons
       }
       return next;
     }
+    default:
+      return 0;
   }
-  return 0;
 }
 
-bool Correlator::fires(const CompiledCorrelation& c, int64_t value) const {
+bool Correlator::fires(const CompiledCorrelation& c, double value) const {
+  if (std::isnan(value)) return false;  // a metric over no number
   if (!c.spec.has_condition())
-    return value >= static_cast<int64_t>(c.bases.size());  // temporal default: all rules
+    return value >= static_cast<double>(c.bases.size());  // temporal default: all rules
   return c.spec.holds(value);
 }
 
-void Correlator::emit(uint32_t index, const std::string& group, Window& w, int64_t value,
+void Correlator::emit(uint32_t index, const std::string& group, Window& w, double value,
                       std::vector<CorrelationHit>& out) {
   CorrelationHit& hit = out.emplace_back();
   hit.correlation = index;
@@ -141,14 +189,25 @@ void Correlator::observe(uint32_t rule, const Event& event, TimeMs time, std::st
         group_ += '\x1e';
       }
       append_group_values(c, b, event, group_);
-      const FieldValue* v = nullptr;
-      if (c.spec.type == Correlation::Type::kValueCount) {
-        v = &event.field(c.value_slots[b]);
-        if (!v->present()) continue;  // no value to count
-      }
-      add(index, b, time, ref, v ? std::string_view(v->text) : std::string_view(), out);
+      value_.clear();
+      if (c.spec.reads_values() && !counted_value(c, b, event, value_))
+        continue;  // no value to count
+      add(index, b, time, ref, value_, out);
     }
   }
+}
+
+bool Correlator::counted_value(const CompiledCorrelation& c, uint32_t base, const Event& event,
+                               std::string& out) {
+  out.clear();
+  const auto& slots = c.value_slots[base];
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const FieldValue& v = event.field(slots[i]);
+    if (!v.present()) return false;
+    if (i) out += '\x1f';
+    out.append(v.text);
+  }
+  return true;
 }
 
 void Correlator::append_group_values(const CompiledCorrelation& c, uint32_t base,
@@ -182,11 +241,16 @@ void Correlator::observe_hit(uint32_t correlation, uint32_t base, std::string_vi
 void Correlator::add(uint32_t index, uint32_t b, TimeMs time, std::string_view ref,
                      std::string_view value, std::vector<CorrelationHit>& out) {
   const CompiledCorrelation& c = rules_->correlations()[index];
+  double number = 0;
+  if (c.spec.is_metric() && !parse_metric_value(value, number)) {
+    ++non_numeric_;  // a metric of a field that holds no number here: nothing to add
+    return;
+  }
   Window& w = windows_[index][group_];
   const TimeMs span = c.spec.timespan_ms;
   if (c.spec.judged_at_window_end()) {
     if (!w.hits.empty() && time >= w.start + span) {
-      const int64_t v = value_of(c, w);
+      const double v = value_of(c, w);
       if (fires(c, v)) emit(index, group_, w, v, out);
       w.hits.clear();
     }
@@ -204,9 +268,9 @@ void Correlator::add(uint32_t index, uint32_t b, TimeMs time, std::string_view r
   h.time = time;
   h.base = b;
   h.ref.assign(ref);
-  if (c.spec.type == Correlation::Type::kValueCount) h.value.assign(value);
+  if (c.spec.reads_values()) h.value.assign(value);
   if (!c.spec.judged_at_window_end()) {
-    const int64_t v = value_of(c, w);
+    const double v = value_of(c, w);
     if (fires(c, v)) emit(index, group_, w, v, out);
   }
   dirty_.push_back(key_of(index, group_));
@@ -223,7 +287,7 @@ void Correlator::advance(TimeMs now, std::vector<CorrelationHit>& out) {
       bool drop = w.hits.empty();
       if (c.spec.judged_at_window_end()) {
         if (!w.hits.empty() && (now == INT64_MAX || now >= w.start + span)) {
-          const int64_t value = value_of(c, w);
+          const double value = value_of(c, w);
           if (fires(c, value)) emit(index, it->first, w, value, out);
           drop = true;
         }

@@ -406,7 +406,7 @@ Status expand_node(CondNode& n, SigmaRule& rule, const FieldMapping& mapping) {
     Predicate q = p;
     q.expand = false;
     q.operand.clear();
-    q.regex = sigma_value_to_regex(v, p.anchor_start, p.anchor_end, p.windash);
+    q.regex = sigma_value_to_regex(v, p.anchor_start, p.anchor_end, p.windash, p.caseless);
     CondNode leaf;
     leaf.kind = CondNode::Kind::kPred;
     leaf.index = static_cast<uint32_t>(rule.predicates.size());
@@ -558,7 +558,7 @@ class ValueConverter {
     q.value = sigma_value;
     q.anchor_start = anchor_start;
     q.anchor_end = anchor_end;
-    q.regex = sigma_value_to_regex(sigma_value, anchor_start, anchor_end);
+    q.regex = sigma_value_to_regex(sigma_value, anchor_start, anchor_end, false, q.caseless);
     return q;
   }
   CondNode leaf(Predicate q) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "case_fold.h"
 #include "matcher_impl.h"
 #include "patterns.h"
 
@@ -33,7 +34,7 @@ bool evaluate_direct(const detail::CompiledRules::DirectPredicate& dp, const Eve
       return fv.present() && fv.text.empty();
     case Predicate::Kind::kFieldRef: {
       const FieldValue& ref = event.field(dp.ref_slot);
-      return fv.present() && ref.present() && ascii_iequals(fv.text, ref.text);
+      return fv.present() && ref.present() && fold_equals(fv.text, ref.text);
     }
     case Predicate::Kind::kCidr: {
       // inet_pton needs a terminated string; addresses are short, so no allocation.

@@ -11,6 +11,7 @@ uint32_t pcre2_options(unsigned hs_flags) {
   if (hs_flags & HS_FLAG_CASELESS) o |= PCRE2_CASELESS;
   if (hs_flags & HS_FLAG_DOTALL) o |= PCRE2_DOTALL;
   if (hs_flags & HS_FLAG_MULTILINE) o |= PCRE2_MULTILINE;
+  if (hs_flags & HS_FLAG_UTF8) o |= PCRE2_UTF;  // the subject is checked at each match
   return o;
 }
 
@@ -19,7 +20,9 @@ unsigned hs_flags(const Predicate& p) {
   if (p.caseless) flags |= HS_FLAG_CASELESS;
   if (p.dotall) flags |= HS_FLAG_DOTALL;
   if (p.multiline) flags |= HS_FLAG_MULTILINE;
-  if (p.user_regex) flags |= HS_FLAG_ALLOWEMPTY;
+  // A `re` value runs on characters: `.` and `[^...]` take one UTF-8 sequence and `i` folds
+  // Unicode letters (events are valid UTF-8). \w, \d, \s stay ASCII, as without PCRE2_UCP.
+  if (p.user_regex) flags |= HS_FLAG_ALLOWEMPTY | HS_FLAG_UTF8;
   return flags;
 }
 

@@ -18,7 +18,7 @@
 
 namespace vigil::match {
 
-// PCRE2 options with the meaning of Hyperscan flags (bytes, not UTF-8, as Hyperscan scans).
+// PCRE2 options with the meaning of Hyperscan flags (UTF-8 mode for HS_FLAG_UTF8, else bytes).
 uint32_t pcre2_options(unsigned hs_flags);
 
 // The Hyperscan flags of a pattern predicate.

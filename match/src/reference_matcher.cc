@@ -12,11 +12,94 @@
 
 #include <charconv>
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace vigil::match {
 namespace {
 
 constexpr uint32_t kRaw = 0xffffffffu;  // keywords: the raw event text
+
+// The code points of UTF-8 text (valid: events and rule text are checked); a stray byte
+// stands for itself.
+std::vector<uint32_t> code_points(std::string_view s) {
+  std::vector<uint32_t> out;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const int extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+    uint32_t cp = extra == 0 ? c : c & (0x3f >> extra);
+    size_t k = 1;
+    for (; k <= static_cast<size_t>(extra) && i + k < s.size(); ++k)
+      cp = cp << 6 | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+    out.push_back(k == static_cast<size_t>(extra) + 1 ? cp : c);
+    i += k == static_cast<size_t>(extra) + 1 ? k : 1;
+  }
+  return out;
+}
+
+void append_code_point(std::string& out, uint32_t cp) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "\\x{%x}", static_cast<unsigned>(cp));
+  out += buf;
+}
+
+// A Sigma string value as a PCRE2 pattern in UTF mode, written here rather than taken from the
+// compiler: `*` any characters, `?` one character, Sigma's escapes; caseless: an ASCII letter
+// as the class of its two cases (the compiled matcher's caseless flag folds ASCII only, so
+// U+212A KELVIN SIGN is no `k` there), any other character under PCRE2's Unicode caseless
+// matching (`(?i:é)` is é or É); windash: `-` and `/` as any of the dashes Windows accepts.
+std::string sigma_pattern(const Predicate& p) {
+  std::string out = p.anchor_start ? "\\A" : "";
+  const std::vector<uint32_t> cps = code_points(p.value);
+  for (size_t i = 0; i < cps.size(); ++i) {
+    uint32_t c = cps[i];
+    if (c == '\\' && i + 1 < cps.size() &&
+        (cps[i + 1] == '*' || cps[i + 1] == '?' || cps[i + 1] == '\\')) {
+      c = cps[++i];
+    } else if (c == '*') {
+      out += ".*";
+      continue;
+    } else if (c == '?') {
+      out += ".";
+      continue;
+    }
+    if (p.windash && (c == '-' || c == '/')) {
+      out += "(?:-|/|\\x{2013}|\\x{2014}|\\x{2015})";
+    } else if (p.caseless && c < 0x80 && std::isalpha(static_cast<int>(c))) {
+      out += '[';
+      out += static_cast<char>(std::tolower(static_cast<int>(c)));
+      out += static_cast<char>(std::toupper(static_cast<int>(c)));
+      out += ']';
+    } else if (p.caseless && c >= 0x80) {
+      out += "(?i:";
+      append_code_point(out, c);
+      out += ')';
+    } else {
+      append_code_point(out, c);
+    }
+  }
+  if (p.anchor_end) out += "\\z";
+  return out;
+}
+
+// Caseless equality of two values (fieldref), by PCRE2's Unicode caseless matching: b's
+// characters as a pattern anchored at both ends.
+bool same_text_unicode(std::string_view a, std::string_view b) {
+  std::string pattern = "\\A";
+  for (const uint32_t c : code_points(b)) append_code_point(pattern, c);
+  pattern += "\\z";
+  int err = 0;
+  PCRE2_SIZE offset = 0;
+  pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                 PCRE2_UTF | PCRE2_CASELESS, &err, &offset, nullptr);
+  if (re == nullptr) return false;
+  pcre2_match_data* data = pcre2_match_data_create_from_pattern(re, nullptr);
+  const int rc =
+      pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(a.data()), a.size(), 0, 0, data, nullptr);
+  pcre2_match_data_free(data);
+  pcre2_code_free(re);
+  return rc >= 0;
+}
 
 bool same_text(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -115,13 +198,23 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
       Pred pred{p.kind, slot, 0, nullptr, p.operand, p.time_part};
       if (p.kind == Predicate::Kind::kFieldRef) pred.ref_slot = slot_of(p.operand, rule.logsource);
       if (p.kind == Predicate::Kind::kPattern) {
+        // A plain Sigma value: its own pattern, on characters. A `re` value: as written, in
+        // UTF mode. Anything else (encoded bytes: base64, utf16; keywords in the raw JSON
+        // text): the compiler's byte pattern.
+        const bool plain = !p.value.empty() && !p.user_regex;
+        const std::string pattern = plain ? sigma_pattern(p) : p.regex;
         uint32_t options = 0;
-        if (p.caseless) options |= PCRE2_CASELESS;
-        if (p.dotall) options |= PCRE2_DOTALL;
-        if (p.multiline) options |= PCRE2_MULTILINE;
+        if (plain) {
+          options = PCRE2_UTF | PCRE2_DOTALL;
+        } else {
+          if (p.caseless) options |= PCRE2_CASELESS;
+          if (p.dotall) options |= PCRE2_DOTALL;
+          if (p.multiline) options |= PCRE2_MULTILINE;
+          if (p.user_regex) options |= PCRE2_UTF;
+        }
         int err = 0;
         PCRE2_SIZE offset = 0;
-        pred.code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p.regex.data()), p.regex.size(),
+        pred.code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                                   options, &err, &offset, nullptr);
         if (pred.code == nullptr)
           ok = false;
@@ -162,7 +255,7 @@ bool ReferenceMatcher::test(const Pred& p, const Event& event) {
       return fv.present() && fv.text.empty();
     case Predicate::Kind::kFieldRef: {
       const FieldValue& ref = event.field(p.ref_slot);
-      return fv.present() && ref.present() && same_text(fv.text, ref.text);
+      return fv.present() && ref.present() && same_text_unicode(fv.text, ref.text);
     }
     case Predicate::Kind::kCidr:
       return fv.present() && in_network(fv.text, p.operand);

@@ -174,8 +174,8 @@ std::vector<std::string> detail::string_or_list(const YAML::Node& n) {
 // The `correlation` section. Every key that decides what is detected must be known.
 
 std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end,
-                                 bool windash) {
-  return to_regex(value, anchor_start, anchor_end, windash);
+                                 bool windash, bool caseless) {
+  return to_regex(value, anchor_start, anchor_end, windash, caseless);
 }
 
 namespace {

@@ -3,9 +3,40 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <optional>
+#include <string_view>
+#include <utility>
 
 #include "sigma_internal.h"
 #include "vigil/core/time.h"
+
+namespace vigil::match {
+namespace {
+
+// The correlation types by name, in the order Correlation::Type lists them.
+constexpr std::pair<std::string_view, Correlation::Type> kCorrelationTypes[] = {
+    {"event_count", Correlation::Type::kEventCount},
+    {"value_count", Correlation::Type::kValueCount},
+    {"temporal", Correlation::Type::kTemporal},
+    {"temporal_ordered", Correlation::Type::kTemporalOrdered},
+    {"value_sum", Correlation::Type::kValueSum},
+    {"value_avg", Correlation::Type::kValueAvg},
+    {"value_min", Correlation::Type::kValueMin},
+    {"value_max", Correlation::Type::kValueMax},
+    {"value_median", Correlation::Type::kValueMedian},
+    {"value_percentile", Correlation::Type::kValuePercentile},
+};
+
+std::optional<Correlation::Type> correlation_type_of(std::string_view name) {
+  for (const auto& [n, t] : kCorrelationTypes) {
+    if (n == name) return t;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+}  // namespace vigil::match
 
 namespace vigil::match::detail {
 Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& c) {
@@ -18,17 +49,14 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
     if (!keys.count(k)) return ctx.error("correlation: unknown key '" + k + "'");
   }
   const std::string type = scalar_or_empty(node["type"]);
-  if (type == "event_count")
-    c.type = Correlation::Type::kEventCount;
-  else if (type == "value_count")
-    c.type = Correlation::Type::kValueCount;
-  else if (type == "temporal")
-    c.type = Correlation::Type::kTemporal;
-  else if (type == "temporal_ordered")
-    c.type = Correlation::Type::kTemporalOrdered;
-  else
-    return ctx.error("correlation: unknown type '" + type +
-                     "' (event_count, value_count, temporal, temporal_ordered)");
+  const auto parsed_type = correlation_type_of(type);
+  if (!parsed_type) {
+    std::string known;
+    for (const auto& [name, t] : kCorrelationTypes)
+      known += (known.empty() ? "" : ", ") + std::string(name);
+    return ctx.error("correlation: unknown type '" + type + "' (" + known + ")");
+  }
+  c.type = *parsed_type;
 
   c.rules = string_or_list(node["rules"]);
   if (c.rules.empty()) return ctx.error("correlation: 'rules' must name at least one rule");
@@ -58,21 +86,54 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
     for (const auto& kv : cond) {
       const std::string k = scalar_or_empty(kv.first);
       if (k == "field") {
-        if (!kv.second.IsScalar())
-          return ctx.unsupported("correlation: 'condition.field' as a list is not supported yet");
-        c.field = scalar_or_empty(kv.second);
+        if (kv.second.IsScalar()) {
+          c.fields = {scalar_or_empty(kv.second)};
+        } else if (kv.second.IsSequence() && kv.second.size() > 0) {
+          for (const auto& f : kv.second) {
+            if (!f.IsScalar() || scalar_or_empty(f).empty())
+              return ctx.error("correlation: each entry of 'condition.field' must be a field name");
+            c.fields.push_back(scalar_or_empty(f));
+          }
+        } else {
+          return ctx.error("correlation: 'condition.field' must be a field name or a list of them");
+        }
+        if (std::any_of(c.fields.begin(), c.fields.end(), [](const auto& f) { return f.empty(); }))
+          return ctx.error("correlation: 'condition.field' is empty");
+        continue;
+      }
+      const std::string v = scalar_or_empty(kv.second);
+      if (k == "percentile") {
+        int p = -1;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), p);
+        if (c.type != Correlation::Type::kValuePercentile)
+          return ctx.error(
+              "correlation: 'condition.percentile' is only meaningful for "
+              "value_percentile");
+        if (ec != std::errc() || end != v.data() + v.size() || p < 0 || p > 100)
+          return ctx.error(
+              "correlation: 'condition.percentile' must be an integer from 0 to 100, "
+              "not '" +
+              v + "'");
+        c.percentile = p;
         continue;
       }
       auto op = ops.find(k);
       if (op == ops.end()) return ctx.error("correlation: unknown condition operator '" + k + "'");
-      const std::string v = scalar_or_empty(kv.second);
+      if (c.is_metric()) {  // a metric is compared with any finite number
+        double d = 0;
+        auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+        if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(d))
+          return ctx.error("correlation: condition '" + k + "' needs a number, not '" + v + "'");
+        c.condition.push_back({op->second, d});
+        continue;
+      }
       int64_t n = 0;
       auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
       if (ec != std::errc() || end != v.data() + v.size() || n < 0) {
         return ctx.error("correlation: condition '" + k + "' needs a non-negative integer, not '" +
                          v + "'");
       }
-      c.condition.push_back({op->second, n});
+      c.condition.push_back({op->second, static_cast<double>(n)});
     }
     // One bound, or a range: a lower bound (gt, gte) and an upper one (lt, lte), ANDed.
     using Op = Correlation::Op;
@@ -88,11 +149,19 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
   } else if (!temporal) {
     return ctx.error("correlation: an " + type + " correlation needs a 'condition'");
   }
-  if (c.type == Correlation::Type::kValueCount && c.field.empty()) {
-    return ctx.error("correlation: value_count needs the counted field in 'condition.field'");
+  if (c.reads_values() && c.fields.empty()) {
+    return ctx.error("correlation: " + type + " needs its field in 'condition.field'");
   }
-  if (c.type != Correlation::Type::kValueCount && !c.field.empty()) {
-    return ctx.error("correlation: 'condition.field' is only meaningful for value_count");
+  if (!c.reads_values() && !c.fields.empty()) {
+    return ctx.error(
+        "correlation: 'condition.field' is only meaningful for value_count and the "
+        "value_* metrics");
+  }
+  if (c.is_metric() && c.fields.size() != 1) {
+    return ctx.error("correlation: " + type + " takes one numeric field in 'condition.field'");
+  }
+  if (c.type == Correlation::Type::kValuePercentile && c.percentile < 0) {
+    return ctx.error("correlation: value_percentile needs 'condition.percentile' (0 to 100)");
   }
   if (const YAML::Node aliases = node["aliases"]) {
     if (!aliases.IsMap()) return ctx.error("correlation: 'aliases' must be a map");
@@ -119,7 +188,7 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
 
 namespace vigil::match {
 
-bool Correlation::holds(int64_t v) const {
+bool Correlation::holds(double v) const {
   for (const Bound& b : condition) {
     bool ok = false;
     switch (b.op) {
@@ -148,20 +217,18 @@ bool Correlation::holds(int64_t v) const {
 }
 
 bool Correlation::judged_at_window_end() const {
-  return std::any_of(condition.begin(), condition.end(),
-                     [](const Bound& b) { return b.op != Op::kGt && b.op != Op::kGte; });
+  auto all = [&](auto pred) { return std::all_of(condition.begin(), condition.end(), pred); };
+  auto lower = [](const Bound& b) { return b.op == Op::kGt || b.op == Op::kGte; };
+  auto upper = [](const Bound& b) { return b.op == Op::kLt || b.op == Op::kLte; };
+  if (type == Type::kValueMax) return !all(lower);  // only grows as matches come
+  if (type == Type::kValueMin) return !all(upper);  // only falls
+  if (is_metric()) return true;
+  return !all(lower);
 }
 
 std::string_view correlation_type_name(Correlation::Type t) {
-  switch (t) {
-    case Correlation::Type::kEventCount:
-      return "event_count";
-    case Correlation::Type::kValueCount:
-      return "value_count";
-    case Correlation::Type::kTemporal:
-      return "temporal";
-    case Correlation::Type::kTemporalOrdered:
-      return "temporal_ordered";
+  for (const auto& [name, type] : kCorrelationTypes) {
+    if (type == t) return name;
   }
   return "?";
 }

@@ -50,7 +50,7 @@ Expected<CondNode> parse_keywords(ParseContext& ctx, const std::string& key,
     }
     Predicate p;  // an empty field: the raw event
     p.caseless = !cased;
-    p.regex = to_regex(v.Scalar(), false, false, false, true);
+    p.regex = to_regex(v.Scalar(), false, false, false, p.caseless, true);
     CondNode leaf = make_node(CondNode::Kind::kPred);
     leaf.index = ctx.add_predicate(std::move(p));
     group.children.push_back(std::move(leaf));
@@ -292,7 +292,7 @@ Expected<Predicate> value_predicate(ParseContext& ctx, const std::string& key, c
       p.kind = Predicate::Kind::kExists;
     } else {
       p.kind = Predicate::Kind::kPattern;
-      p.regex = to_regex(s, t.anchor_start(), t.anchor_end(), t.windash);
+      p.regex = to_regex(s, t.anchor_start(), t.anchor_end(), t.windash, p.caseless);
       p.value = s;
       p.anchor_start = t.anchor_start();
       p.anchor_end = t.anchor_end();

@@ -45,10 +45,12 @@ std::vector<SigmaChar> sigma_chars(const std::string& value);
 std::string sigma_text(const std::vector<SigmaChar>& chars, size_t from, size_t to);
 
 // Values as regexes (sigma_values.cc).
+// `caseless`: a non-ASCII letter becomes the group of its case variants (Unicode simple case
+// folding), ASCII letters are left to Hyperscan's caseless flag.
 // `json`: the value is searched in raw JSON text (keywords), so its special characters are
 // matched as JSON escapes them.
 std::string to_regex(const std::string& value, bool anchor_start, bool anchor_end, bool windash,
-                     bool json = false);
+                     bool caseless, bool json = false);
 std::string literal_regex(const std::string& bytes, bool anchor_start, bool anchor_end);
 std::string base64(const std::string& in);
 std::vector<std::string> base64_offsets(const std::string& in);

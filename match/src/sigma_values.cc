@@ -4,6 +4,7 @@
 #include <charconv>
 #include <string>
 
+#include "case_fold.h"
 #include "sigma_internal.h"
 
 namespace vigil::match::detail {
@@ -54,24 +55,60 @@ constexpr const char* kUtf8Char =
     "[\\xf0-\\xf4][\\x80-\\xbf]{3})";
 
 std::string to_regex(const std::string& value, bool anchor_start, bool anchor_end, bool windash,
-                     bool json) {
+                     bool caseless, bool json) {
   std::string out;
   out.reserve(value.size() * 2 + 8);
   if (anchor_start) out += "\\A";
   auto literal = [&](unsigned char c) {
     json ? append_json_literal(out, c) : append_literal(out, c);
   };
+  std::string pending;  // the bytes of a non-ASCII character read so far
+  auto character = [&](const std::string& bytes) {
+    // A caseless non-ASCII letter: its case variants spelled out (the patterns run in byte
+    // mode, where Hyperscan's caseless flag folds ASCII only); ASCII letters fold by the flag.
+    size_t at = 0;
+    const std::vector<uint32_t> variants =
+        caseless ? case_variants(next_code_point(bytes, at)) : std::vector<uint32_t>{};
+    if (variants.size() < 2) {
+      for (const char b : bytes) literal(static_cast<unsigned char>(b));
+      return;
+    }
+    out += "(?:";
+    bool first = true, ascii_done = false;
+    for (const uint32_t v : variants) {
+      if (v < 0x80) {  // k and K of U+212A KELVIN SIGN: the flag folds them, one is enough
+        if (ascii_done) continue;
+        ascii_done = true;
+      }
+      if (!first) out += '|';
+      first = false;
+      std::string utf8;
+      append_utf8(utf8, v);
+      for (const char b : utf8) literal(static_cast<unsigned char>(b));
+    }
+    out += ')';
+  };
   for_each_sigma_char(value, [&](char c, bool wildcard) {
-    if (wildcard) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (!pending.empty() || (!wildcard && byte >= 0x80)) {
+      pending += c;
+      const auto lead = static_cast<unsigned char>(pending[0]);
+      const size_t length = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+      if (pending.size() >= length) {
+        character(pending);
+        pending.clear();
+      }
+    } else if (wildcard) {
       // `?` is "a single mandatory character" (rules specification): one UTF-8 sequence,
       // not one byte (events are valid UTF-8; patterns run in byte mode).
       out += c == '*' ? ".*" : kUtf8Char;
     } else if (windash && (c == '-' || c == '/')) {
       out += kWindashAlternatives;
     } else {
-      literal(static_cast<unsigned char>(c));
+      literal(byte);
     }
   });
+  for (const char b : pending) literal(static_cast<unsigned char>(b));  // a truncated sequence
   if (anchor_end) out += "\\z";
   return out;
 }

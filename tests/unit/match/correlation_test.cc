@@ -3,163 +3,20 @@
 
 #include <gtest/gtest.h>
 
-#include "vigil/match/correlator.h"
-#include "vigil/match/matcher.h"
+#include "correlation_harness.h"
 
 namespace vigil::match {
 namespace {
 
-constexpr char kMapping[] = R"(
-name: test
-host_field: host
-time_field: ts
-logsources:
-  - name: auth
-    match: {product: test, category: authentication}
-)";
-
-constexpr TimeMs kMin = 60 * 1000;
-
-// Base rules: "failed" (outcome failure) and "success" (outcome success), "proc" (cmd run).
-std::string base_rules() {
-  return R"(title: Failed logon
-id: base-failed
-name: failed_logon
-logsource: {product: test, category: authentication}
-detection:
-  sel: {outcome: failure}
-  condition: sel
----
-title: Successful logon
-id: base-success
-name: successful_logon
-logsource: {product: test, category: authentication}
-detection:
-  sel: {outcome: success}
-  condition: sel
----
-title: Process run
-id: base-proc
-name: proc_run
-logsource: {product: test, category: authentication}
-detection:
-  sel: {cmd|contains: run}
-  condition: sel
-)";
-}
-
-struct Ev {
-  TimeMs t;
-  std::string json;
-};
-
-// Compiles the base rules and `correlation` (YAML), runs `events` through a Matcher and a
-// Correlator as `vigil match` does, and returns (event index, rule id) of each output line.
-class Harness {
- public:
-  explicit Harness(const std::string& correlation, const std::string& mapping_text = kMapping) {
-    std::vector<SigmaRule> rules;
-    std::string all = base_rules() + "---\n" + correlation;
-    size_t pos = 0;
-    while (pos < all.size()) {
-      size_t end = all.find("\n---\n", pos);
-      const std::string doc =
-          all.substr(pos, end == std::string::npos ? std::string::npos : end - pos + 1);
-      auto r = parse_sigma(doc, "doc" + std::to_string(rules.size()) + ".yml");
-      if (!r) {
-        error = r.status().to_string();
-        return;
-      }
-      rules.push_back(*r);
-      if (end == std::string::npos) break;
-      pos = end + 5;
-    }
-    auto mapping = FieldMapping::parse(mapping_text, "m.yml");
-    EXPECT_TRUE(mapping) << mapping.status().to_string();
-    auto rs = RuleSet::compile(rules, *mapping, report);
-    EXPECT_TRUE(rs);
-    for (const auto& d : report.rules) {
-      if (!d.status.is_ok()) error = d.status.to_string();
-    }
-    set = *rs;
-  }
-
-  std::vector<std::pair<size_t, std::string>> run(const std::vector<Ev>& events) {
-    std::vector<std::pair<size_t, std::string>> out;
-    auto matcher = Matcher::create(set);
-    EXPECT_TRUE(matcher);
-    Correlator correlator(set);
-    if (remote) correlator.set_remote(std::vector<bool>(set->correlations().size(), true));
-    EventParser parser;
-    Event event;
-    std::vector<uint32_t> hits;
-    std::vector<CorrelationHit> fired;
-    auto drain = [&] {
-      for (const auto& f : fired)
-        out.emplace_back(std::stoul(f.completed_by), set->correlations()[f.correlation].info.id);
-      fired.clear();
-    };
-    for (size_t i = 0; i < events.size(); ++i) {
-      EXPECT_EQ(parser.parse(events[i].json, set->fields(), event), ParseError::kNone);
-      hits.clear();
-      EXPECT_TRUE((*matcher)->match(event, hits).is_ok());
-      correlator.advance(events[i].t, fired);
-      drain();
-      for (uint32_t r : hits) correlator.observe(r, event, events[i].t, std::to_string(i), fired);
-      if (remote) {
-        // As the repartition topic carries them: group values and the counted value computed
-        // where the event was, the window fed elsewhere.
-        for (uint32_t r : hits) {
-          for (uint32_t c : set->correlations_of(r)) {
-            const CompiledCorrelation& cc = set->correlations()[c];
-            for (uint32_t b = 0; b < cc.bases.size(); ++b) {
-              if (cc.bases[b] != r) continue;
-              std::string values;
-              Correlator::append_group_values(cc, b, event, values);
-              std::string value;
-              if (cc.spec.type == Correlation::Type::kValueCount) {
-                const FieldValue& v = event.field(cc.value_slots[b]);
-                if (!v.present()) continue;
-                value.assign(v.text);
-              }
-              correlator.observe_hit(c, b, values, value, events[i].t, std::to_string(i), fired,
-                                     "scope");
-            }
-          }
-        }
-      }
-      for (uint32_t r : hits) {
-        if (set->rules()[r].emit) out.emplace_back(i, set->rules()[r].id);
-      }
-      drain();
-    }
-    correlator.advance(INT64_MAX, fired);
-    drain();
-    return out;
-  }
-  std::vector<std::pair<size_t, std::string>> correlations_only(const std::vector<Ev>& events) {
-    auto all = run(events);
-    std::erase_if(all, [](const auto& p) { return p.second.rfind("base-", 0) == 0; });
-    return all;
-  }
-
-  CompileReport report;
-  std::shared_ptr<const RuleSet> set;
-  std::string error;
-  bool remote = false;  // every correlation fed through observe_hit(), as cluster mode does
-};
-
-Ev fail(TimeMs t, const std::string& user, const std::string& host = "h1") {
-  return {t, R"({"outcome":"failure","user":")" + user + R"(","host":")" + host + R"("})"};
-}
-Ev success(TimeMs t, const std::string& user, const std::string& host = "h1") {
-  return {t, R"({"outcome":"success","user":")" + user + R"(","host":")" + host + R"("})"};
-}
-Ev proc(TimeMs t, const std::string& host) {
-  return {t, R"({"cmd":"run x","host":")" + host + R"("})"};
-}
-
-using Lines = std::vector<std::pair<size_t, std::string>>;
+// The harness, the base rules and their events (correlation_harness.h).
+using test_support::Ev;
+using test_support::fail;
+using test_support::Harness;
+using test_support::kCorrelationMapping;
+using test_support::kMin;
+using test_support::Lines;
+using test_support::proc;
+using test_support::success;
 
 // Three failed logons of one user within five minutes.
 constexpr char kBruteForce[] = R"(title: Brute force
@@ -193,8 +50,8 @@ TEST(CorrelationTest, EventCountFiresOncePerWindowAndGroup) {
 
 // Grouping on a field the mapping marks unsupported refuses the correlation with the reason.
 TEST(CorrelationTest, GroupingOnAnUnsupportedFieldIsRefused) {
-  Harness h(kBruteForce,
-            std::string(kMapping) + "fields: {user: {unsupported: 'the shipper drops it'}}\n");
+  Harness h(kBruteForce, std::string(kCorrelationMapping) +
+                             "fields: {user: {unsupported: 'the shipper drops it'}}\n");
   EXPECT_NE(h.error.find("field 'user' cannot be grouped on under mapping 'test': the shipper"),
             std::string::npos)
       << h.error;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "vigil/match/matcher.h"
+#include "vigil/match/reference_matcher.h"
 #include "vigil/match/ruleset.h"
 
 namespace vigil::match::test_support {
@@ -95,5 +96,37 @@ class RuleMatch {
 inline std::string proc(const std::string& fields) { return R"({"EventID":1,)" + fields + "}"; }
 
 using Paths = std::vector<std::string>;
+
+// The rules (by id) each of `events` matches, with the compiled matcher; the reference
+// matcher must agree event for event.
+inline std::vector<std::vector<std::string>> matches(const std::vector<SigmaRule>& rules,
+                                                     const std::vector<std::string>& events) {
+  auto mapping = FieldMapping::parse(kMapping, "m.yml");
+  EXPECT_TRUE(mapping);
+  CompileReport report;
+  auto rs = RuleSet::compile(rules, *mapping, report);
+  EXPECT_TRUE(rs);
+  for (const auto& d : report.rules) EXPECT_TRUE(d.status.is_ok()) << d.status.to_string();
+  auto matcher = Matcher::create(*rs);
+  auto reference = ReferenceMatcher::compile(rules, *mapping);
+  std::vector<std::vector<std::string>> out;
+  EventParser parser, ref_parser;
+  Event event, ref_event;
+  for (const auto& json : events) {
+    EXPECT_EQ(parser.parse(json, (*rs)->fields(), event), ParseError::kNone);
+    std::vector<uint32_t> hits, ref_hits;
+    (void)(*matcher)->match(event, hits);
+    std::vector<std::string> ids, ref_ids;
+    for (uint32_t h : hits) ids.push_back((*rs)->rules()[h].id);
+    EXPECT_EQ(ref_parser.parse(json, reference->fields(), ref_event), ParseError::kNone);
+    reference->match(ref_event, ref_hits);
+    for (uint32_t h : ref_hits) ref_ids.push_back(reference->rule_ids()[h]);
+    std::sort(ids.begin(), ids.end());
+    std::sort(ref_ids.begin(), ref_ids.end());
+    EXPECT_EQ(ids, ref_ids) << json;
+    out.push_back(std::move(ids));
+  }
+  return out;
+}
 
 }  // namespace vigil::match::test_support

@@ -200,6 +200,8 @@ class ShardWorker {
   std::string hit_key_;                    // scratch
   Counter* correlation_alerts_ = nullptr;
   uint64_t correlation_pending_ = 0;  // of the batch in hand
+  Counter* non_numeric_values_ = nullptr;
+  uint64_t non_numeric_seen_ = 0;  // the correlator's count already added
   Counter* truncated_alerts_ = nullptr;
   uint64_t truncated_alerts_pending_ = 0;
   std::vector<uint32_t> matches_;

@@ -8,8 +8,12 @@
 //   value_count       distinct values of the condition field in the window
 //   temporal          distinct base rules matched in the window (default: all of them)
 //   temporal_ordered  base rules matched in their listed order within the window (default: all)
+//   value_sum, value_avg, value_min, value_max, value_median, value_percentile
+//                     that metric of a numeric field over the window's matches (a match whose
+//                     field holds no finite number is left out and counted)
 // gt/gte conditions are judged on every match over a sliding window and fire as soon as
-// they hold; lt/lte/eq/neq can only be judged once a window is over, so they use windows
+// they hold; lt/lte/eq/neq (and the metrics, but for value_max above a bound and value_min
+// below one) can only be judged once a window is over, so they use windows
 // that open with a group's first match and are judged when a later match (or advance())
 // passes their end. A firing clears the group's window: a correlation fires once per window
 // and group.
@@ -36,7 +40,7 @@ struct CorrelationHit {
   uint32_t correlation = 0;  // index into RuleSet::correlations()
   std::string group;         // the group-by values, joined by '\x1f'
   TimeMs first = 0, last = 0;
-  int64_t value = 0;              // the count the condition held for
+  double value = 0;               // the count (or the metric) the condition held for
   std::vector<std::string> refs;  // the matches' references, oldest first (at most kMaxRefs)
   std::string completed_by;       // the reference of the window's last match
 };
@@ -66,6 +70,10 @@ class Correlator {
   void observe_hit(uint32_t correlation, uint32_t base, std::string_view values,
                    std::string_view value, TimeMs time, std::string_view ref,
                    std::vector<CorrelationHit>& out, std::string_view scope = {});
+  // The value_count value of base `base` in `event` (its fields' texts joined by '\x1f') into
+  // `out`; false when the event lacks one of them (it counts nothing).
+  static bool counted_value(const CompiledCorrelation& c, uint32_t base, const Event& event,
+                            std::string& out);
   // The group-by values of base `base` in `event`, joined by '\x1f', appended to `out`.
   static void append_group_values(const CompiledCorrelation& c, uint32_t base, const Event& event,
                                   std::string& out);
@@ -79,12 +87,14 @@ class Correlator {
 
   size_t groups() const;
   uint64_t dropped_hits() const { return dropped_hits_; }
+  // Matches a metric correlation left out: its field held no finite number.
+  uint64_t non_numeric_values() const { return non_numeric_; }
 
   // A group's window, for persistence (see encode/decode).
   struct Hit {
     TimeMs time = 0;
     uint32_t base = 0;  // position in the correlation's rules
-    std::string value;  // value_count: the counted field's value
+    std::string value;  // value_count: the counted fields' values; a metric: the number
     std::string ref;
   };
   struct Window {
@@ -104,9 +114,11 @@ class Correlator {
   // Adds a match to the window of group_ (already built) and judges it.
   void add(uint32_t index, uint32_t base, TimeMs time, std::string_view ref, std::string_view value,
            std::vector<CorrelationHit>& out);
-  int64_t value_of(const CompiledCorrelation& c, const Window& w) const;
-  bool fires(const CompiledCorrelation& c, int64_t value) const;
-  void emit(uint32_t index, const std::string& group, Window& w, int64_t value,
+  double value_of(const CompiledCorrelation& c, const Window& w);
+  double metric_of(const CompiledCorrelation& c, const Window& w);
+  static bool parse_metric_value(std::string_view text, double& out);
+  bool fires(const CompiledCorrelation& c, double value) const;
+  void emit(uint32_t index, const std::string& group, Window& w, double value,
             std::vector<CorrelationHit>& out);
   std::string key_of(uint32_t index, const std::string& group) const;
 
@@ -114,7 +126,10 @@ class Correlator {
   std::vector<std::unordered_map<std::string, Window>> windows_;  // per correlation, by group
   std::vector<std::string> dirty_;
   std::vector<bool> remote_;
-  std::string group_;  // scratch
+  std::string group_;            // scratch
+  std::string value_;            // scratch
+  std::vector<double> numbers_;  // scratch
+  uint64_t non_numeric_ = 0;
   uint64_t dropped_hits_ = 0;
 };
 

@@ -44,7 +44,7 @@ struct CompiledCorrelation {
   Correlation spec;
   std::vector<uint32_t> bases;                     // indexes into RuleSet::rules(), in spec order
   std::vector<std::vector<uint32_t>> group_slots;  // per base: field slots of the group-by values
-  std::vector<uint32_t> value_slots;               // per base: slot of the value_count field
+  std::vector<std::vector<uint32_t>> value_slots;  // per base: slots of the value_count fields
 };
 
 struct RuleDiagnostic {

@@ -79,7 +79,20 @@ struct CondNode {
 // A Sigma correlation rule (specification v2): aggregates the matches of base rules,
 // referenced by id or name, per group of field values within a timespan.
 struct Correlation {
-  enum class Type : uint8_t { kEventCount, kValueCount, kTemporal, kTemporalOrdered };
+  enum class Type : uint8_t {
+    kEventCount,
+    kValueCount,
+    kTemporal,
+    kTemporalOrdered,
+    // Metrics of a numeric field over the window's matches (Sigma 2.1 / pySigma): the sum,
+    // mean, least, greatest, median or `percentile` of the values.
+    kValueSum,
+    kValueAvg,
+    kValueMin,
+    kValueMax,
+    kValueMedian,
+    kValuePercentile,
+  };
   enum class Op : uint8_t { kGt, kGte, kLt, kLte, kEq, kNeq };
   Type type = Type::kEventCount;
   std::vector<std::string> rules;     // base rules by id or name, in order (temporal_ordered)
@@ -89,18 +102,27 @@ struct Correlation {
   // range (gt/gte with lt/lte). Empty: a temporal type without one (all rules must match).
   struct Bound {
     Op op = Op::kGte;
-    int64_t value = 0;
+    double value = 0;  // a non-negative integer for the counting types
   };
   std::vector<Bound> condition;
-  std::string field;  // value_count: the field whose distinct values are counted
+  // value_count: the field whose distinct values are counted, or several fields whose distinct
+  // combinations are (`condition.field` as a list; an event lacking one of them counts nothing).
+  // A metric type: its one numeric field.
+  std::vector<std::string> fields;
+  int percentile = -1;  // value_percentile: which one, 0 to 100
   // alias name -> (base rule id or name -> that rule's field)
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> aliases;
   bool generate = false;  // base rules also alert on their own
 
   bool has_condition() const { return !condition.empty(); }
-  bool holds(int64_t value) const;
-  // Whether the condition can only be judged when the window ends (a bound of lt, lte, eq or
-  // neq: a later match may still break it).
+  bool is_metric() const { return type >= Type::kValueSum; }
+  // The matches carry a value of `fields` (value_count, the metrics).
+  bool reads_values() const { return type == Type::kValueCount || is_metric(); }
+  bool holds(double value) const;
+  // Whether the condition can only be judged when the window ends: a bound of lt, lte, eq or
+  // neq on a count (a later match may still break it), and every metric but a max above a
+  // bound and a min below one (a later value may move a sum, mean, median or percentile
+  // either way).
   bool judged_at_window_end() const;
 };
 std::string_view correlation_type_name(Correlation::Type t);
@@ -149,8 +171,9 @@ std::vector<Expected<SigmaRule>> parse_sigma_documents(const std::string& yaml_t
                                                        const std::string& source);
 
 // Converts a Sigma string value (with `*`/`?` wildcards and Sigma's backslash escaping)
-// into a Hyperscan regex body, anchored at the start and/or end as asked.
+// into a Hyperscan regex body (byte mode), anchored at the start and/or end as asked;
+// `caseless`: each non-ASCII letter as the group of its case variants.
 std::string sigma_value_to_regex(const std::string& value, bool anchor_start, bool anchor_end,
-                                 bool windash = false);
+                                 bool windash = false, bool caseless = true);
 
 }  // namespace vigil::match
