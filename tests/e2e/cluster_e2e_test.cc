@@ -189,9 +189,11 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
   EXPECT_EQ(alert_ids(ports_[2], 1000), alert_ids(ports_[0], 1000));
 }
 
-// A logon rule (its own alerts too: generate) and two correlations grouped by user, while
+// A logon rule (its own alerts too: generate) and four correlations grouped by user, while
 // the events are keyed (and partitioned) by host: each user's logons reach every replica, and the
-// matches meet in the repartition topic's partition of the user.
+// matches meet in the repartition topic's partition of the user. Sigma 2.1: value_count over a
+// list of fields (distinct host and image pairs) and a metric, value_sum, which is judged when
+// its window ends.
 constexpr char kLogonRules[] = R"(title: E2E logon
 id: 7c1f3a52-0d1e-4b7a-9a51-6f1e2d3c4b5a
 name: e2e_logon
@@ -226,6 +228,30 @@ correlation:
   timespan: 1h
   condition: {field: Hostname, gte: 4}
   generate: true
+---
+title: E2E one user on many host and image pairs
+id: 9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a
+status: test
+level: high
+correlation:
+  type: value_count
+  rules: [e2e_logon]
+  group-by: [User]
+  timespan: 1h
+  condition: {field: [Hostname, Image], gte: 4}
+  generate: true
+---
+title: E2E bytes of one user in ten minutes
+id: 2f3e4d5c-6b7a-4891-a0b1-c2d3e4f5a6b7
+status: test
+level: high
+correlation:
+  type: value_sum
+  rules: [e2e_logon]
+  group-by: [User]
+  timespan: 10m
+  condition: {field: Bytes, gte: 400}
+  generate: true
 )";
 
 TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughAKill) {
@@ -241,16 +267,16 @@ TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughA
   constexpr int kUsers = 12;
   const TimeMs t0 = SystemClock::instance().now_ms();
   int sent = 0;
-  // One logon of every user on each host of [from, to), keyed by host.
-  auto logons = [&](int from, int to) {
+  // One logon of every user on each host of [from, to), keyed by host, `later` after t0.
+  auto logons = [&](int from, int to, TimeMs later) {
     const fs::path file = dir_ / "logons.txt";
     std::ofstream out(file);
     for (int h = from; h < to; ++h) {
       for (int u = 0; u < kUsers; ++u) {
-        out << "host-" << h << "|{\"@timestamp\":\"" << format_rfc3339(t0 + sent++)
+        out << "host-" << h << "|{\"@timestamp\":\"" << format_rfc3339(t0 + later + sent++)
             << "\",\"logsource\":{\"product\":\"linux\",\"category\":\"process_creation\"},"
             << "\"Image\":\"/usr/bin/e2e-logon\",\"User\":\"user-" << u << "\",\"Hostname\":\"host-"
-            << h << "\"}\n";
+            << h << "\",\"Bytes\":100}\n";
       }
     }
     out.close();
@@ -267,11 +293,12 @@ TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughA
       if (rule != "7c1f3a52-0d1e-4b7a-9a51-6f1e2d3c4b5a") ++n[rule];
     return n;
   };
-  const std::map<std::string, int> expected = {{"0a9d6c1e-52f4-4f0b-8d3e-1c2b3a4d5e6f", kUsers},
-                                               {"5b6c7d8e-9f01-4a2b-8c3d-4e5f6a7b8c9d", kUsers}};
+  std::map<std::string, int> expected = {{"0a9d6c1e-52f4-4f0b-8d3e-1c2b3a4d5e6f", kUsers},
+                                         {"5b6c7d8e-9f01-4a2b-8c3d-4e5f6a7b8c9d", kUsers},
+                                         {"9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a", kUsers}};
 
   // Two logons of every user on two hosts: no group has fired.
-  ASSERT_NO_FATAL_FAILURE(logons(0, 2));
+  ASSERT_NO_FATAL_FAILURE(logons(0, 2, 0));
   ASSERT_TRUE(
       wait_for([&] { return alerts(ports_[0]).size() >= static_cast<size_t>(2 * kUsers); }, 60s));
   std::this_thread::sleep_for(2s);  // the matches reach their windows
@@ -290,8 +317,9 @@ TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughA
       },
       60s))
       << api_get(ports_[0], "/api/v1/stats").body;
-  // Two more hosts each: four logons on four hosts: both correlations fire for every user.
-  ASSERT_NO_FATAL_FAILURE(logons(2, 4));
+  // Two more hosts each: four logons on four hosts: the counts fire for every user; the sums
+  // (400 bytes each) wait for their windows' end.
+  ASSERT_NO_FATAL_FAILURE(logons(2, 4, 1000));
   std::map<std::string, int> got;
   ASSERT_TRUE(wait_for(
       [&] {
@@ -302,11 +330,14 @@ TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughA
       << got.size() << "\n"
       << log(run_of_[0]);
 
-  // Back again (a rebalance): a fifth logon opens new windows, nothing fires twice.
+  // Back again (a rebalance): a fifth logon, eleven minutes later, opens new windows (nothing
+  // fires twice) and closes the sums' windows, rebuilt through the kill and both hand-overs:
+  // each fires once.
   ASSERT_NO_FATAL_FAILURE(start_replica(2));
-  ASSERT_NO_FATAL_FAILURE(logons(4, 5));
+  ASSERT_NO_FATAL_FAILURE(logons(4, 5, 11 * 60 * 1000));
+  expected["2f3e4d5c-6b7a-4891-a0b1-c2d3e4f5a6b7"] = kUsers;
   ASSERT_TRUE(wait_for(
-      [&] { return alerts(ports_[2]).size() >= static_cast<size_t>(5 * kUsers + 2 * kUsers); },
+      [&] { return alerts(ports_[2]).size() >= static_cast<size_t>(5 * kUsers + 4 * kUsers); },
       90s))
       << alerts(ports_[2]).size() << "\n"
       << log(run_of_[2]);
