@@ -326,7 +326,8 @@ int match_events(const std::vector<std::string>& paths, const std::string& mappi
   auto print_fired = [&] {
     for (const auto& f : fired) {
       const auto& info = c->rules->correlations()[f.correlation].info;
-      print(std::stoull(f.completed_by), info.id, info.title);
+      // A chain's inner correlation alerts only when a correlation it feeds generates it.
+      if (info.emit) print(std::stoull(f.completed_by), info.id, info.title);
     }
     fired.clear();
   };

@@ -71,8 +71,13 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
   auto m = match::Matcher::create(bundle->rules);
   if (!m) return m.status();
   std::unique_ptr<match::Correlator> correlator;
-  if (!bundle->rules->correlations().empty())
+  if (!bundle->rules->correlations().empty()) {
     correlator = std::make_unique<match::Correlator>(bundle->rules);
+    // A chain's inner alert is its outer correlation's match by the alert's id.
+    correlator->set_chain_ref([rules = bundle->rules](const match::CorrelationHit& hit) {
+      return correlation_alert_id(rules->correlations()[hit.correlation], hit).hex();
+    });
+  }
   std::swap(matcher_, *m);
   std::swap(correlator_, correlator);
   non_numeric_seen_ = 0;
@@ -408,19 +413,30 @@ void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
     r.headers.emplace_back("vigil.truncated", std::to_string(m.payload.size()));
 }
 
+store::AlertId correlation_alert_id(const match::CompiledCorrelation& c,
+                                    const match::CorrelationHit& hit) {
+  const size_t sep = hit.group.find('\x1e');
+  const std::string_view scope = std::string_view(hit.group).substr(0, sep);
+  const std::string_view values =
+      sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
+  // Deterministic: the same matches replayed give the same window, hence the same id.
+  std::string material = c.info.id;
+  material += '\x1f';
+  material += values;
+  return store::AlertId::derive(scope, 0, hit.first, material);
+}
+
 void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m,
                                           bool has_event) {
   const match::CompiledCorrelation& c = rules_->correlations()[hit.correlation];
+  if (!options_.repartition_topic.empty()) queue_chained_hits(hit, m);
+  if (!c.info.emit) return;  // it only feeds correlations that do not `generate` it
   const size_t sep = hit.group.find('\x1e');
   const std::string_view scope = std::string_view(hit.group).substr(0, sep);
   const std::string_view values =
       sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
   store::AlertRecord& a = alerts_.emplace_back();
-  // Deterministic: the same matches replayed give the same window, hence the same id.
-  std::string material = c.info.id;
-  material += '\x1f';
-  material += values;
-  a.id = store::AlertId::derive(scope, 0, hit.first, material);
+  a.id = correlation_alert_id(c, hit);
   a.time = hit.last;
   a.rule_id = c.info.id;
   a.level = store::parse_alert_level(c.info.level).value_or(store::AlertLevel::kUnknown);

@@ -97,19 +97,54 @@ void ShardWorker::queue_correlation_hits(const MessageView& m, uint32_t rule, Ti
       hit.base = b;
       hit.time = time;
       hit.ref = store::AlertId::derive(stream_, m.partition, m.offset, rs.rules()[rule].id).hex();
-      store::OutboxRecord& r = outbox_.emplace_back();
-      r.kind = store::OutboxRecord::Kind::kCorrelationHit;
-      r.time = time;
-      r.id = id;
-      r.message_key = correlation_hit_key(hit.correlation, hit.group);
-      r.value = encode_correlation_hit(hit);
-      r.headers = {{"vigil.format", std::string(kCorrelationHitFormat)},
-                   {"vigil.source.topic", std::string(m.topic)},
-                   {"vigil.source.partition", std::to_string(m.partition)},
-                   {"vigil.source.offset", std::to_string(m.offset)}};
-      ++hits_queued_pending_;
+      queue_hit_record(hit, id, &m);
     }
   }
+}
+
+void ShardWorker::queue_chained_hits(const match::CorrelationHit& hit, const MessageView* m) {
+  const match::RuleSet& rs = *rules_;
+  const match::CompiledCorrelation& inner = rs.correlations()[hit.correlation];
+  const size_t sep = hit.group.find('\x1e');
+  const std::string_view scope = std::string_view(hit.group).substr(0, sep);
+  const std::string_view values =
+      sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
+  for (const auto& [outer, base] : rs.chained_of(hit.correlation)) {
+    if (!correlator_->remote(outer)) continue;  // fed by the correlator itself
+    const match::CompiledCorrelation& c = rs.correlations()[outer];
+    CorrelationHitRecord r;
+    match::Correlator::chained_values(c, base, values, r.group);
+    r.correlation = c.info.id;
+    r.rule = inner.info.id;
+    r.base = base;
+    r.time = hit.last;
+    r.ref = correlation_alert_id(inner, hit).hex();
+    std::string material = c.info.id;
+    material += '\x1f';
+    material += r.ref;
+    material += '\x1f';
+    material += std::to_string(base);
+    const store::AlertId id = store::AlertId::derive(scope, 0, hit.first, material);
+    r.id = id.hex();
+    queue_hit_record(r, id, m);
+  }
+}
+
+void ShardWorker::queue_hit_record(const CorrelationHitRecord& hit, const store::AlertId& id,
+                                   const MessageView* m) {
+  store::OutboxRecord& r = outbox_.emplace_back();
+  r.kind = store::OutboxRecord::Kind::kCorrelationHit;
+  r.time = hit.time;
+  r.id = id;
+  r.message_key = correlation_hit_key(hit.correlation, hit.group);
+  r.value = encode_correlation_hit(hit);
+  r.headers = {{"vigil.format", std::string(kCorrelationHitFormat)}};
+  if (m) {
+    r.headers.emplace_back("vigil.source.topic", std::string(m->topic));
+    r.headers.emplace_back("vigil.source.partition", std::to_string(m->partition));
+    r.headers.emplace_back("vigil.source.offset", std::to_string(m->offset));
+  }
+  ++hits_queued_pending_;
 }
 
 void ShardWorker::consume_correlation_hit(const MessageView& m, TimeMs& batch_time) {
@@ -124,7 +159,12 @@ void ShardWorker::consume_correlation_hit(const MessageView& m, TimeMs& batch_ti
   const match::RuleSet& rs = *rules_;
   const auto index = correlator_ ? correlator_->index_of(hit->correlation) : std::nullopt;
   const match::CompiledCorrelation* c = index ? &rs.correlations()[*index] : nullptr;
-  if (!c || hit->base >= c->bases.size() || rs.rules()[c->bases[hit->base]].id != hit->rule) {
+  auto base_named = [&] {  // a rule, or the correlation of a chain
+    const int32_t inner = c->inner[hit->base];
+    return (inner >= 0 ? rs.correlations()[static_cast<size_t>(inner)].info.id
+                       : rs.rules()[c->bases[hit->base]].id) == hit->rule;
+  };
+  if (!c || hit->base >= c->bases.size() || !base_named()) {
     // Raised under a bundle this one does not share the correlation with (a rollout between
     // the two replicas' shards): counted, as an event the bundle has no rule for.
     ++hits_pending_[kUnknown];

@@ -164,6 +164,54 @@ void Correlator::emit(uint32_t index, const std::string& group, Window& w, doubl
   else
     hit.completed_by = w.hits.back().ref;
   w.hits.clear();
+  queue_chained(hit);
+}
+
+// The correlations this hit's correlation feeds (a chain) get it as a match, at the time of
+// its window's last match, once the caller's own matches are added (drain_chained).
+void Correlator::queue_chained(const CorrelationHit& hit) {
+  const auto& chained = rules_->chained_of(hit.correlation);
+  if (chained.empty()) return;
+  const size_t sep = hit.group.find('\x1e');
+  const std::string_view values = sep == std::string::npos
+                                      ? std::string_view(hit.group)
+                                      : std::string_view(hit.group).substr(sep + 1);
+  std::string ref = chain_ref_ ? chain_ref_(hit) : hit.completed_by;
+  for (const auto& [outer, base] : chained) {
+    if (remote(outer)) continue;  // its group's owner gets it through the repartition topic
+    Chained& c = chain_queue_.emplace_back();
+    c.correlation = outer;
+    c.base = base;
+    c.time = hit.last;
+    c.ref = ref;
+    if (sep != std::string::npos) c.group.assign(hit.group, 0, sep + 1);  // the same scope
+    chained_values(rules_->correlations()[outer], base, values, c.group);
+  }
+}
+
+void Correlator::chained_values(const CompiledCorrelation& outer, uint32_t base,
+                                std::string_view inner_values, std::string& out) {
+  std::vector<std::string_view> parts;
+  for (size_t from = 0;;) {
+    const size_t to = inner_values.find('\x1f', from);
+    parts.push_back(inner_values.substr(from, to == std::string_view::npos ? to : to - from));
+    if (to == std::string_view::npos) break;
+    from = to + 1;
+  }
+  const auto& positions = outer.group_from_inner[base];
+  for (size_t g = 0; g < positions.size(); ++g) {
+    if (g) out += '\x1f';
+    if (positions[g] < parts.size()) out.append(parts[positions[g]]);
+  }
+}
+
+void Correlator::drain_chained(std::vector<CorrelationHit>& out) {
+  while (!chain_queue_.empty()) {
+    Chained c = std::move(chain_queue_.front());
+    chain_queue_.pop_front();
+    group_ = std::move(c.group);
+    add(c.correlation, c.base, c.time, c.ref, {}, out);
+  }
 }
 
 void Correlator::forget_scope(std::string_view scope) {
@@ -195,6 +243,7 @@ void Correlator::observe(uint32_t rule, const Event& event, TimeMs time, std::st
       add(index, b, time, ref, value_, out);
     }
   }
+  drain_chained(out);
 }
 
 bool Correlator::counted_value(const CompiledCorrelation& c, uint32_t base, const Event& event,
@@ -236,6 +285,7 @@ void Correlator::observe_hit(uint32_t correlation, uint32_t base, std::string_vi
   }
   group_ += values;
   add(correlation, base, time, ref, value, out);
+  drain_chained(out);
 }
 
 void Correlator::add(uint32_t index, uint32_t b, TimeMs time, std::string_view ref,
@@ -305,6 +355,7 @@ void Correlator::advance(TimeMs now, std::vector<CorrelationHit>& out) {
       }
     }
   }
+  drain_chained(out);
   // Groups live in hash maps: report in time order, not in the maps' order.
   std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first_new), out.end(),
                    [](const auto& a, const auto& b) {

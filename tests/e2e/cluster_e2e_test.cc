@@ -193,7 +193,8 @@ TEST_F(ClusterTest, AnyReplicaAnswersForTheDeploymentAndNamesAReplicaThatIsGone)
 // the events are keyed (and partitioned) by host: each user's logons reach every replica, and the
 // matches meet in the repartition topic's partition of the user. Sigma 2.1: value_count over a
 // list of fields (distinct host and image pairs) and a metric, value_sum, which is judged when
-// its window ends.
+// its window ends; and a chain: a correlation over the first one's alerts, which reach it
+// through the repartition topic.
 constexpr char kLogonRules[] = R"(title: E2E logon
 id: 7c1f3a52-0d1e-4b7a-9a51-6f1e2d3c4b5a
 name: e2e_logon
@@ -207,6 +208,7 @@ detection:
 ---
 title: E2E many logons of one user
 id: 0a9d6c1e-52f4-4f0b-8d3e-1c2b3a4d5e6f
+name: e2e_many_logons
 status: test
 level: high
 correlation:
@@ -252,6 +254,18 @@ correlation:
   timespan: 10m
   condition: {field: Bytes, gte: 400}
   generate: true
+---
+title: E2E a chain over the many logons
+id: 4c5d6e7f-8091-4a2b-b3c4-d5e6f7a8b9c0
+status: test
+level: critical
+correlation:
+  type: event_count
+  rules: [e2e_many_logons]
+  group-by: [User]
+  timespan: 1h
+  condition: {gte: 1}
+  generate: true
 )";
 
 TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughAKill) {
@@ -295,7 +309,8 @@ TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughA
   };
   std::map<std::string, int> expected = {{"0a9d6c1e-52f4-4f0b-8d3e-1c2b3a4d5e6f", kUsers},
                                          {"5b6c7d8e-9f01-4a2b-8c3d-4e5f6a7b8c9d", kUsers},
-                                         {"9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a", kUsers}};
+                                         {"9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a", kUsers},
+                                         {"4c5d6e7f-8091-4a2b-b3c4-d5e6f7a8b9c0", kUsers}};
 
   // Two logons of every user on two hosts: no group has fired.
   ASSERT_NO_FATAL_FAILURE(logons(0, 2, 0));
@@ -337,7 +352,7 @@ TEST_F(ClusterTest, CorrelationsOfGroupsSpreadOverEveryPartitionFireOnceThroughA
   ASSERT_NO_FATAL_FAILURE(logons(4, 5, 11 * 60 * 1000));
   expected["2f3e4d5c-6b7a-4891-a0b1-c2d3e4f5a6b7"] = kUsers;
   ASSERT_TRUE(wait_for(
-      [&] { return alerts(ports_[2]).size() >= static_cast<size_t>(5 * kUsers + 4 * kUsers); },
+      [&] { return alerts(ports_[2]).size() >= static_cast<size_t>(5 * kUsers + 5 * kUsers); },
       90s))
       << alerts(ports_[2]).size() << "\n"
       << log(run_of_[2]);

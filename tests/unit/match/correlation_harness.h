@@ -100,9 +100,22 @@ class Harness {
     Event event;
     std::vector<uint32_t> hits;
     std::vector<CorrelationHit> fired;
+    // Lines of the alerts fired (an inner correlation of a chain only when generated); in
+    // remote mode, each hit is fed to the correlations it feeds as ingest does, through
+    // observe_hit() (the correlator feeds local ones itself).
     auto drain = [&] {
-      for (const auto& f : fired)
-        out.emplace_back(std::stoul(f.completed_by), set->correlations()[f.correlation].info.id);
+      for (size_t k = 0; k < fired.size(); ++k) {
+        const CorrelationHit f = fired[k];
+        const auto& info = set->correlations()[f.correlation].info;
+        if (info.emit) out.emplace_back(std::stoul(f.completed_by), info.id);
+        if (!remote) continue;
+        const std::string values = f.group.substr(f.group.find('\x1e') + 1);
+        for (const auto& [outer, base] : set->chained_of(f.correlation)) {
+          std::string group;
+          Correlator::chained_values(set->correlations()[outer], base, values, group);
+          correlator.observe_hit(outer, base, group, "", f.last, f.completed_by, fired, "scope");
+        }
+      }
       fired.clear();
     };
     for (size_t i = 0; i < events.size(); ++i) {

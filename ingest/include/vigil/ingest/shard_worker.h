@@ -24,6 +24,7 @@
 #include "vigil/core/event.h"
 #include "vigil/core/metrics.h"
 #include "vigil/core/time.h"
+#include "vigil/ingest/correlation_hit.h"
 #include "vigil/match/bundle.h"
 #include "vigil/match/correlator.h"
 #include "vigil/match/matcher.h"
@@ -96,6 +97,11 @@ inline constexpr ParseError kParseErrors[] = {
 // Reasons a message becomes a dead letter, beyond the parse errors.
 inline constexpr std::string_view kNoLogsource = "no_logsource";
 
+// The id of the alert a correlation hit raises (deterministic: a replay gives the same), which
+// is also how the correlations it feeds refer to it.
+store::AlertId correlation_alert_id(const match::CompiledCorrelation& c,
+                                    const match::CorrelationHit& hit);
+
 class ShardWorker {
  public:
   static Expected<std::unique_ptr<ShardWorker>> create(std::shared_ptr<const match::RuleSet> rules,
@@ -146,6 +152,12 @@ class ShardWorker {
   // Cluster mode's correlation across partitions (shard_worker_repartition.cc).
   void set_remote_correlations();
   void queue_correlation_hits(const MessageView& m, uint32_t rule, TimeMs time);
+  // A correlation alert's hit as a match of the correlations it feeds that are fed from the
+  // repartition topic (a chain across groups), in the batch that raised it.
+  void queue_chained_hits(const match::CorrelationHit& hit, const MessageView* m);
+  // A match for the repartition topic, into the outbox.
+  void queue_hit_record(const CorrelationHitRecord& hit, const store::AlertId& id,
+                        const MessageView* m);
   // A message of the repartition topic: fed to its correlation, once.
   void consume_correlation_hit(const MessageView& m, TimeMs& batch_time);
   // After the batch's messages: the seen-hit entries to write, expired ones to drop.

@@ -18,12 +18,19 @@
 // passes their end. A firing clears the group's window: a correlation fires once per window
 // and group.
 //
+// A base may be another correlation (a chain): each of its hits is a match of the
+// correlations it feeds, added once the matches of the call that fired it are (observe(),
+// observe_hit(), advance()), at its window's last time; a correlation fed from elsewhere gets
+// it through its caller (ingest: the repartition topic).
+//
 // Memory is bounded: a window keeps at most kMaxHitsPerGroup matches (oldest dropped,
 // counted), and advance() drops groups whose window can no longer fire.
 //
 // One Correlator per worker thread over one RuleSet; not thread-safe.
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,6 +81,15 @@ class Correlator {
   // `out`; false when the event lacks one of them (it counts nothing).
   static bool counted_value(const CompiledCorrelation& c, uint32_t base, const Event& event,
                             std::string& out);
+  // A chain: the group-by values of `outer` for a hit of the correlation its base `base`
+  // names, from that hit's values (joined by '\x1f'), appended to `out`.
+  static void chained_values(const CompiledCorrelation& outer, uint32_t base,
+                             std::string_view inner_values, std::string& out);
+  // How a correlation hit is referred to as a match of the correlations it feeds (ingest: the
+  // id of its alert); unset: its window's last match's reference.
+  void set_chain_ref(std::function<std::string(const CorrelationHit&)> ref) {
+    chain_ref_ = std::move(ref);
+  }
   // The group-by values of base `base` in `event`, joined by '\x1f', appended to `out`.
   static void append_group_values(const CompiledCorrelation& c, uint32_t base, const Event& event,
                                   std::string& out);
@@ -121,6 +137,18 @@ class Correlator {
   void emit(uint32_t index, const std::string& group, Window& w, double value,
             std::vector<CorrelationHit>& out);
   std::string key_of(uint32_t index, const std::string& group) const;
+  void queue_chained(const CorrelationHit& hit);
+  void drain_chained(std::vector<CorrelationHit>& out);
+
+  // A hit of a correlation waiting to be added to a correlation it feeds.
+  struct Chained {
+    uint32_t correlation = 0, base = 0;
+    std::string group;
+    TimeMs time = 0;
+    std::string ref;
+  };
+  std::deque<Chained> chain_queue_;
+  std::function<std::string(const CorrelationHit&)> chain_ref_;
 
   std::shared_ptr<const RuleSet> rules_;
   std::vector<std::unordered_map<std::string, Window>> windows_;  // per correlation, by group

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "vigil/core/event.h"
@@ -39,12 +40,22 @@ struct RuleInfo {
 };
 
 // A correlation rule resolved against the compiled base rules and the field mapping.
+// A base may be another correlation (a chain): its alerts are this one's matches, at the
+// time of their window's last match, with this one's group-by values taken from its group.
 struct CompiledCorrelation {
+  static constexpr uint32_t kCorrelationBase = 0xffffffffu;  // bases[b] of a correlation
   RuleInfo info;
   Correlation spec;
-  std::vector<uint32_t> bases;                     // indexes into RuleSet::rules(), in spec order
+  // Per base, in spec order: an index into RuleSet::rules(), or kCorrelationBase.
+  std::vector<uint32_t> bases;
   std::vector<std::vector<uint32_t>> group_slots;  // per base: field slots of the group-by values
   std::vector<std::vector<uint32_t>> value_slots;  // per base: slots of the value_count fields
+  // Per base: the correlation it names (an index into RuleSet::correlations(), always lower
+  // than this one's), or -1 for a rule.
+  std::vector<int32_t> inner;
+  // Per base naming a correlation: for each group-by value of this one, its position among
+  // that correlation's group-by values.
+  std::vector<std::vector<uint32_t>> group_from_inner;
 };
 
 struct RuleDiagnostic {
@@ -119,6 +130,10 @@ class RuleSet {
   const std::vector<uint32_t>& correlations_of(uint32_t rule) const {
     return correlations_of_rule_[rule];
   }
+  // The correlations a correlation's alerts feed: (correlation index, base position) pairs.
+  const std::vector<std::pair<uint32_t, uint32_t>>& chained_of(uint32_t correlation) const {
+    return chained_of_[correlation];
+  }
   // Slot of the mapping's host field in fields(), or -1.
   int32_t host_slot() const { return host_slot_; }
   int32_t time_slot() const { return time_slot_; }
@@ -148,6 +163,7 @@ class RuleSet {
   std::vector<RuleInfo> rules_;
   std::vector<CompiledCorrelation> correlations_;
   std::vector<std::vector<uint32_t>> correlations_of_rule_;
+  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> chained_of_;
   int32_t host_slot_ = -1;
   int32_t time_slot_ = -1;
   std::unique_ptr<detail::CompiledRules> compiled_;
