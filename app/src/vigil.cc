@@ -159,6 +159,8 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
       w.EndObject();
     }
     w.EndArray();
+    w.Key("specification");  // the Sigma specification version implemented
+    write_str(w, match::kSigmaSpecificationVersion);
     w.Key("compiled");
     w.Uint64(report.compiled);
     w.Key("unsupported");
@@ -219,6 +221,8 @@ int rules_check(const std::vector<std::string>& paths, const std::string& mappin
       std::printf(", left out %zu (%s)", report.left_out, selection.describe().c_str());
     if (report.filters) std::printf(", filters applied %zu", report.filters);
     std::printf("\n%s\n", describe_rule_cache().c_str());
+    std::printf("Sigma specification %s (rules, modifiers, correlations, filters)\n",
+                std::string(match::kSigmaSpecificationVersion).c_str());
   }
   return report.unsupported == 0 ? 0 : 1;
 }

@@ -120,6 +120,7 @@ double Correlator::value_of(const CompiledCorrelation& c, const Window& w) {
     case Correlation::Type::kTemporal: {
       std::vector<bool> seen(c.bases.size(), false);
       for (const auto& h : w.hits) seen[h.base] = true;
+      if (c.spec.expression) return holds(*c.spec.expression, seen) ? 1 : 0;
       return static_cast<double>(std::count(seen.begin(), seen.end(), true));
     }
     case Correlation::Type::kTemporalOrdered: {
@@ -139,8 +140,27 @@ double Correlator::value_of(const CompiledCorrelation& c, const Window& w) {
   }
 }
 
+// A temporal correlation's expression over the rules matched in the window.
+bool Correlator::holds(const CondNode& n, const std::vector<bool>& seen) {
+  switch (n.kind) {
+    case CondNode::Kind::kPred:
+      return n.index < seen.size() && seen[n.index];
+    case CondNode::Kind::kNot:
+      return !holds(n.children[0], seen);
+    case CondNode::Kind::kAnd:
+      return std::all_of(n.children.begin(), n.children.end(),
+                         [&](const CondNode& c) { return holds(c, seen); });
+    case CondNode::Kind::kOr:
+      return std::any_of(n.children.begin(), n.children.end(),
+                         [&](const CondNode& c) { return holds(c, seen); });
+    default:
+      return false;
+  }
+}
+
 bool Correlator::fires(const CompiledCorrelation& c, double value) const {
-  if (std::isnan(value)) return false;  // a metric over no number
+  if (std::isnan(value)) return false;       // a metric over no number
+  if (c.spec.expression) return value >= 1;  // value_of: whether the expression holds
   if (!c.spec.has_condition())
     return value >= static_cast<double>(c.bases.size());  // temporal default: all rules
   return c.spec.holds(value);

@@ -1,12 +1,14 @@
 #include "vigil/match/sigma.h"
 
 #include <arpa/inet.h>
+#include <xxhash.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <set>
@@ -295,6 +297,27 @@ const std::set<std::string>& known_filter_top_level_keys() {
   return keys;
 }
 
+// The specification makes `id` optional. A rule without one is known by an id derived from
+// its title (a UUID's shape, stable while the title is; or its `name`, unique by the
+// specification, when it has one), and a warning says so.
+void derive_id(SigmaRule& rule) {
+  if (!rule.name.empty()) {
+    rule.id = rule.name;
+  } else {
+    const std::string material = "vigil derived rule id\x1f" + rule.title;
+    const XXH128_hash_t h = XXH3_128bits(material.data(), material.size());
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx",
+                  static_cast<unsigned>(h.high64 >> 32),
+                  static_cast<unsigned>((h.high64 >> 16) & 0xffff),
+                  static_cast<unsigned>(h.high64 & 0xffff), static_cast<unsigned>(h.low64 >> 48),
+                  static_cast<unsigned long long>(h.low64 & 0xffffffffffffULL));
+    rule.id = buf;
+  }
+  rule.warnings.push_back("no 'id': known as '" + rule.id + "' (from its " +
+                          (rule.name == rule.id ? "name" : "title") + "); give it an id");
+}
+
 // One document (a map) as a rule, a correlation or a filter.
 Expected<SigmaRule> parse_document(const YAML::Node& doc, const std::string& source,
                                    const std::string& where) {
@@ -309,7 +332,7 @@ Expected<SigmaRule> parse_document(const YAML::Node& doc, const std::string& sou
     if (doc["correlation"]) {
       if (Status s = parse_metadata(ctx, doc, known_correlation_top_level_keys(), rule); !s.is_ok())
         return s;
-      if (rule.id.empty()) return ctx.error("missing 'id'");
+      if (rule.id.empty()) derive_id(rule);
       if (doc["detection"] || doc["logsource"])
         return ctx.error("a correlation rule has no 'detection' or 'logsource'");
       Correlation c;
@@ -327,7 +350,7 @@ Expected<SigmaRule> parse_document(const YAML::Node& doc, const std::string& sou
       return rule;
     }
     if (Status s = parse_metadata(ctx, doc, known_top_level_keys(), rule); !s.is_ok()) return s;
-    if (rule.id.empty()) return ctx.error("missing 'id'");
+    if (rule.id.empty()) derive_id(rule);
     if (Status s = parse_logsource(ctx, doc, rule.logsource); !s.is_ok()) return s;
     const YAML::Node det = doc["detection"];
     if (!det || !det.IsMap()) return ctx.error("missing 'detection' map");

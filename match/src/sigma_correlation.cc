@@ -2,8 +2,10 @@
 // condition, aliases, generate.
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -33,6 +35,104 @@ std::optional<Correlation::Type> correlation_type_of(std::string_view name) {
     if (n == name) return t;
   }
   return std::nullopt;
+}
+
+// pySigma's extended temporal condition: `not` > `and` > `or` (keywords in any case),
+// parentheses, and rule names or ids from `rules`, every one of which it must use. Bounded:
+// 4 KB of text, 64 levels.
+class RuleExpression {
+ public:
+  RuleExpression(std::string_view text, const std::vector<std::string>& rules)
+      : text_(text), rules_(rules), used_(rules.size(), false) {}
+
+  Expected<CondNode> parse() {
+    if (text_.size() > 4096) return Status::invalid("longer than 4096 characters");
+    auto e = or_expr(0);
+    if (!e) return e;
+    if (!next().empty()) return Status::invalid("unexpected '" + std::string(next()) + "'");
+    for (size_t i = 0; i < rules_.size(); ++i) {
+      if (!used_[i]) return Status::invalid("rule '" + rules_[i] + "' is listed but not used");
+    }
+    return e;
+  }
+
+ private:
+  // The next token: a parenthesis or a word (without consuming it).
+  std::string_view next() {
+    while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
+    if (pos_ >= text_.size()) return {};
+    if (text_[pos_] == '(' || text_[pos_] == ')') return text_.substr(pos_, 1);
+    size_t end = pos_;
+    while (end < text_.size() && !std::isspace(static_cast<unsigned char>(text_[end])) &&
+           text_[end] != '(' && text_[end] != ')')
+      ++end;
+    return text_.substr(pos_, end - pos_);
+  }
+  static bool keyword(std::string_view token, std::string_view k) {
+    return token.size() == k.size() &&
+           std::equal(token.begin(), token.end(), k.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) == b;
+           });
+  }
+  Expected<CondNode> binary(size_t depth, bool is_or) {
+    auto first = is_or ? binary(depth, false) : unary(depth);
+    if (!first) return first;
+    CondNode node;
+    node.kind = is_or ? CondNode::Kind::kOr : CondNode::Kind::kAnd;
+    node.children.push_back(std::move(*first));
+    while (keyword(next(), is_or ? "or" : "and")) {
+      pos_ += is_or ? 2 : 3;
+      auto more = is_or ? binary(depth, false) : unary(depth);
+      if (!more) return more;
+      node.children.push_back(std::move(*more));
+    }
+    if (node.children.size() == 1) return std::move(node.children[0]);
+    return node;
+  }
+  Expected<CondNode> or_expr(size_t depth) { return binary(depth, true); }
+  Expected<CondNode> unary(size_t depth) {
+    if (depth > 64) return Status::invalid("nested deeper than 64 levels");
+    const std::string_view token = next();
+    if (token.empty()) return Status::invalid("ends where a rule name was expected");
+    if (keyword(token, "not")) {
+      pos_ += 3;
+      auto inner = unary(depth + 1);
+      if (!inner) return inner;
+      CondNode node;
+      node.kind = CondNode::Kind::kNot;
+      node.children.push_back(std::move(*inner));
+      return node;
+    }
+    if (token == "(") {
+      ++pos_;
+      auto inner = or_expr(depth + 1);
+      if (!inner) return inner;
+      if (next() != ")") return Status::invalid("a '(' is not closed");
+      ++pos_;
+      return inner;
+    }
+    if (token == ")" || keyword(token, "and") || keyword(token, "or"))
+      return Status::invalid("unexpected '" + std::string(token) + "'");
+    const auto it = std::find(rules_.begin(), rules_.end(), token);
+    if (it == rules_.end())
+      return Status::invalid("'" + std::string(token) + "' is not one of the correlation's rules");
+    pos_ += token.size();
+    CondNode leaf;
+    leaf.kind = CondNode::Kind::kPred;
+    leaf.index = static_cast<uint32_t>(it - rules_.begin());
+    used_[leaf.index] = true;
+    return leaf;
+  }
+
+  std::string_view text_;
+  const std::vector<std::string>& rules_;
+  std::vector<bool> used_;
+  size_t pos_ = 0;
+};
+
+Expected<CondNode> parse_rule_expression(std::string_view text,
+                                         const std::vector<std::string>& rules) {
+  return RuleExpression(text, rules).parse();
 }
 
 }  // namespace
@@ -77,7 +177,34 @@ Status parse_correlation(ParseContext& ctx, const YAML::Node& doc, Correlation& 
                      span_text + "'");
   c.timespan_ms = *ms;
 
-  if (const YAML::Node cond = node["condition"]) {
+  const YAML::Node cond = node["condition"];
+  if (cond && cond.IsScalar()) {
+    if (!temporal)
+      return ctx.error(
+          "correlation: a condition written as an expression ('a and b') is for "
+          "temporal and temporal_ordered correlations; " +
+          type + " needs a map such as {gte: 10}");
+    auto e = parse_rule_expression(cond.Scalar(), c.rules);
+    if (!e)
+      return ctx.error("correlation: condition '" + cond.Scalar() + "': " + e.status().message());
+    if (c.type == Correlation::Type::kTemporalOrdered) {
+      // The order is the rules' list: only "every rule, joined by and" keeps a meaning.
+      std::vector<bool> named(c.rules.size(), false);
+      bool conjunction = e->kind == CondNode::Kind::kAnd || c.rules.size() == 1;
+      for (const auto& leaf :
+           e->kind == CondNode::Kind::kAnd ? e->children : std::vector<CondNode>{*e}) {
+        conjunction = conjunction && leaf.kind == CondNode::Kind::kPred;
+        if (leaf.kind == CondNode::Kind::kPred) named[leaf.index] = true;
+      }
+      if (!conjunction ||
+          std::count(named.begin(), named.end(), true) != static_cast<std::ptrdiff_t>(named.size()))
+        return ctx.error(
+            "correlation: a temporal_ordered condition written as an expression must "
+            "name every rule joined by 'and' (the order is the rules' list)");
+    } else {
+      c.expression = std::move(*e);
+    }
+  } else if (cond) {
     if (!cond.IsMap()) return ctx.error("correlation: 'condition' must be a map such as {gte: 10}");
     static const std::map<std::string, Correlation::Op> ops = {
         {"gt", Correlation::Op::kGt}, {"gte", Correlation::Op::kGte},
@@ -223,6 +350,13 @@ bool Correlation::judged_at_window_end() const {
   if (type == Type::kValueMax) return !all(lower);  // only grows as matches come
   if (type == Type::kValueMin) return !all(upper);  // only falls
   if (is_metric()) return true;
+  if (expression) {  // a `not` can be broken by a later match
+    std::function<bool(const CondNode&)> has_not = [&](const CondNode& n) {
+      return n.kind == CondNode::Kind::kNot ||
+             std::any_of(n.children.begin(), n.children.end(), has_not);
+    };
+    return has_not(*expression);
+  }
   return !all(lower);
 }
 

@@ -61,6 +61,59 @@ correlation:
             "\n");
 }
 
+// A chain (the specification's example): only the outer correlation prints, at the success
+// that completes it; `rules check` names the specification it implements.
+TEST(CliMatch, ChainsPrintTheOuterCorrelationAndRulesCheckNamesTheSpecification) {
+  test::TempDir tmp("cli-chain");
+  std::ofstream(tmp / "mapping.yml") << R"(name: t
+time_field: "@timestamp"
+logsources:
+  - name: auth
+    match: {product: test, category: authentication}
+)";
+  std::ofstream(tmp / "rules.yml") << R"(title: Failed logon
+id: 11111111-0000-0000-0000-000000000001
+name: failed_logon
+logsource: {product: test, category: authentication}
+detection: {sel: {outcome: failure}, condition: sel}
+---
+title: Successful logon
+id: 11111111-0000-0000-0000-000000000002
+name: successful_logon
+logsource: {product: test, category: authentication}
+detection: {sel: {outcome: success}, condition: sel}
+---
+title: Many failed logons
+id: 22222222-0000-0000-0000-000000000001
+name: many_failed_logons
+correlation: {type: event_count, rules: [failed_logon], group-by: [user], timespan: 10m,
+              condition: {gte: 3}}
+---
+title: Many failed logons then a successful one
+id: 22222222-0000-0000-0000-000000000002
+correlation: {type: temporal_ordered, rules: [many_failed_logons, successful_logon],
+              group-by: [user], timespan: 10m}
+)";
+  std::ofstream(tmp / "events.jsonl")
+      << R"({"outcome":"failure","user":"a","@timestamp":"2026-11-24T10:00:00Z"}
+{"outcome":"failure","user":"a","@timestamp":"2026-11-24T10:01:00Z"}
+{"outcome":"failure","user":"a","@timestamp":"2026-11-24T10:02:00Z"}
+{"outcome":"success","user":"a","@timestamp":"2026-11-24T10:03:00Z"}
+)";
+  const std::string files = (tmp / "rules.yml") + " --mapping " + (tmp / "mapping.yml");
+  std::string out;
+  EXPECT_EQ(test::run_command(std::string(VIGIL_CLI_PATH) + " match --rules " + files +
+                                  " --events " + (tmp / "events.jsonl") + " 2>/dev/null",
+                              &out),
+            0);
+  EXPECT_EQ(
+      out,
+      R"({"event":3,"rule_id":"22222222-0000-0000-0000-000000000002","title":"Many failed logons then a successful one"})"
+      "\n");
+  EXPECT_EQ(test::run_command(std::string(VIGIL_CLI_PATH) + " rules check " + files, &out), 0);
+  EXPECT_NE(out.find("Sigma specification 2.1.0"), std::string::npos) << out;
+}
+
 // Standard input is read as a file is (in blocks): the same detections, in the same order,
 // from a file, a pipe and a redirect, over the corpus' recorded lab intrusion.
 TEST(CliMatch, StandardInputGivesTheSameDetectionsAsAFile) {

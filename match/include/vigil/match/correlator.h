@@ -133,6 +133,7 @@ class Correlator {
   double value_of(const CompiledCorrelation& c, const Window& w);
   double metric_of(const CompiledCorrelation& c, const Window& w);
   static bool parse_metric_value(std::string_view text, double& out);
+  static bool holds(const CondNode& n, const std::vector<bool>& seen);
   bool fires(const CompiledCorrelation& c, double value) const;
   void emit(uint32_t index, const std::string& group, Window& w, double value,
             std::vector<CorrelationHit>& out);

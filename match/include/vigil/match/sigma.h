@@ -17,6 +17,12 @@
 
 namespace vigil::match {
 
+// The Sigma specification this parser implements (SigmaHQ/sigma-specification): rules and the
+// modifiers appendix 2.1.0, correlations (with the 2.1 schema's value_* metric types, chains and
+// pySigma's expression conditions for temporal types) and filters; docs/rules.md lists what
+// differs.
+inline constexpr std::string_view kSigmaSpecificationVersion = "2.1.0";
+
 struct Logsource {
   std::string product, category, service;
   std::string to_string() const;
@@ -110,6 +116,10 @@ struct Correlation {
   // A metric type: its one numeric field.
   std::vector<std::string> fields;
   int percentile = -1;  // value_percentile: which one, 0 to 100
+  // temporal: the condition written as an expression over the rules (pySigma's extended
+  // condition, `a and (b or c)`): kPred leaves index `rules`. It holds over the rules matched
+  // in the window.
+  std::optional<CondNode> expression;
   // alias name -> (base rule id or name -> that rule's field)
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> aliases;
   bool generate = false;  // base rules also alert on their own
