@@ -15,6 +15,7 @@ using test_support::fail;
 using test_support::Harness;
 using test_support::kMin;
 using test_support::Lines;
+constexpr auto both = test_support::local_and_remote;
 using test_support::success;
 
 // The specification's example: the inner correlation names its base rule, the outer one
@@ -37,19 +38,6 @@ correlation:
   timespan: 10m
   condition: {gte: 3}
 )";
-
-// Runs `events` locally and through observe_hit(); both must give the same lines.
-Lines both(const std::string& rules, const std::vector<Ev>& events) {
-  Lines local, remote;
-  for (const bool fed_from_elsewhere : {false, true}) {
-    Harness h(rules);
-    EXPECT_TRUE(h.error.empty()) << h.error;
-    h.remote = fed_from_elsewhere;
-    (fed_from_elsewhere ? remote : local) = h.correlations_only(events);
-  }
-  EXPECT_EQ(local, remote);
-  return local;
-}
 
 TEST(CorrelationChain, ManyFailedLogonsFollowedByASuccessfulOne) {
   const Lines got = both(kFailedThenSuccess,

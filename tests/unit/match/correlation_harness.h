@@ -179,4 +179,18 @@ inline Ev proc(TimeMs t, const std::string& host) {
 
 using Lines = std::vector<std::pair<size_t, std::string>>;
 
+// Runs `events` with every correlation fed locally and again, as cluster mode does, through
+// observe_hit(); both must give the same lines, which are returned (correlations only).
+inline Lines local_and_remote(const std::string& rules, const std::vector<Ev>& events) {
+  Lines local, remote;
+  for (const bool fed_from_elsewhere : {false, true}) {
+    Harness h(rules);
+    EXPECT_TRUE(h.error.empty()) << h.error;
+    h.remote = fed_from_elsewhere;
+    (fed_from_elsewhere ? remote : local) = h.correlations_only(events);
+  }
+  EXPECT_EQ(local, remote);
+  return local;
+}
+
 }  // namespace vigil::match::test_support

@@ -16,6 +16,7 @@ using test_support::fail;
 using test_support::Harness;
 using test_support::kMin;
 using test_support::Lines;
+constexpr auto both = test_support::local_and_remote;
 
 // A failed logon moving `bytes` (a JSON number, or the text given).
 Ev sent(TimeMs t, const std::string& user, const std::string& bytes) {
@@ -26,19 +27,6 @@ std::string metric(const std::string& type, const std::string& condition) {
   return "title: Metric\nid: corr-m\ncorrelation:\n  type: " + type +
          "\n  rules: [base-failed]\n  group-by: [user]\n  timespan: 10m\n  condition: " +
          condition + "\n";
-}
-
-// Runs `events` locally and through observe_hit(); both must give the same lines.
-Lines both(const std::string& rule, const std::vector<Ev>& events) {
-  Lines local, remote;
-  for (const bool fed_from_elsewhere : {false, true}) {
-    Harness h(rule);
-    EXPECT_TRUE(h.error.empty()) << h.error;
-    h.remote = fed_from_elsewhere;
-    (fed_from_elsewhere ? remote : local) = h.correlations_only(events);
-  }
-  EXPECT_EQ(local, remote);
-  return local;
 }
 
 // `condition.field` as a list: distinct combinations of the fields' values are counted (the

@@ -14,6 +14,7 @@ using test_support::fail;
 using test_support::Harness;
 using test_support::kMin;
 using test_support::Lines;
+constexpr auto both = test_support::local_and_remote;
 using test_support::proc;
 using test_support::success;
 
@@ -21,18 +22,6 @@ std::string temporal(const std::string& type, const std::string& condition,
                      const std::string& rules = "[failed_logon, successful_logon, proc_run]") {
   return "title: T\nid: corr-t\ncorrelation:\n  type: " + type + "\n  rules: " + rules +
          "\n  group-by: [host]\n  timespan: 10m\n  condition: " + condition + "\n";
-}
-
-Lines both(const std::string& rule, const std::vector<Ev>& events) {
-  Lines local, remote;
-  for (const bool fed_from_elsewhere : {false, true}) {
-    Harness h(rule);
-    EXPECT_TRUE(h.error.empty()) << h.error;
-    h.remote = fed_from_elsewhere;
-    (fed_from_elsewhere ? remote : local) = h.correlations_only(events);
-  }
-  EXPECT_EQ(local, remote);
-  return local;
 }
 
 TEST(CorrelationSpec, ATemporalConditionWrittenAsAnExpression) {
