@@ -47,9 +47,45 @@ void append_code_point(std::string& out, uint32_t cp) {
 // compiler: `*` any characters, `?` one character, Sigma's escapes; caseless: an ASCII letter
 // as the class of its two cases (the compiled matcher's caseless flag folds ASCII only, so
 // U+212A KELVIN SIGN is no `k` there), any other character under PCRE2's Unicode caseless
-// matching (`(?i:é)` is é or É); windash: `-` and `/` as any of the dashes Windows accepts.
+// matching (`(?i:é)` is é or É); windash: `-` and `/` as any of the dashes Windows accepts;
+// a keyword (no field) is searched in the raw JSON text: its characters as a writer escapes them.
 std::string sigma_pattern(const Predicate& p) {
   std::string out = p.anchor_start ? "\\A" : "";
+  // One character of the value as the pattern matches it.
+  auto literal = [&](uint32_t c) {
+    if (p.caseless && c < 0x80 && std::isalpha(static_cast<int>(c))) {
+      out += '[';
+      out += static_cast<char>(std::tolower(static_cast<int>(c)));
+      out += static_cast<char>(std::toupper(static_cast<int>(c)));
+      out += ']';
+    } else if (p.caseless && c >= 0x80) {
+      out += "(?i:";
+      append_code_point(out, c);
+      out += ')';
+    } else {
+      append_code_point(out, c);
+    }
+  };
+  // Keywords are searched in the raw JSON text, where a writer escapes some characters.
+  const bool json = p.field.empty();
+  auto json_escaped = [&](uint32_t c) {
+    const char* shorthand = c == '"'    ? "\\\""
+                            : c == '\\' ? "\\\\"
+                            : c == '\n' ? "\\n"
+                            : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t"
+                            : c == '\b' ? "\\b"
+                            : c == '\f' ? "\\f"
+                                        : nullptr;
+    char buf[8];
+    if (!shorthand && c < 0x20) {
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+      shorthand = buf;
+    }
+    if (!shorthand) return false;
+    for (const char* s = shorthand; *s; ++s) literal(static_cast<unsigned char>(*s));
+    return true;
+  };
   const std::vector<uint32_t> cps = code_points(p.value);
   for (size_t i = 0; i < cps.size(); ++i) {
     uint32_t c = cps[i];
@@ -65,17 +101,8 @@ std::string sigma_pattern(const Predicate& p) {
     }
     if (p.windash && (c == '-' || c == '/')) {
       out += "(?:-|/|\\x{2013}|\\x{2014}|\\x{2015})";
-    } else if (p.caseless && c < 0x80 && std::isalpha(static_cast<int>(c))) {
-      out += '[';
-      out += static_cast<char>(std::tolower(static_cast<int>(c)));
-      out += static_cast<char>(std::toupper(static_cast<int>(c)));
-      out += ']';
-    } else if (p.caseless && c >= 0x80) {
-      out += "(?i:";
-      append_code_point(out, c);
-      out += ')';
-    } else {
-      append_code_point(out, c);
+    } else if (!(json && json_escaped(c))) {
+      literal(c);
     }
   }
   if (p.anchor_end) out += "\\z";
@@ -198,9 +225,9 @@ std::unique_ptr<ReferenceMatcher> ReferenceMatcher::compile(const std::vector<Si
       Pred pred{p.kind, slot, 0, nullptr, p.operand, p.time_part};
       if (p.kind == Predicate::Kind::kFieldRef) pred.ref_slot = slot_of(p.operand, rule.logsource);
       if (p.kind == Predicate::Kind::kPattern) {
-        // A plain Sigma value: its own pattern, on characters. A `re` value: as written, in
-        // UTF mode. Anything else (encoded bytes: base64, utf16; keywords in the raw JSON
-        // text): the compiler's byte pattern.
+        // A plain Sigma value or a keyword: its own pattern, on characters. A `re` value: as
+        // written, in UTF mode. Anything else (encoded bytes: base64, utf16): the compiler's
+        // byte pattern.
         const bool plain = !p.value.empty() && !p.user_regex;
         const std::string pattern = plain ? sigma_pattern(p) : p.regex;
         uint32_t options = 0;

@@ -51,6 +51,7 @@ Expected<CondNode> parse_keywords(ParseContext& ctx, const std::string& key,
     Predicate p;  // an empty field: the raw event
     p.caseless = !cased;
     p.regex = to_regex(v.Scalar(), false, false, false, p.caseless, true);
+    p.value = v.Scalar();  // the reference matcher builds its own pattern from it
     CondNode leaf = make_node(CondNode::Kind::kPred);
     leaf.index = ctx.add_predicate(std::move(p));
     group.children.push_back(std::move(leaf));
