@@ -15,6 +15,9 @@
 //   Stages_*:    SigmaTree's parse and match stopped before the condition programs: what
 //                every event pays however cheap the rules' evaluation became.
 //   Floor_*:     simdjson and Hyperscan alone over the same events (see there).
+//   Otrf/stage:N, Otrf_Re2Set: the whole tree over the recorded lab intrusion
+//                (../shared/corpus/otrf/, flat layout), one pass in recorded order per
+//                iteration with a fresh matcher, by stage; RE2::Set on the same stream.
 //   CaselessValues, Regex: the cost of characters over bytes (match_values_bench.cc).
 //
 // Run: make bench   (or ./build/release/bench/vigil_match_bench)
@@ -23,14 +26,16 @@
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
-#include <re2/re2.h>
-#include <re2/set.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 
+#include "match_workload.h"
+#include "re2set_peer.h"
 #include "support/evtx_layouts.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/matcher.h"
@@ -63,14 +68,8 @@ namespace vigil {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Workload {
-  std::shared_ptr<const match::RuleSet> rules;
-  std::vector<match::SigmaRule> parsed;  // the rules `rules` compiled, for the peers
-  std::optional<match::FieldMapping> mapping;
-  std::vector<std::string> events;
-  size_t compiled = 0, unsupported = 0;
-};
+using bench::Re2SetMatcher;
+using bench::Workload;
 
 Workload default_pack() {
   Workload w;
@@ -201,222 +200,6 @@ BENCHMARK_CAPTURE(BM_SigmaTree, all, &whole_tree);
 // SigmaTree/windows of the same run.
 BENCHMARK_CAPTURE(BM_SigmaTree, ecs, &ecs_tree);
 
-// RE2::Set peer: the same rules, one RE2::Set per (logsource group, field) holding that
-// group's patterns on the field, predicates set from the sets' hits, then the condition
-// of every rule with a hit (or that holds with no predicate true). RE2 has no lookaround
-// or backreferences: rules using them are left out and counted.
-class Re2SetMatcher {
- public:
-  explicit Re2SetMatcher(const Workload& w) {
-    const auto& mapping = *w.mapping;
-    for (const auto& ls : mapping.logsources()) {
-      std::vector<std::pair<uint32_t, std::vector<std::string>>> where;
-      for (const auto& [path, values] : ls.where) where.emplace_back(fields_.add(path), values);
-      logsources_.push_back(std::move(where));
-    }
-    std::map<std::vector<uint32_t>, uint32_t> groups;
-    std::map<std::pair<uint32_t, uint32_t>, uint32_t> set_of;  // (group, slot) -> set
-    for (const auto& rule : w.parsed) {
-      Rule r;
-      const auto ls = mapping.logsources_for(rule.logsource);
-      auto [g, fresh] = groups.emplace(ls, static_cast<uint32_t>(group_logsources_.size()));
-      if (fresh) {
-        group_logsources_.push_back(ls);
-        group_rules_.emplace_back();
-        group_sets_.emplace_back();
-      }
-      r.group = g->second;
-      r.condition = rule.condition;
-      bool ok = true;
-      std::vector<std::pair<uint32_t, std::string>>
-          patterns;  // local predicate -> (slot, RE2 pattern)
-      for (const auto& p : rule.predicates) {
-        const uint32_t slot = slot_of(mapping, p.field);
-        r.preds.push_back(
-            {p.kind, slot,
-             p.kind == match::Predicate::Kind::kFieldRef ? slot_of(mapping, p.operand) : 0,
-             p.operand});
-        r.always = r.always || p.kind != match::Predicate::Kind::kPattern;
-        if (p.kind != match::Predicate::Kind::kPattern) continue;
-        std::string flags =
-            std::string(p.caseless ? "i" : "") + (p.dotall ? "s" : "") + (p.multiline ? "m" : "");
-        std::string re = flags.empty() ? p.regex : "(?" + flags + ")" + p.regex;
-        ok = ok && RE2(re, latin1()).ok();
-        patterns.emplace_back(static_cast<uint32_t>(r.preds.size() - 1), std::move(re));
-      }
-      if (!ok) {
-        ++skipped_;
-        continue;
-      }
-      const uint32_t index = static_cast<uint32_t>(rules_.size());
-      for (auto& [local, re] : patterns) {
-        auto [it, new_set] = set_of.emplace(std::make_pair(r.group, r.preds[local].slot),
-                                            static_cast<uint32_t>(sets_.size()));
-        if (new_set) {
-          sets_.push_back(
-              {r.preds[local].slot, std::make_unique<RE2::Set>(latin1(), RE2::UNANCHORED), {}});
-          group_sets_[r.group].push_back(it->second);
-        }
-        Set& set = sets_[it->second];
-        const int id = set.set->Add(re, nullptr);
-        set.owners.push_back({index, local});
-        (void)id;
-      }
-      r.hits.assign(r.preds.size(), 0);
-      r.always = r.always || holds(r, r.condition, Event());
-      group_rules_[r.group].push_back(index);
-      rules_.push_back(std::move(r));
-    }
-    for (auto& s : sets_) s.set->Compile();
-    active_.resize(logsources_.size());
-  }
-
-  const FieldSet& fields() const { return fields_; }
-  size_t skipped() const { return skipped_; }
-  size_t rules() const { return rules_.size(); }
-
-  size_t match(const Event& event) {
-    for (size_t i = 0; i < logsources_.size(); ++i) {
-      bool all = true;
-      for (const auto& [slot, values] : logsources_[i]) {
-        const FieldValue& fv = event.field(slot);
-        bool any = false;
-        for (const auto& v : values) any = any || (fv.present() && iequals(fv.text, v));
-        all = all && any;
-      }
-      active_[i] = all;
-    }
-    size_t matches = 0;
-    for (size_t g = 0; g < group_logsources_.size(); ++g) {
-      bool on = false;
-      for (uint32_t ls : group_logsources_[g]) on = on || active_[ls];
-      if (!on) continue;
-      for (uint32_t r : group_rules_[g]) {
-        auto& rule = rules_[r];
-        std::fill(rule.hits.begin(), rule.hits.end(), 0);
-        rule.any_hit = false;
-      }
-      for (uint32_t si : group_sets_[g]) {
-        const FieldValue& fv = event.field(sets_[si].slot);
-        if (!fv.present()) continue;
-        hit_ids_.clear();
-        if (!sets_[si].set->Match(re2::StringPiece(fv.text.data(), fv.text.size()), &hit_ids_))
-          continue;
-        for (int id : hit_ids_) {
-          auto [rule, local] = sets_[si].owners[static_cast<size_t>(id)];
-          rules_[rule].hits[local] = 1;
-          rules_[rule].any_hit = true;
-        }
-      }
-      for (uint32_t r : group_rules_[g]) {
-        auto& rule = rules_[r];
-        if ((rule.any_hit || rule.always) && holds(rule, rule.condition, event)) ++matches;
-      }
-    }
-    return matches;
-  }
-
- private:
-  struct Pred {
-    match::Predicate::Kind kind;
-    uint32_t slot, ref_slot;
-    std::string operand;
-  };
-  struct Rule {
-    uint32_t group = 0;
-    std::vector<Pred> preds;
-    match::CondNode condition;
-    std::vector<uint8_t> hits;
-    bool any_hit = false;
-    bool always =
-        false;  // evaluated without a pattern hit: has other predicates, or holds with none
-  };
-  struct Set {
-    uint32_t slot;
-    std::unique_ptr<RE2::Set> set;
-    std::vector<std::pair<uint32_t, uint32_t>> owners;  // set index -> (rule, local predicate)
-  };
-  static RE2::Options latin1() {
-    RE2::Options o;
-    o.set_encoding(RE2::Options::EncodingLatin1);
-    o.set_log_errors(false);
-    o.set_max_mem(256 << 20);
-    return o;
-  }
-  static bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-      if (std::tolower(static_cast<unsigned char>(a[i])) !=
-          std::tolower(static_cast<unsigned char>(b[i])))
-        return false;
-    }
-    return true;
-  }
-  uint32_t slot_of(const match::FieldMapping& mapping, const std::string& field) {
-    const auto paths = mapping.json_paths(field);
-    const uint32_t slot = fields_.add(paths[0]);
-    for (size_t i = 1; i < paths.size(); ++i) (void)fields_.add_alias(paths[i], slot);
-    return slot;
-  }
-  // Non-pattern predicates (exists, null, numbers, cidr, fieldref) decide few rules of the
-  // tree; this peer evaluates presence tests and leaves the rest false.
-  bool test(const Rule& rule, uint32_t local, const Event& event) const {
-    const Pred& p = rule.preds[local];
-    if (p.kind == match::Predicate::Kind::kPattern) return rule.hits[local] != 0;
-    const FieldValue& fv = event.field(p.slot);
-    switch (p.kind) {
-      case match::Predicate::Kind::kExists:
-        return fv.present();
-      case match::Predicate::Kind::kMissing:
-        return !fv.present();
-      case match::Predicate::Kind::kPresent:
-        return fv.type != ValueType::kMissing;
-      case match::Predicate::Kind::kAbsent:
-        return fv.type == ValueType::kMissing;
-      case match::Predicate::Kind::kEmpty:
-        return fv.present() && fv.text.empty();
-      default:
-        return false;
-    }
-  }
-  bool holds(const Rule& rule, const match::CondNode& n, const Event& event) const {
-    using K = match::CondNode::Kind;
-    switch (n.kind) {
-      case K::kPred:
-        return test(rule, n.index, event);
-      case K::kConst:
-        return n.value;
-      case K::kNot:
-        return !holds(rule, n.children[0], event);
-      case K::kAnd:
-        for (const auto& c : n.children) {
-          if (!holds(rule, c, event)) return false;
-        }
-        return true;
-      case K::kOr:
-        for (const auto& c : n.children) {
-          if (holds(rule, c, event)) return true;
-        }
-        return false;
-      case K::kAtLeast: {
-        uint32_t count = 0;
-        for (const auto& c : n.children) count += holds(rule, c, event) ? 1 : 0;
-        return count >= n.index;
-      }
-    }
-    return false;
-  }
-
-  FieldSet fields_;
-  std::vector<std::vector<std::pair<uint32_t, std::vector<std::string>>>> logsources_;
-  std::vector<std::vector<uint32_t>> group_logsources_, group_rules_, group_sets_;
-  std::vector<Rule> rules_;
-  std::vector<Set> sets_;
-  std::vector<uint8_t> active_;
-  std::vector<int> hit_ids_;
-  size_t skipped_ = 0;
-};
-
 void BM_SigmaTree_Re2Set(benchmark::State& state, bool all) {
   const Workload& w = tree(all);
   static std::unique_ptr<Re2SetMatcher> peers[2];
@@ -444,6 +227,130 @@ void BM_SigmaTree_Pcre2Loop(benchmark::State& state, bool all) {
 }
 BENCHMARK_CAPTURE(BM_SigmaTree_Pcre2Loop, windows, false);
 BENCHMARK_CAPTURE(BM_SigmaTree_Pcre2Loop, all, true);
+
+// The recorded lab intrusion (../shared/corpus/otrf/: real machines with all their background
+// noise, flat layout), in recorded order; extracted once with python3's zipfile (unzip is not
+// installed by scripts/install-deps). No corpus: no events, and the benchmarks say so.
+std::vector<std::string> otrf_events() {
+  const fs::path otrf = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus" / "otrf";
+  const fs::path dir = fs::temp_directory_path() / "vigil-bench-otrf";
+  std::vector<std::string> events;
+  std::error_code ec;
+  for (const auto& zip : fs::directory_iterator(otrf, ec)) {
+    if (zip.path().extension() != ".zip") continue;
+    fs::create_directories(dir, ec);
+    const std::string cmd = "/usr/bin/python3 -m zipfile -e '" + zip.path().string() + "' '" +
+                            dir.string() + "' >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) continue;
+  }
+  std::vector<fs::path> files;
+  for (const auto& f : fs::recursive_directory_iterator(dir, ec)) {
+    if (f.is_regular_file()) files.push_back(f.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) events.push_back(std::move(line));
+    }
+  }
+  return events;
+}
+
+// The whole tree under vigil-sensor.yml (SigmaTree/all's rules) over the OTRF stream.
+const Workload& otrf_tree() {
+  static const Workload w = [] {
+    const Workload& all = whole_tree();
+    Workload o;
+    o.rules = all.rules;
+    o.parsed = all.parsed;
+    o.mapping = all.mapping;
+    o.compiled = all.compiled;
+    o.unsupported = all.unsupported;
+    o.events = otrf_events();
+    return o;
+  }();
+  return w;
+}
+
+// Stages of one pass over the OTRF stream (issue 31's baseline): what an event costs as the
+// stream is recorded (most referenced values repeat), by stage.
+enum class OtrfStage : int64_t { kParse, kScans, kCandidates, kMatch };
+
+// One pass over the stream in recorded order per iteration, the matcher made anew before each
+// (its state reset, so that every first sighting pays as it would live).
+void BM_Otrf(benchmark::State& state) {
+  const Workload& w = otrf_tree();
+  if (w.events.empty()) {
+    state.SkipWithError("no OTRF events (../shared/corpus/otrf)");
+    return;
+  }
+  const auto stage = static_cast<OtrfStage>(state.range(0));
+  EventParser parser;
+  Event event;
+  std::vector<uint32_t> out;
+  size_t bytes = 0, matches = 0, events = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto matcher = std::move(*match::Matcher::create(w.rules));
+    state.ResumeTiming();
+    for (const std::string& e : w.events) {
+      parser.parse(e, w.rules->fields(), event);
+      if (stage == OtrfStage::kScans) {
+        match::MatcherStages::scan(*matcher, event);
+      } else if (stage == OtrfStage::kCandidates) {
+        matches += match::MatcherStages::candidates(*matcher, event);
+      } else if (stage == OtrfStage::kMatch) {
+        out.clear();
+        (void)matcher->match(event, out);
+        matches += out.size();
+      }
+      bytes += e.size();
+    }
+    events += w.events.size();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+  state.counters["events_per_pass"] = static_cast<double>(w.events.size());
+  state.counters["rules"] = static_cast<double>(w.rules->rules().size());
+  state.counters[stage == OtrfStage::kCandidates ? "candidates_per_event" : "matches_per_event"] =
+      benchmark::Counter(static_cast<double>(matches) / static_cast<double>(events));
+}
+BENCHMARK(BM_Otrf)
+    ->ArgName("stage")  // 0 parse, 1 + logsources and eager scans, 2 + candidates, 3 all
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(3)
+    ->Unit(benchmark::kMillisecond);
+
+// The RE2::Set peer over the same stream, in the same run.
+void BM_Otrf_Re2Set(benchmark::State& state) {
+  const Workload& w = otrf_tree();
+  if (w.events.empty()) {
+    state.SkipWithError("no OTRF events (../shared/corpus/otrf)");
+    return;
+  }
+  static Re2SetMatcher peer(w);
+  EventParser parser;
+  Event event;
+  size_t bytes = 0, matches = 0, events = 0;
+  for (auto _ : state) {
+    for (const std::string& e : w.events) {
+      parser.parse(e, peer.fields(), event);
+      matches += peer.match(event);
+      bytes += e.size();
+    }
+    events += w.events.size();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));
+  state.counters["rules"] = static_cast<double>(peer.rules());
+  state.counters["left_out"] = static_cast<double>(peer.skipped());
+  state.counters["matches_per_event"] =
+      benchmark::Counter(static_cast<double>(matches) / static_cast<double>(events));
+}
+BENCHMARK(BM_Otrf_Re2Set)->Unit(benchmark::kMillisecond);
 
 void BM_ParseOnly_SigmaTreeFields(benchmark::State& state, bool all) {
   const Workload& w = tree(all);
