@@ -3,7 +3,7 @@ PRESET ?= release
 TEST_PRESET ?= ci
 JOBS ?= $(shell nproc)
 VIGILD_ARGS ?=
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 SHELL := /bin/bash
 
 .PHONY: all deps build run test test-asan test-tsan soak fuzz bench clean format check-format image chart-test
@@ -69,11 +69,12 @@ soak: deps
 	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_RATE=$(SOAK_RATE) ctest --preset soak
 
 # Each libFuzzer target for FUZZ_SECONDS over its seed corpus; a crash, a hang (10 s per
-# input) or 2 GB of memory fails the run.
+# input) or 2 GB of memory fails the run. Only the fuzz targets are built (not vigild or vigil).
+FUZZ_TARGETS = event_parser query sigma_parser mapping_parser bundle alert_document correlation_hit content_record
 fuzz: deps
 	cmake --preset fuzz >/dev/null
-	cmake --build --preset fuzz -j $(JOBS)
-	@for t in event_parser query sigma_parser mapping_parser bundle alert_document correlation_hit content_record; do \
+	cmake --build --preset fuzz -j $(JOBS) --target $(addsuffix _fuzz,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
 	  seeds=tests/fuzz/corpus/$${t%_parser}; work=build/fuzz/corpus/$$t; mkdir -p $$work; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  timeout $$(( $(FUZZ_SECONDS) + 120 )) ./build/fuzz/tests/fuzz/$${t}_fuzz $$work $$seeds \
