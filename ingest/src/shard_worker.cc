@@ -311,7 +311,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
     for (const auto& hit : fired_) {
       if (!repartition_scopes_.empty()) {
         // A window of a repartition partition still being rebuilt: its previous owner judged it.
-        auto sc = repartition_scopes_.find(hit.group.substr(0, hit.group.find('\x1e')));
+        auto sc = repartition_scopes_.find(std::string(hit.scope()));
         if (sc != repartition_scopes_.end() && sc->second.replaying) continue;
       }
       build_correlation_alert(hit, nullptr);
@@ -415,15 +415,11 @@ void ShardWorker::dead_letter(const MessageView& m, std::string_view reason) {
 
 store::AlertId correlation_alert_id(const match::CompiledCorrelation& c,
                                     const match::CorrelationHit& hit) {
-  const size_t sep = hit.group.find('\x1e');
-  const std::string_view scope = std::string_view(hit.group).substr(0, sep);
-  const std::string_view values =
-      sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
   // Deterministic: the same matches replayed give the same window, hence the same id.
   std::string material = c.info.id;
   material += '\x1f';
-  material += values;
-  return store::AlertId::derive(scope, 0, hit.first, material);
+  material += hit.values();
+  return store::AlertId::derive(hit.scope(), 0, hit.first, material);
 }
 
 void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, const MessageView* m,
@@ -431,10 +427,7 @@ void ShardWorker::build_correlation_alert(const match::CorrelationHit& hit, cons
   const match::CompiledCorrelation& c = rules_->correlations()[hit.correlation];
   if (!options_.repartition_topic.empty()) queue_chained_hits(hit, m);
   if (!c.info.emit) return;  // it only feeds correlations that do not `generate` it
-  const size_t sep = hit.group.find('\x1e');
-  const std::string_view scope = std::string_view(hit.group).substr(0, sep);
-  const std::string_view values =
-      sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
+  const std::string_view scope = hit.scope(), values = hit.values();
   store::AlertRecord& a = alerts_.emplace_back();
   a.id = correlation_alert_id(c, hit);
   a.time = hit.last;

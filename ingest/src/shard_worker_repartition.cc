@@ -105,10 +105,7 @@ void ShardWorker::queue_correlation_hits(const MessageView& m, uint32_t rule, Ti
 void ShardWorker::queue_chained_hits(const match::CorrelationHit& hit, const MessageView* m) {
   const match::RuleSet& rs = *rules_;
   const match::CompiledCorrelation& inner = rs.correlations()[hit.correlation];
-  const size_t sep = hit.group.find('\x1e');
-  const std::string_view scope = std::string_view(hit.group).substr(0, sep);
-  const std::string_view values =
-      sep == std::string::npos ? std::string_view() : std::string_view(hit.group).substr(sep + 1);
+  const std::string_view scope = hit.scope(), values = hit.values();
   for (const auto& [outer, base] : rs.chained_of(hit.correlation)) {
     if (!correlator_->remote(outer)) continue;  // fed by the correlator itself
     const match::CompiledCorrelation& c = rs.correlations()[outer];

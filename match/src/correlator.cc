@@ -192,10 +192,7 @@ void Correlator::emit(uint32_t index, const std::string& group, Window& w, doubl
 void Correlator::queue_chained(const CorrelationHit& hit) {
   const auto& chained = rules_->chained_of(hit.correlation);
   if (chained.empty()) return;
-  const size_t sep = hit.group.find('\x1e');
-  const std::string_view values = sep == std::string::npos
-                                      ? std::string_view(hit.group)
-                                      : std::string_view(hit.group).substr(sep + 1);
+  const std::string_view scope = hit.scope(), values = hit.values();
   std::string ref = chain_ref_ ? chain_ref_(hit) : hit.completed_by;
   for (const auto& [outer, base] : chained) {
     if (remote(outer)) continue;  // its group's owner gets it through the repartition topic
@@ -204,7 +201,10 @@ void Correlator::queue_chained(const CorrelationHit& hit) {
     c.base = base;
     c.time = hit.last;
     c.ref = ref;
-    if (sep != std::string::npos) c.group.assign(hit.group, 0, sep + 1);  // the same scope
+    if (!scope.empty()) {  // the same scope
+      c.group.assign(scope);
+      c.group += '\x1e';
+    }
     chained_values(rules_->correlations()[outer], base, values, c.group);
   }
 }

@@ -109,7 +109,7 @@ class Harness {
         const auto& info = set->correlations()[f.correlation].info;
         if (info.emit) out.emplace_back(std::stoul(f.completed_by), info.id);
         if (!remote) continue;
-        const std::string values = f.group.substr(f.group.find('\x1e') + 1);
+        const std::string values(f.values());
         for (const auto& [outer, base] : set->chained_of(f.correlation)) {
           std::string group;
           Correlator::chained_values(set->correlations()[outer], base, values, group);

@@ -50,6 +50,17 @@ struct CorrelationHit {
   double value = 0;               // the count (or the metric) the condition held for
   std::vector<std::string> refs;  // the matches' references, oldest first (at most kMaxRefs)
   std::string completed_by;       // the reference of the window's last match
+
+  // The group's scope (before '\x1e'; empty without one) and its group-by values.
+  std::string_view scope() const {
+    const size_t sep = group.find('\x1e');
+    return sep == std::string::npos ? std::string_view() : std::string_view(group).substr(0, sep);
+  }
+  std::string_view values() const {
+    const size_t sep = group.find('\x1e');
+    return sep == std::string::npos ? std::string_view(group)
+                                    : std::string_view(group).substr(sep + 1);
+  }
 };
 
 class Correlator {
