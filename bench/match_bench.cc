@@ -37,6 +37,7 @@
 #include "match_workload.h"
 #include "re2set_peer.h"
 #include "support/evtx_layouts.h"
+#include "support/otrf.h"
 #include "vigil/ingest/simulator.h"
 #include "vigil/match/matcher.h"
 #include "vigil/match/reference_matcher.h"
@@ -228,33 +229,9 @@ void BM_SigmaTree_Pcre2Loop(benchmark::State& state, bool all) {
 BENCHMARK_CAPTURE(BM_SigmaTree_Pcre2Loop, windows, false);
 BENCHMARK_CAPTURE(BM_SigmaTree_Pcre2Loop, all, true);
 
-// The recorded lab intrusion (../shared/corpus/otrf/: real machines with all their background
-// noise, flat layout), in recorded order; extracted once with python3's zipfile (unzip is not
-// installed by scripts/install-deps). No corpus: no events, and the benchmarks say so.
+// The recorded lab intrusion (tests/support/otrf.h), in recorded order.
 std::vector<std::string> otrf_events() {
-  const fs::path otrf = fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus" / "otrf";
-  const fs::path dir = fs::temp_directory_path() / "vigil-bench-otrf";
-  std::vector<std::string> events;
-  std::error_code ec;
-  for (const auto& zip : fs::directory_iterator(otrf, ec)) {
-    if (zip.path().extension() != ".zip") continue;
-    fs::create_directories(dir, ec);
-    const std::string cmd = "/usr/bin/python3 -m zipfile -e '" + zip.path().string() + "' '" +
-                            dir.string() + "' >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) != 0) continue;
-  }
-  std::vector<fs::path> files;
-  for (const auto& f : fs::recursive_directory_iterator(dir, ec)) {
-    if (f.is_regular_file()) files.push_back(f.path());
-  }
-  std::sort(files.begin(), files.end());
-  for (const auto& f : files) {
-    std::ifstream in(f);
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) events.push_back(std::move(line));
-    }
-  }
-  return events;
+  return test::otrf_events(fs::path(VIGIL_SOURCE_DIR) / ".." / "shared" / "corpus");
 }
 
 // The whole tree under vigil-sensor.yml (SigmaTree/all's rules) over the OTRF stream.
@@ -286,13 +263,15 @@ void BM_Otrf(benchmark::State& state) {
     return;
   }
   const auto stage = static_cast<OtrfStage>(state.range(0));
+  match::MatcherOptions options;
+  if (state.range(1) == 0) options.memo_bytes = 0;
   EventParser parser;
   Event event;
   std::vector<uint32_t> out;
   size_t bytes = 0, matches = 0, events = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    auto matcher = std::move(*match::Matcher::create(w.rules));
+    auto matcher = std::move(*match::Matcher::create(w.rules, options));
     state.ResumeTiming();
     for (const std::string& e : w.events) {
       parser.parse(e, w.rules->fields(), event);
@@ -316,12 +295,11 @@ void BM_Otrf(benchmark::State& state) {
   state.counters[stage == OtrfStage::kCandidates ? "candidates_per_event" : "matches_per_event"] =
       benchmark::Counter(static_cast<double>(matches) / static_cast<double>(events));
 }
+// Stage 0 parse, 1 + logsources and eager scans, 2 + candidates, 3 all; memo 1 with the
+// matcher's default scan memo (MatcherOptions::memo_bytes), 0 without.
 BENCHMARK(BM_Otrf)
-    ->ArgName("stage")  // 0 parse, 1 + logsources and eager scans, 2 + candidates, 3 all
-    ->Arg(0)
-    ->Arg(1)
-    ->Arg(2)
-    ->Arg(3)
+    ->ArgNames({"stage", "memo"})
+    ->ArgsProduct({{0, 1, 2, 3}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
 
 // The RE2::Set peer over the same stream, in the same run.

@@ -259,12 +259,12 @@ Status load_config_file(const std::string& path, Config& c, bool read_files) {
     const YAML::Node doc = YAML::LoadFile(path);
     if (doc.IsNull()) return Status::ok();
     if (!doc.IsMap()) return Status::invalid(path + ": the config must be a YAML map");
-    if (auto s =
-            check_keys(doc,
-                       {"kafka", "data_dir", "listen", "rules", "rules_watch", "mapping", "select",
-                        "log_level", "http_threads", "batch", "max_event_bytes", "embedded",
-                        "workers", "store", "api", "rollout", "outputs", "cluster", "correlation"},
-                       path);
+    if (auto s = check_keys(
+            doc, {"kafka",    "data_dir",   "listen",       "rules", "rules_watch",     "mapping",
+                  "select",   "log_level",  "http_threads", "batch", "max_event_bytes", "match",
+                  "embedded", "workers",    "store",        "api",   "rollout",         "outputs",
+                  "cluster",  "correlation"},
+            path);
         !s) {
       return s;
     }
@@ -297,6 +297,14 @@ Status load_config_file(const std::string& path, Config& c, bool read_files) {
     if (doc["workers"]) c.workers = doc["workers"].as<int>();
     if (doc["http_threads"]) c.http_threads = doc["http_threads"].as<int>();
     if (doc["max_event_bytes"]) c.max_event_bytes = doc["max_event_bytes"].as<size_t>();
+    if (const auto m = doc["match"]) {
+      if (auto s = check_keys(m, {"memo_mb"}, path + " match"); !s) return s;
+      if (m["memo_mb"]) {
+        const auto mb = m["memo_mb"].as<size_t>();
+        if (mb > 1024) return Status::invalid(path + ": match.memo_mb is at most 1024");
+        c.match_memo_bytes = mb << 20;
+      }
+    }
     if (const auto b = doc["batch"]) {
       if (auto s = check_keys(b, {"max_messages", "max_ms"}, path + " batch"); !s) return s;
       if (b["max_messages"]) c.batch_max_messages = b["max_messages"].as<size_t>();

@@ -30,6 +30,9 @@
 //   http_threads: 2
 //   batch: {max_messages: 2000, max_ms: 50}
 //   max_event_bytes: 1048576
+//   match:
+//     memo_mb: 4                     # per worker: remembered scan results of repeated field
+//                                    # values (a lookup instead of a scan); 0 turns it off
 //   embedded: {partitions: 8, simulator_rate: 500, hosts: 300, malicious_ratio: 0.01}
 //   store:
 //     events: all                    # events kept for hunts and dry runs: all, matched, none
@@ -131,6 +134,7 @@ struct Config {
   size_t batch_max_messages = 2000;
   int batch_max_ms = 50;
   size_t max_event_bytes = 1 << 20;
+  size_t match_memo_bytes = size_t{4} << 20;
   int embedded_partitions = 8;
   double simulator_rate = 500;
   int simulator_hosts = 300;

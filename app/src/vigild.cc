@@ -187,6 +187,7 @@ ingest::PipelineOptions pipeline_options(const app::Config& config, const std::s
   po.batch_max_messages = config.batch_max_messages;
   po.batch_max_ms = config.batch_max_ms;
   po.max_event_bytes = config.max_event_bytes;
+  po.memo_bytes = config.match_memo_bytes;
   po.workers = config.workers;
   po.publish_alerts = !config.alerts_topic.empty();
   po.dead_letters = !config.dead_letter_topic.empty();

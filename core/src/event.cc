@@ -190,22 +190,94 @@ size_t plain_string_length(const char* k, size_t limit) {
 #endif
 }
 
+// What escapes the text of a JSON string holds, k[0, n) between its quotes (stage 1 checked
+// the string's bounds and its UTF-8): none; only escapes of two characters (\" \\ \/ \b \f \n
+// \r \t), which Event::field() undoes when the value is read; or others (a \u escape, which
+// simdjson reads at the parse, or an invalid one, which it refuses).
+enum class Escapes { kNone, kShort, kOther };
+
+#if defined(__AVX2__)
+// 64 bytes at a time, reading up to 63 bytes past n (the parser's padding). Which characters
+// an escape covers follows simdjson's own scanner (json_string_scanner::find_escaped): a run of
+// backslashes escapes every other character, whatever run the last block ended in.
+Escapes classify_escapes(const char* k, size_t n) {
+  const __m256i backslash = _mm256_set1_epi8('\\');
+  auto mask = [](__m256i lo, __m256i hi) {
+    return static_cast<uint32_t>(_mm256_movemask_epi8(lo)) |
+           static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(hi))) << 32;
+  };
+  constexpr uint64_t kEvenBits = 0x5555555555555555ULL;
+  uint64_t prev_escaped = 0;  // the next block's first character is escaped
+  bool any = false;
+  for (size_t i = 0; i < n; i += 64) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + i));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k + i + 32));
+    uint64_t bs = mask(_mm256_cmpeq_epi8(lo, backslash), _mm256_cmpeq_epi8(hi, backslash));
+    if (n - i < 64) bs &= (uint64_t{1} << (n - i)) - 1;
+    if (bs == 0 && prev_escaped == 0) continue;
+    any = true;
+    bs &= ~prev_escaped;
+    const uint64_t follows_escape = bs << 1 | prev_escaped;
+    const uint64_t odd_starts = bs & ~kEvenBits & ~follows_escape;
+    uint64_t even_starts;
+    prev_escaped = __builtin_add_overflow(odd_starts, bs, &even_starts) ? 1 : 0;
+    const uint64_t escaped = (kEvenBits ^ (even_starts << 1)) & follows_escape;
+    if (escaped == 0) continue;
+    __m256i ok_lo = _mm256_setzero_si256(), ok_hi = _mm256_setzero_si256();
+    for (const char c : {'"', '\\', '/', 'b', 'f', 'n', 'r', 't'}) {
+      const __m256i v = _mm256_set1_epi8(c);
+      ok_lo = _mm256_or_si256(ok_lo, _mm256_cmpeq_epi8(lo, v));
+      ok_hi = _mm256_or_si256(ok_hi, _mm256_cmpeq_epi8(hi, v));
+    }
+    if (escaped & ~mask(ok_lo, ok_hi)) return Escapes::kOther;
+  }
+  return any ? Escapes::kShort : Escapes::kNone;
+}
+#else
+Escapes classify_escapes(const char* k, size_t n) {
+  bool any = false;
+  for (size_t i = 0; i < n; ++i) {
+    if (k[i] != '\\') continue;
+    any = true;
+    if (++i == n) return Escapes::kOther;
+    switch (k[i]) {
+      case '"':
+      case '\\':
+      case '/':
+      case 'b':
+      case 'f':
+      case 'n':
+      case 'r':
+      case 't':
+        break;
+      default:
+        return Escapes::kOther;
+    }
+  }
+  return any ? Escapes::kShort : Escapes::kNone;
+}
+#endif
+
 // Reads a string, number, boolean or null `value` (of JSON type `type`) into `fv`.
 ParseError read_scalar(od::value& value, od::json_type type, FieldValue& fv) {
   switch (type) {
     case od::json_type::string: {
-      // A string without escapes is its own text in the buffer: no unescaping copy. (The
-      // token runs from the opening quote past the closing one; a shorter one, which stage
-      // 1 should never give, goes to simdjson's own parse and its error.)
-      const std::string_view token = value.raw_json_token();
-      const size_t length = token.size() < 2
-                                ? std::string_view::npos
-                                : plain_string_length(token.data() + 1, token.size() - 1);
-      if (length != std::string_view::npos) {
-        fv.text = token.substr(1, length);
-      } else if (value.get_string().get(fv.text) != simdjson::SUCCESS) {
-        return ParseError::kMalformedJson;
+      // The token runs from the opening quote to the next structural character: its last
+      // one but spaces is the closing quote. (A token without both quotes, which stage 1
+      // should never give, goes to simdjson's own parse and its error.)
+      const std::string_view token = trim_right(value.raw_json_token());
+      if (token.size() >= 2 && token.back() == '"') {
+        const std::string_view text = token.substr(1, token.size() - 2);
+        const Escapes escapes = classify_escapes(text.data(), text.size());
+        if (escapes != Escapes::kOther) {
+          // Without escapes, the string is its own text in the buffer: no copy. With short
+          // ones, they are checked now and undone when a rule reads the value.
+          fv.text = text;
+          fv.type = escapes == Escapes::kNone ? ValueType::kString : ValueType::kEscapedString;
+          return ParseError::kNone;
+        }
       }
+      if (value.get_string().get(fv.text) != simdjson::SUCCESS) return ParseError::kMalformedJson;
       fv.type = ValueType::kString;
       return ParseError::kNone;
     }
@@ -370,6 +442,47 @@ void Event::reset(size_t size) {
   filled_.clear();
 }
 
+void Event::unescape(FieldValue& v) const {
+  VIGIL_DCHECK(unescaped_used_ + v.text.size() <= unescaped_.size());
+  char* const out = unescaped_.data() + unescaped_used_;
+  char* o = out;
+  const char* p = v.text.data();
+  const char* const end = p + v.text.size();
+  while (p < end) {
+    const auto* bs = static_cast<const char*>(std::memchr(p, '\\', static_cast<size_t>(end - p)));
+    if (bs == nullptr) {
+      std::memcpy(o, p, static_cast<size_t>(end - p));
+      o += end - p;
+      break;
+    }
+    std::memcpy(o, p, static_cast<size_t>(bs - p));
+    o += bs - p;
+    switch (bs[1]) {  // the parse let only these through (escaped_string_length)
+      case 'b':
+        *o++ = '\b';
+        break;
+      case 'f':
+        *o++ = '\f';
+        break;
+      case 'n':
+        *o++ = '\n';
+        break;
+      case 'r':
+        *o++ = '\r';
+        break;
+      case 't':
+        *o++ = '\t';
+        break;
+      default:  // " \ /
+        *o++ = bs[1];
+    }
+    p = bs + 2;
+  }
+  unescaped_used_ += static_cast<size_t>(o - out);
+  v.text = std::string_view(out, static_cast<size_t>(o - out));
+  v.type = ValueType::kString;
+}
+
 EventParser::EventParser(size_t max_event_bytes, size_t max_depth)
     : max_event_bytes_(max_event_bytes), max_depth_(max_depth) {}
 
@@ -393,6 +506,10 @@ ParseError EventParser::parse(std::string_view raw, const FieldSet& fields, Even
   std::memcpy(buffer_.data(), raw.data(), raw.size());
   std::memset(buffer_.data() + raw.size(), 0, simdjson::SIMDJSON_PADDING);
   out.raw_ = raw;
+  // Room for every escaped string of the event undone: never more bytes than the event.
+  if (out.unescaped_.size() < raw.size())
+    out.unescaped_.resize(std::max(raw.size(), 2 * out.unescaped_.size()));
+  out.unescaped_used_ = 0;
 
   // iterate() indexes the whole document first, validating its UTF-8 on the way.
   od::document doc;

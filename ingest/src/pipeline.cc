@@ -80,6 +80,7 @@ Expected<std::unique_ptr<Pipeline>> Pipeline::create(
     so.shard = i;
     so.rule_stats = bundle->stats;
     so.max_event_bytes = options.max_event_bytes;
+    so.memo_bytes = options.memo_bytes;
     so.publish_alerts = options.publish_alerts;
     so.dead_letters = options.dead_letters;
     so.dead_letter_unmapped = options.dead_letter_unmapped;

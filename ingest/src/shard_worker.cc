@@ -9,6 +9,7 @@
 #include <cmath>
 #include <thread>
 
+#include "memo_metrics.h"
 #include "vigil/core/fault.h"
 #include "vigil/core/json_check.h"
 
@@ -32,9 +33,10 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(
     std::shared_ptr<const match::RuleSet> rules, store::Store& store, MetricsRegistry& metrics,
     const Clock& clock, const ShardOptions& options) {
   std::unique_ptr<ShardWorker> w(new ShardWorker(rules, store, metrics, clock, options));
-  auto m = match::Matcher::create(std::move(rules));
+  auto m = match::Matcher::create(std::move(rules), {options.memo_bytes});
   if (!m) return m.status();
   w->matcher_ = std::move(*m);
+  w->memo_metrics_ = std::make_unique<MemoMetrics>(metrics, options.shard);
   if (!w->rules_->correlations().empty())
     w->correlator_ = std::make_unique<match::Correlator>(w->rules_);
   w->set_remote_correlations();
@@ -60,6 +62,8 @@ Expected<std::unique_ptr<ShardWorker>> ShardWorker::create(
   return w;
 }
 
+ShardWorker::~ShardWorker() = default;
+
 void ShardWorker::set_scope(const MessageView& m) {
   set_stream(m.topic);
   scope_.assign(stream_);
@@ -68,7 +72,7 @@ void ShardWorker::set_scope(const MessageView& m) {
 }
 
 Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bundle) {
-  auto m = match::Matcher::create(bundle->rules);
+  auto m = match::Matcher::create(bundle->rules, {options_.memo_bytes});
   if (!m) return m.status();
   std::unique_ptr<match::Correlator> correlator;
   if (!bundle->rules->correlations().empty()) {
@@ -78,6 +82,8 @@ Status ShardWorker::set_bundle(std::shared_ptr<const match::CompiledBundle> bund
       return correlation_alert_id(rules->correlations()[hit.correlation], hit).hex();
     });
   }
+  memo_metrics_->update(*matcher_);  // the last counts of the matcher replaced
+  memo_metrics_->restart();
   std::swap(matcher_, *m);
   std::swap(correlator_, correlator);
   non_numeric_seen_ = 0;
@@ -355,6 +361,7 @@ Expected<BatchResult> ShardWorker::process(std::span<const MessageView> batch) {
   }
   truncated_alerts_->inc(truncated_alerts_pending_);
   match_errors_->inc(match_errors_pending_);
+  memo_metrics_->update(*matcher_);
   if (options_.rule_stats) {
     for (uint32_t r : matched_pending_) options_.rule_stats->add_match(r);
     for (uint32_t c : fired_pending_) options_.rule_stats->add_correlation_alert(c);

@@ -86,8 +86,9 @@ bool evaluate_direct(const detail::CompiledRules::DirectPredicate& dp, const Eve
 Matcher::Matcher(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Matcher::~Matcher() = default;
 
-Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet> rules) {
-  auto impl = std::make_unique<Impl>(std::move(rules));
+Expected<std::unique_ptr<Matcher>> Matcher::create(std::shared_ptr<const RuleSet> rules,
+                                                   const MatcherOptions& options) {
+  auto impl = std::make_unique<Impl>(std::move(rules), options);
   if (Status s = impl->init(); !s.is_ok()) return s;
   return std::unique_ptr<Matcher>(new Matcher(std::move(impl)));
 }
@@ -102,6 +103,8 @@ bool Matcher::last_event_had_logsource() const { return impl_->last_event_had_lo
 void Matcher::matched_fields(uint32_t rule, std::vector<uint32_t>& slots) {
   impl_->matched_fields(rule, slots);
 }
+void Matcher::memo_stats(std::vector<MemoFieldStats>& out) const { impl_->memo_stats(out); }
+uint64_t Matcher::memo_resets() const { return impl_->memo_resets(); }
 
 bool Matcher::Impl::at_anchors(uint8_t anchors, size_t length, unsigned long long to,
                                size_t scanned) {
@@ -153,7 +156,25 @@ Status Matcher::Impl::init() {
   failed_epoch_.assign(rs.compiled.size(), 0);
   failed_rules_.reserve(rs.compiled.size());
   failed_preds_.reserve(rs.predicate_count);
+  memo_lookups_.assign(rs.databases.size(), 0);
+  memo_hits_.assign(rs.databases.size(), 0);
+  memo_preds_.reserve(256);
   return Status::ok();
+}
+
+void Matcher::Impl::memo_stats(std::vector<MemoFieldStats>& out) const {
+  out.clear();
+  for (size_t d = 0; d < c_.databases.size(); ++d) {
+    if (memo_lookups_[d] == 0) continue;
+    const uint32_t slot = c_.databases[d].field_slot;
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&](const MemoFieldStats& s) { return s.slot == slot; });
+    if (it == out.end()) it = out.insert(out.end(), MemoFieldStats{slot, 0, 0});
+    it->lookups += memo_lookups_[d];
+    it->hits += memo_hits_[d];
+  }
+  std::sort(out.begin(), out.end(),
+            [](const MemoFieldStats& a, const MemoFieldStats& b) { return a.slot < b.slot; });
 }
 
 std::string Matcher::Impl::last_failure() const {
@@ -368,6 +389,10 @@ int Matcher::Impl::on_pattern_match(unsigned id, unsigned long long, unsigned lo
     return 0;
   }
   for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) m->set_bit(rs.pattern_preds[i]);
+  if (m->recording_) {
+    m->memo_preds_.insert(m->memo_preds_.end(), rs.pattern_preds.begin() + p.preds_begin,
+                          rs.pattern_preds.begin() + p.preds_end);
+  }
   return 0;
 }
 
@@ -500,38 +525,84 @@ Status Matcher::Impl::scan(const Event& event) {
     for (uint32_t d : rs.logsource_databases[ls]) {
       if (database_epoch_[d] == epoch_) continue;  // scanned for another active logsource
       database_epoch_[d] = epoch_;
-      const auto& db = rs.databases[d];
-      const FieldValue& fv = field_of(db.field_slot);
-      if (!fv.present()) continue;
-      scan_length_ = fv.text.size();
-      for (const hs_database_t* hdb : {db.literal_db, db.db}) {
-        if (hdb == nullptr) continue;
-        const hs_error_t err = hs_scan(hdb, fv.text.data(), static_cast<unsigned>(fv.text.size()),
-                                       0, scratch_, on_pattern_match, this);
-        if (err != HS_SUCCESS) {
-          to_confirm_.clear();
-          return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
-        }
+      const uint32_t slot = rs.databases[d].field_slot;
+      // The raw event (keywords) is new every time: never remembered.
+      if (!memo_.enabled() || slot == CompiledRules::kRawSlot) {
+        const FieldValue& fv = field_of(slot);
+        if (!fv.present()) continue;
+        bool confirmed = true;
+        if (Status st = scan_database(d, fv.text, false, confirmed); !st.is_ok()) return st;
+        continue;
       }
-      for (uint32_t id : to_confirm_) {
-        const CompiledRules::Pattern& p = rs.patterns[id];
-        const int rc = pcre2_match(rs.confirms[static_cast<size_t>(p.confirm)],
-                                   reinterpret_cast<PCRE2_SPTR>(fv.text.data()), fv.text.size(), 0,
-                                   0, match_data_, rs.confirm_limits);
-        if (rc >= 0) {
-          for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) set_bit(rs.pattern_preds[i]);
-        } else if (rc != PCRE2_ERROR_NOMATCH) {
-          // Fails the rules that read this pattern's predicates (see failed_rules()), and no
-          // other: a value crafted against one rule's regex must not blind the rest.
-          for (uint32_t i = p.preds_begin; i < p.preds_end; ++i)
-            fail_predicate(rs.pattern_preds[i]);
-          last_failure_.field = db.field_slot;
-          last_failure_.code = rc;
+      // Keyed by the value as the event writes it, so a string with escapes that repeats is
+      // not even unescaped; an escaped text and a plain one never share a key (the database
+      // key's low bit tells them apart).
+      const FieldValue& raw = event_->raw_field(slot);
+      if (!raw.present()) continue;
+      const std::string_view key = raw.text;  // raw may be unescaped in place below
+      const uint32_t memo_db = 2 * d + (raw.type == ValueType::kEscapedString ? 1 : 0);
+      uint64_t hash = 0;
+      bool remember = false;
+      if (key.size() <= detail::ScanMemo::kMaxValueBytes) {
+        hash = detail::ScanMemo::hash(memo_db, key);
+        ++memo_lookups_[d];
+        uint32_t count = 0;
+        if (const uint32_t* preds = memo_.find(memo_db, key, hash, count)) {
+          ++memo_hits_[d];
+          for (uint32_t i = 0; i < count; ++i) set_bit(preds[i]);
+          continue;
         }
+        remember = memo_.admit(hash);
       }
-      to_confirm_.clear();
+      bool confirmed = true;
+      if (Status st = scan_database(d, event_->field(slot).text, remember, confirmed); !st.is_ok())
+        return st;
+      // A failed confirmation is this event's to report, not the value's to remember.
+      if (remember && confirmed)
+        memo_.insert(memo_db, key, hash, memo_preds_.data(), memo_preds_.size());
     }
   }
+  return Status::ok();
+}
+
+Status Matcher::Impl::scan_database(uint32_t d, std::string_view text, bool record,
+                                    bool& confirmed) {
+  const CompiledRules& rs = c_;
+  const auto& db = rs.databases[d];
+  recording_ = record;
+  memo_preds_.clear();
+  scan_length_ = text.size();
+  for (const hs_database_t* hdb : {db.literal_db, db.db}) {
+    if (hdb == nullptr) continue;
+    const hs_error_t err = hs_scan(hdb, text.data(), static_cast<unsigned>(text.size()), 0,
+                                   scratch_, on_pattern_match, this);
+    if (err != HS_SUCCESS) {
+      to_confirm_.clear();
+      recording_ = false;
+      return Status::internal("Hyperscan scan failed with error " + std::to_string(err));
+    }
+  }
+  recording_ = false;
+  for (uint32_t id : to_confirm_) {
+    const CompiledRules::Pattern& p = rs.patterns[id];
+    const int rc = pcre2_match(rs.confirms[static_cast<size_t>(p.confirm)],
+                               reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0,
+                               match_data_, rs.confirm_limits);
+    if (rc >= 0) {
+      for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) {
+        set_bit(rs.pattern_preds[i]);
+        if (record) memo_preds_.push_back(rs.pattern_preds[i]);
+      }
+    } else if (rc != PCRE2_ERROR_NOMATCH) {
+      // Fails the rules that read this pattern's predicates (see failed_rules()), and no
+      // other: a value crafted against one rule's regex must not blind the rest.
+      for (uint32_t i = p.preds_begin; i < p.preds_end; ++i) fail_predicate(rs.pattern_preds[i]);
+      last_failure_.field = db.field_slot;
+      last_failure_.code = rc;
+      confirmed = false;
+    }
+  }
+  to_confirm_.clear();
   return Status::ok();
 }
 

@@ -4,6 +4,7 @@
 
 #include <hs/hs.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "compiled_rules.h"
+#include "scan_memo.h"
 #include "vigil/core/check.h"
 #include "vigil/match/matcher.h"
 
@@ -20,8 +22,10 @@ class Matcher::Impl {
  public:
   using CompiledRules = detail::CompiledRules;
 
-  explicit Impl(std::shared_ptr<const RuleSet> rules)
-      : rules_(std::move(rules)), c_(rules_->compiled()) {}
+  Impl(std::shared_ptr<const RuleSet> rules, const MatcherOptions& options)
+      : rules_(std::move(rules)),
+        c_(rules_->compiled()),
+        memo_(std::min(options.memo_bytes, kMaxMemoBytes)) {}
   ~Impl();
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
@@ -34,6 +38,8 @@ class Matcher::Impl {
   const RuleSet& rule_set() const { return *rules_; }
   bool last_event_had_logsource() const { return !active_logsources_.empty(); }
   void matched_fields(uint32_t rule, std::vector<uint32_t>& slots);
+  void memo_stats(std::vector<MemoFieldStats>& out) const;
+  uint64_t memo_resets() const { return memo_.resets(); }
 
   // match() in stages. begin() resets the last event's state and finds the event's
   // logsources; false if it has none (no rule applies). scan() evaluates the direct
@@ -92,6 +98,12 @@ class Matcher::Impl {
   }
   static int on_pattern_match(unsigned id, unsigned long long from, unsigned long long to,
                               unsigned flags, void* ctx);
+  // Scans `text` with database `d`'s Hyperscan databases and confirms what they found,
+  // setting predicate bits; with `record`, also lists them in memo_preds_. False if a
+  // confirmation failed (the predicates it would have set are failed instead).
+  Status scan_database(uint32_t d, std::string_view text, bool record, bool& confirmed);
+
+  static constexpr size_t kMaxMemoBytes = size_t{1} << 30;
 
   std::shared_ptr<const RuleSet> rules_;
   const CompiledRules& c_;
@@ -149,6 +161,11 @@ class Matcher::Impl {
   std::string lower_;                // lowercased field values of this event
   std::vector<uint64_t> pair_bits_;  // per lazy field: the PairFilter of its value
   size_t lazy_scan_length_ = 0;      // of the field a lazy database scans, for end anchors
+  // Remembered scan results (scan_memo.h) and, per database, the lookups and hits.
+  detail::ScanMemo memo_;
+  std::vector<uint64_t> memo_lookups_, memo_hits_;
+  bool recording_ = false;            // whether the current scan lists what it sets
+  std::vector<uint32_t> memo_preds_;  // what it set
 };
 
 }  // namespace vigil::match

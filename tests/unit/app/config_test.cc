@@ -152,6 +152,28 @@ TEST(ServerFlags, BadValuesAreRefusedNamingThem) {
   EXPECT_NE(events.status().message().find("all, matched or none"), std::string::npos);
 }
 
+// The scan memo per worker: 4 MiB by default, `match.memo_mb` in the file (0: off), bounded.
+TEST(ServerFlags, TheScanMemoSizeFromTheFile) {
+  test::TempDir dir{"config"};
+  auto defaults = resolve({});
+  ASSERT_TRUE(defaults) << defaults.status().to_string();
+  EXPECT_EQ(defaults->match_memo_bytes, size_t{4} << 20);
+  const std::string file = dir / "vigild.yml";
+  std::ofstream(file) << "match:\n  memo_mb: 0\n";
+  auto off = resolve({"--config", file});
+  ASSERT_TRUE(off) << off.status().to_string();
+  EXPECT_EQ(off->match_memo_bytes, 0u);
+  for (const char* bad :
+       {"match:\n  memo_mb: 4096\n", "match:\n  memo: 1\n", "match:\n  memo_mb: lots\n"}) {
+    std::ofstream(file) << bad;
+    auto c = resolve({"--config", file});
+    ASSERT_FALSE(c) << bad;
+    // The key, or where yaml-cpp could not read the number.
+    const std::string& m = c.status().message();
+    EXPECT_TRUE(m.find("memo") != std::string::npos || m.find("line 2") != std::string::npos) << m;
+  }
+}
+
 TEST(ServerFlags, ClusterModeFromTheFileAndFlags) {
   test::TempDir dir{"config"};
   const std::string file = dir / "vigild.yml";

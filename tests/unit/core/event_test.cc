@@ -163,6 +163,85 @@ TEST(EventParser, KeysAndStringsOfEveryLengthReadBackWhereverTheirEscapes) {
   }
 }
 
+// A string with escapes of two characters is checked at the parse and unescaped when read
+// (raw_field() shows it as written); one with \u escapes is read at the parse; an invalid
+// escape is refused at the parse, read or not, as before.
+TEST(EventParser, EscapesAreCheckedAtTheParseAndUndoneWhenRead) {
+  FieldSet f;
+  const uint32_t a = f.add("a"), b = f.add("b"), u = f.add("u"), arr = f.add("arr");
+  EventParser parser;
+  Event event;
+  const std::string raw = R"({"a":"C:\\Windows\\System32\\lsass.exe","b":"q\"\/\b\f\n\r\t\\z",)"
+                          R"("u":"\u00e9\ud83d\ude00x","arr":["x\ty"]})";
+  ASSERT_EQ(parser.parse(raw, f, event), ParseError::kNone) << raw;
+  EXPECT_EQ(event.raw_field(a).type, ValueType::kEscapedString);
+  EXPECT_EQ(event.raw_field(a).text, R"(C:\\Windows\\System32\\lsass.exe)");
+  EXPECT_TRUE(event.raw_field(a).present());
+  EXPECT_EQ(event.raw_field(u).type, ValueType::kString);  // \u: unescaped by the parse
+  EXPECT_EQ(event.field(u).text, "\xc3\xa9\xf0\x9f\x98\x80x");
+  EXPECT_EQ(event.field(a).type, ValueType::kString);
+  EXPECT_EQ(event.field(a).text, R"(C:\Windows\System32\lsass.exe)");
+  EXPECT_EQ(event.raw_field(a).text, R"(C:\Windows\System32\lsass.exe)");  // now undone
+  EXPECT_EQ(event.field(b).text, std::string("q\"/\b\f\n\r\t\\z"));
+  EXPECT_EQ(event.field(b).text, std::string("q\"/\b\f\n\r\t\\z"));  // read twice
+  EXPECT_EQ(event.field(arr).text, "x\ty");
+  // The same parser, a shorter event: nothing of the last one shows.
+  ASSERT_EQ(parser.parse(R"({"b":"\\"})", f, event), ParseError::kNone);
+  EXPECT_EQ(event.field(b).text, "\\");
+  EXPECT_EQ(event.field(a).type, ValueType::kMissing);
+  // Invalid escapes, in a value read or not, and an escape cut by the end of the string.
+  for (const char* bad : {R"({"a":"x\qy"})", R"({"skipped":"x\qy","a":"\n"})", R"({"a":"x\u12"})",
+                          R"({"a":"\ud800"})", R"({"a":"x\"})"}) {
+    const ParseError pe = parser.parse(bad, f, event);
+    if (std::string_view(bad).find("skipped") != std::string_view::npos) {
+      // A value no rule reads is not checked (simdjson skips it), as before.
+      EXPECT_EQ(pe, ParseError::kNone) << bad;
+    } else {
+      EXPECT_EQ(pe, ParseError::kMalformedJson) << bad;
+    }
+  }
+}
+
+// Escapes are classified 64 bytes at a time: runs of backslashes of every length, at every
+// place around those blocks, followed by every kind of character, read back as simdjson's DOM
+// parser reads them, and are refused where it refuses them.
+TEST(EventParser, RunsOfBackslashesAcrossBlocksReadAsSimdjsonReadsThem) {
+  FieldSet f;
+  const uint32_t slot = f.add("v");
+  EventParser parser;
+  Event event;
+  simdjson::dom::parser dom;
+  size_t checked = 0, refused = 0;
+  for (size_t at = 0; at < 140; at += (at < 50 || at > 120) ? 1 : 7) {
+    for (size_t run = 1; run <= 5; ++run) {
+      for (const char after : {'n', '"', '/', 'u', 'q', 'x', 't'}) {
+        std::string text(at, 'a');
+        text.append(run, '\\');
+        text += after;
+        if (after == 'u') text += "00e9";
+        text.append(70, 'b');
+        const std::string raw = "{\"v\":\"" + text + "\"}";
+        const simdjson::padded_string padded(raw);
+        simdjson::dom::element doc;
+        const bool valid = dom.parse(padded).get(doc) == simdjson::SUCCESS;
+        const ParseError pe = parser.parse(raw, f, event);
+        if (!valid) {
+          EXPECT_NE(pe, ParseError::kNone) << raw;
+          ++refused;
+          continue;
+        }
+        ASSERT_EQ(pe, ParseError::kNone) << raw;
+        std::string_view want;
+        ASSERT_EQ(doc["v"].get(want), simdjson::SUCCESS);
+        EXPECT_EQ(event.field(slot).text, want) << raw;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 1000u);
+  EXPECT_GT(refused, 500u);
+}
+
 // Keys are hashed by their length and first and last bytes: keys alike in all of those,
 // differing only in the middle, are still told apart.
 TEST(FieldSet, KeysDifferingOnlyInTheMiddleStayDistinct) {

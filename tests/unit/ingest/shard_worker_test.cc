@@ -193,6 +193,34 @@ TEST_F(ShardWorkerTest, PersistsAlertsAndOffsetsAndCountsBadEvents) {
   EXPECT_EQ(*store_->count_alerts(), 3u);
 }
 
+// The scan memo's counts reach the metrics per field (a repeated command line is looked up
+// and, from its third sighting, found), and the same alerts are written with it off.
+TEST_F(ShardWorkerTest, TheScanMemoCountsLookupsAndHitsPerField) {
+  for (const size_t memo : {size_t{0}, size_t{1} << 20}) {
+    ShardOptions so;
+    so.shard = memo == 0 ? 4 : 5;
+    so.memo_bytes = memo;
+    make_worker(so);
+    std::vector<MessageView> batch;
+    const std::string e = R"({"cmd":"C:\\Windows\\r-a.exe","host":"h1"})";
+    for (int i = 0; i < 5; ++i) batch.push_back({"events", 0, 100 + i, 1795539000000, e});
+    auto r = worker_->process(batch);
+    ASSERT_TRUE(r) << r.status().to_string();
+    EXPECT_EQ(r->alerts, 5u);
+    const Labels labels{{"shard", std::to_string(so.shard)}, {"field", "cmd"}};
+    if (memo == 0) {
+      EXPECT_EQ(metrics_.counter_value("vigil_match_memo_lookups_total", labels), 0u);
+      continue;
+    }
+    EXPECT_EQ(metrics_.counter_value("vigil_match_memo_lookups_total", labels), 5u);
+    EXPECT_EQ(metrics_.counter_value("vigil_match_memo_hits_total", labels), 3u);
+    // Counted once: a second batch adds only its own.
+    const std::vector<MessageView> one{{"events", 0, 105, 1795539000000, e}};
+    ASSERT_TRUE(worker_->process(one));
+    EXPECT_EQ(metrics_.counter_value("vigil_match_memo_hits_total", labels), 4u);
+  }
+}
+
 TEST_F(ShardWorkerTest, LongMatchedValuesAreCutOnACharacterBoundary) {
   // 1,023 bytes of ASCII, then two-byte characters: the cut at 1,024 bytes falls inside one.
   std::string cmd = "r-a " + std::string(1019, 'x');

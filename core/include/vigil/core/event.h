@@ -23,7 +23,18 @@
 
 namespace vigil {
 
-enum class ValueType : uint8_t { kMissing, kNull, kString, kNumber, kBool, kObject, kArray };
+enum class ValueType : uint8_t {
+  kMissing,
+  kNull,
+  kString,
+  kNumber,
+  kBool,
+  kObject,
+  kArray,
+  // A string whose escapes are not undone yet: `text` is its JSON text between the quotes.
+  // Only Event::raw_field() shows one; Event::field() undoes the escapes first.
+  kEscapedString
+};
 
 struct FieldValue {
   ValueType type = ValueType::kMissing;
@@ -84,8 +95,29 @@ class FieldSet {
 
 class Event {
  public:
-  // `slot` is one of the FieldSet's the event was parsed with.
+  Event() = default;
+  // Values point into buffers of this event and of its parser: no copies.
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  Event(Event&&) = default;
+  Event& operator=(Event&&) = default;
+
+  // `slot` is one of the FieldSet's the event was parsed with. A string with escapes has them
+  // undone on its first read (most of a 2 KB event's escaped text, a Windows event's message
+  // or call trace, is read by no rule for it).
   const FieldValue& field(uint32_t slot) const {
+    VIGIL_DCHECK(slot < values_.size());
+    FieldValue& v = values_[slot];
+    if (v.type == ValueType::kEscapedString) [[unlikely]]
+      unescape(v);
+    return v;
+  }
+  // The value as the event writes it: a string with escapes not undone yet is kEscapedString
+  // with its JSON text. That text is as good a key as the value itself: two strings with the
+  // same JSON text are equal, and no other value's text looks like an escaped string's (its
+  // every '"' follows a backslash; an object's or array's text with a backslash holds a
+  // string, whose quotes are bare). For a memo keyed by values, without undoing escapes.
+  const FieldValue& raw_field(uint32_t slot) const {
     VIGIL_DCHECK(slot < values_.size());
     return values_[slot];
   }
@@ -97,8 +129,15 @@ class Event {
   // Leaves `size` slots, all empty. A parse fills a few of the slots a rule set references:
   // only those are emptied again when the size is unchanged.
   void reset(size_t size);
+  // Undoes the escapes of a kEscapedString value (checked by the parse) into unescaped_.
+  void unescape(FieldValue& v) const;
 
-  std::vector<FieldValue> values_;
+  // Mutable: field() undoes escapes on first read. An Event belongs to one thread.
+  mutable std::vector<FieldValue> values_;
+  // Room for every string of the event unescaped (never longer than the event): values
+  // point into it, so it is sized at the parse and never reallocated until the next.
+  mutable std::vector<char> unescaped_;
+  mutable size_t unescaped_used_ = 0;
   std::vector<uint32_t> filled_;  // the slots values_ has set; all others are empty
   std::string_view raw_;
 };

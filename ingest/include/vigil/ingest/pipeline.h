@@ -70,6 +70,8 @@ struct PipelineOptions {
   // what gathered in its inbox while it wrote the previous one (at most batch_max_messages).
   int batch_max_ms = 50;
   size_t max_event_bytes = 1 << 20;
+  // Each worker's scan memo (match::MatcherOptions::memo_bytes; 0: off).
+  size_t memo_bytes = match::MatcherOptions{}.memo_bytes;
   // Per worker: past either bound its partitions are paused. 0: 4 batches (at least 16384).
   size_t inbox_max_messages = 0;
   size_t inbox_max_bytes = 64 << 20;

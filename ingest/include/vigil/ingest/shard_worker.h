@@ -87,6 +87,8 @@ struct ShardOptions {
   // A repartitioned match more than this (plus the longest timespan) behind the newest one of
   // its partition is counted as late and left out: it could no longer be told from a repeat.
   TimeMs repartition_lateness_ms = 3'600'000;
+  // The matcher's scan memo, bytes per worker (match::MatcherOptions::memo_bytes; 0: off).
+  size_t memo_bytes = match::MatcherOptions{}.memo_bytes;
 };
 
 // The parse errors that make an event invalid (and a dead letter), in metric order.
@@ -102,12 +104,15 @@ inline constexpr std::string_view kNoLogsource = "no_logsource";
 store::AlertId correlation_alert_id(const match::CompiledCorrelation& c,
                                     const match::CorrelationHit& hit);
 
+class MemoMetrics;
+
 class ShardWorker {
  public:
   static Expected<std::unique_ptr<ShardWorker>> create(std::shared_ptr<const match::RuleSet> rules,
                                                        store::Store& store,
                                                        MetricsRegistry& metrics, const Clock& clock,
                                                        const ShardOptions& options);
+  ~ShardWorker();
 
   // Processes and persists `batch`. On a store error nothing of the batch is persisted and
   // the call may be repeated with the same batch.
@@ -188,6 +193,7 @@ class ShardWorker {
   EventParser parser_;
   Event event_;
   std::unique_ptr<match::Matcher> matcher_;
+  std::unique_ptr<MemoMetrics> memo_metrics_;
   std::unique_ptr<match::Correlator> correlator_;  // null when the rule set has no correlation
   std::vector<match::CorrelationHit> fired_;
   std::vector<store::StateRecord> state_;

@@ -1,0 +1,134 @@
+// The scan memo on its own (match/src/scan_memo.h), and through a Matcher: admission on the
+// second sighting, whole-value keys, a bounded arena, and results equal with and without it.
+
+#include "scan_memo.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "vigil/match/matcher.h"
+#include "vigil/match/ruleset.h"
+#include "vigil/match/sigma.h"
+
+namespace vigil::match {
+namespace {
+
+using detail::ScanMemo;
+
+std::vector<uint32_t> found(const ScanMemo& memo, uint32_t db, std::string_view value) {
+  uint32_t n = 0;
+  const uint32_t* p = memo.find(db, value, ScanMemo::hash(db, value), n);
+  if (p == nullptr) return {999999};
+  return std::vector<uint32_t>(p, p + n);
+}
+
+TEST(ScanMemo, BelowItsMinimumItIsOff) {
+  EXPECT_FALSE(ScanMemo(0).enabled());
+  EXPECT_FALSE(ScanMemo(1000).enabled());
+  EXPECT_TRUE(ScanMemo(64 << 10).enabled());
+}
+
+TEST(ScanMemo, AdmitsAValueOnItsSecondSighting) {
+  ScanMemo memo(1 << 20);
+  const uint64_t h = ScanMemo::hash(3, "C:\\Windows\\System32\\lsass.exe");
+  EXPECT_FALSE(memo.admit(h));
+  EXPECT_TRUE(memo.admit(h));
+}
+
+TEST(ScanMemo, KeysAreTheDatabaseAndTheWholeValue) {
+  ScanMemo memo(1 << 20);
+  const uint32_t preds[] = {7, 9};
+  memo.insert(1, "cmd.exe", ScanMemo::hash(1, "cmd.exe"), preds, 2);
+  memo.insert(1, "none.exe", ScanMemo::hash(1, "none.exe"), nullptr, 0);
+  EXPECT_EQ(found(memo, 1, "cmd.exe"), (std::vector<uint32_t>{7, 9}));
+  EXPECT_EQ(found(memo, 1, "none.exe"), std::vector<uint32_t>{});       // remembered: nothing held
+  EXPECT_EQ(found(memo, 2, "cmd.exe"), std::vector<uint32_t>{999999});  // another database
+  EXPECT_EQ(found(memo, 1, "cmd.ex"), std::vector<uint32_t>{999999});
+  // The same hash with other bytes is no hit: the value is compared, not only its hash.
+  uint32_t n = 0;
+  EXPECT_EQ(memo.find(1, "CMD.EXE", ScanMemo::hash(1, "cmd.exe"), n), nullptr);
+}
+
+TEST(ScanMemo, StaysInItsBudgetByDroppingEverything) {
+  ScanMemo memo(64 << 10);
+  const uint32_t pred = 1;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string v = "C:\\Users\\bob\\AppData\\Local\\Temp\\" + std::to_string(i) + ".tmp";
+    memo.insert(0, v, ScanMemo::hash(0, v), &pred, 1);
+  }
+  EXPECT_GT(memo.resets(), 0u);
+  EXPECT_GT(memo.entries(), 0u);
+  const std::string last = "C:\\Users\\bob\\AppData\\Local\\Temp\\19999.tmp";
+  EXPECT_EQ(found(memo, 0, last), std::vector<uint32_t>{1});
+  // Too long to remember: not kept.
+  const std::string huge(ScanMemo::kMaxValueBytes + 1, 'a');
+  memo.insert(0, huge, ScanMemo::hash(0, huge), &pred, 1);
+  EXPECT_EQ(found(memo, 0, huge), std::vector<uint32_t>{999999});
+}
+
+// A unique value stream (an attacker's, or a field like TargetObject) is never admitted but by
+// the doorkeeper's rare false positives.
+TEST(ScanMemo, AFloodOfUniqueValuesIsAlmostNeverAdmitted) {
+  ScanMemo memo(1 << 20);
+  size_t admitted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const std::string v = "HKLM\\SOFTWARE\\Key" + std::to_string(i);
+    admitted += memo.admit(ScanMemo::hash(0, v));
+  }
+  EXPECT_LT(admitted, 200000u / 50);  // under 2%
+}
+
+TEST(ScanMemo, AMatcherGivesTheSameAnswersWithAndWithoutIt) {
+  auto rule = parse_sigma(R"(title: t
+id: 11111111-1111-1111-1111-111111111111
+logsource: {category: process_creation, product: windows}
+detection:
+  a: {Image|endswith: '\rundll32.exe'}
+  b: {CommandLine|re: 'comsvcs(\.dll)?,\s*(MiniDump|#24)'}
+  c: {CommandLine|contains: 'full'}
+  condition: a and (b or c)
+)",
+                          "t.yml");
+  ASSERT_TRUE(rule) << rule.status().to_string();
+  auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  ASSERT_TRUE(mapping);
+  CompileReport report;
+  auto rs = RuleSet::compile({*rule}, *mapping, report);
+  ASSERT_TRUE(rs) << rs.status().to_string();
+  MatcherOptions off;
+  off.memo_bytes = 0;
+  auto on = std::move(*Matcher::create(*rs));
+  auto without = std::move(*Matcher::create(*rs, off));
+  const std::vector<std::string> events = {
+      R"({"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\rundll32.exe","CommandLine":"rundll32 comsvcs.dll, MiniDump 624 x full"})",
+      R"({"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\rundll32.exe","CommandLine":"rundll32 shell32.dll,Control_RunDLL"})",
+      R"({"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\notepad.exe","CommandLine":"rundll32 comsvcs.dll, MiniDump 624 x full"})",
+      R"({"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\rundll32.exe","CommandLine":"x full"})"};
+  EventParser parser;
+  Event event;
+  size_t fired = 0;
+  for (int pass = 0; pass < 4; ++pass) {  // the first sighting, the admission, then hits
+    for (const auto& e : events) {
+      ASSERT_EQ(parser.parse(e, (*rs)->fields(), event), ParseError::kNone);
+      std::vector<uint32_t> a, b;
+      ASSERT_TRUE(on->match(event, a).is_ok());
+      ASSERT_TRUE(without->match(event, b).is_ok());
+      EXPECT_EQ(a, b) << "pass " << pass << ": " << e;
+      fired += a.size();
+    }
+  }
+  EXPECT_EQ(fired, 8u);  // events 1 and 4, four times
+  std::vector<MemoFieldStats> stats;
+  on->memo_stats(stats);
+  ASSERT_FALSE(stats.empty());
+  uint64_t hits = 0;
+  for (const auto& s : stats) hits += s.hits;
+  EXPECT_GT(hits, 0u);
+  without->memo_stats(stats);
+  EXPECT_TRUE(stats.empty());
+}
+
+}  // namespace
+}  // namespace vigil::match
