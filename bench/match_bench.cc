@@ -169,8 +169,10 @@ void replay(benchmark::State& state, const std::vector<std::string>& events, con
       benchmark::Counter(static_cast<double>(matches) / static_cast<double>(state.iterations()));
 }
 
-void run_match(benchmark::State& state, const Workload& w) {
-  auto matcher = std::move(*match::Matcher::create(w.rules));
+void run_match(benchmark::State& state, const Workload& w, bool memo = true) {
+  match::MatcherOptions options;
+  if (!memo) options.memo_bytes = 0;
+  auto matcher = std::move(*match::Matcher::create(w.rules, options));
   std::vector<uint32_t> out;
   replay(state, w.events, w.rules->fields(), [&](const Event& event) {
     out.clear();
@@ -200,6 +202,13 @@ BENCHMARK_CAPTURE(BM_SigmaTree, all, &whole_tree);
 // The Windows rules again, the same events as Winlogbeat 8 ships them in ECS: compare with
 // SigmaTree/windows of the same run.
 BENCHMARK_CAPTURE(BM_SigmaTree, ecs, &ecs_tree);
+// The whole tree without the scan memo: the corpus' 84 events replayed in turn repeat every
+// value each round, which the memo serves from the second round on.
+void BM_SigmaTree_NoMemo(benchmark::State& state) {
+  run_match(state, whole_tree(), false);
+  state.counters["unsupported"] = static_cast<double>(whole_tree().unsupported);
+}
+BENCHMARK(BM_SigmaTree_NoMemo);
 
 void BM_SigmaTree_Re2Set(benchmark::State& state, bool all) {
   const Workload& w = tree(all);
@@ -256,19 +265,19 @@ enum class OtrfStage : int64_t { kParse, kScans, kCandidates, kMatch };
 
 // One pass over the stream in recorded order per iteration, the matcher made anew before each
 // (its state reset, so that every first sighting pays as it would live).
-void BM_Otrf(benchmark::State& state) {
-  const Workload& w = otrf_tree();
+// One pass over `w.events` in order per iteration, a matcher made anew before each.
+void run_passes(benchmark::State& state, const Workload& w, OtrfStage stage, bool memo) {
   if (w.events.empty()) {
     state.SkipWithError("no OTRF events (../shared/corpus/otrf)");
     return;
   }
-  const auto stage = static_cast<OtrfStage>(state.range(0));
   match::MatcherOptions options;
-  if (state.range(1) == 0) options.memo_bytes = 0;
+  if (!memo) options.memo_bytes = 0;
   EventParser parser;
   Event event;
   std::vector<uint32_t> out;
   size_t bytes = 0, matches = 0, events = 0;
+  double lookups = 0, hits = 0;
   for (auto _ : state) {
     state.PauseTiming();
     auto matcher = std::move(*match::Matcher::create(w.rules, options));
@@ -287,13 +296,27 @@ void BM_Otrf(benchmark::State& state) {
       bytes += e.size();
     }
     events += w.events.size();
+    state.PauseTiming();
+    std::vector<match::MemoFieldStats> stats;
+    matcher->memo_stats(stats);
+    for (const auto& f : stats) {
+      lookups += static_cast<double>(f.lookups);
+      hits += static_cast<double>(f.hits);
+    }
+    state.ResumeTiming();
   }
   state.SetItemsProcessed(static_cast<int64_t>(events));
   state.SetBytesProcessed(static_cast<int64_t>(bytes));
   state.counters["events_per_pass"] = static_cast<double>(w.events.size());
   state.counters["rules"] = static_cast<double>(w.rules->rules().size());
+  if (stage != OtrfStage::kParse)
+    state.counters["memo_hit_rate"] = lookups > 0 ? hits / lookups : 0;
   state.counters[stage == OtrfStage::kCandidates ? "candidates_per_event" : "matches_per_event"] =
       benchmark::Counter(static_cast<double>(matches) / static_cast<double>(events));
+}
+
+void BM_Otrf(benchmark::State& state) {
+  run_passes(state, otrf_tree(), static_cast<OtrfStage>(state.range(0)), state.range(1) != 0);
 }
 // Stage 0 parse, 1 + logsources and eager scans, 2 + candidates, 3 all; memo 1 with the
 // matcher's default scan memo (MatcherOptions::memo_bytes), 0 without.
@@ -301,6 +324,41 @@ BENCHMARK(BM_Otrf)
     ->ArgNames({"stage", "memo"})
     ->ArgsProduct({{0, 1, 2, 3}, {0, 1}})
     ->Unit(benchmark::kMillisecond);
+
+// What the memo costs where it cannot help: the OTRF stream with every string value made
+// unique (a counter appended to each, but to the fields that choose an event's logsources),
+// so nothing repeats. Compare memo:1 with memo:0.
+const Workload& otrf_unique() {
+  static const Workload w = [] {
+    Workload u = otrf_tree();
+    std::set<std::string> where;
+    for (const auto& ls : u.mapping->logsources()) {
+      for (const auto& [path, values] : ls.where) where.insert(path);
+    }
+    size_t n = 0;
+    for (std::string& e : u.events) {
+      rapidjson::Document d;
+      d.Parse(e.data(), e.size());
+      if (!d.IsObject()) continue;
+      for (auto& m : d.GetObject()) {
+        if (!m.value.IsString() || where.count(m.name.GetString())) continue;
+        const std::string v =
+            std::string(m.value.GetString(), m.value.GetStringLength()) + "~" + std::to_string(n++);
+        m.value.SetString(v.data(), static_cast<rapidjson::SizeType>(v.size()), d.GetAllocator());
+      }
+      rapidjson::StringBuffer buf;
+      rapidjson::Writer<rapidjson::StringBuffer> writer(buf);
+      d.Accept(writer);
+      e.assign(buf.GetString(), buf.GetSize());
+    }
+    return u;
+  }();
+  return w;
+}
+void BM_OtrfUnique(benchmark::State& state) {
+  run_passes(state, otrf_unique(), OtrfStage::kMatch, state.range(0) != 0);
+}
+BENCHMARK(BM_OtrfUnique)->ArgName("memo")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 // The RE2::Set peer over the same stream, in the same run.
 void BM_Otrf_Re2Set(benchmark::State& state) {

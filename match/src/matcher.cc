@@ -158,6 +158,7 @@ Status Matcher::Impl::init() {
   failed_preds_.reserve(rs.predicate_count);
   memo_lookups_.assign(rs.databases.size(), 0);
   memo_hits_.assign(rs.databases.size(), 0);
+  memo_windows_.assign(rs.databases.size(), MemoWindow{});
   memo_preds_.reserve(256);
   return Status::ok();
 }
@@ -527,7 +528,15 @@ Status Matcher::Impl::scan(const Event& event) {
       database_epoch_[d] = epoch_;
       const uint32_t slot = rs.databases[d].field_slot;
       // The raw event (keywords) is new every time: never remembered.
-      if (!memo_.enabled() || slot == CompiledRules::kRawSlot) {
+      MemoWindow* window = nullptr;
+      if (memo_.enabled() && slot != CompiledRules::kRawSlot) {
+        window = &memo_windows_[d];
+        if (window->bypass > 0) {
+          --window->bypass;
+          window = nullptr;
+        }
+      }
+      if (window == nullptr) {
         const FieldValue& fv = field_of(slot);
         if (!fv.present()) continue;
         bool confirmed = true;
@@ -547,7 +556,13 @@ Status Matcher::Impl::scan(const Event& event) {
         hash = detail::ScanMemo::hash(memo_db, key);
         ++memo_lookups_[d];
         uint32_t count = 0;
-        if (const uint32_t* preds = memo_.find(memo_db, key, hash, count)) {
+        const uint32_t* preds = memo_.find(memo_db, key, hash, count);
+        window->hits += preds != nullptr;
+        if (++window->lookups == kMemoWindow) {
+          if (window->hits * kMemoMinHitShare < kMemoWindow) window->bypass = kMemoBypass;
+          window->lookups = window->hits = 0;
+        }
+        if (preds != nullptr) {
           ++memo_hits_[d];
           for (uint32_t i = 0; i < count; ++i) set_bit(preds[i]);
           continue;

@@ -1,5 +1,7 @@
 #include "scan_memo.h"
 
+// Inlined: a short value is hashed in a few nanoseconds, less than a call into the library.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
@@ -14,6 +16,8 @@ constexpr size_t kDoorkeeperBits = size_t{1} << 18;  // 32 KB
 // so a value never seen passes it by chance at most (1/8)^2 of the time.
 constexpr size_t kDoorkeeperWindow = size_t{1} << 14;
 constexpr size_t kMinBytes = size_t{64} << 10;
+constexpr size_t kFirstSlots = 1024;  // 32 KB
+constexpr size_t kFirstArena = size_t{32} << 10;
 
 }  // namespace
 
@@ -21,10 +25,11 @@ ScanMemo::ScanMemo(size_t bytes) {
   if (bytes < kMinBytes) return;
   // A quarter of the budget for the table (32-byte slots, at most half live), the rest for
   // the values and their predicates.
-  size_t slots = 1;
-  while (slots * 2 * sizeof(Slot) <= bytes / 4) slots *= 2;
-  slots_.assign(slots, Slot{});
-  arena_.resize(bytes - slots * sizeof(Slot));
+  max_slots_ = 1;
+  while (max_slots_ * 2 * sizeof(Slot) <= bytes / 4) max_slots_ *= 2;
+  max_arena_ = bytes - max_slots_ * sizeof(Slot);
+  slots_.assign(std::min(kFirstSlots, max_slots_), Slot{});
+  arena_.resize(std::min(kFirstArena, max_arena_));
   doorkeeper_.assign(kDoorkeeperBits / 64, 0);
 }
 
@@ -66,24 +71,56 @@ void ScanMemo::insert(uint32_t database, std::string_view value, uint64_t hash,
                       const uint32_t* preds, size_t count) {
   if (value.size() > kMaxValueBytes) return;
   const size_t need = ((value.size() + 3) & ~size_t{3}) + count * sizeof(uint32_t) + 4;
-  if (need > arena_.size() / 16) return;  // an entry that big would crowd out the rest
-  if (2 * (live_ + 1) > slots_.size() || arena_used_ + need > arena_.size()) reset();
+  if (need > max_arena_ / 16) return;  // an entry that big would crowd out the rest
+  while (2 * (live_ + 1) > slots_.size()) {
+    if (!grow_slots()) {
+      reset();
+      break;
+    }
+  }
+  while (arena_used_ + need > arena_.size()) {
+    if (!grow_arena()) {
+      reset();
+      break;
+    }
+  }
   const size_t key_offset = arena_used_;
   std::memcpy(arena_.data() + key_offset, value.data(), value.size());
   const size_t at = (key_offset + value.size() + 3) & ~size_t{3};
   if (count > 0) std::memcpy(arena_.data() + at, preds, count * sizeof(uint32_t));
   arena_used_ = at + count * sizeof(uint32_t);
-  const size_t mask = slots_.size() - 1;
-  size_t i = hash & mask;
-  while (slots_[i].generation == generation_) i = (i + 1) & mask;
-  Slot& s = slots_[i];
+  Slot s;
   s.hash = hash;
   s.generation = generation_;
   s.database = database;
   s.key_offset = static_cast<uint32_t>(key_offset);
   s.key_length = static_cast<uint32_t>(value.size());
   s.pred_count = static_cast<uint32_t>(count);
+  place(s);
   ++live_;
+}
+
+void ScanMemo::place(const Slot& slot) {
+  const size_t mask = slots_.size() - 1;
+  size_t i = slot.hash & mask;
+  while (slots_[i].generation == generation_) i = (i + 1) & mask;
+  slots_[i] = slot;
+}
+
+bool ScanMemo::grow_slots() {
+  if (slots_.size() >= max_slots_) return false;
+  std::vector<Slot> old(slots_.size() * 2, Slot{});
+  old.swap(slots_);
+  for (const Slot& s : old) {
+    if (s.generation == generation_) place(s);
+  }
+  return true;
+}
+
+bool ScanMemo::grow_arena() {
+  if (arena_.size() >= max_arena_) return false;
+  arena_.resize(std::min(arena_.size() * 2, max_arena_));
+  return true;
 }
 
 void ScanMemo::reset() {

@@ -11,8 +11,10 @@
 // - a value is admitted only on its second sighting within a recent window (a doorkeeper of
 //   two bits per value in a 32 KB filter, cleared after 16384 first sightings), so a flood of
 //   unique values costs a hash and a missed probe each, and does not push out what repeats;
-// - memory is bounded by the byte budget given at construction: when the table or the arena
-//   is full, everything is dropped at once (a generation), and what repeats comes back.
+// - memory is bounded by the byte budget given at construction: the table and the arena start
+//   small and double as values are admitted (a stream that repeats nothing keeps a table that
+//   stays in cache); once at the budget, when either is full, everything is dropped at once
+//   (a generation), and what repeats comes back.
 //
 // Not thread-safe: it belongs to its Matcher's worker.
 
@@ -48,6 +50,8 @@ class ScanMemo {
 
   uint64_t resets() const { return resets_; }
   size_t entries() const { return live_; }
+  // What the table and the arena hold now: within the budget.
+  size_t bytes_held() const { return slots_.size() * sizeof(Slot) + arena_.size(); }
 
  private:
   struct Slot {
@@ -60,8 +64,14 @@ class ScanMemo {
     uint32_t pad = 0;
   };
   void reset();
+  // Doubles the table (rehashing the live slots) or the arena, within the budget; false if at
+  // the budget already.
+  bool grow_slots();
+  bool grow_arena();
+  void place(const Slot& slot);
 
-  std::vector<Slot> slots_;  // a power of two in size, at most half live
+  size_t max_slots_ = 0, max_arena_ = 0;  // the budget's shares
+  std::vector<Slot> slots_;               // a power of two in size, at most half live
   std::vector<char> arena_;
   size_t arena_used_ = 0;
   size_t live_ = 0;

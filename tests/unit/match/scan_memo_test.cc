@@ -52,12 +52,16 @@ TEST(ScanMemo, KeysAreTheDatabaseAndTheWholeValue) {
 }
 
 TEST(ScanMemo, StaysInItsBudgetByDroppingEverything) {
-  ScanMemo memo(64 << 10);
+  ScanMemo memo(1 << 20);
   const uint32_t pred = 1;
+  const size_t first = memo.bytes_held();
+  EXPECT_LT(first, size_t{128} << 10);  // it starts small
   for (int i = 0; i < 20000; ++i) {
     const std::string v = "C:\\Users\\bob\\AppData\\Local\\Temp\\" + std::to_string(i) + ".tmp";
     memo.insert(0, v, ScanMemo::hash(0, v), &pred, 1);
+    ASSERT_LE(memo.bytes_held(), size_t{1} << 20);
   }
+  EXPECT_GT(memo.bytes_held(), first);  // grew to its budget
   EXPECT_GT(memo.resets(), 0u);
   EXPECT_GT(memo.entries(), 0u);
   const std::string last = "C:\\Users\\bob\\AppData\\Local\\Temp\\19999.tmp";
