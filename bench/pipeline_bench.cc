@@ -17,7 +17,13 @@
 //
 // Run: ./build/release/bench/vigil_pipeline_bench [--events N] [--partitions P]
 //      [--latency-seconds S] [--prefetch-kb K] [--latency-rate R | --find-sustained]
-//      [--retain all|matched|none]
+//      [--retain all|matched|none] [--otrf] [--memo-mb M]
+//
+// --otrf: the throughput rounds read the recorded lab intrusion of the shared corpus
+// (corpus/otrf, 41,954 Windows events of ~2.1 KB in recorded order; tests/support/otrf.h)
+// matched by the whole SigmaHQ tree (corpus/sigma_rules) under vigil-sensor.yml, instead of
+// the simulator's events and the default pack; no latency runs. --memo-mb: each worker's scan
+// memo (vigild's match.memo_mb; 0 turns it off).
 
 #include <fmt/format.h>
 #include <librdkafka/rdkafka.h>
@@ -39,6 +45,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include "support/corpus.h"
+#include "support/otrf.h"
 #include "vigil/core/allocator.h"
 #include "vigil/core/thread_name.h"
 #include "vigil/ingest/embedded_kafka.h"
@@ -96,6 +104,27 @@ void produce_all(const std::string& brokers, const std::string& topic, size_t n,
                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                              RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()),
                              RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(p, 10);
+    }
+  }
+  rd_kafka_flush(p, 60000);
+  rd_kafka_destroy(p);
+}
+
+// Produces `payloads` in order, as fast as the producer takes them, spread over the topic's
+// `partitions` in turn (the mock keeps ~5 MB per partition: the sticky partitioner's uneven
+// spread loses events of a large stream).
+void produce_payloads(const std::string& brokers, const std::string& topic, int partitions,
+                      const std::vector<std::string>& payloads) {
+  rd_kafka_t* p = make_producer(brokers);
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    const std::string& e = payloads[i];
+    while (rd_kafka_producev(
+               p, RD_KAFKA_V_TOPIC(topic.c_str()),
+               RD_KAFKA_V_PARTITION(static_cast<int32_t>(i % static_cast<size_t>(partitions))),
+               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+               RD_KAFKA_V_VALUE(const_cast<char*>(e.data()), e.size()),
+               RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(p, 10);
     }
   }
@@ -267,6 +296,17 @@ Rules default_rules() {
   return {*match::RuleSet::compile(parsed, *mapping, report)};
 }
 
+// The whole SigmaHQ tree of the shared corpus under vigil-sensor.yml (the OTRF stream's layout).
+Rules tree_rules() {
+  auto mapping =
+      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  match::CompileReport report;
+  auto parsed = match::load_rules({(test::corpus_dir() / "sigma_rules").string()}, report);
+  return {*match::RuleSet::compile(parsed, *mapping, report)};
+}
+
+size_t g_memo_bytes = match::MatcherOptions{}.memo_bytes;  // --memo-mb
+
 // A store in `dir` (emptied first) and a started Pipeline over it in its own group.
 struct Running {
   std::unique_ptr<store::Store> store;
@@ -297,6 +337,7 @@ Running start_pipeline(const std::string& brokers, const std::string& topic, con
   if (!g_prefetch_kb.empty())
     o.kafka_properties.emplace_back("queued.max.messages.kbytes", g_prefetch_kb);
   o.retain_events = g_retain;
+  o.memo_bytes = g_memo_bytes;
   auto p = ingest::Pipeline::create(o, rules.set, *r.store, metrics, SystemClock::instance());
   if (p && (*p)->start()) r.pipeline = std::move(*p);
   return r;
@@ -577,7 +618,15 @@ int main(int argc, char** argv) {
                "the latency at half of it");
   cli.add_flag("--latency-timeline", g_latency_timeline,
                "Print the slowest alert of every 250 ms of the latency runs (stderr)");
+  bool otrf = false;
+  cli.add_flag("--otrf", otrf,
+               "Throughput over the corpus' recorded intrusion with the whole SigmaHQ tree (no "
+               "latency runs)");
+  int memo_mb = static_cast<int>(g_memo_bytes >> 20);
+  cli.add_option("--memo-mb", memo_mb, "Each worker's scan memo in MiB (0: off)")
+      ->check(CLI::Range(0, 1024));
   CLI11_PARSE(cli, argc, argv);
+  g_memo_bytes = static_cast<size_t>(memo_mb) << 20;
   g_retain = *ingest::parse_event_retention(retain);
   spdlog::set_level(spdlog::level::warn);
 
@@ -589,8 +638,23 @@ int main(int argc, char** argv) {
   const std::string brokers = (*kafka)->bootstrap_servers();
   const fs::path tmp =
       fs::temp_directory_path() / ("vigil-pipeline-bench-" + std::to_string(getpid()));
-  const Rules rules = default_rules();
-  produce_all(brokers, "bench", events, 1);
+  const Rules rules = otrf ? tree_rules() : default_rules();
+  double event_bytes = 560;
+  if (otrf) {
+    const std::vector<std::string> stream = test::otrf_events(test::corpus_dir());
+    if (stream.empty()) {
+      std::fprintf(stderr, "no OTRF events under %s\n",
+                   (test::corpus_dir() / "otrf").string().c_str());
+      return 1;
+    }
+    events = stream.size();
+    size_t total = 0;
+    for (const auto& e : stream) total += e.size();
+    event_bytes = static_cast<double>(total) / static_cast<double>(events);
+    produce_payloads(brokers, "bench", partitions, stream);
+  } else {
+    produce_all(brokers, "bench", events, 1);
+  }
 
   // Bare consumer before and after the pipelines (the broker's state changes little, but the
   // machine's does): the better of the two is the round's reference. --rounds N repeats the
@@ -602,8 +666,11 @@ int main(int argc, char** argv) {
   // steady: events/s once the first batch was delivered (see Throughput).
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   std::printf(
-      "events: %zu (~%.0f B each), partitions: %d, rules: %zu (default pack), allocator: %s\n",
-      events, 560.0, partitions, rules.set->rules().size(), tunables ? tunables : "glibc defaults");
+      "events: %zu (~%.0f B each%s), partitions: %d, rules: %zu (%s), memo: %zu MiB per worker, "
+      "allocator: %s\n",
+      events, event_bytes, otrf ? ", the OTRF stream" : "", partitions, rules.set->rules().size(),
+      otrf ? "the SigmaHQ tree" : "default pack", g_memo_bytes >> 20,
+      tunables ? tunables : "glibc defaults");
   std::vector<double> two_ratios, one_ratios, max_rates, scalings;
   for (int round = 0; round < rounds; ++round) {
     const std::string suffix = rounds > 1 ? "-r" + std::to_string(round) : "";
@@ -651,6 +718,10 @@ int main(int argc, char** argv) {
   // a quarter of the maximum measured without it.
   // --latency-rate R: one run at R events/s instead, to compare builds at the same load.
   const double max_rate = median(max_rates);
+  if (otrf) {
+    fs::remove_all(tmp);
+    return 0;
+  }
   int run = 0;
   auto latency_at = [&](double rate, const char* what) -> std::optional<Latency> {
     const std::string topic = "latency-" + std::to_string(run++);

@@ -150,6 +150,7 @@ Status Matcher::Impl::init() {
   active_group_.assign(rs.groups.size(), 0);
   active_groups_.reserve(rs.groups.size());
   where_value_.assign(rs.where_fields.size(), -1);
+  last_where_.assign(rs.where_fields.size(), LastWhere{});
   database_epoch_.assign(rs.databases.size(), 0);
   rule_epoch_.assign(rs.compiled.size(), 0);
   candidates_.ids.resize(rs.compiled.size());
@@ -468,22 +469,35 @@ bool Matcher::Impl::begin(const Event& event) {
   event_ = &event;
   raw_ = FieldValue{ValueType::kObject, event.raw()};
 
+  bool same_where = logsources_known_;
   for (size_t w = 0; w < rs.where_fields.size(); ++w) {
     const CompiledRules::WhereField& where = rs.where_fields[w];
     const FieldValue& fv = event.field(where.slot);
     int32_t id = -1;
     if (fv.present() && fv.text.size() <= where.longest) {
-      where_key_.resize(fv.text.size());
-      std::transform(fv.text.begin(), fv.text.end(), where_key_.begin(),
-                     [](char c) { return ascii_lower(c); });
-      if (auto it = where.ids.find(where_key_); it != where.ids.end()) id = it->second;
+      LastWhere& last = last_where_[w];
+      if (last.set && last.text == fv.text) {
+        id = last.id;
+      } else {
+        where_key_.resize(fv.text.size());
+        std::transform(fv.text.begin(), fv.text.end(), where_key_.begin(),
+                       [](char c) { return ascii_lower(c); });
+        if (auto it = where.ids.find(where_key_); it != where.ids.end()) id = it->second;
+        last.text.assign(fv.text);  // at most `longest` bytes: no growth once warm
+        last.id = id;
+        last.set = true;
+      }
     }
+    same_where = same_where && where_value_[w] == id;
     where_value_[w] = id;
   }
-  for (const uint32_t ls : active_logsources_) active_logsource_[ls] = 0;
-  active_logsources_.clear();
   for (const uint32_t g : active_groups_) active_group_[g] = 0;
   active_groups_.clear();
+  // The same where values as the last event: the same logsources.
+  if (same_where) return !active_logsources_.empty();
+  logsources_known_ = true;
+  for (const uint32_t ls : active_logsources_) active_logsource_[ls] = 0;
+  active_logsources_.clear();
   auto activate = [&](uint32_t ls) {
     const auto& where = rs.logsources[ls].where;
     for (size_t k = 1; k < where.size(); ++k) {

@@ -120,7 +120,17 @@ class Matcher::Impl {
   std::vector<uint8_t> active_group_;
   std::vector<int32_t> where_value_;  // per where field: the event's value id, or -1
   std::string where_key_;             // the value being looked up, lowercased
-  size_t scan_length_ = 0;            // of the text being scanned, for end anchors
+  // Per where field, the text of the last value looked up (as the event has it) and its id:
+  // events of one kind come in runs, so the next one most often has the same.
+  struct LastWhere {
+    std::string text;
+    int32_t id = -1;
+    bool set = false;
+  };
+  std::vector<LastWhere> last_where_;
+  // Whether active_logsources_ is that of where_value_ (false until the first event).
+  bool logsources_known_ = false;
+  size_t scan_length_ = 0;  // of the text being scanned, for end anchors
   std::vector<uint32_t> database_epoch_;
   std::vector<uint8_t> bits_;
   // Ids listed at most once each per event (a flag or epoch guards the push), in room made
