@@ -42,6 +42,9 @@ test: deps
 # ASan + UBSan over every suite but the three-replica cluster e2e (ClusterTest, ClusterContentTest:
 # three sanitized daemons on two cores, serial, about 5 of CI's minutes); the code they drive runs
 # under ASan in alert_mirror_, content_sync_ and repartition_integration_test and the one-replica e2e.
+# Nor the OTRF differential (the whole tree's reference matcher over 41,954 events): the scan memo
+# and the deferred escapes it checks run under ASan in differential_test, match_test's ScanMemo
+# tests and the event parser fuzz target.
 test-asan: deps
 	cmake --preset asan >/dev/null
 	cmake --build --preset asan -j $(JOBS)
