@@ -134,5 +134,55 @@ detection:
   EXPECT_TRUE(stats.empty());
 }
 
+// A field whose values never repeat is looked up for one window of 256 values, then scanned
+// without the memo for the next 4,096, then measured again; the answers stay the same.
+TEST(ScanMemo, AFieldWhoseValuesNeverRepeatSkipsTheMemo) {
+  auto rule = parse_sigma(R"(title: t
+id: 22222222-2222-2222-2222-222222222222
+logsource: {category: process_creation, product: windows}
+detection:
+  a: {CommandLine|contains: 'comsvcs'}
+  condition: a
+)",
+                          "t.yml");
+  ASSERT_TRUE(rule) << rule.status().to_string();
+  auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  ASSERT_TRUE(mapping);
+  CompileReport report;
+  auto rs = RuleSet::compile({*rule}, *mapping, report);
+  ASSERT_TRUE(rs) << rs.status().to_string();
+  MatcherOptions off;
+  off.memo_bytes = 0;
+  auto on = std::move(*Matcher::create(*rs));
+  auto without = std::move(*Matcher::create(*rs, off));
+  EventParser parser;
+  Event event;
+  auto lookups = [&] {
+    std::vector<MemoFieldStats> stats;
+    on->memo_stats(stats);
+    uint64_t n = 0;
+    for (const auto& s : stats) n += s.lookups;
+    return n;
+  };
+  size_t fired = 0;
+  for (int i = 0; i < 256 + 4096 + 10; ++i) {
+    const std::string e = R"({"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational",)"
+                          R"("CommandLine":"rundll32 )" +
+                          std::string(i % 3 == 0 ? "comsvcs" : "shell32") + ".dll #" +
+                          std::to_string(i) + "\"}";
+    ASSERT_EQ(parser.parse(e, (*rs)->fields(), event), ParseError::kNone) << e;
+    std::vector<uint32_t> a, b;
+    ASSERT_TRUE(on->match(event, a).is_ok());
+    ASSERT_TRUE(without->match(event, b).is_ok());
+    ASSERT_EQ(a, b) << e;
+    fired += a.size();
+    if (i == 255 || i == 256 + 4095) {
+      EXPECT_EQ(lookups(), 256u) << "after " << i + 1 << " values";
+    }
+  }
+  EXPECT_EQ(lookups(), 256u + 10u);  // measured again after the 4,096 skipped
+  EXPECT_EQ(fired, (256u + 4096u + 10u + 2u) / 3u);
+}
+
 }  // namespace
 }  // namespace vigil::match
