@@ -91,6 +91,16 @@ rd_kafka_t* make_producer(const std::string& brokers) {
   return rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
 }
 
+// Produces one message, waiting while the producer's queue is full.
+void produce(rd_kafka_t* p, const std::string& topic, int32_t partition, std::string_view value) {
+  while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                           RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                           RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    rd_kafka_poll(p, 10);
+  }
+}
+
 // Produces `n` simulator events as fast as the producer takes them.
 void produce_all(const std::string& brokers, const std::string& topic, size_t n, uint64_t seed) {
   rd_kafka_t* p = make_producer(brokers);
@@ -100,12 +110,7 @@ void produce_all(const std::string& brokers, const std::string& topic, size_t n,
   for (size_t i = 0; i < n; ++i) {
     sim.next(ev);
     clock.advance_ms(1);
-    while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()),
-                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                             RD_KAFKA_V_VALUE(ev.json.data(), ev.json.size()),
-                             RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      rd_kafka_poll(p, 10);
-    }
+    produce(p, topic, RD_KAFKA_PARTITION_UA, ev.json);
   }
   rd_kafka_flush(p, 60000);
   rd_kafka_destroy(p);
@@ -117,17 +122,8 @@ void produce_all(const std::string& brokers, const std::string& topic, size_t n,
 void produce_payloads(const std::string& brokers, const std::string& topic, int partitions,
                       const std::vector<std::string>& payloads) {
   rd_kafka_t* p = make_producer(brokers);
-  for (size_t i = 0; i < payloads.size(); ++i) {
-    const std::string& e = payloads[i];
-    while (rd_kafka_producev(
-               p, RD_KAFKA_V_TOPIC(topic.c_str()),
-               RD_KAFKA_V_PARTITION(static_cast<int32_t>(i % static_cast<size_t>(partitions))),
-               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-               RD_KAFKA_V_VALUE(const_cast<char*>(e.data()), e.size()),
-               RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      rd_kafka_poll(p, 10);
-    }
-  }
+  for (size_t i = 0; i < payloads.size(); ++i)
+    produce(p, topic, static_cast<int32_t>(i % static_cast<size_t>(partitions)), payloads[i]);
   rd_kafka_flush(p, 60000);
   rd_kafka_destroy(p);
 }
@@ -288,20 +284,13 @@ struct Rules {
   std::shared_ptr<const match::RuleSet> set;
 };
 
-Rules default_rules() {
+// The rules under `dir` compiled under vigil-sensor.yml: the default pack, or the whole SigmaHQ
+// tree of the shared corpus (the OTRF stream's layout).
+Rules compile_rules(const std::string& dir) {
   auto mapping =
       match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
   match::CompileReport report;
-  auto parsed = match::load_rules({VIGIL_SOURCE_DIR "/rules/sigma"}, report);
-  return {*match::RuleSet::compile(parsed, *mapping, report)};
-}
-
-// The whole SigmaHQ tree of the shared corpus under vigil-sensor.yml (the OTRF stream's layout).
-Rules tree_rules() {
-  auto mapping =
-      match::FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
-  match::CompileReport report;
-  auto parsed = match::load_rules({(test::corpus_dir() / "sigma_rules").string()}, report);
+  auto parsed = match::load_rules({dir}, report);
   return {*match::RuleSet::compile(parsed, *mapping, report)};
 }
 
@@ -638,7 +627,8 @@ int main(int argc, char** argv) {
   const std::string brokers = (*kafka)->bootstrap_servers();
   const fs::path tmp =
       fs::temp_directory_path() / ("vigil-pipeline-bench-" + std::to_string(getpid()));
-  const Rules rules = otrf ? tree_rules() : default_rules();
+  const Rules rules = compile_rules(otrf ? (test::corpus_dir() / "sigma_rules").string()
+                                         : std::string(VIGIL_SOURCE_DIR "/rules/sigma"));
   double event_bytes = 560;
   if (otrf) {
     const std::vector<std::string> stream = test::otrf_events(test::corpus_dir());

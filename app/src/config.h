@@ -101,6 +101,7 @@
 #include <vector>
 
 #include "vigil/core/status.h"
+#include "vigil/match/matcher.h"
 #include "vigil/match/selection.h"
 #include "vigil/output/outputs.h"
 
@@ -134,7 +135,7 @@ struct Config {
   size_t batch_max_messages = 2000;
   int batch_max_ms = 50;
   size_t max_event_bytes = 1 << 20;
-  size_t match_memo_bytes = size_t{4} << 20;
+  size_t match_memo_bytes = match::MatcherOptions{}.memo_bytes;
   int embedded_partitions = 8;
   double simulator_rate = 500;
   int simulator_hosts = 300;

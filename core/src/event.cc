@@ -457,7 +457,7 @@ void Event::unescape(FieldValue& v) const {
     }
     std::memcpy(o, p, static_cast<size_t>(bs - p));
     o += bs - p;
-    switch (bs[1]) {  // the parse let only these through (escaped_string_length)
+    switch (bs[1]) {  // the parse let only these through (classify_escapes)
       case 'b':
         *o++ = '\b';
         break;

@@ -157,9 +157,7 @@ Status Matcher::Impl::init() {
   failed_epoch_.assign(rs.compiled.size(), 0);
   failed_rules_.reserve(rs.compiled.size());
   failed_preds_.reserve(rs.predicate_count);
-  memo_lookups_.assign(rs.databases.size(), 0);
-  memo_hits_.assign(rs.databases.size(), 0);
-  memo_windows_.assign(rs.databases.size(), MemoWindow{});
+  memo_counts_.assign(rs.databases.size(), MemoCounts{});
   memo_preds_.reserve(256);
   return Status::ok();
 }
@@ -167,13 +165,14 @@ Status Matcher::Impl::init() {
 void Matcher::Impl::memo_stats(std::vector<MemoFieldStats>& out) const {
   out.clear();
   for (size_t d = 0; d < c_.databases.size(); ++d) {
-    if (memo_lookups_[d] == 0) continue;
+    const MemoCounts& counts = memo_counts_[d];
+    if (counts.lookups == 0) continue;
     const uint32_t slot = c_.databases[d].field_slot;
     auto it = std::find_if(out.begin(), out.end(),
                            [&](const MemoFieldStats& s) { return s.slot == slot; });
     if (it == out.end()) it = out.insert(out.end(), MemoFieldStats{slot, 0, 0});
-    it->lookups += memo_lookups_[d];
-    it->hits += memo_hits_[d];
+    it->lookups += counts.lookups;
+    it->hits += counts.hits;
   }
   std::sort(out.begin(), out.end(),
             [](const MemoFieldStats& a, const MemoFieldStats& b) { return a.slot < b.slot; });
@@ -542,15 +541,15 @@ Status Matcher::Impl::scan(const Event& event) {
       database_epoch_[d] = epoch_;
       const uint32_t slot = rs.databases[d].field_slot;
       // The raw event (keywords) is new every time: never remembered.
-      MemoWindow* window = nullptr;
+      MemoCounts* counts = nullptr;
       if (memo_.enabled() && slot != CompiledRules::kRawSlot) {
-        window = &memo_windows_[d];
-        if (window->bypass > 0) {
-          --window->bypass;
-          window = nullptr;
+        counts = &memo_counts_[d];
+        if (counts->bypass > 0) {
+          --counts->bypass;
+          counts = nullptr;
         }
       }
-      if (window == nullptr) {
+      if (counts == nullptr) {
         const FieldValue& fv = field_of(slot);
         if (!fv.present()) continue;
         bool confirmed = true;
@@ -568,16 +567,16 @@ Status Matcher::Impl::scan(const Event& event) {
       bool remember = false;
       if (key.size() <= detail::ScanMemo::kMaxValueBytes) {
         hash = detail::ScanMemo::hash(memo_db, key);
-        ++memo_lookups_[d];
         uint32_t count = 0;
         const uint32_t* preds = memo_.find(memo_db, key, hash, count);
-        window->hits += preds != nullptr;
-        if (++window->lookups == kMemoWindow) {
-          if (window->hits * kMemoMinHitShare < kMemoWindow) window->bypass = kMemoBypass;
-          window->lookups = window->hits = 0;
+        ++counts->lookups;
+        counts->hits += preds != nullptr;
+        counts->window_hits += preds != nullptr;
+        if (++counts->window_lookups == kMemoWindow) {
+          if (counts->window_hits * kMemoMinHitShare < kMemoWindow) counts->bypass = kMemoBypass;
+          counts->window_lookups = counts->window_hits = 0;
         }
         if (preds != nullptr) {
-          ++memo_hits_[d];
           for (uint32_t i = 0; i < count; ++i) set_bit(preds[i]);
           continue;
         }

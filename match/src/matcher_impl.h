@@ -171,19 +171,20 @@ class Matcher::Impl {
   std::string lower_;                // lowercased field values of this event
   std::vector<uint64_t> pair_bits_;  // per lazy field: the PairFilter of its value
   size_t lazy_scan_length_ = 0;      // of the field a lazy database scans, for end anchors
-  // Remembered scan results (scan_memo.h) and, per database, the lookups and hits.
+  // Remembered scan results (scan_memo.h).
   detail::ScanMemo memo_;
-  std::vector<uint64_t> memo_lookups_, memo_hits_;
-  // Per database, whether the memo pays: over a window of kMemoWindow lookups, fewer than one
-  // in kMemoMinHitShare found means its values rarely repeat (registry keys, command lines;
-  // an attacker's flood of new values), and the next kMemoBypass values of that database are
-  // scanned without hashing or looking them up; then another window is measured.
+  // Per database: its lookups and hits since the matcher was made (memo_stats()), and whether
+  // the memo pays: over a window of kMemoWindow lookups, fewer than one in kMemoMinHitShare
+  // found means its values rarely repeat (registry keys, command lines; an attacker's flood of
+  // new values), and the next kMemoBypass values of that database are scanned without hashing
+  // or looking them up; then another window is measured.
   static constexpr uint32_t kMemoWindow = 256, kMemoMinHitShare = 8, kMemoBypass = 4096;
-  struct MemoWindow {
-    uint32_t lookups = 0, hits = 0;
+  struct MemoCounts {
+    uint64_t lookups = 0, hits = 0;
+    uint32_t window_lookups = 0, window_hits = 0;
     uint32_t bypass = 0;  // values left to scan without the memo
   };
-  std::vector<MemoWindow> memo_windows_;
+  std::vector<MemoCounts> memo_counts_;
   bool recording_ = false;            // whether the current scan lists what it sets
   std::vector<uint32_t> memo_preds_;  // what it set
 };

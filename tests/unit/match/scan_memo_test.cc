@@ -84,8 +84,33 @@ TEST(ScanMemo, AFloodOfUniqueValuesIsAlmostNeverAdmitted) {
   EXPECT_LT(admitted, 200000u / 50);  // under 2%
 }
 
+// One rule under vigil-sensor.yml, with a matcher that has the memo (the default) and one that
+// has not.
+struct TwoMatchers {
+  std::shared_ptr<const RuleSet> rules;
+  std::unique_ptr<Matcher> on, off;
+};
+TwoMatchers two_matchers(const std::string& rule_yaml) {
+  TwoMatchers t;
+  auto rule = parse_sigma(rule_yaml, "t.yml");
+  EXPECT_TRUE(rule) << rule.status().to_string();
+  auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
+  EXPECT_TRUE(mapping);
+  if (!rule || !mapping) return t;
+  CompileReport report;
+  auto rs = RuleSet::compile({*rule}, *mapping, report);
+  EXPECT_TRUE(rs) << rs.status().to_string();
+  if (!rs) return t;
+  t.rules = *rs;
+  MatcherOptions off;
+  off.memo_bytes = 0;
+  t.on = std::move(*Matcher::create(t.rules));
+  t.off = std::move(*Matcher::create(t.rules, off));
+  return t;
+}
+
 TEST(ScanMemo, AMatcherGivesTheSameAnswersWithAndWithoutIt) {
-  auto rule = parse_sigma(R"(title: t
+  TwoMatchers t = two_matchers(R"(title: t
 id: 11111111-1111-1111-1111-111111111111
 logsource: {category: process_creation, product: windows}
 detection:
@@ -93,18 +118,11 @@ detection:
   b: {CommandLine|re: 'comsvcs(\.dll)?,\s*(MiniDump|#24)'}
   c: {CommandLine|contains: 'full'}
   condition: a and (b or c)
-)",
-                          "t.yml");
-  ASSERT_TRUE(rule) << rule.status().to_string();
-  auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
-  ASSERT_TRUE(mapping);
-  CompileReport report;
-  auto rs = RuleSet::compile({*rule}, *mapping, report);
-  ASSERT_TRUE(rs) << rs.status().to_string();
-  MatcherOptions off;
-  off.memo_bytes = 0;
-  auto on = std::move(*Matcher::create(*rs));
-  auto without = std::move(*Matcher::create(*rs, off));
+)");
+  ASSERT_TRUE(t.on && t.off);
+  const auto& rs = t.rules;
+  auto& on = t.on;
+  auto& without = t.off;
   const std::vector<std::string> events = {
       R"({"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\rundll32.exe","CommandLine":"rundll32 comsvcs.dll, MiniDump 624 x full"})",
       R"({"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\rundll32.exe","CommandLine":"rundll32 shell32.dll,Control_RunDLL"})",
@@ -115,7 +133,7 @@ detection:
   size_t fired = 0;
   for (int pass = 0; pass < 4; ++pass) {  // the first sighting, the admission, then hits
     for (const auto& e : events) {
-      ASSERT_EQ(parser.parse(e, (*rs)->fields(), event), ParseError::kNone);
+      ASSERT_EQ(parser.parse(e, rs->fields(), event), ParseError::kNone);
       std::vector<uint32_t> a, b;
       ASSERT_TRUE(on->match(event, a).is_ok());
       ASSERT_TRUE(without->match(event, b).is_ok());
@@ -137,24 +155,17 @@ detection:
 // A field whose values never repeat is looked up for one window of 256 values, then scanned
 // without the memo for the next 4,096, then measured again; the answers stay the same.
 TEST(ScanMemo, AFieldWhoseValuesNeverRepeatSkipsTheMemo) {
-  auto rule = parse_sigma(R"(title: t
+  TwoMatchers t = two_matchers(R"(title: t
 id: 22222222-2222-2222-2222-222222222222
 logsource: {category: process_creation, product: windows}
 detection:
   a: {CommandLine|contains: 'comsvcs'}
   condition: a
-)",
-                          "t.yml");
-  ASSERT_TRUE(rule) << rule.status().to_string();
-  auto mapping = FieldMapping::load_file(VIGIL_SOURCE_DIR "/rules/mappings/vigil-sensor.yml");
-  ASSERT_TRUE(mapping);
-  CompileReport report;
-  auto rs = RuleSet::compile({*rule}, *mapping, report);
-  ASSERT_TRUE(rs) << rs.status().to_string();
-  MatcherOptions off;
-  off.memo_bytes = 0;
-  auto on = std::move(*Matcher::create(*rs));
-  auto without = std::move(*Matcher::create(*rs, off));
+)");
+  ASSERT_TRUE(t.on && t.off);
+  const auto& rs = t.rules;
+  auto& on = t.on;
+  auto& without = t.off;
   EventParser parser;
   Event event;
   auto lookups = [&] {
@@ -170,7 +181,7 @@ detection:
                           R"("CommandLine":"rundll32 )" +
                           std::string(i % 3 == 0 ? "comsvcs" : "shell32") + ".dll #" +
                           std::to_string(i) + "\"}";
-    ASSERT_EQ(parser.parse(e, (*rs)->fields(), event), ParseError::kNone) << e;
+    ASSERT_EQ(parser.parse(e, rs->fields(), event), ParseError::kNone) << e;
     std::vector<uint32_t> a, b;
     ASSERT_TRUE(on->match(event, a).is_ok());
     ASSERT_TRUE(without->match(event, b).is_ok());
